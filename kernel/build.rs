@@ -1,0 +1,20 @@
+//! Links the bare-metal kernel with its linker script and defmt's table
+//! script. Host builds (unit tests) need neither.
+
+fn main() {
+    println!("cargo:rerun-if-changed=linker.ld");
+    println!("cargo:rerun-if-changed=build.rs");
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os != "none" {
+        return;
+    }
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    // An absolute path: the linker runs in another directory.
+    println!("cargo:rustc-link-arg-bins=-T{manifest_dir}/linker.ld");
+    // defmt's interned format strings go into the `.defmt` section, which
+    // the host decodes from the ELF; defmt's build script puts defmt.x on
+    // the library search path.
+    println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
+    println!("cargo:rustc-link-arg-bins=--no-pie");
+}

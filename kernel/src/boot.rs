@@ -1,0 +1,180 @@
+//! `kernel_entry`: from the boot stub's jump into Rust to the end of boot.
+//!
+//! Order matters: the console first (so that everything after can speak),
+//! then the GDT and IDT (so that every fault after this point is reported),
+//! then the identity map goes, and only then is untrusted-by-design firmware
+//! data (the boot information) parsed.
+
+use bulkhead_kernel::boot_info::{self, BootInfo, MemoryKind, Protocol};
+use bulkhead_kernel::cmdline::Cmdline;
+use bulkhead_kernel::frame_allocator::FrameAllocator;
+use bulkhead_kernel::memory::{PhysAddr, PhysRange};
+
+use crate::arch::exit::{ExitStatus, stop};
+use crate::arch::{cpu, exit, gdt, idt, paging, serial};
+
+unsafe extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+}
+
+/// The physical range of the kernel image, `.bss` included.
+fn kernel_image_range() -> PhysRange {
+    // The linker defines both symbols as absolute physical addresses;
+    // taking their address reads nothing.
+    let start = core::ptr::addr_of!(__kernel_phys_start) as u64;
+    let end = core::ptr::addr_of!(__kernel_phys_end) as u64;
+    PhysRange::new(PhysAddr::new(start), PhysAddr::new(end))
+}
+
+/// The kernel's first Rust code, called by the boot stub on the boot stack
+/// with the multiboot magic and the physical address of the boot info.
+#[unsafe(no_mangle)]
+pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) -> ! {
+    serial::init();
+    // SAFETY: first and only call, on the boot CPU, interrupts off.
+    unsafe { gdt::init() };
+    // SAFETY: as above, and after `gdt::init`.
+    unsafe { idt::init() };
+    // SAFETY: we run in the higher half and keep no lower-half pointer:
+    // the boot information is read through the boot window below.
+    unsafe { paging::remove_identity_map() };
+
+    let tsc_at_banner = cpu::read_tsc();
+    let cpu = cpu::summary();
+    println!(
+        "Bulkhead {} kernel, {} build, on {} {}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        cpu.vendor,
+        cpu.brand
+    );
+    let virtualisation = match (cpu.vtx, cpu.svm, cpu.npt) {
+        (true, _, _) => "vtx (Intel VT-x)",
+        (false, true, true) => "svm (AMD SVM with nested paging)",
+        (false, true, false) => "svm without nested paging: guests unsupported",
+        (false, false, _) => "none: guests unsupported",
+    };
+    println!("boot: virtualisation extensions: {virtualisation}");
+    println!("boot: tsc at kernel entry {}, at banner {}", crate::arch::boot::tsc_at_entry(), tsc_at_banner);
+
+    let window = paging::BootWindow;
+    let boot_info = match boot_info::parse(loader_magic, PhysAddr::new(u64::from(boot_info_phys)), &window) {
+        Ok(info) => info,
+        Err(error) => {
+            println!("boot: cannot read the boot information: {error}");
+            stop(ExitStatus::Failure)
+        }
+    };
+    let cmdline = Cmdline::new(boot_info.cmdline);
+    if cmdline.get("exit") == Some("emulator") {
+        exit::enable_emulator_exit();
+    }
+    let protocol = match boot_info.protocol {
+        Protocol::Multiboot1 => "multiboot1",
+        Protocol::Multiboot2 => "multiboot2",
+    };
+    println!(
+        "boot: loaded by {} via {protocol}, command line \"{}\"",
+        boot_info.bootloader_name.unwrap_or("an unnamed loader"),
+        boot_info.cmdline
+    );
+
+    log_memory_map(&boot_info);
+    let allocator = build_frame_allocator(&boot_info);
+    check_frame_allocator(allocator);
+
+    #[cfg(feature = "fault-injection")]
+    crate::fault_injection::run(&cmdline);
+    #[cfg(not(feature = "fault-injection"))]
+    if let Some(fault) = cmdline.get("inject") {
+        println!("boot: ignoring inject={fault}: this kernel was built without fault injection");
+    }
+
+    defmt::info!("boot complete: nothing to run yet");
+    stop(ExitStatus::Success)
+}
+
+fn memory_kind_name(kind: MemoryKind) -> &'static str {
+    match kind {
+        MemoryKind::Available => "available",
+        MemoryKind::Reserved => "reserved",
+        MemoryKind::AcpiReclaimable => "ACPI reclaimable",
+        MemoryKind::AcpiNvs => "ACPI NVS",
+        MemoryKind::Defective => "defective",
+    }
+}
+
+fn log_memory_map(boot_info: &BootInfo<'_>) {
+    for region in &boot_info.memory_map {
+        defmt::info!(
+            "memory: [{=u64:#011x}, {=u64:#011x}) {=str}",
+            region.range.start.as_u64(),
+            region.range.end.as_u64(),
+            memory_kind_name(region.kind)
+        );
+    }
+    let summary = boot_info.summary();
+    defmt::info!(
+        "memory map: {=u64} MiB available in {=usize} regions, {=usize} other regions, {=usize} modules",
+        summary.available_bytes >> 20,
+        summary.available_region_count,
+        summary.other_region_count,
+        summary.module_count
+    );
+    for module in &boot_info.modules {
+        defmt::info!(
+            "module: [{=u64:#x}, {=u64:#x}) {=str}",
+            module.range.start.as_u64(),
+            module.range.end.as_u64(),
+            module.cmdline
+        );
+    }
+}
+
+fn build_frame_allocator(boot_info: &BootInfo<'_>) -> FrameAllocator {
+    let mut reserved: heapless::Vec<PhysRange, { boot_info::MAX_MODULES + 2 }> = heapless::Vec::new();
+    let kernel = kernel_image_range();
+    // Capacity covers the kernel, the info structure and every module.
+    let _ = reserved.push(kernel);
+    for range in boot_info.occupied_ranges() {
+        let _ = reserved.push(range);
+    }
+    let allocator = FrameAllocator::new(&boot_info.memory_map, &reserved);
+    defmt::info!(
+        "frames: {=u64} free 4 KiB frames ({=u64} MiB) in {=usize} ranges; kernel image [{=u64:#x}, {=u64:#x}) reserved",
+        allocator.free_frame_count(),
+        allocator.free_frame_count() >> 8,
+        allocator.free_ranges().len(),
+        kernel.start.as_u64(),
+        kernel.end.as_u64()
+    );
+    allocator
+}
+
+/// Takes a few frames and gives them back, checking that none of them is
+/// part of the kernel image: a boot-time self-test of the allocator against
+/// the real memory map (the host tests cover the logic exhaustively).
+fn check_frame_allocator(mut allocator: FrameAllocator) {
+    const SAMPLE: usize = 64;
+    let before = allocator.free_frame_count();
+    let kernel = kernel_image_range();
+    let mut taken: heapless::Vec<_, SAMPLE> = heapless::Vec::new();
+    while taken.len() < SAMPLE {
+        let Some(frame) = allocator.allocate() else { break };
+        if frame.range().overlaps(&kernel) {
+            panic!("frame allocator handed out {:#x}, inside the kernel image", frame.start().as_u64());
+        }
+        let _ = taken.push(frame);
+    }
+    let count = taken.len();
+    for frame in taken {
+        if let Err(error) = allocator.free(frame) {
+            panic!("frame allocator refused a frame it handed out: {error:?}");
+        }
+    }
+    if allocator.free_frame_count() != before {
+        panic!("frame allocator lost frames: {before} before, {} after", allocator.free_frame_count());
+    }
+    defmt::info!("frames: allocated and freed {=usize} frames, none inside the kernel image", count);
+}

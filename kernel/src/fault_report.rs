@@ -1,0 +1,181 @@
+//! Readable reports for the two ways the kernel can die, exceptions and
+//! panics, printed on the plain-text path (no host tool needed to read
+//! them) and followed by a clean stop: never a hang, never a reboot.
+//!
+//! The backtrace follows the frame-pointer chain (the kernel is built with
+//! `-C force-frame-pointers=yes`). Each frame is read only after checking
+//! that it lies inside one of the kernel's stacks, so a corrupt RBP ends
+//! the walk instead of faulting again. The host CLI adds function names and
+//! source lines to the addresses (src/symbolize.rs).
+
+use core::ops::Range;
+
+use crate::arch::exit::{ExitStatus, stop};
+use crate::arch::idt::TrapFrame;
+use crate::arch::{boot, cpu, gdt};
+
+/// The deepest backtrace printed.
+const MAX_FRAMES: usize = 32;
+
+/// The CPU's names for its exception vectors (Intel SDM Vol. 3A, table 6-1).
+fn exception_name(vector: u64) -> (&'static str, &'static str) {
+    match vector {
+        0 => ("divide error", "#DE"),
+        1 => ("debug", "#DB"),
+        2 => ("non-maskable interrupt", "NMI"),
+        3 => ("breakpoint", "#BP"),
+        4 => ("overflow", "#OF"),
+        5 => ("bound range exceeded", "#BR"),
+        6 => ("invalid opcode", "#UD"),
+        7 => ("device not available", "#NM"),
+        8 => ("double fault", "#DF"),
+        9 => ("coprocessor segment overrun", "#MF9"),
+        10 => ("invalid TSS", "#TS"),
+        11 => ("segment not present", "#NP"),
+        12 => ("stack-segment fault", "#SS"),
+        13 => ("general-protection fault", "#GP"),
+        14 => ("page fault", "#PF"),
+        16 => ("x87 floating-point error", "#MF"),
+        17 => ("alignment check", "#AC"),
+        18 => ("machine check", "#MC"),
+        19 => ("SIMD floating-point exception", "#XM"),
+        20 => ("virtualization exception", "#VE"),
+        21 => ("control protection exception", "#CP"),
+        28 => ("hypervisor injection exception", "#HV"),
+        29 => ("VMM communication exception", "#VC"),
+        30 => ("security exception", "#SX"),
+        _ => ("reserved vector", "?"),
+    }
+}
+
+/// Prints what a page-fault error code means (Intel SDM Vol. 3A, 4.7).
+fn describe_page_fault(error_code: u64) {
+    let present = if error_code & 1 != 0 { "protection violation" } else { "not present" };
+    let access = if error_code & (1 << 4) != 0 {
+        "instruction fetch"
+    } else if error_code & 2 != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let mode = if error_code & 4 != 0 { "user" } else { "supervisor" };
+    let reserved = if error_code & 8 != 0 { ", reserved bit set" } else { "" };
+    println!("    page fault: {present}, {access}, {mode} mode{reserved}");
+}
+
+/// Prints the report for an exception taken in the kernel and stops.
+pub(crate) fn report_exception_and_stop(frame: &TrapFrame) -> ! {
+    let (name, mnemonic) = exception_name(frame.vector);
+    println!();
+    println!("!!! kernel exception: {name} ({mnemonic}, vector {})", frame.vector);
+    println!("    error code {:#x}", frame.error_code);
+    if frame.vector == 14 {
+        describe_page_fault(frame.error_code);
+    }
+    println!("    rip {:#018x}  cs {:#x}  rflags {:#x}", frame.rip, frame.cs, frame.rflags);
+    println!("    rsp {:#018x}  ss {:#x}", frame.rsp, frame.ss);
+    println!("    cr2 {:#018x}  cr3 {:#018x}", cpu::read_cr2(), cpu::read_cr3());
+    let registers = [
+        ("rax", frame.rax),
+        ("rbx", frame.rbx),
+        ("rcx", frame.rcx),
+        ("rdx", frame.rdx),
+        ("rsi", frame.rsi),
+        ("rdi", frame.rdi),
+        ("rbp", frame.rbp),
+        ("r8 ", frame.r8),
+        ("r9 ", frame.r9),
+        ("r10", frame.r10),
+        ("r11", frame.r11),
+        ("r12", frame.r12),
+        ("r13", frame.r13),
+        ("r14", frame.r14),
+        ("r15", frame.r15),
+    ];
+    for row in registers.chunks(3) {
+        crate::print!("   ");
+        for (register, value) in row {
+            crate::print!(" {register} {value:#018x}");
+        }
+        println!();
+    }
+    print_backtrace(frame.rip, frame.rbp);
+    stop(ExitStatus::Failure)
+}
+
+/// Prints the report for a panic and stops.
+pub(crate) fn report_panic_and_stop(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!();
+    match info.location() {
+        Some(location) => println!(
+            "!!! kernel panic at {}:{}:{}: {}",
+            location.file(),
+            location.line(),
+            location.column(),
+            info.message()
+        ),
+        None => println!("!!! kernel panic: {}", info.message()),
+    }
+    let frame_pointer = cpu::read_frame_pointer();
+    // The panic handler's own frame: its return address is the first
+    // interesting one, so start from the caller's saved RBP/RIP pair.
+    print_backtrace_from_frame(frame_pointer);
+    stop(ExitStatus::Failure)
+}
+
+/// The stacks a kernel frame pointer may legitimately point into.
+fn kernel_stacks() -> [Range<u64>; 4] {
+    let [double_fault, nmi, machine_check] = gdt::ist_stack_ranges();
+    [boot::boot_stack_range(), double_fault, nmi, machine_check]
+}
+
+/// Reads the saved (RBP, return address) pair of the frame at `rbp`, if
+/// `rbp` points into a kernel stack.
+fn read_frame(rbp: u64, stacks: &[Range<u64>]) -> Option<(u64, u64)> {
+    if !rbp.is_multiple_of(8) {
+        return None;
+    }
+    let end = rbp.checked_add(16)?;
+    if !stacks.iter().any(|stack| stack.start <= rbp && end <= stack.end) {
+        return None;
+    }
+    let pointer = rbp as *const u64;
+    // SAFETY: `rbp..rbp + 16` is 8-byte aligned and lies inside one of the
+    // kernel's stacks, which are mapped, readable statics; reading two
+    // `u64`s from it cannot fault, whatever garbage they hold.
+    let saved_rbp = unsafe { pointer.read_volatile() };
+    let return_pointer = pointer.wrapping_add(1);
+    // SAFETY: as above, the second word of the same checked range.
+    let return_address = unsafe { return_pointer.read_volatile() };
+    Some((saved_rbp, return_address))
+}
+
+fn print_backtrace(rip: u64, rbp: u64) {
+    println!("backtrace:");
+    println!("  #0 {rip:#018x}");
+    walk_frames(rbp, 1);
+}
+
+fn print_backtrace_from_frame(rbp: u64) {
+    println!("backtrace:");
+    walk_frames(rbp, 0);
+}
+
+fn walk_frames(mut rbp: u64, first_index: usize) {
+    let stacks = kernel_stacks();
+    for index in first_index..MAX_FRAMES {
+        let Some((saved_rbp, return_address)) = read_frame(rbp, &stacks) else {
+            return;
+        };
+        if return_address == 0 {
+            return;
+        }
+        println!("  #{index} {return_address:#018x}");
+        // Frames move up the stack; anything else is corruption or the end.
+        if saved_rbp <= rbp {
+            return;
+        }
+        rbp = saved_rbp;
+    }
+    println!("  ... (deeper frames not shown)");
+}

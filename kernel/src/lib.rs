@@ -1,0 +1,7 @@
+//! The Bulkhead microkernel's hardware-free core: code that the kernel runs and that the host tests (and later the formal-invariant harness) drive unchanged.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+pub mod boot_info;
+pub mod cmdline;
+pub mod frame_allocator;
+pub mod memory;

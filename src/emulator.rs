@@ -1,0 +1,391 @@
+//! Running the kernel in QEMU or Bochs and reading what it says.
+//!
+//! Both emulators put the kernel's COM1 on their standard output. The run
+//! loop feeds those bytes through the console decoder (plain text passes,
+//! defmt frames are decoded, exception addresses are symbolised), shows or
+//! collects the text, and ends the run when the emulator exits, when the
+//! kernel's final line `bulkhead: exit ...` has been seen and the emulator
+//! lingers (Bochs sometimes does), or when a timeout expires.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::console::ConsoleDecoder;
+use crate::kernel_build::output_directory;
+use crate::symbolize::Symbolizer;
+use crate::tools::{self, BOCHS_BIOS, BOCHS_VGA_BIOS, OVMF_CODE, OVMF_VARS, Tool};
+
+/// The CPU model QEMU emulates by default: AMD SVM with nested paging, the
+/// `svm` backend's target under TCG.
+pub const DEFAULT_QEMU_CPU: &str = "qemu64,+svm,+npt";
+/// The CPU model Bochs emulates by default: Intel VT-x with EPT, VPID and
+/// unrestricted guest, the `vtx` backend's target.
+pub const DEFAULT_BOCHS_CPU: &str = "corei7_skylake_x";
+/// Guest memory for every run, in MiB.
+pub const MEMORY_MIB: u32 = 256;
+/// The port QEMU's gdbstub listens on by default.
+pub const DEFAULT_GDB_PORT: u16 = 1234;
+
+/// The status QEMU exits with when the kernel reports success through
+/// isa-debug-exit: `(0x10 << 1) | 1`.
+pub const QEMU_EXIT_SUCCESS: i32 = 33;
+/// The status for a kernel failure (panic or exception): `(0x11 << 1) | 1`.
+pub const QEMU_EXIT_FAILURE: i32 = 35;
+
+/// The kernel's last line on every run.
+pub const FINAL_LINE_PREFIX: &str = "bulkhead: exit ";
+
+/// Firmware for an ISO boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (QEMU's default).
+    Bios,
+    /// OVMF.
+    Uefi,
+}
+
+/// How QEMU boots the kernel.
+#[derive(Clone, Debug)]
+pub enum QemuBoot {
+    /// `-kernel` through Multiboot1: the fastest path, for tests.
+    Kernel {
+        /// The kernel ELF.
+        elf: PathBuf,
+        /// The kernel command line.
+        cmdline: String,
+    },
+    /// From the ISO through GRUB and Multiboot2.
+    Iso {
+        /// The ISO.
+        iso: PathBuf,
+        /// BIOS or UEFI.
+        firmware: Firmware,
+    },
+}
+
+/// Everything else about a QEMU run.
+#[derive(Clone, Debug)]
+pub struct QemuOptions {
+    /// `-cpu` value.
+    pub cpu: String,
+    /// When set, QEMU starts halted with its gdbstub on this TCP port.
+    pub gdb_port: Option<u16>,
+    /// `-icount shift=0`: one emulated instruction per nanosecond of
+    /// virtual time, so the guest's TSC counts instructions.
+    pub count_instructions: bool,
+}
+
+impl Default for QemuOptions {
+    fn default() -> Self {
+        QemuOptions { cpu: DEFAULT_QEMU_CPU.into(), gdb_port: None, count_instructions: false }
+    }
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// A file name no other run of this process or another uses at once.
+fn unique_name(stem: &str, extension: &str) -> String {
+    let sequence = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    format!("{stem}-{}-{sequence}.{extension}", std::process::id())
+}
+
+/// Builds the QEMU command line.
+///
+/// # Errors
+///
+/// Missing tools, or the OVMF variable store could not be copied.
+pub fn qemu_command(boot: &QemuBoot, options: &QemuOptions) -> Result<Command, Error> {
+    tools::ensure(&[Tool::Qemu])?;
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-machine", "q35", "-cpu", &options.cpu, "-m", &MEMORY_MIB.to_string()])
+        .args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    match boot {
+        QemuBoot::Kernel { elf, cmdline } => {
+            command.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
+        }
+        QemuBoot::Iso { iso, firmware } => {
+            command.arg("-cdrom").arg(iso).args(["-boot", "d"]);
+            if *firmware == Firmware::Uefi {
+                tools::ensure(&[Tool::Ovmf])?;
+                let variables = output_directory().join("ovmf").join(unique_name("vars", "fd"));
+                copy_file(Path::new(OVMF_VARS), &variables)?;
+                command
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,unit=1,file={}", variables.display()));
+            }
+        }
+    }
+    if options.count_instructions {
+        command.args(["-icount", "shift=0"]);
+    }
+    if let Some(port) = options.gdb_port {
+        command.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}")).arg("-S");
+    }
+    Ok(command)
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|error| Error::io(format!("creating {}", parent.display()), error))?;
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|error| Error::io(format!("copying {} to {}", from.display(), to.display()), error))
+}
+
+/// The Bochs configuration for booting an ISO headless: serial on standard
+/// output, Bochs's own log in a file, the VNC display (the only one this
+/// Bochs build offers without a window) with no wait for a viewer.
+pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path) -> String {
+    format!(
+        "# Written by the bulkhead CLI (src/emulator.rs).\n\
+         memory: guest={MEMORY_MIB}, host={MEMORY_MIB}\n\
+         romimage: file={BOCHS_BIOS}, options=fastboot\n\
+         vgaromimage: file={BOCHS_VGA_BIOS}\n\
+         cpu: model={cpu_model}, count=1, ips=4000000, reset_on_triple_fault=0\n\
+         ata0-master: type=cdrom, path=\"{iso}\", status=inserted\n\
+         boot: cdrom\n\
+         com1: enabled=1, mode=file, dev=/dev/stdout\n\
+         display_library: rfb, options=\"timeout=0\"\n\
+         clock: sync=none, time0=local\n\
+         speaker: enabled=0\n\
+         mouse: enabled=0\n\
+         log: {log}\n\
+         panic: action=fatal\n\
+         error: action=report\n\
+         info: action=ignore\n\
+         debug: action=ignore\n",
+        iso = iso.display(),
+        log = log.display(),
+    )
+}
+
+/// Builds the Bochs command for an ISO; returns it with the path of
+/// Bochs's own log (the place to read VM-entry check failures).
+///
+/// # Errors
+///
+/// Missing tools, or the configuration could not be written.
+pub fn bochs_command(iso: &Path, cpu_model: &str) -> Result<(Command, PathBuf), Error> {
+    tools::ensure(&[Tool::Bochs])?;
+    let directory = output_directory().join("bochs");
+    std::fs::create_dir_all(&directory)
+        .map_err(|error| Error::io(format!("creating {}", directory.display()), error))?;
+    let log = directory.join(unique_name("bochs", "log"));
+    let config = directory.join(unique_name("bochsrc", "txt"));
+    let commands = directory.join("continue.rc");
+    std::fs::write(&config, bochs_config(iso, cpu_model, &log))
+        .map_err(|error| Error::io(format!("writing {}", config.display()), error))?;
+    // This Bochs has its debugger built in, which reads commands before
+    // running: give it the one command "continue".
+    std::fs::write(&commands, "c\n").map_err(|error| Error::io(format!("writing {}", commands.display()), error))?;
+    let mut command = Command::new("bochs");
+    command.arg("-q").arg("-f").arg(&config).arg("-rc").arg(&commands);
+    Ok((command, log))
+}
+
+/// How to watch a run.
+#[derive(Clone, Debug, Default)]
+pub struct WatchOptions {
+    /// Copy the decoded console to our standard output as it arrives.
+    pub echo: bool,
+    /// Kill the emulator after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The emulator's exit status, `None` if it was killed.
+    pub exit_code: Option<i32>,
+    /// The decoded console text.
+    pub console: String,
+    /// The raw serial bytes.
+    pub raw: Vec<u8>,
+    /// The emulator's standard error.
+    pub stderr: String,
+    /// The run hit its timeout.
+    pub timed_out: bool,
+    /// Wall-clock duration (noisy: use instruction counts to compare).
+    pub wall_time: Duration,
+}
+
+impl RunOutcome {
+    /// The kernel's final verdict (`success` or `failure`), if it got there.
+    pub fn final_status(&self) -> Option<&str> {
+        self.console.lines().rev().find_map(|line| line.trim_end_matches('\r').strip_prefix(FINAL_LINE_PREFIX))
+    }
+}
+
+/// How long an emulator may linger after the kernel's final line.
+const LINGER_AFTER_FINAL_LINE: Duration = Duration::from_secs(5);
+
+/// Runs an emulator command to its end, decoding the console with the
+/// kernel ELF's defmt table and symbols.
+///
+/// # Errors
+///
+/// [`Error::Emulator`] if it cannot be started.
+pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+    let elf =
+        std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
+    let mut decoder = ConsoleDecoder::new(Some(&elf))
+        .map_err(|error| Error::Emulator(format!("cannot read the kernel's defmt table: {error}")))?;
+    // Without debug info the report keeps its raw addresses; say so once.
+    match Symbolizer::new(&elf) {
+        Ok(symbolizer) => decoder = decoder.with_symbolizer(symbolizer),
+        Err(error) => eprintln!("bulkhead: exception reports will not be symbolised: {error}"),
+    }
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| Error::Emulator(format!("cannot start {:?}: {error}", command.get_program())))?;
+    let receiver = spawn_reader(&mut child);
+    let stderr_reader = child.stderr.take().map(|mut stderr| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    });
+
+    let mut raw = Vec::new();
+    let mut console = String::new();
+    let mut final_line_seen: Option<Instant> = None;
+    let mut timed_out = false;
+    let show = |text: String, console: &mut String| {
+        if watch.echo {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+        console.push_str(&text);
+    };
+    let exit_code = loop {
+        match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(chunk) => {
+                raw.extend_from_slice(&chunk);
+                let text = decoder.feed(&chunk);
+                show(text, &mut console);
+                if final_line_seen.is_none() && console.contains(FINAL_LINE_PREFIX) {
+                    final_line_seen = Some(Instant::now());
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Standard output closed: the emulator is exiting.
+                let status = child.wait().map_err(|error| Error::Emulator(format!("waiting: {error}")))?;
+                break status.code();
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Drain what is still buffered in the pipe.
+            while let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(200)) {
+                raw.extend_from_slice(&chunk);
+                let text = decoder.feed(&chunk);
+                show(text, &mut console);
+            }
+            break status.code();
+        }
+        let lingering = final_line_seen.is_some_and(|seen| seen.elapsed() > LINGER_AFTER_FINAL_LINE);
+        let expired = watch.timeout.is_some_and(|timeout| started.elapsed() > timeout);
+        if lingering || expired {
+            timed_out = expired && !lingering;
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+    };
+    let text = decoder.finish();
+    show(text, &mut console);
+    let stderr = stderr_reader.and_then(|reader| reader.join().ok()).unwrap_or_default();
+    Ok(RunOutcome { exit_code, console, raw, stderr, timed_out, wall_time: started.elapsed() })
+}
+
+fn spawn_reader(child: &mut Child) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut buffer = [0_u8; 4096];
+            loop {
+                match stdout.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(count) => {
+                        if sender.send(buffer[..count].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_boot_command_has_the_exit_device_and_no_firmware() {
+        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: "exit=emulator".into() };
+        let command = qemu_command(&boot, &QemuOptions::default()).expect("qemu present");
+        let arguments: Vec<String> =
+            command.get_args().map(|argument| argument.to_string_lossy().into_owned()).collect();
+        let joined = arguments.join(" ");
+        assert!(joined.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"), "{joined}");
+        assert!(joined.contains("-kernel /k.elf -append exit=emulator"), "{joined}");
+        assert!(joined.contains(&format!("-cpu {DEFAULT_QEMU_CPU}")), "{joined}");
+        assert!(!joined.contains("pflash"), "{joined}");
+        assert!(!joined.contains("-S"), "{joined}");
+    }
+
+    #[test]
+    fn gdb_and_icount_options_reach_qemu() {
+        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new() };
+        let options = QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true };
+        let command = qemu_command(&boot, &options).expect("qemu present");
+        let joined: Vec<String> = command.get_args().map(|argument| argument.to_string_lossy().into_owned()).collect();
+        let joined = joined.join(" ");
+        assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
+        assert!(joined.contains("-icount shift=0"), "{joined}");
+        assert!(joined.contains("-cpu max"), "{joined}");
+    }
+
+    #[test]
+    fn bochs_config_is_headless_with_serial_on_stdout() {
+        let config = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"));
+        assert!(config.contains("cpu: model=corei7_skylake_x,"));
+        assert!(config.contains("ata0-master: type=cdrom, path=\"/x/b.iso\""));
+        assert!(config.contains("com1: enabled=1, mode=file, dev=/dev/stdout"));
+        assert!(config.contains("display_library: rfb, options=\"timeout=0\""));
+        assert!(config.contains("log: /x/b.log"));
+    }
+
+    #[test]
+    fn final_status_reads_the_last_exit_line() {
+        let outcome = RunOutcome {
+            exit_code: Some(QEMU_EXIT_SUCCESS),
+            console: "Bulkhead\nbulkhead: exit success\r\n".into(),
+            raw: Vec::new(),
+            stderr: String::new(),
+            timed_out: false,
+            wall_time: Duration::ZERO,
+        };
+        assert_eq!(outcome.final_status(), Some("success"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The host side of Bulkhead: builds the kernel, packs the boot ISO, runs it in QEMU or Bochs and decodes what it prints.
+
+pub mod console;
+pub mod emulator;
+mod error;
+pub mod image;
+pub mod kernel_build;
+pub mod symbolize;
+pub mod tools;
+
+pub use error::Error;

@@ -1,0 +1,249 @@
+//! `bulkhead`: the front door. `cargo run` builds the kernel, packs the
+//! hybrid BIOS+UEFI ISO and boots it in QEMU with the serial console here.
+//! `cargo run -- --help` lists the options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bulkhead::Error;
+use bulkhead::emulator::{self, Firmware, QemuBoot, QemuOptions, WatchOptions};
+use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::kernel_build::{self, KernelVariant};
+use bulkhead::tools::{self, Tool};
+
+const USAGE: &str = "\
+usage: cargo run -- [OPTIONS]
+
+Builds the Bulkhead kernel, packs a hybrid BIOS+UEFI GRUB ISO and boots it in
+QEMU (TCG) with the serial console on this terminal. The run ends when the
+kernel stops; the exit status is 0 if it reported success.
+
+options:
+  --gdb              start QEMU halted with its gdbstub and print the gdb
+                     command that attaches (see README, \"Debugging\")
+  --gdb-port PORT    gdbstub TCP port (default 1234)
+  --uefi             boot the ISO through UEFI firmware (OVMF) instead of BIOS
+  --bochs            boot the ISO in Bochs (headless; CPU with VT-x and EPT)
+  --cpu MODEL        emulated CPU: a QEMU -cpu value (default qemu64,+svm,+npt)
+                     or, with --bochs, a Bochs model (default corei7_skylake_x)
+  --iso PATH         only write the ISO to PATH (for a real server: its
+                     default entry halts instead of stopping an emulator)
+  --kernel-boot      skip GRUB: boot QEMU -kernel through Multiboot1 (fastest)
+  --append WORDS     extra kernel command-line words
+  --fault-injection  build the kernel that honours inject=page-fault|gp-fault|
+                     double-fault|panic on its command line
+  --count-instructions
+                     run QEMU with -icount shift=0 (the TSC counts instructions)
+  --timeout SECONDS  stop the emulator after this long
+  -h, --help         show this text
+";
+
+#[derive(Debug, Default)]
+struct Options {
+    gdb: bool,
+    gdb_port: Option<u16>,
+    uefi: bool,
+    bochs: bool,
+    cpu: Option<String>,
+    iso: Option<PathBuf>,
+    kernel_boot: bool,
+    append: String,
+    fault_injection: bool,
+    count_instructions: bool,
+    timeout: Option<u64>,
+}
+
+fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut arguments = arguments.into_iter();
+    while let Some(argument) = arguments.next() {
+        let mut value = |name: &str| arguments.next().ok_or_else(|| format!("{name} needs a value"));
+        match argument.as_str() {
+            "--gdb" => options.gdb = true,
+            "--gdb-port" => {
+                let port = value("--gdb-port")?;
+                options.gdb_port = Some(port.parse().map_err(|_| format!("--gdb-port: not a port: {port}"))?);
+            }
+            "--uefi" => options.uefi = true,
+            "--bochs" => options.bochs = true,
+            "--cpu" => options.cpu = Some(value("--cpu")?),
+            "--iso" => options.iso = Some(PathBuf::from(value("--iso")?)),
+            "--kernel-boot" => options.kernel_boot = true,
+            "--append" => {
+                let words = value("--append")?;
+                options.append = if options.append.is_empty() { words } else { format!("{} {words}", options.append) };
+            }
+            "--fault-injection" => options.fault_injection = true,
+            "--count-instructions" => options.count_instructions = true,
+            "--timeout" => {
+                let seconds = value("--timeout")?;
+                options.timeout = Some(seconds.parse().map_err(|_| format!("--timeout: not a number: {seconds}"))?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if options.bochs && (options.gdb || options.uefi || options.kernel_boot || options.count_instructions) {
+        return Err(
+            "--bochs boots the BIOS ISO and has no gdbstub: drop --gdb, --uefi, --kernel-boot, --count-instructions"
+                .into(),
+        );
+    }
+    if options.kernel_boot && options.uefi {
+        return Err("--kernel-boot bypasses the firmware's boot: drop --uefi".into());
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) if message.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("bulkhead: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bulkhead: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(options: &Options) -> Result<ExitCode, Error> {
+    let mut needed = vec![];
+    if options.bochs {
+        needed.push(Tool::Bochs);
+    } else if options.iso.is_none() {
+        needed.push(Tool::Qemu);
+    }
+    if !options.kernel_boot {
+        needed.extend([Tool::GrubMkrescue, Tool::Xorriso, Tool::Mtools]);
+    }
+    if options.uefi {
+        needed.push(Tool::Ovmf);
+    }
+    tools::ensure(&needed)?;
+
+    let variant = if options.fault_injection { KernelVariant::FaultInjection } else { KernelVariant::Standard };
+    let kernel = kernel_build::build_kernel(variant)?;
+    eprintln!("bulkhead: kernel {}", kernel_build::display_path(&kernel.elf));
+
+    if let Some(path) = &options.iso {
+        let spec = IsoSpec { kernel: &kernel, default_entry: DefaultEntry::Hardware, extra_cmdline: &options.append };
+        image::build_iso(&spec, path)?;
+        eprintln!("bulkhead: wrote {} (BIOS and UEFI)", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let watch = WatchOptions { echo: true, timeout: options.timeout.map(std::time::Duration::from_secs) };
+    let iso_path = kernel_build::output_directory().join(match variant {
+        KernelVariant::Standard => "bulkhead.iso",
+        KernelVariant::FaultInjection => "bulkhead-fault-injection.iso",
+    });
+    let build_emulator_iso = || {
+        let spec = IsoSpec { kernel: &kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: &options.append };
+        image::build_iso(&spec, &iso_path)
+    };
+
+    if options.bochs {
+        build_emulator_iso()?;
+        let cpu = options.cpu.as_deref().unwrap_or(emulator::DEFAULT_BOCHS_CPU);
+        let (command, log) = emulator::bochs_command(&iso_path, cpu)?;
+        eprintln!("bulkhead: booting {} in Bochs ({cpu}); Bochs's log: {}", iso_path.display(), log.display());
+        let outcome = emulator::run(command, &kernel.elf, &watch)?;
+        // Bochs's exit status means little (it may crash while tearing
+        // down): the kernel's final line is the verdict.
+        return Ok(verdict(outcome.final_status(), outcome.timed_out));
+    }
+
+    let boot = if options.kernel_boot {
+        let cmdline = format!("exit=emulator {}", options.append).trim().to_owned();
+        QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline }
+    } else {
+        build_emulator_iso()?;
+        QemuBoot::Iso { iso: iso_path.clone(), firmware: if options.uefi { Firmware::Uefi } else { Firmware::Bios } }
+    };
+    let gdb_port = options.gdb.then(|| options.gdb_port.unwrap_or(emulator::DEFAULT_GDB_PORT));
+    let qemu_options = QemuOptions {
+        cpu: options.cpu.clone().unwrap_or_else(|| emulator::DEFAULT_QEMU_CPU.into()),
+        gdb_port,
+        count_instructions: options.count_instructions,
+    };
+    let command = emulator::qemu_command(&boot, &qemu_options)?;
+    if let Some(port) = gdb_port {
+        tools::ensure(&[Tool::Gdb])?;
+        let root = kernel_build::workspace_root();
+        let mut attach = format!("gdb -q --cd={} -x tools/gdb/bulkhead.gdb", root.display());
+        if port != emulator::DEFAULT_GDB_PORT {
+            attach =
+                format!("gdb -q --cd={} -ex 'set $bulkhead_port = {port}' -x tools/gdb/bulkhead.gdb", root.display());
+        }
+        if options.fault_injection {
+            attach = attach.replace(" -x ", " -ex 'set $bulkhead_fault_injection = 1' -x ");
+        }
+        eprintln!("bulkhead: QEMU is waiting for gdb on 127.0.0.1:{port}. Attach with:");
+        eprintln!("    {attach}");
+    }
+    eprintln!("bulkhead: booting in QEMU (-cpu {}); quit with Ctrl-C", qemu_options.cpu);
+    let outcome = emulator::run(command, &kernel.elf, &watch)?;
+    Ok(match outcome.exit_code {
+        Some(emulator::QEMU_EXIT_SUCCESS) => ExitCode::SUCCESS,
+        Some(emulator::QEMU_EXIT_FAILURE) => ExitCode::FAILURE,
+        _ => verdict(outcome.final_status(), outcome.timed_out),
+    })
+}
+
+/// The CLI's exit status from the kernel's final line.
+fn verdict(final_status: Option<&str>, timed_out: bool) -> ExitCode {
+    match final_status {
+        Some("success") => ExitCode::SUCCESS,
+        Some(_) => ExitCode::FAILURE,
+        None => {
+            let why = if timed_out { "the run timed out" } else { "the emulator ended" };
+            eprintln!("bulkhead: {why} before the kernel's final line");
+            ExitCode::from(3)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Options, String> {
+        parse_options(words.iter().map(|word| (*word).to_owned()))
+    }
+
+    #[test]
+    fn no_options_boot_the_bios_iso_in_qemu() {
+        let options = parse(&[]).expect("valid");
+        assert!(!options.gdb && !options.uefi && !options.bochs && !options.kernel_boot);
+        assert!(options.iso.is_none() && options.cpu.is_none());
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let options =
+            parse(&["--gdb", "--gdb-port", "4000", "--cpu", "max", "--append", "a=1", "--append", "b"]).expect("valid");
+        assert_eq!(options.gdb_port, Some(4000));
+        assert_eq!(options.cpu.as_deref(), Some("max"));
+        assert_eq!(options.append, "a=1 b");
+    }
+
+    #[test]
+    fn contradictions_and_unknowns_are_refused() {
+        assert!(parse(&["--bochs", "--gdb"]).is_err());
+        assert!(parse(&["--kernel-boot", "--uefi"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--gdb-port"]).is_err());
+        assert!(parse(&["--gdb-port", "99999"]).is_err());
+        assert_eq!(parse(&["--help"]).err().as_deref(), Some(""));
+    }
+}

@@ -1,0 +1,132 @@
+//! What the boot tests share: building each kernel variant and ISO once per
+//! test binary, running QEMU or Bochs, and reading the kernel's report.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
+use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::kernel_build::{self, KernelImage, KernelVariant};
+
+/// Generous: TCG runs are CPU-bound and the machine has two cores.
+pub const KERNEL_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Firmware boots (OVMF, Bochs) are slower still.
+pub const FIRMWARE_BOOT_TIMEOUT: Duration = Duration::from_secs(400);
+
+fn build_once(cell: &'static OnceLock<KernelImage>, variant: KernelVariant) -> &'static KernelImage {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cell.get_or_init(|| kernel_build::build_kernel(variant).unwrap_or_else(|error| panic!("{error}")))
+}
+
+/// The standard kernel, built once per test binary.
+pub fn standard_kernel() -> &'static KernelImage {
+    static KERNEL: OnceLock<KernelImage> = OnceLock::new();
+    build_once(&KERNEL, KernelVariant::Standard)
+}
+
+/// The fault-injection kernel, built once per test binary.
+pub fn fault_injection_kernel() -> &'static KernelImage {
+    static KERNEL: OnceLock<KernelImage> = OnceLock::new();
+    build_once(&KERNEL, KernelVariant::FaultInjection)
+}
+
+/// The emulator ISO of the standard kernel, built once per test binary.
+pub fn standard_iso() -> &'static PathBuf {
+    static ISO: OnceLock<PathBuf> = OnceLock::new();
+    ISO.get_or_init(|| {
+        let kernel = standard_kernel();
+        let path = kernel_build::output_directory().join(format!("test-{}.iso", std::process::id()));
+        let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "" };
+        image::build_iso(&spec, &path).unwrap_or_else(|error| panic!("{error}"));
+        path
+    })
+}
+
+/// Runs QEMU to the end and prints the console (cargo shows it on failure).
+pub fn run_qemu(kernel: &KernelImage, boot: QemuBoot, options: QemuOptions, timeout: Duration) -> RunOutcome {
+    let command = emulator::qemu_command(&boot, &options).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(timeout) };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    outcome
+}
+
+/// Boots the kernel through QEMU `-kernel` with extra command-line words.
+pub fn run_kernel_boot(kernel: &KernelImage, extra_cmdline: &str, count_instructions: bool) -> RunOutcome {
+    let boot = QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline: format!("exit=emulator {extra_cmdline}") };
+    let options = QemuOptions { count_instructions, ..QemuOptions::default() };
+    run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
+}
+
+pub fn print_outcome(outcome: &RunOutcome) {
+    println!("--- console ---\n{}\n--- end of console ---", outcome.console);
+    println!(
+        "exit code {:?}, timed out {}, wall time {:.1} s",
+        outcome.exit_code,
+        outcome.timed_out,
+        outcome.wall_time.as_secs_f64()
+    );
+    if !outcome.stderr.trim().is_empty() {
+        println!("--- emulator stderr ---\n{}", outcome.stderr);
+    }
+}
+
+/// The value after `key` on the first line containing `marker`.
+fn number_after(console: &str, marker: &str, key: &str) -> Option<u64> {
+    let line = console.lines().find(|line| line.contains(marker))?;
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The boot-cost figures the kernel prints: TSC at kernel entry and at the
+/// banner. Under `-icount shift=0` the TSC is QEMU's virtual clock in
+/// nanoseconds, one per instruction: entry-to-banner counts instructions
+/// exactly, reset-to-entry adds the firmware's idle waits.
+#[derive(Debug, Clone, Copy)]
+pub struct BootCost {
+    pub tsc_at_entry: u64,
+    pub tsc_at_banner: u64,
+}
+
+impl BootCost {
+    pub fn entry_to_banner(&self) -> u64 {
+        self.tsc_at_banner - self.tsc_at_entry
+    }
+}
+
+pub fn boot_cost(console: &str) -> BootCost {
+    let tsc_at_entry =
+        number_after(console, "boot: tsc at kernel entry", "kernel entry").expect("TSC at entry printed");
+    let tsc_at_banner = number_after(console, "boot: tsc at kernel entry", "at banner").expect("TSC at banner printed");
+    assert!(tsc_at_banner > tsc_at_entry, "TSC went backwards: {tsc_at_entry} then {tsc_at_banner}");
+    BootCost { tsc_at_entry, tsc_at_banner }
+}
+
+/// Checks what every successful boot prints, whatever the path: the
+/// banner, how it was loaded, the memory-map summary (decoded from the
+/// kernel's defmt log) and the final line.
+pub fn assert_successful_boot(outcome: &RunOutcome, loader: &str, protocol: &str) {
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the run timed out");
+    assert!(console.contains("Bulkhead 0.1.0 kernel, release build, on "), "no banner");
+    assert!(
+        console.contains(&format!("boot: loaded by {loader}")) && console.contains(&format!("via {protocol},")),
+        "expected a {protocol} boot by {loader}"
+    );
+    // 256 MiB of guest RAM; firmware keeps some, the first MiB is not
+    // counted as available by every firmware.
+    let available = number_after(console, "memory map: ", "memory map:").expect("memory-map summary (defmt) decoded");
+    assert!((200..=256).contains(&available), "{available} MiB available out of 256");
+    let regions = number_after(console, "memory map: ", "available in").expect("region count");
+    assert!(regions >= 1, "no available region");
+    let free_frames = number_after(console, "frames: ", "frames:").expect("frame allocator summary");
+    assert!(free_frames * 4096 > 180 << 20 && free_frames * 4096 < 256 << 20, "{free_frames} free frames");
+    assert!(console.contains("allocated and freed 64 frames, none inside the kernel image"));
+    assert!(console.contains("boot complete"));
+    assert_eq!(outcome.final_status(), Some("success"));
+}

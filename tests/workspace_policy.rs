@@ -1,0 +1,77 @@
+//! Policies that hold for every crate, checked rather than just written
+//! down: workspace lints everywhere, and no `unsafe` outside the kernel.
+
+use std::path::{Path, PathBuf};
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The workspace members, read from the root Cargo.toml.
+fn members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
+    let start = manifest.find("members = [").expect("a members list");
+    let list = &manifest[start..manifest[start..].find(']').map(|end| start + end).expect("closed list")];
+    list.lines().filter_map(|line| line.trim().strip_prefix('"')?.split('"').next().map(str::to_owned)).collect()
+}
+
+#[test]
+fn every_crate_uses_the_workspace_lints() {
+    let members = members();
+    assert!(members.len() >= 8, "members: {members:?}");
+    for member in members {
+        let manifest = workspace_root().join(&member).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap_or_else(|error| panic!("{}: {error}", manifest.display()));
+        assert!(text.contains("[lints]\nworkspace = true"), "{} lacks `[lints] workspace = true`", manifest.display());
+    }
+}
+
+#[test]
+fn workspace_lints_deny_undocumented_unsafe() {
+    let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
+    for lint in
+        ["unsafe_op_in_unsafe_fn = \"deny\"", "undocumented_unsafe_blocks = \"deny\"", "missing_safety_doc = \"deny\""]
+    {
+        assert!(manifest.contains(lint), "workspace lints lack {lint}");
+    }
+}
+
+fn rust_files(directory: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(directory).expect("readable directory").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn servers_capdl_and_components_forbid_unsafe() {
+    for crate_directory in ["vmm-server", "vmx-server", "drivers-server", "dcui-server", "capdl", "components"] {
+        let root = workspace_root().join(crate_directory).join("src");
+        let lib = std::fs::read_to_string(root.join("lib.rs")).expect("lib.rs");
+        assert!(lib.contains("#![forbid(unsafe_code)]"), "{crate_directory}/src/lib.rs must forbid unsafe code");
+    }
+}
+
+#[test]
+fn the_kernel_library_is_free_of_unsafe_and_every_unsafe_block_is_explained() {
+    let lib = std::fs::read_to_string(workspace_root().join("kernel/src/lib.rs")).expect("kernel lib.rs");
+    assert!(lib.contains("#![forbid(unsafe_code)]"), "the hardware-free kernel library forbids unsafe code");
+    // Clippy's undocumented_unsafe_blocks checks blocks; this also catches
+    // `unsafe impl` without a SAFETY comment right above it.
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("kernel/src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        let lines: Vec<&str> = text.lines().collect();
+        for (index, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("unsafe impl") {
+                let explained = lines[..index].iter().rev().take(8).any(|previous| previous.contains("SAFETY:"));
+                assert!(explained, "{}:{}: `unsafe impl` without a SAFETY comment", file.display(), index + 1);
+            }
+        }
+    }
+}
