@@ -10,12 +10,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::console::ConsoleDecoder;
+use crate::image::BootModule;
 use crate::kernel_build::output_directory;
 use crate::symbolize::Symbolizer;
 use crate::tools::{self, BOCHS_BIOS, BOCHS_VGA_BIOS, OVMF_CODE, OVMF_VARS, Tool};
@@ -58,6 +58,8 @@ pub enum QemuBoot {
         elf: PathBuf,
         /// The kernel command line.
         cmdline: String,
+        /// Boot modules, in order.
+        modules: Vec<BootModule>,
     },
     /// From the ISO through GRUB and Multiboot2.
     Iso {
@@ -86,12 +88,12 @@ impl Default for QemuOptions {
     }
 }
 
-static UNIQUE: AtomicU64 = AtomicU64::new(0);
-
-/// A file name no other run of this process or another uses at once.
-fn unique_name(stem: &str, extension: &str) -> String {
-    let sequence = UNIQUE.fetch_add(1, Ordering::Relaxed);
-    format!("{stem}-{}-{sequence}.{extension}", std::process::id())
+/// A per-image file name (`PREFIX-IMAGESTEM.EXTENSION`): runs of one image
+/// reuse their files instead of piling up new ones, and runs of different
+/// images never share one.
+fn per_image_name(prefix: &str, image: &Path, extension: &str) -> String {
+    let stem = image.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{prefix}-{stem}.{extension}")
 }
 
 /// Builds the QEMU command line.
@@ -107,14 +109,17 @@ pub fn qemu_command(boot: &QemuBoot, options: &QemuOptions) -> Result<Command, E
         .args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match boot {
-        QemuBoot::Kernel { elf, cmdline } => {
+        QemuBoot::Kernel { elf, cmdline, modules } => {
             command.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
+            if !modules.is_empty() {
+                command.arg("-initrd").arg(multiboot1_module_list(modules));
+            }
         }
         QemuBoot::Iso { iso, firmware } => {
             command.arg("-cdrom").arg(iso).args(["-boot", "d"]);
             if *firmware == Firmware::Uefi {
                 tools::ensure(&[Tool::Ovmf])?;
-                let variables = output_directory().join("ovmf").join(unique_name("vars", "fd"));
+                let variables = output_directory().join("ovmf").join(per_image_name("vars", iso, "fd"));
                 copy_file(Path::new(OVMF_VARS), &variables)?;
                 command
                     .arg("-drive")
@@ -131,6 +136,19 @@ pub fn qemu_command(boot: &QemuBoot, options: &QemuOptions) -> Result<Command, E
         command.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}")).arg("-S");
     }
     Ok(command)
+}
+
+/// QEMU's Multiboot1 module list: `file args` per module, separated by
+/// commas; a comma inside an entry is written twice.
+fn multiboot1_module_list(modules: &[BootModule]) -> String {
+    modules
+        .iter()
+        .map(|module| {
+            let entry = format!("{} {}", module.path.display(), module.cmdline);
+            entry.trim_end().replace(',', ",,")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
@@ -180,8 +198,8 @@ pub fn bochs_command(iso: &Path, cpu_model: &str) -> Result<(Command, PathBuf), 
     let directory = output_directory().join("bochs");
     std::fs::create_dir_all(&directory)
         .map_err(|error| Error::io(format!("creating {}", directory.display()), error))?;
-    let log = directory.join(unique_name("bochs", "log"));
-    let config = directory.join(unique_name("bochsrc", "txt"));
+    let log = directory.join(per_image_name("bochs", iso, "log"));
+    let config = directory.join(per_image_name("bochsrc", iso, "txt"));
     let commands = directory.join("continue.rc");
     std::fs::write(&config, bochs_config(iso, cpu_model, &log))
         .map_err(|error| Error::io(format!("writing {}", config.display()), error))?;
@@ -238,8 +256,7 @@ const LINGER_AFTER_FINAL_LINE: Duration = Duration::from_secs(5);
 pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
     let elf =
         std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
-    let mut decoder = ConsoleDecoder::new(Some(&elf))
-        .map_err(|error| Error::Emulator(format!("cannot read the kernel's defmt table: {error}")))?;
+    let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
     // Without debug info the report keeps its raw addresses; say so once.
     match Symbolizer::new(&elf) {
         Ok(symbolizer) => decoder = decoder.with_symbolizer(symbolizer),
@@ -342,7 +359,7 @@ mod tests {
 
     #[test]
     fn kernel_boot_command_has_the_exit_device_and_no_firmware() {
-        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: "exit=emulator".into() };
+        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: "exit=emulator".into(), modules: vec![] };
         let command = qemu_command(&boot, &QemuOptions::default()).expect("qemu present");
         let arguments: Vec<String> =
             command.get_args().map(|argument| argument.to_string_lossy().into_owned()).collect();
@@ -352,11 +369,21 @@ mod tests {
         assert!(joined.contains(&format!("-cpu {DEFAULT_QEMU_CPU}")), "{joined}");
         assert!(!joined.contains("pflash"), "{joined}");
         assert!(!joined.contains("-S"), "{joined}");
+        assert!(!joined.contains("-initrd"), "{joined}");
+    }
+
+    #[test]
+    fn modules_become_a_multiboot1_initrd_list() {
+        let modules = vec![
+            BootModule { path: PathBuf::from("/m/one"), cmdline: "first a=1,2".into() },
+            BootModule { path: PathBuf::from("/m/two"), cmdline: String::new() },
+        ];
+        assert_eq!(multiboot1_module_list(&modules), "/m/one first a=1,,2,/m/two");
     }
 
     #[test]
     fn gdb_and_icount_options_reach_qemu() {
-        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new() };
+        let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new(), modules: vec![] };
         let options = QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true };
         let command = qemu_command(&boot, &options).expect("qemu present");
         let joined: Vec<String> = command.get_args().map(|argument| argument.to_string_lossy().into_owned()).collect();

@@ -19,6 +19,17 @@ pub enum DefaultEntry {
     Hardware,
 }
 
+/// A file the boot loader loads next to the kernel (Multiboot module), with
+/// its own command line. Later issues use modules for the capability
+/// manifest and the ring-3 images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootModule {
+    /// The file on the host.
+    pub path: PathBuf,
+    /// The module's command line (by convention its first word names it).
+    pub cmdline: String,
+}
+
 /// What goes into an ISO.
 #[derive(Clone, Debug)]
 pub struct IsoSpec<'a> {
@@ -28,6 +39,8 @@ pub struct IsoSpec<'a> {
     pub default_entry: DefaultEntry,
     /// Extra kernel command-line words for both entries.
     pub extra_cmdline: &'a str,
+    /// Boot modules, loaded by both entries in this order.
+    pub modules: &'a [BootModule],
 }
 
 /// The GRUB configuration for an ISO: two entries differing only in
@@ -40,6 +53,12 @@ pub fn grub_config(spec: &IsoSpec<'_>) -> String {
     };
     let extra = spec.extra_cmdline.trim();
     let extra = if extra.is_empty() { String::new() } else { format!(" {extra}") };
+    let mut module_lines = String::new();
+    for (index, module) in spec.modules.iter().enumerate() {
+        let cmdline = module.cmdline.trim();
+        let cmdline = if cmdline.is_empty() { String::new() } else { format!(" {cmdline}") };
+        module_lines.push_str(&format!("    module2 /boot/modules/{}{cmdline}\n", module_file_name(index, module)));
+    }
     format!(
         "# Written by the bulkhead CLI (src/image.rs).\n\
          set timeout=0\n\
@@ -50,11 +69,13 @@ pub fn grub_config(spec: &IsoSpec<'_>) -> String {
          \n\
          menuentry \"Bulkhead (emulator: stops QEMU or Bochs when done)\" {{\n\
          \x20   multiboot2 /boot/bulkhead-kernel exit=emulator{extra}\n\
+         {module_lines}\
          \x20   boot\n\
          }}\n\
          \n\
          menuentry \"Bulkhead\" {{\n\
          \x20   multiboot2 /boot/bulkhead-kernel{extra}\n\
+         {module_lines}\
          \x20   boot\n\
          }}\n"
     )
@@ -76,6 +97,17 @@ pub fn build_iso(spec: &IsoSpec<'_>, output: &Path) -> Result<(), Error> {
     let kernel_copy = staging.join("boot").join("bulkhead-kernel");
     std::fs::copy(&spec.kernel.elf, &kernel_copy)
         .map_err(|error| Error::io(format!("copying the kernel to {}", kernel_copy.display()), error))?;
+    if !spec.modules.is_empty() {
+        let module_directory = staging.join("boot").join("modules");
+        std::fs::create_dir_all(&module_directory)
+            .map_err(|error| Error::io(format!("creating {}", module_directory.display()), error))?;
+        for (index, module) in spec.modules.iter().enumerate() {
+            let copy = module_directory.join(module_file_name(index, module));
+            std::fs::copy(&module.path, &copy).map_err(|error| {
+                Error::io(format!("copying the module {} to {}", module.path.display(), copy.display()), error)
+            })?;
+        }
+    }
     let config = grub_directory.join("grub.cfg");
     std::fs::write(&config, grub_config(spec))
         .map_err(|error| Error::io(format!("writing {}", config.display()), error))?;
@@ -98,6 +130,17 @@ pub fn build_iso(spec: &IsoSpec<'_>, output: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The module's file name inside the ISO: its position, then its host
+/// name, so that two modules with one name stay apart.
+fn module_file_name(index: usize, module: &BootModule) -> String {
+    let name = module.path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{index}-{name}")
+}
+
 /// A staging directory next to the other build products, one per output.
 fn staging_directory(output: &Path) -> PathBuf {
     let name = output.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
@@ -116,8 +159,12 @@ mod tests {
     #[test]
     fn emulator_iso_boots_the_emulator_entry_by_default() {
         let kernel = kernel();
-        let config =
-            grub_config(&IsoSpec { kernel: &kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "" });
+        let config = grub_config(&IsoSpec {
+            kernel: &kernel,
+            default_entry: DefaultEntry::Emulator,
+            extra_cmdline: "",
+            modules: &[],
+        });
         assert!(config.contains("set default=0\n"));
         assert!(config.contains("set timeout=0\n"));
         assert!(config.contains("multiboot2 /boot/bulkhead-kernel exit=emulator\n"));
@@ -131,9 +178,31 @@ mod tests {
             kernel: &kernel,
             default_entry: DefaultEntry::Hardware,
             extra_cmdline: " log=debug ",
+            modules: &[],
         });
         assert!(config.contains("set default=1\n"));
         assert!(config.contains("multiboot2 /boot/bulkhead-kernel exit=emulator log=debug\n"));
         assert!(config.contains("multiboot2 /boot/bulkhead-kernel log=debug\n"));
+        assert!(!config.contains("module2"));
+    }
+
+    #[test]
+    fn both_entries_load_every_module_in_order() {
+        let kernel = kernel();
+        let modules = [
+            BootModule { path: PathBuf::from("/a/root task"), cmdline: "root-task".into() },
+            BootModule { path: PathBuf::from("/b/disk.img"), cmdline: String::new() },
+        ];
+        let config = grub_config(&IsoSpec {
+            kernel: &kernel,
+            default_entry: DefaultEntry::Emulator,
+            extra_cmdline: "",
+            modules: &modules,
+        });
+        assert_eq!(config.matches("    module2 /boot/modules/0-root_task root-task\n").count(), 2, "{config}");
+        assert_eq!(config.matches("    module2 /boot/modules/1-disk.img\n").count(), 2, "{config}");
+        let first = config.find("0-root_task").expect("first module");
+        let second = config.find("1-disk.img").expect("second module");
+        assert!(first < second);
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use bulkhead::Error;
 use bulkhead::emulator::{self, Firmware, QemuBoot, QemuOptions, WatchOptions};
-use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::image::{self, BootModule, DefaultEntry, IsoSpec};
 use bulkhead::kernel_build::{self, KernelVariant};
 use bulkhead::tools::{self, Tool};
 
@@ -30,6 +30,8 @@ options:
                      default entry halts instead of stopping an emulator)
   --kernel-boot      skip GRUB: boot QEMU -kernel through Multiboot1 (fastest)
   --append WORDS     extra kernel command-line words
+  --module PATH      load PATH as a boot module (its command line is the file
+                     name); repeat for more
   --fault-injection  build the kernel that honours inject=page-fault|gp-fault|
                      double-fault|panic on its command line
   --count-instructions
@@ -48,6 +50,7 @@ struct Options {
     iso: Option<PathBuf>,
     kernel_boot: bool,
     append: String,
+    modules: Vec<BootModule>,
     fault_injection: bool,
     count_instructions: bool,
     timeout: Option<u64>,
@@ -72,6 +75,11 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--append" => {
                 let words = value("--append")?;
                 options.append = if options.append.is_empty() { words } else { format!("{} {words}", options.append) };
+            }
+            "--module" => {
+                let path = PathBuf::from(value("--module")?);
+                let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                options.modules.push(BootModule { path, cmdline: name });
             }
             "--fault-injection" => options.fault_injection = true,
             "--count-instructions" => options.count_instructions = true,
@@ -136,7 +144,12 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     eprintln!("bulkhead: kernel {}", kernel_build::display_path(&kernel.elf));
 
     if let Some(path) = &options.iso {
-        let spec = IsoSpec { kernel: &kernel, default_entry: DefaultEntry::Hardware, extra_cmdline: &options.append };
+        let spec = IsoSpec {
+            kernel: &kernel,
+            default_entry: DefaultEntry::Hardware,
+            extra_cmdline: &options.append,
+            modules: &options.modules,
+        };
         image::build_iso(&spec, path)?;
         eprintln!("bulkhead: wrote {} (BIOS and UEFI)", path.display());
         return Ok(ExitCode::SUCCESS);
@@ -148,7 +161,12 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         KernelVariant::FaultInjection => "bulkhead-fault-injection.iso",
     });
     let build_emulator_iso = || {
-        let spec = IsoSpec { kernel: &kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: &options.append };
+        let spec = IsoSpec {
+            kernel: &kernel,
+            default_entry: DefaultEntry::Emulator,
+            extra_cmdline: &options.append,
+            modules: &options.modules,
+        };
         image::build_iso(&spec, &iso_path)
     };
 
@@ -165,7 +183,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
 
     let boot = if options.kernel_boot {
         let cmdline = format!("exit=emulator {}", options.append).trim().to_owned();
-        QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline }
+        QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline, modules: options.modules.clone() }
     } else {
         build_emulator_iso()?;
         QemuBoot::Iso { iso: iso_path.clone(), firmware: if options.uefi { Firmware::Uefi } else { Firmware::Bios } }
@@ -235,6 +253,9 @@ mod tests {
         assert_eq!(options.gdb_port, Some(4000));
         assert_eq!(options.cpu.as_deref(), Some("max"));
         assert_eq!(options.append, "a=1 b");
+        let options = parse(&["--module", "/x/root-task", "--module", "disk.img"]).expect("valid");
+        let names: Vec<&str> = options.modules.iter().map(|module| module.cmdline.as_str()).collect();
+        assert_eq!(names, ["root-task", "disk.img"]);
     }
 
     #[test]

@@ -28,9 +28,9 @@ use std::sync::Arc;
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
-/// How many bytes of DWARF each address lookup reads through: reference
-/// counted and shareable between threads, so a [`Symbolizer`] owns its data
-/// and can move to the thread that reads the serial console.
+/// The reader over the DWARF sections: a copy that is reference counted
+/// and shareable between threads, so a [`Symbolizer`] owns its data and can
+/// move to the thread that reads the serial console.
 type DwarfReader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
 /// How many entries of the sorted symbol table a lookup walks back from the

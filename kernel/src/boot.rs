@@ -81,8 +81,9 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     );
 
     log_memory_map(&boot_info);
-    let allocator = build_frame_allocator(&boot_info);
-    check_frame_allocator(allocator);
+    let reserved = reserved_ranges(&boot_info);
+    let allocator = build_frame_allocator(&boot_info, &reserved);
+    check_frame_allocator(allocator, &reserved);
 
     #[cfg(feature = "fault-injection")]
     crate::fault_injection::run(&cmdline);
@@ -132,15 +133,25 @@ fn log_memory_map(boot_info: &BootInfo<'_>) {
     }
 }
 
-fn build_frame_allocator(boot_info: &BootInfo<'_>) -> FrameAllocator {
-    let mut reserved: heapless::Vec<PhysRange, { boot_info::MAX_MODULES + 2 }> = heapless::Vec::new();
-    let kernel = kernel_image_range();
-    // Capacity covers the kernel, the info structure and every module.
-    let _ = reserved.push(kernel);
+/// Everything the frame allocator must never hand out besides what the
+/// firmware reserves: the kernel image, the boot information and the
+/// modules (low memory is excluded by the allocator itself).
+type ReservedRanges = heapless::Vec<PhysRange, { boot_info::MAX_MODULES + 2 }>;
+
+fn reserved_ranges(boot_info: &BootInfo<'_>) -> ReservedRanges {
+    let mut reserved = ReservedRanges::new();
+    // Capacity covers the kernel, the info structure and every module, so
+    // no push can fail.
+    let _ = reserved.push(kernel_image_range());
     for range in boot_info.occupied_ranges() {
         let _ = reserved.push(range);
     }
-    let allocator = FrameAllocator::new(&boot_info.memory_map, &reserved);
+    reserved
+}
+
+fn build_frame_allocator(boot_info: &BootInfo<'_>, reserved: &[PhysRange]) -> FrameAllocator {
+    let allocator = FrameAllocator::new(&boot_info.memory_map, reserved);
+    let kernel = kernel_image_range();
     defmt::info!(
         "frames: {=u64} free 4 KiB frames ({=u64} MiB) in {=usize} ranges; kernel image [{=u64:#x}, {=u64:#x}) reserved",
         allocator.free_frame_count(),
@@ -149,32 +160,42 @@ fn build_frame_allocator(boot_info: &BootInfo<'_>) -> FrameAllocator {
         kernel.start.as_u64(),
         kernel.end.as_u64()
     );
+    if allocator.dropped_bytes() != 0 {
+        defmt::warn!(
+            "frames: the memory map has more free ranges than the boot allocator holds; {=u64} KiB left unused",
+            allocator.dropped_bytes() >> 10
+        );
+    }
     allocator
 }
 
-/// Takes a few frames and gives them back, checking that none of them is
-/// part of the kernel image: a boot-time self-test of the allocator against
-/// the real memory map (the host tests cover the logic exhaustively).
-fn check_frame_allocator(mut allocator: FrameAllocator) {
+/// Takes frames and gives them back, checking that none of them overlaps
+/// the kernel image, the boot information or a module: a boot-time
+/// self-test of the allocator against the real memory map (the host tests
+/// cover its logic exhaustively). The allocator hands out the lowest free
+/// frames first, which lie right next to the kernel image.
+fn check_frame_allocator(mut allocator: FrameAllocator, reserved: &[PhysRange]) {
     const SAMPLE: usize = 64;
     let before = allocator.free_frame_count();
-    let kernel = kernel_image_range();
     let mut taken: heapless::Vec<_, SAMPLE> = heapless::Vec::new();
     while taken.len() < SAMPLE {
         let Some(frame) = allocator.allocate() else { break };
-        if frame.range().overlaps(&kernel) {
-            panic!("frame allocator handed out {:#x}, inside the kernel image", frame.start().as_u64());
+        if let Some(range) = reserved.iter().find(|range| frame.range().overlaps(range)) {
+            panic!("frame allocator handed out {}, inside the reserved range {}", frame.start(), range);
         }
         let _ = taken.push(frame);
     }
     let count = taken.len();
     for frame in taken {
         if let Err(error) = allocator.free(frame) {
-            panic!("frame allocator refused a frame it handed out: {error:?}");
+            panic!("frame allocator refused a frame it handed out: {error}");
         }
     }
     if allocator.free_frame_count() != before {
         panic!("frame allocator lost frames: {before} before, {} after", allocator.free_frame_count());
     }
-    defmt::info!("frames: allocated and freed {=usize} frames, none inside the kernel image", count);
+    defmt::info!(
+        "frames: allocated and freed {=usize} frames, none inside the kernel image, boot information or modules",
+        count
+    );
 }

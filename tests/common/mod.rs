@@ -34,13 +34,21 @@ pub fn fault_injection_kernel() -> &'static KernelImage {
     build_once(&KERNEL, KernelVariant::FaultInjection)
 }
 
+/// The running test binary's name without cargo's hash (`boot`, `modules`):
+/// files named after it are reused by the next run instead of piling up.
+pub fn test_binary_name() -> String {
+    let executable = std::env::current_exe().expect("test binary path");
+    let stem = executable.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    stem.rsplit_once('-').map_or(stem.clone(), |(name, _hash)| name.to_owned())
+}
+
 /// The emulator ISO of the standard kernel, built once per test binary.
 pub fn standard_iso() -> &'static PathBuf {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
     ISO.get_or_init(|| {
         let kernel = standard_kernel();
-        let path = kernel_build::output_directory().join(format!("test-{}.iso", std::process::id()));
-        let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "" };
+        let path = kernel_build::output_directory().join(format!("test-{}.iso", test_binary_name()));
+        let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &[] };
         image::build_iso(&spec, &path).unwrap_or_else(|error| panic!("{error}"));
         path
     })
@@ -57,7 +65,11 @@ pub fn run_qemu(kernel: &KernelImage, boot: QemuBoot, options: QemuOptions, time
 
 /// Boots the kernel through QEMU `-kernel` with extra command-line words.
 pub fn run_kernel_boot(kernel: &KernelImage, extra_cmdline: &str, count_instructions: bool) -> RunOutcome {
-    let boot = QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline: format!("exit=emulator {extra_cmdline}") };
+    let boot = QemuBoot::Kernel {
+        elf: kernel.elf.clone(),
+        cmdline: format!("exit=emulator {extra_cmdline}"),
+        modules: vec![],
+    };
     let options = QemuOptions { count_instructions, ..QemuOptions::default() };
     run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
 }
@@ -91,11 +103,17 @@ fn number_after(console: &str, marker: &str, key: &str) -> Option<u64> {
 pub struct BootCost {
     pub tsc_at_entry: u64,
     pub tsc_at_banner: u64,
+    /// The defmt timestamp (`tsc=N`) of the "boot complete" line.
+    pub tsc_at_boot_complete: u64,
 }
 
 impl BootCost {
     pub fn entry_to_banner(&self) -> u64 {
         self.tsc_at_banner - self.tsc_at_entry
+    }
+
+    pub fn entry_to_boot_complete(&self) -> u64 {
+        self.tsc_at_boot_complete - self.tsc_at_entry
     }
 }
 
@@ -104,7 +122,9 @@ pub fn boot_cost(console: &str) -> BootCost {
         number_after(console, "boot: tsc at kernel entry", "kernel entry").expect("TSC at entry printed");
     let tsc_at_banner = number_after(console, "boot: tsc at kernel entry", "at banner").expect("TSC at banner printed");
     assert!(tsc_at_banner > tsc_at_entry, "TSC went backwards: {tsc_at_entry} then {tsc_at_banner}");
-    BootCost { tsc_at_entry, tsc_at_banner }
+    let tsc_at_boot_complete = number_after(console, "boot complete", "tsc=").expect("timestamped boot-complete line");
+    assert!(tsc_at_boot_complete > tsc_at_banner, "TSC went backwards: {tsc_at_banner} then {tsc_at_boot_complete}");
+    BootCost { tsc_at_entry, tsc_at_banner, tsc_at_boot_complete }
 }
 
 /// Checks what every successful boot prints, whatever the path: the
@@ -126,7 +146,9 @@ pub fn assert_successful_boot(outcome: &RunOutcome, loader: &str, protocol: &str
     assert!(regions >= 1, "no available region");
     let free_frames = number_after(console, "frames: ", "frames:").expect("frame allocator summary");
     assert!(free_frames * 4096 > 180 << 20 && free_frames * 4096 < 256 << 20, "{free_frames} free frames");
-    assert!(console.contains("allocated and freed 64 frames, none inside the kernel image"));
+    assert!(
+        console.contains("allocated and freed 64 frames, none inside the kernel image, boot information or modules")
+    );
     assert!(console.contains("boot complete"));
     assert_eq!(outcome.final_status(), Some("success"));
 }

@@ -18,9 +18,9 @@ if $_isvoid($bulkhead_fault_injection)
 end
 
 if $bulkhead_fault_injection
-  symbol-file target/bulkhead/kernel-fault-injection/x86_64-unknown-none/release/bulkhead-kernel
+  file target/bulkhead/kernel-fault-injection/x86_64-unknown-none/release/bulkhead-kernel
 else
-  symbol-file target/bulkhead/kernel/x86_64-unknown-none/release/bulkhead-kernel
+  file target/bulkhead/kernel/x86_64-unknown-none/release/bulkhead-kernel
 end
 
 eval "target remote 127.0.0.1:%d", $bulkhead_port

@@ -1,0 +1,82 @@
+//! The CLI as a user meets it: `--iso PATH` writes a hybrid BIOS+UEFI ISO
+//! for a real server, and bad options are refused with the usage text.
+
+use std::process::Command;
+
+use bulkhead::kernel_build;
+use bulkhead::tools::{self, Tool};
+
+fn bulkhead() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+}
+
+#[test]
+fn iso_option_writes_a_hybrid_bios_and_uefi_image() {
+    tools::ensure(&[Tool::Xorriso]).unwrap_or_else(|error| panic!("{error}"));
+    let iso = kernel_build::output_directory().join("test-cli-hardware.iso");
+    let _ = std::fs::remove_file(&iso);
+    let output = bulkhead().arg("--iso").arg(&iso).output().expect("run the CLI");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("wrote ") && stderr.contains("(BIOS and UEFI)"), "{stderr}");
+
+    // Both El Torito boot images: GRUB for BIOS and the EFI system partition.
+    let report = Command::new("xorriso")
+        .arg("-indev")
+        .arg(&iso)
+        .args(["-report_el_torito", "plain"])
+        .output()
+        .expect("run xorriso");
+    let report = String::from_utf8_lossy(&report.stdout);
+    let boot_images: Vec<&str> = report.lines().filter(|line| line.starts_with("El Torito boot img :")).collect();
+    assert!(boot_images.iter().any(|line| line.contains(" BIOS ")), "{report}");
+    assert!(boot_images.iter().any(|line| line.contains(" UEFI ")), "{report}");
+
+    // A hardware ISO boots the entry that only halts at the end.
+    let config = kernel_build::output_directory().join("test-cli-grub.cfg");
+    let extracted = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/boot/grub/grub.cfg"])
+        .arg(&config)
+        .output()
+        .expect("run xorriso");
+    assert!(extracted.status.success(), "{}", String::from_utf8_lossy(&extracted.stderr));
+    let config = std::fs::read_to_string(&config).expect("extracted grub.cfg");
+    assert!(config.contains("set default=1\n"), "{config}");
+}
+
+#[test]
+fn unknown_options_are_refused_with_usage() {
+    let output = bulkhead().arg("--no-such-option").output().expect("run the CLI");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown option --no-such-option"), "{stderr}");
+    assert!(stderr.contains("usage: cargo run -- [OPTIONS]"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_option() {
+    let output = bulkhead().arg("--help").output().expect("run the CLI");
+    assert!(output.status.success());
+    let usage = String::from_utf8_lossy(&output.stdout);
+    for option in ["--gdb", "--uefi", "--bochs", "--cpu", "--iso", "--kernel-boot", "--append", "--module"] {
+        assert!(usage.contains(option), "{option} missing from --help");
+    }
+}
+
+#[test]
+fn exit_status_follows_the_kernel_verdict() {
+    let success = bulkhead().args(["--kernel-boot", "--timeout", "120"]).output().expect("run the CLI");
+    assert_eq!(success.status.code(), Some(0), "{}", String::from_utf8_lossy(&success.stderr));
+    assert!(String::from_utf8_lossy(&success.stdout).contains("bulkhead: exit success"));
+
+    let failure = bulkhead()
+        .args(["--kernel-boot", "--fault-injection", "--append", "inject=panic", "--timeout", "120"])
+        .output()
+        .expect("run the CLI");
+    assert_eq!(failure.status.code(), Some(1), "{}", String::from_utf8_lossy(&failure.stderr));
+    let console = String::from_utf8_lossy(&failure.stdout);
+    assert!(console.contains("!!! kernel panic at kernel/src/fault_injection.rs:"), "{console}");
+    assert!(console.contains("bulkhead: exit failure"), "{console}");
+}
