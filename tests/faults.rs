@@ -45,6 +45,7 @@ fn page_fault_report() {
     assert!(report_line(console, "cr2 ").starts_with("cr2 0x00000000deadb000"));
     assert!(report_line(console, "rip 0xffffffff8").contains("inject_page_fault"), "RIP symbolised");
     assert_registers_reported(console);
+    assert!(console.contains("handler on the boot stack, interrupted code on the boot stack"));
     // The backtrace reaches from the faulting function back to the entry.
     let backtrace = &console[console.find("backtrace:").expect("a backtrace")..];
     assert!(backtrace.contains("#0 0xffffffff8"));
@@ -58,6 +59,7 @@ fn general_protection_fault_report() {
     let outcome = run_injected("gp-fault");
     let console = &outcome.console;
     assert!(console.contains("!!! kernel exception: general-protection fault (#GP, vector 13)"));
+    assert!(console.contains("handler on the boot stack"));
     assert!(report_line(console, "error code").starts_with("error code 0x0"));
     assert!(report_line(console, "rip 0xffffffff8").contains("inject_general_protection_fault"));
     assert_registers_reported(console);
@@ -71,6 +73,17 @@ fn double_fault_report_runs_on_its_own_stack() {
     assert!(console.contains("!!! kernel exception: double fault (#DF, vector 8)"));
     // A double fault always pushes error code 0.
     assert!(report_line(console, "error code").starts_with("error code 0x0"));
+    assert_registers_reported(console);
+    assert!(console.contains("handler on the double-fault stack (IST1), interrupted code on the boot stack"));
+}
+
+#[test]
+fn nmi_report_runs_on_its_own_stack() {
+    let outcome = run_injected("nmi");
+    let console = &outcome.console;
+    assert!(console.contains("!!! kernel exception: non-maskable interrupt (NMI, vector 2)"));
+    assert!(console.contains("handler on the NMI stack (IST2), interrupted code on the boot stack"));
+    assert!(report_line(console, "rip 0xffffffff8").contains("inject_nmi"), "RIP symbolised");
     assert_registers_reported(console);
 }
 

@@ -75,3 +75,38 @@ fn the_kernel_library_is_free_of_unsafe_and_every_unsafe_block_is_explained() {
         }
     }
 }
+
+/// Runs cargo with the given arguments at the workspace root, in its own
+/// target directory (so it never waits on the `cargo test` that runs it),
+/// and returns its combined output if it fails.
+fn cargo_fails(arguments: &[&str]) -> Option<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(arguments)
+        .env("CARGO_TARGET_DIR", workspace_root().join("target").join("bulkhead").join("lint"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    (!output.status.success())
+        .then(|| format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn code_is_rustfmt_clean() {
+    if let Some(output) = cargo_fails(&["fmt", "--all", "--", "--check"]) {
+        panic!("cargo fmt --all would change files (run it):\n{output}");
+    }
+}
+
+#[test]
+fn clippy_is_clean_on_host_and_bare_metal() {
+    if let Some(output) = cargo_fails(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]) {
+        panic!("clippy on the host crates:\n{output}");
+    }
+    let kernel = ["clippy", "-p", "bulkhead-kernel", "--target", "x86_64-unknown-none", "--all-features"];
+    if let Some(output) = cargo_fails(&[&kernel[..], &["--", "-D", "warnings"]].concat()) {
+        panic!("clippy on the bare-metal kernel:\n{output}");
+    }
+}

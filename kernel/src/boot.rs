@@ -5,10 +5,10 @@
 //! then the identity map goes, and only then is untrusted-by-design firmware
 //! data (the boot information) parsed.
 
-use bulkhead_kernel::boot_info::{self, BootInfo, MemoryKind, Protocol};
-use bulkhead_kernel::cmdline::Cmdline;
-use bulkhead_kernel::frame_allocator::FrameAllocator;
-use bulkhead_kernel::memory::{PhysAddr, PhysRange};
+use kernel_core::boot_info::{self, BootInfo, MemoryKind, Protocol};
+use kernel_core::cmdline::Cmdline;
+use kernel_core::frame_allocator::FrameAllocator;
+use kernel_core::memory::{PhysAddr, PhysRange};
 
 use crate::arch::exit::{ExitStatus, stop};
 use crate::arch::{cpu, exit, gdt, idt, paging, serial};

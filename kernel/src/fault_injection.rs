@@ -2,7 +2,7 @@
 //! (built only with the `fault-injection` feature; never in a release
 //! image). Selected with the kernel command line `inject=KIND`.
 
-use bulkhead_kernel::cmdline::Cmdline;
+use kernel_core::cmdline::Cmdline;
 
 /// An address the kernel never maps (the identity map is gone by now).
 const UNMAPPED_ADDRESS: u64 = 0xdead_b000;
@@ -17,8 +17,11 @@ pub(crate) fn run(cmdline: &Cmdline<'_>) {
         "page-fault" => inject_page_fault(),
         "gp-fault" => inject_general_protection_fault(),
         "double-fault" => inject_double_fault(),
+        "nmi" => inject_nmi(),
         "panic" => inject_panic(),
-        other => println!("fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, panic"),
+        other => {
+            println!("fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic")
+        }
     }
 }
 
@@ -44,6 +47,15 @@ fn inject_double_fault() {
     // contributory faults make a double fault, taken on its IST stack.
     crate::arch::idt::mark_gate_missing(13);
     inject_general_protection_fault();
+}
+
+#[inline(never)]
+fn inject_nmi() {
+    // `int 2` enters through the NMI gate, and so through its IST stack and
+    // the NMI report, without needing an interrupt controller to send one.
+    // SAFETY: the NMI gate is installed (idt::init) and its handler stops
+    // the machine; nothing returns here.
+    unsafe { core::arch::asm!("int 2") };
 }
 
 #[inline(never)]

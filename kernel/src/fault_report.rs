@@ -74,6 +74,11 @@ pub(crate) fn report_exception_and_stop(frame: &TrapFrame) -> ! {
     }
     println!("    rip {:#018x}  cs {:#x}  rflags {:#x}", frame.rip, frame.cs, frame.rflags);
     println!("    rsp {:#018x}  ss {:#x}", frame.rsp, frame.ss);
+    // Which stack the handler itself runs on shows whether the IST switch
+    // happened (double faults, NMIs and machine checks must not trust the
+    // interrupted stack).
+    let frame_address = core::ptr::from_ref(frame) as u64;
+    println!("    handler on the {}, interrupted code on the {}", stack_name(frame_address), stack_name(frame.rsp));
     println!("    cr2 {:#018x}  cr3 {:#018x}", cpu::read_cr2(), cpu::read_cr3());
     let registers = [
         ("rax", frame.rax),
@@ -127,6 +132,18 @@ pub(crate) fn report_panic_and_stop(info: &core::panic::PanicInfo<'_>) -> ! {
 fn kernel_stacks() -> [Range<u64>; 4] {
     let [double_fault, nmi, machine_check] = gdt::ist_stack_ranges();
     [boot::boot_stack_range(), double_fault, nmi, machine_check]
+}
+
+/// The name of the kernel stack that holds `address`, in the order of
+/// [`kernel_stacks`].
+fn stack_name(address: u64) -> &'static str {
+    const NAMES: [&str; 4] =
+        ["boot stack", "double-fault stack (IST1)", "NMI stack (IST2)", "machine-check stack (IST3)"];
+    kernel_stacks()
+        .iter()
+        .zip(NAMES)
+        .find(|(stack, _)| stack.contains(&address))
+        .map_or("unknown stack", |(_, name)| name)
 }
 
 /// Reads the saved (RBP, return address) pair of the frame at `rbp`, if

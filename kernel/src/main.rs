@@ -3,7 +3,7 @@
 //! in ring 0.
 //!
 //! This crate holds the hardware-facing parts (`arch`, the logger, the
-//! fault reports); the hardware-free logic is the `bulkhead_kernel`
+//! fault reports); the hardware-free logic is the `kernel_core`
 //! library, which the host tests drive unchanged. On the host this binary
 //! is an empty program so that `cargo build` of the whole workspace works.
 

@@ -1,5 +1,5 @@
 //! Everything that touches x86-64 hardware directly. The rest of the kernel
-//! (the `bulkhead_kernel` library) is hardware-free and host-tested.
+//! (the `kernel_core` library) is hardware-free and host-tested.
 
 pub(crate) mod boot;
 pub(crate) mod cpu;

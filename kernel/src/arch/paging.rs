@@ -7,8 +7,8 @@
 //! address spaces arrive.
 
 use super::boot::{BOOT_WINDOW_BYTES, KERNEL_VIRT_BASE, boot_pml4_phys};
-use bulkhead_kernel::boot_info::PhysMemory;
-use bulkhead_kernel::memory::PhysAddr;
+use kernel_core::boot_info::PhysMemory;
+use kernel_core::memory::PhysAddr;
 
 /// Translates a physical range inside the boot window to a kernel pointer.
 fn window_pointer(start: u64, len: usize) -> Option<*const u8> {
