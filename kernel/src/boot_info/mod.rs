@@ -28,6 +28,15 @@ pub const MAX_MEMORY_REGIONS: usize = 128;
 pub const MAX_MODULES: usize = 32;
 /// The longest string (without its NUL) read through a bare pointer.
 pub const MAX_STRING_LEN: usize = 4096;
+/// The most separate pieces of memory the boot information itself occupies
+/// ([`BootInfo::info_ranges`]). Multiboot1 scatters it over the info
+/// structure, the command-line string, the bootloader-name string, the
+/// memory map, the module list and one string per module; Multiboot2 keeps it
+/// in one tag block.
+pub const MAX_INFO_RANGES: usize = 5 + MAX_MODULES;
+/// The capacity a caller needs to collect [`BootInfo::occupied_ranges`]:
+/// every info range and every module.
+pub const MAX_OCCUPIED_RANGES: usize = MAX_INFO_RANGES + MAX_MODULES;
 
 /// Read access to physical memory, which the kernel provides through its
 /// physical-memory window.
@@ -147,11 +156,14 @@ pub struct BootInfo<'a> {
     pub memory_map: heapless::Vec<MemoryRegion, MAX_MEMORY_REGIONS>,
     /// The boot modules in the bootloader's order.
     pub modules: heapless::Vec<Module<'a>, MAX_MODULES>,
-    /// Where the boot information lies. For Multiboot2 that is the whole
-    /// tag list; for Multiboot1 it is the smallest range covering the info
-    /// structure and every structure and string it points to, since
-    /// `BootInfo` borrows from them.
-    pub info_range: PhysRange,
+    /// The memory the boot information itself occupies, since `BootInfo`
+    /// borrows from it. For Multiboot2 that is the whole tag block; for
+    /// Multiboot1 it is the info structure and every structure and string it
+    /// points to, each reported on its own so that a piece far from the rest
+    /// does not drag the memory between them along. The ranges are never
+    /// empty, and pieces that overlap or touch are merged, so no two of them
+    /// overlap or touch; their order means nothing.
+    pub info_ranges: heapless::Vec<PhysRange, MAX_INFO_RANGES>,
     /// The ACPI RSDP copy, if the bootloader gave one (version 2 preferred).
     pub rsdp: Option<AcpiRsdp<'a>>,
 }
@@ -168,11 +180,12 @@ impl BootInfo<'_> {
             .fold(0_u64, |total, region| total.saturating_add(region.range.len()))
     }
 
-    /// The ranges the boot information itself occupies: the info structure
-    /// and every module. The frame allocator must not hand these out (the
-    /// kernel adds its own image).
+    /// The ranges the boot information occupies: every info range (see
+    /// [`BootInfo::info_ranges`]) and then every module, at most
+    /// [`MAX_OCCUPIED_RANGES`] of them. The frame allocator must not hand
+    /// these out (the kernel adds its own image).
     pub fn occupied_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        core::iter::once(self.info_range).chain(self.modules.iter().map(|module| module.range))
+        self.info_ranges.iter().copied().chain(self.modules.iter().map(|module| module.range))
     }
 
     /// Counts for a one-line boot log.
@@ -357,16 +370,47 @@ pub fn parse<M: PhysMemory>(magic: u32, info: PhysAddr, memory: &M) -> Result<Bo
 }
 
 /// A `BootInfo` with nothing in it yet.
-const fn empty_boot_info<'a>(protocol: Protocol, info_range: PhysRange) -> BootInfo<'a> {
+const fn empty_boot_info<'a>(protocol: Protocol) -> BootInfo<'a> {
     BootInfo {
         protocol,
         bootloader_name: None,
         cmdline: "",
         memory_map: heapless::Vec::new(),
         modules: heapless::Vec::new(),
-        info_range,
+        info_ranges: heapless::Vec::new(),
         rsdp: None,
     }
+}
+
+/// Records that the boot information occupies `range`, merging it with every
+/// range in `ranges` that it overlaps or touches. An empty `range` is
+/// skipped.
+///
+/// # Errors
+///
+/// [`BootInfoError::TooManyModules`] if `ranges` is full; the parsers add at
+/// most [`MAX_INFO_RANGES`] pieces, so only more module strings than
+/// [`MAX_MODULES`] could get there.
+fn add_info_range(
+    ranges: &mut heapless::Vec<PhysRange, MAX_INFO_RANGES>,
+    range: PhysRange,
+) -> Result<(), BootInfoError> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    // The held ranges are non-empty and pairwise neither overlap nor touch,
+    // so a held range that touches `range` grown by other held ranges
+    // touches `range` itself: one pass finds every range to merge.
+    let mut merged = range;
+    ranges.retain(|held| {
+        let touches = held.start <= merged.end && merged.start <= held.end;
+        if touches {
+            merged.start = merged.start.min(held.start);
+            merged.end = merged.end.max(held.end);
+        }
+        !touches
+    });
+    ranges.push(merged).map_err(|_| BootInfoError::TooManyModules)
 }
 
 /// The little-endian `u32` at `offset` in `bytes`.
@@ -433,6 +477,8 @@ fn module_range(start: u32, end: u32) -> Result<PhysRange, BootInfoError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// Physical memory for tests: `bytes` at `base`, nothing elsewhere.
@@ -468,6 +514,76 @@ mod tests {
         fn read(&self, start: PhysAddr, len: usize) -> Option<&[u8]> {
             let offset = usize::try_from(start.as_u64().checked_sub(self.base)?).ok()?;
             self.bytes.get(offset..offset.checked_add(len)?)
+        }
+    }
+
+    /// Whether `ranges` are all non-empty and no two of them overlap or
+    /// touch, as [`BootInfo::info_ranges`] promises.
+    pub(super) fn well_formed(ranges: &[PhysRange]) -> bool {
+        ranges.iter().all(|range| !range.is_empty())
+            && ranges
+                .iter()
+                .enumerate()
+                .all(|(index, a)| ranges[index + 1..].iter().all(|b| a.end < b.start || b.end < a.start))
+    }
+
+    fn range(start: u64, end: u64) -> PhysRange {
+        PhysRange::new(PhysAddr::new(start), PhysAddr::new(end))
+    }
+
+    /// `ranges` sorted by start.
+    pub(super) fn sorted(ranges: &[PhysRange]) -> Vec<PhysRange> {
+        let mut ranges = ranges.to_vec();
+        ranges.sort_unstable();
+        ranges
+    }
+
+    #[test]
+    fn info_ranges_merge_what_overlaps_or_touches() {
+        let mut ranges = heapless::Vec::new();
+        add_info_range(&mut ranges, range(0x1000, 0x1100)).unwrap();
+        add_info_range(&mut ranges, range(0x5000, 0x5010)).unwrap();
+        add_info_range(&mut ranges, range(0x3000, 0x3000)).unwrap();
+        add_info_range(&mut ranges, range(0x3000, 0x2000)).unwrap();
+        assert_eq!(sorted(&ranges), [range(0x1000, 0x1100), range(0x5000, 0x5010)]);
+        add_info_range(&mut ranges, range(0x1100, 0x1200)).unwrap();
+        add_info_range(&mut ranges, range(0x5008, 0x5020)).unwrap();
+        add_info_range(&mut ranges, range(0x1010, 0x1020)).unwrap();
+        assert_eq!(sorted(&ranges), [range(0x1000, 0x1200), range(0x5000, 0x5020)]);
+        add_info_range(&mut ranges, range(0x8000, 0x8001)).unwrap();
+        add_info_range(&mut ranges, range(0x1200, 0x5000)).unwrap();
+        assert_eq!(sorted(&ranges), [range(0x1000, 0x5020), range(0x8000, 0x8001)]);
+    }
+
+    #[test]
+    fn info_ranges_report_when_full() {
+        let mut ranges = heapless::Vec::new();
+        for index in 0..MAX_INFO_RANGES as u64 {
+            add_info_range(&mut ranges, range(index * 0x10, index * 0x10 + 1)).unwrap();
+        }
+        assert_eq!(ranges.len(), MAX_INFO_RANGES);
+        assert_eq!(add_info_range(&mut ranges, range(0x10_0000, 0x10_0001)), Err(BootInfoError::TooManyModules));
+        add_info_range(&mut ranges, range(0x10, 0x20)).unwrap();
+        assert_eq!(ranges.len(), MAX_INFO_RANGES - 1);
+    }
+
+    proptest! {
+        /// Whatever ranges are added, the result covers exactly the
+        /// addresses they cover, in well-formed ranges.
+        #[test]
+        fn info_ranges_cover_exactly_what_was_added(
+            pieces in prop::collection::vec((0_u64..256, 0_u64..32), 0..=MAX_INFO_RANGES),
+        ) {
+            let pieces: Vec<_> = pieces.into_iter().map(|(start, len)| range(start, start + len)).collect();
+            let mut ranges = heapless::Vec::new();
+            for &piece in &pieces {
+                prop_assert_eq!(add_info_range(&mut ranges, piece), Ok(()));
+            }
+            prop_assert!(well_formed(&ranges));
+            for address in (0..300).map(PhysAddr::new) {
+                let added = pieces.iter().any(|piece| piece.contains(address));
+                prop_assert_eq!(ranges.iter().any(|range| range.contains(address)), added);
+            }
         }
     }
 

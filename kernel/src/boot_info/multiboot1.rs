@@ -3,8 +3,8 @@
 //! the module list and NUL-terminated strings.
 
 use super::{
-    BootInfo, BootInfoError, Field, MAX_MODULES, MAX_STRING_LEN, Module, PhysMemory, Protocol, empty_boot_info,
-    module_range, push_basic_memory, push_region, read_u32, read_u64, to_utf8,
+    BootInfo, BootInfoError, Field, MAX_MODULES, MAX_STRING_LEN, Module, PhysMemory, Protocol, add_info_range,
+    empty_boot_info, module_range, push_basic_memory, push_region, read_u32, read_u64, to_utf8,
 };
 use crate::memory::{PhysAddr, PhysRange};
 
@@ -48,7 +48,9 @@ const MEMORY_MAP_ENTRY_MIN_SIZE: usize = 20;
 ///
 /// Fields whose `flags` bit is clear are ignored. Without a memory map (or
 /// with one that yields no region) the map is synthesised from
-/// `mem_lower`/`mem_upper`.
+/// `mem_lower`/`mem_upper`. The info structure, the memory map, the module
+/// list and each string read become separate [`BootInfo::info_ranges`]
+/// (merged where they overlap or touch).
 ///
 /// # Errors
 ///
@@ -63,8 +65,8 @@ pub fn parse_multiboot1<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
     let pointer = |offset| word(offset).map(|address| PhysAddr::new(u64::from(address)));
     let flags = word(offset::FLAGS)?;
 
-    let mut hull = Hull(full_info);
-    let mut boot_info = empty_boot_info(Protocol::Multiboot1, full_info);
+    let mut boot_info = empty_boot_info(Protocol::Multiboot1);
+    add_info_range(&mut boot_info.info_ranges, full_info)?;
 
     if flags & flag::MEMORY_MAP != 0 {
         let map_address = pointer(offset::MMAP_ADDR)?;
@@ -73,7 +75,7 @@ pub fn parse_multiboot1<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
         let map_range = PhysRange::from_start_len(map_address, u64::from(map_len)).ok_or(unreadable)?;
         let map_len = usize::try_from(map_len).map_err(|_| unreadable)?;
         let map = memory.read(map_address, map_len).ok_or(unreadable)?;
-        hull.include(map_range);
+        add_info_range(&mut boot_info.info_ranges, map_range)?;
         parse_memory_map(map, &mut boot_info)?;
     }
     if boot_info.memory_map.is_empty() && flags & flag::BASIC_MEMORY != 0 {
@@ -86,13 +88,13 @@ pub fn parse_multiboot1<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
 
     if flags & flag::CMDLINE != 0 {
         let (bytes, range) = read_c_string(memory, pointer(offset::CMDLINE)?, Field::Cmdline)?;
-        hull.include(range);
+        add_info_range(&mut boot_info.info_ranges, range)?;
         boot_info.cmdline = to_utf8(bytes, Field::Cmdline)?;
     }
     if flags & flag::BOOTLOADER_NAME != 0 {
         let address = pointer(offset::BOOT_LOADER_NAME)?;
         let (bytes, range) = read_c_string(memory, address, Field::BootloaderName)?;
-        hull.include(range);
+        add_info_range(&mut boot_info.info_ranges, range)?;
         boot_info.bootloader_name = core::str::from_utf8(bytes).ok();
     }
     if flags & flag::MODULES != 0 {
@@ -109,19 +111,18 @@ pub fn parse_multiboot1<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
             .and_then(|len_bytes| PhysRange::from_start_len(list_address, len_bytes))
             .ok_or(unreadable)?;
         let list = if count == 0 { &[] } else { memory.read(list_address, list_len).ok_or(unreadable)? };
-        hull.include(list_range);
+        add_info_range(&mut boot_info.info_ranges, list_range)?;
         for entry in list.chunks_exact(MODULE_ENTRY_LEN) {
             let entry_word = |offset| read_u32(entry, offset).ok_or(unreadable);
             let range = module_range(entry_word(0)?, entry_word(4)?)?;
             let string_address = PhysAddr::new(u64::from(entry_word(8)?));
             let (bytes, string_range) = read_c_string(memory, string_address, Field::ModuleCmdline)?;
-            hull.include(string_range);
+            add_info_range(&mut boot_info.info_ranges, string_range)?;
             let cmdline = to_utf8(bytes, Field::ModuleCmdline)?;
             boot_info.modules.push(Module { range, cmdline }).map_err(|_| BootInfoError::TooManyModules)?;
         }
     }
 
-    boot_info.info_range = hull.0;
     Ok(boot_info)
 }
 
@@ -176,25 +177,13 @@ fn read_c_string<M: PhysMemory>(
     Err(BootInfoError::UnterminatedString(field))
 }
 
-/// The smallest range covering every range included so far.
-struct Hull(PhysRange);
-
-impl Hull {
-    fn include(&mut self, range: PhysRange) {
-        if !range.is_empty() {
-            self.0.start = self.0.start.min(range.start);
-            self.0.end = self.0.end.max(range.end);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::tests::{FakeMemory, u32_of};
+    use super::super::tests::{FakeMemory, sorted, u32_of, well_formed};
     use super::*;
-    use crate::boot_info::{MAX_MEMORY_REGIONS, MemoryKind, MemoryRegion};
+    use crate::boot_info::{MAX_INFO_RANGES, MAX_MEMORY_REGIONS, MAX_OCCUPIED_RANGES, MemoryKind, MemoryRegion};
 
     const INFO: u64 = 0x9000;
     const MEMORY_MAP: u64 = 0x9100;
@@ -288,8 +277,18 @@ mod tests {
         assert_eq!(info.modules[0].range, range(0x20_0000, 0x28_0000));
         assert_eq!(info.modules[0].cmdline, "root-task name=init");
         assert_eq!(info.modules[1].cmdline, "");
-        let module_string_end = MODULE_STRING + b"root-task name=init\0".len() as u64;
-        assert_eq!(info.info_range, range(INFO, module_string_end));
+        let string = |start: u64, text: &[u8]| range(start, start + text.len() as u64 + 1);
+        let info_ranges = [
+            range(INFO, INFO + FULL_INFO_LEN),
+            range(MEMORY_MAP, MEMORY_MAP + 5 * 24),
+            range(MODULES, MODULES + 2 * 16),
+            string(CMDLINE, b"console=serial quiet"),
+            string(NAME, b"GRUB 2.12"),
+            string(MODULE_STRING, b"root-task name=init"),
+        ];
+        assert_eq!(sorted(&info.info_ranges), info_ranges);
+        let modules = [range(0x20_0000, 0x28_0000), range(0x28_0000, 0x28_0010)];
+        assert_eq!(sorted(&info.occupied_ranges().collect::<Vec<_>>()), sorted(&[&info_ranges[..], &modules].concat()));
         assert_eq!(info.rsdp, None);
         assert_eq!(info.usable_bytes(), 0x9_fc00 + 0x7ee_0000);
         let summary = info.summary();
@@ -305,9 +304,75 @@ mod tests {
         assert_eq!(info.cmdline, "");
         assert_eq!(info.bootloader_name, None);
         assert!(info.modules.is_empty());
-        assert_eq!(info.info_range, range(INFO, INFO + FULL_INFO_LEN));
+        assert_eq!(info.info_ranges.as_slice(), &[range(INFO, INFO + FULL_INFO_LEN)]);
         assert_eq!(info.memory_map.len(), 2);
         assert_eq!(info.memory_map[1].range, range(0x10_0000, 0x10_0000 + 0x1f_b800 * 1024));
+    }
+
+    /// Memory made of two separately placed pieces.
+    struct TwoPieces(FakeMemory, FakeMemory);
+
+    impl PhysMemory for TwoPieces {
+        fn read(&self, start: PhysAddr, len: usize) -> Option<&[u8]> {
+            self.0.read(start, len).or_else(|| self.1.read(start, len))
+        }
+    }
+
+    #[test]
+    fn a_far_string_is_a_range_of_its_own() {
+        const FAR_INFO: u64 = 0x1_0000;
+        const FAR_CMDLINE: u64 = 0x7f0_0000;
+        let mut low = FakeMemory::zeroed(FAR_INFO, 0x100);
+        low.write(FAR_INFO, &(flag::BASIC_MEMORY | flag::CMDLINE).to_le_bytes());
+        low.write(FAR_INFO + offset::MEM_UPPER as u64, &0x1_fc00_u32.to_le_bytes());
+        low.write(FAR_INFO + offset::CMDLINE as u64, &u32_of(FAR_CMDLINE).to_le_bytes());
+        let memory = TwoPieces(low, FakeMemory::new(FAR_CMDLINE, b"console=serial\0"));
+        let info = parse_multiboot1(PhysAddr::new(FAR_INFO), &memory).unwrap();
+        assert_eq!(info.cmdline, "console=serial");
+        let expected = [range(FAR_INFO, FAR_INFO + FULL_INFO_LEN), range(FAR_CMDLINE, FAR_CMDLINE + 15)];
+        assert_eq!(sorted(&info.info_ranges), expected);
+        assert_eq!(sorted(&info.occupied_ranges().collect::<Vec<_>>()), expected);
+        let occupied_bytes: u64 = info.occupied_ranges().map(|range| range.len()).sum();
+        assert_eq!(occupied_bytes, FULL_INFO_LEN + 15);
+    }
+
+    #[test]
+    fn touching_pieces_are_merged() {
+        let mut memory = grub_like();
+        write_field(&mut memory, offset::FLAGS, flag::BASIC_MEMORY | flag::CMDLINE | flag::BOOTLOADER_NAME);
+        let cmdline = INFO + FULL_INFO_LEN;
+        memory.write(cmdline, b"abc\0");
+        write_field(&mut memory, offset::CMDLINE, u32_of(cmdline));
+        write_field(&mut memory, offset::BOOT_LOADER_NAME, u32_of(cmdline + 2));
+        let info = parse(&memory).unwrap();
+        assert_eq!((info.cmdline, info.bootloader_name), ("abc", Some("c")));
+        assert_eq!(info.info_ranges.as_slice(), &[range(INFO, cmdline + 4)]);
+    }
+
+    #[test]
+    fn every_piece_apart_fills_the_capacity() {
+        const LIST: u64 = 0xc000;
+        const STRINGS: u64 = 0xd000;
+        let mut memory = grub_like();
+        write_field(&mut memory, offset::MODS_COUNT, u32_of(MAX_MODULES));
+        write_field(&mut memory, offset::MODS_ADDR, u32_of(LIST));
+        for index in 0..MAX_MODULES as u64 {
+            let entry = LIST + 16 * index;
+            let start = 0x100_0000 + 0x1000 * index;
+            write_u32(&mut memory, entry, u32_of(start));
+            write_u32(&mut memory, entry + 4, u32_of(start + 0x1000));
+            write_u32(&mut memory, entry + 8, u32_of(STRINGS + 0x10 * index));
+            memory.write(STRINGS + 0x10 * index, b"m\0");
+        }
+        let info = parse(&memory).unwrap();
+        assert_eq!(info.modules.len(), MAX_MODULES);
+        assert_eq!(info.info_ranges.len(), MAX_INFO_RANGES);
+        assert!(well_formed(&info.info_ranges));
+        let mut occupied = heapless::Vec::<PhysRange, MAX_OCCUPIED_RANGES>::new();
+        for range in info.occupied_ranges() {
+            assert_eq!(occupied.push(range), Ok(()));
+        }
+        assert_eq!(occupied.len(), MAX_OCCUPIED_RANGES);
     }
 
     #[test]
@@ -431,7 +496,10 @@ mod tests {
             let memory = FakeMemory::new(0, &bytes);
             if let Ok(boot_info) = parse_multiboot1(PhysAddr::new(info), &memory) {
                 prop_assert!(!boot_info.memory_map.is_empty());
-                prop_assert!(boot_info.info_range.start.as_u64() <= info);
+                prop_assert!(well_formed(&boot_info.info_ranges));
+                let info_structure = range(info, info + FULL_INFO_LEN);
+                prop_assert!(boot_info.info_ranges.iter().any(|held| held.intersect(&info_structure) == Some(info_structure)));
+                prop_assert!(boot_info.occupied_ranges().count() <= MAX_OCCUPIED_RANGES);
             }
         }
     }

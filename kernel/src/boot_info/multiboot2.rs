@@ -3,8 +3,8 @@
 //! Everything the kernel reads lies inside that one block.
 
 use super::{
-    AcpiRsdp, BootInfo, BootInfoError, Field, Module, PhysMemory, Protocol, RsdpVersion, empty_boot_info, module_range,
-    push_basic_memory, push_region, read_u32, read_u64, string_before_nul, to_utf8,
+    AcpiRsdp, BootInfo, BootInfoError, Field, Module, PhysMemory, Protocol, RsdpVersion, add_info_range,
+    empty_boot_info, module_range, push_basic_memory, push_region, read_u32, read_u64, string_before_nul, to_utf8,
 };
 use crate::memory::{PhysAddr, PhysRange};
 
@@ -39,7 +39,7 @@ const RSDP_V2_LEN: usize = 36;
 
 /// Parses the Multiboot2 information at `info`.
 ///
-/// Unknown tags are skipped. The command line, bootloader name, basic memory,
+/// The whole tag block is the one [`BootInfo::info_ranges`] entry. Unknown tags are skipped. The command line, bootloader name, basic memory,
 /// memory map and each RSDP tag may appear at most once. Without a memory map
 /// the map is synthesised from the basic-memory tag.
 ///
@@ -60,7 +60,8 @@ pub fn parse_multiboot2<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
     let info_range = PhysRange::from_start_len(info, u64::from(total_size)).ok_or(unreadable)?;
     let bytes = memory.read(info, total_len).ok_or(unreadable)?;
 
-    let mut boot_info = empty_boot_info(Protocol::Multiboot2, info_range);
+    let mut boot_info = empty_boot_info(Protocol::Multiboot2);
+    add_info_range(&mut boot_info.info_ranges, info_range)?;
     let mut tags = TagsSeen::default();
     let mut offset = HEADER_LEN;
     loop {
@@ -300,12 +301,13 @@ mod tests {
                 MemoryRegion { range: range(0x7fe_0000, 0x800_0000), kind: MemoryKind::AcpiReclaimable },
             ]
         );
-        assert_eq!(info.info_range, range(INFO, INFO + bytes.len() as u64));
+        let block = range(INFO, INFO + bytes.len() as u64);
+        assert_eq!(info.info_ranges.as_slice(), &[block]);
         let rsdp = info.rsdp.unwrap();
         assert_eq!(rsdp.version, RsdpVersion::V2);
         assert_eq!(rsdp.xsdt_address(), Some(PhysAddr::new(0x7fe_1000)));
         let occupied: Vec<_> = info.occupied_ranges().collect();
-        assert_eq!(occupied, [info.info_range, range(0x20_0000, 0x28_0000), range(0x28_0000, 0x29_0000)]);
+        assert_eq!(occupied, [block, range(0x20_0000, 0x28_0000), range(0x28_0000, 0x29_0000)]);
     }
 
     #[test]
@@ -446,6 +448,7 @@ mod tests {
             if let Ok(info) = parse(&bytes) {
                 prop_assert!(!info.memory_map.is_empty());
                 prop_assert!(info.modules.len() <= MAX_MODULES);
+                prop_assert_eq!(info.info_ranges.as_slice(), &[range(INFO, INFO + bytes.len() as u64)]);
             }
         }
     }
