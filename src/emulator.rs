@@ -7,6 +7,7 @@
 //! kernel's final line `bulkhead: exit ...` has been seen and the emulator
 //! lingers (Bochs sometimes does), or when a timeout expires.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -96,46 +97,62 @@ fn per_image_name(prefix: &str, image: &Path, extension: &str) -> String {
     format!("{prefix}-{stem}.{extension}")
 }
 
-/// Builds the QEMU command line.
+/// Builds the QEMU command line: installs QEMU (and OVMF) if missing and
+/// prepares a fresh copy of the UEFI variable store, then
+/// [`qemu_arguments`].
 ///
 /// # Errors
 ///
 /// Missing tools, or the OVMF variable store could not be copied.
 pub fn qemu_command(boot: &QemuBoot, options: &QemuOptions) -> Result<Command, Error> {
     tools::ensure(&[Tool::Qemu])?;
+    let mut uefi_variables = None;
+    if let QemuBoot::Iso { iso, firmware: Firmware::Uefi } = boot {
+        tools::ensure(&[Tool::Ovmf])?;
+        let variables = output_directory().join("ovmf").join(per_image_name("vars", iso, "fd"));
+        copy_file(Path::new(OVMF_VARS), &variables)?;
+        uefi_variables = Some(variables);
+    }
     let mut command = Command::new("qemu-system-x86_64");
-    command
-        .args(["-machine", "q35", "-cpu", &options.cpu, "-m", &MEMORY_MIB.to_string()])
-        .args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    command.args(qemu_arguments(boot, options, uefi_variables.as_deref()));
+    Ok(command)
+}
+
+/// QEMU's arguments, with no side effects. `uefi_variables` is the writable
+/// copy of OVMF's variable store, used for UEFI boots.
+pub fn qemu_arguments(boot: &QemuBoot, options: &QemuOptions, uefi_variables: Option<&Path>) -> Vec<OsString> {
+    let mut arguments: Vec<OsString> = Vec::new();
+    let mut add = |words: &[&str]| arguments.extend(words.iter().map(OsString::from));
+    add(&["-machine", "q35", "-cpu", &options.cpu, "-m", &MEMORY_MIB.to_string()]);
+    add(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
+    add(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match boot {
         QemuBoot::Kernel { elf, cmdline, modules } => {
-            command.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
+            arguments.extend(["-kernel".into(), elf.into(), "-append".into(), cmdline.into()]);
             if !modules.is_empty() {
-                command.arg("-initrd").arg(multiboot1_module_list(modules));
+                arguments.extend(["-initrd".into(), multiboot1_module_list(modules).into()]);
             }
         }
         QemuBoot::Iso { iso, firmware } => {
-            command.arg("-cdrom").arg(iso).args(["-boot", "d"]);
+            arguments.extend(["-cdrom".into(), iso.into(), "-boot".into(), "d".into()]);
             if *firmware == Firmware::Uefi {
-                tools::ensure(&[Tool::Ovmf])?;
-                let variables = output_directory().join("ovmf").join(per_image_name("vars", iso, "fd"));
-                copy_file(Path::new(OVMF_VARS), &variables)?;
-                command
-                    .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
-                    .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,unit=1,file={}", variables.display()));
+                let variables = uefi_variables.map(|path| path.display().to_string()).unwrap_or_default();
+                arguments.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}").into(),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={variables}").into(),
+                ]);
             }
         }
     }
     if options.count_instructions {
-        command.args(["-icount", "shift=0"]);
+        arguments.extend(["-icount".into(), "shift=0".into()]);
     }
     if let Some(port) = options.gdb_port {
-        command.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}")).arg("-S");
+        arguments.extend(["-gdb".into(), format!("tcp:127.0.0.1:{port}").into(), "-S".into()]);
     }
-    Ok(command)
+    arguments
 }
 
 /// QEMU's Multiboot1 module list: `file args` per module, separated by
@@ -218,6 +235,9 @@ pub struct WatchOptions {
     pub echo: bool,
     /// Kill the emulator after this long.
     pub timeout: Option<Duration>,
+    /// Printed on standard error once the emulator has started (e.g. how to
+    /// attach gdb to it).
+    pub announce: Option<String>,
 }
 
 /// What a run produced.
@@ -269,6 +289,9 @@ pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Res
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| Error::Emulator(format!("cannot start {:?}: {error}", command.get_program())))?;
+    if let Some(announcement) = &watch.announce {
+        eprintln!("{announcement}");
+    }
     let receiver = spawn_reader(&mut child);
     let stderr_reader = child.stderr.take().map(|mut stderr| {
         std::thread::spawn(move || {
@@ -278,46 +301,33 @@ pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Res
         })
     });
 
-    let mut raw = Vec::new();
-    let mut console = String::new();
+    let mut transcript = Transcript { decoder, echo: watch.echo, raw: Vec::new(), console: String::new() };
     let mut final_line_seen: Option<Instant> = None;
+    let mut stdout_open = true;
     let mut timed_out = false;
-    let show = |text: String, console: &mut String| {
-        if watch.echo {
-            use std::io::Write;
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(text.as_bytes());
-            let _ = stdout.flush();
-        }
-        console.push_str(&text);
-    };
     let exit_code = loop {
-        match receiver.recv_timeout(Duration::from_millis(50)) {
-            Ok(chunk) => {
-                raw.extend_from_slice(&chunk);
-                let text = decoder.feed(&chunk);
-                show(text, &mut console);
-                if final_line_seen.is_none() && console.contains(FINAL_LINE_PREFIX) {
-                    final_line_seen = Some(Instant::now());
-                }
-                continue;
+        if stdout_open {
+            match receiver.recv_timeout(POLL_INTERVAL) {
+                Ok(chunk) => transcript.receive(&chunk),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => stdout_open = false,
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // Standard output closed: the emulator is exiting.
-                let status = child.wait().map_err(|error| Error::Emulator(format!("waiting: {error}")))?;
-                break status.code();
-            }
+        } else {
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        if final_line_seen.is_none() && transcript.console.contains(FINAL_LINE_PREFIX) {
+            final_line_seen = Some(Instant::now());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            // Drain what is still buffered in the pipe.
+            // What the emulator wrote just before exiting may still be in
+            // the pipe: take it until the reader reaches the end.
             while let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(200)) {
-                raw.extend_from_slice(&chunk);
-                let text = decoder.feed(&chunk);
-                show(text, &mut console);
+                transcript.receive(&chunk);
             }
             break status.code();
         }
+        // Checked on every pass, so an emulator that never stops printing
+        // still ends at its deadline.
         let lingering = final_line_seen.is_some_and(|seen| seen.elapsed() > LINGER_AFTER_FINAL_LINE);
         let expired = watch.timeout.is_some_and(|timeout| started.elapsed() > timeout);
         if lingering || expired {
@@ -327,10 +337,45 @@ pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Res
             break None;
         }
     };
-    let text = decoder.finish();
-    show(text, &mut console);
+    transcript.finish();
     let stderr = stderr_reader.and_then(|reader| reader.join().ok()).unwrap_or_default();
+    let Transcript { console, raw, .. } = transcript;
     Ok(RunOutcome { exit_code, console, raw, stderr, timed_out, wall_time: started.elapsed() })
+}
+
+/// How often the run loop looks at the emulator and the clock.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The console of one run: raw bytes in, decoded text kept and (if asked)
+/// shown as it arrives.
+struct Transcript {
+    decoder: ConsoleDecoder,
+    echo: bool,
+    raw: Vec<u8>,
+    console: String,
+}
+
+impl Transcript {
+    fn receive(&mut self, chunk: &[u8]) {
+        self.raw.extend_from_slice(chunk);
+        let text = self.decoder.feed(chunk);
+        self.show(text);
+    }
+
+    fn finish(&mut self) {
+        let text = self.decoder.finish();
+        self.show(text);
+    }
+
+    fn show(&mut self, text: String) {
+        if self.echo {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+        self.console.push_str(&text);
+    }
 }
 
 fn spawn_reader(child: &mut Child) -> mpsc::Receiver<Vec<u8>> {
@@ -356,6 +401,21 @@ fn spawn_reader(child: &mut Child) -> mpsc::Receiver<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn join(arguments: &[OsString]) -> String {
+        arguments.iter().map(|argument| argument.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn uefi_boot_uses_ovmf_code_read_only_and_a_writable_variable_copy() {
+        let boot = QemuBoot::Iso { iso: PathBuf::from("/x/b.iso"), firmware: Firmware::Uefi };
+        let joined = join(&qemu_arguments(&boot, &QemuOptions::default(), Some(Path::new("/x/vars.fd"))));
+        assert!(joined.contains(&format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")), "{joined}");
+        assert!(joined.contains("if=pflash,format=raw,unit=1,file=/x/vars.fd"), "{joined}");
+        assert!(joined.contains("-cdrom /x/b.iso -boot d"), "{joined}");
+        let bios = QemuBoot::Iso { iso: PathBuf::from("/x/b.iso"), firmware: Firmware::Bios };
+        assert!(!join(&qemu_arguments(&bios, &QemuOptions::default(), None)).contains("pflash"));
+    }
 
     #[test]
     fn kernel_boot_command_has_the_exit_device_and_no_firmware() {
@@ -385,9 +445,7 @@ mod tests {
     fn gdb_and_icount_options_reach_qemu() {
         let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new(), modules: vec![] };
         let options = QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true };
-        let command = qemu_command(&boot, &options).expect("qemu present");
-        let joined: Vec<String> = command.get_args().map(|argument| argument.to_string_lossy().into_owned()).collect();
-        let joined = joined.join(" ");
+        let joined = join(&qemu_arguments(&boot, &options, None));
         assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");
         assert!(joined.contains("-cpu max"), "{joined}");
@@ -401,6 +459,41 @@ mod tests {
         assert!(config.contains("com1: enabled=1, mode=file, dev=/dev/stdout"));
         assert!(config.contains("display_library: rfb, options=\"timeout=0\""));
         assert!(config.contains("log: /x/b.log"));
+    }
+
+    /// Runs a shell script in place of an emulator (any ELF serves as the
+    /// "kernel": without a defmt table the decoder passes text through).
+    fn run_script(script: &str, timeout: Duration) -> RunOutcome {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
+        run(command, Path::new("/usr/bin/true"), &watch).expect("the script runs")
+    }
+
+    #[test]
+    fn an_emulator_that_never_stops_printing_still_hits_its_timeout() {
+        let started = Instant::now();
+        let outcome = run_script("while :; do echo spam; done", Duration::from_secs(1));
+        assert!(outcome.timed_out);
+        assert_eq!(outcome.exit_code, None);
+        assert!(outcome.console.starts_with("spam\n"));
+        assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn an_emulator_lingering_after_the_final_line_is_stopped_without_a_timeout() {
+        let outcome = run_script("echo 'bulkhead: exit success'; exec sleep 60", Duration::from_secs(50));
+        assert!(!outcome.timed_out);
+        assert_eq!(outcome.final_status(), Some("success"));
+        assert!(outcome.wall_time < Duration::from_secs(30), "took {:?}", outcome.wall_time);
+    }
+
+    #[test]
+    fn the_exit_status_and_the_last_output_are_kept() {
+        let outcome = run_script("printf 'one\\ntwo\\n'; exit 33", Duration::from_secs(30));
+        assert_eq!(outcome.exit_code, Some(33));
+        assert_eq!(outcome.console, "one\ntwo\n");
+        assert_eq!(outcome.raw, b"one\ntwo\n");
     }
 
     #[test]

@@ -96,3 +96,50 @@ fn panic_report() {
     let backtrace = &console[console.find("backtrace:").expect("a backtrace")..];
     assert!(backtrace.contains("inject_panic"), "panic backtrace names the panicking function");
 }
+
+#[test]
+fn stack_overflow_hits_the_guard_page_and_double_faults_onto_its_own_stack() {
+    let outcome = run_injected("stack-overflow");
+    let console = &outcome.console;
+    // The page fault on the guard page cannot push its frame on the same
+    // stack, so the CPU raises a double fault, delivered on IST1.
+    assert!(console.contains("!!! kernel exception: double fault (#DF, vector 8)"));
+    assert!(console.contains(
+        "handler on the double-fault stack (IST1), interrupted code on the boot stack's guard page (stack overflow)"
+    ));
+    assert!(report_line(console, "rip 0xffffffff8").contains("inject_stack_overflow"));
+}
+
+#[test]
+fn kernel_read_only_data_is_write_protected() {
+    let outcome = run_injected("write-rodata");
+    let console = &outcome.console;
+    assert!(console.contains("!!! kernel exception: page fault (#PF, vector 14)"));
+    assert!(console.contains("page fault: protection violation, write, supervisor mode"));
+    assert!(report_line(console, "rip 0xffffffff8").contains("inject_write_to_read_only_data"));
+}
+
+#[test]
+fn kernel_data_is_not_executable() {
+    let outcome = run_injected("execute-data");
+    let console = &outcome.console;
+    assert!(console.contains("!!! kernel exception: page fault (#PF, vector 14)"));
+    assert!(console.contains("page fault: protection violation, instruction fetch, supervisor mode"));
+    // The faulting RIP is the data address itself, which is CR2 as well.
+    let rip = report_line(console, "rip ").split_whitespace().nth(1).expect("rip value").to_owned();
+    let cr2 = report_line(console, "cr2 ").split_whitespace().nth(1).expect("cr2 value").to_owned();
+    assert_eq!(rip, cr2, "an instruction fetch fault reports the fetched address in CR2");
+    assert!(!console.contains("data executed"), "the data page ran as code");
+}
+
+#[test]
+fn a_fault_inside_a_log_frame_still_gives_a_readable_report() {
+    let outcome = run_injected("fault-in-log");
+    let console = &outcome.console;
+    // The cut frame is shown as undecodable, and the report after it as text.
+    assert!(console.contains("[defmt: undecodable frame"), "the cut frame is reported");
+    assert!(console.contains("!!! kernel exception: page fault (#PF, vector 14)"));
+    assert!(report_line(console, "cr2 ").starts_with("cr2 0x00000000deadb000"));
+    let backtrace = &console[console.find("backtrace:").expect("a backtrace")..];
+    assert!(backtrace.contains("inject_fault_in_log"), "the backtrace passes through the logging call");
+}

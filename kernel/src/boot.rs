@@ -37,8 +37,10 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     // SAFETY: as above, and after `gdt::init`.
     unsafe { idt::init() };
     // SAFETY: we run in the higher half and keep no lower-half pointer:
-    // the boot information is read through the boot window below.
+    // the boot information is read through the physical-memory map below.
     unsafe { paging::remove_identity_map() };
+    // SAFETY: once, interrupts off, right after the identity map went.
+    let protection = unsafe { paging::protect_kernel_image() };
 
     let tsc_at_banner = cpu::read_tsc();
     let cpu = cpu::summary();
@@ -58,7 +60,18 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     println!("boot: virtualisation extensions: {virtualisation}");
     println!("boot: tsc at kernel entry {}, at banner {}", crate::arch::boot::tsc_at_entry(), tsc_at_banner);
 
-    let window = paging::BootWindow;
+    println!(
+        "boot: kernel text {} pages read-only, read-only data {} pages, {}; boot stack guard page at {:#x}",
+        protection.text_pages,
+        protection.rodata_pages,
+        if protection.no_execute {
+            "nothing else executable"
+        } else {
+            "no-execute unavailable on this CPU (write protection only)"
+        },
+        protection.stack_guard
+    );
+    let window = paging::PhysicalMemoryMap;
     let boot_info = match boot_info::parse(loader_magic, PhysAddr::new(u64::from(boot_info_phys)), &window) {
         Ok(info) => info,
         Err(error) => {
@@ -136,12 +149,12 @@ fn log_memory_map(boot_info: &BootInfo<'_>) {
 /// Everything the frame allocator must never hand out besides what the
 /// firmware reserves: the kernel image, the boot information and the
 /// modules (low memory is excluded by the allocator itself).
-type ReservedRanges = heapless::Vec<PhysRange, { boot_info::MAX_MODULES + 2 }>;
+type ReservedRanges = heapless::Vec<PhysRange, { boot_info::MAX_OCCUPIED_RANGES + 1 }>;
 
 fn reserved_ranges(boot_info: &BootInfo<'_>) -> ReservedRanges {
     let mut reserved = ReservedRanges::new();
-    // Capacity covers the kernel, the info structure and every module, so
-    // no push can fail.
+    // Capacity covers the kernel and everything `occupied_ranges` yields,
+    // so no push can fail.
     let _ = reserved.push(kernel_image_range());
     for range in boot_info.occupied_ranges() {
         let _ = reserved.push(range);
@@ -170,10 +183,12 @@ fn build_frame_allocator(boot_info: &BootInfo<'_>, reserved: &[PhysRange]) -> Fr
 }
 
 /// Takes frames and gives them back, checking that none of them overlaps
-/// the kernel image, the boot information or a module: a boot-time
-/// self-test of the allocator against the real memory map (the host tests
-/// cover its logic exhaustively). The allocator hands out the lowest free
-/// frames first, which lie right next to the kernel image.
+/// the kernel image, the boot information or a module: a boot-time smoke
+/// test of the allocator on the real memory map. It checks against the same
+/// reserved list the allocator was built from, so it catches allocator
+/// bugs, not a missing reservation (tests/modules.rs does that); the host
+/// tests cover the logic exhaustively. The allocator hands out the lowest
+/// free frames first, which lie right next to the kernel image.
 fn check_frame_allocator(mut allocator: FrameAllocator, reserved: &[PhysRange]) {
     const SAMPLE: usize = 64;
     let before = allocator.free_frame_count();

@@ -19,9 +19,17 @@ pub(crate) fn run(cmdline: &Cmdline<'_>) {
         "double-fault" => inject_double_fault(),
         "nmi" => inject_nmi(),
         "panic" => inject_panic(),
-        other => {
-            println!("fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic")
+        "stack-overflow" => {
+            let depth = inject_stack_overflow(0);
+            println!("fault injection: recursion returned at depth {depth} without overflowing");
         }
+        "write-rodata" => inject_write_to_read_only_data(),
+        "execute-data" => inject_execute_data(),
+        "fault-in-log" => inject_fault_in_log(),
+        other => println!(
+            "fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic, \
+             stack-overflow, write-rodata, execute-data, fault-in-log"
+        ),
     }
 }
 
@@ -45,7 +53,9 @@ fn inject_general_protection_fault() {
 fn inject_double_fault() {
     // A #GP whose gate is missing raises #NP while delivering it; two
     // contributory faults make a double fault, taken on its IST stack.
-    crate::arch::idt::mark_gate_missing(13);
+    // SAFETY: interrupts are off, no exception is in flight, and the run
+    // ends with the double fault this sets up.
+    unsafe { crate::arch::idt::mark_gate_missing(13) };
     inject_general_protection_fault();
 }
 
@@ -56,6 +66,63 @@ fn inject_nmi() {
     // SAFETY: the NMI gate is installed (idt::init) and its handler stops
     // the machine; nothing returns here.
     unsafe { core::arch::asm!("int 2") };
+}
+
+/// Recurses until the boot stack runs into its guard page. The page fault
+/// cannot be delivered on the overflowed stack, so it becomes a double
+/// fault, which runs on its own IST stack.
+#[inline(never)]
+fn inject_stack_overflow(depth: u64) -> u64 {
+    // A frame of some size that the optimiser cannot remove.
+    let frame = core::hint::black_box([depth; 64]);
+    if core::hint::black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    inject_stack_overflow(depth + 1).wrapping_add(frame[63])
+}
+
+/// Read-only data, for the write-protection test.
+static READ_ONLY: u64 = 0x5eed;
+
+#[inline(never)]
+fn inject_write_to_read_only_data() {
+    let pointer = core::ptr::addr_of!(READ_ONLY).cast_mut();
+    // SAFETY: not sound, on purpose: the page is mapped read-only (and
+    // CR0.WP makes that bind ring 0), so the write faults before it happens.
+    unsafe { pointer.write_volatile(0) };
+}
+
+/// A `ret` instruction placed in the kernel's writable data, for the
+/// no-execute test.
+#[unsafe(link_section = ".data.execute_test")]
+static DATA_CODE: [u8; 1] = [0xc3];
+
+#[inline(never)]
+fn inject_execute_data() {
+    let pointer = DATA_CODE.as_ptr();
+    // SAFETY: not sound, on purpose: transmuting a data address into a
+    // function and calling it must fault (the page is no-execute) before
+    // the `ret` runs; on a CPU without NX it would simply return.
+    let function: extern "C" fn() = unsafe { core::mem::transmute(pointer) };
+    function();
+    println!("fault injection: data executed: no-execute is not enforced on this CPU");
+}
+
+/// A value whose defmt formatting faults, i.e. in the middle of a frame.
+struct FaultsWhenLogged;
+
+impl defmt::Format for FaultsWhenLogged {
+    fn format(&self, formatter: defmt::Formatter<'_>) {
+        defmt::write!(formatter, "about to fault");
+        inject_page_fault();
+    }
+}
+
+/// A fault while a defmt frame is half sent: the report must still reach
+/// the host as readable text.
+#[inline(never)]
+fn inject_fault_in_log() {
+    defmt::info!("this frame is cut short: {}", FaultsWhenLogged);
 }
 
 #[inline(never)]

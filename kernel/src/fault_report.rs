@@ -65,6 +65,7 @@ fn describe_page_fault(error_code: u64) {
 
 /// Prints the report for an exception taken in the kernel and stops.
 pub(crate) fn report_exception_and_stop(frame: &TrapFrame) -> ! {
+    crate::log::close_interrupted_frame();
     let (name, mnemonic) = exception_name(frame.vector);
     println!();
     println!("!!! kernel exception: {name} ({mnemonic}, vector {})", frame.vector);
@@ -110,6 +111,7 @@ pub(crate) fn report_exception_and_stop(frame: &TrapFrame) -> ! {
 
 /// Prints the report for a panic and stops.
 pub(crate) fn report_panic_and_stop(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::log::close_interrupted_frame();
     println!();
     match info.location() {
         Some(location) => println!(
@@ -121,10 +123,8 @@ pub(crate) fn report_panic_and_stop(info: &core::panic::PanicInfo<'_>) -> ! {
         ),
         None => println!("!!! kernel panic: {}", info.message()),
     }
-    let frame_pointer = cpu::read_frame_pointer();
-    // The panic handler's own frame: its return address is the first
-    // interesting one, so start from the caller's saved RBP/RIP pair.
-    print_backtrace_from_frame(frame_pointer);
+    // Frame #0 is this function; the walk starts at its caller.
+    print_backtrace(cpu::read_instruction_pointer(), cpu::read_frame_pointer());
     stop(ExitStatus::Failure)
 }
 
@@ -137,6 +137,10 @@ fn kernel_stacks() -> [Range<u64>; 4] {
 /// The name of the kernel stack that holds `address`, in the order of
 /// [`kernel_stacks`].
 fn stack_name(address: u64) -> &'static str {
+    let guard = boot::boot_stack_guard_address();
+    if (guard..guard + 4096).contains(&address) {
+        return "boot stack's guard page (stack overflow)";
+    }
     const NAMES: [&str; 4] =
         ["boot stack", "double-fault stack (IST1)", "NMI stack (IST2)", "machine-check stack (IST3)"];
     kernel_stacks()
@@ -167,20 +171,13 @@ fn read_frame(rbp: u64, stacks: &[Range<u64>]) -> Option<(u64, u64)> {
     Some((saved_rbp, return_address))
 }
 
-fn print_backtrace(rip: u64, rbp: u64) {
+/// Prints frame #0 (an instruction address) and then the return address
+/// of every frame on the frame-pointer chain that starts at `rbp`.
+fn print_backtrace(rip: u64, mut rbp: u64) {
     println!("backtrace:");
     println!("  #0 {rip:#018x}");
-    walk_frames(rbp, 1);
-}
-
-fn print_backtrace_from_frame(rbp: u64) {
-    println!("backtrace:");
-    walk_frames(rbp, 0);
-}
-
-fn walk_frames(mut rbp: u64, first_index: usize) {
     let stacks = kernel_stacks();
-    for index in first_index..MAX_FRAMES {
+    for index in 1..MAX_FRAMES {
         let Some((saved_rbp, return_address)) = read_frame(rbp, &stacks) else {
             return;
         };

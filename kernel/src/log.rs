@@ -60,6 +60,18 @@ unsafe impl defmt::Logger for SerialLogger {
     }
 }
 
+/// Ends a defmt frame that a fault or panic interrupted, so that the
+/// plain-text report that follows is not taken for frame bytes on the host
+/// (the host shows the cut frame as undecodable). Call only on the way to
+/// stopping the machine: the interrupted logger is never resumed.
+pub(crate) fn close_interrupted_frame() {
+    if LOGGER.taken.load(Ordering::Acquire) {
+        serial::write_byte(0x00);
+        serial::write_byte(b'\n');
+        LOGGER.taken.store(false, Ordering::Release);
+    }
+}
+
 // Timestamps are TSC ticks: instructions under QEMU `-icount shift=0`.
 defmt::timestamp!("tsc={=u64}", cpu::read_tsc());
 

@@ -9,9 +9,11 @@
 //! 1. records the time stamp counter (under QEMU `-icount shift=0` it counts
 //!    instructions, which gives deterministic boot-cost figures);
 //! 2. checks that the CPU has long mode and stops with a message if not;
-//! 3. builds the boot page tables: the first 1 GiB of physical memory mapped
-//!    twice, at 0 (identity, for the stub itself) and at `KERNEL_VIRT_BASE`,
-//!    with 2 MiB pages;
+//! 3. builds the boot page tables: the first GiB of physical memory at 0
+//!    (identity, for the stub itself) and at `KERNEL_VIRT_BASE` (the kernel),
+//!    and the first 4 GiB at `PHYSMAP_BASE` (the kernel's view of physical
+//!    memory, where every multiboot structure lies); 2 MiB pages, except for
+//!    the first 2 MiB (4 KiB pages);
 //! 4. enables PAE, long mode, no-execute (when present), write protection
 //!    and paging, loads a 64-bit GDT and far-returns into 64-bit code;
 //! 5. switches to the kernel stack in the higher half and calls
@@ -25,8 +27,13 @@ use core::arch::global_asm;
 /// Where the kernel's virtual addresses begin: physical 0 appears here.
 pub(crate) const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 
-/// How much physical memory the boot page tables map at `KERNEL_VIRT_BASE`.
-pub(crate) const BOOT_WINDOW_BYTES: u64 = 1 << 30;
+/// Where the physical-memory map begins: physical 0 appears here
+/// (PML4 entry 256, the start of the upper half).
+pub(crate) const PHYSMAP_BASE: u64 = 0xffff_8000_0000_0000;
+
+/// How much physical memory the boot page tables map at `PHYSMAP_BASE`:
+/// 4 GiB, everything a 32-bit multiboot pointer can reach.
+pub(crate) const PHYSMAP_BYTES: u64 = 4 << 30;
 
 /// Size of the kernel's boot stack (the stack `kernel_entry` runs on).
 pub(crate) const BOOT_STACK_BYTES: usize = 64 * 1024;
@@ -40,6 +47,12 @@ unsafe extern "C" {
     static boot_tsc_at_entry: u64;
     /// Physical address of the boot PML4, read by `paging`.
     static boot_pml4: u8;
+    /// Physical address of the page table for the first 2 MiB.
+    static boot_pt_low: u8;
+    /// Physical address of the first of the four page directories.
+    static boot_pd: u8;
+    /// The unmapped page below the boot stack.
+    static boot_stack_guard: u8;
 }
 
 /// The boot stack's address range, for the backtrace walker.
@@ -67,6 +80,22 @@ pub(crate) fn tsc_at_entry() -> u64 {
 /// physical addresses, so the symbol's value is its physical address).
 pub(crate) fn boot_pml4_phys() -> u64 {
     core::ptr::addr_of!(boot_pml4) as u64
+}
+
+/// Physical address of the first of the four consecutive page directories
+/// that map the first 4 GiB.
+pub(crate) fn boot_page_directories_phys() -> u64 {
+    core::ptr::addr_of!(boot_pd) as u64
+}
+
+/// Physical address of the page table that maps the first 2 MiB.
+pub(crate) fn boot_pt_low_phys() -> u64 {
+    core::ptr::addr_of!(boot_pt_low) as u64
+}
+
+/// Virtual address of the boot stack's guard page.
+pub(crate) fn boot_stack_guard_address() -> u64 {
+    core::ptr::addr_of!(boot_stack_guard) as u64
 }
 
 // The multiboot headers. Multiboot2 (GRUB) loads the ELF by its program
@@ -126,33 +155,64 @@ boot_entry32:
     jz 2f
     mov ebp, edx                          /* bit 20: no-execute */
 
-    /* Zero the boot page tables (4 pages). */
+    /* Zero the boot page tables. */
     mov ebx, edi
-    mov edi, offset boot_pml4
+    mov edi, offset boot_page_tables_start
     xor eax, eax
-    mov ecx, 4 * 4096 / 4
+    mov ecx, 9 * 4096 / 4                 /* 9 pages: see boot_page_tables_start */
     rep stosd
     mov edi, ebx
 
-    /* PML4[0] and PML4[511] -> the two PDPTs. */
-    mov eax, offset boot_pdpt_low
+    /* PML4: identity (0), physical-memory map (256), kernel (511). */
+    mov eax, offset boot_pdpt_identity
     or eax, 0x3
     mov dword ptr [boot_pml4], eax
-    mov eax, offset boot_pdpt_high
+    mov eax, offset boot_pdpt_physmap
+    or eax, 0x3
+    mov dword ptr [boot_pml4 + 256 * 8], eax
+    mov eax, offset boot_pdpt_kernel
     or eax, 0x3
     mov dword ptr [boot_pml4 + 511 * 8], eax
-    /* PDPT_low[0] and PDPT_high[510] -> the one page directory. */
+    /* The first GiB's page directory serves all three views. */
     mov eax, offset boot_pd
     or eax, 0x3
-    mov dword ptr [boot_pdpt_low], eax
-    mov dword ptr [boot_pdpt_high + 510 * 8], eax
-    /* 512 entries of 2 MiB: present, writable, large page. */
+    mov dword ptr [boot_pdpt_identity], eax
+    mov dword ptr [boot_pdpt_kernel + 510 * 8], eax
+    /* The physical-memory map: four page directories, four GiB. */
+    xor ecx, ecx
+1:
+    mov eax, ecx
+    shl eax, 12
+    add eax, offset boot_pd
+    or eax, 0x3
+    mov dword ptr [boot_pdpt_physmap + ecx * 8], eax
+    inc ecx
+    cmp ecx, 4
+    jne 1b
+    /* 2048 entries of 2 MiB (present, writable, large) in the four
+       consecutive page directories: physical 0 to 4 GiB. */
     xor ecx, ecx
 1:
     mov eax, ecx
     shl eax, 21
     or eax, 0x83
     mov dword ptr [boot_pd + ecx * 8], eax
+    inc ecx
+    cmp ecx, 2048
+    jne 1b
+    /* The first 2 MiB in 4 KiB pages instead: the firmware's fixed MTRRs
+       give parts of it other memory types than RAM, which a large page
+       must not straddle, and the kernel image in it gets per-section
+       permissions and a stack guard page once in Rust. */
+    mov eax, offset boot_pt_low
+    or eax, 0x3
+    mov dword ptr [boot_pd], eax
+    xor ecx, ecx
+1:
+    mov eax, ecx
+    shl eax, 12
+    or eax, 0x3
+    mov dword ptr [boot_pt_low + ecx * 8], eax
     inc ecx
     cmp ecx, 512
     jne 1b
@@ -246,18 +306,31 @@ boot_stack32:
 boot_stack32_top:
 
     .balign 4096
+    .global boot_page_tables_start        /* kernel/linker.ld checks the size */
+boot_page_tables_start:                   /* 9 pages, zeroed by the stub */
     .global boot_pml4
 boot_pml4:
     .skip 4096
-boot_pdpt_low:
+boot_pdpt_identity:
     .skip 4096
-boot_pdpt_high:
+boot_pdpt_kernel:
     .skip 4096
-boot_pd:
+boot_pdpt_physmap:
     .skip 4096
+    .global boot_pd
+boot_pd:                                  /* four consecutive page directories */
+    .skip 4 * 4096
+    .global boot_pt_low
+boot_pt_low:
+    .skip 4096
+    .global boot_page_tables_end
+boot_page_tables_end:
 
     .section .bss.boot_stack, "aw", @nobits
-    .balign 16
+    .balign 4096
+    .global boot_stack_guard
+boot_stack_guard:                         /* unmapped by paging::protect_kernel_image */
+    .skip 4096
     .global boot_stack_bottom
 boot_stack_bottom:
     .skip {boot_stack_bytes}

@@ -60,3 +60,13 @@ pub(crate) fn read_frame_pointer() -> u64 {
     unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
     rbp
 }
+
+/// Reads the address of the instruction after this inlined read, which
+/// lies inside the caller.
+#[inline(always)]
+pub(crate) fn read_instruction_pointer() -> u64 {
+    let rip: u64;
+    // SAFETY: computing a RIP-relative address has no side effects.
+    unsafe { core::arch::asm!("lea {}, [rip]", out(reg) rip, options(nomem, nostack, preserves_flags)) };
+    rip
+}

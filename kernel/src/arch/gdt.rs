@@ -46,6 +46,9 @@ struct TaskStateSegment {
     io_map_base: u16,
 }
 const_assert_eq!(size_of::<TaskStateSegment>(), TSS_BYTES as usize);
+const_assert_eq!(core::mem::offset_of!(TaskStateSegment, privilege_stacks), 4);
+const_assert_eq!(core::mem::offset_of!(TaskStateSegment, interrupt_stacks), 36);
+const_assert_eq!(core::mem::offset_of!(TaskStateSegment, io_map_base), 102);
 
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_BYTES]; IST_STACK_COUNT]);
@@ -90,6 +93,13 @@ const fn segment(executable: bool, dpl: u64) -> u64 {
     let kind = if executable { 0b1010 << 40 } else { 0b0010 << 40 }; // exec+read / read+write
     present | descriptor_type | long_mode | kind | (dpl << 45)
 }
+
+// The descriptors as the SDM spells them (Vol. 3A, 3.4.5 and 5.2.1): present,
+// code/data, DPL, type, and L for 64-bit code.
+const_assert_eq!(segment(true, 0), 0x0020_9a00_0000_0000);
+const_assert_eq!(segment(false, 0), 0x0000_9200_0000_0000);
+const_assert_eq!(segment(false, 3), 0x0000_f200_0000_0000);
+const_assert_eq!(segment(true, 3), 0x0020_fa00_0000_0000);
 
 /// Address ranges of the IST stacks, for the backtrace walker.
 pub(crate) fn ist_stack_ranges() -> [core::ops::Range<u64>; IST_STACK_COUNT] {

@@ -19,7 +19,6 @@ use super::gdt;
 /// The registers an exception entry saves, lowest address first. Built
 /// partly by the CPU (from `rip` on), partly by the stubs below.
 #[repr(C)]
-#[derive(Debug, Clone)]
 pub(crate) struct TrapFrame {
     pub(crate) r15: u64,
     pub(crate) r14: u64,
@@ -65,6 +64,11 @@ struct Gate {
     reserved: u32,
 }
 const_assert_eq!(size_of::<Gate>(), 16);
+const_assert_eq!(offset_of!(Gate, selector), 2);
+const_assert_eq!(offset_of!(Gate, ist), 4);
+const_assert_eq!(offset_of!(Gate, flags), 5);
+const_assert_eq!(offset_of!(Gate, offset_middle), 6);
+const_assert_eq!(offset_of!(Gate, offset_high), 8);
 
 impl Gate {
     const MISSING: Gate =
@@ -131,17 +135,23 @@ pub(crate) unsafe fn init() {
 
 /// Marks one exception gate not present, so that the next exception on
 /// that vector escalates into a double fault (fault-injection builds only).
+///
+/// # Safety
+///
+/// Call on the boot CPU with interrupts off, while no exception is being
+/// delivered, and only to end the run: an exception on `vector` can no
+/// longer be handled.
 #[cfg(feature = "fault-injection")]
-pub(crate) fn mark_gate_missing(vector: u8) {
-    // SAFETY: single CPU, interrupts off, and no exception is being
-    // delivered while this runs (see `IdtCell`).
+pub(crate) unsafe fn mark_gate_missing(vector: u8) {
+    // SAFETY: per this function's contract nothing reads or writes the IDT
+    // concurrently (see `IdtCell`).
     let idt = unsafe { &mut *IDT.0.get() };
     idt[usize::from(vector)] = Gate::MISSING;
 }
 
 /// The Rust side of every exception entry.
 #[unsafe(no_mangle)]
-extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
+extern "C" fn exception_dispatch(frame: &TrapFrame) {
     crate::fault_report::report_exception_and_stop(frame)
 }
 

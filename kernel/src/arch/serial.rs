@@ -7,7 +7,6 @@
 //! in plain text, so the host demultiplexes the two (src/console.rs).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use x86::io::{inb, outb};
 
@@ -32,10 +31,9 @@ const TRANSMIT_SPIN_LIMIT: u32 = 1_000_000;
 /// The marker byte that starts a defmt frame on the wire.
 pub(crate) const DEFMT_FRAME_MARKER: u8 = 0xff;
 
-static INITIALISED: AtomicBool = AtomicBool::new(false);
-
 /// Programs COM1 for 115200 baud, 8 data bits, no parity, one stop bit,
-/// FIFOs on, interrupts off.
+/// FIFOs on, interrupts off. `kernel_entry` calls it first of all, so every
+/// later message, reports included, finds the UART ready.
 pub(crate) fn init() {
     let setup: [(u16, u8); 7] = [
         (INTERRUPT_ENABLE, 0x00),
@@ -52,7 +50,6 @@ pub(crate) fn init() {
         // off, so no other code observes the half-programmed UART.
         unsafe { outb(port, value) };
     }
-    INITIALISED.store(true, Ordering::Release);
 }
 
 /// Waits (boundedly) until the line status has all bits of `mask` set.
@@ -98,9 +95,6 @@ pub(crate) struct PlainText;
 
 impl fmt::Write for PlainText {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        if !INITIALISED.load(Ordering::Acquire) {
-            init();
-        }
         for byte in text.bytes() {
             // Keep the two wire bytes that frame defmt out of plain text.
             let byte = match byte {
