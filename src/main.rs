@@ -32,8 +32,10 @@ options:
   --append WORDS     extra kernel command-line words
   --module PATH      load PATH as a boot module (its command line is the file
                      name); repeat for more
-  --fault-injection  build the kernel that honours inject=page-fault|gp-fault|
-                     double-fault|panic on its command line
+  --fault-injection  build the kernel that honours inject=KIND on its command
+                     line: page-fault, gp-fault, double-fault, nmi, panic,
+                     stack-overflow, write-rodata, execute-data,
+                     fault-in-log
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
   --timeout SECONDS  stop the emulator after this long
@@ -155,7 +157,8 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let watch = WatchOptions { echo: true, timeout: options.timeout.map(std::time::Duration::from_secs) };
+    let mut watch =
+        WatchOptions { echo: true, timeout: options.timeout.map(std::time::Duration::from_secs), announce: None };
     let iso_path = kernel_build::output_directory().join(match variant {
         KernelVariant::Standard => "bulkhead.iso",
         KernelVariant::FaultInjection => "bulkhead-fault-injection.iso",
@@ -206,8 +209,9 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         if options.fault_injection {
             attach = attach.replace(" -x ", " -ex 'set $bulkhead_fault_injection = 1' -x ");
         }
-        eprintln!("bulkhead: QEMU is waiting for gdb on 127.0.0.1:{port}. Attach with:");
-        eprintln!("    {attach}");
+        // Printed once QEMU runs, so that the command works right away.
+        watch.announce =
+            Some(format!("bulkhead: QEMU is waiting for gdb on 127.0.0.1:{port}. Attach with:\n    {attach}"));
     }
     eprintln!("bulkhead: booting in QEMU (-cpu {}); quit with Ctrl-C", qemu_options.cpu);
     let outcome = emulator::run(command, &kernel.elf, &watch)?;

@@ -56,7 +56,9 @@ impl Tool {
             Tool::Xorriso => &["xorriso"],
             Tool::Mtools => &["mtools"],
             Tool::Ovmf => &["ovmf"],
-            Tool::Bochs => &["bochs", "bochsbios", "vgabios"],
+            // bochs needs one front end; bochs-term is the lightest (the CLI
+            // runs Bochs headless through its built-in VNC display anyway).
+            Tool::Bochs => &["bochs", "bochsbios", "vgabios", "bochs-term"],
             Tool::Gdb => &["gdb"],
         }
     }
@@ -226,7 +228,16 @@ mod tests {
         let packages = missing_packages(&[Tool::GrubMkrescue, Tool::Bochs, Tool::GrubMkrescue, Tool::Qemu]);
         assert_eq!(
             packages,
-            ["grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "bochs", "bochsbios", "vgabios", "qemu-system-x86"]
+            [
+                "grub-common",
+                "grub-pc-bin",
+                "grub-efi-amd64-bin",
+                "bochs",
+                "bochsbios",
+                "vgabios",
+                "bochs-term",
+                "qemu-system-x86"
+            ]
         );
     }
 

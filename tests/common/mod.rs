@@ -57,7 +57,7 @@ pub fn standard_iso() -> &'static PathBuf {
 /// Runs QEMU to the end and prints the console (cargo shows it on failure).
 pub fn run_qemu(kernel: &KernelImage, boot: QemuBoot, options: QemuOptions, timeout: Duration) -> RunOutcome {
     let command = emulator::qemu_command(&boot, &options).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(timeout) };
+    let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     outcome
