@@ -2,6 +2,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod boot_info;
+pub mod cap;
 pub mod cmdline;
+pub mod error;
 pub mod frame_allocator;
 pub mod memory;
