@@ -6,4 +6,7 @@ pub mod cap;
 pub mod cmdline;
 pub mod error;
 pub mod frame_allocator;
+pub mod ipc;
 pub mod memory;
+pub mod sched;
+pub mod store;

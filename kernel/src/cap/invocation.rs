@@ -313,8 +313,8 @@ pub fn invoke(store: &mut impl SlotStore, invocation: Invocation, budget: &mut W
             for number in 0..count {
                 let object = PhysAddr::new(base.as_u64() + start_offset + number * object_bytes);
                 let new_cap = Cap::for_new_object(kind, object, object_bits, is_device);
-                if let Cap::CNode { base, radix_bits, .. } = new_cap {
-                    store.init_cnode(base, radix_bits);
+                if !is_device {
+                    store.clear_region(object, object_bits);
                 }
                 // Decode checked the slot exists and is empty.
                 if let Some(destination) = SlotRef::in_cnode(node_base, node_offset + number) {

@@ -75,62 +75,14 @@ const _: () = assert!(size_of::<Slot>() <= 1 << SLOT_BITS);
 
 /// Where slots live. The kernel keeps them in the CNodes' own memory (as
 /// seL4 does); the host tests and the harness keep them in a map
-/// ([`MapStore`]). The capability code reaches slots only through this.
+/// (`store::MapStore`). The capability code reaches slots only through this.
 pub trait SlotStore {
     /// The slot at `at` (an empty slot if nothing was ever written there).
     fn slot(&self, at: SlotRef) -> &Slot;
     /// The slot at `at`, for writing.
     fn slot_mut(&mut self, at: SlotRef) -> &mut Slot;
-    /// Makes every slot of a new CNode empty.
-    fn init_cnode(&mut self, base: PhysAddr, radix_bits: u8);
-}
-
-#[cfg(any(test, feature = "alloc"))]
-pub use map_store::MapStore;
-
-#[cfg(any(test, feature = "alloc"))]
-mod map_store {
-    extern crate alloc;
-
-    use alloc::collections::BTreeMap;
-
-    use super::{Slot, SlotRef, SlotStore};
-    use crate::memory::PhysAddr;
-
-    /// Slots in an ordered map, for host tests and the invariant harness.
-    #[derive(Clone, Debug, Default)]
-    pub struct MapStore {
-        slots: BTreeMap<SlotRef, Slot>,
-    }
-
-    impl MapStore {
-        /// An empty store.
-        #[must_use]
-        pub fn new() -> MapStore {
-            MapStore::default()
-        }
-
-        /// Every non-empty slot, in address order.
-        pub fn occupied(&self) -> impl Iterator<Item = (SlotRef, &Slot)> {
-            self.slots.iter().filter(|(_, slot)| !slot.cap.is_null()).map(|(at, slot)| (*at, slot))
-        }
-    }
-
-    impl SlotStore for MapStore {
-        fn slot(&self, at: SlotRef) -> &Slot {
-            self.slots.get(&at).unwrap_or(&Slot::EMPTY)
-        }
-
-        fn slot_mut(&mut self, at: SlotRef) -> &mut Slot {
-            self.slots.entry(at).or_insert(Slot::EMPTY)
-        }
-
-        fn init_cnode(&mut self, base: PhysAddr, radix_bits: u8) {
-            for index in 0..1_u64 << radix_bits {
-                if let Some(at) = SlotRef::in_cnode(base, index) {
-                    self.slots.remove(&at);
-                }
-            }
-        }
-    }
+    /// Forgets everything stored in `[base, base + 2^size_bits)`, so that
+    /// a new object there starts fresh: empty slots, default object state
+    /// (the kernel zeroes the memory).
+    fn clear_region(&mut self, base: PhysAddr, size_bits: u8);
 }

@@ -9,10 +9,10 @@ use super::cspace::{self, Resolved};
 use super::derivation::{self, WorkBudget};
 use super::invocation::{self, Message, label};
 use super::object::{ObjectKind, SLOT_BITS};
-use super::slot::MapStore;
 use super::{Cap, Rights, SlotRef, SlotStore};
 use crate::error::{LookupFailure, SyscallError};
 use crate::memory::PhysAddr;
+use crate::store::MapStore;
 
 const ROOT_CNODE: u64 = 0x10_0000;
 const ROOT_RADIX: u8 = 8;
@@ -33,7 +33,7 @@ impl World {
     fn new() -> World {
         let root = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: ROOT_RADIX, guard: 0, guard_bits: 56 };
         let mut store = MapStore::new();
-        store.init_cnode(PhysAddr::new(ROOT_CNODE), ROOT_RADIX);
+        store.clear_region(PhysAddr::new(ROOT_CNODE), ROOT_RADIX + SLOT_BITS);
         derivation::insert_original(&mut store, slot(0), root);
         let untyped = Cap::Untyped {
             base: PhysAddr::new(UNTYPED_BASE),

@@ -1,0 +1,229 @@
+//! Threads, endpoints, notifications and reply objects: the state of
+//! synchronous IPC and asynchronous signalling, hardware-free.
+//!
+//! The model is seL4's with MCS reply objects: a receiver names a reply
+//! object when it waits; a Call delivered to it binds that reply object to
+//! the caller, who sleeps until someone replies through it. Every function
+//! here acts on state the system-call layer has already checked (rights,
+//! lengths, object types), so none of them fails on user input; they only
+//! change thread states, queues and messages, and hand woken threads to
+//! the [`Scheduler`](crate::sched::Scheduler).
+
+mod endpoint;
+mod notification;
+mod queue;
+
+pub use endpoint::{EndpointCap, ReceiveOutcome, call, endpoint_cap_with, receive, reply, send};
+pub use notification::{WaitOutcome, signal, wait};
+pub use queue::Queue;
+
+use crate::cap::SlotRef;
+use crate::memory::PhysAddr;
+
+/// The most message words a thread can send: the first
+/// [`REGISTER_MESSAGE_WORDS`] travel in registers, the rest in the thread's
+/// IPC buffer.
+pub const MAX_MESSAGE_WORDS: usize = 120;
+/// Message words that travel in registers (the fast path's limit).
+pub const REGISTER_MESSAGE_WORDS: usize = 4;
+
+/// A thread, named by its TCB's physical address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThreadId(PhysAddr);
+
+impl ThreadId {
+    /// The thread whose TCB is at `tcb`.
+    #[must_use]
+    pub const fn new(tcb: PhysAddr) -> ThreadId {
+        ThreadId(tcb)
+    }
+
+    /// Its TCB's address.
+    #[must_use]
+    pub const fn address(self) -> PhysAddr {
+        self.0
+    }
+}
+
+/// The first word of a message: what it is and how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MessageInfo {
+    /// The protocol's label (an invocation label for the kernel).
+    pub label: u64,
+    /// Message words that follow (at most [`MAX_MESSAGE_WORDS`]).
+    pub length: u8,
+    /// Capabilities transferred (0 or 1 for now).
+    pub caps: u8,
+}
+
+/// What a thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ThreadState {
+    /// Not started, or stopped.
+    #[default]
+    Inactive,
+    /// Ready to run, or running.
+    Runnable,
+    /// Waiting in an endpoint's queue to send.
+    BlockedOnSend {
+        /// The endpoint.
+        endpoint: PhysAddr,
+        /// The badge of the capability it sends with.
+        badge: u64,
+        /// The capability it sends with allows transferring capabilities.
+        can_grant: bool,
+        /// It is a Call: after delivery it waits for the reply.
+        is_call: bool,
+    },
+    /// Waiting in an endpoint's queue to receive.
+    BlockedOnReceive {
+        /// The endpoint.
+        endpoint: PhysAddr,
+        /// The reply object a Call delivered to it binds to the caller.
+        reply: Option<PhysAddr>,
+    },
+    /// Has called and waits for the reply through this reply object.
+    BlockedOnReply {
+        /// The reply object.
+        reply: PhysAddr,
+    },
+    /// Waiting for a notification.
+    BlockedOnNotification {
+        /// The notification.
+        notification: PhysAddr,
+    },
+}
+
+/// A thread control block (the parts IPC and scheduling use).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tcb {
+    /// What it is doing.
+    pub state: ThreadState,
+    /// 0 (lowest) to 255.
+    pub priority: u8,
+    /// The current message's info (being sent, or last received).
+    pub info: MessageInfo,
+    /// The current message's words.
+    pub words: [u64; MAX_MESSAGE_WORDS],
+    /// The badge of the last message or notification received.
+    pub badge: u64,
+    /// A capability to transfer with the next message (looked up by the
+    /// system-call layer in the sender's CSpace).
+    pub send_cap: Option<SlotRef>,
+    /// Where a received capability lands (an empty slot in the receiver's
+    /// CSpace), if it accepts one.
+    pub receive_slot: Option<SlotRef>,
+    /// Links of the one queue the thread is in: a ready queue while
+    /// runnable, an endpoint's or notification's queue while blocked.
+    pub(crate) queue_links: QueueLinks,
+}
+
+/// A thread's links in the queue that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct QueueLinks {
+    /// The thread before it.
+    pub previous: Option<ThreadId>,
+    /// The thread after it.
+    pub next: Option<ThreadId>,
+    /// Whether it is in a queue at all.
+    pub queued: bool,
+}
+
+impl Tcb {
+    /// A fresh thread: inactive, priority 0, no message.
+    pub const FRESH: Tcb = Tcb {
+        state: ThreadState::Inactive,
+        priority: 0,
+        info: MessageInfo { label: 0, length: 0, caps: 0 },
+        words: [0; MAX_MESSAGE_WORDS],
+        badge: 0,
+        send_cap: None,
+        receive_slot: None,
+        queue_links: QueueLinks { previous: None, next: None, queued: false },
+    };
+
+    /// The words of the current message.
+    #[must_use]
+    pub fn message(&self) -> &[u64] {
+        &self.words[..usize::from(self.info.length).min(MAX_MESSAGE_WORDS)]
+    }
+
+    /// Whether the thread sits in a queue (ready or blocked).
+    #[must_use]
+    pub const fn is_queued(&self) -> bool {
+        self.queue_links.queued
+    }
+}
+
+impl Default for Tcb {
+    fn default() -> Self {
+        Tcb::FRESH
+    }
+}
+
+/// Which way an endpoint's queue points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EndpointState {
+    /// Nobody waits.
+    #[default]
+    Idle,
+    /// Senders wait.
+    Sending,
+    /// Receivers wait.
+    Receiving,
+}
+
+/// A synchronous IPC endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    /// Who waits.
+    pub state: EndpointState,
+    /// The waiting threads, in arrival order.
+    pub queue: Queue,
+}
+
+impl Endpoint {
+    /// A fresh endpoint.
+    pub const FRESH: Endpoint = Endpoint { state: EndpointState::Idle, queue: Queue::EMPTY };
+}
+
+/// A notification: a word of flags that signals OR into and a wait takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Notification {
+    /// A signal arrived that no wait has taken yet.
+    pub active: bool,
+    /// The OR of the badges signalled since the last wait.
+    pub word: u64,
+    /// The waiting threads, in arrival order.
+    pub waiters: Queue,
+}
+
+impl Notification {
+    /// A fresh notification.
+    pub const FRESH: Notification = Notification { active: false, word: 0, waiters: Queue::EMPTY };
+}
+
+/// A reply object: which caller a reply through it wakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// The thread waiting for the reply, while a Call is outstanding.
+    pub caller: Option<ThreadId>,
+    /// The receiver blocked in Receive with this reply object, which a Call
+    /// delivered to it will bind.
+    pub receiver: Option<ThreadId>,
+}
+
+impl Reply {
+    /// A fresh reply object.
+    pub const FRESH: Reply = Reply { caller: None, receiver: None };
+
+    /// Whether a Receive may name it: no call outstanding through it and no
+    /// other receiver holding it.
+    #[must_use]
+    pub const fn is_free(&self) -> bool {
+        self.caller.is_none() && self.receiver.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! Where kernel objects live.
+//!
+//! The kernel keeps every object in the memory it was retyped from, as
+//! seL4 does; the hardware-free code reaches objects only through these
+//! traits, so the host tests and the invariant harness can keep them in
+//! ordinary maps instead ([`MapStore`]).
+
+use crate::cap::SlotStore;
+use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
+use crate::memory::PhysAddr;
+
+/// Thread, endpoint, notification and reply state, by object address. A
+/// never-written object reads as its fresh (default) state.
+pub trait ObjectStore: SlotStore {
+    /// A thread.
+    fn tcb(&self, thread: ThreadId) -> &Tcb;
+    /// A thread, for writing.
+    fn tcb_mut(&mut self, thread: ThreadId) -> &mut Tcb;
+    /// An endpoint.
+    fn endpoint(&self, at: PhysAddr) -> &Endpoint;
+    /// An endpoint, for writing.
+    fn endpoint_mut(&mut self, at: PhysAddr) -> &mut Endpoint;
+    /// A notification.
+    fn notification(&self, at: PhysAddr) -> &Notification;
+    /// A notification, for writing.
+    fn notification_mut(&mut self, at: PhysAddr) -> &mut Notification;
+    /// A reply object.
+    fn reply(&self, at: PhysAddr) -> &Reply;
+    /// A reply object, for writing.
+    fn reply_mut(&mut self, at: PhysAddr) -> &mut Reply;
+}
+
+#[cfg(any(test, feature = "alloc"))]
+pub use map_store::MapStore;
+
+#[cfg(any(test, feature = "alloc"))]
+mod map_store {
+    extern crate alloc;
+
+    use alloc::boxed::Box;
+    use alloc::collections::BTreeMap;
+
+    use super::ObjectStore;
+    use crate::cap::{Slot, SlotRef, SlotStore};
+    use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
+    use crate::memory::PhysAddr;
+
+    static EMPTY_SLOT: Slot = Slot::EMPTY;
+    static FRESH_ENDPOINT: Endpoint = Endpoint::FRESH;
+    static FRESH_NOTIFICATION: Notification = Notification::FRESH;
+    static FRESH_REPLY: Reply = Reply::FRESH;
+
+    /// Kernel objects in ordered maps, for host tests and the invariant
+    /// harness.
+    #[derive(Clone, Debug, Default)]
+    pub struct MapStore {
+        slots: BTreeMap<SlotRef, Slot>,
+        tcbs: BTreeMap<ThreadId, Box<Tcb>>,
+        endpoints: BTreeMap<PhysAddr, Endpoint>,
+        notifications: BTreeMap<PhysAddr, Notification>,
+        replies: BTreeMap<PhysAddr, Reply>,
+        fresh_tcb: Box<Tcb>,
+    }
+
+    impl MapStore {
+        /// An empty store.
+        #[must_use]
+        pub fn new() -> MapStore {
+            MapStore::default()
+        }
+
+        /// Every non-empty slot, in address order.
+        pub fn occupied(&self) -> impl Iterator<Item = (SlotRef, &Slot)> {
+            self.slots.iter().filter(|(_, slot)| !slot.cap.is_null()).map(|(at, slot)| (*at, slot))
+        }
+    }
+
+    fn in_region(address: u64, base: PhysAddr, size_bits: u8) -> bool {
+        let start = u128::from(base.as_u64());
+        (start..start + (1_u128 << size_bits)).contains(&u128::from(address))
+    }
+
+    impl SlotStore for MapStore {
+        fn slot(&self, at: SlotRef) -> &Slot {
+            self.slots.get(&at).unwrap_or(&EMPTY_SLOT)
+        }
+
+        fn slot_mut(&mut self, at: SlotRef) -> &mut Slot {
+            self.slots.entry(at).or_insert(Slot::EMPTY)
+        }
+
+        fn clear_region(&mut self, base: PhysAddr, size_bits: u8) {
+            self.slots.retain(|at, _| !in_region(at.address().as_u64(), base, size_bits));
+            self.tcbs.retain(|at, _| !in_region(at.address().as_u64(), base, size_bits));
+            self.endpoints.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+            self.notifications.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+            self.replies.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+        }
+    }
+
+    impl ObjectStore for MapStore {
+        fn tcb(&self, thread: ThreadId) -> &Tcb {
+            self.tcbs.get(&thread).map_or(&self.fresh_tcb, |tcb| tcb)
+        }
+
+        fn tcb_mut(&mut self, thread: ThreadId) -> &mut Tcb {
+            self.tcbs.entry(thread).or_default()
+        }
+
+        fn endpoint(&self, at: PhysAddr) -> &Endpoint {
+            self.endpoints.get(&at).unwrap_or(&FRESH_ENDPOINT)
+        }
+
+        fn endpoint_mut(&mut self, at: PhysAddr) -> &mut Endpoint {
+            self.endpoints.entry(at).or_insert(Endpoint::FRESH)
+        }
+
+        fn notification(&self, at: PhysAddr) -> &Notification {
+            self.notifications.get(&at).unwrap_or(&FRESH_NOTIFICATION)
+        }
+
+        fn notification_mut(&mut self, at: PhysAddr) -> &mut Notification {
+            self.notifications.entry(at).or_insert(Notification::FRESH)
+        }
+
+        fn reply(&self, at: PhysAddr) -> &Reply {
+            self.replies.get(&at).unwrap_or(&FRESH_REPLY)
+        }
+
+        fn reply_mut(&mut self, at: PhysAddr) -> &mut Reply {
+            self.replies.entry(at).or_insert(Reply::FRESH)
+        }
+    }
+}
