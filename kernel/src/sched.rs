@@ -1,7 +1,14 @@
-//! The scheduler's queues: 256 priorities, round robin within each, the
-//! highest-priority ready thread runs. Budgets and periods (scheduling
-//! contexts) and the timer that enforces them come next; this is the part
-//! IPC needs to hand woken threads over.
+//! The scheduler: 256 priorities, round robin within each, the
+//! highest-priority ready thread runs, and scheduling contexts that give a
+//! thread a budget per period, so that no thread takes more CPU than its
+//! budget however high its priority (temporal isolation).
+//!
+//! Time is an opaque tick count supplied by the caller (the kernel's
+//! timer: the TSC; tests: a simulated clock). The kernel asks
+//! [`Scheduler::timer_deadline`] when to interrupt next, and on every
+//! kernel entry calls [`Scheduler::account`] (charge the running thread,
+//! throttle it if its budget is gone) and [`Scheduler::release_due`]
+//! (refill the budgets whose period has come round).
 
 use crate::ipc::{Queue, ThreadId, ThreadState};
 use crate::store::ObjectStore;
@@ -9,7 +16,43 @@ use crate::store::ObjectStore;
 /// Priority levels (0 lowest, 255 highest).
 pub const PRIORITIES: usize = 256;
 
-/// The ready queues and the running thread.
+/// A budget of `budget` ticks in every `period` ticks (a periodic server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SchedContext {
+    /// Ticks of CPU time per period.
+    pub budget: u64,
+    /// The period's length in ticks.
+    pub period: u64,
+    /// Budget left in the current period.
+    pub remaining: u64,
+    /// When the current period ends and the budget is refilled.
+    pub next_refill: u64,
+}
+
+impl SchedContext {
+    /// A fresh scheduling context: no budget until configured.
+    pub const FRESH: SchedContext = SchedContext { budget: 0, period: 0, remaining: 0, next_refill: 0 };
+
+    /// A context with `budget` ticks in every `period`, its first period
+    /// starting at `now`. A budget above the period is cut to the period.
+    #[must_use]
+    pub fn new(budget: u64, period: u64, now: u64) -> SchedContext {
+        let budget = budget.min(period);
+        SchedContext { budget, period, remaining: budget, next_refill: now.saturating_add(period) }
+    }
+
+    /// Starts the periods that have begun by `now`: a full budget again.
+    fn refill_if_due(&mut self, now: u64) {
+        if now < self.next_refill || self.period == 0 {
+            return;
+        }
+        let periods_passed = (now - self.next_refill) / self.period + 1;
+        self.next_refill = self.next_refill.saturating_add(periods_passed.saturating_mul(self.period));
+        self.remaining = self.budget;
+    }
+}
+
+/// The ready queues, the release queue and the running thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheduler {
     /// One FIFO per priority.
@@ -19,6 +62,10 @@ pub struct Scheduler {
     bitmap: [u64; PRIORITIES / 64],
     /// The thread on the CPU, which is in no queue.
     current: Option<ThreadId>,
+    /// Runnable threads out of budget, by refill time (earliest first).
+    release: Queue,
+    /// When the running thread was last charged.
+    charged_until: u64,
 }
 
 impl Default for Scheduler {
@@ -31,7 +78,13 @@ impl Scheduler {
     /// No threads.
     #[must_use]
     pub const fn new() -> Scheduler {
-        Scheduler { queues: [Queue::EMPTY; PRIORITIES], bitmap: [0; PRIORITIES / 64], current: None }
+        Scheduler {
+            queues: [Queue::EMPTY; PRIORITIES],
+            bitmap: [0; PRIORITIES / 64],
+            current: None,
+            release: Queue::EMPTY,
+            charged_until: 0,
+        }
     }
 
     /// The running thread.
@@ -63,10 +116,27 @@ impl Scheduler {
         u8::try_from(index * 64 + (63 - word.leading_zeros() as usize)).ok()
     }
 
-    /// Puts a runnable thread at the back of its priority's queue (a no-op
-    /// for the running thread and for a thread already queued).
+    /// The threads waiting for their budget's refill.
+    #[must_use]
+    pub const fn release_queue(&self) -> &Queue {
+        &self.release
+    }
+
+    /// Whether the thread has budget to run (threads without a scheduling
+    /// context always do).
+    fn has_budget(store: &impl ObjectStore, thread: ThreadId) -> bool {
+        store.tcb(thread).sched_context.is_none_or(|context| store.sched_context(context).remaining > 0)
+    }
+
+    /// Puts a runnable thread at the back of its priority's queue, or in
+    /// the release queue if it has no budget left (a no-op for the running
+    /// thread and for a thread already queued).
     pub fn make_ready(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
         if self.current == Some(thread) || store.tcb(thread).is_queued() {
+            return;
+        }
+        if !Self::has_budget(store, thread) {
+            self.throttle(store, thread);
             return;
         }
         let priority = store.tcb(thread).priority;
@@ -76,8 +146,9 @@ impl Scheduler {
         self.mark(priority, true);
     }
 
-    /// Takes a thread off the CPU or out of its ready queue (it blocked or
-    /// stopped). A thread in an IPC queue is not touched.
+    /// Takes a thread off the CPU, out of its ready queue or out of the
+    /// release queue (it blocked or stopped). A thread in an IPC queue is
+    /// not touched.
     pub fn remove(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
         if self.current == Some(thread) {
             self.current = None;
@@ -87,6 +158,12 @@ impl Scheduler {
         if !tcb.is_queued() || tcb.state != ThreadState::Runnable {
             return;
         }
+        if !Self::has_budget(store, thread) {
+            let mut release = self.release;
+            release.remove(store, thread);
+            self.release = release;
+            return;
+        }
         // A queued runnable thread is in its priority's ready queue (the
         // IPC code takes threads off the scheduler before blocking them).
         let priority = tcb.priority;
@@ -94,6 +171,82 @@ impl Scheduler {
         queue.remove(store, thread);
         self.queues[usize::from(priority)] = queue;
         self.mark(priority, !queue.is_empty());
+    }
+
+    /// When the thread's budget is next refilled.
+    fn refill_time(store: &impl ObjectStore, thread: ThreadId) -> u64 {
+        store.tcb(thread).sched_context.map_or(0, |context| store.sched_context(context).next_refill)
+    }
+
+    /// Puts a runnable thread without budget into the release queue, in
+    /// refill-time order (a linear insert, as in seL4: the queue holds only
+    /// throttled threads).
+    fn throttle(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
+        let due = Self::refill_time(store, thread);
+        let mut later = self.release.head;
+        while let Some(member) = later {
+            if Self::refill_time(store, member) > due {
+                break;
+            }
+            later = store.tcb(member).queue_links.next;
+        }
+        let mut release = self.release;
+        match later {
+            None => release.push_back(store, thread),
+            Some(member) => release.insert_before(store, member, thread),
+        }
+        self.release = release;
+    }
+
+    /// Charges the running thread for the ticks since it was last charged
+    /// (or dispatched) and, if that used up its budget, takes it off the CPU
+    /// into the release queue. Call on every kernel entry with the time.
+    pub fn account(&mut self, store: &mut impl ObjectStore, now: u64) {
+        let used = now.saturating_sub(self.charged_until);
+        self.charged_until = now;
+        let Some(current) = self.current else { return };
+        let Some(context) = store.tcb(current).sched_context else { return };
+        let state = store.sched_context_mut(context);
+        state.refill_if_due(now);
+        state.remaining = state.remaining.saturating_sub(used);
+        if state.remaining == 0 {
+            self.current = None;
+            self.throttle(store, current);
+        }
+    }
+
+    /// Refills the budgets whose period began by `now` and makes their
+    /// threads ready again.
+    pub fn release_due(&mut self, store: &mut impl ObjectStore, now: u64) {
+        while let Some(head) = self.release.head {
+            let Some(context) = store.tcb(head).sched_context else { break };
+            if store.sched_context(context).next_refill > now {
+                break;
+            }
+            let mut release = self.release;
+            release.remove(store, head);
+            self.release = release;
+            store.sched_context_mut(context).refill_if_due(now);
+            self.make_ready(store, head);
+        }
+    }
+
+    /// When the kernel must next be entered: the running thread's budget
+    /// running out, or the earliest refill, whichever comes first.
+    #[must_use]
+    pub fn timer_deadline(&self, store: &impl ObjectStore, now: u64) -> Option<u64> {
+        let exhaustion = self.current.and_then(|current| {
+            let context = store.tcb(current).sched_context?;
+            Some(now.saturating_add(store.sched_context(context).remaining))
+        });
+        let refill = self.release.head.and_then(|head| {
+            let context = store.tcb(head).sched_context?;
+            Some(store.sched_context(context).next_refill)
+        });
+        match (exhaustion, refill) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Decides who runs next: the running thread keeps the CPU unless it
@@ -135,5 +288,118 @@ impl Scheduler {
             self.make_ready(store, current);
         }
         self.schedule(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::ThreadId;
+    use crate::memory::PhysAddr;
+    use crate::store::MapStore;
+
+    fn thread(number: u64) -> ThreadId {
+        ThreadId::new(PhysAddr::new(0x20_0000 + number * 0x800))
+    }
+
+    fn context(number: u64) -> PhysAddr {
+        PhysAddr::new(0x50_0000 + number * 0x100)
+    }
+
+    /// Threads that never block, as (priority, optional (budget, period)).
+    fn spinners(threads: &[(u8, Option<(u64, u64)>)]) -> (MapStore, Scheduler) {
+        let mut store = MapStore::new();
+        let mut scheduler = Scheduler::new();
+        for (number, (priority, budget)) in threads.iter().enumerate() {
+            let id = thread(number as u64);
+            if let Some((budget, period)) = budget {
+                *store.sched_context_mut(context(number as u64)) = SchedContext::new(*budget, *period, 0);
+                store.tcb_mut(id).sched_context = Some(context(number as u64));
+            }
+            let tcb = store.tcb_mut(id);
+            tcb.priority = *priority;
+            tcb.state = ThreadState::Runnable;
+            scheduler.make_ready(&mut store, id);
+        }
+        (store, scheduler)
+    }
+
+    /// Runs the system like the kernel would for `duration` ticks: run the
+    /// chosen thread until the timer deadline (or a `slice`-tick round-robin
+    /// tick), then account, release and schedule. Returns each thread's
+    /// ticks on the CPU.
+    fn simulate(store: &mut MapStore, scheduler: &mut Scheduler, count: usize, duration: u64, slice: u64) -> Vec<u64> {
+        let mut used = vec![0; count];
+        let mut now = 0;
+        scheduler.schedule(store);
+        while now < duration {
+            let deadline = scheduler.timer_deadline(store, now).unwrap_or(u64::MAX).min(now + slice).min(duration);
+            if let Some(current) = scheduler.current() {
+                let index = (current.address().as_u64() - 0x20_0000) / 0x800;
+                used[index as usize] += deadline - now;
+            }
+            let slice_ended = deadline == now + slice;
+            now = deadline;
+            scheduler.account(store, now);
+            scheduler.release_due(store, now);
+            if slice_ended {
+                scheduler.yield_current(store);
+            } else {
+                scheduler.schedule(store);
+            }
+        }
+        used
+    }
+
+    #[test]
+    fn a_spinning_high_priority_thread_gets_only_its_budget() {
+        // Priority 200 with 20 % of the CPU; priority 1 with no limit.
+        let (mut store, mut scheduler) = spinners(&[(200, Some((2_000, 10_000))), (1, None)]);
+        let used = simulate(&mut store, &mut scheduler, 2, 1_000_000, 500);
+        assert_eq!(used.iter().sum::<u64>(), 1_000_000);
+        let share = used[0] as f64 / 1_000_000.0;
+        assert!((share - 0.20).abs() < 0.01, "the budgeted thread took {:.1} %", share * 100.0);
+        assert!(used[1] >= 790_000, "the low-priority thread progressed only {} ticks", used[1]);
+    }
+
+    #[test]
+    fn budgets_share_the_cpu_between_equal_spinners() {
+        // Two budget-limited spinners at one priority and a background one.
+        let (mut store, mut scheduler) =
+            spinners(&[(50, Some((3_000, 10_000))), (50, Some((5_000, 10_000))), (0, None)]);
+        let used = simulate(&mut store, &mut scheduler, 3, 1_000_000, 700);
+        let shares: Vec<f64> = used.iter().map(|ticks| *ticks as f64 / 1_000_000.0).collect();
+        assert!((shares[0] - 0.30).abs() < 0.02, "{shares:?}");
+        assert!((shares[1] - 0.50).abs() < 0.02, "{shares:?}");
+        assert!((shares[2] - 0.20).abs() < 0.02, "{shares:?}");
+    }
+
+    #[test]
+    fn a_budget_above_its_period_is_cut_to_the_period() {
+        assert_eq!(SchedContext::new(50, 10, 0).budget, 10);
+        let mut context = SchedContext::new(4, 10, 0);
+        context.remaining = 0;
+        context.refill_if_due(35);
+        assert_eq!((context.remaining, context.next_refill), (4, 40), "late refills start the current period");
+    }
+
+    #[test]
+    fn the_release_queue_stays_in_refill_order() {
+        let (mut store, mut scheduler) = spinners(&[(9, Some((10, 300))), (9, Some((10, 100))), (9, Some((10, 200)))]);
+        for _ in 0..3 {
+            scheduler.schedule(&mut store);
+            let now = scheduler.charged_until + 10;
+            scheduler.account(&mut store, now);
+        }
+        let mut order = Vec::new();
+        let mut at = scheduler.release_queue().head;
+        while let Some(member) = at {
+            order.push(member);
+            at = store.tcb(member).queue_links.next;
+        }
+        assert_eq!(order, [thread(1), thread(2), thread(0)]);
+        assert_eq!(scheduler.timer_deadline(&store, 30), Some(100));
+        scheduler.release_due(&mut store, 150);
+        assert_eq!(scheduler.schedule(&mut store), Some(thread(1)));
     }
 }

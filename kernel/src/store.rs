@@ -8,6 +8,7 @@
 use crate::cap::SlotStore;
 use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
 use crate::memory::PhysAddr;
+use crate::sched::SchedContext;
 
 /// Thread, endpoint, notification and reply state, by object address. A
 /// never-written object reads as its fresh (default) state.
@@ -28,6 +29,10 @@ pub trait ObjectStore: SlotStore {
     fn reply(&self, at: PhysAddr) -> &Reply;
     /// A reply object, for writing.
     fn reply_mut(&mut self, at: PhysAddr) -> &mut Reply;
+    /// A scheduling context.
+    fn sched_context(&self, at: PhysAddr) -> &SchedContext;
+    /// A scheduling context, for writing.
+    fn sched_context_mut(&mut self, at: PhysAddr) -> &mut SchedContext;
 }
 
 #[cfg(any(test, feature = "alloc"))]
@@ -44,11 +49,13 @@ mod map_store {
     use crate::cap::{Slot, SlotRef, SlotStore};
     use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
     use crate::memory::PhysAddr;
+    use crate::sched::SchedContext;
 
     static EMPTY_SLOT: Slot = Slot::EMPTY;
     static FRESH_ENDPOINT: Endpoint = Endpoint::FRESH;
     static FRESH_NOTIFICATION: Notification = Notification::FRESH;
     static FRESH_REPLY: Reply = Reply::FRESH;
+    static FRESH_SCHED_CONTEXT: SchedContext = SchedContext::FRESH;
 
     /// Kernel objects in ordered maps, for host tests and the invariant
     /// harness.
@@ -59,6 +66,7 @@ mod map_store {
         endpoints: BTreeMap<PhysAddr, Endpoint>,
         notifications: BTreeMap<PhysAddr, Notification>,
         replies: BTreeMap<PhysAddr, Reply>,
+        sched_contexts: BTreeMap<PhysAddr, SchedContext>,
         fresh_tcb: Box<Tcb>,
     }
 
@@ -95,6 +103,7 @@ mod map_store {
             self.endpoints.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
             self.notifications.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
             self.replies.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+            self.sched_contexts.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
         }
     }
 
@@ -129,6 +138,14 @@ mod map_store {
 
         fn reply_mut(&mut self, at: PhysAddr) -> &mut Reply {
             self.replies.entry(at).or_insert(Reply::FRESH)
+        }
+
+        fn sched_context(&self, at: PhysAddr) -> &SchedContext {
+            self.sched_contexts.get(&at).unwrap_or(&FRESH_SCHED_CONTEXT)
+        }
+
+        fn sched_context_mut(&mut self, at: PhysAddr) -> &mut SchedContext {
+            self.sched_contexts.entry(at).or_insert(SchedContext::FRESH)
         }
     }
 }

@@ -113,8 +113,12 @@ pub struct Tcb {
     /// Where a received capability lands (an empty slot in the receiver's
     /// CSpace), if it accepts one.
     pub receive_slot: Option<SlotRef>,
+    /// The scheduling context whose budget the thread runs on (`None`:
+    /// not budget-limited; the kernel gives every user thread one).
+    pub sched_context: Option<PhysAddr>,
     /// Links of the one queue the thread is in: a ready queue while
-    /// runnable, an endpoint's or notification's queue while blocked.
+    /// runnable, the release queue while runnable but out of budget, an
+    /// endpoint's or notification's queue while blocked.
     pub(crate) queue_links: QueueLinks,
 }
 
@@ -139,6 +143,7 @@ impl Tcb {
         badge: 0,
         send_cap: None,
         receive_slot: None,
+        sched_context: None,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };
 

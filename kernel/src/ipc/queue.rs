@@ -50,6 +50,20 @@ impl Queue {
         self.head = Some(thread);
     }
 
+    /// Inserts `thread` (which must be in no queue) just before `member`.
+    pub fn insert_before(&mut self, store: &mut impl ObjectStore, member: ThreadId, thread: ThreadId) {
+        let previous = store.tcb(member).queue_links.previous;
+        let links = &mut store.tcb_mut(thread).queue_links;
+        links.previous = previous;
+        links.next = Some(member);
+        links.queued = true;
+        store.tcb_mut(member).queue_links.previous = Some(thread);
+        match previous {
+            Some(previous) => store.tcb_mut(previous).queue_links.next = Some(thread),
+            None => self.head = Some(thread),
+        }
+    }
+
     /// Removes and returns the first thread.
     pub fn pop_front(&mut self, store: &mut impl ObjectStore) -> Option<ThreadId> {
         let head = self.head?;
