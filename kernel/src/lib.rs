@@ -10,3 +10,4 @@ pub mod ipc;
 pub mod memory;
 pub mod sched;
 pub mod store;
+pub mod syscall;

@@ -27,18 +27,20 @@ pub struct SchedContext {
     pub remaining: u64,
     /// When the current period ends and the budget is refilled.
     pub next_refill: u64,
+    /// The thread running on it (one at most).
+    pub bound: Option<ThreadId>,
 }
 
 impl SchedContext {
     /// A fresh scheduling context: no budget until configured.
-    pub const FRESH: SchedContext = SchedContext { budget: 0, period: 0, remaining: 0, next_refill: 0 };
+    pub const FRESH: SchedContext = SchedContext { budget: 0, period: 0, remaining: 0, next_refill: 0, bound: None };
 
     /// A context with `budget` ticks in every `period`, its first period
     /// starting at `now`. A budget above the period is cut to the period.
     #[must_use]
     pub fn new(budget: u64, period: u64, now: u64) -> SchedContext {
         let budget = budget.min(period);
-        SchedContext { budget, period, remaining: budget, next_refill: now.saturating_add(period) }
+        SchedContext { budget, period, remaining: budget, next_refill: now.saturating_add(period), bound: None }
     }
 
     /// Starts the periods that have begun by `now`: a full budget again.

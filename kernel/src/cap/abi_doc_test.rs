@@ -23,8 +23,9 @@ fn table_rows(header: &str) -> Vec<Vec<String>> {
 #[test]
 fn every_invocation_is_documented_exactly() {
     let rows = table_rows("| label | name | argument words | extra caps |");
-    assert_eq!(rows.len(), LABELS.len(), "the invocation table has extra or missing rows");
-    for (label, name, words, extra) in LABELS {
+    let all = LABELS.iter().chain(crate::syscall::INVOCATION_LABELS.iter());
+    assert_eq!(rows.len(), LABELS.len() + crate::syscall::INVOCATION_LABELS.len(), "extra or missing rows");
+    for &(label, name, words, extra) in all {
         let row = rows
             .iter()
             .find(|row| row[0] == label.to_string())
@@ -52,5 +53,15 @@ fn every_error_code_is_documented() {
     for error in SyscallError::ALL {
         let row = rows.iter().find(|row| row[0] == error.code().to_string()).expect("a row per code");
         assert_eq!(row[1], format!("{error:?}"));
+    }
+}
+
+#[test]
+fn every_system_call_is_documented() {
+    let rows = table_rows("| number | system call |");
+    assert_eq!(rows.len(), crate::syscall::SYSCALLS.len());
+    for (number, name) in crate::syscall::SYSCALLS {
+        let row = rows.iter().find(|row| row[0] == number.to_string()).expect("a row per system call");
+        assert_eq!(row[1], name);
     }
 }

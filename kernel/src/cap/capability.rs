@@ -138,6 +138,8 @@ pub enum Cap {
     },
     /// The authority to create I/O port capabilities.
     IoPortControl,
+    /// The authority to give scheduling contexts budgets: CPU time.
+    SchedControl,
     /// The authority over the I/O ports `first..=last`.
     IoPort {
         /// First port.
@@ -191,7 +193,12 @@ impl Cap {
             Cap::Notification { object, .. } | Cap::Reply { object } => Some((object, 5)),
             Cap::Frame { base, size, .. } => Some((base, size.bits())),
             Cap::PageTable { object, .. } => Some((object, 12)),
-            Cap::Null | Cap::IrqControl | Cap::IrqHandler { .. } | Cap::IoPortControl | Cap::IoPort { .. } => None,
+            Cap::Null
+            | Cap::IrqControl
+            | Cap::IrqHandler { .. }
+            | Cap::IoPortControl
+            | Cap::IoPort { .. }
+            | Cap::SchedControl => None,
         }
     }
 
@@ -210,6 +217,7 @@ impl Cap {
             },
             (Cap::IrqControl, Cap::IrqControl | Cap::IrqHandler { .. }) => true,
             (Cap::IoPortControl, Cap::IoPortControl | Cap::IoPort { .. }) => true,
+            (Cap::SchedControl, Cap::SchedControl) => true,
             (Cap::IrqHandler { line }, Cap::IrqHandler { line: other }) => line == other,
             (Cap::IoPort { first, last }, Cap::IoPort { first: other_first, last: other_last }) => {
                 first == other_first && last == other_last
@@ -278,9 +286,12 @@ impl Cap {
     /// retyping a child untyped of the size to give away.
     pub fn derive(&self) -> Result<Cap, SyscallError> {
         match self {
-            Cap::Null | Cap::Reply { .. } | Cap::IrqControl | Cap::IoPortControl | Cap::Untyped { .. } => {
-                Err(SyscallError::IllegalOperation)
-            }
+            Cap::Null
+            | Cap::Reply { .. }
+            | Cap::IrqControl
+            | Cap::IoPortControl
+            | Cap::SchedControl
+            | Cap::Untyped { .. } => Err(SyscallError::IllegalOperation),
             other => Ok(*other),
         }
     }

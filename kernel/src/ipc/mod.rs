@@ -9,10 +9,12 @@
 //! change thread states, queues and messages, and hand woken threads to
 //! the [`Scheduler`](crate::sched::Scheduler).
 
+mod cancel;
 mod endpoint;
 mod notification;
 mod queue;
 
+pub use cancel::stop_thread;
 pub use endpoint::{EndpointCap, ReceiveOutcome, call, endpoint_cap_with, receive, reply, send};
 pub use notification::{WaitOutcome, signal, wait};
 pub use queue::Queue;
@@ -101,6 +103,9 @@ pub struct Tcb {
     pub state: ThreadState,
     /// 0 (lowest) to 255.
     pub priority: u8,
+    /// The highest priority this thread may give any thread (its own
+    /// included) through a TCB capability: priorities are authority too.
+    pub max_priority: u8,
     /// The current message's info (being sent, or last received).
     pub info: MessageInfo,
     /// The current message's words.
@@ -113,6 +118,9 @@ pub struct Tcb {
     /// Where a received capability lands (an empty slot in the receiver's
     /// CSpace), if it accepts one.
     pub receive_slot: Option<SlotRef>,
+    /// The extra capability addresses of the current message (from the IPC
+    /// buffer): invocation arguments, or the capability a send transfers.
+    pub extra_cptrs: [u64; 3],
     /// The scheduling context whose budget the thread runs on (`None`:
     /// not budget-limited; the kernel gives every user thread one).
     pub sched_context: Option<PhysAddr>,
@@ -138,11 +146,13 @@ impl Tcb {
     pub const FRESH: Tcb = Tcb {
         state: ThreadState::Inactive,
         priority: 0,
+        max_priority: 0,
         info: MessageInfo { label: 0, length: 0, caps: 0 },
         words: [0; MAX_MESSAGE_WORDS],
         badge: 0,
         send_cap: None,
         receive_slot: None,
+        extra_cptrs: [0; 3],
         sched_context: None,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };

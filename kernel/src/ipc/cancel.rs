@@ -1,0 +1,37 @@
+//! Taking a thread out of whatever IPC it waits in (for Suspend, and later
+//! for deleting the objects it waits on).
+
+use super::{EndpointState, ThreadId, ThreadState};
+use crate::sched::Scheduler;
+use crate::store::ObjectStore;
+
+/// Stops `thread`: takes it out of any endpoint or notification queue,
+/// unbinds a reply object it waits on or holds, takes it off the CPU and
+/// out of the scheduler's queues, and makes it inactive.
+pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thread: ThreadId) {
+    match store.tcb(thread).state {
+        ThreadState::BlockedOnSend { endpoint, .. } | ThreadState::BlockedOnReceive { endpoint, .. } => {
+            if let ThreadState::BlockedOnReceive { reply: Some(reply), .. } = store.tcb(thread).state {
+                store.reply_mut(reply).receiver = None;
+            }
+            let mut queue = store.endpoint(endpoint).queue;
+            queue.remove(store, thread);
+            let state = store.endpoint_mut(endpoint);
+            state.queue = queue;
+            if queue.is_empty() {
+                state.state = EndpointState::Idle;
+            }
+        }
+        ThreadState::BlockedOnNotification { notification } => {
+            let mut waiters = store.notification(notification).waiters;
+            waiters.remove(store, thread);
+            store.notification_mut(notification).waiters = waiters;
+        }
+        ThreadState::BlockedOnReply { reply } => {
+            store.reply_mut(reply).caller = None;
+        }
+        ThreadState::Runnable => scheduler.remove(store, thread),
+        ThreadState::Inactive => {}
+    }
+    store.tcb_mut(thread).state = ThreadState::Inactive;
+}

@@ -1,0 +1,471 @@
+//! The system-call layer: what a thread's system call does, given its
+//! registers, its CSpace and the kernel's objects. The architecture code
+//! copies the registers and the IPC buffer into the thread's TCB (message
+//! words, extra capability addresses), calls [`handle`], and copies the
+//! results back out.
+//!
+//! Every capability the call names is looked up in the caller's CSpace
+//! (the CNode in its TCB's first slot) and checked for type and rights
+//! before anything happens; errors come back to the caller as a message
+//! whose label is the error code ([`SyscallError::code`]). Nothing a
+//! thread passes can make the kernel fail.
+
+use crate::cap::cspace::{self, CPTR_BITS};
+use crate::cap::derivation::{self, Preempted, WorkBudget};
+use crate::cap::invocation::{self, Message};
+use crate::cap::{Cap, Rights, SlotRef};
+use crate::error::SyscallError;
+use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
+use crate::memory::PhysAddr;
+use crate::sched::{PRIORITIES, SchedContext, Scheduler};
+use crate::store::ObjectStore;
+
+/// System-call numbers (the value in RAX).
+pub mod number {
+    /// Call a capability: IPC with reply on an endpoint, or a kernel
+    /// invocation whose result comes back as the reply.
+    pub const CALL: u64 = 1;
+    /// Reply through a reply object, then receive on an endpoint.
+    pub const REPLY_RECV: u64 = 2;
+    /// Send on an endpoint (blocking), signal a notification, or invoke
+    /// without waiting for the result.
+    pub const SEND: u64 = 3;
+    /// Send without blocking (dropped if nobody receives).
+    pub const NB_SEND: u64 = 4;
+    /// Receive on an endpoint, or wait on a notification.
+    pub const RECV: u64 = 5;
+    /// Receive without blocking.
+    pub const NB_RECV: u64 = 6;
+    /// Signal a notification.
+    pub const SIGNAL: u64 = 7;
+    /// Wait on a notification.
+    pub const WAIT: u64 = 8;
+    /// Poll a notification without blocking.
+    pub const POLL: u64 = 9;
+    /// Give up the rest of the time slice.
+    pub const YIELD: u64 = 10;
+}
+
+/// Invocation labels of TCB and scheduling capabilities (those of CNodes
+/// and Untypeds are in [`invocation::label`]).
+pub mod label {
+    /// TCB: set the thread's CSpace root (extra cap: a CNode).
+    pub const TCB_SET_SPACE: u64 = 32;
+    /// TCB: set the priority (word: priority; extra cap: an authority TCB
+    /// whose maximum controlled priority bounds it).
+    pub const TCB_SET_PRIORITY: u64 = 33;
+    /// TCB: set the maximum controlled priority (same arguments).
+    pub const TCB_SET_MAX_PRIORITY: u64 = 34;
+    /// TCB: run on a scheduling context (extra cap: the SchedContext).
+    pub const TCB_BIND_SCHED_CONTEXT: u64 = 35;
+    /// TCB: start an inactive thread.
+    pub const TCB_RESUME: u64 = 36;
+    /// TCB: stop a thread, cancelling any IPC it waits in.
+    pub const TCB_SUSPEND: u64 = 37;
+    /// SchedControl: give a scheduling context a budget and period
+    /// (words: budget, period; extra cap: the SchedContext).
+    pub const SCHED_CONTROL_CONFIGURE: u64 = 48;
+}
+
+/// The TCB and SchedControl invocations as `docs/abi.md` lists them:
+/// label, name, argument words, extra capabilities.
+pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 7] = [
+    (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root"]),
+    (label::TCB_SET_PRIORITY, "TCB::SetPriority", &["priority"], &["authority"]),
+    (label::TCB_SET_MAX_PRIORITY, "TCB::SetMaxPriority", &["priority"], &["authority"]),
+    (label::TCB_BIND_SCHED_CONTEXT, "TCB::BindSchedContext", &[], &["sched_context"]),
+    (label::TCB_RESUME, "TCB::Resume", &[], &[]),
+    (label::TCB_SUSPEND, "TCB::Suspend", &[], &[]),
+    (label::SCHED_CONTROL_CONFIGURE, "SchedControl::Configure", &["budget", "period"], &["sched_context"]),
+];
+
+/// The system calls as `docs/abi.md` lists them: number and name.
+pub const SYSCALLS: [(u64, &str); 10] = [
+    (number::CALL, "Call"),
+    (number::REPLY_RECV, "ReplyRecv"),
+    (number::SEND, "Send"),
+    (number::NB_SEND, "NBSend"),
+    (number::RECV, "Recv"),
+    (number::NB_RECV, "NBRecv"),
+    (number::SIGNAL, "Signal"),
+    (number::WAIT, "Wait"),
+    (number::POLL, "Poll"),
+    (number::YIELD, "Yield"),
+];
+
+/// The smallest budget a scheduling context may get (ticks): smaller ones
+/// would spend more time in the kernel than in the thread.
+pub const MIN_BUDGET: u64 = 100;
+
+/// Registers of a system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallArgs {
+    /// Which system call.
+    pub number: u64,
+    /// The capability it names.
+    pub cptr: u64,
+    /// The message's first word: label, length, extra capability count.
+    pub info: MessageInfo,
+    /// The reply object's capability, for Recv, NBRecv and ReplyRecv.
+    pub reply_cptr: u64,
+}
+
+/// The kernel's state, hardware-free.
+#[derive(Clone, Debug)]
+pub struct Kernel<S> {
+    /// Every object.
+    pub store: S,
+    /// Who runs.
+    pub scheduler: Scheduler,
+    /// The current time in ticks.
+    pub now: u64,
+}
+
+/// The slot in a TCB that holds its CSpace root.
+#[must_use]
+pub fn cspace_slot(thread: ThreadId) -> Option<SlotRef> {
+    SlotRef::in_cnode(thread.address(), 0)
+}
+
+/// Looks `cptr` up in the thread's CSpace (all 64 bits).
+fn lookup(store: &impl ObjectStore, thread: ThreadId, cptr: u64) -> Result<SlotRef, SyscallError> {
+    let root_slot = cspace_slot(thread).ok_or(SyscallError::FailedLookup)?;
+    let root = store.slot(root_slot).cap;
+    let resolved = cspace::resolve(store, &root, cptr, CPTR_BITS).map_err(|_| SyscallError::FailedLookup)?;
+    if store.slot(resolved.slot).cap.is_null() {
+        return Err(SyscallError::FailedLookup);
+    }
+    Ok(resolved.slot)
+}
+
+fn set_result(store: &mut impl ObjectStore, thread: ThreadId, result: Result<(), SyscallError>) {
+    let code = match result {
+        Ok(()) => 0,
+        Err(error) => error.code(),
+    };
+    store.tcb_mut(thread).info = MessageInfo { label: code, length: 0, caps: 0 };
+}
+
+/// Budget per system call for long operations (revoke, delete): each
+/// capability deleted costs one unit.
+const WORK_PER_CALL: u32 = 256;
+
+/// Handles one system call of `thread` (the running thread).
+///
+/// # Errors
+///
+/// [`Preempted`] when a long invocation ran out of its work budget: the
+/// architecture code restarts the same system call.
+pub fn handle<S: ObjectStore>(kernel: &mut Kernel<S>, thread: ThreadId, args: SyscallArgs) -> Result<(), Preempted> {
+    let Kernel { store, scheduler, now } = kernel;
+    let blocking =
+        matches!(args.number, number::CALL | number::SEND | number::RECV | number::REPLY_RECV | number::WAIT);
+    let result = match args.number {
+        number::YIELD => {
+            scheduler.yield_current(store);
+            Ok(())
+        }
+        number::SEND | number::NB_SEND | number::CALL => {
+            return send_or_invoke(store, scheduler, *now, thread, args, blocking);
+        }
+        number::RECV | number::NB_RECV => receive(store, scheduler, thread, args.cptr, args.reply_cptr, blocking),
+        number::REPLY_RECV => lookup_reply(store, thread, args.reply_cptr, false).and_then(|reply_object| {
+            if usize::from(args.info.length) > ipc::MAX_MESSAGE_WORDS {
+                return Err(SyscallError::RangeError);
+            }
+            // The reply carries no capability (no reply-grant path yet).
+            store.tcb_mut(thread).info = MessageInfo { caps: 0, ..args.info };
+            ipc::reply(store, scheduler, thread, reply_object, false);
+            receive(store, scheduler, thread, args.cptr, args.reply_cptr, true)
+        }),
+        number::SIGNAL => notification_cap(store, thread, args.cptr, Rights::WRITE).map(|(object, badge)| {
+            ipc::signal(store, scheduler, object, badge);
+        }),
+        number::WAIT | number::POLL => notification_cap(store, thread, args.cptr, Rights::READ).map(|(object, _)| {
+            ipc::wait(store, scheduler, object, thread, blocking);
+        }),
+        _ => Err(SyscallError::InvalidArgument),
+    };
+    if let Err(error) = result {
+        set_result(store, thread, Err(error));
+    }
+    Ok(())
+}
+
+fn notification_cap(
+    store: &impl ObjectStore,
+    thread: ThreadId,
+    cptr: u64,
+    right: Rights,
+) -> Result<(PhysAddr, u64), SyscallError> {
+    match store.slot(lookup(store, thread, cptr)?).cap {
+        Cap::Notification { object, badge, rights } if rights.contains(right) => Ok((object, badge)),
+        _ => Err(SyscallError::InvalidCapability),
+    }
+}
+
+/// The reply object named by `cptr`; for a receive it must be free.
+fn lookup_reply(
+    store: &impl ObjectStore,
+    thread: ThreadId,
+    cptr: u64,
+    must_be_free: bool,
+) -> Result<PhysAddr, SyscallError> {
+    match store.slot(lookup(store, thread, cptr)?).cap {
+        Cap::Reply { object } if !must_be_free || store.reply(object).is_free() => Ok(object),
+        Cap::Reply { .. } => Err(SyscallError::IllegalOperation),
+        _ => Err(SyscallError::InvalidCapability),
+    }
+}
+
+fn receive(
+    store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
+    thread: ThreadId,
+    cptr: u64,
+    reply_cptr: u64,
+    blocking: bool,
+) -> Result<(), SyscallError> {
+    match store.slot(lookup(store, thread, cptr)?).cap {
+        Cap::Endpoint { object, rights, .. } if rights.contains(Rights::READ) => {
+            let reply = if reply_cptr == 0 { None } else { Some(lookup_reply(store, thread, reply_cptr, true)?) };
+            if ipc::receive(store, scheduler, thread, object, reply, blocking) == ipc::ReceiveOutcome::WouldBlock {
+                // NBRecv found nobody: an empty message with badge 0.
+                let tcb = store.tcb_mut(thread);
+                tcb.info = MessageInfo::default();
+                tcb.badge = 0;
+            }
+            Ok(())
+        }
+        Cap::Notification { object, rights, .. } if rights.contains(Rights::READ) => {
+            ipc::wait(store, scheduler, object, thread, blocking);
+            Ok(())
+        }
+        _ => Err(SyscallError::InvalidCapability),
+    }
+}
+
+fn send_or_invoke<S: ObjectStore>(
+    store: &mut S,
+    scheduler: &mut Scheduler,
+    now: u64,
+    thread: ThreadId,
+    args: SyscallArgs,
+    blocking: bool,
+) -> Result<(), Preempted> {
+    let is_call = args.number == number::CALL;
+    let invoked = match lookup(store, thread, args.cptr) {
+        Ok(slot) => slot,
+        Err(error) => {
+            set_result(store, thread, Err(error));
+            return Ok(());
+        }
+    };
+    let length = usize::from(args.info.length);
+    if length > ipc::MAX_MESSAGE_WORDS {
+        set_result(store, thread, Err(SyscallError::RangeError));
+        return Ok(());
+    }
+    match store.slot(invoked).cap {
+        Cap::Endpoint { object, badge, rights } => {
+            if !rights.contains(Rights::WRITE) {
+                set_result(store, thread, Err(SyscallError::InvalidCapability));
+                return Ok(());
+            }
+            let send_cap = if args.info.caps > 0 { first_extra_cap(store, thread) } else { None };
+            let tcb = store.tcb_mut(thread);
+            tcb.info = MessageInfo { caps: args.info.caps.min(1), ..args.info };
+            tcb.send_cap = send_cap;
+            let endpoint = EndpointCap { object, badge, rights };
+            if is_call {
+                ipc::call(store, scheduler, thread, endpoint);
+            } else {
+                ipc::send(store, scheduler, thread, endpoint, blocking);
+            }
+            Ok(())
+        }
+        Cap::Notification { object, badge, rights } => {
+            let result = if rights.contains(Rights::WRITE) {
+                ipc::signal(store, scheduler, object, badge);
+                Ok(())
+            } else {
+                Err(SyscallError::InvalidCapability)
+            };
+            set_result(store, thread, result);
+            Ok(())
+        }
+        _ => {
+            let result = invoke_kernel_object(store, scheduler, now, thread, invoked, args)?;
+            // A Send of an invocation does not wait for (or get) the result.
+            if is_call || result.is_err() {
+                set_result(store, thread, result);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The slot named by the thread's first extra capability address.
+fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef> {
+    let cptr = store.tcb(thread).extra_cptrs[0];
+    lookup(store, thread, cptr).ok()
+}
+
+/// Decodes and performs an invocation of a kernel object.
+fn invoke_kernel_object<S: ObjectStore>(
+    store: &mut S,
+    scheduler: &mut Scheduler,
+    now: u64,
+    thread: ThreadId,
+    invoked: SlotRef,
+    args: SyscallArgs,
+) -> Result<Result<(), SyscallError>, Preempted> {
+    let tcb = store.tcb(thread);
+    let words: [u64; ipc::MAX_MESSAGE_WORDS] = tcb.words;
+    let length = usize::from(args.info.length);
+    let extra_count = usize::from(args.info.caps).min(tcb.extra_cptrs.len());
+    let extra_cptrs = tcb.extra_cptrs;
+    let mut extra_caps = [None; 3];
+    for (index, cptr) in extra_cptrs[..extra_count].iter().enumerate() {
+        extra_caps[index] = lookup(store, thread, *cptr).ok();
+    }
+    let message = Message { label: args.info.label, words: &words[..length], extra_caps: &extra_caps[..extra_count] };
+    match store.slot(invoked).cap {
+        Cap::CNode { .. } | Cap::Untyped { .. } => {
+            let decoded = match invocation::decode(store, invoked, &message) {
+                Ok(decoded) => decoded,
+                Err(error) => return Ok(Err(error)),
+            };
+            let mut budget = WorkBudget(WORK_PER_CALL);
+            invocation::invoke(store, decoded, &mut budget)?;
+            Ok(Ok(()))
+        }
+        Cap::Tcb { object } => Ok(invoke_tcb(store, scheduler, ThreadId::new(object), &message)),
+        Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message)),
+        _ => Ok(Err(SyscallError::IllegalOperation)),
+    }
+}
+
+fn extra(store: &impl ObjectStore, message: &Message<'_>, index: usize) -> Result<(SlotRef, Cap), SyscallError> {
+    match message.extra_caps.get(index) {
+        None => Err(SyscallError::TruncatedMessage),
+        Some(None) => Err(SyscallError::InvalidCapability),
+        Some(Some(slot)) => Ok((*slot, store.slot(*slot).cap)),
+    }
+}
+
+fn word(message: &Message<'_>, index: usize) -> Result<u64, SyscallError> {
+    message.words.get(index).copied().ok_or(SyscallError::TruncatedMessage)
+}
+
+/// TCB invocations, decoded then performed.
+fn invoke_tcb(
+    store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
+    target: ThreadId,
+    message: &Message<'_>,
+) -> Result<(), SyscallError> {
+    match message.label {
+        label::TCB_SET_SPACE => {
+            let (source, cap) = extra(store, message, 0)?;
+            if !matches!(cap, Cap::CNode { .. }) {
+                return Err(SyscallError::InvalidCapability);
+            }
+            let slot = cspace_slot(target).ok_or(SyscallError::InvalidCapability)?;
+            let derived = cap.derive()?;
+            // Invoke: replace the old root (deleting a CNode cap to a CNode
+            // with other caps never recurses: the old root has other caps).
+            if !store.slot(slot).cap.is_null() {
+                let mut budget = WorkBudget(WORK_PER_CALL);
+                derivation::delete(store, slot, &mut budget).map_err(|_| SyscallError::RevokeFirst)?;
+            }
+            derivation::insert_derived(store, source, slot, derived, false);
+            Ok(())
+        }
+        label::TCB_SET_PRIORITY | label::TCB_SET_MAX_PRIORITY => {
+            let priority = word(message, 0)?;
+            let (_, authority) = extra(store, message, 0)?;
+            let Cap::Tcb { object } = authority else { return Err(SyscallError::InvalidCapability) };
+            let ceiling = store.tcb(ThreadId::new(object)).max_priority;
+            let priority = u8::try_from(priority).map_err(|_| SyscallError::RangeError)?;
+            if usize::from(priority) >= PRIORITIES || priority > ceiling {
+                return Err(SyscallError::RangeError);
+            }
+            if message.label == label::TCB_SET_MAX_PRIORITY {
+                store.tcb_mut(target).max_priority = priority;
+            } else {
+                // Re-queue at the new priority.
+                let runnable = store.tcb(target).state == ThreadState::Runnable;
+                if runnable {
+                    scheduler.remove(store, target);
+                }
+                store.tcb_mut(target).priority = priority;
+                if runnable {
+                    scheduler.make_ready(store, target);
+                }
+            }
+            Ok(())
+        }
+        label::TCB_BIND_SCHED_CONTEXT => {
+            let (_, cap) = extra(store, message, 0)?;
+            let Cap::SchedContext { object, .. } = cap else { return Err(SyscallError::InvalidCapability) };
+            if store.sched_context(object).bound.is_some() || store.tcb(target).sched_context.is_some() {
+                return Err(SyscallError::IllegalOperation);
+            }
+            let runnable = store.tcb(target).state == ThreadState::Runnable;
+            if runnable {
+                scheduler.remove(store, target);
+            }
+            store.sched_context_mut(object).bound = Some(target);
+            store.tcb_mut(target).sched_context = Some(object);
+            if runnable {
+                scheduler.make_ready(store, target);
+            }
+            Ok(())
+        }
+        label::TCB_RESUME => {
+            if store.tcb(target).state == ThreadState::Inactive {
+                store.tcb_mut(target).state = ThreadState::Runnable;
+                scheduler.make_ready(store, target);
+            }
+            Ok(())
+        }
+        label::TCB_SUSPEND => {
+            ipc::stop_thread(store, scheduler, target);
+            Ok(())
+        }
+        _ => Err(SyscallError::IllegalOperation),
+    }
+}
+
+/// SchedControl::Configure: budget and period for a scheduling context.
+fn configure_sched_context(
+    store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
+    now: u64,
+    message: &Message<'_>,
+) -> Result<(), SyscallError> {
+    if message.label != label::SCHED_CONTROL_CONFIGURE {
+        return Err(SyscallError::IllegalOperation);
+    }
+    let (budget, period) = (word(message, 0)?, word(message, 1)?);
+    let (_, cap) = extra(store, message, 0)?;
+    let Cap::SchedContext { object, .. } = cap else { return Err(SyscallError::InvalidCapability) };
+    if budget < MIN_BUDGET || period < budget {
+        return Err(SyscallError::RangeError);
+    }
+    let bound = store.sched_context(object).bound;
+    // Re-queue the bound thread: its budget changes which queue it is in.
+    let runnable = bound.filter(|thread| store.tcb(*thread).state == ThreadState::Runnable);
+    if let Some(thread) = runnable {
+        scheduler.remove(store, thread);
+    }
+    *store.sched_context_mut(object) = SchedContext { bound, ..SchedContext::new(budget, period, now) };
+    if let Some(thread) = runnable {
+        scheduler.make_ready(store, thread);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+//! The system-call layer end to end on the host: a root task builds three
+//! protection domains out of one untyped (CNodes, threads, an endpoint, a
+//! notification, reply objects, scheduling contexts), and they exchange a
+//! badged Call and ReplyRecv, a long message, a capability and a signal;
+//! then every kind of bad input is refused with its error while the others
+//! keep working, and revoking a minted endpoint cuts off every copy.
+
+use super::*;
+use crate::cap::SlotStore;
+use crate::cap::invocation::label as cnode_label;
+use crate::cap::object::{ObjectKind, SLOT_BITS};
+use crate::ipc::{ThreadId, ThreadState};
+use crate::store::MapStore;
+
+const ROOT_CNODE: u64 = 0x10_0000;
+const ROOT_TCB: u64 = 0x80_0000;
+const UNTYPED_BASE: u64 = 0x100_0000;
+
+// Root CNode slots (a root cptr is the slot index).
+const R_SELF: u64 = 0;
+const R_UNTYPED: u64 = 1;
+const R_SCHED_CONTROL: u64 = 2;
+const R_ROOT_TCB: u64 = 3;
+const R_TCB: u64 = 10; // 10 server, 11 client, 12 notifier
+const R_ENDPOINT: u64 = 20;
+const R_NOTIFICATION: u64 = 21;
+const R_REPLY: u64 = 22;
+const R_MINTED: u64 = 25;
+const R_CNODE: u64 = 30; // 30, 31, 32 (guarded copies at 40, 41, 42)
+const R_GUARDED: u64 = 40;
+const R_SCHED_CONTEXT: u64 = 50;
+
+const SERVER: usize = 0;
+const CLIENT: usize = 1;
+const NOTIFIER: usize = 2;
+
+fn root_slot(index: u64) -> SlotRef {
+    SlotRef::in_cnode(PhysAddr::new(ROOT_CNODE), index).expect("slot")
+}
+
+struct System {
+    kernel: Kernel<MapStore>,
+    threads: [ThreadId; 3],
+}
+
+impl System {
+    fn root(&self) -> ThreadId {
+        ThreadId::new(PhysAddr::new(ROOT_TCB))
+    }
+
+    /// One system call; returns the label of the thread's message after it
+    /// (the error code for invocations). The arguments mirror the registers.
+    #[allow(clippy::too_many_arguments)] // one per register of the system call
+    fn syscall(
+        &mut self,
+        thread: ThreadId,
+        number: u64,
+        cptr: u64,
+        label: u64,
+        words: &[u64],
+        extra: &[u64],
+        reply: u64,
+    ) -> u64 {
+        let tcb = self.kernel.store.tcb_mut(thread);
+        tcb.words[..words.len()].copy_from_slice(words);
+        tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
+        let info = MessageInfo {
+            label,
+            length: u8::try_from(words.len()).expect("short"),
+            caps: u8::try_from(extra.len()).expect("few"),
+        };
+        let args = SyscallArgs { number, cptr, info, reply_cptr: reply };
+        while handle(&mut self.kernel, thread, args).is_err() {}
+        self.kernel.scheduler.schedule(&mut self.kernel.store);
+        self.kernel.store.tcb(thread).info.label
+    }
+
+    /// A kernel invocation by the root task, which must succeed.
+    fn root_call(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) {
+        let root = self.root();
+        let result = self.syscall(root, number::CALL, cptr, label, words, extra, 0);
+        assert_eq!(result, 0, "root invocation {label} on {cptr} failed with {result}");
+    }
+
+    fn retype(&mut self, kind: ObjectKind, size_bits: u64, slot: u64, count: u64) {
+        self.root_call(R_UNTYPED, cnode_label::UNTYPED_RETYPE, &[kind as u64, size_bits, 0, 0, slot, count], &[R_SELF]);
+    }
+
+    /// Copies (or, for reply capabilities, moves) a root capability into
+    /// slot `index` of protection domain `pd`'s CNode, with `rights`.
+    fn give(&mut self, pd: usize, index: u64, from: u64, rights: Rights) {
+        let target = R_GUARDED + pd as u64;
+        if matches!(self.kernel.store.slot(root_slot(from)).cap, Cap::Reply { .. }) {
+            self.root_call(target, cnode_label::CNODE_MOVE, &[index, 64, from, 64], &[R_SELF]);
+        } else {
+            self.root_call(
+                target,
+                cnode_label::CNODE_COPY,
+                &[index, 64, from, 64, u64::from(rights.bits())],
+                &[R_SELF],
+            );
+        }
+    }
+
+    /// The object a root slot's capability names.
+    fn object(&self, index: u64) -> PhysAddr {
+        self.kernel.store.slot(root_slot(index)).cap.memory_region().expect("an object").0
+    }
+
+    fn state(&self, pd: usize) -> ThreadState {
+        self.kernel.store.tcb(self.threads[pd]).state
+    }
+}
+
+/// Boots the system and has the root task build the three domains.
+fn build() -> System {
+    let mut store = MapStore::new();
+    store.clear_region(PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
+    let root_cnode = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: 8, guard: 0, guard_bits: 56 };
+    derivation::insert_original(&mut store, root_slot(R_SELF), root_cnode);
+    let untyped = Cap::Untyped { base: PhysAddr::new(UNTYPED_BASE), size_bits: 22, free_offset: 0, is_device: false };
+    derivation::insert_original(&mut store, root_slot(R_UNTYPED), untyped);
+    derivation::insert_original(&mut store, root_slot(R_SCHED_CONTROL), Cap::SchedControl);
+    derivation::insert_original(&mut store, root_slot(R_ROOT_TCB), Cap::Tcb { object: PhysAddr::new(ROOT_TCB) });
+    let root = ThreadId::new(PhysAddr::new(ROOT_TCB));
+    let root_cspace = cspace_slot(root).expect("slot");
+    derivation::insert_derived(&mut store, root_slot(R_SELF), root_cspace, root_cnode, false);
+    let tcb = store.tcb_mut(root);
+    (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
+    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0 };
+    kernel.scheduler.make_ready(&mut kernel.store, root);
+    kernel.scheduler.schedule(&mut kernel.store);
+    let mut system = System { kernel, threads: [root; 3] };
+
+    system.retype(ObjectKind::Tcb, 0, R_TCB, 3);
+    system.retype(ObjectKind::Endpoint, 0, R_ENDPOINT, 1);
+    system.retype(ObjectKind::Notification, 0, R_NOTIFICATION, 1);
+    system.retype(ObjectKind::Reply, 0, R_REPLY, 1);
+    system.retype(ObjectKind::CNode, 4, R_CNODE, 3);
+    system.retype(ObjectKind::SchedContext, 8, R_SCHED_CONTEXT, 3);
+    for pd in 0..3 {
+        system.threads[pd] = match system.kernel.store.slot(root_slot(R_TCB + pd as u64)).cap {
+            Cap::Tcb { object } => ThreadId::new(object),
+            other => panic!("{other:?}"),
+        };
+        // A 60-bit guard makes each domain's 16-slot CNode a whole 64-bit CSpace.
+        let guard = 60;
+        system.root_call(
+            R_SELF,
+            cnode_label::CNODE_MUTATE,
+            &[R_GUARDED + pd as u64, 64, R_CNODE + pd as u64, 64, guard],
+            &[R_SELF],
+        );
+    }
+    // Server: the endpoint to receive on (1), its reply object (2), the
+    // notification to poll (3). Client: a badged, send-and-grant copy (1)
+    // and a second endpoint copy to hand over (2). Notifier: a badged
+    // signal-only notification (1).
+    system.give(SERVER, 1, R_ENDPOINT, Rights::READ);
+    system.give(SERVER, 2, R_REPLY, Rights::ALL);
+    system.give(SERVER, 3, R_NOTIFICATION, Rights::READ);
+    system.root_call(
+        R_SELF,
+        cnode_label::CNODE_MINT,
+        &[R_MINTED, 64, R_ENDPOINT, 64, u64::from((Rights::WRITE | Rights::GRANT).bits()), 0xc1],
+        &[R_SELF],
+    );
+    system.give(CLIENT, 1, R_MINTED, Rights::ALL);
+    system.give(CLIENT, 2, R_ENDPOINT, Rights::WRITE);
+    system.give(CLIENT, 4, R_TCB + 1, Rights::ALL);
+    system.root_call(
+        R_SELF,
+        cnode_label::CNODE_MINT,
+        &[R_MINTED + 1, 64, R_NOTIFICATION, 64, u64::from(Rights::WRITE.bits()), 0x4],
+        &[R_SELF],
+    );
+    system.give(NOTIFIER, 1, R_MINTED + 1, Rights::ALL);
+    for pd in 0..3_u64 {
+        let tcb = R_TCB + pd;
+        system.root_call(tcb, label::TCB_SET_SPACE, &[], &[R_GUARDED + pd]);
+        system.root_call(tcb, label::TCB_SET_PRIORITY, &[100 - pd * 10], &[R_ROOT_TCB]);
+        system.root_call(
+            R_SCHED_CONTROL,
+            label::SCHED_CONTROL_CONFIGURE,
+            &[2_000, 10_000],
+            &[R_SCHED_CONTEXT + pd],
+        );
+        system.root_call(tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[R_SCHED_CONTEXT + pd]);
+        system.root_call(tcb, label::TCB_RESUME, &[], &[]);
+    }
+    // The server's receive slot for a granted capability: its slot 5.
+    let server_cnode = match system.kernel.store.slot(root_slot(R_GUARDED)).cap {
+        Cap::CNode { base, .. } => base,
+        other => panic!("{other:?}"),
+    };
+    system.kernel.store.tcb_mut(system.threads[SERVER]).receive_slot = SlotRef::in_cnode(server_cnode, 5);
+    system
+}
+
+#[test]
+fn three_domains_exchange_calls_long_messages_capabilities_and_signals() {
+    let mut system = build();
+    let [server, client, notifier] = system.threads;
+    assert_eq!(system.state(SERVER), ThreadState::Runnable);
+
+    let endpoint = system.object(R_ENDPOINT);
+    // The server waits with its reply object (moved into its CNode's slot 2).
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    let ThreadState::BlockedOnReceive { endpoint: waited_on, reply: Some(reply) } = system.state(SERVER) else {
+        panic!("the server is not waiting: {:?}", system.state(SERVER));
+    };
+    assert_eq!(waited_on, endpoint);
+
+    // A badged Call with a long message (beyond the 4 register words) and a
+    // capability (the client's slot 2) granted along.
+    let long: Vec<u64> = (0..40).map(|word| word * 7).collect();
+    system.syscall(client, number::CALL, 1, 0x42, &long, &[2], 0);
+    assert_eq!(system.state(CLIENT), ThreadState::BlockedOnReply { reply });
+    let received = system.kernel.store.tcb(server);
+    assert_eq!((received.badge, received.info.label, received.info.caps), (0xc1, 0x42, 1));
+    assert_eq!(received.message(), &long[..]);
+    let granted = system.kernel.store.tcb(server).receive_slot.expect("a receive slot");
+    assert!(matches!(system.kernel.store.slot(granted).cap, Cap::Endpoint { rights, .. } if rights == Rights::WRITE));
+
+    // ReplyRecv: the answer goes back, the server waits again.
+    system.syscall(server, number::REPLY_RECV, 1, 0x43, &[99], &[], 2);
+    let answered = system.kernel.store.tcb(client);
+    assert_eq!((answered.state, answered.info.label, answered.message()), (ThreadState::Runnable, 0x43, &[99][..]));
+    assert!(matches!(system.state(SERVER), ThreadState::BlockedOnReceive { .. }));
+
+    // The notifier signals; the server, once it has something to do, polls.
+    system.syscall(notifier, number::SIGNAL, 1, 0, &[], &[], 0);
+    system.syscall(client, number::SEND, 1, 7, &[], &[], 0);
+    assert_eq!(system.state(SERVER), ThreadState::Runnable);
+    system.syscall(server, number::POLL, 3, 0, &[], &[], 0);
+    assert_eq!(system.kernel.store.tcb(server).badge, 0x4);
+}
+
+#[test]
+fn bad_input_gets_an_error_and_the_others_keep_working() {
+    let mut system = build();
+    let [server, client, notifier] = system.threads;
+    let error = |error: SyscallError| error.code();
+    // A slot it does not hold, an address outside its CSpace, a capability
+    // without the right, a nonsense system call, an over-long message.
+    assert_eq!(system.syscall(client, number::CALL, 9, 0, &[], &[], 0), error(SyscallError::FailedLookup));
+    assert_eq!(system.syscall(client, number::CALL, u64::MAX, 0, &[], &[], 0), error(SyscallError::FailedLookup));
+    assert_eq!(system.syscall(client, number::RECV, 1, 0, &[], &[], 0), error(SyscallError::InvalidCapability));
+    assert_eq!(system.syscall(client, 999, 1, 0, &[], &[], 0), error(SyscallError::InvalidArgument));
+    assert_eq!(system.syscall(notifier, number::WAIT, 1, 0, &[], &[], 0), error(SyscallError::InvalidCapability));
+    assert_eq!(
+        system.syscall(server, number::RECV, 1, 0, &[], &[], 3),
+        error(SyscallError::InvalidCapability),
+        "a notification is no reply object"
+    );
+    // A priority above what its authority allows.
+    assert_eq!(
+        system.syscall(client, number::CALL, 4, label::TCB_SET_PRIORITY, &[200], &[4], 0),
+        error(SyscallError::RangeError)
+    );
+    // Garbage in every field of every system call: errors, never a panic.
+    for number in 0..12 {
+        for cptr in [0, 1, 2, 3, 4, 15, 16, 1 << 63, u64::MAX] {
+            for label in [0, 1, 3, 16, 32, 35, 48, u64::MAX] {
+                system.syscall(notifier, number, cptr, label, &[u64::MAX, 0, 7], &[u64::MAX, 1], cptr);
+            }
+        }
+    }
+    // The server and client still talk.
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.syscall(client, number::CALL, 1, 0x55, &[1], &[], 0);
+    assert_eq!(system.kernel.store.tcb(server).info.label, 0x55);
+    system.syscall(server, number::REPLY_RECV, 1, 0x56, &[], &[], 2);
+    assert_eq!(system.kernel.store.tcb(client).info.label, 0x56);
+}
+
+#[test]
+fn revoking_a_minted_endpoint_cuts_off_every_copy() {
+    let mut system = build();
+    let [server, client, _] = system.threads;
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_MINTED, 64], &[]);
+    assert_eq!(system.syscall(client, number::CALL, 1, 0x1, &[], &[], 0), SyscallError::FailedLookup.code());
+    assert!(matches!(system.state(SERVER), ThreadState::BlockedOnReceive { .. }), "nothing reached the server");
+    // The unbadged copy the client also holds still works.
+    system.syscall(client, number::SEND, 2, 0x2, &[], &[], 0);
+    assert_eq!(system.kernel.store.tcb(server).info.label, 0x2);
+    assert_eq!(system.kernel.store.tcb(server).badge, 0);
+}
+
+#[test]
+fn suspend_cancels_a_waiting_thread_and_resume_restarts_it() {
+    let mut system = build();
+    let [server, _, _] = system.threads;
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.root_call(R_TCB, label::TCB_SUSPEND, &[], &[]);
+    assert_eq!(system.state(SERVER), ThreadState::Inactive);
+    let endpoint = system.kernel.store.endpoint(system.object(R_ENDPOINT));
+    assert!(endpoint.queue.is_empty(), "the suspended server left the endpoint's queue");
+    system.root_call(R_TCB, label::TCB_RESUME, &[], &[]);
+    assert_eq!(system.state(SERVER), ThreadState::Runnable);
+    // A scheduling context bound twice is refused.
+    assert_eq!(
+        system.syscall(
+            system.root(),
+            number::CALL,
+            R_TCB + 1,
+            label::TCB_BIND_SCHED_CONTEXT,
+            &[],
+            &[R_SCHED_CONTEXT],
+            0
+        ),
+        SyscallError::IllegalOperation.code()
+    );
+    // Budgets below the minimum or above the period are refused.
+    for (budget, period) in [(10, 10_000), (5_000, 4_000)] {
+        assert_eq!(
+            system.syscall(
+                system.root(),
+                number::CALL,
+                R_SCHED_CONTROL,
+                label::SCHED_CONTROL_CONFIGURE,
+                &[budget, period],
+                &[R_SCHED_CONTEXT],
+                0
+            ),
+            SyscallError::RangeError.code()
+        );
+    }
+}
