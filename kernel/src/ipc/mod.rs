@@ -58,6 +58,24 @@ pub struct MessageInfo {
     pub caps: u8,
 }
 
+impl MessageInfo {
+    /// The register encoding: bits 0..7 the length, 7..9 the capability
+    /// count, 12..64 the label.
+    #[must_use]
+    pub const fn to_word(self) -> u64 {
+        (self.label << 12) | (((self.caps & 0x3) as u64) << 7) | ((self.length & 0x7f) as u64)
+    }
+
+    /// Decodes the register encoding; nothing is rejected here (the
+    /// system-call layer checks the length against [`MAX_MESSAGE_WORDS`]).
+    #[must_use]
+    pub const fn from_word(word: u64) -> MessageInfo {
+        // Masked to 7 and 2 bits first: the casts cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        MessageInfo { label: word >> 12, caps: ((word >> 7) & 0x3) as u8, length: (word & 0x7f) as u8 }
+    }
+}
+
 /// What a thread is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ThreadState {
