@@ -35,7 +35,10 @@ options:
   --fault-injection  build the kernel that honours inject=KIND on its command
                      line: page-fault, gp-fault, double-fault, nmi, panic,
                      stack-overflow, write-rodata, execute-data,
-                     fault-in-log
+                     fault-in-log; ring-3 programs: user-hello,
+                     user-page-fault, user-kernel-read, user-privileged,
+                     user-bad-syscall, user-noncanonical-sysret,
+                     user-flood, user-trap-flag, user-all
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
   --timeout SECONDS  stop the emulator after this long

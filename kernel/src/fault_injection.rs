@@ -1,8 +1,15 @@
 //! Deliberate faults, for the boot tests that check the exception reports
 //! (built only with the `fault-injection` feature; never in a release
 //! image). Selected with the kernel command line `inject=KIND`.
+//!
+//! The `user-*` kinds run hand-written ring-3 test programs (see
+//! [`USER_PROGRAMS`]) that misbehave in every way a user can: the kernel
+//! must end each one with a report and go on to "boot complete".
 
 use kernel_core::cmdline::Cmdline;
+use kernel_core::frame_allocator::FrameAllocator;
+
+use crate::arch::user::{self, Program, ProgramEnd};
 
 /// An address the kernel never maps (the identity map is gone by now).
 const UNMAPPED_ADDRESS: u64 = 0xdead_b000;
@@ -10,9 +17,17 @@ const UNMAPPED_ADDRESS: u64 = 0xdead_b000;
 const NON_CANONICAL_ADDRESS: u64 = 0x8000_0000_0000_0000;
 
 /// Triggers the fault named by `inject=` on the command line, if any.
-pub(crate) fn run(cmdline: &Cmdline<'_>) {
+pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
     let Some(kind) = cmdline.get("inject") else { return };
     println!("fault injection: triggering {kind}");
+    if kind == "user-all" {
+        run_user_programs(allocator, &USER_PROGRAMS);
+        return;
+    }
+    if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
+        run_user_programs(allocator, core::slice::from_ref(program));
+        return;
+    }
     match kind {
         "page-fault" => inject_page_fault(),
         "gp-fault" => inject_general_protection_fault(),
@@ -28,7 +43,9 @@ pub(crate) fn run(cmdline: &Cmdline<'_>) {
         "fault-in-log" => inject_fault_in_log(),
         other => println!(
             "fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic, \
-             stack-overflow, write-rodata, execute-data, fault-in-log"
+             stack-overflow, write-rodata, execute-data, fault-in-log, user-all and the user programs \
+             user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
+             user-noncanonical-sysret, user-flood, user-trap-flag"
         ),
     }
 }
@@ -129,3 +146,272 @@ fn inject_fault_in_log() {
 fn inject_panic() {
     panic!("deliberate panic (inject=panic)");
 }
+
+/// A ring-3 test program and how it must end.
+struct UserTest {
+    name: &'static str,
+    /// Index into the assembly's `user_program_table`.
+    table_index: usize,
+    expected: ProgramEnd,
+}
+
+/// Page fault and general-protection vectors.
+const PAGE_FAULT: u64 = 14;
+const GENERAL_PROTECTION: u64 = 13;
+
+/// Every ring-3 test program, in the order `inject=user-all` runs them.
+const USER_PROGRAMS: [UserTest; 8] = [
+    // Prints "hello from ring 3" (pushing and popping on its stack between
+    // calls) and exits with 0; exits with 1 if a call fails.
+    UserTest { name: "user-hello", table_index: 0, expected: ProgramEnd::Exited(0) },
+    // Writes to an address nothing maps.
+    UserTest { name: "user-page-fault", table_index: 1, expected: ProgramEnd::Faulted(PAGE_FAULT) },
+    // Reads the kernel image at 0xffffffff80100000: present, supervisor-only.
+    UserTest { name: "user-kernel-read", table_index: 2, expected: ProgramEnd::Faulted(PAGE_FAULT) },
+    // Executes `cli`, which ring 3 may not.
+    UserTest { name: "user-privileged", table_index: 3, expected: ProgramEnd::Faulted(GENERAL_PROTECTION) },
+    // Unknown system calls (2, 0xdead, u64::MAX) with garbage in every
+    // register (a non-canonical RSP, kernel addresses, AC and DF set): each
+    // must return InvalidArgument and keep the other registers; then prints
+    // "ok" with garbage in RDI's upper bytes and exits with 0 (1 on any
+    // surprise).
+    UserTest { name: "user-bad-syscall", table_index: 4, expected: ProgramEnd::Exited(0) },
+    // Runs `syscall` in the last two bytes of the lower half, so that the
+    // return address is 0x0000800000000000: the kernel must not SYSRET
+    // there (a #GP in ring 0 on Intel), and the IRETQ it uses instead
+    // faults, which ends the program.
+    UserTest { name: "user-noncanonical-sysret", table_index: 5, expected: ProgramEnd::Faulted(GENERAL_PROTECTION) },
+    // Prints "flood" 1000 times: the kernel prints 32 lines and drops the
+    // rest; then exits with 0.
+    UserTest { name: "user-flood", table_index: 6, expected: ProgramEnd::Exited(0) },
+    // Sets the trap flag right before a system call (printing "T"): on
+    // Intel the single-step trap hits the kernel's SYSCALL entry while RSP
+    // is still the user's; the kernel dismisses it, returns with TF clear,
+    // and the program exits with 0.
+    UserTest { name: "user-trap-flag", table_index: 7, expected: ProgramEnd::Exited(0) },
+];
+
+unsafe extern "C" {
+    /// For each program: start and end of its code, start and end of the
+    /// code for the top of the lower half (equal when there is none).
+    static user_program_table: [[u64; 4]; USER_PROGRAMS.len()];
+}
+
+/// The bytes between two addresses of the assembly below.
+fn assembled_bytes(start: u64, end: u64) -> &'static [u8] {
+    let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
+    // SAFETY: both addresses come from `user_program_table`, whose pairs
+    // delimit machine code in `.rodata.user_programs`, immutable data that
+    // lives as long as the kernel; the start is never null.
+    unsafe { core::slice::from_raw_parts(start as *const u8, len) }
+}
+
+fn user_program(test: &UserTest) -> Program {
+    // SAFETY: the table is immutable data emitted by the assembly below.
+    let table = unsafe { &*core::ptr::addr_of!(user_program_table) };
+    let [start, end, top_start, top_end] = table[test.table_index];
+    Program {
+        name: test.name,
+        code: assembled_bytes(start, end),
+        top_of_lower_half: assembled_bytes(top_start, top_end),
+    }
+}
+
+/// Runs `tests` one after the other and reports how each ended.
+fn run_user_programs(allocator: &mut FrameAllocator, tests: &[UserTest]) {
+    let free_before = allocator.free_frame_count();
+    let mut as_expected = 0;
+    for test in tests {
+        let end = match user::run_program(allocator, &user_program(test)) {
+            Ok(end) => end,
+            Err(error) => {
+                println!("user mode: cannot run {}: {error}", test.name);
+                continue;
+            }
+        };
+        match end {
+            ProgramEnd::Exited(code) => println!("user mode: {} exited with code {code}", test.name),
+            ProgramEnd::Faulted(vector) => println!("user mode: {} ended by its fault (vector {vector})", test.name),
+        }
+        if end == test.expected {
+            as_expected += 1;
+        } else {
+            println!("user mode: {} should have ended with {:?}", test.name, test.expected);
+        }
+    }
+    let free_after = allocator.free_frame_count();
+    println!(
+        "user mode: {as_expected} of {} programs ended as expected; frames free before {free_before}, after {free_after}",
+        tests.len()
+    );
+}
+
+// The test programs. Each is copied to user::CODE_BASE and must be position
+// independent; they live in read-only data, so the kernel itself can never
+// run them. System calls: rax = number (0 DEBUG_PUTCHAR, 1 THREAD_EXIT),
+// rdi = argument; SYSCALL clobbers rcx and r11.
+core::arch::global_asm!(
+    r#"
+    .section .rodata.user_programs, "a"
+
+user_hello:
+    lea rbx, [rip + .Lhello_text]
+.Lhello_next:
+    movzx edi, byte ptr [rbx]
+    test edi, edi
+    jz .Lhello_done
+    push rbx
+    xor eax, eax
+    syscall
+    pop rbx
+    test rax, rax
+    jnz .Lhello_failed
+    inc rbx
+    jmp .Lhello_next
+.Lhello_done:
+    mov eax, 1
+    xor edi, edi
+    syscall
+    ud2
+.Lhello_failed:
+    mov eax, 1
+    mov edi, 1
+    syscall
+    ud2
+.Lhello_text:
+    .asciz "hello from ring 3\n"
+user_hello_end:
+
+user_page_fault:
+    mov qword ptr [0x10000000], 1
+    ud2
+user_page_fault_end:
+
+user_kernel_read:
+    mov rbx, qword ptr [-0x7ff00000]    /* 0xffffffff80100000, the kernel image */
+    ud2
+user_kernel_read_end:
+
+user_privileged:
+    cli
+    ud2
+user_privileged_end:
+
+user_bad_syscall:
+    movabs rbx, 0xdeadbeefdeadbeef
+    movabs rdx, 0xffffffff80000000
+    mov rsi, rdx
+    mov rdi, -1
+    mov rbp, rdx
+    movabs r8, 0x8000000000000000
+    mov r9, r8
+    mov r10, -1
+    movabs r12, 0x123456789abcdef0
+    mov r13, rdx
+    mov r14, -1
+    movabs r15, 0xfffffffffffff000
+    push 0x40cd5                        /* AC, OF, DF and the status flags */
+    popfq
+    mov rsp, r8                         /* non-canonical: never used below */
+    mov eax, 2
+    syscall
+    cmp rax, 1                          /* InvalidArgument */
+    jne .Lbad_failed
+    mov eax, 0xdead
+    syscall
+    cmp rax, 1
+    jne .Lbad_failed
+    mov rax, -1
+    syscall
+    cmp rax, 1
+    jne .Lbad_failed
+    movabs rax, 0xdeadbeefdeadbeef
+    cmp rbx, rax
+    jne .Lbad_failed
+    cmp rsp, r8
+    jne .Lbad_failed
+    movabs rax, 0x123456789abcdef0
+    cmp r12, rax
+    jne .Lbad_failed
+    cmp r10, -1
+    jne .Lbad_failed
+    movabs rdi, 0xdeadbeefdeadbe6f      /* 'o' */
+    xor eax, eax
+    syscall
+    movabs rdi, 0xffffffffffffff6b      /* 'k' */
+    xor eax, eax
+    syscall
+    mov edi, 0x0a
+    xor eax, eax
+    syscall
+    mov eax, 1
+    xor edi, edi
+    syscall
+    ud2
+.Lbad_failed:
+    mov eax, 1
+    mov edi, 1
+    syscall
+    ud2
+user_bad_syscall_end:
+
+user_noncanonical:
+    movabs rcx, 0x7ffffffffffe
+    xor eax, eax
+    mov edi, 0x21                       /* '!' */
+    jmp rcx
+user_noncanonical_end:
+user_noncanonical_top:
+    syscall                             /* the last two bytes of the lower half */
+user_noncanonical_top_end:
+
+user_flood:
+    mov r12d, 1000
+.Lflood_again:
+    lea rbx, [rip + .Lflood_text]
+.Lflood_next:
+    movzx edi, byte ptr [rbx]
+    test edi, edi
+    jz .Lflood_line_done
+    xor eax, eax
+    syscall
+    inc rbx
+    jmp .Lflood_next
+.Lflood_line_done:
+    dec r12d
+    jnz .Lflood_again
+    mov eax, 1
+    xor edi, edi
+    syscall
+    ud2
+.Lflood_text:
+    .asciz "flood\n"
+user_flood_end:
+
+user_trap_flag:
+    mov edi, 0x54                       /* 'T' */
+    xor eax, eax
+    pushfq
+    or qword ptr [rsp], 0x100
+    popfq                               /* TF: trap after the next instruction */
+    syscall
+    mov eax, 1
+    xor edi, edi
+    syscall
+    ud2
+user_trap_flag_end:
+
+    .balign 8
+    .global user_program_table
+user_program_table:
+    .quad user_hello, user_hello_end, user_hello, user_hello
+    .quad user_page_fault, user_page_fault_end, user_page_fault, user_page_fault
+    .quad user_kernel_read, user_kernel_read_end, user_kernel_read, user_kernel_read
+    .quad user_privileged, user_privileged_end, user_privileged, user_privileged
+    .quad user_bad_syscall, user_bad_syscall_end, user_bad_syscall, user_bad_syscall
+    .quad user_noncanonical, user_noncanonical_end, user_noncanonical_top, user_noncanonical_top_end
+    .quad user_flood, user_flood_end, user_flood, user_flood
+    .quad user_trap_flag, user_trap_flag_end, user_trap_flag, user_trap_flag
+    .text
+    "#
+);

@@ -1,6 +1,8 @@
 //! Readable reports for the two ways the kernel can die, exceptions and
 //! panics, printed on the plain-text path (no host tool needed to read
-//! them) and followed by a clean stop: never a hang, never a reboot.
+//! them) and followed by a clean stop: never a hang, never a reboot. A
+//! user program's fault is no kernel failure: it gets a one-line report
+//! (bounded in number) and only that program ends (`arch::user`).
 //!
 //! The backtrace follows the frame-pointer chain (the kernel is built with
 //! `-C force-frame-pointers=yes`). Each frame is read only after checking
@@ -9,10 +11,11 @@
 //! source lines to the addresses (src/symbolize.rs).
 
 use core::ops::Range;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::exit::{ExitStatus, stop};
 use crate::arch::idt::TrapFrame;
-use crate::arch::{boot, cpu, gdt};
+use crate::arch::{boot, cpu, gdt, syscall};
 
 /// The deepest backtrace printed.
 const MAX_FRAMES: usize = 32;
@@ -48,19 +51,58 @@ fn exception_name(vector: u64) -> (&'static str, &'static str) {
     }
 }
 
-/// Prints what a page-fault error code means (Intel SDM Vol. 3A, 4.7).
-fn describe_page_fault(error_code: u64) {
-    let present = if error_code & 1 != 0 { "protection violation" } else { "not present" };
-    let access = if error_code & (1 << 4) != 0 {
-        "instruction fetch"
-    } else if error_code & 2 != 0 {
-        "write"
-    } else {
-        "read"
-    };
-    let mode = if error_code & 4 != 0 { "user" } else { "supervisor" };
-    let reserved = if error_code & 8 != 0 { ", reserved bit set" } else { "" };
-    println!("    page fault: {present}, {access}, {mode} mode{reserved}");
+/// What a page-fault error code means (Intel SDM Vol. 3A, 4.7), e.g.
+/// "not present, write, supervisor mode".
+struct PageFaultCause(u64);
+
+impl core::fmt::Display for PageFaultCause {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let error_code = self.0;
+        let present = if error_code & 1 != 0 { "protection violation" } else { "not present" };
+        let access = if error_code & (1 << 4) != 0 {
+            "instruction fetch"
+        } else if error_code & 2 != 0 {
+            "write"
+        } else {
+            "read"
+        };
+        let mode = if error_code & 4 != 0 { "user" } else { "supervisor" };
+        let reserved = if error_code & 8 != 0 { ", reserved bit set" } else { "" };
+        write!(formatter, "{present}, {access}, {mode} mode{reserved}")
+    }
+}
+
+/// How many user faults are reported one line each; later ones are only
+/// counted, so that faulting programs cannot flood the console.
+const MAX_USER_FAULT_REPORTS: u32 = 64;
+
+static USER_FAULTS: AtomicU32 = AtomicU32::new(0);
+
+/// Prints the one-line report for a fault of a user program: the
+/// exception, the user RIP, CR2 for page faults, the error code. When
+/// `on_return` is set, the fault was the CPU refusing the kernel's IRETQ
+/// back to `user_rip` (a non-canonical return address).
+pub(crate) fn report_user_fault(frame: &TrapFrame, user_rip: u64, on_return: bool) {
+    let count = USER_FAULTS.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+    if count > MAX_USER_FAULT_REPORTS {
+        return;
+    }
+    let (name, mnemonic) = exception_name(frame.vector);
+    crate::print!("user fault: {name} ({mnemonic}) at rip {user_rip:#x}");
+    if frame.vector == 14 {
+        crate::print!(" cr2 {:#x}", cpu::read_cr2());
+    }
+    crate::print!(" error {:#x}", frame.error_code);
+    if frame.vector == 14 {
+        crate::print!(" ({})", PageFaultCause(frame.error_code));
+    }
+    if on_return {
+        crate::print!(" (the return to user mode was refused)");
+    }
+    println!();
+    if count == MAX_USER_FAULT_REPORTS {
+        println!("user fault: {MAX_USER_FAULT_REPORTS} user faults reported; further ones end their program silently");
+    }
 }
 
 /// Prints the report for an exception taken in the kernel and stops.
@@ -71,7 +113,7 @@ pub(crate) fn report_exception_and_stop(frame: &TrapFrame) -> ! {
     println!("!!! kernel exception: {name} ({mnemonic}, vector {})", frame.vector);
     println!("    error code {:#x}", frame.error_code);
     if frame.vector == 14 {
-        describe_page_fault(frame.error_code);
+        println!("    page fault: {}", PageFaultCause(frame.error_code));
     }
     println!("    rip {:#018x}  cs {:#x}  rflags {:#x}", frame.rip, frame.cs, frame.rflags);
     println!("    rsp {:#018x}  ss {:#x}", frame.rsp, frame.ss);
@@ -129,9 +171,9 @@ pub(crate) fn report_panic_and_stop(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// The stacks a kernel frame pointer may legitimately point into.
-fn kernel_stacks() -> [Range<u64>; 4] {
-    let [double_fault, nmi, machine_check] = gdt::ist_stack_ranges();
-    [boot::boot_stack_range(), double_fault, nmi, machine_check]
+fn kernel_stacks() -> [Range<u64>; 6] {
+    let [double_fault, nmi, machine_check, debug] = gdt::ist_stack_ranges();
+    [boot::boot_stack_range(), double_fault, nmi, machine_check, debug, syscall::kernel_entry_stack_range()]
 }
 
 /// The name of the kernel stack that holds `address`, in the order of
@@ -141,8 +183,18 @@ fn stack_name(address: u64) -> &'static str {
     if (guard..guard + 4096).contains(&address) {
         return "boot stack's guard page (stack overflow)";
     }
-    const NAMES: [&str; 4] =
-        ["boot stack", "double-fault stack (IST1)", "NMI stack (IST2)", "machine-check stack (IST3)"];
+    let entry_guard = syscall::kernel_entry_stack_guard_address();
+    if (entry_guard..entry_guard + 4096).contains(&address) {
+        return "kernel-entry stack's guard page (stack overflow)";
+    }
+    const NAMES: [&str; 6] = [
+        "boot stack",
+        "double-fault stack (IST1)",
+        "NMI stack (IST2)",
+        "machine-check stack (IST3)",
+        "debug stack (IST4)",
+        "kernel-entry stack (syscalls and ring-3 exceptions)",
+    ];
     kernel_stacks()
         .iter()
         .zip(NAMES)

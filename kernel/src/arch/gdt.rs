@@ -2,9 +2,12 @@
 //! exceptions that must not trust the current stack.
 //!
 //! A double fault often means the kernel stack is gone (overflowed or
-//! corrupt); an NMI or machine check can arrive at any instruction. Each of
-//! these gets its own known-good stack through the TSS's IST table, so the
-//! exception report can always be printed.
+//! corrupt); an NMI or machine check can arrive at any instruction; a debug
+//! exception can arrive on the SYSCALL entry's first instruction, while RSP
+//! is still the user's (`arch::syscall`). Each of these gets its own
+//! known-good stack through the TSS's IST table, so the exception report
+//! can always be printed. TSS RSP0, the stack for every other exception
+//! from ring 3, is the kernel-entry stack (`set_ring0_stack`).
 
 use core::cell::UnsafeCell;
 use core::mem::size_of;
@@ -18,6 +21,10 @@ use x86::segmentation::SegmentSelector;
 pub(crate) const KERNEL_CODE: u16 = 0x08;
 /// Kernel data segment selector.
 pub(crate) const KERNEL_DATA: u16 = 0x10;
+/// User data segment selector (DPL 3; SYSRET needs it right below user code).
+pub(crate) const USER_DATA: u16 = 0x18;
+/// User code segment selector (DPL 3, 64-bit).
+pub(crate) const USER_CODE: u16 = 0x20;
 /// Task state segment selector (a 16-byte system descriptor).
 const TSS_SELECTOR: u16 = 0x28;
 
@@ -30,9 +37,13 @@ pub(crate) const IST_DOUBLE_FAULT: u8 = 1;
 pub(crate) const IST_NMI: u8 = 2;
 /// IST slot used for machine checks.
 pub(crate) const IST_MACHINE_CHECK: u8 = 3;
+/// IST slot used for debug exceptions (#DB): a single-step trap set up in
+/// ring 3 fires on the first instruction of the SYSCALL entry, before it
+/// has switched away from the user's stack (`arch::syscall`).
+pub(crate) const IST_DEBUG: u8 = 4;
 
 const IST_STACK_BYTES: usize = 16 * 1024;
-const IST_STACK_COUNT: usize = 3;
+const IST_STACK_COUNT: usize = 4;
 
 /// The 64-bit task state segment (Intel SDM Vol. 3A, 8.7).
 #[repr(C, packed(4))]
@@ -125,7 +136,7 @@ pub(crate) unsafe fn init() {
     // SAFETY: per this function's contract nothing else accesses TABLES
     // now, so the exclusive reference is unique.
     let tables = unsafe { &mut *tables };
-    for (slot, stack) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].iter().zip(stacks) {
+    for (slot, stack) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK, IST_DEBUG].iter().zip(stacks) {
         // Stacks grow down: the IST entry holds the top (16-byte aligned).
         tables.tss.interrupt_stacks[usize::from(*slot) - 1] = stack.end;
     }
@@ -145,8 +156,8 @@ pub(crate) unsafe fn init() {
         0,
         segment(true, 0),  // 0x08 kernel code
         segment(false, 0), // 0x10 kernel data
-        segment(false, 3), // 0x18 user data (SYSRET order: data before code)
-        segment(true, 3),  // 0x20 user code
+        segment(false, 3), // USER_DATA (SYSRET order: data before code)
+        segment(true, 3),  // USER_CODE
         tss_low,           // 0x28 TSS
         tss_high,
     ];
@@ -176,4 +187,21 @@ pub(crate) unsafe fn init() {
     // SAFETY: TSS_SELECTOR names the available TSS descriptor just
     // installed; loading it marks it busy, which is what the CPU expects.
     unsafe { x86::task::load_tr(SegmentSelector::new(TSS_SELECTOR >> 3, Ring::Ring0)) };
+}
+
+/// Sets the stack the CPU switches to when an exception or interrupt
+/// arrives in ring 3 (TSS RSP0).
+///
+/// # Safety
+///
+/// Call after `init`, on the boot CPU, with interrupts off; `top` must be
+/// the 16-byte-aligned top of a kernel stack that nothing else uses while
+/// ring-3 code runs.
+pub(crate) unsafe fn set_ring0_stack(top: u64) {
+    let tables = TABLES.0.get();
+    // SAFETY: per this function's contract nothing else writes TABLES now;
+    // the CPU reads RSP0 only on a privilege change, which cannot happen
+    // while this ring-0 code runs with interrupts off. The write goes
+    // through a raw pointer: no reference to the packed field is made.
+    unsafe { (*tables).tss.privilege_stacks[0] = top };
 }

@@ -2,10 +2,12 @@
 //!
 //! Every CPU exception (vectors 0 to 31) enters through a small assembly
 //! stub that pushes a uniform [`TrapFrame`] and calls [`exception_dispatch`].
-//! Today every exception taken in ring 0 is a kernel bug: the dispatcher
-//! prints a report (vector, error code, registers, CR2, a backtrace) and
-//! stops the machine. The issue "Microkernel core" turns faults taken in
-//! ring 3 into fault messages for the faulting thread's handler.
+//! An exception caused by a user program (taken in ring 3, or the CPU
+//! refusing the IRETQ back to ring 3) ends that program with a one-line
+//! report and resumes the kernel (`arch::user`); the issue "Microkernel
+//! core" turns these into fault messages for the thread's handler. Every
+//! other exception is a kernel bug: the dispatcher prints a report
+//! (vector, error code, registers, CR2, a backtrace) and stops the machine.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
@@ -120,6 +122,7 @@ pub(crate) unsafe fn init() {
     let idt = unsafe { &mut *IDT.0.get() };
     for (vector, &stub) in stubs.iter().enumerate() {
         let ist = match vector {
+            1 => gdt::IST_DEBUG,
             2 => gdt::IST_NMI,
             8 => gdt::IST_DOUBLE_FAULT,
             18 => gdt::IST_MACHINE_CHECK,
@@ -152,6 +155,13 @@ pub(crate) unsafe fn mark_gate_missing(vector: u8) {
 /// The Rust side of every exception entry.
 #[unsafe(no_mangle)]
 extern "C" fn exception_dispatch(frame: &TrapFrame) {
+    if super::syscall::is_single_step_into_syscall_entry(frame) {
+        // The stub's stack pointer was still the user's; the trap frame's
+        // RFLAGS has TF clear (FMASK), so returning simply runs the stub.
+        return;
+    }
+    // Returns only if this is not a user program's fault.
+    super::user::end_program_on_user_fault(frame);
     crate::fault_report::report_exception_and_stop(frame)
 }
 
@@ -219,7 +229,11 @@ exception_common:
     push r14
     push r15
     mov rdi, rsp
+    /* Ring 3 may have left DF or AC set (AC would switch SMAP off). */
     cld
+    pushfq
+    and qword ptr [rsp], {clear_alignment_check}
+    popfq
     call exception_dispatch
     pop r15
     pop r14
@@ -247,5 +261,6 @@ exception_stub_table:
     .quad exception_stub_\vector
     .endr
     .text
-    "#
+    "#,
+    clear_alignment_check = const !(1i32 << 18), // RFLAGS.AC, sign-extended
 );

@@ -8,3 +8,13 @@ pub(crate) mod gdt;
 pub(crate) mod idt;
 pub(crate) mod paging;
 pub(crate) mod serial;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
+)]
+pub(crate) mod syscall;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
+)]
+pub(crate) mod user;

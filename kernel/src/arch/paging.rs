@@ -6,7 +6,8 @@
 //! first 4 GiB at `PHYSMAP_BASE`. This module drops the identity map, gives
 //! the kernel image its section permissions (text read-only and
 //! executable, read-only data, writable data, nothing else executable),
-//! unmaps the guard page below the boot stack, and reads physical memory
+//! unmaps the guard pages below the boot stack and the kernel-entry stack
+//! (`arch::syscall`), and reads physical memory
 //! through the physical-memory map.
 
 use kernel_core::boot_info::PhysMemory;
@@ -117,8 +118,8 @@ pub(crate) struct Protection {
 
 /// Gives each page of the first 2 MiB its permissions: the kernel's text
 /// read-only and executable, its read-only data read-only, everything else
-/// writable and (where the CPU has no-execute) not executable, and the boot
-/// stack's guard page not present. Every 2 MiB page above is made
+/// writable and (where the CPU has no-execute) not executable, and the
+/// guard pages of the boot stack and the kernel-entry stack not present. Every 2 MiB page above is made
 /// non-executable too: nothing but the kernel text may run.
 ///
 /// # Safety
@@ -138,13 +139,14 @@ pub(crate) unsafe fn protect_kernel_image() -> Protection {
     let rodata = text.end..higher_half_to_phys(core::ptr::addr_of!(__kernel_data_start));
     let guard_virtual = boot_stack_guard_address();
     let guard = higher_half_to_phys(guard_virtual as *const u8);
+    let entry_stack_guard = higher_half_to_phys(super::syscall::kernel_entry_stack_guard_address() as *const u8);
 
     // SAFETY: the low page table is a boot page table; no reference into
     // it exists, and the contract excludes concurrent edits.
     let low = unsafe { boot_table(boot_pt_low_phys()) };
     for (index, entry) in low.iter_mut().enumerate() {
         let phys = index as u64 * PAGE_BYTES;
-        *entry = if phys == guard {
+        *entry = if phys == guard || phys == entry_stack_guard {
             0
         } else if text.contains(&phys) {
             phys | PRESENT

@@ -179,12 +179,7 @@ fn build() -> System {
         let tcb = R_TCB + pd;
         system.root_call(tcb, label::TCB_SET_SPACE, &[], &[R_GUARDED + pd]);
         system.root_call(tcb, label::TCB_SET_PRIORITY, &[100 - pd * 10], &[R_ROOT_TCB]);
-        system.root_call(
-            R_SCHED_CONTROL,
-            label::SCHED_CONTROL_CONFIGURE,
-            &[2_000, 10_000],
-            &[R_SCHED_CONTEXT + pd],
-        );
+        system.root_call(R_SCHED_CONTROL, label::SCHED_CONTROL_CONFIGURE, &[2_000, 10_000], &[R_SCHED_CONTEXT + pd]);
         system.root_call(tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[R_SCHED_CONTEXT + pd]);
         system.root_call(tcb, label::TCB_RESUME, &[], &[]);
     }

@@ -1,0 +1,567 @@
+//! System-call entry: SYSCALL from ring 3 into the kernel and back with
+//! SYSRETQ (or IRETQ, see below).
+//!
+//! # The entry path
+//!
+//! `SYSCALL` loads CS and SS from STAR, RIP from LSTAR, saves the user's
+//! RIP in RCX and RFLAGS in R11, and clears the RFLAGS bits named in FMASK;
+//! it does not switch stacks. [`syscall_entry`](self) therefore:
+//!
+//! 1. parks the user RSP in a scratch word and loads the top of the
+//!    kernel-entry stack (the same stack the TSS names as RSP0, so that
+//!    exceptions from ring 3 land there too);
+//! 2. pushes every user register as a [`UserContext`];
+//! 3. calls [`syscall_dispatch`] with a pointer to it;
+//! 4. returns to ring 3 with SYSRETQ, or with IRETQ when the saved RIP is
+//!    not a lower-half (user) address.
+//!
+//! **Single CPU, no SWAPGS (for now).** The scratch word and the
+//! kernel-entry stack are plain statics: there is one CPU and the kernel
+//! runs with interrupts off (FMASK clears IF), so a second entry cannot
+//! arrive while one is in flight. SMP bring-up replaces both with a per-CPU
+//! area reached through SWAPGS and GS; the kernel uses neither FS nor GS
+//! today, so a user-loaded GS selector cannot mislead it.
+//!
+//! **Why IRETQ for a non-canonical RIP.** On Intel CPUs, SYSRET with a
+//! non-canonical RCX raises #GP *in ring 0* after RSP already holds the
+//! user's value (CVE-2012-0217): the kernel would take an exception on a
+//! stack the user chose. AMD CPUs raise it in ring 3. The user can reach
+//! this by running `syscall` in the last two bytes of the lower half (the
+//! return address is then 0x0000_8000_0000_0000). IRETQ checks the address
+//! before it changes privilege, on the kernel stack: its #GP is taken in
+//! ring 0 at a known instruction ([`user_return_iretq_address`]), which the
+//! exception path turns into a fault of the user program (as Linux does).
+//!
+//! **A user's trap flag.** FMASK clears TF, yet a single-step trap armed
+//! in ring 3 fires on the stub's first instruction, before the stack
+//! switch (Intel; see [`is_single_step_into_syscall_entry`]). #DB has its
+//! own IST stack for this, and the exception path dismisses that one trap.
+//!
+//! **Nothing the user passes is trusted.** The dispatcher reads only RAX
+//! and the argument registers, as numbers; RFLAGS is filtered before every
+//! return ([`sanitize_user_rflags`]); the user's RSP is only stored and
+//! restored, never dereferenced.
+
+use core::arch::global_asm;
+use core::cell::UnsafeCell;
+use core::mem::{offset_of, size_of};
+
+use kernel_core::error::SyscallError;
+use static_assertions::const_assert_eq;
+
+use super::gdt;
+
+/// The system calls of the first ring-3 step: debugging aids for the test
+/// programs. The capability invocations (IPC send, receive, call, reply)
+/// of issue "Microkernel core" replace them.
+///
+/// Arguments are in RDI, RSI, RDX, R10, R8, R9 (RCX and R11 are taken by
+/// SYSCALL); the result comes back in RAX: 0 or a [`SyscallError`] code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum Syscall {
+    /// Prints the low byte of RDI on the console. Output is collected into
+    /// lines of at most [`DEBUG_LINE_BYTES`] bytes, each printed with a
+    /// `user: ` prefix; a program may print at most [`DEBUG_LINES_PER_PROGRAM`]
+    /// lines, the rest is dropped.
+    DebugPutchar = 0,
+    /// Ends the calling program with the exit code in RDI. Never returns.
+    ThreadExit = 1,
+}
+
+impl Syscall {
+    /// The call with this number, if any.
+    pub(crate) const fn decode(number: u64) -> Option<Syscall> {
+        match number {
+            0 => Some(Syscall::DebugPutchar),
+            1 => Some(Syscall::ThreadExit),
+            _ => None,
+        }
+    }
+}
+
+/// The longest line `DEBUG_PUTCHAR` collects before it prints.
+pub(crate) const DEBUG_LINE_BYTES: usize = 256;
+/// How many lines one program may print through `DEBUG_PUTCHAR`.
+pub(crate) const DEBUG_LINES_PER_PROGRAM: u32 = 32;
+
+/// A user thread's registers as the syscall entry saves them, lowest
+/// address first. RCX and R11 hold what the user had in them only when the
+/// context was saved by an exception; SYSCALL overwrites both (with RIP
+/// and RFLAGS), so the syscall ABI treats them as clobbered.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub(crate) struct UserContext {
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rbp: u64,
+    pub(crate) r8: u64,
+    pub(crate) r9: u64,
+    pub(crate) r10: u64,
+    pub(crate) r11: u64,
+    pub(crate) r12: u64,
+    pub(crate) r13: u64,
+    pub(crate) r14: u64,
+    pub(crate) r15: u64,
+    /// Where the user continues (from RCX on SYSCALL).
+    pub(crate) rip: u64,
+    /// The user's RFLAGS (from R11 on SYSCALL).
+    pub(crate) rflags: u64,
+    /// The user's stack pointer.
+    pub(crate) rsp: u64,
+}
+// The assembly below addresses every field by these offsets.
+const_assert_eq!(size_of::<UserContext>(), 18 * 8);
+const_assert_eq!(offset_of!(UserContext, rax), 0);
+const_assert_eq!(offset_of!(UserContext, rbx), 8);
+const_assert_eq!(offset_of!(UserContext, rcx), 2 * 8);
+const_assert_eq!(offset_of!(UserContext, rdx), 3 * 8);
+const_assert_eq!(offset_of!(UserContext, rsi), 4 * 8);
+const_assert_eq!(offset_of!(UserContext, rdi), 5 * 8);
+const_assert_eq!(offset_of!(UserContext, rbp), 6 * 8);
+const_assert_eq!(offset_of!(UserContext, r8), 7 * 8);
+const_assert_eq!(offset_of!(UserContext, r11), 10 * 8);
+const_assert_eq!(offset_of!(UserContext, r15), 14 * 8);
+const_assert_eq!(offset_of!(UserContext, rip), 15 * 8);
+const_assert_eq!(offset_of!(UserContext, rflags), 16 * 8);
+const_assert_eq!(offset_of!(UserContext, rsp), 17 * 8);
+// 18 words keep the stack 16-byte aligned at the call into Rust.
+const_assert_eq!(size_of::<UserContext>() % 16, 0);
+
+/// User code selector as SYSRET loads it (GDT 0x20, RPL 3).
+pub(crate) const USER_CODE_SELECTOR: u64 = gdt::USER_CODE as u64 | 3;
+/// User stack selector as SYSRET loads it (GDT 0x18, RPL 3).
+pub(crate) const USER_DATA_SELECTOR: u64 = gdt::USER_DATA as u64 | 3;
+
+/// RFLAGS bits (Intel SDM Vol. 1, 3.4.3).
+mod rflags {
+    pub(super) const CARRY: u64 = 1 << 0;
+    /// Bit 1 is always set.
+    pub(super) const RESERVED_ONE: u64 = 1 << 1;
+    pub(super) const PARITY: u64 = 1 << 2;
+    pub(super) const AUXILIARY_CARRY: u64 = 1 << 4;
+    pub(super) const ZERO: u64 = 1 << 6;
+    pub(super) const SIGN: u64 = 1 << 7;
+    pub(super) const TRAP: u64 = 1 << 8;
+    pub(super) const INTERRUPT_ENABLE: u64 = 1 << 9;
+    pub(super) const DIRECTION: u64 = 1 << 10;
+    pub(super) const OVERFLOW: u64 = 1 << 11;
+    pub(super) const IO_PRIVILEGE_LEVEL: u64 = 3 << 12;
+    pub(super) const NESTED_TASK: u64 = 1 << 14;
+    pub(super) const ALIGNMENT_CHECK: u64 = 1 << 18;
+}
+
+/// What SYSCALL clears on entry: interrupts stay off, no single-stepping
+/// into the kernel, string operations count upwards, SMAP is not bypassed
+/// (AC), no nested-task IRET, and I/O privilege level 0.
+const SYSCALL_FLAG_MASK: u64 = rflags::INTERRUPT_ENABLE
+    | rflags::TRAP
+    | rflags::DIRECTION
+    | rflags::ALIGNMENT_CHECK
+    | rflags::NESTED_TASK
+    | rflags::IO_PRIVILEGE_LEVEL;
+
+/// The RFLAGS bits a user program keeps across a return from the kernel:
+/// the arithmetic flags and the direction flag. Everything else is the
+/// kernel's: IOPL stays 0, NT, TF and AC stay clear, and IF is clear for
+/// now because the kernel runs with interrupts off (user preemption comes
+/// with the LAPIC timer).
+const USER_FLAGS_KEPT: u64 = rflags::CARRY
+    | rflags::PARITY
+    | rflags::AUXILIARY_CARRY
+    | rflags::ZERO
+    | rflags::SIGN
+    | rflags::DIRECTION
+    | rflags::OVERFLOW;
+
+/// The RFLAGS a user thread returns with, whatever it had.
+pub(crate) const fn sanitize_user_rflags(user_rflags: u64) -> u64 {
+    (user_rflags & USER_FLAGS_KEPT) | rflags::RESERVED_ONE
+}
+
+/// MSR numbers (Intel SDM Vol. 4, table 2-2).
+const IA32_EFER: u32 = 0xc000_0080;
+const IA32_STAR: u32 = 0xc000_0081;
+const IA32_LSTAR: u32 = 0xc000_0082;
+const IA32_FMASK: u32 = 0xc000_0084;
+/// EFER bit 0: SYSCALL/SYSRET enabled.
+const EFER_SYSCALL_ENABLE: u64 = 1 << 0;
+
+/// STAR: bits 47:32 give SYSCALL's CS (SS is CS + 8); bits 63:48 are the
+/// base from which 64-bit SYSRET takes SS = base + 8 and CS = base + 16
+/// (each with RPL 3). With the base at 0x10: SS 0x18|3, CS 0x20|3.
+const STAR: u64 = ((gdt::USER_DATA as u64 - 8) << 48) | ((gdt::KERNEL_CODE as u64) << 32);
+const_assert_eq!(STAR, 0x0010_0008_0000_0000);
+const_assert_eq!((STAR >> 48) + 8, gdt::USER_DATA as u64);
+const_assert_eq!((STAR >> 48) + 16, gdt::USER_CODE as u64);
+const_assert_eq!((STAR >> 32) & 0xffff, gdt::KERNEL_CODE as u64);
+const_assert_eq!((STAR >> 32 & 0xffff) + 8, gdt::KERNEL_DATA as u64);
+
+/// The kernel-entry stack: syscalls and exceptions from ring 3 run here.
+pub(crate) const KERNEL_ENTRY_STACK_BYTES: usize = 16 * 1024;
+
+unsafe extern "C" {
+    static syscall_entry: u8;
+    static user_return_iretq: u8;
+    static kernel_entry_stack_bottom: u8;
+    static kernel_entry_stack_top: u8;
+    static kernel_entry_stack_guard: u8;
+    /// Saves the callee-saved registers and the stack pointer (for
+    /// [`resume_kernel`]) and enters ring 3 with `context`'s registers.
+    /// Returns when [`resume_kernel`] is called.
+    fn enter_user_mode(context: *const UserContext);
+    /// Abandons the current stack and returns from the latest
+    /// `enter_user_mode`.
+    fn resume_kernel_context() -> !;
+}
+
+/// The kernel-entry stack's address range, for the backtrace walker.
+pub(crate) fn kernel_entry_stack_range() -> core::ops::Range<u64> {
+    let bottom = core::ptr::addr_of!(kernel_entry_stack_bottom) as u64;
+    let top = core::ptr::addr_of!(kernel_entry_stack_top) as u64;
+    bottom..top
+}
+
+/// Virtual address of the unmapped guard page below the kernel-entry stack.
+pub(crate) fn kernel_entry_stack_guard_address() -> u64 {
+    core::ptr::addr_of!(kernel_entry_stack_guard) as u64
+}
+
+/// Whether `frame` is the single-step trap that a user's TF causes on the
+/// first instruction of the SYSCALL entry.
+///
+/// SYSCALL clears TF through FMASK, but the trap flag in force when
+/// SYSCALL began still raises #DB once it completes (Intel; QEMU does not
+/// emulate this), at the stub's first instruction, in ring 0, with RSP
+/// still the user's. #DB therefore runs on its own IST stack, and this trap
+/// is dismissed: the interrupted stub carries on with TF clear.
+pub(crate) fn is_single_step_into_syscall_entry(frame: &super::idt::TrapFrame) -> bool {
+    frame.vector == 1
+        && frame.cs == u64::from(gdt::KERNEL_CODE)
+        && frame.rip == core::ptr::addr_of!(syscall_entry) as u64
+}
+
+/// The address of the IRETQ that returns to ring 3: a #GP there is the
+/// CPU refusing the user's return address, i.e. a user fault.
+pub(crate) fn user_return_iretq_address() -> u64 {
+    core::ptr::addr_of!(user_return_iretq) as u64
+}
+
+/// Enables SYSCALL/SYSRET: EFER.SCE, STAR, LSTAR and FMASK.
+///
+/// # Safety
+///
+/// Call once on the boot CPU with interrupts off, after `gdt::init` (STAR
+/// names its selectors).
+pub(crate) unsafe fn init() {
+    let entry = core::ptr::addr_of!(syscall_entry) as u64;
+    // SAFETY: STAR's selectors are the GDT's kernel code/data and user
+    // data/code descriptors, in the order SYSCALL and SYSRET require (checked
+    // above); nothing executes SYSCALL before EFER.SCE is set below.
+    unsafe { x86::msr::wrmsr(IA32_STAR, STAR) };
+    // SAFETY: LSTAR points at the entry stub below, in kernel text.
+    unsafe { x86::msr::wrmsr(IA32_LSTAR, entry) };
+    // SAFETY: the mask only clears flags on entry (see SYSCALL_FLAG_MASK).
+    unsafe { x86::msr::wrmsr(IA32_FMASK, SYSCALL_FLAG_MASK) };
+    // SAFETY: reading EFER has no side effects.
+    let efer = unsafe { x86::msr::rdmsr(IA32_EFER) };
+    // SAFETY: setting SCE only makes SYSCALL/SYSRET available; STAR, LSTAR
+    // and FMASK are in place.
+    unsafe { x86::msr::wrmsr(IA32_EFER, efer | EFER_SYSCALL_ENABLE) };
+}
+
+/// Enters ring 3 with `context` and returns once the program has ended
+/// (through [`resume_kernel`]). RFLAGS is sanitised; CS and SS are the user
+/// selectors.
+///
+/// # Safety
+///
+/// The current address space must map `context.rip` and `context.rsp` as
+/// the program's user memory; TSS RSP0 must name the kernel-entry stack
+/// (`gdt::set_ring0_stack`); no other program may be running; the caller's
+/// frame must not rely on destructors running for frames that
+/// [`resume_kernel`] later abandons (the syscall and exception handlers).
+pub(crate) unsafe fn run_in_user_mode(context: &UserContext) {
+    let context = UserContext { rflags: sanitize_user_rflags(context.rflags), ..*context };
+    // SAFETY: per this function's contract the address space and TSS are
+    // ready; `enter_user_mode` reads the context before it leaves ring 0,
+    // and returns here, with the callee-saved registers intact, when
+    // `resume_kernel` runs.
+    unsafe { enter_user_mode(&raw const context) };
+}
+
+/// Ends the running program: returns from [`run_in_user_mode`], abandoning
+/// the current (kernel-entry) stack.
+///
+/// # Safety
+///
+/// A program must be running (a `run_in_user_mode` call is live), and the
+/// frames between here and the kernel entry (the syscall or exception
+/// handler) must hold nothing whose destructor matters.
+pub(crate) unsafe fn resume_kernel() -> ! {
+    // SAFETY: per this function's contract `enter_user_mode` saved a
+    // kernel context that is still live on the stack of its caller.
+    unsafe { resume_kernel_context() }
+}
+
+/// The state of `DEBUG_PUTCHAR` for the running program.
+struct DebugOutput {
+    line: heapless::Vec<u8, DEBUG_LINE_BYTES>,
+    lines_printed: u32,
+    dropped_bytes: u64,
+}
+
+struct DebugOutputCell(UnsafeCell<DebugOutput>);
+
+// SAFETY: one CPU, interrupts off: the cell is touched only by
+// `with_debug_output`, from the syscall dispatcher and from `user`'s
+// program start and end, none of which nest or run concurrently.
+unsafe impl Sync for DebugOutputCell {}
+
+static DEBUG_OUTPUT: DebugOutputCell =
+    DebugOutputCell(UnsafeCell::new(DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 }));
+
+fn with_debug_output<R>(action: impl FnOnce(&mut DebugOutput) -> R) -> R {
+    // SAFETY: see `DebugOutputCell`: no other reference to the state exists
+    // while `action` runs, and `action` cannot re-enter (no syscall or user
+    // code runs inside it).
+    let output = unsafe { &mut *DEBUG_OUTPUT.0.get() };
+    action(output)
+}
+
+impl DebugOutput {
+    fn put(&mut self, byte: u8) {
+        if self.lines_printed >= DEBUG_LINES_PER_PROGRAM {
+            self.dropped_bytes = self.dropped_bytes.saturating_add(1);
+            return;
+        }
+        if byte == b'\n' {
+            self.print_line();
+            return;
+        }
+        // The line has room: it is printed as soon as it is full.
+        let _ = self.line.push(byte);
+        if self.line.is_full() {
+            self.print_line();
+        }
+    }
+
+    /// Prints the collected line, escaping everything but printable ASCII
+    /// (the console's framing bytes 0x00 and 0xff must never appear in
+    /// plain text).
+    fn print_line(&mut self) {
+        crate::print!("user: ");
+        for &byte in &self.line {
+            if byte == b' ' || byte.is_ascii_graphic() {
+                crate::print!("{}", char::from(byte));
+            } else {
+                crate::print!("\\x{byte:02x}");
+            }
+        }
+        crate::println!();
+        self.line.clear();
+        self.lines_printed += 1;
+        if self.lines_printed == DEBUG_LINES_PER_PROGRAM {
+            crate::println!("user: (output limit of {DEBUG_LINES_PER_PROGRAM} lines reached: the rest is dropped)");
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.line.is_empty() {
+            self.print_line();
+        }
+        if self.dropped_bytes != 0 {
+            crate::println!("user mode: {} bytes of program output dropped", self.dropped_bytes);
+        }
+        *self = DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 };
+    }
+}
+
+/// Prints what the ending program left in its line buffer and resets the
+/// output state for the next program.
+pub(crate) fn finish_debug_output() {
+    with_debug_output(DebugOutput::finish);
+}
+
+/// The Rust side of every SYSCALL. Returns to the stub, which goes back to
+/// ring 3 with the (updated) context; `THREAD_EXIT` does not return.
+#[unsafe(no_mangle)]
+extern "C" fn syscall_dispatch(context: &mut UserContext) {
+    let result = match Syscall::decode(context.rax) {
+        Some(Syscall::DebugPutchar) => {
+            // The low byte, by definition of the call.
+            let byte = context.rdi.to_le_bytes()[0];
+            with_debug_output(|output| output.put(byte));
+            Ok(())
+        }
+        Some(Syscall::ThreadExit) => super::user::end_program(super::user::ProgramEnd::Exited(context.rdi)),
+        None => Err(SyscallError::InvalidArgument),
+    };
+    context.rax = match result {
+        Ok(()) => 0,
+        Err(error) => error.code(),
+    };
+    context.rflags = sanitize_user_rflags(context.rflags);
+}
+
+// The entry stub, the two ways back to ring 3, and the kernel-entry stack.
+global_asm!(
+    r#"
+    .text
+    .balign 16
+    .global syscall_entry
+syscall_entry:
+    /* CPL 0, IF clear, RSP still the user's: park it, take the kernel's. */
+    mov qword ptr [rip + syscall_user_rsp], rsp
+    lea rsp, [rip + kernel_entry_stack_top]
+    push qword ptr [rip + syscall_user_rsp]      /* rsp */
+    push r11                                     /* rflags */
+    push rcx                                     /* rip */
+    push r15
+    push r14
+    push r13
+    push r12
+    push r11
+    push r10
+    push r9
+    push r8
+    push rbp
+    push rdi
+    push rsi
+    push rdx
+    push rcx
+    push rbx
+    push rax
+    mov rdi, rsp
+    call syscall_dispatch
+    mov rax, rsp
+    /* Back to ring 3 with the context at RAX: SYSRETQ if RIP is a
+       lower-half address, otherwise IRETQ (see the module documentation). */
+    mov rcx, qword ptr [rax + {rip}]
+    shr rcx, 47
+    jnz return_to_user_iretq
+    mov rbx, qword ptr [rax + {rbx}]
+    mov rdx, qword ptr [rax + {rdx}]
+    mov rsi, qword ptr [rax + {rsi}]
+    mov rdi, qword ptr [rax + {rdi}]
+    mov rbp, qword ptr [rax + {rbp}]
+    mov r8, qword ptr [rax + {r8}]
+    mov r9, qword ptr [rax + {r9}]
+    mov r10, qword ptr [rax + {r10}]
+    mov r12, qword ptr [rax + {r12}]
+    mov r13, qword ptr [rax + {r13}]
+    mov r14, qword ptr [rax + {r14}]
+    mov r15, qword ptr [rax + {r15}]
+    mov rcx, qword ptr [rax + {rip}]
+    mov r11, qword ptr [rax + {rflags}]
+    mov rsp, qword ptr [rax + {rsp}]
+    mov rax, qword ptr [rax + {rax}]
+    sysretq
+
+    /* RAX points at a UserContext; RSP is a kernel stack. */
+return_to_user_iretq:
+    push {user_ss}
+    push qword ptr [rax + {rsp}]
+    push qword ptr [rax + {rflags}]
+    push {user_cs}
+    push qword ptr [rax + {rip}]
+    mov rbx, qword ptr [rax + {rbx}]
+    mov rcx, qword ptr [rax + {rcx}]
+    mov rdx, qword ptr [rax + {rdx}]
+    mov rsi, qword ptr [rax + {rsi}]
+    mov rdi, qword ptr [rax + {rdi}]
+    mov rbp, qword ptr [rax + {rbp}]
+    mov r8, qword ptr [rax + {r8}]
+    mov r9, qword ptr [rax + {r9}]
+    mov r10, qword ptr [rax + {r10}]
+    mov r11, qword ptr [rax + {r11}]
+    mov r12, qword ptr [rax + {r12}]
+    mov r13, qword ptr [rax + {r13}]
+    mov r14, qword ptr [rax + {r14}]
+    mov r15, qword ptr [rax + {r15}]
+    mov rax, qword ptr [rax + {rax}]
+    .global user_return_iretq
+user_return_iretq:
+    iretq
+
+    /* enter_user_mode(context): save the kernel's callee-saved registers
+       and stack pointer, then IRETQ into ring 3. */
+    .balign 16
+    .global enter_user_mode
+enter_user_mode:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    mov qword ptr [rip + user_resume_rsp], rsp
+    mov rax, rdi
+    jmp return_to_user_iretq
+
+    /* resume_kernel_context(): return from the latest enter_user_mode with
+       the kernel's segments and flags (interrupts off, AC and DF clear). */
+    .balign 16
+    .global resume_kernel_context
+resume_kernel_context:
+    mov rsp, qword ptr [rip + user_resume_rsp]
+    mov eax, {kernel_data}
+    mov ss, ax
+    mov ds, ax
+    mov es, ax
+    push 2
+    popfq
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+
+    .section .bss.syscall_entry, "aw", @nobits
+    .balign 8
+syscall_user_rsp:
+    .skip 8
+user_resume_rsp:
+    .skip 8
+
+    .section .bss.kernel_entry_stack, "aw", @nobits
+    .balign 4096
+    .global kernel_entry_stack_guard
+kernel_entry_stack_guard:                 /* unmapped by paging::protect_kernel_image */
+    .skip 4096
+    .global kernel_entry_stack_bottom
+kernel_entry_stack_bottom:
+    .skip {stack_bytes}
+    .global kernel_entry_stack_top
+kernel_entry_stack_top:
+    .text
+    "#,
+    rax = const offset_of!(UserContext, rax),
+    rbx = const offset_of!(UserContext, rbx),
+    rcx = const offset_of!(UserContext, rcx),
+    rdx = const offset_of!(UserContext, rdx),
+    rsi = const offset_of!(UserContext, rsi),
+    rdi = const offset_of!(UserContext, rdi),
+    rbp = const offset_of!(UserContext, rbp),
+    r8 = const offset_of!(UserContext, r8),
+    r9 = const offset_of!(UserContext, r9),
+    r10 = const offset_of!(UserContext, r10),
+    r11 = const offset_of!(UserContext, r11),
+    r12 = const offset_of!(UserContext, r12),
+    r13 = const offset_of!(UserContext, r13),
+    r14 = const offset_of!(UserContext, r14),
+    r15 = const offset_of!(UserContext, r15),
+    rip = const offset_of!(UserContext, rip),
+    rflags = const offset_of!(UserContext, rflags),
+    rsp = const offset_of!(UserContext, rsp),
+    user_ss = const USER_DATA_SELECTOR,
+    user_cs = const USER_CODE_SELECTOR,
+    kernel_data = const gdt::KERNEL_DATA,
+    stack_bytes = const KERNEL_ENTRY_STACK_BYTES,
+);

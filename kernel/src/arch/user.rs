@@ -1,0 +1,463 @@
+//! Ring 3: user address spaces, entering user mode, and ending a user
+//! program when it exits or faults.
+//!
+//! This is the first step towards protection domains (issue "Microkernel
+//! core"): one program at a time, run to its end from the boot flow. A
+//! program runs in its own address space: a fresh PML4 whose upper half is
+//! the kernel's (the physical-memory map at entry 256 and the kernel at
+//! entry 511, shared page tables, supervisor-only: the U/S bit is clear in
+//! both PML4 entries, which is enough to forbid ring 3 the whole subtree)
+//! and whose lower half holds only the program's pages, with U/S set:
+//!
+//! | virtual | what | permissions |
+//! | --- | --- | --- |
+//! | [`CODE_BASE`] (0x400000) | the program's code, up to [`CODE_PAGES`] pages | read-only, executable |
+//! | below [`STACK_TOP`] (0x800000) | the stack, [`STACK_PAGES`] pages | read-write, no-execute |
+//! | the last page of the lower half | optional code ending at 0x7fff_ffff_ffff (the SYSRET test) | read-only, executable |
+//!
+//! The program enters ring 3 with IRETQ and interrupts off: the kernel has
+//! no timer interrupt yet, so a program that loops without a system call
+//! or a fault keeps the CPU (the LAPIC timer and the scheduler end that).
+//! Anything else a program does ends in the kernel: a system call, which
+//! returns, or `THREAD_EXIT` or an exception, which ends the program and
+//! returns from [`run_program`] to the boot flow (the kernel context saved
+//! on entry is resumed; the kernel-entry stack is abandoned). One fault
+//! ends a program, so a program cannot make the kernel loop on its faults.
+//!
+//! Frames come from the boot frame allocator, are reached through the
+//! physical-memory map, and all go back to it when the program ends.
+
+use core::cell::UnsafeCell;
+
+use kernel_core::frame_allocator::FrameAllocator;
+use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysFrame};
+use raw_cpuid::CpuId;
+use static_assertions::const_assert_eq;
+use x86::controlregs::Cr4;
+
+use super::idt::TrapFrame;
+use super::paging::physmap_pointer;
+use super::syscall::{self, UserContext};
+use super::{boot, cpu, gdt};
+
+/// Where a program's code starts.
+pub(crate) const CODE_BASE: u64 = 0x40_0000;
+/// The most code pages a program may have.
+pub(crate) const CODE_PAGES: usize = 4;
+/// The top of a program's stack (its first push lands just below).
+pub(crate) const STACK_TOP: u64 = 0x80_0000;
+/// The stack's size in pages; the page below it stays unmapped.
+pub(crate) const STACK_PAGES: u64 = 4;
+/// The last page of the lower half, for code that must end exactly at
+/// the top of the user address range.
+pub(crate) const TOP_USER_PAGE: u64 = 0x7fff_ffff_f000;
+
+/// Page-table entry bits (Intel SDM Vol. 3A, 4.5).
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const NO_EXECUTE: u64 = 1 << 63;
+/// The physical-address bits of an entry (bits 51:12).
+const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+const ENTRIES: u64 = 512;
+/// The first PML4 entry of the upper (kernel) half.
+const FIRST_KERNEL_PML4_ENTRY: u64 = 256;
+
+/// A page's size in bytes, as a `usize`.
+const PAGE_BYTES: usize = 4096;
+const_assert_eq!(PAGE_BYTES as u64, FRAME_SIZE);
+/// EFER bit 11: no-execute page protection is enabled.
+const EFER_NO_EXECUTE_ENABLE: u64 = 1 << 11;
+
+/// Which ring-3 protections the CPU enforces, for the boot log.
+pub(crate) struct UserModeProtection {
+    /// Supervisor-mode execution prevention: ring 0 cannot run user pages.
+    pub(crate) smep: bool,
+    /// Supervisor-mode access prevention: ring 0 cannot touch user pages
+    /// (unless it sets RFLAGS.AC, which the kernel never does).
+    pub(crate) smap: bool,
+    /// User-mode instruction prevention: SGDT, SIDT, SLDT, SMSW and STR
+    /// fault in ring 3 (they would reveal kernel addresses).
+    pub(crate) umip: bool,
+}
+
+/// Prepares ring 3: SYSCALL/SYSRET, TSS RSP0 (the kernel-entry stack) and
+/// SMEP, SMAP and UMIP where the CPU has them.
+///
+/// # Safety
+///
+/// Call once on the boot CPU with interrupts off, after `gdt::init` and
+/// `idt::init`.
+pub(crate) unsafe fn init() -> UserModeProtection {
+    // SAFETY: per this function's contract; the GDT is loaded.
+    unsafe { syscall::init() };
+    // SAFETY: as above; the kernel-entry stack serves only entries from
+    // ring 3, which never nest (interrupts are off in the kernel).
+    unsafe { gdt::set_ring0_stack(syscall::kernel_entry_stack_range().end) };
+    let features = CpuId::new().get_extended_feature_info();
+    let protection = UserModeProtection {
+        smep: features.as_ref().is_some_and(|features| features.has_smep()),
+        smap: features.as_ref().is_some_and(|features| features.has_smap()),
+        umip: features.as_ref().is_some_and(|features| features.has_umip()),
+    };
+    // SAFETY: reading CR4 has no side effects.
+    let mut cr4 = unsafe { x86::controlregs::cr4() };
+    cr4.set(Cr4::CR4_ENABLE_SMEP, protection.smep);
+    cr4.set(Cr4::CR4_ENABLE_SMAP, protection.smap);
+    cr4.set(Cr4::CR4_ENABLE_UMIP, protection.umip);
+    // SAFETY: each bit set is one the CPU reports (CPUID leaf 7); the kernel
+    // neither runs nor touches user pages (SMEP, SMAP) and does not use the
+    // instructions UMIP restricts in ring 3.
+    unsafe { x86::controlregs::cr4_write(cr4) };
+    protection
+}
+
+/// Why a program could not be set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetupError {
+    /// The frame allocator is empty.
+    OutOfFrames,
+    /// A frame lies outside the physical-memory map (above 4 GiB).
+    FrameNotMapped,
+    /// The program is larger than its pages.
+    ProgramTooLarge,
+    /// The address space's frame list is full.
+    TooManyFrames,
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str(match self {
+            SetupError::OutOfFrames => "out of frames",
+            SetupError::FrameNotMapped => "a frame lies outside the physical-memory map",
+            SetupError::ProgramTooLarge => "the program does not fit its pages",
+            SetupError::TooManyFrames => "too many page-table frames",
+        })
+    }
+}
+
+/// The most frames one address space holds (tables and pages).
+const MAX_FRAMES: usize = 32;
+
+/// A user address space: its PML4 and every frame it owns.
+struct AddressSpace {
+    pml4: PhysFrame,
+    frames: heapless::Vec<PhysFrame, MAX_FRAMES>,
+    no_execute: u64,
+}
+
+/// A pointer to the 8-byte entry `index` of the page table in `table`.
+fn entry_pointer(table: PhysFrame, index: u64) -> Option<*mut u64> {
+    if index >= ENTRIES {
+        return None;
+    }
+    physmap_pointer(table.start().as_u64() + index * 8, 8).map(<*mut u8>::cast::<u64>)
+}
+
+impl AddressSpace {
+    /// A new address space that maps only the kernel's upper half.
+    fn new(allocator: &mut FrameAllocator) -> Result<Self, SetupError> {
+        // SAFETY: reading EFER has no side effects.
+        let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
+        let no_execute = if efer & EFER_NO_EXECUTE_ENABLE != 0 { NO_EXECUTE } else { 0 };
+        let mut frames = heapless::Vec::new();
+        let pml4 = Self::zeroed_frame(allocator, &mut frames)?;
+        let mut space = AddressSpace { pml4, frames, no_execute };
+        let boot_pml4 =
+            PhysFrame::from_start(PhysAddr::new(boot::boot_pml4_phys())).ok_or(SetupError::FrameNotMapped)?;
+        for index in FIRST_KERNEL_PML4_ENTRY..ENTRIES {
+            let source = entry_pointer(boot_pml4, index).ok_or(SetupError::FrameNotMapped)?;
+            // SAFETY: the boot PML4 is mapped (physical-memory map), aligned,
+            // and only ever written by `paging` during early boot, before any
+            // program runs; a volatile read makes no Rust reference.
+            let entry = unsafe { source.read_volatile() };
+            // The kernel's half is supervisor-only: clear U/S in case the
+            // boot tables ever set it.
+            space.write_entry(pml4, index, entry & !USER)?;
+        }
+        Ok(space)
+    }
+
+    /// Takes a frame, checks that the physical-memory map reaches it, zeroes
+    /// it and records it in `frames` (so that it is freed with the space).
+    fn zeroed_frame(
+        allocator: &mut FrameAllocator,
+        frames: &mut heapless::Vec<PhysFrame, MAX_FRAMES>,
+    ) -> Result<PhysFrame, SetupError> {
+        let frame = allocator.allocate().ok_or(SetupError::OutOfFrames)?;
+        let Some(pointer) = physmap_pointer(frame.start().as_u64(), FRAME_SIZE) else {
+            // Handed back at once: the allocator just gave it out.
+            let _ = allocator.free(frame);
+            return Err(SetupError::FrameNotMapped);
+        };
+        if frames.push(frame).is_err() {
+            let _ = allocator.free(frame);
+            return Err(SetupError::TooManyFrames);
+        }
+        // SAFETY: the allocator handed this frame to us alone, the
+        // physical-memory map covers it (checked above), and no reference
+        // into it exists.
+        unsafe { core::ptr::write_bytes(pointer, 0, PAGE_BYTES) };
+        Ok(frame)
+    }
+
+    /// Whether `frame` belongs to this address space.
+    fn owns(&self, frame: PhysFrame) -> bool {
+        self.frames.contains(&frame)
+    }
+
+    fn read_entry(&self, table: PhysFrame, index: u64) -> Result<u64, SetupError> {
+        if !self.owns(table) {
+            return Err(SetupError::FrameNotMapped);
+        }
+        let pointer = entry_pointer(table, index).ok_or(SetupError::FrameNotMapped)?;
+        // SAFETY: `table` is a frame of this address space (checked), mapped
+        // and aligned; no Rust reference into it exists.
+        Ok(unsafe { pointer.read_volatile() })
+    }
+
+    fn write_entry(&mut self, table: PhysFrame, index: u64, entry: u64) -> Result<(), SetupError> {
+        if !self.owns(table) {
+            return Err(SetupError::FrameNotMapped);
+        }
+        let pointer = entry_pointer(table, index).ok_or(SetupError::FrameNotMapped)?;
+        // SAFETY: as in `read_entry`; the space is not live in CR3 while it
+        // is being built, so the CPU does not walk it concurrently.
+        unsafe { pointer.write_volatile(entry) };
+        Ok(())
+    }
+
+    /// Maps a new zeroed frame at `virtual_address` (a lower-half page)
+    /// with `leaf_flags` (plus PRESENT and USER); returns the frame.
+    fn map_new_page(
+        &mut self,
+        allocator: &mut FrameAllocator,
+        virtual_address: u64,
+        leaf_flags: u64,
+    ) -> Result<PhysFrame, SetupError> {
+        let mut table = self.pml4;
+        for shift in [39, 30, 21] {
+            let index = (virtual_address >> shift) & (ENTRIES - 1);
+            let entry = self.read_entry(table, index)?;
+            table = if entry & PRESENT != 0 {
+                PhysFrame::from_start(PhysAddr::new(entry & ADDRESS_MASK)).ok_or(SetupError::FrameNotMapped)?
+            } else {
+                // Tables allow everything; each leaf decides.
+                let next = Self::zeroed_frame(allocator, &mut self.frames)?;
+                self.write_entry(table, index, next.start().as_u64() | PRESENT | WRITABLE | USER)?;
+                next
+            };
+        }
+        let page = Self::zeroed_frame(allocator, &mut self.frames)?;
+        let index = (virtual_address >> 12) & (ENTRIES - 1);
+        self.write_entry(table, index, page.start().as_u64() | PRESENT | USER | leaf_flags)?;
+        Ok(page)
+    }
+
+    /// Maps read-only executable pages at `start` holding `code`, placed
+    /// `offset` bytes into the first page.
+    fn map_code(
+        &mut self,
+        allocator: &mut FrameAllocator,
+        start: u64,
+        pages: usize,
+        offset: usize,
+        code: &[u8],
+    ) -> Result<(), SetupError> {
+        if offset.checked_add(code.len()).is_none_or(|end| end > pages * PAGE_BYTES) {
+            return Err(SetupError::ProgramTooLarge);
+        }
+        for page_index in 0..pages {
+            let page_start = page_index * PAGE_BYTES;
+            let page_end = page_start + PAGE_BYTES;
+            // The part of [offset, offset + len) inside this page.
+            let from = offset.max(page_start);
+            let to = (offset + code.len()).min(page_end);
+            if from >= to {
+                continue;
+            }
+            let frame = self.map_new_page(allocator, start + page_start as u64, 0)?;
+            let pointer = physmap_pointer(frame.start().as_u64(), FRAME_SIZE).ok_or(SetupError::FrameNotMapped)?;
+            let source = &code[from - offset..to - offset];
+            // SAFETY: `from - page_start` is below PAGE_BYTES (from lies in
+            // this page), so the result stays inside the frame's mapping.
+            let destination = unsafe { pointer.add(from - page_start) };
+            // SAFETY: the frame is ours and mapped (checked), the range lies
+            // inside it (from and to lie in this page), and the source is
+            // kernel data that cannot overlap a freshly allocated frame.
+            unsafe { core::ptr::copy_nonoverlapping(source.as_ptr(), destination, source.len()) };
+        }
+        Ok(())
+    }
+
+    /// Gives every frame back to the allocator. The space must not be in
+    /// CR3.
+    fn release(self, allocator: &mut FrameAllocator) {
+        for frame in self.frames {
+            if let Err(error) = allocator.free(frame) {
+                panic!("frame allocator refused a user frame it handed out: {error}");
+            }
+        }
+    }
+}
+
+/// A test program: machine code copied into a fresh address space.
+pub(crate) struct Program {
+    /// The program's name (as `inject=` selects it).
+    pub(crate) name: &'static str,
+    /// Code copied to [`CODE_BASE`], where it starts running.
+    pub(crate) code: &'static [u8],
+    /// Code copied to the end of [`TOP_USER_PAGE`], so that its last byte is
+    /// the last byte of the lower half; empty for none.
+    pub(crate) top_of_lower_half: &'static [u8],
+}
+
+/// How a program ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProgramEnd {
+    /// `THREAD_EXIT` with this code.
+    Exited(u64),
+    /// An exception with this vector (reported when it happened).
+    Faulted(u64),
+}
+
+/// The running program's state.
+struct RunState {
+    running: bool,
+    end: Option<ProgramEnd>,
+}
+
+struct RunStateCell(UnsafeCell<RunState>);
+
+// SAFETY: one CPU, interrupts off: the state is touched only through
+// `with_run_state`, from `run_program` and from the syscall and exception
+// handlers that run while the program is in ring 3, never concurrently
+// and never nested.
+unsafe impl Sync for RunStateCell {}
+
+static RUN_STATE: RunStateCell = RunStateCell(UnsafeCell::new(RunState { running: false, end: None }));
+
+fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
+    // SAFETY: see `RunStateCell`: no other reference exists while `action`
+    // runs, and `action` never re-enters.
+    let state = unsafe { &mut *RUN_STATE.0.get() };
+    action(state)
+}
+
+/// Builds `program`'s address space, runs it in ring 3 until it exits or
+/// faults, and frees everything it used.
+pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> Result<ProgramEnd, SetupError> {
+    let mut space = AddressSpace::new(allocator)?;
+    let setup = (|| {
+        space.map_code(allocator, CODE_BASE, CODE_PAGES, 0, program.code)?;
+        if !program.top_of_lower_half.is_empty() {
+            let offset = PAGE_BYTES.checked_sub(program.top_of_lower_half.len());
+            let offset = offset.ok_or(SetupError::ProgramTooLarge)?;
+            space.map_code(allocator, TOP_USER_PAGE, 1, offset, program.top_of_lower_half)?;
+        }
+        for page in 1..=STACK_PAGES {
+            space.map_new_page(allocator, STACK_TOP - page * FRAME_SIZE, WRITABLE | space.no_execute)?;
+        }
+        Ok(())
+    })();
+    if let Err(error) = setup {
+        space.release(allocator);
+        return Err(error);
+    }
+
+    println!(
+        "user mode: running {} (code at {CODE_BASE:#x}, stack below {STACK_TOP:#x}, {} frames)",
+        program.name,
+        space.frames.len()
+    );
+    let kernel_root = cpu::read_cr3();
+    // SAFETY: the new PML4 shares the kernel's upper-half entries with the
+    // current one, so the running code, its stack and every static stay
+    // mapped; the lower half is no longer used by the kernel.
+    unsafe { x86::controlregs::cr3_write(space.pml4.start().as_u64()) };
+    with_run_state(|state| *state = RunState { running: true, end: None });
+    let context = UserContext { rip: CODE_BASE, rsp: STACK_TOP, ..UserContext::default() };
+    // SAFETY:
+    // 1. CR3 holds the program's address space, which maps CODE_BASE and
+    //    the stack below STACK_TOP as user pages.
+    // 2. `init` set TSS RSP0 to the kernel-entry stack.
+    // 3. No other program runs (`running` was false: programs run one at a
+    //    time from this function, which does not nest).
+    // 4. The handlers that end the program hold nothing with a destructor.
+    unsafe { syscall::run_in_user_mode(&context) };
+    // SAFETY: back to the kernel's own root, which maps everything the
+    // kernel uses; the program's tables are released below.
+    unsafe { x86::controlregs::cr3_write(kernel_root) };
+    let end = with_run_state(|state| {
+        state.running = false;
+        state.end.take()
+    });
+    syscall::finish_debug_output();
+    space.release(allocator);
+    match end {
+        Some(end) => Ok(end),
+        None => panic!("user program {} returned to the kernel without an end", program.name),
+    }
+}
+
+/// Ends the running program and resumes the kernel in [`run_program`].
+/// Panics (a kernel bug) if no program is running.
+pub(crate) fn end_program(end: ProgramEnd) -> ! {
+    let was_running = with_run_state(|state| {
+        let was_running = state.running && state.end.is_none();
+        state.end = Some(end);
+        was_running
+    });
+    if !was_running {
+        panic!("a user program ended ({end:?}) while none was running");
+    }
+    // SAFETY: a program is running (checked above), so `run_program`'s
+    // `run_in_user_mode` call is live; the callers (the syscall dispatcher
+    // and the exception path) hold no values with destructors.
+    unsafe { syscall::resume_kernel() }
+}
+
+/// Reads a word of a kernel stack that a ring-0 exception interrupted, if
+/// `address` lies inside the boot stack or the kernel-entry stack.
+fn read_kernel_stack_word(address: u64) -> Option<u64> {
+    let end = address.checked_add(8)?;
+    let inside = |stack: core::ops::Range<u64>| stack.start <= address && end <= stack.end;
+    if !address.is_multiple_of(8) || !(inside(boot::boot_stack_range()) || inside(syscall::kernel_entry_stack_range()))
+    {
+        return None;
+    }
+    // SAFETY: the address is 8-byte aligned and inside a kernel stack,
+    // a mapped static; reading a u64 from it cannot fault.
+    Some(unsafe { (address as *const u64).read_volatile() })
+}
+
+/// Vectors that come from outside the running program even when they
+/// interrupt ring 3: they stay kernel events.
+const fn is_machine_event(vector: u64) -> bool {
+    matches!(vector, 2 | 8 | 18) // NMI, double fault, machine check
+}
+
+/// Turns an exception caused by the running user program into the end of
+/// that program; returns (for the kernel's report) if it is not one.
+///
+/// A user fault is an exception taken with CS's RPL 3, or a fault of the
+/// IRETQ that returns to ring 3 (the CPU refusing the user's return
+/// address). NMIs, double faults and machine checks are never user faults.
+pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
+    let from_ring_3 = frame.cs & 3 == 3;
+    let refused_return =
+        frame.cs & 3 == 0 && frame.rip == syscall::user_return_iretq_address() && matches!(frame.vector, 11..=13);
+    if is_machine_event(frame.vector) || !(from_ring_3 || refused_return) {
+        return;
+    }
+    if !with_run_state(|state| state.running) {
+        return;
+    }
+    // IRETQ faulted with RSP at its frame, whose first word is the user RIP.
+    let user_rip = if refused_return { read_kernel_stack_word(frame.rsp) } else { Some(frame.rip) };
+    let Some(user_rip) = user_rip else { return };
+    // What the program printed comes before its fault.
+    syscall::finish_debug_output();
+    crate::fault_report::report_user_fault(frame, user_rip, refused_return);
+    end_program(ProgramEnd::Faulted(frame.vector))
+}

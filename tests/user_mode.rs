@@ -1,0 +1,219 @@
+//! Ring 3: the fault-injection kernel's user test programs (`inject=user-*`,
+//! kernel/src/fault_injection.rs). Each program runs in its own address
+//! space; whatever it does (exit, fault, bad system calls, a return address
+//! that SYSRET must not take), the kernel reports it in one line, ends only
+//! that program, and goes on to "boot complete" and `bulkhead: exit
+//! success`.
+
+mod common;
+
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
+use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::kernel_build;
+use common::*;
+
+const HELLO_LINES: [&str; 2] = ["user: hello from ring 3", "user mode: user-hello exited with code 0"];
+const PAGE_FAULT_LINES: [&str; 2] = [
+    "user fault: page fault (#PF) at rip 0x400000 cr2 0x10000000 error 0x6 (not present, write, user mode)",
+    "user mode: user-page-fault ended by its fault (vector 14)",
+];
+const KERNEL_READ_LINES: [&str; 2] = [
+    // Present (the kernel image is mapped) but supervisor-only.
+    "user fault: page fault (#PF) at rip 0x400000 cr2 0xffffffff80100000 error 0x5 \
+     (protection violation, read, user mode)",
+    "user mode: user-kernel-read ended by its fault (vector 14)",
+];
+const PRIVILEGED_LINES: [&str; 2] = [
+    "user fault: general-protection fault (#GP) at rip 0x400000 error 0x0",
+    "user mode: user-privileged ended by its fault (vector 13)",
+];
+const BAD_SYSCALL_LINES: [&str; 2] = ["user: ok", "user mode: user-bad-syscall exited with code 0"];
+/// The user's SYSCALL sits in the last two bytes of the lower half, so it
+/// would return to 0x800000000000. QEMU's IRETQ takes that address and the
+/// fetch faults in ring 3; Intel CPUs (Bochs) refuse it in IRETQ itself,
+/// which the report marks with " (the return to user mode was refused)".
+const NONCANONICAL_FAULT_PREFIX: &str = "user fault: general-protection fault (#GP) at rip 0x800000000000 error 0x0";
+const NONCANONICAL_LINES: [&str; 2] = ["user: !", "user mode: user-noncanonical-sysret ended by its fault (vector 13)"];
+/// TF set right before SYSCALL: Intel CPUs (Bochs) raise the single-step
+/// trap on the kernel's entry stub while RSP is still the user's.
+const TRAP_FLAG_LINES: [&str; 2] = ["user: T", "user mode: user-trap-flag exited with code 0"];
+const FLOOD_LINES: [&str; 3] = [
+    "user: (output limit of 32 lines reached: the rest is dropped)",
+    "user mode: 5808 bytes of program output dropped",
+    "user mode: user-flood exited with code 0",
+];
+
+/// The console's lines, without trailing whitespace.
+fn lines(console: &str) -> Vec<&str> {
+    console.lines().map(str::trim_end).collect()
+}
+
+/// Checks that `expected` appear as whole lines, in this order.
+fn assert_lines_in_order(console: &str, expected: &[&str]) {
+    let lines = lines(console);
+    let mut position = 0;
+    for line in expected {
+        match lines[position..].iter().position(|candidate| candidate == line) {
+            Some(offset) => position += offset + 1,
+            None => panic!("line {line:?} missing (or out of order)"),
+        }
+    }
+}
+
+/// Checks that the run survived its user programs: every one ended as
+/// expected, no kernel report, boot complete, success.
+fn assert_kernel_survived(outcome: &RunOutcome, program_count: usize) {
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the kernel hung");
+    assert!(!console.contains("!!! kernel"), "a user program caused a kernel exception or panic");
+    assert!(
+        console.contains(&format!("user mode: {program_count} of {program_count} programs ended as expected")),
+        "every program ends as expected"
+    );
+    let summary = lines(console).into_iter().find(|line| line.contains("programs ended as expected")).unwrap_or("");
+    let (before, after) = summary.split_once(", after ").expect("frame counts");
+    assert!(before.ends_with(&format!("before {after}")), "every user frame went back to the allocator: {summary}");
+    assert!(console.contains("boot complete"));
+    assert_eq!(outcome.final_status(), Some("success"));
+}
+
+/// How many programs `inject=user-all` runs.
+const USER_PROGRAM_COUNT: usize = 8;
+
+fn run_user_program(kind: &str) -> RunOutcome {
+    let outcome = run_kernel_boot(fault_injection_kernel(), &format!("inject={kind}"), false);
+    assert!(outcome.console.contains(&format!("fault injection: triggering {kind}")));
+    assert_kernel_survived(&outcome, 1);
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+    outcome
+}
+
+#[test]
+fn user_hello_prints_from_ring_3_and_exits() {
+    let outcome = run_user_program("user-hello");
+    assert_lines_in_order(
+        &outcome.console,
+        &["user mode: running user-hello (code at 0x400000, stack below 0x800000, 10 frames)"],
+    );
+    assert_lines_in_order(&outcome.console, &HELLO_LINES);
+}
+
+#[test]
+fn user_page_fault_ends_only_the_program() {
+    let outcome = run_user_program("user-page-fault");
+    assert_lines_in_order(&outcome.console, &PAGE_FAULT_LINES);
+}
+
+#[test]
+fn user_read_of_kernel_memory_faults_on_the_supervisor_bit() {
+    let outcome = run_user_program("user-kernel-read");
+    assert_lines_in_order(&outcome.console, &KERNEL_READ_LINES);
+}
+
+#[test]
+fn user_privileged_instruction_is_a_user_fault() {
+    let outcome = run_user_program("user-privileged");
+    assert_lines_in_order(&outcome.console, &PRIVILEGED_LINES);
+}
+
+#[test]
+fn user_bad_syscalls_return_invalid_argument_and_keep_registers() {
+    // The program exits with 1 if any unknown call returns something other
+    // than InvalidArgument or any register it set comes back changed.
+    let outcome = run_user_program("user-bad-syscall");
+    assert_lines_in_order(&outcome.console, &BAD_SYSCALL_LINES);
+}
+
+#[test]
+fn user_noncanonical_return_address_ends_the_program() {
+    let outcome = run_user_program("user-noncanonical-sysret");
+    assert_lines_in_order(&outcome.console, &NONCANONICAL_LINES);
+    let fault = lines(&outcome.console).into_iter().find(|line| line.starts_with("user fault:")).expect("a fault line");
+    assert!(fault.starts_with(NONCANONICAL_FAULT_PREFIX), "{fault}");
+}
+
+#[test]
+fn user_output_is_bounded() {
+    let outcome = run_user_program("user-flood");
+    let floods = lines(&outcome.console).into_iter().filter(|line| *line == "user: flood").count();
+    assert_eq!(floods, 32, "at most 32 lines per program");
+    assert_lines_in_order(&outcome.console, &FLOOD_LINES);
+}
+
+#[test]
+fn user_trap_flag_before_syscall_is_harmless() {
+    let outcome = run_user_program("user-trap-flag");
+    assert_lines_in_order(&outcome.console, &TRAP_FLAG_LINES);
+}
+
+/// Every program's lines, in `inject=user-all` order (the non-canonical
+/// case's fault line is checked apart: it differs between CPUs).
+fn assert_all_programs_reported(console: &str) {
+    let expected: Vec<&str> = [
+        &HELLO_LINES[..],
+        &PAGE_FAULT_LINES,
+        &KERNEL_READ_LINES,
+        &PRIVILEGED_LINES,
+        &BAD_SYSCALL_LINES,
+        &NONCANONICAL_LINES,
+        &FLOOD_LINES,
+        &TRAP_FLAG_LINES,
+    ]
+    .concat();
+    assert_lines_in_order(console, &expected);
+    let faults: Vec<&str> = lines(console).into_iter().filter(|line| line.starts_with("user fault:")).collect();
+    assert_eq!(faults.len(), 4, "one line per faulting program: {faults:?}");
+    assert!(faults[3].starts_with(NONCANONICAL_FAULT_PREFIX), "{}", faults[3]);
+}
+
+#[test]
+fn user_all_programs_in_one_boot() {
+    let outcome = run_user_program_set("user-all", QemuOptions::default());
+    assert!(outcome.console.contains("boot: user mode: SYSCALL/SYSRET on, SMEP unavailable, SMAP unavailable"));
+}
+
+#[test]
+fn user_all_programs_with_smep_smap_and_umip() {
+    let options = QemuOptions { cpu: "max".into(), ..QemuOptions::default() };
+    let outcome = run_user_program_set("user-all", options);
+    assert!(outcome.console.contains("boot: user mode: SYSCALL/SYSRET on, SMEP on, SMAP on, UMIP on"));
+}
+
+fn run_user_program_set(kind: &str, options: QemuOptions) -> RunOutcome {
+    let kernel = fault_injection_kernel();
+    let boot =
+        QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline: format!("exit=emulator inject={kind}"), modules: vec![] };
+    let outcome = run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT);
+    assert_kernel_survived(&outcome, USER_PROGRAM_COUNT);
+    assert_all_programs_reported(&outcome.console);
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+    outcome
+}
+
+/// Bochs emulates an Intel CPU, where SYSRET to a non-canonical address
+/// would fault in ring 0 on the user's stack (the kernel must return with
+/// IRETQ instead, whose refusal is a user fault), and where a user's trap
+/// flag raises #DB on the first instruction of the SYSCALL entry.
+#[test]
+fn user_all_programs_in_bochs_on_intel() {
+    let kernel = fault_injection_kernel();
+    let iso = kernel_build::output_directory().join(format!("test-{}-user-all.iso", test_binary_name()));
+    let spec =
+        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-all", modules: &[] };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    let (command, log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    println!("Bochs log: {}", log.display());
+    let console = &outcome.console;
+    assert!(console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
+    // Bochs's exit status is meaningless: the kernel's final line decides.
+    assert_kernel_survived(&outcome, USER_PROGRAM_COUNT);
+    assert_all_programs_reported(console);
+    assert!(
+        console.contains(&format!("{NONCANONICAL_FAULT_PREFIX} (the return to user mode was refused)")),
+        "on Intel, IRETQ itself refuses the non-canonical return address"
+    );
+}
