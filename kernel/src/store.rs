@@ -46,7 +46,7 @@ mod map_store {
     use alloc::collections::BTreeMap;
 
     use super::ObjectStore;
-    use crate::cap::{Slot, SlotRef, SlotStore};
+    use crate::cap::{ObjectKind, Slot, SlotRef, SlotStore};
     use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
     use crate::memory::PhysAddr;
     use crate::sched::SchedContext;
@@ -97,7 +97,8 @@ mod map_store {
             self.slots.entry(at).or_insert(Slot::EMPTY)
         }
 
-        fn clear_region(&mut self, base: PhysAddr, size_bits: u8) {
+        fn init_object(&mut self, _kind: ObjectKind, base: PhysAddr, size_bits: u8) {
+            // Absent entries read as fresh objects: forgetting is enough.
             self.slots.retain(|at, _| !in_region(at.address().as_u64(), base, size_bits));
             self.tcbs.retain(|at, _| !in_region(at.address().as_u64(), base, size_bits));
             self.endpoints.retain(|at, _| !in_region(at.as_u64(), base, size_bits));

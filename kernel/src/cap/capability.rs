@@ -187,10 +187,10 @@ impl Cap {
         match *self {
             Cap::Untyped { base, size_bits, .. } => Some((base, size_bits)),
             Cap::CNode { base, radix_bits, .. } => Some((base, radix_bits + SLOT_BITS)),
-            Cap::Tcb { object } => Some((object, 11)),
+            Cap::Tcb { object } => Some((object, super::object::TCB_BITS)),
             Cap::SchedContext { object, size_bits } => Some((object, size_bits)),
-            Cap::Endpoint { object, .. } => Some((object, 4)),
-            Cap::Notification { object, .. } | Cap::Reply { object } => Some((object, 5)),
+            Cap::Endpoint { object, .. } | Cap::Notification { object, .. } => Some((object, 6)),
+            Cap::Reply { object } => Some((object, 5)),
             Cap::Frame { base, size, .. } => Some((base, size.bits())),
             Cap::PageTable { object, .. } => Some((object, 12)),
             Cap::Null
@@ -357,7 +357,8 @@ mod tests {
     fn untyped_regions_contain_what_lies_inside() {
         let untyped = Cap::Untyped { base: PhysAddr::new(0x10000), size_bits: 16, free_offset: 0, is_device: false };
         assert!(untyped.same_region_as(&endpoint(0x10000, 0)));
-        assert!(untyped.same_region_as(&endpoint(0x1fff0, 0)));
+        assert!(untyped.same_region_as(&endpoint(0x1ffc0, 0)));
+        assert!(!untyped.same_region_as(&endpoint(0x1fff0, 0)), "an endpoint is 64 bytes: this one pokes out");
         assert!(!untyped.same_region_as(&endpoint(0x20000, 0)));
         assert!(!untyped.same_region_as(&endpoint(0xfff0, 0)));
         assert!(untyped.same_region_as(&untyped), "an untyped covers itself (its copies derive from it)");
@@ -369,7 +370,7 @@ mod tests {
     fn the_top_of_the_address_space_does_not_overflow() {
         let untyped =
             Cap::Untyped { base: PhysAddr::new(u64::MAX - 0xffff), size_bits: 16, free_offset: 0, is_device: true };
-        assert!(untyped.same_region_as(&endpoint(u64::MAX - 0xf, 0)));
+        assert!(untyped.same_region_as(&endpoint(u64::MAX - 0x3f, 0)));
     }
 
     #[test]

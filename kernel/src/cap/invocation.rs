@@ -314,7 +314,7 @@ pub fn invoke(store: &mut impl SlotStore, invocation: Invocation, budget: &mut W
                 let object = PhysAddr::new(base.as_u64() + start_offset + number * object_bytes);
                 let new_cap = Cap::for_new_object(kind, object, object_bits, is_device);
                 if !is_device {
-                    store.clear_region(object, object_bits);
+                    store.init_object(kind, object, object_bits);
                 }
                 // Decode checked the slot exists and is empty.
                 if let Some(destination) = SlotRef::in_cnode(node_base, node_offset + number) {

@@ -12,6 +12,12 @@ pub const MAX_UNTYPED_BITS: u8 = 47;
 /// The largest CNode radix. Deleting a CNode scans its slots, so the radix
 /// bounds that scan (64 Ki slots, 4 MiB).
 pub const MAX_CNODE_RADIX: u8 = 16;
+/// log2 of a TCB's size: its capability slots (CSpace root and those to
+/// come) followed by the thread's state.
+pub const TCB_BITS: u8 = 11;
+/// Capability slots at the start of every TCB.
+pub const TCB_SLOTS: u64 = 4;
+
 /// How many objects one retype may create (seL4's fan-out limit): the work
 /// of one invocation stays bounded.
 pub const RETYPE_FAN_OUT_LIMIT: u64 = 256;
@@ -91,9 +97,9 @@ impl ObjectKind {
             ObjectKind::Untyped => in_range(MIN_UNTYPED_BITS, MAX_UNTYPED_BITS)?,
             ObjectKind::CNode => in_range(1, MAX_CNODE_RADIX)? + SLOT_BITS,
             ObjectKind::SchedContext => in_range(8, 12)?,
-            ObjectKind::Tcb => 11,
-            ObjectKind::Endpoint => 4,
-            ObjectKind::Notification | ObjectKind::Reply => 5,
+            ObjectKind::Tcb => TCB_BITS,
+            ObjectKind::Endpoint | ObjectKind::Notification => 6,
+            ObjectKind::Reply => 5,
             ObjectKind::Frame4K
             | ObjectKind::PageTable
             | ObjectKind::PageDirectory
@@ -111,6 +117,20 @@ impl ObjectKind {
         matches!(self, ObjectKind::Untyped | ObjectKind::Frame4K | ObjectKind::Frame2M | ObjectKind::Frame1G)
     }
 }
+
+// The kernel stores each object's state in the object's own memory: the
+// Rust layouts must fit the sizes retype hands out.
+const _: () = {
+    use crate::cap::Slot;
+    use crate::ipc::{Endpoint, Notification, Reply, Tcb};
+    use crate::sched::SchedContext;
+    assert!(size_of::<Slot>() <= 1 << SLOT_BITS);
+    assert!(size_of::<Tcb>() as u64 + (TCB_SLOTS << SLOT_BITS) <= 1 << TCB_BITS);
+    assert!(size_of::<Endpoint>() <= 1 << 6);
+    assert!(size_of::<Notification>() <= 1 << 6);
+    assert!(size_of::<Reply>() <= 1 << 5);
+    assert!(size_of::<SchedContext>() <= 1 << 8);
+};
 
 #[cfg(test)]
 mod tests {

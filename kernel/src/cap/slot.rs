@@ -14,7 +14,7 @@
 use core::num::NonZeroU64;
 
 use super::capability::Cap;
-use super::object::SLOT_BITS;
+use super::object::{ObjectKind, SLOT_BITS};
 use crate::memory::PhysAddr;
 
 /// Where a slot lives: the physical address of its 64 bytes inside a CNode.
@@ -81,8 +81,9 @@ pub trait SlotStore {
     fn slot(&self, at: SlotRef) -> &Slot;
     /// The slot at `at`, for writing.
     fn slot_mut(&mut self, at: SlotRef) -> &mut Slot;
-    /// Forgets everything stored in `[base, base + 2^size_bits)`, so that
-    /// a new object there starts fresh: empty slots, default object state
-    /// (the kernel zeroes the memory).
-    fn clear_region(&mut self, base: PhysAddr, size_bits: u8);
+    /// Makes `[base, base + 2^size_bits)` hold a fresh object of `kind`:
+    /// empty slots for a CNode (and a TCB's slots), the fresh state of a
+    /// thread, endpoint, notification, reply object or scheduling context,
+    /// zeroes for memory objects. Nothing stored there before survives.
+    fn init_object(&mut self, kind: ObjectKind, base: PhysAddr, size_bits: u8);
 }

@@ -33,7 +33,7 @@ impl World {
     fn new() -> World {
         let root = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: ROOT_RADIX, guard: 0, guard_bits: 56 };
         let mut store = MapStore::new();
-        store.clear_region(PhysAddr::new(ROOT_CNODE), ROOT_RADIX + SLOT_BITS);
+        store.init_object(ObjectKind::CNode, PhysAddr::new(ROOT_CNODE), ROOT_RADIX + SLOT_BITS);
         derivation::insert_original(&mut store, slot(0), root);
         let untyped = Cap::Untyped {
             base: PhysAddr::new(UNTYPED_BASE),
@@ -107,11 +107,11 @@ fn retype_places_objects_in_order_and_moves_the_watermark() {
     let mut world = World::new();
     world.retype(ObjectKind::Endpoint, 0, 10, 3).expect("three endpoints");
     for (number, index) in (10..13).enumerate() {
-        let expected = PhysAddr::new(UNTYPED_BASE + 16 * number as u64);
+        let expected = PhysAddr::new(UNTYPED_BASE + 64 * number as u64);
         assert_eq!(world.cap(index), Cap::Endpoint { object: expected, badge: 0, rights: Rights::ALL });
     }
-    assert_eq!(untyped_free_offset(&world), 48);
-    // A 4 KiB frame next: aligned up from 48 to 4096.
+    assert_eq!(untyped_free_offset(&world), 192);
+    // A 4 KiB frame next: aligned up from 192 to 4096.
     world.retype(ObjectKind::Frame4K, 0, 20, 1).expect("a frame");
     assert!(matches!(world.cap(20), Cap::Frame { base, .. } if base == PhysAddr::new(UNTYPED_BASE + 4096)));
     assert_eq!(untyped_free_offset(&world), 8192);
@@ -265,9 +265,9 @@ fn revoking_the_untyped_frees_everything_and_retype_hands_back_the_same_memory()
     world.call(20, label::CNODE_COPY, &[1, 2, 11, 64, 15], &[0]).expect("a copy inside the new CNode");
     assert_eq!(
         world.retype(ObjectKind::Endpoint, 0, 40, 1).map(|()| untyped_free_offset(&world)),
-        Ok(512 + 16),
-        "while objects live, retype goes on from the watermark: 4 endpoints (64 bytes), a CNode of \
-         4 slots aligned to its 256 bytes (256..512), an endpoint"
+        Ok(512 + 64),
+        "while objects live, retype goes on from the watermark: 4 endpoints (256 bytes), a CNode of \
+         4 slots (256..512), an endpoint"
     );
     world.revoke(UNTYPED_SLOT).expect("revoke the untyped");
     for index in [10, 11, 12, 13, 20, 30, 40] {

@@ -115,7 +115,7 @@ impl System {
 /// Boots the system and has the root task build the three domains.
 fn build() -> System {
     let mut store = MapStore::new();
-    store.clear_region(PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
+    store.init_object(ObjectKind::CNode, PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
     let root_cnode = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: 8, guard: 0, guard_bits: 56 };
     derivation::insert_original(&mut store, root_slot(R_SELF), root_cnode);
     let untyped = Cap::Untyped { base: PhysAddr::new(UNTYPED_BASE), size_bits: 22, free_offset: 0, is_device: false };
