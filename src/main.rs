@@ -38,7 +38,8 @@ options:
                      fault-in-log; ring-3 programs: user-hello,
                      user-page-fault, user-kernel-read, user-privileged,
                      user-bad-syscall, user-noncanonical-sysret,
-                     user-flood, user-trap-flag, user-all
+                     user-flood, user-trap-flag, user-capabilities,
+                     user-blocked, user-all
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
   --timeout SECONDS  stop the emulator after this long

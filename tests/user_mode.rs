@@ -37,6 +37,26 @@ const NONCANONICAL_LINES: [&str; 2] = ["user: !", "user mode: user-noncanonical-
 /// TF set right before SYSCALL: Intel CPUs (Bochs) raise the single-step
 /// trap on the kernel's entry stub while RSP is still the user's.
 const TRAP_FLAG_LINES: [&str; 2] = ["user: T", "user mode: user-trap-flag exited with code 0"];
+/// Kernel system calls from ring 3 as the root thread, on objects in
+/// physical memory: every result is printed (error codes and the badge in
+/// hex; 6 is FailedLookup, 1 InvalidArgument).
+const CAPABILITIES_LINES: [&str; 12] = [
+    "user: retype endpoint 0",
+    "user: retype notification 0",
+    "user: mint badged copy 0",
+    "user: signal through the copy 0",
+    "user: poll badge cafe",
+    "user: invoke empty slot 6",
+    "user: unknown system call 1",
+    "user: call cptr u64::MAX 6",
+    "user: revoke original 0",
+    "user: signal through the revoked copy 6",
+    "user: signal through the original 0",
+    "user mode: user-capabilities exited with code 0",
+];
+/// A Wait with nothing to signal and no other thread ends the program.
+const BLOCKED_LINES: [&str; 3] =
+    ["user: W", "user: thread blocked with nothing to run", "user mode: user-blocked ended blocked"];
 const FLOOD_LINES: [&str; 3] = [
     "user: (output limit of 32 lines reached: the rest is dropped)",
     "user mode: 5808 bytes of program output dropped",
@@ -78,7 +98,7 @@ fn assert_kernel_survived(outcome: &RunOutcome, program_count: usize) {
 }
 
 /// How many programs `inject=user-all` runs.
-const USER_PROGRAM_COUNT: usize = 8;
+const USER_PROGRAM_COUNT: usize = 10;
 
 fn run_user_program(kind: &str) -> RunOutcome {
     let outcome = run_kernel_boot(fault_injection_kernel(), &format!("inject={kind}"), false);
@@ -146,6 +166,20 @@ fn user_trap_flag_before_syscall_is_harmless() {
     assert_lines_in_order(&outcome.console, &TRAP_FLAG_LINES);
 }
 
+#[test]
+fn user_capabilities_runs_kernel_system_calls_on_physical_objects() {
+    let outcome = run_user_program("user-capabilities");
+    assert_lines_in_order(&outcome.console, &CAPABILITIES_LINES);
+    let printed = lines(&outcome.console).into_iter().filter(|line| line.starts_with("user: ")).count();
+    assert_eq!(printed, CAPABILITIES_LINES.len() - 1, "no other program output");
+}
+
+#[test]
+fn user_blocked_thread_with_nothing_to_run_ends_the_program() {
+    let outcome = run_user_program("user-blocked");
+    assert_lines_in_order(&outcome.console, &BLOCKED_LINES);
+}
+
 /// Every program's lines, in `inject=user-all` order (the non-canonical
 /// case's fault line is checked apart: it differs between CPUs).
 fn assert_all_programs_reported(console: &str) {
@@ -158,6 +192,8 @@ fn assert_all_programs_reported(console: &str) {
         &NONCANONICAL_LINES,
         &FLOOD_LINES,
         &TRAP_FLAG_LINES,
+        &BLOCKED_LINES,
+        &CAPABILITIES_LINES,
     ]
     .concat();
     assert_lines_in_order(console, &expected);

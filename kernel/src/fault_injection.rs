@@ -45,7 +45,7 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
             "fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic, \
              stack-overflow, write-rodata, execute-data, fault-in-log, user-all and the user programs \
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
-             user-noncanonical-sysret, user-flood, user-trap-flag"
+             user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked"
         ),
     }
 }
@@ -160,7 +160,7 @@ const PAGE_FAULT: u64 = 14;
 const GENERAL_PROTECTION: u64 = 13;
 
 /// Every ring-3 test program, in the order `inject=user-all` runs them.
-const USER_PROGRAMS: [UserTest; 8] = [
+const USER_PROGRAMS: [UserTest; 10] = [
     // Prints "hello from ring 3" (pushing and popping on its stack between
     // calls) and exits with 0; exits with 1 if a call fails.
     UserTest { name: "user-hello", table_index: 0, expected: ProgramEnd::Exited(0) },
@@ -170,9 +170,10 @@ const USER_PROGRAMS: [UserTest; 8] = [
     UserTest { name: "user-kernel-read", table_index: 2, expected: ProgramEnd::Faulted(PAGE_FAULT) },
     // Executes `cli`, which ring 3 may not.
     UserTest { name: "user-privileged", table_index: 3, expected: ProgramEnd::Faulted(GENERAL_PROTECTION) },
-    // Unknown system calls (2, 0xdead, u64::MAX) with garbage in every
+    // Unknown system calls (0, 0xdead, u64::MAX) with garbage in every
     // register (a non-canonical RSP, kernel addresses, AC and DF set): each
-    // must return InvalidArgument and keep the other registers; then prints
+    // must return RAX 0 with InvalidArgument as RSI's label, hand back the
+    // message registers as they were (R10, RBX) and keep the others; then prints
     // "ok" with garbage in RDI's upper bytes and exits with 0 (1 on any
     // surprise).
     UserTest { name: "user-bad-syscall", table_index: 4, expected: ProgramEnd::Exited(0) },
@@ -189,6 +190,18 @@ const USER_PROGRAMS: [UserTest; 8] = [
     // is still the user's; the kernel dismisses it, returns with TF clear,
     // and the program exits with 0.
     UserTest { name: "user-trap-flag", table_index: 7, expected: ProgramEnd::Exited(0) },
+    // Waits on a notification nothing signals, with no other thread: the
+    // kernel must end the program ("thread blocked with nothing to run"),
+    // not hang; the next program (user-capabilities in `user-all`) finds
+    // the root thread runnable again.
+    UserTest { name: "user-blocked", table_index: 9, expected: ProgramEnd::Blocked },
+    // Kernel system calls as the root thread: retypes an endpoint and a
+    // notification out of the untyped in root slot 1, mints a badged copy
+    // of the notification, signals through it and polls the original
+    // (printing the badge), invokes an empty slot, makes an unknown system
+    // call and a call on cptr u64::MAX, revokes the original and signals
+    // through the copy again, printing every error code; exits with 0.
+    UserTest { name: "user-capabilities", table_index: 8, expected: ProgramEnd::Exited(0) },
 ];
 
 unsafe extern "C" {
@@ -232,6 +245,7 @@ fn run_user_programs(allocator: &mut FrameAllocator, tests: &[UserTest]) {
         match end {
             ProgramEnd::Exited(code) => println!("user mode: {} exited with code {code}", test.name),
             ProgramEnd::Faulted(vector) => println!("user mode: {} ended by its fault (vector {vector})", test.name),
+            ProgramEnd::Blocked => println!("user mode: {} ended blocked", test.name),
         }
         if end == test.expected {
             as_expected += 1;
@@ -248,8 +262,9 @@ fn run_user_programs(allocator: &mut FrameAllocator, tests: &[UserTest]) {
 
 // The test programs. Each is copied to user::CODE_BASE and must be position
 // independent; they live in read-only data, so the kernel itself can never
-// run them. System calls: rax = number (0 DEBUG_PUTCHAR, 1 THREAD_EXIT),
-// rdi = argument; SYSCALL clobbers rcx and r11.
+// run them. System calls: rax = number (0x100 DEBUG_PUTCHAR, 0x101
+// THREAD_EXIT, rdi = argument; the kernel's own 1..10 take the registers of
+// docs/abi.md); SYSCALL clobbers rcx and r11.
 core::arch::global_asm!(
     r#"
     .section .rodata.user_programs, "a"
@@ -261,7 +276,7 @@ user_hello:
     test edi, edi
     jz .Lhello_done
     push rbx
-    xor eax, eax
+    mov eax, 0x100
     syscall
     pop rbx
     test rax, rax
@@ -269,12 +284,12 @@ user_hello:
     inc rbx
     jmp .Lhello_next
 .Lhello_done:
-    mov eax, 1
+    mov eax, 0x101
     xor edi, edi
     syscall
     ud2
 .Lhello_failed:
-    mov eax, 1
+    mov eax, 0x101
     mov edi, 1
     syscall
     ud2
@@ -313,17 +328,29 @@ user_bad_syscall:
     push 0x40cd5                        /* AC, OF, DF and the status flags */
     popfq
     mov rsp, r8                         /* non-canonical: never used below */
-    mov eax, 2
+    xor eax, eax                        /* 0: no longer DEBUG_PUTCHAR */
     syscall
-    cmp rax, 1                          /* InvalidArgument */
+    test rax, rax                       /* RAX 0: the kernel took the call */
+    jnz .Lbad_failed
+    mov rax, rsi
+    shr rax, 12
+    cmp rax, 1                          /* InvalidArgument, as RSI's label */
     jne .Lbad_failed
     mov eax, 0xdead
     syscall
-    cmp rax, 1
+    test rax, rax                       /* RAX 0: the kernel took the call */
+    jnz .Lbad_failed
+    mov rax, rsi
+    shr rax, 12
+    cmp rax, 1                          /* InvalidArgument, as RSI's label */
     jne .Lbad_failed
     mov rax, -1
     syscall
-    cmp rax, 1
+    test rax, rax                       /* RAX 0: the kernel took the call */
+    jnz .Lbad_failed
+    mov rax, rsi
+    shr rax, 12
+    cmp rax, 1                          /* InvalidArgument, as RSI's label */
     jne .Lbad_failed
     movabs rax, 0xdeadbeefdeadbeef
     cmp rbx, rax
@@ -336,20 +363,20 @@ user_bad_syscall:
     cmp r10, -1
     jne .Lbad_failed
     movabs rdi, 0xdeadbeefdeadbe6f      /* 'o' */
-    xor eax, eax
+    mov eax, 0x100
     syscall
     movabs rdi, 0xffffffffffffff6b      /* 'k' */
-    xor eax, eax
+    mov eax, 0x100
     syscall
     mov edi, 0x0a
-    xor eax, eax
+    mov eax, 0x100
     syscall
-    mov eax, 1
+    mov eax, 0x101
     xor edi, edi
     syscall
     ud2
 .Lbad_failed:
-    mov eax, 1
+    mov eax, 0x101
     mov edi, 1
     syscall
     ud2
@@ -357,7 +384,7 @@ user_bad_syscall_end:
 
 user_noncanonical:
     movabs rcx, 0x7ffffffffffe
-    xor eax, eax
+    mov eax, 0x100
     mov edi, 0x21                       /* '!' */
     jmp rcx
 user_noncanonical_end:
@@ -373,14 +400,14 @@ user_flood:
     movzx edi, byte ptr [rbx]
     test edi, edi
     jz .Lflood_line_done
-    xor eax, eax
+    mov eax, 0x100
     syscall
     inc rbx
     jmp .Lflood_next
 .Lflood_line_done:
     dec r12d
     jnz .Lflood_again
-    mov eax, 1
+    mov eax, 0x101
     xor edi, edi
     syscall
     ud2
@@ -390,16 +417,221 @@ user_flood_end:
 
 user_trap_flag:
     mov edi, 0x54                       /* 'T' */
-    xor eax, eax
+    mov eax, 0x100
     pushfq
     or qword ptr [rsp], 0x100
     popfq                               /* TF: trap after the next instruction */
     syscall
-    mov eax, 1
+    mov eax, 0x101
     xor edi, edi
     syscall
     ud2
 user_trap_flag_end:
+
+    /* Kernel system calls as the root thread (kernel/src/root.rs): slot 0
+       the root CNode, 1 an untyped; 7..10 are empty. Results: RSI's label
+       (bits 12..) is the error code, RDI the badge. */
+user_capabilities:
+    /* (a) Untyped::Retype (label 16, 6 words, 1 extra cap) an endpoint
+       into slot 7, then a notification into slot 8. */
+    mov eax, 1                          /* Call */
+    mov edi, 1                          /* the untyped */
+    mov esi, 0x10086                    /* label 16, caps 1, length 6 */
+    mov r10d, 4                         /* type: endpoint */
+    xor r8d, r8d                        /* size_bits (fixed size) */
+    xor r9d, r9d                        /* node_index */
+    xor r15d, r15d                      /* node_depth 0: node_root itself */
+    mov ebx, 7                          /* node_offset */
+    mov ebp, 1                          /* count */
+    xor r12d, r12d                      /* node_root: the root CNode */
+    syscall
+    lea rbx, [rip + .Lcap_text_retype_endpoint]
+    call .Lcap_report_label
+    mov eax, 1
+    mov edi, 1
+    mov esi, 0x10086
+    mov r10d, 5                         /* type: notification */
+    xor r8d, r8d
+    xor r9d, r9d
+    xor r15d, r15d
+    mov ebx, 8
+    mov ebp, 1
+    xor r12d, r12d
+    syscall
+    lea rbx, [rip + .Lcap_text_retype_notification]
+    call .Lcap_report_label
+    /* (b) CNode::Mint (label 4, 6 words, 1 extra cap) slot 8 into slot 9
+       with badge 0xcafe, Signal through the copy, Poll the original. */
+    mov eax, 1
+    xor edi, edi                        /* the root CNode */
+    mov esi, 0x4086                     /* label 4, caps 1, length 6 */
+    mov r10d, 9                         /* dest_index */
+    mov r8d, 64                         /* dest_depth */
+    mov r9d, 8                          /* src_index */
+    mov r15d, 64                        /* src_depth */
+    mov ebx, 0xf                        /* rights: all */
+    mov ebp, 0xcafe                     /* data: the badge */
+    xor r12d, r12d                      /* src_root: the root CNode */
+    syscall
+    lea rbx, [rip + .Lcap_text_mint]
+    call .Lcap_report_label
+    mov eax, 7                          /* Signal */
+    mov edi, 9
+    xor esi, esi
+    syscall
+    lea rbx, [rip + .Lcap_text_signal]
+    call .Lcap_report_label
+    mov eax, 9                          /* Poll */
+    mov edi, 8
+    xor esi, esi
+    syscall
+    mov r13, rdi                        /* the badge */
+    lea rbx, [rip + .Lcap_text_poll]
+    call .Lcap_report
+    /* (c) Invoke an empty slot. */
+    mov eax, 1
+    mov edi, 10
+    xor esi, esi
+    syscall
+    lea rbx, [rip + .Lcap_text_empty]
+    call .Lcap_report_label
+    /* (d) Garbage: an unknown system call, a capability address no
+       CSpace resolves. */
+    mov eax, 0x42
+    xor edi, edi
+    xor esi, esi
+    syscall
+    lea rbx, [rip + .Lcap_text_unknown]
+    call .Lcap_report_label
+    mov eax, 1
+    mov rdi, -1
+    mov rsi, -1
+    syscall
+    lea rbx, [rip + .Lcap_text_bad_cptr]
+    call .Lcap_report_label
+    /* (e) CNode::Revoke (label 1, 2 words) slot 8: the badged copy goes. */
+    mov eax, 1
+    xor edi, edi
+    mov esi, 0x1002                     /* label 1, length 2 */
+    mov r10d, 8                         /* index */
+    mov r8d, 64                         /* depth */
+    syscall
+    lea rbx, [rip + .Lcap_text_revoke]
+    call .Lcap_report_label
+    mov eax, 7
+    mov edi, 9
+    xor esi, esi
+    syscall
+    lea rbx, [rip + .Lcap_text_revoked]
+    call .Lcap_report_label
+    mov eax, 7
+    mov edi, 8
+    xor esi, esi
+    syscall
+    lea rbx, [rip + .Lcap_text_original]
+    call .Lcap_report_label
+    mov eax, 0x101
+    xor edi, edi
+    syscall
+    ud2
+
+    /* Prints the string at RBX, then RSI's label (the error code) in hex,
+       then a newline. */
+.Lcap_report_label:
+    mov r13, rsi
+    shr r13, 12
+    /* Prints the string at RBX, then R13 in hex, then a newline. */
+.Lcap_report:
+    movzx edi, byte ptr [rbx]
+    test edi, edi
+    jz .Lcap_report_number
+    mov eax, 0x100
+    syscall
+    inc rbx
+    jmp .Lcap_report
+.Lcap_report_number:
+    mov ecx, 60                         /* skip leading zero digits */
+.Lcap_skip:
+    mov rdx, r13
+    shr rdx, cl
+    test edx, 0xf
+    jnz .Lcap_digit
+    sub ecx, 4
+    jnz .Lcap_skip
+.Lcap_digit:
+    mov rdx, r13
+    shr rdx, cl
+    and edx, 0xf
+    lea edi, [rdx + 0x30]               /* '0' */
+    cmp edx, 10
+    jb .Lcap_put_digit
+    add edi, 0x27                       /* 'a' - '0' - 10 */
+.Lcap_put_digit:
+    push rcx
+    mov eax, 0x100
+    syscall
+    pop rcx
+    sub ecx, 4
+    jns .Lcap_digit
+    mov edi, 0x0a
+    mov eax, 0x100
+    syscall
+    ret
+
+.Lcap_text_retype_endpoint:
+    .asciz "retype endpoint "
+.Lcap_text_retype_notification:
+    .asciz "retype notification "
+.Lcap_text_mint:
+    .asciz "mint badged copy "
+.Lcap_text_signal:
+    .asciz "signal through the copy "
+.Lcap_text_poll:
+    .asciz "poll badge "
+.Lcap_text_empty:
+    .asciz "invoke empty slot "
+.Lcap_text_unknown:
+    .asciz "unknown system call "
+.Lcap_text_bad_cptr:
+    .asciz "call cptr u64::MAX "
+.Lcap_text_revoke:
+    .asciz "revoke original "
+.Lcap_text_revoked:
+    .asciz "signal through the revoked copy "
+.Lcap_text_original:
+    .asciz "signal through the original "
+user_capabilities_end:
+
+    /* Retypes a notification out of the untyped in root slot 2 into slot
+       20 (left as it is if the slot is taken), prints "W" and waits on it:
+       nothing will signal it and no other thread exists. */
+user_blocked:
+    mov eax, 1                          /* Call: Untyped::Retype */
+    mov edi, 2
+    mov esi, 0x10086
+    mov r10d, 5                         /* type: notification */
+    xor r8d, r8d
+    xor r9d, r9d
+    xor r15d, r15d
+    mov ebx, 20                         /* node_offset */
+    mov ebp, 1
+    xor r12d, r12d
+    syscall
+    mov edi, 0x57                       /* 'W' */
+    mov eax, 0x100
+    syscall
+    mov edi, 0x0a
+    mov eax, 0x100
+    syscall
+    mov eax, 8                          /* Wait */
+    mov edi, 20
+    xor esi, esi
+    syscall
+    mov eax, 0x101                      /* never reached */
+    mov edi, 1
+    syscall
+    ud2
+user_blocked_end:
 
     .balign 8
     .global user_program_table
@@ -412,6 +644,8 @@ user_program_table:
     .quad user_noncanonical, user_noncanonical_end, user_noncanonical_top, user_noncanonical_top_end
     .quad user_flood, user_flood_end, user_flood, user_flood
     .quad user_trap_flag, user_trap_flag_end, user_trap_flag, user_trap_flag
+    .quad user_capabilities, user_capabilities_end, user_capabilities, user_capabilities
+    .quad user_blocked, user_blocked_end, user_blocked, user_blocked
     .text
     "#
 );

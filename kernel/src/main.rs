@@ -48,6 +48,8 @@ mod fault_injection;
 mod fault_report;
 #[cfg(target_os = "none")]
 mod log;
+#[cfg(target_os = "none")]
+mod root;
 
 #[cfg(target_os = "none")]
 #[panic_handler]

@@ -6,6 +6,7 @@ pub(crate) mod cpu;
 pub(crate) mod exit;
 pub(crate) mod gdt;
 pub(crate) mod idt;
+pub(crate) mod objects;
 pub(crate) mod paging;
 pub(crate) mod serial;
 #[cfg_attr(

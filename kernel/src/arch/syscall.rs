@@ -38,43 +38,53 @@
 //! own IST stack for this, and the exception path dismisses that one trap.
 //!
 //! **Nothing the user passes is trusted.** The dispatcher reads only RAX
-//! and the argument registers, as numbers; RFLAGS is filtered before every
-//! return ([`sanitize_user_rflags`]); the user's RSP is only stored and
-//! restored, never dereferenced.
+//! and the argument registers, as numbers, and hands them to
+//! `kernel_core::syscall::handle`, which checks every capability address
+//! and argument; RFLAGS is filtered before every return
+//! ([`sanitize_user_rflags`]); the user's RSP is only stored and restored,
+//! never dereferenced.
+//!
+//! **Registers of a kernel system call** (`docs/abi.md`, "Registers"):
+//! RAX the number, RDI the cptr, RSI the message info word, RDX the reply
+//! cptr, R10, R8, R9, R15 message words 0..3, RBX and RBP words 4 and 5
+//! (until the IPC buffer exists), R12, R13, R14 extra capability addresses.
+//! Back: RAX 0, RSI the thread's info word (an invocation's error code as
+//! its label), RDI the badge, the message words in the same registers.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
 
-use kernel_core::error::SyscallError;
+use kernel_core::ipc::MessageInfo;
+use kernel_core::store::ObjectStore;
+use kernel_core::syscall::SyscallArgs;
 use static_assertions::const_assert_eq;
 
 use super::gdt;
 
-/// The system calls of the first ring-3 step: debugging aids for the test
-/// programs. The capability invocations (IPC send, receive, call, reply)
-/// of issue "Microkernel core" replace them.
-///
-/// Arguments are in RDI, RSI, RDX, R10, R8, R9 (RCX and R11 are taken by
-/// SYSCALL); the result comes back in RAX: 0 or a [`SyscallError`] code.
+/// The two debugging system calls the test programs use besides the
+/// kernel's own (`kernel_core::syscall::number`, 1 to 10). Every other
+/// number goes to `kernel_core::syscall::handle` (which answers an unknown
+/// one with InvalidArgument).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
-pub(crate) enum Syscall {
+pub(crate) enum DebugSyscall {
     /// Prints the low byte of RDI on the console. Output is collected into
     /// lines of at most [`DEBUG_LINE_BYTES`] bytes, each printed with a
     /// `user: ` prefix; a program may print at most [`DEBUG_LINES_PER_PROGRAM`]
-    /// lines, the rest is dropped.
-    DebugPutchar = 0,
+    /// lines, the rest is dropped. Returns 0 in RAX; other registers keep
+    /// their values.
+    DebugPutchar = 0x100,
     /// Ends the calling program with the exit code in RDI. Never returns.
-    ThreadExit = 1,
+    ThreadExit = 0x101,
 }
 
-impl Syscall {
-    /// The call with this number, if any.
-    pub(crate) const fn decode(number: u64) -> Option<Syscall> {
+impl DebugSyscall {
+    /// The debugging call with this number, if it is one.
+    pub(crate) const fn decode(number: u64) -> Option<DebugSyscall> {
         match number {
-            0 => Some(Syscall::DebugPutchar),
-            1 => Some(Syscall::ThreadExit),
+            0x100 => Some(DebugSyscall::DebugPutchar),
+            0x101 => Some(DebugSyscall::ThreadExit),
             _ => None,
         }
     }
@@ -388,24 +398,88 @@ pub(crate) fn finish_debug_output() {
 }
 
 /// The Rust side of every SYSCALL. Returns to the stub, which goes back to
-/// ring 3 with the (updated) context; `THREAD_EXIT` does not return.
+/// ring 3 with the (updated) context; `THREAD_EXIT`, and a system call
+/// after which the thread cannot run, end the program instead.
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(context: &mut UserContext) {
-    let result = match Syscall::decode(context.rax) {
-        Some(Syscall::DebugPutchar) => {
+    match DebugSyscall::decode(context.rax) {
+        Some(DebugSyscall::DebugPutchar) => {
             // The low byte, by definition of the call.
             let byte = context.rdi.to_le_bytes()[0];
             with_debug_output(|output| output.put(byte));
-            Ok(())
+            context.rax = 0;
         }
-        Some(Syscall::ThreadExit) => super::user::end_program(super::user::ProgramEnd::Exited(context.rdi)),
-        None => Err(SyscallError::InvalidArgument),
-    };
-    context.rax = match result {
-        Ok(()) => 0,
-        Err(error) => error.code(),
-    };
+        Some(DebugSyscall::ThreadExit) => super::user::end_program(super::user::ProgramEnd::Exited(context.rdi)),
+        None => {
+            if let Err(stopped) = kernel_system_call(context) {
+                finish_debug_output();
+                crate::println!("{}", stopped.message());
+                super::user::end_program(super::user::ProgramEnd::Blocked);
+            }
+        }
+    }
     context.rflags = sanitize_user_rflags(context.rflags);
+}
+
+/// Why the calling thread cannot go back to ring 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopped {
+    /// The kernel has no thread (boot made none).
+    NoThread,
+    /// The thread blocked (or stopped) and no other thread is ready.
+    NothingToRun,
+    /// Another thread should run: switching threads is not built yet.
+    OtherThreadReady,
+}
+
+impl Stopped {
+    const fn message(self) -> &'static str {
+        match self {
+            Stopped::NoThread => "user: no kernel thread to run the system call",
+            Stopped::NothingToRun => "user: thread blocked with nothing to run",
+            Stopped::OtherThreadReady => "user: thread blocked; switching to another thread is not built yet",
+        }
+    }
+}
+
+/// Message words that travel in registers, in order: R10, R8, R9, R15, then
+/// (until the IPC buffer exists) RBX and RBP.
+const REGISTER_WORDS: usize = 6;
+
+/// A kernel system call (`docs/abi.md`, "Registers"): copies the registers
+/// into the running thread's TCB, runs `kernel_core::syscall::handle`
+/// (again while it reports `Preempted`), and copies the thread's message
+/// back, if the thread may go on running.
+fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
+    crate::root::with_kernel(|kernel, _| {
+        let thread = kernel.scheduler.current().ok_or(Stopped::NoThread)?;
+        let tcb = kernel.store.tcb_mut(thread);
+        let words = [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp];
+        tcb.words[..REGISTER_WORDS].copy_from_slice(&words);
+        tcb.extra_cptrs = [context.r12, context.r13, context.r14];
+        // A call that produces no message answers with an empty one.
+        tcb.info = MessageInfo::default();
+        let args = SyscallArgs {
+            number: context.rax,
+            cptr: context.rdi,
+            info: MessageInfo::from_word(context.rsi),
+            reply_cptr: context.rdx,
+        };
+        // Each restart continues a long operation where the last one stopped.
+        while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
+        match kernel.scheduler.schedule(&mut kernel.store) {
+            Some(next) if next == thread => {}
+            Some(_) => return Err(Stopped::OtherThreadReady),
+            None => return Err(Stopped::NothingToRun),
+        }
+        let tcb = kernel.store.tcb(thread);
+        context.rax = 0;
+        context.rsi = tcb.info.to_word();
+        context.rdi = tcb.badge;
+        [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp] =
+            core::array::from_fn(|index| tcb.words[index]);
+        Ok(())
+    })
 }
 
 // The entry stub, the two ways back to ring 3, and the kernel-entry stack.

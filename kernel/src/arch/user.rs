@@ -123,6 +123,9 @@ pub(crate) enum SetupError {
     ProgramTooLarge,
     /// The address space's frame list is full.
     TooManyFrames,
+    /// The kernel's root thread, which runs the program, cannot be made
+    /// the running thread.
+    NoRootThread,
 }
 
 impl core::fmt::Display for SetupError {
@@ -132,6 +135,7 @@ impl core::fmt::Display for SetupError {
             SetupError::FrameNotMapped => "a frame lies outside the physical-memory map",
             SetupError::ProgramTooLarge => "the program does not fit its pages",
             SetupError::TooManyFrames => "too many page-table frames",
+            SetupError::NoRootThread => "the root thread cannot be made the running thread",
         })
     }
 }
@@ -319,6 +323,9 @@ pub(crate) enum ProgramEnd {
     Exited(u64),
     /// An exception with this vector (reported when it happened).
     Faulted(u64),
+    /// A system call left the thread unable to run (reported when it
+    /// happened): it blocked, and no other thread could take over.
+    Blocked,
 }
 
 /// The running program's state.
@@ -346,7 +353,12 @@ fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
 
 /// Builds `program`'s address space, runs it in ring 3 until it exits or
 /// faults, and frees everything it used.
+/// The program runs as the root thread (`crate::root`): its kernel system
+/// calls act on the root TCB and CSpace.
 pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> Result<ProgramEnd, SetupError> {
+    if !crate::root::prepare_root_thread() {
+        return Err(SetupError::NoRootThread);
+    }
     let mut space = AddressSpace::new(allocator)?;
     let setup = (|| {
         space.map_code(allocator, CODE_BASE, CODE_PAGES, 0, program.code)?;

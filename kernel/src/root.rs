@@ -1,0 +1,176 @@
+//! The kernel's state ([`Kernel`] over [`PhysStore`]) and the initial
+//! capabilities boot gives the root thread.
+//!
+//! At boot, frames from the boot frame allocator become the root CNode
+//! ([`ROOT_CNODE_RADIX`], with a guard of `64 - radix` zero bits, so that a
+//! 64-bit capability address is just the slot index), the root TCB, and
+//! untyped memory (naturally aligned power-of-two blocks, below 4 GiB so
+//! that the physical-memory map reaches them). The root CNode's slots:
+//!
+//! | slot | capability |
+//! | ---: | --- |
+//! | 0 | the root CNode itself |
+//! | 1..=4 | untyped memory: 4 MiB, 2 MiB, 1 MiB, 1 MiB (a slot stays empty if no such block is free) |
+//! | 5 | SchedControl |
+//! | 6 | the root TCB |
+//! | 7.. | empty |
+//!
+//! The root TCB's CSpace root is a copy of slot 0; the thread has priority
+//! and maximum controlled priority 255 and no scheduling context. These
+//! frames never go back to the boot allocator.
+
+use core::cell::UnsafeCell;
+
+use kernel_core::cap::object::{SLOT_BITS, TCB_BITS};
+use kernel_core::cap::{Cap, ObjectKind, SlotRef, SlotStore, derivation};
+use kernel_core::frame_allocator::FrameAllocator;
+use kernel_core::ipc::{self, ThreadId, ThreadState};
+use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
+use kernel_core::sched::Scheduler;
+use kernel_core::store::ObjectStore;
+use kernel_core::syscall::{self, Kernel};
+
+use crate::arch::objects::PhysStore;
+use crate::arch::paging::physmap_pointer;
+
+/// log2 of the root CNode's slot count.
+pub(crate) const ROOT_CNODE_RADIX: u8 = 8;
+
+/// The root CNode's slots (a root capability address is the slot index).
+pub(crate) mod slot {
+    /// The root CNode itself.
+    pub(crate) const ROOT_CNODE: u64 = 0;
+    /// The first untyped.
+    pub(crate) const FIRST_UNTYPED: u64 = 1;
+    /// SchedControl.
+    pub(crate) const SCHED_CONTROL: u64 = 5;
+    /// The root TCB.
+    pub(crate) const ROOT_TCB: u64 = 6;
+}
+
+/// log2 of the untyped blocks in slots 1, 2, 3 and 4.
+const UNTYPED_SIZE_BITS: [u8; 4] = [22, 21, 20, 20];
+const _: () = assert!(slot::FIRST_UNTYPED + UNTYPED_SIZE_BITS.len() as u64 == slot::SCHED_CONTROL);
+
+/// The kernel's state and the root thread.
+struct KernelState {
+    kernel: Kernel<PhysStore>,
+    root: Option<ThreadId>,
+}
+
+struct KernelCell(UnsafeCell<KernelState>);
+
+// SAFETY: one CPU, and the kernel runs with interrupts off: the state is
+// reached only through `with_kernel`, from boot and from the system-call
+// path, which never run concurrently and never nest.
+unsafe impl Sync for KernelCell {}
+
+static KERNEL: KernelCell = KernelCell(UnsafeCell::new(KernelState {
+    kernel: Kernel {
+        // SAFETY: this is the only `PhysStore` the kernel creates.
+        store: unsafe { PhysStore::new() },
+        scheduler: Scheduler::new(),
+        now: 0,
+    },
+    root: None,
+}));
+
+/// Runs `action` on the kernel's state and the root thread (`None` before
+/// [`create_root_objects`]). `action` must not end the running user
+/// program (which abandons the stack): callers decide inside and act
+/// after.
+pub(crate) fn with_kernel<R>(action: impl FnOnce(&mut Kernel<PhysStore>, Option<ThreadId>) -> R) -> R {
+    with_state(|state| action(&mut state.kernel, state.root))
+}
+
+fn with_state<R>(action: impl FnOnce(&mut KernelState) -> R) -> R {
+    // SAFETY: see `KernelCell`: no other reference to the state exists
+    // while `action` runs, and `action` cannot re-enter `with_state` (it
+    // runs no user code and takes no system call or interrupt).
+    let state = unsafe { &mut *KERNEL.0.get() };
+    action(state)
+}
+
+/// What boot created, for its log.
+pub(crate) struct RootSummary {
+    /// The root CNode's slots.
+    pub(crate) cnode: PhysAddr,
+    /// The root TCB.
+    pub(crate) tcb: PhysAddr,
+    /// How many untyped capabilities and their total size.
+    pub(crate) untyped_count: usize,
+    pub(crate) untyped_bytes: u64,
+}
+
+/// Takes `bytes` (a power of two, at least a frame) of contiguous, naturally
+/// aligned frames inside the physical-memory map.
+fn take_block(allocator: &mut FrameAllocator, bytes: u64) -> Option<PhysRange> {
+    let range = allocator.allocate_contiguous(bytes / FRAME_SIZE, bytes)?;
+    if physmap_pointer(range.start.as_u64(), bytes).is_none() {
+        // Above 4 GiB: unusable for now, and never handed out again.
+        defmt::warn!("root: a {=u64} KiB block above the physical-memory map is left unused", bytes >> 10);
+        return None;
+    }
+    Some(range)
+}
+
+/// Creates the root CNode, the root TCB, the untypeds and SchedControl,
+/// and makes the root thread runnable and current. Call once, at boot.
+///
+/// # Errors
+///
+/// A message when the allocator cannot give the root CNode or TCB.
+pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<RootSummary, &'static str> {
+    let cnode_bytes = 1_u64 << (ROOT_CNODE_RADIX + SLOT_BITS);
+    let cnode = take_block(allocator, cnode_bytes).ok_or("no frames for the root CNode")?.start;
+    let tcb = take_block(allocator, FRAME_SIZE).ok_or("no frame for the root TCB")?.start;
+    let mut summary = RootSummary { cnode, tcb, untyped_count: 0, untyped_bytes: 0 };
+    with_state(|state| {
+        let kernel = &mut state.kernel;
+        let store = &mut kernel.store;
+        store.init_object(ObjectKind::CNode, cnode, ROOT_CNODE_RADIX + SLOT_BITS);
+        store.init_object(ObjectKind::Tcb, tcb, TCB_BITS);
+        let root_slot = |index| SlotRef::in_cnode(cnode, index).ok_or("root CNode slot");
+        let root_cnode =
+            Cap::CNode { base: cnode, radix_bits: ROOT_CNODE_RADIX, guard: 0, guard_bits: 64 - ROOT_CNODE_RADIX };
+        derivation::insert_original(store, root_slot(slot::ROOT_CNODE)?, root_cnode);
+        for (index, size_bits) in (slot::FIRST_UNTYPED..).zip(UNTYPED_SIZE_BITS) {
+            let Some(block) = take_block(allocator, 1 << size_bits) else { continue };
+            let untyped = Cap::Untyped { base: block.start, size_bits, free_offset: 0, is_device: false };
+            derivation::insert_original(store, root_slot(index)?, untyped);
+            summary.untyped_count += 1;
+            summary.untyped_bytes += 1 << size_bits;
+        }
+        derivation::insert_original(store, root_slot(slot::SCHED_CONTROL)?, Cap::SchedControl);
+        derivation::insert_original(store, root_slot(slot::ROOT_TCB)?, Cap::Tcb { object: tcb });
+        let root = ThreadId::new(tcb);
+        let cspace = syscall::cspace_slot(root).ok_or("root TCB slot")?;
+        derivation::insert_derived(store, root_slot(slot::ROOT_CNODE)?, cspace, root_cnode, false);
+        let thread = store.tcb_mut(root);
+        (thread.priority, thread.max_priority, thread.state) = (u8::MAX, u8::MAX, ThreadState::Runnable);
+        kernel.scheduler.make_ready(&mut kernel.store, root);
+        kernel.scheduler.schedule(&mut kernel.store);
+        state.root = Some(root);
+        Ok::<(), &'static str>(())
+    })?;
+    Ok(summary)
+}
+
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs user programs")
+)]
+/// Makes the root thread runnable and the one on the CPU, whatever its
+/// last program left it doing (blocked, exited). Returns whether it is.
+pub(crate) fn prepare_root_thread() -> bool {
+    with_kernel(|kernel, root| {
+        let Some(root) = root else { return false };
+        let Kernel { store, scheduler, .. } = kernel;
+        if store.tcb(root).state != ThreadState::Runnable {
+            ipc::stop_thread(store, scheduler, root);
+            store.tcb_mut(root).state = ThreadState::Runnable;
+            scheduler.make_ready(store, root);
+        }
+        scheduler.schedule(store) == Some(root)
+    })
+}
