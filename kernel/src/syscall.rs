@@ -62,6 +62,9 @@ pub mod label {
     pub const TCB_RESUME: u64 = 36;
     /// TCB: stop a thread, cancelling any IPC it waits in.
     pub const TCB_SUSPEND: u64 = 37;
+    /// TCB: send the thread's faults to this endpoint (extra cap: an
+    /// endpoint with WRITE; a copy goes into the TCB's fault slot).
+    pub const TCB_SET_FAULT_HANDLER: u64 = 38;
     /// SchedControl: give a scheduling context a budget and period
     /// (words: budget, period; extra cap: the SchedContext).
     pub const SCHED_CONTROL_CONFIGURE: u64 = 48;
@@ -69,13 +72,14 @@ pub mod label {
 
 /// The TCB and SchedControl invocations as `docs/abi.md` lists them:
 /// label, name, argument words, extra capabilities.
-pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 7] = [
+pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 8] = [
     (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root"]),
     (label::TCB_SET_PRIORITY, "TCB::SetPriority", &["priority"], &["authority"]),
     (label::TCB_SET_MAX_PRIORITY, "TCB::SetMaxPriority", &["priority"], &["authority"]),
     (label::TCB_BIND_SCHED_CONTEXT, "TCB::BindSchedContext", &[], &["sched_context"]),
     (label::TCB_RESUME, "TCB::Resume", &[], &[]),
     (label::TCB_SUSPEND, "TCB::Suspend", &[], &[]),
+    (label::TCB_SET_FAULT_HANDLER, "TCB::SetFaultHandler", &[], &["endpoint"]),
     (label::SCHED_CONTROL_CONFIGURE, "SchedControl::Configure", &["budget", "period"], &["sched_context"]),
 ];
 
@@ -366,17 +370,27 @@ fn invoke_tcb(
     message: &Message<'_>,
 ) -> Result<(), SyscallError> {
     match message.label {
-        label::TCB_SET_SPACE => {
+        label::TCB_SET_SPACE | label::TCB_SET_FAULT_HANDLER => {
             let (source, cap) = extra(store, message, 0)?;
-            if !matches!(cap, Cap::CNode { .. }) {
-                return Err(SyscallError::InvalidCapability);
+            let slot = match (message.label, cap) {
+                (label::TCB_SET_SPACE, Cap::CNode { .. }) => cspace_slot(target),
+                (label::TCB_SET_FAULT_HANDLER, Cap::Endpoint { rights, .. }) if rights.contains(Rights::WRITE) => {
+                    ipc::fault_slot(target)
+                }
+                _ => return Err(SyscallError::InvalidCapability),
             }
-            let slot = cspace_slot(target).ok_or(SyscallError::InvalidCapability)?;
+            .ok_or(SyscallError::InvalidCapability)?;
             let derived = cap.derive()?;
-            // Invoke: replace the old root (deleting a CNode cap to a CNode
-            // with other caps never recurses: the old root has other caps).
-            if !store.slot(slot).cap.is_null() {
-                let mut budget = WorkBudget(WORK_PER_CALL);
+            let old = store.slot(slot).cap;
+            // Replacing the last capability to a CNode would mean deleting
+            // its contents, a long operation: refuse it up front instead.
+            if matches!(old, Cap::CNode { .. }) && derivation::is_final(store, slot) {
+                return Err(SyscallError::RevokeFirst);
+            }
+            // Invoke: the old capability goes (one unlink, which a budget of
+            // one always covers), the new one goes in.
+            if !old.is_null() {
+                let mut budget = WorkBudget(1);
                 derivation::delete(store, slot, &mut budget).map_err(|_| SyscallError::RevokeFirst)?;
             }
             derivation::insert_derived(store, source, slot, derived, false);

@@ -11,11 +11,13 @@
 
 mod cancel;
 mod endpoint;
+mod fault;
 mod notification;
 mod queue;
 
 pub use cancel::stop_thread;
 pub use endpoint::{EndpointCap, ReceiveOutcome, call, endpoint_cap_with, receive, reply, send};
+pub use fault::{Fault, FaultOutcome, fault_slot, handle_fault, label as fault_label};
 pub use notification::{WaitOutcome, signal, wait};
 pub use queue::Queue;
 

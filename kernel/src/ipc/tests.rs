@@ -398,3 +398,63 @@ proptest! {
         }
     }
 }
+
+mod faults {
+    use super::*;
+
+    const HANDLER_ENDPOINT: PhysAddr = PhysAddr::new(0x33_0000);
+
+    fn with_handler(world: &mut World, faulting: ThreadId, rights: Rights) {
+        let slot = fault_slot(faulting).expect("a fault slot");
+        let cap = Cap::Endpoint { object: HANDLER_ENDPOINT, badge: 0xfa, rights };
+        derivation::insert_original(&mut world.store, slot, cap);
+    }
+
+    #[test]
+    fn a_fault_reaches_the_handler_as_a_call_and_the_reply_resumes_the_thread() {
+        let (handler, faulting) = (thread(0), thread(1));
+        let mut world = World::new(&[50, 10]);
+        with_handler(&mut world, faulting, Rights::WRITE | Rights::GRANT);
+        receive(&mut world.store, &mut world.scheduler, handler, HANDLER_ENDPOINT, Some(REPLY), true);
+        let fault = Fault::Page { address: 0xdead_0000, instruction: 0x40_1234, error_code: 0b110 };
+        let outcome = handle_fault(&mut world.store, &mut world.scheduler, faulting, fault);
+        assert_eq!(outcome, FaultOutcome::Sent);
+        assert_eq!(world.state(faulting), ThreadState::BlockedOnReply { reply: REPLY });
+        let message = world.store.tcb(handler);
+        assert_eq!((message.info.label, message.badge, message.info.caps), (fault_label::PAGE_FAULT, 0xfa, 0));
+        assert_eq!(message.message(), [0xdead_0000, 0x40_1234, 0b110]);
+        reply(&mut world.store, &mut world.scheduler, handler, REPLY, false);
+        assert_eq!(world.state(faulting), ThreadState::Runnable);
+    }
+
+    #[test]
+    fn a_fault_waits_in_the_queue_until_the_handler_receives() {
+        let (handler, faulting) = (thread(0), thread(1));
+        let mut world = World::new(&[50, 10]);
+        with_handler(&mut world, faulting, Rights::WRITE);
+        let fault = Fault::Exception { vector: 13, error_code: 0, instruction: 0x40_0000 };
+        assert_eq!(handle_fault(&mut world.store, &mut world.scheduler, faulting, fault), FaultOutcome::Sent);
+        assert!(matches!(world.state(faulting), ThreadState::BlockedOnSend { is_call: true, .. }));
+        receive(&mut world.store, &mut world.scheduler, handler, HANDLER_ENDPOINT, Some(REPLY), true);
+        assert_eq!(world.store.tcb(handler).info.label, fault_label::EXCEPTION);
+        assert_eq!(world.store.tcb(handler).message(), [13, 0, 0x40_0000]);
+        assert_eq!(world.state(faulting), ThreadState::BlockedOnReply { reply: REPLY });
+    }
+
+    #[test]
+    fn without_a_usable_handler_the_thread_stops() {
+        let mut world = World::new(&[10, 10, 10]);
+        let fault = Fault::Exception { vector: 6, error_code: 0, instruction: 0x40_0000 };
+        assert_eq!(handle_fault(&mut world.store, &mut world.scheduler, thread(0), fault), FaultOutcome::Stopped);
+        assert_eq!(world.state(thread(0)), ThreadState::Inactive);
+        assert!(!world.store.tcb(thread(0)).is_queued(), "a stopped thread leaves the ready queue");
+        // A handler capability without WRITE is no handler.
+        with_handler(&mut world, thread(1), Rights::READ);
+        assert_eq!(handle_fault(&mut world.store, &mut world.scheduler, thread(1), fault), FaultOutcome::Stopped);
+        // A handler that receives without a reply object cannot resume it.
+        with_handler(&mut world, thread(2), Rights::WRITE);
+        receive(&mut world.store, &mut world.scheduler, thread(0), HANDLER_ENDPOINT, None, true);
+        assert_eq!(handle_fault(&mut world.store, &mut world.scheduler, thread(2), fault), FaultOutcome::Stopped);
+        assert_eq!(world.state(thread(2)), ThreadState::Inactive);
+    }
+}

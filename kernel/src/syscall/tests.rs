@@ -323,3 +323,31 @@ fn suspend_cancels_a_waiting_thread_and_resume_restarts_it() {
         );
     }
 }
+
+#[test]
+fn a_fault_handler_set_by_invocation_receives_the_fault() {
+    let mut system = build();
+    let [server, client, _] = system.threads;
+    // The server handles the client's faults through the endpoint (the
+    // root's unbadged copy, which has WRITE).
+    system.root_call(R_TCB + 1, label::TCB_SET_FAULT_HANDLER, &[], &[R_ENDPOINT]);
+    assert_eq!(
+        system.syscall(system.root(), number::CALL, R_TCB + 1, label::TCB_SET_FAULT_HANDLER, &[], &[R_NOTIFICATION], 0),
+        SyscallError::InvalidCapability.code(),
+        "a notification is no fault handler"
+    );
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    let fault = ipc::Fault::Page { address: 0x1000, instruction: 0x40_0010, error_code: 4 };
+    let outcome = ipc::handle_fault(&mut system.kernel.store, &mut system.kernel.scheduler, client, fault);
+    assert_eq!(outcome, ipc::FaultOutcome::Sent);
+    assert_eq!(system.kernel.store.tcb(server).info.label, ipc::fault_label::PAGE_FAULT);
+    assert_eq!(system.kernel.store.tcb(server).message(), [0x1000, 0x40_0010, 4]);
+    // Its reply resumes the client.
+    system.syscall(server, number::REPLY_RECV, 1, 0, &[], &[], 2);
+    assert_eq!(system.state(CLIENT), ThreadState::Runnable);
+    // Revoking the endpoint removes the handler: the next fault stops the thread.
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_ENDPOINT, 64], &[]);
+    let outcome = ipc::handle_fault(&mut system.kernel.store, &mut system.kernel.scheduler, client, fault);
+    assert_eq!(outcome, ipc::FaultOutcome::Stopped);
+    assert_eq!(system.state(CLIENT), ThreadState::Inactive);
+}
