@@ -220,6 +220,9 @@ fn decode_transfer(store: &impl SlotStore, node: &Cap, message: &Message<'_>) ->
         }
         _ => {
             let cap = match data {
+                // Badges are set by Mint only (as in seL4): re-badging a
+                // capability in place would change which copies derive from it.
+                Some(_) if source_cap.badge().is_some() => return Err(SyscallError::IllegalOperation),
                 Some(data) => source_cap.with_data(data)?,
                 None => source_cap,
             };
