@@ -253,3 +253,97 @@ fn user_all_programs_in_bochs_on_intel() {
         "on Intel, IRETQ itself refuses the non-canonical return address"
     );
 }
+
+/// Four protection domains built by the kernel through the system-call
+/// layer (kernel/src/user_pds.rs), each thread in its own address space:
+/// the notifier signals, the intruder's call on a slot it does not hold
+/// fails (FailedLookup, 6) and its fault ends only it, then the client
+/// calls the server five times through its badged endpoint (badge 0x11);
+/// the server prints the first three messages with a poll of the
+/// notification (the notifier's badge 0x40, then nothing) and replies with
+/// word 0 + 1, which the client checks. Numbers are in hex.
+const PDS_LINES: [&str; 12] = [
+    "user mode: 4 protection domains built through the system-call layer",
+    "user pd-notifier: signalled, error 0",
+    "user mode: pd-notifier exited with code 0",
+    "user pd-intruder: call on a slot it does not hold: error 6",
+    "user fault: page fault (#PF) at rip 0x40002e cr2 0x10000000 error 0x6 (not present, write, user mode)",
+    "user mode: pd-intruder ended by its fault (vector 14)",
+    "user pd-server: badge 11 word 1 notification 40",
+    "user pd-server: badge 11 word 2 notification 0",
+    "user pd-server: badge 11 word 3 notification 0",
+    "user pd-client: 5 calls made, every reply was word 0 + 1",
+    "user mode: pd-client exited with code 0",
+    "user mode: the run ended when the last thread exited with code 0",
+];
+
+/// Checks a `user-pds` run: every line in order, nothing else printed by
+/// the domains, every frame back, no kernel report, success.
+fn assert_protection_domains_ran(outcome: &RunOutcome) {
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the kernel hung");
+    assert!(!console.contains("!!! kernel"), "a protection domain caused a kernel exception or panic");
+    assert_lines_in_order(console, &PDS_LINES);
+    let printed = lines(console).into_iter().filter(|line| line.starts_with("user pd-")).count();
+    assert_eq!(printed, 6, "no other output from the domains");
+    let summary = lines(console).into_iter().find(|line| line.contains("protection domains done")).unwrap_or("");
+    let (before, after) = summary.split_once(", after ").expect("frame counts");
+    assert!(before.ends_with(&format!("before {after}")), "every user frame went back to the allocator: {summary}");
+    assert!(console.contains("boot complete"));
+    assert_eq!(outcome.final_status(), Some("success"));
+}
+
+#[test]
+fn user_protection_domains_exchange_ipc_in_their_own_address_spaces() {
+    let outcome = run_kernel_boot(fault_injection_kernel(), "inject=user-pds", false);
+    assert_protection_domains_ran(&outcome);
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+}
+
+#[test]
+fn user_protection_domains_in_bochs_on_intel() {
+    let kernel = fault_injection_kernel();
+    let iso = kernel_build::output_directory().join(format!("test-{}-user-pds.iso", test_binary_name()));
+    let spec =
+        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-pds", modules: &[] };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    let (command, _log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    assert!(outcome.console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
+    // Bochs's exit status is meaningless: the kernel's final line decides.
+    assert_protection_domains_ran(&outcome);
+}
+
+/// The number before `marker` in `line` (figures are printed as
+/// `1234.56 marker`).
+fn figure_before(line: &str, marker: &str) -> f64 {
+    let before = line.split(marker).next().unwrap_or("");
+    let word = before.split_whitespace().last().unwrap_or("");
+    word.parse().unwrap_or_else(|_| panic!("no figure before {marker:?} in {line:?}"))
+}
+
+/// The IPC benchmark (`inject=user-ipc-bench`, docs/PERFORMANCE.md): under
+/// `-icount shift=0` the TSC counts instructions. A benchmark never gates
+/// on its figures: this checks only that they were printed and are
+/// plausible.
+#[test]
+fn ipc_round_trip_benchmark_prints_its_figures() {
+    let outcome = run_kernel_boot(fault_injection_kernel(), "inject=user-ipc-bench", true);
+    let console = &outcome.console;
+    assert_eq!(outcome.final_status(), Some("success"));
+    assert!(!console.contains("!!! kernel"));
+    let bench: Vec<&str> = lines(console).into_iter().filter(|line| line.starts_with("bench: ")).collect();
+    for line in &bench {
+        println!("{line}");
+    }
+    assert_eq!(bench.len(), 3, "{bench:?}");
+    let per_round_trip = figure_before(bench[0], "per round trip");
+    assert!(per_round_trip > 0.0, "{}", bench[0]);
+    assert!(bench[1].starts_with("bench: per round trip: 2.00 SYSCALL, 2.00 SYSRET,"), "{}", bench[1]);
+    assert!(figure_before(bench[1], "CR3 writes") > 0.0, "{}", bench[1]);
+    assert!(figure_before(bench[2], "per round trip with") > 0.0, "{}", bench[2]);
+    assert!(console.contains("user pd-client: 4e20 calls made, every reply was word 0 + 1"));
+}

@@ -24,6 +24,10 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         run_user_programs(allocator, &USER_PROGRAMS);
         return;
     }
+    if kind == "user-pds" || kind == "user-ipc-bench" {
+        crate::user_pds::run(allocator, kind == "user-ipc-bench");
+        return;
+    }
     if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
         run_user_programs(allocator, core::slice::from_ref(program));
         return;
@@ -45,7 +49,8 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
             "fault injection: unknown kind {other}; known: page-fault, gp-fault, double-fault, nmi, panic, \
              stack-overflow, write-rodata, execute-data, fault-in-log, user-all and the user programs \
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
-             user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked"
+             user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked, and the \
+             protection domains user-pds and user-ipc-bench"
         ),
     }
 }

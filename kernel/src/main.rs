@@ -50,6 +50,8 @@ mod fault_report;
 mod log;
 #[cfg(target_os = "none")]
 mod root;
+#[cfg(all(target_os = "none", feature = "fault-injection"))]
+mod user_pds;
 
 #[cfg(target_os = "none")]
 #[panic_handler]

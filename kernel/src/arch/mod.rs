@@ -18,4 +18,9 @@ pub(crate) mod syscall;
     not(feature = "fault-injection"),
     allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
 )]
+pub(crate) mod threads;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
+)]
 pub(crate) mod user;

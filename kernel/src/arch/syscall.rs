@@ -11,7 +11,9 @@
 //!    kernel-entry stack (the same stack the TSS names as RSP0, so that
 //!    exceptions from ring 3 land there too);
 //! 2. pushes every user register as a [`UserContext`];
-//! 3. calls [`syscall_dispatch`] with a pointer to it;
+//! 3. calls [`syscall_dispatch`] with a pointer to it, which may replace
+//!    the context with another thread's (`threads::switch`: the scheduler
+//!    picked another thread) before it returns;
 //! 4. returns to ring 3 with SYSRETQ, or with IRETQ when the saved RIP is
 //!    not a lower-half (user) address.
 //!
@@ -52,7 +54,6 @@
 //! its label), RDI the badge, the message words in the same registers.
 
 use core::arch::global_asm;
-use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
 
 use kernel_core::ipc::MessageInfo;
@@ -60,7 +61,7 @@ use kernel_core::store::ObjectStore;
 use kernel_core::syscall::SyscallArgs;
 use static_assertions::const_assert_eq;
 
-use super::gdt;
+use super::{gdt, threads};
 
 /// The two debugging system calls the test programs use besides the
 /// kernel's own (`kernel_core::syscall::number`, 1 to 10). Every other
@@ -70,13 +71,19 @@ use super::gdt;
 #[repr(u64)]
 pub(crate) enum DebugSyscall {
     /// Prints the low byte of RDI on the console. Output is collected into
-    /// lines of at most [`DEBUG_LINE_BYTES`] bytes, each printed with a
-    /// `user: ` prefix; a program may print at most [`DEBUG_LINES_PER_PROGRAM`]
-    /// lines, the rest is dropped. Returns 0 in RAX; other registers keep
-    /// their values.
+    /// lines of at most [`threads::DEBUG_LINE_BYTES`] bytes, each printed
+    /// with a `user: ` prefix (`user NAME: ` when several threads run); a
+    /// thread may print at most [`threads::DEBUG_LINES_PER_PROGRAM`] lines,
+    /// the rest is dropped. Returns 0 in RAX; other registers keep their
+    /// values.
     DebugPutchar = 0x100,
-    /// Ends the calling program with the exit code in RDI. Never returns.
+    /// Ends the calling thread with the exit code in RDI. Never returns to
+    /// it: another thread runs, or the run ends.
     ThreadExit = 0x101,
+    /// Benchmark mark (`threads::bench_mark`): RDI 0 starts the IPC
+    /// benchmark, RDI = N ends it after N round trips and the kernel prints
+    /// the figures. Ignored outside a benchmark run. Returns 0 in RAX.
+    BenchMark = 0x102,
 }
 
 impl DebugSyscall {
@@ -85,15 +92,11 @@ impl DebugSyscall {
         match number {
             0x100 => Some(DebugSyscall::DebugPutchar),
             0x101 => Some(DebugSyscall::ThreadExit),
+            0x102 => Some(DebugSyscall::BenchMark),
             _ => None,
         }
     }
 }
-
-/// The longest line `DEBUG_PUTCHAR` collects before it prints.
-pub(crate) const DEBUG_LINE_BYTES: usize = 256;
-/// How many lines one program may print through `DEBUG_PUTCHAR`.
-pub(crate) const DEBUG_LINES_PER_PROGRAM: u32 = 32;
 
 /// A user thread's registers as the syscall entry saves them, lowest
 /// address first. RCX and R11 hold what the user had in them only when the
@@ -227,6 +230,9 @@ unsafe extern "C" {
     /// Abandons the current stack and returns from the latest
     /// `enter_user_mode`.
     fn resume_kernel_context() -> !;
+    /// Abandons the current stack and returns to ring 3 with IRETQ and
+    /// `context`'s registers.
+    fn resume_user_context(context: *const UserContext) -> !;
 }
 
 /// The kernel-entry stack's address range, for the backtrace walker.
@@ -318,118 +324,85 @@ pub(crate) unsafe fn resume_kernel() -> ! {
     unsafe { resume_kernel_context() }
 }
 
-/// The state of `DEBUG_PUTCHAR` for the running program.
-struct DebugOutput {
-    line: heapless::Vec<u8, DEBUG_LINE_BYTES>,
-    lines_printed: u32,
-    dropped_bytes: u64,
-}
-
-struct DebugOutputCell(UnsafeCell<DebugOutput>);
-
-// SAFETY: one CPU, interrupts off: the cell is touched only by
-// `with_debug_output`, from the syscall dispatcher and from `user`'s
-// program start and end, none of which nest or run concurrently.
-unsafe impl Sync for DebugOutputCell {}
-
-static DEBUG_OUTPUT: DebugOutputCell =
-    DebugOutputCell(UnsafeCell::new(DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 }));
-
-fn with_debug_output<R>(action: impl FnOnce(&mut DebugOutput) -> R) -> R {
-    // SAFETY: see `DebugOutputCell`: no other reference to the state exists
-    // while `action` runs, and `action` cannot re-enter (no syscall or user
-    // code runs inside it).
-    let output = unsafe { &mut *DEBUG_OUTPUT.0.get() };
-    action(output)
-}
-
-impl DebugOutput {
-    fn put(&mut self, byte: u8) {
-        if self.lines_printed >= DEBUG_LINES_PER_PROGRAM {
-            self.dropped_bytes = self.dropped_bytes.saturating_add(1);
-            return;
-        }
-        if byte == b'\n' {
-            self.print_line();
-            return;
-        }
-        // The line has room: it is printed as soon as it is full.
-        let _ = self.line.push(byte);
-        if self.line.is_full() {
-            self.print_line();
-        }
-    }
-
-    /// Prints the collected line, escaping everything but printable ASCII
-    /// (the console's framing bytes 0x00 and 0xff must never appear in
-    /// plain text).
-    fn print_line(&mut self) {
-        crate::print!("user: ");
-        for &byte in &self.line {
-            if byte == b' ' || byte.is_ascii_graphic() {
-                crate::print!("{}", char::from(byte));
-            } else {
-                crate::print!("\\x{byte:02x}");
-            }
-        }
-        crate::println!();
-        self.line.clear();
-        self.lines_printed += 1;
-        if self.lines_printed == DEBUG_LINES_PER_PROGRAM {
-            crate::println!("user: (output limit of {DEBUG_LINES_PER_PROGRAM} lines reached: the rest is dropped)");
-        }
-    }
-
-    fn finish(&mut self) {
-        if !self.line.is_empty() {
-            self.print_line();
-        }
-        if self.dropped_bytes != 0 {
-            crate::println!("user mode: {} bytes of program output dropped", self.dropped_bytes);
-        }
-        *self = DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 };
-    }
-}
-
-/// Prints what the ending program left in its line buffer and resets the
-/// output state for the next program.
-pub(crate) fn finish_debug_output() {
-    with_debug_output(DebugOutput::finish);
+/// Returns to ring 3 with `context` through IRETQ, abandoning the current
+/// kernel stack (a thread switch after a user fault). RFLAGS is sanitised.
+///
+/// # Safety
+///
+/// CR3 must hold the address space of the thread `context` belongs to; a
+/// run must be in progress (a `run_in_user_mode` call is live); the frames
+/// between here and the kernel entry must hold nothing whose destructor
+/// matters.
+pub(crate) unsafe fn resume_user(context: &UserContext) -> ! {
+    let context = UserContext { rflags: sanitize_user_rflags(context.rflags), ..*context };
+    threads::count(&threads::COUNTERS.iretqs);
+    // SAFETY: per this function's contract the address space is the
+    // thread's; the IRETQ path reads the context (a local of this frame,
+    // above the stack pointer it pushes below) before it leaves ring 0, and
+    // a refused return is a user fault of that thread.
+    unsafe { resume_user_context(&raw const context) }
 }
 
 /// The Rust side of every SYSCALL. Returns to the stub, which goes back to
-/// ring 3 with the (updated) context; `THREAD_EXIT`, and a system call
-/// after which the thread cannot run, end the program instead.
+/// ring 3 with the (updated) context: the calling thread's, or another
+/// thread's when the scheduler picks another. `THREAD_EXIT` ends the
+/// calling thread; the run ends when no thread can run.
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(context: &mut UserContext) {
+    let profiling = threads::profiling();
+    let entered = if profiling { super::cpu::read_tsc() } else { 0 };
+    threads::count(&threads::COUNTERS.syscalls);
+    let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
     match DebugSyscall::decode(context.rax) {
         Some(DebugSyscall::DebugPutchar) => {
             // The low byte, by definition of the call.
             let byte = context.rdi.to_le_bytes()[0];
-            with_debug_output(|output| output.put(byte));
+            if let Some(thread) = thread {
+                threads::put_debug_byte(thread, byte);
+            }
             context.rax = 0;
         }
-        Some(DebugSyscall::ThreadExit) => super::user::end_program(super::user::ProgramEnd::Exited(context.rdi)),
+        Some(DebugSyscall::ThreadExit) => {
+            super::user::end_thread(context, super::user::ProgramEnd::Exited(context.rdi))
+        }
+        Some(DebugSyscall::BenchMark) => {
+            threads::bench_mark(context.rdi);
+            context.rax = 0;
+        }
         None => {
             if let Err(stopped) = kernel_system_call(context) {
-                finish_debug_output();
+                if let Some(thread) = thread {
+                    threads::finish_output(thread);
+                }
                 crate::println!("{}", stopped.message());
                 super::user::end_program(super::user::ProgramEnd::Blocked);
             }
         }
     }
     context.rflags = sanitize_user_rflags(context.rflags);
+    count_return(context);
+    if profiling {
+        threads::profile(threads::Phase::Dispatch, super::cpu::read_tsc().wrapping_sub(entered));
+    }
 }
 
-/// Why the calling thread cannot go back to ring 3.
+/// Counts the way the stub will return with `context` (the same test as
+/// the stub's: SYSRETQ for a lower-half RIP).
+pub(crate) fn count_return(context: &UserContext) {
+    if context.rip >> 47 == 0 {
+        threads::count(&threads::COUNTERS.sysrets);
+    } else {
+        threads::count(&threads::COUNTERS.iretqs);
+    }
+}
+
+/// Why no thread can go back to ring 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stopped {
     /// The kernel has no thread (boot made none).
     NoThread,
     /// The thread blocked (or stopped) and no other thread is ready.
     NothingToRun,
-    /// Another thread should run: switching threads is not built yet.
-    OtherThreadReady,
 }
 
 impl Stopped {
@@ -437,7 +410,6 @@ impl Stopped {
         match self {
             Stopped::NoThread => "user: no kernel thread to run the system call",
             Stopped::NothingToRun => "user: thread blocked with nothing to run",
-            Stopped::OtherThreadReady => "user: thread blocked; switching to another thread is not built yet",
         }
     }
 }
@@ -448,9 +420,12 @@ const REGISTER_WORDS: usize = 6;
 
 /// A kernel system call (`docs/abi.md`, "Registers"): copies the registers
 /// into the running thread's TCB, runs `kernel_core::syscall::handle`
-/// (again while it reports `Preempted`), and copies the thread's message
-/// back, if the thread may go on running.
+/// (again while it reports `Preempted`), asks the scheduler who runs next,
+/// switches to that thread if it is another, and puts the results of the
+/// thread that now returns (its TCB's message) into its registers.
 fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
+    let profiling = threads::profiling();
+    let entered = if profiling { super::cpu::read_tsc() } else { 0 };
     crate::root::with_kernel(|kernel, _| {
         let thread = kernel.scheduler.current().ok_or(Stopped::NoThread)?;
         let tcb = kernel.store.tcb_mut(thread);
@@ -467,17 +442,17 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
         };
         // Each restart continues a long operation where the last one stopped.
         while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
-        match kernel.scheduler.schedule(&mut kernel.store) {
-            Some(next) if next == thread => {}
-            Some(_) => return Err(Stopped::OtherThreadReady),
-            None => return Err(Stopped::NothingToRun),
+        let handled = if profiling { super::cpu::read_tsc() } else { 0 };
+        let next = super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?;
+        // `next_runnable` returns only threads the table knows.
+        let returns_from_call = threads::switch(Some(thread), next, context).ok_or(Stopped::NothingToRun)?;
+        if returns_from_call {
+            threads::write_results(&kernel.store, next, context);
         }
-        let tcb = kernel.store.tcb(thread);
-        context.rax = 0;
-        context.rsi = tcb.info.to_word();
-        context.rdi = tcb.badge;
-        [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp] =
-            core::array::from_fn(|index| tcb.words[index]);
+        if profiling {
+            threads::profile(threads::Phase::Handle, handled.wrapping_sub(entered));
+            threads::profile(threads::Phase::Switch, super::cpu::read_tsc().wrapping_sub(handled));
+        }
         Ok(())
     })
 }
@@ -561,6 +536,14 @@ return_to_user_iretq:
     .global user_return_iretq
 user_return_iretq:
     iretq
+
+    /* resume_user_context(context): back to ring 3 with IRETQ, from
+       whatever kernel stack this runs on (it is abandoned). */
+    .balign 16
+    .global resume_user_context
+resume_user_context:
+    mov rax, rdi
+    jmp return_to_user_iretq
 
     /* enter_user_mode(context): save the kernel's callee-saved registers
        and stack pointer, then IRETQ into ring 3. */

@@ -1,9 +1,10 @@
 //! Ring 3: user address spaces, entering user mode, and ending a user
 //! program when it exits or faults.
 //!
-//! This is the first step towards protection domains (issue "Microkernel
-//! core"): one program at a time, run to its end from the boot flow. A
-//! program runs in its own address space: a fresh PML4 whose upper half is
+//! A run (issue "Microkernel core") is one or more kernel threads, each
+//! running its program in its own address space, from the boot flow until
+//! no thread can run ([`run_threads`]; [`run_program`] runs one program as
+//! the root thread). Each address space is a fresh PML4 whose upper half is
 //! the kernel's (the physical-memory map at entry 256 and the kernel at
 //! entry 511, shared page tables, supervisor-only: the U/S bit is clear in
 //! both PML4 entries, which is enough to forbid ring 3 the whole subtree)
@@ -18,27 +19,32 @@
 //! The program enters ring 3 with IRETQ and interrupts off: the kernel has
 //! no timer interrupt yet, so a program that loops without a system call
 //! or a fault keeps the CPU (the LAPIC timer and the scheduler end that).
-//! Anything else a program does ends in the kernel: a system call, which
-//! returns, or `THREAD_EXIT` or an exception, which ends the program and
-//! returns from [`run_program`] to the boot flow (the kernel context saved
+//! Anything else a program does ends in the kernel: a system call, after
+//! which the thread the scheduler picks returns to ring 3 (`threads`
+//! switches registers and CR3), or `THREAD_EXIT` or an exception, which
+//! ends the thread; another thread runs, or, when none can, the run ends
+//! and [`run_threads`] returns to the boot flow (the kernel context saved
 //! on entry is resumed; the kernel-entry stack is abandoned). One fault
-//! ends a program, so a program cannot make the kernel loop on its faults.
+//! ends a thread, so a program cannot make the kernel loop on its faults.
 //!
 //! Frames come from the boot frame allocator, are reached through the
-//! physical-memory map, and all go back to it when the program ends.
+//! physical-memory map, and all go back to it when the run ends.
 
 use core::cell::UnsafeCell;
 
 use kernel_core::frame_allocator::FrameAllocator;
+use kernel_core::ipc::{self, ThreadId};
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysFrame};
+use kernel_core::syscall::Kernel;
 use raw_cpuid::CpuId;
 use static_assertions::const_assert_eq;
 use x86::controlregs::Cr4;
 
 use super::idt::TrapFrame;
+use super::objects::PhysStore;
 use super::paging::physmap_pointer;
 use super::syscall::{self, UserContext};
-use super::{boot, cpu, gdt};
+use super::{boot, cpu, gdt, threads};
 
 /// Where a program's code starts.
 pub(crate) const CODE_BASE: u64 = 0x40_0000;
@@ -124,7 +130,7 @@ pub(crate) enum SetupError {
     /// The address space's frame list is full.
     TooManyFrames,
     /// The kernel's root thread, which runs the program, cannot be made
-    /// the running thread.
+    /// the running thread (or, for several threads, none of them can run).
     NoRootThread,
 }
 
@@ -306,6 +312,7 @@ impl AddressSpace {
 }
 
 /// A test program: machine code copied into a fresh address space.
+#[derive(Clone, Copy)]
 pub(crate) struct Program {
     /// The program's name (as `inject=` selects it).
     pub(crate) name: &'static str,
@@ -316,7 +323,7 @@ pub(crate) struct Program {
     pub(crate) top_of_lower_half: &'static [u8],
 }
 
-/// How a program ended.
+/// How a program (or, in a run of several threads, the last thread) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProgramEnd {
     /// `THREAD_EXIT` with this code.
@@ -337,7 +344,7 @@ struct RunState {
 struct RunStateCell(UnsafeCell<RunState>);
 
 // SAFETY: one CPU, interrupts off: the state is touched only through
-// `with_run_state`, from `run_program` and from the syscall and exception
+// `with_run_state`, from `run_threads` and from the syscall and exception
 // handlers that run while the program is in ring 3, never concurrently
 // and never nested.
 unsafe impl Sync for RunStateCell {}
@@ -351,14 +358,21 @@ fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
     action(state)
 }
 
-/// Builds `program`'s address space, runs it in ring 3 until it exits or
-/// faults, and frees everything it used.
-/// The program runs as the root thread (`crate::root`): its kernel system
-/// calls act on the root TCB and CSpace.
-pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> Result<ProgramEnd, SetupError> {
-    if !crate::root::prepare_root_thread() {
-        return Err(SetupError::NoRootThread);
-    }
+/// One thread of a run: a kernel thread (TCB) and the program it runs in
+/// its own address space.
+#[derive(Clone, Copy)]
+pub(crate) struct UserThreadSpec {
+    /// The kernel thread, runnable and with its CSpace set up.
+    pub(crate) thread: ThreadId,
+    /// Its program.
+    pub(crate) program: Program,
+    /// RDI and RSI when it starts.
+    pub(crate) arguments: [u64; 2],
+}
+
+/// Builds `program`'s address space: code, optional top-of-lower-half code,
+/// stack.
+fn build_space(allocator: &mut FrameAllocator, program: &Program) -> Result<AddressSpace, SetupError> {
     let mut space = AddressSpace::new(allocator)?;
     let setup = (|| {
         space.map_code(allocator, CODE_BASE, CODE_PAGES, 0, program.code)?;
@@ -372,48 +386,161 @@ pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> 
         }
         Ok(())
     })();
-    if let Err(error) = setup {
-        space.release(allocator);
-        return Err(error);
+    match setup {
+        Ok(()) => Ok(space),
+        Err(error) => {
+            space.release(allocator);
+            Err(error)
+        }
     }
+}
 
-    println!(
-        "user mode: running {} (code at {CODE_BASE:#x}, stack below {STACK_TOP:#x}, {} frames)",
-        program.name,
-        space.frames.len()
-    );
+/// Builds `program`'s address space, runs it in ring 3 as the root thread
+/// (`crate::root`: its kernel system calls act on the root TCB and CSpace)
+/// until it exits, faults or blocks, and frees everything it used.
+pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> Result<ProgramEnd, SetupError> {
+    if !crate::root::prepare_root_thread() {
+        return Err(SetupError::NoRootThread);
+    }
+    let root = crate::root::with_kernel(|_, root| root).ok_or(SetupError::NoRootThread)?;
+    run_threads(allocator, &[UserThreadSpec { thread: root, program: *program, arguments: [0; 2] }], false)
+}
+
+/// Runs several threads, each in its own address space built from its
+/// program, switching between them as the scheduler decides, until no
+/// thread can run; frees every frame of their address spaces. The threads
+/// must be set up in the kernel (CSpace, priority, runnable); the one the
+/// scheduler picks first starts. Each thread's output lines and its end
+/// are printed with its program's name when there are several.
+/// `benchmark`: the run measures the IPC benchmark (`DEBUG_BENCH_MARK`).
+///
+/// Returns how the last thread ended.
+pub(crate) fn run_threads(
+    allocator: &mut FrameAllocator,
+    specs: &[UserThreadSpec],
+    benchmark: bool,
+) -> Result<ProgramEnd, SetupError> {
+    let mut spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }> = heapless::Vec::new();
+    let release_all = |spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }>,
+                       allocator: &mut FrameAllocator| {
+        for space in spaces {
+            space.release(allocator);
+        }
+    };
+    for spec in specs {
+        let space = match build_space(allocator, &spec.program) {
+            Ok(space) => space,
+            Err(error) => {
+                release_all(spaces, allocator);
+                return Err(error);
+            }
+        };
+        if let Err(space) = spaces.push(space) {
+            space.release(allocator);
+            release_all(spaces, allocator);
+            return Err(SetupError::TooManyFrames);
+        }
+    }
     let kernel_root = cpu::read_cr3();
-    // SAFETY: the new PML4 shares the kernel's upper-half entries with the
-    // current one, so the running code, its stack and every static stay
-    // mapped; the lower half is no longer used by the kernel.
-    unsafe { x86::controlregs::cr3_write(space.pml4.start().as_u64()) };
+    threads::begin_run(kernel_root, specs.len() > 1, benchmark);
+    for (spec, space) in specs.iter().zip(&spaces) {
+        println!(
+            "user mode: running {} (code at {CODE_BASE:#x}, stack below {STACK_TOP:#x}, {} frames)",
+            spec.program.name,
+            space.frames.len()
+        );
+        let context = UserContext {
+            rip: CODE_BASE,
+            rsp: STACK_TOP,
+            rdi: spec.arguments[0],
+            rsi: spec.arguments[1],
+            ..UserContext::default()
+        };
+        // The table holds MAX_USER_THREADS, as many as `spaces`.
+        let _ = threads::add(spec.thread, spec.program.name, context, space.pml4.start().as_u64());
+    }
+    let first = crate::root::with_kernel(|kernel, _| next_runnable(kernel));
+    let mut context = UserContext::default();
+    // A thread that has not run yet: its registers are loaded as they are.
+    if first.and_then(|first| threads::switch(None, first, &mut context)).is_none() {
+        threads::end_run();
+        // SAFETY: back to the kernel's own root (a switch that found no
+        // thread wrote no CR3, but this keeps the rule simple).
+        unsafe { x86::controlregs::cr3_write(kernel_root) };
+        release_all(spaces, allocator);
+        return Err(SetupError::NoRootThread);
+    }
     with_run_state(|state| *state = RunState { running: true, end: None });
-    let context = UserContext { rip: CODE_BASE, rsp: STACK_TOP, ..UserContext::default() };
     // SAFETY:
-    // 1. CR3 holds the program's address space, which maps CODE_BASE and
-    //    the stack below STACK_TOP as user pages.
+    // 1. `threads::switch` loaded CR3 with the first thread's address space,
+    //    which maps CODE_BASE and the stack below STACK_TOP as user pages.
     // 2. `init` set TSS RSP0 to the kernel-entry stack.
-    // 3. No other program runs (`running` was false: programs run one at a
-    //    time from this function, which does not nest).
-    // 4. The handlers that end the program hold nothing with a destructor.
+    // 3. No other program runs (`running` was false: runs start only from
+    //    this function, which does not nest).
+    // 4. The handlers that end the run hold nothing with a destructor.
     unsafe { syscall::run_in_user_mode(&context) };
     // SAFETY: back to the kernel's own root, which maps everything the
-    // kernel uses; the program's tables are released below.
+    // kernel uses; the threads' tables are released below.
     unsafe { x86::controlregs::cr3_write(kernel_root) };
     let end = with_run_state(|state| {
         state.running = false;
         state.end.take()
     });
-    syscall::finish_debug_output();
-    space.release(allocator);
+    threads::end_run();
+    release_all(spaces, allocator);
     match end {
         Some(end) => Ok(end),
-        None => panic!("user program {} returned to the kernel without an end", program.name),
+        None => panic!("a user run returned to the kernel without an end"),
     }
 }
 
-/// Ends the running program and resumes the kernel in [`run_program`].
-/// Panics (a kernel bug) if no program is running.
+/// The thread the scheduler picks to run next, skipping (and stopping)
+/// threads the kernel has no user context for; `None` if none can run.
+pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
+    loop {
+        let next = kernel.scheduler.schedule(&mut kernel.store)?;
+        if threads::is_known(next) {
+            return Some(next);
+        }
+        println!("user mode: thread {:#x} has no user context: stopped", next.address().as_u64());
+        ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
+    }
+}
+
+/// The running thread ended (`THREAD_EXIT`, or a fault already reported):
+/// stops it and puts the registers of the next thread to run into
+/// `context`; ends the run (returning from [`run_threads`]) if none can.
+pub(crate) fn end_thread(context: &mut UserContext, end: ProgramEnd) {
+    let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
+    if let Some(thread) = thread {
+        threads::finish_output(thread);
+        if threads::named_run() {
+            let name = threads::name(thread);
+            match end {
+                ProgramEnd::Exited(code) => println!("user mode: {name} exited with code {code}"),
+                ProgramEnd::Faulted(vector) => println!("user mode: {name} ended by its fault (vector {vector})"),
+                ProgramEnd::Blocked => println!("user mode: {name} ended blocked"),
+            }
+        }
+    }
+    let next = crate::root::with_kernel(|kernel, _| {
+        if let Some(thread) = thread {
+            ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, thread);
+        }
+        let next = next_runnable(kernel)?;
+        let returns_from_call = threads::switch(None, next, context)?;
+        if returns_from_call {
+            threads::write_results(&kernel.store, next, context);
+        }
+        Some(next)
+    });
+    if next.is_none() {
+        end_program(end);
+    }
+}
+
+/// Ends the run and resumes the kernel in [`run_threads`].
+/// Panics (a kernel bug) if no run is in progress.
 pub(crate) fn end_program(end: ProgramEnd) -> ! {
     let was_running = with_run_state(|state| {
         let was_running = state.running && state.end.is_none();
@@ -423,7 +550,7 @@ pub(crate) fn end_program(end: ProgramEnd) -> ! {
     if !was_running {
         panic!("a user program ended ({end:?}) while none was running");
     }
-    // SAFETY: a program is running (checked above), so `run_program`'s
+    // SAFETY: a run is in progress (checked above), so `run_threads`'s
     // `run_in_user_mode` call is live; the callers (the syscall dispatcher
     // and the exception path) hold no values with destructors.
     unsafe { syscall::resume_kernel() }
@@ -468,8 +595,17 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     // IRETQ faulted with RSP at its frame, whose first word is the user RIP.
     let user_rip = if refused_return { read_kernel_stack_word(frame.rsp) } else { Some(frame.rip) };
     let Some(user_rip) = user_rip else { return };
-    // What the program printed comes before its fault.
-    syscall::finish_debug_output();
+    // What the thread printed comes before its fault.
+    if let Some(thread) = crate::root::with_kernel(|kernel, _| kernel.scheduler.current()) {
+        threads::finish_output(thread);
+    }
     crate::fault_report::report_user_fault(frame, user_rip, refused_return);
-    end_program(ProgramEnd::Faulted(frame.vector))
+    let mut context = UserContext::default();
+    // Returns only if another thread runs next.
+    end_thread(&mut context, ProgramEnd::Faulted(frame.vector));
+    // SAFETY: `end_thread` loaded the next thread's registers and address
+    // space; `run_threads`'s `run_in_user_mode` call is live (checked
+    // above: `running`); this exception path holds nothing with a
+    // destructor.
+    unsafe { syscall::resume_user(&context) }
 }

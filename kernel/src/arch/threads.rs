@@ -1,0 +1,437 @@
+//! User threads: the register context and address space the kernel keeps
+//! beside each TCB that runs in ring 3, switching between them, and the
+//! counters of the expensive instructions on the kernel's path.
+//!
+//! `kernel_core`'s [`Tcb`](kernel_core::ipc::Tcb) holds what IPC and the
+//! scheduler need (state, message, queues); what only the hardware needs
+//! lives here, in a small table keyed by [`ThreadId`]: the user registers
+//! saved when the thread last left ring 3, its address space (the PML4
+//! for CR3), whether it is inside a system call that has not returned yet
+//! (then its TCB's message goes into its registers when it runs again),
+//! and its `DEBUG_PUTCHAR` line buffer.
+//!
+//! **Switching.** After every system call (and after a thread exits or
+//! faults) the kernel asks the scheduler who runs (`Scheduler::schedule`).
+//! If that is another thread, [`switch`] saves the running thread's
+//! registers into its entry, copies the next thread's registers into the
+//! context the entry stub returns with, and writes CR3 only when the next
+//! thread's address space differs from the loaded one. The stub then
+//! returns as always (SYSRETQ for a lower-half RIP, otherwise IRETQ), so
+//! every check of that path applies to every thread. A thread switch after
+//! a user fault returns through IRETQ (`syscall::resume_user`).
+//!
+//! **One CPU, interrupts off.** The table is a plain cell, like the
+//! kernel's state in `crate::root`: nothing touches it concurrently.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kernel_core::ipc::ThreadId;
+use kernel_core::store::ObjectStore;
+
+use super::syscall::UserContext;
+
+/// The most user threads one run may have.
+pub(crate) const MAX_USER_THREADS: usize = 8;
+
+/// The longest line `DEBUG_PUTCHAR` collects before it prints.
+pub(crate) const DEBUG_LINE_BYTES: usize = 256;
+/// How many lines one thread may print through `DEBUG_PUTCHAR`.
+pub(crate) const DEBUG_LINES_PER_PROGRAM: u32 = 32;
+
+/// The state of `DEBUG_PUTCHAR` for one thread.
+struct DebugOutput {
+    line: heapless::Vec<u8, DEBUG_LINE_BYTES>,
+    lines_printed: u32,
+    dropped_bytes: u64,
+}
+
+impl DebugOutput {
+    const EMPTY: DebugOutput = DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 };
+
+    fn put(&mut self, prefix: Prefix, byte: u8) {
+        if self.lines_printed >= DEBUG_LINES_PER_PROGRAM {
+            self.dropped_bytes = self.dropped_bytes.saturating_add(1);
+            return;
+        }
+        if byte == b'\n' {
+            self.print_line(prefix);
+            return;
+        }
+        // The line has room: it is printed as soon as it is full.
+        let _ = self.line.push(byte);
+        if self.line.is_full() {
+            self.print_line(prefix);
+        }
+    }
+
+    /// Prints the collected line, escaping everything but printable ASCII
+    /// (the console's framing bytes 0x00 and 0xff must never appear in
+    /// plain text).
+    fn print_line(&mut self, prefix: Prefix) {
+        prefix.print();
+        for &byte in &self.line {
+            if byte == b' ' || byte.is_ascii_graphic() {
+                crate::print!("{}", char::from(byte));
+            } else {
+                crate::print!("\\x{byte:02x}");
+            }
+        }
+        crate::println!();
+        self.line.clear();
+        self.lines_printed += 1;
+        if self.lines_printed == DEBUG_LINES_PER_PROGRAM {
+            prefix.print();
+            crate::println!("(output limit of {DEBUG_LINES_PER_PROGRAM} lines reached: the rest is dropped)");
+        }
+    }
+
+    fn finish(&mut self, prefix: Prefix) {
+        if !self.line.is_empty() {
+            self.print_line(prefix);
+        }
+        if self.dropped_bytes != 0 {
+            crate::println!("user mode: {} bytes of program output dropped", self.dropped_bytes);
+        }
+        *self = DebugOutput::EMPTY;
+    }
+}
+
+/// How a thread's output lines start: `user: ` when one program runs
+/// alone, `user NAME: ` when several threads run.
+#[derive(Clone, Copy)]
+struct Prefix(Option<&'static str>);
+
+impl Prefix {
+    fn print(self) {
+        match self.0 {
+            None => crate::print!("user: "),
+            Some(name) => crate::print!("user {name}: "),
+        }
+    }
+}
+
+/// What the kernel keeps for one user thread.
+struct UserThread {
+    thread: ThreadId,
+    /// The program's name.
+    name: &'static str,
+    /// Its registers while it is not running.
+    context: UserContext,
+    /// Its address space (the PML4's physical address).
+    cr3: u64,
+    /// It left ring 3 through a system call that has not returned: its
+    /// TCB's message goes into its registers when it runs again.
+    in_system_call: bool,
+    output: DebugOutput,
+}
+
+struct Table {
+    threads: heapless::Vec<UserThread, MAX_USER_THREADS>,
+    /// The address space in CR3 while a run is in progress.
+    loaded_cr3: u64,
+    /// Several threads run: their output lines and ends name them.
+    named: bool,
+    /// The run measures the IPC benchmark (`DEBUG_BENCH_MARK`).
+    benchmark: bool,
+    /// The TSC and counters at the benchmark's start mark.
+    bench_start: Option<(u64, PathCounts)>,
+    /// Benchmark passes completed.
+    bench_passes: u32,
+}
+
+struct TableCell(UnsafeCell<Table>);
+
+// SAFETY: one CPU, interrupts off: the table is reached only through
+// `with_table`, from the run set-up in `user` and from the system-call and
+// exception paths, which never run concurrently and never nest.
+unsafe impl Sync for TableCell {}
+
+static TABLE: TableCell = TableCell(UnsafeCell::new(Table {
+    threads: heapless::Vec::new(),
+    loaded_cr3: 0,
+    named: false,
+    benchmark: false,
+    bench_start: None,
+    bench_passes: 0,
+}));
+
+fn with_table<R>(action: impl FnOnce(&mut Table) -> R) -> R {
+    // SAFETY: see `TableCell`: no other reference to the table exists while
+    // `action` runs, and no function here calls `with_table` inside it.
+    let table = unsafe { &mut *TABLE.0.get() };
+    action(table)
+}
+
+impl Table {
+    fn entry(&mut self, thread: ThreadId) -> Option<&mut UserThread> {
+        self.threads.iter_mut().find(|entry| entry.thread == thread)
+    }
+}
+
+/// Starts a run: forgets every earlier thread. `named`: several threads
+/// run (output lines say which); `benchmark`: `DEBUG_BENCH_MARK` measures.
+pub(crate) fn begin_run(cr3: u64, named: bool, benchmark: bool) {
+    with_table(|table| {
+        table.threads.clear();
+        table.loaded_cr3 = cr3;
+        table.named = named;
+        table.benchmark = benchmark;
+        table.bench_start = None;
+        table.bench_passes = 0;
+    });
+}
+
+/// Adds a thread that has not run yet: it starts with `context` in the
+/// address space `cr3`. Returns false if the table is full.
+pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr3: u64) -> bool {
+    with_table(|table| {
+        let entry = UserThread { thread, name, context, cr3, in_system_call: false, output: DebugOutput::EMPTY };
+        table.threads.push(entry).is_ok()
+    })
+}
+
+/// Ends the run: prints what every thread left in its line buffer and
+/// forgets them all.
+pub(crate) fn end_run() {
+    with_table(|table| {
+        let named = table.named;
+        for entry in &mut table.threads {
+            entry.output.finish(Prefix(named.then_some(entry.name)));
+        }
+        table.threads.clear();
+        table.named = false;
+        table.benchmark = false;
+    });
+}
+
+/// Whether several threads run (their ends are reported as they happen).
+pub(crate) fn named_run() -> bool {
+    with_table(|table| table.named)
+}
+
+/// Whether the kernel has a context for `thread` (it can run it).
+pub(crate) fn is_known(thread: ThreadId) -> bool {
+    with_table(|table| table.entry(thread).is_some())
+}
+
+/// `thread`'s program name.
+pub(crate) fn name(thread: ThreadId) -> &'static str {
+    with_table(|table| table.entry(thread).map_or("(unknown thread)", |entry| entry.name))
+}
+
+/// `DEBUG_PUTCHAR` for `thread`.
+pub(crate) fn put_debug_byte(thread: ThreadId, byte: u8) {
+    with_table(|table| {
+        let named = table.named;
+        if let Some(entry) = table.entry(thread) {
+            entry.output.put(Prefix(named.then_some(entry.name)), byte);
+        }
+    });
+}
+
+/// Prints what `thread` left in its line buffer (it ended).
+pub(crate) fn finish_output(thread: ThreadId) {
+    with_table(|table| {
+        let named = table.named;
+        if let Some(entry) = table.entry(thread) {
+            entry.output.finish(Prefix(named.then_some(entry.name)));
+        }
+    });
+}
+
+/// Makes `next` the thread that returns to ring 3 with `context`.
+///
+/// `leaving` is the thread that entered the kernel, if it is to be resumed
+/// later: its registers (`context` as the entry saved them) are kept and
+/// it counts as inside its system call. If `next` is another thread, its
+/// saved registers go into `context` and CR3 is written when its address
+/// space is not the loaded one. Returns whether `next` returns from a
+/// system call (its TCB's message must then go into its registers), or
+/// `None` if the kernel has no context for `next`.
+pub(crate) fn switch(leaving: Option<ThreadId>, next: ThreadId, context: &mut UserContext) -> Option<bool> {
+    with_table(|table| {
+        if leaving == Some(next) {
+            return Some(true);
+        }
+        if let Some(leaving) = leaving
+            && let Some(entry) = table.entry(leaving)
+        {
+            entry.context = *context;
+            entry.in_system_call = true;
+        }
+        let loaded_cr3 = table.loaded_cr3;
+        let entry = table.entry(next)?;
+        *context = entry.context;
+        let returns_from_call = core::mem::replace(&mut entry.in_system_call, false);
+        let cr3 = entry.cr3;
+        if cr3 != loaded_cr3 {
+            // SAFETY: `cr3` is the PML4 of a user address space built by
+            // `user` for this run (it lives until the run ends), whose upper
+            // half is the kernel's: the running code, its stack and every
+            // static stay mapped.
+            unsafe { x86::controlregs::cr3_write(cr3) };
+            table.loaded_cr3 = cr3;
+            count(&COUNTERS.cr3_writes);
+        }
+        count(&COUNTERS.thread_switches);
+        Some(returns_from_call)
+    })
+}
+
+/// Puts the results of `thread`'s system call (its TCB's message,
+/// `docs/abi.md`, "Registers") into its registers.
+pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context: &mut UserContext) {
+    let tcb = store.tcb(thread);
+    context.rax = 0;
+    context.rsi = tcb.info.to_word();
+    context.rdi = tcb.badge;
+    [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp] =
+        core::array::from_fn(|index| tcb.words[index]);
+}
+
+/// Counters of the expensive instructions on the kernel's path, since boot.
+pub(crate) struct PathCounters {
+    /// Kernel entries through SYSCALL.
+    pub(crate) syscalls: AtomicU64,
+    /// Returns to ring 3 through SYSRETQ.
+    pub(crate) sysrets: AtomicU64,
+    /// Returns to ring 3 through IRETQ.
+    pub(crate) iretqs: AtomicU64,
+    /// CR3 writes (address-space switches).
+    pub(crate) cr3_writes: AtomicU64,
+    /// Switches from one user thread to another.
+    pub(crate) thread_switches: AtomicU64,
+}
+
+/// The kernel's path counters. SWAPGS and WRMSR are not counted: the
+/// path has none (one CPU, no per-CPU area, no per-thread MSRs yet).
+pub(crate) static COUNTERS: PathCounters = PathCounters {
+    syscalls: AtomicU64::new(0),
+    sysrets: AtomicU64::new(0),
+    iretqs: AtomicU64::new(0),
+    cr3_writes: AtomicU64::new(0),
+    thread_switches: AtomicU64::new(0),
+};
+
+/// Adds one to a counter (one CPU: a plain load and store would do).
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// Whether the benchmark is measuring: the system-call path then reads
+/// the TSC at its phases (`profile_*`).
+static PROFILING: AtomicBool = AtomicBool::new(false);
+
+/// TSC ticks spent, while profiling, in: the whole of `syscall_dispatch`;
+/// copying the registers in and `kernel_core::syscall::handle`; choosing
+/// the next thread, switching and copying its results out.
+static PROFILE_TICKS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The phases [`PROFILE_TICKS`] counts.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    Dispatch = 0,
+    Handle = 1,
+    Switch = 2,
+}
+
+/// Whether the benchmark is measuring.
+pub(crate) fn profiling() -> bool {
+    PROFILING.load(Ordering::Relaxed)
+}
+
+/// Adds `ticks` to `phase`'s total.
+pub(crate) fn profile(phase: Phase, ticks: u64) {
+    let counter = &PROFILE_TICKS[phase as usize];
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(ticks), Ordering::Relaxed);
+}
+
+/// A snapshot of [`COUNTERS`].
+#[derive(Clone, Copy)]
+struct PathCounts([u64; 5]);
+
+impl PathCounts {
+    fn now() -> PathCounts {
+        let counters = &COUNTERS;
+        PathCounts(
+            [&counters.syscalls, &counters.sysrets, &counters.iretqs, &counters.cr3_writes, &counters.thread_switches]
+                .map(|counter| counter.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// A value per round trip with two decimals, from a total over `rounds`.
+struct PerRound {
+    total: u64,
+    rounds: u64,
+}
+
+impl core::fmt::Display for PerRound {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let hundredths = u128::from(self.total) * 100 / u128::from(self.rounds.max(1));
+        write!(formatter, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
+
+/// `DEBUG_BENCH_MARK`: with `rounds` 0 a measured pass starts (the TSC
+/// and the counters are noted); otherwise it ends after `rounds` round
+/// trips and the kernel prints the figures per round trip. The first pass
+/// runs the plain path; later passes also read the TSC at the phases of
+/// the system-call path and say where the instructions go (those reads
+/// cost instructions of their own, so the first pass is the figure).
+/// Ignored unless the run is a benchmark.
+pub(crate) fn bench_mark(rounds: u64) {
+    let tsc = super::cpu::read_tsc();
+    let counts = PathCounts::now();
+    let start = with_table(|table| {
+        if !table.benchmark {
+            return None;
+        }
+        if rounds == 0 {
+            table.bench_start = Some((tsc, counts));
+            for counter in &PROFILE_TICKS {
+                counter.store(0, Ordering::Relaxed);
+            }
+            PROFILING.store(table.bench_passes > 0, Ordering::Relaxed);
+            return None;
+        }
+        let profiled = PROFILING.swap(false, Ordering::Relaxed);
+        table.bench_passes += 1;
+        table.bench_start.take().map(|start| (start, profiled))
+    });
+    let Some(((start_tsc, start_counts), profiled)) = start else { return };
+    let per_round = |total: u64| PerRound { total, rounds };
+    let instructions = tsc.wrapping_sub(start_tsc);
+    if profiled {
+        let [dispatch, handle, switch] = PROFILE_TICKS.each_ref().map(|counter| counter.load(Ordering::Relaxed));
+        crate::println!(
+            "bench: profiled pass: {} per round trip with the profiling's own TSC reads; of that {} in \
+             syscall_dispatch ({} copying registers in and in kernel_core::syscall::handle, {} choosing the next \
+             thread, switching and copying results out), {} outside it (entry and exit stubs, SYSCALL, SYSRET, the \
+             two programs' loops)",
+            per_round(instructions),
+            per_round(dispatch),
+            per_round(handle),
+            per_round(switch),
+            per_round(instructions.saturating_sub(dispatch))
+        );
+        return;
+    }
+    let delta: [u64; 5] = core::array::from_fn(|index| counts.0[index].wrapping_sub(start_counts.0[index]));
+    let [syscalls, sysrets, iretqs, cr3_writes, switches] = delta;
+    crate::println!(
+        "bench: ipc round trip (Call + ReplyRecv, 1 word, two address spaces): {rounds} round trips, {instructions} \
+         TSC ticks, {} per round trip",
+        per_round(instructions)
+    );
+    crate::println!(
+        "bench: per round trip: {} SYSCALL, {} SYSRET, {} IRETQ, {} CR3 writes, {} thread switches, 0.00 SWAPGS, 0.00 \
+         WRMSR",
+        per_round(syscalls),
+        per_round(sysrets),
+        per_round(iretqs),
+        per_round(cr3_writes),
+        per_round(switches)
+    );
+}
