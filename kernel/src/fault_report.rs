@@ -51,6 +51,11 @@ fn exception_name(vector: u64) -> (&'static str, &'static str) {
     }
 }
 
+/// The mnemonic of an exception vector (`#PF`, `#GP`, ...).
+pub(crate) fn exception_mnemonic(vector: u64) -> &'static str {
+    exception_name(vector).1
+}
+
 /// What a page-fault error code means (Intel SDM Vol. 3A, 4.7), e.g.
 /// "not present, write, supervisor mode".
 struct PageFaultCause(u64);

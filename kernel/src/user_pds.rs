@@ -15,7 +15,8 @@
 //! | --- | ---: | --- | --- |
 //! | `pd-server` | 200 | 1: the endpoint (READ), 2: a reply object, 3: the notification (READ) | Recv, then ReplyRecv forever with word 0 + 1; prints the badge, word 0 and a Poll of the notification for the first messages (RDI at start says how many) |
 //! | `pd-notifier` | 150 | 1: the notification, badge 0x40 (WRITE) | Signal, print the result, exit |
-//! | `pd-intruder` | 120 | nothing | Call on slot 1 (it holds nothing there: FailedLookup), print the error, then write to an unmapped address |
+//! | `pd-pager` | 180 | 1: the fault endpoint (READ), 2: a reply object | Recv, print the fault it got (label, address, badge), exit without replying |
+//! | `pd-intruder` | 120 | nothing; its fault handler is the fault endpoint, badge 0xfa | Call on slot 1 (it holds nothing there: FailedLookup), print the error, then write to an unmapped address: the fault goes to `pd-pager`, and the intruder waits for a reply that never comes |
 //! | `pd-client` | 100 | 1: the endpoint, badge 0x11 (WRITE, GRANT) | Call N times (N in RDI at start) with word 0 = 1, 2, ..., check each reply, print a summary (the count in hex), exit |
 //!
 //! The benchmark runs only the server (printing nothing) and the client:
@@ -47,6 +48,11 @@ const FIRST_SLOT: u64 = 64;
 /// Root CNode slots of the shared endpoint and notification.
 const ENDPOINT_SLOT: u64 = 96;
 const NOTIFICATION_SLOT: u64 = 97;
+/// Root CNode slots of the fault endpoint and the intruder's badged copy.
+const FAULT_ENDPOINT_SLOT: u64 = 98;
+const FAULT_HANDLER_SLOT: u64 = 99;
+/// The badge the intruder's faults arrive with.
+const FAULT_BADGE: u64 = 0xfa;
 /// log2 of each domain's CNode slot count.
 const PD_CNODE_RADIX: u64 = 4;
 /// Object types (`docs/abi.md`, "Object types").
@@ -77,6 +83,7 @@ const SERVER: usize = 0;
 const CLIENT: usize = 1;
 const NOTIFIER: usize = 2;
 const INTRUDER: usize = 3;
+const PAGER: usize = 4;
 
 /// A failed step of the set-up.
 struct StepFailed {
@@ -137,7 +144,7 @@ fn build(
     kernel: &mut Kernel<PhysStore>,
     root: ThreadId,
     domains: &[Domain],
-) -> Result<heapless::Vec<ThreadId, 4>, StepFailed> {
+) -> Result<heapless::Vec<ThreadId, 5>, StepFailed> {
     let untyped = root::slot::FIRST_UNTYPED;
     let root_cnode = root::slot::ROOT_CNODE;
     let failed = |step| StepFailed { step, code: 0 };
@@ -171,12 +178,26 @@ fn build(
     // Straight into the server's CNode: reply capabilities cannot be copied.
     let (l, w, e) = retype(TYPE_REPLY, 0, guarded(SERVER), 2);
     invoke(kernel, root, "retype the reply object", untyped, (l, &w, &e))?;
-    let mut grants = heapless::Vec::<(usize, u64, u64, u64, Option<u64>), 4>::new();
+    let mut grants = heapless::Vec::<(usize, u64, u64, u64, Option<u64>), 5>::new();
     let _ = grants.push((SERVER, 1, ENDPOINT_SLOT, READ, None));
     let _ = grants.push((CLIENT, 1, ENDPOINT_SLOT, WRITE | GRANT, Some(CLIENT_BADGE)));
     if domains.len() > NOTIFIER {
         let _ = grants.push((SERVER, 3, NOTIFICATION_SLOT, READ, None));
         let _ = grants.push((NOTIFIER, 1, NOTIFICATION_SLOT, WRITE, Some(NOTIFIER_BADGE)));
+    }
+    if domains.len() > PAGER {
+        // The pager receives the intruder's faults on an endpoint of its
+        // own, with a reply object straight in its CNode.
+        let (l, w, e) = retype(TYPE_ENDPOINT, 0, root_cnode, FAULT_ENDPOINT_SLOT);
+        invoke(kernel, root, "retype the fault endpoint", untyped, (l, &w, &e))?;
+        let (l, w, e) = retype(TYPE_REPLY, 0, guarded(PAGER), 2);
+        invoke(kernel, root, "retype the pager's reply object", untyped, (l, &w, &e))?;
+        let _ = grants.push((PAGER, 1, FAULT_ENDPOINT_SLOT, READ, None));
+        let words = [FAULT_HANDLER_SLOT, 64, FAULT_ENDPOINT_SLOT, 64, WRITE, FAULT_BADGE];
+        invoke(kernel, root, "mint the fault handler", root_cnode, (cnode_label::CNODE_MINT, &words, &[root_cnode]))?;
+        let intruder_tcb = FIRST_SLOT + 4 * INTRUDER as u64;
+        let set = (label::TCB_SET_FAULT_HANDLER, &[][..], &[FAULT_HANDLER_SLOT][..]);
+        invoke(kernel, root, "set the intruder's fault handler", intruder_tcb, set)?;
     }
     for (domain, slot, source, rights, badge) in grants {
         let (l, w, e) = copy(slot, source, rights, badge).map_err(|()| failed("copy"))?;
@@ -192,7 +213,7 @@ fn build(
 
 unsafe extern "C" {
     /// For each program: start and end of its code.
-    static pd_program_table: [[u64; 2]; 4];
+    static pd_program_table: [[u64; 2]; 5];
 }
 
 fn program(domain: &Domain) -> Program {
@@ -218,6 +239,7 @@ pub(crate) fn run(allocator: &mut FrameAllocator, benchmark: bool) {
         Domain { name: "pd-client", priority: 100, program: CLIENT, arguments: [calls, passes] },
         Domain { name: "pd-notifier", priority: 150, program: NOTIFIER, arguments: [0; 2] },
         Domain { name: "pd-intruder", priority: 120, program: INTRUDER, arguments: [0; 2] },
+        Domain { name: "pd-pager", priority: 180, program: PAGER, arguments: [0; 2] },
     ];
     let domains = if benchmark { &all[..2] } else { &all[..] };
     if !root::prepare_root_thread() {
@@ -236,7 +258,7 @@ pub(crate) fn run(allocator: &mut FrameAllocator, benchmark: bool) {
         }
     };
     println!("user mode: {} protection domains built through the system-call layer", domains.len());
-    let mut specs: heapless::Vec<UserThreadSpec, 4> = heapless::Vec::new();
+    let mut specs: heapless::Vec<UserThreadSpec, 5> = heapless::Vec::new();
     for (thread, domain) in threads.iter().zip(domains) {
         let _ = specs.push(UserThreadSpec { thread: *thread, program: program(domain), arguments: domain.arguments });
     }
@@ -469,6 +491,44 @@ pd_intruder_text:
     .asciz "call on a slot it does not hold: error "
 pd_intruder_end:
 
+    /* Slot 1: the fault endpoint, slot 2: its reply object. Takes one
+       fault, reports it, and exits without replying. */
+pd_pager:
+    mov eax, 5                          /* Recv */
+    mov edi, 1
+    xor esi, esi
+    mov edx, 2
+    syscall
+    mov r12, rsi                        /* the label: bits 12.. */
+    shr r12, 12
+    mov r13, r10                        /* word 0: the address */
+    mov r14, rdi                        /* the badge */
+    lea rbx, [rip + pd_pager_text_fault]
+    call pd_pager_print
+    mov rbp, r12
+    call pd_pager_hex
+    lea rbx, [rip + pd_pager_text_address]
+    call pd_pager_print
+    mov rbp, r13
+    call pd_pager_hex
+    lea rbx, [rip + pd_pager_text_badge]
+    call pd_pager_print
+    mov rbp, r14
+    call pd_pager_hex
+    call pd_pager_newline
+    xor edi, edi
+    mov eax, 0x101
+    syscall
+    ud2
+    pd_routines pd_pager
+pd_pager_text_fault:
+    .asciz "fault message, label "
+pd_pager_text_address:
+    .asciz " address "
+pd_pager_text_badge:
+    .asciz " badge "
+pd_pager_end:
+
     .balign 8
     .global pd_program_table
 pd_program_table:
@@ -476,6 +536,7 @@ pd_program_table:
     .quad pd_client, pd_client_end
     .quad pd_notifier, pd_notifier_end
     .quad pd_intruder, pd_intruder_end
+    .quad pd_pager, pd_pager_end
     .text
     "#
 );

@@ -279,6 +279,18 @@ pub(crate) fn switch(leaving: Option<ThreadId>, next: ThreadId, context: &mut Us
     })
 }
 
+/// Keeps `thread`'s registers as they were at a fault it sent to its
+/// handler: when the handler's reply resumes it, it re-runs the faulting
+/// instruction with every register unchanged (no system call returns).
+pub(crate) fn park_after_fault(thread: ThreadId, context: UserContext) {
+    with_table(|table| {
+        if let Some(entry) = table.entry(thread) {
+            entry.context = context;
+            entry.in_system_call = false;
+        }
+    });
+}
+
 /// Puts the results of `thread`'s system call (its TCB's message,
 /// `docs/abi.md`, "Registers") into its registers.
 pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context: &mut UserContext) {

@@ -576,6 +576,67 @@ const fn is_machine_event(vector: u64) -> bool {
     matches!(vector, 2 | 8 | 18) // NMI, double fault, machine check
 }
 
+/// The registers a ring-3 exception saved, as a thread context.
+fn context_of(frame: &TrapFrame) -> UserContext {
+    UserContext {
+        rax: frame.rax,
+        rbx: frame.rbx,
+        rcx: frame.rcx,
+        rdx: frame.rdx,
+        rsi: frame.rsi,
+        rdi: frame.rdi,
+        rbp: frame.rbp,
+        r8: frame.r8,
+        r9: frame.r9,
+        r10: frame.r10,
+        r11: frame.r11,
+        r12: frame.r12,
+        r13: frame.r13,
+        r14: frame.r14,
+        r15: frame.r15,
+        rip: frame.rip,
+        rflags: frame.rflags,
+        rsp: frame.rsp,
+    }
+}
+
+/// Sends the running thread's fault to its fault handler
+/// (`kernel_core::ipc::handle_fault`): the thread waits, with its
+/// registers kept, until the handler replies. Returns the registers of the
+/// thread that runs next, or `None` if the thread has no usable handler
+/// (it is stopped, and the caller reports the fault as before) or nothing
+/// can run while it waits.
+fn send_fault_to_handler(frame: &TrapFrame) -> Option<UserContext> {
+    let fault = if frame.vector == 14 {
+        ipc::Fault::Page { address: cpu::read_cr2(), instruction: frame.rip, error_code: frame.error_code }
+    } else {
+        ipc::Fault::Exception { vector: frame.vector, error_code: frame.error_code, instruction: frame.rip }
+    };
+    let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current())?;
+    let outcome = crate::root::with_kernel(|kernel, _| {
+        ipc::handle_fault(&mut kernel.store, &mut kernel.scheduler, thread, fault)
+    });
+    if outcome == ipc::FaultOutcome::Stopped {
+        return None;
+    }
+    println!(
+        "user fault: {} ({} at rip {:#x}) sent to its fault handler",
+        threads::name(thread),
+        crate::fault_report::exception_mnemonic(frame.vector),
+        frame.rip
+    );
+    threads::park_after_fault(thread, context_of(frame));
+    crate::root::with_kernel(|kernel, _| {
+        let next = next_runnable(kernel)?;
+        let mut context = UserContext::default();
+        let returns_from_call = threads::switch(None, next, &mut context)?;
+        if returns_from_call {
+            threads::write_results(&kernel.store, next, &mut context);
+        }
+        Some(context)
+    })
+}
+
 /// Turns an exception caused by the running user program into the end of
 /// that program; returns (for the kernel's report) if it is not one.
 ///
@@ -598,6 +659,14 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     // What the thread printed comes before its fault.
     if let Some(thread) = crate::root::with_kernel(|kernel, _| kernel.scheduler.current()) {
         threads::finish_output(thread);
+    }
+    // A fault of ring-3 code goes to the thread's fault handler if it has
+    // one; the refused-return case has no user frame to resume from.
+    if !refused_return && let Some(context) = send_fault_to_handler(frame) {
+        // SAFETY: as below: `context` holds the next thread's registers and
+        // address space, the run is live, and this path holds nothing with
+        // a destructor.
+        unsafe { syscall::resume_user(&context) }
     }
     crate::fault_report::report_user_fault(frame, user_rip, refused_return);
     let mut context = UserContext::default();
