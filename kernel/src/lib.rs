@@ -5,6 +5,7 @@ pub mod boot_info;
 pub mod cap;
 pub mod cmdline;
 pub mod error;
+pub mod fastpath;
 pub mod frame_allocator;
 pub mod ipc;
 pub mod memory;

@@ -126,7 +126,7 @@ impl Scheduler {
 
     /// Whether the thread has budget to run (threads without a scheduling
     /// context always do).
-    fn has_budget(store: &impl ObjectStore, thread: ThreadId) -> bool {
+    pub(crate) fn has_budget(store: &impl ObjectStore, thread: ThreadId) -> bool {
         store.tcb(thread).sched_context.is_none_or(|context| store.sched_context(context).remaining > 0)
     }
 
@@ -279,6 +279,23 @@ impl Scheduler {
         self.mark(priority, !queue.is_empty());
         self.current = next;
         next
+    }
+
+    /// Whether `thread`, once made ready, is the one [`Scheduler::schedule`]
+    /// picks when the running thread blocks: it has budget (so it goes into
+    /// its ready queue, not the release queue) and every ready thread has a
+    /// strictly lower priority (so its queue is empty and it comes first).
+    pub(crate) fn runs_next_when_woken(&self, store: &impl ObjectStore, thread: ThreadId) -> bool {
+        let priority = store.tcb(thread).priority;
+        Self::has_budget(store, thread) && self.highest_ready_priority().is_none_or(|highest| highest < priority)
+    }
+
+    /// Puts `thread` on the CPU directly, for the IPC fast path
+    /// (`crate::fastpath`), which has checked with
+    /// [`Scheduler::runs_next_when_woken`] that `schedule` would pick it, and
+    /// has taken the previous thread off the CPU by blocking it.
+    pub(crate) fn set_current(&mut self, thread: ThreadId) {
+        self.current = Some(thread);
     }
 
     /// The running thread gives up the rest of its turn: it goes to the

@@ -83,6 +83,25 @@ mod map_store {
         }
     }
 
+    /// Two stores are equal when they hold the same objects: an entry that
+    /// only holds an object's fresh state (which reading an absent entry
+    /// also gives) counts as absent, so the comparison does not depend on
+    /// which objects a path happened to reach for writing.
+    impl PartialEq for MapStore {
+        fn eq(&self, other: &MapStore) -> bool {
+            fn same<K: Ord, V: PartialEq>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>, fresh: &V) -> bool {
+                let live_a = a.iter().filter(|(_, value)| *value != fresh);
+                live_a.eq(b.iter().filter(|(_, value)| *value != fresh))
+            }
+            same(&self.slots, &other.slots, &EMPTY_SLOT)
+                && same(&self.tcbs, &other.tcbs, &self.fresh_tcb)
+                && same(&self.endpoints, &other.endpoints, &FRESH_ENDPOINT)
+                && same(&self.notifications, &other.notifications, &FRESH_NOTIFICATION)
+                && same(&self.replies, &other.replies, &FRESH_REPLY)
+                && same(&self.sched_contexts, &other.sched_contexts, &FRESH_SCHED_CONTEXT)
+        }
+    }
+
     fn in_region(address: u64, base: PhysAddr, size_bits: u8) -> bool {
         let start = u128::from(base.as_u64());
         (start..start + (1_u128 << size_bits)).contains(&u128::from(address))

@@ -115,7 +115,7 @@ pub struct SyscallArgs {
 }
 
 /// The kernel's state, hardware-free.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Kernel<S> {
     /// Every object.
     pub store: S,

@@ -56,9 +56,10 @@
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 
+use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
 use kernel_core::ipc::MessageInfo;
 use kernel_core::store::ObjectStore;
-use kernel_core::syscall::SyscallArgs;
+use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
 
 use super::{gdt, threads};
@@ -419,8 +420,10 @@ impl Stopped {
 const REGISTER_WORDS: usize = 6;
 
 /// A kernel system call (`docs/abi.md`, "Registers"): copies the registers
-/// into the running thread's TCB, runs `kernel_core::syscall::handle`
-/// (again while it reports `Preempted`), asks the scheduler who runs next,
+/// into the running thread's TCB, tries the IPC fast path for Call and
+/// ReplyRecv (`kernel_core::fastpath`: it picks the next thread itself),
+/// otherwise runs `kernel_core::syscall::handle` (again while it reports
+/// `Preempted`) and asks the scheduler who runs next,
 /// switches to that thread if it is another, and puts the results of the
 /// thread that now returns (its TCB's message) into its registers.
 fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
@@ -440,12 +443,34 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
             info: MessageInfo::from_word(context.rsi),
             reply_cptr: context.rdx,
         };
-        // Each restart continues a long operation where the last one stopped.
-        while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
-        let handled = if profiling { super::cpu::read_tsc() } else { 0 };
-        let next = super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?;
-        // `next_runnable` returns only threads the table knows.
-        let returns_from_call = threads::switch(Some(thread), next, context).ok_or(Stopped::NothingToRun)?;
+        // The fast path leaves the state `handle` and `schedule` would, with
+        // the thread that now runs as the scheduler's current one.
+        let fast = match args.number {
+            number::CALL => fastpath_call(kernel, thread, args),
+            number::REPLY_RECV => fastpath_reply_recv(kernel, thread, args),
+            _ => None,
+        };
+        let tsc = || if profiling { super::cpu::read_tsc() } else { 0 };
+        let (next, handled) = match fast {
+            Some(next) => (next, tsc()),
+            None => {
+                // Each restart continues a long operation where the last one
+                // stopped.
+                while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
+                let handled = tsc();
+                (super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?, handled)
+            }
+        };
+        let (next, returns_from_call) = match threads::switch(Some(thread), next, context) {
+            Some(returns_from_call) => (next, returns_from_call),
+            None => {
+                // Only after the fast path: a thread without a user context
+                // is stopped as `next_runnable` would, and another one runs.
+                let next = super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?;
+                // `next_runnable` returns only threads the table knows.
+                (next, threads::switch(Some(thread), next, context).ok_or(Stopped::NothingToRun)?)
+            }
+        };
         if returns_from_call {
             threads::write_results(&kernel.store, next, context);
         }
