@@ -11,7 +11,7 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::memory::{PhysAddr, PhysRange};
 
 use crate::arch::exit::{ExitStatus, stop};
-use crate::arch::{cpu, exit, gdt, idt, paging, serial, user};
+use crate::arch::{cpu, exit, gdt, idt, paging, serial, timer, user};
 
 unsafe extern "C" {
     static __kernel_phys_start: u8;
@@ -43,6 +43,9 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     let protection = unsafe { paging::protect_kernel_image() };
     // SAFETY: once, on the boot CPU, interrupts off, after the GDT and IDT.
     let user_mode = unsafe { user::init() };
+    // SAFETY: once, on the boot CPU, interrupts off, after the IDT and the
+    // kernel image's protection.
+    let apic = unsafe { timer::init() };
 
     let tsc_at_banner = cpu::read_tsc();
     let cpu = cpu::summary();
@@ -80,6 +83,15 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
         on_off(user_mode.smap),
         on_off(user_mode.umip)
     );
+    match apic {
+        Some(apic) => println!(
+            "boot: local APIC {} at {:#x}, legacy PIC masked, timer {}",
+            apic.id,
+            apic.base,
+            if apic.tsc_deadline { "TSC-deadline" } else { "one-shot (calibrated against the TSC)" }
+        ),
+        None => println!("boot: local APIC unreachable: no preemption"),
+    }
     let window = paging::PhysicalMemoryMap;
     let boot_info = match boot_info::parse(loader_magic, PhysAddr::new(u64::from(boot_info_phys)), &window) {
         Ok(info) => info,

@@ -52,6 +52,8 @@ mod log;
 mod root;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 mod user_pds;
+#[cfg(all(target_os = "none", feature = "fault-injection"))]
+mod user_temporal;
 
 #[cfg(target_os = "none")]
 #[panic_handler]

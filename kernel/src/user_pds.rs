@@ -86,13 +86,13 @@ const INTRUDER: usize = 3;
 const PAGER: usize = 4;
 
 /// A failed step of the set-up.
-struct StepFailed {
-    step: &'static str,
-    code: u64,
+pub(crate) struct StepFailed {
+    pub(crate) step: &'static str,
+    pub(crate) code: u64,
 }
 
 /// Runs one invocation as the root thread through the system-call layer.
-fn invoke(
+pub(crate) fn invoke(
     kernel: &mut Kernel<PhysStore>,
     root: ThreadId,
     step: &'static str,
@@ -118,7 +118,7 @@ fn invoke(
 
 /// Retype `count` objects of `kind` into the CNode named by `node_root`
 /// (depth 0: the CNode itself), from `slot` on.
-fn retype(kind: u64, size_bits: u64, node_root: u64, slot: u64) -> (u64, [u64; 6], [u64; 1]) {
+pub(crate) fn retype(kind: u64, size_bits: u64, node_root: u64, slot: u64) -> (u64, [u64; 6], [u64; 1]) {
     (cnode_label::UNTYPED_RETYPE, [kind, size_bits, 0, 0, slot, 1], [node_root])
 }
 

@@ -136,6 +136,22 @@ pub(crate) unsafe fn init() {
     unsafe { lidt(&pointer) };
 }
 
+/// Installs a ring-0 interrupt gate (no IST: interrupts arrive only from
+/// ring 3, on the kernel-entry stack) for an interrupt vector above the
+/// exceptions.
+///
+/// # Safety
+///
+/// Call on the boot CPU with interrupts off, after [`init`]; `handler`
+/// must be an interrupt entry stub that preserves the interrupted state.
+pub(crate) unsafe fn set_interrupt_gate(vector: u8, handler: u64) {
+    assert!(usize::from(vector) >= EXCEPTION_COUNT, "vector {vector} is an exception");
+    // SAFETY: per this function's contract nothing reads or writes the IDT
+    // concurrently (see `IdtCell`).
+    let idt = unsafe { &mut *IDT.0.get() };
+    idt[usize::from(vector)] = Gate::interrupt(handler, 0);
+}
+
 /// Marks one exception gate not present, so that the next exception on
 /// that vector escalates into a double fault (fault-injection builds only).
 ///

@@ -1,6 +1,7 @@
 //! Everything that touches x86-64 hardware directly. The rest of the kernel
 //! (the `kernel_core` library) is hardware-free and host-tested.
 
+pub(crate) mod apic;
 pub(crate) mod boot;
 pub(crate) mod cpu;
 pub(crate) mod exit;
@@ -19,6 +20,11 @@ pub(crate) mod syscall;
     allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
 )]
 pub(crate) mod threads;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
+)]
+pub(crate) mod timer;
 #[cfg_attr(
     not(feature = "fault-injection"),
     allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")

@@ -23,6 +23,13 @@ const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const NO_EXECUTE: u64 = 1 << 63;
 
+/// Page-level write-through and cache disable (SDM Vol. 3A, 4.9.2): with
+/// the PAT as reset leaves it, PCD and PWT together select uncacheable.
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+/// The physical-memory map's page size above the first 2 MiB.
+const LARGE_PAGE_BYTES: u64 = 2 << 20;
+
 /// EFER (MSR 0xc0000080) bit 11: no-execute page protection is enabled.
 const EFER_NO_EXECUTE_ENABLE: u64 = 1 << 11;
 
@@ -179,4 +186,32 @@ pub(crate) unsafe fn protect_kernel_image() -> Protection {
         rodata_pages: (rodata.end - rodata.start) / PAGE_BYTES,
         stack_guard: guard_virtual,
     }
+}
+
+/// Makes the physical-memory map's 2 MiB page that holds `phys` uncached
+/// (PCD and PWT), for MMIO such as the local APIC's registers: the boot
+/// stub maps all of the first 4 GiB write-back. Returns false if `phys`
+/// is outside the map or in the first 2 MiB (4 KiB pages, RAM and the
+/// kernel image: never made uncached).
+///
+/// # Safety
+///
+/// Call on the boot CPU with interrupts off, after `protect_kernel_image`,
+/// while nothing else edits the boot tables, and only for a page that
+/// holds no RAM the kernel uses (its accesses would become slow, not
+/// wrong).
+pub(crate) unsafe fn make_physmap_page_uncached(phys: u64) -> bool {
+    let index = phys / LARGE_PAGE_BYTES;
+    if phys >= PHYSMAP_BYTES || index == 0 {
+        return false;
+    }
+    let entries = ENTRIES as u64;
+    let directory = boot_page_directories_phys() + index / entries * PAGE_BYTES;
+    // SAFETY: one of the four boot page directories (index < 2048); no
+    // reference into it exists, and the contract excludes concurrent edits.
+    let table = unsafe { boot_table(directory) };
+    // index % 512 < 512: inside the table.
+    table[(index % entries) as usize] |= CACHE_DISABLE | WRITE_THROUGH;
+    flush_tlb();
+    true
 }

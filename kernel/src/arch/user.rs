@@ -16,9 +16,11 @@
 //! | below [`STACK_TOP`] (0x800000) | the stack, [`STACK_PAGES`] pages | read-write, no-execute |
 //! | the last page of the lower half | optional code ending at 0x7fff_ffff_ffff (the SYSRET test) | read-only, executable |
 //!
-//! The program enters ring 3 with IRETQ and interrupts off: the kernel has
-//! no timer interrupt yet, so a program that loops without a system call
-//! or a fault keeps the CPU (the LAPIC timer and the scheduler end that).
+//! The program enters ring 3 with IRETQ and interrupts off, so a program
+//! that loops without a system call or a fault keeps the CPU; except in a
+//! preemptive run ([`run_threads_preemptive`], `arch::timer`), where the
+//! threads run with interrupts on and the local APIC timer takes the CPU
+//! back when a scheduling context's budget runs out.
 //! Anything else a program does ends in the kernel: a system call, after
 //! which the thread the scheduler picks returns to ring 3 (`threads`
 //! switches registers and CR3), or `THREAD_EXIT` or an exception, which
@@ -44,7 +46,7 @@ use super::idt::TrapFrame;
 use super::objects::PhysStore;
 use super::paging::physmap_pointer;
 use super::syscall::{self, UserContext};
-use super::{boot, cpu, gdt, threads};
+use super::{boot, cpu, gdt, threads, timer};
 
 /// Where a program's code starts.
 pub(crate) const CODE_BASE: u64 = 0x40_0000;
@@ -132,6 +134,8 @@ pub(crate) enum SetupError {
     /// The kernel's root thread, which runs the program, cannot be made
     /// the running thread (or, for several threads, none of them can run).
     NoRootThread,
+    /// A preemptive run needs the local APIC timer, which is unreachable.
+    NoTimer,
 }
 
 impl core::fmt::Display for SetupError {
@@ -142,6 +146,7 @@ impl core::fmt::Display for SetupError {
             SetupError::ProgramTooLarge => "the program does not fit its pages",
             SetupError::TooManyFrames => "too many page-table frames",
             SetupError::NoRootThread => "the root thread cannot be made the running thread",
+            SetupError::NoTimer => "the local APIC timer is unreachable",
         })
     }
 }
@@ -339,6 +344,9 @@ pub(crate) enum ProgramEnd {
 struct RunState {
     running: bool,
     end: Option<ProgramEnd>,
+    /// The run ends when this thread ends, whatever else could still run
+    /// (a preemptive run whose other threads spin forever).
+    ends_with: Option<ThreadId>,
 }
 
 struct RunStateCell(UnsafeCell<RunState>);
@@ -349,7 +357,7 @@ struct RunStateCell(UnsafeCell<RunState>);
 // and never nested.
 unsafe impl Sync for RunStateCell {}
 
-static RUN_STATE: RunStateCell = RunStateCell(UnsafeCell::new(RunState { running: false, end: None }));
+static RUN_STATE: RunStateCell = RunStateCell(UnsafeCell::new(RunState { running: false, end: None, ends_with: None }));
 
 fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
     // SAFETY: see `RunStateCell`: no other reference exists while `action`
@@ -420,6 +428,33 @@ pub(crate) fn run_threads(
     specs: &[UserThreadSpec],
     benchmark: bool,
 ) -> Result<ProgramEnd, SetupError> {
+    run(allocator, specs, benchmark, None)
+}
+
+/// Like [`run_threads`], but preemptive (`arch::timer`): the threads run
+/// with interrupts enabled, the local APIC timer charges their scheduling
+/// contexts and switches threads, and the run ends when `ends_with` ends
+/// (the others may spin forever). Returns how `ends_with` ended and what
+/// the timer measured.
+pub(crate) fn run_threads_preemptive(
+    allocator: &mut FrameAllocator,
+    specs: &[UserThreadSpec],
+    ends_with: ThreadId,
+) -> Result<(ProgramEnd, timer::Measured), SetupError> {
+    if !super::apic::present() {
+        return Err(SetupError::NoTimer);
+    }
+    let end = run(allocator, specs, false, Some(ends_with))?;
+    Ok((end, timer::end_run()))
+}
+
+/// [`run_threads`]; preemptive, ending with that thread, if `ends_with`.
+fn run(
+    allocator: &mut FrameAllocator,
+    specs: &[UserThreadSpec],
+    benchmark: bool,
+    ends_with: Option<ThreadId>,
+) -> Result<ProgramEnd, SetupError> {
     let mut spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }> = heapless::Vec::new();
     let release_all = |spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }>,
                        allocator: &mut FrameAllocator| {
@@ -459,10 +494,18 @@ pub(crate) fn run_threads(
         // The table holds MAX_USER_THREADS, as many as `spaces`.
         let _ = threads::add(spec.thread, spec.program.name, context, space.pml4.start().as_u64());
     }
+    if ends_with.is_some() {
+        let threads: heapless::Vec<ThreadId, { threads::MAX_USER_THREADS }> =
+            specs.iter().map(|spec| spec.thread).collect();
+        crate::root::with_kernel(|kernel, _| timer::start_run(kernel, &threads));
+    }
     let first = crate::root::with_kernel(|kernel, _| next_runnable(kernel));
     let mut context = UserContext::default();
     // A thread that has not run yet: its registers are loaded as they are.
     if first.and_then(|first| threads::switch(None, first, &mut context)).is_none() {
+        if ends_with.is_some() {
+            let _ = timer::end_run();
+        }
         threads::end_run();
         // SAFETY: back to the kernel's own root (a switch that found no
         // thread wrote no CR3, but this keeps the rule simple).
@@ -470,20 +513,29 @@ pub(crate) fn run_threads(
         release_all(spaces, allocator);
         return Err(SetupError::NoRootThread);
     }
-    with_run_state(|state| *state = RunState { running: true, end: None });
-    // SAFETY:
-    // 1. `threads::switch` loaded CR3 with the first thread's address space,
-    //    which maps CODE_BASE and the stack below STACK_TOP as user pages.
-    // 2. `init` set TSS RSP0 to the kernel-entry stack.
-    // 3. No other program runs (`running` was false: runs start only from
-    //    this function, which does not nest).
-    // 4. The handlers that end the run hold nothing with a destructor.
-    unsafe { syscall::run_in_user_mode(&context) };
+    with_run_state(|state| *state = RunState { running: true, end: None, ends_with });
+    if ends_with.is_some() {
+        crate::root::with_kernel(|kernel, _| timer::dispatch(kernel));
+        // SAFETY: as below; `run_threads_preemptive` checked the APIC,
+        // whose gates `timer::init` installed at boot.
+        unsafe { timer::run_in_user_mode_preemptible(&context) };
+    } else {
+        // SAFETY:
+        // 1. `threads::switch` loaded CR3 with the first thread's address
+        //    space, which maps CODE_BASE and the stack below STACK_TOP as
+        //    user pages.
+        // 2. `init` set TSS RSP0 to the kernel-entry stack.
+        // 3. No other program runs (`running` was false: runs start only
+        //    from this function, which does not nest).
+        // 4. The handlers that end the run hold nothing with a destructor.
+        unsafe { syscall::run_in_user_mode(&context) };
+    }
     // SAFETY: back to the kernel's own root, which maps everything the
     // kernel uses; the threads' tables are released below.
     unsafe { x86::controlregs::cr3_write(kernel_root) };
     let end = with_run_state(|state| {
         state.running = false;
+        state.ends_with = None;
         state.end.take()
     });
     threads::end_run();
@@ -523,9 +575,13 @@ pub(crate) fn end_thread(context: &mut UserContext, end: ProgramEnd) {
             }
         }
     }
+    let run_ends = thread.is_some() && with_run_state(|state| state.ends_with) == thread;
     let next = crate::root::with_kernel(|kernel, _| {
         if let Some(thread) = thread {
             ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, thread);
+        }
+        if run_ends {
+            return None;
         }
         let next = next_runnable(kernel)?;
         let returns_from_call = threads::switch(None, next, context)?;
@@ -577,7 +633,7 @@ const fn is_machine_event(vector: u64) -> bool {
 }
 
 /// The registers a ring-3 exception saved, as a thread context.
-fn context_of(frame: &TrapFrame) -> UserContext {
+pub(crate) fn context_of(frame: &TrapFrame) -> UserContext {
     UserContext {
         rax: frame.rax,
         rbx: frame.rbx,

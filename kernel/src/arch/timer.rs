@@ -1,0 +1,419 @@
+//! Preemption: the local APIC timer (`arch::apic`) drives the scheduler
+//! while user threads run (issue "Microkernel core", scheduling).
+//!
+//! **Interrupts only in ring 3.** The kernel always runs with RFLAGS.IF
+//! clear (FMASK clears it on SYSCALL, interrupt and exception gates clear
+//! it, `resume_kernel` restores flags 0x2). A *preemptive* run
+//! (`user::run_threads_preemptive`) enters ring 3 with IF set, and every
+//! return to ring 3 from the timer interrupt keeps it set. The system-call
+//! and fault return paths (`arch::syscall`, `sanitize_user_rflags`) still
+//! clear IF: a thread that makes a system call in a preemptive run is not
+//! preempted again until the timer path dispatches it (the hook that ends
+//! this is described in `docs/ARCHITECTURE.md`).
+//!
+//! **The timer interrupt** ([`TIMER_VECTOR`](super::apic::TIMER_VECTOR))
+//! enters through its own stub, which saves a [`TrapFrame`] exactly as the
+//! exception path does, on the kernel-entry stack (TSS RSP0). From ring 0
+//! it cannot happen (IF is clear there): it is counted and ignored. From
+//! ring 3, [`timer_interrupt_dispatch`]:
+//!
+//! 1. charges the interrupted thread: `Scheduler::account` with the TSC
+//!    as the time, then `release_due`; the ticks since its dispatch also go
+//!    into this module's per-thread measurement (the shares the temporal
+//!    test prints);
+//! 2. picks the next thread (`user::next_runnable`; after a round-robin
+//!    slice, `Scheduler::yield_current` first). If nothing can run but a
+//!    budget is waiting for its refill, the kernel idles (spins on the TSC,
+//!    interrupts off) until that refill; if nothing can run at all, the run
+//!    ends as blocked;
+//! 3. keeps the preempted thread's registers as they were, like a thread
+//!    whose fault went to its handler (`threads::park_after_fault`: it
+//!    resumes with every register unchanged), and loads the next thread's
+//!    (`threads::switch`, which writes CR3 if needed, and its system call's
+//!    results if it left ring 3 through one);
+//! 4. arms the one-shot timer for `Scheduler::timer_deadline` (budget
+//!    exhaustion or the earliest refill), or for a round-robin slice of
+//!    [`ROUND_ROBIN_SLICE`] TSC ticks when other threads of the running
+//!    thread's priority are ready, whichever is first;
+//! 5. returns to ring 3 through its own IRETQ with IF set.
+//!
+//! The spurious-interrupt vector and the (masked, remapped) 8259 vectors
+//! have gates that count the interrupt and return.
+
+use core::arch::global_asm;
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU64;
+
+use kernel_core::ipc::ThreadId;
+use kernel_core::store::ObjectStore;
+use kernel_core::syscall::Kernel;
+
+use super::apic::{self, ApicSummary, PIC_VECTOR_BASE, SPURIOUS_VECTOR, TIMER_VECTOR};
+use super::idt::{self, TrapFrame};
+use super::objects::PhysStore;
+use super::syscall::{self, UserContext};
+use super::{cpu, threads, user};
+
+/// A round-robin time slice between threads of one priority, in TSC
+/// ticks (1 ms at 1 GHz; under `-icount shift=0`, a million instructions).
+pub(crate) const ROUND_ROBIN_SLICE: u64 = 1_000_000;
+/// RFLAGS.IF.
+const INTERRUPT_ENABLE: u64 = 1 << 9;
+
+/// Timer interrupts taken from ring 3.
+pub(crate) static USER_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Timer interrupts taken in ring 0 (none should be: counted, ignored).
+pub(crate) static KERNEL_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Spurious and legacy-PIC interrupts (counted by the assembly stub).
+#[unsafe(no_mangle)]
+pub(crate) static IGNORED_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC ticks one thread ran in the current preemptive run.
+#[derive(Clone, Copy)]
+pub(crate) struct Ran {
+    pub(crate) thread: ThreadId,
+    pub(crate) ticks: u64,
+}
+
+/// The state of a preemptive run.
+struct Run {
+    active: bool,
+    /// The thread dispatched last and the TSC when it was.
+    dispatched: Option<(ThreadId, u64)>,
+    /// When the running thread's round-robin slice ends, if it shares its
+    /// priority.
+    slice_end: Option<u64>,
+    /// TSC at the run's start.
+    started_at: u64,
+    ran: heapless::Vec<Ran, { threads::MAX_USER_THREADS }>,
+    /// Thread switches made by the timer path.
+    switches: u64,
+}
+
+struct RunCell(UnsafeCell<Run>);
+
+// SAFETY: one CPU: the state is reached only through `with_run`, from the
+// run set-up in `user` (interrupts off) and from the timer interrupt,
+// which arrives only in ring 3 and so never while another `with_run` is
+// in progress; `with_run` is never called inside itself.
+unsafe impl Sync for RunCell {}
+
+static RUN: RunCell = RunCell(UnsafeCell::new(Run {
+    active: false,
+    dispatched: None,
+    slice_end: None,
+    started_at: 0,
+    ran: heapless::Vec::new(),
+    switches: 0,
+}));
+
+fn with_run<R>(action: impl FnOnce(&mut Run) -> R) -> R {
+    // SAFETY: see `RunCell`: no other reference exists while `action` runs.
+    let run = unsafe { &mut *RUN.0.get() };
+    action(run)
+}
+
+impl Run {
+    /// Adds the ticks since the last dispatch to that thread, up to `now`.
+    fn charge(&mut self, now: u64) {
+        if let Some((thread, since)) = self.dispatched.take()
+            && let Some(entry) = self.ran.iter_mut().find(|entry| entry.thread == thread)
+        {
+            entry.ticks = entry.ticks.saturating_add(now.saturating_sub(since));
+        }
+    }
+}
+
+unsafe extern "C" {
+    static timer_interrupt_entry: u8;
+    static ignored_interrupt_entry: u8;
+    /// `arch::syscall`'s ring-3 entry (saves the kernel context for
+    /// `resume_kernel`, then IRETQ). Called directly, not through
+    /// `run_in_user_mode`, because that clears IF (see the module
+    /// documentation).
+    fn enter_user_mode(context: *const UserContext);
+}
+
+/// Installs the interrupt gates and enables the local APIC (timer masked,
+/// legacy PIC masked). Returns what the APIC reported, or `None` if it
+/// could not be reached.
+///
+/// # Safety
+///
+/// Call once on the boot CPU with interrupts off, after `idt::init` and
+/// `paging::protect_kernel_image`.
+pub(crate) unsafe fn init() -> Option<ApicSummary> {
+    let timer = core::ptr::addr_of!(timer_interrupt_entry) as u64;
+    let ignored = core::ptr::addr_of!(ignored_interrupt_entry) as u64;
+    // SAFETY: per this function's contract; the stubs below are interrupt
+    // entries that save and restore every register they touch.
+    unsafe { idt::set_interrupt_gate(TIMER_VECTOR, timer) };
+    for vector in (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).chain([SPURIOUS_VECTOR]) {
+        // SAFETY: as above.
+        unsafe { idt::set_interrupt_gate(vector, ignored) };
+    }
+    // SAFETY: per this function's contract, and the gates are in place.
+    unsafe { apic::init() }
+}
+
+/// Starts a preemptive run of `run_threads`: forgets the last run's
+/// figures and charges nothing for the time before now (the scheduler's
+/// `account` runs with no thread on a scheduling context current, or with
+/// the root thread, which has none).
+pub(crate) fn start_run(kernel: &mut Kernel<PhysStore>, threads: &[ThreadId]) {
+    // Count mode: calibrate (once) before the run's clock starts.
+    let _ = apic::calibrate();
+    let now = cpu::read_tsc();
+    kernel.now = now;
+    kernel.scheduler.account(&mut kernel.store, now);
+    with_run(|run| {
+        run.active = true;
+        run.dispatched = None;
+        run.slice_end = None;
+        run.started_at = now;
+        run.switches = 0;
+        run.ran.clear();
+        for &thread in threads {
+            let _ = run.ran.push(Ran { thread, ticks: 0 });
+        }
+    });
+}
+
+/// Arms the timer for the running thread (see the module documentation,
+/// step 4) and notes its dispatch.
+pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
+    let now = cpu::read_tsc();
+    let budget = kernel.scheduler.timer_deadline(&kernel.store, now);
+    let current = kernel.scheduler.current();
+    let shares_priority =
+        current.is_some_and(|thread| !kernel.scheduler.queue(kernel.store.tcb(thread).priority).is_empty());
+    let slice_end = shares_priority.then(|| now.saturating_add(ROUND_ROBIN_SLICE));
+    let deadline = match (budget, slice_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match deadline {
+        Some(deadline) => apic::arm(deadline),
+        None => apic::disarm(),
+    }
+    with_run(|run| {
+        run.slice_end = slice_end;
+        run.dispatched = current.map(|thread| (thread, cpu::read_tsc()));
+    });
+}
+
+/// What a preemptive run measured.
+pub(crate) struct Measured {
+    /// TSC ticks from the run's start to its end.
+    pub(crate) total: u64,
+    /// Each thread's ticks in ring 3 (and in the system calls it made
+    /// between two timer interrupts).
+    pub(crate) ran: heapless::Vec<Ran, { threads::MAX_USER_THREADS }>,
+    /// Thread switches made by the timer path.
+    pub(crate) switches: u64,
+}
+
+/// Ends a preemptive run: stops the timer and returns the figures.
+pub(crate) fn end_run() -> Measured {
+    apic::disarm();
+    let now = cpu::read_tsc();
+    with_run(|run| {
+        run.charge(now);
+        run.active = false;
+        run.slice_end = None;
+        Measured { total: now.saturating_sub(run.started_at), ran: run.ran.clone(), switches: run.switches }
+    })
+}
+
+/// Enters ring 3 with `context` and interrupts enabled; returns when the
+/// run ends (like `syscall::run_in_user_mode`).
+///
+/// # Safety
+///
+/// As for `syscall::run_in_user_mode`; in addition the timer gate must be
+/// installed ([`init`]).
+pub(crate) unsafe fn run_in_user_mode_preemptible(context: &UserContext) {
+    let context = UserContext { rflags: syscall::sanitize_user_rflags(context.rflags) | INTERRUPT_ENABLE, ..*context };
+    // SAFETY: per this function's contract (that of `run_in_user_mode`,
+    // which makes the same call); IF set only lets the timer interrupt in
+    // while ring 3 runs: the gates clear it again.
+    unsafe { enter_user_mode(&raw const context) };
+}
+
+/// Copies `context` into the part of `frame` IRETQ and the stub restore.
+fn load_frame(frame: &mut TrapFrame, context: &UserContext) {
+    frame.rax = context.rax;
+    frame.rbx = context.rbx;
+    frame.rcx = context.rcx;
+    frame.rdx = context.rdx;
+    frame.rsi = context.rsi;
+    frame.rdi = context.rdi;
+    frame.rbp = context.rbp;
+    frame.r8 = context.r8;
+    frame.r9 = context.r9;
+    frame.r10 = context.r10;
+    frame.r11 = context.r11;
+    frame.r12 = context.r12;
+    frame.r13 = context.r13;
+    frame.r14 = context.r14;
+    frame.r15 = context.r15;
+    frame.rip = context.rip;
+    frame.rsp = context.rsp;
+    frame.rflags = context.rflags;
+}
+
+/// Picks the next thread; idles until the earliest refill when only
+/// throttled threads remain. `None`: nothing can run any more.
+fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<ThreadId> {
+    if slice_ended {
+        kernel.scheduler.yield_current(&mut kernel.store);
+    }
+    loop {
+        if let Some(next) = user::next_runnable(kernel) {
+            return Some(next);
+        }
+        let refill = kernel.scheduler.timer_deadline(&kernel.store, cpu::read_tsc())?;
+        while cpu::read_tsc() < refill {
+            core::hint::spin_loop();
+        }
+        let now = cpu::read_tsc();
+        kernel.now = now;
+        kernel.scheduler.account(&mut kernel.store, now);
+        kernel.scheduler.release_due(&mut kernel.store, now);
+    }
+}
+
+/// What the timer path decided.
+enum Decision {
+    /// Return to ring 3 through the stub (the frame holds the registers).
+    Return,
+    /// Return with `syscall::resume_user` (a non-lower-half RIP: its IRETQ
+    /// is the one the fault path recognises).
+    Resume(UserContext),
+    /// Nothing can run: the run ends.
+    Blocked,
+}
+
+/// The Rust side of the timer interrupt (see the module documentation).
+#[unsafe(no_mangle)]
+extern "C" fn timer_interrupt_dispatch(frame: &mut TrapFrame) {
+    apic::end_of_interrupt();
+    if frame.cs & 3 != 3 || !with_run(|run| run.active) {
+        // Ring 0 runs with interrupts off; an interrupt left pending by an
+        // earlier run arrives in ring 3 before `active`: either way there
+        // is nothing to preempt.
+        threads::count(&KERNEL_TICKS);
+        return;
+    }
+    threads::count(&USER_TICKS);
+    let now = cpu::read_tsc();
+    let slice_ended = with_run(|run| {
+        run.charge(now);
+        run.slice_end.is_some_and(|end| now >= end)
+    });
+    let interrupted = user::context_of(frame);
+    let decision = crate::root::with_kernel(|kernel, _| {
+        let previous = kernel.scheduler.current();
+        kernel.now = now;
+        kernel.scheduler.account(&mut kernel.store, now);
+        kernel.scheduler.release_due(&mut kernel.store, now);
+        let Some(next) = next_or_idle(kernel, slice_ended) else {
+            if let Some(previous) = previous {
+                threads::park_after_fault(previous, interrupted);
+            }
+            return Decision::Blocked;
+        };
+        let mut decision = Decision::Return;
+        if previous != Some(next) {
+            if let Some(previous) = previous {
+                threads::park_after_fault(previous, interrupted);
+            }
+            let mut context = UserContext::default();
+            // `next_runnable` returns only threads the table knows.
+            if threads::switch(None, next, &mut context) == Some(true) {
+                threads::write_results(&kernel.store, next, &mut context);
+            }
+            with_run(|run| run.switches += 1);
+            if context.rip >> 47 == 0 {
+                load_frame(frame, &context);
+            } else {
+                decision = Decision::Resume(context);
+            }
+        }
+        dispatch(kernel);
+        decision
+    });
+    match decision {
+        Decision::Return => frame.rflags = syscall::sanitize_user_rflags(frame.rflags) | INTERRUPT_ENABLE,
+        Decision::Resume(context) => {
+            // SAFETY: `threads::switch` loaded the thread's address space;
+            // the run is live (`active`); this interrupt path holds nothing
+            // with a destructor.
+            unsafe { syscall::resume_user(&context) }
+        }
+        Decision::Blocked => {
+            crate::println!("user: every thread blocked or stopped, nothing to run");
+            user::end_program(user::ProgramEnd::Blocked);
+        }
+    }
+}
+
+// The timer's entry stub saves a TrapFrame like `idt`'s exception stubs
+// (vector 0x20, error code 0); the ignored-interrupt stub only counts.
+global_asm!(
+    r#"
+    .text
+    .balign 16
+    .global timer_interrupt_entry
+timer_interrupt_entry:
+    push 0
+    push {vector}
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    /* Ring 3 may have left DF or AC set (AC would switch SMAP off). */
+    cld
+    pushfq
+    and qword ptr [rsp], {clear_alignment_check}
+    popfq
+    call timer_interrupt_dispatch
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+    .balign 16
+    .global ignored_interrupt_entry
+ignored_interrupt_entry:
+    lock inc qword ptr [rip + IGNORED_INTERRUPTS]
+    iretq
+    "#,
+    vector = const TIMER_VECTOR,
+    clear_alignment_check = const !(1i32 << 18), // RFLAGS.AC, sign-extended
+);

@@ -1,0 +1,70 @@
+//! Temporal isolation on the real kernel (`inject=user-temporal`,
+//! kernel/src/user_temporal.rs): the local APIC timer preempts a spinning
+//! priority-200 thread whose scheduling context allows it 20 % of the CPU,
+//! and a priority-1 thread gets the rest, counts, and exits. Under
+//! `-icount shift=0` the TSC and the APIC timer count instructions, so the
+//! shares are the same on every run. QEMU's TCG has no TSC-deadline timer
+//! (the kernel calibrates the one-shot count mode); Bochs's Skylake has
+//! one, and its TSC counts instructions too.
+
+mod common;
+
+use bulkhead::emulator::{self, RunOutcome, WatchOptions};
+use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::kernel_build;
+use common::*;
+
+/// The per-mille share after `name ran N TSC ticks, ` on its line.
+fn share_per_mille(console: &str, name: &str) -> u64 {
+    let marker = format!("temporal: {name} ran ");
+    let line = console.lines().find(|line| line.starts_with(&marker)).unwrap_or_else(|| panic!("no {marker:?} line"));
+    let rest = line.split(", ").nth(1).unwrap_or_else(|| panic!("no share in {line:?}"));
+    let percent = rest.split(' ').next().unwrap_or_default();
+    let (whole, tenths) = percent.split_once('.').unwrap_or_else(|| panic!("share {percent:?} in {line:?}"));
+    whole.parse::<u64>().expect("whole percent") * 10 + tenths.parse::<u64>().expect("tenths")
+}
+
+/// Checks the shares, the counter's progress and exit, and the end.
+fn assert_temporal_isolation(outcome: &RunOutcome, timer_mode: &str) {
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the run timed out: the spinner kept the CPU?");
+    assert!(console.contains(&format!("legacy PIC masked, timer {timer_mode}")), "expected the {timer_mode} timer");
+    let spinner = share_per_mille(console, "pd-spinner");
+    let counter = share_per_mille(console, "pd-counter");
+    assert!((170..=230).contains(&spinner), "the 20 % spinner took {}.{} %", spinner / 10, spinner % 10);
+    assert!(counter >= 700, "the counter got only {}.{} %", counter / 10, counter % 10);
+    let count = console
+        .lines()
+        .find_map(|line| line.strip_prefix("user pd-counter: ")?.strip_suffix(" iterations"))
+        .expect("the counter printed its count");
+    assert!(u64::from_str_radix(count, 16).expect("hex count") > 0);
+    assert!(console.lines().any(|line| line.trim_end() == "user mode: pd-counter exited with code 0"));
+    assert!(console.contains(" switches by the timer, 0 timer interrupts in ring 0"));
+    let frames = console.lines().find(|line| line.starts_with("user mode: temporal test done")).expect("done line");
+    let (before, after) = frames.split_once("before ").and_then(|(_, rest)| rest.split_once(", after ")).unwrap();
+    assert_eq!(before, after.trim_end(), "frames leaked: {frames}");
+    assert_eq!(outcome.final_status(), Some("success"));
+}
+
+#[test]
+fn a_spinning_high_priority_pd_gets_only_its_budget() {
+    let outcome = run_kernel_boot(fault_injection_kernel(), "inject=user-temporal", true);
+    assert_temporal_isolation(&outcome, "one-shot");
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+}
+
+#[test]
+fn temporal_isolation_with_the_tsc_deadline_timer_in_bochs() {
+    let kernel = fault_injection_kernel();
+    let iso = kernel_build::output_directory().join(format!("test-{}-user-temporal.iso", test_binary_name()));
+    let spec =
+        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-temporal", modules: &[] };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    let (command, _log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    // Bochs's exit status is meaningless: the kernel's final line decides.
+    assert_temporal_isolation(&outcome, "TSC-deadline");
+}
