@@ -11,7 +11,7 @@
 //!
 //! | thread | priority | scheduling context | program |
 //! | --- | ---: | --- | --- |
-//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | spins forever, never enters the kernel |
+//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | makes one system call (Yield), then spins forever: a thread that has been in the kernel is preempted like any other |
 //! | `pd-counter` | 1 | [`PERIOD`] in every [`PERIOD`] (the whole CPU) | counts loop iterations for [`COUNTER_RUN_TICKS`] TSC ticks (RDI), prints the count in hex, exits |
 //!
 //! Times are TSC ticks (under `-icount shift=0`, instructions). The run
@@ -194,7 +194,10 @@ core::arch::global_asm!(
     .section .rodata.user_programs, "a"
 
 temporal_spinner:
-    jmp temporal_spinner
+    mov eax, 10                         /* Yield: returns to ring 3 through SYSRET */
+    syscall
+temporal_spinner_loop:
+    jmp temporal_spinner_loop
 temporal_spinner_end:
 
     /* RDI: how many TSC ticks to count for. */

@@ -192,9 +192,13 @@ const USER_FLAGS_KEPT: u64 = rflags::CARRY
     | rflags::DIRECTION
     | rflags::OVERFLOW;
 
-/// The RFLAGS a user thread returns with, whatever it had.
+/// The RFLAGS a user thread returns with, whatever it had: only the
+/// arithmetic flags and DF survive, and interrupts are always on in ring 3
+/// (so the timer can preempt any thread; outside a preemptive run the
+/// timer is disarmed and the PICs masked, so nothing arrives). The kernel
+/// itself always runs with interrupts off.
 pub(crate) const fn sanitize_user_rflags(user_rflags: u64) -> u64 {
-    (user_rflags & USER_FLAGS_KEPT) | rflags::RESERVED_ONE
+    (user_rflags & USER_FLAGS_KEPT) | rflags::RESERVED_ONE | rflags::INTERRUPT_ENABLE
 }
 
 /// MSR numbers (Intel SDM Vol. 4, table 2-2).
@@ -381,6 +385,8 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) {
         }
     }
     context.rflags = sanitize_user_rflags(context.rflags);
+    // In a preemptive run, re-arm the timer for whichever thread returns.
+    super::timer::redispatch_if_active();
     count_return(context);
     if profiling {
         threads::profile(threads::Phase::Dispatch, super::cpu::read_tsc().wrapping_sub(entered));
@@ -429,6 +435,9 @@ const REGISTER_WORDS: usize = 6;
 fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
     let profiling = threads::profiling();
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
+    // In a preemptive run the caller pays for its time up to here (and its
+    // budget may run out: then it runs no further once the call is done).
+    super::timer::charge_if_active();
     crate::root::with_kernel(|kernel, _| {
         let thread = kernel.scheduler.current().ok_or(Stopped::NoThread)?;
         let tcb = kernel.store.tcb_mut(thread);

@@ -5,11 +5,12 @@
 //! clear (FMASK clears it on SYSCALL, interrupt and exception gates clear
 //! it, `resume_kernel` restores flags 0x2). A *preemptive* run
 //! (`user::run_threads_preemptive`) enters ring 3 with IF set, and every
-//! return to ring 3 from the timer interrupt keeps it set. The system-call
-//! and fault return paths (`arch::syscall`, `sanitize_user_rflags`) still
-//! clear IF: a thread that makes a system call in a preemptive run is not
-//! preempted again until the timer path dispatches it (the hook that ends
-//! this is described in `docs/ARCHITECTURE.md`).
+//! return to ring 3 keeps it set (`arch::syscall::sanitize_user_rflags`
+//! sets IF on every return, from system calls and faults too). System
+//! calls in a preemptive run charge the caller on entry
+//! ([`charge_if_active`]) and re-arm the timer for whichever thread
+//! returns ([`redispatch_if_active`]), so a thread that makes system calls
+//! is preempted like one that only computes.
 //!
 //! **The timer interrupt** ([`TIMER_VECTOR`](super::apic::TIMER_VECTOR))
 //! enters through its own stub, which saves a [`TrapFrame`] exactly as the
@@ -200,6 +201,31 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
         run.slice_end = slice_end;
         run.dispatched = current.map(|thread| (thread, cpu::read_tsc()));
     });
+}
+
+/// In a preemptive run: charges the running thread up to now and
+/// releases refilled threads (the system-call entry's share of
+/// [`timer_interrupt_dispatch`]'s step 1). Outside one: nothing, so the
+/// non-preemptive runs (and the IPC benchmark) pay nothing for it.
+pub(crate) fn charge_if_active() {
+    if !with_run(|run| run.active) {
+        return;
+    }
+    let now = cpu::read_tsc();
+    with_run(|run| run.charge(now));
+    crate::root::with_kernel(|kernel, _| {
+        kernel.now = now;
+        kernel.scheduler.account(&mut kernel.store, now);
+        kernel.scheduler.release_due(&mut kernel.store, now);
+    });
+}
+
+/// In a preemptive run: arms the timer for the thread about to return to
+/// ring 3 ([`dispatch`]). Outside one: nothing.
+pub(crate) fn redispatch_if_active() {
+    if with_run(|run| run.active) {
+        crate::root::with_kernel(|kernel, _| dispatch(kernel));
+    }
 }
 
 /// What a preemptive run measured.
