@@ -39,7 +39,9 @@ options:
                      user-page-fault, user-kernel-read, user-privileged,
                      user-bad-syscall, user-noncanonical-sysret,
                      user-flood, user-trap-flag, user-capabilities,
-                     user-blocked, user-all
+                     user-blocked, user-all; several protection domains:
+                     user-pds, user-ipc-bench (with --count-instructions),
+                     user-temporal (budgets under the LAPIC timer)
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
   --timeout SECONDS  stop the emulator after this long
