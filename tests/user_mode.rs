@@ -113,7 +113,7 @@ fn user_hello_prints_from_ring_3_and_exits() {
     let outcome = run_user_program("user-hello");
     assert_lines_in_order(
         &outcome.console,
-        &["user mode: running user-hello (code at 0x400000, stack below 0x800000, 10 frames)"],
+        &["user mode: running user-hello (code at 0x400000, stack below 0x800000, 12 frames)"],
     );
     assert_lines_in_order(&outcome.console, &HELLO_LINES);
 }
@@ -258,11 +258,12 @@ fn user_all_programs_in_bochs_on_intel() {
 /// layer (kernel/src/user_pds.rs), each thread in its own address space:
 /// the notifier signals, the intruder's call on a slot it does not hold
 /// fails (FailedLookup, 6) and its fault ends only it, then the client
-/// calls the server five times through its badged endpoint (badge 0x11);
+/// calls the server five times through its badged endpoint (badge 0x11),
+/// the first time with a 40-word message that the server checks;
 /// the server prints the first three messages with a poll of the
 /// notification (the notifier's badge 0x40, then nothing) and replies with
 /// word 0 + 1, which the client checks. Numbers are in hex.
-const PDS_LINES: [&str; 13] = [
+const PDS_LINES: [&str; 14] = [
     "user mode: 5 protection domains built through the system-call layer",
     "user pd-notifier: signalled, error 0",
     "user mode: pd-notifier exited with code 0",
@@ -273,6 +274,9 @@ const PDS_LINES: [&str; 13] = [
     "user fault: pd-intruder (#PF at rip 0x40002e) sent to its fault handler",
     "user pd-pager: fault message, label 10000 address 10000000 badge fa",
     "user mode: pd-pager exited with code 0",
+    // The client's first call is 40 words long (word i = 3i + 1), words
+    // 4.. through its IPC buffer into the server's.
+    "user pd-server: long message: 40 words all correct",
     "user pd-server: badge 11 word 1 notification 40",
     "user pd-server: badge 11 word 2 notification 0",
     "user pd-server: badge 11 word 3 notification 0",
@@ -289,7 +293,7 @@ fn assert_protection_domains_ran(outcome: &RunOutcome) {
     assert!(!console.contains("!!! kernel"), "a protection domain caused a kernel exception or panic");
     assert_lines_in_order(console, &PDS_LINES);
     let printed = lines(console).into_iter().filter(|line| line.starts_with("user pd-")).count();
-    assert_eq!(printed, 7, "no other output from the domains");
+    assert_eq!(printed, 8, "no other output from the domains");
     assert!(!console.contains("pd-intruder exited"), "the intruder waits for a reply that never comes");
     let summary = lines(console).into_iter().find(|line| line.contains("protection domains done")).unwrap_or("");
     let (before, after) = summary.split_once(", after ").expect("frame counts");

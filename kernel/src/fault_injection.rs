@@ -438,8 +438,9 @@ user_trap_flag:
 user_trap_flag_end:
 
     /* Kernel system calls as the root thread (kernel/src/root.rs): slot 0
-       the root CNode, 1 an untyped; 7..10 are empty. Results: RSI's label
-       (bits 12..) is the error code, RDI the badge. */
+       the root CNode, 1 an untyped; 7..10 are empty. Words 4 and up and
+       the extra capability addresses go in the IPC buffer (user::IPC_BUFFER).
+       Results: RSI's label (bits 12..) is the error code, RDI the badge. */
 user_capabilities:
     /* (a) Untyped::Retype (label 16, 6 words, 1 extra cap) an endpoint
        into slot 7, then a notification into slot 8. */
@@ -450,9 +451,9 @@ user_capabilities:
     xor r8d, r8d                        /* size_bits (fixed size) */
     xor r9d, r9d                        /* node_index */
     xor r15d, r15d                      /* node_depth 0: node_root itself */
-    mov ebx, 7                          /* node_offset */
-    mov ebp, 1                          /* count */
-    xor r12d, r12d                      /* node_root: the root CNode */
+    mov qword ptr [{ipc} + 4 * 8], 7    /* word 4 (IPC buffer): node_offset */
+    mov qword ptr [{ipc} + 5 * 8], 1    /* word 5: count */
+    mov qword ptr [{ipc} + 120 * 8], 0  /* extra cptr 0: node_root, the root CNode */
     syscall
     lea rbx, [rip + .Lcap_text_retype_endpoint]
     call .Lcap_report_label
@@ -463,9 +464,9 @@ user_capabilities:
     xor r8d, r8d
     xor r9d, r9d
     xor r15d, r15d
-    mov ebx, 8
-    mov ebp, 1
-    xor r12d, r12d
+    mov qword ptr [{ipc} + 4 * 8], 8
+    mov qword ptr [{ipc} + 5 * 8], 1
+    mov qword ptr [{ipc} + 120 * 8], 0
     syscall
     lea rbx, [rip + .Lcap_text_retype_notification]
     call .Lcap_report_label
@@ -478,9 +479,9 @@ user_capabilities:
     mov r8d, 64                         /* dest_depth */
     mov r9d, 8                          /* src_index */
     mov r15d, 64                        /* src_depth */
-    mov ebx, 0xf                        /* rights: all */
-    mov ebp, 0xcafe                     /* data: the badge */
-    xor r12d, r12d                      /* src_root: the root CNode */
+    mov qword ptr [{ipc} + 4 * 8], 0xf  /* word 4: rights, all */
+    mov qword ptr [{ipc} + 5 * 8], 0xcafe /* word 5: data, the badge */
+    mov qword ptr [{ipc} + 120 * 8], 0  /* extra cptr 0: src_root, the root CNode */
     syscall
     lea rbx, [rip + .Lcap_text_mint]
     call .Lcap_report_label
@@ -622,9 +623,9 @@ user_blocked:
     xor r8d, r8d
     xor r9d, r9d
     xor r15d, r15d
-    mov ebx, 20                         /* node_offset */
-    mov ebp, 1
-    xor r12d, r12d
+    mov qword ptr [{ipc} + 4 * 8], 20   /* word 4 (IPC buffer): node_offset */
+    mov qword ptr [{ipc} + 5 * 8], 1    /* word 5: count */
+    mov qword ptr [{ipc} + 120 * 8], 0  /* extra cptr 0: node_root */
     syscall
     mov edi, 0x57                       /* 'W' */
     mov eax, 0x100
@@ -656,5 +657,6 @@ user_program_table:
     .quad user_capabilities, user_capabilities_end, user_capabilities, user_capabilities
     .quad user_blocked, user_blocked_end, user_blocked, user_blocked
     .text
-    "#
+    "#,
+    ipc = const user::IPC_BUFFER,
 );

@@ -13,11 +13,11 @@
 //!
 //! | domain | priority | its CNode | program |
 //! | --- | ---: | --- | --- |
-//! | `pd-server` | 200 | 1: the endpoint (READ), 2: a reply object, 3: the notification (READ) | Recv, then ReplyRecv forever with word 0 + 1; prints the badge, word 0 and a Poll of the notification for the first messages (RDI at start says how many) |
+//! | `pd-server` | 200 | 1: the endpoint (READ), 2: a reply object, 3: the notification (READ) | Recv, then ReplyRecv forever with word 0 + 1; for the first messages (RDI at start says how many) checks a 40-word message (word i = 3i + 1, words 4.. in its IPC buffer) and prints the badge, word 0 and a Poll of the notification |
 //! | `pd-notifier` | 150 | 1: the notification, badge 0x40 (WRITE) | Signal, print the result, exit |
 //! | `pd-pager` | 180 | 1: the fault endpoint (READ), 2: a reply object | Recv, print the fault it got (label, address, badge), exit without replying |
 //! | `pd-intruder` | 120 | nothing; its fault handler is the fault endpoint, badge 0xfa | Call on slot 1 (it holds nothing there: FailedLookup), print the error, then write to an unmapped address: the fault goes to `pd-pager`, and the intruder waits for a reply that never comes |
-//! | `pd-client` | 100 | 1: the endpoint, badge 0x11 (WRITE, GRANT) | Call N times (N in RDI at start) with word 0 = 1, 2, ..., check each reply, print a summary (the count in hex), exit |
+//! | `pd-client` | 100 | 1: the endpoint, badge 0x11 (WRITE, GRANT) | Call N times (N in RDI at start) with word 0 = 1, 2, ... (the first call a 40-word message, word i = 3i + 1, words 4.. through its IPC buffer; the others 1 word), check each reply, print a summary (the count in hex), exit |
 //!
 //! The benchmark runs only the server (printing nothing) and the client:
 //! two passes of 10,000 calls (RSI at start), each between two
@@ -41,6 +41,11 @@ pub(crate) const BENCH_ROUND_TRIPS: u64 = 10_000;
 const TEST_CALLS: u64 = 5;
 /// Messages the server prints in the `user-pds` test.
 const TEST_PRINTED_MESSAGES: u64 = 3;
+/// The length of the client's first message, which the server checks
+/// (word i = 3i + 1; words 4.. travel in the IPC buffer).
+const LONG_MESSAGE_WORDS: u64 = 40;
+// The server's text says so in decimal.
+static_assertions::const_assert_eq!(LONG_MESSAGE_WORDS, 40);
 
 /// Root CNode slots for the domains' objects: slot `FIRST + 4 * domain +`
 /// 0 its TCB, 1 its CNode, 2 the guarded copy that becomes its CSpace root.
@@ -277,9 +282,10 @@ pub(crate) fn run(allocator: &mut FrameAllocator, benchmark: bool) {
 }
 
 // The domains' programs (see the module documentation), copied to
-// user::CODE_BASE; position independent. Message words come back in R10,
-// R8, R9, R15, RBX, RBP after every kernel system call, so the loops keep
-// their state in R12, R13, R14 (and the stack).
+// user::CODE_BASE; position independent. Message words 0..3 come back in
+// R10, R8, R9, R15 after every kernel system call (words 4.. in the IPC
+// buffer at user::IPC_BUFFER, `{ipc}` below), so the loops keep their
+// state in R12, R13, R14 (and the stack).
 core::arch::global_asm!(
     r#"
     .section .rodata.user_programs, "a"
@@ -345,6 +351,33 @@ pd_server_message:
     dec r14
     mov r12, rdi                        /* the badge */
     mov r13, r10                        /* word 0 */
+    mov eax, esi
+    and eax, 0x7f                       /* the length */
+    cmp eax, {long_words}
+    jne pd_server_short
+    /* A long message: words 0..3 into the buffer too, then check all. */
+    mov qword ptr [{ipc}], r10
+    mov qword ptr [{ipc} + 8], r8
+    mov qword ptr [{ipc} + 16], r9
+    mov qword ptr [{ipc} + 24], r15
+    xor ecx, ecx
+pd_server_long_next:
+    lea rax, [rcx + rcx * 2 + 1]        /* word i = 3i + 1 */
+    cmp qword ptr [rcx * 8 + {ipc}], rax
+    jne pd_server_long_bad
+    inc ecx
+    cmp ecx, {long_words}
+    jb pd_server_long_next
+    lea rbx, [rip + pd_server_text_long_ok]
+    call pd_server_print
+    jmp pd_server_short
+pd_server_long_bad:
+    mov rbp, rcx
+    lea rbx, [rip + pd_server_text_long_bad]
+    call pd_server_print
+    call pd_server_hex
+    call pd_server_newline
+pd_server_short:
     lea rbx, [rip + pd_server_text_badge]
     call pd_server_print
     mov rbp, r12
@@ -379,6 +412,10 @@ pd_server_text_word:
     .asciz " word "
 pd_server_text_notification:
     .asciz " notification "
+pd_server_text_long_ok:
+    .asciz "long message: 40 words all correct\n"
+pd_server_text_long_bad:
+    .asciz "long message: wrong word "
 pd_server_end:
 
     /* Slot 1: the badged endpoint. RDI at start: calls per pass, RSI:
@@ -399,10 +436,26 @@ pd_client_pass:
 pd_client_next:
     cmp r13, qword ptr [rsp]
     jae pd_client_pass_done
+    mov esi, 1                          /* length 1 */
+    test r13, r13
+    jnz pd_client_call
+    /* The first call: a long message, word i = 3i + 1 (word 0 is 1 as
+       always), words 4.. in the IPC buffer. */
+    mov ecx, 4
+pd_client_long_next:
+    lea rax, [rcx + rcx * 2 + 1]
+    mov qword ptr [rcx * 8 + {ipc}], rax
+    inc ecx
+    cmp ecx, {long_words}
+    jb pd_client_long_next
+    mov r8d, 4
+    mov r9d, 7
+    mov r15d, 10
+    mov esi, {long_words}               /* length */
+pd_client_call:
     lea r10, [r13 + 1]                  /* word 0 */
     mov eax, 1                          /* Call */
     mov edi, 1
-    mov esi, 1                          /* length 1 */
     syscall
     mov rax, rsi
     shr rax, 12
@@ -538,5 +591,7 @@ pd_program_table:
     .quad pd_intruder, pd_intruder_end
     .quad pd_pager, pd_pager_end
     .text
-    "#
+    "#,
+    ipc = const user::IPC_BUFFER,
+    long_words = const LONG_MESSAGE_WORDS,
 );

@@ -48,16 +48,18 @@
 //!
 //! **Registers of a kernel system call** (`docs/abi.md`, "Registers"):
 //! RAX the number, RDI the cptr, RSI the message info word, RDX the reply
-//! cptr, R10, R8, R9, R15 message words 0..3, RBX and RBP words 4 and 5
-//! (until the IPC buffer exists), R12, R13, R14 extra capability addresses.
+//! cptr, R10, R8, R9, R15 message words 0..3; words 4..length and the
+//! extra capability addresses in the thread's IPC buffer (indices 4..120
+//! and 120..123, copied by `threads`).
 //! Back: RAX 0, RSI the thread's info word (an invocation's error code as
-//! its label), RDI the badge, the message words in the same registers.
+//! its label), RDI the badge, message words 0..3 in the same registers and
+//! words 4..length in the IPC buffer.
 
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
-use kernel_core::ipc::MessageInfo;
+use kernel_core::ipc::{MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
@@ -421,11 +423,8 @@ impl Stopped {
     }
 }
 
-/// Message words that travel in registers, in order: R10, R8, R9, R15, then
-/// (until the IPC buffer exists) RBX and RBP.
-const REGISTER_WORDS: usize = 6;
-
 /// A kernel system call (`docs/abi.md`, "Registers"): copies the registers
+/// and the IPC buffer's message words and extra capability addresses
 /// into the running thread's TCB, tries the IPC fast path for Call and
 /// ReplyRecv (`kernel_core::fastpath`: it picks the next thread itself),
 /// otherwise runs `kernel_core::syscall::handle` (again while it reports
@@ -440,18 +439,23 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
     super::timer::charge_if_active();
     crate::root::with_kernel(|kernel, _| {
         let thread = kernel.scheduler.current().ok_or(Stopped::NoThread)?;
+        let info = MessageInfo::from_word(context.rsi);
         let tcb = kernel.store.tcb_mut(thread);
-        let words = [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp];
-        tcb.words[..REGISTER_WORDS].copy_from_slice(&words);
-        tcb.extra_cptrs = [context.r12, context.r13, context.r14];
+        tcb.words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&[context.r10, context.r8, context.r9, context.r15]);
+        // Words 4..length and the extra capability addresses come from the
+        // IPC buffer, only when the info word says they are used.
+        let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
+        if let Some(words) = tcb.words.get_mut(REGISTER_MESSAGE_WORDS..length) {
+            threads::read_ipc_buffer(thread, REGISTER_MESSAGE_WORDS, words);
+        }
+        tcb.extra_cptrs = [0; 3];
+        let caps = usize::from(info.caps).min(tcb.extra_cptrs.len());
+        if let Some(cptrs) = tcb.extra_cptrs.get_mut(..caps) {
+            threads::read_ipc_buffer(thread, threads::IPC_BUFFER_EXTRA_CPTRS, cptrs);
+        }
         // A call that produces no message answers with an empty one.
         tcb.info = MessageInfo::default();
-        let args = SyscallArgs {
-            number: context.rax,
-            cptr: context.rdi,
-            info: MessageInfo::from_word(context.rsi),
-            reply_cptr: context.rdx,
-        };
+        let args = SyscallArgs { number: context.rax, cptr: context.rdi, info, reply_cptr: context.rdx };
         // The fast path leaves the state `handle` and `schedule` would, with
         // the thread that now runs as the scheduler's current one.
         let fast = match args.number {

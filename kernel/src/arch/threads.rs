@@ -8,7 +8,15 @@
 //! saved when the thread last left ring 3, its address space (the PML4
 //! for CR3), whether it is inside a system call that has not returned yet
 //! (then its TCB's message goes into its registers when it runs again),
-//! and its `DEBUG_PUTCHAR` line buffer.
+//! the physical address of its IPC buffer, and its `DEBUG_PUTCHAR` line
+//! buffer.
+//!
+//! **The IPC buffer** (`docs/abi.md`, "Registers") is a page the thread
+//! can write at any time (on SMP, while the kernel reads it). The kernel
+//! touches it only through the physical-memory map, with volatile copies
+//! of whole words into and out of kernel memory ([`read_ipc_buffer`],
+//! [`write_ipc_buffer`]); it never makes a Rust reference into it, and
+//! treats every word it reads as an untrusted number.
 //!
 //! **Switching.** After every system call (and after a thread exits or
 //! faults) the kernel asks the scheduler who runs (`Scheduler::schedule`).
@@ -26,10 +34,21 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel_core::ipc::ThreadId;
+use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, ThreadId};
+use kernel_core::memory::FRAME_SIZE;
 use kernel_core::store::ObjectStore;
 
+use super::paging::physmap_pointer;
+
 use super::syscall::UserContext;
+
+/// The words of an IPC buffer: message word `i` at index `i` (0..120),
+/// the extra capability addresses at [`IPC_BUFFER_EXTRA_CPTRS`] on.
+pub(crate) const IPC_BUFFER_WORDS: usize = 512;
+/// The index of the first extra capability address in the IPC buffer.
+pub(crate) const IPC_BUFFER_EXTRA_CPTRS: usize = MAX_MESSAGE_WORDS;
+static_assertions::const_assert!(IPC_BUFFER_EXTRA_CPTRS + 3 <= IPC_BUFFER_WORDS);
+static_assertions::const_assert_eq!(IPC_BUFFER_WORDS as u64 * 8, FRAME_SIZE);
 
 /// The most user threads one run may have.
 pub(crate) const MAX_USER_THREADS: usize = 8;
@@ -120,6 +139,8 @@ struct UserThread {
     context: UserContext,
     /// Its address space (the PML4's physical address).
     cr3: u64,
+    /// Its IPC buffer's physical address (a page of its address space).
+    ipc_buffer: u64,
     /// It left ring 3 through a system call that has not returned: its
     /// TCB's message goes into its registers when it runs again.
     in_system_call: bool,
@@ -183,10 +204,13 @@ pub(crate) fn begin_run(cr3: u64, named: bool, benchmark: bool) {
 }
 
 /// Adds a thread that has not run yet: it starts with `context` in the
-/// address space `cr3`. Returns false if the table is full.
-pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr3: u64) -> bool {
+/// address space `cr3`, with its IPC buffer at physical address
+/// `ipc_buffer` (a page-aligned frame of that space). Returns false if the
+/// table is full.
+pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr3: u64, ipc_buffer: u64) -> bool {
     with_table(|table| {
-        let entry = UserThread { thread, name, context, cr3, in_system_call: false, output: DebugOutput::EMPTY };
+        let entry =
+            UserThread { thread, name, context, cr3, ipc_buffer, in_system_call: false, output: DebugOutput::EMPTY };
         table.threads.push(entry).is_ok()
     })
 }
@@ -292,14 +316,60 @@ pub(crate) fn park_after_fault(thread: ThreadId, context: UserContext) {
 }
 
 /// Puts the results of `thread`'s system call (its TCB's message,
-/// `docs/abi.md`, "Registers") into its registers.
+/// `docs/abi.md`, "Registers") into its registers, and words 4 and up of a
+/// longer message into its IPC buffer.
 pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context: &mut UserContext) {
     let tcb = store.tcb(thread);
     context.rax = 0;
     context.rsi = tcb.info.to_word();
     context.rdi = tcb.badge;
-    [context.r10, context.r8, context.r9, context.r15, context.rbx, context.rbp] =
-        core::array::from_fn(|index| tcb.words[index]);
+    [context.r10, context.r8, context.r9, context.r15] = core::array::from_fn(|index| tcb.words[index]);
+    let length = usize::from(tcb.info.length).min(MAX_MESSAGE_WORDS);
+    if let Some(words) = tcb.words.get(REGISTER_MESSAGE_WORDS..length) {
+        write_ipc_buffer(thread, REGISTER_MESSAGE_WORDS, words);
+    }
+}
+
+/// A pointer to word `first` of `thread`'s IPC buffer (through the
+/// physical-memory map), if the thread has one and words `first..first +
+/// count` lie inside it.
+fn ipc_buffer_words(thread: ThreadId, first: usize, count: usize) -> Option<*mut u64> {
+    if first.checked_add(count)? > IPC_BUFFER_WORDS {
+        return None;
+    }
+    let physical = with_table(|table| table.entry(thread).map(|entry| entry.ipc_buffer))?;
+    let page = physmap_pointer(physical, FRAME_SIZE)?.cast::<u64>();
+    // `first` is at most IPC_BUFFER_WORDS (checked): inside the page's
+    // mapping or just past its end (then `count` is 0 and nothing is read).
+    Some(page.wrapping_add(first))
+}
+
+/// Copies words `first..first + into.len()` of `thread`'s IPC buffer into
+/// `into`. Leaves `into` as it is if the thread has no IPC buffer or the
+/// words lie outside it.
+pub(crate) fn read_ipc_buffer(thread: ThreadId, first: usize, into: &mut [u64]) {
+    let Some(source) = ipc_buffer_words(thread, first, into.len()) else { return };
+    for (index, word) in into.iter_mut().enumerate() {
+        // SAFETY: `source` and the next `into.len()` words lie inside the
+        // thread's IPC buffer (checked by `ipc_buffer_words`), a frame of
+        // this run that the physical-memory map covers, 8-byte aligned. The
+        // user may write it at any time, so it is read word by word with
+        // volatile loads into kernel memory: no Rust reference into it
+        // exists, and each value is only a number to the kernel.
+        *word = unsafe { source.wrapping_add(index).read_volatile() };
+    }
+}
+
+/// Copies `words` into `thread`'s IPC buffer from word `first` on. Does
+/// nothing if the thread has no IPC buffer or the words lie outside it.
+pub(crate) fn write_ipc_buffer(thread: ThreadId, first: usize, words: &[u64]) {
+    let Some(destination) = ipc_buffer_words(thread, first, words.len()) else { return };
+    for (index, &word) in words.iter().enumerate() {
+        // SAFETY: as in `read_ipc_buffer`: the words lie inside the thread's
+        // IPC buffer, reached through the physical-memory map, aligned; a
+        // volatile store makes no Rust reference into user memory.
+        unsafe { destination.wrapping_add(index).write_volatile(word) };
+    }
 }
 
 /// Counters of the expensive instructions on the kernel's path, since boot.

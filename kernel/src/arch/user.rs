@@ -14,6 +14,7 @@
 //! | --- | --- | --- |
 //! | [`CODE_BASE`] (0x400000) | the program's code, up to [`CODE_PAGES`] pages | read-only, executable |
 //! | below [`STACK_TOP`] (0x800000) | the stack, [`STACK_PAGES`] pages | read-write, no-execute |
+//! | [`IPC_BUFFER`] (0x801000) | the thread's IPC buffer, one page (0x800000 stays unmapped) | read-write, no-execute |
 //! | the last page of the lower half | optional code ending at 0x7fff_ffff_ffff (the SYSRET test) | read-only, executable |
 //!
 //! The program enters ring 3 with IRETQ and interrupts off, so a program
@@ -56,6 +57,10 @@ pub(crate) const CODE_PAGES: usize = 4;
 pub(crate) const STACK_TOP: u64 = 0x80_0000;
 /// The stack's size in pages; the page below it stays unmapped.
 pub(crate) const STACK_PAGES: u64 = 4;
+/// The thread's IPC buffer (`docs/abi.md`, "Registers"): one page, above
+/// the stack with an unmapped page between them. The kernel reaches it only
+/// through the physical-memory map (`threads`), never at this address.
+pub(crate) const IPC_BUFFER: u64 = 0x80_1000;
 /// The last page of the lower half, for code that must end exactly at
 /// the top of the user address range.
 pub(crate) const TOP_USER_PAGE: u64 = 0x7fff_ffff_f000;
@@ -379,8 +384,8 @@ pub(crate) struct UserThreadSpec {
 }
 
 /// Builds `program`'s address space: code, optional top-of-lower-half code,
-/// stack.
-fn build_space(allocator: &mut FrameAllocator, program: &Program) -> Result<AddressSpace, SetupError> {
+/// stack, IPC buffer. Returns it with the IPC buffer's frame.
+fn build_space(allocator: &mut FrameAllocator, program: &Program) -> Result<(AddressSpace, PhysFrame), SetupError> {
     let mut space = AddressSpace::new(allocator)?;
     let setup = (|| {
         space.map_code(allocator, CODE_BASE, CODE_PAGES, 0, program.code)?;
@@ -392,10 +397,10 @@ fn build_space(allocator: &mut FrameAllocator, program: &Program) -> Result<Addr
         for page in 1..=STACK_PAGES {
             space.map_new_page(allocator, STACK_TOP - page * FRAME_SIZE, WRITABLE | space.no_execute)?;
         }
-        Ok(())
+        space.map_new_page(allocator, IPC_BUFFER, WRITABLE | space.no_execute)
     })();
     match setup {
-        Ok(()) => Ok(space),
+        Ok(ipc_buffer) => Ok((space, ipc_buffer)),
         Err(error) => {
             space.release(allocator);
             Err(error)
@@ -456,6 +461,7 @@ fn run(
     ends_with: Option<ThreadId>,
 ) -> Result<ProgramEnd, SetupError> {
     let mut spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }> = heapless::Vec::new();
+    let mut ipc_buffers: heapless::Vec<PhysFrame, { threads::MAX_USER_THREADS }> = heapless::Vec::new();
     let release_all = |spaces: heapless::Vec<AddressSpace, { threads::MAX_USER_THREADS }>,
                        allocator: &mut FrameAllocator| {
         for space in spaces {
@@ -463,13 +469,19 @@ fn run(
         }
     };
     for spec in specs {
-        let space = match build_space(allocator, &spec.program) {
-            Ok(space) => space,
+        let (space, ipc_buffer) = match build_space(allocator, &spec.program) {
+            Ok(built) => built,
             Err(error) => {
                 release_all(spaces, allocator);
                 return Err(error);
             }
         };
+        // The buffer's frame belongs to the space (it is freed with it).
+        if ipc_buffers.push(ipc_buffer).is_err() {
+            space.release(allocator);
+            release_all(spaces, allocator);
+            return Err(SetupError::TooManyFrames);
+        }
         if let Err(space) = spaces.push(space) {
             space.release(allocator);
             release_all(spaces, allocator);
@@ -478,7 +490,7 @@ fn run(
     }
     let kernel_root = cpu::read_cr3();
     threads::begin_run(kernel_root, specs.len() > 1, benchmark);
-    for (spec, space) in specs.iter().zip(&spaces) {
+    for ((spec, space), ipc_buffer) in specs.iter().zip(&spaces).zip(&ipc_buffers) {
         println!(
             "user mode: running {} (code at {CODE_BASE:#x}, stack below {STACK_TOP:#x}, {} frames)",
             spec.program.name,
@@ -492,7 +504,13 @@ fn run(
             ..UserContext::default()
         };
         // The table holds MAX_USER_THREADS, as many as `spaces`.
-        let _ = threads::add(spec.thread, spec.program.name, context, space.pml4.start().as_u64());
+        let _ = threads::add(
+            spec.thread,
+            spec.program.name,
+            context,
+            space.pml4.start().as_u64(),
+            ipc_buffer.start().as_u64(),
+        );
     }
     if ends_with.is_some() {
         let threads: heapless::Vec<ThreadId, { threads::MAX_USER_THREADS }> =
