@@ -737,6 +737,8 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     // A fault of ring-3 code goes to the thread's fault handler if it has
     // one; the refused-return case has no user frame to resume from.
     if !refused_return && let Some(context) = send_fault_to_handler(frame) {
+        // In a preemptive run the next thread gets its own timer deadline.
+        timer::redispatch_if_active();
         // SAFETY: as below: `context` holds the next thread's registers and
         // address space, the run is live, and this path holds nothing with
         // a destructor.
@@ -746,6 +748,7 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     let mut context = UserContext::default();
     // Returns only if another thread runs next.
     end_thread(&mut context, ProgramEnd::Faulted(frame.vector));
+    timer::redispatch_if_active();
     // SAFETY: `end_thread` loaded the next thread's registers and address
     // space; `run_threads`'s `run_in_user_mode` call is live (checked
     // above: `running`); this exception path holds nothing with a
