@@ -11,7 +11,7 @@
 //!
 //! | thread | priority | scheduling context | program |
 //! | --- | ---: | --- | --- |
-//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | makes one system call (Yield), then spins forever: a thread that has been in the kernel is preempted like any other |
+//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | forever: a system call (Yield), then 1,000 loop iterations; its budget runs out in ring 3 and in the kernel alike, and a call made after it ran out still completes (the thread then waits for its refill) |
 //! | `pd-counter` | 1 | [`PERIOD`] in every [`PERIOD`] (the whole CPU) | counts loop iterations for [`COUNTER_RUN_TICKS`] TSC ticks (RDI), prints the count in hex, exits |
 //!
 //! Times are TSC ticks (under `-icount shift=0`, instructions). The run
@@ -196,8 +196,11 @@ core::arch::global_asm!(
 temporal_spinner:
     mov eax, 10                         /* Yield: returns to ring 3 through SYSRET */
     syscall
+    mov ecx, 1000                       /* then a little computing */
 temporal_spinner_loop:
-    jmp temporal_spinner_loop
+    dec ecx
+    jnz temporal_spinner_loop
+    jmp temporal_spinner
 temporal_spinner_end:
 
     /* RDI: how many TSC ticks to count for. */

@@ -160,6 +160,10 @@ fn mask_legacy_pic() {
 /// concurrently) and after the IDT has gates for [`TIMER_VECTOR`],
 /// [`SPURIOUS_VECTOR`] and the PIC's vectors.
 pub(crate) unsafe fn init() -> Option<ApicSummary> {
+    // First, whatever happens below: ring 3 runs with interrupts on, so no
+    // legacy PIC line may ever reach the CPU (an unremapped IRQ 0 would
+    // arrive as vector 8, a double fault).
+    mask_legacy_pic();
     // SAFETY: reading IA32_APIC_BASE has no side effects (every x86-64 CPU
     // has a local APIC and the MSR).
     let apic_base = unsafe { x86::msr::rdmsr(IA32_APIC_BASE) };
@@ -177,7 +181,6 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     }
     // The physical-memory map is 2 MiB aligned and `base` 4 KiB aligned.
     APIC_PAGE.store(page.cast::<u32>(), Ordering::Relaxed);
-    mask_legacy_pic();
     let tsc_deadline = CpuId::new().get_feature_info().is_some_and(|features| features.has_tsc_deadline());
     TSC_DEADLINE.store(tsc_deadline, Ordering::Relaxed);
     write(register::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));

@@ -183,9 +183,9 @@ const SYSCALL_FLAG_MASK: u64 = rflags::INTERRUPT_ENABLE
 
 /// The RFLAGS bits a user program keeps across a return from the kernel:
 /// the arithmetic flags and the direction flag. Everything else is the
-/// kernel's: IOPL stays 0, NT, TF and AC stay clear, and IF is clear for
-/// now because the kernel runs with interrupts off (user preemption comes
-/// with the LAPIC timer).
+/// kernel's: IOPL stays 0, NT, TF and AC stay clear, and IF is set by
+/// [`sanitize_user_rflags`] on every return (the kernel itself runs with
+/// interrupts off; the LAPIC timer preempts ring 3).
 const USER_FLAGS_KEPT: u64 = rflags::CARRY
     | rflags::PARITY
     | rflags::AUXILIARY_CARRY
@@ -434,11 +434,14 @@ impl Stopped {
 fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
     let profiling = threads::profiling();
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
-    // In a preemptive run the caller pays for its time up to here (and its
-    // budget may run out: then it runs no further once the call is done).
+    // The caller, named before it is charged: if charging uses up its
+    // budget, the scheduler takes it off the CPU, but the call it made still
+    // completes (its result waits in its registers until its refill).
+    let caller = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
+    // In a preemptive run the caller pays for its time up to here.
     super::timer::charge_if_active();
     crate::root::with_kernel(|kernel, _| {
-        let thread = kernel.scheduler.current().ok_or(Stopped::NoThread)?;
+        let thread = caller.ok_or(Stopped::NoThread)?;
         let info = MessageInfo::from_word(context.rsi);
         let tcb = kernel.store.tcb_mut(thread);
         tcb.words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&[context.r10, context.r8, context.r9, context.r15]);
@@ -471,7 +474,7 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
                 // stopped.
                 while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
                 let handled = tsc();
-                (super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?, handled)
+                (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }
         };
         let (next, returns_from_call) = match threads::switch(Some(thread), next, context) {
@@ -479,8 +482,8 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
             None => {
                 // Only after the fast path: a thread without a user context
                 // is stopped as `next_runnable` would, and another one runs.
-                let next = super::user::next_runnable(kernel).ok_or(Stopped::NothingToRun)?;
-                // `next_runnable` returns only threads the table knows.
+                let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+                // `next_thread` returns only threads the table knows.
                 (next, threads::switch(Some(thread), next, context).ok_or(Stopped::NothingToRun)?)
             }
         };

@@ -212,7 +212,13 @@ pub(crate) fn charge_if_active() {
         return;
     }
     let now = cpu::read_tsc();
-    with_run(|run| run.charge(now));
+    let caller = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
+    // The measurement counts the system call's kernel time for the caller
+    // too (up to `redispatch_if_active`), as its budget does.
+    with_run(|run| {
+        run.charge(now);
+        run.dispatched = caller.map(|thread| (thread, now));
+    });
     crate::root::with_kernel(|kernel, _| {
         kernel.now = now;
         kernel.scheduler.account(&mut kernel.store, now);
@@ -220,10 +226,13 @@ pub(crate) fn charge_if_active() {
     });
 }
 
-/// In a preemptive run: arms the timer for the thread about to return to
-/// ring 3 ([`dispatch`]). Outside one: nothing.
+/// In a preemptive run: closes the caller's measured interval and arms
+/// the timer for the thread about to return to ring 3 ([`dispatch`]).
+/// Outside one: nothing.
 pub(crate) fn redispatch_if_active() {
     if with_run(|run| run.active) {
+        let now = cpu::read_tsc();
+        with_run(|run| run.charge(now));
         crate::root::with_kernel(|kernel, _| dispatch(kernel));
     }
 }
@@ -307,6 +316,14 @@ fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<Thr
         kernel.scheduler.account(&mut kernel.store, now);
         kernel.scheduler.release_due(&mut kernel.store, now);
     }
+}
+
+/// The next thread for the system-call and fault paths: in a preemptive
+/// run it idles until a refill when only throttled threads remain (like
+/// the timer path), otherwise it is `user::next_runnable`. `None`:
+/// nothing can run any more.
+pub(crate) fn next_thread(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
+    if with_run(|run| run.active) { next_or_idle(kernel, false) } else { user::next_runnable(kernel) }
 }
 
 /// What the timer path decided.

@@ -601,7 +601,7 @@ pub(crate) fn end_thread(context: &mut UserContext, end: ProgramEnd) {
         if run_ends {
             return None;
         }
-        let next = next_runnable(kernel)?;
+        let next = timer::next_thread(kernel)?;
         let returns_from_call = threads::switch(None, next, context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, context);
@@ -701,7 +701,7 @@ fn send_fault_to_handler(frame: &TrapFrame) -> Option<UserContext> {
     );
     threads::park_after_fault(thread, context_of(frame));
     crate::root::with_kernel(|kernel, _| {
-        let next = next_runnable(kernel)?;
+        let next = timer::next_thread(kernel)?;
         let mut context = UserContext::default();
         let returns_from_call = threads::switch(None, next, &mut context)?;
         if returns_from_call {
