@@ -9,9 +9,7 @@
 
 mod common;
 
-use bulkhead::emulator::{self, RunOutcome, WatchOptions};
-use bulkhead::image::{self, DefaultEntry, IsoSpec};
-use bulkhead::kernel_build;
+use bulkhead::emulator::{self, RunOutcome};
 use common::*;
 
 /// The per-mille share after `name ran N TSC ticks, ` on its line.
@@ -55,16 +53,6 @@ fn a_spinning_high_priority_pd_gets_only_its_budget() {
 
 #[test]
 fn temporal_isolation_with_the_tsc_deadline_timer_in_bochs() {
-    let kernel = fault_injection_kernel();
-    let iso = kernel_build::output_directory().join(format!("test-{}-user-temporal.iso", test_binary_name()));
-    let spec =
-        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-temporal", modules: &[] };
-    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    let (command, _log) =
-        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
-    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
-    print_outcome(&outcome);
-    // Bochs's exit status is meaningless: the kernel's final line decides.
+    let outcome = run_fault_injection_iso_in_bochs("inject=user-temporal");
     assert_temporal_isolation(&outcome, "TSC-deadline");
 }

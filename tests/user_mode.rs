@@ -7,9 +7,7 @@
 
 mod common;
 
-use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
-use bulkhead::image::{self, DefaultEntry, IsoSpec};
-use bulkhead::kernel_build;
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome};
 use common::*;
 
 const HELLO_LINES: [&str; 2] = ["user: hello from ring 3", "user mode: user-hello exited with code 0"];
@@ -232,20 +230,8 @@ fn run_user_program_set(kind: &str, options: QemuOptions) -> RunOutcome {
 /// flag raises #DB on the first instruction of the SYSCALL entry.
 #[test]
 fn user_all_programs_in_bochs_on_intel() {
-    let kernel = fault_injection_kernel();
-    let iso = kernel_build::output_directory().join(format!("test-{}-user-all.iso", test_binary_name()));
-    let spec =
-        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-all", modules: &[] };
-    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    let (command, log) =
-        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
-    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
-    print_outcome(&outcome);
-    println!("Bochs log: {}", log.display());
+    let outcome = run_fault_injection_iso_in_bochs("inject=user-all");
     let console = &outcome.console;
-    assert!(console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
-    // Bochs's exit status is meaningless: the kernel's final line decides.
     assert_kernel_survived(&outcome, USER_PROGRAM_COUNT);
     assert_all_programs_reported(console);
     assert!(
@@ -311,18 +297,7 @@ fn user_protection_domains_exchange_ipc_in_their_own_address_spaces() {
 
 #[test]
 fn user_protection_domains_in_bochs_on_intel() {
-    let kernel = fault_injection_kernel();
-    let iso = kernel_build::output_directory().join(format!("test-{}-user-pds.iso", test_binary_name()));
-    let spec =
-        IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "inject=user-pds", modules: &[] };
-    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    let (command, _log) =
-        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
-    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
-    print_outcome(&outcome);
-    assert!(outcome.console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
-    // Bochs's exit status is meaningless: the kernel's final line decides.
+    let outcome = run_fault_injection_iso_in_bochs("inject=user-pds");
     assert_protection_domains_ran(&outcome);
 }
 

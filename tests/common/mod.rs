@@ -152,3 +152,23 @@ pub fn assert_successful_boot(outcome: &RunOutcome, loader: &str, protocol: &str
     assert!(console.contains("boot complete"));
     assert_eq!(outcome.final_status(), Some("success"));
 }
+
+/// Boots the fault-injection kernel in Bochs (an Intel CPU with VT-x)
+/// through an ISO whose command line adds `extra_cmdline`, and prints the
+/// console. Bochs's exit status is meaningless (it may crash while tearing
+/// down): callers judge the run by the kernel's final line.
+pub fn run_fault_injection_iso_in_bochs(extra_cmdline: &str) -> RunOutcome {
+    let kernel = fault_injection_kernel();
+    let name = extra_cmdline.trim_start_matches("inject=");
+    let iso = kernel_build::output_directory().join(format!("test-{}-{name}.iso", test_binary_name()));
+    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline, modules: &[] };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    let (command, log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    println!("Bochs log: {}", log.display());
+    assert!(outcome.console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
+    outcome
+}
