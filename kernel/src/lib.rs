@@ -9,6 +9,7 @@ pub mod fastpath;
 pub mod frame_allocator;
 pub mod ipc;
 pub mod memory;
+pub mod platform;
 pub mod sched;
 pub mod store;
 pub mod syscall;

@@ -17,6 +17,7 @@ use crate::cap::{Cap, Rights, SlotRef};
 use crate::error::SyscallError;
 use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
 use crate::memory::PhysAddr;
+use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
 use crate::store::ObjectStore;
 
@@ -160,7 +161,12 @@ const WORK_PER_CALL: u32 = 256;
 ///
 /// [`Preempted`] when a long invocation ran out of its work budget: the
 /// architecture code restarts the same system call.
-pub fn handle<S: ObjectStore>(kernel: &mut Kernel<S>, thread: ThreadId, args: SyscallArgs) -> Result<(), Preempted> {
+pub fn handle<S: ObjectStore>(
+    kernel: &mut Kernel<S>,
+    platform: &mut impl Platform,
+    thread: ThreadId,
+    args: SyscallArgs,
+) -> Result<(), Preempted> {
     let Kernel { store, scheduler, now } = kernel;
     let blocking =
         matches!(args.number, number::CALL | number::SEND | number::RECV | number::REPLY_RECV | number::WAIT);
@@ -170,7 +176,7 @@ pub fn handle<S: ObjectStore>(kernel: &mut Kernel<S>, thread: ThreadId, args: Sy
             Ok(())
         }
         number::SEND | number::NB_SEND | number::CALL => {
-            return send_or_invoke(store, scheduler, *now, thread, args, blocking);
+            return send_or_invoke(store, platform, scheduler, *now, thread, args, blocking);
         }
         number::RECV | number::NB_RECV => receive(store, scheduler, thread, args.cptr, args.reply_cptr, blocking),
         number::REPLY_RECV => lookup_reply(store, thread, args.reply_cptr, false).and_then(|reply_object| {
@@ -251,6 +257,7 @@ fn receive(
 
 fn send_or_invoke<S: ObjectStore>(
     store: &mut S,
+    platform: &mut impl Platform,
     scheduler: &mut Scheduler,
     now: u64,
     thread: ThreadId,
@@ -299,7 +306,7 @@ fn send_or_invoke<S: ObjectStore>(
             Ok(())
         }
         _ => {
-            let result = invoke_kernel_object(store, scheduler, now, thread, invoked, args)?;
+            let result = invoke_kernel_object(store, platform, scheduler, now, thread, invoked, args)?;
             // A Send of an invocation does not wait for (or get) the result.
             if is_call || result.is_err() {
                 set_result(store, thread, result);
@@ -318,6 +325,7 @@ fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef
 /// Decodes and performs an invocation of a kernel object.
 fn invoke_kernel_object<S: ObjectStore>(
     store: &mut S,
+    _platform: &mut impl Platform,
     scheduler: &mut Scheduler,
     now: u64,
     thread: ThreadId,

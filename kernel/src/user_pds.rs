@@ -114,7 +114,7 @@ pub(crate) fn invoke(
         caps: u8::try_from(extra.len()).unwrap_or(u8::MAX),
     };
     let args = SyscallArgs { number: number::CALL, cptr, info, reply_cptr: 0 };
-    while syscall::handle(kernel, root, args).is_err() {}
+    while syscall::handle(kernel, &mut crate::arch::platform::Machine, root, args).is_err() {}
     match kernel.store.tcb(root).info.label {
         0 => Ok(()),
         code => Err(StepFailed { step, code }),

@@ -472,7 +472,7 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
             None => {
                 // Each restart continues a long operation where the last one
                 // stopped.
-                while kernel_core::syscall::handle(kernel, thread, args).is_err() {}
+                while kernel_core::syscall::handle(kernel, &mut super::platform::Machine, thread, args).is_err() {}
                 let handled = tsc();
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }

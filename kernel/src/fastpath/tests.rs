@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::cap::derivation;
 use crate::cap::object::{ObjectKind, SLOT_BITS};
+use crate::platform::RecordingPlatform;
 use crate::sched::SchedContext;
 use crate::store::MapStore;
 use crate::syscall::handle;
@@ -113,7 +114,7 @@ fn enter(kernel: &mut Kernel<MapStore>, caller: ThreadId, words: [u64; 6], extra
 }
 
 fn general(kernel: &mut Kernel<MapStore>, caller: ThreadId, args: SyscallArgs) -> Option<ThreadId> {
-    while handle(kernel, caller, args).is_err() {}
+    while handle(kernel, &mut RecordingPlatform::new(), caller, args).is_err() {}
     kernel.scheduler.schedule(&mut kernel.store)
 }
 

@@ -10,6 +10,7 @@ use crate::cap::SlotStore;
 use crate::cap::invocation::label as cnode_label;
 use crate::cap::object::{ObjectKind, SLOT_BITS};
 use crate::ipc::{ThreadId, ThreadState};
+use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
 
 const ROOT_CNODE: u64 = 0x10_0000;
@@ -40,6 +41,7 @@ fn root_slot(index: u64) -> SlotRef {
 
 struct System {
     kernel: Kernel<MapStore>,
+    platform: RecordingPlatform,
     threads: [ThreadId; 3],
 }
 
@@ -70,7 +72,7 @@ impl System {
             caps: u8::try_from(extra.len()).expect("few"),
         };
         let args = SyscallArgs { number, cptr, info, reply_cptr: reply };
-        while handle(&mut self.kernel, thread, args).is_err() {}
+        while handle(&mut self.kernel, &mut self.platform, thread, args).is_err() {}
         self.kernel.scheduler.schedule(&mut self.kernel.store);
         self.kernel.store.tcb(thread).info.label
     }
@@ -130,7 +132,7 @@ fn build() -> System {
     let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0 };
     kernel.scheduler.make_ready(&mut kernel.store, root);
     kernel.scheduler.schedule(&mut kernel.store);
-    let mut system = System { kernel, threads: [root; 3] };
+    let mut system = System { kernel, platform: RecordingPlatform::new(), threads: [root; 3] };
 
     system.retype(ObjectKind::Tcb, 0, R_TCB, 3);
     system.retype(ObjectKind::Endpoint, 0, R_ENDPOINT, 1);
