@@ -6,6 +6,7 @@ pub mod cap;
 pub mod cmdline;
 pub mod error;
 pub mod fastpath;
+pub mod finalise;
 pub mod frame_allocator;
 pub mod ipc;
 pub mod memory;

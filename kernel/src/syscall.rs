@@ -15,6 +15,7 @@ use crate::cap::derivation::{self, Preempted, WorkBudget};
 use crate::cap::invocation::{self, Message};
 use crate::cap::{Cap, Rights, SlotRef};
 use crate::error::SyscallError;
+use crate::finalise::Finaliser;
 use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
@@ -325,7 +326,7 @@ fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef
 /// Decodes and performs an invocation of a kernel object.
 fn invoke_kernel_object<S: ObjectStore>(
     store: &mut S,
-    _platform: &mut impl Platform,
+    platform: &mut impl Platform,
     scheduler: &mut Scheduler,
     now: u64,
     thread: ThreadId,
@@ -349,10 +350,10 @@ fn invoke_kernel_object<S: ObjectStore>(
                 Err(error) => return Ok(Err(error)),
             };
             let mut budget = WorkBudget(WORK_PER_CALL);
-            invocation::invoke(store, decoded, &mut budget)?;
+            invocation::invoke(store, decoded, &mut budget, &mut Finaliser::new(scheduler, platform))?;
             Ok(Ok(()))
         }
-        Cap::Tcb { object } => Ok(invoke_tcb(store, scheduler, ThreadId::new(object), &message)),
+        Cap::Tcb { object } => Ok(invoke_tcb(store, platform, scheduler, ThreadId::new(object), &message)),
         Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message)),
         _ => Ok(Err(SyscallError::IllegalOperation)),
     }
@@ -371,8 +372,9 @@ fn word(message: &Message<'_>, index: usize) -> Result<u64, SyscallError> {
 }
 
 /// TCB invocations, decoded then performed.
-fn invoke_tcb(
-    store: &mut impl ObjectStore,
+fn invoke_tcb<S: ObjectStore>(
+    store: &mut S,
+    platform: &mut impl Platform,
     scheduler: &mut Scheduler,
     target: ThreadId,
     message: &Message<'_>,
@@ -399,7 +401,8 @@ fn invoke_tcb(
             // one always covers), the new one goes in.
             if !old.is_null() {
                 let mut budget = WorkBudget(1);
-                derivation::delete(store, slot, &mut budget).map_err(|_| SyscallError::RevokeFirst)?;
+                derivation::delete(store, slot, &mut budget, &mut Finaliser::new(scheduler, platform))
+                    .map_err(|_| SyscallError::RevokeFirst)?;
             }
             derivation::insert_derived(store, source, slot, derived, false);
             Ok(())

@@ -8,7 +8,7 @@
 //! and report [`Preempted`], and the kernel restarts the system call.
 
 use super::capability::Cap;
-use super::object::SLOT_BITS;
+use super::object::{SLOT_BITS, TCB_SLOT_BITS};
 use super::slot::{DerivationLinks, Slot, SlotRef, SlotStore};
 use crate::memory::PhysAddr;
 
@@ -32,9 +32,30 @@ impl WorkBudget {
     }
 }
 
+/// What removing a capability from its slot must undo besides unlinking
+/// it: a mapped frame's mapping, and for the last capability to an object,
+/// every reference the kernel holds to the object (threads queued on an
+/// endpoint, a thread in the scheduler, a bound scheduling context...), so
+/// that its memory can be retyped without anything still pointing into it.
+pub trait Finalise<S: ?Sized> {
+    /// `cap` is about to leave its slot; `is_final` says no other
+    /// capability names its object. Must not fail and must not touch the
+    /// derivation tree.
+    fn removing(&mut self, store: &mut S, cap: Cap, is_final: bool);
+}
+
+/// Finalisation that does nothing, for tests of the derivation tree alone
+/// (objects without kernel state).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OnlyUnlink;
+
+impl<S: ?Sized> Finalise<S> for OnlyUnlink {
+    fn removing(&mut self, _store: &mut S, _cap: Cap, _is_final: bool) {}
+}
+
 /// Whether the capability in `parent` is a derivation-tree parent of the
 /// one in `child` (seL4's `isMDBParentOf`).
-pub fn is_parent_of(store: &impl SlotStore, parent: SlotRef, child: SlotRef) -> bool {
+pub fn is_parent_of<S: SlotStore + ?Sized>(store: &S, parent: SlotRef, child: SlotRef) -> bool {
     let (parent, child) = (store.slot(parent), store.slot(child));
     if !parent.links.revocable || !parent.cap.same_region_as(&child.cap) {
         return false;
@@ -48,12 +69,12 @@ pub fn is_parent_of(store: &impl SlotStore, parent: SlotRef, child: SlotRef) -> 
 }
 
 /// Whether the capability in `at` has derived children.
-pub fn has_children(store: &impl SlotStore, at: SlotRef) -> bool {
+pub fn has_children<S: SlotStore + ?Sized>(store: &S, at: SlotRef) -> bool {
     store.slot(at).links.next.is_some_and(|next| is_parent_of(store, at, next))
 }
 
 /// Whether the capability in `at` is the last one to its object.
-pub fn is_final(store: &impl SlotStore, at: SlotRef) -> bool {
+pub fn is_final<S: SlotStore + ?Sized>(store: &S, at: SlotRef) -> bool {
     let slot = store.slot(at);
     let shares_object = |neighbour: Option<SlotRef>| {
         neighbour.is_some_and(|neighbour| slot.cap.same_object_as(&store.slot(neighbour).cap))
@@ -107,7 +128,7 @@ pub fn move_cap(store: &mut impl SlotStore, source: SlotRef, destination: SlotRe
 }
 
 /// Empties `at` and unlinks it; its children become children of its parent.
-fn unlink(store: &mut impl SlotStore, at: SlotRef) {
+fn unlink<S: SlotStore + ?Sized>(store: &mut S, at: SlotRef) {
     let links = store.slot(at).links;
     if let Some(previous) = links.previous {
         store.slot_mut(previous).links.next = links.next;
@@ -123,28 +144,44 @@ fn unlink(store: &mut impl SlotStore, at: SlotRef) {
 }
 
 /// The first occupied slot of a CNode other than `skip`.
-fn first_occupied(store: &impl SlotStore, base: PhysAddr, radix_bits: u8, skip: SlotRef) -> Option<SlotRef> {
+fn first_occupied<S: SlotStore + ?Sized>(store: &S, base: PhysAddr, radix_bits: u8, skip: SlotRef) -> Option<SlotRef> {
     (0..1_u64 << radix_bits)
         .filter_map(|index| SlotRef::in_cnode(base, index))
         .find(|at| *at != skip && !store.slot(*at).cap.is_null())
 }
 
+/// The capability slots inside the object a capability names: a CNode's,
+/// or a TCB's (its CSpace root, fault endpoint...), as (base, log2 count).
+fn inner_slots(cap: &Cap) -> Option<(PhysAddr, u8)> {
+    match *cap {
+        Cap::CNode { base, radix_bits, .. } => Some((base, radix_bits)),
+        Cap::Tcb { object } => Some((object, TCB_SLOT_BITS)),
+        _ => None,
+    }
+}
+
 /// Deletes the capability in `at`. If it is the last capability to a
-/// CNode, the CNode's contents are deleted first, iteratively: a chain of
-/// CNodes holding each other's last capabilities never deepens the kernel
-/// stack. The descent never returns to `at` (the only way a chain of last
-/// capabilities can form a cycle is through the slot being deleted), so it
-/// ends, and every round deletes one capability.
+/// CNode or a TCB, the object's own slots are emptied first, iteratively: a
+/// chain of objects holding each other's last capabilities never deepens
+/// the kernel stack. The descent never returns to `at` (the only way a
+/// chain of last capabilities can form a cycle is through the slot being
+/// deleted), so it ends, and every round deletes one capability, after
+/// `finalise` has undone what the kernel holds of it.
 ///
 /// # Errors
 ///
 /// [`Preempted`] when `budget` runs out; deleting again continues.
-pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) -> Result<(), Preempted> {
+pub fn delete<S: SlotStore + ?Sized>(
+    store: &mut S,
+    at: SlotRef,
+    budget: &mut WorkBudget,
+    finalise: &mut impl Finalise<S>,
+) -> Result<(), Preempted> {
     loop {
-        // Walk down from `at` through last capabilities to non-empty CNodes
-        // to a slot that can go right away.
+        // Walk down from `at` through last capabilities to objects with
+        // occupied slots, to a slot that can go right away.
         let mut target = at;
-        while let Cap::CNode { base, radix_bits, .. } = store.slot(target).cap {
+        while let Some((base, radix_bits)) = inner_slots(&store.slot(target).cap) {
             if !is_final(store, target) {
                 break;
             }
@@ -154,6 +191,9 @@ pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) 
             }
         }
         budget.spend()?;
+        let cap = store.slot(target).cap;
+        let last = is_final(store, target);
+        finalise.removing(store, cap, last);
         unlink(store, target);
         if target == at {
             return Ok(());
@@ -166,10 +206,15 @@ pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) 
 /// # Errors
 ///
 /// [`Preempted`] when `budget` runs out; revoking again continues.
-pub fn revoke(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) -> Result<(), Preempted> {
+pub fn revoke<S: SlotStore + ?Sized>(
+    store: &mut S,
+    at: SlotRef,
+    budget: &mut WorkBudget,
+    finalise: &mut impl Finalise<S>,
+) -> Result<(), Preempted> {
     while has_children(store, at) {
         let Some(child) = store.slot(at).links.next else { break };
-        delete(store, child, budget)?;
+        delete(store, child, budget, finalise)?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use super::capability::Cap;
 use super::cspace::{CPTR_BITS, resolve_exact};
-use super::derivation::{self, Preempted, WorkBudget};
+use super::derivation::{self, Finalise, Preempted, WorkBudget};
 use super::object::{ObjectKind, RETYPE_FAN_OUT_LIMIT};
 use super::rights::Rights;
 use super::slot::{SlotRef, SlotStore};
@@ -290,14 +290,19 @@ fn decode_retype(
 ///
 /// [`Preempted`] when a revoke or delete ran out of `budget`; invoking the
 /// same (re-decoded) invocation again continues it.
-pub fn invoke(store: &mut impl SlotStore, invocation: Invocation, budget: &mut WorkBudget) -> Result<(), Preempted> {
+pub fn invoke<S: SlotStore>(
+    store: &mut S,
+    invocation: Invocation,
+    budget: &mut WorkBudget,
+    finalise: &mut impl Finalise<S>,
+) -> Result<(), Preempted> {
     match invocation {
-        Invocation::Revoke { slot } => derivation::revoke(store, slot, budget),
+        Invocation::Revoke { slot } => derivation::revoke(store, slot, budget, finalise),
         Invocation::Delete { slot } => {
             if store.slot(slot).cap.is_null() {
                 return Ok(());
             }
-            derivation::delete(store, slot, budget)
+            derivation::delete(store, slot, budget, finalise)
         }
         Invocation::Derive { source, destination, cap } => {
             derivation::insert_derived(store, source, destination, cap, false);

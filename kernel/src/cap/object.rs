@@ -15,8 +15,10 @@ pub const MAX_CNODE_RADIX: u8 = 16;
 /// log2 of a TCB's size: its capability slots (CSpace root and those to
 /// come) followed by the thread's state.
 pub const TCB_BITS: u8 = 11;
+/// log2 of the capability slots at the start of every TCB.
+pub const TCB_SLOT_BITS: u8 = 2;
 /// Capability slots at the start of every TCB.
-pub const TCB_SLOTS: u64 = 4;
+pub const TCB_SLOTS: u64 = 1 << TCB_SLOT_BITS;
 
 /// How many objects one retype may create (seL4's fan-out limit): the work
 /// of one invocation stays bounded.

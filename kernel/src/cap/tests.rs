@@ -6,12 +6,15 @@
 use proptest::prelude::*;
 
 use super::cspace::{self, Resolved};
-use super::derivation::{self, WorkBudget};
+use super::derivation::{self, OnlyUnlink, WorkBudget};
 use super::invocation::{self, Message, label};
 use super::object::{ObjectKind, SLOT_BITS};
 use super::{Cap, Rights, SlotRef, SlotStore};
 use crate::error::{LookupFailure, SyscallError};
+use crate::finalise::Finaliser;
 use crate::memory::PhysAddr;
+use crate::platform::RecordingPlatform;
+use crate::sched::Scheduler;
 use crate::store::MapStore;
 
 const ROOT_CNODE: u64 = 0x10_0000;
@@ -62,7 +65,9 @@ impl World {
         assert_eq!(format!("{:?}", self.store), format!("{before:?}"), "decode changed state");
         let decoded = decoded?;
         let mut budget = BIG_BUDGET;
-        invocation::invoke(&mut self.store, decoded, &mut budget).expect("a big budget finishes");
+        let (mut scheduler, mut platform) = (Scheduler::new(), RecordingPlatform::new());
+        let mut finaliser = Finaliser::new(&mut scheduler, &mut platform);
+        invocation::invoke(&mut self.store, decoded, &mut budget, &mut finaliser).expect("a big budget finishes");
         Ok(())
     }
 
@@ -323,7 +328,7 @@ fn a_cnode_holding_its_own_last_cap_is_deleted_without_looping() {
     assert!(matches!(world.store.slot(inside).cap, Cap::CNode { .. }), "the inside cap keeps A alive");
     // Deleting the inside cap directly, the last one: A's own slot is skipped.
     let mut budget = WorkBudget(100);
-    derivation::delete(&mut world.store, inside, &mut budget).expect("finishes");
+    derivation::delete(&mut world.store, inside, &mut budget, &mut OnlyUnlink).expect("finishes");
     assert!(world.store.slot(inside).cap.is_null());
 }
 
@@ -341,7 +346,7 @@ fn revocation_is_preemptible_and_restartable() {
     let mut restarts = 0;
     loop {
         let mut budget = WorkBudget(7);
-        match derivation::revoke(&mut preempted.store, slot(10), &mut budget) {
+        match derivation::revoke(&mut preempted.store, slot(10), &mut budget, &mut OnlyUnlink) {
             Ok(()) => break,
             Err(derivation::Preempted) => restarts += 1,
         }
@@ -484,7 +489,7 @@ proptest! {
         let untyped = world.store.occupied().find(|(_, slot)| matches!(slot.cap, Cap::Untyped { .. })).map(|(at, _)| at);
         if let Some(untyped) = untyped {
             let mut budget = BIG_BUDGET;
-            derivation::revoke(&mut world.store, untyped, &mut budget).expect("revoke");
+            derivation::revoke(&mut world.store, untyped, &mut budget, &mut OnlyUnlink).expect("revoke");
             for (_, slot) in world.store.occupied() {
                 let inside = slot.cap.memory_region().is_some_and(|(base, _)| base.as_u64() >= UNTYPED_BASE);
                 prop_assert!(!inside || matches!(slot.cap, Cap::Untyped { .. }), "survived: {:?}", slot.cap);

@@ -353,3 +353,86 @@ fn a_fault_handler_set_by_invocation_receives_the_fault() {
     assert_eq!(outcome, ipc::FaultOutcome::Stopped);
     assert_eq!(system.state(CLIENT), ThreadState::Inactive);
 }
+
+#[test]
+fn deleting_the_last_endpoint_capability_wakes_its_waiters_with_an_error() {
+    let mut system = build();
+    let [server, client, _] = system.threads;
+    let endpoint = system.object(R_ENDPOINT);
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    let ThreadState::BlockedOnReceive { reply: Some(reply), .. } = system.state(SERVER) else { panic!() };
+    // Every copy goes (revoke), then the original: the last capability.
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_ENDPOINT, 64], &[]);
+    assert!(matches!(system.state(SERVER), ThreadState::BlockedOnReceive { .. }), "copies are not the last cap");
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_ENDPOINT, 64], &[]);
+    assert_eq!(system.state(SERVER), ThreadState::Runnable);
+    assert_eq!(system.kernel.store.tcb(server).info.label, SyscallError::InvalidCapability.code());
+    assert!(system.kernel.store.endpoint(endpoint).queue.is_empty());
+    // The reply object the server named is free again for a new receive.
+    assert!(system.kernel.store.reply(reply).is_free());
+    assert_eq!(system.syscall(client, number::CALL, 1, 0, &[], &[], 0), SyscallError::FailedLookup.code());
+}
+
+#[test]
+fn deleting_a_reply_object_wakes_the_caller_and_deleting_a_thread_unqueues_it() {
+    let mut system = build();
+    let [server, client, _] = system.threads;
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.syscall(client, number::CALL, 1, 0x42, &[], &[], 0);
+    assert!(matches!(system.state(CLIENT), ThreadState::BlockedOnReply { .. }));
+    // The server drops its reply capability (the only one: it was moved).
+    assert_eq!(system.syscall(server, number::CALL, 0, 0, &[], &[], 0), SyscallError::FailedLookup.code());
+    let server_cnode = R_GUARDED;
+    system.root_call(server_cnode, cnode_label::CNODE_DELETE, &[2, 64], &[]);
+    assert_eq!(system.state(CLIENT), ThreadState::Runnable);
+    assert_eq!(system.kernel.store.tcb(client).info.label, SyscallError::InvalidCapability.code());
+
+    // The client calls again and blocks in the endpoint's queue (the server
+    // is not receiving); the root deletes the client's TCB (the client holds
+    // a copy in its own CNode: that goes first, then the root's last one).
+    system.syscall(client, number::CALL, 1, 0x43, &[], &[], 0);
+    assert!(matches!(system.state(CLIENT), ThreadState::BlockedOnSend { .. }));
+    system.root_call(R_GUARDED + 1, cnode_label::CNODE_DELETE, &[4, 64], &[]);
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_TCB + 1, 64], &[]);
+    assert_eq!(system.state(CLIENT), ThreadState::Inactive);
+    assert!(system.kernel.store.endpoint(system.object(R_ENDPOINT)).queue.is_empty());
+    // Its CSpace-root slot was emptied with it, and its scheduling context
+    // is free to bind to another thread.
+    let client_cspace = cspace_slot(client).expect("slot");
+    assert!(system.kernel.store.slot(client_cspace).cap.is_null());
+    let context = system.object(R_SCHED_CONTEXT + 1);
+    assert_eq!(system.kernel.store.sched_context(context).bound, None);
+}
+
+#[test]
+fn deleting_a_scheduling_context_suspends_its_thread() {
+    let mut system = build();
+    let [_, client, _] = system.threads;
+    assert_eq!(system.state(CLIENT), ThreadState::Runnable);
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_SCHED_CONTEXT + 1, 64], &[]);
+    assert_eq!(system.state(CLIENT), ThreadState::Inactive);
+    assert_eq!(system.kernel.store.tcb(client).sched_context, None);
+}
+
+/// Revoking the untyped everything came from, with threads blocked in
+/// every way, leaves no kernel state naming a dead object: the scheduler
+/// holds only the root, and the memory can be retyped again at once.
+#[test]
+fn revoking_the_whole_system_leaves_nothing_behind() {
+    let mut system = build();
+    let [server, client, notifier] = system.threads;
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.syscall(client, number::CALL, 1, 0x42, &[], &[], 0);
+    system.syscall(notifier, number::WAIT, 1, 0, &[], &[], 0);
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_UNTYPED, 64], &[]);
+    let root = system.root();
+    for priority in 0..=255 {
+        let queue = system.kernel.scheduler.queue(priority);
+        assert!(queue.head.is_none() || (queue.head == Some(root) && queue.tail == Some(root)), "{priority}");
+    }
+    for thread in [server, client, notifier] {
+        assert_eq!(system.kernel.store.tcb(thread).state, ThreadState::Inactive);
+    }
+    system.retype(ObjectKind::Tcb, 0, R_TCB, 3);
+    assert_eq!(system.object(R_TCB), server.address(), "the same memory, from the start");
+}

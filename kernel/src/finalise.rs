@@ -1,0 +1,94 @@
+//! What deleting a capability undoes ([`derivation::Finalise`] for the
+//! kernel's objects), so that no kernel state points into an object whose
+//! last capability is gone: its memory can then be retyped safely.
+//!
+//! | last capability to | what happens |
+//! | --- | --- |
+//! | an endpoint, a notification | every thread waiting on it wakes with [`SyscallError::InvalidCapability`] as its result |
+//! | a reply object | a caller waiting for the reply, or a receiver that named it, wakes with `InvalidCapability` |
+//! | a TCB | the thread stops (out of every queue and off the CPU) and its scheduling context is unbound; its own slots were emptied first (`derivation::delete`) |
+//! | a scheduling context | the thread bound to it is suspended (a thread never runs without a budget it was given) and unbound |
+//!
+//! Waking waiters with an error rather than leaving them blocked keeps
+//! every thread's state pointing only at live objects (an invariant the
+//! host tests check) and tells each one why its call ended.
+//!
+//! [`derivation::Finalise`]: crate::cap::derivation::Finalise
+
+use crate::cap::Cap;
+use crate::cap::derivation::Finalise;
+use crate::error::SyscallError;
+use crate::ipc::{self, EndpointState, MessageInfo, Queue, ThreadId, ThreadState};
+use crate::platform::Platform;
+use crate::sched::Scheduler;
+use crate::store::ObjectStore;
+
+/// The kernel's finalisation: the scheduler and the machine it needs.
+pub struct Finaliser<'a, P> {
+    /// The scheduler threads leave or join.
+    pub scheduler: &'a mut Scheduler,
+    /// The machine, for translations to invalidate.
+    pub platform: &'a mut P,
+}
+
+impl<'a, P: Platform> Finaliser<'a, P> {
+    /// A finaliser over this scheduler and machine.
+    pub fn new(scheduler: &'a mut Scheduler, platform: &'a mut P) -> Finaliser<'a, P> {
+        Finaliser { scheduler, platform }
+    }
+}
+
+/// Ends whatever `thread` waits in and makes it runnable with `error` as the
+/// result of the system call it was blocked in.
+fn wake_with_error(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thread: ThreadId, error: SyscallError) {
+    ipc::stop_thread(store, scheduler, thread);
+    let tcb = store.tcb_mut(thread);
+    tcb.info = MessageInfo { label: error.code(), length: 0, caps: 0 };
+    tcb.badge = 0;
+    tcb.state = ThreadState::Runnable;
+    scheduler.make_ready(store, thread);
+}
+
+impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
+    fn removing(&mut self, store: &mut S, cap: Cap, is_final: bool) {
+        if !is_final {
+            return;
+        }
+        let scheduler = &mut *self.scheduler;
+        match cap {
+            Cap::Endpoint { object, .. } => {
+                while let Some(thread) = store.endpoint(object).queue.head {
+                    wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);
+                }
+                let endpoint = store.endpoint_mut(object);
+                endpoint.state = EndpointState::Idle;
+                endpoint.queue = Queue::EMPTY;
+            }
+            Cap::Notification { object, .. } => {
+                while let Some(thread) = store.notification(object).waiters.head {
+                    wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);
+                }
+            }
+            Cap::Reply { object } => {
+                let reply = *store.reply(object);
+                for thread in [reply.caller, reply.receiver].into_iter().flatten() {
+                    wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);
+                }
+            }
+            Cap::Tcb { object } => {
+                let thread = ThreadId::new(object);
+                ipc::stop_thread(store, scheduler, thread);
+                if let Some(context) = store.tcb_mut(thread).sched_context.take() {
+                    store.sched_context_mut(context).bound = None;
+                }
+            }
+            Cap::SchedContext { object, .. } => {
+                if let Some(thread) = store.sched_context_mut(object).bound.take() {
+                    ipc::stop_thread(store, scheduler, thread);
+                    store.tcb_mut(thread).sched_context = None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
