@@ -8,6 +8,11 @@
 //! | a reply object | a caller waiting for the reply, or a receiver that named it, wakes with `InvalidCapability` |
 //! | a TCB | the thread stops (out of every queue and off the CPU) and its scheduling context is unbound; its own slots were emptied first (`derivation::delete`) |
 //! | a scheduling context | the thread bound to it is suspended (a thread never runs without a budget it was given) and unbound |
+//! | a paging structure | it is unlinked from the VSpace it was mapped into |
+//! | a PML4 | its ASID is freed (mappings recorded against it are then void) and the CPU stops using it |
+//! | an ASID pool | its ASIDs are freed with every VSpace assigned from it |
+//!
+//! And every frame capability, last or not, takes its own mapping with it.
 //!
 //! Waking waiters with an error rather than leaving them blocked keeps
 //! every thread's state pointing only at live objects (an invariant the
@@ -22,19 +27,23 @@ use crate::ipc::{self, EndpointState, MessageInfo, Queue, ThreadId, ThreadState}
 use crate::platform::Platform;
 use crate::sched::Scheduler;
 use crate::store::ObjectStore;
+use crate::vspace::{self, AsidTable};
 
-/// The kernel's finalisation: the scheduler and the machine it needs.
+/// The kernel's finalisation: the scheduler, the ASID table and the
+/// machine it needs.
 pub struct Finaliser<'a, P> {
     /// The scheduler threads leave or join.
     pub scheduler: &'a mut Scheduler,
+    /// The VSpaces by ASID.
+    pub asids: &'a mut AsidTable,
     /// The machine, for translations to invalidate.
     pub platform: &'a mut P,
 }
 
 impl<'a, P: Platform> Finaliser<'a, P> {
-    /// A finaliser over this scheduler and machine.
-    pub fn new(scheduler: &'a mut Scheduler, platform: &'a mut P) -> Finaliser<'a, P> {
-        Finaliser { scheduler, platform }
+    /// A finaliser over this scheduler, ASID table and machine.
+    pub fn new(scheduler: &'a mut Scheduler, asids: &'a mut AsidTable, platform: &'a mut P) -> Finaliser<'a, P> {
+        Finaliser { scheduler, asids, platform }
     }
 }
 
@@ -51,6 +60,10 @@ fn wake_with_error(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
 
 impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
     fn removing(&mut self, store: &mut S, cap: Cap, is_final: bool) {
+        // Each frame capability's mapping is its own: it goes with it.
+        if matches!(cap, Cap::Frame { .. }) {
+            vspace::unmap(store, self.asids, self.platform, &cap);
+        }
         if !is_final {
             return;
         }
@@ -88,6 +101,7 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
                     store.tcb_mut(thread).sched_context = None;
                 }
             }
+            Cap::PageTable { .. } | Cap::AsidPool { .. } => vspace::unmap(store, self.asids, self.platform, &cap),
             _ => {}
         }
     }

@@ -14,3 +14,4 @@ pub mod platform;
 pub mod sched;
 pub mod store;
 pub mod syscall;
+pub mod vspace;

@@ -16,6 +16,9 @@ pub trait Platform {
     /// A paging structure of the address space rooted at `vspace` was
     /// unlinked: every translation of that address space must go.
     fn invalidate_vspace(&mut self, vspace: PhysAddr);
+    /// The address space rooted at `vspace` is gone (its PML4 may be
+    /// retyped): the CPU must not keep using it, even as the current one.
+    fn vspace_deleted(&mut self, vspace: PhysAddr);
 }
 
 /// One request the core made of the machine.
@@ -30,6 +33,11 @@ pub enum PlatformEvent {
     },
     /// [`Platform::invalidate_vspace`].
     InvalidateVSpace {
+        /// The address space.
+        vspace: PhysAddr,
+    },
+    /// [`Platform::vspace_deleted`].
+    VSpaceDeleted {
         /// The address space.
         vspace: PhysAddr,
     },
@@ -65,6 +73,12 @@ impl RecordingPlatform {
         let _ = self.events.push_back(event);
     }
 
+    /// Whether `event` is among the kept events.
+    #[must_use]
+    pub fn saw(&self, event: &PlatformEvent) -> bool {
+        self.events.iter().any(|kept| kept == event)
+    }
+
     /// Forgets every event.
     pub fn clear(&mut self) {
         self.events.clear();
@@ -79,5 +93,9 @@ impl Platform for RecordingPlatform {
 
     fn invalidate_vspace(&mut self, vspace: PhysAddr) {
         self.record(PlatformEvent::InvalidateVSpace { vspace });
+    }
+
+    fn vspace_deleted(&mut self, vspace: PhysAddr) {
+        self.record(PlatformEvent::VSpaceDeleted { vspace });
     }
 }

@@ -13,7 +13,9 @@
 //! | 1..=4 | untyped memory: 4 MiB, 2 MiB, 1 MiB, 1 MiB (a slot stays empty if no such block is free) |
 //! | 5 | SchedControl |
 //! | 6 | the root TCB |
-//! | 7.. | empty |
+//! | 7, 8 | reserved (IRQ and I/O-port control) |
+//! | 9 | AsidControl |
+//! | 10.. | empty |
 //!
 //! The root TCB's CSpace root is a copy of slot 0; the thread has priority
 //! and maximum controlled priority 255 and no scheduling context. These
@@ -29,6 +31,7 @@ use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
 use kernel_core::sched::Scheduler;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{self, Kernel};
+use kernel_core::vspace::AsidTable;
 
 use crate::arch::objects::PhysStore;
 use crate::arch::paging::physmap_pointer;
@@ -46,6 +49,8 @@ pub(crate) mod slot {
     pub(crate) const SCHED_CONTROL: u64 = 5;
     /// The root TCB.
     pub(crate) const ROOT_TCB: u64 = 6;
+    /// AsidControl.
+    pub(crate) const ASID_CONTROL: u64 = 9;
 }
 
 /// log2 of the untyped blocks in slots 1, 2, 3 and 4.
@@ -71,6 +76,7 @@ static KERNEL: KernelCell = KernelCell(UnsafeCell::new(KernelState {
         store: unsafe { PhysStore::new() },
         scheduler: Scheduler::new(),
         now: 0,
+        asids: AsidTable::EMPTY,
     },
     root: None,
 }));
@@ -143,6 +149,7 @@ pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<Root
         }
         derivation::insert_original(store, root_slot(slot::SCHED_CONTROL)?, Cap::SchedControl);
         derivation::insert_original(store, root_slot(slot::ROOT_TCB)?, Cap::Tcb { object: tcb });
+        derivation::insert_original(store, root_slot(slot::ASID_CONTROL)?, Cap::AsidControl);
         let root = ThreadId::new(tcb);
         let cspace = syscall::cspace_slot(root).ok_or("root TCB slot")?;
         derivation::insert_derived(store, root_slot(slot::ROOT_CNODE)?, cspace, root_cnode, false);

@@ -9,6 +9,7 @@ use crate::cap::SlotStore;
 use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
 use crate::memory::PhysAddr;
 use crate::sched::SchedContext;
+use crate::vspace::AsidPool;
 
 /// Thread, endpoint, notification and reply state, by object address. A
 /// never-written object reads as its fresh (default) state.
@@ -33,6 +34,18 @@ pub trait ObjectStore: SlotStore {
     fn sched_context(&self, at: PhysAddr) -> &SchedContext;
     /// A scheduling context, for writing.
     fn sched_context_mut(&mut self, at: PhysAddr) -> &mut SchedContext;
+    /// Entry `index` (0..512) of the paging structure at `table`.
+    fn table_entry(&self, table: PhysAddr, index: usize) -> u64;
+    /// Writes entry `index` of the paging structure at `table` (the MMU
+    /// may read it at any time after).
+    fn set_table_entry(&mut self, table: PhysAddr, index: usize, value: u64);
+    /// An ASID pool.
+    fn asid_pool(&self, at: PhysAddr) -> &AsidPool;
+    /// An ASID pool, for writing.
+    fn asid_pool_mut(&mut self, at: PhysAddr) -> &mut AsidPool;
+    /// Makes the page at `at` (untyped memory nothing else uses) a fresh
+    /// ASID pool.
+    fn init_asid_pool(&mut self, at: PhysAddr);
 }
 
 #[cfg(any(test, feature = "alloc"))]
@@ -50,6 +63,7 @@ mod map_store {
     use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
     use crate::memory::PhysAddr;
     use crate::sched::SchedContext;
+    use crate::vspace::AsidPool;
 
     static EMPTY_SLOT: Slot = Slot::EMPTY;
     static FRESH_ENDPOINT: Endpoint = Endpoint::FRESH;
@@ -67,7 +81,10 @@ mod map_store {
         notifications: BTreeMap<PhysAddr, Notification>,
         replies: BTreeMap<PhysAddr, Reply>,
         sched_contexts: BTreeMap<PhysAddr, SchedContext>,
+        table_entries: BTreeMap<(PhysAddr, usize), u64>,
+        asid_pools: BTreeMap<PhysAddr, Box<AsidPool>>,
         fresh_tcb: Box<Tcb>,
+        fresh_asid_pool: Box<AsidPool>,
     }
 
     impl MapStore {
@@ -99,6 +116,8 @@ mod map_store {
                 && same(&self.notifications, &other.notifications, &FRESH_NOTIFICATION)
                 && same(&self.replies, &other.replies, &FRESH_REPLY)
                 && same(&self.sched_contexts, &other.sched_contexts, &FRESH_SCHED_CONTEXT)
+                && same(&self.table_entries, &other.table_entries, &0)
+                && same(&self.asid_pools, &other.asid_pools, &self.fresh_asid_pool)
         }
     }
 
@@ -124,6 +143,8 @@ mod map_store {
             self.notifications.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
             self.replies.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
             self.sched_contexts.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+            self.table_entries.retain(|(at, _), _| !in_region(at.as_u64(), base, size_bits));
+            self.asid_pools.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
         }
     }
 
@@ -166,6 +187,32 @@ mod map_store {
 
         fn sched_context_mut(&mut self, at: PhysAddr) -> &mut SchedContext {
             self.sched_contexts.entry(at).or_insert(SchedContext::FRESH)
+        }
+
+        fn table_entry(&self, table: PhysAddr, index: usize) -> u64 {
+            assert!(index < crate::vspace::ENTRIES, "entry {index} of a paging structure");
+            self.table_entries.get(&(table, index)).copied().unwrap_or(0)
+        }
+
+        fn set_table_entry(&mut self, table: PhysAddr, index: usize, value: u64) {
+            assert!(index < crate::vspace::ENTRIES, "entry {index} of a paging structure");
+            if value == 0 {
+                self.table_entries.remove(&(table, index));
+            } else {
+                self.table_entries.insert((table, index), value);
+            }
+        }
+
+        fn asid_pool(&self, at: PhysAddr) -> &AsidPool {
+            self.asid_pools.get(&at).map_or(&self.fresh_asid_pool, |pool| pool)
+        }
+
+        fn asid_pool_mut(&mut self, at: PhysAddr) -> &mut AsidPool {
+            self.asid_pools.entry(at).or_default()
+        }
+
+        fn init_asid_pool(&mut self, at: PhysAddr) {
+            self.asid_pools.remove(&at);
         }
     }
 }

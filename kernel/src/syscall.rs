@@ -21,6 +21,7 @@ use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
 use crate::store::ObjectStore;
+use crate::vspace::{self, AsidTable};
 
 /// System-call numbers (the value in RAX).
 pub mod number {
@@ -125,6 +126,8 @@ pub struct Kernel<S> {
     pub scheduler: Scheduler,
     /// The current time in ticks.
     pub now: u64,
+    /// The VSpaces by ASID.
+    pub asids: AsidTable,
 }
 
 /// The slot in a TCB that holds its CSpace root.
@@ -168,16 +171,16 @@ pub fn handle<S: ObjectStore>(
     thread: ThreadId,
     args: SyscallArgs,
 ) -> Result<(), Preempted> {
-    let Kernel { store, scheduler, now } = kernel;
     let blocking =
         matches!(args.number, number::CALL | number::SEND | number::RECV | number::REPLY_RECV | number::WAIT);
+    if matches!(args.number, number::SEND | number::NB_SEND | number::CALL) {
+        return send_or_invoke(kernel, platform, thread, args, blocking);
+    }
+    let Kernel { store, scheduler, .. } = kernel;
     let result = match args.number {
         number::YIELD => {
             scheduler.yield_current(store);
             Ok(())
-        }
-        number::SEND | number::NB_SEND | number::CALL => {
-            return send_or_invoke(store, platform, scheduler, *now, thread, args, blocking);
         }
         number::RECV | number::NB_RECV => receive(store, scheduler, thread, args.cptr, args.reply_cptr, blocking),
         number::REPLY_RECV => lookup_reply(store, thread, args.reply_cptr, false).and_then(|reply_object| {
@@ -257,14 +260,13 @@ fn receive(
 }
 
 fn send_or_invoke<S: ObjectStore>(
-    store: &mut S,
+    kernel: &mut Kernel<S>,
     platform: &mut impl Platform,
-    scheduler: &mut Scheduler,
-    now: u64,
     thread: ThreadId,
     args: SyscallArgs,
     blocking: bool,
 ) -> Result<(), Preempted> {
+    let Kernel { store, scheduler, .. } = kernel;
     let is_call = args.number == number::CALL;
     let invoked = match lookup(store, thread, args.cptr) {
         Ok(slot) => slot,
@@ -307,10 +309,17 @@ fn send_or_invoke<S: ObjectStore>(
             Ok(())
         }
         _ => {
-            let result = invoke_kernel_object(store, platform, scheduler, now, thread, invoked, args)?;
+            let result = invoke_kernel_object(kernel, platform, thread, invoked, args)?;
             // A Send of an invocation does not wait for (or get) the result.
-            if is_call || result.is_err() {
-                set_result(store, thread, result);
+            let store = &mut kernel.store;
+            match result {
+                Ok(Some(word)) if is_call => {
+                    let tcb = store.tcb_mut(thread);
+                    tcb.words[0] = word;
+                    tcb.info = MessageInfo { label: 0, length: 1, caps: 0 };
+                }
+                Ok(_) if !is_call => {}
+                result => set_result(store, thread, result.map(|_| ())),
             }
             Ok(())
         }
@@ -323,16 +332,17 @@ fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef
     lookup(store, thread, cptr).ok()
 }
 
-/// Decodes and performs an invocation of a kernel object.
+/// Decodes and performs an invocation of a kernel object; its result may
+/// carry one reply word.
 fn invoke_kernel_object<S: ObjectStore>(
-    store: &mut S,
+    kernel: &mut Kernel<S>,
     platform: &mut impl Platform,
-    scheduler: &mut Scheduler,
-    now: u64,
     thread: ThreadId,
     invoked: SlotRef,
     args: SyscallArgs,
-) -> Result<Result<(), SyscallError>, Preempted> {
+) -> Result<Result<Option<u64>, SyscallError>, Preempted> {
+    let Kernel { store, scheduler, now, asids } = kernel;
+    let now = *now;
     let tcb = store.tcb(thread);
     let words: [u64; ipc::MAX_MESSAGE_WORDS] = tcb.words;
     let length = usize::from(args.info.length);
@@ -350,11 +360,18 @@ fn invoke_kernel_object<S: ObjectStore>(
                 Err(error) => return Ok(Err(error)),
             };
             let mut budget = WorkBudget(WORK_PER_CALL);
-            invocation::invoke(store, decoded, &mut budget, &mut Finaliser::new(scheduler, platform))?;
-            Ok(Ok(()))
+            invocation::invoke(store, decoded, &mut budget, &mut Finaliser::new(scheduler, asids, platform))?;
+            Ok(Ok(None))
         }
-        Cap::Tcb { object } => Ok(invoke_tcb(store, platform, scheduler, ThreadId::new(object), &message)),
-        Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message)),
+        Cap::Tcb { object } => {
+            let mut finaliser = Finaliser::new(scheduler, asids, platform);
+            Ok(invoke_tcb(store, &mut finaliser, ThreadId::new(object), &message).map(|()| None))
+        }
+        Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message).map(|()| None)),
+        Cap::PageTable { .. } | Cap::Frame { .. } | Cap::AsidControl | Cap::AsidPool { .. } => {
+            Ok(vspace::decode(store, asids, invoked, &message)
+                .map(|decoded| vspace::invoke(store, asids, platform, decoded)))
+        }
         _ => Ok(Err(SyscallError::IllegalOperation)),
     }
 }
@@ -372,13 +389,13 @@ fn word(message: &Message<'_>, index: usize) -> Result<u64, SyscallError> {
 }
 
 /// TCB invocations, decoded then performed.
-fn invoke_tcb<S: ObjectStore>(
+fn invoke_tcb<S: ObjectStore, P: Platform>(
     store: &mut S,
-    platform: &mut impl Platform,
-    scheduler: &mut Scheduler,
+    finaliser: &mut Finaliser<'_, P>,
     target: ThreadId,
     message: &Message<'_>,
 ) -> Result<(), SyscallError> {
+    let scheduler = &mut *finaliser.scheduler;
     match message.label {
         label::TCB_SET_SPACE | label::TCB_SET_FAULT_HANDLER => {
             let (source, cap) = extra(store, message, 0)?;
@@ -401,8 +418,7 @@ fn invoke_tcb<S: ObjectStore>(
             // one always covers), the new one goes in.
             if !old.is_null() {
                 let mut budget = WorkBudget(1);
-                derivation::delete(store, slot, &mut budget, &mut Finaliser::new(scheduler, platform))
-                    .map_err(|_| SyscallError::RevokeFirst)?;
+                derivation::delete(store, slot, &mut budget, finaliser).map_err(|_| SyscallError::RevokeFirst)?;
             }
             derivation::insert_derived(store, source, slot, derived, false);
             Ok(())

@@ -11,7 +11,9 @@
 //! | CNode slot | at its [`SlotRef`] address (64-byte slots) |
 //! | TCB | slots 0..[`TCB_SLOTS`] at the TCB's address, the [`Tcb`] at address + `TCB_SLOTS << SLOT_BITS` |
 //! | endpoint, notification, reply, scheduling context | at the object's address |
-//! | frames, paging structures | nothing typed: zeroed bytes |
+//! | ASID pool | an [`AsidPool`] at the object's address |
+//! | paging structures | 512 entries the MMU reads, written with volatile stores; a PML4 starts with the kernel's half |
+//! | frames | nothing typed: zeroed bytes, reachable from ring 3 once mapped |
 //!
 //! # Soundness
 //!
@@ -36,9 +38,13 @@
 //!    in `cap::object` checks the sizes).
 //! 3. **Nothing else touches object memory.** The untypeds are carved out
 //!    of the boot frame allocator at boot and never returned to it, so the
-//!    rest of the kernel (user address spaces, page tables) never gets those
-//!    frames. There are no Frame or VSpace invocations yet, so no user
-//!    mapping reaches object memory either.
+//!    rest of the kernel (the test programs' address spaces) never gets
+//!    those frames. A user mapping can only name a Frame object's memory
+//!    (`kernel_core::vspace` puts nothing else in a leaf entry), and frame
+//!    memory is retyped into other objects only after every capability to
+//!    the frame is deleted, which removes every mapping it made (the
+//!    mapping invariant `kernel_core::vspace`'s property test checks). Paging
+//!    structures are reached only as `u64` entries, never as references.
 //! 4. **The receiver serialises access.** There is exactly one
 //!    `PhysStore` ([`PhysStore::new`] is `unsafe` for that reason); shared
 //!    references live as long as a `&self` borrow and mutable ones as long
@@ -59,6 +65,7 @@ use kernel_core::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
 use kernel_core::memory::PhysAddr;
 use kernel_core::sched::SchedContext;
 use kernel_core::store::ObjectStore;
+use kernel_core::vspace::{AsidPool, ENTRIES};
 
 use super::paging::physmap_pointer;
 
@@ -174,6 +181,9 @@ impl SlotStore for PhysStore {
                 // uses (module documentation, 2 and 3), and no reference
                 // into it exists (`&mut self`); bytes need no validity.
                 unsafe { core::ptr::write_bytes(pointer, 0, 1 << size_bits) };
+                if kind == ObjectKind::Pml4 {
+                    copy_kernel_half(address);
+                }
             }
             // An untyped's memory gets initialised when it is retyped
             // into objects; device memory never reaches here (the core
@@ -183,7 +193,51 @@ impl SlotStore for PhysStore {
     }
 }
 
+/// The first PML4 entry of the kernel's half.
+const FIRST_KERNEL_ENTRY: usize = ENTRIES / 2;
+
+/// A pointer to entry `index` of the paging structure at `table`.
+fn entry_pointer(table: PhysAddr, index: usize) -> *mut u64 {
+    assert!(index < ENTRIES, "entry {index} of a paging structure");
+    object_pointer::<[u64; ENTRIES]>(table.as_u64()).cast::<u64>().wrapping_add(index)
+}
+
+/// Gives the fresh PML4 at `address` the kernel's half of the boot PML4
+/// (the physical-memory map and the kernel image), supervisor-only.
+fn copy_kernel_half(address: u64) {
+    let boot = PhysAddr::new(super::boot::boot_pml4_phys());
+    for index in FIRST_KERNEL_ENTRY..ENTRIES {
+        // SAFETY: the pointer is inside the physical-memory map, an aligned
+        // entry of a whole 4 KiB table (`entry_pointer`); the boot PML4 is
+        // written only during early boot.
+        let entry = unsafe { entry_pointer(boot, index).read_volatile() };
+        // SAFETY: as above; the new PML4 is not yet reachable by anything
+        // but this function.
+        unsafe { entry_pointer(PhysAddr::new(address), index).write_volatile(entry & !USER_BIT) };
+    }
+}
+
+/// The user/supervisor bit of a paging entry.
+const USER_BIT: u64 = 1 << 2;
+
 impl ObjectStore for PhysStore {
+    fn table_entry(&self, table: PhysAddr, index: usize) -> u64 {
+        // SAFETY: the core names only paging structures it created (module
+        // documentation, 1); an entry is a plain u64 that the MMU may also
+        // read, hence the volatile access and no Rust reference.
+        unsafe { entry_pointer(table, index).read_volatile() }
+    }
+
+    fn set_table_entry(&mut self, table: PhysAddr, index: usize, value: u64) {
+        // SAFETY: as above; `&mut self` serialises writers (4).
+        unsafe { entry_pointer(table, index).write_volatile(value) };
+    }
+
+    fn init_asid_pool(&mut self, at: PhysAddr) {
+        write_fresh(at.as_u64(), AsidPool::FRESH);
+    }
+
+    accessors!(asid_pool, asid_pool_mut, at: PhysAddr, AsidPool, at.as_u64());
     accessors!(tcb, tcb_mut, thread: ThreadId, Tcb, tcb_address(thread));
     accessors!(endpoint, endpoint_mut, at: PhysAddr, Endpoint, at.as_u64());
     accessors!(notification, notification_mut, at: PhysAddr, Notification, at.as_u64());

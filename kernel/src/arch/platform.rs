@@ -26,6 +26,10 @@ impl Platform for Machine {
         }
     }
 
+    fn vspace_deleted(&mut self, vspace: PhysAddr) {
+        super::threads::unload_vspace(vspace.as_u64());
+    }
+
     fn invalidate_vspace(&mut self, vspace: PhysAddr) {
         let loaded = loaded_vspace();
         if loaded == vspace.as_u64() {

@@ -203,6 +203,26 @@ pub(crate) fn begin_run(cr3: u64, named: bool, benchmark: bool) {
     });
 }
 
+/// The address space rooted at `vspace` is being deleted: if it is loaded,
+/// load the boot page tables (the kernel's half only) instead, so that the
+/// CPU never walks tables whose memory may be retyped. The next switch
+/// loads the next thread's space.
+pub(crate) fn unload_vspace(vspace: u64) {
+    with_table(|table| {
+        // SAFETY: reading CR3 has no side effects.
+        let loaded = unsafe { x86::controlregs::cr3() } & 0x000f_ffff_ffff_f000;
+        if loaded == vspace {
+            let boot = super::boot::boot_pml4_phys();
+            // SAFETY: the boot PML4 maps the kernel's half exactly as every
+            // address space does, so the running code, its stack and every
+            // static stay mapped.
+            unsafe { x86::controlregs::cr3_write(boot) };
+            table.loaded_cr3 = boot;
+            count(&COUNTERS.cr3_writes);
+        }
+    });
+}
+
 /// Adds a thread that has not run yet: it starts with `context` in the
 /// address space `cr3`, with its IPC buffer at physical address
 /// `ipc_buffer` (a page-aligned frame of that space). Returns false if the

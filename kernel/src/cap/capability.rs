@@ -47,6 +47,22 @@ pub enum PageTableLevel {
     Pml4,
 }
 
+/// An address-space identifier: which VSpace a mapping was made in. Pool
+/// `asid >> 9`, entry `asid & 511` (see `crate::vspace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Asid(pub u16);
+
+/// Where a frame or paging structure is mapped: the VSpace's ASID and the
+/// first virtual address it covers. For a PML4 (a VSpace root) the ASID
+/// it was assigned and address 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedAt {
+    /// The address space.
+    pub asid: Asid,
+    /// The first virtual address covered.
+    pub address: u64,
+}
+
 /// A capability. Objects are named by their physical address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cap {
@@ -121,6 +137,9 @@ pub enum Cap {
         rights: Rights,
         /// Device memory (MMIO).
         is_device: bool,
+        /// Where this capability mapped the frame (each copy of a frame
+        /// capability maps it at most once).
+        mapping: Option<MappedAt>,
     },
     /// A paging structure of a VSpace.
     PageTable {
@@ -128,6 +147,17 @@ pub enum Cap {
         object: PhysAddr,
         /// Its level.
         level: PageTableLevel,
+        /// Where it is linked into a VSpace; for a PML4, its ASID.
+        mapping: Option<MappedAt>,
+    },
+    /// The authority to make ASID pools.
+    AsidControl,
+    /// A pool of 512 ASIDs, to assign to VSpaces.
+    AsidPool {
+        /// The pool's table (one 4 KiB page).
+        object: PhysAddr,
+        /// Its first ASID.
+        first: Asid,
     },
     /// The authority to create IRQ handler capabilities.
     IrqControl,
@@ -162,16 +192,22 @@ impl Cap {
             ObjectKind::Endpoint => Cap::Endpoint { object: base, badge: 0, rights: Rights::ALL },
             ObjectKind::Notification => Cap::Notification { object: base, badge: 0, rights: Rights::ALL },
             ObjectKind::Reply => Cap::Reply { object: base },
-            ObjectKind::Frame4K => Cap::Frame { base, size: FrameSize::Small, rights: Rights::ALL, is_device },
-            ObjectKind::Frame2M => Cap::Frame { base, size: FrameSize::Large, rights: Rights::ALL, is_device },
-            ObjectKind::Frame1G => Cap::Frame { base, size: FrameSize::Huge, rights: Rights::ALL, is_device },
-            ObjectKind::PageTable => Cap::PageTable { object: base, level: PageTableLevel::PageTable },
-            ObjectKind::PageDirectory => Cap::PageTable { object: base, level: PageTableLevel::PageDirectory },
-            ObjectKind::PageDirectoryPointerTable => {
-                Cap::PageTable { object: base, level: PageTableLevel::PageDirectoryPointerTable }
-            }
-            ObjectKind::Pml4 => Cap::PageTable { object: base, level: PageTableLevel::Pml4 },
+            ObjectKind::Frame4K => Cap::frame(base, FrameSize::Small, is_device),
+            ObjectKind::Frame2M => Cap::frame(base, FrameSize::Large, is_device),
+            ObjectKind::Frame1G => Cap::frame(base, FrameSize::Huge, is_device),
+            ObjectKind::PageTable => Cap::table(base, PageTableLevel::PageTable),
+            ObjectKind::PageDirectory => Cap::table(base, PageTableLevel::PageDirectory),
+            ObjectKind::PageDirectoryPointerTable => Cap::table(base, PageTableLevel::PageDirectoryPointerTable),
+            ObjectKind::Pml4 => Cap::table(base, PageTableLevel::Pml4),
         }
+    }
+
+    const fn frame(base: PhysAddr, size: FrameSize, is_device: bool) -> Cap {
+        Cap::Frame { base, size, rights: Rights::ALL, is_device, mapping: None }
+    }
+
+    const fn table(object: PhysAddr, level: PageTableLevel) -> Cap {
+        Cap::PageTable { object, level, mapping: None }
     }
 
     /// Whether the slot is empty.
@@ -192,8 +228,9 @@ impl Cap {
             Cap::Endpoint { object, .. } | Cap::Notification { object, .. } => Some((object, 6)),
             Cap::Reply { object } => Some((object, 5)),
             Cap::Frame { base, size, .. } => Some((base, size.bits())),
-            Cap::PageTable { object, .. } => Some((object, 12)),
+            Cap::PageTable { object, .. } | Cap::AsidPool { object, .. } => Some((object, 12)),
             Cap::Null
+            | Cap::AsidControl
             | Cap::IrqControl
             | Cap::IrqHandler { .. }
             | Cap::IoPortControl
@@ -217,7 +254,7 @@ impl Cap {
             },
             (Cap::IrqControl, Cap::IrqControl | Cap::IrqHandler { .. }) => true,
             (Cap::IoPortControl, Cap::IoPortControl | Cap::IoPort { .. }) => true,
-            (Cap::SchedControl, Cap::SchedControl) => true,
+            (Cap::SchedControl, Cap::SchedControl) | (Cap::AsidControl, Cap::AsidControl) => true,
             (Cap::IrqHandler { line }, Cap::IrqHandler { line: other }) => line == other,
             (Cap::IoPort { first, last }, Cap::IoPort { first: other_first, last: other_last }) => {
                 first == other_first && last == other_last
@@ -233,7 +270,8 @@ impl Cap {
             | (Cap::Notification { object, .. }, Cap::Notification { object: other, .. })
             | (Cap::Reply { object }, Cap::Reply { object: other })
             | (Cap::SchedContext { object, .. }, Cap::SchedContext { object: other, .. })
-            | (Cap::PageTable { object, .. }, Cap::PageTable { object: other, .. }) => object == other,
+            | (Cap::PageTable { object, .. }, Cap::PageTable { object: other, .. })
+            | (Cap::AsidPool { object, .. }, Cap::AsidPool { object: other, .. }) => object == other,
             _ => false,
         }
     }
@@ -276,6 +314,9 @@ impl Cap {
 
     /// The capability a copy of `self` gets (seL4's `deriveCap`).
     ///
+    /// A copy of a frame capability is unmapped: each copy maps the frame
+    /// at most once, and deleting a copy removes only its own mapping.
+    ///
     /// # Errors
     ///
     /// [`SyscallError::IllegalOperation`] for capabilities that cannot be
@@ -284,6 +325,9 @@ impl Cap {
     /// one untyped would each keep their own watermark and could hand out
     /// the same memory twice; an untyped is delegated by moving it, or by
     /// retyping a child untyped of the size to give away.
+    /// An unmapped paging structure (or an unassigned PML4) cannot be
+    /// copied either: its mapping state lives in its capability, and two
+    /// unmapped copies could link one table into two places (seL4's rule).
     pub fn derive(&self) -> Result<Cap, SyscallError> {
         match self {
             Cap::Null
@@ -291,7 +335,12 @@ impl Cap {
             | Cap::IrqControl
             | Cap::IoPortControl
             | Cap::SchedControl
-            | Cap::Untyped { .. } => Err(SyscallError::IllegalOperation),
+            | Cap::AsidControl
+            | Cap::Untyped { .. }
+            | Cap::PageTable { mapping: None, .. } => Err(SyscallError::IllegalOperation),
+            Cap::Frame { base, size, rights, is_device, .. } => {
+                Ok(Cap::Frame { base: *base, size: *size, rights: *rights, is_device: *is_device, mapping: None })
+            }
             other => Ok(*other),
         }
     }

@@ -79,13 +79,13 @@ pub struct Message<'a> {
 }
 
 impl Message<'_> {
-    fn word(&self, index: usize) -> Result<u64, SyscallError> {
+    pub(crate) fn word(&self, index: usize) -> Result<u64, SyscallError> {
         self.words.get(index).copied().ok_or(SyscallError::TruncatedMessage)
     }
 
     /// A lookup depth: 1 to 64 bits, or also 0 where `allow_zero` (a
     /// retype's destination: the root CNode itself).
-    fn depth(&self, index: usize, allow_zero: bool) -> Result<u8, SyscallError> {
+    pub(crate) fn depth(&self, index: usize, allow_zero: bool) -> Result<u8, SyscallError> {
         let depth = self.word(index)?;
         let lowest = if allow_zero { 0 } else { 1 };
         if (lowest..=u64::from(CPTR_BITS)).contains(&depth) {
@@ -95,7 +95,7 @@ impl Message<'_> {
         }
     }
 
-    fn extra_cap(&self, store: &impl SlotStore, index: usize) -> Result<Cap, SyscallError> {
+    pub(crate) fn extra_cap(&self, store: &impl SlotStore, index: usize) -> Result<Cap, SyscallError> {
         match self.extra_caps.get(index) {
             None => Err(SyscallError::TruncatedMessage),
             Some(None) => Err(SyscallError::InvalidCapability),
@@ -180,7 +180,7 @@ pub fn decode(store: &impl SlotStore, invoked: SlotRef, message: &Message<'_>) -
     }
 }
 
-fn lookup(store: &impl SlotStore, root: &Cap, index: u64, depth: u8) -> Result<SlotRef, SyscallError> {
+pub(crate) fn lookup(store: &impl SlotStore, root: &Cap, index: u64, depth: u8) -> Result<SlotRef, SyscallError> {
     resolve_exact(store, root, index, depth).map_err(|_| SyscallError::FailedLookup)
 }
 

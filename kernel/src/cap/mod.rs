@@ -18,7 +18,7 @@ pub mod object;
 pub mod rights;
 pub mod slot;
 
-pub use capability::{Badge, Cap, FrameSize, PageTableLevel};
+pub use capability::{Asid, Badge, Cap, FrameSize, MappedAt, PageTableLevel};
 pub use object::ObjectKind;
 pub use rights::Rights;
 pub use slot::{Slot, SlotRef, SlotStore};

@@ -16,6 +16,7 @@ use crate::memory::PhysAddr;
 use crate::platform::RecordingPlatform;
 use crate::sched::Scheduler;
 use crate::store::MapStore;
+use crate::vspace::AsidTable;
 
 const ROOT_CNODE: u64 = 0x10_0000;
 const ROOT_RADIX: u8 = 8;
@@ -66,7 +67,8 @@ impl World {
         let decoded = decoded?;
         let mut budget = BIG_BUDGET;
         let (mut scheduler, mut platform) = (Scheduler::new(), RecordingPlatform::new());
-        let mut finaliser = Finaliser::new(&mut scheduler, &mut platform);
+        let mut asids = AsidTable::EMPTY;
+        let mut finaliser = Finaliser::new(&mut scheduler, &mut asids, &mut platform);
         invocation::invoke(&mut self.store, decoded, &mut budget, &mut finaliser).expect("a big budget finishes");
         Ok(())
     }
