@@ -11,6 +11,7 @@ pub mod frame_allocator;
 pub mod ipc;
 pub mod memory;
 pub mod platform;
+pub mod root_task;
 pub mod sched;
 pub mod store;
 pub mod syscall;

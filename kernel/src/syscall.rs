@@ -13,7 +13,7 @@
 use crate::cap::cspace::{self, CPTR_BITS};
 use crate::cap::derivation::{self, Preempted, WorkBudget};
 use crate::cap::invocation::{self, Message};
-use crate::cap::{Cap, Rights, SlotRef};
+use crate::cap::{Cap, FrameSize, PageTableLevel, Rights, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
 use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
@@ -68,6 +68,13 @@ pub mod label {
     /// TCB: send the thread's faults to this endpoint (extra cap: an
     /// endpoint with WRITE; a copy goes into the TCB's fault slot).
     pub const TCB_SET_FAULT_HANDLER: u64 = 38;
+    /// TCB: set an inactive thread's instruction pointer, stack pointer,
+    /// flags and first three argument registers (words: rip, rsp, rflags,
+    /// rdi, rsi, rdx).
+    pub const TCB_WRITE_REGISTERS: u64 = 39;
+    /// TCB: use this 4 KiB frame as the thread's IPC buffer (extra cap: a
+    /// RAM frame with READ and WRITE; a copy goes into the TCB's slot 3).
+    pub const TCB_SET_IPC_BUFFER: u64 = 40;
     /// SchedControl: give a scheduling context a budget and period
     /// (words: budget, period; extra cap: the SchedContext).
     pub const SCHED_CONTROL_CONFIGURE: u64 = 48;
@@ -75,14 +82,16 @@ pub mod label {
 
 /// The TCB and SchedControl invocations as `docs/abi.md` lists them:
 /// label, name, argument words, extra capabilities.
-pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 8] = [
-    (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root"]),
+pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 10] = [
+    (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root", "vspace"]),
     (label::TCB_SET_PRIORITY, "TCB::SetPriority", &["priority"], &["authority"]),
     (label::TCB_SET_MAX_PRIORITY, "TCB::SetMaxPriority", &["priority"], &["authority"]),
     (label::TCB_BIND_SCHED_CONTEXT, "TCB::BindSchedContext", &[], &["sched_context"]),
     (label::TCB_RESUME, "TCB::Resume", &[], &[]),
     (label::TCB_SUSPEND, "TCB::Suspend", &[], &[]),
     (label::TCB_SET_FAULT_HANDLER, "TCB::SetFaultHandler", &[], &["endpoint"]),
+    (label::TCB_WRITE_REGISTERS, "TCB::WriteRegisters", &["rip", "rsp", "rflags", "rdi", "rsi", "rdx"], &[]),
+    (label::TCB_SET_IPC_BUFFER, "TCB::SetIpcBuffer", &[], &["frame"]),
     (label::SCHED_CONTROL_CONFIGURE, "SchedControl::Configure", &["budget", "period"], &["sched_context"]),
 ];
 
@@ -134,6 +143,44 @@ pub struct Kernel<S> {
 #[must_use]
 pub fn cspace_slot(thread: ThreadId) -> Option<SlotRef> {
     SlotRef::in_cnode(thread.address(), 0)
+}
+
+/// The slot in a TCB that holds its VSpace root (a PML4 with an ASID).
+#[must_use]
+pub fn vspace_slot(thread: ThreadId) -> Option<SlotRef> {
+    SlotRef::in_cnode(thread.address(), 2)
+}
+
+/// The slot in a TCB that holds its IPC buffer frame.
+#[must_use]
+pub fn ipc_buffer_slot(thread: ThreadId) -> Option<SlotRef> {
+    SlotRef::in_cnode(thread.address(), 3)
+}
+
+/// The RFLAGS bits a thread may choose: the arithmetic flags and the
+/// direction flag. Interrupts are always enabled in ring 3 and bit 1 is
+/// always set; trap, I/O privilege, nested-task, resume, virtual-8086,
+/// alignment-check and ID stay clear.
+pub const USER_RFLAGS: u64 = 0xcd5;
+/// RFLAGS.IF and the always-one bit 1.
+pub const RFLAGS_FIXED: u64 = 0x202;
+
+/// Replaces the capability in a TCB slot with `cap`, derived from
+/// `source`. Checked by the caller; the old capability's deletion is one
+/// unlink (callers refuse a final CNode, whose deletion would be long).
+fn install<S: ObjectStore, P: Platform>(
+    store: &mut S,
+    finaliser: &mut Finaliser<'_, P>,
+    source: SlotRef,
+    slot: SlotRef,
+    cap: Cap,
+) {
+    if !store.slot(slot).cap.is_null() {
+        let mut budget = WorkBudget(1);
+        // A non-CNode capability (or a non-final CNode one) goes in one unit.
+        let _ = derivation::delete(store, slot, &mut budget, finaliser);
+    }
+    derivation::insert_derived(store, source, slot, cap, false);
 }
 
 /// Looks `cptr` up in the thread's CSpace (all 64 bits).
@@ -397,30 +444,64 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
 ) -> Result<(), SyscallError> {
     let scheduler = &mut *finaliser.scheduler;
     match message.label {
-        label::TCB_SET_SPACE | label::TCB_SET_FAULT_HANDLER => {
+        label::TCB_SET_SPACE | label::TCB_SET_FAULT_HANDLER | label::TCB_SET_IPC_BUFFER => {
             let (source, cap) = extra(store, message, 0)?;
             let slot = match (message.label, cap) {
                 (label::TCB_SET_SPACE, Cap::CNode { .. }) => cspace_slot(target),
                 (label::TCB_SET_FAULT_HANDLER, Cap::Endpoint { rights, .. }) if rights.contains(Rights::WRITE) => {
                     ipc::fault_slot(target)
                 }
+                (label::TCB_SET_IPC_BUFFER, Cap::Frame { size: FrameSize::Small, rights, is_device: false, .. })
+                    if rights.contains(Rights::READ | Rights::WRITE) =>
+                {
+                    ipc_buffer_slot(target)
+                }
                 _ => return Err(SyscallError::InvalidCapability),
             }
             .ok_or(SyscallError::InvalidCapability)?;
             let derived = cap.derive()?;
-            let old = store.slot(slot).cap;
+            // SetSpace's optional second capability: the VSpace.
+            let vspace = if message.label == label::TCB_SET_SPACE && message.extra_caps.len() > 1 {
+                let (vspace_source, vspace_cap) = extra(store, message, 1)?;
+                if !matches!(vspace_cap, Cap::PageTable { level: PageTableLevel::Pml4, mapping: Some(_), .. }) {
+                    return Err(SyscallError::InvalidCapability);
+                }
+                let slot = vspace_slot(target).ok_or(SyscallError::InvalidCapability)?;
+                Some((vspace_source, slot, vspace_cap.derive()?))
+            } else {
+                None
+            };
             // Replacing the last capability to a CNode would mean deleting
             // its contents, a long operation: refuse it up front instead.
-            if matches!(old, Cap::CNode { .. }) && derivation::is_final(store, slot) {
+            if matches!(store.slot(slot).cap, Cap::CNode { .. }) && derivation::is_final(store, slot) {
                 return Err(SyscallError::RevokeFirst);
             }
-            // Invoke: the old capability goes (one unlink, which a budget of
-            // one always covers), the new one goes in.
-            if !old.is_null() {
-                let mut budget = WorkBudget(1);
-                derivation::delete(store, slot, &mut budget, finaliser).map_err(|_| SyscallError::RevokeFirst)?;
+            // Invoke: the old capabilities go (one unlink each), the new
+            // ones go in.
+            install(store, finaliser, source, slot, derived);
+            if let Some((vspace_source, vspace_slot, vspace_cap)) = vspace {
+                install(store, finaliser, vspace_source, vspace_slot, vspace_cap);
             }
-            derivation::insert_derived(store, source, slot, derived, false);
+            Ok(())
+        }
+        label::TCB_WRITE_REGISTERS => {
+            let words: [u64; 6] = core::array::from_fn(|index| message.words.get(index).copied().unwrap_or(0));
+            if message.words.len() < words.len() {
+                return Err(SyscallError::TruncatedMessage);
+            }
+            let [rip, rsp, rflags, rdi, rsi, rdx] = words;
+            if rip >= vspace::USER_TOP || rsp > vspace::USER_TOP {
+                return Err(SyscallError::InvalidArgument);
+            }
+            if store.tcb(target).state != ThreadState::Inactive {
+                return Err(SyscallError::IllegalOperation);
+            }
+            let registers = &mut store.tcb_mut(target).registers;
+            *registers = ipc::UserRegisters::default();
+            registers.rip = rip;
+            registers.rsp = rsp;
+            registers.rflags = (rflags & USER_RFLAGS) | RFLAGS_FIXED;
+            (registers.rdi, registers.rsi, registers.rdx) = (rdi, rsi, rdx);
             Ok(())
         }
         label::TCB_SET_PRIORITY | label::TCB_SET_MAX_PRIORITY => {

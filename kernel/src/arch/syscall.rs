@@ -102,34 +102,11 @@ impl DebugSyscall {
 }
 
 /// A user thread's registers as the syscall entry saves them, lowest
-/// address first. RCX and R11 hold what the user had in them only when the
-/// context was saved by an exception; SYSCALL overwrites both (with RIP
-/// and RFLAGS), so the syscall ABI treats them as clobbered.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub(crate) struct UserContext {
-    pub(crate) rax: u64,
-    pub(crate) rbx: u64,
-    pub(crate) rcx: u64,
-    pub(crate) rdx: u64,
-    pub(crate) rsi: u64,
-    pub(crate) rdi: u64,
-    pub(crate) rbp: u64,
-    pub(crate) r8: u64,
-    pub(crate) r9: u64,
-    pub(crate) r10: u64,
-    pub(crate) r11: u64,
-    pub(crate) r12: u64,
-    pub(crate) r13: u64,
-    pub(crate) r14: u64,
-    pub(crate) r15: u64,
-    /// Where the user continues (from RCX on SYSCALL).
-    pub(crate) rip: u64,
-    /// The user's RFLAGS (from R11 on SYSCALL).
-    pub(crate) rflags: u64,
-    /// The user's stack pointer.
-    pub(crate) rsp: u64,
-}
+/// address first: the hardware-free core's layout, which a suspended
+/// thread's TCB also holds. RCX and R11 hold what the user had in them only
+/// when the context was saved by an exception; SYSCALL overwrites both
+/// (with RIP and RFLAGS), so the syscall ABI treats them as clobbered.
+pub(crate) use kernel_core::ipc::UserRegisters as UserContext;
 // The assembly below addresses every field by these offsets.
 const_assert_eq!(size_of::<UserContext>(), 18 * 8);
 const_assert_eq!(offset_of!(UserContext, rax), 0);

@@ -144,10 +144,66 @@ pub struct Tcb {
     /// The scheduling context whose budget the thread runs on (`None`:
     /// not budget-limited; the kernel gives every user thread one).
     pub sched_context: Option<PhysAddr>,
+    /// The thread's user-mode registers while it is not on the CPU (the
+    /// kernel's own test threads keep theirs in the architecture code).
+    pub registers: UserRegisters,
     /// Links of the one queue the thread is in: a ready queue while
     /// runnable, the release queue while runnable but out of budget, an
     /// endpoint's or notification's queue while blocked.
     pub(crate) queue_links: QueueLinks,
+}
+
+/// A thread's user-mode registers, in the order the kernel's entry code
+/// saves them (the architecture code asserts the offsets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs, reason = "the x86-64 register names say it")]
+pub struct UserRegisters {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    /// Where the thread continues (from RCX on SYSCALL).
+    pub rip: u64,
+    /// Its RFLAGS (from R11 on SYSCALL).
+    pub rflags: u64,
+    /// Its stack pointer.
+    pub rsp: u64,
+}
+
+impl UserRegisters {
+    /// Every register zero.
+    pub const ZERO: UserRegisters = UserRegisters {
+        rax: 0,
+        rbx: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        rbp: 0,
+        r8: 0,
+        r9: 0,
+        r10: 0,
+        r11: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        rip: 0,
+        rflags: 0,
+        rsp: 0,
+    };
 }
 
 /// A thread's links in the queue that holds it.
@@ -174,6 +230,7 @@ impl Tcb {
         receive_slot: None,
         extra_cptrs: [0; 3],
         sched_context: None,
+        registers: UserRegisters::ZERO,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };
 

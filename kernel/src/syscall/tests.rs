@@ -437,3 +437,59 @@ fn revoking_the_whole_system_leaves_nothing_behind() {
     system.retype(ObjectKind::Tcb, 0, R_TCB, 3);
     assert_eq!(system.object(R_TCB), server.address(), "the same memory, from the start");
 }
+
+#[test]
+fn write_registers_sets_an_inactive_thread_and_keeps_flags_safe() {
+    let mut system = build();
+    let [server, _, _] = system.threads;
+    let root = system.root();
+    let write = |system: &mut System, words: &[u64]| {
+        system.syscall(root, number::CALL, R_TCB, label::TCB_WRITE_REGISTERS, words, &[], 0)
+    };
+    // A running thread's registers are its own.
+    assert_eq!(write(&mut system, &[0x40_0000, 0x80_0000, 0, 1, 2, 3]), SyscallError::IllegalOperation.code());
+    system.root_call(R_TCB, label::TCB_SUSPEND, &[], &[]);
+    assert_eq!(write(&mut system, &[0x40_0000, 0x80_0000, 0, 1, 2]), SyscallError::TruncatedMessage.code());
+    assert_eq!(write(&mut system, &[1 << 47, 0x80_0000, 0, 1, 2, 3]), SyscallError::InvalidArgument.code());
+    assert_eq!(write(&mut system, &[0x40_0000, u64::MAX, 0, 1, 2, 3]), SyscallError::InvalidArgument.code());
+    // IOPL 3, TF, NT, AC and ID asked for; only the arithmetic flags come through.
+    assert_eq!(write(&mut system, &[0x40_0000, 0x80_0000, 0x27_7fff, 1, 2, 3]), 0);
+    let registers = system.kernel.store.tcb(server).registers;
+    assert_eq!(
+        (registers.rip, registers.rsp, registers.rdi, registers.rsi, registers.rdx),
+        (0x40_0000, 0x80_0000, 1, 2, 3)
+    );
+    assert_eq!(registers.rflags, USER_RFLAGS | RFLAGS_FIXED);
+    assert_eq!(registers.rflags & (0x3000 | 0x100 | 0x4000 | 0x4_0000 | 0x20_0000), 0);
+}
+
+#[test]
+fn set_ipc_buffer_and_set_space_take_only_the_right_objects() {
+    let mut system = build();
+    let root = system.root();
+    system.retype(ObjectKind::Frame4K, 0, 60, 1);
+    system.retype(ObjectKind::PageTable, 0, 61, 1);
+    system.retype(ObjectKind::Pml4, 0, 62, 1);
+    let call = |system: &mut System, label: u64, extra: &[u64]| {
+        system.syscall(root, number::CALL, R_TCB, label, &[], extra, 0)
+    };
+    assert_eq!(call(&mut system, label::TCB_SET_IPC_BUFFER, &[61]), SyscallError::InvalidCapability.code());
+    assert_eq!(call(&mut system, label::TCB_SET_IPC_BUFFER, &[R_ENDPOINT]), SyscallError::InvalidCapability.code());
+    assert_eq!(call(&mut system, label::TCB_SET_IPC_BUFFER, &[]), SyscallError::TruncatedMessage.code());
+    let read_only = u64::from(Rights::READ.bits());
+    system.root_call(R_SELF, cnode_label::CNODE_COPY, &[63, 64, 60, 64, read_only], &[R_SELF]);
+    assert_eq!(call(&mut system, label::TCB_SET_IPC_BUFFER, &[63]), SyscallError::InvalidCapability.code());
+    assert_eq!(call(&mut system, label::TCB_SET_IPC_BUFFER, &[60]), 0);
+    let server = system.threads[SERVER];
+    let buffer = ipc_buffer_slot(server).expect("slot");
+    assert!(matches!(system.kernel.store.slot(buffer).cap, Cap::Frame { size: FrameSize::Small, .. }));
+    // SetSpace's VSpace must be a PML4 with an ASID; the CSpace stays
+    // untouched when the VSpace is refused.
+    assert_eq!(
+        call(&mut system, label::TCB_SET_SPACE, &[R_GUARDED, 62]),
+        SyscallError::InvalidCapability.code(),
+        "a PML4 without an ASID"
+    );
+    assert_eq!(call(&mut system, label::TCB_SET_SPACE, &[R_GUARDED, 60]), SyscallError::InvalidCapability.code());
+    assert!(system.kernel.store.slot(vspace_slot(server).expect("slot")).cap.is_null());
+}
