@@ -91,6 +91,7 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
             Cap::Tcb { object } => {
                 let thread = ThreadId::new(object);
                 ipc::stop_thread(store, scheduler, thread);
+                self.platform.thread_deleted(thread);
                 if let Some(context) = store.tcb_mut(thread).sched_context.take() {
                     store.sched_context_mut(context).bound = None;
                 }

@@ -4,6 +4,7 @@
 //! masks). The kernel implements it with real instructions; the host tests
 //! and the invariant harness use [`RecordingPlatform`], which only records.
 
+use crate::ipc::ThreadId;
 use crate::memory::PhysAddr;
 
 /// What the core asks of the machine. Every method acts at once and cannot
@@ -19,6 +20,10 @@ pub trait Platform {
     /// The address space rooted at `vspace` is gone (its PML4 may be
     /// retyped): the CPU must not keep using it, even as the current one.
     fn vspace_deleted(&mut self, vspace: PhysAddr);
+    /// The last capability to `thread`'s TCB is being deleted (the thread
+    /// has stopped): whatever the machine layer keeps for it must go, since
+    /// a new TCB at the same address is a different thread.
+    fn thread_deleted(&mut self, thread: ThreadId);
 }
 
 /// One request the core made of the machine.
@@ -40,6 +45,11 @@ pub enum PlatformEvent {
     VSpaceDeleted {
         /// The address space.
         vspace: PhysAddr,
+    },
+    /// [`Platform::thread_deleted`].
+    ThreadDeleted {
+        /// The thread.
+        thread: ThreadId,
     },
 }
 
@@ -97,5 +107,9 @@ impl Platform for RecordingPlatform {
 
     fn vspace_deleted(&mut self, vspace: PhysAddr) {
         self.record(PlatformEvent::VSpaceDeleted { vspace });
+    }
+
+    fn thread_deleted(&mut self, thread: ThreadId) {
+        self.record(PlatformEvent::ThreadDeleted { thread });
     }
 }

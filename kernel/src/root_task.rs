@@ -51,8 +51,10 @@ pub const IPC_BUFFER: u64 = 0x4010_1000;
 /// The page holding [`RootInfo`].
 pub const INFO_PAGE: u64 = 0x4010_2000;
 /// The first virtual address the root task may use for its own mappings:
-/// everything from here to the end of the user half is free.
-pub const FIRST_FREE_ADDRESS: u64 = 0x8000_0000;
+/// everything from here to the end of the user half is free. It starts a
+/// new PML4 entry (512 GiB), so the root maps its own PDPT there first:
+/// the structures below it belong to the kernel's image mapping.
+pub const FIRST_FREE_ADDRESS: u64 = 0x80_0000_0000;
 
 /// [`RootInfo::magic`]: "BULKROOT" in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BULKROOT");

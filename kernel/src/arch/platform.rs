@@ -1,6 +1,7 @@
 //! The machine behind `kernel_core::platform::Platform`: what invocations
 //! make the hardware do.
 
+use kernel_core::ipc::ThreadId;
 use kernel_core::memory::PhysAddr;
 use kernel_core::platform::Platform;
 
@@ -24,6 +25,10 @@ impl Platform for Machine {
             // is allowed, canonical or not, mapped or not.
             unsafe { x86::tlb::flush(address) };
         }
+    }
+
+    fn thread_deleted(&mut self, thread: ThreadId) {
+        super::threads::forget(thread);
     }
 
     fn vspace_deleted(&mut self, vspace: PhysAddr) {

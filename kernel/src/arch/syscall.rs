@@ -420,18 +420,19 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
     crate::root::with_kernel(|kernel, _| {
         let thread = caller.ok_or(Stopped::NoThread)?;
         let info = MessageInfo::from_word(context.rsi);
+        let buffer = threads::ipc_buffer_of(&kernel.store, thread);
         let tcb = kernel.store.tcb_mut(thread);
         tcb.words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&[context.r10, context.r8, context.r9, context.r15]);
         // Words 4..length and the extra capability addresses come from the
         // IPC buffer, only when the info word says they are used.
         let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
         if let Some(words) = tcb.words.get_mut(REGISTER_MESSAGE_WORDS..length) {
-            threads::read_ipc_buffer(thread, REGISTER_MESSAGE_WORDS, words);
+            threads::read_ipc_buffer(buffer, REGISTER_MESSAGE_WORDS, words);
         }
         tcb.extra_cptrs = [0; 3];
         let caps = usize::from(info.caps).min(tcb.extra_cptrs.len());
         if let Some(cptrs) = tcb.extra_cptrs.get_mut(..caps) {
-            threads::read_ipc_buffer(thread, threads::IPC_BUFFER_EXTRA_CPTRS, cptrs);
+            threads::read_ipc_buffer(buffer, threads::IPC_BUFFER_EXTRA_CPTRS, cptrs);
         }
         // A call that produces no message answers with an empty one.
         tcb.info = MessageInfo::default();
@@ -454,14 +455,14 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }
         };
-        let (next, returns_from_call) = match threads::switch(Some(thread), next, context) {
+        let (next, returns_from_call) = match threads::switch(&mut kernel.store, Some(thread), next, context) {
             Some(returns_from_call) => (next, returns_from_call),
             None => {
                 // Only after the fast path: a thread without a user context
                 // is stopped as `next_runnable` would, and another one runs.
                 let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
                 // `next_thread` returns only threads the table knows.
-                (next, threads::switch(Some(thread), next, context).ok_or(Stopped::NothingToRun)?)
+                (next, threads::switch(&mut kernel.store, Some(thread), next, context).ok_or(Stopped::NothingToRun)?)
             }
         };
         if returns_from_call {

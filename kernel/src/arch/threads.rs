@@ -34,9 +34,11 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use kernel_core::cap::{Cap, FrameSize, PageTableLevel};
 use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, ThreadId};
 use kernel_core::memory::FRAME_SIZE;
 use kernel_core::store::ObjectStore;
+use kernel_core::syscall::{ipc_buffer_slot, vspace_slot};
 
 use super::paging::physmap_pointer;
 
@@ -144,6 +146,11 @@ struct UserThread {
     /// It left ring 3 through a system call that has not returned: its
     /// TCB's message goes into its registers when it runs again.
     in_system_call: bool,
+    /// A thread user space made (`adopt`): its registers live in its TCB
+    /// while it is off the CPU, and its address space and IPC buffer are
+    /// whatever its TCB's slots 2 and 3 hold when it runs (`cr3` and
+    /// `ipc_buffer` here are unused).
+    from_tcb: bool,
     output: DebugOutput,
 }
 
@@ -229,8 +236,16 @@ pub(crate) fn unload_vspace(vspace: u64) {
 /// table is full.
 pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr3: u64, ipc_buffer: u64) -> bool {
     with_table(|table| {
-        let entry =
-            UserThread { thread, name, context, cr3, ipc_buffer, in_system_call: false, output: DebugOutput::EMPTY };
+        let entry = UserThread {
+            thread,
+            name,
+            context,
+            cr3,
+            ipc_buffer,
+            in_system_call: false,
+            from_tcb: false,
+            output: DebugOutput::EMPTY,
+        };
         table.threads.push(entry).is_ok()
     })
 }
@@ -257,6 +272,66 @@ pub(crate) fn named_run() -> bool {
 /// Whether the kernel has a context for `thread` (it can run it).
 pub(crate) fn is_known(thread: ThreadId) -> bool {
     with_table(|table| table.entry(thread).is_some())
+}
+
+/// The address space and IPC buffer a thread made by user space runs with:
+/// the PML4 in its TCB's slot 2 (which must have an ASID) and the frame in
+/// slot 3.
+fn spaces_from_tcb(store: &impl ObjectStore, thread: ThreadId) -> Option<(u64, u64)> {
+    let vspace = store.slot(vspace_slot(thread)?).cap;
+    let buffer = store.slot(ipc_buffer_slot(thread)?).cap;
+    match (vspace, buffer) {
+        (
+            Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(_) },
+            Cap::Frame { base, size: FrameSize::Small, .. },
+        ) => Some((object.as_u64(), base.as_u64())),
+        _ => None,
+    }
+}
+
+/// Takes `thread`, which user space made and set up through its TCB (a
+/// VSpace, an IPC buffer, registers), into the table so that it can run.
+/// Returns false if it lacks one of them or the table is full.
+pub(crate) fn adopt(store: &impl ObjectStore, thread: ThreadId, name: &'static str) -> bool {
+    if spaces_from_tcb(store, thread).is_none() {
+        return false;
+    }
+    with_table(|table| {
+        if table.entry(thread).is_some() {
+            return true;
+        }
+        let entry = UserThread {
+            thread,
+            name,
+            context: UserContext::default(),
+            cr3: 0,
+            ipc_buffer: 0,
+            in_system_call: false,
+            from_tcb: true,
+            output: DebugOutput::EMPTY,
+        };
+        table.threads.push(entry).is_ok()
+    })
+}
+
+/// `thread`'s TCB is being deleted: the kernel forgets it (a new TCB at the
+/// same address is another thread).
+pub(crate) fn forget(thread: ThreadId) {
+    with_table(|table| {
+        let named = table.named;
+        if let Some(index) = table.threads.iter().position(|entry| entry.thread == thread) {
+            let mut entry = table.threads.swap_remove(index);
+            entry.output.finish(Prefix(named.then_some(entry.name)));
+        }
+    });
+}
+
+/// The physical address of `thread`'s IPC buffer, if it has one.
+pub(crate) fn ipc_buffer_of(store: &impl ObjectStore, thread: ThreadId) -> Option<u64> {
+    match with_table(|table| table.entry(thread).map(|entry| (entry.from_tcb, entry.ipc_buffer)))? {
+        (false, buffer) => Some(buffer),
+        (true, _) => spaces_from_tcb(store, thread).map(|(_, buffer)| buffer),
+    }
 }
 
 /// `thread`'s program name.
@@ -293,7 +368,12 @@ pub(crate) fn finish_output(thread: ThreadId) {
 /// space is not the loaded one. Returns whether `next` returns from a
 /// system call (its TCB's message must then go into its registers), or
 /// `None` if the kernel has no context for `next`.
-pub(crate) fn switch(leaving: Option<ThreadId>, next: ThreadId, context: &mut UserContext) -> Option<bool> {
+pub(crate) fn switch(
+    store: &mut impl ObjectStore,
+    leaving: Option<ThreadId>,
+    next: ThreadId,
+    context: &mut UserContext,
+) -> Option<bool> {
     with_table(|table| {
         if leaving == Some(next) {
             return Some(true);
@@ -301,19 +381,33 @@ pub(crate) fn switch(leaving: Option<ThreadId>, next: ThreadId, context: &mut Us
         if let Some(leaving) = leaving
             && let Some(entry) = table.entry(leaving)
         {
-            entry.context = *context;
+            if entry.from_tcb {
+                store.tcb_mut(leaving).registers = *context;
+            } else {
+                entry.context = *context;
+            }
             entry.in_system_call = true;
         }
         let loaded_cr3 = table.loaded_cr3;
         let entry = table.entry(next)?;
-        *context = entry.context;
+        let cr3 = if entry.from_tcb {
+            // Its TCB says where it runs, now; a thread whose VSpace or IPC
+            // buffer went is not run.
+            let (cr3, _) = spaces_from_tcb(store, next)?;
+            *context = store.tcb(next).registers;
+            cr3
+        } else {
+            *context = entry.context;
+            entry.cr3
+        };
         let returns_from_call = core::mem::replace(&mut entry.in_system_call, false);
-        let cr3 = entry.cr3;
         if cr3 != loaded_cr3 {
             // SAFETY: `cr3` is the PML4 of a user address space built by
-            // `user` for this run (it lives until the run ends), whose upper
-            // half is the kernel's: the running code, its stack and every
-            // static stay mapped.
+            // `user` for this run (it lives until the run ends), or the PML4
+            // object a capability in the thread's TCB names (it lives while
+            // that capability does); either way its upper half is the
+            // kernel's: the running code, its stack and every static stay
+            // mapped.
             unsafe { x86::controlregs::cr3_write(cr3) };
             table.loaded_cr3 = cr3;
             count(&COUNTERS.cr3_writes);
@@ -326,10 +420,14 @@ pub(crate) fn switch(leaving: Option<ThreadId>, next: ThreadId, context: &mut Us
 /// Keeps `thread`'s registers as they were at a fault it sent to its
 /// handler: when the handler's reply resumes it, it re-runs the faulting
 /// instruction with every register unchanged (no system call returns).
-pub(crate) fn park_after_fault(thread: ThreadId, context: UserContext) {
+pub(crate) fn park_after_fault(store: &mut impl ObjectStore, thread: ThreadId, context: UserContext) {
     with_table(|table| {
         if let Some(entry) = table.entry(thread) {
-            entry.context = context;
+            if entry.from_tcb {
+                store.tcb_mut(thread).registers = context;
+            } else {
+                entry.context = context;
+            }
             entry.in_system_call = false;
         }
     });
@@ -346,18 +444,18 @@ pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context:
     [context.r10, context.r8, context.r9, context.r15] = core::array::from_fn(|index| tcb.words[index]);
     let length = usize::from(tcb.info.length).min(MAX_MESSAGE_WORDS);
     if let Some(words) = tcb.words.get(REGISTER_MESSAGE_WORDS..length) {
-        write_ipc_buffer(thread, REGISTER_MESSAGE_WORDS, words);
+        write_ipc_buffer(ipc_buffer_of(store, thread), REGISTER_MESSAGE_WORDS, words);
     }
 }
 
 /// A pointer to word `first` of `thread`'s IPC buffer (through the
 /// physical-memory map), if the thread has one and words `first..first +
 /// count` lie inside it.
-fn ipc_buffer_words(thread: ThreadId, first: usize, count: usize) -> Option<*mut u64> {
+fn ipc_buffer_words(buffer: Option<u64>, first: usize, count: usize) -> Option<*mut u64> {
     if first.checked_add(count)? > IPC_BUFFER_WORDS {
         return None;
     }
-    let physical = with_table(|table| table.entry(thread).map(|entry| entry.ipc_buffer))?;
+    let physical = buffer?;
     let page = physmap_pointer(physical, FRAME_SIZE)?.cast::<u64>();
     // `first` is at most IPC_BUFFER_WORDS (checked): inside the page's
     // mapping or just past its end (then `count` is 0 and nothing is read).
@@ -367,12 +465,14 @@ fn ipc_buffer_words(thread: ThreadId, first: usize, count: usize) -> Option<*mut
 /// Copies words `first..first + into.len()` of `thread`'s IPC buffer into
 /// `into`. Leaves `into` as it is if the thread has no IPC buffer or the
 /// words lie outside it.
-pub(crate) fn read_ipc_buffer(thread: ThreadId, first: usize, into: &mut [u64]) {
-    let Some(source) = ipc_buffer_words(thread, first, into.len()) else { return };
+pub(crate) fn read_ipc_buffer(buffer: Option<u64>, first: usize, into: &mut [u64]) {
+    let Some(source) = ipc_buffer_words(buffer, first, into.len()) else { return };
     for (index, word) in into.iter_mut().enumerate() {
         // SAFETY: `source` and the next `into.len()` words lie inside the
         // thread's IPC buffer (checked by `ipc_buffer_words`), a frame of
-        // this run that the physical-memory map covers, 8-byte aligned. The
+        // this run or a RAM Frame object that the capability in the
+        // thread's TCB keeps alive, which the physical-memory map covers,
+        // 8-byte aligned. The
         // user may write it at any time, so it is read word by word with
         // volatile loads into kernel memory: no Rust reference into it
         // exists, and each value is only a number to the kernel.
@@ -382,8 +482,8 @@ pub(crate) fn read_ipc_buffer(thread: ThreadId, first: usize, into: &mut [u64]) 
 
 /// Copies `words` into `thread`'s IPC buffer from word `first` on. Does
 /// nothing if the thread has no IPC buffer or the words lie outside it.
-pub(crate) fn write_ipc_buffer(thread: ThreadId, first: usize, words: &[u64]) {
-    let Some(destination) = ipc_buffer_words(thread, first, words.len()) else { return };
+pub(crate) fn write_ipc_buffer(buffer: Option<u64>, first: usize, words: &[u64]) {
+    let Some(destination) = ipc_buffer_words(buffer, first, words.len()) else { return };
     for (index, &word) in words.iter().enumerate() {
         // SAFETY: as in `read_ipc_buffer`: the words lie inside the thread's
         // IPC buffer, reached through the physical-memory map, aligned; a

@@ -362,18 +362,18 @@ extern "C" fn timer_interrupt_dispatch(frame: &mut TrapFrame) {
         kernel.scheduler.release_due(&mut kernel.store, now);
         let Some(next) = next_or_idle(kernel, slice_ended) else {
             if let Some(previous) = previous {
-                threads::park_after_fault(previous, interrupted);
+                threads::park_after_fault(&mut kernel.store, previous, interrupted);
             }
             return Decision::Blocked;
         };
         let mut decision = Decision::Return;
         if previous != Some(next) {
             if let Some(previous) = previous {
-                threads::park_after_fault(previous, interrupted);
+                threads::park_after_fault(&mut kernel.store, previous, interrupted);
             }
             let mut context = UserContext::default();
             // `next_runnable` returns only threads the table knows.
-            if threads::switch(None, next, &mut context) == Some(true) {
+            if threads::switch(&mut kernel.store, None, next, &mut context) == Some(true) {
                 threads::write_results(&kernel.store, next, &mut context);
             }
             with_run(|run| run.switches += 1);

@@ -517,10 +517,13 @@ fn run(
             specs.iter().map(|spec| spec.thread).collect();
         crate::root::with_kernel(|kernel, _| timer::start_run(kernel, &threads));
     }
-    let first = crate::root::with_kernel(|kernel, _| next_runnable(kernel));
     let mut context = UserContext::default();
     // A thread that has not run yet: its registers are loaded as they are.
-    if first.and_then(|first| threads::switch(None, first, &mut context)).is_none() {
+    let started = crate::root::with_kernel(|kernel, _| {
+        let first = next_runnable(kernel)?;
+        threads::switch(&mut kernel.store, None, first, &mut context)
+    });
+    if started.is_none() {
         if ends_with.is_some() {
             let _ = timer::end_run();
         }
@@ -565,11 +568,14 @@ fn run(
 }
 
 /// The thread the scheduler picks to run next, skipping (and stopping)
-/// threads the kernel has no user context for; `None` if none can run.
+/// threads the kernel has no user context for (neither built by the kernel
+/// nor given a VSpace and an IPC buffer through their TCB); `None` if none
+/// can run.
 pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
     loop {
         let next = kernel.scheduler.schedule(&mut kernel.store)?;
-        if threads::is_known(next) {
+        // A thread user space set up through its TCB joins the run.
+        if threads::is_known(next) || threads::adopt(&kernel.store, next, "pd") {
             return Some(next);
         }
         println!("user mode: thread {:#x} has no user context: stopped", next.address().as_u64());
@@ -602,7 +608,7 @@ pub(crate) fn end_thread(context: &mut UserContext, end: ProgramEnd) {
             return None;
         }
         let next = timer::next_thread(kernel)?;
-        let returns_from_call = threads::switch(None, next, context)?;
+        let returns_from_call = threads::switch(&mut kernel.store, None, next, context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, context);
         }
@@ -699,11 +705,11 @@ fn send_fault_to_handler(frame: &TrapFrame) -> Option<UserContext> {
         crate::fault_report::exception_mnemonic(frame.vector),
         frame.rip
     );
-    threads::park_after_fault(thread, context_of(frame));
     crate::root::with_kernel(|kernel, _| {
+        threads::park_after_fault(&mut kernel.store, thread, context_of(frame));
         let next = timer::next_thread(kernel)?;
         let mut context = UserContext::default();
-        let returns_from_call = threads::switch(None, next, &mut context)?;
+        let returns_from_call = threads::switch(&mut kernel.store, None, next, &mut context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, &mut context);
         }
