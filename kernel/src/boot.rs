@@ -11,6 +11,7 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::memory::{PhysAddr, PhysRange};
 
 use crate::arch::exit::{ExitStatus, stop};
+use crate::arch::user::ProgramEnd;
 use crate::arch::{cpu, exit, gdt, idt, paging, serial, timer, user};
 
 unsafe extern "C" {
@@ -127,8 +128,41 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
         println!("boot: ignoring inject={fault}: this kernel was built without fault injection");
     }
 
+    if let Some(module) =
+        boot_info.modules.iter().find(|module| module.cmdline.split(' ').any(|word| word == "root-task"))
+    {
+        run_root_task(&mut allocator, module.range);
+    }
+
     defmt::info!("boot complete: nothing to run yet");
     stop(ExitStatus::Success)
+}
+
+/// Builds the root task from its boot module and runs it with every thread
+/// it makes; stops the machine with its verdict (exit code 0: success).
+fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
+    let root = match crate::arch::root_task::create(allocator, module) {
+        Ok(root) => root,
+        Err(error) => {
+            println!("root task: cannot start: {error}");
+            stop(ExitStatus::Failure)
+        }
+    };
+    match user::run_root_task(root) {
+        Ok(ProgramEnd::Exited(0)) => {
+            println!("root task: exited with code 0");
+            defmt::info!("boot complete: the root task finished");
+            stop(ExitStatus::Success)
+        }
+        Ok(end) => {
+            println!("root task: ended: {end:?}");
+            stop(ExitStatus::Failure)
+        }
+        Err(error) => {
+            println!("root task: cannot run: {error}");
+            stop(ExitStatus::Failure)
+        }
+    }
 }
 
 /// Creates the root thread's objects and initial capabilities

@@ -10,6 +10,7 @@ pub(crate) mod idt;
 pub(crate) mod objects;
 pub(crate) mod paging;
 pub(crate) mod platform;
+pub(crate) mod root_task;
 pub(crate) mod serial;
 #[cfg_attr(
     not(feature = "fault-injection"),

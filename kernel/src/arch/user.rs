@@ -419,6 +419,46 @@ pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> 
     run_threads(allocator, &[UserThreadSpec { thread: root, program: *program, arguments: [0; 2] }], false)
 }
 
+/// Runs the root task (`arch::root_task` built it) and every thread it
+/// makes, switching as the scheduler decides, until no thread can run or
+/// the root ends. Its threads' output lines name them (`root`, `pd`).
+///
+/// Returns how the root ended.
+pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
+    let kernel_root = cpu::read_cr3();
+    threads::begin_run(kernel_root, true, false);
+    let mut context = UserContext::default();
+    let started = crate::root::with_kernel(|kernel, _| {
+        if !threads::adopt(&kernel.store, root, "root") || kernel.scheduler.schedule(&mut kernel.store) != Some(root) {
+            return None;
+        }
+        threads::switch(&mut kernel.store, None, root, &mut context)
+    });
+    if started.is_none() {
+        threads::end_run();
+        return Err(SetupError::NoRootThread);
+    }
+    with_run_state(|state| *state = RunState { running: true, end: None, ends_with: Some(root) });
+    // SAFETY:
+    // 1. `threads::switch` loaded CR3 with the root's VSpace, which maps its
+    //    image and its stack below its RSP as user pages.
+    // 2. `init` set TSS RSP0 to the kernel-entry stack.
+    // 3. No other program runs (runs start only from this module's
+    //    functions, which do not nest).
+    // 4. The handlers that end the run hold nothing with a destructor.
+    unsafe { syscall::run_in_user_mode(&context) };
+    // SAFETY: back to the kernel's own root, which maps everything the
+    // kernel uses.
+    unsafe { x86::controlregs::cr3_write(kernel_root) };
+    let end = with_run_state(|state| {
+        state.running = false;
+        state.ends_with = None;
+        state.end.take()
+    });
+    threads::end_run();
+    end.ok_or(SetupError::NoRootThread)
+}
+
 /// Runs several threads, each in its own address space built from its
 /// program, switching between them as the scheduler decides, until no
 /// thread can run; frees every frame of their address spaces. The threads
