@@ -245,11 +245,13 @@ fn user_all_programs_in_bochs_on_intel() {
 /// the notifier signals, the intruder's call on a slot it does not hold
 /// fails (FailedLookup, 6) and its fault ends only it, then the client
 /// calls the server five times through its badged endpoint (badge 0x11),
-/// the first time with a 40-word message that the server checks;
-/// the server prints the first three messages with a poll of the
-/// notification (the notifier's badge 0x40, then nothing) and replies with
+/// the first time with a 40-word message that the server checks and a
+/// notification capability (badge 0x80) it grants; the server signals
+/// through the received capability and prints the first three messages
+/// with a poll of the notification (the notifier's badge 0x40 with the
+/// granted 0x80, then nothing) and replies with
 /// word 0 + 1, which the client checks. Numbers are in hex.
-const PDS_LINES: [&str; 14] = [
+const PDS_LINES: [&str; 15] = [
     "user mode: 5 protection domains built through the system-call layer",
     "user pd-notifier: signalled, error 0",
     "user mode: pd-notifier exited with code 0",
@@ -263,7 +265,10 @@ const PDS_LINES: [&str; 14] = [
     // The client's first call is 40 words long (word i = 3i + 1), words
     // 4.. through its IPC buffer into the server's.
     "user pd-server: long message: 40 words all correct",
-    "user pd-server: badge 11 word 1 notification 40",
+    // The notification capability the client granted (badge 0x80) lands in
+    // the server's receive slot; signalling through it works.
+    "user pd-server: capabilities received 1, signal through slot 4: error 0",
+    "user pd-server: badge 11 word 1 notification c0",
     "user pd-server: badge 11 word 2 notification 0",
     "user pd-server: badge 11 word 3 notification 0",
     "user pd-client: 5 calls made, every reply was word 0 + 1",
@@ -279,7 +284,7 @@ fn assert_protection_domains_ran(outcome: &RunOutcome) {
     assert!(!console.contains("!!! kernel"), "a protection domain caused a kernel exception or panic");
     assert_lines_in_order(console, &PDS_LINES);
     let printed = lines(console).into_iter().filter(|line| line.starts_with("user pd-")).count();
-    assert_eq!(printed, 8, "no other output from the domains");
+    assert_eq!(printed, 9, "no other output from the domains");
     assert!(!console.contains("pd-intruder exited"), "the intruder waits for a reply that never comes");
     let summary = lines(console).into_iter().find(|line| line.contains("protection domains done")).unwrap_or("");
     let (before, after) = summary.split_once(", after ").expect("frame counts");

@@ -117,7 +117,6 @@ pub fn fastpath_call<S: ObjectStore>(kernel: &mut Kernel<S>, caller: ThreadId, a
     *store.reply_mut(reply) = Reply { caller: Some(caller), receiver: None };
     let from = store.tcb_mut(caller);
     from.info = info;
-    from.send_cap = None;
     from.state = ThreadState::BlockedOnReply { reply };
     scheduler.set_current(receiver);
     Some(receiver)

@@ -333,10 +333,9 @@ fn send_or_invoke<S: ObjectStore>(
                 set_result(store, thread, Err(SyscallError::InvalidCapability));
                 return Ok(());
             }
-            let send_cap = if args.info.caps > 0 { first_extra_cap(store, thread) } else { None };
-            let tcb = store.tcb_mut(thread);
-            tcb.info = MessageInfo { caps: args.info.caps.min(1), ..args.info };
-            tcb.send_cap = send_cap;
+            // The capability to transfer (the first extra address) is looked
+            // up when the message is delivered.
+            store.tcb_mut(thread).info = MessageInfo { caps: args.info.caps.min(1), ..args.info };
             let endpoint = EndpointCap { object, badge, rights };
             if is_call {
                 ipc::call(store, scheduler, thread, endpoint);
@@ -371,12 +370,6 @@ fn send_or_invoke<S: ObjectStore>(
             Ok(())
         }
     }
-}
-
-/// The slot named by the thread's first extra capability address.
-fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef> {
-    let cptr = store.tcb(thread).extra_cptrs[0];
-    lookup(store, thread, cptr).ok()
 }
 
 /// Decodes and performs an invocation of a kernel object; its result may

@@ -13,11 +13,11 @@
 //!
 //! | domain | priority | its CNode | program |
 //! | --- | ---: | --- | --- |
-//! | `pd-server` | 200 | 1: the endpoint (READ), 2: a reply object, 3: the notification (READ) | Recv, then ReplyRecv forever with word 0 + 1; for the first messages (RDI at start says how many) checks a 40-word message (word i = 3i + 1, words 4.. in its IPC buffer) and prints the badge, word 0 and a Poll of the notification |
+//! | `pd-server` | 200 | 1: the endpoint (READ), 2: a reply object, 3: the notification (READ), 4: its receive slot | Recv, then ReplyRecv forever with word 0 + 1; for the first messages (RDI at start says how many) checks a 40-word message (word i = 3i + 1, words 4.. in its IPC buffer), prints how many capabilities came with it and signals through the one received, and prints the badge, word 0 and a Poll of the notification |
 //! | `pd-notifier` | 150 | 1: the notification, badge 0x40 (WRITE) | Signal, print the result, exit |
 //! | `pd-pager` | 180 | 1: the fault endpoint (READ), 2: a reply object | Recv, print the fault it got (label, address, badge), exit without replying |
 //! | `pd-intruder` | 120 | nothing; its fault handler is the fault endpoint, badge 0xfa | Call on slot 1 (it holds nothing there: FailedLookup), print the error, then write to an unmapped address: the fault goes to `pd-pager`, and the intruder waits for a reply that never comes |
-//! | `pd-client` | 100 | 1: the endpoint, badge 0x11 (WRITE, GRANT) | Call N times (N in RDI at start) with word 0 = 1, 2, ... (the first call a 40-word message, word i = 3i + 1, words 4.. through its IPC buffer; the others 1 word), check each reply, print a summary (the count in hex), exit |
+//! | `pd-client` | 100 | 1: the endpoint, badge 0x11 (WRITE, GRANT); 2: the notification, badge 0x80 (WRITE) | Call N times (N in RDI at start) with word 0 = 1, 2, ... (the first call a 40-word message, word i = 3i + 1, words 4.. through its IPC buffer, granting slot 2; the others 1 word), check each reply, print a summary (the count in hex), exit |
 //!
 //! The benchmark runs only the server (printing nothing) and the client:
 //! two passes of 10,000 calls (RSI at start), each between two
@@ -73,6 +73,8 @@ const GRANT: u64 = 4;
 /// Badges.
 const CLIENT_BADGE: u64 = 0x11;
 const NOTIFIER_BADGE: u64 = 0x40;
+/// The badge of the notification capability the client grants the server.
+const GRANTED_BADGE: u64 = 0x80;
 
 /// One protection domain.
 struct Domain {
@@ -183,12 +185,19 @@ fn build(
     // Straight into the server's CNode: reply capabilities cannot be copied.
     let (l, w, e) = retype(TYPE_REPLY, 0, guarded(SERVER), 2);
     invoke(kernel, root, "retype the reply object", untyped, (l, &w, &e))?;
-    let mut grants = heapless::Vec::<(usize, u64, u64, u64, Option<u64>), 5>::new();
-    let _ = grants.push((SERVER, 1, ENDPOINT_SLOT, READ, None));
-    let _ = grants.push((CLIENT, 1, ENDPOINT_SLOT, WRITE | GRANT, Some(CLIENT_BADGE)));
+    let mut grants = heapless::Vec::<(usize, u64, u64, u64, Option<u64>), 8>::new();
+    grants.push((SERVER, 1, ENDPOINT_SLOT, READ, None)).map_err(|_| failed("too many grants"))?;
+    grants
+        .push((CLIENT, 1, ENDPOINT_SLOT, WRITE | GRANT, Some(CLIENT_BADGE)))
+        .map_err(|_| failed("too many grants"))?;
     if domains.len() > NOTIFIER {
-        let _ = grants.push((SERVER, 3, NOTIFICATION_SLOT, READ, None));
-        let _ = grants.push((NOTIFIER, 1, NOTIFICATION_SLOT, WRITE, Some(NOTIFIER_BADGE)));
+        grants.push((SERVER, 3, NOTIFICATION_SLOT, READ, None)).map_err(|_| failed("too many grants"))?;
+        grants
+            .push((NOTIFIER, 1, NOTIFICATION_SLOT, WRITE, Some(NOTIFIER_BADGE)))
+            .map_err(|_| failed("too many grants"))?;
+        grants
+            .push((CLIENT, 2, NOTIFICATION_SLOT, WRITE, Some(GRANTED_BADGE)))
+            .map_err(|_| failed("too many grants"))?;
     }
     if domains.len() > PAGER {
         // The pager receives the intruder's faults on an endpoint of its
@@ -197,7 +206,7 @@ fn build(
         invoke(kernel, root, "retype the fault endpoint", untyped, (l, &w, &e))?;
         let (l, w, e) = retype(TYPE_REPLY, 0, guarded(PAGER), 2);
         invoke(kernel, root, "retype the pager's reply object", untyped, (l, &w, &e))?;
-        let _ = grants.push((PAGER, 1, FAULT_ENDPOINT_SLOT, READ, None));
+        grants.push((PAGER, 1, FAULT_ENDPOINT_SLOT, READ, None)).map_err(|_| failed("too many grants"))?;
         let words = [FAULT_HANDLER_SLOT, 64, FAULT_ENDPOINT_SLOT, 64, WRITE, FAULT_BADGE];
         invoke(kernel, root, "mint the fault handler", root_cnode, (cnode_label::CNODE_MINT, &words, &[root_cnode]))?;
         let intruder_tcb = FIRST_SLOT + 4 * INTRUDER as u64;
@@ -340,6 +349,9 @@ core::arch::global_asm!(
        RDI at start: how many messages to print. */
 pd_server:
     mov r14, rdi
+    /* The receive slot for a granted capability: slot 4 (64-bit depth). */
+    mov qword ptr [{ipc} + 123 * 8], 4
+    mov qword ptr [{ipc} + 124 * 8], 64
     mov eax, 5                          /* Recv */
     mov edi, 1
     xor esi, esi
@@ -349,6 +361,7 @@ pd_server_message:
     test r14, r14
     jz pd_server_reply
     dec r14
+    push rsi                            /* the info word */
     mov r12, rdi                        /* the badge */
     mov r13, r10                        /* word 0 */
     mov eax, esi
@@ -370,6 +383,23 @@ pd_server_long_next:
     jb pd_server_long_next
     lea rbx, [rip + pd_server_text_long_ok]
     call pd_server_print
+    /* The capability it came with: count it, signal through it. */
+    lea rbx, [rip + pd_server_text_caps]
+    call pd_server_print
+    mov rbp, qword ptr [rsp]
+    shr rbp, 7
+    and ebp, 3
+    call pd_server_hex
+    mov eax, 7                          /* Signal */
+    mov edi, 4
+    xor esi, esi
+    syscall
+    mov rbp, rsi
+    shr rbp, 12
+    lea rbx, [rip + pd_server_text_signal]
+    call pd_server_print
+    call pd_server_hex
+    call pd_server_newline
     jmp pd_server_short
 pd_server_long_bad:
     mov rbp, rcx
@@ -396,6 +426,7 @@ pd_server_short:
     mov rbp, r12
     call pd_server_hex
     call pd_server_newline
+    add rsp, 8                          /* the info word */
     mov r10, r13
 pd_server_reply:
     inc r10                             /* the reply: word 0 + 1 */
@@ -416,6 +447,10 @@ pd_server_text_long_ok:
     .asciz "long message: 40 words all correct\n"
 pd_server_text_long_bad:
     .asciz "long message: wrong word "
+pd_server_text_caps:
+    .asciz "capabilities received "
+pd_server_text_signal:
+    .asciz ", signal through slot 4: error "
 pd_server_end:
 
     /* Slot 1: the badged endpoint. RDI at start: calls per pass, RSI:
@@ -451,7 +486,9 @@ pd_client_long_next:
     mov r8d, 4
     mov r9d, 7
     mov r15d, 10
-    mov esi, {long_words}               /* length */
+    /* Granting slot 2 along (extra capability address 0). */
+    mov qword ptr [{ipc} + 120 * 8], 2
+    mov esi, {long_words} + (1 << 7)    /* length, one capability */
 pd_client_call:
     lea r10, [r13 + 1]                  /* word 0 */
     mov eax, 1                          /* Call */

@@ -59,7 +59,7 @@ use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
-use kernel_core::ipc::{MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS};
+use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
@@ -432,7 +432,14 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
         tcb.extra_cptrs = [0; 3];
         let caps = usize::from(info.caps).min(tcb.extra_cptrs.len());
         if let Some(cptrs) = tcb.extra_cptrs.get_mut(..caps) {
-            threads::read_ipc_buffer(buffer, threads::IPC_BUFFER_EXTRA_CPTRS, cptrs);
+            threads::read_ipc_buffer(buffer, ipc::BUFFER_EXTRA_CPTRS, cptrs);
+        }
+        // A receive names where a transferred capability may land.
+        if matches!(context.rax, number::RECV | number::NB_RECV | number::REPLY_RECV) {
+            let mut receive = [0; 2];
+            threads::read_ipc_buffer(buffer, ipc::BUFFER_RECEIVE_CPTR, &mut receive);
+            let depth = u8::try_from(receive[1]).ok().filter(|depth| (1..=64).contains(depth));
+            tcb.receive_slot = depth.map(|depth| ipc::ReceiveSlot { cptr: receive[0], depth });
         }
         // A call that produces no message answers with an empty one.
         tcb.info = MessageInfo::default();

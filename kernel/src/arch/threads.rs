@@ -45,11 +45,10 @@ use super::paging::physmap_pointer;
 use super::syscall::UserContext;
 
 /// The words of an IPC buffer: message word `i` at index `i` (0..120),
-/// the extra capability addresses at [`IPC_BUFFER_EXTRA_CPTRS`] on.
+/// the extra capability addresses and the receive slot after them
+/// (`kernel_core::ipc::BUFFER_*`).
 pub(crate) const IPC_BUFFER_WORDS: usize = 512;
-/// The index of the first extra capability address in the IPC buffer.
-pub(crate) const IPC_BUFFER_EXTRA_CPTRS: usize = MAX_MESSAGE_WORDS;
-static_assertions::const_assert!(IPC_BUFFER_EXTRA_CPTRS + 3 <= IPC_BUFFER_WORDS);
+static_assertions::const_assert!(kernel_core::ipc::BUFFER_RECEIVE_DEPTH < IPC_BUFFER_WORDS);
 static_assertions::const_assert_eq!(IPC_BUFFER_WORDS as u64 * 8, FRAME_SIZE);
 
 /// The most user threads one run may have.

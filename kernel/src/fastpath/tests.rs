@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::cap::derivation;
 use crate::cap::object::{ObjectKind, SLOT_BITS};
+use crate::ipc::ReceiveSlot;
 use crate::platform::RecordingPlatform;
 use crate::sched::SchedContext;
 use crate::store::MapStore;
@@ -90,7 +91,7 @@ fn world(priorities: [u8; THREADS], budgets: [Option<u64>; THREADS]) -> Kernel<M
         tcb.priority = priorities[index];
         tcb.max_priority = priorities[index];
         tcb.state = ThreadState::Runnable;
-        tcb.receive_slot = Some(in_cnode(15));
+        tcb.receive_slot = Some(ReceiveSlot { cptr: 15, depth: 64 });
         if let Some(budget) = budgets[index] {
             *store.sched_context_mut(sched_context(index)) =
                 SchedContext { bound: Some(id), ..SchedContext::new(budget, 1_000, 0) };

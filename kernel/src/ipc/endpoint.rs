@@ -1,8 +1,9 @@
 //! Send, Receive, Call and Reply on endpoints.
 
-use super::{EndpointState, MessageInfo, ThreadId, ThreadState};
+use super::{EndpointState, MessageInfo, ReceiveSlot, ThreadId, ThreadState};
+use crate::cap::cspace::{self, CPTR_BITS};
 use crate::cap::derivation;
-use crate::cap::{Cap, Rights};
+use crate::cap::{Cap, Rights, SlotRef};
 use crate::memory::PhysAddr;
 use crate::sched::Scheduler;
 use crate::store::ObjectStore;
@@ -29,20 +30,37 @@ pub enum ReceiveOutcome {
     WouldBlock,
 }
 
+/// The non-empty slot `cptr` names in `thread`'s CSpace (all 64 bits).
+fn sender_slot(store: &impl ObjectStore, thread: ThreadId, cptr: u64) -> Option<SlotRef> {
+    let root = store.slot(SlotRef::in_cnode(thread.address(), 0)?).cap;
+    let slot = cspace::resolve(store, &root, cptr, CPTR_BITS).ok()?.slot;
+    (!store.slot(slot).cap.is_null()).then_some(slot)
+}
+
+/// The slot `receive` names in `thread`'s CSpace, using exactly its depth.
+fn receiver_slot(store: &impl ObjectStore, thread: ThreadId, receive: ReceiveSlot) -> Option<SlotRef> {
+    let root = store.slot(SlotRef::in_cnode(thread.address(), 0)?).cap;
+    cspace::resolve_exact(store, &root, receive.cptr, receive.depth).ok()
+}
+
 /// Copies the message from `sender` to `receiver`, stamps the badge, and
 /// transfers the sender's capability if the sender may grant and the
 /// receiver offers an empty slot (otherwise the capability is dropped and
-/// `info.caps` says 0, as in seL4).
+/// `info.caps` says 0, as in seL4). Both slots are looked up now, in the
+/// two threads' CSpaces as they are at delivery: the sender's first extra
+/// capability address and the receiver's receive slot.
 fn transfer(store: &mut impl ObjectStore, sender: ThreadId, receiver: ThreadId, badge: u64, can_grant: bool) {
     let from = store.tcb(sender);
     let info = from.info;
     let length = usize::from(info.length).min(super::MAX_MESSAGE_WORDS);
-    let send_cap = from.send_cap;
+    let send_cptr = from.extra_cptrs[0];
     let receive_slot = store.tcb(receiver).receive_slot;
     let mut transferred = 0;
     if info.caps > 0
         && can_grant
-        && let (Some(source), Some(destination)) = (send_cap, receive_slot)
+        && let Some(receive) = receive_slot
+        && let (Some(source), Some(destination)) =
+            (sender_slot(store, sender, send_cptr), receiver_slot(store, receiver, receive))
         && store.slot(destination).cap.is_null()
         && let Ok(cap) = store.slot(source).cap.derive()
     {

@@ -21,7 +21,6 @@ pub use fault::{Fault, FaultOutcome, fault_slot, handle_fault, label as fault_la
 pub use notification::{WaitOutcome, signal, wait};
 pub use queue::Queue;
 
-use crate::cap::SlotRef;
 use crate::memory::PhysAddr;
 
 /// The most message words a thread can send: the first
@@ -30,6 +29,26 @@ use crate::memory::PhysAddr;
 pub const MAX_MESSAGE_WORDS: usize = 120;
 /// Message words that travel in registers (the fast path's limit).
 pub const REGISTER_MESSAGE_WORDS: usize = 4;
+/// IPC buffer index of the first extra capability address (three follow).
+pub const BUFFER_EXTRA_CPTRS: usize = MAX_MESSAGE_WORDS;
+/// IPC buffer index of the receive slot's capability address (Recv,
+/// NBRecv, ReplyRecv).
+pub const BUFFER_RECEIVE_CPTR: usize = 123;
+/// IPC buffer index of the receive slot's lookup depth: 0 accepts no
+/// capability, 1..=64 names a slot.
+pub const BUFFER_RECEIVE_DEPTH: usize = 124;
+
+/// Where a receiver accepts a transferred capability: an empty slot its
+/// own CSpace resolves `cptr` to, using exactly `depth` bits. It is looked
+/// up when a message arrives, never earlier: a slot named long before
+/// could have been deleted and its memory reused since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiveSlot {
+    /// The slot's address.
+    pub cptr: u64,
+    /// Bits of `cptr` to use (1..=64).
+    pub depth: u8,
+}
 
 /// A thread, named by its TCB's physical address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,12 +151,8 @@ pub struct Tcb {
     pub words: [u64; MAX_MESSAGE_WORDS],
     /// The badge of the last message or notification received.
     pub badge: u64,
-    /// A capability to transfer with the next message (looked up by the
-    /// system-call layer in the sender's CSpace).
-    pub send_cap: Option<SlotRef>,
-    /// Where a received capability lands (an empty slot in the receiver's
-    /// CSpace), if it accepts one.
-    pub receive_slot: Option<SlotRef>,
+    /// Where a received capability lands, if the thread accepts one.
+    pub receive_slot: Option<ReceiveSlot>,
     /// The extra capability addresses of the current message (from the IPC
     /// buffer): invocation arguments, or the capability a send transfers.
     pub extra_cptrs: [u64; 3],
@@ -226,7 +241,6 @@ impl Tcb {
         info: MessageInfo { label: 0, length: 0, caps: 0 },
         words: [0; MAX_MESSAGE_WORDS],
         badge: 0,
-        send_cap: None,
         receive_slot: None,
         extra_cptrs: [0; 3],
         sched_context: None,

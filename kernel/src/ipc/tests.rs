@@ -184,8 +184,15 @@ fn capabilities_transfer_only_with_grant_into_an_empty_slot() {
     let destination = SlotRef::in_cnode(PhysAddr::new(0x41_0000), 2).expect("slot");
     let given = Cap::Endpoint { object: OTHER_ENDPOINT, badge: 9, rights: Rights::WRITE };
     derivation::insert_original(&mut world.store, source, given);
-    world.store.tcb_mut(thread(1)).send_cap = Some(source);
-    world.store.tcb_mut(thread(0)).receive_slot = Some(destination);
+    // Each thread's CSpace: a 16-slot CNode with a 60-bit guard, so that a
+    // 64-bit address is the slot index.
+    for (number, base) in [(1, 0x40_0000), (0, 0x41_0000)] {
+        let root = Cap::CNode { base: PhysAddr::new(base), radix_bits: 4, guard: 0, guard_bits: 60 };
+        let cspace = SlotRef::in_cnode(thread(number).address(), 0).expect("slot");
+        derivation::insert_original(&mut world.store, cspace, root);
+    }
+    world.store.tcb_mut(thread(1)).extra_cptrs[0] = 1;
+    world.store.tcb_mut(thread(0)).receive_slot = Some(ReceiveSlot { cptr: 2, depth: 64 });
     let send_with = |world: &mut World, rights: Rights| {
         receive(&mut world.store, &mut world.scheduler, thread(0), ENDPOINT, None, true);
         world.store.tcb_mut(thread(1)).info = MessageInfo { label: 1, length: 0, caps: 1 };

@@ -9,7 +9,7 @@ use super::*;
 use crate::cap::SlotStore;
 use crate::cap::invocation::label as cnode_label;
 use crate::cap::object::{ObjectKind, SLOT_BITS};
-use crate::ipc::{ThreadId, ThreadState};
+use crate::ipc::{ReceiveSlot, ThreadId, ThreadState};
 use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
 use crate::vspace::AsidTable;
@@ -115,6 +115,14 @@ impl System {
     }
 }
 
+/// The server's CNode.
+fn server_cnode(system: &System) -> PhysAddr {
+    match system.kernel.store.slot(root_slot(R_GUARDED)).cap {
+        Cap::CNode { base, .. } => base,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Boots the system and has the root task build the three domains.
 fn build() -> System {
     let mut store = MapStore::new();
@@ -187,11 +195,7 @@ fn build() -> System {
         system.root_call(tcb, label::TCB_RESUME, &[], &[]);
     }
     // The server's receive slot for a granted capability: its slot 5.
-    let server_cnode = match system.kernel.store.slot(root_slot(R_GUARDED)).cap {
-        Cap::CNode { base, .. } => base,
-        other => panic!("{other:?}"),
-    };
-    system.kernel.store.tcb_mut(system.threads[SERVER]).receive_slot = SlotRef::in_cnode(server_cnode, 5);
+    system.kernel.store.tcb_mut(system.threads[SERVER]).receive_slot = Some(ReceiveSlot { cptr: 5, depth: 64 });
     system
 }
 
@@ -217,7 +221,7 @@ fn three_domains_exchange_calls_long_messages_capabilities_and_signals() {
     let received = system.kernel.store.tcb(server);
     assert_eq!((received.badge, received.info.label, received.info.caps), (0xc1, 0x42, 1));
     assert_eq!(received.message(), &long[..]);
-    let granted = system.kernel.store.tcb(server).receive_slot.expect("a receive slot");
+    let granted = SlotRef::in_cnode(server_cnode(&system), 5).expect("a receive slot");
     assert!(matches!(system.kernel.store.slot(granted).cap, Cap::Endpoint { rights, .. } if rights == Rights::WRITE));
 
     // ReplyRecv: the answer goes back, the server waits again.
@@ -492,4 +496,23 @@ fn set_ipc_buffer_and_set_space_take_only_the_right_objects() {
     );
     assert_eq!(call(&mut system, label::TCB_SET_SPACE, &[R_GUARDED, 60]), SyscallError::InvalidCapability.code());
     assert!(system.kernel.store.slot(vspace_slot(server).expect("slot")).cap.is_null());
+}
+
+/// A blocked sender's capability is looked up when the message is
+/// delivered: if the sender's CSpace went away meanwhile (its memory could
+/// have been retyped), nothing is transferred.
+#[test]
+fn a_blocked_senders_capability_is_looked_up_at_delivery() {
+    let mut system = build();
+    let [server, client, _] = system.threads;
+    // The client sends (blocking: nobody receives yet) granting its slot 2.
+    system.syscall(client, number::SEND, 1, 0x21, &[5], &[2], 0);
+    assert!(matches!(system.state(CLIENT), ThreadState::BlockedOnSend { .. }));
+    // Its whole CSpace goes: the copy in its TCB, then the last capability.
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_GUARDED + 1, 64], &[]);
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_GUARDED + 1, 64], &[]);
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    let received = system.kernel.store.tcb(server);
+    assert_eq!((received.info.label, received.info.caps, received.message()), (0x21, 0, &[5][..]));
+    assert!(system.kernel.store.slot(SlotRef::in_cnode(server_cnode(&system), 5).expect("slot")).cap.is_null());
 }
