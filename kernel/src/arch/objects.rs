@@ -95,6 +95,7 @@ impl PhysStore {
 /// A pointer to a `T` at physical `address`, through the physical-memory
 /// map. Panics if the object does not lie inside the map or is misaligned
 /// for `T` (a kernel bug: see the module documentation).
+#[inline]
 fn object_pointer<T>(address: u64) -> *mut T {
     let Some(pointer) = physmap_pointer(address, size_of::<T>() as u64) else {
         panic!("kernel object at {address:#x} lies outside the physical-memory map");
@@ -133,6 +134,7 @@ fn write_empty_slots(base: u64, count: u64) {
 /// living at the address `$address` computes from the argument.
 macro_rules! accessors {
     ($get:ident, $get_mut:ident, $argument:ident: $argument_type:ty, $type:ty, $address:expr) => {
+        #[inline]
         fn $get(&self, $argument: $argument_type) -> &$type {
             let pointer = object_pointer::<$type>($address);
             // SAFETY: by the core's invariant (module documentation, 1 and
@@ -142,6 +144,7 @@ macro_rules! accessors {
             unsafe { &*pointer }
         }
 
+        #[inline]
         fn $get_mut(&mut self, $argument: $argument_type) -> &mut $type {
             let pointer = object_pointer::<$type>($address);
             // SAFETY: as above; the `&mut self` receiver makes this the only

@@ -48,6 +48,7 @@ unsafe extern "C" {
 
 /// A kernel pointer to physical memory through the physical-memory map,
 /// if the whole range lies inside it.
+#[inline]
 pub(crate) fn physmap_pointer(start: u64, len: u64) -> Option<*mut u8> {
     let end = start.checked_add(len)?;
     if end > PHYSMAP_BYTES {

@@ -101,6 +101,10 @@ impl DebugSyscall {
     }
 }
 
+/// The length of the SYSCALL instruction (0F 05): a system call stopped
+/// at a preemption point runs again from `rip - SYSCALL_LENGTH`.
+const SYSCALL_LENGTH: u64 = 2;
+
 /// A user thread's registers as the syscall entry saves them, lowest
 /// address first: the hardware-free core's layout, which a suspended
 /// thread's TCB also holds. RCX and R11 hold what the user had in them only
@@ -456,8 +460,18 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
             Some(next) => (next, tsc()),
             None => {
                 // Each restart continues a long operation where the last one
-                // stopped.
-                while kernel_core::syscall::handle(kernel, &mut super::platform::Machine, thread, args).is_err() {}
+                // stopped. At each preemption point a pending timer
+                // interrupt wins: the thread goes back to ring 3 with its
+                // registers as they were and its SYSCALL (two bytes) to run
+                // again, the interrupt arrives at once, and when the thread
+                // runs again the call continues where it stopped.
+                while kernel_core::syscall::handle(kernel, &mut super::platform::Machine, thread, args).is_err() {
+                    if super::timer::preemption_due() {
+                        context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
+                        threads::count(&threads::COUNTERS.preempted_calls);
+                        return Ok(());
+                    }
+                }
                 let handled = tsc();
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }

@@ -503,6 +503,8 @@ pub(crate) struct PathCounters {
     pub(crate) cr3_writes: AtomicU64,
     /// Switches from one user thread to another.
     pub(crate) thread_switches: AtomicU64,
+    /// Long system calls stopped at a preemption point (to run again).
+    pub(crate) preempted_calls: AtomicU64,
 }
 
 /// The kernel's path counters. SWAPGS and WRMSR are not counted: the
@@ -513,6 +515,7 @@ pub(crate) static COUNTERS: PathCounters = PathCounters {
     iretqs: AtomicU64::new(0),
     cr3_writes: AtomicU64::new(0),
     thread_switches: AtomicU64::new(0),
+    preempted_calls: AtomicU64::new(0),
 };
 
 /// Adds one to a counter (one CPU: a plain load and store would do).

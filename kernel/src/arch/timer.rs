@@ -89,6 +89,8 @@ struct Run {
     ran: heapless::Vec<Ran, { threads::MAX_USER_THREADS }>,
     /// Thread switches made by the timer path.
     switches: u64,
+    /// The TSC deadline the timer is armed for, if it is.
+    armed: Option<u64>,
 }
 
 struct RunCell(UnsafeCell<Run>);
@@ -106,6 +108,7 @@ static RUN: RunCell = RunCell(UnsafeCell::new(Run {
     started_at: 0,
     ran: heapless::Vec::new(),
     switches: 0,
+    armed: None,
 }));
 
 fn with_run<R>(action: impl FnOnce(&mut Run) -> R) -> R {
@@ -199,8 +202,17 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
     }
     with_run(|run| {
         run.slice_end = slice_end;
+        run.armed = deadline;
         run.dispatched = current.map(|thread| (thread, cpu::read_tsc()));
     });
+}
+
+/// Whether a long system call should stop at its next preemption point: in
+/// a preemptive run, the running thread's budget or slice has run out (the
+/// timer's deadline has passed, so its interrupt is pending and arrives as
+/// soon as ring 3 enables interrupts again).
+pub(crate) fn preemption_due() -> bool {
+    with_run(|run| run.active && run.armed.is_some_and(|deadline| cpu::read_tsc() >= deadline))
 }
 
 /// In a preemptive run: charges the running thread up to now and
