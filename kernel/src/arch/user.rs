@@ -439,14 +439,30 @@ pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
         return Err(SetupError::NoRootThread);
     }
     with_run_state(|state| *state = RunState { running: true, end: None, ends_with: Some(root) });
-    // SAFETY:
-    // 1. `threads::switch` loaded CR3 with the root's VSpace, which maps its
-    //    image and its stack below its RSP as user pages.
-    // 2. `init` set TSS RSP0 to the kernel-entry stack.
-    // 3. No other program runs (runs start only from this module's
-    //    functions, which do not nest).
-    // 4. The handlers that end the run hold nothing with a destructor.
-    unsafe { syscall::run_in_user_mode(&context) };
+    // With a local APIC the run is preemptive: budgets hold and a thread
+    // that spins cannot keep the CPU.
+    let preemptive = super::apic::present();
+    if preemptive {
+        crate::root::with_kernel(|kernel, _| {
+            timer::start_run(kernel, &[root]);
+            timer::dispatch(kernel);
+        });
+        // SAFETY: as below; the APIC is present and `timer::init` installed
+        // its gates at boot.
+        unsafe { timer::run_in_user_mode_preemptible(&context) };
+    } else {
+        // SAFETY:
+        // 1. `threads::switch` loaded CR3 with the root's VSpace, which maps
+        //    its image and its stack below its RSP as user pages.
+        // 2. `init` set TSS RSP0 to the kernel-entry stack.
+        // 3. No other program runs (runs start only from this module's
+        //    functions, which do not nest).
+        // 4. The handlers that end the run hold nothing with a destructor.
+        unsafe { syscall::run_in_user_mode(&context) };
+    }
+    if preemptive {
+        let _ = timer::end_run();
+    }
     // SAFETY: back to the kernel's own root, which maps everything the
     // kernel uses.
     unsafe { x86::controlregs::cr3_write(kernel_root) };
