@@ -7,9 +7,14 @@ pub mod cmdline;
 pub mod error;
 pub mod fastpath;
 pub mod frame_allocator;
+pub mod io_port;
 pub mod ipc;
+pub mod irq;
 pub mod memory;
 pub mod platform;
 pub mod sched;
 pub mod store;
 pub mod syscall;
+
+#[cfg(test)]
+mod device_tests;

@@ -13,7 +13,10 @@
 //! | 1..=4 | untyped memory: 4 MiB, 2 MiB, 1 MiB, 1 MiB (a slot stays empty if no such block is free) |
 //! | 5 | SchedControl |
 //! | 6 | the root TCB |
-//! | 7.. | empty |
+//! | 7 | IrqControl: the authority over the interrupt lines (`kernel_core::irq`) |
+//! | 8 | IoPortControl: the authority over the I/O ports (`kernel_core::io_port`), except those the kernel drives (COM1, the PICs, the emulators' exit ports), which are reserved |
+//! | 9 | reserved (AsidControl) |
+//! | 10.. | empty |
 //!
 //! The root TCB's CSpace root is a copy of slot 0; the thread has priority
 //! and maximum controlled priority 255 and no scheduling context. These
@@ -26,7 +29,6 @@ use kernel_core::cap::{Cap, ObjectKind, SlotRef, SlotStore, derivation};
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::ipc::{self, ThreadId, ThreadState};
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
-use kernel_core::sched::Scheduler;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{self, Kernel};
 
@@ -46,6 +48,10 @@ pub(crate) mod slot {
     pub(crate) const SCHED_CONTROL: u64 = 5;
     /// The root TCB.
     pub(crate) const ROOT_TCB: u64 = 6;
+    /// IrqControl.
+    pub(crate) const IRQ_CONTROL: u64 = 7;
+    /// IoPortControl.
+    pub(crate) const IO_PORT_CONTROL: u64 = 8;
 }
 
 /// log2 of the untyped blocks in slots 1, 2, 3 and 4.
@@ -66,12 +72,8 @@ struct KernelCell(UnsafeCell<KernelState>);
 unsafe impl Sync for KernelCell {}
 
 static KERNEL: KernelCell = KernelCell(UnsafeCell::new(KernelState {
-    kernel: Kernel {
-        // SAFETY: this is the only `PhysStore` the kernel creates.
-        store: unsafe { PhysStore::new() },
-        scheduler: Scheduler::new(),
-        now: 0,
-    },
+    // SAFETY: this is the only `PhysStore` the kernel creates.
+    kernel: Kernel::new(unsafe { PhysStore::new() }),
     root: None,
 }));
 
@@ -143,6 +145,13 @@ pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<Root
         }
         derivation::insert_original(store, root_slot(slot::SCHED_CONTROL)?, Cap::SchedControl);
         derivation::insert_original(store, root_slot(slot::ROOT_TCB)?, Cap::Tcb { object: tcb });
+        derivation::insert_original(store, root_slot(slot::IRQ_CONTROL)?, Cap::IrqControl);
+        derivation::insert_original(store, root_slot(slot::IO_PORT_CONTROL)?, Cap::IoPortControl);
+        let kernel_ports =
+            crate::arch::pic::PORTS.into_iter().chain(crate::arch::exit::PORTS).chain([crate::arch::serial::PORTS]);
+        for (first, last) in kernel_ports {
+            kernel.io_ports.reserve(first, last);
+        }
         let root = ThreadId::new(tcb);
         let cspace = syscall::cspace_slot(root).ok_or("root TCB slot")?;
         derivation::insert_derived(store, root_slot(slot::ROOT_CNODE)?, cspace, root_cnode, false);

@@ -15,7 +15,9 @@ use crate::cap::derivation::{self, Preempted, WorkBudget};
 use crate::cap::invocation::{self, Message};
 use crate::cap::{Cap, Rights, SlotRef};
 use crate::error::SyscallError;
+use crate::io_port::{self, PortAllocation};
 use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
+use crate::irq::{self, IrqTable};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
@@ -48,7 +50,8 @@ pub mod number {
 }
 
 /// Invocation labels of TCB and scheduling capabilities (those of CNodes
-/// and Untypeds are in [`invocation::label`]).
+/// and Untypeds are in [`invocation::label`], of I/O ports in
+/// [`io_port::label`], of interrupts in [`irq::label`]).
 pub mod label {
     /// TCB: set the thread's CSpace root (extra cap: a CNode).
     pub const TCB_SET_SPACE: u64 = 32;
@@ -124,6 +127,18 @@ pub struct Kernel<S> {
     pub scheduler: Scheduler,
     /// The current time in ticks.
     pub now: u64,
+    /// Which I/O ports issued `IoPort` capabilities cover.
+    pub io_ports: PortAllocation,
+    /// The interrupt lines' handlers, bindings and masks.
+    pub irqs: IrqTable,
+}
+
+impl<S> Kernel<S> {
+    /// A kernel over `store` with nothing scheduled, the time 0, no port
+    /// issued and every interrupt line free and masked.
+    pub const fn new(store: S) -> Kernel<S> {
+        Kernel { store, scheduler: Scheduler::new(), now: 0, io_ports: PortAllocation::new(), irqs: IrqTable::new() }
+    }
 }
 
 /// The slot in a TCB that holds its CSpace root.
@@ -144,11 +159,21 @@ fn lookup(store: &impl ObjectStore, thread: ThreadId, cptr: u64) -> Result<SlotR
 }
 
 fn set_result(store: &mut impl ObjectStore, thread: ThreadId, result: Result<(), SyscallError>) {
-    let code = match result {
-        Ok(()) => 0,
-        Err(error) => error.code(),
+    set_reply(store, thread, result.map(|()| None));
+}
+
+/// An invocation's reply: the error code as the label, or success with at
+/// most one result word (message word 0).
+fn set_reply(store: &mut impl ObjectStore, thread: ThreadId, result: Result<Option<u64>, SyscallError>) {
+    let tcb = store.tcb_mut(thread);
+    tcb.info = match result {
+        Ok(None) => MessageInfo { label: 0, length: 0, caps: 0 },
+        Ok(Some(word)) => {
+            tcb.words[0] = word;
+            MessageInfo { label: 0, length: 1, caps: 0 }
+        }
+        Err(error) => MessageInfo { label: error.code(), length: 0, caps: 0 },
     };
-    store.tcb_mut(thread).info = MessageInfo { label: code, length: 0, caps: 0 };
 }
 
 /// Budget per system call for long operations (revoke, delete): each
@@ -167,16 +192,16 @@ pub fn handle<S: ObjectStore>(
     thread: ThreadId,
     args: SyscallArgs,
 ) -> Result<(), Preempted> {
-    let Kernel { store, scheduler, now } = kernel;
     let blocking =
         matches!(args.number, number::CALL | number::SEND | number::RECV | number::REPLY_RECV | number::WAIT);
+    if matches!(args.number, number::SEND | number::NB_SEND | number::CALL) {
+        return send_or_invoke(kernel, platform, thread, args, blocking);
+    }
+    let Kernel { store, scheduler, .. } = kernel;
     let result = match args.number {
         number::YIELD => {
             scheduler.yield_current(store);
             Ok(())
-        }
-        number::SEND | number::NB_SEND | number::CALL => {
-            return send_or_invoke(store, platform, scheduler, *now, thread, args, blocking);
         }
         number::RECV | number::NB_RECV => receive(store, scheduler, thread, args.cptr, args.reply_cptr, blocking),
         number::REPLY_RECV => lookup_reply(store, thread, args.reply_cptr, false).and_then(|reply_object| {
@@ -256,14 +281,13 @@ fn receive(
 }
 
 fn send_or_invoke<S: ObjectStore>(
-    store: &mut S,
+    kernel: &mut Kernel<S>,
     platform: &mut impl Platform,
-    scheduler: &mut Scheduler,
-    now: u64,
     thread: ThreadId,
     args: SyscallArgs,
     blocking: bool,
 ) -> Result<(), Preempted> {
+    let Kernel { store, scheduler, .. } = kernel;
     let is_call = args.number == number::CALL;
     let invoked = match lookup(store, thread, args.cptr) {
         Ok(slot) => slot,
@@ -306,10 +330,10 @@ fn send_or_invoke<S: ObjectStore>(
             Ok(())
         }
         _ => {
-            let result = invoke_kernel_object(store, platform, scheduler, now, thread, invoked, args)?;
+            let result = invoke_kernel_object(kernel, platform, thread, invoked, args)?;
             // A Send of an invocation does not wait for (or get) the result.
             if is_call || result.is_err() {
-                set_result(store, thread, result);
+                set_reply(&mut kernel.store, thread, result);
             }
             Ok(())
         }
@@ -322,16 +346,17 @@ fn first_extra_cap(store: &impl ObjectStore, thread: ThreadId) -> Option<SlotRef
     lookup(store, thread, cptr).ok()
 }
 
-/// Decodes and performs an invocation of a kernel object.
+/// Decodes and performs an invocation of a kernel object; its result is
+/// at most one word (an I/O port read).
 fn invoke_kernel_object<S: ObjectStore>(
-    store: &mut S,
-    _platform: &mut impl Platform,
-    scheduler: &mut Scheduler,
-    now: u64,
+    kernel: &mut Kernel<S>,
+    platform: &mut impl Platform,
     thread: ThreadId,
     invoked: SlotRef,
     args: SyscallArgs,
-) -> Result<Result<(), SyscallError>, Preempted> {
+) -> Result<Result<Option<u64>, SyscallError>, Preempted> {
+    let Kernel { store, scheduler, now, io_ports, irqs } = kernel;
+    let now = *now;
     let tcb = store.tcb(thread);
     let words: [u64; ipc::MAX_MESSAGE_WORDS] = tcb.words;
     let length = usize::from(args.info.length);
@@ -349,11 +374,22 @@ fn invoke_kernel_object<S: ObjectStore>(
                 Err(error) => return Ok(Err(error)),
             };
             let mut budget = WorkBudget(WORK_PER_CALL);
-            invocation::invoke(store, decoded, &mut budget)?;
-            Ok(Ok(()))
+            // What goes as the last capability to its object releases the
+            // kernel's state for it (port ownership, interrupt bindings).
+            let mut finalise = |cap: Cap| {
+                io_port::finalise(io_ports, &cap);
+                irq::finalise(irqs, platform, &cap);
+            };
+            invocation::invoke_with(store, decoded, &mut budget, &mut finalise)?;
+            Ok(Ok(None))
         }
-        Cap::Tcb { object } => Ok(invoke_tcb(store, scheduler, ThreadId::new(object), &message)),
-        Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message)),
+        Cap::IoPortControl | Cap::IoPort { .. } => Ok(io_port::decode(store, io_ports, invoked, &message)
+            .map(|decoded| io_port::invoke(store, io_ports, platform, decoded))),
+        Cap::IrqControl | Cap::IrqHandler { .. } => Ok(irq::decode(store, irqs, invoked, &message)
+            .map(|decoded| irq::invoke(store, irqs, platform, decoded))
+            .map(|()| None)),
+        Cap::Tcb { object } => Ok(invoke_tcb(store, scheduler, ThreadId::new(object), &message).map(|()| None)),
+        Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message).map(|()| None)),
         _ => Ok(Err(SyscallError::IllegalOperation)),
     }
 }

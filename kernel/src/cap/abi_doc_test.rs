@@ -23,8 +23,16 @@ fn table_rows(header: &str) -> Vec<Vec<String>> {
 #[test]
 fn every_invocation_is_documented_exactly() {
     let rows = table_rows("| label | name | argument words | extra caps |");
-    let all = LABELS.iter().chain(crate::syscall::INVOCATION_LABELS.iter());
-    assert_eq!(rows.len(), LABELS.len() + crate::syscall::INVOCATION_LABELS.len(), "extra or missing rows");
+    let all = LABELS
+        .iter()
+        .chain(crate::syscall::INVOCATION_LABELS.iter())
+        .chain(crate::io_port::LABELS.iter())
+        .chain(crate::irq::LABELS.iter());
+    let count = LABELS.len()
+        + crate::syscall::INVOCATION_LABELS.len()
+        + crate::io_port::LABELS.len()
+        + crate::irq::LABELS.len();
+    assert_eq!(rows.len(), count, "extra or missing rows");
     for &(label, name, words, extra) in all {
         let row = rows
             .iter()

@@ -140,6 +140,24 @@ fn first_occupied(store: &impl SlotStore, base: PhysAddr, radix_bits: u8, skip: 
 ///
 /// [`Preempted`] when `budget` runs out; deleting again continues.
 pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) -> Result<(), Preempted> {
+    delete_with(store, at, budget, &mut |_| {})
+}
+
+/// [`delete`], calling `finalise` with every capability that goes as the
+/// last capability to its object (seL4's `finaliseCap`), just before it
+/// goes: what the kernel keeps outside the slots for that object (an I/O
+/// port range's ownership, an interrupt line's binding) is released there.
+///
+/// # Errors
+///
+/// [`Preempted`] when `budget` runs out; deleting again continues (every
+/// capability already finalised is gone, so none is finalised twice).
+pub fn delete_with(
+    store: &mut impl SlotStore,
+    at: SlotRef,
+    budget: &mut WorkBudget,
+    finalise: &mut impl FnMut(Cap),
+) -> Result<(), Preempted> {
     loop {
         // Walk down from `at` through last capabilities to non-empty CNodes
         // to a slot that can go right away.
@@ -154,6 +172,9 @@ pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) 
             }
         }
         budget.spend()?;
+        if is_final(store, target) {
+            finalise(store.slot(target).cap);
+        }
         unlink(store, target);
         if target == at {
             return Ok(());
@@ -167,9 +188,23 @@ pub fn delete(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) 
 ///
 /// [`Preempted`] when `budget` runs out; revoking again continues.
 pub fn revoke(store: &mut impl SlotStore, at: SlotRef, budget: &mut WorkBudget) -> Result<(), Preempted> {
+    revoke_with(store, at, budget, &mut |_| {})
+}
+
+/// [`revoke`], finalising as [`delete_with`] does.
+///
+/// # Errors
+///
+/// [`Preempted`] when `budget` runs out; revoking again continues.
+pub fn revoke_with(
+    store: &mut impl SlotStore,
+    at: SlotRef,
+    budget: &mut WorkBudget,
+    finalise: &mut impl FnMut(Cap),
+) -> Result<(), Preempted> {
     while has_children(store, at) {
         let Some(child) = store.slot(at).links.next else { break };
-        delete(store, child, budget)?;
+        delete_with(store, child, budget, finalise)?;
     }
     Ok(())
 }

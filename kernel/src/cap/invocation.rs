@@ -79,13 +79,13 @@ pub struct Message<'a> {
 }
 
 impl Message<'_> {
-    fn word(&self, index: usize) -> Result<u64, SyscallError> {
+    pub(crate) fn word(&self, index: usize) -> Result<u64, SyscallError> {
         self.words.get(index).copied().ok_or(SyscallError::TruncatedMessage)
     }
 
     /// A lookup depth: 1 to 64 bits, or also 0 where `allow_zero` (a
     /// retype's destination: the root CNode itself).
-    fn depth(&self, index: usize, allow_zero: bool) -> Result<u8, SyscallError> {
+    pub(crate) fn depth(&self, index: usize, allow_zero: bool) -> Result<u8, SyscallError> {
         let depth = self.word(index)?;
         let lowest = if allow_zero { 0 } else { 1 };
         if (lowest..=u64::from(CPTR_BITS)).contains(&depth) {
@@ -95,7 +95,7 @@ impl Message<'_> {
         }
     }
 
-    fn extra_cap(&self, store: &impl SlotStore, index: usize) -> Result<Cap, SyscallError> {
+    pub(crate) fn extra_cap(&self, store: &impl SlotStore, index: usize) -> Result<Cap, SyscallError> {
         match self.extra_caps.get(index) {
             None => Err(SyscallError::TruncatedMessage),
             Some(None) => Err(SyscallError::InvalidCapability),
@@ -182,6 +182,40 @@ pub fn decode(store: &impl SlotStore, invoked: SlotRef, message: &Message<'_>) -
 
 fn lookup(store: &impl SlotStore, root: &Cap, index: u64, depth: u8) -> Result<SlotRef, SyscallError> {
     resolve_exact(store, root, index, depth).map_err(|_| SyscallError::FailedLookup)
+}
+
+/// The empty slot a control capability's invocation creates a capability
+/// in, named as CNode invocations name slots: `index` and `depth` (words
+/// `index_word` and `index_word + 1`, depth 1..64) relative to the CNode
+/// of extra capability `extra`. The words must be there
+/// (TruncatedMessage) and the depth in range (RangeError) before the
+/// caller's own checks; the rest comes after them: the CNode
+/// (TruncatedMessage when missing, InvalidCapability when it is something
+/// else), the lookup (FailedLookup) and the slot being empty (DeleteFirst).
+pub(crate) struct Destination {
+    index: u64,
+    depth: u8,
+    extra: usize,
+}
+
+impl Destination {
+    /// Reads the index and depth words.
+    pub(crate) fn read(message: &Message<'_>, index_word: usize, extra: usize) -> Result<Self, SyscallError> {
+        Ok(Destination { index: message.word(index_word)?, depth: message.depth(index_word + 1, false)?, extra })
+    }
+
+    /// Resolves the slot and checks that it is empty.
+    pub(crate) fn resolve(&self, store: &impl SlotStore, message: &Message<'_>) -> Result<SlotRef, SyscallError> {
+        let root = message.extra_cap(store, self.extra)?;
+        if !matches!(root, Cap::CNode { .. }) {
+            return Err(SyscallError::InvalidCapability);
+        }
+        let slot = lookup(store, &root, self.index, self.depth)?;
+        if !store.slot(slot).cap.is_null() {
+            return Err(SyscallError::DeleteFirst);
+        }
+        Ok(slot)
+    }
 }
 
 /// Copy, Mint, Move and Mutate: `dest_index, dest_depth, src_index,
@@ -291,13 +325,28 @@ fn decode_retype(
 /// [`Preempted`] when a revoke or delete ran out of `budget`; invoking the
 /// same (re-decoded) invocation again continues it.
 pub fn invoke(store: &mut impl SlotStore, invocation: Invocation, budget: &mut WorkBudget) -> Result<(), Preempted> {
+    invoke_with(store, invocation, budget, &mut |_| {})
+}
+
+/// [`invoke`], calling `finalise` with every capability a revoke or delete
+/// removes as the last one to its object ([`derivation::delete_with`]).
+///
+/// # Errors
+///
+/// As [`invoke`].
+pub fn invoke_with(
+    store: &mut impl SlotStore,
+    invocation: Invocation,
+    budget: &mut WorkBudget,
+    finalise: &mut impl FnMut(Cap),
+) -> Result<(), Preempted> {
     match invocation {
-        Invocation::Revoke { slot } => derivation::revoke(store, slot, budget),
+        Invocation::Revoke { slot } => derivation::revoke_with(store, slot, budget, finalise),
         Invocation::Delete { slot } => {
             if store.slot(slot).cap.is_null() {
                 return Ok(());
             }
-            derivation::delete(store, slot, budget)
+            derivation::delete_with(store, slot, budget, finalise)
         }
         Invocation::Derive { source, destination, cap } => {
             derivation::insert_derived(store, source, destination, cap, false);

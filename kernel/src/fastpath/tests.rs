@@ -96,7 +96,7 @@ fn world(priorities: [u8; THREADS], budgets: [Option<u64>; THREADS]) -> Kernel<M
             store.tcb_mut(id).sched_context = Some(sched_context(index));
         }
     }
-    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0 };
+    let mut kernel = Kernel::new(store);
     for index in 0..THREADS {
         kernel.scheduler.make_ready(&mut kernel.store, thread(index));
     }

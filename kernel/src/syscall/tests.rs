@@ -129,7 +129,7 @@ fn build() -> System {
     derivation::insert_derived(&mut store, root_slot(R_SELF), root_cspace, root_cnode, false);
     let tcb = store.tcb_mut(root);
     (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
-    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0 };
+    let mut kernel = Kernel::new(store);
     kernel.scheduler.make_ready(&mut kernel.store, root);
     kernel.scheduler.schedule(&mut kernel.store);
     let mut system = System { kernel, platform: RecordingPlatform::new(), threads: [root; 3] };
