@@ -443,12 +443,13 @@ user_trap_flag:
 user_trap_flag_end:
 
     /* Kernel system calls as the root thread (kernel/src/root.rs): slot 0
-       the root CNode, 1 an untyped; 7..10 are empty. Words 4 and up and
+       the root CNode, 1 an untyped; 10..13 are empty (7 and 8 hold
+       IrqControl and IoPortControl, 9 is reserved). Words 4 and up and
        the extra capability addresses go in the IPC buffer (user::IPC_BUFFER).
        Results: RSI's label (bits 12..) is the error code, RDI the badge. */
 user_capabilities:
     /* (a) Untyped::Retype (label 16, 6 words, 1 extra cap) an endpoint
-       into slot 7, then a notification into slot 8. */
+       into slot 10, then a notification into slot 11. */
     mov eax, 1                          /* Call */
     mov edi, 1                          /* the untyped */
     mov esi, 0x10086                    /* label 16, caps 1, length 6 */
@@ -456,7 +457,7 @@ user_capabilities:
     xor r8d, r8d                        /* size_bits (fixed size) */
     xor r9d, r9d                        /* node_index */
     xor r15d, r15d                      /* node_depth 0: node_root itself */
-    mov qword ptr [{ipc} + 4 * 8], 7    /* word 4 (IPC buffer): node_offset */
+    mov qword ptr [{ipc} + 4 * 8], 10   /* word 4 (IPC buffer): node_offset */
     mov qword ptr [{ipc} + 5 * 8], 1    /* word 5: count */
     mov qword ptr [{ipc} + 120 * 8], 0  /* extra cptr 0: node_root, the root CNode */
     syscall
@@ -469,20 +470,20 @@ user_capabilities:
     xor r8d, r8d
     xor r9d, r9d
     xor r15d, r15d
-    mov qword ptr [{ipc} + 4 * 8], 8
+    mov qword ptr [{ipc} + 4 * 8], 11
     mov qword ptr [{ipc} + 5 * 8], 1
     mov qword ptr [{ipc} + 120 * 8], 0
     syscall
     lea rbx, [rip + .Lcap_text_retype_notification]
     call .Lcap_report_label
-    /* (b) CNode::Mint (label 4, 6 words, 1 extra cap) slot 8 into slot 9
+    /* (b) CNode::Mint (label 4, 6 words, 1 extra cap) slot 11 into slot 12
        with badge 0xcafe, Signal through the copy, Poll the original. */
     mov eax, 1
     xor edi, edi                        /* the root CNode */
     mov esi, 0x4086                     /* label 4, caps 1, length 6 */
-    mov r10d, 9                         /* dest_index */
+    mov r10d, 12                        /* dest_index */
     mov r8d, 64                         /* dest_depth */
-    mov r9d, 8                          /* src_index */
+    mov r9d, 11                         /* src_index */
     mov r15d, 64                        /* src_depth */
     mov qword ptr [{ipc} + 4 * 8], 0xf  /* word 4: rights, all */
     mov qword ptr [{ipc} + 5 * 8], 0xcafe /* word 5: data, the badge */
@@ -491,13 +492,13 @@ user_capabilities:
     lea rbx, [rip + .Lcap_text_mint]
     call .Lcap_report_label
     mov eax, 7                          /* Signal */
-    mov edi, 9
+    mov edi, 12
     xor esi, esi
     syscall
     lea rbx, [rip + .Lcap_text_signal]
     call .Lcap_report_label
     mov eax, 9                          /* Poll */
-    mov edi, 8
+    mov edi, 11
     xor esi, esi
     syscall
     mov r13, rdi                        /* the badge */
@@ -505,7 +506,7 @@ user_capabilities:
     call .Lcap_report
     /* (c) Invoke an empty slot. */
     mov eax, 1
-    mov edi, 10
+    mov edi, 13
     xor esi, esi
     syscall
     lea rbx, [rip + .Lcap_text_empty]
@@ -524,23 +525,23 @@ user_capabilities:
     syscall
     lea rbx, [rip + .Lcap_text_bad_cptr]
     call .Lcap_report_label
-    /* (e) CNode::Revoke (label 1, 2 words) slot 8: the badged copy goes. */
+    /* (e) CNode::Revoke (label 1, 2 words) slot 11: the badged copy goes. */
     mov eax, 1
     xor edi, edi
     mov esi, 0x1002                     /* label 1, length 2 */
-    mov r10d, 8                         /* index */
+    mov r10d, 11                        /* index */
     mov r8d, 64                         /* depth */
     syscall
     lea rbx, [rip + .Lcap_text_revoke]
     call .Lcap_report_label
     mov eax, 7
-    mov edi, 9
+    mov edi, 12
     xor esi, esi
     syscall
     lea rbx, [rip + .Lcap_text_revoked]
     call .Lcap_report_label
     mov eax, 7
-    mov edi, 8
+    mov edi, 11
     xor esi, esi
     syscall
     lea rbx, [rip + .Lcap_text_original]

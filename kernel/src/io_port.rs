@@ -226,8 +226,7 @@ pub fn decode(
             }
             let port = port_number(port)?;
             Ok(match value {
-                // Masked to the width: the cast keeps exactly those bits.
-                #[allow(clippy::cast_possible_truncation)]
+                #[allow(clippy::cast_possible_truncation, reason = "masked to the width: the cast keeps those bits")]
                 Some(value) => IoPortInvocation::Out { port, width, value: (value as u32) & width.mask() },
                 None => IoPortInvocation::In { port, width },
             })

@@ -67,8 +67,10 @@ struct KernelState {
 struct KernelCell(UnsafeCell<KernelState>);
 
 // SAFETY: one CPU, and the kernel runs with interrupts off: the state is
-// reached only through `with_kernel`, from boot and from the system-call
-// path, which never run concurrently and never nest.
+// reached only through `with_kernel`, from boot, from the system-call and
+// fault paths, and from the timer and PIC interrupt paths, which can only
+// interrupt ring 3 (IF is clear in ring 0): none of them run concurrently
+// or nest.
 unsafe impl Sync for KernelCell {}
 
 static KERNEL: KernelCell = KernelCell(UnsafeCell::new(KernelState {
