@@ -524,3 +524,113 @@ proptest! {
         }
     }
 }
+
+/// One step of the interrupt property test.
+#[derive(Clone, Debug)]
+enum IrqStep {
+    Get { line: u64, slot: u64 },
+    Copy { from: u64, to: u64 },
+    Delete { slot: u64 },
+    SetNotification { slot: u64, notification: u64 },
+    Clear { slot: u64 },
+    Ack { slot: u64 },
+    Deliver { line: u8 },
+    RevokeControl,
+}
+
+const HANDLER_SLOTS: u64 = 6;
+/// The notification capabilities (and an endpoint, to be refused).
+const NOTIFICATION_SLOTS: [u64; 4] = [R_NOTIFICATION, R_BADGED, R_READ_ONLY, R_ENDPOINT];
+
+fn irq_step() -> impl Strategy<Value = IrqStep> {
+    let slot = || (0..HANDLER_SLOTS).prop_map(|slot| R_HANDLER + slot);
+    let notification = proptest::sample::select(NOTIFICATION_SLOTS.to_vec());
+    prop_oneof![
+        3 => (0_u64..6, slot()).prop_map(|(line, slot)| IrqStep::Get { line, slot }),
+        2 => (slot(), slot()).prop_map(|(from, to)| IrqStep::Copy { from, to }),
+        2 => slot().prop_map(|slot| IrqStep::Delete { slot }),
+        // Often enough that every capability to the notification goes.
+        2 => proptest::sample::select(NOTIFICATION_SLOTS[..3].to_vec()).prop_map(|slot| IrqStep::Delete { slot }),
+        3 => (slot(), notification).prop_map(|(slot, notification)| IrqStep::SetNotification { slot, notification }),
+        1 => slot().prop_map(|slot| IrqStep::Clear { slot }),
+        3 => slot().prop_map(|slot| IrqStep::Ack { slot }),
+        4 => (0_u8..6).prop_map(|line| IrqStep::Deliver { line }),
+        1 => Just(IrqStep::RevokeControl),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Whatever the root task does with handlers and notifications, and
+    /// whenever lines fire: the kernel's mask of every line is the one the
+    /// machine was last told; a line is unmasked only while its handler
+    /// exists and a notification is bound; a line is issued exactly while a
+    /// handler capability to it exists; a bound notification always still
+    /// has a capability (the kernel never signals a deleted object); and an
+    /// interrupt signals exactly when a notification is bound.
+    #[test]
+    fn lines_are_unmasked_only_while_bound_to_a_live_notification(
+        steps in proptest::collection::vec(irq_step(), 1..60),
+    ) {
+        let mut system = build();
+        let notification = system.notification();
+        let mut machine_masked = [true; irq::IRQ_LINES as usize];
+        for step in steps {
+            system.platform.clear();
+            match step {
+                IrqStep::Get { line, slot } => {
+                    let _ = system.get(line, slot);
+                }
+                IrqStep::Copy { from, to } => {
+                    let _ = system.copy(from, to);
+                }
+                IrqStep::Delete { slot } => system.delete(slot),
+                IrqStep::SetNotification { slot, notification } => {
+                    let set = irq_label::IRQ_HANDLER_SET_NOTIFICATION;
+                    let _ = system.call(slot, set, &[], &[notification]);
+                }
+                IrqStep::Clear { slot } => {
+                    let _ = system.call(slot, irq_label::IRQ_HANDLER_CLEAR, &[], &[]);
+                }
+                IrqStep::Ack { slot } => {
+                    let bound = match system.cap(slot) {
+                        Cap::IrqHandler { line } => system.kernel.irqs.lines[usize::from(line)].notification.is_some(),
+                        _ => false,
+                    };
+                    let reply = system.call(slot, irq_label::IRQ_HANDLER_ACK, &[], &[]);
+                    prop_assert_eq!(reply == OK, bound, "Ack succeeds exactly on a bound handler");
+                }
+                IrqStep::Deliver { line } => {
+                    let bound = system.kernel.irqs.lines[usize::from(line)].notification;
+                    let word_before = system.kernel.store.notification(notification).word;
+                    let delivery = irq::deliver(&mut system.kernel, &mut system.platform, line);
+                    prop_assert_eq!(delivery == Delivery::Signalled, bound.is_some());
+                    if let Some((_, badge)) = bound {
+                        prop_assert_eq!(system.kernel.store.notification(notification).word, word_before | badge);
+                    }
+                }
+                IrqStep::RevokeControl => system.ok(R_SELF, cnode_label::CNODE_REVOKE, &[R_IRQ_CONTROL, 64], &[]),
+            }
+            for event in system.events() {
+                if let PlatformEvent::IrqMasked { line, masked } = event {
+                    machine_masked[usize::from(line)] = masked;
+                }
+            }
+            let notification_alive = NOTIFICATION_SLOTS[..3].iter().any(|slot| !system.cap(*slot).is_null());
+            for line in 0..irq::IRQ_LINES {
+                let state = system.kernel.irqs.lines[usize::from(line)];
+                prop_assert_eq!(state.masked, machine_masked[usize::from(line)], "line {}", line);
+                if !state.masked {
+                    prop_assert!(state.issued && state.notification.is_some(), "line {} unmasked: {:?}", line, state);
+                }
+                let handler_exists =
+                    (0..HANDLER_SLOTS).any(|slot| system.cap(R_HANDLER + slot) == Cap::IrqHandler { line });
+                prop_assert_eq!(state.issued, handler_exists, "line {}", line);
+                if state.notification.is_some() {
+                    prop_assert!(state.issued && notification_alive, "line {} bound to a dead object", line);
+                }
+            }
+        }
+    }
+}

@@ -67,6 +67,8 @@ mod register {
     pub(super) const SPURIOUS: usize = 0xf0;
     /// LVT timer: vector, bit 16 mask, bits 18:17 mode.
     pub(super) const LVT_TIMER: usize = 0x320;
+    /// LVT LINT0: the local interrupt pin the 8259 master's output drives.
+    pub(super) const LVT_LINT0: usize = 0x350;
     /// Initial count (count mode): writing starts the countdown, 0 stops it.
     pub(super) const INITIAL_COUNT: usize = 0x380;
     /// Current count (count mode).
@@ -79,6 +81,9 @@ mod register {
 const SOFTWARE_ENABLE: u32 = 1 << 8;
 /// LVT bit 16: masked.
 const LVT_MASKED: u32 = 1 << 16;
+/// LVT delivery mode ExtINT (bits 10:8 = 111): the interrupt's vector comes
+/// from the 8259, as on a PC in virtual-wire mode.
+const DELIVERY_EXTINT: u32 = 0b111 << 8;
 /// LVT timer modes (bits 18:17).
 const TIMER_ONE_SHOT: u32 = 0;
 const TIMER_TSC_DEADLINE: u32 = 2 << 17;
@@ -162,6 +167,10 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     write(register::INITIAL_COUNT, 0);
     write(register::TASK_PRIORITY, 0);
     write(register::SPURIOUS, SOFTWARE_ENABLE | u32::from(SPURIOUS_VECTOR));
+    // The PICs reach the CPU through LINT0 as ExtINT (virtual-wire mode),
+    // whatever the firmware left there: device lines are delivered through
+    // the 8259 (`arch::pic`), each masked there until a driver binds it.
+    write(register::LVT_LINT0, DELIVERY_EXTINT);
     Some(ApicSummary { base, id: read(register::ID) >> 24, tsc_deadline })
 }
 
