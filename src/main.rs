@@ -41,7 +41,8 @@ options:
                      user-flood, user-trap-flag, user-capabilities,
                      user-blocked, user-all; several protection domains:
                      user-pds, user-ipc-bench (with --count-instructions),
-                     user-temporal (budgets under the LAPIC timer)
+                     user-temporal (budgets under the LAPIC timer),
+                     user-devices (a driver with I/O port and IRQ capabilities)
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
   --timeout SECONDS  stop the emulator after this long

@@ -32,6 +32,10 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         crate::user_temporal::run(allocator);
         return;
     }
+    if kind == "user-devices" {
+        crate::user_devices::run(allocator);
+        return;
+    }
     if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
         run_user_programs(allocator, core::slice::from_ref(program));
         return;
@@ -54,7 +58,8 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
              stack-overflow, write-rodata, execute-data, fault-in-log, user-all and the user programs \
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
              user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked, and the \
-             protection domains user-pds and user-ipc-bench, and the preemption test user-temporal"
+             protection domains user-pds and user-ipc-bench, the preemption test user-temporal and the \
+             driver test user-devices"
         ),
     }
 }
@@ -438,7 +443,8 @@ user_trap_flag:
 user_trap_flag_end:
 
     /* Kernel system calls as the root thread (kernel/src/root.rs): slot 0
-       the root CNode, 1 an untyped; 17..19 and 30 are empty. Words 4 and up and
+       the root CNode, 1 an untyped (7..9 hold IrqControl, IoPortControl and
+       AsidControl); 17..19 and 30 are empty. Words 4 and up and
        the extra capability addresses go in the IPC buffer (user::IPC_BUFFER).
        Results: RSI's label (bits 12..) is the error code, RDI the badge. */
 user_capabilities:

@@ -12,6 +12,10 @@
 //! | a PML4 | its ASID is freed (mappings recorded against it are then void) and the CPU stops using it |
 //! | an ASID pool | its ASIDs are freed with every VSpace assigned from it |
 //!
+//! | an I/O port range | its ports are free to issue again |
+//! | an IRQ handler | its line is masked, unbound and free for IrqControl::Get again |
+//! | a notification bound to a line | the line is unbound and masked: the kernel never signals a deleted object |
+//!
 //! And every frame capability, last or not, takes its own mapping with it.
 //!
 //! Waking waiters with an error rather than leaving them blocked keeps
@@ -23,28 +27,27 @@
 use crate::cap::Cap;
 use crate::cap::derivation::Finalise;
 use crate::error::SyscallError;
+use crate::io_port::{self, PortAllocation};
 use crate::ipc::{self, EndpointState, MessageInfo, Queue, ThreadId, ThreadState};
+use crate::irq::{self, IrqTable};
 use crate::platform::Platform;
 use crate::sched::Scheduler;
 use crate::store::ObjectStore;
 use crate::vspace::{self, AsidTable};
 
-/// The kernel's finalisation: the scheduler, the ASID table and the
-/// machine it needs.
+/// The kernel's finalisation: the kernel state besides the objects that
+/// deleting an object may touch, and the machine.
 pub struct Finaliser<'a, P> {
     /// The scheduler threads leave or join.
     pub scheduler: &'a mut Scheduler,
     /// The VSpaces by ASID.
     pub asids: &'a mut AsidTable,
-    /// The machine, for translations to invalidate.
+    /// Which I/O ports are issued.
+    pub io_ports: &'a mut PortAllocation,
+    /// The interrupt lines' bindings.
+    pub irqs: &'a mut IrqTable,
+    /// The machine, for translations to invalidate and lines to mask.
     pub platform: &'a mut P,
-}
-
-impl<'a, P: Platform> Finaliser<'a, P> {
-    /// A finaliser over this scheduler, ASID table and machine.
-    pub fn new(scheduler: &'a mut Scheduler, asids: &'a mut AsidTable, platform: &'a mut P) -> Finaliser<'a, P> {
-        Finaliser { scheduler, asids, platform }
-    }
 }
 
 /// Ends whatever `thread` waits in and makes it runnable with `error` as the
@@ -67,6 +70,10 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
         if !is_final {
             return;
         }
+        // Port ownership and interrupt bindings (handlers, and notifications
+        // bound to lines) are released with the last capability.
+        io_port::finalise(self.io_ports, &cap);
+        irq::finalise(self.irqs, self.platform, &cap);
         let scheduler = &mut *self.scheduler;
         match cap {
             Cap::Endpoint { object, .. } => {

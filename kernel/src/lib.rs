@@ -9,7 +9,9 @@ pub mod error;
 pub mod fastpath;
 pub mod finalise;
 pub mod frame_allocator;
+pub mod io_port;
 pub mod ipc;
+pub mod irq;
 pub mod memory;
 pub mod platform;
 pub mod root_task;
@@ -17,3 +19,6 @@ pub mod sched;
 pub mod store;
 pub mod syscall;
 pub mod vspace;
+
+#[cfg(test)]
+mod device_tests;

@@ -51,6 +51,8 @@ mod log;
 #[cfg(target_os = "none")]
 mod root;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
+mod user_devices;
+#[cfg(all(target_os = "none", feature = "fault-injection"))]
 mod user_pds;
 #[cfg(all(target_os = "none", feature = "fault-injection"))]
 mod user_temporal;

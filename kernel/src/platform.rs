@@ -1,7 +1,6 @@
 //! The narrow interface between the hardware-free core and the machine:
 //! the few things an invocation must make the hardware do (invalidate
-//! translations after an unmap, and later port I/O and interrupt-line
-//! masks). The kernel implements it with real instructions; the host tests
+//! translations after an unmap, port I/O, interrupt-line masks). The kernel implements it with real instructions; the host tests
 //! and the invariant harness use [`RecordingPlatform`], which only records.
 
 use crate::ipc::ThreadId;
@@ -24,6 +23,47 @@ pub trait Platform {
     /// has stopped): whatever the machine layer keeps for it must go, since
     /// a new TCB at the same address is a different thread.
     fn thread_deleted(&mut self, thread: ThreadId);
+    /// Reads `width` from I/O port `port` (zero-extended).
+    fn port_read(&mut self, port: u16, width: PortWidth) -> u32;
+    /// Writes the low `width` of `value` to I/O port `port`.
+    fn port_write(&mut self, port: u16, width: PortWidth, value: u32);
+    /// Masks (`true`) or unmasks interrupt line `line` at the interrupt
+    /// controller. The core only asks for lines below
+    /// [`crate::irq::IRQ_LINES`].
+    fn irq_set_masked(&mut self, line: u8, masked: bool);
+}
+
+/// The width of one port access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortWidth {
+    /// 8 bits (IN/OUT with AL).
+    Byte,
+    /// 16 bits (AX).
+    Word,
+    /// 32 bits (EAX).
+    DoubleWord,
+}
+
+impl PortWidth {
+    /// How many consecutive ports the access covers.
+    #[must_use]
+    pub const fn bytes(self) -> u16 {
+        match self {
+            PortWidth::Byte => 1,
+            PortWidth::Word => 2,
+            PortWidth::DoubleWord => 4,
+        }
+    }
+
+    /// The bits of a value this wide.
+    #[must_use]
+    pub const fn mask(self) -> u32 {
+        match self {
+            PortWidth::Byte => 0xff,
+            PortWidth::Word => 0xffff,
+            PortWidth::DoubleWord => u32::MAX,
+        }
+    }
 }
 
 /// One request the core made of the machine.
@@ -51,6 +91,29 @@ pub enum PlatformEvent {
         /// The thread.
         thread: ThreadId,
     },
+    /// [`Platform::port_read`].
+    PortRead {
+        /// The port.
+        port: u16,
+        /// The access width.
+        width: PortWidth,
+    },
+    /// [`Platform::port_write`].
+    PortWrite {
+        /// The port.
+        port: u16,
+        /// The access width.
+        width: PortWidth,
+        /// The value written.
+        value: u32,
+    },
+    /// [`Platform::irq_set_masked`].
+    IrqMasked {
+        /// The line.
+        line: u8,
+        /// Masked (`true`) or unmasked.
+        masked: bool,
+    },
 }
 
 /// A platform that records what it is asked to do, for host tests and the
@@ -62,6 +125,8 @@ pub struct RecordingPlatform {
     pub events: heapless::Deque<PlatformEvent, { RecordingPlatform::CAPACITY }>,
     /// How many requests fell out of `events`.
     pub dropped: u64,
+    /// What every port read returns (masked to the access width).
+    pub port_input: u32,
 }
 
 impl RecordingPlatform {
@@ -111,5 +176,18 @@ impl Platform for RecordingPlatform {
 
     fn thread_deleted(&mut self, thread: ThreadId) {
         self.record(PlatformEvent::ThreadDeleted { thread });
+    }
+
+    fn port_read(&mut self, port: u16, width: PortWidth) -> u32 {
+        self.record(PlatformEvent::PortRead { port, width });
+        self.port_input & width.mask()
+    }
+
+    fn port_write(&mut self, port: u16, width: PortWidth, value: u32) {
+        self.record(PlatformEvent::PortWrite { port, width, value });
+    }
+
+    fn irq_set_masked(&mut self, line: u8, masked: bool) {
+        self.record(PlatformEvent::IrqMasked { line, masked });
     }
 }

@@ -13,8 +13,9 @@
 //! | 1..=4 | untyped memory: 4 MiB, 2 MiB, 1 MiB, 1 MiB (a slot stays empty if no such block is free) |
 //! | 5 | SchedControl |
 //! | 6 | the root TCB |
-//! | 7, 8 | reserved (IRQ and I/O-port control) |
-//! | 9 | AsidControl |
+//! | 7 | IrqControl: the authority over the interrupt lines (`kernel_core::irq`) |
+//! | 8 | IoPortControl: the authority over the I/O ports (`kernel_core::io_port`), except those the kernel drives (COM1, the PICs, the emulators' exit ports), which are reserved |
+//! | 9 | AsidControl: makes ASID pools (`kernel_core::vspace`) |
 //! | 10.. | empty |
 //!
 //! The root TCB's CSpace root is a copy of slot 0; the thread has priority
@@ -28,10 +29,8 @@ use kernel_core::cap::{Cap, ObjectKind, SlotRef, SlotStore, derivation};
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::ipc::{self, ThreadId, ThreadState};
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
-use kernel_core::sched::Scheduler;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{self, Kernel};
-use kernel_core::vspace::AsidTable;
 
 use crate::arch::objects::PhysStore;
 use crate::arch::paging::physmap_pointer;
@@ -51,6 +50,10 @@ pub(crate) mod slot {
     pub(crate) const ROOT_TCB: u64 = 6;
     /// AsidControl.
     pub(crate) const ASID_CONTROL: u64 = 9;
+    /// IrqControl.
+    pub(crate) const IRQ_CONTROL: u64 = 7;
+    /// IoPortControl.
+    pub(crate) const IO_PORT_CONTROL: u64 = 8;
 }
 
 /// log2 of the untyped blocks in slots 1, 2, 3 and 4.
@@ -66,18 +69,15 @@ struct KernelState {
 struct KernelCell(UnsafeCell<KernelState>);
 
 // SAFETY: one CPU, and the kernel runs with interrupts off: the state is
-// reached only through `with_kernel`, from boot and from the system-call
-// path, which never run concurrently and never nest.
+// reached only through `with_kernel`, from boot, from the system-call and
+// fault paths, and from the timer and PIC interrupt paths, which can only
+// interrupt ring 3 (IF is clear in ring 0): none of them run concurrently
+// or nest.
 unsafe impl Sync for KernelCell {}
 
 static KERNEL: KernelCell = KernelCell(UnsafeCell::new(KernelState {
-    kernel: Kernel {
-        // SAFETY: this is the only `PhysStore` the kernel creates.
-        store: unsafe { PhysStore::new() },
-        scheduler: Scheduler::new(),
-        now: 0,
-        asids: AsidTable::EMPTY,
-    },
+    // SAFETY: this is the only `PhysStore` the kernel creates.
+    kernel: Kernel::new(unsafe { PhysStore::new() }),
     root: None,
 }));
 
@@ -150,6 +150,13 @@ pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<Root
         derivation::insert_original(store, root_slot(slot::SCHED_CONTROL)?, Cap::SchedControl);
         derivation::insert_original(store, root_slot(slot::ROOT_TCB)?, Cap::Tcb { object: tcb });
         derivation::insert_original(store, root_slot(slot::ASID_CONTROL)?, Cap::AsidControl);
+        derivation::insert_original(store, root_slot(slot::IRQ_CONTROL)?, Cap::IrqControl);
+        derivation::insert_original(store, root_slot(slot::IO_PORT_CONTROL)?, Cap::IoPortControl);
+        let kernel_ports =
+            crate::arch::pic::PORTS.into_iter().chain(crate::arch::exit::PORTS).chain([crate::arch::serial::PORTS]);
+        for (first, last) in kernel_ports {
+            kernel.io_ports.reserve(first, last);
+        }
         let root = ThreadId::new(tcb);
         let cspace = syscall::cspace_slot(root).ok_or("root TCB slot")?;
         derivation::insert_derived(store, root_slot(slot::ROOT_CNODE)?, cspace, root_cnode, false);

@@ -16,7 +16,9 @@ use crate::cap::invocation::{self, Message};
 use crate::cap::{Cap, FrameSize, PageTableLevel, Rights, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
+use crate::io_port::{self, PortAllocation};
 use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
+use crate::irq::{self, IrqTable};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
@@ -50,7 +52,8 @@ pub mod number {
 }
 
 /// Invocation labels of TCB and scheduling capabilities (those of CNodes
-/// and Untypeds are in [`invocation::label`]).
+/// and Untypeds are in [`invocation::label`], of I/O ports in
+/// [`io_port::label`], of interrupts in [`irq::label`]).
 pub mod label {
     /// TCB: set the thread's CSpace root (extra cap: a CNode).
     pub const TCB_SET_SPACE: u64 = 32;
@@ -137,6 +140,25 @@ pub struct Kernel<S> {
     pub now: u64,
     /// The VSpaces by ASID.
     pub asids: AsidTable,
+    /// Which I/O ports issued `IoPort` capabilities cover.
+    pub io_ports: PortAllocation,
+    /// The interrupt lines' handlers, bindings and masks.
+    pub irqs: IrqTable,
+}
+
+impl<S> Kernel<S> {
+    /// A kernel over `store` with nothing scheduled, the time 0, no ASID
+    /// pool, no port issued and every interrupt line free and masked.
+    pub const fn new(store: S) -> Kernel<S> {
+        Kernel {
+            store,
+            scheduler: Scheduler::new(),
+            now: 0,
+            asids: AsidTable::EMPTY,
+            io_ports: PortAllocation::new(),
+            irqs: IrqTable::new(),
+        }
+    }
 }
 
 /// The slot in a TCB that holds its CSpace root.
@@ -195,11 +217,21 @@ fn lookup(store: &impl ObjectStore, thread: ThreadId, cptr: u64) -> Result<SlotR
 }
 
 fn set_result(store: &mut impl ObjectStore, thread: ThreadId, result: Result<(), SyscallError>) {
-    let code = match result {
-        Ok(()) => 0,
-        Err(error) => error.code(),
+    set_reply(store, thread, result.map(|()| None));
+}
+
+/// An invocation's reply: the error code as the label, or success with at
+/// most one result word (message word 0).
+fn set_reply(store: &mut impl ObjectStore, thread: ThreadId, result: Result<Option<u64>, SyscallError>) {
+    let tcb = store.tcb_mut(thread);
+    tcb.info = match result {
+        Ok(None) => MessageInfo { label: 0, length: 0, caps: 0 },
+        Ok(Some(word)) => {
+            tcb.words[0] = word;
+            MessageInfo { label: 0, length: 1, caps: 0 }
+        }
+        Err(error) => MessageInfo { label: error.code(), length: 0, caps: 0 },
     };
-    store.tcb_mut(thread).info = MessageInfo { label: code, length: 0, caps: 0 };
 }
 
 /// Budget per system call for long operations (revoke, delete): each
@@ -357,15 +389,8 @@ fn send_or_invoke<S: ObjectStore>(
         _ => {
             let result = invoke_kernel_object(kernel, platform, thread, invoked, args)?;
             // A Send of an invocation does not wait for (or get) the result.
-            let store = &mut kernel.store;
-            match result {
-                Ok(Some(word)) if is_call => {
-                    let tcb = store.tcb_mut(thread);
-                    tcb.words[0] = word;
-                    tcb.info = MessageInfo { label: 0, length: 1, caps: 0 };
-                }
-                Ok(_) if !is_call => {}
-                result => set_result(store, thread, result.map(|_| ())),
+            if is_call || result.is_err() {
+                set_reply(&mut kernel.store, thread, result);
             }
             Ok(())
         }
@@ -381,7 +406,7 @@ fn invoke_kernel_object<S: ObjectStore>(
     invoked: SlotRef,
     args: SyscallArgs,
 ) -> Result<Result<Option<u64>, SyscallError>, Preempted> {
-    let Kernel { store, scheduler, now, asids } = kernel;
+    let Kernel { store, scheduler, now, asids, io_ports, irqs } = kernel;
     let now = *now;
     let tcb = store.tcb(thread);
     let words: [u64; ipc::MAX_MESSAGE_WORDS] = tcb.words;
@@ -400,11 +425,12 @@ fn invoke_kernel_object<S: ObjectStore>(
                 Err(error) => return Ok(Err(error)),
             };
             let mut budget = WorkBudget(WORK_PER_CALL);
-            invocation::invoke(store, decoded, &mut budget, &mut Finaliser::new(scheduler, asids, platform))?;
+            let mut finaliser = Finaliser { scheduler, asids, io_ports, irqs, platform };
+            invocation::invoke(store, decoded, &mut budget, &mut finaliser)?;
             Ok(Ok(None))
         }
         Cap::Tcb { object } => {
-            let mut finaliser = Finaliser::new(scheduler, asids, platform);
+            let mut finaliser = Finaliser { scheduler, asids, io_ports, irqs, platform };
             Ok(invoke_tcb(store, &mut finaliser, ThreadId::new(object), &message).map(|()| None))
         }
         Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message).map(|()| None)),
@@ -412,6 +438,11 @@ fn invoke_kernel_object<S: ObjectStore>(
             Ok(vspace::decode(store, asids, invoked, &message)
                 .map(|decoded| vspace::invoke(store, asids, platform, decoded)))
         }
+        Cap::IoPortControl | Cap::IoPort { .. } => Ok(io_port::decode(store, io_ports, invoked, &message)
+            .map(|decoded| io_port::invoke(store, io_ports, platform, decoded))),
+        Cap::IrqControl | Cap::IrqHandler { .. } => Ok(irq::decode(store, irqs, invoked, &message)
+            .map(|decoded| irq::invoke(store, irqs, platform, decoded))
+            .map(|()| None)),
         _ => Ok(Err(SyscallError::IllegalOperation)),
     }
 }

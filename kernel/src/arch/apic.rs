@@ -9,8 +9,8 @@
 //!
 //! [`init`] software-enables the APIC (spurious-interrupt vector
 //! [`SPURIOUS_VECTOR`]), masks the legacy 8259 PICs (after remapping them
-//! to vectors [`PIC_VECTOR_BASE`].. so that a spurious IRQ 7 or 15 can
-//! never look like an exception) and leaves the timer masked. The timer is
+//! to vectors [`PIC_VECTOR_BASE`].. so that no PIC interrupt can ever look
+//! like an exception: `arch::pic`) and leaves the timer masked. The timer is
 //! one-shot and interrupts on [`TIMER_VECTOR`]:
 //!
 //! - **TSC-deadline mode** where CPUID.01H:ECX[24] says the CPU has it:
@@ -39,8 +39,9 @@ pub(crate) const TIMER_VECTOR: u8 = 0x20;
 /// The spurious-interrupt vector (its low four bits must be ones on old
 /// APICs).
 pub(crate) const SPURIOUS_VECTOR: u8 = 0xff;
-/// Where the 8259 PICs' 16 vectors go (masked; only spurious IRQs 7 and 15
-/// can still arrive, on `PIC_VECTOR_BASE + 7` and `+ 15`).
+/// Where the 8259 PICs' 16 vectors go (every line masked until a driver
+/// binds a notification to it, `arch::pic`; spurious IRQs 7 and 15 can
+/// arrive on `PIC_VECTOR_BASE + 7` and `+ 15` at any time).
 pub(crate) const PIC_VECTOR_BASE: u8 = 0x30;
 /// TSC ticks the count-mode calibration spins for.
 pub(crate) const CALIBRATION_TSC_TICKS: u64 = 1_000_000;
@@ -66,6 +67,8 @@ mod register {
     pub(super) const SPURIOUS: usize = 0xf0;
     /// LVT timer: vector, bit 16 mask, bits 18:17 mode.
     pub(super) const LVT_TIMER: usize = 0x320;
+    /// LVT LINT0: the local interrupt pin the 8259 master's output drives.
+    pub(super) const LVT_LINT0: usize = 0x350;
     /// Initial count (count mode): writing starts the countdown, 0 stops it.
     pub(super) const INITIAL_COUNT: usize = 0x380;
     /// Current count (count mode).
@@ -78,17 +81,14 @@ mod register {
 const SOFTWARE_ENABLE: u32 = 1 << 8;
 /// LVT bit 16: masked.
 const LVT_MASKED: u32 = 1 << 16;
+/// LVT delivery mode ExtINT (bits 10:8 = 111): the interrupt's vector comes
+/// from the 8259, as on a PC in virtual-wire mode.
+const DELIVERY_EXTINT: u32 = 0b111 << 8;
 /// LVT timer modes (bits 18:17).
 const TIMER_ONE_SHOT: u32 = 0;
 const TIMER_TSC_DEADLINE: u32 = 2 << 17;
 /// Divide configuration 0b1011: divide by 1.
 const DIVIDE_BY_1: u32 = 0b1011;
-
-/// The 8259 PIC ports and initialisation words (master, slave).
-const PIC_MASTER_COMMAND: u16 = 0x20;
-const PIC_MASTER_DATA: u16 = 0x21;
-const PIC_SLAVE_COMMAND: u16 = 0xa0;
-const PIC_SLAVE_DATA: u16 = 0xa1;
 
 /// The APIC's register page as 32-bit words (null until [`init`]).
 static APIC_PAGE: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
@@ -129,26 +129,6 @@ fn write(offset: usize, value: u32) {
     unsafe { register_pointer(offset).write_volatile(value) };
 }
 
-fn outb(port: u16, value: u8) {
-    // SAFETY: only the 8259 PIC ports are written (remap and mask), which
-    // touch no memory.
-    unsafe { x86::io::outb(port, value) };
-}
-
-/// Remaps both 8259 PICs to `PIC_VECTOR_BASE` and masks every line.
-fn mask_legacy_pic() {
-    outb(PIC_MASTER_COMMAND, 0x11); // ICW1: initialise, ICW4 follows
-    outb(PIC_SLAVE_COMMAND, 0x11);
-    outb(PIC_MASTER_DATA, PIC_VECTOR_BASE); // ICW2: vector base
-    outb(PIC_SLAVE_DATA, PIC_VECTOR_BASE + 8);
-    outb(PIC_MASTER_DATA, 4); // ICW3: slave on IRQ 2
-    outb(PIC_SLAVE_DATA, 2);
-    outb(PIC_MASTER_DATA, 1); // ICW4: 8086 mode
-    outb(PIC_SLAVE_DATA, 1);
-    outb(PIC_MASTER_DATA, 0xff); // OCW1: mask everything
-    outb(PIC_SLAVE_DATA, 0xff);
-}
-
 /// Enables the local APIC with the timer masked and masks the legacy PIC.
 /// Returns `None` if the APIC's page lies outside the physical-memory map.
 ///
@@ -163,7 +143,7 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     // First, whatever happens below: ring 3 runs with interrupts on, so no
     // legacy PIC line may ever reach the CPU (an unremapped IRQ 0 would
     // arrive as vector 8, a double fault).
-    mask_legacy_pic();
+    super::pic::remap_and_mask_all();
     // SAFETY: reading IA32_APIC_BASE has no side effects (every x86-64 CPU
     // has a local APIC and the MSR).
     let apic_base = unsafe { x86::msr::rdmsr(IA32_APIC_BASE) };
@@ -187,6 +167,10 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     write(register::INITIAL_COUNT, 0);
     write(register::TASK_PRIORITY, 0);
     write(register::SPURIOUS, SOFTWARE_ENABLE | u32::from(SPURIOUS_VECTOR));
+    // The PICs reach the CPU through LINT0 as ExtINT (virtual-wire mode),
+    // whatever the firmware left there: device lines are delivered through
+    // the 8259 (`arch::pic`), each masked there until a driver binds it.
+    write(register::LVT_LINT0, DELIVERY_EXTINT);
     Some(ApicSummary { base, id: read(register::ID) >> 24, tsc_deadline })
 }
 

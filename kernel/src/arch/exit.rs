@@ -19,6 +19,9 @@ use x86::io::outb;
 const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
 /// Bochs's shutdown port.
 const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
+/// The exit ports: the kernel's own, never in an `IoPort` range.
+pub(crate) const PORTS: [(u16, u16); 2] =
+    [(QEMU_DEBUG_EXIT_PORT, QEMU_DEBUG_EXIT_PORT), (BOCHS_SHUTDOWN_PORT, BOCHS_SHUTDOWN_PORT)];
 
 static EXIT_TO_EMULATOR: AtomicBool = AtomicBool::new(false);
 

@@ -9,6 +9,7 @@ pub(crate) mod gdt;
 pub(crate) mod idt;
 pub(crate) mod objects;
 pub(crate) mod paging;
+pub(crate) mod pic;
 pub(crate) mod platform;
 pub(crate) mod root_task;
 pub(crate) mod serial;

@@ -1,9 +1,11 @@
 //! The machine behind `kernel_core::platform::Platform`: what invocations
-//! make the hardware do.
+//! make the hardware do (TLB invalidation, port I/O, PIC line masks).
 
 use kernel_core::ipc::ThreadId;
 use kernel_core::memory::PhysAddr;
-use kernel_core::platform::Platform;
+use kernel_core::platform::{Platform, PortWidth};
+
+use super::pic;
 
 /// The real machine. The kernel uses no PCIDs and no global user pages, so
 /// writing CR3 on an address-space switch drops every user translation:
@@ -42,5 +44,38 @@ impl Platform for Machine {
             // translations and changes nothing else.
             unsafe { x86::controlregs::cr3_write(loaded) };
         }
+    }
+
+    fn port_read(&mut self, port: u16, width: PortWidth) -> u32 {
+        // SAFETY (each block below): the core asks only for ports inside an
+        // `IoPort` capability's range, and the kernel's own ports (PICs,
+        // COM1, the emulators' exit ports) are reserved at boot so that no
+        // such range covers them (`root::create_root_objects`). Port I/O
+        // touches no memory; what a device does then is the capability
+        // holder's business.
+        match width {
+            // SAFETY: see above.
+            PortWidth::Byte => u32::from(unsafe { x86::io::inb(port) }),
+            // SAFETY: see above.
+            PortWidth::Word => u32::from(unsafe { x86::io::inw(port) }),
+            // SAFETY: see above.
+            PortWidth::DoubleWord => unsafe { x86::io::inl(port) },
+        }
+    }
+
+    #[allow(clippy::cast_possible_truncation, reason = "the core masked the value to the width")]
+    fn port_write(&mut self, port: u16, width: PortWidth, value: u32) {
+        match width {
+            // SAFETY: as in `port_read`.
+            PortWidth::Byte => unsafe { x86::io::outb(port, value as u8) },
+            // SAFETY: as in `port_read`.
+            PortWidth::Word => unsafe { x86::io::outw(port, value as u16) },
+            // SAFETY: as in `port_read`.
+            PortWidth::DoubleWord => unsafe { x86::io::outl(port, value) },
+        }
+    }
+
+    fn irq_set_masked(&mut self, line: u8, masked: bool) {
+        pic::set_masked(line, masked);
     }
 }

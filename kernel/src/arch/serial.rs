@@ -11,6 +11,8 @@ use core::fmt;
 use x86::io::{inb, outb};
 
 const COM1: u16 = 0x3f8;
+/// COM1's eight registers: the kernel's own, never in an `IoPort` range.
+pub(crate) const PORTS: (u16, u16) = (COM1, COM1 + 7);
 const DATA: u16 = COM1;
 const INTERRUPT_ENABLE: u16 = COM1 + 1;
 const FIFO_CONTROL: u16 = COM1 + 2;

@@ -38,20 +38,35 @@
 //!    thread's priority are ready, whichever is first;
 //! 5. returns to ring 3 through its own IRETQ with IF set.
 //!
-//! The spurious-interrupt vector and the (masked, remapped) 8259 vectors
-//! have gates that count the interrupt and return.
+//! **Device interrupts** (issue "IOPort ranges, IRQ control and IRQ
+//! handlers"). The 16 remapped 8259 vectors enter through one stub each
+//! (pushing the vector) and a common path that saves a [`TrapFrame`] like
+//! the timer's; [`pic_interrupt_dispatch`] drops a spurious IRQ 7 or 15
+//! (`pic::is_spurious`), hands the line to `kernel_core::irq::deliver`
+//! (which masks it and signals the bound notification; a line with none
+//! is masked and the interrupt counted as ignored), sends the PIC its end
+//! of interrupt, and, in a preemptive run, takes the timer path's steps 1
+//! to 5, so that a driver woken by its interrupt runs at once if its
+//! priority is the highest. Lines are unmasked only while a notification
+//! is bound, and interrupts arrive only in ring 3 of a preemptive run.
+//!
+//! The spurious-interrupt vector has a gate that counts the interrupt and
+//! returns.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicU64;
 
 use kernel_core::ipc::ThreadId;
+use kernel_core::irq::{self, Delivery};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::Kernel;
 
 use super::apic::{self, ApicSummary, PIC_VECTOR_BASE, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::idt::{self, TrapFrame};
 use super::objects::PhysStore;
+use super::pic;
+use super::platform::Machine;
 use super::syscall::{self, UserContext};
 use super::{cpu, threads, user};
 
@@ -65,9 +80,14 @@ const INTERRUPT_ENABLE: u64 = 1 << 9;
 pub(crate) static USER_TICKS: AtomicU64 = AtomicU64::new(0);
 /// Timer interrupts taken in ring 0 (none should be: counted, ignored).
 pub(crate) static KERNEL_TICKS: AtomicU64 = AtomicU64::new(0);
-/// Spurious and legacy-PIC interrupts (counted by the assembly stub).
+/// Spurious interrupts (counted by the assembly stub) and PIC interrupts
+/// nobody handles.
 #[unsafe(no_mangle)]
 pub(crate) static IGNORED_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// PIC interrupts delivered to a bound notification.
+pub(crate) static DEVICE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// The distance between two PIC entry stubs (see the assembly below).
+const PIC_STUB_BYTES: u64 = 16;
 
 /// The TSC ticks one thread ran in the current preemptive run.
 #[derive(Clone, Copy)]
@@ -131,6 +151,7 @@ impl Run {
 unsafe extern "C" {
     static timer_interrupt_entry: u8;
     static ignored_interrupt_entry: u8;
+    static pic_interrupt_entries: u8;
     /// `arch::syscall`'s ring-3 entry (saves the kernel context for
     /// `resume_kernel`, then IRETQ). Called directly, not through
     /// `run_in_user_mode`, because that clears IF (see the module
@@ -149,13 +170,17 @@ unsafe extern "C" {
 pub(crate) unsafe fn init() -> Option<ApicSummary> {
     let timer = core::ptr::addr_of!(timer_interrupt_entry) as u64;
     let ignored = core::ptr::addr_of!(ignored_interrupt_entry) as u64;
+    let pic_entries = core::ptr::addr_of!(pic_interrupt_entries) as u64;
     // SAFETY: per this function's contract; the stubs below are interrupt
     // entries that save and restore every register they touch.
     unsafe { idt::set_interrupt_gate(TIMER_VECTOR, timer) };
-    for vector in (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).chain([SPURIOUS_VECTOR]) {
-        // SAFETY: as above.
-        unsafe { idt::set_interrupt_gate(vector, ignored) };
+    for (line, vector) in (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).enumerate() {
+        // SAFETY: as above; stub `line` starts `line * PIC_STUB_BYTES`
+        // bytes after the first (the assembly aligns each to 16 bytes).
+        unsafe { idt::set_interrupt_gate(vector, pic_entries + line as u64 * PIC_STUB_BYTES) };
     }
+    // SAFETY: as above.
+    unsafe { idt::set_interrupt_gate(SPURIOUS_VECTOR, ignored) };
     // SAFETY: per this function's contract, and the gates are in place.
     unsafe { apic::init() }
 }
@@ -361,6 +386,38 @@ extern "C" fn timer_interrupt_dispatch(frame: &mut TrapFrame) {
         return;
     }
     threads::count(&USER_TICKS);
+    preempt(frame);
+}
+
+/// The Rust side of a PIC interrupt (see the module documentation).
+#[unsafe(no_mangle)]
+extern "C" fn pic_interrupt_dispatch(frame: &mut TrapFrame) {
+    let line = frame.vector.checked_sub(u64::from(PIC_VECTOR_BASE)).and_then(|line| u8::try_from(line).ok());
+    let Some(line) = line.filter(|line| *line < 16) else {
+        threads::count(&IGNORED_INTERRUPTS);
+        return;
+    };
+    if pic::is_spurious(line) {
+        threads::count(&IGNORED_INTERRUPTS);
+        return;
+    }
+    // Masked first (by `deliver`), then the end of interrupt: the line
+    // cannot interrupt again before the driver's Ack.
+    let delivery = crate::root::with_kernel(|kernel, _| irq::deliver(kernel, &mut Machine, line));
+    pic::end_of_interrupt(line);
+    if delivery == Delivery::Unbound {
+        threads::count(&IGNORED_INTERRUPTS);
+        return;
+    }
+    threads::count(&DEVICE_INTERRUPTS);
+    if frame.cs & 3 == 3 && with_run(|run| run.active) {
+        preempt(frame);
+    }
+}
+
+/// Steps 1 to 5 of the timer path for an interrupt that arrived in ring 3
+/// of a preemptive run: charge, pick the next thread, switch, re-arm.
+fn preempt(frame: &mut TrapFrame) {
     let now = cpu::read_tsc();
     let slice_ended = with_run(|run| {
         run.charge(now);
@@ -414,7 +471,9 @@ extern "C" fn timer_interrupt_dispatch(frame: &mut TrapFrame) {
 }
 
 // The timer's entry stub saves a TrapFrame like `idt`'s exception stubs
-// (vector 0x20, error code 0); the ignored-interrupt stub only counts.
+// (vector 0x20, error code 0); the PIC's 16 stubs, 16 bytes apart, push
+// their vector and share the same saving path; the ignored-interrupt stub
+// only counts.
 global_asm!(
     r#"
     .text
@@ -464,11 +523,65 @@ timer_interrupt_entry:
     iretq
 
     .balign 16
+    .global pic_interrupt_entries
+pic_interrupt_entries:
+    .set pic_line, 0
+    .rept 16
+    .balign 16
+    push 0
+    push {pic_base} + pic_line
+    jmp pic_interrupt_common
+    .set pic_line, pic_line + 1
+    .endr
+
+    .balign 16
+pic_interrupt_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    cld
+    pushfq
+    and qword ptr [rsp], {clear_alignment_check}
+    popfq
+    call pic_interrupt_dispatch
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+    .balign 16
     .global ignored_interrupt_entry
 ignored_interrupt_entry:
     lock inc qword ptr [rip + IGNORED_INTERRUPTS]
     iretq
     "#,
     vector = const TIMER_VECTOR,
+    pic_base = const PIC_VECTOR_BASE,
     clear_alignment_check = const !(1i32 << 18), // RFLAGS.AC, sign-extended
 );

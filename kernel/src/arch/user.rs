@@ -644,6 +644,12 @@ pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> 
 /// `context`; ends the run (returning from [`run_threads`]) if none can.
 pub(crate) fn end_thread(context: &mut UserContext, end: ProgramEnd) {
     let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
+    end_thread_of(context, end, thread);
+}
+
+/// [`end_thread`] for `thread`, which ran last but may be off the CPU
+/// already (a fault without a handler has stopped it).
+fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<ThreadId>) {
     if let Some(thread) = thread {
         threads::finish_output(thread);
         if threads::named_run() {
@@ -793,7 +799,8 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     let user_rip = if refused_return { read_kernel_stack_word(frame.rsp) } else { Some(frame.rip) };
     let Some(user_rip) = user_rip else { return };
     // What the thread printed comes before its fault.
-    if let Some(thread) = crate::root::with_kernel(|kernel, _| kernel.scheduler.current()) {
+    let faulted = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
+    if let Some(thread) = faulted {
         threads::finish_output(thread);
     }
     // A fault of ring-3 code goes to the thread's fault handler if it has
@@ -808,8 +815,11 @@ pub(crate) fn end_program_on_user_fault(frame: &TrapFrame) {
     }
     crate::fault_report::report_user_fault(frame, user_rip, refused_return);
     let mut context = UserContext::default();
-    // Returns only if another thread runs next.
-    end_thread(&mut context, ProgramEnd::Faulted(frame.vector));
+    // Returns only if another thread runs next. Not `end_thread`: a fault
+    // without a handler has already taken the thread off the CPU, and the
+    // run must still know which thread ended (a preemptive run ends with
+    // its `ends_with` thread, faulted or not).
+    end_thread_of(&mut context, ProgramEnd::Faulted(frame.vector), faulted);
     timer::redispatch_if_active();
     // SAFETY: `end_thread` loaded the next thread's registers and address
     // space; `run_threads`'s `run_in_user_mode` call is live (checked

@@ -23,8 +23,17 @@ fn table_rows(header: &str) -> Vec<Vec<String>> {
 #[test]
 fn every_invocation_is_documented_exactly() {
     let rows = table_rows("| label | name | argument words | extra caps |");
-    let all = LABELS.iter().chain(crate::syscall::INVOCATION_LABELS.iter()).chain(crate::vspace::LABELS.iter());
-    let count = LABELS.len() + crate::syscall::INVOCATION_LABELS.len() + crate::vspace::LABELS.len();
+    let all = LABELS
+        .iter()
+        .chain(crate::syscall::INVOCATION_LABELS.iter())
+        .chain(crate::io_port::LABELS.iter())
+        .chain(crate::irq::LABELS.iter())
+        .chain(crate::vspace::LABELS.iter());
+    let count = LABELS.len()
+        + crate::syscall::INVOCATION_LABELS.len()
+        + crate::io_port::LABELS.len()
+        + crate::irq::LABELS.len()
+        + crate::vspace::LABELS.len();
     assert_eq!(rows.len(), count, "extra or missing rows");
     for &(label, name, words, extra) in all {
         let row = rows

@@ -184,6 +184,40 @@ pub(crate) fn lookup(store: &impl SlotStore, root: &Cap, index: u64, depth: u8) 
     resolve_exact(store, root, index, depth).map_err(|_| SyscallError::FailedLookup)
 }
 
+/// The empty slot a control capability's invocation creates a capability
+/// in, named as CNode invocations name slots: `index` and `depth` (words
+/// `index_word` and `index_word + 1`, depth 1..64) relative to the CNode
+/// of extra capability `extra`. The words must be there
+/// (TruncatedMessage) and the depth in range (RangeError) before the
+/// caller's own checks; the rest comes after them: the CNode
+/// (TruncatedMessage when missing, InvalidCapability when it is something
+/// else), the lookup (FailedLookup) and the slot being empty (DeleteFirst).
+pub(crate) struct Destination {
+    index: u64,
+    depth: u8,
+    extra: usize,
+}
+
+impl Destination {
+    /// Reads the index and depth words.
+    pub(crate) fn read(message: &Message<'_>, index_word: usize, extra: usize) -> Result<Self, SyscallError> {
+        Ok(Destination { index: message.word(index_word)?, depth: message.depth(index_word + 1, false)?, extra })
+    }
+
+    /// Resolves the slot and checks that it is empty.
+    pub(crate) fn resolve(&self, store: &impl SlotStore, message: &Message<'_>) -> Result<SlotRef, SyscallError> {
+        let root = message.extra_cap(store, self.extra)?;
+        if !matches!(root, Cap::CNode { .. }) {
+            return Err(SyscallError::InvalidCapability);
+        }
+        let slot = lookup(store, &root, self.index, self.depth)?;
+        if !store.slot(slot).cap.is_null() {
+            return Err(SyscallError::DeleteFirst);
+        }
+        Ok(slot)
+    }
+}
+
 /// Copy, Mint, Move and Mutate: `dest_index, dest_depth, src_index,
 /// src_depth`, then rights (Copy, Mint) and data (Mint, Mutate).
 fn decode_transfer(store: &impl SlotStore, node: &Cap, message: &Message<'_>) -> Result<Invocation, SyscallError> {

@@ -14,9 +14,8 @@ use crate::error::{LookupFailure, SyscallError};
 use crate::finalise::Finaliser;
 use crate::memory::PhysAddr;
 use crate::platform::RecordingPlatform;
-use crate::sched::Scheduler;
 use crate::store::MapStore;
-use crate::vspace::AsidTable;
+use crate::syscall::Kernel;
 
 const ROOT_CNODE: u64 = 0x10_0000;
 const ROOT_RADIX: u8 = 8;
@@ -66,9 +65,10 @@ impl World {
         assert_eq!(format!("{:?}", self.store), format!("{before:?}"), "decode changed state");
         let decoded = decoded?;
         let mut budget = BIG_BUDGET;
-        let (mut scheduler, mut platform) = (Scheduler::new(), RecordingPlatform::new());
-        let mut asids = AsidTable::EMPTY;
-        let mut finaliser = Finaliser::new(&mut scheduler, &mut asids, &mut platform);
+        let mut kernel = Kernel::new(());
+        let mut platform = RecordingPlatform::new();
+        let Kernel { scheduler, asids, io_ports, irqs, .. } = &mut kernel;
+        let mut finaliser = Finaliser { scheduler, asids, io_ports, irqs, platform: &mut platform };
         invocation::invoke(&mut self.store, decoded, &mut budget, &mut finaliser).expect("a big budget finishes");
         Ok(())
     }

@@ -14,7 +14,6 @@ use crate::platform::RecordingPlatform;
 use crate::sched::SchedContext;
 use crate::store::MapStore;
 use crate::syscall::handle;
-use crate::vspace::AsidTable;
 
 const THREADS: usize = 4;
 
@@ -98,7 +97,7 @@ fn world(priorities: [u8; THREADS], budgets: [Option<u64>; THREADS]) -> Kernel<M
             store.tcb_mut(id).sched_context = Some(sched_context(index));
         }
     }
-    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0, asids: AsidTable::EMPTY };
+    let mut kernel = Kernel::new(store);
     for index in 0..THREADS {
         kernel.scheduler.make_ready(&mut kernel.store, thread(index));
     }

@@ -12,7 +12,6 @@ use crate::cap::object::{ObjectKind, SLOT_BITS};
 use crate::ipc::{ReceiveSlot, ThreadId, ThreadState};
 use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
-use crate::vspace::AsidTable;
 
 const ROOT_CNODE: u64 = 0x10_0000;
 const ROOT_TCB: u64 = 0x80_0000;
@@ -138,7 +137,7 @@ fn build() -> System {
     derivation::insert_derived(&mut store, root_slot(R_SELF), root_cspace, root_cnode, false);
     let tcb = store.tcb_mut(root);
     (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
-    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0, asids: AsidTable::EMPTY };
+    let mut kernel = Kernel::new(store);
     kernel.scheduler.make_ready(&mut kernel.store, root);
     kernel.scheduler.schedule(&mut kernel.store);
     let mut system = System { kernel, platform: RecordingPlatform::new(), threads: [root; 3] };

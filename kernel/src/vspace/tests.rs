@@ -12,7 +12,6 @@ use crate::cap::object::{ObjectKind, SLOT_BITS};
 use crate::cap::{Rights, SlotStore};
 use crate::ipc::{MessageInfo, ThreadId, ThreadState};
 use crate::platform::{PlatformEvent, RecordingPlatform};
-use crate::sched::Scheduler;
 use crate::store::MapStore;
 use crate::syscall::{Kernel, SyscallArgs, cspace_slot, handle, number};
 
@@ -120,7 +119,7 @@ fn world() -> World {
     derivation::insert_derived(&mut store, root_slot(R_SELF), cspace_slot(root()).expect("slot"), root_cnode, false);
     let tcb = store.tcb_mut(root());
     (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
-    let mut kernel = Kernel { store, scheduler: Scheduler::new(), now: 0, asids: AsidTable::EMPTY };
+    let mut kernel = Kernel::new(store);
     kernel.scheduler.make_ready(&mut kernel.store, root());
     kernel.scheduler.schedule(&mut kernel.store);
     let mut world = World { kernel, platform: RecordingPlatform::new() };
