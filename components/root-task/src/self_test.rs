@@ -33,10 +33,12 @@ const PATTERN: u64 = 0x0123_4567_89ab_cdef;
 
 /// Where the root maps things for itself (all in one page table).
 const TEST_PAGE: u64 = FIRST_FREE_ADDRESS;
-/// The child's stack page; the pages on either side stay unmapped.
+/// The child's stack: four pages (a message and its reply are about a
+/// kilobyte each), the pages on either side unmapped.
 const CHILD_STACK: u64 = FIRST_FREE_ADDRESS + 0x2000;
+const CHILD_STACK_PAGES: u64 = 4;
 /// The child's IPC buffer.
-const CHILD_IPC_BUFFER: u64 = FIRST_FREE_ADDRESS + 0x4000;
+const CHILD_IPC_BUFFER: u64 = CHILD_STACK + (CHILD_STACK_PAGES + 1) * 4096;
 /// The child's priority (below the root's 255) and budget.
 const CHILD_PRIORITY: u8 = 100;
 const CHILD_BUDGET: u64 = 1_000_000;
@@ -203,7 +205,9 @@ impl Root<'_> {
             Ok((reply, tcb, self.retype::<kind::SchedContext>(ObjectKind::SchedContext, 8)?))
         })();
         let (reply, tcb, context) = step("retype reply, tcb and sched context", objects)?;
-        let pages = self.map_new_frame(CHILD_STACK).and_then(|_| self.map_new_frame(CHILD_IPC_BUFFER));
+        let pages = (0..CHILD_STACK_PAGES)
+            .try_for_each(|page| self.map_new_frame(CHILD_STACK + page * 4096).map(drop))
+            .and_then(|()| self.map_new_frame(CHILD_IPC_BUFFER));
         let buffer = step("map child stack and ipc buffer", pages)?;
         let endpoints = self
             .mint(endpoint, Rights::WRITE, CHILD_BADGE)
@@ -217,7 +221,7 @@ impl Root<'_> {
         let registers = Registers {
             rip: entry as usize as u64,
             // As after a call: the entry sees RSP + 8 16-byte aligned.
-            rsp: CHILD_STACK + 4096 - 8,
+            rsp: CHILD_STACK + CHILD_STACK_PAGES * 4096 - 8,
             rflags: 0,
             rdi: call_endpoint.cptr().0,
             rsi: notification.cptr().0,
