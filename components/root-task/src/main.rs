@@ -13,6 +13,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 // Compiled on the host too, so that clippy and the type checker see it;
 // only the bare-metal build calls it.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]

@@ -1,6 +1,7 @@
 //! The root task's walk through the ABI. Each step prints one line; the
 //! first failure ends the task with code 1.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
@@ -9,6 +10,7 @@ use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::invocation::{Destination, Registers, Slot, attributes};
 use bulkhead_components::slots::SlotAllocator;
 use bulkhead_components::{Error, Message};
+use bulkhead_sys::heap::HEAP;
 use bulkhead_sys::mapped::MappedPage;
 use bulkhead_sys::{RootInfo, Sys, println};
 
@@ -39,6 +41,9 @@ const CHILD_STACK: u64 = FIRST_FREE_ADDRESS + 0x2000;
 const CHILD_STACK_PAGES: u64 = 4;
 /// The child's IPC buffer.
 const CHILD_IPC_BUFFER: u64 = CHILD_STACK + (CHILD_STACK_PAGES + 1) * 4096;
+/// The heap: pages from here, in the same page table.
+const HEAP_START: u64 = FIRST_FREE_ADDRESS + 0x10_0000;
+const HEAP_PAGES: usize = 4;
 /// The child's priority (below the root's 255) and budget.
 const CHILD_PRIORITY: u8 = 100;
 const CHILD_BUDGET: u64 = 1_000_000;
@@ -181,19 +186,44 @@ impl Root<'_> {
         step("write and read back", round_trip)?;
         step("unmap frame", page.unmap(self.sys).map(drop).map_err(|(error, _)| Failure::from(error)))?;
 
+        // The heap: frames mapped for it, then a vector on the global allocator.
+        step("heap", self.heap())?;
+
         // Address spaces: an ASID pool from a 4 KiB untyped, a VSpace from it.
-        let pool_untyped = step("retype 4 KiB untyped", self.retype::<kind::Untyped>(ObjectKind::Untyped, 12))?;
-        let pool = step("make asid pool", self.make_pool(pool_untyped))?;
+        let pool = step("make asid pool", self.make_pool())?;
         let vspace = step("retype pml4", self.retype::<kind::Pml4>(ObjectKind::Pml4, 0))?;
         step("assign asid", pool.assign(self.sys, vspace).map_err(Failure::from))?;
 
         self.child(endpoint, notification)
     }
 
-    fn make_pool(&mut self, untyped: Cap<kind::Untyped>) -> Result<Cap<kind::AsidPool>, Failure> {
+    fn make_pool(&mut self) -> Result<Cap<kind::AsidPool>, Failure> {
+        let untyped = self.retype::<kind::Untyped>(ObjectKind::Untyped, 12)?;
         let slot = self.slots.take_one()?;
         ASID_CONTROL.make_pool(self.sys, untyped, ROOT_CNODE, Slot::index(slot))?;
         Ok(Cap::new(slot))
+    }
+
+    /// Maps [`HEAP_PAGES`] fresh frames at [`HEAP_START`] for the global
+    /// allocator, fills a vector, and checks that dropping it gives every
+    /// byte back.
+    fn heap(&mut self) -> Result<(), Failure> {
+        let mut frames = [Cap::new(0); HEAP_PAGES];
+        for frame in &mut frames {
+            *frame = self.retype::<kind::Frame>(ObjectKind::Frame4K, 0)?;
+        }
+        let region = HEAP.map_and_init(self.sys, ROOT_VSPACE, HEAP_START, &frames)?;
+        if region.size() != HEAP_PAGES * 4096 {
+            return Err(Failure::Unexpected { what: "heap pages", got: region.pages() as u64, expected: 4 });
+        }
+        let squares: Vec<u64> = (0..1000).map(|value| value * value).collect();
+        let sum: u64 = squares.iter().sum();
+        expect("sum of squares", sum, 999 * 1000 * 1999 / 6)?;
+        drop(squares);
+        match HEAP.allocated_bytes() {
+            0 => Ok(()),
+            bytes => Err(Failure::Unexpected { what: "bytes still allocated", got: bytes as u64, expected: 0 }),
+        }
     }
 
     /// A thread in the root's own CSpace and VSpace, on its own scheduling

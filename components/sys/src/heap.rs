@@ -12,7 +12,13 @@ use core::ptr::NonNull;
 
 use buddy_system_allocator::LockedHeap;
 use bulkhead_components::Error;
-use bulkhead_components::heap::HeapRegion;
+use bulkhead_components::abi::cap::Rights;
+use bulkhead_components::abi::root_task::FIRST_FREE_ADDRESS;
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::heap::{HeapRegion, PAGE_SIZE};
+use bulkhead_components::invocation::attributes;
+
+use crate::Sys;
 
 /// Size classes up to 2^31 bytes.
 const ORDER: usize = 32;
@@ -55,6 +61,49 @@ impl Heap {
         }
         // SAFETY: the region is checked (page-aligned, non-empty, not
         // wrapping) and the caller promises it is mapped and unused.
+        unsafe { heap.init(region.start(), region.size()) };
+        Ok(region)
+    }
+
+    /// Maps `frames` (4 KiB frames with READ and WRITE) one after the other
+    /// from `start` in `own_vspace`, which must be the calling thread's
+    /// VSpace, and gives the heap those pages: the safe way to make a heap.
+    /// Frame::Map refuses an address where anything is mapped, so no Rust
+    /// object, stack or [`MappedPage`](crate::mapped::MappedPage) can be in
+    /// the region, and no window can be mapped over it later
+    /// (`crate::mapped` has the argument and the PD's one duty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalOperation`] if the heap has memory already,
+    /// [`Error::InvalidArgument`] for a start below `FIRST_FREE_ADDRESS`,
+    /// what [`HeapRegion::new`] finds wrong, or the kernel's code for a
+    /// frame that would not map (the pages mapped before it stay mapped,
+    /// unused).
+    pub fn map_and_init(
+        &self,
+        sys: &mut Sys,
+        own_vspace: Cap<kind::Pml4>,
+        start: u64,
+        frames: &[Cap<kind::Frame>],
+    ) -> Result<HeapRegion, Error> {
+        if start < FIRST_FREE_ADDRESS {
+            return Err(Error::InvalidArgument);
+        }
+        let address = usize::try_from(start).map_err(|_| Error::InvalidArgument)?;
+        let size = frames.len().checked_mul(PAGE_SIZE).ok_or(Error::RangeError)?;
+        let region = HeapRegion::new(address, size)?;
+        // Held across the mapping, so that no other thread can init meanwhile.
+        let mut heap = self.inner.lock();
+        if heap.stats_total_bytes() != 0 {
+            return Err(Error::IllegalOperation);
+        }
+        for (page, frame) in (start..).step_by(PAGE_SIZE).zip(frames) {
+            frame.map(sys, own_vspace, page, Rights::READ | Rights::WRITE, attributes::DATA)?;
+        }
+        // SAFETY: every page of the checked region was just mapped readable
+        // and writable by the kernel where nothing was mapped before, so
+        // nothing else uses it (see above for the PD's duty).
         unsafe { heap.init(region.start(), region.size()) };
         Ok(region)
     }

@@ -8,11 +8,13 @@
 //! so no Rust object, stack or other window can be there. The window is
 //! restricted to `[root_task::FIRST_FREE_ADDRESS, USER_TOP)`, above the
 //! root task's image, stack, IPC buffer and info page, and it only maps
-//! into the VSpace the caller says is its own. Two things stay the PD's
-//! discipline: [`Heap::init`](crate::heap::Heap::init) (unsafe) must not
-//! be given a window's pages, and the VSpace capability passed must be the
-//! thread's own. A window whose frame is later unmapped by other means
-//! faults on access: the thread is stopped, nothing else is written.
+//! into the VSpace the caller says is its own. One thing stays the PD's
+//! discipline: the VSpace capability passed must be the thread's own (and
+//! the caller of the unsafe [`Heap::init`](crate::heap::Heap::init) must
+//! not give it a window's pages; the safe
+//! [`Heap::map_and_init`](crate::heap::Heap::map_and_init) maps its own). A
+//! window whose frame is later unmapped by other means faults on access:
+//! the thread is stopped, nothing else is written.
 
 use bulkhead_components::Error;
 use bulkhead_components::abi::cap::Rights;
