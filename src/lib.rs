@@ -7,5 +7,6 @@ pub mod image;
 pub mod kernel_build;
 pub mod symbolize;
 pub mod tools;
+pub mod user_build;
 
 pub use error::Error;

@@ -56,6 +56,31 @@ fn servers_capdl_and_components_forbid_unsafe() {
     }
 }
 
+/// Ring 3 has one crate with `unsafe`, `components/sys` (docs/runtime.md);
+/// every other crate under `components/` forbids it at its root.
+#[test]
+fn ring_three_keeps_unsafe_in_bulkhead_sys() {
+    let sys = std::fs::read_to_string(workspace_root().join("components/sys/src/lib.rs")).expect("sys lib.rs");
+    assert!(
+        sys.contains("#![deny(unsafe_op_in_unsafe_fn)]"),
+        "components/sys/src/lib.rs denies unsafe_op_in_unsafe_fn"
+    );
+    let mut checked = 0;
+    for entry in std::fs::read_dir(workspace_root().join("components")).expect("components/").flatten() {
+        let directory = entry.path();
+        if !directory.join("Cargo.toml").exists() || directory.ends_with("sys") {
+            continue;
+        }
+        let roots = ["src/lib.rs", "src/main.rs"].map(|root| directory.join(root));
+        for root in roots.iter().filter(|root| root.exists()) {
+            let text = std::fs::read_to_string(root).expect("crate root");
+            assert!(text.contains("#![forbid(unsafe_code)]"), "{} must forbid unsafe code", root.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the root task at least");
+}
+
 #[test]
 fn the_kernel_library_is_free_of_unsafe_and_every_unsafe_block_is_explained() {
     let lib = std::fs::read_to_string(workspace_root().join("kernel/src/lib.rs")).expect("kernel lib.rs");
@@ -109,5 +134,9 @@ fn clippy_is_clean_on_host_and_bare_metal() {
         ["clippy", "-p", "bulkhead-kernel", "--target", "x86_64-unknown-none", "--features", "fault-injection"];
     if let Some(output) = cargo_fails(&[&kernel[..], &["--", "-D", "warnings"]].concat()) {
         panic!("clippy on the bare-metal kernel:\n{output}");
+    }
+    let user = ["clippy", "-p", "bulkhead-sys", "-p", "bulkhead-root-task", "--target", "x86_64-unknown-none"];
+    if let Some(output) = cargo_fails(&[&user[..], &["--", "-D", "warnings"]].concat()) {
+        panic!("clippy on the bare-metal ring-3 crates:\n{output}");
     }
 }

@@ -63,6 +63,22 @@ pub mod kind {
     /// A scheduling context.
     #[derive(Debug, PartialEq, Eq, Hash)]
     pub enum SchedContext {}
+    /// The authority to give scheduling contexts budgets.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum SchedControl {}
+    /// A paging structure below the PML4: a PDPT, a page directory or a
+    /// page table (one type: `PageTable::Map` takes all three).
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum PageTable {}
+    /// A PML4: an address space (VSpace) once it has an ASID.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum Pml4 {}
+    /// The authority to make ASID pools.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum AsidControl {}
+    /// An ASID pool: gives PML4s their ASIDs.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum AsidPool {}
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub enum Error {
     RevokeFirst = 9,
     /// The untyped has too little free memory.
     NotEnoughMemory = 10,
+    /// Not the kernel's: the runtime could not pass the message (more
+    /// than four words or any capability, but no IPC buffer to put them
+    /// in; more than three capabilities).
+    NoIpcBuffer = 0x1_0000,
     /// A code this runtime does not know (a newer kernel).
     Unknown = u64::MAX,
 }
@@ -75,6 +79,7 @@ impl fmt::Display for Error {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Unknown => formatter.write_str("unknown kernel error"),
+            Error::NoIpcBuffer => formatter.write_str("the message needs an IPC buffer this thread has not got"),
             // The kernel's text for the same code.
             known => {
                 let code = *known as u64;
@@ -105,6 +110,11 @@ mod tests {
         }
         assert_eq!(Error::from_code(11), Error::Unknown, "Preempted never reaches user space");
         assert_eq!(Error::from_code(12345), Error::Unknown);
+        assert_eq!(
+            Error::from_code(Error::NoIpcBuffer as u64),
+            Error::Unknown,
+            "local errors never come from the kernel"
+        );
         assert_eq!(Error::check(0), Ok(()));
         assert_eq!(Error::check(6), Err(Error::FailedLookup));
     }

@@ -2,17 +2,31 @@
 //! handles, one error enum mirroring the kernel's codes, messages, and the
 //! server loop that servers implement (`called`, `notified`).
 //!
-//! This crate holds no `unsafe`: the system-call instruction itself and the
-//! entry point live in the one hardware-access crate of ring 3 (to come with
-//! the first protection domain image), which implements [`server::Ipc`].
+//! The typed invocations ([`invocation`]) stand on the [`kernel::Kernel`]
+//! trait, so they are host-tested against a recording fake; the ELF reader
+//! ([`elf`]) lets a root task load its children's images.
+//!
+//! This crate holds no `unsafe`: the system-call instruction itself, the
+//! entry point and the heap live in the one hardware-access crate of ring 3,
+//! `bulkhead-sys` (`components/sys`), which implements [`kernel::Kernel`]
+//! and [`server::Ipc`] (`docs/runtime.md`).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod cap;
+pub mod elf;
 pub mod error;
+pub mod heap;
+pub mod invocation;
+pub mod kernel;
 pub mod message;
 pub mod server;
+pub mod slots;
+
+/// The kernel's hardware-free library, for its ABI definitions (the root
+/// task's layout, object kinds, rights).
+pub use kernel_core as abi;
 
 pub use cap::{CPtr, Cap};
 pub use error::Error;

@@ -1,0 +1,102 @@
+//! Volatile windows onto 4 KiB frames a thread mapped into its own
+//! VSpace, so that code without `unsafe` can read and write memory it
+//! obtained by capability (a shared buffer, a child's image page).
+//!
+//! Soundness rests on the kernel: [`MappedPage::map`] maps the frame
+//! through this crate, and Frame::Map refuses an address where anything is
+//! mapped already (DeleteFirst) or a larger page covers it (FailedLookup),
+//! so no Rust object, stack or other window can be there. The window is
+//! restricted to `[root_task::FIRST_FREE_ADDRESS, USER_TOP)`, above the
+//! root task's image, stack, IPC buffer and info page, and it only maps
+//! into the VSpace the caller says is its own. One thing stays the PD's
+//! discipline: the VSpace capability passed must be the thread's own (and
+//! the caller of the unsafe [`Heap::init`](crate::heap::Heap::init) must
+//! not give it a window's pages; the safe
+//! [`Heap::map_and_init`](crate::heap::Heap::map_and_init) maps its own). A
+//! window whose frame is later unmapped by other means faults on access:
+//! the thread is stopped, nothing else is written.
+
+use bulkhead_components::Error;
+use bulkhead_components::abi::cap::Rights;
+use bulkhead_components::abi::root_task::FIRST_FREE_ADDRESS;
+use bulkhead_components::abi::vspace::USER_TOP;
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::invocation::attributes;
+
+use crate::Sys;
+
+/// Words in a page.
+pub const WORDS: usize = 512;
+
+/// A frame mapped readable and writable at `address` in the caller's VSpace.
+#[derive(Debug)]
+pub struct MappedPage {
+    frame: Cap<kind::Frame>,
+    base: *mut u64,
+}
+
+impl MappedPage {
+    /// Maps `frame` (a 4 KiB frame with READ and WRITE) at `address` in
+    /// `own_vspace`, which must be the calling thread's VSpace, not
+    /// executable, write-back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an address below
+    /// `FIRST_FREE_ADDRESS` or past the user half, or the kernel's code.
+    pub fn map(
+        sys: &mut Sys,
+        frame: Cap<kind::Frame>,
+        own_vspace: Cap<kind::Pml4>,
+        address: u64,
+    ) -> Result<MappedPage, Error> {
+        if !(FIRST_FREE_ADDRESS..=USER_TOP - 4096).contains(&address) {
+            return Err(Error::InvalidArgument);
+        }
+        let base = usize::try_from(address).map_err(|_| Error::InvalidArgument)?;
+        frame.map(sys, own_vspace, address, Rights::READ | Rights::WRITE, attributes::DATA)?;
+        // The page is memory from outside the program: exposed provenance.
+        Ok(MappedPage { frame, base: core::ptr::with_exposed_provenance_mut(base) })
+    }
+
+    /// The word at `index`, if inside the page.
+    #[must_use]
+    pub fn read(&self, index: usize) -> Option<u64> {
+        if index >= WORDS {
+            return None;
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: the kernel mapped this page readable at `base` where
+        // nothing was mapped before (module documentation); the index is
+        // inside it; volatile, as another mapping of the frame may write it.
+        Some(unsafe { word.read_volatile() })
+    }
+
+    /// Writes the word at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RangeError`] for an index past the page.
+    pub fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
+        if index >= WORDS {
+            return Err(Error::RangeError);
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: as for `read`; the page was mapped writable.
+        unsafe { word.write_volatile(value) };
+        Ok(())
+    }
+
+    /// Unmaps the frame and gives its capability back.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (then the page stays mapped and usable, so the
+    /// window is handed back with the error).
+    pub fn unmap(self, sys: &mut Sys) -> Result<Cap<kind::Frame>, (Error, MappedPage)> {
+        match self.frame.unmap(sys) {
+            Ok(()) => Ok(self.frame),
+            Err(error) => Err((error, self)),
+        }
+    }
+}

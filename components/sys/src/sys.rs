@@ -1,0 +1,81 @@
+//! [`Sys`]: one thread's handle on the kernel.
+
+use bulkhead_components::Error;
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::kernel::{Incoming, Kernel, Syscall};
+use bulkhead_components::message::Message;
+use bulkhead_components::server::{Ipc, Received};
+
+use crate::arch;
+use crate::ipc_buffer::{self, IpcBufferPage, WordBuffer};
+
+/// A thread's system calls. It knows where the thread's IPC buffer is (if
+/// it has one mapped), so it is made once per thread: by the entry point
+/// for the root thread, by [`Sys::without_ipc_buffer`] or
+/// [`Sys::with_ipc_buffer`] for others.
+#[derive(Debug)]
+pub struct Sys {
+    buffer: Option<IpcBufferPage>,
+}
+
+impl Sys {
+    /// A handle for a thread that passes only short messages (at most four
+    /// words, no capabilities): it never touches memory.
+    #[must_use]
+    pub const fn without_ipc_buffer() -> Sys {
+        Sys { buffer: None }
+    }
+
+    /// A handle for a thread whose IPC buffer is mapped at `address`.
+    ///
+    /// # Safety
+    ///
+    /// `address` must name the calling thread's IPC buffer under the
+    /// conditions of [`IpcBufferPage::new`], and only this thread may use
+    /// the handle.
+    #[must_use]
+    pub unsafe fn with_ipc_buffer(address: usize) -> Sys {
+        // SAFETY: the caller's contract is `IpcBufferPage::new`'s.
+        Sys { buffer: Some(unsafe { IpcBufferPage::new(address) }) }
+    }
+
+    /// Whether long messages and capabilities can be passed.
+    #[must_use]
+    pub const fn has_ipc_buffer(&self) -> bool {
+        self.buffer.is_some()
+    }
+}
+
+impl Kernel for Sys {
+    fn syscall(&mut self, call: Syscall<'_>) -> Result<Incoming, Error> {
+        let raw = ipc_buffer::pack(&call, self.buffer.as_mut().map(|buffer| buffer as &mut dyn WordBuffer))?;
+        let returned = arch::syscall(&raw);
+        Ok(ipc_buffer::unpack(&returned, self.buffer.as_ref().map(|buffer| buffer as &dyn WordBuffer)))
+    }
+
+    fn debug_putchar(&mut self, byte: u8) {
+        arch::debug_putchar(byte);
+    }
+}
+
+impl Ipc for Sys {
+    fn recv(&mut self, endpoint: Cap<kind::Endpoint>, reply: Cap<kind::Reply>) -> Received {
+        // An empty Recv never needs the buffer: it cannot be refused locally.
+        match endpoint.recv(self, Some(reply)) {
+            Ok(incoming) => Received::Request { badge: incoming.badge, message: incoming.message },
+            Err(error) => Received::Request { badge: 0, message: Message::empty(error as u64) },
+        }
+    }
+
+    fn reply_recv(&mut self, endpoint: Cap<kind::Endpoint>, reply: Cap<kind::Reply>, message: &Message) -> Received {
+        let incoming = match endpoint.reply_recv(self, reply, message) {
+            Ok(incoming) => Ok(incoming),
+            // A reply too long for this thread: the caller gets the error.
+            Err(error) => endpoint.reply_recv(self, reply, &Message::empty(error as u64)),
+        };
+        match incoming {
+            Ok(incoming) => Received::Request { badge: incoming.badge, message: incoming.message },
+            Err(error) => Received::Request { badge: 0, message: Message::empty(error as u64) },
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Building the ring-3 images and checking them: today the root task
+//! (`components/root-task`), which the kernel loads from a boot module and
+//! starts as its root thread (`kernel/src/root_task.rs`, `docs/runtime.md`).
+//!
+//! The image is built like the kernel (`kernel_build.rs`): a nested cargo
+//! for `x86_64-unknown-none`, release profile, in its own target directory
+//! (`target/bulkhead/user`). One difference: the target flags in
+//! `.cargo/config.toml` are the kernel's (`code-model=kernel`, for code in
+//! the top 2 GiB), wrong for a program linked at 4 MiB, so the nested build
+//! sets its own through `CARGO_ENCODED_RUSTFLAGS`, which takes precedence
+//! over the config file (and replaces any `RUSTFLAGS` from the
+//! environment).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::kernel_build::{output_directory, workspace_root};
+
+/// Where the root task's image may lie (`root_task::IMAGE_BASE`,
+/// `IMAGE_END` in `kernel/src/root_task.rs`; `tests/user_images.rs` checks
+/// that the two stay equal).
+pub const IMAGE_BASE: u64 = 0x40_0000;
+/// The end of the image range.
+pub const IMAGE_END: u64 = 0x4000_0000;
+/// Segments start on pages of this size.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The root task's package and binary.
+const ROOT_TASK: &str = "bulkhead-root-task";
+
+/// The flags for ring-3 code: linked at fixed low addresses (static, not
+/// position-independent; the small code model: everything below 2 GiB),
+/// with frame pointers for backtraces.
+const USER_RUSTFLAGS: [&str; 3] = ["-Crelocation-model=static", "-Ccode-model=small", "-Cforce-frame-pointers=yes"];
+
+/// Why a ring-3 image could not be had.
+#[derive(Debug)]
+pub enum Error {
+    /// cargo failed (its own output says why).
+    Build(String),
+    /// The ELF breaks a rule the kernel's loader relies on.
+    Layout(String),
+    /// Reading the image failed.
+    Io(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Build(message) => write!(formatter, "root task build failed: {message}"),
+            Error::Layout(message) => write!(formatter, "root task image layout: {message}"),
+            Error::Io(path, source) => write!(formatter, "reading {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for crate::Error {
+    fn from(error: Error) -> crate::Error {
+        match error {
+            Error::Build(message) => crate::Error::KernelBuild(format!("root task: {message}")),
+            Error::Layout(message) => crate::Error::KernelLayout(format!("root task: {message}")),
+            Error::Io(path, source) => crate::Error::io(format!("reading {}", path.display()), source),
+        }
+    }
+}
+
+/// Where the root task's ELF lands, built or not.
+pub fn root_task_elf_path() -> PathBuf {
+    output_directory().join("user").join("x86_64-unknown-none").join("release").join(ROOT_TASK)
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Builds the root task (cargo skips the work when nothing changed) and
+/// checks its layout ([`check_root_task_layout`]); returns the ELF's path.
+///
+/// # Errors
+///
+/// [`Error::Build`] if cargo fails, [`Error::Layout`] if the image breaks a
+/// loader rule, [`Error::Io`] if it cannot be read.
+pub fn build_root_task() -> Result<PathBuf, Error> {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--package", ROOT_TASK, "--bin", ROOT_TASK])
+        .args(["--target", "x86_64-unknown-none", "--target-dir"])
+        .arg(output_directory().join("user"))
+        .env("CARGO_ENCODED_RUSTFLAGS", USER_RUSTFLAGS.join("\u{1f}"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .map_err(|error| Error::Build(format!("cannot run cargo: {error}")))?;
+    if !status.success() {
+        return Err(Error::Build(format!("cargo exited with {status}")));
+    }
+    let elf = root_task_elf_path();
+    let bytes = std::fs::read(&elf).map_err(|error| Error::Io(elf.clone(), error))?;
+    check_root_task_layout(&bytes)?;
+    Ok(elf)
+}
+
+/// Checks what the kernel's root-task loader relies on: a static
+/// little-endian x86-64 executable (no interpreter, no dynamic section),
+/// every loadable segment page-aligned, inside `[IMAGE_BASE, IMAGE_END)`,
+/// with no more file bytes than memory bytes, not both writable and
+/// executable, no two sharing a page; the entry point inside an executable
+/// segment.
+///
+/// # Errors
+///
+/// [`Error::Layout`] naming the broken rule.
+pub fn check_root_task_layout(elf: &[u8]) -> Result<(), Error> {
+    use object::elf::{EM_X86_64, ET_EXEC, PF_W, PF_X, PT_DYNAMIC, PT_INTERP, PT_LOAD};
+    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+    let layout = |message: String| Error::Layout(message);
+    let file =
+        ElfFile64::<object::Endianness>::parse(elf).map_err(|error| layout(format!("not an ELF64 file: {error}")))?;
+    let endian = file.endian();
+    if endian != object::Endianness::Little {
+        return Err(layout("not little-endian".into()));
+    }
+    let header = file.elf_header();
+    if header.e_machine(endian) != EM_X86_64 {
+        return Err(layout(format!("machine {} is not x86-64", header.e_machine(endian))));
+    }
+    if header.e_type(endian) != ET_EXEC {
+        return Err(layout(format!("type {} is not a static executable (ET_EXEC)", header.e_type(endian))));
+    }
+    let entry = header.e_entry(endian);
+    // (first page, end of the last page, end, executable)
+    let mut loaded: Vec<(u64, u64, u64, bool)> = Vec::new();
+    for segment in file.elf_program_headers() {
+        let kind = segment.p_type(endian);
+        if kind == PT_INTERP || kind == PT_DYNAMIC {
+            return Err(layout("dynamically linked (PT_INTERP or PT_DYNAMIC)".into()));
+        }
+        if kind != PT_LOAD || segment.p_memsz(endian) == 0 {
+            continue;
+        }
+        let (address, memory, file_size) = (segment.p_vaddr(endian), segment.p_memsz(endian), segment.p_filesz(endian));
+        let flags = segment.p_flags(endian);
+        let end = address.checked_add(memory).ok_or_else(|| layout(format!("segment at {address:#x} wraps")))?;
+        if address % PAGE_SIZE != 0 || segment.p_offset(endian) % PAGE_SIZE != 0 {
+            return Err(layout(format!("segment at {address:#x} is not page-aligned")));
+        }
+        if address < IMAGE_BASE || end > IMAGE_END {
+            return Err(layout(format!(
+                "segment {address:#x}..{end:#x} is outside the image range {IMAGE_BASE:#x}..{IMAGE_END:#x}"
+            )));
+        }
+        if file_size > memory {
+            return Err(layout(format!("segment at {address:#x} has more file bytes than memory bytes")));
+        }
+        if flags & PF_W != 0 && flags & PF_X != 0 {
+            return Err(layout(format!("segment at {address:#x} is writable and executable")));
+        }
+        let page_end = end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if let Some((other, ..)) = loaded.iter().find(|(start, stop, ..)| *start < page_end && address < *stop) {
+            return Err(layout(format!("segments at {other:#x} and {address:#x} share a page")));
+        }
+        loaded.push((address, page_end, end, flags & PF_X != 0));
+    }
+    if loaded.is_empty() {
+        return Err(layout("no loadable segment".into()));
+    }
+    if !loaded.iter().any(|(start, _, stop, executable)| *executable && (*start..*stop).contains(&entry)) {
+        return Err(layout(format!("entry point {entry:#x} is not in an executable segment")));
+    }
+    Ok(())
+}
