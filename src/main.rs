@@ -14,9 +14,11 @@ use bulkhead::tools::{self, Tool};
 const USAGE: &str = "\
 usage: cargo run -- [OPTIONS]
 
-Builds the Bulkhead kernel, packs a hybrid BIOS+UEFI GRUB ISO and boots it in
+Builds the Bulkhead kernel and the root task (components/root-task), packs a
+hybrid BIOS+UEFI GRUB ISO with the root task as a boot module and boots it in
 QEMU (TCG) with the serial console on this terminal. The run ends when the
-kernel stops; the exit status is 0 if it reported success.
+kernel stops (after the root task ends); the exit status is 0 if it reported
+success.
 
 options:
   --gdb              start QEMU halted with its gdbstub and print the gdb
@@ -32,6 +34,7 @@ options:
   --append WORDS     extra kernel command-line words
   --module PATH      load PATH as a boot module (its command line is the file
                      name); repeat for more
+  --no-root-task     boot without the root task (the kernel reports and stops)
   --fault-injection  build the kernel that honours inject=KIND on its command
                      line: page-fault, gp-fault, double-fault, nmi, panic,
                      stack-overflow, write-rodata, execute-data,
@@ -49,7 +52,7 @@ options:
   -h, --help         show this text
 ";
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Options {
     gdb: bool,
     gdb_port: Option<u16>,
@@ -61,6 +64,7 @@ struct Options {
     append: String,
     modules: Vec<BootModule>,
     fault_injection: bool,
+    no_root_task: bool,
     count_instructions: bool,
     timeout: Option<u64>,
 }
@@ -91,6 +95,7 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
                 options.modules.push(BootModule { path, cmdline: name });
             }
             "--fault-injection" => options.fault_injection = true,
+            "--no-root-task" => options.no_root_task = true,
             "--count-instructions" => options.count_instructions = true,
             "--timeout" => {
                 let seconds = value("--timeout")?;
@@ -151,6 +156,15 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     let variant = if options.fault_injection { KernelVariant::FaultInjection } else { KernelVariant::Standard };
     let kernel = kernel_build::build_kernel(variant)?;
     eprintln!("bulkhead: kernel {}", kernel_build::display_path(&kernel.elf));
+    // The root task comes first; the fault-injection kernel's test
+    // programs run without it.
+    let mut modules = options.modules.clone();
+    if !options.fault_injection && !options.no_root_task {
+        let root_task = bulkhead::user_build::build_root_task()?;
+        eprintln!("bulkhead: root task {}", kernel_build::display_path(&root_task));
+        modules.insert(0, BootModule { path: root_task, cmdline: "root-task".into() });
+    }
+    let options = &Options { modules, ..options.clone() };
 
     if let Some(path) = &options.iso {
         let spec = IsoSpec {

@@ -61,23 +61,6 @@ const FLOOD_LINES: [&str; 3] = [
     "user mode: user-flood exited with code 0",
 ];
 
-/// The console's lines, without trailing whitespace.
-fn lines(console: &str) -> Vec<&str> {
-    console.lines().map(str::trim_end).collect()
-}
-
-/// Checks that `expected` appear as whole lines, in this order.
-fn assert_lines_in_order(console: &str, expected: &[&str]) {
-    let lines = lines(console);
-    let mut position = 0;
-    for line in expected {
-        match lines[position..].iter().position(|candidate| candidate == line) {
-            Some(offset) => position += offset + 1,
-            None => panic!("line {line:?} missing (or out of order)"),
-        }
-    }
-}
-
 /// Checks that the run survived its user programs: every one ended as
 /// expected, no kernel report, boot complete, success.
 fn assert_kernel_survived(outcome: &RunOutcome, program_count: usize) {

@@ -15,7 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cap;
-pub mod elf;
+/// The ELF64 reader, shared with the kernel's root-task loader.
+pub use kernel_core::elf;
 pub mod error;
 pub mod heap;
 pub mod invocation;

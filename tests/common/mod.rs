@@ -172,3 +172,20 @@ pub fn run_fault_injection_iso_in_bochs(extra_cmdline: &str) -> RunOutcome {
     assert!(outcome.console.contains("GenuineIntel"), "Bochs should emulate an Intel CPU");
     outcome
 }
+
+/// The console's lines, without trailing whitespace.
+pub fn lines(console: &str) -> Vec<&str> {
+    console.lines().map(str::trim_end).collect()
+}
+
+/// Checks that `expected` appear as whole lines, in this order.
+pub fn assert_lines_in_order(console: &str, expected: &[&str]) {
+    let lines = lines(console);
+    let mut position = 0;
+    for line in expected {
+        match lines[position..].iter().position(|candidate| candidate == line) {
+            Some(offset) => position += offset + 1,
+            None => panic!("line {line:?} missing (or out of order)"),
+        }
+    }
+}

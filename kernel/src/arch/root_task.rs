@@ -13,7 +13,7 @@
 use kernel_core::cap::{
     Asid, Cap, FrameSize, MappedAt, ObjectKind, PageTableLevel, Rights, SlotRef, SlotStore, derivation,
 };
-use kernel_core::elf::{self, ElfError, Executable};
+use kernel_core::elf::{self, Bounds, ElfError, Image, PAGE_BYTES};
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::ipc::ThreadId;
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
@@ -45,7 +45,7 @@ impl core::fmt::Display for RootTaskError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             RootTaskError::Unreachable => formatter.write_str("the module lies outside the physical-memory map"),
-            RootTaskError::Image(error) => write!(formatter, "the image is refused: {error:?}"),
+            RootTaskError::Image(error) => write!(formatter, "the image is refused: {error}"),
             RootTaskError::OutOfFrames => formatter.write_str("out of boot frames"),
             RootTaskError::NoRoot => formatter.write_str("no root thread"),
         }
@@ -114,6 +114,7 @@ impl Mapper<'_> {
 
 /// Copies `bytes` to physical `frame + offset` (inside one frame).
 fn copy_into(frame: PhysAddr, offset: u64, bytes: &[u8]) {
+    debug_assert!(offset + bytes.len() as u64 <= FRAME_SIZE);
     let Some(pointer) = physmap_pointer(frame.as_u64() + offset, bytes.len() as u64) else { return };
     // SAFETY: the frame is a boot frame this loader owns (not yet reachable
     // from ring 3), `offset + bytes.len()` stays inside it (the caller cuts
@@ -121,34 +122,22 @@ fn copy_into(frame: PhysAddr, offset: u64, bytes: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), pointer, bytes.len()) };
 }
 
-/// Loads the segments of `executable` from `image`.
-fn load_image(mapper: &mut Mapper<'_>, image: &[u8], executable: &Executable) -> Result<u64, RootTaskError> {
-    let mut loaded = 0;
-    for segment in &executable.segments {
-        let mut leaf_bits = if segment.is_writable() { entry::WRITABLE } else { 0 };
-        if !segment.is_executable() {
+/// Loads the segments of `executable` from `image`; returns the bytes of
+/// the image they hold.
+fn load_image(mapper: &mut Mapper<'_>, image: &[u8], executable: &Image) -> Result<u64, RootTaskError> {
+    let mut page_bytes = [0_u8; PAGE_BYTES];
+    for segment in executable.segments() {
+        let mut leaf_bits = if segment.permissions.write { entry::WRITABLE } else { 0 };
+        if !segment.permissions.execute {
             leaf_bits |= mapper.no_execute;
         }
-        let mut page = segment.first_page();
-        while page < segment.end_page() {
+        for page in (segment.first_page()..segment.page_end()).step_by(PAGE_BYTES) {
             let frame = mapper.map_new(page, leaf_bits)?;
-            // The part of the segment's file bytes that falls in this page.
-            let file_start = segment.address.max(page);
-            let file_end = (segment.address + segment.file_size).min(page + FRAME_SIZE);
-            if file_start < file_end {
-                let from = segment.file_offset + (file_start - segment.address);
-                let bytes = usize::try_from(from)
-                    .ok()
-                    .zip(usize::try_from(from + (file_end - file_start)).ok())
-                    .and_then(|(from, to)| image.get(from..to))
-                    .ok_or(RootTaskError::Image(ElfError::BadSegment))?;
-                copy_into(frame, file_start - page, bytes);
-                loaded += bytes.len() as u64;
-            }
-            page += FRAME_SIZE;
+            segment.fill_page(image, page, &mut page_bytes);
+            copy_into(frame, 0, &page_bytes);
         }
     }
-    Ok(loaded)
+    Ok(executable.segments().iter().map(|segment| segment.file_size).sum())
 }
 
 fn root_slot(cnode: PhysAddr, index: u64) -> Result<SlotRef, RootTaskError> {
@@ -159,7 +148,7 @@ fn root_slot(cnode: PhysAddr, index: u64) -> Result<SlotRef, RootTaskError> {
 /// root thread to run it. Returns the root thread.
 pub(crate) fn create(allocator: &mut FrameAllocator, module: PhysRange) -> Result<ThreadId, RootTaskError> {
     let image = module_bytes(module).ok_or(RootTaskError::Unreachable)?;
-    let executable = elf::parse(image, IMAGE_BASE, IMAGE_END).map_err(RootTaskError::Image)?;
+    let executable = elf::parse(image, Bounds { start: IMAGE_BASE, end: IMAGE_END }).map_err(RootTaskError::Image)?;
     // SAFETY: reading EFER has no side effects.
     let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
     let no_execute = if efer & (1 << 11) != 0 { entry::NO_EXECUTE } else { 0 };
@@ -235,8 +224,8 @@ pub(crate) fn create(allocator: &mut FrameAllocator, module: PhysRange) -> Resul
             "root task: {} bytes in {} segments at {:#x}, entry {:#x}; stack below {STACK_TOP:#x}, IPC buffer at \
              {IPC_BUFFER:#x}, info at {INFO_PAGE:#x}, free from {FIRST_FREE_ADDRESS:#x}",
             image_bytes,
-            executable.segments.len(),
-            executable.segments.first().map_or(0, |segment| segment.address),
+            executable.segments().len(),
+            executable.segments().first().map_or(0, |segment| segment.address),
             executable.entry
         );
         Ok(root)

@@ -1,0 +1,134 @@
+//! The root task on the real kernel: the standard kernel loads the Rust
+//! root-task image (components/root-task) from a boot module, builds its
+//! VSpace and runs it; the root task checks the kernel's ABI step by step
+//! through the ring-3 runtime (retype, mint, signal, its own page tables,
+//! a frame mapped, written and unmapped, a heap, an ASID pool, a child
+//! thread in a VSpace it builds, a call and a reply) and exits with 0,
+//! which is the machine's verdict. Under QEMU (-kernel, and the BIOS ISO
+//! through GRUB) and Bochs (Intel, through GRUB).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
+use bulkhead::image::{self, BootModule, DefaultEntry, IsoSpec};
+use bulkhead::{kernel_build, user_build};
+use common::*;
+
+/// Every step the root task reports, in order (`components/root-task`).
+const STEPS: [&str; 28] = [
+    "retype endpoint",
+    "retype notification",
+    "mint badged notification",
+    "signal badged copy",
+    "poll original",
+    "map page tables",
+    "retype frame",
+    "frame address",
+    "map frame",
+    "write and read back",
+    "unmap frame",
+    "heap",
+    "make asid pool",
+    "retype pml4",
+    "assign asid",
+    "retype reply, tcb and sched context",
+    "map child stack and ipc buffer",
+    "mint child endpoints",
+    "set space",
+    "set ipc buffer",
+    "set fault handler",
+    "write registers",
+    "set priority",
+    "configure sched context",
+    "bind sched context",
+    "resume child",
+    "child call",
+    "reply",
+];
+
+fn root_task_module() -> BootModule {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| user_build::build_root_task().unwrap_or_else(|error| panic!("{error}")));
+    BootModule { path: path.clone(), cmdline: "root-task".into() }
+}
+
+fn assert_root_task_passed(outcome: &RunOutcome) {
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the kernel hung");
+    assert!(!console.contains("!!! kernel"), "the root task caused a kernel exception or panic");
+    let mut expected = vec!["user root: root: started, 4 untypeds, first free slot 32".to_owned()];
+    expected.extend(STEPS.iter().map(|step| format!("user root: root: {step} ok")));
+    expected.push("user root: root: child replied".to_owned());
+    expected.push("root task: exited with code 0".to_owned());
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_lines_in_order(console, &expected);
+    assert!(!console.contains("failed"), "a step failed");
+    assert!(console.contains("boot complete: the root task finished"));
+    assert_eq!(outcome.final_status(), Some("success"));
+}
+
+#[test]
+fn the_root_task_runs_its_abi_self_test_on_the_kernel() {
+    let kernel = standard_kernel();
+    let boot = QemuBoot::Kernel {
+        elf: kernel.elf.clone(),
+        cmdline: "exit=emulator".into(),
+        modules: vec![root_task_module()],
+    };
+    let outcome = run_qemu(kernel, boot, QemuOptions::default(), KERNEL_BOOT_TIMEOUT);
+    assert_root_task_passed(&outcome);
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+    assert!(outcome.console.contains("root task: ") && outcome.console.contains("in 3 segments at 0x400000"));
+}
+
+fn root_task_iso() -> std::path::PathBuf {
+    let kernel = standard_kernel();
+    let iso = kernel_build::output_directory().join(format!("test-{}-root-task.iso", test_binary_name()));
+    let modules = [root_task_module()];
+    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &modules };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    iso
+}
+
+#[test]
+fn the_root_task_runs_from_the_iso_through_grub() {
+    let kernel = standard_kernel();
+    let iso = root_task_iso();
+    let boot = QemuBoot::Iso { iso, firmware: emulator::Firmware::Bios };
+    let outcome = run_qemu(kernel, boot, QemuOptions::default(), FIRMWARE_BOOT_TIMEOUT);
+    assert!(outcome.console.contains("via multiboot2"));
+    assert_root_task_passed(&outcome);
+}
+
+#[test]
+fn the_root_task_runs_in_bochs_on_intel() {
+    let kernel = standard_kernel();
+    let iso = root_task_iso();
+    let (command, log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    println!("Bochs log: {}", log.display());
+    assert!(outcome.console.contains("GenuineIntel"));
+    assert_root_task_passed(&outcome);
+}
+
+/// A module that is not a valid root-task image is refused with the
+/// reason, and the machine stops with a failure: nothing of it runs.
+#[test]
+fn a_bad_root_task_image_is_refused() {
+    let kernel = standard_kernel();
+    let directory = kernel_build::output_directory().join("test-modules");
+    std::fs::create_dir_all(&directory).expect("module directory");
+    let path = directory.join("not-an-elf.bin");
+    std::fs::write(&path, [0x42_u8; 256]).expect("module file");
+    let module = BootModule { path, cmdline: "root-task".into() };
+    let boot = QemuBoot::Kernel { elf: kernel.elf.clone(), cmdline: "exit=emulator".into(), modules: vec![module] };
+    let outcome = run_qemu(kernel, boot, QemuOptions::default(), KERNEL_BOOT_TIMEOUT);
+    assert!(outcome.console.contains("root task: cannot start: the image is refused: not an ELF file"));
+    assert!(!outcome.console.contains("user root"));
+    assert_eq!(outcome.final_status(), Some("failure"));
+}
