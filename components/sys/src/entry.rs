@@ -17,9 +17,13 @@ use crate::Sys;
 /// Names the binary's `main(&RootInfo, &mut Sys) -> u64` as the root
 /// task's entry. Use once, at the crate root of the binary:
 ///
-/// ```ignore
-/// bulkhead_sys::entry!(main);
-/// fn main(info: &RootInfo, sys: &mut Sys) -> u64 { 0 }
+/// ```
+/// use bulkhead_sys::{RootInfo, Sys};
+///
+/// fn root_main(_info: &RootInfo, _sys: &mut Sys) -> u64 {
+///     0
+/// }
+/// bulkhead_sys::entry!(root_main);
 /// ```
 #[macro_export]
 macro_rules! entry {
