@@ -3,7 +3,9 @@
 //! VSpace and runs it; the root task checks the kernel's ABI step by step
 //! through the ring-3 runtime (retype, mint, signal, its own page tables,
 //! a frame mapped, written and unmapped, a heap, an ASID pool, a child
-//! thread in a VSpace it builds, a call and a reply) and exits with 0,
+//! thread in a VSpace it builds, a call and a reply, then a revoke of 1000
+//! capabilities on a budget too small for it, which the kernel preempts and
+//! finishes later) and exits with 0,
 //! which is the machine's verdict. Under QEMU (-kernel, and the BIOS ISO
 //! through GRUB) and Bochs (Intel, through GRUB).
 
@@ -17,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 28] = [
+const STEPS: [&str; 33] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -46,6 +48,11 @@ const STEPS: [&str; 28] = [
     "resume child",
     "child call",
     "reply",
+    "retype a 1024-slot cnode",
+    "copy the endpoint 1000 times",
+    "put the root on a budget",
+    "revoke every copy",
+    "the copies are gone",
 ];
 
 fn root_task_module() -> BootModule {
@@ -59,13 +66,25 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     assert!(!outcome.timed_out, "the kernel hung");
     assert!(!console.contains("!!! kernel"), "the root task caused a kernel exception or panic");
     let mut expected = vec!["user root: root: started, 4 untypeds, first free slot 32".to_owned()];
-    expected.extend(STEPS.iter().map(|step| format!("user root: root: {step} ok")));
+    expected.extend(STEPS[..28].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("user root: root: child replied".to_owned());
+    expected.extend(STEPS[28..].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("root task: exited with code 0".to_owned());
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_lines_in_order(console, &expected);
     assert!(!console.contains("failed"), "a step failed");
     assert!(console.contains("boot complete: the root task finished"));
+    // The revoke of 1000 copies on a 20,000-tick budget ran past it: the
+    // kernel stopped it at a preemption point at least once.
+    let preempted = console
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("root task: ")?
+                .strip_suffix(" system calls stopped at a preemption point and continued later")
+        })
+        .and_then(|count| count.parse::<u64>().ok())
+        .expect("the kernel reports its preempted system calls");
+    assert!(preempted >= 1, "the long revoke was never preempted");
     assert_eq!(outcome.final_status(), Some("success"));
 }
 

@@ -151,6 +151,10 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
     match user::run_root_task(root) {
         Ok(ProgramEnd::Exited(0)) => {
             println!("root task: exited with code 0");
+            println!(
+                "root task: {} system calls stopped at a preemption point and continued later",
+                crate::arch::threads::preempted_calls()
+            );
             defmt::info!("boot complete: the root task finished");
             stop(ExitStatus::Success)
         }

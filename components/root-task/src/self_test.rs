@@ -30,6 +30,13 @@ const FAULT_BADGE: u64 = 0xfa;
 const CHILD_LABEL: u64 = 0x11;
 const CHILD_WORD: u64 = 41;
 const REPORT_LABEL: u64 = 0x12;
+/// The long revoke: copies of the endpoint in a CNode of 2^10 slots, and
+/// the budget the root gives itself for it (TSC ticks per period), small
+/// enough that the revoke cannot finish inside one budget.
+const REVOKE_RADIX: u64 = 10;
+const REVOKE_COPIES: u64 = 1000;
+const ROOT_BUDGET: u64 = 20_000;
+const ROOT_PERIOD: u64 = 100_000;
 /// What the root writes through its mapped frame.
 const PATTERN: u64 = 0x0123_4567_89ab_cdef;
 
@@ -194,7 +201,32 @@ impl Root<'_> {
         let vspace = step("retype pml4", self.retype::<kind::Pml4>(ObjectKind::Pml4, 0))?;
         step("assign asid", pool.assign(self.sys, vspace).map_err(Failure::from))?;
 
-        self.child(endpoint, notification)
+        self.child(endpoint, notification)?;
+        self.long_revoke(endpoint)
+    }
+
+    /// Fills a CNode with copies of `endpoint`, puts the root on a small
+    /// budget, and revokes every copy in one call: the kernel stops the
+    /// revoke at its preemption points when the budget runs out (it reports
+    /// how often at the end of the run) and finishes it later.
+    fn long_revoke(&mut self, endpoint: Cap<kind::Endpoint>) -> Result<(), Stopped> {
+        let cnode = step("retype a 1024-slot cnode", self.retype::<kind::CNode>(ObjectKind::CNode, REVOKE_RADIX))?;
+        let source = Slot::index(endpoint.cptr().0);
+        let copies = (0..REVOKE_COPIES).try_for_each(|index| {
+            cnode.copy(self.sys, Slot { index, depth: REVOKE_RADIX }, ROOT_CNODE, source, Rights::ALL)
+        });
+        step("copy the endpoint 1000 times", copies.map_err(Failure::from))?;
+        let budget = self.retype::<kind::SchedContext>(ObjectKind::SchedContext, 8).and_then(|context| {
+            SCHED_CONTROL.configure(self.sys, context, ROOT_BUDGET, ROOT_PERIOD)?;
+            ROOT_TCB.bind_sched_context(self.sys, context)?;
+            Ok(())
+        });
+        step("put the root on a budget", budget)?;
+        step("revoke every copy", ROOT_CNODE.revoke(self.sys, source).map_err(Failure::from))?;
+        // Every slot is empty again: a copy into the first one succeeds.
+        let empty = cnode.copy(self.sys, Slot { index: 0, depth: REVOKE_RADIX }, ROOT_CNODE, source, Rights::ALL);
+        step("the copies are gone", empty.map_err(Failure::from))?;
+        Ok(())
     }
 
     fn make_pool(&mut self) -> Result<Cap<kind::AsidPool>, Failure> {

@@ -76,7 +76,8 @@ pub(crate) enum DebugSyscall {
     /// Prints the low byte of RDI on the console. Output is collected into
     /// lines of at most [`threads::DEBUG_LINE_BYTES`] bytes, each printed
     /// with a `user: ` prefix (`user NAME: ` when several threads run); a
-    /// thread may print at most [`threads::DEBUG_LINES_PER_PROGRAM`] lines,
+    /// thread may print at most [`threads::DEBUG_LINES_PER_PROGRAM`] lines
+    /// ([`threads::DEBUG_LINES_PER_ROOT_TASK_THREAD`] in a root-task run),
     /// the rest is dropped. Returns 0 in RAX; other registers keep their
     /// values.
     DebugPutchar = 0x100,
@@ -460,15 +461,23 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
             Some(next) => (next, tsc()),
             None => {
                 // Each restart continues a long operation where the last one
-                // stopped. At each preemption point a pending timer
-                // interrupt wins: the thread goes back to ring 3 with its
-                // registers as they were and its SYSCALL (two bytes) to run
-                // again, the interrupt arrives at once, and when the thread
-                // runs again the call continues where it stopped.
+                // stopped. At each preemption point an expired budget or
+                // slice wins: the thread keeps its registers as they were,
+                // with its SYSCALL (two bytes) to run again, and the
+                // scheduler picks who runs now (as the timer interrupt
+                // would); when the thread runs again the call continues
+                // where it stopped.
                 while kernel_core::syscall::handle(kernel, &mut super::platform::Machine, thread, args).is_err() {
                     if super::timer::preemption_due() {
-                        context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
                         threads::count(&threads::COUNTERS.preempted_calls);
+                        context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
+                        threads::park_after_fault(&mut kernel.store, thread, *context);
+                        let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+                        let returns_from_call =
+                            threads::switch(&mut kernel.store, None, next, context).ok_or(Stopped::NothingToRun)?;
+                        if returns_from_call {
+                            threads::write_results(&kernel.store, next, context);
+                        }
                         return Ok(());
                     }
                 }

@@ -58,19 +58,25 @@ pub(crate) const MAX_USER_THREADS: usize = 8;
 pub(crate) const DEBUG_LINE_BYTES: usize = 256;
 /// How many lines one thread may print through `DEBUG_PUTCHAR`.
 pub(crate) const DEBUG_LINES_PER_PROGRAM: u32 = 32;
+/// How many lines a thread of a root-task run may print (a root task's
+/// report is long; a flood still ends).
+pub(crate) const DEBUG_LINES_PER_ROOT_TASK_THREAD: u32 = 1024;
 
 /// The state of `DEBUG_PUTCHAR` for one thread.
 struct DebugOutput {
     line: heapless::Vec<u8, DEBUG_LINE_BYTES>,
     lines_printed: u32,
     dropped_bytes: u64,
+    /// The most lines it prints.
+    limit: u32,
 }
 
 impl DebugOutput {
-    const EMPTY: DebugOutput = DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0 };
+    const EMPTY: DebugOutput =
+        DebugOutput { line: heapless::Vec::new(), lines_printed: 0, dropped_bytes: 0, limit: DEBUG_LINES_PER_PROGRAM };
 
     fn put(&mut self, prefix: Prefix, byte: u8) {
-        if self.lines_printed >= DEBUG_LINES_PER_PROGRAM {
+        if self.lines_printed >= self.limit {
             self.dropped_bytes = self.dropped_bytes.saturating_add(1);
             return;
         }
@@ -100,9 +106,9 @@ impl DebugOutput {
         crate::println!();
         self.line.clear();
         self.lines_printed += 1;
-        if self.lines_printed == DEBUG_LINES_PER_PROGRAM {
+        if self.lines_printed == self.limit {
             prefix.print();
-            crate::println!("(output limit of {DEBUG_LINES_PER_PROGRAM} lines reached: the rest is dropped)");
+            crate::println!("(output limit of {} lines reached: the rest is dropped)", self.limit);
         }
     }
 
@@ -113,7 +119,7 @@ impl DebugOutput {
         if self.dropped_bytes != 0 {
             crate::println!("user mode: {} bytes of program output dropped", self.dropped_bytes);
         }
-        *self = DebugOutput::EMPTY;
+        *self = DebugOutput { limit: self.limit, ..DebugOutput::EMPTY };
     }
 }
 
@@ -307,7 +313,7 @@ pub(crate) fn adopt(store: &impl ObjectStore, thread: ThreadId, name: &'static s
             ipc_buffer: 0,
             in_system_call: false,
             from_tcb: true,
-            output: DebugOutput::EMPTY,
+            output: DebugOutput { limit: DEBUG_LINES_PER_ROOT_TASK_THREAD, ..DebugOutput::EMPTY },
         };
         table.threads.push(entry).is_ok()
     })
@@ -505,6 +511,11 @@ pub(crate) struct PathCounters {
     pub(crate) thread_switches: AtomicU64,
     /// Long system calls stopped at a preemption point (to run again).
     pub(crate) preempted_calls: AtomicU64,
+}
+
+/// How many long system calls have stopped at a preemption point so far.
+pub(crate) fn preempted_calls() -> u64 {
+    COUNTERS.preempted_calls.load(Ordering::Relaxed)
 }
 
 /// The kernel's path counters. SWAPGS and WRMSR are not counted: the
