@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 33] = [
+const STEPS: [&str; 34] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -48,6 +48,7 @@ const STEPS: [&str; 33] = [
     "resume child",
     "child call",
     "reply",
+    "retype after revoke reuses the memory",
     "retype a 1024-slot cnode",
     "copy the endpoint 1000 times",
     "put the root on a budget",

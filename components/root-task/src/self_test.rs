@@ -202,7 +202,21 @@ impl Root<'_> {
         step("assign asid", pool.assign(self.sys, vspace).map_err(Failure::from))?;
 
         self.child(endpoint, notification)?;
+        step("retype after revoke reuses the memory", self.reuse_after_revoke())?;
         self.long_revoke(endpoint)
+    }
+
+    /// A 64 KiB untyped of its own: a frame from it, revoke the untyped
+    /// (the frame goes), a frame again: the same physical page.
+    fn reuse_after_revoke(&mut self) -> Result<(), Failure> {
+        let untyped = self.retype::<kind::Untyped>(ObjectKind::Untyped, 16)?;
+        let first = self.slots.take_one()?;
+        untyped.retype(self.sys, ObjectKind::Frame4K, 0, Destination::slots_of(ROOT_CNODE, first), 1)?;
+        let before = Cap::<kind::Frame>::new(first).get_address(self.sys)?;
+        ROOT_CNODE.revoke(self.sys, Slot::index(untyped.cptr().0))?;
+        untyped.retype(self.sys, ObjectKind::Frame4K, 0, Destination::slots_of(ROOT_CNODE, first), 1)?;
+        let after = Cap::<kind::Frame>::new(first).get_address(self.sys)?;
+        expect("the frame's address after the revoke", after, before)
     }
 
     /// Fills a CNode with copies of `endpoint`, puts the root on a small
