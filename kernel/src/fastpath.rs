@@ -62,11 +62,19 @@ fn is_running(store: &impl ObjectStore, scheduler: &Scheduler, thread: ThreadId)
     scheduler.current() == Some(thread) && store.tcb(thread).state == ThreadState::Runnable
 }
 
-/// Copies the first `length` message words from `from` to `to`.
+/// Copies the first `length` (at most [`REGISTER_MESSAGE_WORDS`]) message
+/// words from `from` to `to`. Word by word over the fixed four, so that
+/// no variable-length `memcpy` call is made for one or two words.
+#[inline(always)]
 fn copy_words(store: &mut impl ObjectStore, from: ThreadId, to: ThreadId, length: usize) {
-    let mut words = [0; REGISTER_MESSAGE_WORDS];
-    words[..length].copy_from_slice(&store.tcb(from).words[..length]);
-    store.tcb_mut(to).words[..length].copy_from_slice(&words[..length]);
+    let source = &store.tcb(from).words;
+    let words: [u64; REGISTER_MESSAGE_WORDS] = core::array::from_fn(|index| source[index]);
+    let destination = &mut store.tcb_mut(to).words;
+    for (index, word) in words.into_iter().enumerate() {
+        if index < length {
+            destination[index] = word;
+        }
+    }
 }
 
 /// Call on an endpoint with a receiver waiting: delivers the message,
