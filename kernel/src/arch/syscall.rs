@@ -105,6 +105,11 @@ impl DebugSyscall {
     }
 }
 
+/// How many extra capability addresses a message names at most (the IPC
+/// buffer's words between them and the receive slot).
+const EXTRA_CPTRS: usize = ipc::BUFFER_RECEIVE_CPTR - ipc::BUFFER_EXTRA_CPTRS;
+const_assert_eq!(EXTRA_CPTRS, 3);
+
 /// The length of the SYSCALL instruction (0F 05): a system call stopped
 /// at a preemption point runs again from `rip - SYSCALL_LENGTH`.
 const SYSCALL_LENGTH: u64 = 2;
@@ -367,7 +372,10 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
     threads::count(&threads::COUNTERS.syscalls);
     let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
     let mut returning = core::ptr::from_mut(context);
-    match DebugSyscall::decode(context.rax) {
+    // The kernel's own calls are numbered below the debugging ones: one
+    // compare sends them on.
+    let debug = if context.rax < DebugSyscall::DebugPutchar as u64 { None } else { DebugSyscall::decode(context.rax) };
+    match debug {
         Some(DebugSyscall::DebugPutchar) => {
             // The low byte, by definition of the call.
             let byte = context.rdi.to_le_bytes()[0];
@@ -458,22 +466,28 @@ fn kernel_system_call(context: &mut UserContext) -> Result<*mut UserContext, Sto
     crate::root::with_kernel(|kernel, _| {
         let thread = caller.ok_or(Stopped::NoThread)?;
         let info = MessageInfo::from_word(context.rsi);
-        let buffer = threads::ipc_buffer_of(&kernel.store, thread);
+        // Words 4..length, the extra capability addresses and the receive
+        // slot come from the IPC buffer, only when the call uses them (a
+        // short Call never looks the buffer up).
+        let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
+        let caps = usize::from(info.caps).min(EXTRA_CPTRS);
+        let receives = matches!(context.rax, number::RECV | number::NB_RECV | number::REPLY_RECV);
+        let buffer = if length > REGISTER_MESSAGE_WORDS || caps > 0 || receives {
+            threads::ipc_buffer_of(&kernel.store, thread)
+        } else {
+            None
+        };
         let tcb = kernel.store.tcb_mut(thread);
         tcb.words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&[context.r10, context.r8, context.r9, context.r15]);
-        // Words 4..length and the extra capability addresses come from the
-        // IPC buffer, only when the info word says they are used.
-        let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
         if let Some(words) = tcb.words.get_mut(REGISTER_MESSAGE_WORDS..length) {
             threads::read_ipc_buffer(buffer, REGISTER_MESSAGE_WORDS, words);
         }
-        tcb.extra_cptrs = [0; 3];
-        let caps = usize::from(info.caps).min(tcb.extra_cptrs.len());
+        tcb.extra_cptrs = [0; EXTRA_CPTRS];
         if let Some(cptrs) = tcb.extra_cptrs.get_mut(..caps) {
             threads::read_ipc_buffer(buffer, ipc::BUFFER_EXTRA_CPTRS, cptrs);
         }
         // A receive names where a transferred capability may land.
-        if matches!(context.rax, number::RECV | number::NB_RECV | number::REPLY_RECV) {
+        if receives {
             let mut receive = [0; 2];
             threads::read_ipc_buffer(buffer, ipc::BUFFER_RECEIVE_CPTR, &mut receive);
             let depth = u8::try_from(receive[1]).ok().filter(|depth| (1..=64).contains(depth));
