@@ -43,6 +43,7 @@ use crate::syscall::{Kernel, SyscallArgs, cspace_slot, number};
 /// guarded CNode whose guard and radix cover all 64 address bits (the
 /// common layout). Resolves to the same slot as the general lookup
 /// (`cspace::resolve` over 64 bits) whenever it returns a capability.
+#[inline(always)]
 fn lookup_single_level(store: &impl SlotStore, thread: ThreadId, cptr: u64) -> Option<Cap> {
     let Cap::CNode { base, radix_bits, guard, guard_bits } = store.slot(cspace_slot(thread)?).cap else {
         return None;
@@ -185,6 +186,7 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
 }
 
 /// Appends `receiver` to the endpoint's queue of receivers.
+#[inline(always)]
 fn block_receiving(store: &mut impl ObjectStore, receiver: ThreadId, endpoint: PhysAddr) {
     let mut queue = store.endpoint(endpoint).queue;
     queue.push_back(store, receiver);
