@@ -539,6 +539,7 @@ pub(crate) fn park_after_fault(store: &mut impl ObjectStore, thread: ThreadId, c
 /// Puts the results of `thread`'s system call (its TCB's message,
 /// `docs/abi.md`, "Registers") into its registers, and words 4 and up of a
 /// longer message into its IPC buffer.
+#[inline(always)]
 pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context: &mut UserContext) {
     let tcb = store.tcb(thread);
     context.rax = 0;
