@@ -60,7 +60,7 @@ fn lookup_single_level(store: &impl SlotStore, thread: ThreadId, cptr: u64) -> O
 
 /// Whether `thread` is the running, runnable thread.
 fn is_running(store: &impl ObjectStore, scheduler: &Scheduler, thread: ThreadId) -> bool {
-    scheduler.current() == Some(thread) && store.tcb(thread).state == ThreadState::Runnable
+    scheduler.current() == Some(thread) && matches!(store.tcb(thread).state, ThreadState::Runnable)
 }
 
 /// Copies the first `length` (at most [`REGISTER_MESSAGE_WORDS`]) message
@@ -156,7 +156,9 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
     let Reply { caller: Some(caller), receiver: None } = *store.reply(reply) else {
         return None;
     };
-    if store.tcb(caller).state != (ThreadState::BlockedOnReply { reply }) {
+    // A pattern rather than `!=`: the derived comparison is an out-of-line
+    // call on this path.
+    if !matches!(store.tcb(caller).state, ThreadState::BlockedOnReply { reply: waiting } if waiting == reply) {
         return None;
     }
     let Cap::Endpoint { object: endpoint, rights, .. } = lookup_single_level(store, replier, args.cptr)? else {
