@@ -391,7 +391,7 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
             threads::bench_mark(context.rdi);
             context.rax = 0;
         }
-        None => match kernel_system_call(context) {
+        None => match kernel_system_call(context, profiling) {
             Ok(next) => returning = next,
             Err(stopped) => {
                 if let Some(thread) = thread {
@@ -454,8 +454,8 @@ impl Stopped {
 /// switches to that thread if it is another, and puts the results of the
 /// thread that now returns (its TCB's message) into its registers. Returns
 /// the registers to go back to ring 3 with (`threads::switch_in_place`).
-fn kernel_system_call(context: &mut UserContext) -> Result<*mut UserContext, Stopped> {
-    let profiling = threads::profiling();
+/// `profiling`: the benchmark is measuring (read once per system call).
+fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut UserContext, Stopped> {
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
     // The caller, named before it is charged: if charging uses up its
     // budget, the scheduler takes it off the CPU, but the call it made still
