@@ -78,6 +78,7 @@ pub fn build_kernel(variant: KernelVariant) -> Result<KernelImage, Error> {
         .args(["build", "--release", "--package", "bulkhead-kernel", "--bin", "bulkhead-kernel"])
         .args(["--target", "x86_64-unknown-none", "--target-dir"])
         .arg(output_directory().join(variant.directory_name()))
+        .env("CARGO_PROFILE_RELEASE_LTO", "fat")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")

@@ -103,13 +103,19 @@ fn the_root_task_runs_its_abi_self_test_on_the_kernel() {
     assert!(outcome.console.contains("root task: ") && outcome.console.contains("in 3 segments at 0x400000"));
 }
 
+/// The ISO with the root task, built once per test binary run (the GRUB
+/// and Bochs tests share it and may run at the same time).
 fn root_task_iso() -> std::path::PathBuf {
-    let kernel = standard_kernel();
-    let iso = kernel_build::output_directory().join(format!("test-{}-root-task.iso", test_binary_name()));
-    let modules = [root_task_module()];
-    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &modules };
-    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    iso
+    static ISO: OnceLock<std::path::PathBuf> = OnceLock::new();
+    ISO.get_or_init(|| {
+        let kernel = standard_kernel();
+        let iso = kernel_build::output_directory().join(format!("test-{}-root-task.iso", test_binary_name()));
+        let modules = [root_task_module()];
+        let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &modules };
+        image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+        iso
+    })
+    .clone()
 }
 
 #[test]

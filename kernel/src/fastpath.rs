@@ -43,6 +43,7 @@ use crate::syscall::{Kernel, SyscallArgs, cspace_slot, number};
 /// guarded CNode whose guard and radix cover all 64 address bits (the
 /// common layout). Resolves to the same slot as the general lookup
 /// (`cspace::resolve` over 64 bits) whenever it returns a capability.
+#[inline(always)]
 fn lookup_single_level(store: &impl SlotStore, thread: ThreadId, cptr: u64) -> Option<Cap> {
     let Cap::CNode { base, radix_bits, guard, guard_bits } = store.slot(cspace_slot(thread)?).cap else {
         return None;
@@ -59,14 +60,22 @@ fn lookup_single_level(store: &impl SlotStore, thread: ThreadId, cptr: u64) -> O
 
 /// Whether `thread` is the running, runnable thread.
 fn is_running(store: &impl ObjectStore, scheduler: &Scheduler, thread: ThreadId) -> bool {
-    scheduler.current() == Some(thread) && store.tcb(thread).state == ThreadState::Runnable
+    scheduler.current() == Some(thread) && matches!(store.tcb(thread).state, ThreadState::Runnable)
 }
 
-/// Copies the first `length` message words from `from` to `to`.
+/// Copies the first `length` (at most [`REGISTER_MESSAGE_WORDS`]) message
+/// words from `from` to `to`. Word by word over the fixed four, so that
+/// no variable-length `memcpy` call is made for one or two words.
+#[inline(always)]
 fn copy_words(store: &mut impl ObjectStore, from: ThreadId, to: ThreadId, length: usize) {
-    let mut words = [0; REGISTER_MESSAGE_WORDS];
-    words[..length].copy_from_slice(&store.tcb(from).words[..length]);
-    store.tcb_mut(to).words[..length].copy_from_slice(&words[..length]);
+    let source = &store.tcb(from).words;
+    let words: [u64; REGISTER_MESSAGE_WORDS] = core::array::from_fn(|index| source[index]);
+    let destination = &mut store.tcb_mut(to).words;
+    for (index, word) in words.into_iter().enumerate() {
+        if index < length {
+            destination[index] = word;
+        }
+    }
 }
 
 /// Call on an endpoint with a receiver waiting: delivers the message,
@@ -147,7 +156,9 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
     let Reply { caller: Some(caller), receiver: None } = *store.reply(reply) else {
         return None;
     };
-    if store.tcb(caller).state != (ThreadState::BlockedOnReply { reply }) {
+    // A pattern rather than `!=`: the derived comparison is an out-of-line
+    // call on this path.
+    if !matches!(store.tcb(caller).state, ThreadState::BlockedOnReply { reply: waiting } if waiting == reply) {
         return None;
     }
     let Cap::Endpoint { object: endpoint, rights, .. } = lookup_single_level(store, replier, args.cptr)? else {
@@ -177,6 +188,7 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
 }
 
 /// Appends `receiver` to the endpoint's queue of receivers.
+#[inline(always)]
 fn block_receiving(store: &mut impl ObjectStore, receiver: ThreadId, endpoint: PhysAddr) {
     let mut queue = store.endpoint(endpoint).queue;
     queue.push_back(store, receiver);

@@ -112,7 +112,13 @@ impl Scheduler {
 
     /// The highest priority with a ready thread.
     #[must_use]
+    #[inline(always)]
     pub fn highest_ready_priority(&self) -> Option<u8> {
+        // Usually nothing is ready (the IPC fast path asks on every call):
+        // one test of all four words first.
+        if self.bitmap.iter().fold(0, |any, word| any | word) == 0 {
+            return None;
+        }
         let (index, word) = self.bitmap.iter().enumerate().rev().find(|(_, word)| **word != 0)?;
         // index < 4 and the bit index < 64: the sum is below 256.
         u8::try_from(index * 64 + (63 - word.leading_zeros() as usize)).ok()
@@ -126,6 +132,7 @@ impl Scheduler {
 
     /// Whether the thread has budget to run (threads without a scheduling
     /// context always do).
+    #[inline(always)]
     pub(crate) fn has_budget(store: &impl ObjectStore, thread: ThreadId) -> bool {
         store.tcb(thread).sched_context.is_none_or(|context| store.sched_context(context).remaining > 0)
     }
@@ -285,6 +292,7 @@ impl Scheduler {
     /// picks when the running thread blocks: it has budget (so it goes into
     /// its ready queue, not the release queue) and every ready thread has a
     /// strictly lower priority (so its queue is empty and it comes first).
+    #[inline(always)]
     pub(crate) fn runs_next_when_woken(&self, store: &impl ObjectStore, thread: ThreadId) -> bool {
         let priority = store.tcb(thread).priority;
         Self::has_budget(store, thread) && self.highest_ready_priority().is_none_or(|highest| highest < priority)

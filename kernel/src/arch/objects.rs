@@ -57,7 +57,7 @@
 //! [`crate::root`] only creates untypeds there. An address outside it is a
 //! kernel bug and panics.
 
-use core::mem::size_of;
+use core::mem::{align_of, size_of};
 
 use kernel_core::cap::object::{SLOT_BITS, TCB_SLOTS};
 use kernel_core::cap::{ObjectKind, Slot, SlotRef, SlotStore};
@@ -67,6 +67,7 @@ use kernel_core::sched::SchedContext;
 use kernel_core::store::ObjectStore;
 use kernel_core::vspace::{AsidPool, ENTRIES};
 
+use super::boot::PHYSMAP_BYTES;
 use super::paging::physmap_pointer;
 
 /// Where a TCB's [`Tcb`] value starts, after its capability slots.
@@ -95,18 +96,35 @@ impl PhysStore {
 /// A pointer to a `T` at physical `address`, through the physical-memory
 /// map. Panics if the object does not lie inside the map or is misaligned
 /// for `T` (a kernel bug: see the module documentation).
-#[inline]
+///
+/// This is on every object access of the system-call path, so the check
+/// is two compares (the map's bound less the object's size is a constant)
+/// and the panics live out of line in [`bad_object_address`].
+#[inline(always)]
 fn object_pointer<T>(address: u64) -> *mut T {
-    let Some(pointer) = physmap_pointer(address, size_of::<T>() as u64) else {
-        panic!("kernel object at {address:#x} lies outside the physical-memory map");
-    };
-    let pointer = pointer.cast::<T>();
-    if !pointer.is_aligned() {
-        panic!("kernel object at {address:#x} is misaligned");
+    let highest = PHYSMAP_BYTES - size_of::<T>() as u64;
+    if address > highest || !address.is_multiple_of(align_of::<T>() as u64) {
+        bad_object_address(address, size_of::<T>() as u64);
     }
-    pointer
+    // The physical-memory map's base is 4 KiB aligned, so the pointer is as
+    // aligned as the address (checked above).
+    let Some(pointer) = physmap_pointer(address, size_of::<T>() as u64) else {
+        bad_object_address(address, size_of::<T>() as u64);
+    };
+    pointer.cast::<T>()
 }
 
+/// The panic of [`object_pointer`], kept off the hot path.
+#[cold]
+#[inline(never)]
+fn bad_object_address(address: u64, size: u64) -> ! {
+    if physmap_pointer(address, size).is_none() {
+        panic!("kernel object at {address:#x} lies outside the physical-memory map");
+    }
+    panic!("kernel object at {address:#x} is misaligned");
+}
+
+#[inline(always)]
 fn tcb_address(thread: ThreadId) -> u64 {
     thread.address().as_u64() + TCB_STATE_OFFSET
 }
@@ -134,7 +152,7 @@ fn write_empty_slots(base: u64, count: u64) {
 /// living at the address `$address` computes from the argument.
 macro_rules! accessors {
     ($get:ident, $get_mut:ident, $argument:ident: $argument_type:ty, $type:ty, $address:expr) => {
-        #[inline]
+        #[inline(always)]
         fn $get(&self, $argument: $argument_type) -> &$type {
             let pointer = object_pointer::<$type>($address);
             // SAFETY: by the core's invariant (module documentation, 1 and
@@ -144,7 +162,7 @@ macro_rules! accessors {
             unsafe { &*pointer }
         }
 
-        #[inline]
+        #[inline(always)]
         fn $get_mut(&mut self, $argument: $argument_type) -> &mut $type {
             let pointer = object_pointer::<$type>($address);
             // SAFETY: as above; the `&mut self` receiver makes this the only

@@ -7,13 +7,16 @@
 //! RIP in RCX and RFLAGS in R11, and clears the RFLAGS bits named in FMASK;
 //! it does not switch stacks. [`syscall_entry`](self) therefore:
 //!
-//! 1. parks the user RSP in a scratch word and loads the top of the
-//!    kernel-entry stack (the same stack the TSS names as RSP0, so that
-//!    exceptions from ring 3 land there too);
-//! 2. pushes every user register as a [`UserContext`];
-//! 3. calls [`syscall_dispatch`] with a pointer to it, which may replace
-//!    the context with another thread's (`threads::switch`: the scheduler
-//!    picked another thread) before it returns;
+//! 1. parks the user RSP in a scratch word and points RSP at the end of
+//!    the running thread's save area (`threads::SaveAreas`; outside a run
+//!    of the thread table, the top of the kernel-entry stack);
+//! 2. pushes every user register there, which fills in a [`UserContext`];
+//! 3. moves to the kernel-entry stack (the same stack the TSS names as
+//!    RSP0, so that exceptions from ring 3 land there too) and calls
+//!    [`syscall_dispatch`] with a pointer to the context; it returns the
+//!    context to go back with: the same one, or another thread's save
+//!    area when the scheduler picked another (`threads::switch_in_place`),
+//!    so a thread switch copies no registers;
 //! 4. returns to ring 3 with SYSRETQ, or with IRETQ when the saved RIP is
 //!    not a lower-half (user) address.
 //!
@@ -57,9 +60,10 @@
 
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
-use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS};
+use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, ThreadId};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
@@ -101,6 +105,11 @@ impl DebugSyscall {
         }
     }
 }
+
+/// How many extra capability addresses a message names at most (the IPC
+/// buffer's words between them and the receive slot).
+const EXTRA_CPTRS: usize = ipc::BUFFER_RECEIVE_CPTR - ipc::BUFFER_EXTRA_CPTRS;
+const_assert_eq!(EXTRA_CPTRS, 3);
 
 /// The length of the SYSCALL instruction (0F 05): a system call stopped
 /// at a preemption point runs again from `rip - SYSCALL_LENGTH`.
@@ -212,6 +221,10 @@ unsafe extern "C" {
     static kernel_entry_stack_bottom: u8;
     static kernel_entry_stack_top: u8;
     static kernel_entry_stack_guard: u8;
+    /// Where the entry stub saves the next system call's registers: the
+    /// end of the running thread's save area (`threads::SaveAreas`), or the
+    /// top of the kernel-entry stack.
+    static syscall_save_area_top: AtomicU64;
     /// Saves the callee-saved registers and the stack pointer (for
     /// [`resume_kernel`]) and enters ring 3 with `context`'s registers.
     /// Returns when [`resume_kernel`] is called.
@@ -222,6 +235,21 @@ unsafe extern "C" {
     /// Abandons the current stack and returns to ring 3 with IRETQ and
     /// `context`'s registers.
     fn resume_user_context(context: *const UserContext) -> !;
+}
+
+/// Makes the entry stub save the next system call's registers in the 144
+/// bytes below `top` (the end of a thread's save area, `threads`).
+pub(crate) fn set_save_area_top(top: u64) {
+    // SAFETY: the word is the stub's `.data` variable, an aligned u64 that
+    // only this module and the stub (which runs with interrupts off, never
+    // at the same time as Rust code) touch.
+    unsafe { syscall_save_area_top.store(top, Ordering::Relaxed) };
+}
+
+/// Makes the entry stub save the registers on the kernel-entry stack
+/// again (its top 144 bytes, which the Rust code then never uses).
+pub(crate) fn reset_save_area_top() {
+    set_save_area_top(core::ptr::addr_of!(kernel_entry_stack_top) as u64);
 }
 
 /// The kernel-entry stack's address range, for the backtrace walker.
@@ -332,17 +360,23 @@ pub(crate) unsafe fn resume_user(context: &UserContext) -> ! {
     unsafe { resume_user_context(&raw const context) }
 }
 
-/// The Rust side of every SYSCALL. Returns to the stub, which goes back to
-/// ring 3 with the (updated) context: the calling thread's, or another
-/// thread's when the scheduler picks another. `THREAD_EXIT` ends the
-/// calling thread; the run ends when no thread can run.
+/// The Rust side of every SYSCALL. `context` is where the stub saved the
+/// caller's registers (its save area, or the kernel-entry stack). Returns
+/// the registers the stub goes back to ring 3 with: `context` (updated),
+/// or another thread's save area when the scheduler picks another
+/// (`threads::switch_in_place`). `THREAD_EXIT` ends the calling thread; the
+/// run ends when no thread can run.
 #[unsafe(no_mangle)]
-extern "C" fn syscall_dispatch(context: &mut UserContext) {
+extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext {
     let profiling = threads::profiling();
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
     threads::count(&threads::COUNTERS.syscalls);
     let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
-    match DebugSyscall::decode(context.rax) {
+    let mut returning = core::ptr::from_mut(context);
+    // The kernel's own calls are numbered below the debugging ones: one
+    // compare sends them on.
+    let debug = if context.rax < DebugSyscall::DebugPutchar as u64 { None } else { DebugSyscall::decode(context.rax) };
+    match debug {
         Some(DebugSyscall::DebugPutchar) => {
             // The low byte, by definition of the call.
             let byte = context.rdi.to_le_bytes()[0];
@@ -358,23 +392,30 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) {
             threads::bench_mark(context.rdi);
             context.rax = 0;
         }
-        None => {
-            if let Err(stopped) = kernel_system_call(context) {
+        None => match kernel_system_call(context, profiling) {
+            Ok(next) => returning = next,
+            Err(stopped) => {
                 if let Some(thread) = thread {
                     threads::finish_output(thread);
                 }
                 crate::println!("{}", stopped.message());
                 super::user::end_program(super::user::ProgramEnd::Blocked);
             }
-        }
+        },
     }
-    context.rflags = sanitize_user_rflags(context.rflags);
+    // SAFETY: `returning` is `context` or the save area `switch_in_place`
+    // returned for the next thread; `context` is not used below, so this is
+    // the only reference into those registers, and nothing changes the
+    // thread table before the stub has read them.
+    let returning = unsafe { &mut *returning };
+    returning.rflags = sanitize_user_rflags(returning.rflags);
     // In a preemptive run, re-arm the timer for whichever thread returns.
     super::timer::redispatch_if_active();
-    count_return(context);
+    count_return(returning);
     if profiling {
         threads::profile(threads::Phase::Dispatch, super::cpu::read_tsc().wrapping_sub(entered));
     }
+    returning
 }
 
 /// Counts the way the stub will return with `context` (the same test as
@@ -412,9 +453,10 @@ impl Stopped {
 /// otherwise runs `kernel_core::syscall::handle` (again while it reports
 /// `Preempted`) and asks the scheduler who runs next,
 /// switches to that thread if it is another, and puts the results of the
-/// thread that now returns (its TCB's message) into its registers.
-fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
-    let profiling = threads::profiling();
+/// thread that now returns (its TCB's message) into its registers. Returns
+/// the registers to go back to ring 3 with (`threads::switch_in_place`).
+/// `profiling`: the benchmark is measuring (read once per system call).
+fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut UserContext, Stopped> {
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
     // The caller, named before it is charged: if charging uses up its
     // budget, the scheduler takes it off the CPU, but the call it made still
@@ -425,22 +467,28 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
     crate::root::with_kernel(|kernel, _| {
         let thread = caller.ok_or(Stopped::NoThread)?;
         let info = MessageInfo::from_word(context.rsi);
-        let buffer = threads::ipc_buffer_of(&kernel.store, thread);
+        // Words 4..length, the extra capability addresses and the receive
+        // slot come from the IPC buffer, only when the call uses them (a
+        // short Call never looks the buffer up).
+        let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
+        let caps = usize::from(info.caps).min(EXTRA_CPTRS);
+        let receives = matches!(context.rax, number::RECV | number::NB_RECV | number::REPLY_RECV);
+        let buffer = if length > REGISTER_MESSAGE_WORDS || caps > 0 || receives {
+            threads::ipc_buffer_of(&kernel.store, thread)
+        } else {
+            None
+        };
         let tcb = kernel.store.tcb_mut(thread);
         tcb.words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&[context.r10, context.r8, context.r9, context.r15]);
-        // Words 4..length and the extra capability addresses come from the
-        // IPC buffer, only when the info word says they are used.
-        let length = usize::from(info.length).min(MAX_MESSAGE_WORDS);
         if let Some(words) = tcb.words.get_mut(REGISTER_MESSAGE_WORDS..length) {
             threads::read_ipc_buffer(buffer, REGISTER_MESSAGE_WORDS, words);
         }
-        tcb.extra_cptrs = [0; 3];
-        let caps = usize::from(info.caps).min(tcb.extra_cptrs.len());
+        tcb.extra_cptrs = [0; EXTRA_CPTRS];
         if let Some(cptrs) = tcb.extra_cptrs.get_mut(..caps) {
             threads::read_ipc_buffer(buffer, ipc::BUFFER_EXTRA_CPTRS, cptrs);
         }
         // A receive names where a transferred capability may land.
-        if matches!(context.rax, number::RECV | number::NB_RECV | number::REPLY_RECV) {
+        if receives {
             let mut receive = [0; 2];
             threads::read_ipc_buffer(buffer, ipc::BUFFER_RECEIVE_CPTR, &mut receive);
             let depth = u8::try_from(receive[1]).ok().filter(|depth| (1..=64).contains(depth));
@@ -471,39 +519,64 @@ fn kernel_system_call(context: &mut UserContext) -> Result<(), Stopped> {
                     if super::timer::preemption_due() {
                         threads::count(&threads::COUNTERS.preempted_calls);
                         context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
-                        threads::park_after_fault(&mut kernel.store, thread, *context);
                         let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
-                        let returns_from_call =
-                            threads::switch(&mut kernel.store, None, next, context).ok_or(Stopped::NothingToRun)?;
-                        if returns_from_call {
-                            threads::write_results(&kernel.store, next, context);
+                        if next == thread {
+                            // Its registers as they are: the SYSCALL again.
+                            return Ok(core::ptr::from_mut(context));
                         }
-                        return Ok(());
+                        let (returns_from_call, returning) =
+                            threads::switch_in_place(&mut kernel.store, Some(thread), next, context)
+                                .ok_or(Stopped::NothingToRun)?;
+                        // The caller's registers were kept unchanged: no
+                        // results go into them when it runs again.
+                        threads::restart_system_call(thread);
+                        if returns_from_call {
+                            write_results_to(&kernel.store, next, context, returning);
+                        }
+                        return Ok(returning);
                     }
                 }
                 let handled = tsc();
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }
         };
-        let (next, returns_from_call) = match threads::switch(&mut kernel.store, Some(thread), next, context) {
-            Some(returns_from_call) => (next, returns_from_call),
-            None => {
-                // Only after the fast path: a thread without a user context
-                // is stopped as `next_runnable` would, and another one runs.
-                let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
-                // `next_thread` returns only threads the table knows.
-                (next, threads::switch(&mut kernel.store, Some(thread), next, context).ok_or(Stopped::NothingToRun)?)
-            }
-        };
+        let (next, (returns_from_call, returning)) =
+            match threads::switch_in_place(&mut kernel.store, Some(thread), next, context) {
+                Some(switched) => (next, switched),
+                None => {
+                    // Only after the fast path: a thread without a user
+                    // context is stopped as `next_runnable` would, and
+                    // another one runs.
+                    let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+                    // `next_thread` returns only threads the table knows.
+                    let switched = threads::switch_in_place(&mut kernel.store, Some(thread), next, context);
+                    (next, switched.ok_or(Stopped::NothingToRun)?)
+                }
+            };
         if returns_from_call {
-            threads::write_results(&kernel.store, next, context);
+            write_results_to(&kernel.store, next, context, returning);
         }
         if profiling {
             threads::profile(threads::Phase::Handle, handled.wrapping_sub(entered));
             threads::profile(threads::Phase::Switch, super::cpu::read_tsc().wrapping_sub(handled));
         }
-        Ok(())
+        Ok(returning)
     })
+}
+
+/// Writes `next`'s system-call results into the registers it returns with:
+/// `returning`, which is either `context` or `next`'s own save area.
+#[inline(always)]
+fn write_results_to(store: &impl ObjectStore, next: ThreadId, context: &mut UserContext, returning: *mut UserContext) {
+    if core::ptr::eq(returning, context) {
+        threads::write_results(store, next, context);
+    } else {
+        // SAFETY: `returning` is `next`'s save area, not `context`
+        // (compared), and no other reference into it exists
+        // (`threads::SaveAreas`); `write_results` does not change the
+        // thread table.
+        threads::write_results(store, next, unsafe { &mut *returning });
+    }
 }
 
 // The entry stub, the two ways back to ring 3, and the kernel-entry stack.
@@ -515,7 +588,10 @@ global_asm!(
 syscall_entry:
     /* CPL 0, IF clear, RSP still the user's: park it, take the kernel's. */
     mov qword ptr [rip + syscall_user_rsp], rsp
-    lea rsp, [rip + kernel_entry_stack_top]
+    /* Save into the running thread's save area (threads::SaveAreas), or
+       the top of the kernel-entry stack when no thread of the table runs;
+       pushing from its end fills in a UserContext. */
+    mov rsp, qword ptr [rip + syscall_save_area_top]
     push qword ptr [rip + syscall_user_rsp]      /* rsp */
     push r11                                     /* rflags */
     push rcx                                     /* rip */
@@ -535,10 +611,13 @@ syscall_entry:
     push rbx
     push rax
     mov rdi, rsp
+    /* The kernel-entry stack below its top context-sized block (which the
+       registers may occupy): the same alignment as a push from the top. */
+    lea rsp, [rip + kernel_entry_stack_top - {context_bytes}]
     call syscall_dispatch
-    mov rax, rsp
-    /* Back to ring 3 with the context at RAX: SYSRETQ if RIP is a
-       lower-half address, otherwise IRETQ (see the module documentation). */
+    /* Back to ring 3 with the context at RAX (syscall_dispatch returned
+       it): SYSRETQ if RIP is a lower-half address, otherwise IRETQ (see
+       the module documentation). */
     mov rcx, qword ptr [rax + {rip}]
     shr rcx, 47
     jnz return_to_user_iretq
@@ -629,6 +708,12 @@ resume_kernel_context:
     pop rbp
     ret
 
+    .section .data.syscall_entry, "aw", @progbits
+    .balign 8
+    .global syscall_save_area_top
+syscall_save_area_top:
+    .quad kernel_entry_stack_top
+
     .section .bss.syscall_entry, "aw", @nobits
     .balign 8
 syscall_user_rsp:
@@ -670,4 +755,5 @@ kernel_entry_stack_top:
     user_cs = const USER_CODE_SELECTOR,
     kernel_data = const gdt::KERNEL_DATA,
     stack_bytes = const KERNEL_ENTRY_STACK_BYTES,
+    context_bytes = const size_of::<UserContext>(),
 );

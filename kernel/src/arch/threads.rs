@@ -20,10 +20,13 @@
 //!
 //! **Switching.** After every system call (and after a thread exits or
 //! faults) the kernel asks the scheduler who runs (`Scheduler::schedule`).
-//! If that is another thread, [`switch`] saves the running thread's
-//! registers into its entry, copies the next thread's registers into the
-//! context the entry stub returns with, and writes CR3 only when the next
-//! thread's address space differs from the loaded one. The stub then
+//! If that is another thread, [`switch_in_place`] leaves the running
+//! thread's registers in its save area (where the entry stub saved them,
+//! [`SaveAreas`]), names the next thread's save area for the stub to
+//! return from and to save into at its next system call, and writes CR3
+//! only when the next thread's address space differs from the loaded one.
+//! The timer and fault paths use [`switch`], which also copies the next
+//! thread's registers into the context they return with. The stub then
 //! returns as always (SYSRETQ for a lower-half RIP, otherwise IRETQ), so
 //! every check of that path applies to every thread. A thread switch after
 //! a user fault returns through IRETQ (`syscall::resume_user`).
@@ -142,8 +145,11 @@ struct UserThread {
     thread: ThreadId,
     /// The program's name.
     name: &'static str,
-    /// Its registers while it is not running.
-    context: UserContext,
+    /// Its save area in [`SAVE_AREAS`]: its registers while it is not
+    /// running, and where the entry stub saves them when it makes a system
+    /// call (a thread made by user space keeps them in its TCB while it is
+    /// off the CPU instead).
+    area: usize,
     /// Its address space (the PML4's physical address).
     cr3: u64,
     /// Its IPC buffer's physical address (a page of its address space).
@@ -200,6 +206,57 @@ impl Table {
     fn entry(&mut self, thread: ThreadId) -> Option<&mut UserThread> {
         self.threads.iter_mut().find(|entry| entry.thread == thread)
     }
+
+    /// A save area no thread of the table uses (there is one per table
+    /// entry, so there is one whenever the table has room).
+    fn free_area(&self) -> Option<usize> {
+        (0..MAX_USER_THREADS).find(|area| self.threads.iter().all(|entry| entry.area != *area))
+    }
+}
+
+/// The threads' register save areas (see [`UserThread::area`]).
+///
+/// **Why the entry stub saves into them.** A system call that switches
+/// threads would otherwise copy the caller's 18 registers from the kernel
+/// stack into its entry and the next thread's out of its entry onto the
+/// stack (two 144-byte copies per switch). Instead the stub pushes the
+/// registers straight into the running thread's area (its top is in
+/// `syscall_save_area_top`, which [`switch`] sets whenever it puts a thread
+/// on the CPU), and returns to ring 3 from whichever area
+/// `syscall_dispatch` names: a switch between two of the table's threads
+/// copies nothing. Outside a run the stub saves on the kernel-entry stack
+/// as before ([`reset_save_area`]).
+///
+/// **Aliasing.** The areas are outside [`Table`], so `with_table`'s `&mut
+/// Table` never covers them. While a system call runs, `syscall_dispatch`
+/// holds the one `&mut UserContext` into the caller's area; the code here
+/// touches another area only through raw pointers, and the caller's own
+/// area only through that reference (`switch` compares addresses first).
+struct SaveAreas(UnsafeCell<[UserContext; MAX_USER_THREADS]>);
+
+// SAFETY: one CPU, interrupts off (as for `TableCell`); the areas are
+// reached as described above, never concurrently.
+unsafe impl Sync for SaveAreas {}
+
+static SAVE_AREAS: SaveAreas = SaveAreas(UnsafeCell::new([UserContext::ZERO; MAX_USER_THREADS]));
+
+/// A pointer to save area `area` (below `MAX_USER_THREADS`: every `area`
+/// of an entry is).
+fn area_pointer(area: usize) -> *mut UserContext {
+    debug_assert!(area < MAX_USER_THREADS);
+    SAVE_AREAS.0.get().cast::<UserContext>().wrapping_add(area)
+}
+
+/// Makes the entry stub save the next system call's registers into `area`.
+fn use_save_area(area: *mut UserContext) {
+    let top = area.wrapping_add(1) as u64;
+    super::syscall::set_save_area_top(top);
+}
+
+/// Makes the entry stub save on the kernel-entry stack again (no thread
+/// of the table is running).
+fn reset_save_area() {
+    super::syscall::reset_save_area_top();
 }
 
 /// Starts a run: forgets every earlier thread. `named`: several threads
@@ -207,6 +264,7 @@ impl Table {
 pub(crate) fn begin_run(cr3: u64, named: bool, benchmark: bool) {
     with_table(|table| {
         table.threads.clear();
+        reset_save_area();
         table.loaded_cr3 = cr3;
         table.named = named;
         table.benchmark = benchmark;
@@ -241,10 +299,15 @@ pub(crate) fn unload_vspace(vspace: u64) {
 /// table is full.
 pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr3: u64, ipc_buffer: u64) -> bool {
     with_table(|table| {
+        let Some(area) = table.free_area() else { return false };
+        // SAFETY: no entry uses the area, so no reference into it exists
+        // (the running thread's, if any, is in its own area); the pointer
+        // is inside `SAVE_AREAS` and aligned.
+        unsafe { area_pointer(area).write(context) };
         let entry = UserThread {
             thread,
             name,
-            context,
+            area,
             cr3,
             ipc_buffer,
             in_system_call: false,
@@ -264,6 +327,7 @@ pub(crate) fn end_run() {
             entry.output.finish(Prefix(named.then_some(entry.name)));
         }
         table.threads.clear();
+        reset_save_area();
         table.named = false;
         table.benchmark = false;
     });
@@ -305,10 +369,13 @@ pub(crate) fn adopt(store: &impl ObjectStore, thread: ThreadId, name: &'static s
         if table.entry(thread).is_some() {
             return true;
         }
+        // Nothing is written into the area: its registers come from its TCB
+        // each time it is put on the CPU.
+        let Some(area) = table.free_area() else { return false };
         let entry = UserThread {
             thread,
             name,
-            context: UserContext::default(),
+            area,
             cr3: 0,
             ipc_buffer: 0,
             in_system_call: false,
@@ -379,33 +446,67 @@ pub(crate) fn switch(
     next: ThreadId,
     context: &mut UserContext,
 ) -> Option<bool> {
+    let (returns_from_call, area) = switch_in_place(store, leaving, next, context)?;
+    if !core::ptr::eq(area, context) {
+        // SAFETY: `area` is `next`'s save area (not `context`, compared
+        // above), inside `SAVE_AREAS` and aligned; no reference into it
+        // exists (see `SaveAreas`).
+        *context = unsafe { area.read() };
+    }
+    Some(returns_from_call)
+}
+
+/// [`switch`] for the system-call path, which returns to ring 3 from any
+/// save area: `next`'s registers stay where they are, and the returned
+/// pointer names them (`context` itself when `next` is the leaving thread).
+/// The pointer is valid until the next call into this module that changes
+/// the table.
+pub(crate) fn switch_in_place(
+    store: &mut impl ObjectStore,
+    leaving: Option<ThreadId>,
+    next: ThreadId,
+    context: &mut UserContext,
+) -> Option<(bool, *mut UserContext)> {
     with_table(|table| {
         if leaving == Some(next) {
-            return Some(true);
+            return Some((true, core::ptr::from_mut(context)));
         }
         if let Some(leaving) = leaving
             && let Some(entry) = table.entry(leaving)
         {
+            let area = area_pointer(entry.area);
             if entry.from_tcb {
                 store.tcb_mut(leaving).registers = *context;
-            } else {
-                entry.context = *context;
+            } else if !core::ptr::eq(area, context) {
+                // SAFETY: `area` is not `context` (compared) and no other
+                // reference into it exists (see `SaveAreas`); it is inside
+                // `SAVE_AREAS` and aligned.
+                unsafe { area.write(*context) };
             }
             entry.in_system_call = true;
         }
         let loaded_cr3 = table.loaded_cr3;
         let entry = table.entry(next)?;
+        let area = area_pointer(entry.area);
         let cr3 = if entry.from_tcb {
             // Its TCB says where it runs, now; a thread whose VSpace or IPC
             // buffer went is not run.
             let (cr3, _) = spaces_from_tcb(store, next)?;
-            *context = store.tcb(next).registers;
+            let registers = store.tcb(next).registers;
+            if core::ptr::eq(area, context) {
+                // The leaving thread's area was freed and handed to `next`.
+                *context = registers;
+            } else {
+                // SAFETY: as above: another area than `context`, with no
+                // reference into it.
+                unsafe { area.write(registers) };
+            }
             cr3
         } else {
-            *context = entry.context;
             entry.cr3
         };
         let returns_from_call = core::mem::replace(&mut entry.in_system_call, false);
+        use_save_area(area);
         if cr3 != loaded_cr3 {
             // SAFETY: `cr3` is the PML4 of a user address space built by
             // `user` for this run (it lives until the run ends), or the PML4
@@ -418,8 +519,19 @@ pub(crate) fn switch(
             count(&COUNTERS.cr3_writes);
         }
         count(&COUNTERS.thread_switches);
-        Some(returns_from_call)
+        Some((returns_from_call, area))
     })
+}
+
+/// `thread` left the kernel with its system call to run again (it stopped
+/// at a preemption point): its saved registers are as it made the call, so
+/// none of its call's results go into them when it runs next.
+pub(crate) fn restart_system_call(thread: ThreadId) {
+    with_table(|table| {
+        if let Some(entry) = table.entry(thread) {
+            entry.in_system_call = false;
+        }
+    });
 }
 
 /// Keeps `thread`'s registers as they were at a fault it sent to its
@@ -431,7 +543,10 @@ pub(crate) fn park_after_fault(store: &mut impl ObjectStore, thread: ThreadId, c
             if entry.from_tcb {
                 store.tcb_mut(thread).registers = context;
             } else {
-                entry.context = context;
+                // SAFETY: the fault and timer paths that call this hold no
+                // reference into a save area; the pointer is inside
+                // `SAVE_AREAS` and aligned.
+                unsafe { area_pointer(entry.area).write(context) };
             }
             entry.in_system_call = false;
         }
@@ -441,6 +556,7 @@ pub(crate) fn park_after_fault(store: &mut impl ObjectStore, thread: ThreadId, c
 /// Puts the results of `thread`'s system call (its TCB's message,
 /// `docs/abi.md`, "Registers") into its registers, and words 4 and up of a
 /// longer message into its IPC buffer.
+#[inline(always)]
 pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context: &mut UserContext) {
     let tcb = store.tcb(thread);
     context.rax = 0;

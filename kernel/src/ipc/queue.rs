@@ -25,6 +25,7 @@ impl Queue {
     }
 
     /// Appends `thread` (which must be in no queue).
+    #[inline(always)]
     pub fn push_back(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
         let links = &mut store.tcb_mut(thread).queue_links;
         links.previous = self.tail;
@@ -65,6 +66,7 @@ impl Queue {
     }
 
     /// Removes and returns the first thread.
+    #[inline(always)]
     pub fn pop_front(&mut self, store: &mut impl ObjectStore) -> Option<ThreadId> {
         let head = self.head?;
         self.remove(store, head);
@@ -72,6 +74,7 @@ impl Queue {
     }
 
     /// Removes `thread`, which must be in this queue.
+    #[inline(always)]
     pub fn remove(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
         let links = store.tcb(thread).queue_links;
         match links.previous {
