@@ -26,6 +26,10 @@ fn share_per_mille(console: &str, name: &str) -> u64 {
 fn assert_temporal_isolation(outcome: &RunOutcome, timer_mode: &str) {
     let console = &outcome.console;
     assert!(!outcome.timed_out, "the run timed out: the spinner kept the CPU?");
+    // The spinner checks RCX and R11 after every preemption, however it was
+    // resumed (a SYSRET into a thread the timer preempted would lose them).
+    assert!(!console.contains("registers lost"), "a preempted thread got RCX/R11 back wrong");
+    assert!(!console.contains("pd-spinner exited"), "the spinner never ends on its own");
     assert!(console.contains(&format!("legacy PIC masked, timer {timer_mode}")), "expected the {timer_mode} timer");
     let spinner = share_per_mille(console, "pd-spinner");
     let counter = share_per_mille(console, "pd-counter");

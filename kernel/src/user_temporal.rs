@@ -11,8 +11,8 @@
 //!
 //! | thread | priority | scheduling context | program |
 //! | --- | ---: | --- | --- |
-//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | forever: a system call (Yield), then 1,000 loop iterations; its budget runs out in ring 3 and in the kernel alike, and a call made after it ran out still completes (the thread then waits for its refill) |
-//! | `pd-counter` | 1 | [`PERIOD`] in every [`PERIOD`] (the whole CPU) | counts loop iterations for [`COUNTER_RUN_TICKS`] TSC ticks (RDI), prints the count in hex, exits |
+//! | `pd-spinner` | 200 | [`SPINNER_BUDGET`] in every [`PERIOD`] (20 %) | forever: a system call (Yield), then 1,000 loop iterations in RCX and R11 that check each other (a thread preempted in ring 3 and resumed through another thread's system call must get RCX and R11 back, which SYSRET would overwrite: it prints "registers lost" and exits otherwise); its budget runs out in ring 3 and in the kernel alike, and a call made after it ran out still completes (the thread then waits for its refill) |
+//! | `pd-counter` | 1 | [`PERIOD`] in every [`PERIOD`] (the whole CPU) | counts loop iterations for [`COUNTER_RUN_TICKS`] TSC ticks (RDI), with a Yield every 4,096, prints the count in hex, exits |
 //!
 //! Times are TSC ticks (under `-icount shift=0`, instructions). The run
 //! ends when `pd-counter` exits, although the spinner could still run; the
@@ -196,11 +196,38 @@ core::arch::global_asm!(
 temporal_spinner:
     mov eax, 10                         /* Yield: returns to ring 3 through SYSRET */
     syscall
-    mov ecx, 1000                       /* then a little computing */
+    /* Then a little computing in RCX and R11, the two registers SYSRET
+       overwrites: R11 always holds RCX + 0x5a5a. Preempted anywhere here,
+       the thread must get both back as they were, whichever path resumes
+       it (the timer's IRETQ, or another thread's system call). */
+    mov ecx, 1000
+    lea r11, [rcx + 0x5a5a]
 temporal_spinner_loop:
+    lea rax, [rcx + 0x5a5a]
+    cmp rax, r11
+    jne temporal_spinner_lost
     dec ecx
+    lea r11, [rcx + 0x5a5a]
+    test ecx, ecx
     jnz temporal_spinner_loop
     jmp temporal_spinner
+temporal_spinner_lost:
+    lea rbx, [rip + temporal_spinner_text]
+temporal_spinner_print:
+    movzx edi, byte ptr [rbx]
+    test edi, edi
+    jz temporal_spinner_exit
+    mov eax, 0x100
+    syscall
+    inc rbx
+    jmp temporal_spinner_print
+temporal_spinner_exit:
+    mov edi, 1
+    mov eax, 0x101
+    syscall
+    ud2
+temporal_spinner_text:
+    .asciz "registers lost across a preemption\n"
 temporal_spinner_end:
 
     /* RDI: how many TSC ticks to count for. */
@@ -213,6 +240,14 @@ temporal_counter:
     xor r13d, r13d                      /* iterations */
 temporal_counter_loop:
     inc r13
+    /* A Yield every 4096 iterations: the spinner's refill is then often
+       noticed on this system call, whose path resumes the preempted
+       spinner. */
+    test r13d, 0xfff
+    jnz temporal_counter_time
+    mov eax, 10
+    syscall
+temporal_counter_time:
     rdtsc
     shl rdx, 32
     or rax, rdx

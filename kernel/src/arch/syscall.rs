@@ -60,7 +60,7 @@
 
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
 use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, ThreadId};
@@ -110,6 +110,22 @@ impl DebugSyscall {
 /// buffer's words between them and the receive slot).
 const EXTRA_CPTRS: usize = ipc::BUFFER_RECEIVE_CPTR - ipc::BUFFER_EXTRA_CPTRS;
 const_assert_eq!(EXTRA_CPTRS, 3);
+
+/// Set when the thread the system-call path returns to did not leave ring
+/// 3 through SYSCALL (a timer interrupt or a fault parked it, or it stopped
+/// at a preemption point and another thread's call resumes it): its RCX and
+/// R11 hold live values, which SYSRETQ would overwrite with RIP and RFLAGS,
+/// so the stub returns with IRETQ, restoring every register, and clears
+/// the flag.
+#[unsafe(no_mangle)]
+static SYSCALL_RETURN_FULL: AtomicBool = AtomicBool::new(false);
+
+/// The thread about to return from the system-call path was parked, not
+/// in a system call: it must get every register back (see
+/// [`SYSCALL_RETURN_FULL`]).
+pub(crate) fn return_with_every_register() {
+    SYSCALL_RETURN_FULL.store(true, Ordering::Relaxed);
+}
 
 /// The length of the SYSCALL instruction (0F 05): a system call stopped
 /// at a preemption point runs again from `rip - SYSCALL_LENGTH`.
@@ -532,6 +548,8 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                         threads::restart_system_call(thread);
                         if returns_from_call {
                             write_results_to(&kernel.store, next, context, returning);
+                        } else {
+                            return_with_every_register();
                         }
                         return Ok(returning);
                     }
@@ -555,6 +573,8 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
             };
         if returns_from_call {
             write_results_to(&kernel.store, next, context, returning);
+        } else {
+            return_with_every_register();
         }
         if profiling {
             threads::profile(threads::Phase::Handle, handled.wrapping_sub(entered));
@@ -616,8 +636,11 @@ syscall_entry:
     lea rsp, [rip + kernel_entry_stack_top - {context_bytes}]
     call syscall_dispatch
     /* Back to ring 3 with the context at RAX (syscall_dispatch returned
-       it): SYSRETQ if RIP is a lower-half address, otherwise IRETQ (see
-       the module documentation). */
+       it): IRETQ for a thread that did not enter through SYSCALL (every
+       register back, RCX and R11 included), else SYSRETQ if RIP is a
+       lower-half address, otherwise IRETQ (see the module documentation). */
+    cmp byte ptr [rip + {return_full}], 0
+    jne syscall_return_full
     mov rcx, qword ptr [rax + {rip}]
     shr rcx, 47
     jnz return_to_user_iretq
@@ -639,6 +662,8 @@ syscall_entry:
     mov rax, qword ptr [rax + {rax}]
     sysretq
 
+syscall_return_full:
+    mov byte ptr [rip + {return_full}], 0
     /* RAX points at a UserContext; RSP is a kernel stack. */
 return_to_user_iretq:
     push {user_ss}
@@ -756,4 +781,5 @@ kernel_entry_stack_top:
     kernel_data = const gdt::KERNEL_DATA,
     stack_bytes = const KERNEL_ENTRY_STACK_BYTES,
     context_bytes = const size_of::<UserContext>(),
+    return_full = sym SYSCALL_RETURN_FULL,
 );

@@ -673,6 +673,9 @@ fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<Thre
         let returns_from_call = threads::switch(&mut kernel.store, None, next, context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, context);
+        } else {
+            // `context` goes back through the system-call stub.
+            syscall::return_with_every_register();
         }
         Some(next)
     });
