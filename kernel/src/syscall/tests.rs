@@ -515,3 +515,69 @@ fn a_blocked_senders_capability_is_looked_up_at_delivery() {
     assert_eq!((received.info.label, received.info.caps, received.message()), (0x21, 0, &[5][..]));
     assert!(system.kernel.store.slot(SlotRef::in_cnode(server_cnode(&system), 5).expect("slot")).cap.is_null());
 }
+
+/// Every refusal of the TCB and SchedControl invocations, each with the
+/// code `docs/abi.md` gives it; nothing changes when one is refused.
+#[test]
+fn every_tcb_and_sched_control_error() {
+    let mut system = build();
+    let root = system.root();
+    let call = |system: &mut System, cptr: u64, label: u64, words: &[u64], extra: &[u64]| {
+        system.syscall(root, number::CALL, cptr, label, words, extra, 0)
+    };
+    let code = SyscallError::code;
+    let tcb = R_TCB + 1;
+    // SetSpace: a missing capability, a non-CNode, replacing the last
+    // capability to a CNode (its contents would go: a long operation).
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_SPACE, &[], &[]), code(SyscallError::TruncatedMessage));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_SPACE, &[], &[R_ENDPOINT]), code(SyscallError::InvalidCapability));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_SPACE, &[], &[99]), code(SyscallError::InvalidCapability));
+    // The root lets go of the client's CNode: the copy in the client's TCB
+    // is the last capability to it.
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_GUARDED + 1, 64], &[]);
+    let capabilities =
+        |system: &System| system.kernel.store.occupied().map(|(at, slot)| (at, *slot)).collect::<Vec<_>>();
+    let before = capabilities(&system);
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_SPACE, &[], &[R_GUARDED]), code(SyscallError::RevokeFirst));
+    assert_eq!(capabilities(&system), before, "a refused SetSpace changes no capability");
+    // SetPriority and SetMaxPriority: no word, no authority, a non-TCB
+    // authority, above 255, above the authority's ceiling.
+    for label in [label::TCB_SET_PRIORITY, label::TCB_SET_MAX_PRIORITY] {
+        assert_eq!(call(&mut system, tcb, label, &[], &[R_ROOT_TCB]), code(SyscallError::TruncatedMessage));
+        assert_eq!(call(&mut system, tcb, label, &[5], &[]), code(SyscallError::TruncatedMessage));
+        assert_eq!(call(&mut system, tcb, label, &[5], &[R_ENDPOINT]), code(SyscallError::InvalidCapability));
+        assert_eq!(call(&mut system, tcb, label, &[256], &[R_ROOT_TCB]), code(SyscallError::RangeError));
+        assert_eq!(call(&mut system, tcb, label, &[200], &[R_TCB + 2]), code(SyscallError::RangeError));
+    }
+    // BindSchedContext: no capability, not a scheduling context, one that
+    // is bound already.
+    assert_eq!(call(&mut system, tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[]), code(SyscallError::TruncatedMessage));
+    assert_eq!(
+        call(&mut system, tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[R_NOTIFICATION]),
+        code(SyscallError::InvalidCapability)
+    );
+    assert_eq!(
+        call(&mut system, tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[R_SCHED_CONTEXT + 1]),
+        code(SyscallError::IllegalOperation)
+    );
+    // SetFaultHandler: an endpoint without WRITE.
+    system.root_call(
+        R_SELF,
+        cnode_label::CNODE_COPY,
+        &[60, 64, R_ENDPOINT, 64, u64::from(Rights::READ.bits())],
+        &[R_SELF],
+    );
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_FAULT_HANDLER, &[], &[60]), code(SyscallError::InvalidCapability));
+    // A label no TCB understands; SchedControl with a TCB label, with too
+    // few words, with a non-scheduling-context capability.
+    assert_eq!(call(&mut system, tcb, 999, &[], &[]), code(SyscallError::IllegalOperation));
+    assert_eq!(call(&mut system, R_SCHED_CONTROL, label::TCB_RESUME, &[], &[]), code(SyscallError::IllegalOperation));
+    assert_eq!(
+        call(&mut system, R_SCHED_CONTROL, label::SCHED_CONTROL_CONFIGURE, &[1_000], &[R_SCHED_CONTEXT]),
+        code(SyscallError::TruncatedMessage)
+    );
+    assert_eq!(
+        call(&mut system, R_SCHED_CONTROL, label::SCHED_CONTROL_CONFIGURE, &[1_000, 2_000], &[R_TCB]),
+        code(SyscallError::InvalidCapability)
+    );
+}
