@@ -54,8 +54,12 @@ pub(crate) const IPC_BUFFER_WORDS: usize = 512;
 static_assertions::const_assert!(kernel_core::ipc::BUFFER_RECEIVE_DEPTH < IPC_BUFFER_WORDS);
 static_assertions::const_assert_eq!(IPC_BUFFER_WORDS as u64 * 8, FRAME_SIZE);
 
-/// The most user threads one run may have.
+/// The most threads with kernel-built address spaces one run may have
+/// (the fault-injection kernel's test programs).
 pub(crate) const MAX_USER_THREADS: usize = 8;
+/// The most threads the kernel runs at once: the kernel-built ones and
+/// those user space makes (each has a table entry and a save area).
+pub(crate) const MAX_RUNNING_THREADS: usize = 32;
 
 /// The longest line `DEBUG_PUTCHAR` collects before it prints.
 pub(crate) const DEBUG_LINE_BYTES: usize = 256;
@@ -166,7 +170,7 @@ struct UserThread {
 }
 
 struct Table {
-    threads: heapless::Vec<UserThread, MAX_USER_THREADS>,
+    threads: heapless::Vec<UserThread, MAX_RUNNING_THREADS>,
     /// The address space in CR3 while a run is in progress.
     loaded_cr3: u64,
     /// Several threads run: their output lines and ends name them.
@@ -210,7 +214,7 @@ impl Table {
     /// A save area no thread of the table uses (there is one per table
     /// entry, so there is one whenever the table has room).
     fn free_area(&self) -> Option<usize> {
-        (0..MAX_USER_THREADS).find(|area| self.threads.iter().all(|entry| entry.area != *area))
+        (0..MAX_RUNNING_THREADS).find(|area| self.threads.iter().all(|entry| entry.area != *area))
     }
 }
 
@@ -232,18 +236,18 @@ impl Table {
 /// holds the one `&mut UserContext` into the caller's area; the code here
 /// touches another area only through raw pointers, and the caller's own
 /// area only through that reference (`switch` compares addresses first).
-struct SaveAreas(UnsafeCell<[UserContext; MAX_USER_THREADS]>);
+struct SaveAreas(UnsafeCell<[UserContext; MAX_RUNNING_THREADS]>);
 
 // SAFETY: one CPU, interrupts off (as for `TableCell`); the areas are
 // reached as described above, never concurrently.
 unsafe impl Sync for SaveAreas {}
 
-static SAVE_AREAS: SaveAreas = SaveAreas(UnsafeCell::new([UserContext::ZERO; MAX_USER_THREADS]));
+static SAVE_AREAS: SaveAreas = SaveAreas(UnsafeCell::new([UserContext::ZERO; MAX_RUNNING_THREADS]));
 
-/// A pointer to save area `area` (below `MAX_USER_THREADS`: every `area`
+/// A pointer to save area `area` (below `MAX_RUNNING_THREADS`: every `area`
 /// of an entry is).
 fn area_pointer(area: usize) -> *mut UserContext {
-    debug_assert!(area < MAX_USER_THREADS);
+    debug_assert!(area < MAX_RUNNING_THREADS);
     SAVE_AREAS.0.get().cast::<UserContext>().wrapping_add(area)
 }
 
