@@ -541,7 +541,7 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                             return Ok(core::ptr::from_mut(context));
                         }
                         let (returns_from_call, returning) =
-                            threads::switch_in_place(&mut kernel.store, Some(thread), next, context)
+                            threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context)
                                 .ok_or(Stopped::NothingToRun)?;
                         // The caller's registers were kept unchanged: no
                         // results go into them when it runs again.
@@ -559,7 +559,7 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
             }
         };
         let (next, (returns_from_call, returning)) =
-            match threads::switch_in_place(&mut kernel.store, Some(thread), next, context) {
+            match threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context) {
                 Some(switched) => (next, switched),
                 None => {
                     // Only after the fast path: a thread without a user
@@ -567,7 +567,8 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                     // another one runs.
                     let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
                     // `next_thread` returns only threads the table knows.
-                    let switched = threads::switch_in_place(&mut kernel.store, Some(thread), next, context);
+                    let switched =
+                        threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context);
                     (next, switched.ok_or(Stopped::NothingToRun)?)
                 }
             };

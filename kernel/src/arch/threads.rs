@@ -37,11 +37,12 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel_core::cap::{Cap, FrameSize, PageTableLevel};
+use kernel_core::cap::{Cap, FrameSize, MappedAt, PageTableLevel};
 use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, ThreadId};
 use kernel_core::memory::FRAME_SIZE;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{ipc_buffer_slot, vspace_slot};
+use kernel_core::vspace::AsidTable;
 
 use super::paging::physmap_pointer;
 
@@ -348,16 +349,28 @@ pub(crate) fn is_known(thread: ThreadId) -> bool {
 }
 
 /// The address space and IPC buffer a thread made by user space runs with:
-/// the PML4 in its TCB's slot 2 (which must have an ASID) and the frame in
-/// slot 3.
-fn spaces_from_tcb(store: &impl ObjectStore, thread: ThreadId) -> Option<(u64, u64)> {
+/// the PML4 in its TCB's slot 2 and the frame in slot 3. The PML4's ASID
+/// must still name it: once its ASID is gone (its pool deleted), unmapping
+/// through that VSpace no longer works, so its mappings could outlive
+/// their frames, and the CPU must never use it again (seL4 switches such a
+/// thread to the kernel's tables; here it is not run).
+fn spaces_from_tcb(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> Option<(u64, u64)> {
     let vspace = store.slot(vspace_slot(thread)?).cap;
     let buffer = store.slot(ipc_buffer_slot(thread)?).cap;
     match (vspace, buffer) {
         (
-            Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(_) },
+            Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) },
             Cap::Frame { base, size: FrameSize::Small, .. },
-        ) => Some((object.as_u64(), base.as_u64())),
+        ) if asids.vspace(store, asid) == Some(object) => Some((object.as_u64(), base.as_u64())),
+        _ => None,
+    }
+}
+
+/// The IPC buffer frame in a thread's TCB slot 3 (alive while that
+/// capability is).
+fn ipc_buffer_from_tcb(store: &impl ObjectStore, thread: ThreadId) -> Option<u64> {
+    match store.slot(ipc_buffer_slot(thread)?).cap {
+        Cap::Frame { base, size: FrameSize::Small, .. } => Some(base.as_u64()),
         _ => None,
     }
 }
@@ -365,8 +378,8 @@ fn spaces_from_tcb(store: &impl ObjectStore, thread: ThreadId) -> Option<(u64, u
 /// Takes `thread`, which user space made and set up through its TCB (a
 /// VSpace, an IPC buffer, registers), into the table so that it can run.
 /// Returns false if it lacks one of them or the table is full.
-pub(crate) fn adopt(store: &impl ObjectStore, thread: ThreadId, name: &'static str) -> bool {
-    if spaces_from_tcb(store, thread).is_none() {
+pub(crate) fn adopt(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId, name: &'static str) -> bool {
+    if spaces_from_tcb(store, asids, thread).is_none() {
         return false;
     }
     with_table(|table| {
@@ -406,7 +419,7 @@ pub(crate) fn forget(thread: ThreadId) {
 pub(crate) fn ipc_buffer_of(store: &impl ObjectStore, thread: ThreadId) -> Option<u64> {
     match with_table(|table| table.entry(thread).map(|entry| (entry.from_tcb, entry.ipc_buffer)))? {
         (false, buffer) => Some(buffer),
-        (true, _) => spaces_from_tcb(store, thread).map(|(_, buffer)| buffer),
+        (true, _) => ipc_buffer_from_tcb(store, thread),
     }
 }
 
@@ -446,11 +459,12 @@ pub(crate) fn finish_output(thread: ThreadId) {
 /// `None` if the kernel has no context for `next`.
 pub(crate) fn switch(
     store: &mut impl ObjectStore,
+    asids: &AsidTable,
     leaving: Option<ThreadId>,
     next: ThreadId,
     context: &mut UserContext,
 ) -> Option<bool> {
-    let (returns_from_call, area) = switch_in_place(store, leaving, next, context)?;
+    let (returns_from_call, area) = switch_in_place(store, asids, leaving, next, context)?;
     if !core::ptr::eq(area, context) {
         // SAFETY: `area` is `next`'s save area (not `context`, compared
         // above), inside `SAVE_AREAS` and aligned; no reference into it
@@ -467,6 +481,7 @@ pub(crate) fn switch(
 /// the table.
 pub(crate) fn switch_in_place(
     store: &mut impl ObjectStore,
+    asids: &AsidTable,
     leaving: Option<ThreadId>,
     next: ThreadId,
     context: &mut UserContext,
@@ -495,7 +510,7 @@ pub(crate) fn switch_in_place(
         let cr3 = if entry.from_tcb {
             // Its TCB says where it runs, now; a thread whose VSpace or IPC
             // buffer went is not run.
-            let (cr3, _) = spaces_from_tcb(store, next)?;
+            let (cr3, _) = spaces_from_tcb(store, asids, next)?;
             let registers = store.tcb(next).registers;
             if core::ptr::eq(area, context) {
                 // The leaving thread's area was freed and handed to `next`.

@@ -442,7 +442,7 @@ fn preempt(frame: &mut TrapFrame) {
             }
             let mut context = UserContext::default();
             // `next_runnable` returns only threads the table knows.
-            if threads::switch(&mut kernel.store, None, next, &mut context) == Some(true) {
+            if threads::switch(&mut kernel.store, &kernel.asids, None, next, &mut context) == Some(true) {
                 threads::write_results(&kernel.store, next, &mut context);
             }
             with_run(|run| run.switches += 1);

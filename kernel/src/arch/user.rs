@@ -429,10 +429,12 @@ pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
     threads::begin_run(kernel_root, true, false);
     let mut context = UserContext::default();
     let started = crate::root::with_kernel(|kernel, _| {
-        if !threads::adopt(&kernel.store, root, "root") || kernel.scheduler.schedule(&mut kernel.store) != Some(root) {
+        if !threads::adopt(&kernel.store, &kernel.asids, root, "root")
+            || kernel.scheduler.schedule(&mut kernel.store) != Some(root)
+        {
             return None;
         }
-        threads::switch(&mut kernel.store, None, root, &mut context)
+        threads::switch(&mut kernel.store, &kernel.asids, None, root, &mut context)
     });
     if started.is_none() {
         threads::end_run();
@@ -577,7 +579,7 @@ fn run(
     // A thread that has not run yet: its registers are loaded as they are.
     let started = crate::root::with_kernel(|kernel, _| {
         let first = next_runnable(kernel)?;
-        threads::switch(&mut kernel.store, None, first, &mut context)
+        threads::switch(&mut kernel.store, &kernel.asids, None, first, &mut context)
     });
     if started.is_none() {
         if ends_with.is_some() {
@@ -631,7 +633,7 @@ pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> 
     loop {
         let next = kernel.scheduler.schedule(&mut kernel.store)?;
         // A thread user space set up through its TCB joins the run.
-        if threads::is_known(next) || threads::adopt(&kernel.store, next, "pd") {
+        if threads::is_known(next) || threads::adopt(&kernel.store, &kernel.asids, next, "pd") {
             return Some(next);
         }
         println!("user mode: thread {:#x} has no user context: stopped", next.address().as_u64());
@@ -670,7 +672,7 @@ fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<Thre
             return None;
         }
         let next = timer::next_thread(kernel)?;
-        let returns_from_call = threads::switch(&mut kernel.store, None, next, context)?;
+        let returns_from_call = threads::switch(&mut kernel.store, &kernel.asids, None, next, context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, context);
         } else {
@@ -774,7 +776,7 @@ fn send_fault_to_handler(frame: &TrapFrame) -> Option<UserContext> {
         threads::park_after_fault(&mut kernel.store, thread, context_of(frame));
         let next = timer::next_thread(kernel)?;
         let mut context = UserContext::default();
-        let returns_from_call = threads::switch(&mut kernel.store, None, next, &mut context)?;
+        let returns_from_call = threads::switch(&mut kernel.store, &kernel.asids, None, next, &mut context)?;
         if returns_from_call {
             threads::write_results(&kernel.store, next, &mut context);
         }
