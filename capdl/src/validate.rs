@@ -367,6 +367,8 @@ pub fn check_physical_ranges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
             ranges.push((base, end, format!("device `{}`", device.name.text), device.shared.is_some(), &mmio.span));
         }
     }
+    // Report each overlap at whichever range is written later.
+    ranges.sort_by_key(|range| (range.4.line, range.4.column));
     for (index, (start, end, owner, shared, span)) in ranges.iter().enumerate() {
         let earlier = ranges[..index]
             .iter()
@@ -565,7 +567,7 @@ pub fn check_core_budgets(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
         let divisor = gcd(sum, product).max(1);
         (*numerator, *denominator) = (sum / divisor, product / divisor);
         if *numerator > *denominator && reported.insert(core.value) {
-            let percent = *numerator * 100 / *denominator;
+            let percent = numerator.saturating_mul(100) / *denominator;
             errors.push(Diagnostic::new(
                 &core.span,
                 format!(
@@ -611,7 +613,9 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     "give each guest its own memory regions",
                 ));
             }
-            let Some(region) = model.region(&memory.text) else { continue };
+            // Without both servers named (reported above) there is no
+            // rule to hold the mappings to.
+            let Some(region) = model.region(&memory.text).filter(|_| servers.len() == 2) else { continue };
             for mapping in &region.mappings {
                 let domain = mapping.domain.text.as_str();
                 let exposed =
