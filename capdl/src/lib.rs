@@ -14,11 +14,13 @@ pub mod diagnostic;
 pub mod graph;
 pub mod lexer;
 pub mod parser;
+pub mod report;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Span};
 pub use graph::{FlowEdge, FlowGraph};
 pub use parser::parse;
+pub use report::domain_report;
 pub use validate::validate;
 
 /// Parses and validates the manifest `text` read from `file`.

@@ -115,6 +115,7 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_badges(&model, &mut errors);
     check_core_budgets(&model, &mut errors);
     check_guests(&model, &mut errors);
+    check_duplicate_flows(&model, &mut errors);
     let graph = flow_graph(&model);
     check_flows(&model, &graph, &mut errors);
     if errors.is_empty() {
@@ -487,7 +488,13 @@ pub fn check_rights(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     for region in model.regions() {
         let granted = region.rights.as_ref().map_or(read_write, |rights| rights.value);
         for mapping in &region.mappings {
-            if !mapping.rights.value.within(granted) {
+            if !mapping.rights.value.read {
+                errors.push(Diagnostic::new(
+                    &mapping.rights.span,
+                    format!("`{}` maps `{}` without `r`", mapping.domain.text, region.name.text),
+                    "the kernel maps frames only with READ (docs/abi.md, Frame::Map): add `r`",
+                ));
+            } else if !mapping.rights.value.within(granted) {
                 errors.push(Diagnostic::new(
                     &mapping.rights.span,
                     format!(
@@ -632,6 +639,30 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 }
             }
         }
+        let mut devices: Vec<&str> = Vec::new();
+        let mut served: Vec<&(Name, Name)> = guest.disks.iter().chain(&guest.nics).collect();
+        served.sort_by_key(|(device, _)| (device.span.line, device.span.column));
+        for (device, channel) in served {
+            if devices.contains(&device.text.as_str()) {
+                errors.push(Diagnostic::new(
+                    &device.span,
+                    format!("guest `{name}` has two disks or NICs called `{}`", device.text),
+                    "give each of the guest's disks and NICs its own name",
+                ));
+            }
+            devices.push(&device.text);
+            let Some(Item::Channel(served_by)) = model.items.get(channel.text.as_str()) else { continue };
+            let reaches_servers = served_by.connections.iter().any(|connection| {
+                servers.contains(&connection.from.text.as_str()) || servers.contains(&connection.to.text.as_str())
+            });
+            if servers.len() == 2 && !reaches_servers {
+                errors.push(Diagnostic::new(
+                    &channel.span,
+                    format!("channel `{}` for `{}` connects neither `{}` nor `{}`", channel.text, device.text, servers[0], servers[1]),
+                    format!("a guest's disks and NICs are served over a channel of its VMM or VMX; add a connection to `{}`", channel.text),
+                ));
+            }
+        }
         for (region, _) in &guest.exposures {
             if !guest.memory.iter().any(|memory| memory.text == region.text) {
                 errors.push(Diagnostic::new(
@@ -698,6 +729,29 @@ pub fn flow_graph(model: &Model<'_>) -> FlowGraph {
         }
     }
     graph
+}
+
+/// No flow is declared twice (`a <-> b` counts as `a -> b` and `b -> a`),
+/// so that removing one declaration removes the permission.
+pub fn check_duplicate_flows(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut declared: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for item in &model.manifest.items {
+        let Item::Flow(flow) = item else { continue };
+        let mut pairs = vec![(flow.from.text.as_str(), flow.to.text.as_str())];
+        if flow.both_ways {
+            pairs.push((flow.to.text.as_str(), flow.from.text.as_str()));
+        }
+        for (from, to) in pairs {
+            if let Some(line) = declared.insert((from, to), flow.span.line) {
+                errors.push(Diagnostic::new(
+                    &flow.span,
+                    format!("flow `{from}` -> `{to}` is already declared"),
+                    format!("line {line} declares it; remove one of the two"),
+                ));
+                break;
+            }
+        }
+    }
 }
 
 /// Every flow in the graph is declared by a `flow` statement; each
