@@ -340,21 +340,43 @@ pub fn check_region_owners(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
 }
 
 /// Physical memory ranges (regions at fixed addresses and device MMIO)
-/// do not overlap unless both are declared shared.
+/// do not overlap unless both are declared shared. A region that lies
+/// wholly inside a device's MMIO range is that device's memory (how its
+/// driver maps the registers) and may be mapped only by the device's
+/// owners.
 pub fn check_physical_ranges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
-    let mut ranges: Vec<(u64, u64, String, bool, &Span)> = Vec::new();
+    struct Range<'a> {
+        start: u64,
+        end: u64,
+        shared: bool,
+        span: &'a Span,
+        region: Option<&'a Region>,
+        device: Option<&'a Device>,
+    }
+    impl Range<'_> {
+        fn owner(&self) -> String {
+            match (self.region, self.device) {
+                (Some(region), _) => format!("region `{}`", region.name.text),
+                (None, Some(device)) => format!("device `{}`", device.name.text),
+                (None, None) => String::new(),
+            }
+        }
+    }
+    let mut ranges: Vec<Range<'_>> = Vec::new();
     for region in model.regions() {
         if let (Some(physical), Some(size)) = (&region.physical, &region.size)
             && size.value > 0
         {
             let end = physical.value.saturating_add(size.value - 1);
-            ranges.push((
-                physical.value,
+            let shared = region.shared.is_some();
+            ranges.push(Range {
+                start: physical.value,
                 end,
-                format!("region `{}`", region.name.text),
-                region.shared.is_some(),
-                &physical.span,
-            ));
+                shared,
+                span: &physical.span,
+                region: Some(region),
+                device: None,
+            });
         }
     }
     for device in model.devices() {
@@ -365,21 +387,50 @@ pub fn check_physical_ranges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 continue;
             }
             let end = base.saturating_add(size - 1);
-            ranges.push((base, end, format!("device `{}`", device.name.text), device.shared.is_some(), &mmio.span));
+            let shared = device.shared.is_some();
+            ranges.push(Range { start: base, end, shared, span: &mmio.span, region: None, device: Some(device) });
         }
     }
     // Report each overlap at whichever range is written later.
-    ranges.sort_by_key(|range| (range.4.line, range.4.column));
-    for (index, (start, end, owner, shared, span)) in ranges.iter().enumerate() {
-        let earlier = ranges[..index]
-            .iter()
-            .find(|(first, last, _, other_shared, _)| *start <= *last && *first <= *end && !(*shared && *other_shared));
-        if let Some((first, _, other, _, _)) = earlier {
+    ranges.sort_by_key(|range| (range.span.line, range.span.column));
+    for (index, range) in ranges.iter().enumerate() {
+        for other in &ranges[..index] {
+            if range.end < other.start || other.end < range.start || (range.shared && other.shared) {
+                continue;
+            }
+            let device_memory = match (range.region.or(other.region), range.device.or(other.device)) {
+                (Some(region), Some(device)) if range.region.is_some() != other.region.is_some() => {
+                    let (inner, outer) = if range.region.is_some() { (range, other) } else { (other, range) };
+                    (outer.start <= inner.start && inner.end <= outer.end).then_some((region, device))
+                }
+                _ => None,
+            };
+            if let Some((region, device)) = device_memory {
+                for mapping in &region.mappings {
+                    if !device.owners.iter().any(|owner| owner.text == mapping.domain.text) {
+                        errors.push(Diagnostic::new(
+                            &mapping.domain.span,
+                            format!(
+                                "`{}` maps region `{}`, memory of device `{}`, which it does not own",
+                                mapping.domain.text, region.name.text, device.name.text
+                            ),
+                            format!("only the owners of device `{}` may map its MMIO", device.name.text),
+                        ));
+                    }
+                }
+                continue;
+            }
             errors.push(Diagnostic::new(
-                span,
-                format!("frame {:#x} has two owners: {other} and {owner}", (*start).max(*first)),
+                range.span,
+                format!(
+                    "frame {:#x} has two owners: {} and {}",
+                    range.start.max(other.start),
+                    other.owner(),
+                    range.owner()
+                ),
                 "give each physical range one owner, or declare both `shared`",
             ));
+            break;
         }
     }
 }
