@@ -16,8 +16,10 @@ pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 pub const USER_END: u64 = 1 << 47;
 /// I/O ports the kernel keeps (docs/abi.md, IoPortControl::Issue).
 pub const KERNEL_PORTS: [(u64, u64); 5] = [(0x3f8, 0x3ff), (0x20, 0x21), (0xa0, 0xa1), (0xf4, 0xf4), (0x8900, 0x8900)];
-/// The highest interrupt line a device may name (IOAPIC lines 16..=23).
-pub const MAX_IRQ: u64 = 23;
+/// The highest interrupt line a device may name: the kernel hands out the
+/// legacy PIC lines 0..=15 (docs/abi.md, IrqControl::Get); IOAPIC lines
+/// and MSIs are not handed out yet.
+pub const MAX_IRQ: u64 = 15;
 /// The interrupt line the PICs cascade on, never a device's.
 pub const CASCADE_IRQ: u64 = 2;
 
