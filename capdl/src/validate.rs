@@ -1,0 +1,856 @@
+//! The validator: resolves names and proves the separation properties of
+//! a parsed manifest before anything is built from it. Each check is one
+//! function; [`validate`] runs them all and returns every error found.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ast::{
+    CapRights, Channel, ConnectionKind, Device, Guest, Item, Manifest, MemoryRights, Name, ProtectionDomain, Region,
+};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::{FlowEdge, FlowGraph};
+
+/// The page sizes a region may use: 4 KiB, 2 MiB, 1 GiB.
+pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
+/// The end of the user half of an address space (docs/abi.md).
+pub const USER_END: u64 = 1 << 47;
+/// I/O ports the kernel keeps (docs/abi.md, IoPortControl::Issue).
+pub const KERNEL_PORTS: [(u64, u64); 5] = [(0x3f8, 0x3ff), (0x20, 0x21), (0xa0, 0xa1), (0xf4, 0xf4), (0x8900, 0x8900)];
+/// The highest interrupt line a device may name: the kernel hands out the
+/// legacy PIC lines 0..=15 (docs/abi.md, IrqControl::Get); IOAPIC lines
+/// and MSIs are not handed out yet.
+pub const MAX_IRQ: u64 = 15;
+/// The interrupt line the PICs cascade on, never a device's.
+pub const CASCADE_IRQ: u64 = 2;
+
+/// The manifest with names resolved: every named item by name.
+pub struct Model<'a> {
+    /// The manifest.
+    pub manifest: &'a Manifest,
+    /// The first item of each name.
+    pub items: BTreeMap<&'a str, &'a Item>,
+}
+
+impl<'a> Model<'a> {
+    /// Builds the name table (the first definition of a name wins).
+    pub fn new(manifest: &'a Manifest) -> Self {
+        let mut items = BTreeMap::new();
+        for item in &manifest.items {
+            if let Some(name) = item.name() {
+                items.entry(name.text.as_str()).or_insert(item);
+            }
+        }
+        Self { manifest, items }
+    }
+
+    /// The protection domains, in order.
+    pub fn domains(&self) -> impl Iterator<Item = &'a ProtectionDomain> {
+        self.manifest.items.iter().filter_map(|item| match item {
+            Item::ProtectionDomain(domain) => Some(domain),
+            _ => None,
+        })
+    }
+
+    /// The regions, in order.
+    pub fn regions(&self) -> impl Iterator<Item = &'a Region> {
+        self.manifest.items.iter().filter_map(|item| match item {
+            Item::Region(region) => Some(region),
+            _ => None,
+        })
+    }
+
+    /// The channels, in order.
+    pub fn channels(&self) -> impl Iterator<Item = &'a Channel> {
+        self.manifest.items.iter().filter_map(|item| match item {
+            Item::Channel(channel) => Some(channel),
+            _ => None,
+        })
+    }
+
+    /// The devices, in order.
+    pub fn devices(&self) -> impl Iterator<Item = &'a Device> {
+        self.manifest.items.iter().filter_map(|item| match item {
+            Item::Device(device) => Some(device),
+            _ => None,
+        })
+    }
+
+    /// The guests, in order.
+    pub fn guests(&self) -> impl Iterator<Item = &'a Guest> {
+        self.manifest.items.iter().filter_map(|item| match item {
+            Item::Guest(guest) => Some(guest),
+            _ => None,
+        })
+    }
+
+    /// Whether `name` is a declared protection domain.
+    pub fn is_domain(&self, name: &str) -> bool {
+        matches!(self.items.get(name), Some(Item::ProtectionDomain(_)))
+    }
+
+    /// The region called `name`, if there is one.
+    pub fn region(&self, name: &str) -> Option<&'a Region> {
+        match self.items.get(name) {
+            Some(Item::Region(region)) => Some(region),
+            _ => None,
+        }
+    }
+}
+
+/// Runs every check. On success returns the information-flow graph.
+///
+/// # Errors
+///
+/// Every error found, sorted by position.
+pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
+    let model = Model::new(manifest);
+    let mut errors = Vec::new();
+    check_duplicate_names(&model, &mut errors);
+    check_unknown_names(&model, &mut errors);
+    check_domain_fields(&model, &mut errors);
+    check_region_layout(&model, &mut errors);
+    check_virtual_overlap(&model, &mut errors);
+    check_region_owners(&model, &mut errors);
+    check_physical_ranges(&model, &mut errors);
+    check_device_resources(&model, &mut errors);
+    check_rights(&model, &mut errors);
+    check_badges(&model, &mut errors);
+    check_core_budgets(&model, &mut errors);
+    check_guests(&model, &mut errors);
+    check_duplicate_flows(&model, &mut errors);
+    let graph = flow_graph(&model);
+    check_flows(&model, &graph, &mut errors);
+    if errors.is_empty() {
+        Ok(graph)
+    } else {
+        errors.sort_by_key(|error| (error.span.line, error.span.column));
+        Err(errors)
+    }
+}
+
+/// Every item name is defined once (PDs, regions, channels, devices and
+/// guests share one namespace).
+pub fn check_duplicate_names(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for item in &model.manifest.items {
+        let Some(name) = item.name() else { continue };
+        let Some(first) = model.items.get(name.text.as_str()).and_then(|first| first.name()) else { continue };
+        if first.span != name.span {
+            errors.push(Diagnostic::new(
+                &name.span,
+                format!("duplicate name `{}`", name.text),
+                format!("`{}` is already defined at line {}; rename one of them", name.text, first.span.line),
+            ));
+        }
+    }
+}
+
+/// Every name used resolves to an item of the right kind.
+pub fn check_unknown_names(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut want = |name: &Name, kind: &str| match model.items.get(name.text.as_str()) {
+        Some(item) if item.kind() == kind => {}
+        Some(item) => errors.push(Diagnostic::new(
+            &name.span,
+            format!("`{}` is a {}, not a {kind}", name.text, item.kind()),
+            format!("name a {kind} here"),
+        )),
+        None => {
+            let closest = model
+                .items
+                .iter()
+                .filter(|(_, item)| item.kind() == kind)
+                .map(|(candidate, _)| (edit_distance(candidate, &name.text), *candidate))
+                .min();
+            let hint = match closest {
+                Some((distance, candidate)) if distance <= 2 => format!("did you mean `{candidate}`?"),
+                _ => format!("declare the {kind} or fix the spelling"),
+            };
+            errors.push(Diagnostic::new(&name.span, format!("unknown {kind} `{}`", name.text), hint));
+        }
+    };
+    for item in &model.manifest.items {
+        match item {
+            Item::ProtectionDomain(_) => {}
+            Item::Region(region) => region.mappings.iter().for_each(|map| want(&map.domain, "protection domain")),
+            Item::Channel(channel) => {
+                for connection in &channel.connections {
+                    want(&connection.from, "protection domain");
+                    want(&connection.to, "protection domain");
+                }
+            }
+            Item::Device(device) => device.owners.iter().for_each(|owner| want(owner, "protection domain")),
+            Item::Guest(guest) => {
+                guest.memory.iter().for_each(|region| want(region, "region"));
+                guest.vmm.iter().chain(&guest.vmx).for_each(|domain| want(domain, "protection domain"));
+                for (_, channel) in guest.disks.iter().chain(&guest.nics) {
+                    want(channel, "channel");
+                }
+                for (region, domain) in &guest.exposures {
+                    want(region, "region");
+                    want(domain, "protection domain");
+                }
+            }
+            Item::Flow(flow) => {
+                want(&flow.from, "protection domain");
+                want(&flow.to, "protection domain");
+            }
+        }
+    }
+}
+
+/// Every PD has an image, a priority up to 255, a core, and a budget that
+/// is positive and not above its period.
+pub fn check_domain_fields(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for domain in model.domains() {
+        let missing = [
+            ("image", domain.image.is_none()),
+            ("priority", domain.priority.is_none()),
+            ("budget", domain.budget.is_none()),
+            ("period", domain.period.is_none()),
+            ("core", domain.core.is_none()),
+        ];
+        for (field, absent) in missing {
+            if absent {
+                errors.push(Diagnostic::new(
+                    &domain.name.span,
+                    format!("protection domain `{}` has no `{field}`", domain.name.text),
+                    format!("add a `{field}` line to the block"),
+                ));
+            }
+        }
+        if let Some(priority) = domain.priority.as_ref().filter(|priority| priority.value > 255) {
+            errors.push(Diagnostic::new(
+                &priority.span,
+                format!("priority {} is above 255", priority.value),
+                "priorities are 0 (lowest) to 255",
+            ));
+        }
+        if let (Some(budget), Some(period)) = (&domain.budget, &domain.period) {
+            if budget.value == 0 || period.value == 0 {
+                errors.push(Diagnostic::new(
+                    &budget.span,
+                    "budget and period must be above zero",
+                    "give the PD some time, e.g. `budget 1ms`",
+                ));
+            } else if budget.value > period.value {
+                errors.push(Diagnostic::new(
+                    &budget.span,
+                    format!("budget {}us is longer than the period {}us", budget.value, period.value),
+                    "a budget is the time used in each period: make it at most the period",
+                ));
+            }
+        }
+    }
+}
+
+/// Regions have a size that is a whole number of pages of a supported
+/// size, and physical and virtual addresses aligned to those pages below
+/// the end of the user half.
+pub fn check_region_layout(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for region in model.regions() {
+        let page = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value);
+        if let Some(page_size) = &region.page_size
+            && !PAGE_SIZES.contains(&page_size.value)
+        {
+            errors.push(Diagnostic::new(
+                &page_size.span,
+                format!("page size {} is not supported", page_size.value),
+                "pages are 4KiB, 2MiB or 1GiB",
+            ));
+            continue;
+        }
+        let Some(size) = &region.size else {
+            errors.push(Diagnostic::new(
+                &region.name.span,
+                format!("region `{}` has no `size`", region.name.text),
+                "add a `size` line, e.g. `size 64KiB`",
+            ));
+            continue;
+        };
+        if size.value == 0 || size.value % page != 0 {
+            errors.push(Diagnostic::new(
+                &size.span,
+                format!("size {:#x} is not a whole number of {page:#x}-byte pages", size.value),
+                "round the size up to the page size",
+            ));
+        }
+        if let Some(physical) = region.physical.as_ref().filter(|physical| physical.value % page != 0) {
+            errors.push(Diagnostic::new(
+                &physical.span,
+                format!("physical address {:#x} is not aligned to {page:#x}", physical.value),
+                "align the physical address to the region's page size",
+            ));
+        }
+        for mapping in &region.mappings {
+            let address = &mapping.address;
+            if address.value % page != 0 {
+                errors.push(Diagnostic::new(
+                    &address.span,
+                    format!("address {:#x} is not aligned to {page:#x}", address.value),
+                    "align the mapping to the region's page size",
+                ));
+            } else if address.value.checked_add(size.value).is_none_or(|end| end > USER_END) {
+                errors.push(Diagnostic::new(
+                    &address.span,
+                    format!("mapping at {:#x} reaches past the user half ({USER_END:#x})", address.value),
+                    "map the region lower",
+                ));
+            }
+        }
+    }
+}
+
+/// No PD maps two regions over each other.
+pub fn check_virtual_overlap(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<(&str, u64, u64, &str)> = Vec::new();
+    for region in model.regions() {
+        let Some(size) = region.size.as_ref().map(|size| size.value).filter(|&size| size > 0) else { continue };
+        for mapping in &region.mappings {
+            let start = mapping.address.value;
+            let end = start.saturating_add(size - 1);
+            let domain = mapping.domain.text.as_str();
+            if let Some((_, _, _, other)) =
+                seen.iter().find(|(pd, first, last, _)| *pd == domain && start <= *last && *first <= end)
+            {
+                errors.push(Diagnostic::new(
+                    &mapping.address.span,
+                    format!("`{domain}` maps `{}` at {start:#x} over `{other}`", region.name.text),
+                    "give each mapping its own virtual range",
+                ));
+            }
+            seen.push((domain, start, end, region.name.text.as_str()));
+        }
+    }
+}
+
+/// A region not declared `shared` is mapped by at most one PD: its frames
+/// have one owner.
+pub fn check_region_owners(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for region in model.regions().filter(|region| region.shared.is_none()) {
+        let Some(first) = region.mappings.first() else { continue };
+        if let Some(second) = region.mappings.iter().find(|map| map.domain.text != first.domain.text) {
+            let what = match &region.physical {
+                Some(physical) => format!("frame {:#x}", physical.value),
+                None => format!("region `{}`", region.name.text),
+            };
+            errors.push(Diagnostic::new(
+                &second.span,
+                format!("{what} has two owners: `{}` and `{}`", first.domain.text, second.domain.text),
+                format!("declare region `{}` `shared` if both should map it, or remove a mapping", region.name.text),
+            ));
+        }
+    }
+}
+
+/// Physical memory ranges (regions at fixed addresses and device MMIO)
+/// do not overlap unless both are declared shared. A region that lies
+/// wholly inside a device's MMIO range is that device's memory (how its
+/// driver maps the registers) and may be mapped only by the device's
+/// owners.
+pub fn check_physical_ranges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    struct Range<'a> {
+        start: u64,
+        end: u64,
+        shared: bool,
+        span: &'a Span,
+        region: Option<&'a Region>,
+        device: Option<&'a Device>,
+    }
+    impl Range<'_> {
+        fn owner(&self) -> String {
+            match (self.region, self.device) {
+                (Some(region), _) => format!("region `{}`", region.name.text),
+                (None, Some(device)) => format!("device `{}`", device.name.text),
+                (None, None) => String::new(),
+            }
+        }
+    }
+    let mut ranges: Vec<Range<'_>> = Vec::new();
+    for region in model.regions() {
+        if let (Some(physical), Some(size)) = (&region.physical, &region.size)
+            && size.value > 0
+        {
+            let end = physical.value.saturating_add(size.value - 1);
+            let shared = region.shared.is_some();
+            ranges.push(Range {
+                start: physical.value,
+                end,
+                shared,
+                span: &physical.span,
+                region: Some(region),
+                device: None,
+            });
+        }
+    }
+    for device in model.devices() {
+        for mmio in &device.mmio {
+            let (base, size) = mmio.value;
+            if size == 0 {
+                errors.push(Diagnostic::new(&mmio.span, "MMIO range of size zero", "give the range its size"));
+                continue;
+            }
+            let end = base.saturating_add(size - 1);
+            let shared = device.shared.is_some();
+            ranges.push(Range { start: base, end, shared, span: &mmio.span, region: None, device: Some(device) });
+        }
+    }
+    // Report each overlap at whichever range is written later.
+    ranges.sort_by_key(|range| (range.span.line, range.span.column));
+    for (index, range) in ranges.iter().enumerate() {
+        for other in &ranges[..index] {
+            if range.end < other.start || other.end < range.start || (range.shared && other.shared) {
+                continue;
+            }
+            let device_memory = match (range.region.or(other.region), range.device.or(other.device)) {
+                (Some(region), Some(device)) if range.region.is_some() != other.region.is_some() => {
+                    let (inner, outer) = if range.region.is_some() { (range, other) } else { (other, range) };
+                    (outer.start <= inner.start && inner.end <= outer.end).then_some((region, device))
+                }
+                _ => None,
+            };
+            if let Some((region, device)) = device_memory {
+                for mapping in &region.mappings {
+                    if !device.owners.iter().any(|owner| owner.text == mapping.domain.text) {
+                        errors.push(Diagnostic::new(
+                            &mapping.domain.span,
+                            format!(
+                                "`{}` maps region `{}`, memory of device `{}`, which it does not own",
+                                mapping.domain.text, region.name.text, device.name.text
+                            ),
+                            format!("only the owners of device `{}` may map its MMIO", device.name.text),
+                        ));
+                    }
+                }
+                continue;
+            }
+            errors.push(Diagnostic::new(
+                range.span,
+                format!(
+                    "frame {:#x} has two owners: {} and {}",
+                    range.start.max(other.start),
+                    other.owner(),
+                    range.owner()
+                ),
+                "give each physical range one owner, or declare both `shared`",
+            ));
+            break;
+        }
+    }
+}
+
+/// Devices have one owner unless `shared`; no two devices claim the same
+/// IRQ line, I/O port or PCI function; ports and lines are ones the kernel
+/// hands out.
+pub fn check_device_resources(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut irqs: Vec<(u64, &str, bool)> = Vec::new();
+    let mut ports: Vec<(u64, u64, &str, bool)> = Vec::new();
+    let mut functions: Vec<((u64, u64, u64), &str, bool)> = Vec::new();
+    for device in model.devices() {
+        let name = device.name.text.as_str();
+        let shared = device.shared.is_some();
+        match device.owners.as_slice() {
+            [] => errors.push(Diagnostic::new(
+                &device.name.span,
+                format!("device `{name}` has no owner"),
+                "add `owner PD` naming the driver",
+            )),
+            [first, rest @ ..] if !shared => {
+                if let Some(second) = rest.iter().find(|owner| owner.text != first.text) {
+                    errors.push(Diagnostic::new(
+                        &second.span,
+                        format!("device `{name}` has two owners: `{}` and `{}`", first.text, second.text),
+                        "declare the device `shared` if both should drive it, or remove an owner",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        for irq in &device.irqs {
+            let line = irq.value;
+            if line == CASCADE_IRQ || line > MAX_IRQ {
+                errors.push(Diagnostic::new(
+                    &irq.span,
+                    format!("IRQ {line} cannot be given to a device"),
+                    format!("lines are 0..={MAX_IRQ} except {CASCADE_IRQ} (the PICs' cascade)"),
+                ));
+            } else if let Some((_, other, _)) =
+                irqs.iter().find(|(taken, _, other_shared)| *taken == line && !(shared && *other_shared))
+            {
+                errors.push(Diagnostic::new(
+                    &irq.span,
+                    format!("IRQ {line} has two owners: device `{other}` and device `{name}`"),
+                    "give the line to one device, or declare both `shared`",
+                ));
+            }
+            irqs.push((line, name, shared));
+        }
+        for range in &device.io_ports {
+            let (first, last) = range.value;
+            if first > last || last > 0xffff {
+                errors.push(Diagnostic::new(
+                    &range.span,
+                    format!("I/O port range {first:#x}..{last:#x} is not valid"),
+                    "ports are 0..0xffff, written FIRST..LAST with FIRST <= LAST",
+                ));
+                continue;
+            }
+            if let Some((kernel_first, _)) =
+                KERNEL_PORTS.iter().find(|(kernel_first, kernel_last)| first <= *kernel_last && *kernel_first <= last)
+            {
+                errors.push(Diagnostic::new(
+                    &range.span,
+                    format!("I/O port {:#x} belongs to the kernel", first.max(*kernel_first)),
+                    "the kernel keeps COM1 (0x3f8..0x3ff), the PICs (0x20, 0x21, 0xa0, 0xa1), 0xf4 and 0x8900",
+                ));
+            } else if let Some((other_first, _, other, _)) =
+                ports.iter().find(|(other_first, other_last, _, other_shared)| {
+                    first <= *other_last && *other_first <= last && !(shared && *other_shared)
+                })
+            {
+                errors.push(Diagnostic::new(
+                    &range.span,
+                    format!(
+                        "I/O port {:#x} has two owners: device `{other}` and device `{name}`",
+                        first.max(*other_first)
+                    ),
+                    "give each port to one device, or declare both `shared`",
+                ));
+            }
+            ports.push((first, last, name, shared));
+        }
+        for function in &device.pci {
+            let (bus, slot, number) = function.value;
+            if let Some((_, other, _)) =
+                functions.iter().find(|(taken, _, other_shared)| *taken == function.value && !(shared && *other_shared))
+            {
+                errors.push(Diagnostic::new(
+                    &function.span,
+                    format!("PCI function {bus:02x}:{slot:02x}.{number} has two owners: device `{other}` and device `{name}`"),
+                    "give the function to one device, or declare both `shared`",
+                ));
+            }
+            functions.push((function.value, name, shared));
+        }
+    }
+}
+
+/// Rights only shrink: a mapping has no right its region does not grant,
+/// and a sender's capability no right its channel does not grant; a
+/// sender's capability can send (WRITE).
+pub fn check_rights(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let read_write = MemoryRights { read: true, write: true, execute: false };
+    for region in model.regions() {
+        let granted = region.rights.as_ref().map_or(read_write, |rights| rights.value);
+        for mapping in &region.mappings {
+            if !mapping.rights.value.read {
+                errors.push(Diagnostic::new(
+                    &mapping.rights.span,
+                    format!("`{}` maps `{}` without `r`", mapping.domain.text, region.name.text),
+                    "the kernel maps frames only with READ (docs/abi.md, Frame::Map): add `r`",
+                ));
+            } else if !mapping.rights.value.within(granted) {
+                errors.push(Diagnostic::new(
+                    &mapping.rights.span,
+                    format!(
+                        "rights amplification: `{}` maps `{}` with `{}` but the region grants `{granted}`",
+                        mapping.domain.text, region.name.text, mapping.rights.value
+                    ),
+                    "a mapping may only drop rights: lower the mapping's rights or raise the region's `rights`",
+                ));
+            }
+        }
+    }
+    for channel in model.channels() {
+        let granted = channel.rights.as_ref().map_or(CapRights::ALL, |rights| rights.value);
+        for connection in &channel.connections {
+            let Some(rights) = &connection.rights else { continue };
+            if !rights.value.within(granted) {
+                errors.push(Diagnostic::new(
+                    &rights.span,
+                    format!(
+                        "rights amplification: `{}` holds `{}` on channel `{}`, which grants `{granted}`",
+                        connection.from.text, rights.value, channel.name.text
+                    ),
+                    "a capability may only drop rights: lower the connection's rights or raise the channel's",
+                ));
+            } else if !rights.value.write {
+                errors.push(Diagnostic::new(
+                    &rights.span,
+                    format!("`{}` on channel `{}` lacks `write`", connection.kind.keyword(), channel.name.text),
+                    "sending, calling and signalling need `write`",
+                ));
+            }
+        }
+    }
+}
+
+/// On one channel, a receiver can tell its senders apart: no badge is
+/// used twice for the same receiver and kind (endpoint or notification).
+pub fn check_badges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for channel in model.channels() {
+        let mut seen: Vec<(bool, &str, u64)> = Vec::new();
+        for connection in &channel.connections {
+            let Some(badge) = &connection.badge else { continue };
+            let key = (connection.kind == ConnectionKind::Notify, connection.to.text.as_str(), badge.value);
+            if seen.contains(&key) {
+                errors.push(Diagnostic::new(
+                    &badge.span,
+                    format!("badge {} is used twice for `{}` on channel `{}`", badge.value, key.1, channel.name.text),
+                    "give each sender its own badge",
+                ));
+            }
+            seen.push(key);
+        }
+    }
+}
+
+/// On each core, the utilisation (the sum of budget / period over its
+/// PDs) is at most 1.
+pub fn check_core_budgets(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut cores: BTreeMap<u64, (u128, u128)> = BTreeMap::new();
+    let mut reported = BTreeSet::new();
+    for domain in model.domains() {
+        let (Some(core), Some(budget), Some(period)) = (&domain.core, &domain.budget, &domain.period) else {
+            continue;
+        };
+        if period.value == 0 || budget.value > period.value {
+            // check_domain_fields reports these.
+            continue;
+        }
+        let (numerator, denominator) = cores.entry(core.value).or_insert((0, 1));
+        let (budget, period) = (u128::from(budget.value), u128::from(period.value));
+        // numerator/denominator + budget/period, kept in lowest terms.
+        let sum = numerator
+            .checked_mul(period)
+            .and_then(|left| budget.checked_mul(*denominator).and_then(|right| left.checked_add(right)));
+        let product = denominator.checked_mul(period);
+        let (Some(sum), Some(product)) = (sum, product) else { continue };
+        let divisor = gcd(sum, product).max(1);
+        (*numerator, *denominator) = (sum / divisor, product / divisor);
+        if *numerator > *denominator && reported.insert(core.value) {
+            let percent = numerator.saturating_mul(100) / *denominator;
+            errors.push(Diagnostic::new(
+                &core.span,
+                format!(
+                    "core {} is over budget: {percent}% with `{}` (budgets over periods above 100%)",
+                    core.value, domain.name.text
+                ),
+                "shorten budgets, lengthen periods or move a PD to another core",
+            ));
+        }
+    }
+}
+
+/// Each guest has memory, vCPUs, a VMM and a VMX; its memory is nobody
+/// else's guest memory and is mapped only into its VMM and VMX unless an
+/// `expose` line says otherwise.
+pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for guest in model.guests() {
+        let name = guest.name.text.as_str();
+        for (field, absent) in [
+            ("memory", guest.memory.is_empty()),
+            ("vcpus", guest.vcpus.is_none()),
+            ("vmm", guest.vmm.is_none()),
+            ("vmx", guest.vmx.is_none()),
+        ] {
+            if absent {
+                errors.push(Diagnostic::new(
+                    &guest.name.span,
+                    format!("guest `{name}` has no `{field}`"),
+                    format!("add a `{field}` line to the block"),
+                ));
+            }
+        }
+        if let Some(vcpus) = guest.vcpus.as_ref().filter(|vcpus| vcpus.value == 0) {
+            errors.push(Diagnostic::new(&vcpus.span, "a guest needs at least one vCPU", "write `vcpus 1` or more"));
+        }
+        let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
+        for memory in &guest.memory {
+            if let Some(other) = owners.insert(memory.text.as_str(), name) {
+                errors.push(Diagnostic::new(
+                    &memory.span,
+                    format!("region `{}` is memory of guests `{other}` and `{name}`", memory.text),
+                    "give each guest its own memory regions",
+                ));
+            }
+            // Without both servers named (reported above) there is no
+            // rule to hold the mappings to.
+            let Some(region) = model.region(&memory.text).filter(|_| servers.len() == 2) else { continue };
+            for mapping in &region.mappings {
+                let domain = mapping.domain.text.as_str();
+                let exposed =
+                    guest.exposures.iter().any(|(region, target)| region.text == memory.text && target.text == domain);
+                if !servers.contains(&domain) && !exposed {
+                    errors.push(Diagnostic::new(
+                        &mapping.domain.span,
+                        format!(
+                            "memory `{}` of guest `{name}` is mapped into `{domain}`, outside its VMM and VMX",
+                            memory.text
+                        ),
+                        format!("add `expose {} to {domain}` to guest `{name}` if this is intended", memory.text),
+                    ));
+                }
+            }
+        }
+        let mut devices: Vec<&str> = Vec::new();
+        let mut served: Vec<&(Name, Name)> = guest.disks.iter().chain(&guest.nics).collect();
+        served.sort_by_key(|(device, _)| (device.span.line, device.span.column));
+        for (device, channel) in served {
+            if devices.contains(&device.text.as_str()) {
+                errors.push(Diagnostic::new(
+                    &device.span,
+                    format!("guest `{name}` has two disks or NICs called `{}`", device.text),
+                    "give each of the guest's disks and NICs its own name",
+                ));
+            }
+            devices.push(&device.text);
+            let Some(Item::Channel(served_by)) = model.items.get(channel.text.as_str()) else { continue };
+            let reaches_servers = served_by.connections.iter().any(|connection| {
+                servers.contains(&connection.from.text.as_str()) || servers.contains(&connection.to.text.as_str())
+            });
+            if servers.len() == 2 && !reaches_servers {
+                errors.push(Diagnostic::new(
+                    &channel.span,
+                    format!("channel `{}` for `{}` connects neither `{}` nor `{}`", channel.text, device.text, servers[0], servers[1]),
+                    format!("a guest's disks and NICs are served over a channel of its VMM or VMX; add a connection to `{}`", channel.text),
+                ));
+            }
+        }
+        for (region, _) in &guest.exposures {
+            if !guest.memory.iter().any(|memory| memory.text == region.text) {
+                errors.push(Diagnostic::new(
+                    &region.span,
+                    format!("`{}` is not memory of guest `{name}`", region.text),
+                    "only the guest's own `memory` regions can be exposed",
+                ));
+            }
+        }
+    }
+}
+
+/// The information-flow graph: `call A -> B` flows both ways (request
+/// and reply), `send` and `notify` from sender to receiver, a region from
+/// each PD that maps it writable to each other PD that maps it readable,
+/// and a shared device between its owners both ways. Names that do not
+/// resolve to PDs are left out (check_unknown_names reports them).
+pub fn flow_graph(model: &Model<'_>) -> FlowGraph {
+    let mut graph =
+        FlowGraph { domains: model.domains().map(|domain| domain.name.text.clone()).collect(), ..FlowGraph::default() };
+    let mut add = |from: &str, to: &str, cause: String, span: &Span| {
+        if from != to && model.is_domain(from) && model.is_domain(to) {
+            graph.edges.push(FlowEdge { from: from.to_owned(), to: to.to_owned(), cause, span: span.clone() });
+        }
+    };
+    for item in &model.manifest.items {
+        match item {
+            Item::Channel(channel) => {
+                for connection in &channel.connections {
+                    let cause = format!("{} {}", connection.kind.keyword(), channel.name.text);
+                    add(&connection.from.text, &connection.to.text, cause.clone(), &connection.span);
+                    if connection.kind == ConnectionKind::Call {
+                        add(
+                            &connection.to.text,
+                            &connection.from.text,
+                            format!("reply {}", channel.name.text),
+                            &connection.span,
+                        );
+                    }
+                }
+            }
+            Item::Region(region) => {
+                for (index, later) in region.mappings.iter().enumerate() {
+                    for earlier in &region.mappings[..index] {
+                        for (writer, reader) in [(earlier, later), (later, earlier)] {
+                            if writer.rights.value.write && reader.rights.value.read {
+                                let cause = format!("memory {}", region.name.text);
+                                add(&writer.domain.text, &reader.domain.text, cause, &later.span);
+                            }
+                        }
+                    }
+                }
+            }
+            Item::Device(device) => {
+                for (index, later) in device.owners.iter().enumerate() {
+                    for earlier in &device.owners[..index] {
+                        let cause = format!("device {}", device.name.text);
+                        add(&earlier.text, &later.text, cause.clone(), &later.span);
+                        add(&later.text, &earlier.text, cause, &later.span);
+                    }
+                }
+            }
+            Item::ProtectionDomain(_) | Item::Guest(_) | Item::Flow(_) => {}
+        }
+    }
+    graph
+}
+
+/// No flow is declared twice (`a <-> b` counts as `a -> b` and `b -> a`),
+/// so that removing one declaration removes the permission.
+pub fn check_duplicate_flows(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut declared: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for item in &model.manifest.items {
+        let Item::Flow(flow) = item else { continue };
+        let mut pairs = vec![(flow.from.text.as_str(), flow.to.text.as_str())];
+        if flow.both_ways {
+            pairs.push((flow.to.text.as_str(), flow.from.text.as_str()));
+        }
+        for (from, to) in pairs {
+            if let Some(line) = declared.insert((from, to), flow.span.line) {
+                errors.push(Diagnostic::new(
+                    &flow.span,
+                    format!("flow `{from}` -> `{to}` is already declared"),
+                    format!("line {line} declares it; remove one of the two"),
+                ));
+                break;
+            }
+        }
+    }
+}
+
+/// Every flow in the graph is declared by a `flow` statement; each
+/// undeclared (from, to) pair is reported once, at its first cause.
+pub fn check_flows(model: &Model<'_>, graph: &FlowGraph, errors: &mut Vec<Diagnostic>) {
+    let mut declared = BTreeSet::new();
+    for item in &model.manifest.items {
+        if let Item::Flow(flow) = item {
+            declared.insert((flow.from.text.as_str(), flow.to.text.as_str()));
+            if flow.both_ways {
+                declared.insert((flow.to.text.as_str(), flow.from.text.as_str()));
+            }
+        }
+    }
+    let mut reported = BTreeSet::new();
+    for edge in &graph.edges {
+        let pair = (edge.from.as_str(), edge.to.as_str());
+        if !declared.contains(&pair) && reported.insert(pair) {
+            errors.push(Diagnostic::new(
+                &edge.span,
+                format!("undeclared flow `{}` -> `{}` ({})", edge.from, edge.to, edge.cause),
+                format!("add `flow {} -> {}` if it is intended, or remove what allows it", edge.from, edge.to),
+            ));
+        }
+    }
+}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The number of single-character edits between two names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
