@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 34] = [
+const STEPS: [&str; 35] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -48,6 +48,7 @@ const STEPS: [&str; 34] = [
     "resume child",
     "child call",
     "reply",
+    "take the child's ipc buffer and wake it",
     "retype after revoke reuses the memory",
     "retype a 1024-slot cnode",
     "copy the endpoint 1000 times",
@@ -75,6 +76,12 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     assert_lines_in_order(console, &expected);
     assert!(!console.contains("failed"), "a step failed");
     assert!(console.contains("boot complete: the root task finished"));
+    // The child that lost its IPC buffer was stopped when it woke; the run
+    // went on.
+    assert!(
+        console.lines().any(|line| line.contains("has no user context (or lost its VSpace or IPC buffer): stopped")),
+        "the child without an IPC buffer was not stopped"
+    );
     // The revoke of 1000 copies on a 20,000-tick budget ran past it: the
     // kernel stopped it at a preemption point at least once.
     let preempted = console

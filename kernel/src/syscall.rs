@@ -13,7 +13,7 @@
 use crate::cap::cspace::{self, CPTR_BITS};
 use crate::cap::derivation::{self, Preempted, WorkBudget};
 use crate::cap::invocation::{self, Message};
-use crate::cap::{Cap, FrameSize, PageTableLevel, Rights, SlotRef};
+use crate::cap::{Cap, FrameSize, Rights, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
 use crate::io_port::{self, PortAllocation};
@@ -487,7 +487,7 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
             // SetSpace's optional second capability: the VSpace.
             let vspace = if message.label == label::TCB_SET_SPACE && message.extra_caps.len() > 1 {
                 let (vspace_source, vspace_cap) = extra(store, message, 1)?;
-                if !matches!(vspace_cap, Cap::PageTable { level: PageTableLevel::Pml4, mapping: Some(_), .. }) {
+                if !vspace::is_live_vspace(store, finaliser.asids, &vspace_cap) {
                     return Err(SyscallError::InvalidCapability);
                 }
                 let slot = vspace_slot(target).ok_or(SyscallError::InvalidCapability)?;

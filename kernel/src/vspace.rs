@@ -307,13 +307,29 @@ pub enum VSpaceInvocation {
 }
 
 /// The assigned VSpace an extra capability names: (its PML4, its ASID).
-fn vspace_argument(store: &impl ObjectStore, message: &Message<'_>) -> Result<(PhysAddr, Asid), SyscallError> {
+/// The ASID must still name this PML4 (its pool may have been deleted):
+/// a mapping recorded against a dead ASID could never be removed.
+fn vspace_argument(
+    store: &impl ObjectStore,
+    asids: &AsidTable,
+    message: &Message<'_>,
+) -> Result<(PhysAddr, Asid), SyscallError> {
     match message.extra_cap(store, 0)? {
-        Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) } => {
+        Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) }
+            if asids.vspace(store, asid) == Some(object) =>
+        {
             Ok((object, asid))
         }
         _ => Err(SyscallError::InvalidCapability),
     }
+}
+
+/// Whether `cap` is a PML4 whose ASID still names it: a VSpace a thread
+/// may run in and invocations may map into.
+#[must_use]
+pub fn is_live_vspace(store: &impl ObjectStore, asids: &AsidTable, cap: &Cap) -> bool {
+    matches!(*cap, Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) }
+        if asids.vspace(store, asid) == Some(object))
 }
 
 /// A user virtual address, aligned to `1 << shift`, whose `1 << shift`
@@ -348,7 +364,7 @@ pub fn decode(
                 return Err(SyscallError::IllegalOperation);
             }
             let address = message.word(0)?;
-            let (pml4, asid) = vspace_argument(store, message)?;
+            let (pml4, asid) = vspace_argument(store, asids, message)?;
             let address = user_address(address & !((1 << entry_shift(parent)) - 1), entry_shift(parent))?;
             let table = table_at(store, pml4, address, parent)?;
             let entry = EntryRef { table, index: index(address, parent) };
@@ -370,7 +386,7 @@ pub fn decode(
         }
         (Cap::Frame { base, size, rights, mapping, .. }, label::FRAME_MAP) => {
             let (address, wanted, attributes) = (message.word(0)?, message.word(1)?, message.word(2)?);
-            let (pml4, asid) = vspace_argument(store, message)?;
+            let (pml4, asid) = vspace_argument(store, asids, message)?;
             if mapping.is_some() {
                 return Err(SyscallError::IllegalOperation);
             }
@@ -411,12 +427,16 @@ pub fn decode(
             let untyped = message.extra_caps.first().copied().ok_or(SyscallError::TruncatedMessage)?;
             let untyped = untyped.ok_or(SyscallError::InvalidCapability)?;
             let root = message.extra_cap(store, 1)?;
-            let Cap::Untyped { base, size_bits: 12, free_offset: 0, is_device: false } = store.slot(untyped).cap else {
+            // A whole 4 KiB of RAM with nothing in it: unused, or with every
+            // object it held revoked (then it starts again from its base,
+            // as Retype does).
+            let Cap::Untyped { base, size_bits: 12, free_offset, is_device: false } = store.slot(untyped).cap else {
                 return Err(SyscallError::InvalidCapability);
             };
             if derivation::has_children(store, untyped) {
                 return Err(SyscallError::RevokeFirst);
             }
+            let _ = free_offset;
             if !matches!(root, Cap::CNode { .. }) {
                 return Err(SyscallError::InvalidCapability);
             }

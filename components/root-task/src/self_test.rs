@@ -201,7 +201,15 @@ impl Root<'_> {
         let vspace = step("retype pml4", self.retype::<kind::Pml4>(ObjectKind::Pml4, 0))?;
         step("assign asid", pool.assign(self.sys, vspace).map_err(Failure::from))?;
 
-        self.child(endpoint, notification)?;
+        let child_buffer = self.child(endpoint, notification)?;
+        // The child now waits on the notification. Its IPC buffer goes
+        // (revoking the root's capability deletes the copy in the child's
+        // TCB), then the signal wakes it: the kernel must stop it, not run
+        // it without a buffer or end the run.
+        let orphan = ROOT_CNODE
+            .revoke(self.sys, Slot::index(child_buffer.cptr().0))
+            .and_then(|()| notification.signal(self.sys));
+        step("take the child's ipc buffer and wake it", orphan.map_err(Failure::from))?;
         step("retype after revoke reuses the memory", self.reuse_after_revoke())?;
         self.long_revoke(endpoint)
     }
@@ -274,7 +282,11 @@ impl Root<'_> {
 
     /// A thread in the root's own CSpace and VSpace, on its own scheduling
     /// context, that calls the root over a badged endpoint.
-    fn child(&mut self, endpoint: Cap<kind::Endpoint>, notification: Cap<kind::Notification>) -> Result<(), Stopped> {
+    fn child(
+        &mut self,
+        endpoint: Cap<kind::Endpoint>,
+        notification: Cap<kind::Notification>,
+    ) -> Result<Cap<kind::Frame>, Stopped> {
         let objects = (|| {
             let reply = self.retype::<kind::Reply>(ObjectKind::Reply, 0)?;
             let tcb = self.retype::<kind::Tcb>(ObjectKind::Tcb, 0)?;
@@ -337,7 +349,7 @@ impl Root<'_> {
             });
         step("reply", report)?;
         println!("root: child replied");
-        Ok(())
+        Ok(buffer)
     }
 }
 

@@ -562,9 +562,10 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
             match threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context) {
                 Some(switched) => (next, switched),
                 None => {
-                    // Only after the fast path: a thread without a user
-                    // context is stopped as `next_runnable` would, and
-                    // another one runs.
+                    // Only after the fast path (which picks without
+                    // `next_runnable`'s checks): a thread that cannot run is
+                    // stopped, and `next_runnable` picks another.
+                    ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
                     let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
                     // `next_thread` returns only threads the table knows.
                     let switched =

@@ -348,6 +348,18 @@ pub(crate) fn is_known(thread: ThreadId) -> bool {
     with_table(|table| table.entry(thread).is_some())
 }
 
+/// Whether `thread`, which is in the table, can still run: a kernel-built
+/// one always; one user space made only while its TCB still holds a VSpace
+/// with a live ASID and an IPC buffer (either may have been deleted since
+/// it last ran).
+pub(crate) fn can_run(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> bool {
+    match with_table(|table| table.entry(thread).map(|entry| entry.from_tcb)) {
+        Some(true) => spaces_from_tcb(store, asids, thread).is_some(),
+        Some(false) => true,
+        None => false,
+    }
+}
+
 /// The address space and IPC buffer a thread made by user space runs with:
 /// the PML4 in its TCB's slot 2 and the frame in slot 3. The PML4's ASID
 /// must still name it: once its ASID is gone (its pool deleted), unmapping
@@ -488,6 +500,18 @@ pub(crate) fn switch_in_place(
 ) -> Option<(bool, *mut UserContext)> {
     with_table(|table| {
         if leaving == Some(next) {
+            // The same thread goes on; if it changed its own VSpace (or lost
+            // it) during the call, the new one is loaded (or it cannot run).
+            if table.entry(next).is_some_and(|entry| entry.from_tcb) {
+                let (cr3, _) = spaces_from_tcb(store, asids, next)?;
+                if cr3 != table.loaded_cr3 {
+                    // SAFETY: as below: the PML4 object a capability in the
+                    // thread's TCB names, whose upper half is the kernel's.
+                    unsafe { x86::controlregs::cr3_write(cr3) };
+                    table.loaded_cr3 = cr3;
+                    count(&COUNTERS.cr3_writes);
+                }
+            }
             return Some((true, core::ptr::from_mut(context)));
         }
         if let Some(leaving) = leaving

@@ -57,7 +57,7 @@ use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicU64;
 
-use kernel_core::ipc::ThreadId;
+use kernel_core::ipc::{self, ThreadId};
 use kernel_core::irq::{self, Delivery};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::Kernel;
@@ -440,11 +440,29 @@ fn preempt(frame: &mut TrapFrame) {
             if let Some(previous) = previous {
                 threads::park_after_fault(&mut kernel.store, previous, interrupted);
             }
-            let mut context = UserContext::default();
-            // `next_runnable` returns only threads the table knows.
-            if threads::switch(&mut kernel.store, &kernel.asids, None, next, &mut context) == Some(true) {
-                threads::write_results(&kernel.store, next, &mut context);
-            }
+            // `next_runnable` returns only threads that can run; should a
+            // switch still fail, that thread is stopped and another picked:
+            // a default (empty) context is never loaded.
+            let mut next = next;
+            let context = loop {
+                let mut context = UserContext::default();
+                match threads::switch(&mut kernel.store, &kernel.asids, None, next, &mut context) {
+                    Some(returns_from_call) => {
+                        if returns_from_call {
+                            threads::write_results(&kernel.store, next, &mut context);
+                        }
+                        break Some(context);
+                    }
+                    None => {
+                        ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
+                        match next_or_idle(kernel, false) {
+                            Some(another) => next = another,
+                            None => break None,
+                        }
+                    }
+                }
+            };
+            let Some(context) = context else { return Decision::Blocked };
             with_run(|run| run.switches += 1);
             if context.rip >> 47 == 0 {
                 load_frame(frame, &context);

@@ -632,11 +632,21 @@ fn run(
 pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
     loop {
         let next = kernel.scheduler.schedule(&mut kernel.store)?;
-        // A thread user space set up through its TCB joins the run.
-        if threads::is_known(next) || threads::adopt(&kernel.store, &kernel.asids, next, "pd") {
+        // A thread user space set up through its TCB joins the run; one in
+        // the table runs only while its TCB still gives it a VSpace and an
+        // IPC buffer.
+        let runs = if threads::is_known(next) {
+            threads::can_run(&kernel.store, &kernel.asids, next)
+        } else {
+            threads::adopt(&kernel.store, &kernel.asids, next, "pd")
+        };
+        if runs {
             return Some(next);
         }
-        println!("user mode: thread {:#x} has no user context: stopped", next.address().as_u64());
+        println!(
+            "user mode: thread {:#x} has no user context (or lost its VSpace or IPC buffer): stopped",
+            next.address().as_u64()
+        );
         ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
     }
 }

@@ -319,8 +319,8 @@ fn every_asid_error() {
     );
     assert_eq!(
         world.error(R_ASID_CONTROL, label::ASID_CONTROL_MAKE_POOL, &[R_COPY, 64], &[R_POOL_UNTYPED, R_SELF]),
-        SyscallError::InvalidCapability,
-        "already a pool: its watermark is full"
+        SyscallError::RevokeFirst,
+        "already a pool: the pool is its child"
     );
     assert_eq!(
         world.error(R_ASID_CONTROL, label::ASID_CONTROL_MAKE_POOL, &[R_POOL, 64], &[R_POOL_UNTYPED + 1, R_SELF]),
@@ -362,6 +362,20 @@ fn every_asid_error() {
     world.delete(R_COPY);
     assert_eq!(world.kernel.asids.vspace(&world.kernel.store, Asid(512)), None);
     assert_eq!(world.kernel.asids.pools[1], None);
+}
+
+#[test]
+fn a_vspace_whose_pool_is_gone_takes_no_mapping_and_its_untyped_makes_a_pool_again() {
+    let mut world = world();
+    world.delete(R_POOL);
+    // The PML4's capability still says ASID 1, but the ASID is gone: a
+    // mapping recorded against it could never be removed again.
+    assert_eq!(world.error(R_PDPT, label::PAGE_TABLE_MAP, &[0], &[R_PML4]), SyscallError::InvalidCapability);
+    assert_eq!(world.map_frame(R_FRAME, CODE, Rights::ALL, 0), SyscallError::InvalidCapability.code());
+    // The pool's untyped, its child gone, makes a pool again.
+    world.ok(R_ASID_CONTROL, label::ASID_CONTROL_MAKE_POOL, &[R_POOL, 64], &[R_POOL_UNTYPED, R_SELF]);
+    world.ok(R_POOL, label::ASID_POOL_ASSIGN, &[], &[R_PML4 + 1]);
+    world.ok(R_PDPT, label::PAGE_TABLE_MAP, &[0], &[R_PML4 + 1]);
 }
 
 #[test]
