@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 35] = [
+const STEPS: [&str; 36] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -48,6 +48,7 @@ const STEPS: [&str; 35] = [
     "resume child",
     "child call",
     "reply",
+    "suspend and resume the waiting child",
     "take the child's ipc buffer and wake it",
     "retype after revoke reuses the memory",
     "retype a 1024-slot cnode",
@@ -76,8 +77,10 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     assert_lines_in_order(console, &expected);
     assert!(!console.contains("failed"), "a step failed");
     assert!(console.contains("boot complete: the root task finished"));
-    // The child that lost its IPC buffer was stopped when it woke; the run
-    // went on.
+    // The child, suspended in its Wait and resumed, made the Wait again (had
+    // it returned, it would have exited); it lost its IPC buffer and was
+    // stopped when the signal woke it; the run went on.
+    assert!(!console.contains("pd exited"), "the resumed child returned from a Wait it never finished");
     assert!(
         console.lines().any(|line| line.contains("has no user context (or lost its VSpace or IPC buffer): stopped")),
         "the child without an IPC buffer was not stopped"

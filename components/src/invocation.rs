@@ -524,6 +524,19 @@ impl Cap<kind::Notification> {
     }
 }
 
+/// Yield: the rest of this time slice goes to the next ready thread of the
+/// same priority.
+///
+/// # Errors
+///
+/// The kernel's code.
+pub fn yield_now(kernel: &mut impl Kernel) -> Result<(), Error> {
+    let empty = Message::empty(0);
+    let incoming =
+        kernel.syscall(Syscall { number: number::YIELD, cptr: CPtr(0), message: &empty, caps: &[], reply: NO_CAP })?;
+    Error::check(incoming.message.label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,8 @@ pub struct Finaliser<'a, P> {
 fn wake_with_error(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thread: ThreadId, error: SyscallError) {
     ipc::stop_thread(store, scheduler, thread);
     let tcb = store.tcb_mut(thread);
+    // Its call ends here, with this error as its result.
+    tcb.resumption = ipc::Resumption::Results;
     tcb.info = MessageInfo { label: error.code(), length: 0, caps: 0 };
     tcb.badge = 0;
     tcb.state = ThreadState::Runnable;

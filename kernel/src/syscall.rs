@@ -520,6 +520,7 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
             if store.tcb(target).state != ThreadState::Inactive {
                 return Err(SyscallError::IllegalOperation);
             }
+            store.tcb_mut(target).resumption = ipc::Resumption::Fresh;
             let registers = &mut store.tcb_mut(target).registers;
             *registers = ipc::UserRegisters::default();
             registers.rip = rip;

@@ -7,7 +7,7 @@ use core::fmt;
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
 use bulkhead_components::abi::root_task::{self, FIRST_FREE_ADDRESS, MAX_UNTYPEDS, slot};
 use bulkhead_components::cap::{Cap, kind};
-use bulkhead_components::invocation::{Destination, Registers, Slot, attributes};
+use bulkhead_components::invocation::{Destination, Registers, Slot, attributes, yield_now};
 use bulkhead_components::slots::SlotAllocator;
 use bulkhead_components::{Error, Message};
 use bulkhead_sys::heap::HEAP;
@@ -201,8 +201,20 @@ impl Root<'_> {
         let vspace = step("retype pml4", self.retype::<kind::Pml4>(ObjectKind::Pml4, 0))?;
         step("assign asid", pool.assign(self.sys, vspace).map_err(Failure::from))?;
 
-        let child_buffer = self.child(endpoint, notification)?;
-        // The child now waits on the notification. Its IPC buffer goes
+        let (child_buffer, child_tcb) = self.child(endpoint, notification)?;
+        // Raised to the root's priority, the child gets the CPU when the root
+        // yields and goes on to Wait on the notification. Suspended there and
+        // resumed, it must make its Wait again, not return from it with a
+        // result it never got.
+        let sys = &mut *self.sys;
+        let restart = child_tcb
+            .set_priority(sys, ROOT_TCB, 255)
+            .and_then(|()| yield_now(sys))
+            .and_then(|()| child_tcb.suspend(sys))
+            .and_then(|()| child_tcb.resume(sys))
+            .and_then(|()| yield_now(sys));
+        step("suspend and resume the waiting child", restart.map_err(Failure::from))?;
+        // The child waits on the notification again. Its IPC buffer goes
         // (revoking the root's capability deletes the copy in the child's
         // TCB), then the signal wakes it: the kernel must stop it, not run
         // it without a buffer or end the run.
@@ -286,7 +298,7 @@ impl Root<'_> {
         &mut self,
         endpoint: Cap<kind::Endpoint>,
         notification: Cap<kind::Notification>,
-    ) -> Result<Cap<kind::Frame>, Stopped> {
+    ) -> Result<(Cap<kind::Frame>, Cap<kind::Tcb>), Stopped> {
         let objects = (|| {
             let reply = self.retype::<kind::Reply>(ObjectKind::Reply, 0)?;
             let tcb = self.retype::<kind::Tcb>(ObjectKind::Tcb, 0)?;
@@ -349,7 +361,7 @@ impl Root<'_> {
             });
         step("reply", report)?;
         println!("root: child replied");
-        Ok(buffer)
+        Ok((buffer, tcb))
     }
 }
 

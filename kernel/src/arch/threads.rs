@@ -38,7 +38,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel_core::cap::{Cap, FrameSize, MappedAt, PageTableLevel};
-use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, ThreadId};
+use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, Resumption, ThreadId};
 use kernel_core::memory::FRAME_SIZE;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{ipc_buffer_slot, vspace_slot};
@@ -503,14 +503,7 @@ pub(crate) fn switch_in_place(
             // The same thread goes on; if it changed its own VSpace (or lost
             // it) during the call, the new one is loaded (or it cannot run).
             if table.entry(next).is_some_and(|entry| entry.from_tcb) {
-                let (cr3, _) = spaces_from_tcb(store, asids, next)?;
-                if cr3 != table.loaded_cr3 {
-                    // SAFETY: as below: the PML4 object a capability in the
-                    // thread's TCB names, whose upper half is the kernel's.
-                    unsafe { x86::controlregs::cr3_write(cr3) };
-                    table.loaded_cr3 = cr3;
-                    count(&COUNTERS.cr3_writes);
-                }
+                reload_own_vspace(table, store, asids, next)?;
             }
             return Some((true, core::ptr::from_mut(context)));
         }
@@ -531,11 +524,25 @@ pub(crate) fn switch_in_place(
         let loaded_cr3 = table.loaded_cr3;
         let entry = table.entry(next)?;
         let area = area_pointer(entry.area);
+        // A thread that left through a system call gets its results, makes
+        // the call again (it was cancelled while blocked), or starts from
+        // the registers TCB::WriteRegisters gave it (`Resumption`).
+        let was_in_call = entry.in_system_call;
+        // Read first: almost always `Results`, and then nothing is written.
+        let resumption = if entry.from_tcb || was_in_call { store.tcb(next).resumption } else { Resumption::Results };
+        if resumption != Resumption::Results {
+            store.tcb_mut(next).resumption = Resumption::Results;
+        }
+        let restart = was_in_call && resumption == Resumption::Restart;
+        let returns_from_call = was_in_call && resumption == Resumption::Results;
         let cr3 = if entry.from_tcb {
             // Its TCB says where it runs, now; a thread whose VSpace or IPC
             // buffer went is not run.
             let (cr3, _) = spaces_from_tcb(store, asids, next)?;
-            let registers = store.tcb(next).registers;
+            let mut registers = store.tcb(next).registers;
+            if restart {
+                registers.rip = registers.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+            }
             if core::ptr::eq(area, context) {
                 // The leaving thread's area was freed and handed to `next`.
                 *context = registers;
@@ -546,9 +553,21 @@ pub(crate) fn switch_in_place(
             }
             cr3
         } else {
+            if restart {
+                if core::ptr::eq(area, context) {
+                    context.rip = context.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+                } else {
+                    // SAFETY: as above: another area than `context`, inside
+                    // `SAVE_AREAS` and aligned, with no reference into it.
+                    let mut registers = unsafe { area.read() };
+                    registers.rip = registers.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+                    // SAFETY: as for the read.
+                    unsafe { area.write(registers) };
+                }
+            }
             entry.cr3
         };
-        let returns_from_call = core::mem::replace(&mut entry.in_system_call, false);
+        entry.in_system_call = false;
         use_save_area(area);
         if cr3 != loaded_cr3 {
             // SAFETY: `cr3` is the PML4 of a user address space built by
@@ -565,6 +584,27 @@ pub(crate) fn switch_in_place(
         Some((returns_from_call, area))
     })
 }
+
+/// A thread made by user space goes on after its own system call: loads
+/// its VSpace again if the call changed it. `None` if it has none any more.
+#[cold]
+fn reload_own_vspace(table: &mut Table, store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> Option<()> {
+    let (cr3, _) = spaces_from_tcb(store, asids, thread)?;
+    if cr3 != table.loaded_cr3 {
+        // SAFETY: the PML4 object a capability in the thread's TCB names
+        // (alive while that capability is), whose upper half is the
+        // kernel's: the running code, its stack and every static stay
+        // mapped.
+        unsafe { x86::controlregs::cr3_write(cr3) };
+        table.loaded_cr3 = cr3;
+        count(&COUNTERS.cr3_writes);
+    }
+    Some(())
+}
+
+/// The length of the SYSCALL instruction: a cancelled call runs again from
+/// `rip - SYSCALL_INSTRUCTION_BYTES`.
+const SYSCALL_INSTRUCTION_BYTES: u64 = 2;
 
 /// `thread` left the kernel with its system call to run again (it stopped
 /// at a preemption point): its saved registers are as it made the call, so

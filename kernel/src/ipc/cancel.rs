@@ -1,14 +1,19 @@
 //! Taking a thread out of whatever IPC it waits in (for Suspend, and later
 //! for deleting the objects it waits on).
 
-use super::{EndpointState, ThreadId, ThreadState};
+use super::{EndpointState, Resumption, ThreadId, ThreadState};
 use crate::sched::Scheduler;
 use crate::store::ObjectStore;
 
 /// Stops `thread`: takes it out of any endpoint or notification queue,
 /// unbinds a reply object it waits on or holds, takes it off the CPU and
-/// out of the scheduler's queues, and makes it inactive.
+/// out of the scheduler's queues, and makes it inactive. A blocked system
+/// call is cancelled: if the thread is resumed, it makes the call again
+/// ([`Resumption::Restart`]).
 pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thread: ThreadId) {
+    if !matches!(store.tcb(thread).state, ThreadState::Runnable | ThreadState::Inactive) {
+        store.tcb_mut(thread).resumption = Resumption::Restart;
+    }
     match store.tcb(thread).state {
         ThreadState::BlockedOnSend { endpoint, .. } | ThreadState::BlockedOnReceive { endpoint, .. } => {
             if let ThreadState::BlockedOnReceive { reply: Some(reply), .. } = store.tcb(thread).state {

@@ -162,10 +162,27 @@ pub struct Tcb {
     /// The thread's user-mode registers while it is not on the CPU (the
     /// kernel's own test threads keep theirs in the architecture code).
     pub registers: UserRegisters,
+    /// What the system call it was blocked in becomes when it runs again.
+    pub resumption: Resumption,
     /// Links of the one queue the thread is in: a ready queue while
     /// runnable, the release queue while runnable but out of budget, an
     /// endpoint's or notification's queue while blocked.
     pub(crate) queue_links: QueueLinks,
+}
+
+/// What a thread that left ring 3 through a system call gets when it runs
+/// again (the architecture code acts on it and resets it to `Results`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resumption {
+    /// The call's results (its message and badge) go into its registers.
+    #[default]
+    Results,
+    /// The call it was blocked in was cancelled (the thread was stopped
+    /// while it waited): it runs the same system call again, as seL4
+    /// restarts it, rather than returning a result it never got.
+    Restart,
+    /// TCB::WriteRegisters gave it new registers: it starts from them.
+    Fresh,
 }
 
 /// A thread's user-mode registers, in the order the kernel's entry code
@@ -245,6 +262,7 @@ impl Tcb {
         extra_cptrs: [0; 3],
         sched_context: None,
         registers: UserRegisters::ZERO,
+        resumption: Resumption::Results,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };
 

@@ -581,3 +581,31 @@ fn every_tcb_and_sched_control_error() {
         code(SyscallError::InvalidCapability)
     );
 }
+
+/// A thread stopped while blocked in a call makes the call again when it is
+/// resumed; one given new registers starts from them; one woken by a
+/// deleted object gets the error as its call's result.
+#[test]
+fn a_cancelled_call_is_restarted_and_written_registers_start_fresh() {
+    let mut system = build();
+    let [server, _, notifier] = system.threads;
+    system.syscall(server, number::RECV, 1, 0, &[], &[], 2);
+    system.root_call(R_TCB, label::TCB_SUSPEND, &[], &[]);
+    assert_eq!(system.kernel.store.tcb(server).resumption, ipc::Resumption::Restart);
+    system.root_call(R_TCB, label::TCB_WRITE_REGISTERS, &[0x40_0000, 0x80_0000, 0, 1, 2, 3], &[]);
+    assert_eq!(system.kernel.store.tcb(server).resumption, ipc::Resumption::Fresh);
+    // A runnable thread that is suspended was in no call: nothing changes.
+    system.root_call(R_TCB + 2, label::TCB_SUSPEND, &[], &[]);
+    assert_eq!(system.kernel.store.tcb(notifier).resumption, ipc::Resumption::Results);
+    // Waiting on a notification whose last capability goes ends the call
+    // with an error: a result, not a restart.
+    let mut system = build();
+    let [server, _, _] = system.threads;
+    system.syscall(server, number::WAIT, 3, 0, &[], &[], 0);
+    assert!(matches!(system.state(SERVER), ThreadState::BlockedOnNotification { .. }));
+    system.root_call(R_SELF, cnode_label::CNODE_REVOKE, &[R_NOTIFICATION, 64], &[]);
+    system.root_call(R_SELF, cnode_label::CNODE_DELETE, &[R_NOTIFICATION, 64], &[]);
+    assert_eq!(system.state(SERVER), ThreadState::Runnable);
+    assert_eq!(system.kernel.store.tcb(server).resumption, ipc::Resumption::Results);
+    assert_eq!(system.kernel.store.tcb(server).info.label, SyscallError::InvalidCapability.code());
+}
