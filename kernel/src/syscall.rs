@@ -200,7 +200,8 @@ fn install<S: ObjectStore, P: Platform>(
     if !store.slot(slot).cap.is_null() {
         let mut budget = WorkBudget(1);
         // A non-CNode capability (or a non-final CNode one) goes in one unit.
-        let _ = derivation::delete(store, slot, &mut budget, finaliser);
+        let deleted = derivation::delete(store, slot, &mut budget, finaliser);
+        debug_assert!(deleted.is_ok() && store.slot(slot).cap.is_null(), "a TCB slot's capability took one unit");
     }
     derivation::insert_derived(store, source, slot, cap, false);
 }

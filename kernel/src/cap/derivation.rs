@@ -185,6 +185,14 @@ pub fn delete<S: SlotStore + ?Sized>(
             if !is_final(store, target) {
                 break;
             }
+            // A thread whose TCB is going stops before its slots (CSpace,
+            // VSpace, IPC buffer) are emptied: it never runs without them
+            // while a long delete is preempted (finalising again when the
+            // TCB capability itself goes changes nothing).
+            let cap = store.slot(target).cap;
+            if matches!(cap, Cap::Tcb { .. }) {
+                finalise.removing(store, cap, true);
+            }
             match first_occupied(store, base, radix_bits, at) {
                 Some(inner) => target = inner,
                 None => break,

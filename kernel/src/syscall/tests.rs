@@ -609,3 +609,24 @@ fn a_cancelled_call_is_restarted_and_written_registers_start_fresh() {
     assert_eq!(system.kernel.store.tcb(server).resumption, ipc::Resumption::Results);
     assert_eq!(system.kernel.store.tcb(server).info.label, SyscallError::InvalidCapability.code());
 }
+
+/// Deleting the last capability to a TCB stops its thread before the first
+/// of its slots is emptied: preempted half-way, the delete leaves no
+/// runnable thread without its CSpace.
+#[test]
+fn a_thread_stops_before_its_tcb_slots_are_emptied() {
+    let mut system = build();
+    let [_, client, _] = system.threads;
+    // The client's own copy of its TCB goes first; the root's is the last.
+    system.root_call(R_GUARDED + 1, cnode_label::CNODE_DELETE, &[4, 64], &[]);
+    assert_eq!(system.state(CLIENT), ThreadState::Runnable);
+    let Kernel { store, scheduler, asids, io_ports, irqs, .. } = &mut system.kernel;
+    let mut finaliser = Finaliser { scheduler, asids, io_ports, irqs, platform: &mut system.platform };
+    let mut budget = WorkBudget(1);
+    let result = derivation::delete(store, root_slot(R_TCB + 1), &mut budget, &mut finaliser);
+    assert_eq!(result, Err(Preempted), "one unit: one slot emptied, the TCB itself not yet");
+    assert_eq!(system.kernel.store.tcb(client).state, ThreadState::Inactive);
+    assert!(system.kernel.store.slot(cspace_slot(client).expect("slot")).cap.is_null());
+    assert!(!system.kernel.store.slot(root_slot(R_TCB + 1)).cap.is_null());
+    assert!(system.platform.saw(&crate::platform::PlatformEvent::ThreadDeleted { thread: client }));
+}
