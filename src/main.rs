@@ -45,6 +45,7 @@ options:
                      user-blocked, user-all; several protection domains:
                      user-pds, user-ipc-bench (with --count-instructions),
                      user-temporal (budgets under the LAPIC timer),
+                     user-round-robin (a slice ends despite system calls),
                      user-devices (a driver with I/O port and IRQ capabilities)
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)

@@ -60,3 +60,24 @@ fn temporal_isolation_with_the_tsc_deadline_timer_in_bochs() {
     let outcome = run_fault_injection_iso_in_bochs("inject=user-temporal");
     assert_temporal_isolation(&outcome, "TSC-deadline");
 }
+
+/// Round robin within a priority (`inject=user-round-robin`): a thread
+/// that makes system calls without end shares priority 10 with a counter
+/// that counts for 3,000,000 ticks; both budgets are far longer than a
+/// slice. The caller's slice ends after 1,000,000 ticks however many calls
+/// it makes, so the counter finishes soon after its 3,000,000: a slice
+/// restarted on every call would keep it waiting for the caller's whole
+/// 40,000,000-tick budget.
+#[test]
+fn a_thread_that_makes_system_calls_still_gives_way_at_the_end_of_its_slice() {
+    let outcome = run_kernel_boot(fault_injection_kernel(), "inject=user-round-robin", true);
+    let console = &outcome.console;
+    assert!(!outcome.timed_out, "the run timed out");
+    assert!(console.lines().any(|line| line.trim_end() == "user mode: pd-counter exited with code 0"));
+    let ticks = console
+        .lines()
+        .find_map(|line| line.strip_prefix("temporal: run of ")?.split(' ').next()?.parse::<u64>().ok())
+        .expect("the run's length");
+    assert!(ticks < 10_000_000, "the counter waited {ticks} ticks: the caller's slice never ended");
+    assert_eq!(outcome.final_status(), Some("success"));
+}

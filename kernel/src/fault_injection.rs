@@ -32,6 +32,10 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         crate::user_temporal::run(allocator);
         return;
     }
+    if kind == "user-round-robin" {
+        crate::user_temporal::run_round_robin(allocator);
+        return;
+    }
     if kind == "user-devices" {
         crate::user_devices::run(allocator);
         return;

@@ -52,6 +52,8 @@ struct Spec {
     name: &'static str,
     priority: u64,
     budget: u64,
+    /// Its scheduling context's period.
+    period: u64,
     /// Index into `temporal_program_table`.
     program: usize,
     arguments: [u64; 2],
@@ -59,6 +61,15 @@ struct Spec {
 
 const SPINNER: usize = 0;
 const COUNTER: usize = 1;
+/// A thread that makes (refused) system calls in a loop, forever.
+const CALLER: usize = 2;
+/// The round-robin test: the priority both threads share, and how long
+/// the counter counts.
+const ROUND_ROBIN_PRIORITY: u64 = 10;
+const ROUND_ROBIN_COUNT_TICKS: u64 = 3 * PERIOD;
+/// Both threads' budget and period: far longer than a slice, so that only
+/// the slice can take the CPU from the caller.
+const ROUND_ROBIN_PERIOD: u64 = 40 * PERIOD;
 
 fn build(kernel: &mut Kernel<PhysStore>, root: ThreadId, specs: &[Spec]) -> Result<[ThreadId; 2], StepFailed> {
     let untyped = root::slot::FIRST_UNTYPED;
@@ -71,7 +82,7 @@ fn build(kernel: &mut Kernel<PhysStore>, root: ThreadId, specs: &[Spec]) -> Resu
         let (l, w, e) = retype(TYPE_SCHED_CONTEXT, SCHED_CONTEXT_SIZE_BITS, root_cnode, context);
         invoke(kernel, root, "retype a scheduling context", untyped, (l, &w, &e))?;
         kernel.now = cpu::read_tsc();
-        let words = [spec.budget, PERIOD];
+        let words = [spec.budget, spec.period];
         invoke(kernel, root, "configure", root::slot::SCHED_CONTROL, (SCHED_CONTROL_CONFIGURE, &words, &[context]))?;
         let words = [spec.priority];
         invoke(kernel, root, "set the priority", tcb, (label::TCB_SET_PRIORITY, &words, &[root::slot::ROOT_TCB]))?;
@@ -104,7 +115,7 @@ fn root_slot_object(kernel: &Kernel<PhysStore>, root: ThreadId, slot: u64) -> Op
 
 unsafe extern "C" {
     /// For each program: start and end of its code.
-    static temporal_program_table: [[u64; 2]; 2];
+    static temporal_program_table: [[u64; 2]; 3];
 }
 
 fn program(spec: &Spec) -> Program {
@@ -124,19 +135,70 @@ fn per_mille(part: u64, total: u64) -> u64 {
     u64::try_from(u128::from(part) * 1000 / u128::from(total.max(1))).unwrap_or(u64::MAX)
 }
 
+/// Round robin within a priority (`inject=user-round-robin`): a thread that
+/// makes system calls without end and a counter share priority 10, each
+/// with the whole CPU as its budget. Every system call returns to the
+/// caller, but its time slice must still end: the counter gets the CPU
+/// after [`timer::ROUND_ROBIN_SLICE`] and finishes counting.
+pub(crate) fn run_round_robin(allocator: &mut FrameAllocator) {
+    let specs = [
+        Spec {
+            name: "pd-caller",
+            priority: ROUND_ROBIN_PRIORITY,
+            budget: ROUND_ROBIN_PERIOD,
+            period: ROUND_ROBIN_PERIOD,
+            program: CALLER,
+            arguments: [0; 2],
+        },
+        Spec {
+            name: "pd-counter",
+            priority: ROUND_ROBIN_PRIORITY,
+            budget: ROUND_ROBIN_PERIOD,
+            period: ROUND_ROBIN_PERIOD,
+            program: COUNTER,
+            arguments: [ROUND_ROBIN_COUNT_TICKS, 0],
+        },
+    ];
+    run_specs(allocator, &specs);
+}
+
 /// Builds and runs the two threads, then prints the shares.
 pub(crate) fn run(allocator: &mut FrameAllocator) {
     let specs = [
-        Spec { name: "pd-spinner", priority: 200, budget: SPINNER_BUDGET, program: SPINNER, arguments: [0; 2] },
-        Spec { name: "pd-counter", priority: 1, budget: PERIOD, program: COUNTER, arguments: [COUNTER_RUN_TICKS, 0] },
+        Spec {
+            name: "pd-spinner",
+            priority: 200,
+            budget: SPINNER_BUDGET,
+            period: PERIOD,
+            program: SPINNER,
+            arguments: [0; 2],
+        },
+        Spec {
+            name: "pd-counter",
+            priority: 1,
+            budget: PERIOD,
+            period: PERIOD,
+            program: COUNTER,
+            arguments: [COUNTER_RUN_TICKS, 0],
+        },
     ];
+    println!(
+        "temporal: pd-spinner (priority 200) has {SPINNER_BUDGET} of every {PERIOD} TSC ticks, pd-counter \
+         (priority 1) all of them; pd-counter counts for {COUNTER_RUN_TICKS} ticks"
+    );
+    run_specs(allocator, &specs);
+}
+
+/// Builds `specs` (the second is the counter, whose end ends the run), runs
+/// them preemptively and prints what each got.
+fn run_specs(allocator: &mut FrameAllocator, specs: &[Spec; 2]) {
     if !root::prepare_root_thread() {
         println!("user mode: no root thread to build the temporal test");
         return;
     }
     let built = root::with_kernel(|kernel, root| {
         let root = root.ok_or(StepFailed { step: "root thread", code: 0 })?;
-        build(kernel, root, &specs)
+        build(kernel, root, specs)
     });
     let threads = match built {
         Ok(threads) => threads,
@@ -145,10 +207,6 @@ pub(crate) fn run(allocator: &mut FrameAllocator) {
             return;
         }
     };
-    println!(
-        "temporal: pd-spinner (priority 200) has {SPINNER_BUDGET} of every {PERIOD} TSC ticks, pd-counter \
-         (priority 1) all of them; pd-counter counts for {COUNTER_RUN_TICKS} ticks"
-    );
     let run_specs: [UserThreadSpec; 2] = core::array::from_fn(|index| UserThreadSpec {
         thread: threads[index],
         program: program(&specs[index]),
@@ -173,7 +231,7 @@ pub(crate) fn run(allocator: &mut FrameAllocator) {
     if end != ProgramEnd::Exited(0) {
         println!("temporal: pd-counter ended with {end:?}");
     }
-    for (ran, spec) in measured.ran.iter().zip(&specs) {
+    for (ran, spec) in measured.ran.iter().zip(specs) {
         let share = per_mille(ran.ticks, measured.total);
         println!("temporal: {} ran {} TSC ticks, {}.{} % of the run", spec.name, ran.ticks, share / 10, share % 10);
     }
@@ -295,11 +353,18 @@ temporal_counter_text:
     .asciz " iterations\n"
 temporal_counter_end:
 
+temporal_caller:
+    mov eax, 0x42                       /* no such system call: InvalidArgument */
+    syscall
+    jmp temporal_caller
+temporal_caller_end:
+
     .balign 8
     .global temporal_program_table
 temporal_program_table:
     .quad temporal_spinner, temporal_spinner_end
     .quad temporal_counter, temporal_counter_end
+    .quad temporal_caller, temporal_caller_end
     .text
     "#
 );

@@ -535,7 +535,8 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                     if super::timer::preemption_due() {
                         threads::count(&threads::COUNTERS.preempted_calls);
                         context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
-                        let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+                        let next =
+                            super::timer::next_thread_at_preemption_point(kernel).ok_or(Stopped::NothingToRun)?;
                         if next == thread {
                             // Its registers as they are: the SYSCALL again.
                             return Ok(core::ptr::from_mut(context));

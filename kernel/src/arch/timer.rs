@@ -111,6 +111,8 @@ struct Run {
     switches: u64,
     /// The TSC deadline the timer is armed for, if it is.
     armed: Option<u64>,
+    /// The thread whose round-robin slice `slice_end` ends.
+    slice_owner: Option<ThreadId>,
 }
 
 struct RunCell(UnsafeCell<Run>);
@@ -129,6 +131,7 @@ static RUN: RunCell = RunCell(UnsafeCell::new(Run {
     ran: heapless::Vec::new(),
     switches: 0,
     armed: None,
+    slice_owner: None,
 }));
 
 fn with_run<R>(action: impl FnOnce(&mut Run) -> R) -> R {
@@ -216,7 +219,15 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
     let current = kernel.scheduler.current();
     let shares_priority =
         current.is_some_and(|thread| !kernel.scheduler.queue(kernel.store.tcb(thread).priority).is_empty());
-    let slice_end = shares_priority.then(|| now.saturating_add(ROUND_ROBIN_SLICE));
+    // A thread keeps the slice it started until it ends: returning from a
+    // system call does not start a new one (else a thread that makes calls
+    // would never give way to its equals).
+    let slice_end = shares_priority.then(|| {
+        with_run(|run| match run.slice_end {
+            Some(end) if run.slice_owner == current && now < end => end,
+            _ => now.saturating_add(ROUND_ROBIN_SLICE),
+        })
+    });
     let deadline = match (budget, slice_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -227,6 +238,7 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
     }
     with_run(|run| {
         run.slice_end = slice_end;
+        run.slice_owner = if slice_end.is_some() { current } else { None };
         run.armed = deadline;
         run.dispatched = current.map(|thread| (thread, cpu::read_tsc()));
     });
@@ -361,6 +373,17 @@ fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<Thr
 /// nothing can run any more.
 pub(crate) fn next_thread(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
     if with_run(|run| run.active) { next_or_idle(kernel, false) } else { user::next_runnable(kernel) }
+}
+
+/// [`next_thread`] at a preemption point: a round-robin slice that has
+/// ended gives the CPU to the next thread of the same priority first.
+pub(crate) fn next_thread_at_preemption_point(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> {
+    if !with_run(|run| run.active) {
+        return user::next_runnable(kernel);
+    }
+    let now = cpu::read_tsc();
+    let slice_ended = with_run(|run| run.slice_end.is_some_and(|end| now >= end));
+    next_or_idle(kernel, slice_ended)
 }
 
 /// What the timer path decided.
