@@ -9,8 +9,8 @@
 use proptest::prelude::*;
 
 use crate::cap::invocation::label as cnode_label;
-use crate::cap::object::{ObjectKind, SLOT_BITS};
-use crate::cap::{Cap, Rights, SlotRef, SlotStore, derivation};
+use crate::cap::object::ObjectKind;
+use crate::cap::{Cap, Rights, SlotStore};
 use crate::error::SyscallError;
 use crate::io_port::label as port_label;
 use crate::ipc::{MessageInfo, ThreadId, ThreadState};
@@ -19,14 +19,9 @@ use crate::memory::PhysAddr;
 use crate::platform::{PlatformEvent, PortWidth, RecordingPlatform};
 use crate::store::{MapStore, ObjectStore};
 use crate::syscall::{self, Kernel, SyscallArgs, label as tcb_label, number};
-
-const ROOT_CNODE: u64 = 0x10_0000;
-const ROOT_TCB: u64 = 0x80_0000;
-const UNTYPED_BASE: u64 = 0x100_0000;
+use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, root_kernel, root_slot, root_thread};
 
 // Root CNode slots (a root cptr is the slot index).
-const R_SELF: u64 = 0;
-const R_UNTYPED: u64 = 1;
 const R_IRQ_CONTROL: u64 = 2;
 const R_IO_PORT_CONTROL: u64 = 3;
 const R_ROOT_TCB: u64 = 4;
@@ -37,10 +32,6 @@ const R_READ_ONLY: u64 = 13; // a READ-only copy
 const R_DRIVER: u64 = 14;
 const R_PORTS: u64 = 20; // 20.. issued ranges and their copies
 const R_HANDLER: u64 = 40; // 40.. handlers
-
-fn root_slot(index: u64) -> SlotRef {
-    SlotRef::in_cnode(PhysAddr::new(ROOT_CNODE), index).expect("slot")
-}
 
 /// An invocation's outcome: the label (error code) and message word 0 if
 /// the reply has one.
@@ -63,7 +54,7 @@ struct System {
 
 impl System {
     fn root() -> ThreadId {
-        ThreadId::new(PhysAddr::new(ROOT_TCB))
+        root_thread()
     }
 
     fn syscall(&mut self, thread: ThreadId, number: u64, cptr: u64, label: u64, words: &[u64], extra: &[u64]) {
@@ -126,23 +117,12 @@ impl System {
 /// The root task with its CNode, an untyped, both control capabilities and
 /// a notification (plain, badged write-only, read-only) and an endpoint.
 fn build() -> System {
-    let mut store = MapStore::new();
-    store.init_object(ObjectKind::CNode, PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
-    let root_cnode = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: 8, guard: 0, guard_bits: 56 };
-    derivation::insert_original(&mut store, root_slot(R_SELF), root_cnode);
-    let untyped = Cap::Untyped { base: PhysAddr::new(UNTYPED_BASE), size_bits: 22, free_offset: 0, is_device: false };
-    derivation::insert_original(&mut store, root_slot(R_UNTYPED), untyped);
-    derivation::insert_original(&mut store, root_slot(R_IRQ_CONTROL), Cap::IrqControl);
-    derivation::insert_original(&mut store, root_slot(R_IO_PORT_CONTROL), Cap::IoPortControl);
-    derivation::insert_original(&mut store, root_slot(R_ROOT_TCB), Cap::Tcb { object: PhysAddr::new(ROOT_TCB) });
-    let root = System::root();
-    let root_cspace = syscall::cspace_slot(root).expect("slot");
-    derivation::insert_derived(&mut store, root_slot(R_SELF), root_cspace, root_cnode, false);
-    let tcb = store.tcb_mut(root);
-    (tcb.priority, tcb.max_priority, tcb.state) = (200, 255, ThreadState::Runnable);
-    let mut kernel = Kernel::new(store);
-    kernel.scheduler.make_ready(&mut kernel.store, root);
-    kernel.scheduler.schedule(&mut kernel.store);
+    let originals = [
+        (R_IRQ_CONTROL, Cap::IrqControl),
+        (R_IO_PORT_CONTROL, Cap::IoPortControl),
+        (R_ROOT_TCB, Cap::Tcb { object: PhysAddr::new(ROOT_TCB) }),
+    ];
+    let kernel = root_kernel(22, 200, &originals);
     let mut system = System { kernel, platform: RecordingPlatform::new() };
     let retype = |system: &mut System, kind: ObjectKind, slot: u64| {
         system.ok(R_UNTYPED, cnode_label::UNTYPED_RETYPE, &[kind as u64, 0, 0, 0, slot, 1], &[R_SELF]);

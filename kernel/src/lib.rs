@@ -22,3 +22,5 @@ pub mod vspace;
 
 #[cfg(test)]
 mod device_tests;
+#[cfg(test)]
+mod test_fixture;

@@ -8,18 +8,13 @@
 use super::*;
 use crate::cap::SlotStore;
 use crate::cap::invocation::label as cnode_label;
-use crate::cap::object::{ObjectKind, SLOT_BITS};
+use crate::cap::object::ObjectKind;
 use crate::ipc::{ReceiveSlot, ThreadId, ThreadState};
 use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
-
-const ROOT_CNODE: u64 = 0x10_0000;
-const ROOT_TCB: u64 = 0x80_0000;
-const UNTYPED_BASE: u64 = 0x100_0000;
+use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, root_kernel, root_slot, root_thread};
 
 // Root CNode slots (a root cptr is the slot index).
-const R_SELF: u64 = 0;
-const R_UNTYPED: u64 = 1;
 const R_SCHED_CONTROL: u64 = 2;
 const R_ROOT_TCB: u64 = 3;
 const R_TCB: u64 = 10; // 10 server, 11 client, 12 notifier
@@ -34,10 +29,6 @@ const R_SCHED_CONTEXT: u64 = 50;
 const SERVER: usize = 0;
 const CLIENT: usize = 1;
 const NOTIFIER: usize = 2;
-
-fn root_slot(index: u64) -> SlotRef {
-    SlotRef::in_cnode(PhysAddr::new(ROOT_CNODE), index).expect("slot")
-}
 
 struct System {
     kernel: Kernel<MapStore>,
@@ -124,22 +115,9 @@ fn server_cnode(system: &System) -> PhysAddr {
 
 /// Boots the system and has the root task build the three domains.
 fn build() -> System {
-    let mut store = MapStore::new();
-    store.init_object(ObjectKind::CNode, PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
-    let root_cnode = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: 8, guard: 0, guard_bits: 56 };
-    derivation::insert_original(&mut store, root_slot(R_SELF), root_cnode);
-    let untyped = Cap::Untyped { base: PhysAddr::new(UNTYPED_BASE), size_bits: 22, free_offset: 0, is_device: false };
-    derivation::insert_original(&mut store, root_slot(R_UNTYPED), untyped);
-    derivation::insert_original(&mut store, root_slot(R_SCHED_CONTROL), Cap::SchedControl);
-    derivation::insert_original(&mut store, root_slot(R_ROOT_TCB), Cap::Tcb { object: PhysAddr::new(ROOT_TCB) });
-    let root = ThreadId::new(PhysAddr::new(ROOT_TCB));
-    let root_cspace = cspace_slot(root).expect("slot");
-    derivation::insert_derived(&mut store, root_slot(R_SELF), root_cspace, root_cnode, false);
-    let tcb = store.tcb_mut(root);
-    (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
-    let mut kernel = Kernel::new(store);
-    kernel.scheduler.make_ready(&mut kernel.store, root);
-    kernel.scheduler.schedule(&mut kernel.store);
+    let originals = [(R_SCHED_CONTROL, Cap::SchedControl), (R_ROOT_TCB, Cap::Tcb { object: PhysAddr::new(ROOT_TCB) })];
+    let kernel = root_kernel(22, 255, &originals);
+    let root = root_thread();
     let mut system = System { kernel, platform: RecordingPlatform::new(), threads: [root; 3] };
 
     system.retype(ObjectKind::Tcb, 0, R_TCB, 3);

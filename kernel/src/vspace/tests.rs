@@ -8,20 +8,15 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cap::invocation::label as cnode_label;
-use crate::cap::object::{ObjectKind, SLOT_BITS};
+use crate::cap::object::ObjectKind;
 use crate::cap::{Rights, SlotStore};
-use crate::ipc::{MessageInfo, ThreadId, ThreadState};
+use crate::ipc::MessageInfo;
 use crate::platform::{PlatformEvent, RecordingPlatform};
 use crate::store::MapStore;
-use crate::syscall::{Kernel, SyscallArgs, cspace_slot, handle, number};
-
-const ROOT_CNODE: u64 = 0x10_0000;
-const ROOT_TCB: u64 = 0x80_0000;
-const UNTYPED_BASE: u64 = 0x100_0000;
+use crate::syscall::{Kernel, SyscallArgs, handle, number};
+use crate::test_fixture::{R_SELF, R_UNTYPED, UNTYPED_BASE, root_kernel, root_slot, root_thread};
 
 // Root CNode slots (a root cptr is the slot index).
-const R_SELF: u64 = 0;
-const R_UNTYPED: u64 = 1;
 const R_ASID_CONTROL: u64 = 2;
 const R_POOL_UNTYPED: u64 = 3; // 3..=6: 4 KiB untypeds for pools
 const R_POOL: u64 = 8;
@@ -40,19 +35,11 @@ struct World {
     platform: RecordingPlatform,
 }
 
-fn root_slot(index: u64) -> SlotRef {
-    SlotRef::in_cnode(PhysAddr::new(ROOT_CNODE), index).expect("slot")
-}
-
-fn root() -> ThreadId {
-    ThreadId::new(PhysAddr::new(ROOT_TCB))
-}
-
 impl World {
     /// An invocation by the root thread: the error code (0 for success) and
     /// the reply's word 0.
     fn call(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> (u64, u64) {
-        let tcb = self.kernel.store.tcb_mut(root());
+        let tcb = self.kernel.store.tcb_mut(root_thread());
         tcb.words[..words.len()].copy_from_slice(words);
         tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
         let info = MessageInfo {
@@ -61,8 +48,8 @@ impl World {
             caps: u8::try_from(extra.len()).expect("few"),
         };
         let args = SyscallArgs { number: number::CALL, cptr, info, reply_cptr: 0 };
-        while handle(&mut self.kernel, &mut self.platform, root(), args).is_err() {}
-        let tcb = self.kernel.store.tcb(root());
+        while handle(&mut self.kernel, &mut self.platform, root_thread(), args).is_err() {}
+        let tcb = self.kernel.store.tcb(root_thread());
         (tcb.info.label, tcb.words[0])
     }
 
@@ -109,19 +96,7 @@ impl World {
 /// untypeds; then a pool, two PML4s (the first assigned), a PDPT, a PD, two
 /// PTs, four 4 KiB frames and a 2 MiB frame.
 fn world() -> World {
-    let mut store = MapStore::new();
-    store.init_object(ObjectKind::CNode, PhysAddr::new(ROOT_CNODE), 8 + SLOT_BITS);
-    let root_cnode = Cap::CNode { base: PhysAddr::new(ROOT_CNODE), radix_bits: 8, guard: 0, guard_bits: 56 };
-    derivation::insert_original(&mut store, root_slot(R_SELF), root_cnode);
-    let untyped = Cap::Untyped { base: PhysAddr::new(UNTYPED_BASE), size_bits: 23, free_offset: 0, is_device: false };
-    derivation::insert_original(&mut store, root_slot(R_UNTYPED), untyped);
-    derivation::insert_original(&mut store, root_slot(R_ASID_CONTROL), Cap::AsidControl);
-    derivation::insert_derived(&mut store, root_slot(R_SELF), cspace_slot(root()).expect("slot"), root_cnode, false);
-    let tcb = store.tcb_mut(root());
-    (tcb.priority, tcb.max_priority, tcb.state) = (255, 255, ThreadState::Runnable);
-    let mut kernel = Kernel::new(store);
-    kernel.scheduler.make_ready(&mut kernel.store, root());
-    kernel.scheduler.schedule(&mut kernel.store);
+    let kernel = root_kernel(23, 255, &[(R_ASID_CONTROL, Cap::AsidControl)]);
     let mut world = World { kernel, platform: RecordingPlatform::new() };
 
     world.retype(ObjectKind::Untyped, 12, R_POOL_UNTYPED, 4);
