@@ -5,6 +5,7 @@ pub mod emulator;
 mod error;
 pub mod image;
 pub mod kernel_build;
+pub mod manifest;
 pub mod symbolize;
 pub mod tools;
 pub mod user_build;

@@ -13,6 +13,7 @@ use bulkhead::tools::{self, Tool};
 
 const USAGE: &str = "\
 usage: cargo run -- [OPTIONS]
+       cargo run -- capdl check|graph|show ...   (the capability manifest: docs/capdl.md)
 
 Builds the Bulkhead kernel and the root task (components/root-task), packs a
 hybrid BIOS+UEFI GRUB ISO with the root task as a boot module and boots it in
@@ -119,7 +120,14 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options(std::env::args().skip(1)) {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if arguments.first().is_some_and(|first| first == "capdl") {
+        let outcome = bulkhead::manifest::run(&arguments[1..]);
+        print!("{}", outcome.stdout);
+        eprint!("{}", outcome.stderr);
+        return ExitCode::from(outcome.code);
+    }
+    let options = match parse_options(arguments) {
         Ok(options) => options,
         Err(message) if message.is_empty() => {
             print!("{USAGE}");

@@ -80,3 +80,51 @@ fn exit_status_follows_the_kernel_verdict() {
     assert!(console.contains("!!! kernel panic at kernel/src/fault_injection.rs:"), "{console}");
     assert!(console.contains("bulkhead: exit failure"), "{console}");
 }
+
+/// `capdl check|graph|show`: the manifest validator from the command line
+/// (docs/capdl.md): a valid manifest, a bad one with its location, one
+/// protection domain's report, the DOT graph, and usage errors.
+#[test]
+fn capdl_subcommands_check_graph_and_show_a_manifest() {
+    let root = kernel_build::workspace_root();
+    let example = root.join("capdl/examples/system.capdl");
+    let run = |arguments: &[&str]| {
+        let output = bulkhead().arg("capdl").args(arguments).output().expect("run the CLI");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+    let example_path = example.to_str().expect("a UTF-8 path");
+    let (code, stdout, _) = run(&["check", example_path]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.ends_with(": valid, 5 protection domains, 16 flows\n"), "{stdout}");
+
+    let (code, stdout, _) = run(&["graph", example_path]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.starts_with("digraph flows {") && stdout.contains("\"serial_driver\" -> \"log_server\""),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run(&["show", example_path, "serial_driver"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("serial_driver\n") && stdout.contains("  device com2: irq 3"), "{stdout}");
+    assert!(!stdout.contains("log_server\n  maps"), "only that domain's block: {stdout}");
+    let (code, _, stderr) = run(&["show", example_path, "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("has no protection domain nobody"), "{stderr}");
+
+    let bad = root.join("capdl/tests/bad/bad_page_size.capdl");
+    let (code, stdout, stderr) = run(&["check", bad.to_str().expect("a UTF-8 path")]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("bad_page_size.capdl:44:10: error: page size 8192 is not supported"), "{stderr}");
+    assert!(stderr.contains("  hint: "), "{stderr}");
+
+    let (code, _, stderr) = run(&["frob"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("usage: cargo run -- capdl check FILE"), "{stderr}");
+    let (code, _, stderr) = run(&["check", "/nonexistent.capdl"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("/nonexistent.capdl"), "{stderr}");
+}
