@@ -205,6 +205,16 @@ fn generated_names_give_each_pd_its_slots_and_regions() {
 }
 
 #[test]
+fn the_documentation_shows_the_disk_drivers_names_as_generated() {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/capdl.md"))
+        .expect("docs/capdl.md");
+    let start = doc.find("```rust\npub mod caps {").expect("the example's names") + "```rust\n".len();
+    let end = start + doc[start..].find("```").expect("the block's end");
+    let generated = generated_names(&compiled_example(), "disk_driver").expect("disk_driver");
+    assert!(generated.contains(&doc[start..end]), "docs/capdl.md shows other names than\n{generated}");
+}
+
+#[test]
 fn constant_names_are_screaming_snake_case() {
     assert_eq!(constant_name("dma_buffer"), "DMA_BUFFER");
     assert_eq!(constant_name("dmaBuffer"), "DMA_BUFFER");
