@@ -5,11 +5,15 @@
 //! flows allowed between them. [`parse`] reads one into an [`ast`] whose
 //! nodes carry their source positions; [`validate`] resolves its names and
 //! proves the separation properties, returning the information-flow
-//! [`FlowGraph`]; [`check`] does both.
+//! [`FlowGraph`]; [`check`] does both. [`compile()`] turns a validated
+//! manifest into the [`SystemSpec`] the loader follows, [`to_blob`] and
+//! [`from_blob`] carry it as postcard bytes, and [`generated_names`] gives
+//! each PD Rust constants for its capability slots and regions.
 
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod compile;
 pub mod diagnostic;
 pub mod graph;
 pub mod lexer;
@@ -17,6 +21,7 @@ pub mod parser;
 pub mod report;
 pub mod validate;
 
+pub use compile::{SystemSpec, compile, from_blob, generated_names, to_blob};
 pub use diagnostic::{Diagnostic, Span};
 pub use graph::{FlowEdge, FlowGraph};
 pub use parser::parse;

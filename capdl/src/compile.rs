@@ -1,0 +1,797 @@
+//! The compiler: turns a validated manifest into a [`SystemSpec`], the
+//! plain data that tells the loader exactly which kernel objects to
+//! create, which capabilities to put in which slot of each protection
+//! domain's CNode, and which regions to map where. The spec travels as a
+//! postcard blob ([`to_blob`], [`from_blob`]); [`generated_names`] gives
+//! each PD Rust constants for its slots and regions, so that a PD names
+//! `caps::LOG` and never a slot number.
+//!
+//! Everything here is deterministic: objects, slots and mappings follow
+//! the manifest's declaration order, and nothing iterates a hash map, so
+//! one manifest always compiles to the same bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::FlowGraph;
+use crate::validate::{Model, PAGE_SIZES};
+
+/// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
+pub const SPEC_VERSION: u32 = 1;
+/// The largest CNode radix the kernel creates (docs/abi.md, object types).
+pub const MAX_CNODE_RADIX: u8 = 16;
+/// The slot of a PD's own CNode in that CNode.
+pub const CNODE_SLOT: u64 = 0;
+/// log2 of the bytes of each scheduling context (the kernel takes 8..12).
+pub const SCHED_CONTEXT_SIZE_BITS: u8 = 8;
+
+/// Capability right READ (docs/abi.md, "Conventions").
+pub const RIGHT_READ: u64 = 1 << 0;
+/// Capability right WRITE.
+pub const RIGHT_WRITE: u64 = 1 << 1;
+/// Capability right GRANT.
+pub const RIGHT_GRANT: u64 = 1 << 2;
+/// Capability right GRANT_REPLY.
+pub const RIGHT_GRANT_REPLY: u64 = 1 << 3;
+
+/// Frame::Map attribute bit 0: executable.
+pub const ATTRIBUTE_EXECUTABLE: u64 = 1 << 0;
+/// The shift of Frame::Map's memory-type field (bits 1..2).
+pub const ATTRIBUTE_CACHE_SHIFT: u32 = 1;
+
+/// Everything the loader builds for one system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemSpec {
+    /// [`SPEC_VERSION`].
+    pub version: u32,
+    /// Every kernel object, in creation order; [`ObjectId`] indexes it.
+    pub objects: Vec<ObjectSpec>,
+    /// The protection domains, in declaration order.
+    pub domains: Vec<DomainSpec>,
+    /// The channels, in declaration order.
+    pub channels: Vec<ChannelSpec>,
+    /// The regions, in declaration order.
+    pub regions: Vec<RegionSpec>,
+}
+
+impl SystemSpec {
+    /// The protection domain called `name`.
+    pub fn domain(&self, name: &str) -> Option<&DomainSpec> {
+        self.domains.iter().find(|domain| domain.name == name)
+    }
+
+    /// The object `id` names.
+    pub fn object(&self, id: ObjectId) -> Option<&ObjectSpec> {
+        usize::try_from(id.0).ok().and_then(|index| self.objects.get(index))
+    }
+}
+
+/// An index into [`SystemSpec::objects`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectId(pub u32);
+
+/// One kernel object (or, for [`ObjectKind::Frames`], a run of frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSpec {
+    /// A name for logs and errors: `log_server.tcb`, `log.endpoint`.
+    pub name: String,
+    /// What to create.
+    pub kind: ObjectKind,
+}
+
+/// What kind of kernel object to create, with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// A thread: its priority (TCB::SetPriority) and the core it runs on.
+    Tcb {
+        /// 0 (lowest) to 255.
+        priority: u8,
+        /// The core.
+        core: u32,
+    },
+    /// A scheduling context of 2^[`SCHED_CONTEXT_SIZE_BITS`] bytes, given
+    /// `budget_ns` of CPU time in every `period_ns` (nanoseconds: the
+    /// loader converts them to the kernel's ticks for
+    /// SchedControl::Configure).
+    SchedContext {
+        /// The budget in nanoseconds.
+        budget_ns: u64,
+        /// The period in nanoseconds.
+        period_ns: u64,
+    },
+    /// A CNode of 2^`radix` slots.
+    CNode {
+        /// log2 of its slot count (1..=16).
+        radix: u8,
+    },
+    /// An address space: a PML4, assigned an ASID.
+    VSpace,
+    /// An IPC endpoint.
+    Endpoint,
+    /// A notification.
+    Notification,
+    /// A reply object, for a PD that serves calls.
+    Reply,
+    /// `count` frames of `page_size` bytes; at `physical` for device
+    /// memory (from a device untyped, mapped uncached), else from RAM.
+    Frames {
+        /// 4 KiB, 2 MiB or 1 GiB.
+        page_size: u64,
+        /// How many.
+        count: u64,
+        /// The first frame's physical address, for device memory.
+        physical: Option<u64>,
+    },
+    /// The handler of a legacy PIC interrupt line (IrqControl::Get).
+    IrqHandler {
+        /// The line.
+        line: u8,
+    },
+    /// An I/O port range (IoPortControl::Issue), inclusive.
+    IoPorts {
+        /// The first port.
+        first: u16,
+        /// The last port.
+        last: u16,
+    },
+}
+
+impl ObjectKind {
+    /// The kernel's Untyped::Retype type (docs/abi.md, object types); `None`
+    /// for objects made by a control capability (IRQ handlers, I/O ports).
+    pub fn retype_type(&self) -> Option<u64> {
+        match self {
+            Self::CNode { .. } => Some(1),
+            Self::Tcb { .. } => Some(2),
+            Self::SchedContext { .. } => Some(3),
+            Self::Endpoint => Some(4),
+            Self::Notification => Some(5),
+            Self::Reply => Some(6),
+            Self::Frames { page_size, .. } => match *page_size {
+                size if size == PAGE_SIZES[0] => Some(7),
+                size if size == PAGE_SIZES[1] => Some(8),
+                size if size == PAGE_SIZES[2] => Some(9),
+                _ => None,
+            },
+            Self::VSpace => Some(13),
+            Self::IrqHandler { .. } | Self::IoPorts { .. } => None,
+        }
+    }
+}
+
+/// One protection domain: its objects, capabilities and mappings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The program image.
+    pub image: String,
+    /// Its thread ([`ObjectKind::Tcb`]).
+    pub tcb: ObjectId,
+    /// Its scheduling context.
+    pub sched_context: ObjectId,
+    /// Its CSpace root ([`ObjectKind::CNode`]), in its own slot 0.
+    pub cnode: ObjectId,
+    /// Its address space.
+    pub vspace: ObjectId,
+    /// Bytes of stack the loader maps (0: the loader's default).
+    pub stack_bytes: u64,
+    /// Bytes of heap the loader maps (0: none).
+    pub heap_bytes: u64,
+    /// Its capabilities, by slot: slot 0 its CNode, then from 1 up densely.
+    pub caps: Vec<CapSpec>,
+    /// Its mappings, in the order the regions are declared.
+    pub mappings: Vec<MappingSpec>,
+}
+
+/// One capability in a PD's CNode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSpec {
+    /// The slot in the PD's CNode.
+    pub slot: u64,
+    /// Its name, from which [`generated_names`] makes the constant:
+    /// `log`, `exits_notification`, `com2_irq`.
+    pub name: String,
+    /// The object it points to.
+    pub object: ObjectId,
+    /// The kernel's rights bits ([`RIGHT_READ`] ...).
+    pub rights: u64,
+    /// The badge (0: none), set by CNode::Mint.
+    pub badge: u64,
+}
+
+/// A channel's objects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    /// Its name.
+    pub name: String,
+    /// Its endpoint, if it has a `call` or `send` connection.
+    pub endpoint: Option<ObjectId>,
+    /// Its notification, if it has a `notify` connection.
+    pub notification: Option<ObjectId>,
+    /// The most any sender's capability may have (rights bits).
+    pub rights: u64,
+}
+
+/// A region's frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    /// Its name.
+    pub name: String,
+    /// Its frames ([`ObjectKind::Frames`]).
+    pub frames: ObjectId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The most any mapping may have.
+    pub rights: MapRights,
+}
+
+/// Rights of a mapping: Frame::Map takes READ and WRITE as rights and
+/// execute as an attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapRights {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+}
+
+impl MapRights {
+    /// The kernel's rights bits (READ, WRITE) for Frame::Map.
+    pub fn bits(self) -> u64 {
+        (if self.read { RIGHT_READ } else { 0 }) | (if self.write { RIGHT_WRITE } else { 0 })
+    }
+
+    /// Whether every right of `self` is also in `other`.
+    pub fn within(self, other: Self) -> bool {
+        (!self.read || other.read) && (!self.write || other.write) && (!self.execute || other.execute)
+    }
+}
+
+impl From<MemoryRights> for MapRights {
+    fn from(rights: MemoryRights) -> Self {
+        Self { read: rights.read, write: rights.write, execute: rights.execute }
+    }
+}
+
+/// The memory type of a mapping (Frame::Map attribute bits 1..2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cache {
+    /// RAM: write-back (0).
+    WriteBack,
+    /// Device memory: uncacheable (3).
+    Uncacheable,
+}
+
+/// One region mapped into a PD.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingSpec {
+    /// The region's index in [`SystemSpec::regions`].
+    pub region: u32,
+    /// The first virtual address.
+    pub address: u64,
+    /// The mapping's rights.
+    pub rights: MapRights,
+    /// Write-back for RAM, uncacheable for device memory.
+    pub cache: Cache,
+}
+
+impl MappingSpec {
+    /// Frame::Map's `attributes` word: executable and memory type.
+    pub fn attributes(&self) -> u64 {
+        let executable = if self.rights.execute { ATTRIBUTE_EXECUTABLE } else { 0 };
+        let cache = match self.cache {
+            Cache::WriteBack => 0,
+            Cache::Uncacheable => 3,
+        };
+        executable | (cache << ATTRIBUTE_CACHE_SHIFT)
+    }
+}
+
+/// The kernel's rights bits of capability rights.
+pub fn cap_rights_bits(rights: CapRights) -> u64 {
+    [
+        (rights.read, RIGHT_READ),
+        (rights.write, RIGHT_WRITE),
+        (rights.grant, RIGHT_GRANT),
+        (rights.grant_reply, RIGHT_GRANT_REPLY),
+    ]
+    .iter()
+    .filter(|(held, _)| *held)
+    .fold(0, |bits, (_, bit)| bits | bit)
+}
+
+/// Compiles a validated manifest (`graph` is what [`crate::validate`]
+/// returned for it) into the spec the loader follows.
+///
+/// Objects: per PD a TCB, a scheduling context, a CNode and a VSpace (in
+/// PD order), then per item in declaration order a region's frames, a
+/// channel's endpoint (if it has `call` or `send`) and notification (if
+/// it has `notify`), a device's IRQ handlers and I/O port ranges, and a
+/// reply object for each PD the first time it serves a `call`.
+///
+/// Capabilities: slot 0 is the PD's own CNode; from slot 1 up, densely,
+/// in declaration order, each PD gets the sender's capability of every
+/// connection it sends on (the connection's rights and badge), a READ
+/// capability to the endpoint or notification of every connection it
+/// receives on, its reply object when it first serves a call, and the
+/// IRQ handler and I/O port capabilities of every device it owns.
+///
+/// # Errors
+///
+/// Errors that validation does not catch: a PD that would hold two
+/// different capabilities to one object (both ends of an endpoint, or two
+/// badges on it), capability names that collide once turned into Rust
+/// constants, more capabilities than a CNode of radix
+/// [`MAX_CNODE_RADIX`] holds, a time in nanoseconds above 2^64, and a
+/// field missing or out of range (a manifest that was not validated).
+pub fn compile(manifest: &Manifest, graph: &FlowGraph) -> Result<SystemSpec, Vec<Diagnostic>> {
+    let mut compiler = Compiler::new(manifest);
+    compiler.domains(graph);
+    for item in &manifest.items {
+        match item {
+            Item::Region(region) => compiler.region(region),
+            Item::Channel(channel) => compiler.channel(channel),
+            Item::Device(device) => compiler.device(device),
+            Item::ProtectionDomain(_) | Item::Guest(_) | Item::Flow(_) => {}
+        }
+    }
+    compiler.finish()
+}
+
+/// A PD's state while compiling: its spec and where each cap name came from.
+struct DomainState {
+    spec: DomainSpec,
+    span: Span,
+    /// The constant name of each cap, with the line that made it.
+    names: BTreeMap<String, (String, Span)>,
+    /// The constant name of each region mapped, likewise.
+    region_names: BTreeMap<String, (String, Span)>,
+    /// The index in `spec.caps` of the capability to each object held.
+    held: BTreeMap<ObjectId, usize>,
+    reply: Option<ObjectId>,
+}
+
+struct Compiler<'a> {
+    model: Model<'a>,
+    objects: Vec<ObjectSpec>,
+    domains: Vec<DomainState>,
+    index: BTreeMap<String, usize>,
+    channels: Vec<ChannelSpec>,
+    regions: Vec<RegionSpec>,
+    errors: Vec<Diagnostic>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(manifest: &'a Manifest) -> Self {
+        Self {
+            model: Model::new(manifest),
+            objects: Vec::new(),
+            domains: Vec::new(),
+            index: BTreeMap::new(),
+            channels: Vec::new(),
+            regions: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn object(&mut self, name: String, kind: ObjectKind) -> ObjectId {
+        let id = ObjectId(u32::try_from(self.objects.len()).unwrap_or(u32::MAX));
+        self.objects.push(ObjectSpec { name, kind });
+        id
+    }
+
+    fn missing(&mut self, span: &Span, what: &str) {
+        self.errors.push(Diagnostic::new(
+            span,
+            format!("{what} is missing or out of range"),
+            "run the validator first: the compiler takes validated manifests",
+        ));
+    }
+
+    fn nanoseconds(&mut self, time: Option<&crate::ast::Located<u64>>, span: &Span, what: &str) -> u64 {
+        match time {
+            None => {
+                self.missing(span, what);
+                0
+            }
+            Some(time) => time.value.checked_mul(1000).unwrap_or_else(|| {
+                self.errors.push(Diagnostic::new(
+                    &time.span,
+                    format!("{what} of {}us does not fit 64 bits in nanoseconds", time.value),
+                    "the spec counts times in nanoseconds: write a time below 584 years",
+                ));
+                0
+            }),
+        }
+    }
+
+    fn domains(&mut self, graph: &FlowGraph) {
+        let domains: Vec<_> = self.model.domains().collect();
+        for name in &graph.domains {
+            let Some(domain) = domains.iter().find(|domain| domain.name.text == *name) else { continue };
+            let span = domain.name.span.clone();
+            let priority = domain.priority.as_ref().and_then(|priority| u8::try_from(priority.value).ok());
+            let core = domain.core.as_ref().and_then(|core| u32::try_from(core.value).ok());
+            let (Some(priority), Some(core), Some(image)) = (priority, core, domain.image.as_ref()) else {
+                self.missing(&span, &format!("the image, priority or core of `{name}`"));
+                continue;
+            };
+            let budget_ns = self.nanoseconds(domain.budget.as_ref(), &span, "budget");
+            let period_ns = self.nanoseconds(domain.period.as_ref(), &span, "period");
+            let tcb = self.object(format!("{name}.tcb"), ObjectKind::Tcb { priority, core });
+            let sched_context =
+                self.object(format!("{name}.sched_context"), ObjectKind::SchedContext { budget_ns, period_ns });
+            let cnode = self.object(format!("{name}.cnode"), ObjectKind::CNode { radix: 1 });
+            let vspace = self.object(format!("{name}.vspace"), ObjectKind::VSpace);
+            let mut state = DomainState {
+                spec: DomainSpec {
+                    name: name.clone(),
+                    image: image.value.clone(),
+                    tcb,
+                    sched_context,
+                    cnode,
+                    vspace,
+                    stack_bytes: domain.stack.as_ref().map_or(0, |stack| stack.value),
+                    heap_bytes: domain.heap.as_ref().map_or(0, |heap| heap.value),
+                    caps: Vec::new(),
+                    mappings: Vec::new(),
+                },
+                span: span.clone(),
+                names: BTreeMap::new(),
+                region_names: BTreeMap::new(),
+                held: BTreeMap::from([(cnode, 0)]),
+                reply: None,
+            };
+            state.spec.caps.push(CapSpec {
+                slot: CNODE_SLOT,
+                name: "cnode".to_owned(),
+                object: cnode,
+                rights: cap_rights_bits(CapRights::ALL),
+                badge: 0,
+            });
+            state.names.insert(constant_name("cnode"), (format!("`{name}.cnode`"), span));
+            self.index.insert(name.clone(), self.domains.len());
+            self.domains.push(state);
+        }
+    }
+
+    /// Gives the PD `domain` a capability, unless it holds the same one
+    /// already.
+    fn grant(&mut self, domain: &Name, name: String, object: ObjectId, rights: u64, badge: u64, span: &Span) {
+        let Some(&index) = self.index.get(&domain.text) else {
+            self.missing(&domain.span, &format!("protection domain `{}`", domain.text));
+            return;
+        };
+        let state = &mut self.domains[index];
+        if let Some(held) = state.held.get(&object).map(|&index| &state.spec.caps[index]) {
+            if held.rights != rights || held.badge != badge {
+                let object_name = &self.objects[usize::try_from(object.0).unwrap_or(usize::MAX)].name;
+                self.errors.push(Diagnostic::new(
+                    span,
+                    format!(
+                        "`{}` would hold two different capabilities to `{object_name}` (rights {:#x} badge {} and rights {rights:#x} badge {badge})",
+                        domain.text, held.rights, held.badge
+                    ),
+                    "a PD holds one capability per endpoint or notification: give each end or each badge its own channel",
+                ));
+            }
+            return;
+        }
+        let what = format!("`{}`", self.objects[usize::try_from(object.0).unwrap_or(usize::MAX)].name);
+        if let Some(error) = claim(&mut state.names, &name, what, &domain.text, span) {
+            self.errors.push(error);
+        }
+        state.held.insert(object, state.spec.caps.len());
+        let slot = u64::try_from(state.spec.caps.len()).unwrap_or(u64::MAX);
+        state.spec.caps.push(CapSpec { slot, name, object, rights, badge });
+    }
+
+    fn region(&mut self, region: &crate::ast::Region) {
+        let page_size = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value);
+        let Some(size) =
+            region.size.as_ref().map(|size| size.value).filter(|size| page_size != 0 && size % page_size == 0)
+        else {
+            self.missing(&region.name.span, &format!("the size of region `{}`", region.name.text));
+            return;
+        };
+        let physical = region.physical.as_ref().map(|physical| physical.value);
+        let name = &region.name.text;
+        let frames =
+            self.object(format!("{name}.frames"), ObjectKind::Frames { page_size, count: size / page_size, physical });
+        let rights = MapRights::from(
+            region
+                .rights
+                .as_ref()
+                .map_or(MemoryRights { read: true, write: true, execute: false }, |rights| rights.value),
+        );
+        let index = u32::try_from(self.regions.len()).unwrap_or(u32::MAX);
+        self.regions.push(RegionSpec { name: name.clone(), frames, size, rights });
+        let cache = if physical.is_some() { Cache::Uncacheable } else { Cache::WriteBack };
+        for mapping in &region.mappings {
+            let Some(&domain) = self.index.get(&mapping.domain.text) else {
+                self.missing(&mapping.domain.span, &format!("protection domain `{}`", mapping.domain.text));
+                continue;
+            };
+            let state = &mut self.domains[domain];
+            let what = format!("region `{name}`");
+            if let Some(error) = claim(&mut state.region_names, name, what, &mapping.domain.text, &mapping.span) {
+                self.errors.push(error);
+            }
+            state.spec.mappings.push(MappingSpec {
+                region: index,
+                address: mapping.address.value,
+                rights: mapping.rights.value.into(),
+                cache,
+            });
+        }
+    }
+
+    fn channel(&mut self, channel: &crate::ast::Channel) {
+        let name = &channel.name.text;
+        let has = |wanted: &dyn Fn(ConnectionKind) -> bool| channel.connections.iter().any(|c| wanted(c.kind));
+        let endpoint = has(&|kind| kind != ConnectionKind::Notify)
+            .then(|| self.object(format!("{name}.endpoint"), ObjectKind::Endpoint));
+        let notification = has(&|kind| kind == ConnectionKind::Notify)
+            .then(|| self.object(format!("{name}.notification"), ObjectKind::Notification));
+        let granted = channel.rights.as_ref().map_or(CapRights::ALL, |rights| rights.value);
+        self.channels.push(ChannelSpec {
+            name: name.clone(),
+            endpoint,
+            notification,
+            rights: cap_rights_bits(granted),
+        });
+        for connection in &channel.connections {
+            let (object, cap_name) = match connection.kind {
+                ConnectionKind::Notify => (notification, format!("{name}_notification")),
+                ConnectionKind::Call | ConnectionKind::Send => (endpoint, name.clone()),
+            };
+            let Some(object) = object else { continue };
+            let default =
+                CapRights { write: true, grant_reply: connection.kind == ConnectionKind::Call, ..CapRights::default() };
+            let rights = connection.rights.as_ref().map_or(default, |rights| rights.value);
+            let badge = connection.badge.as_ref().map_or(0, |badge| badge.value);
+            let span = &connection.span;
+            self.grant(&connection.from, cap_name.clone(), object, cap_rights_bits(rights), badge, span);
+            self.grant(&connection.to, cap_name, object, RIGHT_READ, 0, span);
+            if connection.kind == ConnectionKind::Call {
+                self.reply(&connection.to, span);
+            }
+        }
+    }
+
+    /// Gives the server `domain` its reply object the first time it
+    /// serves a call.
+    fn reply(&mut self, domain: &Name, span: &Span) {
+        let Some(&index) = self.index.get(&domain.text) else { return };
+        if self.domains[index].reply.is_some() {
+            return;
+        }
+        let reply = self.object(format!("{}.reply", domain.text), ObjectKind::Reply);
+        self.domains[index].reply = Some(reply);
+        self.grant(domain, "reply".to_owned(), reply, cap_rights_bits(CapRights::ALL), 0, span);
+    }
+
+    fn device(&mut self, device: &crate::ast::Device) {
+        let name = &device.name.text;
+        let mut granted = Vec::new();
+        for irq in &device.irqs {
+            let Ok(line) = u8::try_from(irq.value) else {
+                self.missing(&irq.span, "an IRQ line");
+                continue;
+            };
+            let cap_name = if device.irqs.len() == 1 { format!("{name}_irq") } else { format!("{name}_irq_{line}") };
+            let object = self.object(format!("{name}.irq{line}"), ObjectKind::IrqHandler { line });
+            granted.push((cap_name, object, irq.span.clone()));
+        }
+        for (number, ports) in device.io_ports.iter().enumerate() {
+            let (Ok(first), Ok(last)) = (u16::try_from(ports.value.0), u16::try_from(ports.value.1)) else {
+                self.missing(&ports.span, "an I/O port range");
+                continue;
+            };
+            let cap_name =
+                if device.io_ports.len() == 1 { format!("{name}_ioports") } else { format!("{name}_ioports_{number}") };
+            let object = self.object(format!("{name}.ioports{number}"), ObjectKind::IoPorts { first, last });
+            granted.push((cap_name, object, ports.span.clone()));
+        }
+        for owner in &device.owners {
+            for (cap_name, object, span) in &granted {
+                self.grant(owner, cap_name.clone(), *object, cap_rights_bits(CapRights::ALL), 0, span);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<SystemSpec, Vec<Diagnostic>> {
+        let mut domains = Vec::new();
+        for state in self.domains {
+            let slots = state.spec.caps.len();
+            // The smallest radix whose CNode holds every slot (at least 1).
+            let radix = (1..=MAX_CNODE_RADIX).find(|radix| (1_usize << radix) >= slots);
+            match radix {
+                Some(radix) => {
+                    if let Some(object) = usize::try_from(state.spec.cnode.0).ok().and_then(|i| self.objects.get_mut(i))
+                    {
+                        object.kind = ObjectKind::CNode { radix };
+                    }
+                }
+                None => self.errors.push(Diagnostic::new(
+                    &state.span,
+                    format!(
+                        "`{}` needs {slots} capability slots, more than a CNode of radix {MAX_CNODE_RADIX} holds ({})",
+                        state.spec.name,
+                        1_u32 << MAX_CNODE_RADIX
+                    ),
+                    "split the protection domain, or merge its channels",
+                )),
+            }
+            domains.push(state.spec);
+        }
+        if !self.errors.is_empty() {
+            self.errors.sort_by_key(|error| (error.span.line, error.span.column));
+            return Err(self.errors);
+        }
+        Ok(SystemSpec {
+            version: SPEC_VERSION,
+            objects: self.objects,
+            domains,
+            channels: self.channels,
+            regions: self.regions,
+        })
+    }
+}
+
+/// Records that `what` (e.g. "`log.notification`", "region `dma_buffer`")
+/// takes the constant made from `name` in PD `domain`; an error if
+/// something else already has that constant.
+fn claim(
+    names: &mut BTreeMap<String, (String, Span)>,
+    name: &str,
+    what: String,
+    domain: &str,
+    span: &Span,
+) -> Option<Diagnostic> {
+    let constant = constant_name(name);
+    if !constant.chars().any(|character| character.is_ascii_alphanumeric()) {
+        return Some(Diagnostic::new(
+            span,
+            format!("{what} would be the constant `{constant}` of `{domain}`, which Rust does not allow"),
+            "rename it to contain a letter or a digit",
+        ));
+    }
+    if let Some((other, _)) = names.get(&constant) {
+        return Some(Diagnostic::new(
+            span,
+            format!("{other} and {what} would both be the constant `{constant}` of `{domain}`"),
+            "rename one of them so that their SCREAMING_SNAKE_CASE forms differ",
+        ));
+    }
+    names.insert(constant, (what, span.clone()));
+    None
+}
+
+/// A manifest name in SCREAMING_SNAKE_CASE: `dma_buffer` and `dmaBuffer`
+/// both become `DMA_BUFFER`.
+pub fn constant_name(name: &str) -> String {
+    let mut constant = String::with_capacity(name.len() + 4);
+    let mut previous: Option<char> = None;
+    for character in name.chars() {
+        if character.is_ascii_uppercase() && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+            constant.push('_');
+        }
+        constant.push(character.to_ascii_uppercase());
+        previous = Some(character);
+    }
+    constant
+}
+
+/// Encodes the spec as a postcard blob.
+pub fn to_blob(spec: &SystemSpec) -> Vec<u8> {
+    postcard::to_allocvec(spec).expect("plain data serialises into a growing vector")
+}
+
+/// Why a blob could not be read back.
+#[derive(Debug)]
+pub enum BlobError {
+    /// The bytes are not a postcard-encoded [`SystemSpec`].
+    Decode(postcard::Error),
+    /// The blob was written for another [`SPEC_VERSION`].
+    Version(u32),
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(error) => write!(formatter, "not a system spec blob: {error}"),
+            Self::Version(version) => {
+                write!(formatter, "system spec version {version}, expected {SPEC_VERSION}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BlobError {}
+
+/// Decodes a blob written by [`to_blob`].
+///
+/// # Errors
+///
+/// [`BlobError::Decode`] for bytes that are no spec (or have bytes left
+/// over), [`BlobError::Version`] for a spec of another version.
+pub fn from_blob(bytes: &[u8]) -> Result<SystemSpec, BlobError> {
+    let (spec, rest): (SystemSpec, &[u8]) = postcard::take_from_bytes(bytes).map_err(BlobError::Decode)?;
+    if !rest.is_empty() {
+        return Err(BlobError::Decode(postcard::Error::DeserializeUnexpectedEnd));
+    }
+    if spec.version != SPEC_VERSION {
+        return Err(BlobError::Version(spec.version));
+    }
+    Ok(spec)
+}
+
+/// The Rust source of PD `pd`'s names: a `Region` type, `pub mod caps`
+/// with a `u64` slot constant per capability and `pub mod regions` with a
+/// `Region` constant per mapped region, in SCREAMING_SNAKE_CASE. The text
+/// is a module's body, to be `include!`d inside a `mod`. `None` for a PD
+/// the spec does not have.
+pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
+    let domain = spec.domain(pd)?;
+    let mut text = String::new();
+    let _ = writeln!(text, "// The capability slots and regions of protection domain `{pd}`,");
+    let _ = writeln!(text, "// generated by bulkhead-capdl from the system manifest: do not edit.");
+    text.push_str(concat!(
+        "\n",
+        "/// A region mapped into this protection domain.\n",
+        "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\n",
+        "pub struct Region {\n",
+        "    /// Its first virtual address.\n",
+        "    pub address: u64,\n",
+        "    /// Its size in bytes.\n",
+        "    pub size: u64,\n",
+        "    /// The size of its pages in bytes.\n",
+        "    pub page_size: u64,\n",
+        "    /// Mapped writable.\n",
+        "    pub writable: bool,\n",
+        "    /// Mapped executable.\n",
+        "    pub executable: bool,\n",
+        "    /// Device memory (mapped uncached).\n",
+        "    pub device: bool,\n",
+        "}\n",
+        "\n",
+        "/// The slots of this protection domain's capabilities in its CNode.\n",
+        "pub mod caps {\n",
+    ));
+    for cap in &domain.caps {
+        let what = spec.object(cap.object).map_or("an object", |object| object.name.as_str());
+        let _ = writeln!(text, "    /// `{what}`, rights {:#x}, badge {}.", cap.rights, cap.badge);
+        let _ = writeln!(text, "    pub const {}: u64 = {};", constant_name(&cap.name), cap.slot);
+    }
+    text.push_str("}\n\n/// The regions this protection domain maps.\npub mod regions {\n");
+    if !domain.mappings.is_empty() {
+        text.push_str("    use super::Region;\n\n");
+    }
+    for mapping in &domain.mappings {
+        let region = usize::try_from(mapping.region).ok().and_then(|index| spec.regions.get(index))?;
+        let (page_size, device) = match spec.object(region.frames).map(|object| &object.kind) {
+            Some(ObjectKind::Frames { page_size, physical, .. }) => (*page_size, physical.is_some()),
+            _ => return None,
+        };
+        let _ = writeln!(text, "    /// Region `{}`.", region.name);
+        let _ = writeln!(
+            text,
+            "    pub const {}: Region = Region {{ address: {:#x}, size: {:#x}, page_size: {page_size:#x}, writable: {}, executable: {}, device: {device} }};",
+            constant_name(&region.name),
+            mapping.address,
+            region.size,
+            mapping.rights.write,
+            mapping.rights.execute,
+        );
+    }
+    text.push_str("}\n");
+    Some(text)
+}
