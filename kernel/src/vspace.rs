@@ -430,13 +430,12 @@ pub fn decode(
             // A whole 4 KiB of RAM with nothing in it: unused, or with every
             // object it held revoked (then it starts again from its base,
             // as Retype does).
-            let Cap::Untyped { base, size_bits: 12, free_offset, is_device: false } = store.slot(untyped).cap else {
+            let Cap::Untyped { base, size_bits: 12, is_device: false, .. } = store.slot(untyped).cap else {
                 return Err(SyscallError::InvalidCapability);
             };
             if derivation::has_children(store, untyped) {
                 return Err(SyscallError::RevokeFirst);
             }
-            let _ = free_offset;
             if !matches!(root, Cap::CNode { .. }) {
                 return Err(SyscallError::InvalidCapability);
             }

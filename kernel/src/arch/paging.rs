@@ -46,6 +46,14 @@ unsafe extern "C" {
     static __kernel_data_start: u8;
 }
 
+/// Whether EFER.NXE is set: page entries may use the no-execute bit (bit
+/// 63 is reserved otherwise).
+pub(crate) fn no_execute_enabled() -> bool {
+    // SAFETY: reading EFER has no side effects.
+    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
+    efer & EFER_NO_EXECUTE_ENABLE != 0
+}
+
 /// A kernel pointer to physical memory through the physical-memory map,
 /// if the whole range lies inside it.
 #[inline]
@@ -135,9 +143,7 @@ pub(crate) struct Protection {
 /// Call once, on the boot CPU with interrupts off, after
 /// `remove_identity_map`, before anything else edits the boot tables.
 pub(crate) unsafe fn protect_kernel_image() -> Protection {
-    // SAFETY: reading EFER has no side effects.
-    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
-    let no_execute = efer & EFER_NO_EXECUTE_ENABLE != 0;
+    let no_execute = no_execute_enabled();
     let data_flags = PRESENT | WRITABLE | if no_execute { NO_EXECUTE } else { 0 };
     let rodata_flags = PRESENT | if no_execute { NO_EXECUTE } else { 0 };
 

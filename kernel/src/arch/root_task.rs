@@ -149,9 +149,7 @@ fn root_slot(cnode: PhysAddr, index: u64) -> Result<SlotRef, RootTaskError> {
 pub(crate) fn create(allocator: &mut FrameAllocator, module: PhysRange) -> Result<ThreadId, RootTaskError> {
     let image = module_bytes(module).ok_or(RootTaskError::Unreachable)?;
     let executable = elf::parse(image, Bounds { start: IMAGE_BASE, end: IMAGE_END }).map_err(RootTaskError::Image)?;
-    // SAFETY: reading EFER has no side effects.
-    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
-    let no_execute = if efer & (1 << 11) != 0 { entry::NO_EXECUTE } else { 0 };
+    let no_execute = if super::paging::no_execute_enabled() { entry::NO_EXECUTE } else { 0 };
     crate::root::with_kernel(|kernel, root| {
         let root = root.ok_or(RootTaskError::NoRoot)?;
         let cnode = match kernel.store.slot(syscall::cspace_slot(root).ok_or(RootTaskError::NoRoot)?).cap {

@@ -127,9 +127,10 @@ pub(crate) fn return_with_every_register() {
     SYSCALL_RETURN_FULL.store(true, Ordering::Relaxed);
 }
 
-/// The length of the SYSCALL instruction (0F 05): a system call stopped
-/// at a preemption point runs again from `rip - SYSCALL_LENGTH`.
-const SYSCALL_LENGTH: u64 = 2;
+/// The length of the SYSCALL instruction (0F 05): a system call that runs
+/// again (stopped at a preemption point, or cancelled while blocked) does
+/// so from `rip - SYSCALL_LENGTH`.
+pub(crate) const SYSCALL_LENGTH: u64 = 2;
 
 /// A user thread's registers as the syscall entry saves them, lowest
 /// address first: the hardware-free core's layout, which a suspended

@@ -37,16 +37,16 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kernel_core::cap::{Cap, FrameSize, MappedAt, PageTableLevel};
+use kernel_core::cap::{Cap, FrameSize};
 use kernel_core::ipc::{MAX_MESSAGE_WORDS, REGISTER_MESSAGE_WORDS, Resumption, ThreadId};
 use kernel_core::memory::FRAME_SIZE;
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{ipc_buffer_slot, vspace_slot};
-use kernel_core::vspace::AsidTable;
+use kernel_core::vspace::{AsidTable, is_live_vspace};
 
 use super::paging::physmap_pointer;
 
-use super::syscall::UserContext;
+use super::syscall::{SYSCALL_LENGTH, UserContext};
 
 /// The words of an IPC buffer: message word `i` at index `i` (0..120),
 /// the extra capability addresses and the receive slot after them
@@ -368,14 +368,8 @@ pub(crate) fn can_run(store: &impl ObjectStore, asids: &AsidTable, thread: Threa
 /// thread to the kernel's tables; here it is not run).
 fn spaces_from_tcb(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> Option<(u64, u64)> {
     let vspace = store.slot(vspace_slot(thread)?).cap;
-    let buffer = store.slot(ipc_buffer_slot(thread)?).cap;
-    match (vspace, buffer) {
-        (
-            Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) },
-            Cap::Frame { base, size: FrameSize::Small, .. },
-        ) if asids.vspace(store, asid) == Some(object) => Some((object.as_u64(), base.as_u64())),
-        _ => None,
-    }
+    let Cap::PageTable { object, .. } = vspace else { return None };
+    is_live_vspace(store, asids, &vspace).then_some((object.as_u64(), ipc_buffer_from_tcb(store, thread)?))
 }
 
 /// The IPC buffer frame in a thread's TCB slot 3 (alive while that
@@ -541,7 +535,7 @@ pub(crate) fn switch_in_place(
             let (cr3, _) = spaces_from_tcb(store, asids, next)?;
             let mut registers = store.tcb(next).registers;
             if restart {
-                registers.rip = registers.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+                registers.rip = registers.rip.wrapping_sub(SYSCALL_LENGTH);
             }
             if core::ptr::eq(area, context) {
                 // The leaving thread's area was freed and handed to `next`.
@@ -555,12 +549,12 @@ pub(crate) fn switch_in_place(
         } else {
             if restart {
                 if core::ptr::eq(area, context) {
-                    context.rip = context.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+                    context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
                 } else {
                     // SAFETY: as above: another area than `context`, inside
                     // `SAVE_AREAS` and aligned, with no reference into it.
                     let mut registers = unsafe { area.read() };
-                    registers.rip = registers.rip.wrapping_sub(SYSCALL_INSTRUCTION_BYTES);
+                    registers.rip = registers.rip.wrapping_sub(SYSCALL_LENGTH);
                     // SAFETY: as for the read.
                     unsafe { area.write(registers) };
                 }
@@ -601,10 +595,6 @@ fn reload_own_vspace(table: &mut Table, store: &impl ObjectStore, asids: &AsidTa
     }
     Some(())
 }
-
-/// The length of the SYSCALL instruction: a cancelled call runs again from
-/// `rip - SYSCALL_INSTRUCTION_BYTES`.
-const SYSCALL_INSTRUCTION_BYTES: u64 = 2;
 
 /// `thread` left the kernel with its system call to run again (it stopped
 /// at a preemption point): its saved registers are as it made the call, so

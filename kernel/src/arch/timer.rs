@@ -517,12 +517,10 @@ fn preempt(frame: &mut TrapFrame) {
 // only counts.
 global_asm!(
     r#"
-    .text
-    .balign 16
-    .global timer_interrupt_entry
-timer_interrupt_entry:
-    push 0
-    push {vector}
+    /* With the error code and vector pushed: saves the rest of a TrapFrame,
+       calls HANDLER(frame) with DF and AC clear (ring 3 may have left them
+       set; AC would switch SMAP off), restores and returns with IRETQ. */
+    .macro trap_frame_call handler
     push rax
     push rbx
     push rcx
@@ -539,12 +537,11 @@ timer_interrupt_entry:
     push r14
     push r15
     mov rdi, rsp
-    /* Ring 3 may have left DF or AC set (AC would switch SMAP off). */
     cld
     pushfq
     and qword ptr [rsp], {clear_alignment_check}
     popfq
-    call timer_interrupt_dispatch
+    call \handler
     pop r15
     pop r14
     pop r13
@@ -562,6 +559,15 @@ timer_interrupt_entry:
     pop rax
     add rsp, 16
     iretq
+    .endm
+
+    .text
+    .balign 16
+    .global timer_interrupt_entry
+timer_interrupt_entry:
+    push 0
+    push {vector}
+    trap_frame_call timer_interrupt_dispatch
 
     .balign 16
     .global pic_interrupt_entries
@@ -577,44 +583,7 @@ pic_interrupt_entries:
 
     .balign 16
 pic_interrupt_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
-    mov rdi, rsp
-    cld
-    pushfq
-    and qword ptr [rsp], {clear_alignment_check}
-    popfq
-    call pic_interrupt_dispatch
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
-    iretq
+    trap_frame_call pic_interrupt_dispatch
 
     .balign 16
     .global ignored_interrupt_entry

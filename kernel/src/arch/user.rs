@@ -39,6 +39,8 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::ipc::{self, ThreadId};
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysFrame};
 use kernel_core::syscall::Kernel;
+// Page-table entry bits (Intel SDM Vol. 3A, 4.5), as the VSpace code uses them.
+use kernel_core::vspace::entry::{ADDRESS as ADDRESS_MASK, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use raw_cpuid::CpuId;
 use static_assertions::const_assert_eq;
 use x86::controlregs::Cr4;
@@ -65,13 +67,6 @@ pub(crate) const IPC_BUFFER: u64 = 0x80_1000;
 /// the top of the user address range.
 pub(crate) const TOP_USER_PAGE: u64 = 0x7fff_ffff_f000;
 
-/// Page-table entry bits (Intel SDM Vol. 3A, 4.5).
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const NO_EXECUTE: u64 = 1 << 63;
-/// The physical-address bits of an entry (bits 51:12).
-const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 const ENTRIES: u64 = 512;
 /// The first PML4 entry of the upper (kernel) half.
 const FIRST_KERNEL_PML4_ENTRY: u64 = 256;
@@ -79,8 +74,6 @@ const FIRST_KERNEL_PML4_ENTRY: u64 = 256;
 /// A page's size in bytes, as a `usize`.
 const PAGE_BYTES: usize = 4096;
 const_assert_eq!(PAGE_BYTES as u64, FRAME_SIZE);
-/// EFER bit 11: no-execute page protection is enabled.
-const EFER_NO_EXECUTE_ENABLE: u64 = 1 << 11;
 
 /// Which ring-3 protections the CPU enforces, for the boot log.
 pub(crate) struct UserModeProtection {
@@ -177,9 +170,7 @@ fn entry_pointer(table: PhysFrame, index: u64) -> Option<*mut u64> {
 impl AddressSpace {
     /// A new address space that maps only the kernel's upper half.
     fn new(allocator: &mut FrameAllocator) -> Result<Self, SetupError> {
-        // SAFETY: reading EFER has no side effects.
-        let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
-        let no_execute = if efer & EFER_NO_EXECUTE_ENABLE != 0 { NO_EXECUTE } else { 0 };
+        let no_execute = if super::paging::no_execute_enabled() { NO_EXECUTE } else { 0 };
         let mut frames = heapless::Vec::new();
         let pml4 = Self::zeroed_frame(allocator, &mut frames)?;
         let mut space = AddressSpace { pml4, frames, no_execute };
