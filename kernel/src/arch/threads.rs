@@ -343,21 +343,13 @@ pub(crate) fn named_run() -> bool {
     with_table(|table| table.named)
 }
 
-/// Whether the kernel has a context for `thread` (it can run it).
-pub(crate) fn is_known(thread: ThreadId) -> bool {
-    with_table(|table| table.entry(thread).is_some())
-}
-
-/// Whether `thread`, which is in the table, can still run: a kernel-built
-/// one always; one user space made only while its TCB still holds a VSpace
-/// with a live ASID and an IPC buffer (either may have been deleted since
-/// it last ran).
-pub(crate) fn can_run(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> bool {
-    match with_table(|table| table.entry(thread).map(|entry| entry.from_tcb)) {
-        Some(true) => spaces_from_tcb(store, asids, thread).is_some(),
-        Some(false) => true,
-        None => false,
-    }
+/// Whether `thread` can still run, if it is in the table (`None` if not): a
+/// kernel-built one always; one user space made only while its TCB still
+/// holds a VSpace with a live ASID and an IPC buffer (either may have been
+/// deleted since it last ran).
+pub(crate) fn can_run(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId) -> Option<bool> {
+    let from_tcb = with_table(|table| table.entry(thread).map(|entry| entry.from_tcb))?;
+    Some(!from_tcb || spaces_from_tcb(store, asids, thread).is_some())
 }
 
 /// The address space and IPC buffer a thread made by user space runs with:

@@ -626,11 +626,8 @@ pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> 
         // A thread user space set up through its TCB joins the run; one in
         // the table runs only while its TCB still gives it a VSpace and an
         // IPC buffer.
-        let runs = if threads::is_known(next) {
-            threads::can_run(&kernel.store, &kernel.asids, next)
-        } else {
-            threads::adopt(&kernel.store, &kernel.asids, next, "pd")
-        };
+        let runs = threads::can_run(&kernel.store, &kernel.asids, next)
+            .unwrap_or_else(|| threads::adopt(&kernel.store, &kernel.asids, next, "pd"));
         if runs {
             return Some(next);
         }
