@@ -219,12 +219,14 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
     let current = kernel.scheduler.current();
     let shares_priority =
         current.is_some_and(|thread| !kernel.scheduler.queue(kernel.store.tcb(thread).priority).is_empty());
-    // A thread keeps the slice it started until it ends: returning from a
-    // system call does not start a new one (else a thread that makes calls
-    // would never give way to its equals).
+    // A thread keeps the slice it started: returning from a system call
+    // does not start a new one (else a thread that makes calls would never
+    // give way to its equals). A slice that ended while the thread was in
+    // the kernel stays ended: the timer is armed in the past, fires as the
+    // thread returns to ring 3, and the timer path rotates the priority.
     let slice_end = shares_priority.then(|| {
         with_run(|run| match run.slice_end {
-            Some(end) if run.slice_owner == current && now < end => end,
+            Some(end) if run.slice_owner == current => end,
             _ => now.saturating_add(ROUND_ROBIN_SLICE),
         })
     });
