@@ -11,287 +11,22 @@
 //! one manifest always compiles to the same bytes.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+pub use bulkhead_capdl_spec::{
+    ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, Cache, CNODE_SLOT, CapSpec, ChannelSpec, DomainSpec,
+    MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY,
+    RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec, from_blob, to_blob,
+};
 
 use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::FlowGraph;
 use crate::validate::{Model, PAGE_SIZES};
 
-/// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 1;
-/// The largest CNode radix the kernel creates (docs/abi.md, object types).
-pub const MAX_CNODE_RADIX: u8 = 16;
-/// The slot of a PD's own CNode in that CNode.
-pub const CNODE_SLOT: u64 = 0;
-/// log2 of the bytes of each scheduling context (the kernel takes 8..12).
-pub const SCHED_CONTEXT_SIZE_BITS: u8 = 8;
-
-/// Capability right READ (docs/abi.md, "Conventions").
-pub const RIGHT_READ: u64 = 1 << 0;
-/// Capability right WRITE.
-pub const RIGHT_WRITE: u64 = 1 << 1;
-/// Capability right GRANT.
-pub const RIGHT_GRANT: u64 = 1 << 2;
-/// Capability right GRANT_REPLY.
-pub const RIGHT_GRANT_REPLY: u64 = 1 << 3;
-
-/// Frame::Map attribute bit 0: executable.
-pub const ATTRIBUTE_EXECUTABLE: u64 = 1 << 0;
-/// The shift of Frame::Map's memory-type field (bits 1..2).
-pub const ATTRIBUTE_CACHE_SHIFT: u32 = 1;
-
-/// Everything the loader builds for one system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SystemSpec {
-    /// [`SPEC_VERSION`].
-    pub version: u32,
-    /// Every kernel object, in creation order; [`ObjectId`] indexes it.
-    pub objects: Vec<ObjectSpec>,
-    /// The protection domains, in declaration order.
-    pub domains: Vec<DomainSpec>,
-    /// The channels, in declaration order.
-    pub channels: Vec<ChannelSpec>,
-    /// The regions, in declaration order.
-    pub regions: Vec<RegionSpec>,
-}
-
-impl SystemSpec {
-    /// The protection domain called `name`.
-    pub fn domain(&self, name: &str) -> Option<&DomainSpec> {
-        self.domains.iter().find(|domain| domain.name == name)
-    }
-
-    /// The object `id` names.
-    pub fn object(&self, id: ObjectId) -> Option<&ObjectSpec> {
-        usize::try_from(id.0).ok().and_then(|index| self.objects.get(index))
-    }
-}
-
-/// An index into [`SystemSpec::objects`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ObjectId(pub u32);
-
-/// One kernel object (or, for [`ObjectKind::Frames`], a run of frames).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectSpec {
-    /// A name for logs and errors: `log_server.tcb`, `log.endpoint`.
-    pub name: String,
-    /// What to create.
-    pub kind: ObjectKind,
-}
-
-/// What kind of kernel object to create, with its parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ObjectKind {
-    /// A thread: its priority (TCB::SetPriority) and the core it runs on.
-    Tcb {
-        /// 0 (lowest) to 255.
-        priority: u8,
-        /// The core.
-        core: u32,
-    },
-    /// A scheduling context of 2^[`SCHED_CONTEXT_SIZE_BITS`] bytes, given
-    /// `budget_ns` of CPU time in every `period_ns` (nanoseconds: the
-    /// loader converts them to the kernel's ticks for
-    /// SchedControl::Configure).
-    SchedContext {
-        /// The budget in nanoseconds.
-        budget_ns: u64,
-        /// The period in nanoseconds.
-        period_ns: u64,
-    },
-    /// A CNode of 2^`radix` slots.
-    CNode {
-        /// log2 of its slot count (1..=16).
-        radix: u8,
-    },
-    /// An address space: a PML4, assigned an ASID.
-    VSpace,
-    /// An IPC endpoint.
-    Endpoint,
-    /// A notification.
-    Notification,
-    /// A reply object, for a PD that serves calls.
-    Reply,
-    /// `count` frames of `page_size` bytes; at `physical` for device
-    /// memory (from a device untyped, mapped uncached), else from RAM.
-    Frames {
-        /// 4 KiB, 2 MiB or 1 GiB.
-        page_size: u64,
-        /// How many.
-        count: u64,
-        /// The first frame's physical address, for device memory.
-        physical: Option<u64>,
-    },
-    /// The handler of a legacy PIC interrupt line (IrqControl::Get).
-    IrqHandler {
-        /// The line.
-        line: u8,
-    },
-    /// An I/O port range (IoPortControl::Issue), inclusive.
-    IoPorts {
-        /// The first port.
-        first: u16,
-        /// The last port.
-        last: u16,
-    },
-}
-
-impl ObjectKind {
-    /// The kernel's Untyped::Retype type (docs/abi.md, object types); `None`
-    /// for objects made by a control capability (IRQ handlers, I/O ports).
-    pub fn retype_type(&self) -> Option<u64> {
-        match self {
-            Self::CNode { .. } => Some(1),
-            Self::Tcb { .. } => Some(2),
-            Self::SchedContext { .. } => Some(3),
-            Self::Endpoint => Some(4),
-            Self::Notification => Some(5),
-            Self::Reply => Some(6),
-            Self::Frames { page_size, .. } => match *page_size {
-                size if size == PAGE_SIZES[0] => Some(7),
-                size if size == PAGE_SIZES[1] => Some(8),
-                size if size == PAGE_SIZES[2] => Some(9),
-                _ => None,
-            },
-            Self::VSpace => Some(13),
-            Self::IrqHandler { .. } | Self::IoPorts { .. } => None,
-        }
-    }
-}
-
-/// One protection domain: its objects, capabilities and mappings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DomainSpec {
-    /// Its name in the manifest.
-    pub name: String,
-    /// The program image.
-    pub image: String,
-    /// Its thread ([`ObjectKind::Tcb`]).
-    pub tcb: ObjectId,
-    /// Its scheduling context.
-    pub sched_context: ObjectId,
-    /// Its CSpace root ([`ObjectKind::CNode`]), in its own slot 0.
-    pub cnode: ObjectId,
-    /// Its address space.
-    pub vspace: ObjectId,
-    /// Bytes of stack the loader maps (0: the loader's default).
-    pub stack_bytes: u64,
-    /// Bytes of heap the loader maps (0: none).
-    pub heap_bytes: u64,
-    /// Its capabilities, by slot: slot 0 its CNode, then from 1 up densely.
-    pub caps: Vec<CapSpec>,
-    /// Its mappings, in the order the regions are declared.
-    pub mappings: Vec<MappingSpec>,
-}
-
-/// One capability in a PD's CNode.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapSpec {
-    /// The slot in the PD's CNode.
-    pub slot: u64,
-    /// Its name, from which [`generated_names`] makes the constant:
-    /// `log`, `exits_notification`, `com2_irq`.
-    pub name: String,
-    /// The object it points to.
-    pub object: ObjectId,
-    /// The kernel's rights bits ([`RIGHT_READ`] ...).
-    pub rights: u64,
-    /// The badge (0: none), set by CNode::Mint.
-    pub badge: u64,
-}
-
-/// A channel's objects.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelSpec {
-    /// Its name.
-    pub name: String,
-    /// Its endpoint, if it has a `call` or `send` connection.
-    pub endpoint: Option<ObjectId>,
-    /// Its notification, if it has a `notify` connection.
-    pub notification: Option<ObjectId>,
-    /// The most any sender's capability may have (rights bits).
-    pub rights: u64,
-}
-
-/// A region's frames.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegionSpec {
-    /// Its name.
-    pub name: String,
-    /// Its frames ([`ObjectKind::Frames`]).
-    pub frames: ObjectId,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The most any mapping may have.
-    pub rights: MapRights,
-}
-
-/// Rights of a mapping: Frame::Map takes READ and WRITE as rights and
-/// execute as an attribute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapRights {
-    /// Readable.
-    pub read: bool,
-    /// Writable.
-    pub write: bool,
-    /// Executable.
-    pub execute: bool,
-}
-
-impl MapRights {
-    /// The kernel's rights bits (READ, WRITE) for Frame::Map.
-    pub fn bits(self) -> u64 {
-        (if self.read { RIGHT_READ } else { 0 }) | (if self.write { RIGHT_WRITE } else { 0 })
-    }
-
-    /// Whether every right of `self` is also in `other`.
-    pub fn within(self, other: Self) -> bool {
-        (!self.read || other.read) && (!self.write || other.write) && (!self.execute || other.execute)
-    }
-}
-
-impl From<MemoryRights> for MapRights {
-    fn from(rights: MemoryRights) -> Self {
-        Self { read: rights.read, write: rights.write, execute: rights.execute }
-    }
-}
-
-/// The memory type of a mapping (Frame::Map attribute bits 1..2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Cache {
-    /// RAM: write-back (0).
-    WriteBack,
-    /// Device memory: uncacheable (3).
-    Uncacheable,
-}
-
-/// One region mapped into a PD.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MappingSpec {
-    /// The region's index in [`SystemSpec::regions`].
-    pub region: u32,
-    /// The first virtual address.
-    pub address: u64,
-    /// The mapping's rights.
-    pub rights: MapRights,
-    /// Write-back for RAM, uncacheable for device memory.
-    pub cache: Cache,
-}
-
-impl MappingSpec {
-    /// Frame::Map's `attributes` word: executable and memory type.
-    pub fn attributes(&self) -> u64 {
-        let executable = if self.rights.execute { ATTRIBUTE_EXECUTABLE } else { 0 };
-        let cache = match self.cache {
-            Cache::WriteBack => 0,
-            Cache::Uncacheable => 3,
-        };
-        executable | (cache << ATTRIBUTE_CACHE_SHIFT)
-    }
+/// Mapping rights from a manifest's memory rights.
+fn map_rights(rights: MemoryRights) -> MapRights {
+    MapRights { read: rights.read, write: rights.write, execute: rights.execute }
 }
 
 /// The kernel's rights bits of capability rights.
@@ -505,7 +240,7 @@ impl<'a> Compiler<'a> {
         let name = &region.name.text;
         let frames =
             self.object(format!("{name}.frames"), ObjectKind::Frames { page_size, count: size / page_size, physical });
-        let rights = MapRights::from(
+        let rights = map_rights(
             region
                 .rights
                 .as_ref()
@@ -527,7 +262,7 @@ impl<'a> Compiler<'a> {
             state.spec.mappings.push(MappingSpec {
                 region: index,
                 address: mapping.address.value,
-                rights: mapping.rights.value.into(),
+                rights: map_rights(mapping.rights.value),
                 cache,
             });
         }
@@ -581,14 +316,26 @@ impl<'a> Compiler<'a> {
     fn device(&mut self, device: &crate::ast::Device) {
         let name = &device.name.text;
         let mut granted = Vec::new();
+        // One notification per device with interrupts: its owners wait on
+        // it, and each line signals its own bit.
+        let notification = (!device.irqs.is_empty())
+            .then(|| self.object(format!("{name}.irq_notification"), ObjectKind::Notification));
         for irq in &device.irqs {
             let Ok(line) = u8::try_from(irq.value) else {
                 self.missing(&irq.span, "an IRQ line");
                 continue;
             };
             let cap_name = if device.irqs.len() == 1 { format!("{name}_irq") } else { format!("{name}_irq_{line}") };
-            let object = self.object(format!("{name}.irq{line}"), ObjectKind::IrqHandler { line });
-            granted.push((cap_name, object, irq.span.clone()));
+            let Some(notification) = notification.filter(|_| line < 64) else {
+                self.missing(&irq.span, "an IRQ line");
+                continue;
+            };
+            let object = self.object(format!("{name}.irq{line}"), ObjectKind::IrqHandler { line, notification });
+            granted.push((cap_name, object, irq.span.clone(), cap_rights_bits(CapRights::ALL)));
+        }
+        if let Some(notification) = notification {
+            let span = device.irqs.first().map_or_else(|| device.name.span.clone(), |irq| irq.span.clone());
+            granted.push((format!("{name}_irq_notification"), notification, span, RIGHT_READ));
         }
         for (number, ports) in device.io_ports.iter().enumerate() {
             let (Ok(first), Ok(last)) = (u16::try_from(ports.value.0), u16::try_from(ports.value.1)) else {
@@ -598,11 +345,11 @@ impl<'a> Compiler<'a> {
             let cap_name =
                 if device.io_ports.len() == 1 { format!("{name}_ioports") } else { format!("{name}_ioports_{number}") };
             let object = self.object(format!("{name}.ioports{number}"), ObjectKind::IoPorts { first, last });
-            granted.push((cap_name, object, ports.span.clone()));
+            granted.push((cap_name, object, ports.span.clone(), cap_rights_bits(CapRights::ALL)));
         }
         for owner in &device.owners {
-            for (cap_name, object, span) in &granted {
-                self.grant(owner, cap_name.clone(), *object, cap_rights_bits(CapRights::ALL), 0, span);
+            for (cap_name, object, span, rights) in &granted {
+                self.grant(owner, cap_name.clone(), *object, *rights, 0, span);
             }
         }
     }
@@ -688,50 +435,6 @@ pub fn constant_name(name: &str) -> String {
         previous = Some(character);
     }
     constant
-}
-
-/// Encodes the spec as a postcard blob.
-pub fn to_blob(spec: &SystemSpec) -> Vec<u8> {
-    postcard::to_allocvec(spec).expect("plain data serialises into a growing vector")
-}
-
-/// Why a blob could not be read back.
-#[derive(Debug)]
-pub enum BlobError {
-    /// The bytes are not a postcard-encoded [`SystemSpec`].
-    Decode(postcard::Error),
-    /// The blob was written for another [`SPEC_VERSION`].
-    Version(u32),
-}
-
-impl fmt::Display for BlobError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Decode(error) => write!(formatter, "not a system spec blob: {error}"),
-            Self::Version(version) => {
-                write!(formatter, "system spec version {version}, expected {SPEC_VERSION}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for BlobError {}
-
-/// Decodes a blob written by [`to_blob`].
-///
-/// # Errors
-///
-/// [`BlobError::Decode`] for bytes that are no spec (or have bytes left
-/// over), [`BlobError::Version`] for a spec of another version.
-pub fn from_blob(bytes: &[u8]) -> Result<SystemSpec, BlobError> {
-    let (spec, rest): (SystemSpec, &[u8]) = postcard::take_from_bytes(bytes).map_err(BlobError::Decode)?;
-    if !rest.is_empty() {
-        return Err(BlobError::Decode(postcard::Error::DeserializeUnexpectedEnd));
-    }
-    if spec.version != SPEC_VERSION {
-        return Err(BlobError::Version(spec.version));
-    }
-    Ok(spec)
 }
 
 /// The Rust source of PD `pd`'s names: a `Region` type, `pub mod caps`

@@ -11,7 +11,8 @@ use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{FlowEdge, FlowGraph};
 
 /// The page sizes a region may use: 4 KiB, 2 MiB, 1 GiB.
-pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
+pub use bulkhead_capdl_spec::PAGE_SIZES;
+use bulkhead_capdl_spec::layout;
 /// The end of the user half of an address space (docs/abi.md).
 pub const USER_END: u64 = 1 << 47;
 /// I/O ports the kernel keeps (docs/abi.md, IoPortControl::Issue).
@@ -239,6 +240,26 @@ pub fn check_domain_fields(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+        let sizes = [
+            ("stack", &domain.stack, layout::MAX_STACK_BYTES),
+            ("heap", &domain.heap, layout::MAX_HEAP_BYTES),
+        ];
+        for (field, size, most) in sizes {
+            let Some(size) = size else { continue };
+            if size.value % PAGE_SIZES[0] != 0 {
+                errors.push(Diagnostic::new(
+                    &size.span,
+                    format!("{field} size {:#x} is not a whole number of 4KiB pages", size.value),
+                    "round the size up to a multiple of 4KiB",
+                ));
+            } else if size.value > most {
+                errors.push(Diagnostic::new(
+                    &size.span,
+                    format!("{field} size {:#x} is above the layout's {most:#x}", size.value),
+                    format!("the loader's layout (docs/capdl.md) leaves room for at most {most:#x} bytes of {field}"),
+                ));
+            }
+        }
     }
 }
 
@@ -287,6 +308,16 @@ pub fn check_region_layout(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     &address.span,
                     format!("address {:#x} is not aligned to {page:#x}", address.value),
                     "align the mapping to the region's page size",
+                ));
+            } else if address.value < layout::RESERVED_END {
+                errors.push(Diagnostic::new(
+                    &address.span,
+                    format!(
+                        "mapping at {:#x} lies in the PD's own layout, below {:#x}",
+                        address.value,
+                        layout::RESERVED_END
+                    ),
+                    "the loader puts the PD's image, stack, IPC buffer, info page and heap below 2GiB: map regions at 0x8000_0000 or above",
                 ));
             } else if address.value.checked_add(size.value).is_none_or(|end| end > USER_END) {
                 errors.push(Diagnostic::new(

@@ -61,10 +61,17 @@ fn the_example_compiles_to_each_pds_objects() {
         ObjectKind::SchedContext { budget_ns: 500_000, period_ns: 5_000_000 }
     );
     assert_eq!(*kind(&spec, serial.vspace), ObjectKind::VSpace);
-    // Six slots (the CNode, log, console, reply, the IRQ, the ports): radix 3.
+    // Seven slots (the CNode, log, console, reply, the IRQ, the IRQ's
+    // notification, the ports): radix 3.
     assert_eq!(*kind(&spec, serial.cnode), ObjectKind::CNode { radix: 3 });
-    assert!(matches!(kind(&spec, serial.caps[4].object), ObjectKind::IrqHandler { line: 3 }));
-    assert!(matches!(kind(&spec, serial.caps[5].object), ObjectKind::IoPorts { first: 0x2f8, last: 0x2ff }));
+    let irq_notification = serial.caps[5].object;
+    assert_eq!(*kind(&spec, irq_notification), ObjectKind::Notification);
+    assert_eq!((serial.caps[5].name.as_str(), serial.caps[5].rights), ("com2_irq_notification", RIGHT_READ));
+    assert_eq!(
+        *kind(&spec, serial.caps[4].object),
+        ObjectKind::IrqHandler { line: 3, notification: irq_notification }
+    );
+    assert!(matches!(kind(&spec, serial.caps[6].object), ObjectKind::IoPorts { first: 0x2f8, last: 0x2ff }));
 
     let exits = spec.channels.iter().find(|channel| channel.name == "exits").expect("exits");
     assert_eq!(*kind(&spec, exits.endpoint.expect("a call makes an endpoint")), ObjectKind::Endpoint);
@@ -246,12 +253,12 @@ fn names_that_collide_as_constants_are_refused_where_written() {
         "{TWO_PDS}
 region dma_buffer {{
     size 4KiB
-    map a at 0x1000 rw
+    map a at 0x8000_0000 rw
 }}
 
 region dmaBuffer {{
     size 4KiB
-    map a at 0x2000 rw
+    map a at 0x8000_1000 rw
 }}
 "
     );

@@ -1,0 +1,539 @@
+//! The compiled system spec: what the loader creates for a manifest.
+//!
+//! The manifest compiler (`bulkhead-capdl`, on the host) writes a
+//! [`SystemSpec`] and the loader (`components/loader`, the root task, in
+//! ring 3 without `std`) reads it back; both use these types, so the two
+//! sides cannot disagree on the encoding. [`Bundle`] is what the loader's
+//! image carries: the spec and the program image of every protection
+//! domain. [`layout`] fixes where the loader puts each PD's own pages and
+//! [`PdInfo`] is the page of facts it hands every PD at start.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The page sizes a region may use: 4 KiB, 2 MiB and 1 GiB.
+pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
+
+/// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
+pub const SPEC_VERSION: u32 = 1;
+/// The largest CNode radix the kernel creates (docs/abi.md, object types).
+pub const MAX_CNODE_RADIX: u8 = 16;
+/// The slot of a PD's own CNode in that CNode.
+pub const CNODE_SLOT: u64 = 0;
+/// log2 of the bytes of each scheduling context (the kernel takes 8..12).
+pub const SCHED_CONTEXT_SIZE_BITS: u8 = 8;
+
+/// Capability right READ (docs/abi.md, "Conventions").
+pub const RIGHT_READ: u64 = 1 << 0;
+/// Capability right WRITE.
+pub const RIGHT_WRITE: u64 = 1 << 1;
+/// Capability right GRANT.
+pub const RIGHT_GRANT: u64 = 1 << 2;
+/// Capability right GRANT_REPLY.
+pub const RIGHT_GRANT_REPLY: u64 = 1 << 3;
+
+/// Frame::Map attribute bit 0: executable.
+pub const ATTRIBUTE_EXECUTABLE: u64 = 1 << 0;
+/// The shift of Frame::Map's memory-type field (bits 1..2).
+pub const ATTRIBUTE_CACHE_SHIFT: u32 = 1;
+
+/// Everything the loader builds for one system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemSpec {
+    /// [`SPEC_VERSION`].
+    pub version: u32,
+    /// Every kernel object, in creation order; [`ObjectId`] indexes it.
+    pub objects: Vec<ObjectSpec>,
+    /// The protection domains, in declaration order.
+    pub domains: Vec<DomainSpec>,
+    /// The channels, in declaration order.
+    pub channels: Vec<ChannelSpec>,
+    /// The regions, in declaration order.
+    pub regions: Vec<RegionSpec>,
+}
+
+impl SystemSpec {
+    /// The protection domain called `name`.
+    pub fn domain(&self, name: &str) -> Option<&DomainSpec> {
+        self.domains.iter().find(|domain| domain.name == name)
+    }
+
+    /// The object `id` names.
+    pub fn object(&self, id: ObjectId) -> Option<&ObjectSpec> {
+        usize::try_from(id.0).ok().and_then(|index| self.objects.get(index))
+    }
+}
+
+/// An index into [`SystemSpec::objects`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectId(pub u32);
+
+/// One kernel object (or, for [`ObjectKind::Frames`], a run of frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSpec {
+    /// A name for logs and errors: `log_server.tcb`, `log.endpoint`.
+    pub name: String,
+    /// What to create.
+    pub kind: ObjectKind,
+}
+
+/// What kind of kernel object to create, with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// A thread: its priority (TCB::SetPriority) and the core it runs on.
+    Tcb {
+        /// 0 (lowest) to 255.
+        priority: u8,
+        /// The core.
+        core: u32,
+    },
+    /// A scheduling context of 2^[`SCHED_CONTEXT_SIZE_BITS`] bytes, given
+    /// `budget_ns` of CPU time in every `period_ns` (nanoseconds: the
+    /// loader converts them to the kernel's ticks for
+    /// SchedControl::Configure).
+    SchedContext {
+        /// The budget in nanoseconds.
+        budget_ns: u64,
+        /// The period in nanoseconds.
+        period_ns: u64,
+    },
+    /// A CNode of 2^`radix` slots.
+    CNode {
+        /// log2 of its slot count (1..=16).
+        radix: u8,
+    },
+    /// An address space: a PML4, assigned an ASID.
+    VSpace,
+    /// An IPC endpoint.
+    Endpoint,
+    /// A notification.
+    Notification,
+    /// A reply object, for a PD that serves calls.
+    Reply,
+    /// `count` frames of `page_size` bytes; at `physical` for device
+    /// memory (from a device untyped, mapped uncached), else from RAM.
+    Frames {
+        /// 4 KiB, 2 MiB or 1 GiB.
+        page_size: u64,
+        /// How many.
+        count: u64,
+        /// The first frame's physical address, for device memory.
+        physical: Option<u64>,
+    },
+    /// The handler of a legacy PIC interrupt line (IrqControl::Get).
+    IrqHandler {
+        /// The line.
+        line: u8,
+        /// The notification the loader binds it to (the device's
+        /// `DEVICE_IRQ_NOTIFICATION`); each interrupt signals the badge
+        /// `1 << line`.
+        notification: ObjectId,
+    },
+    /// An I/O port range (IoPortControl::Issue), inclusive.
+    IoPorts {
+        /// The first port.
+        first: u16,
+        /// The last port.
+        last: u16,
+    },
+}
+
+impl ObjectKind {
+    /// The kernel's Untyped::Retype type (docs/abi.md, object types); `None`
+    /// for objects made by a control capability (IRQ handlers, I/O ports).
+    pub fn retype_type(&self) -> Option<u64> {
+        match self {
+            Self::CNode { .. } => Some(1),
+            Self::Tcb { .. } => Some(2),
+            Self::SchedContext { .. } => Some(3),
+            Self::Endpoint => Some(4),
+            Self::Notification => Some(5),
+            Self::Reply => Some(6),
+            Self::Frames { page_size, .. } => match *page_size {
+                size if size == PAGE_SIZES[0] => Some(7),
+                size if size == PAGE_SIZES[1] => Some(8),
+                size if size == PAGE_SIZES[2] => Some(9),
+                _ => None,
+            },
+            Self::VSpace => Some(13),
+            Self::IrqHandler { .. } | Self::IoPorts { .. } => None,
+        }
+    }
+}
+
+/// One protection domain: its objects, capabilities and mappings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The program image.
+    pub image: String,
+    /// Its thread ([`ObjectKind::Tcb`]).
+    pub tcb: ObjectId,
+    /// Its scheduling context.
+    pub sched_context: ObjectId,
+    /// Its CSpace root ([`ObjectKind::CNode`]), in its own slot 0.
+    pub cnode: ObjectId,
+    /// Its address space.
+    pub vspace: ObjectId,
+    /// Bytes of stack the loader maps (0: the loader's default).
+    pub stack_bytes: u64,
+    /// Bytes of heap the loader maps (0: none).
+    pub heap_bytes: u64,
+    /// Its capabilities, by slot: slot 0 its CNode, then from 1 up densely.
+    pub caps: Vec<CapSpec>,
+    /// Its mappings, in the order the regions are declared.
+    pub mappings: Vec<MappingSpec>,
+}
+
+/// One capability in a PD's CNode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSpec {
+    /// The slot in the PD's CNode.
+    pub slot: u64,
+    /// Its name, from which [`generated_names`] makes the constant:
+    /// `log`, `exits_notification`, `com2_irq`.
+    pub name: String,
+    /// The object it points to.
+    pub object: ObjectId,
+    /// The kernel's rights bits ([`RIGHT_READ`] ...).
+    pub rights: u64,
+    /// The badge (0: none), set by CNode::Mint.
+    pub badge: u64,
+}
+
+/// A channel's objects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    /// Its name.
+    pub name: String,
+    /// Its endpoint, if it has a `call` or `send` connection.
+    pub endpoint: Option<ObjectId>,
+    /// Its notification, if it has a `notify` connection.
+    pub notification: Option<ObjectId>,
+    /// The most any sender's capability may have (rights bits).
+    pub rights: u64,
+}
+
+/// A region's frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    /// Its name.
+    pub name: String,
+    /// Its frames ([`ObjectKind::Frames`]).
+    pub frames: ObjectId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The most any mapping may have.
+    pub rights: MapRights,
+}
+
+/// Rights of a mapping: Frame::Map takes READ and WRITE as rights and
+/// execute as an attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapRights {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+}
+
+impl MapRights {
+    /// The kernel's rights bits (READ, WRITE) for Frame::Map.
+    pub fn bits(self) -> u64 {
+        (if self.read { RIGHT_READ } else { 0 }) | (if self.write { RIGHT_WRITE } else { 0 })
+    }
+
+    /// Whether every right of `self` is also in `other`.
+    pub fn within(self, other: Self) -> bool {
+        (!self.read || other.read) && (!self.write || other.write) && (!self.execute || other.execute)
+    }
+}
+
+
+/// The memory type of a mapping (Frame::Map attribute bits 1..2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cache {
+    /// RAM: write-back (0).
+    WriteBack,
+    /// Device memory: uncacheable (3).
+    Uncacheable,
+}
+
+/// One region mapped into a PD.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingSpec {
+    /// The region's index in [`SystemSpec::regions`].
+    pub region: u32,
+    /// The first virtual address.
+    pub address: u64,
+    /// The mapping's rights.
+    pub rights: MapRights,
+    /// Write-back for RAM, uncacheable for device memory.
+    pub cache: Cache,
+}
+
+impl MappingSpec {
+    /// Frame::Map's `attributes` word: executable and memory type.
+    pub fn attributes(&self) -> u64 {
+        let executable = if self.rights.execute { ATTRIBUTE_EXECUTABLE } else { 0 };
+        let cache = match self.cache {
+            Cache::WriteBack => 0,
+            Cache::Uncacheable => 3,
+        };
+        executable | (cache << ATTRIBUTE_CACHE_SHIFT)
+    }
+}
+
+/// Encodes the spec as a postcard blob.
+pub fn to_blob(spec: &SystemSpec) -> Vec<u8> {
+    postcard::to_allocvec(spec).expect("plain data serialises into a growing vector")
+}
+
+/// Why a blob could not be read back.
+#[derive(Debug)]
+pub enum BlobError {
+    /// The bytes are not a postcard-encoded [`SystemSpec`].
+    Decode(postcard::Error),
+    /// The blob was written for another [`SPEC_VERSION`].
+    Version(u32),
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(error) => write!(formatter, "not a system spec blob: {error}"),
+            Self::Version(version) => {
+                write!(formatter, "system spec version {version}, expected {SPEC_VERSION}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for BlobError {}
+
+/// Decodes a blob written by [`to_blob`].
+///
+/// # Errors
+///
+/// [`BlobError::Decode`] for bytes that are no spec (or have bytes left
+/// over), [`BlobError::Version`] for a spec of another version.
+pub fn from_blob(bytes: &[u8]) -> Result<SystemSpec, BlobError> {
+    let (spec, rest): (SystemSpec, &[u8]) = postcard::take_from_bytes(bytes).map_err(BlobError::Decode)?;
+    if !rest.is_empty() {
+        return Err(BlobError::Decode(postcard::Error::DeserializeUnexpectedEnd));
+    }
+    if spec.version != SPEC_VERSION {
+        return Err(BlobError::Version(spec.version));
+    }
+    Ok(spec)
+}
+
+
+/// One program image in a [`Bundle`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program<'a> {
+    /// The name PDs give in their `image` statement.
+    pub name: &'a str,
+    /// The static ELF executable.
+    pub elf: &'a [u8],
+}
+
+/// What the loader's image carries: a whole system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle<'a> {
+    /// The spec, as [`to_blob`] wrote it.
+    pub spec: &'a [u8],
+    /// Every program image a PD names, each once, sorted by name.
+    #[serde(borrow)]
+    pub programs: Vec<Program<'a>>,
+}
+
+impl<'a> Bundle<'a> {
+    /// The image called `name`.
+    pub fn program(&self, name: &str) -> Option<&'a [u8]> {
+        self.programs.iter().find(|program| program.name == name).map(|program| program.elf)
+    }
+
+    /// Encodes the bundle with postcard.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("plain data serialises into a growing vector")
+    }
+
+    /// Decodes a bundle, borrowing the spec and the images from `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::Decode`] for bytes that are no bundle or have bytes
+    /// left over.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Bundle<'a>, BlobError> {
+        let (bundle, rest): (Bundle<'a>, &[u8]) = postcard::take_from_bytes(bytes).map_err(BlobError::Decode)?;
+        if !rest.is_empty() {
+            return Err(BlobError::Decode(postcard::Error::DeserializeUnexpectedEnd));
+        }
+        Ok(bundle)
+    }
+}
+
+/// Where the loader puts a protection domain's own pages. Everything
+/// below [`RESERVED_END`] belongs to this layout; a manifest maps its
+/// regions at or above it (the validator checks).
+///
+/// A PD's thread starts at its image's entry point with RSP at
+/// [`STACK_TOP`](layout::STACK_TOP) (16-byte aligned, nothing pushed) and
+/// RDI holding [`INFO_PAGE`](layout::INFO_PAGE).
+pub mod layout {
+    /// Where a PD's image may lie: `[IMAGE_BASE, IMAGE_END)` (the same
+    /// range as the root task's).
+    pub const IMAGE_BASE: u64 = 0x40_0000;
+    /// The end of the image range (1 GiB).
+    pub const IMAGE_END: u64 = 0x4000_0000;
+    /// The top of the stack; the page below the stack stays unmapped.
+    pub const STACK_TOP: u64 = 0x4010_0000;
+    /// The stack a PD gets when its manifest gives no `stack` size.
+    pub const DEFAULT_STACK_BYTES: u64 = 16 * 1024;
+    /// The largest stack (it must stay above the image range).
+    pub const MAX_STACK_BYTES: u64 = STACK_TOP - IMAGE_END - 4096;
+    /// The IPC buffer (one page).
+    pub const IPC_BUFFER: u64 = 0x4010_1000;
+    /// The read-only page holding [`PdInfo`](super::PdInfo).
+    pub const INFO_PAGE: u64 = 0x4010_2000;
+    /// The heap's first byte (its size is the manifest's `heap`).
+    pub const HEAP_BASE: u64 = 0x4100_0000;
+    /// The end of the layout: region mappings start here or above.
+    pub const RESERVED_END: u64 = 0x8000_0000;
+    /// The largest heap.
+    pub const MAX_HEAP_BYTES: u64 = RESERVED_END - HEAP_BASE;
+
+    const _: () = {
+        assert!(IPC_BUFFER > STACK_TOP && INFO_PAGE > IPC_BUFFER && HEAP_BASE > INFO_PAGE);
+        assert!(STACK_TOP - MAX_STACK_BYTES > IMAGE_END);
+    };
+}
+
+/// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
+pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
+/// [`PdInfo::version`] of this layout.
+pub const PD_INFO_VERSION: u64 = 1;
+/// The bytes of a PD name in [`PdInfo`] (longer names are cut).
+pub const PD_NAME_BYTES: usize = 32;
+
+/// The facts the loader gives a protection domain, in a read-only page
+/// at [`layout::INFO_PAGE`]. Every field is a `u64` so the layout is the
+/// same for every compiler.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PdInfo {
+    /// [`PD_INFO_MAGIC`].
+    pub magic: u64,
+    /// [`PD_INFO_VERSION`].
+    pub version: u64,
+    /// The first byte of the heap ([`layout::HEAP_BASE`]).
+    pub heap_base: u64,
+    /// The heap's bytes (0: none).
+    pub heap_bytes: u64,
+    /// The stack's bytes, below [`layout::STACK_TOP`].
+    pub stack_bytes: u64,
+    /// The PD's name in the manifest, NUL-padded UTF-8.
+    pub name: [u64; PD_NAME_BYTES / 8],
+}
+
+impl PdInfo {
+    /// The words of the page, in declaration order.
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8;
+
+    /// A description of PD `name`.
+    pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
+        let mut bytes = [0_u8; PD_NAME_BYTES];
+        // Cut at a character boundary so that the name stays UTF-8.
+        let mut length = name.len().min(PD_NAME_BYTES);
+        while !name.is_char_boundary(length) {
+            length -= 1;
+        }
+        bytes[..length].copy_from_slice(&name.as_bytes()[..length]);
+        let mut words = [0_u64; PD_NAME_BYTES / 8];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut eight = [0_u8; 8];
+            eight.copy_from_slice(chunk);
+            *word = u64::from_le_bytes(eight);
+        }
+        PdInfo {
+            magic: PD_INFO_MAGIC,
+            version: PD_INFO_VERSION,
+            heap_base: layout::HEAP_BASE,
+            heap_bytes,
+            stack_bytes,
+            name: words,
+        }
+    }
+
+    /// The page's words, as the loader writes them.
+    pub fn to_words(&self) -> [u64; Self::WORDS] {
+        let mut words = [0; Self::WORDS];
+        words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
+        words[5..].copy_from_slice(&self.name);
+        words
+    }
+
+    /// The name's bytes without the padding.
+    pub fn name_bytes(&self) -> [u8; PD_NAME_BYTES] {
+        let mut bytes = [0_u8; PD_NAME_BYTES];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(self.name) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// The name, up to its first NUL (`"?"` if it is not UTF-8).
+    pub fn name_str(bytes: &[u8; PD_NAME_BYTES]) -> &str {
+        let end = bytes.iter().position(|byte| *byte == 0).unwrap_or(PD_NAME_BYTES);
+        core::str::from_utf8(&bytes[..end]).unwrap_or("?")
+    }
+}
+
+// All u64s in declaration order: `to_words` and the PD's reader rely on it.
+const _: () = assert!(size_of::<PdInfo>() == PdInfo::WORDS * 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pd_info_words_follow_the_declaration_order() {
+        let info = PdInfo::new("serial_driver", 0x1_0000, 0x4000);
+        let words = info.to_words();
+        assert_eq!(&words[..5], &[PD_INFO_MAGIC, PD_INFO_VERSION, layout::HEAP_BASE, 0x1_0000, 0x4000]);
+        assert_eq!(words[5], u64::from_le_bytes(*b"serial_d"));
+        assert_eq!(PdInfo::name_str(&info.name_bytes()), "serial_driver");
+    }
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let name = "a".repeat(31) + "é";
+        let info = PdInfo::new(&name, 0, 0);
+        assert_eq!(PdInfo::name_str(&info.name_bytes()), "a".repeat(31));
+    }
+
+    #[test]
+    fn bundles_round_trip_and_refuse_trailing_bytes() {
+        let elf = [0x7f, b'E', b'L', b'F'];
+        let bundle = Bundle { spec: &[1, 2, 3], programs: alloc::vec![Program { name: "ping", elf: &elf }] };
+        let mut bytes = bundle.to_bytes();
+        let back = Bundle::from_bytes(&bytes).expect("round trip");
+        assert_eq!(back, bundle);
+        assert_eq!(back.program("ping"), Some(&elf[..]));
+        assert_eq!(back.program("pong"), None);
+        bytes.push(0);
+        assert!(Bundle::from_bytes(&bytes).is_err());
+    }
+}
