@@ -79,6 +79,18 @@ pub mod kind {
     /// An ASID pool: gives PML4s their ASIDs.
     #[derive(Debug, PartialEq, Eq, Hash)]
     pub enum AsidPool {}
+    /// The authority to make interrupt handler capabilities.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum IrqControl {}
+    /// The handler of one interrupt line.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum IrqHandler {}
+    /// The authority to issue I/O port ranges.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum IoPortControl {}
+    /// A range of I/O ports.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum IoPorts {}
 }
 
 #[cfg(test)]

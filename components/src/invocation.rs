@@ -6,6 +6,8 @@
 
 use kernel_core::cap::invocation::label as cnode_label;
 use kernel_core::cap::{ObjectKind, Rights};
+use kernel_core::io_port::label as io_port_label;
+use kernel_core::irq::label as irq_label;
 use kernel_core::syscall::label as tcb_label;
 use kernel_core::vspace::label as vspace_label;
 
@@ -418,6 +420,93 @@ impl Cap<kind::AsidPool> {
     /// The kernel's code (`docs/abi.md`, AsidPool::Assign).
     pub fn assign(self, kernel: &mut impl Kernel, vspace: Cap<kind::Pml4>) -> Result<(), Error> {
         invoke(kernel, self.cptr(), vspace_label::ASID_POOL_ASSIGN, &[], &[vspace.cptr()]).map(drop)
+    }
+}
+
+impl Cap<kind::IrqControl> {
+    /// IrqControl::Get: the handler capability of `line`, at `dest`
+    /// (relative to `dest_root`).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IrqControl::Get).
+    pub fn get(self, kernel: &mut impl Kernel, line: u8, dest_root: Cap<kind::CNode>, dest: Slot) -> Result<(), Error> {
+        let words = [u64::from(line), dest.index, dest.depth];
+        invoke(kernel, self.cptr(), irq_label::IRQ_CONTROL_GET, &words, &[dest_root.cptr()]).map(drop)
+    }
+}
+
+impl Cap<kind::IrqHandler> {
+    /// IrqHandler::Ack: the interrupt is serviced; unmasks the line.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IrqHandler::Ack).
+    pub fn ack(self, kernel: &mut impl Kernel) -> Result<(), Error> {
+        invoke(kernel, self.cptr(), irq_label::IRQ_HANDLER_ACK, &[], &[]).map(drop)
+    }
+
+    /// IrqHandler::SetNotification: each interrupt signals `notification`
+    /// (with its capability's badge); unmasks the line.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IrqHandler::SetNotification).
+    pub fn set_notification(self, kernel: &mut impl Kernel, notification: Cap<kind::Notification>) -> Result<(), Error> {
+        invoke(kernel, self.cptr(), irq_label::IRQ_HANDLER_SET_NOTIFICATION, &[], &[notification.cptr()]).map(drop)
+    }
+
+    /// IrqHandler::Clear: unbinds the notification and masks the line.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IrqHandler::Clear).
+    pub fn clear(self, kernel: &mut impl Kernel) -> Result<(), Error> {
+        invoke(kernel, self.cptr(), irq_label::IRQ_HANDLER_CLEAR, &[], &[]).map(drop)
+    }
+}
+
+impl Cap<kind::IoPortControl> {
+    /// IoPortControl::Issue: a capability to the ports `first..=last`, at
+    /// `dest` (relative to `dest_root`).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IoPortControl::Issue).
+    pub fn issue(
+        self,
+        kernel: &mut impl Kernel,
+        first: u16,
+        last: u16,
+        dest_root: Cap<kind::CNode>,
+        dest: Slot,
+    ) -> Result<(), Error> {
+        let words = [u64::from(first), u64::from(last), dest.index, dest.depth];
+        invoke(kernel, self.cptr(), io_port_label::IO_PORT_CONTROL_ISSUE, &words, &[dest_root.cptr()]).map(drop)
+    }
+}
+
+impl Cap<kind::IoPorts> {
+    /// IoPort::In8: reads the byte at `port`.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IoPort::In8), or
+    /// [`Error::TruncatedMessage`] for a reply without the value.
+    pub fn in8(self, kernel: &mut impl Kernel, port: u16) -> Result<u8, Error> {
+        let reply = invoke(kernel, self.cptr(), io_port_label::IO_PORT_IN8, &[u64::from(port)], &[])?;
+        let value = reply.word(0).ok_or(Error::TruncatedMessage)?;
+        Ok(value.to_le_bytes()[0])
+    }
+
+    /// IoPort::Out8: writes `value` at `port`.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, IoPort::Out8).
+    pub fn out8(self, kernel: &mut impl Kernel, port: u16, value: u8) -> Result<(), Error> {
+        let words = [u64::from(port), u64::from(value)];
+        invoke(kernel, self.cptr(), io_port_label::IO_PORT_OUT8, &words, &[]).map(drop)
     }
 }
 

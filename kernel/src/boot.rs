@@ -148,18 +148,29 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
             stop(ExitStatus::Failure)
         }
     };
-    match user::run_root_task(root) {
-        Ok(ProgramEnd::Exited(0)) => {
-            println!("root task: exited with code 0");
+    match user::run_root_task(root, after_root_exit) {
+        Ok(system) => {
+            let threads = system.finished_threads + system.failed_threads;
+            let root_end = system.root_end;
+            if root_end == Some(ProgramEnd::Exited(0)) {
+                println!("root task: exited with code 0");
+            } else {
+                println!("root task: ended: {root_end:?}");
+            }
             println!(
                 "root task: {} system calls stopped at a preemption point and continued later",
                 crate::arch::threads::preempted_calls()
             );
-            defmt::info!("boot complete: the root task finished");
-            stop(ExitStatus::Success)
-        }
-        Ok(end) => {
-            println!("root task: ended: {end:?}");
+            if threads != 0 {
+                println!(
+                    "system: {} threads ended: {} with code 0, {} failed; the others are blocked",
+                    threads, system.finished_threads, system.failed_threads
+                );
+            }
+            if root_end == Some(ProgramEnd::Exited(0)) && system.failed_threads == 0 {
+                defmt::info!("boot complete: the root task finished");
+                stop(ExitStatus::Success)
+            }
             stop(ExitStatus::Failure)
         }
         Err(error) => {
@@ -167,6 +178,13 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
             stop(ExitStatus::Failure)
         }
     }
+}
+
+/// The root exited with code 0 and the threads it started run on: with
+/// the command-line word `dump-capabilities`, the kernel prints what the
+/// root built (the post-boot conformance dump, `docs/capdl.md`).
+fn after_root_exit() {
+    println!("root task: done; the threads it started run on");
 }
 
 /// Creates the root thread's objects and initial capabilities

@@ -10,7 +10,7 @@
 //! | slot | capability |
 //! | ---: | --- |
 //! | 0 | the root CNode itself |
-//! | 1..=4 | untyped memory: 4 MiB, 2 MiB, 1 MiB, 1 MiB (a slot stays empty if no such block is free) |
+//! | 1..=4 | untyped memory: 32 MiB, 16 MiB, 8 MiB, 4 MiB (a slot stays empty if no such block is free) |
 //! | 5 | SchedControl |
 //! | 6 | the root TCB |
 //! | 7 | IrqControl: the authority over the interrupt lines (`kernel_core::irq`) |
@@ -36,7 +36,7 @@ use crate::arch::objects::PhysStore;
 use crate::arch::paging::physmap_pointer;
 
 /// log2 of the root CNode's slot count.
-pub(crate) const ROOT_CNODE_RADIX: u8 = 8;
+pub(crate) const ROOT_CNODE_RADIX: u8 = 12;
 
 /// The root CNode's slots (a root capability address is the slot index).
 pub(crate) mod slot {
@@ -57,7 +57,7 @@ pub(crate) mod slot {
 }
 
 /// log2 of the untyped blocks in slots 1, 2, 3 and 4.
-const UNTYPED_SIZE_BITS: [u8; 4] = [22, 21, 20, 20];
+const UNTYPED_SIZE_BITS: [u8; 4] = [25, 24, 23, 22];
 const _: () = assert!(slot::FIRST_UNTYPED + UNTYPED_SIZE_BITS.len() as u64 == slot::SCHED_CONTROL);
 
 /// The kernel's state and the root thread.

@@ -59,7 +59,7 @@ pub const FIRST_FREE_ADDRESS: u64 = 0x80_0000_0000;
 /// [`RootInfo::magic`]: "BULKROOT" in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BULKROOT");
 /// [`RootInfo::version`] of this layout.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 /// The most untyped capabilities [`RootInfo`] describes.
 pub const MAX_UNTYPEDS: usize = 4;
 
@@ -101,6 +101,10 @@ pub struct RootInfo {
     pub untypeds: [UntypedInfo; MAX_UNTYPEDS],
     /// Bytes of the root's image loaded (for its log).
     pub image_bytes: u64,
+    /// The TSC's rate in kHz: a scheduling context's budget and period
+    /// are TSC ticks (SchedControl::Configure), this many per millisecond.
+    /// 0 when the kernel could not tell.
+    pub tsc_khz: u64,
 }
 
 impl RootInfo {
@@ -115,6 +119,7 @@ impl RootInfo {
         untyped_count: 0,
         untypeds: [UntypedInfo { slot: 0, base: 0, size_bits: 0, is_device: 0 }; MAX_UNTYPEDS],
         image_bytes: 0,
+        tsc_khz: 0,
     };
 
     /// The page's bytes, as the kernel writes them.
@@ -137,6 +142,7 @@ impl RootInfo {
             at += 4;
         }
         words[at] = self.image_bytes;
+        words[at + 1] = self.tsc_khz;
         words
     }
 }
@@ -147,7 +153,7 @@ pub const INFO_WORDS: usize = size_of::<RootInfo>() / 8;
 // The layout is all u64s in declaration order: `to_words` and the ring-3
 // reader rely on it.
 const _: () = {
-    assert!(size_of::<RootInfo>() == (7 + 4 * MAX_UNTYPEDS + 1) * 8);
+    assert!(size_of::<RootInfo>() == (7 + 4 * MAX_UNTYPEDS + 2) * 8);
     assert!(size_of::<RootInfo>() <= 4096);
     assert!(STACK_TOP - STACK_PAGES * 4096 > IMAGE_END);
     assert!(IPC_BUFFER > STACK_TOP && INFO_PAGE > IPC_BUFFER && FIRST_FREE_ADDRESS > INFO_PAGE);
@@ -164,9 +170,11 @@ mod tests {
         info.untyped_count = 1;
         info.untypeds[0] = UntypedInfo { slot: 1, base: 0x20_0000, size_bits: 22, is_device: 0 };
         info.image_bytes = 0x1234;
+        info.tsc_khz = 2_000_000;
         let words = info.to_words();
         assert_eq!(&words[..7], &[MAGIC, VERSION, 8, slot::FIRST_FREE, FIRST_FREE_ADDRESS, IPC_BUFFER, 1]);
         assert_eq!(&words[7..11], &[1, 0x20_0000, 22, 0]);
-        assert_eq!(words[INFO_WORDS - 1], 0x1234);
+        assert_eq!(words[INFO_WORDS - 2], 0x1234);
+        assert_eq!(words[INFO_WORDS - 1], 2_000_000);
     }
 }

@@ -170,6 +170,7 @@ pub(crate) fn create(allocator: &mut FrameAllocator, module: PhysRange) -> Resul
         let mut info = RootInfo::EMPTY;
         info.cnode_radix = u64::from(crate::root::ROOT_CNODE_RADIX);
         info.image_bytes = image_bytes;
+        info.tsc_khz = super::cpu::tsc_khz();
         for index in 0..MAX_UNTYPEDS as u64 {
             let at = slot::FIRST_UNTYPED + index;
             if let Cap::Untyped { base, size_bits, is_device, .. } = kernel.store.slot(root_slot(cnode, at)?).cap {

@@ -343,6 +343,25 @@ struct RunState {
     /// The run ends when this thread ends, whatever else could still run
     /// (a preemptive run whose other threads spin forever).
     ends_with: Option<ThreadId>,
+    /// A root-task run: when the root exits with code 0 the run goes on
+    /// with the threads it started, until none can run.
+    system: Option<SystemRun>,
+    /// Called once when the root has exited with code 0.
+    after_root_exit: Option<fn()>,
+}
+
+/// What a root-task run recorded about the system the root started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SystemRun {
+    /// The root thread.
+    root: Option<ThreadId>,
+    /// How the root ended, once it has.
+    pub(crate) root_end: Option<ProgramEnd>,
+    /// Threads other than the root that faulted or exited with a code
+    /// other than 0.
+    pub(crate) failed_threads: u32,
+    /// Threads other than the root that exited with code 0.
+    pub(crate) finished_threads: u32,
 }
 
 struct RunStateCell(UnsafeCell<RunState>);
@@ -353,7 +372,8 @@ struct RunStateCell(UnsafeCell<RunState>);
 // and never nested.
 unsafe impl Sync for RunStateCell {}
 
-static RUN_STATE: RunStateCell = RunStateCell(UnsafeCell::new(RunState { running: false, end: None, ends_with: None }));
+static RUN_STATE: RunStateCell =
+    RunStateCell(UnsafeCell::new(RunState { running: false, end: None, ends_with: None, system: None, after_root_exit: None }));
 
 fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
     // SAFETY: see `RunStateCell`: no other reference exists while `action`
@@ -411,11 +431,15 @@ pub(crate) fn run_program(allocator: &mut FrameAllocator, program: &Program) -> 
 }
 
 /// Runs the root task (`arch::root_task` built it) and every thread it
-/// makes, switching as the scheduler decides, until no thread can run or
-/// the root ends. Its threads' output lines name them (`root`, `pd`).
+/// makes, switching as the scheduler decides. A root that exits with code
+/// 0 leaves the threads it started running (a loader that built the
+/// system and is done: `after_root_exit` is called then); the run ends
+/// when no thread can run any more, or when the root ends otherwise (a
+/// fault, another code: the system is not trusted to go on). Its
+/// threads' output lines name them (`root`, `pd`).
 ///
-/// Returns how the root ended.
-pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
+/// Returns how the root ended and what the others did.
+pub(crate) fn run_root_task(root: ThreadId, after_root_exit: fn()) -> Result<SystemRun, SetupError> {
     let kernel_root = cpu::read_cr3();
     threads::begin_run(kernel_root, true, false);
     let mut context = UserContext::default();
@@ -431,7 +455,9 @@ pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
         threads::end_run();
         return Err(SetupError::NoRootThread);
     }
-    with_run_state(|state| *state = RunState { running: true, end: None, ends_with: Some(root) });
+    let system = SystemRun { root: Some(root), ..SystemRun::default() };
+    with_run_state(|state| *state = RunState { running: true, end: None, ends_with: Some(root), system: Some(system), after_root_exit: None });
+    with_run_state(|state| state.after_root_exit = Some(after_root_exit));
     // With a local APIC the run is preemptive: budgets hold and a thread
     // that spins cannot keep the CPU.
     let preemptive = super::apic::present();
@@ -459,13 +485,17 @@ pub(crate) fn run_root_task(root: ThreadId) -> Result<ProgramEnd, SetupError> {
     // SAFETY: back to the kernel's own root, which maps everything the
     // kernel uses.
     unsafe { x86::controlregs::cr3_write(kernel_root) };
-    let end = with_run_state(|state| {
+    let (end, system) = with_run_state(|state| {
         state.running = false;
         state.ends_with = None;
-        state.end.take()
+        (state.end.take(), state.system.take())
     });
     threads::end_run();
-    end.ok_or(SetupError::NoRootThread)
+    let mut system = system.ok_or(SetupError::NoRootThread)?;
+    if system.root_end.is_none() {
+        system.root_end = Some(end.ok_or(SetupError::NoRootThread)?);
+    }
+    Ok(system)
 }
 
 /// Runs several threads, each in its own address space built from its
@@ -583,7 +613,7 @@ fn run(
         release_all(spaces, allocator);
         return Err(SetupError::NoRootThread);
     }
-    with_run_state(|state| *state = RunState { running: true, end: None, ends_with });
+    with_run_state(|state| *state = RunState { running: true, end: None, ends_with, system: None, after_root_exit: None });
     if ends_with.is_some() {
         crate::root::with_kernel(|kernel, _| timer::dispatch(kernel));
         // SAFETY: as below; `run_threads_preemptive` checked the APIC,
@@ -661,7 +691,26 @@ fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<Thre
             }
         }
     }
-    let run_ends = thread.is_some() && with_run_state(|state| state.ends_with) == thread;
+    let (run_ends, after_root_exit) = with_run_state(|state| {
+        let is_root = thread.is_some() && state.ends_with == thread;
+        let Some(system) = state.system.as_mut() else { return (is_root, None) };
+        if thread.is_some() && system.root == thread {
+            system.root_end = Some(end);
+            if end == ProgramEnd::Exited(0) {
+                // The system runs on without its root.
+                state.ends_with = None;
+                return (false, state.after_root_exit.take());
+            }
+        } else if end == ProgramEnd::Exited(0) {
+            system.finished_threads += 1;
+        } else if end != ProgramEnd::Blocked {
+            system.failed_threads += 1;
+        }
+        (is_root, None)
+    });
+    if let Some(after_root_exit) = after_root_exit {
+        after_root_exit();
+    }
     let next = crate::root::with_kernel(|kernel, _| {
         if let Some(thread) = thread {
             ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, thread);
