@@ -21,7 +21,7 @@ pub mod parser;
 pub mod report;
 pub mod validate;
 
-pub use compile::{SystemSpec, compile, from_blob, generated_names, to_blob};
+pub use compile::{SystemSpec, compile, from_blob, generated_image_names, generated_names, to_blob};
 pub use diagnostic::{Diagnostic, Span};
 pub use graph::{FlowEdge, FlowGraph};
 pub use parser::parse;

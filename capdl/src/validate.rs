@@ -240,10 +240,7 @@ pub fn check_domain_fields(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ));
             }
         }
-        let sizes = [
-            ("stack", &domain.stack, layout::MAX_STACK_BYTES),
-            ("heap", &domain.heap, layout::MAX_HEAP_BYTES),
-        ];
+        let sizes = [("stack", &domain.stack, layout::MAX_STACK_BYTES), ("heap", &domain.heap, layout::MAX_HEAP_BYTES)];
         for (field, size, most) in sizes {
             let Some(size) = size else { continue };
             if size.value % PAGE_SIZES[0] != 0 {

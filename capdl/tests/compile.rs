@@ -52,7 +52,7 @@ fn the_example_compiles_to_each_pds_objects() {
     let names: Vec<&str> = spec.domains.iter().map(|domain| domain.name.as_str()).collect();
     assert_eq!(names, ["log_server", "serial_driver", "disk_driver", "linux_vmm", "linux_vmx"]);
     let serial = spec.domain("serial_driver").expect("serial_driver");
-    assert_eq!(serial.image, "drivers-server");
+    assert_eq!(serial.image, "serial-driver");
     assert_eq!(serial.stack_bytes, 16 * 1024);
     assert_eq!(*kind(&spec, serial.tcb), ObjectKind::Tcb { priority: 200, core: 0 });
     // 500us in every 5ms, in nanoseconds.
@@ -67,10 +67,7 @@ fn the_example_compiles_to_each_pds_objects() {
     let irq_notification = serial.caps[5].object;
     assert_eq!(*kind(&spec, irq_notification), ObjectKind::Notification);
     assert_eq!((serial.caps[5].name.as_str(), serial.caps[5].rights), ("com2_irq_notification", RIGHT_READ));
-    assert_eq!(
-        *kind(&spec, serial.caps[4].object),
-        ObjectKind::IrqHandler { line: 3, notification: irq_notification }
-    );
+    assert_eq!(*kind(&spec, serial.caps[4].object), ObjectKind::IrqHandler { line: 3, notification: irq_notification });
     assert!(matches!(kind(&spec, serial.caps[6].object), ObjectKind::IoPorts { first: 0x2f8, last: 0x2ff }));
 
     let exits = spec.channels.iter().find(|channel| channel.name == "exits").expect("exits");
@@ -357,4 +354,25 @@ fn more_capabilities_than_the_largest_cnode_holds_are_refused() {
     let a = spec.domain("a").expect("a");
     assert_eq!(a.caps.len(), 1 << 16);
     assert_eq!(*kind(&spec, a.cnode), ObjectKind::CNode { radix: 16 });
+}
+
+#[test]
+fn pds_sharing_an_image_must_have_the_same_names() {
+    let pd = |name: &str| {
+        format!("pd {name} {{\n    image \"worker\"\n    priority 1\n    budget 1ms\n    period 10ms\n    core 0\n}}\n")
+    };
+    let same = format!(
+        "{}{}{}channel log {{\n    send a -> logger badge 1\n    send b -> logger badge 2\n}}\n\nflow a -> logger\nflow b -> logger\n",
+        pd("a"),
+        pd("b"),
+        pd("logger").replace("\"worker\"", "\"logger\"")
+    );
+    let spec = compile_text(&same).expect("alike PDs may share an image");
+    let names = bulkhead_capdl::generated_image_names(&spec, "worker").expect("the image has names");
+    assert!(names.contains("run by a, b"), "{names}");
+    let different = same.replace("    send b -> logger badge 2\n", "    notify b -> logger badge 2\n");
+    let errors = compile_errors(&different);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("`a` and `b` run image `worker`"), "{}", errors[0]);
+    assert_eq!(errors[0].span.line, 8);
 }

@@ -452,7 +452,11 @@ impl Cap<kind::IrqHandler> {
     /// # Errors
     ///
     /// The kernel's code (`docs/abi.md`, IrqHandler::SetNotification).
-    pub fn set_notification(self, kernel: &mut impl Kernel, notification: Cap<kind::Notification>) -> Result<(), Error> {
+    pub fn set_notification(
+        self,
+        kernel: &mut impl Kernel,
+        notification: Cap<kind::Notification>,
+    ) -> Result<(), Error> {
         invoke(kernel, self.cptr(), irq_label::IRQ_HANDLER_SET_NOTIFICATION, &[], &[notification.cptr()]).map(drop)
     }
 

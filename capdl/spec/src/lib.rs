@@ -260,7 +260,6 @@ impl MapRights {
     }
 }
 
-
 /// The memory type of a mapping (Frame::Map attribute bits 1..2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cache {
@@ -338,7 +337,6 @@ pub fn from_blob(bytes: &[u8]) -> Result<SystemSpec, BlobError> {
     }
     Ok(spec)
 }
-
 
 /// One program image in a [`Bundle`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ pub mod mapped;
 mod panic;
 mod sys;
 
-pub use bulkhead_components as components;
 pub use bulkhead_capdl_spec::PdInfo;
+pub use bulkhead_components as components;
 pub use kernel_core::root_task::RootInfo;
 pub use sys::Sys;

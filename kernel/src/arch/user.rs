@@ -372,8 +372,13 @@ struct RunStateCell(UnsafeCell<RunState>);
 // and never nested.
 unsafe impl Sync for RunStateCell {}
 
-static RUN_STATE: RunStateCell =
-    RunStateCell(UnsafeCell::new(RunState { running: false, end: None, ends_with: None, system: None, after_root_exit: None }));
+static RUN_STATE: RunStateCell = RunStateCell(UnsafeCell::new(RunState {
+    running: false,
+    end: None,
+    ends_with: None,
+    system: None,
+    after_root_exit: None,
+}));
 
 fn with_run_state<R>(action: impl FnOnce(&mut RunState) -> R) -> R {
     // SAFETY: see `RunStateCell`: no other reference exists while `action`
@@ -456,7 +461,10 @@ pub(crate) fn run_root_task(root: ThreadId, after_root_exit: fn()) -> Result<Sys
         return Err(SetupError::NoRootThread);
     }
     let system = SystemRun { root: Some(root), ..SystemRun::default() };
-    with_run_state(|state| *state = RunState { running: true, end: None, ends_with: Some(root), system: Some(system), after_root_exit: None });
+    with_run_state(|state| {
+        *state =
+            RunState { running: true, end: None, ends_with: Some(root), system: Some(system), after_root_exit: None }
+    });
     with_run_state(|state| state.after_root_exit = Some(after_root_exit));
     // With a local APIC the run is preemptive: budgets hold and a thread
     // that spins cannot keep the CPU.
@@ -613,7 +621,9 @@ fn run(
         release_all(spaces, allocator);
         return Err(SetupError::NoRootThread);
     }
-    with_run_state(|state| *state = RunState { running: true, end: None, ends_with, system: None, after_root_exit: None });
+    with_run_state(|state| {
+        *state = RunState { running: true, end: None, ends_with, system: None, after_root_exit: None }
+    });
     if ends_with.is_some() {
         crate::root::with_kernel(|kernel, _| timer::dispatch(kernel));
         // SAFETY: as below; `run_threads_preemptive` checked the APIC,

@@ -1,0 +1,523 @@
+//! Building the system: every object of the spec in creation order, then
+//! each protection domain's address space (its image, stack, IPC buffer,
+//! info page, heap and regions), its CNode's capabilities and its thread;
+//! the threads start only once every PD is complete.
+//!
+//! The loader keeps the original capability to every object in its own
+//! CNode (from `slot::FIRST_FREE` up); the PDs get derived copies. A
+//! mapping is made through a capability of its own (a copy of the frame's
+//! original with the mapping's rights), as the kernel records one mapping
+//! per capability.
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use bulkhead_capdl_spec::{
+    Bundle, DomainSpec, ObjectId, ObjectKind as SpecKind, PAGE_SIZES, PdInfo, SystemSpec, from_blob, layout,
+};
+use bulkhead_components::Error;
+use bulkhead_components::abi::cap::{ObjectKind, Rights};
+use bulkhead_components::abi::root_task::{FIRST_FREE_ADDRESS, MAX_UNTYPEDS, slot};
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::elf::{self, Bounds, PAGE_BYTES};
+use bulkhead_components::invocation::{Destination, Registers, Slot, attributes};
+use bulkhead_components::slots::SlotAllocator;
+use bulkhead_sys::heap::HEAP;
+use bulkhead_sys::mapped::MappedPage;
+use bulkhead_sys::{RootInfo, Sys, println};
+
+const ROOT_CNODE: Cap<kind::CNode> = Cap::new(slot::ROOT_CNODE);
+const ROOT_VSPACE: Cap<kind::Pml4> = Cap::new(slot::ROOT_VSPACE);
+const ROOT_TCB: Cap<kind::Tcb> = Cap::new(slot::ROOT_TCB);
+const SCHED_CONTROL: Cap<kind::SchedControl> = Cap::new(slot::SCHED_CONTROL);
+const ASID_POOL: Cap<kind::AsidPool> = Cap::new(slot::ASID_POOL);
+const IRQ_CONTROL: Cap<kind::IrqControl> = Cap::new(slot::IRQ_CONTROL);
+const IO_PORT_CONTROL: Cap<kind::IoPortControl> = Cap::new(slot::IO_PORT_CONTROL);
+
+/// The page through which the loader fills frames before a PD maps them.
+const SCRATCH_PAGE: u64 = FIRST_FREE_ADDRESS;
+/// The loader's heap (for the decoded spec), in the same page table.
+const HEAP_START: u64 = FIRST_FREE_ADDRESS + 0x10_0000;
+const HEAP_PAGES: usize = 128;
+
+/// Page-table shifts: a PDPT covers 512 GiB, a page directory 1 GiB, a
+/// page table 2 MiB.
+const PDPT_SHIFT: u32 = 39;
+const PD_SHIFT: u32 = 30;
+const PT_SHIFT: u32 = 21;
+
+/// Why loading stopped.
+struct Failure {
+    /// What the loader was doing: `ping: map its stack`.
+    doing: String,
+    /// Why it failed.
+    why: Why,
+}
+
+enum Why {
+    Kernel(Error),
+    Spec(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.why {
+            Why::Kernel(error) => write!(formatter, "{}: {error}", self.doing),
+            Why::Spec(message) => write!(formatter, "{}: {message}", self.doing),
+        }
+    }
+}
+
+/// Adds what the loader was doing to a kernel error.
+trait Doing<T> {
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T, Failure>;
+}
+
+impl<T> Doing<T> for Result<T, Error> {
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T, Failure> {
+        self.map_err(|error| Failure { doing: what(), why: Why::Kernel(error) })
+    }
+}
+
+fn refuse<T>(doing: impl Into<String>, message: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure { doing: doing.into(), why: Why::Spec(message.into()) })
+}
+
+/// Loads `system` and returns the exit code: 0 once every PD runs.
+pub(crate) fn main(system: &[u8], info: &RootInfo, sys: &mut Sys) -> u64 {
+    match load(system, info, sys) {
+        Ok(summary) => {
+            println!(
+                "loader: started {} protection domains: {} objects, {} capabilities, {} mappings; exiting",
+                summary.domains, summary.objects, summary.caps, summary.mappings
+            );
+            0
+        }
+        Err(failure) => {
+            println!("loader: {failure}");
+            1
+        }
+    }
+}
+
+/// What was built.
+struct Summary {
+    domains: usize,
+    objects: usize,
+    caps: usize,
+    mappings: usize,
+}
+
+fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failure> {
+    if system.is_empty() {
+        return refuse("reading the system", "this loader image carries no system (build it with the CLI)");
+    }
+    let untypeds: Vec<Cap<kind::Untyped>> = info
+        .untypeds
+        .iter()
+        .take(usize::try_from(info.untyped_count).unwrap_or(0).min(MAX_UNTYPEDS))
+        .filter(|untyped| untyped.slot != 0 && untyped.is_device == 0)
+        .map(|untyped| Cap::new(untyped.slot))
+        .collect();
+    if untypeds.is_empty() {
+        return refuse("reading the root information", "no RAM untyped");
+    }
+    if info.tsc_khz == 0 {
+        return refuse("reading the root information", "the kernel does not know the TSC rate: budgets cannot be set");
+    }
+    let mut loader = Loader {
+        sys,
+        slots: SlotAllocator::new(info.first_free_slot, info.cnode_radix),
+        untypeds,
+        tsc_khz: info.tsc_khz,
+        objects: Vec::new(),
+        tables: BTreeSet::new(),
+        mappings: 0,
+        caps: 0,
+    };
+    loader.own_heap()?;
+    let bundle = Bundle::from_bytes(system)
+        .map_err(|error| Failure { doing: "reading the system bundle".into(), why: Why::Spec(format!("{error}")) })?;
+    let spec = from_blob(bundle.spec)
+        .map_err(|error| Failure { doing: "reading the system spec".into(), why: Why::Spec(format!("{error}")) })?;
+    println!(
+        "loader: {} protection domains, {} objects, {} program images",
+        spec.domains.len(),
+        spec.objects.len(),
+        bundle.programs.len()
+    );
+    loader.create_objects(&spec)?;
+    let mut threads = Vec::with_capacity(spec.domains.len());
+    for domain in &spec.domains {
+        threads.push(loader.build_domain(&spec, &bundle, domain)?);
+    }
+    for (domain, tcb) in spec.domains.iter().zip(threads) {
+        tcb.resume(loader.sys).doing(|| format!("{}: start its thread", domain.name))?;
+    }
+    Ok(Summary {
+        domains: spec.domains.len(),
+        objects: spec.objects.len(),
+        caps: loader.caps,
+        mappings: loader.mappings,
+    })
+}
+
+/// Where an object's original capabilities are in the loader's CNode.
+#[derive(Clone, Copy)]
+struct Originals {
+    /// The first slot.
+    slot: u64,
+    /// How many (frames of a region; 1 otherwise).
+    count: u64,
+}
+
+struct Loader<'a> {
+    sys: &'a mut Sys,
+    slots: SlotAllocator,
+    untypeds: Vec<Cap<kind::Untyped>>,
+    tsc_khz: u64,
+    /// By `ObjectId`.
+    objects: Vec<Originals>,
+    /// Paging structures made: (VSpace slot, shift, address >> shift).
+    tables: BTreeSet<(u64, u32, u64)>,
+    mappings: usize,
+    caps: usize,
+}
+
+impl Loader<'_> {
+    /// Maps the loader's own page table and heap.
+    fn own_heap(&mut self) -> Result<(), Failure> {
+        let doing = || String::from("map the loader's heap");
+        self.tables_for(ROOT_VSPACE, SCRATCH_PAGE, PAGE_SIZES[0]).doing(doing)?;
+        let first = self.retype(ObjectKind::Frame4K, 0, HEAP_PAGES as u64).doing(doing)?;
+        let frames: Vec<Cap<kind::Frame>> = (first..first + HEAP_PAGES as u64).map(Cap::new).collect();
+        HEAP.map_and_init(self.sys, ROOT_VSPACE, HEAP_START, &frames).doing(doing)?;
+        Ok(())
+    }
+
+    /// `count` new objects in consecutive slots, from the first untyped
+    /// with room for all of them.
+    fn retype(&mut self, object: ObjectKind, size_bits: u64, count: u64) -> Result<u64, Error> {
+        let first = self.slots.take(count)?;
+        let mut last_error = Error::NotEnoughMemory;
+        for untyped in self.untypeds.clone() {
+            match untyped.retype(self.sys, object, size_bits, Destination::slots_of(ROOT_CNODE, first), count) {
+                Ok(()) => return Ok(first),
+                Err(Error::NotEnoughMemory) => last_error = Error::NotEnoughMemory,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error)
+    }
+
+    fn original(&self, id: ObjectId) -> Result<Originals, Failure> {
+        usize::try_from(id.0)
+            .ok()
+            .and_then(|index| self.objects.get(index))
+            .copied()
+            .map_or_else(|| refuse("looking up an object", format!("object {} does not exist", id.0)), Ok)
+    }
+
+    /// Every object, in the spec's order.
+    fn create_objects(&mut self, spec: &SystemSpec) -> Result<(), Failure> {
+        for object in &spec.objects {
+            let doing = || format!("create `{}`", object.name);
+            let one = |slot| Originals { slot, count: 1 };
+            let originals = match &object.kind {
+                SpecKind::Tcb { core, .. } => {
+                    if *core != 0 {
+                        return refuse(doing(), format!("core {core}: this kernel runs on core 0 only"));
+                    }
+                    one(self.retype(ObjectKind::Tcb, 0, 1).doing(doing)?)
+                }
+                SpecKind::SchedContext { .. } => {
+                    one(self.retype(ObjectKind::SchedContext, u64::from(spec_sched_bits()), 1).doing(doing)?)
+                }
+                SpecKind::CNode { radix } => one(self.retype(ObjectKind::CNode, u64::from(*radix), 1).doing(doing)?),
+                SpecKind::VSpace => {
+                    let slot = self.retype(ObjectKind::Pml4, 0, 1).doing(doing)?;
+                    ASID_POOL.assign(self.sys, Cap::new(slot)).doing(|| format!("give `{}` an ASID", object.name))?;
+                    one(slot)
+                }
+                SpecKind::Endpoint => one(self.retype(ObjectKind::Endpoint, 0, 1).doing(doing)?),
+                SpecKind::Notification => one(self.retype(ObjectKind::Notification, 0, 1).doing(doing)?),
+                SpecKind::Reply => one(self.retype(ObjectKind::Reply, 0, 1).doing(doing)?),
+                SpecKind::Frames { page_size, count, physical } => {
+                    if physical.is_some() {
+                        return refuse(
+                            doing(),
+                            "device memory at a fixed physical address needs a device untyped, which the kernel does not hand out yet",
+                        );
+                    }
+                    let kind = match *page_size {
+                        size if size == PAGE_SIZES[0] => ObjectKind::Frame4K,
+                        size if size == PAGE_SIZES[1] => ObjectKind::Frame2M,
+                        size if size == PAGE_SIZES[2] => ObjectKind::Frame1G,
+                        other => return refuse(doing(), format!("page size {other:#x}")),
+                    };
+                    Originals { slot: self.retype(kind, 0, *count).doing(doing)?, count: *count }
+                }
+                SpecKind::IrqHandler { line, notification } => {
+                    let slot = self.slots.take_one().doing(doing)?;
+                    IRQ_CONTROL.get(self.sys, *line, ROOT_CNODE, Slot::index(slot)).doing(doing)?;
+                    // Each line signals its own bit of the device's notification.
+                    let signal = self.slots.take_one().doing(doing)?;
+                    let source = self.original(*notification)?.slot;
+                    let badge = 1_u64 << line;
+                    ROOT_CNODE
+                        .mint(self.sys, Slot::index(signal), ROOT_CNODE, Slot::index(source), Rights::WRITE, badge)
+                        .and_then(|()| Cap::<kind::IrqHandler>::new(slot).set_notification(self.sys, Cap::new(signal)))
+                        .doing(|| format!("bind `{}` to its notification", object.name))?;
+                    one(slot)
+                }
+                SpecKind::IoPorts { first, last } => {
+                    let slot = self.slots.take_one().doing(doing)?;
+                    IO_PORT_CONTROL.issue(self.sys, *first, *last, ROOT_CNODE, Slot::index(slot)).doing(doing)?;
+                    one(slot)
+                }
+            };
+            self.objects.push(originals);
+        }
+        Ok(())
+    }
+
+    /// Makes the PDPT, page directory and page table that a page of
+    /// `page_size` at `address` in `vspace` needs, unless made already.
+    fn tables_for(&mut self, vspace: Cap<kind::Pml4>, address: u64, page_size: u64) -> Result<(), Error> {
+        let levels: &[(u32, ObjectKind)] = &[
+            (PDPT_SHIFT, ObjectKind::PageDirectoryPointerTable),
+            (PD_SHIFT, ObjectKind::PageDirectory),
+            (PT_SHIFT, ObjectKind::PageTable),
+        ];
+        let needed = match page_size {
+            size if size == PAGE_SIZES[2] => 1,
+            size if size == PAGE_SIZES[1] => 2,
+            _ => 3,
+        };
+        for &(shift, kind) in &levels[..needed] {
+            let key = (vspace.cptr().0, shift, address >> shift);
+            if self.tables.contains(&key) {
+                continue;
+            }
+            let table = Cap::<kind::PageTable>::new(self.retype(kind, 0, 1)?);
+            match table.map(self.sys, vspace, address) {
+                // The loader's own VSpace has the kernel's structures for its
+                // image below: a table may be there already.
+                Ok(()) | Err(Error::DeleteFirst) => {}
+                Err(error) => return Err(error),
+            }
+            self.tables.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Maps the frame `frame` at `address` in `vspace`.
+    fn map(
+        &mut self,
+        frame: Cap<kind::Frame>,
+        vspace: Cap<kind::Pml4>,
+        address: u64,
+        page_size: u64,
+        rights: Rights,
+        attributes: u64,
+    ) -> Result<(), Error> {
+        self.tables_for(vspace, address, page_size)?;
+        frame.map(self.sys, vspace, address, rights, attributes)?;
+        self.mappings += 1;
+        Ok(())
+    }
+
+    /// A new 4 KiB frame holding `bytes` (zero-filled past them).
+    fn filled_frame(&mut self, words: impl Iterator<Item = u64>) -> Result<Cap<kind::Frame>, Error> {
+        let frame = Cap::<kind::Frame>::new(self.retype(ObjectKind::Frame4K, 0, 1)?);
+        let mut page = MappedPage::map(self.sys, frame, ROOT_VSPACE, SCRATCH_PAGE)?;
+        let mut result = Ok(());
+        for (index, word) in words.enumerate() {
+            if word != 0 {
+                result = result.and(page.write(index, word));
+            }
+        }
+        page.unmap(self.sys).map_err(|(error, _)| error)?;
+        result.map(|()| frame)
+    }
+
+    /// Builds PD `domain`: returns its thread, ready to start.
+    fn build_domain(
+        &mut self,
+        spec: &SystemSpec,
+        bundle: &Bundle<'_>,
+        domain: &DomainSpec,
+    ) -> Result<Cap<kind::Tcb>, Failure> {
+        let name = domain.name.as_str();
+        let vspace = Cap::<kind::Pml4>::new(self.original(domain.vspace)?.slot);
+        let tcb = Cap::<kind::Tcb>::new(self.original(domain.tcb)?.slot);
+        let Some(image) = bundle.program(&domain.image) else {
+            return refuse(format!("{name}: load its image"), format!("the bundle has no program `{}`", domain.image));
+        };
+        let entry = self.load_image(vspace, image).map_err(|mut failure| {
+            failure.doing = format!("{name}: load image `{}`: {}", domain.image, failure.doing);
+            failure
+        })?;
+
+        let data = Rights::READ | Rights::WRITE;
+        let stack_bytes = if domain.stack_bytes == 0 { layout::DEFAULT_STACK_BYTES } else { domain.stack_bytes };
+        if stack_bytes > layout::MAX_STACK_BYTES || domain.heap_bytes > layout::MAX_HEAP_BYTES {
+            return refuse(format!("{name}: lay out its memory"), "the stack or heap is larger than the layout allows");
+        }
+        for page in 1..=stack_bytes.div_ceil(4096) {
+            let frame = Cap::new(self.retype(ObjectKind::Frame4K, 0, 1).doing(|| format!("{name}: make its stack"))?);
+            self.map(frame, vspace, layout::STACK_TOP - page * 4096, 4096, data, attributes::DATA)
+                .doing(|| format!("{name}: map its stack"))?;
+        }
+        let buffer = Cap::new(self.retype(ObjectKind::Frame4K, 0, 1).doing(|| format!("{name}: make its IPC buffer"))?);
+        self.map(buffer, vspace, layout::IPC_BUFFER, 4096, data, attributes::DATA)
+            .and_then(|()| tcb.set_ipc_buffer(self.sys, buffer))
+            .doing(|| format!("{name}: map and set its IPC buffer"))?;
+        let info = PdInfo::new(name, domain.heap_bytes, stack_bytes);
+        let info_frame =
+            self.filled_frame(info.to_words().into_iter()).doing(|| format!("{name}: write its info page"))?;
+        self.map(info_frame, vspace, layout::INFO_PAGE, 4096, Rights::READ, attributes::DATA)
+            .doing(|| format!("{name}: map its info page"))?;
+        for page in 0..domain.heap_bytes.div_ceil(4096) {
+            let frame = Cap::new(self.retype(ObjectKind::Frame4K, 0, 1).doing(|| format!("{name}: make its heap"))?);
+            self.map(frame, vspace, layout::HEAP_BASE + page * 4096, 4096, data, attributes::DATA)
+                .doing(|| format!("{name}: map its heap"))?;
+        }
+
+        for mapping in &domain.mappings {
+            let Some(region) = usize::try_from(mapping.region).ok().and_then(|index| spec.regions.get(index)) else {
+                return refuse(format!("{name}: map a region"), format!("region {} does not exist", mapping.region));
+            };
+            let doing = || format!("{name}: map region `{}` at {:#x}", region.name, mapping.address);
+            let Some(SpecKind::Frames { page_size, .. }) = spec.object(region.frames).map(|object| &object.kind) else {
+                return refuse(doing(), "its frames are not frames");
+            };
+            let page_size = *page_size;
+            let frames = self.original(region.frames)?;
+            let rights = Rights::from_bits_truncate(u8::try_from(mapping.rights.bits()).unwrap_or(0));
+            for index in 0..frames.count {
+                // A capability of its own for each mapping.
+                let copy = self.slots.take_one().doing(doing)?;
+                ROOT_CNODE
+                    .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(frames.slot + index), rights)
+                    .doing(doing)?;
+                let address = mapping.address + index * page_size;
+                self.map(Cap::new(copy), vspace, address, page_size, rights, mapping.attributes()).doing(doing)?;
+            }
+        }
+
+        let radix = self.fill_cnode(spec, domain)?;
+        self.prepare_thread(spec, domain, radix, tcb, vspace, entry)?;
+        Ok(tcb)
+    }
+
+    /// Loads the ELF `image` into `vspace`; returns its entry point.
+    fn load_image(&mut self, vspace: Cap<kind::Pml4>, image: &[u8]) -> Result<u64, Failure> {
+        let bounds = Bounds { start: layout::IMAGE_BASE, end: layout::IMAGE_END };
+        let executable = match elf::parse(image, bounds) {
+            Ok(executable) => executable,
+            Err(error) => return refuse("parse it", format!("{error}")),
+        };
+        let mut bytes = [0_u8; PAGE_BYTES];
+        for segment in executable.segments() {
+            let mut rights = Rights::READ;
+            if segment.permissions.write {
+                rights |= Rights::WRITE;
+            }
+            let attributes = if segment.permissions.execute { attributes::EXECUTE } else { attributes::DATA };
+            for page in (segment.first_page()..segment.page_end()).step_by(PAGE_BYTES) {
+                segment.fill_page(image, page, &mut bytes);
+                let words = bytes.chunks_exact(8).map(|chunk| {
+                    let mut word = [0_u8; 8];
+                    word.copy_from_slice(chunk);
+                    u64::from_le_bytes(word)
+                });
+                let frame = self.filled_frame(words).doing(|| format!("fill the page at {page:#x}"))?;
+                self.map(frame, vspace, page, 4096, rights, attributes)
+                    .doing(|| format!("map the page at {page:#x}"))?;
+            }
+        }
+        Ok(executable.entry)
+    }
+
+    /// Puts the PD's capabilities into its CNode, slot by slot; returns
+    /// the CNode's radix.
+    fn fill_cnode(&mut self, spec: &SystemSpec, domain: &DomainSpec) -> Result<u8, Failure> {
+        let name = domain.name.as_str();
+        let cnode = Cap::<kind::CNode>::new(self.original(domain.cnode)?.slot);
+        let Some(SpecKind::CNode { radix }) = spec.object(domain.cnode).map(|object| &object.kind) else {
+            return refuse(format!("{name}: fill its CNode"), "its CNode is not a CNode");
+        };
+        let radix = *radix;
+        for cap in &domain.caps {
+            let source = self.original(cap.object)?.slot;
+            let rights = Rights::from_bits_truncate(u8::try_from(cap.rights & 0xf).unwrap_or(0));
+            // A CNode capability gets the guard that makes the PD's
+            // capability addresses plain slot numbers; the rest their badge.
+            let data = if cap.object == domain.cnode { guard(radix) } else { cap.badge };
+            let dest = Slot { index: cap.slot, depth: u64::from(radix) };
+            cnode
+                .mint(self.sys, dest, ROOT_CNODE, Slot::index(source), rights, data)
+                .doing(|| format!("{name}: put `{}` in slot {}", cap.name, cap.slot))?;
+            self.caps += 1;
+        }
+        Ok(radix)
+    }
+
+    /// Sets up the PD's thread: its spaces, priority, budget and registers.
+    fn prepare_thread(
+        &mut self,
+        spec: &SystemSpec,
+        domain: &DomainSpec,
+        radix: u8,
+        tcb: Cap<kind::Tcb>,
+        vspace: Cap<kind::Pml4>,
+        entry: u64,
+    ) -> Result<(), Failure> {
+        let name = domain.name.as_str();
+        let Some(SpecKind::Tcb { priority, .. }) = spec.object(domain.tcb).map(|object| &object.kind) else {
+            return refuse(format!("{name}: set up its thread"), "its TCB is not a TCB");
+        };
+        let Some(SpecKind::SchedContext { budget_ns, period_ns }) =
+            spec.object(domain.sched_context).map(|object| &object.kind)
+        else {
+            return refuse(format!("{name}: set up its thread"), "its scheduling context is not one");
+        };
+        // The CSpace root: the PD's CNode with the guard that makes a
+        // capability address its slot number.
+        let cspace = self.slots.take_one().doing(|| format!("{name}: set its spaces"))?;
+        let cnode = self.original(domain.cnode)?.slot;
+        let all = Rights::ALL;
+        ROOT_CNODE
+            .mint(self.sys, Slot::index(cspace), ROOT_CNODE, Slot::index(cnode), all, guard(radix))
+            .and_then(|()| tcb.set_space(self.sys, Cap::new(cspace), Some(vspace)))
+            .doing(|| format!("{name}: set its spaces"))?;
+        tcb.set_priority(self.sys, ROOT_TCB, *priority).doing(|| format!("{name}: set priority {priority}"))?;
+        let ticks = |nanoseconds: u64| {
+            u64::try_from(u128::from(nanoseconds) * u128::from(self.tsc_khz) / 1_000_000).unwrap_or(u64::MAX)
+        };
+        let (budget, period) = (ticks(*budget_ns), ticks(*period_ns));
+        let context = Cap::<kind::SchedContext>::new(self.original(domain.sched_context)?.slot);
+        SCHED_CONTROL
+            .configure(self.sys, context, budget, period)
+            .and_then(|()| tcb.bind_sched_context(self.sys, context))
+            .doing(|| format!("{name}: give it {budget} TSC ticks in every {period}"))?;
+        let registers =
+            Registers { rip: entry, rsp: layout::STACK_TOP, rflags: 0, rdi: layout::INFO_PAGE, rsi: 0, rdx: 0 };
+        tcb.write_registers(self.sys, &registers).doing(|| format!("{name}: set its registers"))?;
+        Ok(())
+    }
+}
+
+/// The CNode data word of a guard of `64 - radix` zero bits.
+fn guard(radix: u8) -> u64 {
+    u64::from(64 - radix)
+}
+
+/// log2 of a scheduling context's bytes.
+fn spec_sched_bits() -> u8 {
+    bulkhead_capdl_spec::SCHED_CONTEXT_SIZE_BITS
+}
