@@ -15,10 +15,11 @@ const USAGE: &str = "\
 usage: cargo run -- [OPTIONS]
        cargo run -- capdl check|graph|show ...   (the capability manifest: docs/capdl.md)
 
-Builds the Bulkhead kernel and the root task (components/root-task), packs a
-hybrid BIOS+UEFI GRUB ISO with the root task as a boot module and boots it in
-QEMU (TCG) with the serial console on this terminal. The run ends when the
-kernel stops (after the root task ends); the exit status is 0 if it reported
+Builds the Bulkhead kernel and a system (the default one, systems/default.capdl:
+its programs and the loader that builds it from the compiled manifest), packs a
+hybrid BIOS+UEFI GRUB ISO with the loader as the root task and boots it in QEMU
+(TCG) with the serial console on this terminal. The run ends when the kernel
+stops (when no thread can run any more); the exit status is 0 if it reported
 success.
 
 options:
@@ -35,6 +36,10 @@ options:
   --append WORDS     extra kernel command-line words
   --module PATH      load PATH as a boot module (its command line is the file
                      name); repeat for more
+  --system NAME      boot another system of the repository (systems/*.capdl,
+                     tests/systems/*.capdl; the default is `default`)
+  --abi-self-test    boot the kernel-ABI self-test (components/root-task) as
+                     the root task instead of a system
   --no-root-task     boot without the root task (the kernel reports and stops)
   --fault-injection  build the kernel that honours inject=KIND on its command
                      line: page-fault, gp-fault, double-fault, nmi, panic,
@@ -67,6 +72,8 @@ struct Options {
     modules: Vec<BootModule>,
     fault_injection: bool,
     no_root_task: bool,
+    system: Option<String>,
+    abi_self_test: bool,
     count_instructions: bool,
     timeout: Option<u64>,
 }
@@ -98,6 +105,8 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             }
             "--fault-injection" => options.fault_injection = true,
             "--no-root-task" => options.no_root_task = true,
+            "--system" => options.system = Some(value("--system")?),
+            "--abi-self-test" => options.abi_self_test = true,
             "--count-instructions" => options.count_instructions = true,
             "--timeout" => {
                 let seconds = value("--timeout")?;
@@ -112,6 +121,9 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--bochs boots the BIOS ISO and has no gdbstub: drop --gdb, --uefi, --kernel-boot, --count-instructions"
                 .into(),
         );
+    }
+    if [options.system.is_some(), options.abi_self_test, options.no_root_task].iter().filter(|set| **set).count() > 1 {
+        return Err("--system, --abi-self-test and --no-root-task each choose the root task: give one".into());
     }
     if options.kernel_boot && options.uefi {
         return Err("--kernel-boot bypasses the firmware's boot: drop --uefi".into());
@@ -169,7 +181,14 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     // programs run without it.
     let mut modules = options.modules.clone();
     if !options.fault_injection && !options.no_root_task {
-        let root_task = bulkhead::user_build::build_root_task()?;
+        let root_task = if options.abi_self_test {
+            bulkhead::user_build::build_root_task()?
+        } else {
+            let system = options.system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM);
+            let loader = bulkhead::user_build::build_system(system)?;
+            eprintln!("bulkhead: system `{system}`");
+            loader
+        };
         eprintln!("bulkhead: root task {}", kernel_build::display_path(&root_task));
         modules.insert(0, BootModule { path: root_task, cmdline: "root-task".into() });
     }

@@ -75,6 +75,95 @@ pub fn root_task_elf_path() -> PathBuf {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+mod compiled {
+    include!(concat!(env!("OUT_DIR"), "/systems.rs"));
+}
+
+/// The systems the build script compiled: (name, manifest path).
+pub fn systems() -> impl Iterator<Item = (&'static str, &'static str)> {
+    compiled::SYSTEMS.iter().map(|(name, manifest, _)| (*name, *manifest))
+}
+
+/// The system `cargo run` boots.
+pub const DEFAULT_SYSTEM: &str = "default";
+
+/// The package whose binaries are the programs PDs run: an `image "X"`
+/// in a manifest is its binary `X`.
+const PROGRAMS: &str = "bulkhead-programs";
+/// The loader's package and binary.
+const LOADER: &str = "bulkhead-loader";
+
+/// Runs the nested cargo for `x86_64-unknown-none` on `binaries` of
+/// `package`, with `environment` added.
+fn cargo_build(package: &str, binaries: &[&str], environment: &[(&str, &std::ffi::OsStr)]) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).args(["build", "--release", "--package", package]);
+    for binary in binaries {
+        command.args(["--bin", binary]);
+    }
+    command
+        .args(["--target", "x86_64-unknown-none", "--target-dir"])
+        .arg(output_directory().join("user"))
+        .env("CARGO_ENCODED_RUSTFLAGS", USER_RUSTFLAGS.join("\u{1f}"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET");
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let status = command.status().map_err(|error| Error::Build(format!("cannot run cargo: {error}")))?;
+    if status.success() { Ok(()) } else { Err(Error::Build(format!("cargo exited with {status}"))) }
+}
+
+/// Where a ring-3 binary lands.
+fn user_binary_path(binary: &str) -> PathBuf {
+    output_directory().join("user").join("x86_64-unknown-none").join("release").join(binary)
+}
+
+/// Builds system `name` (one the build script compiled): every program
+/// image its PDs run (binaries of `components/programs`), the bundle of
+/// spec and images, and the loader with that bundle inside. Returns the
+/// loader's ELF, the root task to boot.
+///
+/// # Errors
+///
+/// [`Error::Build`] for an unknown system or a failed build,
+/// [`Error::Layout`] for an image the loaders would refuse, [`Error::Io`].
+pub fn build_system(name: &str) -> Result<PathBuf, Error> {
+    let Some((_, manifest, blob)) = compiled::SYSTEMS.iter().find(|(system, ..)| *system == name) else {
+        let known: Vec<&str> = systems().map(|(system, _)| system).collect();
+        return Err(Error::Build(format!("no system `{name}`; the repository's systems are {}", known.join(", "))));
+    };
+    let spec = bulkhead_capdl::from_blob(blob).map_err(|error| Error::Build(format!("{manifest}: {error}")))?;
+    let mut images: Vec<&str> = spec.domains.iter().map(|domain| domain.image.as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cargo_build(PROGRAMS, &images, &[])?;
+    let mut elves = Vec::new();
+    for image in &images {
+        let path = user_binary_path(image);
+        let bytes = std::fs::read(&path).map_err(|error| Error::Io(path.clone(), error))?;
+        check_root_task_layout(&bytes).map_err(|error| Error::Layout(format!("image `{image}`: {error}")))?;
+        elves.push(loadable_part(bytes));
+    }
+    let programs =
+        images.iter().zip(&elves).map(|(image, elf)| bulkhead_capdl_spec::Program { name: image, elf }).collect();
+    let bundle = bulkhead_capdl_spec::Bundle { spec: blob, programs }.to_bytes();
+    let directory = output_directory().join("systems");
+    std::fs::create_dir_all(&directory).map_err(|error| Error::Io(directory.clone(), error))?;
+    let bundle_path = directory.join(format!("{name}.bundle"));
+    std::fs::write(&bundle_path, &bundle).map_err(|error| Error::Io(bundle_path.clone(), error))?;
+    cargo_build(LOADER, &[LOADER], &[("BULKHEAD_SYSTEM_BUNDLE", bundle_path.as_os_str())])?;
+    let loader = directory.join(format!("{name}-loader"));
+    std::fs::copy(user_binary_path(LOADER), &loader).map_err(|error| Error::Io(loader.clone(), error))?;
+    let bytes = std::fs::read(&loader).map_err(|error| Error::Io(loader.clone(), error))?;
+    check_root_task_layout(&bytes)?;
+    Ok(loader)
+}
+
 /// Builds the root task (cargo skips the work when nothing changed) and
 /// checks its layout ([`check_root_task_layout`]); returns the ELF's path.
 ///
@@ -104,6 +193,35 @@ pub fn build_root_task() -> Result<PathBuf, Error> {
     let bytes = std::fs::read(&elf).map_err(|error| Error::Io(elf.clone(), error))?;
     check_root_task_layout(&bytes)?;
     Ok(elf)
+}
+
+/// The part of a checked ELF image the loaders read: the file up to the
+/// end of its last loadable segment, without section headers (debug
+/// information and symbols stay in the built file, for the symbolizer).
+fn loadable_part(mut elf: Vec<u8>) -> Vec<u8> {
+    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+    let Ok(file) = ElfFile64::<object::Endianness>::parse(&*elf) else { return elf };
+    let endian = file.endian();
+    let headers_end = {
+        let header = file.elf_header();
+        header.e_phoff(endian) + u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian))
+    };
+    let end = file
+        .elf_program_headers()
+        .iter()
+        .filter(|segment| segment.p_type(endian) == object::elf::PT_LOAD)
+        .map(|segment| segment.p_offset(endian) + segment.p_filesz(endian))
+        .fold(headers_end, u64::max);
+    let Ok(end) = usize::try_from(end) else { return elf };
+    if end >= elf.len() {
+        return elf;
+    }
+    elf.truncate(end);
+    // No section headers: e_shoff (offset 40, 8 bytes), e_shnum (60, 2)
+    // and e_shstrndx (62, 2) become zero.
+    elf[40..48].fill(0);
+    elf[60..64].fill(0);
+    elf
 }
 
 /// Checks what the kernel's root-task loader relies on: a static

@@ -115,7 +115,8 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
     if system.is_empty() {
         return refuse("reading the system", "this loader image carries no system (build it with the CLI)");
     }
-    let untypeds: Vec<Cap<kind::Untyped>> = info
+    // No heap yet: a fixed array.
+    let untypeds: heapless::Vec<Cap<kind::Untyped>, MAX_UNTYPEDS> = info
         .untypeds
         .iter()
         .take(usize::try_from(info.untyped_count).unwrap_or(0).min(MAX_UNTYPEDS))
@@ -177,7 +178,7 @@ struct Originals {
 struct Loader<'a> {
     sys: &'a mut Sys,
     slots: SlotAllocator,
-    untypeds: Vec<Cap<kind::Untyped>>,
+    untypeds: heapless::Vec<Cap<kind::Untyped>, MAX_UNTYPEDS>,
     tsc_khz: u64,
     /// By `ObjectId`.
     objects: Vec<Originals>,
@@ -190,11 +191,30 @@ struct Loader<'a> {
 impl Loader<'_> {
     /// Maps the loader's own page table and heap.
     fn own_heap(&mut self) -> Result<(), Failure> {
+        // Nothing may allocate before the heap exists: the page tables are
+        // made without `tables_for` and recorded afterwards.
         let doing = || String::from("map the loader's heap");
-        self.tables_for(ROOT_VSPACE, SCRATCH_PAGE, PAGE_SIZES[0]).doing(doing)?;
+        let levels = [
+            (PDPT_SHIFT, ObjectKind::PageDirectoryPointerTable),
+            (PD_SHIFT, ObjectKind::PageDirectory),
+            (PT_SHIFT, ObjectKind::PageTable),
+        ];
+        for (_, kind) in levels {
+            let table = Cap::<kind::PageTable>::new(self.retype(kind, 0, 1).doing(doing)?);
+            match table.map(self.sys, ROOT_VSPACE, SCRATCH_PAGE) {
+                Ok(()) | Err(Error::DeleteFirst) => {}
+                Err(error) => return Err(error).doing(doing),
+            }
+        }
         let first = self.retype(ObjectKind::Frame4K, 0, HEAP_PAGES as u64).doing(doing)?;
-        let frames: Vec<Cap<kind::Frame>> = (first..first + HEAP_PAGES as u64).map(Cap::new).collect();
+        let mut frames = [Cap::<kind::Frame>::new(0); HEAP_PAGES];
+        for (index, frame) in (0..).zip(frames.iter_mut()) {
+            *frame = Cap::new(first + index);
+        }
         HEAP.map_and_init(self.sys, ROOT_VSPACE, HEAP_START, &frames).doing(doing)?;
+        for (shift, _) in levels {
+            self.tables.insert((ROOT_VSPACE.cptr().0, shift, SCRATCH_PAGE >> shift));
+        }
         Ok(())
     }
 
@@ -459,9 +479,15 @@ impl Loader<'_> {
             // capability addresses plain slot numbers; the rest their badge.
             let data = if cap.object == domain.cnode { guard(radix) } else { cap.badge };
             let dest = Slot { index: cap.slot, depth: u64::from(radix) };
-            cnode
-                .mint(self.sys, dest, ROOT_CNODE, Slot::index(source), rights, data)
-                .doing(|| format!("{name}: put `{}` in slot {}", cap.name, cap.slot))?;
+            // A reply object's capability cannot be copied (the kernel
+            // keeps one per object): the PD gets the original.
+            let is_reply = spec.object(cap.object).is_some_and(|object| object.kind == SpecKind::Reply);
+            let put = if is_reply {
+                cnode.move_(self.sys, dest, ROOT_CNODE, Slot::index(source))
+            } else {
+                cnode.mint(self.sys, dest, ROOT_CNODE, Slot::index(source), rights, data)
+            };
+            put.doing(|| format!("{name}: put `{}` in slot {}", cap.name, cap.slot))?;
             self.caps += 1;
         }
         Ok(radix)

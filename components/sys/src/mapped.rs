@@ -100,3 +100,61 @@ impl MappedPage {
         }
     }
 }
+
+/// A volatile window onto one 4 KiB page of a region the loader mapped
+/// into this protection domain from its manifest (`regions::NAME` in the
+/// generated names). Regions lie at or above `layout::RESERVED_END`, where
+/// the loader's layout puts no image, stack, IPC buffer, info page or
+/// heap, so no Rust object is there; a page that is not mapped, or a write
+/// to a read-only one, faults and stops the thread, nothing else.
+#[derive(Debug)]
+pub struct SharedPage {
+    base: *mut u64,
+}
+
+impl SharedPage {
+    /// The page at `address`: `None` unless it is page-aligned, at or
+    /// above the layout's end and inside the user half.
+    #[must_use]
+    pub fn new(address: u64) -> Option<SharedPage> {
+        let allowed = bulkhead_capdl_spec::layout::RESERVED_END..=USER_TOP - 4096;
+        if !allowed.contains(&address) || address % 4096 != 0 {
+            return None;
+        }
+        let base = usize::try_from(address).ok()?;
+        // Memory the loader mapped, from outside the program: exposed
+        // provenance.
+        Some(SharedPage { base: core::ptr::with_exposed_provenance_mut(base) })
+    }
+
+    /// The word at `index`, if inside the page.
+    #[must_use]
+    pub fn read(&self, index: usize) -> Option<u64> {
+        if index >= WORDS {
+            return None;
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: the address is in the region range, where only the
+        // loader's mappings of manifest regions lie (type documentation):
+        // no Rust object is there, so a volatile read through a raw pointer
+        // aliases nothing; the index is inside the page; if the page is not
+        // mapped, the read faults and the thread is stopped.
+        Some(unsafe { word.read_volatile() })
+    }
+
+    /// Writes the word at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RangeError`] for an index past the page.
+    pub fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
+        if index >= WORDS {
+            return Err(Error::RangeError);
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: as for `read`; a write to a page mapped read-only faults
+        // and stops the thread.
+        unsafe { word.write_volatile(value) };
+        Ok(())
+    }
+}

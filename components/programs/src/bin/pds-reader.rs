@@ -1,0 +1,52 @@
+//! The test system `pds`'s reader: waits for the writer's signal, checks the shared page, finds the slot past its capabilities empty, and uses its heap.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+/// This image's capabilities and regions in system `pds`.
+#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
+mod names {
+    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-reader.rs"));
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+    use bulkhead_components::cap::{Cap, kind};
+    use bulkhead_sys::println;
+    let name = bulkhead_programs::name_of(info);
+    let ready: Cap<kind::Notification> = Cap::new(names::caps::READY_NOTIFICATION);
+    match ready.wait(sys) {
+        Ok(badge) => println!("{name}: signalled with badge {badge:#x}"),
+        Err(error) => {
+            println!("{name}: wait failed: {error}");
+            return 1;
+        }
+    }
+    let Some(page) = bulkhead_sys::mapped::SharedPage::new(names::regions::SHARED_PAGE.address) else { return 1 };
+    let intact =
+        (0..bulkhead_sys::mapped::WORDS).all(|index| page.read(index) == Some(bulkhead_programs::pattern(index)));
+    println!("{name}: the shared page is {}", if intact { "intact" } else { "wrong" });
+    // Nothing else: the slot after its last capability is empty.
+    let beyond: Cap<kind::Notification> = Cap::new(names::caps::READY_NOTIFICATION + 1);
+    let refused = beyond.signal(sys);
+    match refused {
+        Ok(()) => println!("{name}: a slot it was not given is usable"),
+        Err(error) => println!("{name}: a slot it was not given: {error}"),
+    }
+    // The heap the manifest gave it works.
+    let squares: Vec<u64> = (0..100).map(|value| value * value).collect();
+    let heap_works = squares.iter().sum::<u64>() == 328_350;
+    println!("{name}: heap {}", if heap_works { "works" } else { "is wrong" });
+    if intact && refused.is_err() && heap_works { 0 } else { 1 }
+}
+
+bulkhead_sys::pd_entry!(run);
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
+}

@@ -1,0 +1,44 @@
+//! The test system `pds`'s writer: fills the shared page and signals the reader.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+/// This image's capabilities and regions in system `pds`.
+#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
+mod names {
+    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-writer.rs"));
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+    use bulkhead_components::cap::{Cap, kind};
+    use bulkhead_sys::println;
+    let name = bulkhead_programs::name_of(info);
+    let Some(mut page) = bulkhead_sys::mapped::SharedPage::new(names::regions::SHARED_PAGE.address) else {
+        println!("{name}: the shared page is not where the layout allows");
+        return 1;
+    };
+    for index in 0..bulkhead_sys::mapped::WORDS {
+        if page.write(index, bulkhead_programs::pattern(index)).is_err() {
+            return 1;
+        }
+    }
+    let ready: Cap<kind::Notification> = Cap::new(names::caps::READY_NOTIFICATION);
+    match ready.signal(sys) {
+        Ok(()) => {
+            println!("{name}: wrote the shared page and signalled");
+            0
+        }
+        Err(error) => {
+            println!("{name}: signal failed: {error}");
+            1
+        }
+    }
+}
+
+bulkhead_sys::pd_entry!(run);
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
+}

@@ -1,0 +1,97 @@
+//! What the programs of the default system and the test systems share:
+//! each binary (`src/bin/`) includes the capability and region names the
+//! manifest compiler generated for its image (`build.rs`) and hands them to
+//! these functions, so that no program names a slot number.
+//!
+//! The echo protocol: a client calls with label [`ECHO`] and one word; the
+//! server answers label 0 (success) with the word plus the caller's badge,
+//! so that each client sees that the server told it apart.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use bulkhead_capdl_spec::PdInfo;
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::kernel::Kernel;
+use bulkhead_components::{Error, Message};
+
+/// The label of an echo request.
+pub const ECHO: u64 = 0xec;
+
+/// The PD's name, from the loader's info page.
+#[must_use]
+pub fn name_of(info: &PdInfo) -> heapless::String<32> {
+    let mut name = heapless::String::new();
+    let _ = name.push_str(PdInfo::name_str(&info.name_bytes()));
+    name
+}
+
+/// The answer to an echo request from the holder of `badge`: the word
+/// plus the badge, or `None` for a request that is not one.
+#[must_use]
+pub fn echo_answer(request: &Message, badge: u64) -> Option<u64> {
+    if request.label != ECHO {
+        return None;
+    }
+    request.word(0).map(|word| word.wrapping_add(badge))
+}
+
+/// Serves echo requests on `endpoint` forever, calling `report` with each
+/// caller's badge and word; a malformed request gets InvalidArgument.
+///
+/// # Errors
+///
+/// The kernel's refusal of the endpoint or the reply object.
+pub fn serve_echo(
+    kernel: &mut impl Kernel,
+    endpoint: Cap<kind::Endpoint>,
+    reply: Cap<kind::Reply>,
+    mut report: impl FnMut(u64, u64),
+) -> Result<(), Error> {
+    let mut incoming = endpoint.recv(kernel, Some(reply))?;
+    loop {
+        let answer = match echo_answer(&incoming.message, incoming.badge) {
+            Some(answer) => {
+                report(incoming.badge, incoming.message.word(0).unwrap_or(0));
+                Message::new(0, &[answer])
+            }
+            None => Message::empty(Error::InvalidArgument as u64),
+        };
+        incoming = endpoint.reply_recv(kernel, reply, &answer)?;
+    }
+}
+
+/// Calls the echo server at `endpoint` with `word`; returns its answer.
+///
+/// # Errors
+///
+/// The kernel's or the server's error, or TruncatedMessage for an answer
+/// without its word.
+pub fn call_echo(kernel: &mut impl Kernel, endpoint: Cap<kind::Endpoint>, word: u64) -> Result<u64, Error> {
+    let answer = endpoint.call(kernel, &Message::new(ECHO, &[word]))?;
+    answer.word(0).ok_or(Error::TruncatedMessage)
+}
+
+/// The pattern the writer of the shared page puts at word `index`.
+#[must_use]
+pub const fn pattern(index: usize) -> u64 {
+    0x5eed_0000_0000_0000 ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_adds_the_badge_and_refuses_other_labels() {
+        assert_eq!(echo_answer(&Message::new(ECHO, &[40]), 2), Some(42));
+        assert_eq!(echo_answer(&Message::new(ECHO, &[]), 2), None);
+        assert_eq!(echo_answer(&Message::new(1, &[40]), 2), None);
+    }
+
+    #[test]
+    fn the_pattern_differs_word_by_word() {
+        assert_ne!(pattern(0), pattern(1));
+        assert_ne!(pattern(1), pattern(511));
+    }
+}
