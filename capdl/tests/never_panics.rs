@@ -142,6 +142,25 @@ const BLOCKS: &[&str] = &[
 const NAMES: &[&str] = &["a", "b", "c", "d"];
 const NUMBERS: &[u64] = &[0, 1, 2, 3, 100, 0x1000, 0x20_0000, 0x4000_0000, 1 << 47, u64::MAX / 2, u64::MAX];
 
+/// The text of `blocks` (indices into `BLOCKS`), each `N` replaced by
+/// `name` of the next value's first index and each `#` by the number its
+/// second index picks, taking the values in turn, round and round.
+fn fill(blocks: &[usize], values: &[(usize, usize)], name: impl Fn(usize) -> String) -> String {
+    let mut text = String::new();
+    let mut next = values.iter().cycle();
+    for &block in blocks {
+        for character in BLOCKS[block].chars() {
+            let (index, number) = next.next().copied().unwrap_or((0, 0));
+            match character {
+                'N' => text.push_str(&name(index)),
+                '#' => text.push_str(&NUMBERS[number].to_string()),
+                other => text.push(other),
+            }
+        }
+    }
+    text
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -179,19 +198,7 @@ proptest! {
         blocks in proptest::collection::vec(0..BLOCKS.len(), 0..12),
         values in proptest::collection::vec((0..NAMES.len(), 0..NUMBERS.len()), 64),
     ) {
-        let mut text = String::new();
-        let mut next = values.iter().cycle();
-        for block in blocks {
-            for character in BLOCKS[block].chars() {
-                let (name, number) = next.next().copied().unwrap_or((0, 0));
-                match character {
-                    'N' => text.push_str(NAMES[name]),
-                    '#' => text.push_str(&NUMBERS[number].to_string()),
-                    other => text.push(other),
-                }
-            }
-        }
-        check(&text);
+        check(&fill(&blocks, &values, |name| NAMES[name].to_owned()));
     }
 }
 
@@ -211,18 +218,7 @@ proptest! {
         fragment in 0..FRAGMENTS.len(),
         repeat in 1000..5000usize,
     ) {
-        let mut text = String::new();
-        let mut next = values.iter().cycle();
-        for block in blocks {
-            for character in BLOCKS[block].chars() {
-                let (name, number) = next.next().copied().unwrap_or((0, 0));
-                match character {
-                    'N' => text.push_str(&format!("n{name}")),
-                    '#' => text.push_str(&NUMBERS[number].to_string()),
-                    other => text.push(other),
-                }
-            }
-        }
+        let mut text = fill(&blocks, &values, |name| format!("n{name}"));
         check_finishes(text.clone());
         for index in 0..repeat {
             text.push_str(FRAGMENTS[fragment]);
