@@ -73,7 +73,12 @@ fn main() -> ExitCode {
 
     let caps: usize = spec.domains.iter().map(|domain| domain.caps.len()).sum();
     let mappings: usize = spec.domains.iter().map(|domain| domain.mappings.len()).sum();
-    println!("manifest: {DOMAINS} PDs, {CHANNELS} channels, {} bytes, {} lines", text.len(), text.lines().count());
+    let flows = text.lines().filter(|line| line.starts_with("flow ")).count();
+    println!(
+        "manifest: {DOMAINS} PDs, {CHANNELS} channels, {flows} flows, {} bytes, {} lines",
+        text.len(),
+        text.lines().count()
+    );
     println!(
         "spec: {} objects, {caps} capabilities, {mappings} mappings, {} flow edges, blob {} bytes",
         spec.objects.len(),
