@@ -1,7 +1,12 @@
 //! The parser and validator take any input without panicking: random
 //! bytes, random soups of the language's own tokens, and the example with
 //! random pieces cut out or repeated. Each input either checks cleanly or
-//! yields errors that point inside the text.
+//! yields errors that point inside the text. Large inputs (hundreds of
+//! items over many names, a token repeated thousands of times) finish
+//! too, which catches a hang or a blow-up in the parser or validator.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -103,6 +108,22 @@ fn check(text: &str) {
     }
 }
 
+/// Checks `text` on a thread of its own and fails if that takes longer
+/// than a deadline far beyond what any input here needs (milliseconds):
+/// a hang fails the test instead of stalling it. Not a benchmark.
+fn check_finishes(text: String) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        check(&text);
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => {}
+        Err(RecvTimeoutError::Timeout) => panic!("checking a large input did not finish"),
+        Err(RecvTimeoutError::Disconnected) => panic!("checking a large input panicked"),
+    }
+}
+
 /// Statement templates for well-formed blocks with random values: `N`
 /// becomes a name, `#` a number, so the validator sees every shape of
 /// input the parser accepts.
@@ -120,6 +141,25 @@ const BLOCKS: &[&str] = &[
 ];
 const NAMES: &[&str] = &["a", "b", "c", "d"];
 const NUMBERS: &[u64] = &[0, 1, 2, 3, 100, 0x1000, 0x20_0000, 0x4000_0000, 1 << 47, u64::MAX / 2, u64::MAX];
+
+/// The text of `blocks` (indices into `BLOCKS`), each `N` replaced by
+/// `name` of the next value's first index and each `#` by the number its
+/// second index picks, taking the values in turn, round and round.
+fn fill(blocks: &[usize], values: &[(usize, usize)], name: impl Fn(usize) -> String) -> String {
+    let mut text = String::new();
+    let mut next = values.iter().cycle();
+    for &block in blocks {
+        for character in BLOCKS[block].chars() {
+            let (index, number) = next.next().copied().unwrap_or((0, 0));
+            match character {
+                'N' => text.push_str(&name(index)),
+                '#' => text.push_str(&NUMBERS[number].to_string()),
+                other => text.push(other),
+            }
+        }
+    }
+    text
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -158,18 +198,32 @@ proptest! {
         blocks in proptest::collection::vec(0..BLOCKS.len(), 0..12),
         values in proptest::collection::vec((0..NAMES.len(), 0..NUMBERS.len()), 64),
     ) {
-        let mut text = String::new();
-        let mut next = values.iter().cycle();
-        for block in blocks {
-            for character in BLOCKS[block].chars() {
-                let (name, number) = next.next().copied().unwrap_or((0, 0));
-                match character {
-                    'N' => text.push_str(NAMES[name]),
-                    '#' => text.push_str(&NUMBERS[number].to_string()),
-                    other => text.push(other),
-                }
-            }
+        check(&fill(&blocks, &values, |name| NAMES[name].to_owned()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Hundreds of blocks over 64 names (so most names resolve, some
+    /// twice, and the rest get a "did you mean" search over every item),
+    /// with numbers small enough that every block parses and the
+    /// validator sees them all; then the same followed by one fragment
+    /// repeated thousands of times.
+    #[test]
+    fn large_manifests_finish(
+        blocks in proptest::collection::vec(0..BLOCKS.len(), 300..600),
+        // NUMBERS[..8]: up to 2^30, so that no size or time overflows.
+        values in proptest::collection::vec((0..64usize, 0..8usize), 97),
+        fragment in 0..FRAGMENTS.len(),
+        repeat in 1000..5000usize,
+    ) {
+        let mut text = fill(&blocks, &values, |name| format!("n{name}"));
+        check_finishes(text.clone());
+        for index in 0..repeat {
+            text.push_str(FRAGMENTS[fragment]);
+            text.push(if index % 64 == 63 { '\n' } else { ' ' });
         }
-        check(&text);
+        check_finishes(text);
     }
 }
