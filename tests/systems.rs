@@ -1,0 +1,92 @@
+//! Systems built from manifests, booted through the loader: the build
+//! script compiled each manifest (the test systems are in `tests/systems/`,
+//! beside this file; the default system is `systems/default.capdl`), the
+//! CLI's library builds its programs and the loader around them, and the
+//! standard kernel runs the loader as its root task. The loader creates
+//! every object, capability and mapping of the spec, starts the PDs and
+//! exits; the PDs then run on their own and the run ends when none can
+//! run any more, with the kernel's verdict.
+
+mod common;
+
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome};
+use bulkhead::image::BootModule;
+use bulkhead::user_build;
+use common::*;
+
+/// Boots system `name` through QEMU `-kernel` with `cmdline` added.
+fn boot_system(name: &str, cmdline: &str) -> RunOutcome {
+    let loader = user_build::build_system(name).unwrap_or_else(|error| panic!("{error}"));
+    let kernel = standard_kernel();
+    let boot = QemuBoot::Kernel {
+        elf: kernel.elf.clone(),
+        cmdline: format!("exit=emulator {cmdline}"),
+        modules: vec![BootModule { path: loader, cmdline: "root-task".into() }],
+    };
+    run_qemu(kernel, boot, QemuOptions::default(), KERNEL_BOOT_TIMEOUT)
+}
+
+fn assert_system_succeeded(outcome: &RunOutcome) {
+    assert!(!outcome.timed_out, "the system hung");
+    assert!(!outcome.console.contains("!!! kernel"), "a kernel exception or panic");
+    assert!(outcome.console.contains("root task: done; the threads it started run on"));
+    assert_eq!(outcome.final_status(), Some("success"));
+    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+}
+
+#[test]
+fn the_pds_system_runs_from_its_manifest() {
+    let outcome = boot_system("pds", "");
+    let console = &outcome.console;
+    assert_lines_in_order(
+        console,
+        &[
+            "user root: loader: 5 protection domains, 24 objects, 4 program images",
+            "user root: loader: started 5 protection domains: 24 objects, 11 capabilities, 74 mappings; exiting",
+            "user mode: root exited with code 0",
+        ],
+    );
+    // Each client's call arrives with the badge the manifest gave it, and
+    // the answer (the word plus the badge) goes back to that client.
+    for line in [
+        "server: call from badge 0xa: 256",
+        "server: call from badge 0xb: 256",
+        "client_a: answer 0x10a",
+        "client_b: answer 0x10b",
+        "writer: wrote the shared page and signalled",
+        "reader: signalled with badge 0x4",
+        "reader: the shared page is intact",
+        "reader: a slot it was not given: capability lookup failed",
+        "reader: heap works",
+    ] {
+        assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
+    }
+    // Four PDs exit with 0; the server stays blocked in its receive.
+    assert!(console.contains("system: 4 threads ended: 4 with code 0, 0 failed; the others are blocked"));
+    assert_system_succeeded(&outcome);
+}
+
+#[test]
+fn the_default_system_runs_from_its_manifest() {
+    let outcome = boot_system(user_build::DEFAULT_SYSTEM, "");
+    let console = &outcome.console;
+    for line in [
+        "hello: hello from hello: the server answered 101",
+        "world: hello from world: the server answered 102",
+    ] {
+        assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
+    }
+    assert!(console.contains("system: 2 threads ended: 2 with code 0, 0 failed; the others are blocked"));
+    assert_system_succeeded(&outcome);
+}
+
+#[test]
+fn every_repository_system_is_known_to_the_cli() {
+    let names: Vec<&str> = user_build::systems().map(|(name, _)| name).collect();
+    assert!(names.contains(&"default") && names.contains(&"pds"), "{names:?}");
+    for (name, manifest) in user_build::systems() {
+        assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest).is_file(), "{name}: {manifest}");
+    }
+    let error = user_build::build_system("no-such-system").expect_err("an unknown system is refused");
+    assert!(error.to_string().contains("no system `no-such-system`"), "{error}");
+}
