@@ -1,5 +1,6 @@
 //! The host side of Bulkhead: builds the kernel, packs the boot ISO, runs it in QEMU or Bochs and decodes what it prints.
 
+pub mod conformance;
 pub mod console;
 pub mod emulator;
 mod error;

@@ -292,6 +292,16 @@ impl Cap<kind::Tcb> {
         invoke(kernel, self.cptr(), tcb_label::TCB_RESUME, &[], &[]).map(drop)
     }
 
+    /// Names the thread for the kernel's dumps (`DEBUG_NAME_THREAD`, a
+    /// debugging call): the first 32 bytes of `name`.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code ([`Kernel::name_thread`]).
+    pub fn set_name(self, kernel: &mut impl Kernel, name: &str) -> Result<(), Error> {
+        kernel.name_thread(self.cptr(), crate::kernel::thread_name_words(name))
+    }
+
     /// TCB::Suspend.
     ///
     /// # Errors
@@ -713,6 +723,10 @@ mod tests {
         assert_eq!(kernel.last(), &call(40, 36, &[], &[]));
         tcb.suspend(&mut kernel).unwrap();
         assert_eq!(kernel.last(), &call(40, 37, &[], &[]));
+        let calls = kernel.calls.len();
+        tcb.set_name(&mut kernel, "log_server").unwrap();
+        assert_eq!(kernel.names, [(40, crate::kernel::thread_name_words("log_server"))]);
+        assert_eq!(kernel.calls.len(), calls, "a debugging call, not an invocation");
         Cap::<kind::SchedControl>::new(5).configure(&mut kernel, Cap::new(41), 1000, 5000).unwrap();
         assert_eq!(kernel.last(), &call(5, 48, &[1000, 5000], &[41]));
     }

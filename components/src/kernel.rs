@@ -60,6 +60,45 @@ pub trait Kernel {
 
     /// Prints one byte on the kernel's debug console.
     fn debug_putchar(&mut self, byte: u8);
+
+    /// `DEBUG_NAME_THREAD`: names the thread whose TCB capability `tcb`
+    /// addresses, for the kernel's dumps; `name` is the 32 bytes of
+    /// [`thread_name_words`].
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code: [`Error::FailedLookup`] when `tcb` names no
+    /// capability, [`Error::InvalidCapability`] when it is not a TCB
+    /// capability. A kernel without the call refuses it as an unknown
+    /// system call ([`Error::InvalidArgument`]), which is what this
+    /// default does.
+    fn name_thread(&mut self, tcb: CPtr, name: [u64; 4]) -> Result<(), Error> {
+        let _ = (tcb, name);
+        Err(Error::InvalidArgument)
+    }
+}
+
+/// The bytes of a thread name (`DEBUG_NAME_THREAD`).
+pub const THREAD_NAME_BYTES: usize = kernel_core::ipc::THREAD_NAME_BYTES;
+
+/// `name` as `DEBUG_NAME_THREAD` passes it: its first
+/// [`THREAD_NAME_BYTES`] bytes (cut at a character boundary),
+/// NUL-padded, in four little-endian words.
+#[must_use]
+pub fn thread_name_words(name: &str) -> [u64; 4] {
+    let mut end = name.len().min(THREAD_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = [0_u8; THREAD_NAME_BYTES];
+    bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+    let mut words = [0_u64; 4];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut eight = [0_u8; 8];
+        eight.copy_from_slice(chunk);
+        *word = u64::from_le_bytes(eight);
+    }
+    words
 }
 
 /// A `core::fmt::Write` sink over [`Kernel::debug_putchar`].
@@ -98,6 +137,7 @@ pub(crate) mod fake {
         pub(crate) calls: Vec<Recorded>,
         pub(crate) answers: Vec<Incoming>,
         pub(crate) console: Vec<u8>,
+        pub(crate) names: Vec<(u64, [u64; 4])>,
     }
 
     impl FakeKernel {
@@ -133,5 +173,30 @@ pub(crate) mod fake {
         fn debug_putchar(&mut self, byte: u8) {
             self.console.push(byte);
         }
+
+        fn name_thread(&mut self, tcb: CPtr, name: [u64; 4]) -> Result<(), Error> {
+            self.names.push((tcb.0, name));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_names_pack_into_four_little_endian_words() {
+        assert_eq!(
+            thread_name_words("log_server"),
+            [u64::from_le_bytes(*b"log_serv"), u64::from_le_bytes(*b"er\0\0\0\0\0\0"), 0, 0]
+        );
+        assert_eq!(thread_name_words(""), [0; 4]);
+        let long = "abcdefgh".repeat(5);
+        assert_eq!(thread_name_words(&long), [u64::from_le_bytes(*b"abcdefgh"); 4], "cut at 32 bytes");
+        // 31 ASCII bytes and a two-byte character: the character goes whole.
+        let name = format!("{}\u{e9}", "a".repeat(31));
+        let words = thread_name_words(&name);
+        assert_eq!(words[3].to_le_bytes(), *b"aaaaaaa\0");
     }
 }

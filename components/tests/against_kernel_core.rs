@@ -7,14 +7,14 @@
 
 use bulkhead_components::abi::cap::derivation;
 use bulkhead_components::abi::cap::{Cap as KernelCap, ObjectKind, Rights, SlotRef, SlotStore};
-use bulkhead_components::abi::ipc::{MessageInfo, ThreadId, ThreadState};
+use bulkhead_components::abi::ipc::{MessageInfo, ThreadId, ThreadName, ThreadState};
 use bulkhead_components::abi::memory::PhysAddr;
 use bulkhead_components::abi::platform::RecordingPlatform;
 use bulkhead_components::abi::root_task::{FIRST_FREE_ADDRESS, slot};
 use bulkhead_components::abi::store::{MapStore, ObjectStore};
 use bulkhead_components::abi::syscall::{self, SyscallArgs, cspace_slot};
 use bulkhead_components::abi::vspace::translate;
-use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::cap::{CPtr, Cap, kind};
 use bulkhead_components::invocation::{Destination, Registers, Slot, attributes};
 use bulkhead_components::kernel::{Incoming, Kernel, Syscall};
 use bulkhead_components::slots::SlotAllocator;
@@ -57,6 +57,11 @@ impl Kernel for CoreKernel {
     }
 
     fn debug_putchar(&mut self, _byte: u8) {}
+
+    fn name_thread(&mut self, tcb: CPtr, name: [u64; 4]) -> Result<(), Error> {
+        let name = ThreadName::from_words(name);
+        syscall::name_thread(&mut self.kernel.store, self.thread, tcb.0, name).map_err(Error::from)
+    }
 }
 
 fn root_slot(index: u64) -> SlotRef {
@@ -195,4 +200,15 @@ fn the_root_task_sequence_runs_on_the_kernel_core() {
     // Suspend stops it.
     tcb.suspend(k).expect("suspend");
     assert_eq!(k.kernel.store.tcb(child).state, ThreadState::Inactive);
+}
+
+#[test]
+fn a_thread_names_itself_through_its_tcb_capability() {
+    let mut kernel = boot();
+    let own: Cap<kind::Tcb> = Cap::new(slot::ROOT_TCB);
+    own.set_name(&mut kernel, "loader").expect("named");
+    let root = ThreadId::new(PhysAddr::new(ROOT_TCB_AT));
+    assert_eq!(kernel.kernel.store.tcb(root).name.to_string(), "loader");
+    assert_eq!(Cap::<kind::Tcb>::new(slot::ROOT_CNODE).set_name(&mut kernel, "x"), Err(Error::InvalidCapability));
+    assert_eq!(Cap::<kind::Tcb>::new(200).set_name(&mut kernel, "x"), Err(Error::FailedLookup));
 }

@@ -4,6 +4,7 @@
 pub mod boot_info;
 pub mod cap;
 pub mod cmdline;
+pub mod conformance;
 pub mod elf;
 pub mod error;
 pub mod fastpath;

@@ -17,7 +17,7 @@ use crate::cap::{Cap, FrameSize, Rights, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
 use crate::io_port::{self, PortAllocation};
-use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadState};
+use crate::ipc::{self, EndpointCap, MessageInfo, ThreadId, ThreadName, ThreadState};
 use crate::irq::{self, IrqTable};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
@@ -215,6 +215,31 @@ fn lookup(store: &impl ObjectStore, thread: ThreadId, cptr: u64) -> Result<SlotR
         return Err(SyscallError::FailedLookup);
     }
     Ok(resolved.slot)
+}
+
+/// `DEBUG_NAME_THREAD` (a debugging call the architecture code decodes):
+/// gives the thread whose TCB capability `cptr` names in `caller`'s CSpace
+/// the debugging name `name`, which the kernel stores as it is and only
+/// prints (seL4's TCB debug name).
+///
+/// # Errors
+///
+/// [`SyscallError::FailedLookup`] when `cptr` names no capability,
+/// [`SyscallError::InvalidCapability`] when it names one that is not a
+/// TCB capability.
+pub fn name_thread(
+    store: &mut impl ObjectStore,
+    caller: ThreadId,
+    cptr: u64,
+    name: ThreadName,
+) -> Result<(), SyscallError> {
+    match store.slot(lookup(store, caller, cptr)?).cap {
+        Cap::Tcb { object } => {
+            store.tcb_mut(ThreadId::new(object)).name = name;
+            Ok(())
+        }
+        _ => Err(SyscallError::InvalidCapability),
+    }
 }
 
 fn set_result(store: &mut impl ObjectStore, thread: ThreadId, result: Result<(), SyscallError>) {

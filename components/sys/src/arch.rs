@@ -1,7 +1,10 @@
 //! The `syscall` instruction with the register ABI of `docs/abi.md`
-//! ("Registers"), and the two debugging calls. Bare metal only; the host
+//! ("Registers"), and the debugging calls. Bare metal only; the host
 //! build has stubs that refuse every call, so that the code above them
 //! compiles and is tested there.
+
+use bulkhead_components::Error;
+use bulkhead_components::kernel::thread_name_words;
 
 /// What goes into the registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +36,11 @@ pub struct RawReturn {
 pub const DEBUG_PUTCHAR: u64 = 0x100;
 /// The debugging call that ends the calling thread with the code in RDI.
 pub const THREAD_EXIT: u64 = 0x101;
+
+/// The debugging call that names a thread (RDI a TCB capability address,
+/// RSI, RDX, R10, R8 the name's 32 bytes): the result code comes back as
+/// the label of the info word in RSI.
+pub const DEBUG_NAME_THREAD: u64 = 0x103;
 
 /// Makes one system call.
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
@@ -115,4 +123,75 @@ pub fn exit(code: u64) -> ! {
 #[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
 pub fn exit(code: u64) -> ! {
     panic!("bulkhead-sys: exit({code}) outside Bulkhead")
+}
+
+/// Names the thread whose TCB capability `tcb` addresses, for the
+/// kernel's dumps: the first 32 bytes of `name` (`DEBUG_NAME_THREAD`).
+///
+/// # Errors
+///
+/// The kernel's code: [`Error::FailedLookup`] when `tcb` names no
+/// capability, [`Error::InvalidCapability`] when it is not a TCB
+/// capability.
+pub fn name_thread(tcb: u64, name: &str) -> Result<(), Error> {
+    name_thread_words(tcb, thread_name_words(name))
+}
+
+/// [`name_thread`] with the name already in its four words.
+///
+/// # Errors
+///
+/// As [`name_thread`].
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub fn name_thread_words(tcb: u64, name: [u64; 4]) -> Result<(), Error> {
+    let info: u64;
+    // SAFETY: DEBUG_NAME_THREAD reads RDI, RSI, RDX, R10 and R8 as numbers
+    // and writes the result into RSI and RAX; SYSCALL overwrites RCX and
+    // R11. The other argument registers are declared clobbered as well.
+    // No memory of this thread is touched.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") DEBUG_NAME_THREAD => _,
+            in("rdi") tcb,
+            inlateout("rsi") name[0] => info,
+            inlateout("rdx") name[1] => _,
+            inlateout("r10") name[2] => _,
+            inlateout("r8") name[3] => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, nomem),
+        );
+    }
+    Error::check(bulkhead_components::kernel::MessageInfo::from_word(info).label)
+}
+
+/// The host has no kernel: refused as an unknown system call.
+///
+/// # Errors
+///
+/// Always [`Error::InvalidArgument`].
+#[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+pub fn name_thread_words(_tcb: u64, _name: [u64; 4]) -> Result<(), Error> {
+    Err(Error::InvalidArgument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debugging_calls_are_documented_with_their_numbers() {
+        let abi = include_str!("../../../docs/abi.md").split_whitespace().collect::<Vec<_>>().join(" ");
+        for (number, name) in
+            [(DEBUG_PUTCHAR, "DEBUG_PUTCHAR"), (THREAD_EXIT, "THREAD_EXIT"), (DEBUG_NAME_THREAD, "DEBUG_NAME_THREAD")]
+        {
+            assert!(abi.contains(&format!("`{number:#x}` {name}")), "{name} ({number:#x}) in docs/abi.md");
+        }
+    }
+
+    #[test]
+    fn the_host_refuses_naming_as_an_unknown_call() {
+        assert_eq!(name_thread(6, "loader"), Err(Error::InvalidArgument));
+    }
 }

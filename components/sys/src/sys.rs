@@ -1,7 +1,7 @@
 //! [`Sys`]: one thread's handle on the kernel.
 
 use bulkhead_components::Error;
-use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::cap::{CPtr, Cap, kind};
 use bulkhead_components::kernel::{Incoming, Kernel, Syscall};
 use bulkhead_components::message::Message;
 use bulkhead_components::server::{Ipc, Received};
@@ -55,6 +55,10 @@ impl Kernel for Sys {
 
     fn debug_putchar(&mut self, byte: u8) {
         arch::debug_putchar(byte);
+    }
+
+    fn name_thread(&mut self, tcb: CPtr, name: [u64; 4]) -> Result<(), Error> {
+        arch::name_thread_words(tcb.0, name)
     }
 }
 

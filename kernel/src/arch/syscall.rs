@@ -62,15 +62,16 @@ use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use kernel_core::error::SyscallError;
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
-use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, ThreadId};
+use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, ThreadId, ThreadName};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
 
 use super::{gdt, threads};
 
-/// The two debugging system calls the test programs use besides the
+/// The debugging system calls the test programs and the root task use besides the
 /// kernel's own (`kernel_core::syscall::number`, 1 to 10). Every other
 /// number goes to `kernel_core::syscall::handle` (which answers an unknown
 /// one with InvalidArgument).
@@ -92,6 +93,15 @@ pub(crate) enum DebugSyscall {
     /// benchmark, RDI = N ends it after N round trips and the kernel prints
     /// the figures. Ignored outside a benchmark run. Returns 0 in RAX.
     BenchMark = 0x102,
+    /// Names a thread (seL4's TCB debug name), for the kernel's dumps
+    /// (`kernel_core::conformance`): RDI a TCB capability address in the
+    /// caller's CSpace, RSI, RDX, R10 and R8 the name's 32 bytes
+    /// (little-endian words, NUL-padded), stored as they are. Returns 0 in
+    /// RAX and, as an invocation does, the result code as the label of
+    /// the info word in RSI: 0, FailedLookup (the address names no
+    /// capability) or InvalidCapability (not a TCB capability). Other
+    /// registers keep their values.
+    NameThread = 0x103,
 }
 
 impl DebugSyscall {
@@ -101,6 +111,7 @@ impl DebugSyscall {
             0x100 => Some(DebugSyscall::DebugPutchar),
             0x101 => Some(DebugSyscall::ThreadExit),
             0x102 => Some(DebugSyscall::BenchMark),
+            0x103 => Some(DebugSyscall::NameThread),
             _ => None,
         }
     }
@@ -407,6 +418,18 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
         }
         Some(DebugSyscall::BenchMark) => {
             threads::bench_mark(context.rdi);
+            context.rax = 0;
+        }
+        Some(DebugSyscall::NameThread) => {
+            let name = ThreadName::from_words([context.rsi, context.rdx, context.r10, context.r8]);
+            let result = match thread {
+                Some(thread) => crate::root::with_kernel(|kernel, _| {
+                    kernel_core::syscall::name_thread(&mut kernel.store, thread, context.rdi, name)
+                }),
+                None => Err(SyscallError::FailedLookup),
+            };
+            let label = result.err().map_or(0, SyscallError::code);
+            context.rsi = MessageInfo { label, length: 0, caps: 0 }.to_word();
             context.rax = 0;
         }
         None => match kernel_system_call(context, profiling) {

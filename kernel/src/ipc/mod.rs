@@ -164,10 +164,62 @@ pub struct Tcb {
     pub registers: UserRegisters,
     /// What the system call it was blocked in becomes when it runs again.
     pub resumption: Resumption,
+    /// Its debugging name (`DEBUG_NAME_THREAD`), for the kernel's dumps.
+    pub name: ThreadName,
     /// Links of the one queue the thread is in: a ready queue while
     /// runnable, the release queue while runnable but out of budget, an
     /// endpoint's or notification's queue while blocked.
     pub(crate) queue_links: QueueLinks,
+}
+
+/// The most bytes of a thread's debugging name.
+pub const THREAD_NAME_BYTES: usize = 32;
+
+/// A thread's debugging name (seL4's TCB debug name): up to
+/// [`THREAD_NAME_BYTES`] bytes, NUL-padded. The kernel stores whatever
+/// bytes it was given and never interprets them; [`Display`](core::fmt::Display)
+/// prints them as UTF-8, replacing invalid sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ThreadName(pub [u8; THREAD_NAME_BYTES]);
+
+impl ThreadName {
+    /// No name.
+    pub const NONE: ThreadName = ThreadName([0; THREAD_NAME_BYTES]);
+
+    /// The name from the four little-endian words of `DEBUG_NAME_THREAD`.
+    #[must_use]
+    pub fn from_words(words: [u64; 4]) -> ThreadName {
+        let mut bytes = [0; THREAD_NAME_BYTES];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        ThreadName(bytes)
+    }
+
+    /// The name's bytes up to the first NUL.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|byte| *byte == 0).unwrap_or(THREAD_NAME_BYTES);
+        &self.0[..end]
+    }
+
+    /// Whether the thread has no name.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+impl core::fmt::Display for ThreadName {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for chunk in self.as_bytes().utf8_chunks() {
+            formatter.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                formatter.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a thread that left ring 3 through a system call gets when it runs
@@ -263,6 +315,7 @@ impl Tcb {
         sched_context: None,
         registers: UserRegisters::ZERO,
         resumption: Resumption::Results,
+        name: ThreadName::NONE,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };
 
