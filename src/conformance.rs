@@ -577,7 +577,7 @@ fn type_of(kind: &ObjectKind) -> &'static str {
 /// an IRQ line, a port range.
 fn fixed_object(kind: &ObjectKind) -> Option<String> {
     match kind {
-        ObjectKind::IrqHandler { line } => Some(line.to_string()),
+        ObjectKind::IrqHandler { line, .. } => Some(line.to_string()),
         ObjectKind::IoPorts { first, last } => Some(format!("{first:#x}..{last:#x}")),
         _ => None,
     }

@@ -84,6 +84,12 @@ pub fn systems() -> impl Iterator<Item = (&'static str, &'static str)> {
     compiled::SYSTEMS.iter().map(|(name, manifest, _)| (*name, *manifest))
 }
 
+/// The compiled spec of system `name`, if the build script compiled one.
+pub fn system_spec(name: &str) -> Option<bulkhead_capdl::SystemSpec> {
+    let (_, _, blob) = compiled::SYSTEMS.iter().find(|(system, ..)| *system == name)?;
+    bulkhead_capdl::from_blob(blob).ok()
+}
+
 /// The system `cargo run` boots.
 pub const DEFAULT_SYSTEM: &str = "default";
 

@@ -70,10 +70,8 @@ fn the_pds_system_runs_from_its_manifest() {
 fn the_default_system_runs_from_its_manifest() {
     let outcome = boot_system(user_build::DEFAULT_SYSTEM, "");
     let console = &outcome.console;
-    for line in [
-        "hello: hello from hello: the server answered 101",
-        "world: hello from world: the server answered 102",
-    ] {
+    for line in ["hello: hello from hello: the server answered 101", "world: hello from world: the server answered 102"]
+    {
         assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
     }
     assert!(console.contains("system: 2 threads ended: 2 with code 0, 0 failed; the others are blocked"));
@@ -89,4 +87,27 @@ fn every_repository_system_is_known_to_the_cli() {
     }
     let error = user_build::build_system("no-such-system").expect_err("an unknown system is refused");
     assert!(error.to_string().contains("no system `no-such-system`"), "{error}");
+}
+
+/// Boots `name` with the conformance dump and compares what the loader
+/// built with the compiled manifest: every PD's thread, each capability
+/// with its type, object, rights and badge, every mapping, nothing extra.
+fn assert_conforms(name: &str) {
+    let outcome = boot_system(name, "dump-capabilities");
+    assert_system_succeeded(&outcome);
+    let snapshot = bulkhead::conformance::parse(&outcome.console).unwrap_or_else(|error| panic!("{error}"));
+    let spec = user_build::system_spec(name).expect("the build script compiled the system");
+    let mismatches = bulkhead::conformance::check(&spec, &snapshot);
+    let report: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+    assert!(report.is_empty(), "{name}: the loader built something else than the manifest:\n{}", report.join("\n"));
+}
+
+#[test]
+fn the_pds_system_conforms_to_its_manifest() {
+    assert_conforms("pds");
+}
+
+#[test]
+fn the_default_system_conforms_to_its_manifest() {
+    assert_conforms(user_build::DEFAULT_SYSTEM);
 }

@@ -131,7 +131,9 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     if let Some(module) =
         boot_info.modules.iter().find(|module| module.cmdline.split(' ').any(|word| word == "root-task"))
     {
-        run_root_task(&mut allocator, module.range);
+        let after_exit: fn() =
+            if cmdline.has_flag("dump-capabilities") { dump_after_root_exit } else { after_root_exit };
+        run_root_task(&mut allocator, module.range, after_exit);
     }
 
     defmt::info!("boot complete: nothing to run yet");
@@ -140,7 +142,7 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
 
 /// Builds the root task from its boot module and runs it with every thread
 /// it makes; stops the machine with its verdict (exit code 0: success).
-fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
+fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange, after_root_exit: fn()) -> ! {
     let root = match crate::arch::root_task::create(allocator, module) {
         Ok(root) => root,
         Err(error) => {
@@ -180,11 +182,17 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange) -> ! {
     }
 }
 
-/// The root exited with code 0 and the threads it started run on: with
-/// the command-line word `dump-capabilities`, the kernel prints what the
-/// root built (the post-boot conformance dump, `docs/capdl.md`).
+/// The root exited with code 0 and the threads it started run on.
 fn after_root_exit() {
     println!("root task: done; the threads it started run on");
+}
+
+/// [`after_root_exit`] with the command-line word `dump-capabilities`: the
+/// kernel first prints what the root built, before any thread it started
+/// runs again (the post-boot conformance dump, `docs/capdl.md`).
+fn dump_after_root_exit() {
+    crate::arch::conformance::dump_capabilities();
+    after_root_exit();
 }
 
 /// Creates the root thread's objects and initial capabilities

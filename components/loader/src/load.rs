@@ -534,6 +534,8 @@ impl Loader<'_> {
         let registers =
             Registers { rip: entry, rsp: layout::STACK_TOP, rflags: 0, rdi: layout::INFO_PAGE, rsi: 0, rdx: 0 };
         tcb.write_registers(self.sys, &registers).doing(|| format!("{name}: set its registers"))?;
+        // The kernel's logs and the conformance dump call it by its name.
+        tcb.set_name(self.sys, name).doing(|| format!("{name}: name its thread"))?;
         Ok(())
     }
 }
