@@ -70,6 +70,8 @@ pub struct Thread {
     pub vspace: Option<u64>,
     /// Its IPC buffer's frame, if it has one.
     pub ipc_buffer: Option<u64>,
+    /// Its fault handler's endpoint and badge, if it has one.
+    pub fault_handler: Option<(u64, u64)>,
     /// The non-empty slots of its CSpace root.
     pub caps: Vec<CapEntry>,
     /// The pages of its VSpace's user half.
@@ -267,9 +269,22 @@ fn thread(fields: &Fields<'_>) -> Result<Thread, ParseError> {
         guard: guard_fields.number("value")?,
         vspace: fields.optional("vspace")?,
         ipc_buffer: fields.optional("ipc_buffer")?,
+        fault_handler: fault_handler(fields)?,
         caps: Vec::new(),
         maps: Vec::new(),
     })
+}
+
+/// `fault=ENDPOINT:BADGE` or `fault=none`.
+fn fault_handler(fields: &Fields<'_>) -> Result<Option<(u64, u64)>, ParseError> {
+    let text = fields.text("fault")?;
+    if text == "none" {
+        return Ok(None);
+    }
+    let (endpoint, badge) =
+        text.split_once(':').ok_or_else(|| fields.error(format!("`fault={text}` is not ENDPOINT:BADGE")))?;
+    let parts = Fields { line: fields.line, values: BTreeMap::from([("endpoint", endpoint), ("badge", badge)]) };
+    Ok(Some((parts.number("endpoint")?, parts.number("badge")?)))
 }
 
 fn cap(fields: &Fields<'_>) -> Result<CapEntry, ParseError> {
@@ -402,6 +417,15 @@ pub enum Mismatch {
         /// The capability's.
         found: u64,
     },
+    /// The thread's fault handler is not the manifest's (`faults`).
+    WrongFaultHandler {
+        /// The PD.
+        pd: String,
+        /// What the manifest says: the badge, or none.
+        expected: Option<u64>,
+        /// What the thread has: the badge, or none.
+        found: Option<u64>,
+    },
     /// Slot 0 does not hold the PD's own CSpace root.
     NotOwnCSpace {
         /// The PD.
@@ -521,6 +545,11 @@ impl fmt::Display for Mismatch {
             }
             Mismatch::WrongBadge { pd, slot, expected, found } => {
                 write!(formatter, "`{pd}` slot {slot}: badge {found:#x}, the manifest says {expected:#x}")
+            }
+            Mismatch::WrongFaultHandler { pd, expected, found } => {
+                let describe =
+                    |handler: &Option<u64>| handler.map_or("none".to_owned(), |badge| format!("badge {badge:#x}"));
+                write!(formatter, "`{pd}`: fault handler {}, the manifest says {}", describe(found), describe(expected))
             }
             Mismatch::NotOwnCSpace { pd, found, cspace } => {
                 write!(formatter, "`{pd}` slot 0: names CNode {found}, but the thread's CSpace root is {cspace}")
@@ -691,6 +720,21 @@ fn check_thread(
                 out.push(Mismatch::WrongCSpace { pd: pd.to_owned(), problem });
             }
         }
+    }
+    match (&domain.fault_handler, thread.fault_handler) {
+        (None, None) => {}
+        (Some(want), Some((endpoint, badge))) => {
+            identities.record(spec, want.endpoint, pd, format!("endpoint:{endpoint:#x}"), out);
+            if badge != want.badge {
+                let (expected, found) = (Some(want.badge), Some(badge));
+                out.push(Mismatch::WrongFaultHandler { pd: pd.to_owned(), expected, found });
+            }
+        }
+        (want, found) => out.push(Mismatch::WrongFaultHandler {
+            pd: pd.to_owned(),
+            expected: want.as_ref().map(|want| want.badge),
+            found: found.map(|(_, badge)| badge),
+        }),
     }
     match thread.vspace {
         None => out.push(Mismatch::MissingVSpace { pd: pd.to_owned() }),

@@ -201,6 +201,9 @@ pub enum ConnectionKind {
     Send,
     /// `notify A -> B`: A signals B's notification.
     Notify,
+    /// `faults A -> B`: A's faults go to B over the endpoint as calls made
+    /// on A's behalf; B's reply resumes A.
+    Faults,
 }
 
 impl ConnectionKind {
@@ -210,6 +213,7 @@ impl ConnectionKind {
             Self::Call => "call",
             Self::Send => "send",
             Self::Notify => "notify",
+            Self::Faults => "faults",
         }
     }
 }

@@ -15,8 +15,9 @@ use std::fmt::Write as _;
 
 pub use bulkhead_capdl_spec::{
     ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DomainSpec,
-    MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY,
-    RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec, from_blob, to_blob,
+    FaultHandlerSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT,
+    RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec,
+    from_blob, to_blob,
 };
 
 use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
@@ -177,6 +178,7 @@ impl<'a> Compiler<'a> {
                     heap_bytes: domain.heap.as_ref().map_or(0, |heap| heap.value),
                     caps: Vec::new(),
                     mappings: Vec::new(),
+                    fault_handler: None,
                 },
                 span: span.clone(),
                 names: BTreeMap::new(),
@@ -285,9 +287,20 @@ impl<'a> Compiler<'a> {
         for connection in &channel.connections {
             let (object, cap_name) = match connection.kind {
                 ConnectionKind::Notify => (notification, format!("{name}_notification")),
-                ConnectionKind::Call | ConnectionKind::Send => (endpoint, name.clone()),
+                ConnectionKind::Call | ConnectionKind::Send | ConnectionKind::Faults => (endpoint, name.clone()),
             };
             let Some(object) = object else { continue };
+            if connection.kind == ConnectionKind::Faults {
+                // The faulting PD holds no capability: its TCB's fault slot
+                // gets one, which the handler receives on like a call.
+                let badge = connection.badge.as_ref().map_or(0, |badge| badge.value);
+                if let Some(&index) = self.index.get(&connection.from.text) {
+                    self.domains[index].spec.fault_handler = Some(FaultHandlerSpec { endpoint: object, badge });
+                }
+                self.grant(&connection.to, cap_name, object, RIGHT_READ, 0, &connection.span);
+                self.reply(&connection.to, &connection.span);
+                continue;
+            }
             let default =
                 CapRights { write: true, grant_reply: connection.kind == ConnectionKind::Call, ..CapRights::default() };
             let rights = connection.rights.as_ref().map_or(default, |rights| rights.value);

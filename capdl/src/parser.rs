@@ -323,8 +323,14 @@ impl Parser {
                 "call" => ConnectionKind::Call,
                 "send" => ConnectionKind::Send,
                 "notify" => ConnectionKind::Notify,
+                "faults" => ConnectionKind::Faults,
                 other => {
-                    return Err(unknown_statement(span, other, "channel", "`rights`, `call`, `send`, `notify`"));
+                    return Err(unknown_statement(
+                        span,
+                        other,
+                        "channel",
+                        "`rights`, `call`, `send`, `notify`, `faults`",
+                    ));
                 }
             };
             let from = parser.name("protection domain")?;

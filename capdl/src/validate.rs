@@ -116,6 +116,7 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_device_resources(&model, &mut errors);
     check_rights(&model, &mut errors);
     check_badges(&model, &mut errors);
+    check_fault_handlers(&model, &mut errors);
     check_core_budgets(&model, &mut errors);
     check_guests(&model, &mut errors);
     check_duplicate_flows(&model, &mut errors);
@@ -631,6 +632,40 @@ pub fn check_badges(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Each PD has at most one fault handler, another PD; a `faults` line
+/// takes no `rights` (the kernel's fault capability is WRITE, GRANT
+/// stripped).
+pub fn check_fault_handlers(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut handled: Vec<(&str, &Span)> = Vec::new();
+    for channel in model.channels() {
+        for connection in channel.connections.iter().filter(|c| c.kind == ConnectionKind::Faults) {
+            let faulting = connection.from.text.as_str();
+            if faulting == connection.to.text {
+                errors.push(Diagnostic::new(
+                    &connection.to.span,
+                    format!("`{faulting}` cannot handle its own faults"),
+                    "a faulting thread is stopped until its handler replies: name another PD",
+                ));
+            } else if let Some((_, first)) = handled.iter().find(|(name, _)| *name == faulting) {
+                errors.push(Diagnostic::new(
+                    &connection.span,
+                    format!("`{faulting}` has a second fault handler (the first at line {})", first.line),
+                    "a thread has one fault handler: remove one `faults` line",
+                ));
+            } else {
+                handled.push((faulting, &connection.span));
+            }
+            if let Some(rights) = &connection.rights {
+                errors.push(Diagnostic::new(
+                    &rights.span,
+                    "a `faults` connection takes no `rights`",
+                    "the kernel sends faults with WRITE and without GRANT: drop `rights`",
+                ));
+            }
+        }
+    }
+}
+
 /// On each core, the utilisation (the sum of budget / period over its
 /// PDs) is at most 1.
 pub fn check_core_budgets(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
@@ -775,7 +810,8 @@ pub fn flow_graph(model: &Model<'_>) -> FlowGraph {
                 for connection in &channel.connections {
                     let cause = format!("{} {}", connection.kind.keyword(), channel.name.text);
                     add(&connection.from.text, &connection.to.text, cause.clone(), &connection.span);
-                    if connection.kind == ConnectionKind::Call {
+                    // A fault handler's reply resumes the faulting thread.
+                    if matches!(connection.kind, ConnectionKind::Call | ConnectionKind::Faults) {
                         add(
                             &connection.to.text,
                             &connection.from.text,

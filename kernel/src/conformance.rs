@@ -36,7 +36,7 @@ pub enum Line {
 }
 
 /// A thread: `thread name=.. tcb=.. priority=.. state=.. cnode=.. radix=..
-/// guard=WIDTH:VALUE vspace=.. ipc_buffer=..`.
+/// guard=WIDTH:VALUE vspace=.. ipc_buffer=.. fault=ENDPOINT:BADGE|none`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadLine {
     /// Its debugging name.
@@ -53,6 +53,8 @@ pub struct ThreadLine {
     pub vspace: Option<PhysAddr>,
     /// Its IPC buffer's frame, if it has one.
     pub ipc_buffer: Option<PhysAddr>,
+    /// Its fault handler's endpoint and badge, if it has one.
+    pub fault_handler: Option<(PhysAddr, u64)>,
 }
 
 /// A capability: `cap thread=.. slot=.. type=.. object=.. rights=..
@@ -211,6 +213,18 @@ pub fn rights_of(cap: &Cap) -> Rights {
     }
 }
 
+/// `ENDPOINT:BADGE` or `none`.
+struct FaultHandler(Option<(PhysAddr, u64)>);
+
+impl fmt::Display for FaultHandler {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((endpoint, badge)) => write!(formatter, "{:#x}:{badge:#x}", endpoint.as_u64()),
+            None => formatter.write_str("none"),
+        }
+    }
+}
+
 impl fmt::Display for Line {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -223,7 +237,7 @@ impl fmt::Display for Line {
                 };
                 write!(
                     formatter,
-                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={}",
+                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={} fault={}",
                     NameToken(&thread.name),
                     thread.tcb.as_u64(),
                     thread.priority,
@@ -231,6 +245,7 @@ impl fmt::Display for Line {
                     Optional(cnode),
                     Optional(thread.vspace),
                     Optional(thread.ipc_buffer),
+                    FaultHandler(thread.fault_handler),
                 )
             }
             Line::Cap(line) => {
@@ -322,6 +337,10 @@ fn thread<S: ObjectStore>(store: &S, thread: ThreadId, totals: &mut Totals, emit
         Some(Cap::Frame { base, .. }) => Some(base),
         _ => None,
     };
+    let fault_handler = match slot_cap(crate::ipc::fault_slot(thread)) {
+        Some(Cap::Endpoint { object, badge, .. }) => Some((object, badge)),
+        _ => None,
+    };
     let line = ThreadLine {
         name,
         tcb: thread.address(),
@@ -330,6 +349,7 @@ fn thread<S: ObjectStore>(store: &S, thread: ThreadId, totals: &mut Totals, emit
         cspace,
         vspace,
         ipc_buffer,
+        fault_handler,
     };
     totals.threads += 1;
     emit(&Line::Thread(line));

@@ -62,7 +62,7 @@ fn private_pages(pd: usize, domain: &DomainSpec) -> Vec<String> {
 /// as `spec` says, with the loader's own thread first.
 fn correct(spec: &SystemSpec) -> Vec<String> {
     let mut lines = vec![
-        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000".to_owned(),
+        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000 fault=none".to_owned(),
         "cap thread=? slot=0 type=cnode object=0x100000 rights=0xf badge=0x0".to_owned(),
         format!("cap thread=? slot=10 type=tcb object={:#x} rights=0xf badge=0x0", address(spec.domains[0].tcb)),
         "map thread=? vaddr=0x400000 paddr=0x902000 size=4096 write=0 exec=1 user=1 cache=0".to_owned(),
@@ -76,7 +76,7 @@ fn correct(spec: &SystemSpec) -> Vec<String> {
         };
         let name = &domain.name;
         lines.push(format!(
-            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x}",
+            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x} fault=none",
             address(domain.tcb),
             address(domain.cnode),
             64 - radix,
@@ -345,11 +345,11 @@ fn missing_duplicate_and_extra_threads_are_reported() {
     assert_eq!(only(&lines), Mismatch::MissingThread { pd: "log_server".into() });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none".to_owned());
+    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none".to_owned());
     assert_eq!(only(&lines), Mismatch::ExtraThread { name: "intruder".into(), tcb: 0x770_0000 });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none".to_owned());
+    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none".to_owned());
     assert_eq!(only(&lines), Mismatch::DuplicateThread { pd: "log_server".into(), count: 2 });
 
     let mut lines = correct(&spec);
@@ -383,4 +383,24 @@ fn incomplete_or_malformed_dumps_are_refused() {
     // Prefixes before the marker (a decoder's, a timestamp) do not matter.
     let prefixed = text.replace(PREFIX, &format!("[0.5] {PREFIX}"));
     assert_eq!(parse(&prefixed), parse(&text));
+}
+
+#[test]
+fn a_fault_handler_the_manifest_does_not_give_is_reported() {
+    // The example gives no PD a fault handler: one found is a mismatch,
+    // and so is one the manifest gives but the thread lacks.
+    let mut lines = correct(&spec());
+    replace(&mut lines, "thread name=linux_vmx ", "fault=none", "fault=0x7000000:0x3");
+    let found = only(&lines);
+    assert_eq!(found, Mismatch::WrongFaultHandler { pd: "linux_vmx".into(), expected: None, found: Some(3) });
+    assert_eq!(found.to_string(), "`linux_vmx`: fault handler badge 0x3, the manifest says none");
+
+    let mut spec = spec();
+    let endpoint = spec.channels.iter().find(|channel| channel.name == "exits").and_then(|c| c.endpoint);
+    let vmx = spec.domains.iter_mut().find(|domain| domain.name == "linux_vmx").expect("linux_vmx");
+    vmx.fault_handler =
+        Some(bulkhead_capdl::compile::FaultHandlerSpec { endpoint: endpoint.expect("an endpoint"), badge: 7 });
+    let snapshot = parse(&log(&correct(&spec))).expect("parses");
+    let found = check(&spec, &snapshot);
+    assert_eq!(found, [Mismatch::WrongFaultHandler { pd: "linux_vmx".into(), expected: Some(7), found: None }]);
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -192,6 +192,18 @@ pub struct DomainSpec {
     pub caps: Vec<CapSpec>,
     /// Its mappings, in the order the regions are declared.
     pub mappings: Vec<MappingSpec>,
+    /// Where its faults go (a `faults` connection), if anywhere.
+    pub fault_handler: Option<FaultHandlerSpec>,
+}
+
+/// A PD's fault handler: the endpoint its faults are sent on and the badge
+/// the handler sees (TCB::SetFaultHandler with a WRITE capability).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultHandlerSpec {
+    /// The endpoint.
+    pub endpoint: ObjectId,
+    /// The badge (0: none).
+    pub badge: u64,
 }
 
 /// One capability in a PD's CNode.

@@ -534,6 +534,15 @@ impl Loader<'_> {
         let registers =
             Registers { rip: entry, rsp: layout::STACK_TOP, rflags: 0, rdi: layout::INFO_PAGE, rsi: 0, rdx: 0 };
         tcb.write_registers(self.sys, &registers).doing(|| format!("{name}: set its registers"))?;
+        if let Some(handler) = &domain.fault_handler {
+            let doing = || format!("{name}: set its fault handler");
+            let endpoint = self.original(handler.endpoint)?.slot;
+            let cap = self.slots.take_one().doing(doing)?;
+            ROOT_CNODE
+                .mint(self.sys, Slot::index(cap), ROOT_CNODE, Slot::index(endpoint), Rights::WRITE, handler.badge)
+                .and_then(|()| tcb.set_fault_handler(self.sys, Cap::new(cap)))
+                .doing(doing)?;
+        }
         // The kernel's logs and the conformance dump call it by its name.
         tcb.set_name(self.sys, name).doing(|| format!("{name}: name its thread"))?;
         Ok(())

@@ -78,6 +78,36 @@ pub const fn pattern(index: usize) -> u64 {
     0x5eed_0000_0000_0000 ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// An address no manifest of the test systems maps (above the PD layout,
+/// below every region).
+pub const UNMAPPED: u64 = 0x9000_0000;
+
+/// The label of a page-fault message (`docs/abi.md`, "Faults").
+pub const PAGE_FAULT: u64 = 0x1_0000;
+/// The label of any other exception's message.
+pub const OTHER_FAULT: u64 = 0x1_0001;
+
+/// A fault message in words: `page fault at ADDRESS (rip RIP, error
+/// code E)` or `exception VECTOR (rip RIP)`; `None` for another label or
+/// a message too short.
+#[must_use]
+pub fn describe_fault(message: &Message) -> Option<heapless::String<96>> {
+    use core::fmt::Write as _;
+    let mut text = heapless::String::new();
+    match message.label {
+        PAGE_FAULT => {
+            let (address, rip, code) = (message.word(0)?, message.word(1)?, message.word(2)?);
+            write!(text, "page fault at {address:#x} (rip {rip:#x}, error code {code:#x})").ok()?;
+        }
+        OTHER_FAULT => {
+            let (vector, rip) = (message.word(0)?, message.word(2)?);
+            write!(text, "exception {vector} (rip {rip:#x})").ok()?;
+        }
+        _ => return None,
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +117,16 @@ mod tests {
         assert_eq!(echo_answer(&Message::new(ECHO, &[40]), 2), Some(42));
         assert_eq!(echo_answer(&Message::new(ECHO, &[]), 2), None);
         assert_eq!(echo_answer(&Message::new(1, &[40]), 2), None);
+    }
+
+    #[test]
+    fn faults_are_described_and_other_messages_are_not() {
+        let page = Message::new(PAGE_FAULT, &[0x9000_0000, 0x40_1234, 4]);
+        assert_eq!(describe_fault(&page).as_deref(), Some("page fault at 0x90000000 (rip 0x401234, error code 0x4)"));
+        let general = Message::new(OTHER_FAULT, &[13, 0, 0x40_0000]);
+        assert_eq!(describe_fault(&general).as_deref(), Some("exception 13 (rip 0x400000)"));
+        assert_eq!(describe_fault(&Message::new(PAGE_FAULT, &[1, 2])), None);
+        assert_eq!(describe_fault(&Message::new(ECHO, &[1, 2, 3])), None);
     }
 
     #[test]

@@ -1,0 +1,43 @@
+//! The test system `pds`'s pager: receives the intruder's fault and reports it;
+//! it does not resume the intruder.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+/// This image's capabilities and regions in system `pds`.
+#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
+mod names {
+    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-pager.rs"));
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+    use bulkhead_components::cap::{Cap, kind};
+    use bulkhead_sys::println;
+    let name = bulkhead_programs::name_of(info);
+    let faults: Cap<kind::Endpoint> = Cap::new(names::caps::FAULTS);
+    let reply: Cap<kind::Reply> = Cap::new(names::caps::REPLY);
+    match faults.recv(sys, Some(reply)) {
+        Ok(fault) => match bulkhead_programs::describe_fault(&fault.message) {
+            Some(described) => {
+                println!("{name}: {described} from badge {:#x}", fault.badge);
+                0
+            }
+            None => {
+                println!("{name}: a message that is no fault (label {:#x})", fault.message.label);
+                1
+            }
+        },
+        Err(error) => {
+            println!("{name}: receive failed: {error}");
+            1
+        }
+    }
+}
+
+bulkhead_sys::pd_entry!(run);
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
+}
