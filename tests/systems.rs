@@ -108,12 +108,13 @@ fn assert_conforms(name: &str) {
     assert!(report.is_empty(), "{name}: the loader built something else than the manifest:\n{}", report.join("\n"));
 }
 
+/// The post-boot conformance check for every system of the repository:
+/// the default system and each test system's manifest.
 #[test]
-fn the_pds_system_conforms_to_its_manifest() {
-    assert_conforms("pds");
-}
-
-#[test]
-fn the_default_system_conforms_to_its_manifest() {
-    assert_conforms(user_build::DEFAULT_SYSTEM);
+fn every_system_conforms_to_its_manifest() {
+    let names: Vec<&str> = user_build::systems().map(|(name, _)| name).collect();
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        assert_conforms(name);
+    }
 }

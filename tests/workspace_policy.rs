@@ -159,7 +159,19 @@ fn clippy_is_clean_on_host_and_bare_metal() {
     if let Some(output) = cargo_fails(&[&kernel[..], &["--", "-D", "warnings"]].concat()) {
         panic!("clippy on the bare-metal kernel:\n{output}");
     }
-    let user = ["clippy", "-p", "bulkhead-sys", "-p", "bulkhead-root-task", "--target", "x86_64-unknown-none"];
+    let user = [
+        "clippy",
+        "-p",
+        "bulkhead-sys",
+        "-p",
+        "bulkhead-root-task",
+        "-p",
+        "bulkhead-loader",
+        "-p",
+        "bulkhead-programs",
+        "--target",
+        "x86_64-unknown-none",
+    ];
     if let Some(output) = cargo_fails(&[&user[..], &["--", "-D", "warnings"]].concat()) {
         panic!("clippy on the bare-metal ring-3 crates:\n{output}");
     }

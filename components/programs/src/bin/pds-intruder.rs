@@ -12,7 +12,6 @@ mod names {
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
-    use bulkhead_components::cap::{Cap, kind};
     use bulkhead_sys::println;
     let name = bulkhead_programs::name_of(info);
     let _ = sys;
