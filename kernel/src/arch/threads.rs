@@ -70,6 +70,20 @@ pub(crate) const DEBUG_LINES_PER_PROGRAM: u32 = 32;
 /// report is long; a flood still ends).
 pub(crate) const DEBUG_LINES_PER_ROOT_TASK_THREAD: u32 = 1024;
 
+/// A thread's name in the kernel's output.
+pub(crate) type Label = heapless::String<{ kernel_core::ipc::THREAD_NAME_BYTES }>;
+
+/// `name` as a label (cut to fit).
+fn label(name: &str) -> Label {
+    let mut label = Label::new();
+    for character in name.chars() {
+        if label.push(character).is_err() {
+            break;
+        }
+    }
+    label
+}
+
 /// The state of `DEBUG_PUTCHAR` for one thread.
 struct DebugOutput {
     line: heapless::Vec<u8, DEBUG_LINE_BYTES>,
@@ -134,9 +148,9 @@ impl DebugOutput {
 /// How a thread's output lines start: `user: ` when one program runs
 /// alone, `user NAME: ` when several threads run.
 #[derive(Clone, Copy)]
-struct Prefix(Option<&'static str>);
+struct Prefix<'a>(Option<&'a str>);
 
-impl Prefix {
+impl Prefix<'_> {
     fn print(self) {
         match self.0 {
             None => crate::print!("user: "),
@@ -148,8 +162,9 @@ impl Prefix {
 /// What the kernel keeps for one user thread.
 struct UserThread {
     thread: ThreadId,
-    /// The program's name.
-    name: &'static str,
+    /// The program's name, or the name its TCB was given
+    /// (`DEBUG_NAME_THREAD`) when it was adopted.
+    name: Label,
     /// Its save area in [`SAVE_AREAS`]: its registers while it is not
     /// running, and where the entry stub saves them when it makes a system
     /// call (a thread made by user space keeps them in its TCB while it is
@@ -311,7 +326,7 @@ pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr
         unsafe { area_pointer(area).write(context) };
         let entry = UserThread {
             thread,
-            name,
+            name: label(name),
             area,
             cr3,
             ipc_buffer,
@@ -329,7 +344,7 @@ pub(crate) fn end_run() {
     with_table(|table| {
         let named = table.named;
         for entry in &mut table.threads {
-            entry.output.finish(Prefix(named.then_some(entry.name)));
+            entry.output.finish(Prefix(named.then_some(entry.name.as_str())));
         }
         table.threads.clear();
         reset_save_area();
@@ -387,9 +402,11 @@ pub(crate) fn adopt(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadI
         // Nothing is written into the area: its registers come from its TCB
         // each time it is put on the CPU.
         let Some(area) = table.free_area() else { return false };
+        // The name the TCB was given, if any (the loader names its PDs).
+        let given = core::str::from_utf8(store.tcb(thread).name.as_bytes()).ok().filter(|given| !given.is_empty());
         let entry = UserThread {
             thread,
-            name,
+            name: label(given.unwrap_or(name)),
             area,
             cr3: 0,
             ipc_buffer: 0,
@@ -408,7 +425,7 @@ pub(crate) fn forget(thread: ThreadId) {
         let named = table.named;
         if let Some(index) = table.threads.iter().position(|entry| entry.thread == thread) {
             let mut entry = table.threads.swap_remove(index);
-            entry.output.finish(Prefix(named.then_some(entry.name)));
+            entry.output.finish(Prefix(named.then_some(entry.name.as_str())));
         }
     });
 }
@@ -422,8 +439,8 @@ pub(crate) fn ipc_buffer_of(store: &impl ObjectStore, thread: ThreadId) -> Optio
 }
 
 /// `thread`'s program name.
-pub(crate) fn name(thread: ThreadId) -> &'static str {
-    with_table(|table| table.entry(thread).map_or("(unknown thread)", |entry| entry.name))
+pub(crate) fn name(thread: ThreadId) -> Label {
+    with_table(|table| table.entry(thread).map_or_else(|| label("(unknown thread)"), |entry| entry.name.clone()))
 }
 
 /// `DEBUG_PUTCHAR` for `thread`.
@@ -431,7 +448,7 @@ pub(crate) fn put_debug_byte(thread: ThreadId, byte: u8) {
     with_table(|table| {
         let named = table.named;
         if let Some(entry) = table.entry(thread) {
-            entry.output.put(Prefix(named.then_some(entry.name)), byte);
+            entry.output.put(Prefix(named.then_some(entry.name.as_str())), byte);
         }
     });
 }
@@ -441,7 +458,7 @@ pub(crate) fn finish_output(thread: ThreadId) {
     with_table(|table| {
         let named = table.named;
         if let Some(entry) = table.entry(thread) {
-            entry.output.finish(Prefix(named.then_some(entry.name)));
+            entry.output.finish(Prefix(named.then_some(entry.name.as_str())));
         }
     });
 }

@@ -17,11 +17,11 @@ fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::ECHO);
     match bulkhead_programs::call_echo(sys, endpoint, 100) {
         Ok(answer) => {
-            println!("{name}: hello from {name}: the server answered {answer}");
+            println!("hello from {name}: the server answered {answer}");
             0
         }
         Err(error) => {
-            println!("{name}: the call failed: {error}");
+            println!("the call failed: {error}");
             1
         }
     }

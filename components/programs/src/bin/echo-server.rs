@@ -10,17 +10,16 @@ mod names {
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
     use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
-    println!("{name}: serving");
+    println!("serving");
     let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::ECHO);
     let served = bulkhead_programs::serve_echo(sys, endpoint, Cap::new(names::caps::REPLY), |badge, word| {
-        println!("{name}: call from badge {badge}: {word}");
+        println!("call from badge {badge}: {word}");
     });
     if let Err(error) = served {
-        println!("{name}: serving failed: {error}");
+        println!("serving failed: {error}");
     }
     1
 }

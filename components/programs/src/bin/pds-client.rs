@@ -10,22 +10,21 @@ mod names {
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
     use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
     let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::SERVICE);
     match bulkhead_programs::call_echo(sys, endpoint, 0x100) {
         Ok(answer) if answer > 0x100 => {
-            println!("{name}: answer {answer:#x}");
+            println!("answer {answer:#x}");
             0
         }
         Ok(answer) => {
-            println!("{name}: answer {answer:#x} carries no badge");
+            println!("answer {answer:#x} carries no badge");
             1
         }
         Err(error) => {
-            println!("{name}: the call failed: {error}");
+            println!("the call failed: {error}");
             1
         }
     }

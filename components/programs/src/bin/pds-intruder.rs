@@ -11,14 +11,13 @@ mod names {
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
     let _ = sys;
     let Some(page) = bulkhead_sys::mapped::SharedPage::new(bulkhead_programs::UNMAPPED) else { return 1 };
-    println!("{name}: reading {:#x}", bulkhead_programs::UNMAPPED);
+    println!("reading {:#x}", bulkhead_programs::UNMAPPED);
     let word = page.read(0);
-    println!("{name}: read {word:?} from memory it was never given");
+    println!("read {word:?} from memory it was never given");
     1
 }
 

@@ -11,25 +11,24 @@ mod names {
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
     use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
     let faults: Cap<kind::Endpoint> = Cap::new(names::caps::FAULTS);
     let reply: Cap<kind::Reply> = Cap::new(names::caps::REPLY);
     match faults.recv(sys, Some(reply)) {
         Ok(fault) => match bulkhead_programs::describe_fault(&fault.message) {
             Some(described) => {
-                println!("{name}: {described} from badge {:#x}", fault.badge);
+                println!("{described} from badge {:#x}", fault.badge);
                 0
             }
             None => {
-                println!("{name}: a message that is no fault (label {:#x})", fault.message.label);
+                println!("a message that is no fault (label {:#x})", fault.message.label);
                 1
             }
         },
         Err(error) => {
-            println!("{name}: receive failed: {error}");
+            println!("receive failed: {error}");
             1
         }
     }

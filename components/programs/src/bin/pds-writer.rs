@@ -10,12 +10,11 @@ mod names {
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
     use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
     let Some(mut page) = bulkhead_sys::mapped::SharedPage::new(names::regions::SHARED_PAGE.address) else {
-        println!("{name}: the shared page is not where the layout allows");
+        println!("the shared page is not where the layout allows");
         return 1;
     };
     for index in 0..bulkhead_sys::mapped::WORDS {
@@ -26,11 +25,11 @@ fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     let ready: Cap<kind::Notification> = Cap::new(names::caps::READY_NOTIFICATION);
     match ready.signal(sys) {
         Ok(()) => {
-            println!("{name}: wrote the shared page and signalled");
+            println!("wrote the shared page and signalled");
             0
         }
         Err(error) => {
-            println!("{name}: signal failed: {error}");
+            println!("signal failed: {error}");
             1
         }
     }
