@@ -9,9 +9,9 @@
 
 mod common;
 
-use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome};
-use bulkhead::image::BootModule;
-use bulkhead::user_build;
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
+use bulkhead::image::{self, BootModule, DefaultEntry, IsoSpec};
+use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Boots system `name` through QEMU `-kernel` with `cmdline` added.
@@ -26,17 +26,50 @@ fn boot_system(name: &str, cmdline: &str) -> RunOutcome {
     run_qemu(kernel, boot, QemuOptions::default(), KERNEL_BOOT_TIMEOUT)
 }
 
-fn assert_system_succeeded(outcome: &RunOutcome) {
+/// Where a system ran: QEMU reports the kernel's verdict as its exit code,
+/// Bochs only stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emulator {
+    Qemu,
+    Bochs,
+}
+
+fn assert_system_succeeded(outcome: &RunOutcome, machine: Emulator) {
     assert!(!outcome.timed_out, "the system hung");
     assert!(!outcome.console.contains("!!! kernel"), "a kernel exception or panic");
     assert!(outcome.console.contains("root task: done; the threads it started run on"));
     assert_eq!(outcome.final_status(), Some("success"));
-    assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+    if machine == Emulator::Qemu {
+        assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
+    }
 }
 
 #[test]
 fn the_pds_system_runs_from_its_manifest() {
-    let outcome = boot_system("pds", "");
+    assert_pds_system_ran(&boot_system("pds", ""), Emulator::Qemu);
+}
+
+/// The same system on Intel (Bochs, through GRUB): the loader, the TSC
+/// rate measured against the PIT, and every PD's behaviour.
+#[test]
+fn the_pds_system_runs_in_bochs_on_intel() {
+    let loader = user_build::build_system("pds").unwrap_or_else(|error| panic!("{error}"));
+    let kernel = standard_kernel();
+    let iso = kernel_build::output_directory().join(format!("test-{}-pds.iso", test_binary_name()));
+    let modules = [BootModule { path: loader, cmdline: "root-task".into() }];
+    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &modules };
+    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
+    let (command, log) =
+        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
+    print_outcome(&outcome);
+    println!("Bochs log: {}", log.display());
+    assert!(outcome.console.contains("GenuineIntel"));
+    assert_pds_system_ran(&outcome, Emulator::Bochs);
+}
+
+fn assert_pds_system_ran(outcome: &RunOutcome, machine: Emulator) {
     let console = &outcome.console;
     assert_lines_in_order(
         console,
@@ -82,7 +115,7 @@ fn the_pds_system_runs_from_its_manifest() {
     // Five PDs exit with 0; the server stays blocked in its receive and the
     // intruder in its fault.
     assert!(console.contains("system: 5 threads ended: 5 with code 0, 0 failed; the others are blocked"));
-    assert_system_succeeded(&outcome);
+    assert_system_succeeded(outcome, machine);
 }
 
 #[test]
@@ -94,7 +127,7 @@ fn the_default_system_runs_from_its_manifest() {
         assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
     }
     assert!(console.contains("system: 2 threads ended: 2 with code 0, 0 failed; the others are blocked"));
-    assert_system_succeeded(&outcome);
+    assert_system_succeeded(&outcome, Emulator::Qemu);
 }
 
 #[test]
@@ -113,7 +146,7 @@ fn every_repository_system_is_known_to_the_cli() {
 /// with its type, object, rights and badge, every mapping, nothing extra.
 fn assert_conforms(name: &str) {
     let outcome = boot_system(name, "dump-capabilities");
-    assert_system_succeeded(&outcome);
+    assert_system_succeeded(&outcome, Emulator::Qemu);
     let snapshot = bulkhead::conformance::parse(&outcome.console).unwrap_or_else(|error| panic!("{error}"));
     let spec = user_build::system_spec(name).expect("the build script compiled the system");
     let mismatches = bulkhead::conformance::check(&spec, &snapshot);
