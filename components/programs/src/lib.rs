@@ -15,6 +15,31 @@ use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::kernel::Kernel;
 use bulkhead_components::{Error, Message};
 
+/// Declares a program at its crate root: includes the names the manifest
+/// compiler generated for image `$image` in system `$system` as `mod
+/// names` (`names::caps::X`, `names::regions::Y`), names `$run` as the
+/// PD's entry ([`bulkhead_sys::pd_entry!`]), and gives the host build an
+/// empty `main`.
+#[macro_export]
+macro_rules! program {
+    ($system:literal, $image:literal, $run:path) => {
+        /// This image's capabilities and regions, generated from the manifest.
+        #[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
+        mod names {
+            include!(concat!(env!("OUT_DIR"), "/names/", $system, "/", $image, ".rs"));
+        }
+
+        bulkhead_sys::pd_entry!($run);
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            eprintln!(
+                "this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none"
+            );
+        }
+    };
+}
+
 /// The label of an echo request.
 pub const ECHO: u64 = 0xec;
 
@@ -59,6 +84,19 @@ pub fn serve_echo(
         };
         incoming = endpoint.reply_recv(kernel, reply, &answer)?;
     }
+}
+
+/// A program's whole life as an echo server: prints each call's badge and
+/// word; returns 1 (the exit code) only if serving fails.
+pub fn echo_server(kernel: &mut impl Kernel, endpoint: Cap<kind::Endpoint>, reply: Cap<kind::Reply>) -> u64 {
+    bulkhead_sys::println!("serving");
+    let served = serve_echo(kernel, endpoint, reply, |badge, word| {
+        bulkhead_sys::println!("call from badge {badge:#x}: {word}");
+    });
+    if let Err(error) = served {
+        bulkhead_sys::println!("serving failed: {error}");
+    }
+    1
 }
 
 /// Calls the echo server at `endpoint` with `word`; returns its answer.

@@ -202,6 +202,7 @@ pub fn run_protection_domain(info_address: u64, main: fn(&PdInfo, &mut Sys) -> u
         crate::println!("pd: the loader's information is not this runtime's: {error:?}");
         return 1;
     }
+    STARTED_BY_LOADER.store(true, core::sync::atomic::Ordering::Relaxed);
     if info.heap_bytes != 0 {
         let (Ok(start), Ok(size)) = (usize::try_from(info.heap_base), usize::try_from(info.heap_bytes)) else {
             return 1;
@@ -221,6 +222,16 @@ pub fn run_protection_domain(info_address: u64, main: fn(&PdInfo, &mut Sys) -> u
     // made for it, and the PD's one thread is the one running.
     let mut sys = unsafe { Sys::with_ipc_buffer(PD_IPC_BUFFER_ADDRESS) };
     main(&info, &mut sys)
+}
+
+/// Set once a PD's start has checked the loader's info page.
+static STARTED_BY_LOADER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether this program is a PD the loader started (its address space has
+/// the loader's layout: nothing of the program's own above
+/// `layout::RESERVED_END`).
+pub fn started_by_loader() -> bool {
+    STARTED_BY_LOADER.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Checks what the loader handed over before anything relies on it.

@@ -32,7 +32,39 @@ pub const WORDS: usize = 512;
 #[derive(Debug)]
 pub struct MappedPage {
     frame: Cap<kind::Frame>,
+    window: Window,
+}
+
+/// Volatile word access to one page at `base`. Invariant (the
+/// constructors of [`MappedPage`] and [`SharedPage`] establish it): the
+/// page lies where no Rust object, stack, heap or IPC buffer lives, so raw
+/// volatile accesses alias nothing; if it is not mapped (or not writable,
+/// for a write), the access faults and the thread is stopped.
+#[derive(Debug)]
+struct Window {
     base: *mut u64,
+}
+
+impl Window {
+    fn read(&self, index: usize) -> Option<u64> {
+        if index >= WORDS {
+            return None;
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: the type's invariant; the index is inside the page;
+        // volatile, as another mapping of the frame may write it.
+        Some(unsafe { word.read_volatile() })
+    }
+
+    fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
+        if index >= WORDS {
+            return Err(Error::RangeError);
+        }
+        let word = self.base.wrapping_add(index);
+        // SAFETY: the type's invariant; the index is inside the page.
+        unsafe { word.write_volatile(value) };
+        Ok(())
+    }
 }
 
 impl MappedPage {
@@ -56,20 +88,15 @@ impl MappedPage {
         let base = usize::try_from(address).map_err(|_| Error::InvalidArgument)?;
         frame.map(sys, own_vspace, address, Rights::READ | Rights::WRITE, attributes::DATA)?;
         // The page is memory from outside the program: exposed provenance.
-        Ok(MappedPage { frame, base: core::ptr::with_exposed_provenance_mut(base) })
+        // The kernel mapped the page where nothing was mapped before
+        // (module documentation): the window's invariant holds.
+        Ok(MappedPage { frame, window: Window { base: core::ptr::with_exposed_provenance_mut(base) } })
     }
 
     /// The word at `index`, if inside the page.
     #[must_use]
     pub fn read(&self, index: usize) -> Option<u64> {
-        if index >= WORDS {
-            return None;
-        }
-        let word = self.base.wrapping_add(index);
-        // SAFETY: the kernel mapped this page readable at `base` where
-        // nothing was mapped before (module documentation); the index is
-        // inside it; volatile, as another mapping of the frame may write it.
-        Some(unsafe { word.read_volatile() })
+        self.window.read(index)
     }
 
     /// Writes the word at `index`.
@@ -78,13 +105,7 @@ impl MappedPage {
     ///
     /// [`Error::RangeError`] for an index past the page.
     pub fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
-        if index >= WORDS {
-            return Err(Error::RangeError);
-        }
-        let word = self.base.wrapping_add(index);
-        // SAFETY: as for `read`; the page was mapped writable.
-        unsafe { word.write_volatile(value) };
-        Ok(())
+        self.window.write(index, value)
     }
 
     /// Unmaps the frame and gives its capability back.
@@ -109,37 +130,35 @@ impl MappedPage {
 /// to a read-only one, faults and stops the thread, nothing else.
 #[derive(Debug)]
 pub struct SharedPage {
-    base: *mut u64,
+    window: Window,
 }
 
 impl SharedPage {
-    /// The page at `address`: `None` unless it is page-aligned, at or
-    /// above the layout's end and inside the user half.
+    /// The page at `address`: `None` unless the thread is a PD the loader
+    /// started ([`pd_entry!`](crate::pd_entry!)) and the address is
+    /// page-aligned, at or above the layout's end and inside the user half.
     #[must_use]
     pub fn new(address: u64) -> Option<SharedPage> {
+        // Only a PD the loader started has that layout: a root task maps
+        // its own pages (and its heap) up there.
+        if !crate::entry::started_by_loader() {
+            return None;
+        }
         let allowed = bulkhead_capdl_spec::layout::RESERVED_END..=USER_TOP - 4096;
         if !allowed.contains(&address) || !address.is_multiple_of(4096) {
             return None;
         }
         let base = usize::try_from(address).ok()?;
         // Memory the loader mapped, from outside the program: exposed
-        // provenance.
-        Some(SharedPage { base: core::ptr::with_exposed_provenance_mut(base) })
+        // provenance. Regions lie above the PD's own layout: the window's
+        // invariant holds.
+        Some(SharedPage { window: Window { base: core::ptr::with_exposed_provenance_mut(base) } })
     }
 
     /// The word at `index`, if inside the page.
     #[must_use]
     pub fn read(&self, index: usize) -> Option<u64> {
-        if index >= WORDS {
-            return None;
-        }
-        let word = self.base.wrapping_add(index);
-        // SAFETY: the address is in the region range, where only the
-        // loader's mappings of manifest regions lie (type documentation):
-        // no Rust object is there, so a volatile read through a raw pointer
-        // aliases nothing; the index is inside the page; if the page is not
-        // mapped, the read faults and the thread is stopped.
-        Some(unsafe { word.read_volatile() })
+        self.window.read(index)
     }
 
     /// Writes the word at `index`.
@@ -148,13 +167,18 @@ impl SharedPage {
     ///
     /// [`Error::RangeError`] for an index past the page.
     pub fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
-        if index >= WORDS {
-            return Err(Error::RangeError);
-        }
-        let word = self.base.wrapping_add(index);
-        // SAFETY: as for `read`; a write to a page mapped read-only faults
-        // and stops the thread.
-        unsafe { word.write_volatile(value) };
-        Ok(())
+        self.window.write(index, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_pd_the_loader_started_gets_windows_onto_regions() {
+        // The host test is no such PD: even a valid region address is refused.
+        assert!(!crate::entry::started_by_loader());
+        assert!(SharedPage::new(bulkhead_capdl_spec::layout::RESERVED_END).is_none());
     }
 }

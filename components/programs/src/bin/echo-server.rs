@@ -1,32 +1,15 @@
-//! The default system's echo server: answers each client's call with its word plus the client's badge.
+//! The default system's echo server: answers each client's call with its word plus the
+//! client's badge.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-/// This image's capabilities and regions in system `default`.
-#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
-mod names {
-    include!(concat!(env!("OUT_DIR"), "/names/default/echo-server.rs"));
-}
+use bulkhead_components::cap::Cap;
+use bulkhead_sys::{PdInfo, Sys};
+
+bulkhead_programs::program!("default", "echo-server", run);
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
-    use bulkhead_components::cap::{Cap, kind};
-    use bulkhead_sys::println;
-    println!("serving");
-    let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::ECHO);
-    let served = bulkhead_programs::serve_echo(sys, endpoint, Cap::new(names::caps::REPLY), |badge, word| {
-        println!("call from badge {badge}: {word}");
-    });
-    if let Err(error) = served {
-        println!("serving failed: {error}");
-    }
-    1
-}
-
-bulkhead_sys::pd_entry!(run);
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
+fn run(_info: &PdInfo, sys: &mut Sys) -> u64 {
+    bulkhead_programs::echo_server(sys, Cap::new(names::caps::ECHO), Cap::new(names::caps::REPLY))
 }

@@ -1,20 +1,17 @@
-//! The test system `pds`'s clients: each calls the server once and checks that the answer carries its badge.
+//! The test system `pds`'s clients: each calls the server once and checks that the answer
+//! carries its badge.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-/// This image's capabilities and regions in system `pds`.
-#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
-mod names {
-    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-client.rs"));
-}
+use bulkhead_components::cap::Cap;
+use bulkhead_sys::{PdInfo, Sys, println};
+
+bulkhead_programs::program!("pds", "pds-client", run);
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
-    use bulkhead_components::cap::{Cap, kind};
-    use bulkhead_sys::println;
-    let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::SERVICE);
-    match bulkhead_programs::call_echo(sys, endpoint, 0x100) {
+fn run(_info: &PdInfo, sys: &mut Sys) -> u64 {
+    match bulkhead_programs::call_echo(sys, Cap::new(names::caps::SERVICE), 0x100) {
         Ok(answer) if answer > 0x100 => {
             println!("answer {answer:#x}");
             0
@@ -28,11 +25,4 @@ fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
             1
         }
     }
-}
-
-bulkhead_sys::pd_entry!(run);
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
 }

@@ -7,11 +7,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-/// This image's capabilities and regions in system `pds`.
-#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
-mod names {
-    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-reader.rs"));
-}
+bulkhead_programs::program!("pds", "pds-reader", run);
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
@@ -41,11 +37,4 @@ fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     let heap_works = squares.iter().sum::<u64>() == 328_350;
     println!("heap {}", if heap_works { "works" } else { "is wrong" });
     if intact && refused.is_err() && heap_works { 0 } else { 1 }
-}
-
-bulkhead_sys::pd_entry!(run);
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
 }

@@ -3,11 +3,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
-/// This image's capabilities and regions in system `pds`.
-#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
-mod names {
-    include!(concat!(env!("OUT_DIR"), "/names/pds/pds-writer.rs"));
-}
+bulkhead_programs::program!("pds", "pds-writer", run);
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
@@ -33,11 +29,4 @@ fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
             1
         }
     }
-}
-
-bulkhead_sys::pd_entry!(run);
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
 }
