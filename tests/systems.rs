@@ -9,9 +9,9 @@
 
 mod common;
 
-use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
-use bulkhead::image::{self, BootModule, DefaultEntry, IsoSpec};
-use bulkhead::{kernel_build, user_build};
+use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome};
+use bulkhead::image::BootModule;
+use bulkhead::user_build;
 use common::*;
 
 /// Boots system `name` through QEMU `-kernel` with `cmdline` added.
@@ -54,18 +54,8 @@ fn the_pds_system_runs_from_its_manifest() {
 #[test]
 fn the_pds_system_runs_in_bochs_on_intel() {
     let loader = user_build::build_system("pds").unwrap_or_else(|error| panic!("{error}"));
-    let kernel = standard_kernel();
-    let iso = kernel_build::output_directory().join(format!("test-{}-pds.iso", test_binary_name()));
     let modules = [BootModule { path: loader, cmdline: "root-task".into() }];
-    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline: "", modules: &modules };
-    image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    let (command, log) =
-        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
-    let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
-    print_outcome(&outcome);
-    println!("Bochs log: {}", log.display());
-    assert!(outcome.console.contains("GenuineIntel"));
+    let outcome = run_iso_in_bochs(standard_kernel(), "pds", "", &modules);
     assert_pds_system_ran(&outcome, Emulator::Bochs);
 }
 

@@ -38,3 +38,26 @@ pub fn check(file: &str, text: &str) -> Result<FlowGraph, Vec<Diagnostic>> {
     let manifest = parse(file, text).map_err(|error| vec![error])?;
     validate(&manifest)
 }
+
+/// Parses, validates and compiles the manifest `text` read from `file`:
+/// what the build scripts do with every manifest of the repository.
+///
+/// # Errors
+///
+/// The syntax error, or every validation error, or the compiler's errors.
+pub fn compile_manifest(file: &str, text: &str) -> Result<SystemSpec, Vec<Diagnostic>> {
+    let manifest = parse(file, text).map_err(|error| vec![error])?;
+    let graph = validate(&manifest)?;
+    compile(&manifest, &graph)
+}
+
+/// The `*.capdl` files of `directory`, sorted (none if it cannot be read).
+pub fn manifests_in(directory: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(directory) else { return Vec::new() };
+    let mut manifests: Vec<std::path::PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "capdl"))
+        .collect();
+    manifests.sort();
+    manifests
+}

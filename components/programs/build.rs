@@ -16,13 +16,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("names");
     for directory in [root.join("systems"), root.join("tests/systems")] {
         println!("cargo:rerun-if-changed={}", directory.display());
-        let Ok(entries) = std::fs::read_dir(&directory) else { continue };
-        let mut manifests: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|extension| extension == "capdl"))
-            .collect();
-        manifests.sort();
-        for manifest in manifests {
+        for manifest in bulkhead_capdl::manifests_in(&directory) {
             generate(&manifest, &out);
         }
     }
@@ -32,10 +26,7 @@ fn generate(manifest: &Path, out: &Path) {
     println!("cargo:rerun-if-changed={}", manifest.display());
     let text = std::fs::read_to_string(manifest).unwrap_or_else(|error| panic!("{}: {error}", manifest.display()));
     let file = manifest.display().to_string();
-    let compiled = bulkhead_capdl::parse(&file, &text).map_err(|error| vec![error]).and_then(|parsed| {
-        bulkhead_capdl::validate(&parsed).and_then(|graph| bulkhead_capdl::compile(&parsed, &graph))
-    });
-    let spec = match compiled {
+    let spec = match bulkhead_capdl::compile_manifest(&file, &text) {
         Ok(spec) => spec,
         Err(errors) => {
             for error in &errors {

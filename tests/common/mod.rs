@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome, WatchOptions};
-use bulkhead::image::{self, DefaultEntry, IsoSpec};
+use bulkhead::image::{self, BootModule, DefaultEntry, IsoSpec};
 use bulkhead::kernel_build::{self, KernelImage, KernelVariant};
 
 /// Generous: TCG runs are CPU-bound and the machine has two cores.
@@ -158,10 +158,16 @@ pub fn assert_successful_boot(outcome: &RunOutcome, loader: &str, protocol: &str
 /// console. Bochs's exit status is meaningless (it may crash while tearing
 /// down): callers judge the run by the kernel's final line.
 pub fn run_fault_injection_iso_in_bochs(extra_cmdline: &str) -> RunOutcome {
-    let kernel = fault_injection_kernel();
     let name = extra_cmdline.trim_start_matches("inject=");
+    run_iso_in_bochs(fault_injection_kernel(), name, extra_cmdline, &[])
+}
+
+/// Builds an ISO of `kernel` with `extra_cmdline` and `modules` (its file
+/// is named after the test binary and `name`), boots it in Bochs and
+/// prints the console; asserts that Bochs emulated an Intel CPU.
+pub fn run_iso_in_bochs(kernel: &KernelImage, name: &str, extra_cmdline: &str, modules: &[BootModule]) -> RunOutcome {
     let iso = kernel_build::output_directory().join(format!("test-{}-{name}.iso", test_binary_name()));
-    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline, modules: &[] };
+    let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline, modules };
     image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
     let (command, log) =
         emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
