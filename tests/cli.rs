@@ -60,16 +60,41 @@ fn help_lists_every_option() {
     let output = bulkhead().arg("--help").output().expect("run the CLI");
     assert!(output.status.success());
     let usage = String::from_utf8_lossy(&output.stdout);
-    for option in ["--gdb", "--uefi", "--bochs", "--cpu", "--iso", "--kernel-boot", "--append", "--module"] {
+    for option in [
+        "--gdb",
+        "--uefi",
+        "--bochs",
+        "--cpu",
+        "--iso",
+        "--kernel-boot",
+        "--append",
+        "--module",
+        "--system",
+        "--abi-self-test",
+        "--no-root-task",
+    ] {
         assert!(usage.contains(option), "{option} missing from --help");
     }
+}
+
+#[test]
+fn an_unknown_system_is_refused_with_the_known_ones() {
+    let output = bulkhead().args(["--kernel-boot", "--system", "no-such-system"]).output().expect("run the CLI");
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no system `no-such-system`; the repository's systems are "), "{stderr}");
+    assert!(stderr.contains("default") && stderr.contains("pds"), "{stderr}");
 }
 
 #[test]
 fn exit_status_follows_the_kernel_verdict() {
     let success = bulkhead().args(["--kernel-boot", "--timeout", "120"]).output().expect("run the CLI");
     assert_eq!(success.status.code(), Some(0), "{}", String::from_utf8_lossy(&success.stderr));
-    assert!(String::from_utf8_lossy(&success.stdout).contains("bulkhead: exit success"));
+    let console = String::from_utf8_lossy(&success.stdout);
+    assert!(console.contains("bulkhead: exit success"));
+    // Without options the CLI boots the default system through its loader.
+    assert!(String::from_utf8_lossy(&success.stderr).contains("bulkhead: system `default`"));
+    assert!(console.contains("user hello: hello from hello: the server answered 101"), "{console}");
 
     let failure = bulkhead()
         .args(["--kernel-boot", "--fault-injection", "--append", "inject=panic", "--timeout", "120"])
