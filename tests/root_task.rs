@@ -68,7 +68,19 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     let console = &outcome.console;
     assert!(!outcome.timed_out, "the kernel hung");
     assert!(!console.contains("!!! kernel"), "the root task caused a kernel exception or panic");
-    let mut expected = vec!["user root: root: started, 4 untypeds, first free slot 32".to_owned()];
+    // Four RAM untypeds, then the device untypeds (how many depends on the
+    // machine's memory map), which take the slots from 32 on.
+    let (untypeds, first_free) = console
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("user root: root: started, ")?;
+            let (untypeds, slot) = rest.split_once(" untypeds, first free slot ")?;
+            Some((untypeds.parse::<u64>().ok()?, slot.trim().parse::<u64>().ok()?))
+        })
+        .expect("the root task reports its untypeds and first free slot");
+    assert!(untypeds > 4, "no device untypeds: {untypeds}");
+    assert_eq!(first_free, 32 + (untypeds - 4), "the device untypeds should fill the slots from 32 on");
+    let mut expected = vec![format!("user root: root: started, {untypeds} untypeds, first free slot {first_free}")];
     expected.extend(STEPS[..28].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("user root: root: child replied".to_owned());
     expected.extend(STEPS[28..].iter().map(|step| format!("user root: root: {step} ok")));

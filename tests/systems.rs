@@ -144,6 +144,22 @@ fn assert_conforms(name: &str) {
     assert!(report.is_empty(), "{name}: the loader built something else than the manifest:\n{}", report.join("\n"));
 }
 
+/// Device memory: the loader makes the HPET's register page from a device
+/// untyped and maps it uncached where the manifest says; the PD reads the
+/// timer's capabilities through it.
+#[test]
+fn the_hpet_system_reads_device_registers_through_a_manifest_region() {
+    let outcome = boot_system("hpet", "");
+    let line = outcome
+        .console
+        .lines()
+        .find_map(|line| line.strip_prefix("user hpet_reader: capabilities "))
+        .expect("the reader reports the register");
+    // QEMU's HPET: Intel's vendor ID and a 10 ns period.
+    assert!(line.ends_with("vendor 0x8086, period 10000000 fs"), "{line}");
+    assert_system_succeeded(&outcome, Emulator::Qemu);
+}
+
 /// The post-boot conformance check for every system of the repository:
 /// the default system and each test system's manifest.
 #[test]

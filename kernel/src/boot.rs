@@ -119,7 +119,7 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     let reserved = reserved_ranges(&boot_info);
     let mut allocator = build_frame_allocator(&boot_info, &reserved);
     check_frame_allocator(&mut allocator, &reserved);
-    create_root_objects(&mut allocator);
+    create_root_objects(&mut allocator, &boot_info.memory_map);
 
     #[cfg(feature = "fault-injection")]
     crate::fault_injection::run(&cmdline, &mut allocator);
@@ -197,16 +197,23 @@ fn dump_after_root_exit() {
 
 /// Creates the root thread's objects and initial capabilities
 /// (`root`), out of frames that the boot allocator then no longer holds.
-fn create_root_objects(allocator: &mut FrameAllocator) {
-    match crate::root::create_root_objects(allocator) {
-        Ok(summary) => defmt::info!(
-            "root: CNode at {=u64:#x} ({=u32} slots), TCB at {=u64:#x}, {=usize} untypeds ({=u64} KiB), SchedControl",
-            summary.cnode.as_u64(),
-            1_u32 << crate::root::ROOT_CNODE_RADIX,
-            summary.tcb.as_u64(),
-            summary.untyped_count,
-            summary.untyped_bytes >> 10
-        ),
+fn create_root_objects(allocator: &mut FrameAllocator, memory_map: &[kernel_core::boot_info::MemoryRegion]) {
+    match crate::root::create_root_objects(allocator, memory_map) {
+        Ok(summary) => {
+            defmt::info!(
+                "root: CNode at {=u64:#x} ({=u32} slots), TCB at {=u64:#x}, {=usize} untypeds ({=u64} KiB), SchedControl",
+                summary.cnode.as_u64(),
+                1_u32 << crate::root::ROOT_CNODE_RADIX,
+                summary.tcb.as_u64(),
+                summary.untyped_count,
+                summary.untyped_bytes >> 10
+            );
+            defmt::info!(
+                "root: {=usize} device untypeds from slot 32 ({=usize} more blocks left out)",
+                summary.device_count,
+                summary.devices_left_out
+            );
+        }
         Err(error) => {
             println!("boot: cannot create the root capabilities: {error}");
             stop(ExitStatus::Failure)

@@ -5,6 +5,7 @@ pub mod boot_info;
 pub mod cap;
 pub mod cmdline;
 pub mod conformance;
+pub mod device_memory;
 pub mod elf;
 pub mod error;
 pub mod fastpath;

@@ -16,7 +16,8 @@
 //! | 7 | IrqControl: the authority over the interrupt lines (`kernel_core::irq`) |
 //! | 8 | IoPortControl: the authority over the I/O ports (`kernel_core::io_port`), except those the kernel drives (COM1, the PICs, the emulators' exit ports), which are reserved |
 //! | 9 | AsidControl: makes ASID pools (`kernel_core::vspace`) |
-//! | 10.. | empty |
+//! | 10..=31 | empty (the root task's ASID pool, VSpace, IPC buffer and info page go to 10..=13) |
+//! | 32.. | device untypeds: the holes of the memory map below 4 GiB, without the interrupt controllers' pages (`kernel_core::device_memory`), at most [`MAX_DEVICE_UNTYPEDS`] |
 //!
 //! The root TCB's CSpace root is a copy of slot 0; the thread has priority
 //! and maximum controlled priority 255 and no scheduling context. These
@@ -106,7 +107,13 @@ pub(crate) struct RootSummary {
     /// How many untyped capabilities and their total size.
     pub(crate) untyped_count: usize,
     pub(crate) untyped_bytes: u64,
+    /// How many device untypeds, and the blocks left out for want of slots.
+    pub(crate) device_count: usize,
+    pub(crate) devices_left_out: usize,
 }
+
+/// The most device untypeds the root gets (slots `FIRST_FREE..`).
+pub(crate) const MAX_DEVICE_UNTYPEDS: usize = kernel_core::root_task::MAX_UNTYPEDS - UNTYPED_SIZE_BITS.len();
 
 /// Takes `bytes` (a power of two, at least a frame) of contiguous, naturally
 /// aligned frames inside the physical-memory map.
@@ -126,11 +133,20 @@ fn take_block(allocator: &mut FrameAllocator, bytes: u64) -> Option<PhysRange> {
 /// # Errors
 ///
 /// A message when the allocator cannot give the root CNode or TCB.
-pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<RootSummary, &'static str> {
+pub(crate) fn create_root_objects(
+    allocator: &mut FrameAllocator,
+    memory_map: &[kernel_core::boot_info::MemoryRegion],
+) -> Result<RootSummary, &'static str> {
     let cnode_bytes = 1_u64 << (ROOT_CNODE_RADIX + SLOT_BITS);
     let cnode = take_block(allocator, cnode_bytes).ok_or("no frames for the root CNode")?.start;
     let tcb = take_block(allocator, FRAME_SIZE).ok_or("no frame for the root TCB")?.start;
-    let mut summary = RootSummary { cnode, tcb, untyped_count: 0, untyped_bytes: 0 };
+    let mut summary =
+        RootSummary { cnode, tcb, untyped_count: 0, untyped_bytes: 0, device_count: 0, devices_left_out: 0 };
+    let mut devices = [(PhysAddr::new(0), 0_u8); MAX_DEVICE_UNTYPEDS];
+    let kernel_devices = crate::arch::apic::kernel_device_ranges();
+    let found = kernel_core::device_memory::device_blocks(memory_map, &kernel_devices, &mut devices);
+    summary.device_count = found.min(MAX_DEVICE_UNTYPEDS);
+    summary.devices_left_out = found - summary.device_count;
     with_state(|state| {
         let kernel = &mut state.kernel;
         let store = &mut kernel.store;
@@ -146,6 +162,12 @@ pub(crate) fn create_root_objects(allocator: &mut FrameAllocator) -> Result<Root
             derivation::insert_original(store, root_slot(index)?, untyped);
             summary.untyped_count += 1;
             summary.untyped_bytes += 1 << size_bits;
+        }
+        for (index, (base, size_bits)) in
+            (kernel_core::root_task::slot::FIRST_FREE..).zip(&devices[..summary.device_count])
+        {
+            let untyped = Cap::Untyped { base: *base, size_bits: *size_bits, free_offset: 0, is_device: true };
+            derivation::insert_original(store, root_slot(index)?, untyped);
         }
         derivation::insert_original(store, root_slot(slot::SCHED_CONTROL)?, Cap::SchedControl);
         derivation::insert_original(store, root_slot(slot::ROOT_TCB)?, Cap::Tcb { object: tcb });

@@ -59,9 +59,11 @@ pub const FIRST_FREE_ADDRESS: u64 = 0x80_0000_0000;
 /// [`RootInfo::magic`]: "BULKROOT" in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BULKROOT");
 /// [`RootInfo::version`] of this layout.
-pub const VERSION: u64 = 2;
-/// The most untyped capabilities [`RootInfo`] describes.
-pub const MAX_UNTYPEDS: usize = 4;
+pub const VERSION: u64 = 3;
+/// The most untyped capabilities [`RootInfo`] describes: the RAM ones
+/// (slots [`slot::FIRST_UNTYPED`]..), then the device ones (slots
+/// [`slot::FIRST_FREE`].., before [`RootInfo::first_free_slot`]).
+pub const MAX_UNTYPEDS: usize = 64;
 
 /// One untyped capability the root holds.
 #[repr(C)]
@@ -89,7 +91,8 @@ pub struct RootInfo {
     pub version: u64,
     /// log2 of the root CNode's slot count.
     pub cnode_radix: u64,
-    /// The first empty root slot ([`slot::FIRST_FREE`]).
+    /// The first empty root slot: [`slot::FIRST_FREE`] plus the device
+    /// untypeds the kernel put there.
     pub first_free_slot: u64,
     /// The first virtual address free for the root's own mappings.
     pub first_free_address: u64,
@@ -97,7 +100,7 @@ pub struct RootInfo {
     pub ipc_buffer: u64,
     /// How many entries of `untypeds` are used.
     pub untyped_count: u64,
-    /// The untyped capabilities, from [`slot::FIRST_UNTYPED`] on.
+    /// The untyped capabilities: RAM first, then device memory.
     pub untypeds: [UntypedInfo; MAX_UNTYPEDS],
     /// Bytes of the root's image loaded (for its log).
     pub image_bytes: u64,

@@ -115,7 +115,19 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
     if system.is_empty() {
         return refuse("reading the system", "this loader image carries no system (build it with the CLI)");
     }
-    // No heap yet: a fixed array.
+    // No heap yet: fixed arrays.
+    let devices: heapless::Vec<DeviceUntyped, MAX_UNTYPEDS> = info
+        .untypeds
+        .iter()
+        .take(usize::try_from(info.untyped_count).unwrap_or(0).min(MAX_UNTYPEDS))
+        .filter(|untyped| untyped.slot != 0 && untyped.is_device != 0 && untyped.size_bits < 64)
+        .map(|untyped| DeviceUntyped {
+            cap: Cap::new(untyped.slot),
+            base: untyped.base,
+            end: untyped.base.saturating_add(1 << untyped.size_bits),
+            watermark: untyped.base,
+        })
+        .collect();
     let untypeds: heapless::Vec<Cap<kind::Untyped>, MAX_UNTYPEDS> = info
         .untypeds
         .iter()
@@ -133,6 +145,7 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         sys,
         slots: SlotAllocator::new(info.first_free_slot, info.cnode_radix),
         untypeds,
+        devices,
         tsc_khz: info.tsc_khz,
         objects: Vec::new(),
         tables: BTreeSet::new(),
@@ -166,6 +179,17 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
     })
 }
 
+/// A device untyped and how far the loader has used it (the kernel places
+/// each new object at the next address aligned to its size).
+struct DeviceUntyped {
+    cap: Cap<kind::Untyped>,
+    /// Its physical range.
+    base: u64,
+    end: u64,
+    /// The first address not yet used.
+    watermark: u64,
+}
+
 /// Where an object's original capabilities are in the loader's CNode.
 #[derive(Clone, Copy)]
 struct Originals {
@@ -179,6 +203,8 @@ struct Loader<'a> {
     sys: &'a mut Sys,
     slots: SlotAllocator,
     untypeds: heapless::Vec<Cap<kind::Untyped>, MAX_UNTYPEDS>,
+    /// Device memory, for regions at fixed physical addresses.
+    devices: heapless::Vec<DeviceUntyped, MAX_UNTYPEDS>,
     tsc_khz: u64,
     /// By `ObjectId`.
     objects: Vec<Originals>,
@@ -241,9 +267,30 @@ impl Loader<'_> {
             .map_or_else(|| refuse("looking up an object", format!("object {} does not exist", id.0)), Ok)
     }
 
-    /// Every object, in the spec's order.
+    /// Every object, in the spec's order; device frames first, in address
+    /// order, since a device untyped is used from its bottom up.
     fn create_objects(&mut self, spec: &SystemSpec) -> Result<(), Failure> {
-        for object in &spec.objects {
+        self.objects = alloc::vec![Originals { slot: 0, count: 0 }; spec.objects.len()];
+        let mut fixed: Vec<(u64, usize)> = spec
+            .objects
+            .iter()
+            .enumerate()
+            .filter_map(|(index, object)| match object.kind {
+                SpecKind::Frames { physical: Some(physical), .. } => Some((physical, index)),
+                _ => None,
+            })
+            .collect();
+        fixed.sort_unstable();
+        for (physical, index) in fixed {
+            let object = &spec.objects[index];
+            let SpecKind::Frames { page_size, count, .. } = object.kind else { continue };
+            let slot = self.device_frames(physical, page_size, count).map_err(|mut failure| {
+                failure.doing = format!("create `{}`: {}", object.name, failure.doing);
+                failure
+            })?;
+            self.objects[index] = Originals { slot, count };
+        }
+        for (index, object) in spec.objects.iter().enumerate() {
             let doing = || format!("create `{}`", object.name);
             let one = |slot| Originals { slot, count: 1 };
             let originals = match &object.kind {
@@ -265,18 +312,11 @@ impl Loader<'_> {
                 SpecKind::Endpoint => one(self.retype(ObjectKind::Endpoint, 0, 1).doing(doing)?),
                 SpecKind::Notification => one(self.retype(ObjectKind::Notification, 0, 1).doing(doing)?),
                 SpecKind::Reply => one(self.retype(ObjectKind::Reply, 0, 1).doing(doing)?),
-                SpecKind::Frames { page_size, count, physical } => {
-                    if physical.is_some() {
-                        return refuse(
-                            doing(),
-                            "device memory at a fixed physical address needs a device untyped, which the kernel does not hand out yet",
-                        );
-                    }
-                    let kind = match *page_size {
-                        size if size == PAGE_SIZES[0] => ObjectKind::Frame4K,
-                        size if size == PAGE_SIZES[1] => ObjectKind::Frame2M,
-                        size if size == PAGE_SIZES[2] => ObjectKind::Frame1G,
-                        other => return refuse(doing(), format!("page size {other:#x}")),
+                // Made above, from device memory.
+                SpecKind::Frames { physical: Some(_), .. } => continue,
+                SpecKind::Frames { page_size, count, physical: None } => {
+                    let Some(kind) = frame_kind(*page_size) else {
+                        return refuse(doing(), format!("page size {page_size:#x}"));
                     };
                     Originals { slot: self.retype(kind, 0, *count).doing(doing)?, count: *count }
                 }
@@ -299,9 +339,52 @@ impl Loader<'_> {
                     one(slot)
                 }
             };
-            self.objects.push(originals);
+            self.objects[index] = originals;
         }
         Ok(())
+    }
+
+    /// `count` frames of `page_size` at `physical`, from the device
+    /// untyped that covers them: first untypeds that fill the gap from its
+    /// watermark (each the largest aligned block that fits), then the
+    /// frames. Returns their first slot.
+    fn device_frames(&mut self, physical: u64, page_size: u64, count: u64) -> Result<u64, Failure> {
+        let Some(kind) = frame_kind(page_size) else {
+            return refuse("its frames", format!("page size {page_size:#x}"));
+        };
+        let end = page_size.checked_mul(count).and_then(|bytes| physical.checked_add(bytes));
+        let covering =
+            self.devices.iter().position(|device| end.is_some_and(|end| device.base <= physical && end <= device.end));
+        let Some(index) = covering else {
+            return refuse(
+                "find its device memory",
+                format!("no device untyped covers {physical:#x}: it is RAM, the kernel's, or past 4 GiB"),
+            );
+        };
+        let (cap, mut cursor) = (self.devices[index].cap, self.devices[index].watermark);
+        if cursor > physical {
+            return refuse(
+                "find its device memory",
+                "another region already took these frames (shared physical ranges are not supported yet)",
+            );
+        }
+        while cursor < physical {
+            // The largest block at `cursor` aligned to its size that ends
+            // by `physical`.
+            let mut bits = 63 - u64::from((physical - cursor).leading_zeros());
+            while !cursor.is_multiple_of(1 << bits) {
+                bits -= 1;
+            }
+            let filler = self.slots.take_one().doing(|| String::from("skip to its address"))?;
+            cap.retype(self.sys, ObjectKind::Untyped, bits, Destination::slots_of(ROOT_CNODE, filler), 1)
+                .doing(|| format!("skip {:#x} bytes of device memory at {cursor:#x}", 1_u64 << bits))?;
+            cursor += 1 << bits;
+        }
+        let first = self.slots.take(count).doing(|| String::from("its slots"))?;
+        cap.retype(self.sys, kind, 0, Destination::slots_of(ROOT_CNODE, first), count)
+            .doing(|| format!("retype {count} frames at {physical:#x}"))?;
+        self.devices[index].watermark = end.unwrap_or(u64::MAX);
+        Ok(first)
     }
 
     /// Makes the PDPT, page directory and page table that a page of
@@ -546,6 +629,16 @@ impl Loader<'_> {
         // The kernel's logs and the conformance dump call it by its name.
         tcb.set_name(self.sys, name).doing(|| format!("{name}: name its thread"))?;
         Ok(())
+    }
+}
+
+/// The frame object of a page size.
+fn frame_kind(page_size: u64) -> Option<ObjectKind> {
+    match page_size {
+        size if size == PAGE_SIZES[0] => Some(ObjectKind::Frame4K),
+        size if size == PAGE_SIZES[1] => Some(ObjectKind::Frame2M),
+        size if size == PAGE_SIZES[2] => Some(ObjectKind::Frame1G),
+        _ => None,
     }
 }
 

@@ -29,6 +29,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
+use kernel_core::memory::{PhysAddr, PhysRange};
 use raw_cpuid::CpuId;
 
 use super::cpu;
@@ -92,6 +93,11 @@ const DIVIDE_BY_1: u32 = 0b1011;
 
 /// The APIC's register page as 32-bit words (null until [`init`]).
 static APIC_PAGE: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
+/// The local APIC's physical page (its architectural default until `init`).
+static APIC_PHYSICAL: AtomicU64 = AtomicU64::new(0xfee0_0000);
+/// The I/O APIC's usual physical page: the kernel keeps it for itself
+/// (interrupt routing is the kernel's), though it does not drive it yet.
+const IO_APIC_PHYSICAL: u64 = 0xfec0_0000;
 /// The CPU has the TSC-deadline timer.
 static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 /// Count mode: APIC timer ticks per [`CALIBRATION_TSC_TICKS`] TSC ticks
@@ -148,6 +154,7 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     // has a local APIC and the MSR).
     let apic_base = unsafe { x86::msr::rdmsr(IA32_APIC_BASE) };
     let base = apic_base & APIC_BASE_ADDRESS_MASK;
+    APIC_PHYSICAL.store(base, Ordering::Relaxed);
     let page = physmap_pointer(base, 0x1000)?;
     // SAFETY: per this function's contract, nothing else edits the boot
     // tables now; the page is MMIO, never RAM the kernel uses.
@@ -175,6 +182,14 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
 }
 
 /// Whether [`init`] succeeded.
+/// The physical pages of the interrupt controllers, which never become
+/// device untypeds (a PD that mapped them could take the kernel's timer
+/// or route interrupts).
+pub(crate) fn kernel_device_ranges() -> [PhysRange; 2] {
+    let page = |base: u64| PhysRange::new(PhysAddr::new(base), PhysAddr::new(base + 0x1000));
+    [page(APIC_PHYSICAL.load(Ordering::Relaxed)), page(IO_APIC_PHYSICAL)]
+}
+
 pub(crate) fn present() -> bool {
     !APIC_PAGE.load(Ordering::Relaxed).is_null()
 }

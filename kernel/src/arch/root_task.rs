@@ -171,9 +171,18 @@ pub(crate) fn create(allocator: &mut FrameAllocator, module: PhysRange) -> Resul
         info.cnode_radix = u64::from(crate::root::ROOT_CNODE_RADIX);
         info.image_bytes = image_bytes;
         info.tsc_khz = super::cpu::tsc_khz();
-        for index in 0..MAX_UNTYPEDS as u64 {
-            let at = slot::FIRST_UNTYPED + index;
+        // RAM untypeds in their slots, then the device untypeds boot put
+        // from FIRST_FREE on; the root's free slots start after them.
+        let ram = slot::FIRST_UNTYPED..slot::SCHED_CONTROL;
+        let devices = slot::FIRST_FREE..slot::FIRST_FREE + crate::root::MAX_DEVICE_UNTYPEDS as u64;
+        for at in ram.chain(devices) {
+            if usize::try_from(info.untyped_count).unwrap_or(MAX_UNTYPEDS) >= MAX_UNTYPEDS {
+                break;
+            }
             if let Cap::Untyped { base, size_bits, is_device, .. } = kernel.store.slot(root_slot(cnode, at)?).cap {
+                if is_device {
+                    info.first_free_slot = at + 1;
+                }
                 let entry = UntypedInfo {
                     slot: at,
                     base: base.as_u64(),
