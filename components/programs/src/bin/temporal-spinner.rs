@@ -1,0 +1,39 @@
+//! The test system `temporal`'s spinner (tests/systems/temporal.capdl): runs the measured loop at high priority on a 20 % budget, polling for the counter's stop signal after every round; prints its iterations and exits.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+/// This image's capabilities and regions in system `temporal`.
+#[allow(dead_code, unreachable_pub, reason = "generated: not every name is used by every program")]
+mod names {
+    include!(concat!(env!("OUT_DIR"), "/names/temporal/temporal-spinner.rs"));
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
+    use bulkhead_components::cap::{Cap, kind};
+    use bulkhead_sys::println;
+    let name = bulkhead_programs::name_of(info);
+    let stop: Cap<kind::Notification> = Cap::new(names::caps::STOP_NOTIFICATION);
+    let mut failure = None;
+    let iterations = bulkhead_programs::measured_loop(|_| match stop.poll(sys) {
+        Ok(badge) => badge != 0,
+        Err(error) => {
+            failure = Some(error);
+            true
+        }
+    });
+    if let Some(error) = failure {
+        println!("{name}: poll failed: {error}");
+        return 1;
+    }
+    println!("{name}: {iterations} iterations");
+    0
+}
+
+bulkhead_sys::pd_entry!(run);
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("this program runs in a Bulkhead protection domain: the host CLI builds it for x86_64-unknown-none");
+}
