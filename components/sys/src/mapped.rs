@@ -118,7 +118,7 @@ impl SharedPage {
     #[must_use]
     pub fn new(address: u64) -> Option<SharedPage> {
         let allowed = bulkhead_capdl_spec::layout::RESERVED_END..=USER_TOP - 4096;
-        if !allowed.contains(&address) || address % 4096 != 0 {
+        if !allowed.contains(&address) || !address.is_multiple_of(4096) {
             return None;
         }
         let base = usize::try_from(address).ok()?;

@@ -9,10 +9,10 @@ mod names {
     include!(concat!(env!("OUT_DIR"), "/names/temporal/temporal-counter.rs"));
 }
 
-/// How many iterations the counter runs: about 30 of its periods under
+/// How many iterations the counter runs: about 120 of its periods under
 /// QEMU `-icount shift=0`.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-const ITERATIONS: u64 = 30_000_000;
+const ITERATIONS: u64 = 120_000_000;
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
