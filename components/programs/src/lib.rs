@@ -10,9 +10,11 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+use core::fmt::Write as _;
+
 use bulkhead_capdl_spec::PdInfo;
 use bulkhead_components::cap::{Cap, kind};
-use bulkhead_components::kernel::Kernel;
+use bulkhead_components::kernel::{DebugWriter, Kernel};
 use bulkhead_components::{Error, Message};
 
 /// The label of an echo request.
@@ -61,6 +63,22 @@ pub fn serve_echo(
     }
 }
 
+/// A server's whole life: serves echo requests ([`serve_echo`]) until the
+/// kernel refuses it, prints why as `name`, and returns the exit code 1 (a
+/// server has failed when it stops).
+pub fn run_echo_server(
+    kernel: &mut impl Kernel,
+    name: &str,
+    endpoint: Cap<kind::Endpoint>,
+    reply: Cap<kind::Reply>,
+    report: impl FnMut(u64, u64),
+) -> u64 {
+    if let Err(error) = serve_echo(kernel, endpoint, reply, report) {
+        let _ = writeln!(DebugWriter(kernel), "{name}: serving failed: {error}");
+    }
+    1
+}
+
 /// Calls the echo server at `endpoint` with `word`; returns its answer.
 ///
 /// # Errors
@@ -89,11 +107,15 @@ pub fn work_step(state: u64) -> u64 {
 }
 
 /// Runs [`work_step`] in rounds of [`ITERATIONS_PER_CHECK`] iterations,
-/// calling `stop` (given the iterations so far) after each round, until
+/// calling `check` (given the iterations so far) after each round, until
 /// it answers true; returns the iterations. Two programs that loop here
 /// with checks of equal cost (each one system call) do equal work per
 /// iteration, so their iteration counts compare their CPU time.
-pub fn measured_loop(mut stop: impl FnMut(u64) -> bool) -> u64 {
+///
+/// # Errors
+///
+/// The first error `check` returns.
+pub fn measured_loop(mut check: impl FnMut(u64) -> Result<bool, Error>) -> Result<u64, Error> {
     let mut state = 1;
     let mut iterations = 0;
     loop {
@@ -101,8 +123,25 @@ pub fn measured_loop(mut stop: impl FnMut(u64) -> bool) -> u64 {
             state = work_step(state);
         }
         iterations += ITERATIONS_PER_CHECK;
-        if stop(iterations) {
-            return iterations;
+        if check(iterations)? {
+            return Ok(iterations);
+        }
+    }
+}
+
+/// Prints the outcome of a [`measured_loop`] as `name` and returns the
+/// exit code: 0 after `NAME: N iterations`, 1 after the failed system
+/// call's error.
+pub fn report_iterations(kernel: &mut impl Kernel, name: &str, outcome: Result<u64, Error>) -> u64 {
+    let mut console = DebugWriter(kernel);
+    match outcome {
+        Ok(iterations) => {
+            let _ = writeln!(console, "{name}: {iterations} iterations");
+            0
+        }
+        Err(error) => {
+            let _ = writeln!(console, "{name}: a system call failed: {error}");
+            1
         }
     }
 }
@@ -182,6 +221,8 @@ pub const fn is_bcd_seconds(value: u8) -> bool {
 mod tests {
     use super::*;
 
+    use bulkhead_components::kernel::Incoming;
+
     #[test]
     fn the_answer_adds_the_badge_and_refuses_other_labels() {
         assert_eq!(echo_answer(&Message::new(ECHO, &[40]), 2), Some(42));
@@ -194,16 +235,53 @@ mod tests {
         assert_ne!(pattern(0), pattern(1));
         assert_ne!(pattern(1), pattern(511));
     }
+    /// A thread that cannot make any system call (each is refused before
+    /// the kernel, as a message without an IPC buffer is) and keeps what
+    /// it prints.
+    struct Refusing {
+        printed: String,
+    }
+
+    impl Kernel for Refusing {
+        fn syscall(&mut self, _call: bulkhead_components::kernel::Syscall<'_>) -> Result<Incoming, Error> {
+            Err(Error::NoIpcBuffer)
+        }
+
+        fn debug_putchar(&mut self, byte: u8) {
+            self.printed.push(char::from(byte));
+        }
+    }
+
     #[test]
     fn the_measured_loop_checks_after_each_round() {
         let mut checks = Vec::new();
         let iterations = measured_loop(|so_far| {
             checks.push(so_far);
-            checks.len() == 3
+            Ok(checks.len() == 3)
         });
-        assert_eq!(iterations, 3 * ITERATIONS_PER_CHECK);
+        assert_eq!(iterations, Ok(3 * ITERATIONS_PER_CHECK));
         assert_eq!(checks, [ITERATIONS_PER_CHECK, 2 * ITERATIONS_PER_CHECK, 3 * ITERATIONS_PER_CHECK]);
+        assert_eq!(measured_loop(|_| Err(Error::RangeError)), Err(Error::RangeError));
         assert_ne!(work_step(1), work_step(2));
+    }
+
+    #[test]
+    fn reports_print_the_outcome_and_give_the_exit_code() {
+        let mut kernel = Refusing { printed: String::new() };
+        assert_eq!(report_iterations(&mut kernel, "spinner", Ok(5_000)), 0);
+        assert_eq!(report_iterations(&mut kernel, "counter", Err(Error::RangeError)), 1);
+        let expected = format!("spinner: 5000 iterations\ncounter: a system call failed: {}\n", Error::RangeError);
+        assert_eq!(kernel.printed, expected);
+    }
+
+    #[test]
+    fn a_refused_server_says_why_and_fails() {
+        let mut kernel = Refusing { printed: String::new() };
+        let mut calls = 0;
+        let code = run_echo_server(&mut kernel, "server", Cap::new(1), Cap::new(2), |_, _| calls += 1);
+        assert_eq!(code, 1);
+        assert_eq!(calls, 0);
+        assert_eq!(kernel.printed, format!("server: serving failed: {}\n", Error::NoIpcBuffer));
     }
 
     #[test]

@@ -11,15 +11,10 @@ mod names {
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
-    use bulkhead_components::cap::{Cap, kind};
-    use bulkhead_sys::println;
+    use bulkhead_components::cap::Cap;
     let name = bulkhead_programs::name_of(info);
-    let endpoint: Cap<kind::Endpoint> = Cap::new(names::caps::BENCH);
-    let served = bulkhead_programs::serve_echo(sys, endpoint, Cap::new(names::caps::REPLY), |_, _| {});
-    if let Err(error) = served {
-        println!("{name}: serving failed: {error}");
-    }
-    1
+    let (endpoint, reply) = (Cap::new(names::caps::BENCH), Cap::new(names::caps::REPLY));
+    bulkhead_programs::run_echo_server(sys, &name, endpoint, reply, |_, _| {})
 }
 
 bulkhead_sys::pd_entry!(run);

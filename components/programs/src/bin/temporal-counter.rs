@@ -18,24 +18,10 @@ const ITERATIONS: u64 = 120_000_000;
 fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
     use bulkhead_components::invocation::yield_now;
-    use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
-    let mut failure = None;
-    let iterations = bulkhead_programs::measured_loop(|so_far| {
-        if let Err(error) = yield_now(sys) {
-            failure = Some(error);
-            return true;
-        }
-        so_far >= ITERATIONS
-    });
     let stop: Cap<kind::Notification> = Cap::new(names::caps::STOP_NOTIFICATION);
-    let signalled = stop.signal(sys);
-    if let Some(error) = failure.or(signalled.err()) {
-        println!("{name}: a system call failed: {error}");
-        return 1;
-    }
-    println!("{name}: {iterations} iterations");
-    0
+    let iterations = bulkhead_programs::measured_loop(|so_far| yield_now(sys).map(|()| so_far >= ITERATIONS))
+        .and_then(|iterations| stop.signal(sys).map(|()| iterations));
+    bulkhead_programs::report_iterations(sys, &bulkhead_programs::name_of(info), iterations)
 }
 
 bulkhead_sys::pd_entry!(run);

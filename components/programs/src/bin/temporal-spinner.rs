@@ -12,23 +12,9 @@ mod names {
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 fn run(info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
     use bulkhead_components::cap::{Cap, kind};
-    use bulkhead_sys::println;
-    let name = bulkhead_programs::name_of(info);
     let stop: Cap<kind::Notification> = Cap::new(names::caps::STOP_NOTIFICATION);
-    let mut failure = None;
-    let iterations = bulkhead_programs::measured_loop(|_| match stop.poll(sys) {
-        Ok(badge) => badge != 0,
-        Err(error) => {
-            failure = Some(error);
-            true
-        }
-    });
-    if let Some(error) = failure {
-        println!("{name}: poll failed: {error}");
-        return 1;
-    }
-    println!("{name}: {iterations} iterations");
-    0
+    let iterations = bulkhead_programs::measured_loop(|_| stop.poll(sys).map(|badge| badge != 0));
+    bulkhead_programs::report_iterations(sys, &bulkhead_programs::name_of(info), iterations)
 }
 
 bulkhead_sys::pd_entry!(run);
