@@ -11,17 +11,17 @@
 //! - `temporal`: a spinner (priority 200, 2 ms in every 10 ms: 20 %) and
 //!   a counter (priority 1, 8 ms in every 10 ms: the rest of the core; a
 //!   whole period would put the core's budgets over 1, which the validator
-//!   refuses) run the same measured loop (`bulkhead_programs::
-//!   measured_loop`: rounds of 1,000 iterations, one system call after
-//!   each). The counter runs 120,000,000 iterations, signals the spinner's
+//!   refuses) run the same measured loop
+//!   (`bulkhead_programs::measured_loop`: rounds of 1,000 iterations, one
+//!   system call after each). The counter runs 120,000,000 iterations, signals the spinner's
 //!   `stop` notification and exits; the spinner polls it after every round
 //!   and exits when signalled. With equal work per iteration, the
 //!   spinner's share of the iterations is its share of the CPU: about
 //!   20 %.
 //! - `round_robin`: a caller that polls its `stop` notification without
 //!   end and a worker that counts, both at priority 10 with half of a 1 s
-//!   period: far longer than the run, so only the round-robin slice (1,000,000
-//!   TSC ticks) takes the CPU from the caller. The worker reads the TSC at
+//!   period: far longer than the run, so only the round-robin slice
+//!   (1,000,000 TSC ticks) takes the CPU from the caller. The worker reads the TSC at
 //!   every step, counts the times it lost the CPU and its longest wait,
 //!   signals the caller and exits; the caller then stops.
 //! - `ipc_bench`: a client makes 10,000 one-word Calls to a server
@@ -36,6 +36,12 @@
 //!   polling the PIT's notification (a PD that waited would leave no
 //!   thread to run, which ends the run), acknowledging each; then it
 //!   stops the PIT, clears its handler and exits.
+//!
+//! `temporal` runs under plain TCG and under `-icount shift=0`, where the
+//! TSC and the APIC timer count instructions and the figures are the same
+//! on every run; `round_robin` and `ipc_bench` run under `-icount` only,
+//! `devices` under plain TCG. The measured figures are in
+//! docs/PERFORMANCE.md ("IPC round trip", "Temporal isolation").
 
 mod common;
 
