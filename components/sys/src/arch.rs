@@ -125,6 +125,24 @@ pub fn exit(code: u64) -> ! {
     panic!("bulkhead-sys: exit({code}) outside Bulkhead")
 }
 
+/// The time-stamp counter (RDTSC): ticks at the machine's TSC rate, which
+/// a protection domain is not told; under QEMU's `-icount shift=0` one tick
+/// per instruction. For measuring, not for telling the time.
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+#[must_use]
+pub fn read_tsc() -> u64 {
+    // SAFETY: RDTSC reads a counter into EDX:EAX and touches no memory;
+    // the kernel leaves CR4.TSD clear, so ring 3 may execute it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The host build has no Bulkhead machine: the counter reads 0.
+#[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+#[must_use]
+pub fn read_tsc() -> u64 {
+    0
+}
+
 /// Names the thread whose TCB capability `tcb` addresses, for the
 /// kernel's dumps: the first 32 bytes of `name` (`DEBUG_NAME_THREAD`).
 ///
