@@ -197,7 +197,7 @@ fn dump_after_root_exit() {
 
 /// Creates the root thread's objects and initial capabilities
 /// (`root`), out of frames that the boot allocator then no longer holds.
-fn create_root_objects(allocator: &mut FrameAllocator, memory_map: &[kernel_core::boot_info::MemoryRegion]) {
+fn create_root_objects(allocator: &mut FrameAllocator, memory_map: &[boot_info::MemoryRegion]) {
     match crate::root::create_root_objects(allocator, memory_map) {
         Ok(summary) => {
             defmt::info!(

@@ -32,13 +32,13 @@ use crate::user_pds::{StepFailed, invoke, retype};
 
 /// Root CNode slots: the driver's TCB, CNode and its guarded copy, the
 /// spinner's TCB, the notification and its badged copy (user_pds uses
-/// 64..99, user_temporal 110..113).
-const DRIVER_TCB: u64 = 120;
-const DRIVER_CNODE: u64 = 121;
-const DRIVER_GUARDED: u64 = 122;
-const SPINNER_TCB: u64 = 123;
-const NOTIFICATION: u64 = 124;
-const BADGED_NOTIFICATION: u64 = 125;
+/// 200..235, user_temporal 240..243).
+const DRIVER_TCB: u64 = 250;
+const DRIVER_CNODE: u64 = 251;
+const DRIVER_GUARDED: u64 = 252;
+const SPINNER_TCB: u64 = 253;
+const NOTIFICATION: u64 = 254;
+const BADGED_NOTIFICATION: u64 = 255;
 /// The badge each interrupt signals.
 pub(crate) const IRQ_BADGE: u64 = 0x1;
 /// The PIT's interrupt line.

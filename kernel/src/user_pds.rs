@@ -49,13 +49,15 @@ static_assertions::const_assert_eq!(LONG_MESSAGE_WORDS, 40);
 
 /// Root CNode slots for the domains' objects: slot `FIRST + 4 * domain +`
 /// 0 its TCB, 1 its CNode, 2 the guarded copy that becomes its CSpace root.
-const FIRST_SLOT: u64 = 64;
+/// From 200 on: the slots from 32 hold the device untypeds boot made
+/// (`root.rs`, at most 60 of them).
+const FIRST_SLOT: u64 = 200;
 /// Root CNode slots of the shared endpoint and notification.
-const ENDPOINT_SLOT: u64 = 96;
-const NOTIFICATION_SLOT: u64 = 97;
+const ENDPOINT_SLOT: u64 = 232;
+const NOTIFICATION_SLOT: u64 = 233;
 /// Root CNode slots of the fault endpoint and the intruder's badged copy.
-const FAULT_ENDPOINT_SLOT: u64 = 98;
-const FAULT_HANDLER_SLOT: u64 = 99;
+const FAULT_ENDPOINT_SLOT: u64 = 234;
+const FAULT_HANDLER_SLOT: u64 = 235;
 /// The badge the intruder's faults arrive with.
 const FAULT_BADGE: u64 = 0xfa;
 /// log2 of each domain's CNode slot count.

@@ -37,8 +37,8 @@ pub(crate) const SPINNER_BUDGET: u64 = 200_000;
 pub(crate) const COUNTER_RUN_TICKS: u64 = 30 * PERIOD;
 
 /// Root CNode slots for the threads' objects: `FIRST_SLOT + 2 * thread`
-/// its TCB, `+ 1` its scheduling context (user_pds uses 64..99).
-const FIRST_SLOT: u64 = 110;
+/// its TCB, `+ 1` its scheduling context (user_pds uses 200..235).
+const FIRST_SLOT: u64 = 240;
 /// Object types (`docs/abi.md`, "Object types").
 const TYPE_TCB: u64 = 2;
 const TYPE_SCHED_CONTEXT: u64 = 3;
