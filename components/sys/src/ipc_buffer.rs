@@ -111,14 +111,11 @@ pub fn unpack(raw: &RawReturn, buffer: Option<&dyn WordBuffer>) -> Incoming {
     if buffer.is_none() {
         length = length.min(REGISTER_MESSAGE_WORDS);
     }
-    let mut words = [0; MAX_MESSAGE_WORDS];
-    words[..REGISTER_MESSAGE_WORDS].copy_from_slice(&raw.words);
-    if let Some(buffer) = buffer {
-        for (index, word) in words.iter_mut().enumerate().take(length).skip(REGISTER_MESSAGE_WORDS) {
-            *word = buffer.read(index);
-        }
-    }
-    Incoming { badge: raw.badge, message: Message::new(info.label, &words[..length]), caps: info.caps }
+    let message = Message::from_fn(info.label, length, |index| match raw.words.get(index) {
+        Some(word) => *word,
+        None => buffer.map_or(0, |buffer| buffer.read(index)),
+    });
+    Incoming { badge: raw.badge, message, caps: info.caps }
 }
 
 #[cfg(test)]
