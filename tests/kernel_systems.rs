@@ -176,6 +176,9 @@ fn devices_a_driver_uses_its_ports_and_takes_interrupts() {
             "driver: interrupt 1: badge 0x1, acknowledged",
             "driver: interrupt 2: badge 0x1, acknowledged",
             "driver: interrupt 3: badge 0x1, acknowledged",
+            "driver: interrupt 1 waited for: badge 0x1, acknowledged",
+            "driver: interrupt 2 waited for: badge 0x1, acknowledged",
+            "driver: interrupt 3 waited for: badge 0x1, acknowledged",
         ],
     );
     assert!(after(console, "driver: 3 interrupts in ").ends_with("; the pit stopped"));

@@ -273,6 +273,7 @@ fn an_interrupt_signals_the_bound_notification_and_masks_until_ack() {
     assert_eq!(system.call(R_HANDLER, irq_label::IRQ_HANDLER_SET_NOTIFICATION, &[], &[R_BADGED]), OK);
     assert_eq!(system.events(), [PlatformEvent::IrqMasked { line: 4, masked: false }]);
     assert_eq!(system.kernel.irqs.lines[4].notification, Some((system.notification(), 0x40)));
+    assert!(!irq::awaited(&system.kernel), "bound, but nobody waits: no reason to idle for it");
 
     // The driver (sharing the root's CSpace) waits on the notification.
     let driver = match system.cap(R_DRIVER) {
@@ -284,6 +285,7 @@ fn an_interrupt_signals_the_bound_notification_and_masks_until_ack() {
     system.ok(R_DRIVER, tcb_label::TCB_RESUME, &[], &[]);
     system.syscall(driver, number::WAIT, R_READ_ONLY, 0, &[], &[]);
     assert!(matches!(system.kernel.store.tcb(driver).state, ThreadState::BlockedOnNotification { .. }));
+    assert!(irq::awaited(&system.kernel), "a waiter on a bound, unmasked line: the CPU idles for the device");
 
     system.platform.clear();
     assert_eq!(irq::deliver(&mut system.kernel, &mut system.platform, 4), Delivery::Signalled);
@@ -291,6 +293,7 @@ fn an_interrupt_signals_the_bound_notification_and_masks_until_ack() {
     let woken = system.kernel.store.tcb(driver);
     assert_eq!((woken.state, woken.badge), (ThreadState::Runnable, 0x40));
     assert!(system.kernel.irqs.lines[4].masked && system.kernel.irqs.lines[4].pending);
+    assert!(!irq::awaited(&system.kernel), "the waiter woke, and the line is masked until the Ack");
 
     // A second interrupt before the Ack (one in flight) is kept in the word.
     assert_eq!(irq::deliver(&mut system.kernel, &mut system.platform, 4), Delivery::Signalled);

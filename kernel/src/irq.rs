@@ -283,6 +283,19 @@ pub enum Delivery {
     Unbound,
 }
 
+/// Whether some thread waits on a notification that an interrupt line can
+/// still signal (bound and unmasked: not waiting for its Ack): then a CPU
+/// with nothing to run idles until a device interrupts, instead of ending
+/// the run.
+pub fn awaited<S: ObjectStore>(kernel: &Kernel<S>) -> bool {
+    kernel.irqs.lines.iter().any(|line| {
+        !line.masked
+            && line
+                .notification
+                .is_some_and(|(notification, _)| kernel.store.notification(notification).waiters.head.is_some())
+    })
+}
+
 /// The kernel's entry for an interrupt on `line` (the architecture code
 /// calls it, after acknowledging the interrupt at the controller): masks
 /// the line and signals its notification with the bound badge. A woken

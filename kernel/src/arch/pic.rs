@@ -89,6 +89,37 @@ pub(crate) fn end_of_interrupt(line: u8) {
     outb(MASTER_COMMAND, END_OF_INTERRUPT);
 }
 
+/// The 8259's poll command (OCW3 with P set): the next read of the
+/// command port acknowledges the highest-priority request, if any.
+const POLL: u8 = 0x0c;
+/// In a poll's answer: a request was pending (bits 0..2: its level).
+const POLL_REQUEST: u8 = 0x80;
+
+/// Takes a pending interrupt without the CPU's interrupt cycle (the
+/// kernel idles with interrupts off): the PICs' poll command acknowledges
+/// the highest-priority request and names its line, which is then in
+/// service until [`end_of_interrupt`]. `None`: nothing was pending (or
+/// the slave had withdrawn its request, which the master's end of
+/// interrupt then clears).
+pub(crate) fn poll() -> Option<u8> {
+    outb(MASTER_COMMAND, POLL);
+    let master = inb(MASTER_COMMAND);
+    if master & POLL_REQUEST == 0 {
+        return None;
+    }
+    let level = master & 0x7;
+    if level != CASCADE_LINE {
+        return Some(level);
+    }
+    outb(SLAVE_COMMAND, POLL);
+    let slave = inb(SLAVE_COMMAND);
+    if slave & POLL_REQUEST == 0 {
+        outb(MASTER_COMMAND, END_OF_INTERRUPT);
+        return None;
+    }
+    Some(8 + (slave & 0x7))
+}
+
 fn in_service(command_port: u16) -> u8 {
     outb(command_port, READ_IN_SERVICE);
     inb(command_port)

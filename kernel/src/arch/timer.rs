@@ -349,7 +349,12 @@ fn load_frame(frame: &mut TrapFrame, context: &UserContext) {
 }
 
 /// Picks the next thread; idles until the earliest refill when only
-/// throttled threads remain. `None`: nothing can run any more.
+/// throttled threads remain, or until a device interrupts when a thread
+/// waits for one (`irq::awaited`). `None`: nothing can run any more.
+///
+/// The kernel idles with interrupts off, inside the kernel's state: it
+/// polls the PICs for a device's request ([`pic::poll`]) and delivers it
+/// here, as the interrupt path would, instead of taking the interrupt.
 fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<ThreadId> {
     if slice_ended {
         kernel.scheduler.yield_current(&mut kernel.store);
@@ -358,8 +363,27 @@ fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<Thr
         if let Some(next) = user::next_runnable(kernel) {
             return Some(next);
         }
-        let refill = kernel.scheduler.timer_deadline(&kernel.store, cpu::read_tsc())?;
-        while cpu::read_tsc() < refill {
+        let refill = kernel.scheduler.timer_deadline(&kernel.store, cpu::read_tsc());
+        let device = irq::awaited(kernel);
+        if refill.is_none() && !device {
+            return None;
+        }
+        loop {
+            if device && let Some(line) = pic::poll() {
+                if !pic::is_spurious(line) {
+                    let delivery = irq::deliver(kernel, &mut Machine, line);
+                    pic::end_of_interrupt(line);
+                    threads::count(if delivery == Delivery::Unbound {
+                        &IGNORED_INTERRUPTS
+                    } else {
+                        &DEVICE_INTERRUPTS
+                    });
+                }
+                break;
+            }
+            if refill.is_some_and(|refill| cpu::read_tsc() >= refill) {
+                break;
+            }
             core::hint::spin_loop();
         }
         let now = cpu::read_tsc();

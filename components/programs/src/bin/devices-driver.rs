@@ -1,4 +1,4 @@
-//! The test system `devices`'s driver (tests/systems/devices.capdl): reads the RTC's seconds through its port capability, is refused a port outside its range, programs the PIT and takes three of its interrupts by polling the device's notification (acknowledging each), then stops the PIT and exits.
+//! The test system `devices`'s driver (tests/systems/devices.capdl): reads the RTC's seconds through its port capability, is refused a port outside its range, programs the PIT and takes three of its interrupts by polling the device's notification and three by waiting on it (the kernel idles until the device interrupts), acknowledging each, then stops the PIT and exits.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -92,6 +92,18 @@ fn run(_info: &bulkhead_sys::PdInfo, sys: &mut bulkhead_sys::Sys) -> u64 {
             Ok(_) => {}
             Err(error) => {
                 println!("poll failed: {error}");
+                return 1;
+            }
+        }
+    }
+    // Then blocked in Wait: with nothing else to run, the kernel idles
+    // until the PIT interrupts instead of ending the run.
+    for waited in 1..=INTERRUPTS {
+        let taken = notification.wait(sys).and_then(|badge| irq.ack(sys).map(|()| badge));
+        match taken {
+            Ok(badge) => println!("interrupt {waited} waited for: badge {badge:#x}, acknowledged"),
+            Err(error) => {
+                println!("wait {waited} failed: {error}");
                 return 1;
             }
         }
