@@ -160,6 +160,19 @@ fn the_hpet_system_reads_device_registers_through_a_manifest_region() {
     assert_system_succeeded(&outcome, Emulator::Qemu);
 }
 
+/// 80 PDs at once: every one runs (the kernel once kept 32 threads and
+/// stopped the rest without failing the run).
+#[test]
+fn a_crowd_of_eighty_pds_all_run() {
+    let outcome = boot_system("crowd", "");
+    for member in 0..80 {
+        let line = format!("user member_{member:02}: member_{member:02} ran");
+        assert!(outcome.console.lines().any(|printed| printed == line), "missing {line:?}");
+    }
+    assert!(outcome.console.contains("system: 80 threads ended: 80 with code 0, 0 failed"));
+    assert_system_succeeded(&outcome, Emulator::Qemu);
+}
+
 /// The post-boot conformance check for every system of the repository:
 /// the default system and each test system's manifest.
 #[test]

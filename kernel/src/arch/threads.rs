@@ -60,7 +60,9 @@ static_assertions::const_assert_eq!(IPC_BUFFER_WORDS as u64 * 8, FRAME_SIZE);
 pub(crate) const MAX_USER_THREADS: usize = 8;
 /// The most threads the kernel runs at once: the kernel-built ones and
 /// those user space makes (each has a table entry and a save area).
-pub(crate) const MAX_RUNNING_THREADS: usize = 32;
+/// A thread's entry is taken back when it ends (`forget`), so this bounds
+/// the threads alive at once, not the threads of a run.
+pub(crate) const MAX_RUNNING_THREADS: usize = 256;
 
 /// The longest line `DEBUG_PUTCHAR` collects before it prints.
 pub(crate) const DEBUG_LINE_BYTES: usize = 256;
@@ -388,20 +390,37 @@ fn ipc_buffer_from_tcb(store: &impl ObjectStore, thread: ThreadId) -> Option<u64
     }
 }
 
+/// Why [`adopt`] could not take a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdoptError {
+    /// Its TCB gives it no VSpace (with an ASID) or no IPC buffer.
+    NoContext,
+    /// [`MAX_RUNNING_THREADS`] threads are alive already.
+    TableFull,
+}
+
 /// Takes `thread`, which user space made and set up through its TCB (a
 /// VSpace, an IPC buffer, registers), into the table so that it can run.
-/// Returns false if it lacks one of them or the table is full.
-pub(crate) fn adopt(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadId, name: &'static str) -> bool {
+///
+/// # Errors
+///
+/// [`AdoptError`]: it lacks one of them, or the table is full.
+pub(crate) fn adopt(
+    store: &impl ObjectStore,
+    asids: &AsidTable,
+    thread: ThreadId,
+    name: &'static str,
+) -> Result<(), AdoptError> {
     if spaces_from_tcb(store, asids, thread).is_none() {
-        return false;
+        return Err(AdoptError::NoContext);
     }
     with_table(|table| {
         if table.entry(thread).is_some() {
-            return true;
+            return Ok(());
         }
         // Nothing is written into the area: its registers come from its TCB
         // each time it is put on the CPU.
-        let Some(area) = table.free_area() else { return false };
+        let Some(area) = table.free_area() else { return Err(AdoptError::TableFull) };
         // The name the TCB was given, if any (the loader names its PDs).
         let given = core::str::from_utf8(store.tcb(thread).name.as_bytes()).ok().filter(|given| !given.is_empty());
         let entry = UserThread {
@@ -414,12 +433,14 @@ pub(crate) fn adopt(store: &impl ObjectStore, asids: &AsidTable, thread: ThreadI
             from_tcb: true,
             output: DebugOutput { limit: DEBUG_LINES_PER_ROOT_TASK_THREAD, ..DebugOutput::EMPTY },
         };
-        table.threads.push(entry).is_ok()
+        table.threads.push(entry).map_err(|_| AdoptError::TableFull)
     })
 }
 
-/// `thread`'s TCB is being deleted: the kernel forgets it (a new TCB at the
-/// same address is another thread).
+/// `thread`'s TCB is being deleted, or the thread ended: the kernel
+/// forgets it and its entry and save area are free again (a new TCB at the
+/// same address is another thread; a thread resumed after it ended is
+/// adopted again from its TCB).
 pub(crate) fn forget(thread: ThreadId) {
     with_table(|table| {
         let named = table.named;

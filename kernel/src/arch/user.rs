@@ -449,7 +449,7 @@ pub(crate) fn run_root_task(root: ThreadId, after_root_exit: fn()) -> Result<Sys
     threads::begin_run(kernel_root, true, false);
     let mut context = UserContext::default();
     let started = crate::root::with_kernel(|kernel, _| {
-        if !threads::adopt(&kernel.store, &kernel.asids, root, "root")
+        if threads::adopt(&kernel.store, &kernel.asids, root, "root").is_err()
             || kernel.scheduler.schedule(&mut kernel.store) != Some(root)
         {
             return None;
@@ -666,15 +666,31 @@ pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> 
         // A thread user space set up through its TCB joins the run; one in
         // the table runs only while its TCB still gives it a VSpace and an
         // IPC buffer.
-        let runs = threads::can_run(&kernel.store, &kernel.asids, next)
-            .unwrap_or_else(|| threads::adopt(&kernel.store, &kernel.asids, next, "pd"));
-        if runs {
-            return Some(next);
+        let runs = match threads::can_run(&kernel.store, &kernel.asids, next) {
+            Some(runs) => Ok(runs),
+            None => threads::adopt(&kernel.store, &kernel.asids, next, "pd").map(|()| true),
+        };
+        match runs {
+            Ok(true) => return Some(next),
+            Ok(false) | Err(threads::AdoptError::NoContext) => println!(
+                "user mode: thread {:#x} has no user context (or lost its VSpace or IPC buffer): stopped",
+                next.address().as_u64()
+            ),
+            Err(threads::AdoptError::TableFull) => {
+                // A kernel limit, not the thread's doing: the system is not
+                // what its builder asked for.
+                println!(
+                    "user mode: thread {:#x} cannot run: {} threads are alive, the most the kernel keeps: stopped",
+                    next.address().as_u64(),
+                    threads::MAX_RUNNING_THREADS
+                );
+                with_run_state(|state| {
+                    if let Some(system) = state.system.as_mut() {
+                        system.failed_threads += 1;
+                    }
+                });
+            }
         }
-        println!(
-            "user mode: thread {:#x} has no user context (or lost its VSpace or IPC buffer): stopped",
-            next.address().as_u64()
-        );
         ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
     }
 }
@@ -724,6 +740,8 @@ fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<Thre
     let next = crate::root::with_kernel(|kernel, _| {
         if let Some(thread) = thread {
             ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, thread);
+            // Its entry is free for another thread (its output is flushed).
+            threads::forget(thread);
         }
         if run_ends {
             return None;
