@@ -47,13 +47,7 @@ fn compile_systems() {
     let mut names = Vec::new();
     for directory in ["systems", "tests/systems"] {
         println!("cargo:rerun-if-changed={directory}");
-        let Ok(entries) = std::fs::read_dir(root.join(directory)) else { continue };
-        let mut manifests: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|extension| extension == "capdl"))
-            .collect();
-        manifests.sort();
-        for manifest in manifests {
+        for manifest in bulkhead_capdl::manifests_in(&root.join(directory)) {
             let name = manifest.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
             assert!(!names.contains(&name), "two system manifests are called `{name}`: rename one");
             let relative = format!("{directory}/{name}.capdl");
@@ -72,10 +66,7 @@ fn compile_systems() {
 fn compile_system(manifest: &Path, shown: &str) -> Vec<u8> {
     println!("cargo:rerun-if-changed={}", manifest.display());
     let text = std::fs::read_to_string(manifest).unwrap_or_else(|error| panic!("{shown}: {error}"));
-    let compiled = bulkhead_capdl::parse(shown, &text).map_err(|error| vec![error]).and_then(|parsed| {
-        bulkhead_capdl::validate(&parsed).and_then(|graph| bulkhead_capdl::compile(&parsed, &graph))
-    });
-    match compiled {
+    match bulkhead_capdl::compile_manifest(shown, &text) {
         Ok(spec) => bulkhead_capdl::to_blob(&spec),
         Err(errors) => {
             for error in &errors {

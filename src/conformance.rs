@@ -16,26 +16,20 @@ pub const PREFIX: &str = "conformance: ";
 
 /// The first address above the PDs' private layout: everything mapped at
 /// or above it must be a region of the manifest.
-pub const PRIVATE_TOP: u64 = 0x8000_0000;
+pub const PRIVATE_TOP: u64 = bulkhead_capdl_spec::layout::RESERVED_END;
 
-/// The names of the loader's own thread, which is not part of the system:
-/// unnamed, or `loader`.
-pub const LOADER_NAMES: [&str; 2] = ["?", "loader"];
+/// The name of the loader's own thread, which is not part of the system:
+/// it leaves itself unnamed.
+pub const LOADER_NAMES: [&str; 1] = ["?"];
 
-/// A PD's private layout (`docs/capdl.md`, "Post-boot conformance").
+/// A PD's private layout: the loader's (`bulkhead_capdl_spec::layout`).
 mod layout {
+    pub(super) use bulkhead_capdl_spec::layout::{DEFAULT_STACK_BYTES, INFO_PAGE, IPC_BUFFER, STACK_TOP};
     /// The program image's segments.
-    pub(super) const IMAGE: (u64, u64) = (0x40_0000, 0x4000_0000);
-    /// The stack grows down from here.
-    pub(super) const STACK_TOP: u64 = 0x4010_0000;
-    /// The lowest a stack may reach (the image's end).
-    pub(super) const STACK_FLOOR: u64 = 0x4000_0000;
-    /// The IPC buffer.
-    pub(super) const IPC_BUFFER: u64 = 0x4010_1000;
-    /// The read-only info page.
-    pub(super) const INFO_PAGE: u64 = 0x4010_2000;
+    pub(super) const IMAGE: (u64, u64) =
+        (bulkhead_capdl_spec::layout::IMAGE_BASE, bulkhead_capdl_spec::layout::IMAGE_END);
     /// The heap's start.
-    pub(super) const HEAP: u64 = 0x4100_0000;
+    pub(super) const HEAP: u64 = bulkhead_capdl_spec::layout::HEAP_BASE;
     /// A small page.
     pub(super) const PAGE: u64 = 0x1000;
 }
@@ -43,6 +37,9 @@ mod layout {
 /// The whole snapshot: every thread with its capabilities and mappings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The TSC's rate the kernel gave the loader (the `machine` line), by
+    /// which it turned the manifest's times into budget ticks.
+    pub tsc_khz: Option<u64>,
     /// The threads, in the order the kernel printed them.
     pub threads: Vec<Thread>,
 }
@@ -70,8 +67,10 @@ pub struct Thread {
     pub vspace: Option<u64>,
     /// Its IPC buffer's frame, if it has one.
     pub ipc_buffer: Option<u64>,
-    /// Its fault handler's endpoint and badge, if it has one.
-    pub fault_handler: Option<(u64, u64)>,
+    /// Its fault handler's endpoint, badge and rights, if it has one.
+    pub fault_handler: Option<(u64, u64, u64)>,
+    /// Its scheduling context's budget and period in TSC ticks, if any.
+    pub sched: Option<(u64, u64)>,
     /// The non-empty slots of its CSpace root.
     pub caps: Vec<CapEntry>,
     /// The pages of its VSpace's user half.
@@ -93,6 +92,9 @@ pub struct CapEntry {
     pub badge: u64,
     /// For a frame: its size in bytes and whether it is device memory.
     pub frame: Option<(u64, bool)>,
+    /// For an IRQ handler: the notification its line signals and the
+    /// badge (`None`: unbound).
+    pub bound: Option<(u64, u64)>,
 }
 
 /// One `map` line.
@@ -177,8 +179,9 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Reads the snapshot out of a whole console log: the lines that contain
-/// [`PREFIX`], whatever comes before it on the line.
+/// Reads the snapshot out of a whole console log: the lines that start
+/// with [`PREFIX`] (the kernel prints them so; a PD's output starts with
+/// `user NAME: ` and cannot pose as the dump).
 ///
 /// # Errors
 ///
@@ -192,10 +195,10 @@ pub fn parse(text: &str) -> Result<Snapshot, ParseError> {
     let mut ended = false;
     let mut any = false;
     for (index, raw) in text.lines().enumerate() {
-        let Some(at) = raw.find(PREFIX) else { continue };
+        let Some(body) = raw.strip_prefix(PREFIX) else { continue };
         any = true;
         let line = index + 1;
-        let body = raw[at + PREFIX.len()..].trim_end();
+        let body = body.trim_end();
         let mut words = body.split_whitespace();
         let kind = words.next().unwrap_or("");
         let mut values = BTreeMap::new();
@@ -210,6 +213,7 @@ pub fn parse(text: &str) -> Result<Snapshot, ParseError> {
             return Err(fields.error("a line after the snapshot's end (two snapshots in one log?)".to_owned()));
         }
         match kind {
+            "machine" => snapshot.tsc_khz = Some(fields.number("tsc_khz")?),
             "thread" => snapshot.threads.push(thread(&fields)?),
             "cap" | "map" => {
                 let thread = snapshot
@@ -270,26 +274,45 @@ fn thread(fields: &Fields<'_>) -> Result<Thread, ParseError> {
         vspace: fields.optional("vspace")?,
         ipc_buffer: fields.optional("ipc_buffer")?,
         fault_handler: fault_handler(fields)?,
+        sched: numbers(fields, "sched", ["BUDGET", "PERIOD"])?.map(|[budget, period]| (budget, period)),
         caps: Vec::new(),
         maps: Vec::new(),
     })
 }
 
 /// `fault=ENDPOINT:BADGE` or `fault=none`.
-fn fault_handler(fields: &Fields<'_>) -> Result<Option<(u64, u64)>, ParseError> {
-    let text = fields.text("fault")?;
+/// `key=A:B:...` (as many numbers as `names`) or `key=none`.
+fn numbers<const N: usize>(fields: &Fields<'_>, key: &str, names: [&str; N]) -> Result<Option<[u64; N]>, ParseError> {
+    let text = fields.text(key)?;
     if text == "none" {
         return Ok(None);
     }
-    let (endpoint, badge) =
-        text.split_once(':').ok_or_else(|| fields.error(format!("`fault={text}` is not ENDPOINT:BADGE")))?;
-    let parts = Fields { line: fields.line, values: BTreeMap::from([("endpoint", endpoint), ("badge", badge)]) };
-    Ok(Some((parts.number("endpoint")?, parts.number("badge")?)))
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != N {
+        return Err(fields.error(format!("`{key}={text}` is not {}", names.join(":"))));
+    }
+    let parts = Fields { line: fields.line, values: names.iter().copied().zip(parts).collect() };
+    let mut values = [0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = parts.number(name)?;
+    }
+    Ok(Some(values))
+}
+
+/// `fault=ENDPOINT:BADGE:RIGHTS` or `fault=none`.
+fn fault_handler(fields: &Fields<'_>) -> Result<Option<(u64, u64, u64)>, ParseError> {
+    Ok(numbers(fields, "fault", ["ENDPOINT", "BADGE", "RIGHTS"])?
+        .map(|[endpoint, badge, rights]| (endpoint, badge, rights)))
 }
 
 fn cap(fields: &Fields<'_>) -> Result<CapEntry, ParseError> {
     let kind = fields.text("type")?.to_owned();
     let frame = if kind == "frame" { Some((fields.number("size")?, fields.flag("device")?)) } else { None };
+    let bound = if kind == "irq_handler" {
+        numbers(fields, "bound", ["NOTIFICATION", "BADGE"])?.map(|[notification, badge]| (notification, badge))
+    } else {
+        None
+    };
     Ok(CapEntry {
         slot: fields.number("slot")?,
         kind,
@@ -297,6 +320,7 @@ fn cap(fields: &Fields<'_>) -> Result<CapEntry, ParseError> {
         rights: fields.number("rights")?,
         badge: fields.number("badge")?,
         frame,
+        bound,
     })
 }
 
@@ -415,6 +439,41 @@ pub enum Mismatch {
         /// The spec's.
         expected: u64,
         /// The capability's.
+        found: u64,
+    },
+    /// The thread was never started (the loader resumes every PD's).
+    NotStarted {
+        /// The PD.
+        pd: String,
+    },
+    /// The scheduling context's budget and period (TSC ticks) are not the
+    /// manifest's times at the machine's TSC rate.
+    WrongBudget {
+        /// The PD.
+        pd: String,
+        /// What the manifest's budget and period come to.
+        expected: Option<(u64, u64)>,
+        /// What the thread has.
+        found: Option<(u64, u64)>,
+    },
+    /// An IRQ handler's line signals another notification or badge than
+    /// its device's (`1 << line`), or none.
+    WrongIrqBinding {
+        /// The PD.
+        pd: String,
+        /// The slot.
+        slot: u64,
+        /// The badge the line should signal.
+        expected_badge: u64,
+        /// The notification and badge it signals, if any.
+        found: Option<(u64, u64)>,
+    },
+    /// The capability in the thread's fault slot has other rights than
+    /// the WRITE the loader gives it.
+    WrongFaultRights {
+        /// The PD.
+        pd: String,
+        /// Its rights.
         found: u64,
     },
     /// The thread's fault handler is not the manifest's (`faults`).
@@ -546,6 +605,31 @@ impl fmt::Display for Mismatch {
             Mismatch::WrongBadge { pd, slot, expected, found } => {
                 write!(formatter, "`{pd}` slot {slot}: badge {found:#x}, the manifest says {expected:#x}")
             }
+            Mismatch::NotStarted { pd } => write!(formatter, "`{pd}`: its thread was never started"),
+            Mismatch::WrongBudget { pd, expected, found } => {
+                let describe = |sched: &Option<(u64, u64)>| {
+                    sched.map_or("none".to_owned(), |(budget, period)| format!("{budget} ticks in {period}"))
+                };
+                write!(
+                    formatter,
+                    "`{pd}`: scheduling context {}, the manifest says {}",
+                    describe(found),
+                    describe(expected)
+                )
+            }
+            Mismatch::WrongIrqBinding { pd, slot, expected_badge, found } => match found {
+                Some((notification, badge)) => write!(
+                    formatter,
+                    "`{pd}` slot {slot}: the line signals {notification:#x} with badge {badge:#x}, the device's notification with {expected_badge:#x} expected"
+                ),
+                None => write!(
+                    formatter,
+                    "`{pd}` slot {slot}: the line signals nothing, badge {expected_badge:#x} expected"
+                ),
+            },
+            Mismatch::WrongFaultRights { pd, found } => {
+                write!(formatter, "`{pd}`: its fault capability has rights {found:#x}, WRITE (0x2) expected")
+            }
             Mismatch::WrongFaultHandler { pd, expected, found } => {
                 let describe =
                     |handler: &Option<u64>| handler.map_or("none".to_owned(), |badge| format!("badge {badge:#x}"));
@@ -675,7 +759,7 @@ pub fn check(spec: &SystemSpec, snapshot: &Snapshot) -> Vec<Mismatch> {
         match named.as_slice() {
             [] => out.push(Mismatch::MissingThread { pd: domain.name.clone() }),
             [thread] => {
-                check_thread(spec, domain, thread, &mut identities, &mut out);
+                check_thread(spec, domain, thread, snapshot.tsc_khz, &mut identities, &mut out);
                 check_mappings(spec, domain, thread, &mut frames, &mut out);
             }
             several => out.push(Mismatch::DuplicateThread { pd: domain.name.clone(), count: several.len() }),
@@ -684,14 +768,31 @@ pub fn check(spec: &SystemSpec, snapshot: &Snapshot) -> Vec<Mismatch> {
     out
 }
 
+/// Nanoseconds in TSC ticks at `tsc_khz`, as the loader converts them.
+fn ticks(nanoseconds: u64, tsc_khz: u64) -> u64 {
+    u64::try_from(u128::from(nanoseconds) * u128::from(tsc_khz) / 1_000_000).unwrap_or(u64::MAX)
+}
+
 fn check_thread(
     spec: &SystemSpec,
     domain: &bulkhead_capdl::compile::DomainSpec,
     thread: &Thread,
+    tsc_khz: Option<u64>,
     identities: &mut Identities,
     out: &mut Vec<Mismatch>,
 ) {
     let pd = domain.name.as_str();
+    if thread.state == "inactive" {
+        out.push(Mismatch::NotStarted { pd: pd.to_owned() });
+    }
+    if let (Some(tsc_khz), Some(ObjectKind::SchedContext { budget_ns, period_ns })) =
+        (tsc_khz, spec.object(domain.sched_context).map(|object| &object.kind))
+    {
+        let expected = Some((ticks(*budget_ns, tsc_khz), ticks(*period_ns, tsc_khz)));
+        if thread.sched != expected {
+            out.push(Mismatch::WrongBudget { pd: pd.to_owned(), expected, found: thread.sched });
+        }
+    }
     if let Some(ObjectKind::Tcb { priority, .. }) = spec.object(domain.tcb).map(|object| &object.kind)
         && *priority != thread.priority
     {
@@ -723,8 +824,11 @@ fn check_thread(
     }
     match (&domain.fault_handler, thread.fault_handler) {
         (None, None) => {}
-        (Some(want), Some((endpoint, badge))) => {
+        (Some(want), Some((endpoint, badge, rights))) => {
             identities.record(spec, want.endpoint, pd, format!("endpoint:{endpoint:#x}"), out);
+            if rights != bulkhead_capdl::compile::RIGHT_WRITE {
+                out.push(Mismatch::WrongFaultRights { pd: pd.to_owned(), found: rights });
+            }
             if badge != want.badge {
                 let (expected, found) = (Some(want.badge), Some(badge));
                 out.push(Mismatch::WrongFaultHandler { pd: pd.to_owned(), expected, found });
@@ -733,7 +837,7 @@ fn check_thread(
         (want, found) => out.push(Mismatch::WrongFaultHandler {
             pd: pd.to_owned(),
             expected: want.as_ref().map(|want| want.badge),
-            found: found.map(|(_, badge)| badge),
+            found: found.map(|(_, badge, _)| badge),
         }),
     }
     match thread.vspace {
@@ -766,6 +870,15 @@ fn check_thread(
         }
         if cap.badge != want.badge {
             out.push(Mismatch::WrongBadge { pd: pd.to_owned(), slot, expected: want.badge, found: cap.badge });
+        }
+        if let ObjectKind::IrqHandler { line, notification } = object.kind {
+            let expected_badge = 1_u64.checked_shl(u32::from(line)).unwrap_or(0);
+            match cap.bound {
+                Some((bound, badge)) if badge == expected_badge => {
+                    identities.record(spec, notification, pd, format!("notification:{bound:#x}"), out);
+                }
+                found => out.push(Mismatch::WrongIrqBinding { pd: pd.to_owned(), slot, expected_badge, found }),
+            }
         }
         if want.object == domain.cnode {
             let own = thread.cnode.map(|cnode| format!("{cnode:#x}"));
@@ -813,11 +926,8 @@ impl Frames {
 /// The private layout range that holds `[vaddr, vaddr + size)`, by name.
 fn private_range(domain: &bulkhead_capdl::compile::DomainSpec, vaddr: u64, size: u64) -> Option<&'static str> {
     let round = |bytes: u64| bytes.div_ceil(layout::PAGE) * layout::PAGE;
-    let stack_floor = if domain.stack_bytes == 0 {
-        layout::STACK_FLOOR
-    } else {
-        layout::STACK_TOP.saturating_sub(round(domain.stack_bytes)).max(layout::STACK_FLOOR)
-    };
+    let stack_bytes = if domain.stack_bytes == 0 { layout::DEFAULT_STACK_BYTES } else { domain.stack_bytes };
+    let stack_floor = layout::STACK_TOP.saturating_sub(round(stack_bytes)).max(layout::IMAGE.1);
     let ranges = [
         ("image", layout::IMAGE.0, layout::IMAGE.1),
         ("stack", stack_floor, layout::STACK_TOP),

@@ -13,6 +13,9 @@ use crate::graph::{FlowEdge, FlowGraph};
 /// The page sizes a region may use: 4 KiB, 2 MiB, 1 GiB.
 pub use bulkhead_capdl_spec::PAGE_SIZES;
 use bulkhead_capdl_spec::layout;
+/// The highest priority a PD may have: the loader runs at 255, and a PD
+/// at its priority could share its time before the system is complete.
+pub const MAX_PD_PRIORITY: u64 = 254;
 /// The end of the user half of an address space (docs/abi.md).
 pub const USER_END: u64 = 1 << 47;
 /// I/O ports the kernel keeps (docs/abi.md, IoPortControl::Issue).
@@ -219,11 +222,11 @@ pub fn check_domain_fields(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ));
             }
         }
-        if let Some(priority) = domain.priority.as_ref().filter(|priority| priority.value > 255) {
+        if let Some(priority) = domain.priority.as_ref().filter(|priority| priority.value > MAX_PD_PRIORITY) {
             errors.push(Diagnostic::new(
                 &priority.span,
-                format!("priority {} is above 255", priority.value),
-                "priorities are 0 (lowest) to 255",
+                format!("priority {} is above {MAX_PD_PRIORITY}", priority.value),
+                "PD priorities are 0 (lowest) to 254: 255 is the loader's, which must finish before any PD runs",
             ));
         }
         if let (Some(budget), Some(period)) = (&domain.budget, &domain.period) {

@@ -119,7 +119,10 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     let reserved = reserved_ranges(&boot_info);
     let mut allocator = build_frame_allocator(&boot_info, &reserved);
     check_frame_allocator(&mut allocator, &reserved);
-    create_root_objects(&mut allocator, &boot_info.memory_map);
+    // Without the firmware's map, a hole may be firmware memory, not a
+    // device: no device untypeds then.
+    let device_map = (!boot_info.basic_memory_only).then_some(&boot_info.memory_map[..]);
+    create_root_objects(&mut allocator, device_map);
 
     #[cfg(feature = "fault-injection")]
     crate::fault_injection::run(&cmdline, &mut allocator);
@@ -197,7 +200,7 @@ fn dump_after_root_exit() {
 
 /// Creates the root thread's objects and initial capabilities
 /// (`root`), out of frames that the boot allocator then no longer holds.
-fn create_root_objects(allocator: &mut FrameAllocator, memory_map: &[boot_info::MemoryRegion]) {
+fn create_root_objects(allocator: &mut FrameAllocator, memory_map: Option<&[boot_info::MemoryRegion]>) {
     match crate::root::create_root_objects(allocator, memory_map) {
         Ok(summary) => {
             defmt::info!(

@@ -36,7 +36,8 @@ pub enum Line {
 }
 
 /// A thread: `thread name=.. tcb=.. priority=.. state=.. cnode=.. radix=..
-/// guard=WIDTH:VALUE vspace=.. ipc_buffer=.. fault=ENDPOINT:BADGE|none`.
+/// guard=WIDTH:VALUE vspace=.. ipc_buffer=.. fault=ENDPOINT:BADGE:RIGHTS|none
+/// sched=BUDGET:PERIOD|none`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadLine {
     /// Its debugging name.
@@ -53,12 +54,15 @@ pub struct ThreadLine {
     pub vspace: Option<PhysAddr>,
     /// Its IPC buffer's frame, if it has one.
     pub ipc_buffer: Option<PhysAddr>,
-    /// Its fault handler's endpoint and badge, if it has one.
-    pub fault_handler: Option<(PhysAddr, u64)>,
+    /// Its fault handler's endpoint, badge and rights, if it has one.
+    pub fault_handler: Option<(PhysAddr, u64, Rights)>,
+    /// Its scheduling context's budget and period (ticks), if it has one.
+    pub sched: Option<(u64, u64)>,
 }
 
 /// A capability: `cap thread=.. slot=.. type=.. object=.. rights=..
-/// badge=..` (frames add `size=.. device=..`).
+/// badge=..` (frames add `size=.. device=..`, IRQ handlers
+/// `bound=NOTIFICATION:BADGE|none`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CapLine {
     /// The thread whose CSpace root holds it.
@@ -67,6 +71,9 @@ pub struct CapLine {
     pub slot: u64,
     /// The capability.
     pub cap: Cap,
+    /// For an IRQ handler: the notification its line signals, and the
+    /// badge.
+    pub bound: Option<(PhysAddr, u64)>,
 }
 
 /// A mapped page: `map thread=.. vaddr=.. paddr=.. size=.. write=..
@@ -213,13 +220,27 @@ pub fn rights_of(cap: &Cap) -> Rights {
     }
 }
 
-/// `ENDPOINT:BADGE` or `none`.
-struct FaultHandler(Option<(PhysAddr, u64)>);
+/// `ENDPOINT:BADGE:RIGHTS` or `none`.
+struct FaultHandler(Option<(PhysAddr, u64, Rights)>);
 
 impl fmt::Display for FaultHandler {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some((endpoint, badge)) => write!(formatter, "{:#x}:{badge:#x}", endpoint.as_u64()),
+            Some((endpoint, badge, rights)) => {
+                write!(formatter, "{:#x}:{badge:#x}:{:#x}", endpoint.as_u64(), rights.bits())
+            }
+            None => formatter.write_str("none"),
+        }
+    }
+}
+
+/// `FIRST:SECOND` in hex, or `none`.
+struct Pair(Option<(u64, u64)>);
+
+impl fmt::Display for Pair {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((first, second)) => write!(formatter, "{first:#x}:{second:#x}"),
             None => formatter.write_str("none"),
         }
     }
@@ -237,7 +258,7 @@ impl fmt::Display for Line {
                 };
                 write!(
                     formatter,
-                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={} fault={}",
+                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={} fault={} sched={}",
                     NameToken(&thread.name),
                     thread.tcb.as_u64(),
                     thread.priority,
@@ -246,6 +267,7 @@ impl fmt::Display for Line {
                     Optional(thread.vspace),
                     Optional(thread.ipc_buffer),
                     FaultHandler(thread.fault_handler),
+                    Pair(thread.sched),
                 )
             }
             Line::Cap(line) => {
@@ -261,6 +283,13 @@ impl fmt::Display for Line {
                 )?;
                 if let Cap::Frame { size, is_device, .. } = line.cap {
                     write!(formatter, " size={} device={}", frame_bytes(size), u8::from(is_device))?;
+                }
+                if let Cap::IrqHandler { .. } = line.cap {
+                    write!(
+                        formatter,
+                        " bound={}",
+                        Pair(line.bound.map(|(notification, badge)| (notification.as_u64(), badge)))
+                    )?;
                 }
                 Ok(())
             }
@@ -317,14 +346,15 @@ pub fn snapshot<S: ObjectStore>(kernel: &Kernel<S>, root_cnode: &Cap, mut emit: 
         if seen {
             continue;
         }
-        thread(store, ThreadId::new(object), &mut totals, &mut emit);
+        thread(kernel, ThreadId::new(object), &mut totals, &mut emit);
     }
     emit(&Line::End(totals));
     totals
 }
 
 /// The lines of one thread.
-fn thread<S: ObjectStore>(store: &S, thread: ThreadId, totals: &mut Totals, emit: &mut impl FnMut(&Line)) {
+fn thread<S: ObjectStore>(kernel: &Kernel<S>, thread: ThreadId, totals: &mut Totals, emit: &mut impl FnMut(&Line)) {
+    let store = &kernel.store;
     let tcb = store.tcb(thread);
     let name = tcb.name;
     let slot_cap = |slot: Option<SlotRef>| slot.map(|slot| store.slot(slot).cap);
@@ -338,9 +368,13 @@ fn thread<S: ObjectStore>(store: &S, thread: ThreadId, totals: &mut Totals, emit
         _ => None,
     };
     let fault_handler = match slot_cap(crate::ipc::fault_slot(thread)) {
-        Some(Cap::Endpoint { object, badge, .. }) => Some((object, badge)),
+        Some(Cap::Endpoint { object, badge, rights }) => Some((object, badge, rights)),
         _ => None,
     };
+    let sched = tcb.sched_context.map(|context| {
+        let context = store.sched_context(context);
+        (context.budget, context.period)
+    });
     let line = ThreadLine {
         name,
         tcb: thread.address(),
@@ -350,13 +384,18 @@ fn thread<S: ObjectStore>(store: &S, thread: ThreadId, totals: &mut Totals, emit
         vspace,
         ipc_buffer,
         fault_handler,
+        sched,
     };
     totals.threads += 1;
     emit(&Line::Thread(line));
     if let Some(cspace) = cspace {
         for (slot, cap) in occupied(store, &cspace) {
             totals.caps += 1;
-            emit(&Line::Cap(CapLine { thread: name, slot, cap }));
+            let bound = match cap {
+                Cap::IrqHandler { line } => kernel.irqs.line(line).and_then(|state| state.notification),
+                _ => None,
+            };
+            emit(&Line::Cap(CapLine { thread: name, slot, cap, bound }));
         }
     }
     if let Some(pml4) = vspace {

@@ -135,7 +135,7 @@ fn take_block(allocator: &mut FrameAllocator, bytes: u64) -> Option<PhysRange> {
 /// A message when the allocator cannot give the root CNode or TCB.
 pub(crate) fn create_root_objects(
     allocator: &mut FrameAllocator,
-    memory_map: &[kernel_core::boot_info::MemoryRegion],
+    memory_map: Option<&[kernel_core::boot_info::MemoryRegion]>,
 ) -> Result<RootSummary, &'static str> {
     let cnode_bytes = 1_u64 << (ROOT_CNODE_RADIX + SLOT_BITS);
     let cnode = take_block(allocator, cnode_bytes).ok_or("no frames for the root CNode")?.start;
@@ -144,7 +144,8 @@ pub(crate) fn create_root_objects(
         RootSummary { cnode, tcb, untyped_count: 0, untyped_bytes: 0, device_count: 0, devices_left_out: 0 };
     let mut devices = [(PhysAddr::new(0), 0_u8); MAX_DEVICE_UNTYPEDS];
     let kernel_devices = crate::arch::apic::kernel_device_ranges();
-    let found = kernel_core::device_memory::device_blocks(memory_map, &kernel_devices, &mut devices);
+    let found =
+        memory_map.map_or(0, |map| kernel_core::device_memory::device_blocks(map, &kernel_devices, &mut devices));
     summary.device_count = found.min(MAX_DEVICE_UNTYPEDS);
     summary.devices_left_out = found - summary.device_count;
     with_state(|state| {

@@ -6,6 +6,8 @@ use super::*;
 use bulkhead_capdl::compile::DomainSpec;
 
 const EXAMPLE: &str = include_str!("../../capdl/examples/system.capdl");
+/// The TSC rate of the machine the test dumps come from (2 GHz).
+const TSC_KHZ: u64 = 2_000_000;
 
 fn spec() -> SystemSpec {
     let manifest = bulkhead_capdl::parse("system.capdl", EXAMPLE).expect("parses");
@@ -62,7 +64,8 @@ fn private_pages(pd: usize, domain: &DomainSpec) -> Vec<String> {
 /// as `spec` says, with the loader's own thread first.
 fn correct(spec: &SystemSpec) -> Vec<String> {
     let mut lines = vec![
-        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000 fault=none".to_owned(),
+        format!("machine tsc_khz={TSC_KHZ}"),
+        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000 fault=none sched=none".to_owned(),
         "cap thread=? slot=0 type=cnode object=0x100000 rights=0xf badge=0x0".to_owned(),
         format!("cap thread=? slot=10 type=tcb object={:#x} rights=0xf badge=0x0", address(spec.domains[0].tcb)),
         "map thread=? vaddr=0x400000 paddr=0x902000 size=4096 write=0 exec=1 user=1 cache=0".to_owned(),
@@ -74,20 +77,34 @@ fn correct(spec: &SystemSpec) -> Vec<String> {
         let Some(ObjectKind::CNode { radix }) = spec.object(domain.cnode).map(|object| &object.kind) else {
             panic!("a CNode")
         };
+        let Some(ObjectKind::SchedContext { budget_ns, period_ns }) =
+            spec.object(domain.sched_context).map(|object| &object.kind)
+        else {
+            panic!("a scheduling context")
+        };
+        let ticks = |nanoseconds: u64| nanoseconds * TSC_KHZ / 1_000_000;
         let name = &domain.name;
         lines.push(format!(
-            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x} fault=none",
+            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x} fault=none sched={:#x}:{:#x}",
             address(domain.tcb),
             address(domain.cnode),
             64 - radix,
             address(domain.vspace),
             private_frame(pd, 3),
+            ticks(*budget_ns),
+            ticks(*period_ns),
         ));
         for cap in &domain.caps {
             let kind = &spec.object(cap.object).expect("object").kind;
             let object = fixed_object(kind).unwrap_or_else(|| format!("{:#x}", address(cap.object)));
+            let bound = match kind {
+                ObjectKind::IrqHandler { line, notification } => {
+                    format!(" bound={:#x}:{:#x}", address(*notification), 1_u64 << line)
+                }
+                _ => String::new(),
+            };
             lines.push(format!(
-                "cap thread={name} slot={} type={} object={object} rights={:#x} badge={:#x}",
+                "cap thread={name} slot={} type={} object={object} rights={:#x} badge={:#x}{bound}",
                 cap.slot,
                 type_of(kind),
                 cap.rights,
@@ -345,11 +362,11 @@ fn missing_duplicate_and_extra_threads_are_reported() {
     assert_eq!(only(&lines), Mismatch::MissingThread { pd: "log_server".into() });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none".to_owned());
+    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none".to_owned());
     assert_eq!(only(&lines), Mismatch::ExtraThread { name: "intruder".into(), tcb: 0x770_0000 });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none".to_owned());
+    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none".to_owned());
     assert_eq!(only(&lines), Mismatch::DuplicateThread { pd: "log_server".into(), count: 2 });
 
     let mut lines = correct(&spec);
@@ -367,8 +384,8 @@ fn incomplete_or_malformed_dumps_are_refused() {
     let text = log(&lines);
     let cut: String = text.lines().filter(|line| !line.contains("end threads=")).collect::<Vec<_>>().join("\n");
     assert_eq!(parse(&cut).unwrap_err().message, "no `end` line: the dump is incomplete");
-    assert!(lines[3].starts_with("map "));
-    let lost = text.replacen(&format!("{PREFIX}{}\n", lines[3]), "", 1);
+    assert!(lines[4].starts_with("map "));
+    let lost = text.replacen(&format!("{PREFIX}{}\n", lines[4]), "", 1);
     let maps = lines.iter().filter(|line| line.starts_with("map ")).count();
     let expected = format!("the kernel printed {maps} maps but {} arrived", maps - 1);
     assert_eq!(parse(&lost).unwrap_err().message, expected, "a lost line");
@@ -380,9 +397,10 @@ fn incomplete_or_malformed_dumps_are_refused() {
     assert!(parse(&garbled).unwrap_err().message.contains("`priority=lots` is not a number"));
     let twice = format!("{text}{text}");
     assert!(parse(&twice).unwrap_err().message.contains("after the snapshot's end"));
-    // Prefixes before the marker (a decoder's, a timestamp) do not matter.
-    let prefixed = text.replace(PREFIX, &format!("[0.5] {PREFIX}"));
-    assert_eq!(parse(&prefixed), parse(&text));
+    // Only the kernel's own lines count: a PD that prints the marker (its
+    // lines start `user NAME: `) cannot add to the dump.
+    let forged = text.replacen("kernel: halting", &format!("user server: {PREFIX}thread name=forged tcb=0x1"), 1);
+    assert_eq!(parse(&forged), parse(&text));
 }
 
 #[test]
@@ -390,7 +408,7 @@ fn a_fault_handler_the_manifest_does_not_give_is_reported() {
     // The example gives no PD a fault handler: one found is a mismatch,
     // and so is one the manifest gives but the thread lacks.
     let mut lines = correct(&spec());
-    replace(&mut lines, "thread name=linux_vmx ", "fault=none", "fault=0x7000000:0x3");
+    replace(&mut lines, "thread name=linux_vmx ", "fault=none", "fault=0x7000000:0x3:0x2");
     let found = only(&lines);
     assert_eq!(found, Mismatch::WrongFaultHandler { pd: "linux_vmx".into(), expected: None, found: Some(3) });
     assert_eq!(found.to_string(), "`linux_vmx`: fault handler badge 0x3, the manifest says none");
@@ -403,4 +421,48 @@ fn a_fault_handler_the_manifest_does_not_give_is_reported() {
     let snapshot = parse(&log(&correct(&spec))).expect("parses");
     let found = check(&spec, &snapshot);
     assert_eq!(found, [Mismatch::WrongFaultHandler { pd: "linux_vmx".into(), expected: Some(7), found: None }]);
+}
+
+#[test]
+fn an_unstarted_thread_a_wrong_budget_irq_binding_or_fault_right_is_reported() {
+    let spec = spec();
+    let mut lines = correct(&spec);
+    replace(&mut lines, "thread name=log_server ", "state=blocked_on_receive", "state=inactive");
+    assert_eq!(only(&lines), Mismatch::NotStarted { pd: "log_server".into() });
+
+    // log_server: 1ms in 10ms at 2 GHz is 2,000,000 ticks in 20,000,000.
+    let mut lines = correct(&spec);
+    replace(&mut lines, "thread name=log_server ", "sched=0x1e8480:", "sched=0x1e8481:");
+    assert_eq!(
+        only(&lines),
+        Mismatch::WrongBudget {
+            pd: "log_server".into(),
+            expected: Some((2_000_000, 20_000_000)),
+            found: Some((2_000_001, 20_000_000))
+        }
+    );
+    let mut lines = correct(&spec);
+    replace(&mut lines, "thread name=log_server ", "sched=0x1e8480:0x1312d00", "sched=none");
+    assert!(matches!(only(&lines), Mismatch::WrongBudget { found: None, .. }));
+
+    // serial_driver slot 4: com2's line 3 signals its notification with 0x8.
+    let mut lines = correct(&spec);
+    replace(&mut lines, "cap thread=serial_driver slot=4 ", ":0x8", ":0x4");
+    assert!(matches!(only(&lines), Mismatch::WrongIrqBinding { slot: 4, expected_badge: 8, found: Some((_, 4)), .. }));
+    let mut lines = correct(&spec);
+    let index = find(&lines, "cap thread=serial_driver slot=4 ");
+    let at = lines[index].find(" bound=").expect("bound");
+    lines[index] = format!("{} bound=none", &lines[index][..at]);
+    assert!(matches!(only(&lines), Mismatch::WrongIrqBinding { found: None, .. }));
+
+    let mut spec = spec;
+    let endpoint = spec.channels.iter().find(|channel| channel.name == "exits").and_then(|c| c.endpoint);
+    let vmx = spec.domains.iter_mut().find(|domain| domain.name == "linux_vmx").expect("linux_vmx");
+    vmx.fault_handler =
+        Some(bulkhead_capdl::compile::FaultHandlerSpec { endpoint: endpoint.expect("an endpoint"), badge: 7 });
+    let mut lines = correct(&spec);
+    let handler = format!("fault={:#x}:0x7:0x6", address(endpoint.expect("an endpoint")));
+    replace(&mut lines, "thread name=linux_vmx ", "fault=none", &handler);
+    let found = check(&spec, &parse(&log(&lines)).expect("parses"));
+    assert_eq!(found, [Mismatch::WrongFaultRights { pd: "linux_vmx".into(), found: 6 }]);
 }

@@ -35,7 +35,7 @@ pub(crate) fn manifest(domains: usize, channels: usize) -> String {
         let _ = write!(
             text,
             "pd pd{pd} {{\n    image \"worker{pd}\"\n    priority {}\n    budget {budget}us\n    period 10ms\n    core {}\n    stack 16KiB\n{heap}}}\n\n",
-            (pd * 7) % 256,
+            (pd * 7) % 255,
             pd % 4,
         );
         let _ = write!(text, "region pd{pd}_data {{\n    size 64KiB\n    map pd{pd} at 0x1_0000_0000 rw\n}}\n\n");

@@ -510,7 +510,10 @@ impl Loader<'_> {
                 ROOT_CNODE
                     .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(frames.slot + index), rights)
                     .doing(doing)?;
-                let address = mapping.address + index * page_size;
+                let Some(address) = index.checked_mul(page_size).and_then(|offset| mapping.address.checked_add(offset))
+                else {
+                    return refuse(doing(), "the region's pages reach past the address space");
+                };
                 self.map(Cap::new(copy), vspace, address, page_size, rights, mapping.attributes()).doing(doing)?;
             }
         }

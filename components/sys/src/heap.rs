@@ -76,7 +76,8 @@ impl Heap {
     /// # Errors
     ///
     /// [`Error::IllegalOperation`] if the heap has memory already,
-    /// [`Error::InvalidArgument`] for a start below `FIRST_FREE_ADDRESS`,
+    /// [`Error::InvalidArgument`] for a start below `FIRST_FREE_ADDRESS` or
+    /// in a PD the loader started (it has its heap already),
     /// what [`HeapRegion::new`] finds wrong, or the kernel's code for a
     /// frame that would not map (the pages mapped before it stay mapped,
     /// unused).
@@ -87,7 +88,10 @@ impl Heap {
         start: u64,
         frames: &[Cap<kind::Frame>],
     ) -> Result<HeapRegion, Error> {
-        if start < FIRST_FREE_ADDRESS {
+        // A PD the loader started has its heap already; its regions lie
+        // where this one would go, and SharedPage windows onto them must
+        // alias no Rust object.
+        if start < FIRST_FREE_ADDRESS || crate::entry::started_by_loader() {
             return Err(Error::InvalidArgument);
         }
         let address = usize::try_from(start).map_err(|_| Error::InvalidArgument)?;

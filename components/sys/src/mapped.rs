@@ -75,14 +75,16 @@ impl MappedPage {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for an address below
-    /// `FIRST_FREE_ADDRESS` or past the user half, or the kernel's code.
+    /// `FIRST_FREE_ADDRESS` or past the user half, or in a PD the loader
+    /// started (its regions live up there, and [`SharedPage`] windows onto
+    /// them must alias nothing), or the kernel's code.
     pub fn map(
         sys: &mut Sys,
         frame: Cap<kind::Frame>,
         own_vspace: Cap<kind::Pml4>,
         address: u64,
     ) -> Result<MappedPage, Error> {
-        if !(FIRST_FREE_ADDRESS..=USER_TOP - 4096).contains(&address) {
+        if !(FIRST_FREE_ADDRESS..=USER_TOP - 4096).contains(&address) || crate::entry::started_by_loader() {
             return Err(Error::InvalidArgument);
         }
         let base = usize::try_from(address).map_err(|_| Error::InvalidArgument)?;

@@ -181,7 +181,6 @@ pub(crate) unsafe fn init() -> Option<ApicSummary> {
     Some(ApicSummary { base, id: read(register::ID) >> 24, tsc_deadline })
 }
 
-/// Whether [`init`] succeeded.
 /// The physical pages of the interrupt controllers, which never become
 /// device untypeds (a PD that mapped them could take the kernel's timer
 /// or route interrupts).
@@ -190,6 +189,7 @@ pub(crate) fn kernel_device_ranges() -> [PhysRange; 2] {
     [page(APIC_PHYSICAL.load(Ordering::Relaxed)), page(IO_APIC_PHYSICAL)]
 }
 
+/// Whether [`init`] succeeded.
 pub(crate) fn present() -> bool {
     !APIC_PAGE.load(Ordering::Relaxed).is_null()
 }

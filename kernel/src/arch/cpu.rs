@@ -75,8 +75,10 @@ pub(crate) fn read_instruction_pointer() -> u64 {
 const PIT_HZ: u64 = 1_193_182;
 /// How long the TSC is measured against the PIT: 10 ms.
 const CALIBRATION_MILLISECONDS: u64 = 10;
-/// Gives up after this many polls of the PIT (a machine without one).
-const CALIBRATION_POLLS: u64 = 100_000_000;
+/// Gives up after this many polls of the PIT (a machine without one): a
+/// port read takes about a microsecond on real hardware, so at most some
+/// seconds, once.
+const CALIBRATION_POLLS: u64 = 5_000_000;
 
 static TSC_KHZ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -99,10 +101,19 @@ pub(crate) fn tsc_khz() -> u64 {
 /// Counts TSC ticks while PIT channel 2 counts down 10 ms (mode 0: its
 /// output, bit 5 of port 0x61, goes high at the end).
 fn measure_tsc_khz() -> u64 {
-    let count = PIT_HZ * CALIBRATION_MILLISECONDS / 1000;
-    let [low, high, ..] = count.to_le_bytes();
     let gate = calibration_inb(0x61);
     calibration_outb(0x61, (gate & !0x02) | 0x01);
+    let ticks = count_down();
+    // Channel 2's gate and the speaker as the firmware left them.
+    calibration_outb(0x61, gate);
+    ticks
+}
+
+/// Starts channel 2's 10 ms count and returns the TSC ticks until its
+/// output goes high (0: it never did).
+fn count_down() -> u64 {
+    let count = PIT_HZ * CALIBRATION_MILLISECONDS / 1000;
+    let [low, high, ..] = count.to_le_bytes();
     calibration_outb(0x43, 0b1011_0000);
     calibration_outb(0x42, low);
     calibration_outb(0x42, high);

@@ -75,11 +75,14 @@ pub(crate) const DEBUG_LINES_PER_ROOT_TASK_THREAD: u32 = 1024;
 /// A thread's name in the kernel's output.
 pub(crate) type Label = heapless::String<{ kernel_core::ipc::THREAD_NAME_BYTES }>;
 
-/// `name` as a label (cut to fit).
-fn label(name: &str) -> Label {
+/// `name` as a label (cut to fit): printable ASCII but for blanks and `=`
+/// is kept, anything else becomes `_`, so that a name cannot break the
+/// console's lines or pose as another field.
+fn label(name: &[u8]) -> Label {
     let mut label = Label::new();
-    for character in name.chars() {
-        if label.push(character).is_err() {
+    for &byte in name {
+        let shown = if byte.is_ascii_graphic() && byte != b'=' { char::from(byte) } else { '_' };
+        if label.push(shown).is_err() {
             break;
         }
     }
@@ -328,7 +331,7 @@ pub(crate) fn add(thread: ThreadId, name: &'static str, context: UserContext, cr
         unsafe { area_pointer(area).write(context) };
         let entry = UserThread {
             thread,
-            name: label(name),
+            name: label(name.as_bytes()),
             area,
             cr3,
             ipc_buffer,
@@ -422,10 +425,11 @@ pub(crate) fn adopt(
         // each time it is put on the CPU.
         let Some(area) = table.free_area() else { return Err(AdoptError::TableFull) };
         // The name the TCB was given, if any (the loader names its PDs).
-        let given = core::str::from_utf8(store.tcb(thread).name.as_bytes()).ok().filter(|given| !given.is_empty());
+        let given = store.tcb(thread).name;
+        let given = Some(given.as_bytes()).filter(|given| !given.is_empty());
         let entry = UserThread {
             thread,
-            name: label(given.unwrap_or(name)),
+            name: label(given.unwrap_or(name.as_bytes())),
             area,
             cr3: 0,
             ipc_buffer: 0,
@@ -461,7 +465,7 @@ pub(crate) fn ipc_buffer_of(store: &impl ObjectStore, thread: ThreadId) -> Optio
 
 /// `thread`'s program name.
 pub(crate) fn name(thread: ThreadId) -> Label {
-    with_table(|table| table.entry(thread).map_or_else(|| label("(unknown thread)"), |entry| entry.name.clone()))
+    with_table(|table| table.entry(thread).map_or_else(|| label(b"(unknown_thread)"), |entry| entry.name.clone()))
 }
 
 /// `DEBUG_PUTCHAR` for `thread`.

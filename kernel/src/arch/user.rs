@@ -462,10 +462,14 @@ pub(crate) fn run_root_task(root: ThreadId, after_root_exit: fn()) -> Result<Sys
     }
     let system = SystemRun { root: Some(root), ..SystemRun::default() };
     with_run_state(|state| {
-        *state =
-            RunState { running: true, end: None, ends_with: Some(root), system: Some(system), after_root_exit: None }
+        *state = RunState {
+            running: true,
+            end: None,
+            ends_with: Some(root),
+            system: Some(system),
+            after_root_exit: Some(after_root_exit),
+        }
     });
-    with_run_state(|state| state.after_root_exit = Some(after_root_exit));
     // With a local APIC the run is preemptive: budgets hold and a thread
     // that spins cannot keep the CPU.
     let preemptive = super::apic::present();
@@ -686,7 +690,7 @@ pub(crate) fn next_runnable(kernel: &mut Kernel<PhysStore>) -> Option<ThreadId> 
                 );
                 with_run_state(|state| {
                     if let Some(system) = state.system.as_mut() {
-                        system.failed_threads += 1;
+                        system.failed_threads = system.failed_threads.saturating_add(1);
                     }
                 });
             }
@@ -728,9 +732,9 @@ fn end_thread_of(context: &mut UserContext, end: ProgramEnd, thread: Option<Thre
                 return (false, state.after_root_exit.take());
             }
         } else if end == ProgramEnd::Exited(0) {
-            system.finished_threads += 1;
+            system.finished_threads = system.finished_threads.saturating_add(1);
         } else if end != ProgramEnd::Blocked {
-            system.failed_threads += 1;
+            system.failed_threads = system.failed_threads.saturating_add(1);
         }
         (is_root, None)
     });

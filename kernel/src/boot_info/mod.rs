@@ -154,6 +154,9 @@ pub struct BootInfo<'a> {
     /// entries; synthesised from the basic lower/upper memory sizes when the
     /// bootloader gave no map.
     pub memory_map: heapless::Vec<MemoryRegion, MAX_MEMORY_REGIONS>,
+    /// The map above was synthesised from the basic sizes: it lists RAM
+    /// only, so its holes are not known to be devices.
+    pub basic_memory_only: bool,
     /// The boot modules in the bootloader's order.
     pub modules: heapless::Vec<Module<'a>, MAX_MODULES>,
     /// The memory the boot information itself occupies, since `BootInfo`
@@ -376,6 +379,7 @@ const fn empty_boot_info<'a>(protocol: Protocol) -> BootInfo<'a> {
         bootloader_name: None,
         cmdline: "",
         memory_map: heapless::Vec::new(),
+        basic_memory_only: false,
         modules: heapless::Vec::new(),
         info_ranges: heapless::Vec::new(),
         rsdp: None,

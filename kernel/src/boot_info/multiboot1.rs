@@ -81,6 +81,7 @@ pub fn parse_multiboot1<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
     if boot_info.memory_map.is_empty() && flags & flag::BASIC_MEMORY != 0 {
         let (lower_kib, upper_kib) = (word(offset::MEM_LOWER)?, word(offset::MEM_UPPER)?);
         push_basic_memory(&mut boot_info.memory_map, lower_kib, upper_kib)?;
+        boot_info.basic_memory_only = true;
     }
     if boot_info.memory_map.is_empty() {
         return Err(BootInfoError::NoMemoryMap);
@@ -307,6 +308,8 @@ mod tests {
         assert_eq!(info.info_ranges.as_slice(), &[range(INFO, INFO + FULL_INFO_LEN)]);
         assert_eq!(info.memory_map.len(), 2);
         assert_eq!(info.memory_map[1].range, range(0x10_0000, 0x10_0000 + 0x1f_b800 * 1024));
+        assert!(info.basic_memory_only, "a map made from the basic sizes says so");
+        assert!(!parse(&grub_like()).unwrap().basic_memory_only);
     }
 
     /// Memory made of two separately placed pieces.

@@ -87,6 +87,7 @@ pub fn parse_multiboot2<M: PhysMemory>(info: PhysAddr, memory: &M) -> Result<Boo
         && let Some((lower_kib, upper_kib)) = tags.basic_memory
     {
         push_basic_memory(&mut boot_info.memory_map, lower_kib, upper_kib)?;
+        boot_info.basic_memory_only = true;
     }
     if boot_info.memory_map.is_empty() {
         return Err(BootInfoError::NoMemoryMap);
