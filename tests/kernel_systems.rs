@@ -45,42 +45,18 @@
 
 mod common;
 
-use bulkhead::emulator::{self, QemuBoot, QemuOptions, RunOutcome};
-use bulkhead::image::BootModule;
-use bulkhead::user_build;
+use bulkhead::emulator::{self, RunOutcome};
 use common::*;
-use std::sync::Mutex;
-
-/// Boots system `name` through QEMU `-kernel`; under `-icount shift=0`
-/// with `count_instructions`. One system at a time: without `-icount` the
-/// guest's TSC is the host's clock, and a second emulator taking a host
-/// core would change the work a budget buys.
-fn boot_system(name: &str, count_instructions: bool) -> RunOutcome {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let loader = user_build::build_system(name).unwrap_or_else(|error| panic!("{error}"));
-    let kernel = standard_kernel();
-    let boot = QemuBoot::Kernel {
-        elf: kernel.elf.clone(),
-        cmdline: "exit=emulator".into(),
-        modules: vec![BootModule { path: loader, cmdline: "root-task".into() }],
-    };
-    let options = QemuOptions { count_instructions, ..QemuOptions::default() };
-    run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
-}
 
 /// The loader finished, `ended` PDs exited with 0 and none failed, and the
 /// kernel reported success.
 fn assert_system_succeeded(outcome: &RunOutcome, ended: usize) {
     let console = &outcome.console;
-    assert!(!outcome.timed_out, "the system hung");
-    assert!(!console.contains("!!! kernel"), "a kernel exception or panic");
-    assert!(console.contains("root task: done; the threads it started run on"));
+    assert_loader_run_succeeded(outcome);
     assert!(
         console.contains(&format!("system: {ended} threads ended: {ended} with code 0, 0 failed")),
         "expected {ended} PDs to exit with 0"
     );
-    assert_eq!(outcome.final_status(), Some("success"));
     assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
 }
 
@@ -113,7 +89,7 @@ fn assert_line_ends_in_order(console: &str, expected: &[&str]) {
 
 /// Runs `temporal` and checks the spinner's share: returns it in per mille.
 fn temporal_share(count_instructions: bool) -> u64 {
-    let outcome = boot_system("temporal", count_instructions);
+    let outcome = boot_system("temporal", "", count_instructions);
     assert_system_succeeded(&outcome, 2);
     let spinner = number_between(&outcome.console, "spinner: ");
     let counter = number_between(&outcome.console, "counter: ");
@@ -136,7 +112,7 @@ fn temporal_a_budgeted_spinner_gets_its_share_counting_instructions() {
 
 #[test]
 fn round_robin_the_slice_rotates_between_a_caller_and_a_worker() {
-    let outcome = boot_system("round_robin", true);
+    let outcome = boot_system("round_robin", "", true);
     assert_system_succeeded(&outcome, 2);
     let console = &outcome.console;
     let worker = after(console, "worker: counted to ");
@@ -152,7 +128,7 @@ fn round_robin_the_slice_rotates_between_a_caller_and_a_worker() {
 
 #[test]
 fn ipc_bench_prints_instructions_per_round_trip() {
-    let outcome = boot_system("ipc_bench", true);
+    let outcome = boot_system("ipc_bench", "", true);
     assert_system_succeeded(&outcome, 1);
     let figures = after(&outcome.console, "bench_client: 10000 round trips, every answer right: ");
     println!("bench_client: {figures}");
@@ -163,7 +139,7 @@ fn ipc_bench_prints_instructions_per_round_trip() {
 
 #[test]
 fn devices_a_driver_uses_its_ports_and_takes_interrupts() {
-    let outcome = boot_system("devices", false);
+    let outcome = boot_system("devices", "", false);
     assert_system_succeeded(&outcome, 1);
     let console = &outcome.console;
     let seconds = u8::from_str_radix(&after(console, "driver: rtc: seconds ")[..2], 16).expect("two hex digits");

@@ -179,6 +179,36 @@ pub fn run_iso_in_bochs(kernel: &KernelImage, name: &str, extra_cmdline: &str, m
     outcome
 }
 
+/// Boots system `name` of the repository (`user_build::build_system`: its
+/// programs and the loader around them) through QEMU `-kernel` with
+/// `extra_cmdline`; under `-icount shift=0` with `count_instructions`. One
+/// system at a time per test binary: without `-icount` the guest's TSC is
+/// the host's clock, and a second emulator taking a host core would change
+/// the work a budget buys.
+pub fn boot_system(name: &str, extra_cmdline: &str, count_instructions: bool) -> RunOutcome {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let loader = bulkhead::user_build::build_system(name).unwrap_or_else(|error| panic!("{error}"));
+    let kernel = standard_kernel();
+    let boot = QemuBoot::Kernel {
+        elf: kernel.elf.clone(),
+        cmdline: format!("exit=emulator {extra_cmdline}"),
+        modules: vec![BootModule { path: loader, cmdline: "root-task".into() }],
+    };
+    let options = QemuOptions { count_instructions, ..QemuOptions::default() };
+    run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
+}
+
+/// A system's run went well as far as the loader and the kernel tell: no
+/// hang, no kernel exception, the loader finished and the kernel's verdict
+/// is success (QEMU's exit code is checked by the caller that used QEMU).
+pub fn assert_loader_run_succeeded(outcome: &RunOutcome) {
+    assert!(!outcome.timed_out, "the system hung");
+    assert!(!outcome.console.contains("!!! kernel"), "a kernel exception or panic");
+    assert!(outcome.console.contains("root task: done; the threads it started run on"));
+    assert_eq!(outcome.final_status(), Some("success"));
+}
+
 /// The console's lines, without trailing whitespace.
 pub fn lines(console: &str) -> Vec<&str> {
     console.lines().map(str::trim_end).collect()
