@@ -24,5 +24,5 @@ pub mod vspace;
 
 #[cfg(test)]
 mod device_tests;
-#[cfg(test)]
-mod test_fixture;
+#[cfg(any(test, feature = "alloc"))]
+pub mod test_fixture;
