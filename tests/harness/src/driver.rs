@@ -345,6 +345,12 @@ fn addr(boot_weight: u32) -> impl Strategy<Value = Addr> {
     ]
 }
 
+/// A destination: as [`addr`], or one of the root slots above those
+/// objects are made in (more often empty).
+fn dest() -> impl Strategy<Value = Addr> {
+    prop_oneof![3 => addr(2), 1 => (12_u64..16).prop_map(Addr::R)]
+}
+
 fn rights_word() -> impl Strategy<Value = Rights> {
     prop_oneof![9 => (0_u64..16).prop_map(Rights), 1 => any::<u64>().prop_map(Rights)]
 }
@@ -403,16 +409,47 @@ fn raw_label() -> impl Strategy<Value = u64> {
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => retype(),
-        4 => (addr(2), addr(4), rights_word()).prop_map(|(dest, src, rights)| Op::Copy { dest, src, rights }),
-        4 => (addr(2), addr(4), rights_word(), badge_word())
+        4 => (dest(), addr(4), rights_word()).prop_map(|(dest, src, rights)| Op::Copy { dest, src, rights }),
+        4 => (dest(), addr(4), rights_word(), badge_word())
             .prop_map(|(dest, src, rights, badge)| Op::Mint { dest, src, rights, badge }),
-        2 => (addr(2), addr(1)).prop_map(|(dest, src)| Op::Move { dest, src }),
-        2 => (addr(2), addr(1), guard_word()).prop_map(|(dest, src, data)| Op::Mutate { dest, src, data }),
+        2 => (dest(), addr(1)).prop_map(|(dest, src)| Op::Move { dest, src }),
+        2 => (dest(), addr(1), guard_word()).prop_map(|(dest, src, data)| Op::Mutate { dest, src, data }),
         3 => addr(1).prop_map(|slot| Op::Delete { slot }),
         2 => addr(1).prop_map(|slot| Op::Revoke { slot }),
         1 => (prop_oneof![Just(0_u64), Just(1), root_cptr(2)], raw_label(), 0_u8..=6, 0_u8..=1)
             .prop_map(|(cptr, label, words, extra)| Op::Raw { cptr, label, words, extra }),
     ]
+}
+
+/// A well-formed retype from the boot untyped into the root CNode: what
+/// starts every sequence, so that the operations after it find objects.
+fn setup_retype() -> impl Strategy<Value = Op> {
+    let kind_and_size = prop_oneof![
+        3 => Just((types::ENDPOINT, 0_u64)),
+        2 => Just((types::NOTIFICATION, 0)),
+        2 => (1_u64..=3).prop_map(|radix| (types::CNODE, radix)),
+        1 => (6_u64..=10).prop_map(|bits| (types::UNTYPED, bits)),
+    ];
+    (kind_and_size, 3_u64..12, 1_u64..=2).prop_map(|((kind, size_bits), offset, count)| Op::Retype {
+        untyped: 1,
+        kind,
+        size_bits,
+        root: 0,
+        node: 0,
+        node_depth: 0,
+        offset,
+        count,
+    })
+}
+
+/// A sequence: a few retypes that make objects, then `length` operations.
+pub fn sequence(length: usize) -> impl Strategy<Value = Vec<Op>> {
+    (proptest::collection::vec(setup_retype(), 2..=5), proptest::collection::vec(op(), length)).prop_map(
+        |(mut setup, ops)| {
+            setup.extend(ops);
+            setup
+        },
+    )
 }
 
 /// One check that failed after a step.
@@ -444,7 +481,7 @@ impl fmt::Display for Violation {
             _ => writeln!(formatter, "Violation right after boot")?,
         }
         for failure in &self.failures {
-            writeln!(formatter, "  {}: {}", failure.check, failure.detail)?;
+            writeln!(formatter, "  [{}] {}", failure.check, failure.detail)?;
         }
         Ok(())
     }
@@ -641,7 +678,7 @@ pub struct Hunt {
     pub violation: Option<(usize, Vec<Op>, Violation)>,
 }
 
-/// Runs `sequences` random sequences of `length` operations each, drawn
+/// Runs `sequences` random sequences of [`sequence`]`(length)`, drawn
 /// from a random generator seeded with `seed` (the same seed, the same
 /// sequences), and stops at the first violation without shrinking: how
 /// many operations it took to find one is the measure of a check's power.
@@ -651,7 +688,7 @@ pub fn hunt(seed: u64, sequences: usize, length: usize) -> Hunt {
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-    let strategy = proptest::collection::vec(op(), length);
+    let strategy = sequence(length);
     let mut stats = Stats::default();
     for number in 0..sequences {
         let ops = strategy.new_tree(&mut runner).expect("a sequence").current();
