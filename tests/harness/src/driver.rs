@@ -442,9 +442,23 @@ fn setup_retype() -> impl Strategy<Value = Op> {
     })
 }
 
-/// A sequence: a few retypes that make objects, then `length` operations.
+/// A sequence: a few retypes that make objects, then up to `length`
+/// operations (any number, so that shrinking can drop every operation a
+/// failure does not need).
 pub fn sequence(length: usize) -> impl Strategy<Value = Vec<Op>> {
-    (proptest::collection::vec(setup_retype(), 2..=5), proptest::collection::vec(op(), length)).prop_map(
+    sequence_within(1..=5, 1..=length)
+}
+
+/// A sequence of a few retypes, then exactly `length` operations.
+pub fn sequence_of_length(length: usize) -> impl Strategy<Value = Vec<Op>> {
+    sequence_within(2..=5, length..=length)
+}
+
+fn sequence_within(
+    setup: std::ops::RangeInclusive<usize>,
+    length: std::ops::RangeInclusive<usize>,
+) -> impl Strategy<Value = Vec<Op>> {
+    (proptest::collection::vec(setup_retype(), setup), proptest::collection::vec(op(), length)).prop_map(
         |(mut setup, ops)| {
             setup.extend(ops);
             setup
@@ -642,6 +656,22 @@ pub fn difference(kernel: &State, spec: &State) -> Option<String> {
 ///
 /// The first step after which a check failed.
 pub fn run(ops: &[Op]) -> Result<Stats, Violation> {
+    run_recording(ops, &mut Vec::new())
+}
+
+/// Like [`run`], and returns each step's result code (`None`: skipped),
+/// for tests that say what every step must return.
+///
+/// # Errors
+///
+/// The first step after which a check failed.
+pub fn results(ops: &[Op]) -> Result<Vec<Option<u64>>, Violation> {
+    let mut codes = Vec::new();
+    run_recording(ops, &mut codes)?;
+    Ok(codes)
+}
+
+fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {
     let mut harness = Harness::new();
     let mut stats = Stats::default();
     let failures = harness.check();
@@ -651,8 +681,10 @@ pub fn run(ops: &[Op]) -> Result<Stats, Violation> {
     for (step, op) in ops.iter().enumerate() {
         let Some((expected, got)) = harness.apply(op) else {
             stats.skipped += 1;
+            codes.push(None);
             continue;
         };
+        codes.push(Some(got));
         stats.applied += 1;
         *stats.results.entry((op.name(), got)).or_default() += 1;
         let mut failures = Vec::new();
@@ -678,7 +710,7 @@ pub struct Hunt {
     pub violation: Option<(usize, Vec<Op>, Violation)>,
 }
 
-/// Runs `sequences` random sequences of [`sequence`]`(length)`, drawn
+/// Runs `sequences` random sequences of [`sequence_of_length`]`(length)`, drawn
 /// from a random generator seeded with `seed` (the same seed, the same
 /// sequences), and stops at the first violation without shrinking: how
 /// many operations it took to find one is the measure of a check's power.
@@ -688,7 +720,7 @@ pub fn hunt(seed: u64, sequences: usize, length: usize) -> Hunt {
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-    let strategy = sequence(length);
+    let strategy = sequence_of_length(length);
     let mut stats = Stats::default();
     for number in 0..sequences {
         let ops = strategy.new_tree(&mut runner).expect("a sequence").current();
