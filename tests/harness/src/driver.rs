@@ -286,17 +286,17 @@ impl Op {
         match *self {
             Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count } => Call {
                 cptr: untyped,
-                label: label::RETYPE,
+                label: label::UNTYPED_RETYPE,
                 words: vec![kind.0, size_bits, node, node_depth, offset, count],
                 extra: vec![root],
             },
-            Op::Copy { dest, src, rights } => transfer(label::COPY, dest, src, &[rights.0]),
-            Op::Mint { dest, src, rights, badge } => transfer(label::MINT, dest, src, &[rights.0, badge]),
-            Op::Move { dest, src } => transfer(label::MOVE, dest, src, &[]),
-            Op::Mutate { dest, src, data } => transfer(label::MUTATE, dest, src, &[data]),
+            Op::Copy { dest, src, rights } => transfer(label::CNODE_COPY, dest, src, &[rights.0]),
+            Op::Mint { dest, src, rights, badge } => transfer(label::CNODE_MINT, dest, src, &[rights.0, badge]),
+            Op::Move { dest, src } => transfer(label::CNODE_MOVE, dest, src, &[]),
+            Op::Mutate { dest, src, data } => transfer(label::CNODE_MUTATE, dest, src, &[data]),
             Op::Delete { slot } | Op::Revoke { slot } => Call {
                 cptr: slot.node(),
-                label: if matches!(self, Op::Delete { .. }) { label::DELETE } else { label::REVOKE },
+                label: if matches!(self, Op::Delete { .. }) { label::CNODE_DELETE } else { label::CNODE_REVOKE },
                 words: slot.index_depth().to_vec(),
                 extra: Vec::new(),
             },

@@ -9,9 +9,9 @@
 //! not an object: an untyped capability (never copied, at most moved)
 //! stands for its region and carries the region's watermark. Nothing here is shared with the
 //! kernel's implementation: the spec has its own capability type, its own
-//! address resolution, its own derivation rules (seL4's abstract `cdt`,
-//! stated directly) and its own error codes, numbered as `docs/abi.md`
-//! lists them.
+//! address resolution and its own derivation rules (seL4's abstract
+//! `cdt`, stated directly); only the ABI's numbers (labels, error codes)
+//! come from the kernel.
 //!
 //! Covered so far: CNode::Copy, Mint, Move, Mutate, Delete and Revoke and
 //! Untyped::Retype of untypeds, CNodes, endpoints and notifications, called
@@ -40,52 +40,12 @@ pub const UNTYPED_BITS: std::ops::RangeInclusive<u64> = 4..=47;
 /// CNode radixes a retype may ask for.
 pub const CNODE_RADIX: std::ops::RangeInclusive<u64> = 1..=16;
 
-/// Invocation labels (`docs/abi.md`, "Invocations").
-pub mod label {
-    /// CNode::Revoke.
-    pub const REVOKE: u64 = 1;
-    /// CNode::Delete.
-    pub const DELETE: u64 = 2;
-    /// CNode::Copy.
-    pub const COPY: u64 = 3;
-    /// CNode::Mint.
-    pub const MINT: u64 = 4;
-    /// CNode::Move.
-    pub const MOVE: u64 = 5;
-    /// CNode::Mutate.
-    pub const MUTATE: u64 = 6;
-    /// Untyped::Retype.
-    pub const RETYPE: u64 = 16;
-}
-
-/// The error codes of `docs/abi.md`, "Error codes".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// 1: an argument is outside its domain.
-    InvalidArgument = 1,
-    /// 2: a capability argument has the wrong type or is missing.
-    InvalidCapability = 2,
-    /// 3: the operation is not allowed on this capability.
-    IllegalOperation = 3,
-    /// 4: a number is outside its allowed range.
-    RangeError = 4,
-    /// 6: a capability address did not resolve.
-    FailedLookup = 6,
-    /// 7: the message is too short.
-    TruncatedMessage = 7,
-    /// 8: the destination slot is occupied.
-    DeleteFirst = 8,
-    /// 10: the untyped has too little free memory.
-    NotEnoughMemory = 10,
-}
-
-impl Error {
-    /// The code the caller sees as its reply's label.
-    #[must_use]
-    pub const fn code(self) -> u64 {
-        self as u64
-    }
-}
+/// The ABI's numbers are the kernel's own definitions (which
+/// `kernel/src/cap/abi_doc_test.rs` keeps in step with `docs/abi.md`): the
+/// invocation labels and the error codes. Everything else here is the
+/// spec's own.
+pub use kernel_core::cap::invocation::label;
+pub use kernel_core::error::SyscallError as Error;
 
 /// What a system call came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,11 +339,14 @@ impl State {
                 let extra: Vec<Option<u64>> = extra.iter().map(|cptr| self.lookup_cap(thread, *cptr).ok()).collect();
                 let message = Message { words, extra: &extra };
                 match (cap, label) {
-                    (Cap::CNode { .. }, label::REVOKE | label::DELETE) => self.revoke_or_delete(cap, label, &message),
-                    (Cap::CNode { .. }, label::COPY | label::MINT | label::MOVE | label::MUTATE) => {
-                        self.transfer(cap, label, &message)
+                    (Cap::CNode { .. }, label::CNODE_REVOKE | label::CNODE_DELETE) => {
+                        self.revoke_or_delete(cap, label, &message)
                     }
-                    (Cap::Untyped { .. }, label::RETYPE) => self.retype(invoked, &message),
+                    (
+                        Cap::CNode { .. },
+                        label::CNODE_COPY | label::CNODE_MINT | label::CNODE_MOVE | label::CNODE_MUTATE,
+                    ) => self.transfer(cap, label, &message),
+                    (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
                     _ => Err(Error::IllegalOperation),
                 }
             }
@@ -394,7 +357,7 @@ impl State {
     /// CNode::Revoke and CNode::Delete: `index, depth`.
     fn revoke_or_delete(&mut self, node: Cap, label: u64, message: &Message<'_>) -> Result<(), Error> {
         let slot = self.lookup_slot(Some(node), message.word(0)?, message.depth(1)?)?;
-        if label == label::REVOKE {
+        if label == label::CNODE_REVOKE {
             self.revoke(slot);
         } else if self.slots.contains_key(&slot) {
             self.delete(slot);
@@ -409,10 +372,10 @@ impl State {
     fn transfer(&mut self, node: Cap, label: u64, message: &Message<'_>) -> Result<(), Error> {
         let destination = self.lookup_slot(Some(node), message.word(0)?, message.depth(1)?)?;
         let (source_index, source_depth) = (message.word(2)?, message.depth(3)?);
-        let rights = if matches!(label, label::COPY | label::MINT) { Some(message.word(4)?) } else { None };
+        let rights = if matches!(label, label::CNODE_COPY | label::CNODE_MINT) { Some(message.word(4)?) } else { None };
         let data = match label {
-            label::MINT => Some(message.word(5)?),
-            label::MUTATE => Some(message.word(4)?),
+            label::CNODE_MINT => Some(message.word(5)?),
+            label::CNODE_MUTATE => Some(message.word(4)?),
             _ => None,
         };
         let source_root = message.extra_cap(self, 0)?;
