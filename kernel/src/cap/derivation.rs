@@ -119,6 +119,9 @@ pub fn move_cap(store: &mut impl SlotStore, source: SlotRef, destination: SlotRe
     let links = store.slot(source).links;
     *store.slot_mut(destination) = Slot { cap, links };
     *store.slot_mut(source) = Slot::EMPTY;
+    // Mutant: the capability before the moved one still points at its old slot.
+    #[cfg(bulkhead_mutant = "move_keeps_stale_link")]
+    let links = DerivationLinks { previous: None, ..links };
     if let Some(previous) = links.previous {
         store.slot_mut(previous).links.next = Some(destination);
     }

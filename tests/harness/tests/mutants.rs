@@ -16,13 +16,15 @@ use std::process::Command;
 const BUDGET: usize = 20_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 6] = [
+const MUTANTS: [(&str, &str); 8] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
     ("badge_rebadge_allowed", "result"),
     ("delete_keeps_cnode_contents", "kernel: slots_inside_live_containers"),
     ("untyped_copyable", "kernel: untyped_children_inside_and_below_watermark"),
+    ("move_keeps_stale_link", "derivation_list_well_formed"),
+    ("guard_ignored", "result"),
 ];
 
 fn workspace_root() -> PathBuf {
