@@ -139,13 +139,23 @@ pub mod types {
     pub const UNTYPED: Type = Type(0);
     /// A CNode.
     pub const CNODE: Type = Type(1);
+    /// A TCB.
+    pub const TCB: Type = Type(2);
     /// An endpoint.
     pub const ENDPOINT: Type = Type(4);
     /// A notification.
     pub const NOTIFICATION: Type = Type(5);
+    /// A reply object.
+    pub const REPLY: Type = Type(6);
     /// Every named word.
-    pub const NAMED: [(&str, Type); 4] =
-        [("UNTYPED", UNTYPED), ("CNODE", CNODE), ("ENDPOINT", ENDPOINT), ("NOTIFICATION", NOTIFICATION)];
+    pub const NAMED: [(&str, Type); 6] = [
+        ("UNTYPED", UNTYPED),
+        ("CNODE", CNODE),
+        ("TCB", TCB),
+        ("ENDPOINT", ENDPOINT),
+        ("NOTIFICATION", NOTIFICATION),
+        ("REPLY", REPLY),
+    ];
 }
 
 impl fmt::Debug for Type {
@@ -339,7 +349,7 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
 fn addr(boot_weight: u32) -> impl Strategy<Value = Addr> {
     prop_oneof![
         12 => root_cptr(boot_weight).prop_map(Addr::R),
-        3 => (3_u64..12, 0_u64..8, 1_u64..=4).prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
+        5 => (3_u64..12, 0_u64..8, 1_u64..=3).prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
         1 => (0_u64..12, any::<u64>(), prop_oneof![Just(0_u64), Just(65), Just(64), any::<u64>()])
             .prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
     ]
@@ -370,6 +380,8 @@ fn retype() -> impl Strategy<Value = Op> {
         3 => Just(types::NOTIFICATION),
         2 => Just(types::CNODE),
         2 => Just(types::UNTYPED),
+        1 => Just(types::TCB),
+        1 => Just(types::REPLY),
         1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("a type outside the spec", |word| *word > 13)]
             .prop_map(Type),
     ];

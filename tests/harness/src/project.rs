@@ -40,6 +40,7 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
         KernelCap::Notification { object, badge, rights } => {
             Cap::Notification { base: object.as_u64(), badge, rights: rights.bits() }
         }
+        KernelCap::Reply { object } => Cap::Reply { base: object.as_u64() },
         other => return Err(format!("a capability outside the spec: {other:?}")),
     })
 }

@@ -14,7 +14,8 @@
 //! come from the kernel.
 //!
 //! Covered so far: CNode::Copy, Mint, Move, Mutate, Delete and Revoke and
-//! Untyped::Retype of untypeds, CNodes, endpoints and notifications, called
+//! Untyped::Retype of untypeds, CNodes, TCBs (threads that never start),
+//! endpoints, notifications and reply objects, called
 //! by threads whose CSpace root is in their TCB's slot 0; a Call on an
 //! endpoint (which would block) is reported as [`Outcome::WouldBlock`].
 
@@ -29,6 +30,8 @@ pub const TCB_SLOTS: u64 = 4;
 pub const TCB_BITS: u8 = 11;
 /// log2 of an endpoint's and a notification's size.
 pub const SMALL_OBJECT_BITS: u8 = 6;
+/// log2 of a reply object's size.
+pub const REPLY_BITS: u8 = 5;
 /// Every right: READ, WRITE, GRANT, GRANT_REPLY.
 pub const ALL_RIGHTS: u8 = 0xf;
 /// The WRITE right.
@@ -70,6 +73,8 @@ pub enum Kind {
     Endpoint,
     /// A notification.
     Notification,
+    /// A reply object.
+    Reply,
 }
 
 /// An object's identity: where it lies, what it is, how big it is.
@@ -174,6 +179,11 @@ pub enum Cap {
         /// READ, WRITE, GRANT, GRANT_REPLY bits.
         rights: u8,
     },
+    /// A reply object.
+    Reply {
+        /// The object.
+        base: u64,
+    },
 }
 
 impl Cap {
@@ -186,6 +196,7 @@ impl Cap {
             Cap::Tcb { base } => (base, Kind::Tcb, TCB_BITS),
             Cap::Endpoint { base, .. } => (base, Kind::Endpoint, SMALL_OBJECT_BITS),
             Cap::Notification { base, .. } => (base, Kind::Notification, SMALL_OBJECT_BITS),
+            Cap::Reply { base } => (base, Kind::Reply, REPLY_BITS),
         };
         ObjectId { base, kind, size_bits }
     }
@@ -221,7 +232,7 @@ pub struct Entry {
     pub original: bool,
 }
 
-/// A thread.
+/// A thread (a deleted TCB's thread stays listed, stopped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thread {
     /// Whether it can run (its TCB's last capability deleted stops it).
@@ -333,7 +344,8 @@ impl State {
             // A signal: the notification's word is not modelled yet.
             Cap::Notification { rights, .. } if rights & WRITE != 0 => Ok(()),
             Cap::Endpoint { .. } | Cap::Notification { .. } => Err(Error::InvalidCapability),
-            Cap::Tcb { .. } => Err(Error::IllegalOperation),
+            // No TCB label is generated yet; a reply object has none.
+            Cap::Tcb { .. } | Cap::Reply { .. } => Err(Error::IllegalOperation),
             Cap::CNode { .. } | Cap::Untyped { .. } => {
                 // Extra capabilities that do not resolve arrive as "missing".
                 let extra: Vec<Option<u64>> = extra.iter().map(|cptr| self.lookup_cap(thread, *cptr).ok()).collect();
@@ -417,9 +429,11 @@ impl State {
         let kind = match message.word(0)? {
             0 => Kind::Untyped,
             1 => Kind::CNode,
+            2 => Kind::Tcb,
             4 => Kind::Endpoint,
             5 => Kind::Notification,
-            2 | 3 | 6..=13 => panic!("object type {} is outside the spec", message.word(0)?),
+            6 => Kind::Reply,
+            3 | 7..=13 => panic!("object type {} is outside the spec", message.word(0)?),
             _ => return Err(Error::InvalidArgument),
         };
         let requested = message.word(1)?;
@@ -427,6 +441,8 @@ impl State {
             Kind::Untyped if UNTYPED_BITS.contains(&requested) => requested,
             Kind::CNode if CNODE_RADIX.contains(&requested) => requested + 6,
             Kind::Endpoint | Kind::Notification => u64::from(SMALL_OBJECT_BITS),
+            Kind::Tcb => u64::from(TCB_BITS),
+            Kind::Reply => u64::from(REPLY_BITS),
             _ => return Err(Error::RangeError),
         };
         let (node_index, node_depth) = (message.word(2)?, message.word(3)?);
@@ -475,7 +491,12 @@ impl State {
                 Kind::CNode => Cap::CNode { base: object_base, radix: object_bits - 6, guard: 0, guard_bits: 0 },
                 Kind::Endpoint => Cap::Endpoint { base: object_base, badge: 0, rights: ALL_RIGHTS },
                 Kind::Notification => Cap::Notification { base: object_base, badge: 0, rights: ALL_RIGHTS },
-                Kind::Tcb => unreachable!("refused above"),
+                Kind::Tcb => {
+                    // A new thread, not started.
+                    self.threads.insert(object_base, Thread { active: false });
+                    Cap::Tcb { base: object_base }
+                }
+                Kind::Reply => Cap::Reply { base: object_base },
             };
             if kind != Kind::Untyped {
                 self.objects.insert(cap.object(), Object { untyped: Some(untyped) });
@@ -599,10 +620,11 @@ impl State {
 }
 
 /// A capability copy: untyped capabilities cannot be copied (two
-/// watermarks over one memory range could hand it out twice).
+/// watermarks over one memory range could hand it out twice), nor can
+/// reply capabilities (each names one pending call).
 fn copy_of(cap: &Cap) -> Result<Cap, Error> {
     match cap {
-        Cap::Untyped { .. } => Err(Error::IllegalOperation),
+        Cap::Untyped { .. } | Cap::Reply { .. } => Err(Error::IllegalOperation),
         other => Ok(*other),
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bulkhead_harness::driver::Addr::{In, R};
 use bulkhead_harness::driver::Op::{Copy, Delete, Mint, Move, Mutate, Raw, Retype, Revoke};
 use bulkhead_harness::driver::rights::{NONE, R as READ, RW, RWGP, W};
-use bulkhead_harness::driver::types::{CNODE, ENDPOINT, NOTIFICATION, UNTYPED};
+use bulkhead_harness::driver::types::{CNODE, ENDPOINT, NOTIFICATION, REPLY, TCB, UNTYPED};
 use bulkhead_harness::driver::{Op, hunt, results, run, sequence};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -217,5 +217,24 @@ fn revoke_deletes_the_last_copy_too() {
             Revoke { slot: R(3) },
         ],
         &[Some(0); 4],
+    );
+}
+
+/// Threads that never start and reply objects: a TCB capability copies and
+/// understands no CNode label, a reply capability only moves.
+#[test]
+fn tcbs_copy_and_reply_objects_only_move() {
+    expect(
+        &[
+            Retype { untyped: 1, kind: TCB, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 3, count: 1 },
+            Retype { untyped: 1, kind: REPLY, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 4, count: 1 },
+            Copy { dest: R(5), src: R(4), rights: RWGP },
+            Move { dest: R(6), src: R(4) },
+            Copy { dest: R(7), src: R(3), rights: RWGP },
+            Raw { cptr: 3, label: 1, words: 2, extra: 0 },
+            Delete { slot: R(3) },
+            Delete { slot: R(7) },
+        ],
+        &[Some(0), Some(0), Some(ILLEGAL_OPERATION), Some(0), Some(0), Some(ILLEGAL_OPERATION), Some(0), Some(0)],
     );
 }
