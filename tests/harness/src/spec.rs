@@ -3,21 +3,20 @@
 //!
 //! The state is a handful of ordered maps: the live objects (where each
 //! lies, what it is, the untyped capability it was carved from), the
-//! capabilities in
-//! slots, each with an explicit parent pointer (the derivation tree) and
-//! seL4's "original" bit, and the threads. As in seL4, untyped memory is
-//! not an object: an untyped capability (never copied, at most moved)
-//! stands for its region and carries the region's watermark. Nothing here is shared with the
-//! kernel's implementation: the spec has its own capability type, its own
-//! address resolution and its own derivation rules (seL4's abstract
-//! `cdt`, stated directly); only the ABI's numbers (labels, error codes)
-//! come from the kernel.
+//! capabilities in slots, each with an explicit parent pointer (the
+//! derivation tree) and seL4's "original" bit, and the threads. As in
+//! seL4, untyped memory is not an object: an untyped capability (never
+//! copied, at most moved) stands for its region and carries the region's
+//! watermark. Nothing here is shared with the kernel's implementation: the
+//! spec has its own capability type, its own address resolution and its
+//! own derivation rules (seL4's abstract `cdt`, stated directly); only the
+//! ABI's numbers (labels, error codes) come from the kernel.
 //!
 //! Covered so far: CNode::Copy, Mint, Move, Mutate, Delete and Revoke and
 //! Untyped::Retype of untypeds, CNodes, TCBs (threads that never start),
-//! endpoints, notifications and reply objects, called
-//! by threads whose CSpace root is in their TCB's slot 0; a Call on an
-//! endpoint (which would block) is reported as [`Outcome::WouldBlock`].
+//! endpoints, notifications and reply objects, called by threads whose
+//! CSpace root is in their TCB's slot 0; a Call on an endpoint (which
+//! would block) is reported as [`Outcome::WouldBlock`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -321,6 +320,7 @@ impl State {
     /// The occupied slot `cptr` names in `thread`'s CSpace (a walk of all
     /// 64 bits that may stop early at a non-CNode capability).
     fn lookup_cap(&self, thread: u64, cptr: u64) -> Result<u64, Error> {
+        // The TCB's slot 0 (at the TCB's own address) holds the root.
         let root = self.cap(thread);
         let walk = self.walk(root, cptr, 64)?;
         if self.cap(walk.slot).is_none() {
