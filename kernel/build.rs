@@ -4,6 +4,11 @@
 fn main() {
     println!("cargo:rerun-if-changed=linker.ld");
     println!("cargo:rerun-if-changed=build.rs");
+    // The deliberately broken variants the invariant harness must catch
+    // (`docs/VERIFICATION.md`, "Mutants"); never set in a real build.
+    println!(
+        "cargo::rustc-check-cfg=cfg(bulkhead_mutant, values(\"mint_keeps_rights\", \"revoke_leaves_one_child\", \"retype_off_by_one\", \"badge_rebadge_allowed\", \"delete_keeps_cnode_contents\", \"untyped_copyable\", \"move_keeps_stale_link\", \"guard_ignored\"))"
+    );
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os != "none" {
         return;

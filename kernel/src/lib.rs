@@ -1,4 +1,4 @@
-//! The Bulkhead microkernel's hardware-free core: code that the kernel runs and that the host tests (and later the formal-invariant harness) drive unchanged.
+//! The Bulkhead microkernel's hardware-free core: code that the kernel runs and that the host tests and the formal-invariant harness (`tests/harness`) drive unchanged.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 pub mod boot_info;
@@ -24,5 +24,5 @@ pub mod vspace;
 
 #[cfg(test)]
 mod device_tests;
-#[cfg(test)]
-mod test_fixture;
+#[cfg(any(test, feature = "alloc"))]
+pub mod test_fixture;

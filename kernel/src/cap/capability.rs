@@ -336,8 +336,10 @@ impl Cap {
             | Cap::IoPortControl
             | Cap::SchedControl
             | Cap::AsidControl
-            | Cap::Untyped { .. }
             | Cap::PageTable { mapping: None, .. } => Err(SyscallError::IllegalOperation),
+            // Mutant: untyped capabilities can be copied.
+            Cap::Untyped { .. } if cfg!(bulkhead_mutant = "untyped_copyable") => Ok(*self),
+            Cap::Untyped { .. } => Err(SyscallError::IllegalOperation),
             Cap::Frame { base, size, rights, is_device, .. } => {
                 Ok(Cap::Frame { base: *base, size: *size, rights: *rights, is_device: *is_device, mapping: None })
             }
@@ -373,7 +375,8 @@ impl Cap {
         let mut cap = *self;
         match &mut cap {
             Cap::Endpoint { badge, .. } | Cap::Notification { badge, .. } => {
-                if *badge != 0 && data != *badge {
+                // Mutant: a badged capability can be minted with another badge.
+                if *badge != 0 && data != *badge && !cfg!(bulkhead_mutant = "badge_rebadge_allowed") {
                     return Err(SyscallError::IllegalOperation);
                 }
                 *badge = data;

@@ -119,6 +119,9 @@ pub fn move_cap(store: &mut impl SlotStore, source: SlotRef, destination: SlotRe
     let links = store.slot(source).links;
     *store.slot_mut(destination) = Slot { cap, links };
     *store.slot_mut(source) = Slot::EMPTY;
+    // Mutant: the capability before the moved one still points at its old slot.
+    #[cfg(bulkhead_mutant = "move_keeps_stale_link")]
+    let links = DerivationLinks { previous: None, ..links };
     if let Some(previous) = links.previous {
         store.slot_mut(previous).links.next = Some(destination);
     }
@@ -182,6 +185,11 @@ pub fn delete<S: SlotStore + ?Sized>(
         // occupied slots, to a slot that can go right away.
         let mut target = at;
         while let Some((base, radix_bits)) = inner_slots(&store.slot(target).cap) {
+            // Mutant: a CNode's last capability goes without its contents.
+            #[cfg(bulkhead_mutant = "delete_keeps_cnode_contents")]
+            if matches!(store.slot(target).cap, Cap::CNode { .. }) {
+                break;
+            }
             if !is_final(store, target) {
                 break;
             }
@@ -222,6 +230,11 @@ pub fn revoke<S: SlotStore + ?Sized>(
 ) -> Result<(), Preempted> {
     while has_children(store, at) {
         let Some(child) = store.slot(at).links.next else { break };
+        // Mutant: the last capability derived from `at` survives.
+        #[cfg(bulkhead_mutant = "revoke_leaves_one_child")]
+        if !store.slot(child).links.next.is_some_and(|after| is_parent_of(store, at, after)) {
+            break;
+        }
         delete(store, child, budget, finalise)?;
     }
     Ok(())

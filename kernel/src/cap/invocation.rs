@@ -247,6 +247,11 @@ fn decode_transfer(store: &impl SlotStore, node: &Cap, message: &Message<'_>) ->
     match message.label {
         label::CNODE_COPY | label::CNODE_MINT => {
             let mut cap = source_cap.derive()?.with_rights_masked(rights.unwrap_or(Rights::ALL));
+            // Mutant: Mint keeps the source's rights.
+            #[cfg(bulkhead_mutant = "mint_keeps_rights")]
+            if data.is_some() {
+                cap = source_cap.derive()?;
+            }
             if let Some(data) = data {
                 cap = cap.with_data(data)?;
             }
@@ -363,8 +368,11 @@ pub fn invoke<S: SlotStore>(
                     derivation::insert_derived(store, untyped, destination, new_cap, true);
                 }
             }
-            store.slot_mut(untyped).cap =
-                Cap::Untyped { base, size_bits, free_offset: start_offset + count * object_bytes, is_device };
+            let free_offset = start_offset + count * object_bytes;
+            // Mutant: the watermark ends one object short.
+            #[cfg(bulkhead_mutant = "retype_off_by_one")]
+            let free_offset = free_offset - object_bytes;
+            store.slot_mut(untyped).cap = Cap::Untyped { base, size_bits, free_offset, is_device };
             Ok(())
         }
     }

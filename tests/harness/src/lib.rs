@@ -1,0 +1,12 @@
+//! The formal-invariant harness: an executable abstract specification of
+//! the kernel ([`spec`]), a projection of the real kernel core's state onto
+//! it ([`project`]), the invariants seL4's proofs state that apply here
+//! ([`invariants`]), and a driver ([`driver`]) that runs random sequences
+//! of system calls on both, checking refinement and every invariant after
+//! each step. `docs/VERIFICATION.md` describes it.
+#![forbid(unsafe_code)]
+
+pub mod driver;
+pub mod invariants;
+pub mod project;
+pub mod spec;
