@@ -56,27 +56,36 @@ fn servers_capdl_and_components_forbid_unsafe() {
     }
 }
 
-/// The manifest's fuzz targets (`capdl/fuzz`) are a workspace of their
-/// own, since cargo-fuzz builds them with nightly and sanitizers: the root
-/// excludes them, and they keep the policy by hand, repeating the
-/// workspace lints and forbidding unsafe code in every target.
+/// The fuzz crates (`capdl/fuzz`, the manifest's; `tests/harness/fuzz`,
+/// the invariant harness's) are workspaces of their own, since
+/// cargo-fuzz builds them with nightly and sanitizers: the root excludes
+/// them, and they keep the policy by hand, repeating the workspace lints
+/// and forbidding unsafe code in every target.
 #[test]
-fn the_fuzz_crate_stays_outside_and_keeps_the_policy() {
+fn the_fuzz_crates_stay_outside_and_keep_the_policy() {
     let root = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
-    assert!(root.contains("exclude = [\"capdl/fuzz\"]"), "the root workspace excludes capdl/fuzz");
-    let manifest = std::fs::read_to_string(workspace_root().join("capdl/fuzz/Cargo.toml")).expect("fuzz Cargo.toml");
-    assert!(manifest.contains("\n[workspace]\n"), "capdl/fuzz is a workspace of its own");
+    assert!(
+        root.contains("exclude = [\"capdl/fuzz\", \"tests/harness/fuzz\"]"),
+        "the root workspace excludes the fuzz crates"
+    );
     let lints = &root[root.find("[workspace.lints.rust]").expect("workspace lints")..];
-    for lint in ["unsafe_op_in_unsafe_fn", "missing_docs", "undocumented_unsafe_blocks", "missing_safety_doc"] {
-        let line = lints.lines().find(|line| line.starts_with(lint)).expect("a workspace lint");
-        assert!(manifest.contains(line), "capdl/fuzz/Cargo.toml lacks `{line}`");
-    }
-    let mut targets = Vec::new();
-    rust_files(&workspace_root().join("capdl/fuzz/fuzz_targets"), &mut targets);
-    assert!(!targets.is_empty(), "capdl/fuzz has targets");
-    for target in targets {
-        let text = std::fs::read_to_string(&target).expect("fuzz target");
-        assert!(text.contains("#![forbid(unsafe_code)]"), "{} must forbid unsafe code", target.display());
+    for fuzz in ["capdl/fuzz", "tests/harness/fuzz"] {
+        let manifest =
+            std::fs::read_to_string(workspace_root().join(fuzz).join("Cargo.toml")).expect("fuzz Cargo.toml");
+        assert!(manifest.contains("\n[workspace]\n"), "{fuzz} is a workspace of its own");
+        for lint in ["unsafe_op_in_unsafe_fn", "missing_docs", "undocumented_unsafe_blocks", "missing_safety_doc"] {
+            let line = lints.lines().find(|line| line.starts_with(lint)).expect("a workspace lint");
+            assert!(manifest.contains(line), "{fuzz}/Cargo.toml lacks `{line}`");
+        }
+        let mut targets = Vec::new();
+        rust_files(&workspace_root().join(fuzz).join("fuzz_targets"), &mut targets);
+        assert!(!targets.is_empty(), "{fuzz} has targets");
+        for target in targets {
+            let text = std::fs::read_to_string(&target).expect("fuzz target");
+            assert!(text.contains("#![forbid(unsafe_code)]"), "{} must forbid unsafe code", target.display());
+        }
+        let corpus = workspace_root().join(fuzz).join("corpus");
+        assert!(corpus.read_dir().is_ok_and(|mut entries| entries.next().is_some()), "{fuzz} has a seed corpus");
     }
 }
 

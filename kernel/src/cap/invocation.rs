@@ -88,7 +88,9 @@ impl Message<'_> {
     pub(crate) fn depth(&self, index: usize, allow_zero: bool) -> Result<u8, SyscallError> {
         let depth = self.word(index)?;
         let lowest = if allow_zero { 0 } else { 1 };
-        if (lowest..=u64::from(CPTR_BITS)).contains(&depth) {
+        // Mutant: a depth one past the address's 64 bits passes the decode.
+        let highest = if cfg!(bulkhead_mutant = "lookup_depth_off_by_one") { CPTR_BITS + 1 } else { CPTR_BITS };
+        if (lowest..=u64::from(highest)).contains(&depth) {
             u8::try_from(depth).map_err(|_| SyscallError::RangeError)
         } else {
             Err(SyscallError::RangeError)
@@ -261,7 +263,10 @@ fn decode_transfer(store: &impl SlotStore, node: &Cap, message: &Message<'_>) ->
             let cap = match data {
                 // Badges are set by Mint only (as in seL4): re-badging a
                 // capability in place would change which copies derive from it.
-                Some(_) if source_cap.badge().is_some() => return Err(SyscallError::IllegalOperation),
+                // Mutant: Mutate sets an endpoint's or notification's badge.
+                Some(_) if source_cap.badge().is_some() && !cfg!(bulkhead_mutant = "mutate_allows_badge") => {
+                    return Err(SyscallError::IllegalOperation);
+                }
                 Some(data) => source_cap.with_data(data)?,
                 None => source_cap,
             };

@@ -719,29 +719,69 @@ pub struct Hunt {
     pub violation: Option<(usize, Vec<Op>, Violation)>,
 }
 
-/// Runs `sequences` random sequences of [`sequence_of_length`]`(length)`, drawn
-/// from a random generator seeded with `seed` (the same seed, the same
-/// sequences), and stops at the first violation without shrinking: how
-/// many operations it took to find one is the measure of a check's power.
+/// The random sequences [`hunt`] and the long run (`src/bin/long-run.rs`)
+/// draw: [`sequence_of_length`]`(length)` from a generator seeded with
+/// `seed` (the same seed, the same sequences).
+pub struct Sequences {
+    runner: TestRunner,
+    strategy: BoxedStrategy<Vec<Op>>,
+}
+
+impl Sequences {
+    /// The stream for `seed`, of sequences of `length` operations after
+    /// their setup retypes.
+    #[must_use]
+    pub fn new(seed: u64, length: usize) -> Sequences {
+        let mut seed_bytes = [0_u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
+        Sequences { runner, strategy: sequence_of_length(length).boxed() }
+    }
+
+    /// The next sequence.
+    ///
+    /// # Panics
+    ///
+    /// Never: the strategy has no filter that could reject every value.
+    pub fn next_sequence(&mut self) -> Vec<Op> {
+        self.strategy.new_tree(&mut self.runner).expect("a sequence").current()
+    }
+}
+
+/// Runs `ops` and, on a violation, counts the steps up to and including
+/// the violating one into `stats`.
+///
+/// # Errors
+///
+/// The violation.
+pub fn run_counting(ops: &[Op], stats: &mut Stats) -> Result<(), Violation> {
+    match run(ops) {
+        Ok(run_stats) => {
+            stats.add(&run_stats);
+            Ok(())
+        }
+        Err(violation) => {
+            let step = violation.step.unwrap_or(0);
+            let prefix = run(&ops[..step]).unwrap_or_default();
+            stats.add(&prefix);
+            stats.applied += 1;
+            Err(violation)
+        }
+    }
+}
+
+/// Runs `sequences` random sequences of [`Sequences`]`::new(seed, length)`
+/// and stops at the first violation without shrinking: how many
+/// operations it took to find one is the measure of a check's power.
 #[must_use]
 pub fn hunt(seed: u64, sequences: usize, length: usize) -> Hunt {
-    let mut seed_bytes = [0_u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-    let strategy = sequence_of_length(length);
+    let mut stream = Sequences::new(seed, length);
     let mut stats = Stats::default();
     for number in 0..sequences {
-        let ops = strategy.new_tree(&mut runner).expect("a sequence").current();
-        match run(&ops) {
-            Ok(run_stats) => stats.add(&run_stats),
-            Err(violation) => {
-                let step = violation.step.unwrap_or(0);
-                let prefix = run(&ops[..step]).unwrap_or_default();
-                stats.add(&prefix);
-                stats.applied += 1;
-                return Hunt { stats, violation: Some((number, ops, violation)) };
-            }
+        let ops = stream.next_sequence();
+        if let Err(violation) = run_counting(&ops, &mut stats) {
+            return Hunt { stats, violation: Some((number, ops, violation)) };
         }
     }
     Hunt { stats, violation: None }

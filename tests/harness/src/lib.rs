@@ -3,9 +3,11 @@
 //! it ([`project`]), the invariants seL4's proofs state that apply here
 //! ([`invariants`]), and a driver ([`driver`]) that runs random sequences
 //! of system calls on both, checking refinement and every invariant after
-//! each step. `docs/VERIFICATION.md` describes it.
+//! each step, and a decoder ([`decode`]) from arbitrary bytes to such
+//! sequences for the fuzz target. `docs/VERIFICATION.md` describes it.
 #![forbid(unsafe_code)]
 
+pub mod decode;
 pub mod driver;
 pub mod invariants;
 pub mod project;

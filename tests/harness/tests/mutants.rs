@@ -16,7 +16,7 @@ use std::process::Command;
 const BUDGET: usize = 20_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 8] = [
+const MUTANTS: [(&str, &str); 10] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -25,6 +25,8 @@ const MUTANTS: [(&str, &str); 8] = [
     ("untyped_copyable", "kernel: untyped_children_inside_and_below_watermark"),
     ("move_keeps_stale_link", "derivation_list_well_formed"),
     ("guard_ignored", "result"),
+    ("mutate_allows_badge", "result"),
+    ("lookup_depth_off_by_one", "result"),
 ];
 
 fn workspace_root() -> PathBuf {
