@@ -147,6 +147,13 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     images.sort_unstable();
     images.dedup();
     let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Other processes (test binaries, a second CLI) build systems into the
+    // same files: one at a time, or one copies a loader another is writing.
+    let directory = output_directory().join("systems");
+    std::fs::create_dir_all(&directory).map_err(|error| Error::Io(directory.clone(), error))?;
+    let lock_path = directory.join(".lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|error| Error::Io(lock_path.clone(), error))?;
+    lock.lock().map_err(|error| Error::Io(lock_path.clone(), error))?;
     cargo_build(PROGRAMS, &images, &[])?;
     let mut elves = Vec::new();
     for image in &images {
@@ -158,15 +165,17 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     let programs =
         images.iter().zip(&elves).map(|(image, elf)| bulkhead_capdl_spec::Program { name: image, elf }).collect();
     let bundle = bulkhead_capdl_spec::Bundle { spec: blob, programs }.to_bytes();
-    let directory = output_directory().join("systems");
-    std::fs::create_dir_all(&directory).map_err(|error| Error::Io(directory.clone(), error))?;
     let bundle_path = directory.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle).map_err(|error| Error::Io(bundle_path.clone(), error))?;
     cargo_build(LOADER, &[LOADER], &[("BULKHEAD_SYSTEM_BUNDLE", bundle_path.as_os_str())])?;
+    // Copied, checked, then renamed into place: a process still reading the
+    // previous image (an emulator, an ISO build) keeps a whole file.
     let loader = directory.join(format!("{name}-loader"));
-    std::fs::copy(user_binary_path(LOADER), &loader).map_err(|error| Error::Io(loader.clone(), error))?;
-    let bytes = std::fs::read(&loader).map_err(|error| Error::Io(loader.clone(), error))?;
+    let fresh = directory.join(format!("{name}-loader.{}", std::process::id()));
+    std::fs::copy(user_binary_path(LOADER), &fresh).map_err(|error| Error::Io(fresh.clone(), error))?;
+    let bytes = std::fs::read(&fresh).map_err(|error| Error::Io(fresh.clone(), error))?;
     check_root_task_layout(&bytes)?;
+    std::fs::rename(&fresh, &loader).map_err(|error| Error::Io(loader.clone(), error))?;
     Ok(loader)
 }
 
