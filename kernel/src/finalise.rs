@@ -79,7 +79,11 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
         let scheduler = &mut *self.scheduler;
         match cap {
             Cap::Endpoint { object, .. } => {
-                while let Some(thread) = store.endpoint(object).queue.head {
+                // Mutant: the waiters are not woken; the queue is just emptied
+                // below, leaving them blocked on a dead endpoint.
+                while !cfg!(bulkhead_mutant = "endpoint_delete_leaves_waiters")
+                    && let Some(thread) = store.endpoint(object).queue.head
+                {
                     wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);
                 }
                 let endpoint = store.endpoint_mut(object);

@@ -217,7 +217,10 @@ impl Scheduler {
         let Some(context) = store.tcb(current).sched_context else { return };
         let state = store.sched_context_mut(context);
         state.refill_if_due(now);
-        state.remaining = state.remaining.saturating_sub(used);
+        // Mutant: the running thread's time is not charged to its budget.
+        if !cfg!(bulkhead_mutant = "budget_not_charged") {
+            state.remaining = state.remaining.saturating_sub(used);
+        }
         if state.remaining == 0 {
             self.current = None;
             self.throttle(store, current);
@@ -274,7 +277,12 @@ impl Scheduler {
             if tcb.state == ThreadState::Runnable {
                 let priority = tcb.priority;
                 let mut queue = self.queues[usize::from(priority)];
-                queue.push_front(store, current);
+                // Mutant: a preempted thread loses its turn (back of its queue).
+                if cfg!(bulkhead_mutant = "preempted_goes_to_back") {
+                    queue.push_back(store, current);
+                } else {
+                    queue.push_front(store, current);
+                }
                 self.queues[usize::from(priority)] = queue;
                 self.mark(priority, true);
             }

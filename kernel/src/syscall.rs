@@ -346,7 +346,10 @@ fn receive(
     blocking: bool,
 ) -> Result<(), SyscallError> {
     match store.slot(lookup(store, thread, cptr)?).cap {
-        Cap::Endpoint { object, rights, .. } if rights.contains(Rights::READ) => {
+        // Mutant: Recv/NBRecv/ReplyRecv accept an endpoint capability without READ.
+        Cap::Endpoint { object, rights, .. }
+            if rights.contains(Rights::READ) || cfg!(bulkhead_mutant = "recv_ignores_read_right") =>
+        {
             let reply = if reply_cptr == 0 { None } else { Some(lookup_reply(store, thread, reply_cptr, true)?) };
             if ipc::receive(store, scheduler, thread, object, reply, blocking) == ipc::ReceiveOutcome::WouldBlock {
                 // NBRecv found nobody: an empty message with badge 0.
@@ -561,14 +564,19 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
             let Cap::Tcb { object } = authority else { return Err(SyscallError::InvalidCapability) };
             let ceiling = store.tcb(ThreadId::new(object)).max_priority;
             let priority = u8::try_from(priority).map_err(|_| SyscallError::RangeError)?;
-            if usize::from(priority) >= PRIORITIES || priority > ceiling {
+            // Mutant: the authority's maximum controlled priority is not checked.
+            if usize::from(priority) >= PRIORITIES
+                || (priority > ceiling && !cfg!(bulkhead_mutant = "priority_ceiling_ignored"))
+            {
                 return Err(SyscallError::RangeError);
             }
             if message.label == label::TCB_SET_MAX_PRIORITY {
                 store.tcb_mut(target).max_priority = priority;
             } else {
                 // Re-queue at the new priority.
-                let runnable = store.tcb(target).state == ThreadState::Runnable;
+                // Mutant: a runnable thread keeps its place (and the CPU) at the old priority.
+                let runnable = store.tcb(target).state == ThreadState::Runnable
+                    && !cfg!(bulkhead_mutant = "set_priority_no_requeue");
                 if runnable {
                     scheduler.remove(store, target);
                 }

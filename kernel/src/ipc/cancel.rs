@@ -33,7 +33,10 @@ pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
             store.notification_mut(notification).waiters = waiters;
         }
         ThreadState::BlockedOnReply { reply } => {
-            store.reply_mut(reply).caller = None;
+            // Mutant: the reply object stays bound to the stopped caller.
+            if !cfg!(bulkhead_mutant = "suspend_keeps_reply_binding") {
+                store.reply_mut(reply).caller = None;
+            }
         }
         ThreadState::Runnable => scheduler.remove(store, thread),
         ThreadState::Inactive => {}

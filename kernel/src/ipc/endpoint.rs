@@ -105,7 +105,8 @@ fn deliver_or_queue(
     blocking: bool,
     is_call: bool,
 ) {
-    let can_grant = endpoint.rights.contains(Rights::GRANT);
+    // Mutant: every endpoint capability may transfer a capability, GRANT or not.
+    let can_grant = endpoint.rights.contains(Rights::GRANT) || cfg!(bulkhead_mutant = "grant_ignored");
     let state = *store.endpoint(endpoint.object);
     if state.state == EndpointState::Receiving {
         let mut queue = state.queue;

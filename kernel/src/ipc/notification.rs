@@ -30,6 +30,11 @@ pub fn signal(store: &mut impl ObjectStore, scheduler: &mut Scheduler, notificat
         let state = store.notification_mut(notification);
         state.active = true;
         state.word |= badge;
+        // Mutant: a pending signal's badge replaces the word instead of OR-ing into it.
+        #[cfg(bulkhead_mutant = "signal_overwrites_word")]
+        {
+            state.word = badge;
+        }
     }
 }
 

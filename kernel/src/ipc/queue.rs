@@ -83,6 +83,9 @@ impl Queue {
         }
         match links.next {
             Some(next) => store.tcb_mut(next).queue_links.previous = links.previous,
+            // Mutant: removing the last of two or more threads leaves `tail`
+            // at it, so the next push_back links behind the removed thread.
+            None if cfg!(bulkhead_mutant = "queue_remove_keeps_tail") && links.previous.is_some() => {}
             None => self.tail = links.previous,
         }
         store.tcb_mut(thread).queue_links = super::QueueLinks::default();
