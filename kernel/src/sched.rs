@@ -124,6 +124,13 @@ impl Scheduler {
         u8::try_from(index * 64 + (63 - word.leading_zeros() as usize)).ok()
     }
 
+    /// Until when the running thread has been charged (the time of the
+    /// last [`Scheduler::account`]).
+    #[must_use]
+    pub const fn charged_until(&self) -> u64 {
+        self.charged_until
+    }
+
     /// The threads waiting for their budget's refill.
     #[must_use]
     pub const fn release_queue(&self) -> &Queue {
@@ -139,9 +146,12 @@ impl Scheduler {
 
     /// Puts a runnable thread at the back of its priority's queue, or in
     /// the release queue if it has no budget left (a no-op for the running
-    /// thread and for a thread already queued).
+    /// thread and for a thread already queued). A thread bound to a
+    /// scheduling context that was never configured goes into no queue: it
+    /// has no budget and no period that would ever refill one, so it waits,
+    /// runnable, until SchedControl::Configure re-queues it.
     pub fn make_ready(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
-        if self.current == Some(thread) || store.tcb(thread).is_queued() {
+        if self.current == Some(thread) || store.tcb(thread).is_queued() || Self::awaits_configuration(store, thread) {
             return;
         }
         if !Self::has_budget(store, thread) {
@@ -180,6 +190,12 @@ impl Scheduler {
         queue.remove(store, thread);
         self.queues[usize::from(priority)] = queue;
         self.mark(priority, !queue.is_empty());
+    }
+
+    /// Whether the thread runs on a scheduling context never configured
+    /// (period 0).
+    fn awaits_configuration(store: &impl ObjectStore, thread: ThreadId) -> bool {
+        store.tcb(thread).sched_context.is_some_and(|context| store.sched_context(context).period == 0)
     }
 
     /// When the thread's budget is next refilled.
@@ -416,6 +432,24 @@ mod tests {
         context.remaining = 0;
         context.refill_if_due(35);
         assert_eq!((context.remaining, context.next_refill), (4, 40), "late refills start the current period");
+    }
+
+    #[test]
+    fn a_thread_on_an_unconfigured_context_waits_in_no_queue() {
+        // Once this thread went into the release queue with refill time 0,
+        // and `release_due` took it out and put it back forever.
+        let (mut store, mut scheduler) = spinners(&[(9, None)]);
+        store.tcb_mut(thread(1)).priority = 9;
+        store.tcb_mut(thread(1)).state = ThreadState::Runnable;
+        store.tcb_mut(thread(1)).sched_context = Some(context(1));
+        scheduler.make_ready(&mut store, thread(1));
+        assert!(!store.tcb(thread(1)).is_queued() && scheduler.release_queue().is_empty());
+        scheduler.release_due(&mut store, 1_000);
+        assert_eq!(scheduler.schedule(&mut store), Some(thread(0)));
+        // Configured, it is ready like any other.
+        *store.sched_context_mut(context(1)) = SchedContext { bound: Some(thread(1)), ..SchedContext::new(10, 100, 0) };
+        scheduler.make_ready(&mut store, thread(1));
+        assert_eq!(scheduler.queue(9).head, Some(thread(1)));
     }
 
     #[test]

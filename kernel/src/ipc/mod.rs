@@ -325,6 +325,13 @@ impl Tcb {
         &self.words[..usize::from(self.info.length).min(MAX_MESSAGE_WORDS)]
     }
 
+    /// The thread's links in the queue that holds it (read-only: the
+    /// queues change them), for the invariant harness's checks.
+    #[must_use]
+    pub const fn queue_links(&self) -> QueueLinks {
+        self.queue_links
+    }
+
     /// Whether the thread sits in a queue (ready or blocked).
     #[must_use]
     pub const fn is_queued(&self) -> bool {

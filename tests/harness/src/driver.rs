@@ -1,18 +1,26 @@
 //! The driver: operations, a strategy that generates them, and [`run`],
-//! which applies each one to the real kernel core (through
-//! `syscall::handle`, as the root thread) and to the spec, then checks
-//! refinement and every invariant.
+//! which applies each one to the real kernel core and to the spec, then
+//! checks refinement and every invariant.
+//!
+//! Every operation but [`Op::Tick`] is a system call of the thread that
+//! runs (the scheduler's current thread, the same on both sides while they
+//! agree), made as the kernel's entry code makes it: the IPC fast path
+//! first for Call and ReplyRecv (`kernel_core::fastpath`), otherwise
+//! `syscall::handle` (restarted while it reports `Preempted`) and the
+//! scheduler. [`Op::Tick`] is a timer interrupt. While no thread runs,
+//! only ticks apply; the other operations are skipped.
 //!
 //! An operation's `Debug` output is Rust: with `use
-//! bulkhead_harness::driver::{Addr::*, Op::*, rights::*, types::*}` a
-//! printed (shrunk) sequence compiles as it is, so a failure becomes a
-//! regression test by one copy (`tests/harness.rs` has some).
+//! bulkhead_harness::driver::{Addr::*, Op::*, TcbCall::*, rights::*,
+//! types::*}` a printed (shrunk) sequence compiles as it is, so a failure
+//! becomes a regression test by one copy (`tests/harness.rs` has some).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use kernel_core::cap::Cap as KernelCap;
-use kernel_core::ipc::{MessageInfo, ThreadId};
+use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
+use kernel_core::ipc::{self, MessageInfo, ThreadId};
 use kernel_core::memory::PhysAddr;
 use kernel_core::platform::RecordingPlatform;
 use kernel_core::store::{MapStore, ObjectStore};
@@ -24,7 +32,8 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 
 use crate::invariants;
 use crate::project;
-use crate::spec::{Boot, Outcome, State, label};
+use crate::spec::threads::{number, tcb_label};
+use crate::spec::{Boot, State, Syscall, label};
 
 /// A slot address as CNode invocations take it: `R(i)` is slot `i` of the
 /// root CNode (a 64-bit address from the root thread's CSpace root);
@@ -141,6 +150,8 @@ pub mod types {
     pub const CNODE: Type = Type(1);
     /// A TCB.
     pub const TCB: Type = Type(2);
+    /// A scheduling context.
+    pub const SCHED_CONTEXT: Type = Type(3);
     /// An endpoint.
     pub const ENDPOINT: Type = Type(4);
     /// A notification.
@@ -148,10 +159,11 @@ pub mod types {
     /// A reply object.
     pub const REPLY: Type = Type(6);
     /// Every named word.
-    pub const NAMED: [(&str, Type); 6] = [
+    pub const NAMED: [(&str, Type); 7] = [
         ("UNTYPED", UNTYPED),
         ("CNODE", CNODE),
         ("TCB", TCB),
+        ("SCHED_CONTEXT", SCHED_CONTEXT),
         ("ENDPOINT", ENDPOINT),
         ("NOTIFICATION", NOTIFICATION),
         ("REPLY", REPLY),
@@ -167,7 +179,83 @@ impl fmt::Debug for Type {
     }
 }
 
-/// One system call of the root thread: a Call invoking a capability.
+/// A TCB invocation (its extra capabilities are addresses in the
+/// caller's CSpace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcbCall {
+    /// TCB::SetSpace with the CNode at `cnode`.
+    SetSpace {
+        /// The CNode capability's address.
+        cnode: u64,
+    },
+    /// TCB::SetFaultHandler with the endpoint at `endpoint`.
+    SetFaultHandler {
+        /// The endpoint capability's address.
+        endpoint: u64,
+    },
+    /// TCB::SetPriority.
+    SetPriority {
+        /// The priority word.
+        priority: u64,
+        /// The authority TCB capability's address.
+        authority: u64,
+    },
+    /// TCB::SetMaxPriority.
+    SetMaxPriority {
+        /// The priority word.
+        priority: u64,
+        /// The authority TCB capability's address.
+        authority: u64,
+    },
+    /// TCB::BindSchedContext with the scheduling context at `sched_context`.
+    BindSchedContext {
+        /// The scheduling context capability's address.
+        sched_context: u64,
+    },
+    /// TCB::Resume.
+    Resume,
+    /// TCB::Suspend.
+    Suspend,
+    /// TCB::WriteRegisters (rdi, rsi, rdx are 1, 2, 3).
+    WriteRegisters {
+        /// The instruction pointer.
+        rip: u64,
+        /// The stack pointer.
+        rsp: u64,
+        /// RFLAGS.
+        rflags: u64,
+    },
+}
+
+impl TcbCall {
+    /// The label, argument words and extra capability addresses.
+    #[must_use]
+    pub fn message(&self) -> (u64, Vec<u64>, Vec<u64>) {
+        match *self {
+            TcbCall::SetSpace { cnode } => (tcb_label::SET_SPACE, vec![], vec![cnode]),
+            TcbCall::SetFaultHandler { endpoint } => (tcb_label::SET_FAULT_HANDLER, vec![], vec![endpoint]),
+            TcbCall::SetPriority { priority, authority } => (tcb_label::SET_PRIORITY, vec![priority], vec![authority]),
+            TcbCall::SetMaxPriority { priority, authority } => {
+                (tcb_label::SET_MAX_PRIORITY, vec![priority], vec![authority])
+            }
+            TcbCall::BindSchedContext { sched_context } => (tcb_label::BIND_SCHED_CONTEXT, vec![], vec![sched_context]),
+            TcbCall::Resume => (tcb_label::RESUME, vec![], vec![]),
+            TcbCall::Suspend => (tcb_label::SUSPEND, vec![], vec![]),
+            TcbCall::WriteRegisters { rip, rsp, rflags } => {
+                (tcb_label::WRITE_REGISTERS, vec![rip, rsp, rflags, 1, 2, 3], vec![])
+            }
+        }
+    }
+}
+
+/// The words of an IPC message of `count` words with `label`: word `i` is
+/// `label << 8 | (i + 1)`, so a receiver's words say whose they are.
+#[must_use]
+pub fn message_words(label: u64, count: u8) -> Vec<u64> {
+    (0..u64::from(count).min(120)).map(|index| (label << 8) | (index + 1)).collect()
+}
+
+/// One operation: a system call of the running thread, or a timer tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Untyped::Retype on the untyped at root cptr `untyped`: `count`
@@ -250,24 +338,113 @@ pub enum Op {
         /// How many extra capabilities (each the root CNode, cptr 0).
         extra: u8,
     },
+    /// A TCB invocation (Call) on the TCB capability at `tcb`.
+    Tcb {
+        /// The TCB capability's address.
+        tcb: u64,
+        /// Which invocation.
+        call: TcbCall,
+    },
+    /// SchedControl::Configure (Call on the capability at
+    /// [`SCHED_CONTROL_SLOT`]) of the scheduling context at `sched_context`.
+    Configure {
+        /// The scheduling context capability's address.
+        sched_context: u64,
+        /// The budget word.
+        budget: u64,
+        /// The period word.
+        period: u64,
+    },
+    /// Send (`blocking`) or NBSend of a [`message_words`] message, with
+    /// the capability at `grant` to transfer.
+    Send {
+        /// The endpoint (or notification, or other) capability's address.
+        cptr: u64,
+        /// The label.
+        label: u64,
+        /// The length word (above 120 is refused).
+        words: u8,
+        /// The address of a capability to transfer.
+        grant: Option<u64>,
+        /// Send rather than NBSend.
+        blocking: bool,
+    },
+    /// Call as IPC (on an endpoint; on another capability it is an
+    /// invocation with these words).
+    IpcCall {
+        /// The capability's address.
+        cptr: u64,
+        /// The label.
+        label: u64,
+        /// The length word.
+        words: u8,
+        /// The address of a capability to transfer.
+        grant: Option<u64>,
+    },
+    /// Recv (`blocking`) or NBRecv, naming a reply object (0: none) and a
+    /// receive slot (address, depth).
+    Recv {
+        /// The endpoint or notification capability's address.
+        cptr: u64,
+        /// The reply object capability's address, or 0.
+        reply: u64,
+        /// Where a transferred capability may land.
+        slot: Option<(u64, u64)>,
+        /// Recv rather than NBRecv.
+        blocking: bool,
+    },
+    /// ReplyRecv: a [`message_words`] reply through `reply`, then a receive
+    /// on `cptr` with it.
+    ReplyRecv {
+        /// The endpoint capability's address.
+        cptr: u64,
+        /// The reply object capability's address.
+        reply: u64,
+        /// The reply's label.
+        label: u64,
+        /// The reply's length word.
+        words: u8,
+        /// Where a transferred capability may land.
+        slot: Option<(u64, u64)>,
+    },
+    /// Signal.
+    Signal {
+        /// The notification capability's address.
+        cptr: u64,
+    },
+    /// Wait (`blocking`) or Poll.
+    Wait {
+        /// The notification capability's address.
+        cptr: u64,
+        /// Wait rather than Poll.
+        blocking: bool,
+    },
+    /// Yield.
+    Yield,
+    /// A system call by number (unknown numbers among them).
+    Syscall {
+        /// The number.
+        number: u64,
+        /// The capability address it names.
+        cptr: u64,
+    },
+    /// A timer interrupt `ticks` after the last: the running thread is
+    /// charged, due budgets refilled, and the scheduler picks (after a
+    /// yield, when a round-robin slice ended).
+    Tick {
+        /// Ticks since the last one.
+        ticks: u64,
+        /// A round-robin slice ended.
+        slice_ended: bool,
+    },
 }
+
+/// The root CNode slot of the SchedControl capability.
+pub const SCHED_CONTROL_SLOT: u64 = 255;
 
 /// The argument words a [`Op::Raw`] takes its first ones from: a copy of
 /// root slot 3 into slot 5 with every right, data 7.
 pub const RAW_WORDS: [u64; 6] = [5, 64, 3, 64, 0xf, 7];
-
-/// A system call's message, as the registers and the IPC buffer carry it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Call {
-    /// The invoked capability.
-    pub cptr: u64,
-    /// The label.
-    pub label: u64,
-    /// The argument words.
-    pub words: Vec<u64>,
-    /// The extra capabilities' cptrs.
-    pub extra: Vec<u64>,
-}
 
 impl Op {
     /// The operation's name.
@@ -282,64 +459,150 @@ impl Op {
             Op::Delete { .. } => "Delete",
             Op::Revoke { .. } => "Revoke",
             Op::Raw { .. } => "Raw",
+            Op::Tcb { call, .. } => match call {
+                TcbCall::SetSpace { .. } => "TCB::SetSpace",
+                TcbCall::SetFaultHandler { .. } => "TCB::SetFaultHandler",
+                TcbCall::SetPriority { .. } => "TCB::SetPriority",
+                TcbCall::SetMaxPriority { .. } => "TCB::SetMaxPriority",
+                TcbCall::BindSchedContext { .. } => "TCB::BindSchedContext",
+                TcbCall::Resume => "TCB::Resume",
+                TcbCall::Suspend => "TCB::Suspend",
+                TcbCall::WriteRegisters { .. } => "TCB::WriteRegisters",
+            },
+            Op::Configure { .. } => "Configure",
+            Op::Send { blocking: true, .. } => "Send",
+            Op::Send { blocking: false, .. } => "NBSend",
+            Op::IpcCall { .. } => "Call",
+            Op::Recv { blocking: true, .. } => "Recv",
+            Op::Recv { blocking: false, .. } => "NBRecv",
+            Op::ReplyRecv { .. } => "ReplyRecv",
+            Op::Signal { .. } => "Signal",
+            Op::Wait { blocking: true, .. } => "Wait",
+            Op::Wait { blocking: false, .. } => "Poll",
+            Op::Yield => "Yield",
+            Op::Syscall { .. } => "Syscall",
+            Op::Tick { .. } => "Tick",
         }
     }
 
-    /// The system call the operation makes.
+    /// The system call the operation makes (a [`Op::Tick`] makes none:
+    /// `None`).
     #[must_use]
-    pub fn call(&self) -> Call {
+    pub fn call(&self) -> Option<Syscall> {
+        let invoke = |cptr: u64, label: u64, words: Vec<u64>, extra: Vec<u64>| Syscall {
+            number: number::CALL,
+            cptr,
+            label,
+            length: u8::try_from(words.len()).unwrap_or(u8::MAX),
+            words,
+            extra,
+            reply: 0,
+            receive: (0, 0),
+        };
+        let ipc = |number: u64, cptr: u64, label: u64, count: u8, grant: Option<u64>| Syscall {
+            number,
+            cptr,
+            label,
+            length: count,
+            words: message_words(label, count),
+            extra: grant.into_iter().collect(),
+            reply: 0,
+            receive: (0, 0),
+        };
         let transfer = |label: u64, dest: Addr, src: Addr, more: &[u64]| {
             let mut words = [dest.index_depth(), src.index_depth()].concat();
             words.extend_from_slice(more);
-            Call { cptr: dest.node(), label, words, extra: vec![src.node()] }
+            invoke(dest.node(), label, words, vec![src.node()])
         };
-        match *self {
-            Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count } => Call {
-                cptr: untyped,
-                label: label::UNTYPED_RETYPE,
-                words: vec![kind.0, size_bits, node, node_depth, offset, count],
-                extra: vec![root],
-            },
+        Some(match *self {
+            Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count } => invoke(
+                untyped,
+                label::UNTYPED_RETYPE,
+                vec![kind.0, size_bits, node, node_depth, offset, count],
+                vec![root],
+            ),
             Op::Copy { dest, src, rights } => transfer(label::CNODE_COPY, dest, src, &[rights.0]),
             Op::Mint { dest, src, rights, badge } => transfer(label::CNODE_MINT, dest, src, &[rights.0, badge]),
             Op::Move { dest, src } => transfer(label::CNODE_MOVE, dest, src, &[]),
             Op::Mutate { dest, src, data } => transfer(label::CNODE_MUTATE, dest, src, &[data]),
-            Op::Delete { slot } | Op::Revoke { slot } => Call {
-                cptr: slot.node(),
-                label: if matches!(self, Op::Delete { .. }) { label::CNODE_DELETE } else { label::CNODE_REVOKE },
-                words: slot.index_depth().to_vec(),
-                extra: Vec::new(),
-            },
-            Op::Raw { cptr, label, words, extra } => Call {
+            Op::Delete { slot } | Op::Revoke { slot } => invoke(
+                slot.node(),
+                if matches!(self, Op::Delete { .. }) { label::CNODE_DELETE } else { label::CNODE_REVOKE },
+                slot.index_depth().to_vec(),
+                Vec::new(),
+            ),
+            Op::Raw { cptr, label, words, extra } => invoke(
                 cptr,
                 label,
-                words: RAW_WORDS[..usize::from(words).min(RAW_WORDS.len())].to_vec(),
-                extra: vec![0; usize::from(extra).min(3)],
+                RAW_WORDS[..usize::from(words).min(RAW_WORDS.len())].to_vec(),
+                vec![0; usize::from(extra).min(3)],
+            ),
+            Op::Tcb { tcb, call } => {
+                let (label, words, extra) = call.message();
+                invoke(tcb, label, words, extra)
+            }
+            Op::Configure { sched_context, budget, period } => {
+                invoke(SCHED_CONTROL_SLOT, tcb_label::CONFIGURE, vec![budget, period], vec![sched_context])
+            }
+            Op::Send { cptr, label, words, grant, blocking } => {
+                ipc(if blocking { number::SEND } else { number::NB_SEND }, cptr, label, words, grant)
+            }
+            Op::IpcCall { cptr, label, words, grant } => ipc(number::CALL, cptr, label, words, grant),
+            Op::Recv { cptr, reply, slot, blocking } => Syscall {
+                reply,
+                receive: slot.unwrap_or((0, 0)),
+                ..ipc(if blocking { number::RECV } else { number::NB_RECV }, cptr, 0, 0, None)
             },
-        }
+            Op::ReplyRecv { cptr, reply, label, words, slot } => {
+                Syscall { reply, receive: slot.unwrap_or((0, 0)), ..ipc(number::REPLY_RECV, cptr, label, words, None) }
+            }
+            Op::Signal { cptr } => ipc(number::SIGNAL, cptr, 0, 0, None),
+            Op::Wait { cptr, blocking } => ipc(if blocking { number::WAIT } else { number::POLL }, cptr, 0, 0, None),
+            Op::Yield => ipc(number::YIELD, 0, 0, 0, None),
+            Op::Syscall { number, cptr } => ipc(number, cptr, 0, 0, None),
+            Op::Tick { .. } => return None,
+        })
     }
 }
 
 /// The layout the harness boots: a 256-slot root CNode behind a 56-bit
-/// guard, a 16 KiB untyped in slot 1 and the root TCB's capability in slot 2.
+/// guard, a 16 KiB untyped in slot 1, the root TCB's capability in slot 2
+/// and SchedControl in slot 255.
 pub const BOOT: Boot = Boot {
     root_cnode: test_fixture::ROOT_CNODE,
     root_radix: 8,
     root_tcb: test_fixture::ROOT_TCB,
     untyped_base: test_fixture::UNTYPED_BASE,
     untyped_bits: 14,
+    sched_control: SCHED_CONTROL_SLOT,
 };
 
 /// Root slot of the root TCB's capability.
 pub const ROOT_TCB_SLOT: u64 = 2;
 
-/// A root-CNode cptr: mostly the first slots (where objects are made), at
-/// times one of the boot capabilities (weight `boot_weight`), or anything.
+/// The root slot of the endpoint the setup makes.
+pub const ENDPOINT_SLOT: u64 = 3;
+/// The root slot of the notification the setup makes.
+pub const NOTIFICATION_SLOT: u64 = 4;
+/// The root slots of the reply objects the setup makes.
+pub const REPLY_SLOTS: std::ops::Range<u64> = 5..8;
+/// The root slots the setup's random retypes fill.
+pub const OBJECT_SLOTS: std::ops::Range<u64> = 8..12;
+/// The root slots the setup makes threads' TCBs in.
+pub const THREAD_SLOTS: std::ops::Range<u64> = 12..15;
+/// The root slots the setup makes scheduling contexts in.
+pub const SCHED_CONTEXT_SLOTS: std::ops::Range<u64> = 15..18;
+/// Root slots the setup leaves empty (destinations, receive slots).
+pub const FREE_SLOTS: std::ops::Range<u64> = 18..22;
+
+/// A root-CNode cptr: mostly the first slots (where objects, threads and
+/// scheduling contexts are made), at times one of the boot capabilities
+/// (weight `boot_weight`), or anything.
 fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
     prop_oneof![
-        40 => 3_u64..12,
+        40 => 3_u64..SCHED_CONTEXT_SLOTS.end,
         boot_weight => 0_u64..3,
-        2 => 16_u64..256,
+        2 => FREE_SLOTS.start..256,
         1 => any::<u64>(),
     ]
 }
@@ -358,7 +621,7 @@ fn addr(boot_weight: u32) -> impl Strategy<Value = Addr> {
 /// A destination: as [`addr`], or one of the root slots above those
 /// objects are made in (more often empty).
 fn dest() -> impl Strategy<Value = Addr> {
-    prop_oneof![3 => addr(2), 1 => (12_u64..16).prop_map(Addr::R)]
+    prop_oneof![3 => addr(2), 1 => FREE_SLOTS.prop_map(Addr::R)]
 }
 
 fn rights_word() -> impl Strategy<Value = Rights> {
@@ -382,6 +645,7 @@ fn retype() -> impl Strategy<Value = Op> {
         2 => Just(types::UNTYPED),
         1 => Just(types::TCB),
         1 => Just(types::REPLY),
+        1 => Just(types::SCHED_CONTEXT),
         1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("a type outside the spec", |word| *word > 13)]
             .prop_map(Type),
     ];
@@ -409,16 +673,15 @@ fn retype() -> impl Strategy<Value = Op> {
     )
 }
 
-/// Labels for [`Op::Raw`]: the CNode and Untyped ones and others no
-/// capability of the scenario understands (never a TCB label: TCB
-/// invocations are outside the spec yet).
+/// Labels for [`Op::Raw`]: the CNode, Untyped, TCB and SchedControl
+/// ones and others no capability understands.
 fn raw_label() -> impl Strategy<Value = u64> {
-    prop_oneof![4 => 0_u64..=20, 1 => 1000_u64..=u64::from(u32::MAX)]
+    prop_oneof![4 => 0_u64..=20, 2 => 30_u64..=50, 1 => 1000_u64..=u64::from(u32::MAX)]
 }
 
-/// One operation: mostly well-formed invocations on the slots where
-/// objects are made, with malformed ones mixed in.
-pub fn op() -> impl Strategy<Value = Op> {
+/// A capability-system operation: mostly well-formed invocations on the
+/// slots where objects are made, with malformed ones mixed in.
+fn capability_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => retype(),
         4 => (dest(), addr(4), rights_word()).prop_map(|(dest, src, rights)| Op::Copy { dest, src, rights }),
@@ -433,6 +696,117 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A TCB capability's address: mostly a thread's, else the root's or any.
+fn tcb_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => THREAD_SLOTS, 2 => Just(2_u64), 2 => root_cptr(1)]
+}
+
+/// A scheduling context's address.
+fn sched_context_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => SCHED_CONTEXT_SLOTS, 1 => root_cptr(1)]
+}
+
+/// A priority word: mostly a few shared values, so that threads meet in
+/// one ready queue; sometimes anything up to 255, or beyond.
+fn priority_word() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => prop::sample::select(vec![0_u64, 50, 100, 200, 254, 255]), 2 => 0_u64..=255, 1 => any::<u64>()]
+}
+
+fn tcb_call() -> impl Strategy<Value = TcbCall> {
+    prop_oneof![
+        2 => prop_oneof![4 => Just(0_u64), 1 => root_cptr(2)].prop_map(|cnode| TcbCall::SetSpace { cnode }),
+        1 => root_cptr(1).prop_map(|endpoint| TcbCall::SetFaultHandler { endpoint }),
+        4 => (priority_word(), prop_oneof![3 => Just(2_u64), 2 => tcb_cptr()])
+            .prop_map(|(priority, authority)| TcbCall::SetPriority { priority, authority }),
+        1 => (priority_word(), prop_oneof![3 => Just(2_u64), 2 => tcb_cptr()])
+            .prop_map(|(priority, authority)| TcbCall::SetMaxPriority { priority, authority }),
+        2 => sched_context_cptr().prop_map(|sched_context| TcbCall::BindSchedContext { sched_context }),
+        3 => Just(TcbCall::Resume),
+        2 => Just(TcbCall::Suspend),
+        1 => (prop_oneof![3 => 0x1000_u64..0x10_0000, 1 => any::<u64>()], any::<u64>(), any::<u64>())
+            .prop_map(|(rip, rsp, rflags)| TcbCall::WriteRegisters { rip, rsp: rsp >> 16, rflags }),
+    ]
+}
+
+fn budget_and_period() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![
+        6 => (100_u64..2_000, 0_u64..5_000).prop_map(|(budget, extra)| (budget, budget + extra)),
+        1 => (0_u64..200, 0_u64..300),
+        1 => (any::<u64>(), any::<u64>()),
+    ]
+}
+
+/// An IPC label.
+fn ipc_label() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => 0_u64..8, 1 => any::<u64>().prop_map(|word| word >> 12)]
+}
+
+/// A message length word: mostly short, at times long or beyond 120.
+fn length_word() -> impl Strategy<Value = u8> {
+    prop_oneof![8 => 0_u8..=6, 1 => 100_u8..=127]
+}
+
+/// A capability to transfer: mostly none.
+fn grant() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![3 => Just(None), 1 => root_cptr(3).prop_map(Some)]
+}
+
+/// A receive slot: mostly none or an empty root slot, at times anything.
+fn receive_slot() -> impl Strategy<Value = Option<(u64, u64)>> {
+    prop_oneof![
+        2 => Just(None),
+        3 => FREE_SLOTS.prop_map(|slot| Some((slot, 64))),
+        1 => (root_cptr(1), 0_u64..=70).prop_map(Some),
+    ]
+}
+
+/// A reply object's address for a receive: mostly one of the setup's,
+/// at times none or anything.
+fn reply_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![1 => Just(0_u64), 4 => REPLY_SLOTS, 1 => root_cptr(1)]
+}
+
+/// An IPC operation's endpoint: mostly the setup's.
+fn endpoint_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![5 => Just(ENDPOINT_SLOT), 1 => Just(NOTIFICATION_SLOT), 2 => root_cptr(1)]
+}
+
+/// A notification operation's capability: mostly the setup's.
+fn notification_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => Just(NOTIFICATION_SLOT), 2 => root_cptr(1)]
+}
+
+/// A thread operation: IPC, notifications, TCB and SchedControl
+/// invocations, yields and timer ticks.
+fn thread_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (tcb_cptr(), tcb_call()).prop_map(|(tcb, call)| Op::Tcb { tcb, call }),
+        1 => (sched_context_cptr(), budget_and_period())
+            .prop_map(|(sched_context, (budget, period))| Op::Configure { sched_context, budget, period }),
+        4 => (endpoint_cptr(), ipc_label(), length_word(), grant(), any::<bool>())
+            .prop_map(|(cptr, label, words, grant, blocking)| Op::Send { cptr, label, words, grant, blocking }),
+        4 => (endpoint_cptr(), ipc_label(), length_word(), grant())
+            .prop_map(|(cptr, label, words, grant)| Op::IpcCall { cptr, label, words, grant }),
+        4 => (endpoint_cptr(), reply_cptr(), receive_slot(), prop_oneof![3 => Just(true), 1 => Just(false)])
+            .prop_map(|(cptr, reply, slot, blocking)| Op::Recv { cptr, reply, slot, blocking }),
+        3 => (endpoint_cptr(), reply_cptr(), ipc_label(), length_word(), receive_slot())
+            .prop_map(|(cptr, reply, label, words, slot)| Op::ReplyRecv { cptr, reply, label, words, slot }),
+        3 => notification_cptr().prop_map(|cptr| Op::Signal { cptr }),
+        2 => (notification_cptr(), any::<bool>()).prop_map(|(cptr, blocking)| Op::Wait { cptr, blocking }),
+        1 => Just(Op::Yield),
+        4 => (prop_oneof![3 => 0_u64..300, 2 => 100_u64..5_000, 1 => any::<u32>().prop_map(u64::from)], any::<bool>())
+            .prop_map(|(ticks, slice_ended)| Op::Tick { ticks, slice_ended }),
+        1 => (prop_oneof![Just(0_u64), 11_u64..20, any::<u64>()], root_cptr(1))
+            .prop_map(|(number, cptr)| Op::Syscall { number, cptr }),
+    ]
+}
+
+/// One operation: a capability-system operation or a thread operation,
+/// about half each.
+pub fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![24 => capability_op(), 33 => thread_op()]
+}
+
 /// A well-formed retype from the boot untyped into the root CNode: what
 /// starts every sequence, so that the operations after it find objects.
 fn setup_retype() -> impl Strategy<Value = Op> {
@@ -441,8 +815,9 @@ fn setup_retype() -> impl Strategy<Value = Op> {
         2 => Just((types::NOTIFICATION, 0)),
         2 => (1_u64..=3).prop_map(|radix| (types::CNODE, radix)),
         1 => (6_u64..=10).prop_map(|bits| (types::UNTYPED, bits)),
+        1 => Just((types::REPLY, 0)),
     ];
-    (kind_and_size, 3_u64..12, 1_u64..=2).prop_map(|((kind, size_bits), offset, count)| Op::Retype {
+    (kind_and_size, OBJECT_SLOTS, 1_u64..=2).prop_map(|((kind, size_bits), offset, count)| Op::Retype {
         untyped: 1,
         kind,
         size_bits,
@@ -454,28 +829,95 @@ fn setup_retype() -> impl Strategy<Value = Op> {
     })
 }
 
-/// A sequence: a few retypes that make objects, then up to `length`
-/// operations (any number, so that shrinking can drop every operation a
-/// failure does not need).
+/// The setup of one more thread, in TCB slot `slot`: a TCB sharing the
+/// root's CSpace at a priority below the root's, sometimes on a
+/// configured scheduling context, started.
+fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
+    let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
+    let priority = prop::sample::select(vec![50_u64, 100, 100, 200, 254]);
+    (priority, prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)]).prop_map(
+        move |(priority, budget)| {
+            let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
+                untyped: 1,
+                kind,
+                size_bits,
+                root: 0,
+                node: 0,
+                node_depth: 0,
+                offset,
+                count: 1,
+            };
+            let mut ops = vec![
+                retype(types::TCB, 0, slot),
+                Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
+                Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: 2 } },
+            ];
+            if let Some((budget, period)) = budget {
+                ops.extend([
+                    retype(types::SCHED_CONTEXT, 8, context),
+                    Op::Configure { sched_context: context, budget, period },
+                    Op::Tcb { tcb: slot, call: TcbCall::BindSchedContext { sched_context: context } },
+                ]);
+            }
+            ops.push(Op::Tcb { tcb: slot, call: TcbCall::Resume });
+            ops
+        },
+    )
+}
+
+/// What every setup makes first: the endpoint, the notification and the
+/// reply objects the IPC operations mostly use.
+#[must_use]
+pub fn ipc_objects() -> Vec<Op> {
+    let retype = |kind: Type, offset: u64, count: u64| Op::Retype {
+        untyped: 1,
+        kind,
+        size_bits: 0,
+        root: 0,
+        node: 0,
+        node_depth: 0,
+        offset,
+        count,
+    };
+    vec![
+        retype(types::ENDPOINT, ENDPOINT_SLOT, 1),
+        retype(types::NOTIFICATION, NOTIFICATION_SLOT, 1),
+        retype(types::REPLY, REPLY_SLOTS.start, REPLY_SLOTS.end - REPLY_SLOTS.start),
+    ]
+}
+
+/// The setup: the IPC objects, a few retypes that make more objects, then
+/// one to three more threads.
+fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Op>> {
+    let threads = (1_u64..=3)
+        .prop_flat_map(|count| (THREAD_SLOTS.start..THREAD_SLOTS.start + count).map(setup_thread).collect::<Vec<_>>());
+    (proptest::collection::vec(setup_retype(), retypes), threads).prop_map(|(retypes, threads)| {
+        let mut ops = ipc_objects();
+        ops.extend(retypes);
+        ops.extend(threads.into_iter().flatten());
+        ops
+    })
+}
+
+/// A sequence: the setup, then up to `length` operations (any number, so
+/// that shrinking can drop every operation a failure does not need).
 pub fn sequence(length: usize) -> impl Strategy<Value = Vec<Op>> {
     sequence_within(1..=5, 1..=length)
 }
 
-/// A sequence of a few retypes, then exactly `length` operations.
+/// A sequence of the setup, then exactly `length` operations.
 pub fn sequence_of_length(length: usize) -> impl Strategy<Value = Vec<Op>> {
     sequence_within(2..=5, length..=length)
 }
 
 fn sequence_within(
-    setup: std::ops::RangeInclusive<usize>,
+    retypes: std::ops::RangeInclusive<usize>,
     length: std::ops::RangeInclusive<usize>,
 ) -> impl Strategy<Value = Vec<Op>> {
-    (proptest::collection::vec(setup_retype(), setup), proptest::collection::vec(op(), length)).prop_map(
-        |(mut setup, ops)| {
-            setup.extend(ops);
-            setup
-        },
-    )
+    (setup(retypes), proptest::collection::vec(op(), length)).prop_map(|(mut setup, ops)| {
+        setup.extend(ops);
+        setup
+    })
 }
 
 /// One check that failed after a step.
@@ -518,10 +960,12 @@ impl fmt::Display for Violation {
 pub struct Stats {
     /// Operations run on both the kernel and the spec.
     pub applied: usize,
-    /// Operations skipped: a Call that would block the only thread, or
-    /// any operation once the root thread stopped.
+    /// Operations skipped: a system call while no thread runs.
     pub skipped: usize,
-    /// How often each operation came back with each result code.
+    /// Calls and ReplyRecvs the kernel's IPC fast path handled.
+    pub fast_paths: usize,
+    /// How often each operation came back with each result code (the
+    /// caller's label afterwards; 0 for a tick).
     pub results: BTreeMap<(&'static str, u64), usize>,
 }
 
@@ -530,10 +974,22 @@ impl Stats {
     pub fn add(&mut self, other: &Stats) {
         self.applied += other.applied;
         self.skipped += other.skipped;
+        self.fast_paths += other.fast_paths;
         for (code, count) in &other.results {
             *self.results.entry(*code).or_default() += count;
         }
     }
+}
+
+/// What one step came to on each side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The spec's result code.
+    pub expected: u64,
+    /// The kernel's result code.
+    pub got: u64,
+    /// The kernel's IPC fast path handled it.
+    pub fast: bool,
 }
 
 /// The kernel and the spec side by side.
@@ -555,7 +1011,11 @@ impl Harness {
     #[must_use]
     pub fn new() -> Harness {
         let root_tcb = KernelCap::Tcb { object: PhysAddr::new(BOOT.root_tcb) };
-        let kernel = test_fixture::root_kernel(BOOT.untyped_bits, 255, &[(ROOT_TCB_SLOT, root_tcb)]);
+        let kernel = test_fixture::root_kernel(
+            BOOT.untyped_bits,
+            255,
+            &[(ROOT_TCB_SLOT, root_tcb), (SCHED_CONTROL_SLOT, KernelCap::SchedControl)],
+        );
         Harness { kernel, platform: RecordingPlatform::new(), spec: BOOT.state(), boot: BOOT }
     }
 
@@ -565,41 +1025,73 @@ impl Harness {
         &self.spec
     }
 
-    fn root(&self) -> ThreadId {
-        ThreadId::new(PhysAddr::new(self.boot.root_tcb))
+    /// The kernel.
+    #[must_use]
+    pub const fn kernel(&self) -> &Kernel<MapStore> {
+        &self.kernel
     }
 
-    /// The kernel's result for `call` made by the root thread (restarted
-    /// while it reports being preempted).
-    fn kernel_call(&mut self, call: &Call) -> u64 {
-        let root = self.root();
-        let tcb = self.kernel.store.tcb_mut(root);
-        tcb.words[..call.words.len()].copy_from_slice(&call.words);
-        tcb.extra_cptrs[..call.extra.len()].copy_from_slice(&call.extra);
-        let info = MessageInfo {
-            label: call.label,
-            length: u8::try_from(call.words.len()).unwrap_or(u8::MAX),
-            caps: u8::try_from(call.extra.len()).unwrap_or(u8::MAX),
+    /// `call` made by `thread` on the kernel, as its entry code makes it;
+    /// the thread's result code afterwards, and whether the fast path took
+    /// it.
+    fn kernel_syscall(&mut self, thread: u64, call: &Syscall) -> (u64, bool) {
+        let thread = ThreadId::new(PhysAddr::new(thread));
+        let receives = matches!(call.number, number::RECV | number::NB_RECV | number::REPLY_RECV);
+        let tcb = self.kernel.store.tcb_mut(thread);
+        let length = usize::from(call.length).min(ipc::MAX_MESSAGE_WORDS);
+        for (index, word) in tcb.words[..length].iter_mut().enumerate() {
+            *word = call.words.get(index).copied().unwrap_or(0);
+        }
+        let caps = call.extra.len().min(3);
+        tcb.extra_cptrs = [0; 3];
+        tcb.extra_cptrs[..caps].copy_from_slice(&call.extra[..caps]);
+        if receives {
+            let (cptr, depth) = call.receive;
+            let depth = u8::try_from(depth).ok().filter(|depth| (1..=64).contains(depth));
+            tcb.receive_slot = depth.map(|depth| ipc::ReceiveSlot { cptr, depth });
+        }
+        tcb.info = MessageInfo::default();
+        let info = MessageInfo { label: call.label, length: call.length, caps: u8::try_from(caps).unwrap_or(3) };
+        let args = SyscallArgs { number: call.number, cptr: call.cptr, info, reply_cptr: call.reply };
+        let fast = match call.number {
+            number::CALL => fastpath_call(&mut self.kernel, thread, args),
+            number::REPLY_RECV => fastpath_reply_recv(&mut self.kernel, thread, args),
+            _ => None,
         };
-        let args = SyscallArgs { number: syscall::number::CALL, cptr: call.cptr, info, reply_cptr: 0 };
-        while syscall::handle(&mut self.kernel, &mut self.platform, root, args).is_err() {}
-        self.kernel.scheduler.schedule(&mut self.kernel.store);
-        self.kernel.store.tcb(root).info.label
+        if fast.is_none() {
+            while syscall::handle(&mut self.kernel, &mut self.platform, thread, args).is_err() {}
+            self.kernel.scheduler.schedule(&mut self.kernel.store);
+        }
+        (self.kernel.store.tcb(thread).info.label, fast.is_some())
     }
 
-    /// Runs `op` on both; `None` when it was skipped, else the spec's and
-    /// the kernel's results.
-    pub fn apply(&mut self, op: &Op) -> Option<(u64, u64)> {
-        let root = self.boot.root_tcb;
-        if !self.spec.threads[&root].active {
-            return None;
+    /// A timer interrupt on the kernel, as its timer path takes it.
+    fn kernel_tick(&mut self, ticks: u64, slice_ended: bool) {
+        let kernel = &mut self.kernel;
+        let now = kernel.now.saturating_add(ticks);
+        kernel.now = now;
+        kernel.scheduler.account(&mut kernel.store, now);
+        kernel.scheduler.release_due(&mut kernel.store, now);
+        if slice_ended {
+            kernel.scheduler.yield_current(&mut kernel.store);
+        } else {
+            kernel.scheduler.schedule(&mut kernel.store);
         }
-        let call = op.call();
-        // A call that would block leaves the spec as it was.
-        match self.spec.call(root, call.cptr, call.label, &call.words, &call.extra) {
-            Outcome::WouldBlock => None,
-            Outcome::Returned(expected) => Some((expected, self.kernel_call(&call))),
-        }
+    }
+
+    /// Runs `op` on both: `None` when it was skipped (a system call while
+    /// no thread runs).
+    pub fn apply(&mut self, op: &Op) -> Option<Applied> {
+        let Some(call) = op.call() else {
+            let Op::Tick { ticks, slice_ended } = *op else { unreachable!("only a tick makes no call") };
+            self.spec.tick(ticks, slice_ended);
+            self.kernel_tick(ticks, slice_ended);
+            return Some(Applied { expected: 0, got: 0, fast: false });
+        };
+        let thread = self.spec.sched.current?;
+        let expected = self.spec.syscall(thread, &call);
+        let (got, fast) = self.kernel_syscall(thread, &call);
+        Some(Applied { expected, got, fast })
     }
 
     /// Every check on the current states.
@@ -610,9 +1102,12 @@ impl Harness {
         if let Err(detail) = project::derivation_list_well_formed(&self.kernel.store) {
             failures.push(failure("derivation_list_well_formed", detail));
         }
-        match project::project(&self.kernel, &self.spec.threads) {
+        match project::project(&self.kernel) {
             Err(detail) => failures.push(failure("projection", detail)),
             Ok(kernel) => {
+                if let Err(detail) = project::queues_well_formed(&self.kernel, &kernel) {
+                    failures.push(failure("queues_well_formed", detail));
+                }
                 for broken in invariants::check_all(&kernel, &self.boot) {
                     failures.push(failure(&format!("kernel: {}", broken.invariant), broken.detail));
                 }
@@ -628,6 +1123,22 @@ impl Harness {
     }
 }
 
+/// The entries of two maps that differ, described.
+fn map_differences<K: Ord + Copy + fmt::Debug, V: PartialEq + fmt::Debug>(
+    what: &str,
+    kernel: &BTreeMap<K, V>,
+    spec: &BTreeMap<K, V>,
+    found: &mut Vec<String>,
+) {
+    let keys: std::collections::BTreeSet<K> = kernel.keys().chain(spec.keys()).copied().collect();
+    for key in keys {
+        let (in_kernel, in_spec) = (kernel.get(&key), spec.get(&key));
+        if in_kernel != in_spec {
+            found.push(format!("{what} {key:x?}: kernel {in_kernel:x?}, spec {in_spec:x?}"));
+        }
+    }
+}
+
 /// How the kernel's projected state differs from the spec's (the first few
 /// differences), or `None` when they are equal.
 #[must_use]
@@ -636,22 +1147,15 @@ pub fn difference(kernel: &State, spec: &State) -> Option<String> {
         return None;
     }
     let mut found = Vec::new();
-    let slots: std::collections::BTreeSet<u64> = kernel.slots.keys().chain(spec.slots.keys()).copied().collect();
-    for slot in slots {
-        let (in_kernel, in_spec) = (kernel.slots.get(&slot), spec.slots.get(&slot));
-        if in_kernel != in_spec {
-            found.push(format!("slot {slot:#x}: kernel {in_kernel:?}, spec {in_spec:?}"));
-        }
-    }
-    let objects: std::collections::BTreeSet<_> = kernel.objects.keys().chain(spec.objects.keys()).copied().collect();
-    for object in objects {
-        let (in_kernel, in_spec) = (kernel.objects.get(&object), spec.objects.get(&object));
-        if in_kernel != in_spec {
-            found.push(format!("object {object:?}: kernel {in_kernel:?}, spec {in_spec:?}"));
-        }
-    }
-    if kernel.threads != spec.threads {
-        found.push(format!("threads: kernel {:?}, spec {:?}", kernel.threads, spec.threads));
+    map_differences("slot", &kernel.slots, &spec.slots, &mut found);
+    map_differences("object", &kernel.objects, &spec.objects, &mut found);
+    map_differences("thread", &kernel.threads, &spec.threads, &mut found);
+    map_differences("endpoint", &kernel.endpoints, &spec.endpoints, &mut found);
+    map_differences("notification", &kernel.notifications, &spec.notifications, &mut found);
+    map_differences("reply", &kernel.replies, &spec.replies, &mut found);
+    map_differences("sched context", &kernel.sched_contexts, &spec.sched_contexts, &mut found);
+    if kernel.sched != spec.sched {
+        found.push(format!("scheduler: kernel {:x?}, spec {:x?}", kernel.sched, spec.sched));
     }
     let shown = found.len().min(4);
     let more = if found.len() > shown { format!(" (and {} more)", found.len() - shown) } else { String::new() };
@@ -688,13 +1192,14 @@ fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Viol
         return Err(Violation { step: None, op: None, failures });
     }
     for (step, op) in ops.iter().enumerate() {
-        let Some((expected, got)) = harness.apply(op) else {
+        let Some(Applied { expected, got, fast }) = harness.apply(op) else {
             stats.skipped += 1;
             codes.push(None);
             continue;
         };
         codes.push(Some(got));
         stats.applied += 1;
+        stats.fast_paths += usize::from(fast);
         *stats.results.entry((op.name(), got)).or_default() += 1;
         let mut failures = Vec::new();
         if expected != got {
@@ -771,18 +1276,22 @@ pub fn run_counting(ops: &[Op], stats: &mut Stats) -> Result<(), Violation> {
     }
 }
 
-/// Runs `sequences` random sequences of [`Sequences`]`::new(seed, length)`
-/// and stops at the first violation without shrinking: how many
-/// operations it took to find one is the measure of a check's power.
+/// Runs random sequences of [`Sequences`]`::new(seed, length)` until at
+/// least `budget` operations were applied (a sequence whose threads all
+/// block skips the rest), and stops at the first violation without
+/// shrinking: how many operations it took to find one is the measure of a
+/// check's power.
 #[must_use]
-pub fn hunt(seed: u64, sequences: usize, length: usize) -> Hunt {
+pub fn hunt(seed: u64, budget: usize, length: usize) -> Hunt {
     let mut stream = Sequences::new(seed, length);
     let mut stats = Stats::default();
-    for number in 0..sequences {
+    let mut number = 0;
+    while stats.applied < budget {
         let ops = stream.next_sequence();
         if let Err(violation) = run_counting(&ops, &mut stats) {
             return Hunt { stats, violation: Some((number, ops, violation)) };
         }
+        number += 1;
     }
     Hunt { stats, violation: None }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::spec::{Boot, Cap, Kind, ObjectId, SLOT_BYTES, State};
+use crate::spec::{Boot, Cap, Kind, ObjectId, SLOT_BYTES, State, ThreadState};
 
 /// A broken invariant: its name and what broke it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 13] = [
+pub const ALL: [Invariant; 24] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -34,12 +34,29 @@ pub const ALL: [Invariant; 13] = [
     ("badges_set_once", badges_set_once),
     ("live_objects_have_caps", live_objects_have_caps),
     ("no_cap_to_kernel_memory", no_cap_to_kernel_memory),
+    ("thread_states_name_live_objects", thread_states_name_live_objects),
+    ("queues_hold_live_threads_once", queues_hold_live_threads_once),
+    ("ipc_queues_match_thread_states", ipc_queues_match_thread_states),
+    ("endpoint_queues_one_direction", endpoint_queues_one_direction),
+    ("notification_waiters_mean_nothing_pending", notification_waiters_mean_nothing_pending),
+    ("reply_bindings_symmetric", reply_bindings_symmetric),
+    ("sched_context_bindings_symmetric", sched_context_bindings_symmetric),
+    ("ready_queues_hold_runnable_threads_of_their_priority", ready_queues_hold_runnable_threads_of_their_priority),
+    ("release_queue_throttled_in_refill_order", release_queue_throttled_in_refill_order),
+    ("running_thread_runnable_and_unqueued", running_thread_runnable_and_unqueued),
+    ("runnable_threads_scheduled", runnable_threads_scheduled),
 ];
+
+/// The invariants that only hold between kernel entries, when the
+/// scheduler has picked: checked after every step like the rest.
+pub const AFTER_SCHEDULE: [Invariant; 2] =
+    [("highest_priority_runs", highest_priority_runs), ("budgets_within_limits", budgets_within_limits)];
 
 /// Runs every invariant; the broken ones, in order.
 #[must_use]
 pub fn check_all(state: &State, boot: &Boot) -> Vec<Broken> {
     ALL.iter()
+        .chain(AFTER_SCHEDULE.iter())
         .filter_map(|(invariant, check)| check(state, boot).err().map(|detail| Broken { invariant, detail }))
         .collect()
 }
@@ -317,6 +334,289 @@ pub fn no_cap_to_kernel_memory(state: &State, boot: &Boot) -> Result<(), String>
             .any(|(base, bits)| ObjectId { base: *base, kind: Kind::Untyped, size_bits: *bits }.contains(&object));
         if !in_untyped && !boot_objects.contains(&object) {
             return Err(format!("slot {slot:#x}: {:?} reaches kernel memory", entry.cap));
+        }
+    }
+    Ok(())
+}
+
+/// Every queue of the state, named: the ready queues, the release queue,
+/// each endpoint's and each notification's.
+fn queues(state: &State) -> Vec<(String, &Vec<u64>)> {
+    let mut all: Vec<(String, &Vec<u64>)> =
+        state.sched.ready.iter().map(|(priority, queue)| (format!("ready queue {priority}"), queue)).collect();
+    all.push(("the release queue".to_owned(), &state.sched.release));
+    all.extend(state.endpoints.iter().map(|(base, queue)| (format!("endpoint {base:#x}"), queue)));
+    all.extend(state.notifications.iter().map(|(base, state)| (format!("notification {base:#x}"), &state.waiters)));
+    all
+}
+
+/// A blocked thread's state names a live object of the right type (an
+/// endpoint, a notification, a reply object), and a thread's scheduling
+/// context is live.
+pub fn thread_states_name_live_objects(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        let named = match thread.state {
+            ThreadState::BlockedOnSend { endpoint, .. } => vec![state.endpoints.contains_key(&endpoint)],
+            ThreadState::BlockedOnReceive { endpoint, reply } => vec![
+                state.endpoints.contains_key(&endpoint),
+                reply.is_none_or(|reply| state.replies.contains_key(&reply)),
+            ],
+            ThreadState::BlockedOnReply { reply } => vec![state.replies.contains_key(&reply)],
+            ThreadState::BlockedOnNotification { notification } => {
+                vec![state.notifications.contains_key(&notification)]
+            }
+            ThreadState::Inactive | ThreadState::Runnable => vec![],
+        };
+        if named.contains(&false) {
+            return Err(format!("thread {tcb:#x}: {:?} names an object that is not live", thread.state));
+        }
+        if let Some(context) = thread.sched_context
+            && !state.sched_contexts.contains_key(&context)
+        {
+            return Err(format!("thread {tcb:#x} runs on {context:#x}, which is not a live scheduling context"));
+        }
+    }
+    Ok(())
+}
+
+/// Every queue holds live threads only, and each thread is in at most one
+/// queue, at most once (the running thread included: it is in none).
+pub fn queues_hold_live_threads_once(state: &State, _boot: &Boot) -> Result<(), String> {
+    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
+    for (name, queue) in queues(state) {
+        for member in queue {
+            if !state.threads.contains_key(member) {
+                return Err(format!("{name} holds {member:#x}, which is not a live thread"));
+            }
+            if let Some(other) = seen.insert(*member, name.clone()) {
+                return Err(format!("{member:#x} is in {other} and in {name}"));
+            }
+        }
+    }
+    if let Some(current) = state.sched.current
+        && !state.threads.contains_key(&current)
+    {
+        return Err(format!("the running thread {current:#x} is not live"));
+    }
+    Ok(())
+}
+
+/// A thread is in an endpoint's queue exactly when it is blocked sending
+/// to or receiving from that endpoint, and in a notification's exactly
+/// when it waits on that notification (seL4's `sym_refs` for queues).
+pub fn ipc_queues_match_thread_states(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        let expected = match thread.state {
+            ThreadState::BlockedOnSend { endpoint, .. } | ThreadState::BlockedOnReceive { endpoint, .. } => {
+                Some(format!("endpoint {endpoint:#x}"))
+            }
+            ThreadState::BlockedOnNotification { notification } => Some(format!("notification {notification:#x}")),
+            _ => None,
+        };
+        let found: Vec<String> = queues(state)
+            .into_iter()
+            .filter(|(name, queue)| {
+                !name.starts_with("ready") && !name.starts_with("the release") && queue.contains(tcb)
+            })
+            .map(|(name, _)| name)
+            .collect();
+        if found != expected.iter().cloned().collect::<Vec<_>>() {
+            return Err(format!("thread {tcb:#x} is {:?} but in the IPC queues {found:?}", thread.state));
+        }
+    }
+    Ok(())
+}
+
+/// An endpoint's waiters all send or all receive.
+pub fn endpoint_queues_one_direction(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (endpoint, queue) in &state.endpoints {
+        let sending = |member: &u64| {
+            matches!(state.threads.get(member).map(|thread| thread.state), Some(ThreadState::BlockedOnSend { .. }))
+        };
+        let senders = queue.iter().filter(|member| sending(member)).count();
+        if senders != 0 && senders != queue.len() {
+            return Err(format!(
+                "endpoint {endpoint:#x} holds {senders} senders and {} receivers",
+                queue.len() - senders
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A notification with waiters has no signal pending: a signal wakes a
+/// waiter rather than waiting itself.
+pub fn notification_waiters_mean_nothing_pending(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (notification, ntfn) in &state.notifications {
+        if !ntfn.waiters.is_empty() && ntfn.pending.is_some() {
+            return Err(format!("notification {notification:#x} has waiters and a pending signal {:?}", ntfn.pending));
+        }
+    }
+    Ok(())
+}
+
+/// A reply object's caller is blocked on that reply object, and its
+/// receiver is blocked receiving with it, and the other way round: each
+/// such blocked thread is named by its reply object.
+pub fn reply_bindings_symmetric(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (base, reply) in &state.replies {
+        if let Some(caller) = reply.caller
+            && state.threads.get(&caller).map(|thread| thread.state)
+                != Some(ThreadState::BlockedOnReply { reply: *base })
+        {
+            return Err(format!("reply {base:#x}: its caller {caller:#x} does not wait on it"));
+        }
+        if let Some(receiver) = reply.receiver
+            && !matches!(
+                state.threads.get(&receiver).map(|thread| thread.state),
+                Some(ThreadState::BlockedOnReceive { reply: Some(named), .. }) if named == *base
+            )
+        {
+            return Err(format!("reply {base:#x}: its receiver {receiver:#x} does not receive with it"));
+        }
+    }
+    for (tcb, thread) in &state.threads {
+        let named = match thread.state {
+            ThreadState::BlockedOnReply { reply } => state.replies.get(&reply).map(|state| state.caller),
+            ThreadState::BlockedOnReceive { reply: Some(reply), .. } => {
+                state.replies.get(&reply).map(|state| state.receiver)
+            }
+            _ => continue,
+        };
+        if named != Some(Some(*tcb)) {
+            return Err(format!("thread {tcb:#x} is {:?} but its reply object does not name it", thread.state));
+        }
+    }
+    Ok(())
+}
+
+/// A thread runs on a scheduling context exactly when that context is
+/// bound to it.
+pub fn sched_context_bindings_symmetric(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        if let Some(context) = thread.sched_context
+            && state.sched_contexts.get(&context).and_then(|context| context.bound) != Some(*tcb)
+        {
+            return Err(format!("thread {tcb:#x} runs on {context:#x}, which is not bound to it"));
+        }
+    }
+    for (base, context) in &state.sched_contexts {
+        if let Some(bound) = context.bound
+            && state.threads.get(&bound).and_then(|thread| thread.sched_context) != Some(*base)
+        {
+            return Err(format!("scheduling context {base:#x} is bound to {bound:#x}, which does not run on it"));
+        }
+    }
+    Ok(())
+}
+
+/// Ready queue `p` holds only runnable threads of priority `p` that have
+/// budget left (seL4's `valid_queues`).
+pub fn ready_queues_hold_runnable_threads_of_their_priority(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (priority, queue) in &state.sched.ready {
+        if queue.is_empty() {
+            return Err(format!("ready queue {priority} is listed but empty"));
+        }
+        for member in queue {
+            let Some(thread) = state.threads.get(member) else { continue };
+            if !thread.is_runnable() || thread.priority != *priority || !state.has_budget(*member) {
+                return Err(format!(
+                    "ready queue {priority} holds {member:#x}: {:?} at priority {}, budget left: {}",
+                    thread.state,
+                    thread.priority,
+                    state.has_budget(*member)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The release queue holds only runnable threads whose budget is used up,
+/// in the order their budgets are refilled (seL4's `valid_release_q`).
+pub fn release_queue_throttled_in_refill_order(state: &State, _boot: &Boot) -> Result<(), String> {
+    let mut last = 0;
+    for member in &state.sched.release {
+        let Some(thread) = state.threads.get(member) else { continue };
+        let context = thread.sched_context.and_then(|context| state.sched_contexts.get(&context));
+        let Some(context) = context.filter(|context| context.remaining == 0 && context.period != 0) else {
+            return Err(format!("the release queue holds {member:#x}, which has budget or none configured"));
+        };
+        if !thread.is_runnable() {
+            return Err(format!("the release queue holds {member:#x}, which is {:?}", thread.state));
+        }
+        if context.next_refill < last {
+            return Err(format!("the release queue is out of refill order at {member:#x}"));
+        }
+        last = context.next_refill;
+    }
+    Ok(())
+}
+
+/// The running thread is runnable, has budget left, and is in no queue
+/// (seL4's `ct_not_in_q` and `ct_active`).
+pub fn running_thread_runnable_and_unqueued(state: &State, _boot: &Boot) -> Result<(), String> {
+    let Some(current) = state.sched.current else { return Ok(()) };
+    let Some(thread) = state.threads.get(&current) else { return Ok(()) };
+    if !thread.is_runnable() || !state.has_budget(current) {
+        return Err(format!(
+            "the running thread {current:#x} is {:?}, budget left: {}",
+            thread.state,
+            state.has_budget(current)
+        ));
+    }
+    if let Some((name, _)) = queues(state).into_iter().find(|(_, queue)| queue.contains(&current)) {
+        return Err(format!("the running thread {current:#x} is in {name}"));
+    }
+    Ok(())
+}
+
+/// Every runnable thread runs, or waits in a ready queue, or (out of
+/// budget) in the release queue; only a thread on a scheduling context
+/// never configured waits in none (seL4's `valid_sched_action` and
+/// `ct_in_q`: no runnable thread is forgotten).
+pub fn runnable_threads_scheduled(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        if !thread.is_runnable() || state.sched.current == Some(*tcb) || state.awaits_configuration(*tcb) {
+            continue;
+        }
+        let queued = state.sched.ready.values().any(|queue| queue.contains(tcb)) || state.sched.release.contains(tcb);
+        if !queued {
+            return Err(format!("thread {tcb:#x} is runnable but neither runs nor waits to"));
+        }
+    }
+    Ok(())
+}
+
+/// After the scheduler picked: no ready thread has a higher priority than
+/// the running one, and a thread runs whenever one is ready.
+pub fn highest_priority_runs(state: &State, _boot: &Boot) -> Result<(), String> {
+    let highest = state.sched.ready.keys().next_back().copied();
+    match (state.sched.current.and_then(|current| state.threads.get(&current)), highest) {
+        (Some(thread), Some(highest)) if highest > thread.priority => {
+            Err(format!("priority {highest} is ready while priority {} runs", thread.priority))
+        }
+        (None, Some(highest)) if state.sched.current.is_none() => {
+            Err(format!("nothing runs while priority {highest} is ready"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// No budget is exceeded: a configured scheduling context never has more
+/// left than its budget, its budget fits its period, its next refill is at
+/// most one period ahead; one never configured has nothing.
+pub fn budgets_within_limits(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (base, context) in &state.sched_contexts {
+        let sound = if context.period == 0 {
+            context.budget == 0 && context.remaining == 0 && context.next_refill == 0
+        } else {
+            context.remaining <= context.budget
+                && context.budget <= context.period
+                && context.next_refill <= state.sched.now.saturating_add(context.period)
+        };
+        if !sound {
+            return Err(format!("scheduling context {base:#x}: {context:?} at time {}", state.sched.now));
         }
     }
     Ok(())

@@ -13,12 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kernel_core::cap::{Cap as KernelCap, SlotRef, SlotStore, derivation};
-use kernel_core::ipc::{ThreadId, ThreadState};
+use kernel_core::ipc::{self, Queue, ThreadId, ThreadState as KernelThreadState};
 use kernel_core::memory::PhysAddr;
 use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::Kernel;
 
-use crate::spec::{Cap, Entry, Kind, Object, ObjectId, State, Thread};
+use crate::spec::{
+    Cap, Entry, Info, Kind, Notification, Object, ObjectId, Reply, Resumption, SchedContext, State, Thread, ThreadState,
+};
 
 /// The spec's view of a kernel capability.
 ///
@@ -41,6 +43,8 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
             Cap::Notification { base: object.as_u64(), badge, rights: rights.bits() }
         }
         KernelCap::Reply { object } => Cap::Reply { base: object.as_u64() },
+        KernelCap::SchedContext { object, size_bits } => Cap::SchedContext { base: object.as_u64(), size_bits },
+        KernelCap::SchedControl => Cap::SchedControl,
         other => return Err(format!("a capability outside the spec: {other:?}")),
     })
 }
@@ -62,14 +66,15 @@ fn list_descendants(store: &MapStore, of: SlotRef) -> Vec<SlotRef> {
 
 /// The kernel's state as the spec would hold it: the capabilities, their
 /// parents (from the derivation list), the objects they name (each with
-/// the nearest untyped its capabilities descend from) and the threads the
-/// spec knows.
+/// the nearest untyped its capabilities descend from), the state of every
+/// live thread, endpoint, notification, reply object and scheduling
+/// context, and the scheduler's queues.
 ///
 /// # Errors
 ///
 /// What could not be projected: a capability of a type outside the spec,
 /// or capabilities to one object descending from different untypeds.
-pub fn project(kernel: &Kernel<MapStore>, threads: &BTreeMap<u64, Thread>) -> Result<State, String> {
+pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
     let store = &kernel.store;
     let mut state = State::default();
     // Parent: among the capabilities whose descendants include a slot, the
@@ -105,11 +110,215 @@ pub fn project(kernel: &Kernel<MapStore>, threads: &BTreeMap<u64, Thread>) -> Re
         }
     }
     state.objects = objects.into_iter().map(|(object, untyped)| (object, Object { untyped })).collect();
-    for tcb in threads.keys() {
-        let stopped = store.tcb(ThreadId::new(PhysAddr::new(*tcb))).state == ThreadState::Inactive;
-        state.threads.insert(*tcb, Thread { active: !stopped });
+    for object in state.objects.keys() {
+        let at = PhysAddr::new(object.base);
+        match object.kind {
+            Kind::Tcb => {
+                state.threads.insert(object.base, thread(store, ThreadId::new(at))?);
+            }
+            Kind::Endpoint => {
+                state.endpoints.insert(object.base, walk(store, &store.endpoint(at).queue)?);
+            }
+            Kind::Notification => {
+                let notification = store.notification(at);
+                let pending = notification.active.then_some(notification.word);
+                let waiters = walk(store, &notification.waiters)?;
+                state.notifications.insert(object.base, Notification { pending, waiters });
+            }
+            Kind::Reply => {
+                let reply = store.reply(at);
+                let (caller, receiver) = (reply.caller.map(id), reply.receiver.map(id));
+                state.replies.insert(object.base, Reply { caller, receiver });
+            }
+            Kind::SchedContext => {
+                let context = store.sched_context(at);
+                state.sched_contexts.insert(
+                    object.base,
+                    SchedContext {
+                        budget: context.budget,
+                        period: context.period,
+                        remaining: context.remaining,
+                        next_refill: context.next_refill,
+                        bound: context.bound.map(id),
+                    },
+                );
+            }
+            _ => {}
+        }
     }
+    let scheduler = &kernel.scheduler;
+    state.sched.current = scheduler.current().map(id);
+    for priority in 0..=u8::MAX {
+        let queue = walk(store, scheduler.queue(priority))?;
+        if !queue.is_empty() {
+            state.sched.ready.insert(priority, queue);
+        }
+    }
+    state.sched.release = walk(store, scheduler.release_queue())?;
+    state.sched.now = kernel.now;
+    state.sched.charged_until = scheduler.charged_until();
     Ok(state)
+}
+
+/// A thread's TCB address.
+fn id(thread: ThreadId) -> u64 {
+    thread.address().as_u64()
+}
+
+/// The threads in an intrusive queue, head to tail (an error if the links
+/// loop or stop short of the tail).
+fn walk(store: &MapStore, queue: &Queue) -> Result<Vec<u64>, String> {
+    let mut members = Vec::new();
+    let mut at = queue.head;
+    let mut last = None;
+    while let Some(thread) = at {
+        if members.len() > 4096 {
+            return Err("a thread queue loops".to_owned());
+        }
+        members.push(id(thread));
+        last = Some(thread);
+        at = store.tcb(thread).queue_links().next;
+    }
+    if last != queue.tail {
+        return Err(format!("a thread queue's tail is {:?}, its last member {last:?}", queue.tail));
+    }
+    Ok(members)
+}
+
+/// The spec's view of a kernel thread.
+fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
+    let tcb = store.tcb(thread);
+    let state = match tcb.state {
+        KernelThreadState::Inactive => ThreadState::Inactive,
+        KernelThreadState::Runnable => ThreadState::Runnable,
+        KernelThreadState::BlockedOnSend { endpoint, badge, can_grant, is_call } => {
+            ThreadState::BlockedOnSend { endpoint: endpoint.as_u64(), badge, can_grant, is_call }
+        }
+        KernelThreadState::BlockedOnReceive { endpoint, reply } => {
+            ThreadState::BlockedOnReceive { endpoint: endpoint.as_u64(), reply: reply.map(PhysAddr::as_u64) }
+        }
+        KernelThreadState::BlockedOnReply { reply } => ThreadState::BlockedOnReply { reply: reply.as_u64() },
+        KernelThreadState::BlockedOnNotification { notification } => {
+            ThreadState::BlockedOnNotification { notification: notification.as_u64() }
+        }
+    };
+    let registers = tcb.registers;
+    let chosen = [registers.rip, registers.rsp, registers.rflags, registers.rdi, registers.rsi, registers.rdx];
+    let mut others = registers;
+    (others.rip, others.rsp, others.rflags, others.rdi, others.rsi, others.rdx) = (0, 0, 0, 0, 0, 0);
+    if others != ipc::UserRegisters::ZERO {
+        return Err(format!("thread {:#x}: registers no call sets are not zero: {others:?}", id(thread)));
+    }
+    Ok(Thread {
+        state,
+        priority: tcb.priority,
+        max_priority: tcb.max_priority,
+        sched_context: tcb.sched_context.map(PhysAddr::as_u64),
+        info: Info { label: tcb.info.label, length: tcb.info.length, caps: tcb.info.caps },
+        words: tcb.words.to_vec(),
+        badge: tcb.badge,
+        extra: tcb.extra_cptrs,
+        receive: tcb.receive_slot.map(|slot| (slot.cptr, slot.depth)),
+        resumption: match tcb.resumption {
+            ipc::Resumption::Results => Resumption::Results,
+            ipc::Resumption::Restart => Resumption::Restart,
+            ipc::Resumption::Fresh => Resumption::Fresh,
+        },
+        registers: chosen,
+    })
+}
+
+/// The kernel's thread queues are well formed: each one's links are
+/// symmetric, every member is marked queued and is in no other queue, a
+/// thread in no queue has no links, each endpoint's direction flag
+/// matches its members' states (idle exactly when empty), a notification
+/// with no signal pending has a zero word, and the ready-priority bitmap
+/// names exactly the non-empty ready queues.
+///
+/// # Errors
+///
+/// What is wrong.
+pub fn queues_well_formed(kernel: &Kernel<MapStore>, state: &State) -> Result<(), String> {
+    let store = &kernel.store;
+    let mut queues: Vec<(String, Queue)> = Vec::new();
+    for priority in 0..=u8::MAX {
+        queues.push((format!("ready queue {priority}"), *kernel.scheduler.queue(priority)));
+    }
+    queues.push(("the release queue".to_owned(), *kernel.scheduler.release_queue()));
+    for object in state.objects.keys() {
+        let at = PhysAddr::new(object.base);
+        match object.kind {
+            Kind::Endpoint => {
+                let endpoint = store.endpoint(at);
+                let members = walk(store, &endpoint.queue)?;
+                let direction = match endpoint.state {
+                    ipc::EndpointState::Idle => None,
+                    ipc::EndpointState::Sending => Some(true),
+                    ipc::EndpointState::Receiving => Some(false),
+                };
+                if direction.is_none() != members.is_empty() {
+                    return Err(format!(
+                        "endpoint {:#x}: {:?} with {} waiting",
+                        object.base,
+                        endpoint.state,
+                        members.len()
+                    ));
+                }
+                for member in &members {
+                    let sending = matches!(
+                        store.tcb(ThreadId::new(PhysAddr::new(*member))).state,
+                        KernelThreadState::BlockedOnSend { .. }
+                    );
+                    if direction != Some(sending) {
+                        return Err(format!(
+                            "endpoint {:#x} is {:?} but holds {member:#x}",
+                            object.base, endpoint.state
+                        ));
+                    }
+                }
+                queues.push((format!("endpoint {:#x}", object.base), endpoint.queue));
+            }
+            Kind::Notification => {
+                let notification = store.notification(at);
+                if !notification.active && notification.word != 0 {
+                    return Err(format!(
+                        "notification {:#x}: no signal pending but word {:#x}",
+                        object.base, notification.word
+                    ));
+                }
+                queues.push((format!("notification {:#x}", object.base), notification.waiters));
+            }
+            _ => {}
+        }
+    }
+    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
+    for (name, queue) in &queues {
+        let members = walk(store, queue)?;
+        for (index, member) in members.iter().enumerate() {
+            let links = store.tcb(ThreadId::new(PhysAddr::new(*member))).queue_links();
+            let previous = index.checked_sub(1).map(|before| members[before]);
+            if !links.queued || links.previous.map(id) != previous {
+                return Err(format!("{member:#x} in {name}: its links disagree with the queue ({links:?})"));
+            }
+            if let Some(other) = seen.insert(*member, name.clone()) {
+                return Err(format!("{member:#x} is in {other} and in {name}"));
+            }
+        }
+    }
+    for tcb in state.threads.keys() {
+        let links = store.tcb(ThreadId::new(PhysAddr::new(*tcb))).queue_links();
+        if !seen.contains_key(tcb) && links != ipc::QueueLinks::default() {
+            return Err(format!("{tcb:#x} is in no queue but has links {links:?}"));
+        }
+    }
+    let highest = state.sched.ready.keys().next_back().copied();
+    if kernel.scheduler.highest_ready_priority() != highest {
+        return Err(format!(
+            "the ready bitmap says {:?}, the queues {highest:?}",
+            kernel.scheduler.highest_ready_priority()
+        ));
+    }
+    Ok(())
 }
 
 /// The kernel's derivation list is well formed: its links are symmetric

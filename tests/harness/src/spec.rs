@@ -12,13 +12,21 @@
 //! own derivation rules (seL4's abstract `cdt`, stated directly); only the
 //! ABI's numbers (labels, error codes) come from the kernel.
 //!
-//! Covered so far: CNode::Copy, Mint, Move, Mutate, Delete and Revoke and
-//! Untyped::Retype of untypeds, CNodes, TCBs (threads that never start),
-//! endpoints, notifications and reply objects, called by threads whose
-//! CSpace root is in their TCB's slot 0; a Call on an endpoint (which
-//! would block) is reported as [`Outcome::WouldBlock`].
+//! Covered: CNode::Copy, Mint, Move, Mutate, Delete and Revoke;
+//! Untyped::Retype of untypeds, CNodes, TCBs, scheduling contexts,
+//! endpoints, notifications and reply objects; every system call (Call,
+//! Send, NBSend, Recv, NBRecv, ReplyRecv, Signal, Wait, Poll, Yield) with
+//! IPC, capability transfer, notifications and reply objects; the TCB
+//! invocations but SetIpcBuffer's frame and SetSpace's VSpace (no frame
+//! or VSpace exists here); SchedControl::Configure; the scheduler's ready
+//! and release queues, budgets and timer ticks ([`threads`]). A thread's
+//! CSpace root is in its TCB's slot 0.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+pub mod threads;
+
+pub use threads::{Info, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState};
 
 /// Bytes per capability slot: slot `i` of a CNode (or a TCB) whose memory
 /// starts at `base` lives at `base + i * SLOT_BYTES`.
@@ -41,6 +49,8 @@ pub const MAX_RETYPE_COUNT: u64 = 256;
 pub const UNTYPED_BITS: std::ops::RangeInclusive<u64> = 4..=47;
 /// CNode radixes a retype may ask for.
 pub const CNODE_RADIX: std::ops::RangeInclusive<u64> = 1..=16;
+/// Scheduling-context sizes a retype may ask for (log2 bytes).
+pub const SCHED_CONTEXT_BITS: std::ops::RangeInclusive<u64> = 8..=12;
 
 /// The ABI's numbers are the kernel's own definitions (which
 /// `kernel/src/cap/abi_doc_test.rs` keeps in step with `docs/abi.md`): the
@@ -48,16 +58,6 @@ pub const CNODE_RADIX: std::ops::RangeInclusive<u64> = 1..=16;
 /// spec's own.
 pub use kernel_core::cap::invocation::label;
 pub use kernel_core::error::SyscallError as Error;
-
-/// What a system call came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It returned this result (0 or an error code) to the caller.
-    Returned(u64),
-    /// It would block the caller (a Call on an endpoint it may send on):
-    /// outside this spec, which has one thread and no IPC yet.
-    WouldBlock,
-}
 
 /// Object types (the `Untyped::Retype` type numbers of `docs/abi.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,12 +68,17 @@ pub enum Kind {
     CNode,
     /// A thread.
     Tcb,
+    /// A scheduling context.
+    SchedContext,
     /// An IPC endpoint.
     Endpoint,
     /// A notification.
     Notification,
     /// A reply object.
     Reply,
+    /// The authority to configure scheduling contexts: no memory, one
+    /// capability made at boot (it cannot be copied).
+    SchedControl,
 }
 
 /// An object's identity: where it lies, what it is, how big it is.
@@ -183,7 +188,21 @@ pub enum Cap {
         /// The object.
         base: u64,
     },
+    /// A scheduling context.
+    SchedContext {
+        /// The object.
+        base: u64,
+        /// log2 of its size.
+        size_bits: u8,
+    },
+    /// SchedControl.
+    SchedControl,
 }
+
+/// Where the spec places the SchedControl "object": a byte of kernel
+/// memory no other object uses, so that the memory invariants treat it as
+/// one of the objects made at boot.
+pub const SCHED_CONTROL_ID: ObjectId = ObjectId { base: 0, kind: Kind::SchedControl, size_bits: 0 };
 
 impl Cap {
     /// The object the capability names (for an untyped, its memory).
@@ -196,6 +215,8 @@ impl Cap {
             Cap::Endpoint { base, .. } => (base, Kind::Endpoint, SMALL_OBJECT_BITS),
             Cap::Notification { base, .. } => (base, Kind::Notification, SMALL_OBJECT_BITS),
             Cap::Reply { base } => (base, Kind::Reply, REPLY_BITS),
+            Cap::SchedContext { base, size_bits } => (base, Kind::SchedContext, size_bits),
+            Cap::SchedControl => return SCHED_CONTROL_ID,
         };
         ObjectId { base, kind, size_bits }
     }
@@ -231,13 +252,6 @@ pub struct Entry {
     pub original: bool,
 }
 
-/// A thread (a deleted TCB's thread stays listed, stopped).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Thread {
-    /// Whether it can run (its TCB's last capability deleted stops it).
-    pub active: bool,
-}
-
 /// The whole abstract state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
@@ -245,8 +259,18 @@ pub struct State {
     pub objects: BTreeMap<ObjectId, Object>,
     /// Occupied slots, by slot address.
     pub slots: BTreeMap<u64, Entry>,
-    /// Threads, by TCB address.
+    /// The threads of live TCBs, by TCB address.
     pub threads: BTreeMap<u64, Thread>,
+    /// Live endpoints' queues (senders or receivers, in arrival order).
+    pub endpoints: BTreeMap<u64, Vec<u64>>,
+    /// Live notifications.
+    pub notifications: BTreeMap<u64, Notification>,
+    /// Live reply objects.
+    pub replies: BTreeMap<u64, Reply>,
+    /// Live scheduling contexts.
+    pub sched_contexts: BTreeMap<u64, SchedContext>,
+    /// The scheduler.
+    pub sched: Scheduler,
 }
 
 /// The bits of `value` from `low` up, `count` of them (count 0..=64).
@@ -309,7 +333,7 @@ impl State {
 
     /// The slot `(index, depth)` names relative to the CNode capability
     /// `root`, consuming exactly `depth` bits.
-    fn lookup_slot(&self, root: Option<Cap>, index: u64, depth: u64) -> Result<u64, Error> {
+    pub(crate) fn lookup_slot(&self, root: Option<Cap>, index: u64, depth: u64) -> Result<u64, Error> {
         let walk = self.walk(root, index, depth)?;
         if walk.bits_left != 0 {
             return Err(Error::FailedLookup);
@@ -319,7 +343,7 @@ impl State {
 
     /// The occupied slot `cptr` names in `thread`'s CSpace (a walk of all
     /// 64 bits that may stop early at a non-CNode capability).
-    fn lookup_cap(&self, thread: u64, cptr: u64) -> Result<u64, Error> {
+    pub(crate) fn lookup_cap(&self, thread: u64, cptr: u64) -> Result<u64, Error> {
         // The TCB's slot 0 (at the TCB's own address) holds the root.
         let root = self.cap(thread);
         let walk = self.walk(root, cptr, 64)?;
@@ -329,41 +353,31 @@ impl State {
         Ok(walk.slot)
     }
 
-    /// A Call by the thread whose TCB is at `thread`: the capability at
-    /// `cptr`, the invocation label, its argument words and its extra
-    /// capability addresses.
-    #[must_use]
-    pub fn call(&mut self, thread: u64, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> Outcome {
-        let invoked = match self.lookup_cap(thread, cptr) {
-            Ok(slot) => slot,
-            Err(error) => return Outcome::Returned(error.code()),
-        };
-        let cap = self.slots[&invoked].cap;
-        let result = match cap {
-            Cap::Endpoint { rights, .. } if rights & WRITE != 0 => return Outcome::WouldBlock,
-            // A signal: the notification's word is not modelled yet.
-            Cap::Notification { rights, .. } if rights & WRITE != 0 => Ok(()),
-            Cap::Endpoint { .. } | Cap::Notification { .. } => Err(Error::InvalidCapability),
-            // No TCB label is generated yet; a reply object has none.
-            Cap::Tcb { .. } | Cap::Reply { .. } => Err(Error::IllegalOperation),
-            Cap::CNode { .. } | Cap::Untyped { .. } => {
-                // Extra capabilities that do not resolve arrive as "missing".
-                let extra: Vec<Option<u64>> = extra.iter().map(|cptr| self.lookup_cap(thread, *cptr).ok()).collect();
-                let message = Message { words, extra: &extra };
-                match (cap, label) {
-                    (Cap::CNode { .. }, label::CNODE_REVOKE | label::CNODE_DELETE) => {
-                        self.revoke_or_delete(cap, label, &message)
-                    }
-                    (
-                        Cap::CNode { .. },
-                        label::CNODE_COPY | label::CNODE_MINT | label::CNODE_MOVE | label::CNODE_MUTATE,
-                    ) => self.transfer(cap, label, &message),
-                    (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
-                    _ => Err(Error::IllegalOperation),
-                }
+    /// An invocation of the capability in slot `invoked`, `cap`, by
+    /// `thread`: its label, argument words and extra capabilities (the
+    /// slots they resolved to, `None` where they did not).
+    fn invoke(
+        &mut self,
+        _thread: u64,
+        invoked: u64,
+        cap: Cap,
+        label: u64,
+        words: &[u64],
+        extra: &[Option<u64>],
+    ) -> Result<(), Error> {
+        let message = Message { words, extra };
+        match (cap, label) {
+            (Cap::CNode { .. }, label::CNODE_REVOKE | label::CNODE_DELETE) => {
+                self.revoke_or_delete(cap, label, &message)
             }
-        };
-        Outcome::Returned(result.map_or_else(Error::code, |()| 0))
+            (Cap::CNode { .. }, label::CNODE_COPY | label::CNODE_MINT | label::CNODE_MOVE | label::CNODE_MUTATE) => {
+                self.transfer(cap, label, &message)
+            }
+            (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
+            (Cap::Tcb { base }, _) => self.invoke_tcb(base, label, words, extra),
+            (Cap::SchedControl, _) => self.configure(label, words, extra),
+            _ => Err(Error::IllegalOperation),
+        }
     }
 
     /// CNode::Revoke and CNode::Delete: `index, depth`.
@@ -430,16 +444,18 @@ impl State {
             0 => Kind::Untyped,
             1 => Kind::CNode,
             2 => Kind::Tcb,
+            3 => Kind::SchedContext,
             4 => Kind::Endpoint,
             5 => Kind::Notification,
             6 => Kind::Reply,
-            3 | 7..=13 => panic!("object type {} is outside the spec", message.word(0)?),
+            7..=13 => panic!("object type {} is outside the spec", message.word(0)?),
             _ => return Err(Error::InvalidArgument),
         };
         let requested = message.word(1)?;
         let object_bits = match kind {
             Kind::Untyped if UNTYPED_BITS.contains(&requested) => requested,
             Kind::CNode if CNODE_RADIX.contains(&requested) => requested + 6,
+            Kind::SchedContext if SCHED_CONTEXT_BITS.contains(&requested) => requested,
             Kind::Endpoint | Kind::Notification => u64::from(SMALL_OBJECT_BITS),
             Kind::Tcb => u64::from(TCB_BITS),
             Kind::Reply => u64::from(REPLY_BITS),
@@ -491,13 +507,13 @@ impl State {
                 Kind::CNode => Cap::CNode { base: object_base, radix: object_bits - 6, guard: 0, guard_bits: 0 },
                 Kind::Endpoint => Cap::Endpoint { base: object_base, badge: 0, rights: ALL_RIGHTS },
                 Kind::Notification => Cap::Notification { base: object_base, badge: 0, rights: ALL_RIGHTS },
-                Kind::Tcb => {
-                    // A new thread, not started.
-                    self.threads.insert(object_base, Thread { active: false });
-                    Cap::Tcb { base: object_base }
-                }
+                Kind::Tcb => Cap::Tcb { base: object_base },
                 Kind::Reply => Cap::Reply { base: object_base },
+                Kind::SchedContext => Cap::SchedContext { base: object_base, size_bits: object_bits },
+                Kind::SchedControl => unreachable!("not a retype type"),
             };
+            // A new object in its fresh state (a thread never started).
+            self.create_state(kind, object_base);
             if kind != Kind::Untyped {
                 self.objects.insert(cap.object(), Object { untyped: Some(untyped) });
             }
@@ -511,7 +527,7 @@ impl State {
     /// Puts `cap`, a copy of the capability in `source`, into the empty
     /// slot `destination`. Its parent is the source if the source may
     /// parent it, otherwise the source's parent (seL4's `cap_insert`).
-    fn insert_copy(&mut self, source: u64, destination: u64, cap: Cap) {
+    pub(crate) fn insert_copy(&mut self, source: u64, destination: u64, cap: Cap) {
         let source_entry = self.slots[&source];
         let original = match (cap, source_entry.cap) {
             (Cap::Endpoint { .. } | Cap::Notification { .. }, source_cap) => cap.badge() != source_cap.badge(),
@@ -557,7 +573,7 @@ impl State {
 
     /// Whether the capability in `slot` is the only one to its object (an
     /// untyped capability always is).
-    fn is_final(&self, slot: u64) -> bool {
+    pub(crate) fn is_final(&self, slot: u64) -> bool {
         let object = self.slots[&slot].cap.object();
         object.kind == Kind::Untyped
             || !self.slots.iter().any(|(at, entry)| *at != slot && entry.cap.object() == object)
@@ -578,16 +594,16 @@ impl State {
         let object = entry.cap.object();
         let last = self.is_final(slot);
         if last {
-            if object.kind == Kind::Tcb
-                && let Some(thread) = self.threads.get_mut(&object.base)
-            {
-                thread.active = false;
+            // A thread stops before its slots are emptied.
+            if object.kind == Kind::Tcb {
+                self.finalise(entry.cap);
             }
             for inner in object.slots() {
                 if !in_progress.contains(&inner) {
                     self.delete_within(inner, in_progress);
                 }
             }
+            self.finalise(entry.cap);
         }
         self.slots.remove(&slot);
         for child in self.slots.values_mut() {
@@ -597,6 +613,7 @@ impl State {
         }
         if last {
             self.objects.remove(&object);
+            self.forget_state(object.kind, object.base);
         }
         // Objects carved from a deleted untyped now belong to the untyped
         // it came from.
@@ -622,9 +639,9 @@ impl State {
 /// A capability copy: untyped capabilities cannot be copied (two
 /// watermarks over one memory range could hand it out twice), nor can
 /// reply capabilities (each names one pending call).
-fn copy_of(cap: &Cap) -> Result<Cap, Error> {
+pub(crate) fn copy_of(cap: &Cap) -> Result<Cap, Error> {
     match cap {
-        Cap::Untyped { .. } | Cap::Reply { .. } => Err(Error::IllegalOperation),
+        Cap::Untyped { .. } | Cap::Reply { .. } | Cap::SchedControl => Err(Error::IllegalOperation),
         other => Ok(*other),
     }
 }
@@ -707,8 +724,10 @@ impl Message<'_> {
 
 /// The state the kernel boots the spec's scenario into: a root thread
 /// whose CSpace is a `2^root_radix`-slot CNode behind a guard that makes
-/// it a whole 64-bit space, holding itself (slot 0), an untyped (slot 1)
-/// and the root thread's TCB (slot 2).
+/// it a whole 64-bit space, holding itself (slot 0), an untyped (slot 1),
+/// the root thread's TCB (slot 2) and SchedControl (slot
+/// `sched_control`). The root thread runs at priority 255, which is also
+/// the highest priority it may give.
 #[derive(Clone, Copy, Debug)]
 pub struct Boot {
     /// The root CNode's slots.
@@ -721,6 +740,8 @@ pub struct Boot {
     pub untyped_base: u64,
     /// log2 of its size.
     pub untyped_bits: u8,
+    /// The root CNode slot of the SchedControl capability.
+    pub sched_control: u64,
 }
 
 impl Boot {
@@ -732,8 +753,8 @@ impl Boot {
 
     /// The objects the kernel creates at boot (outside any untyped).
     #[must_use]
-    pub fn boot_objects(&self) -> [ObjectId; 2] {
-        [self.root_cnode_cap().object(), Cap::Tcb { base: self.root_tcb }.object()]
+    pub fn boot_objects(&self) -> [ObjectId; 3] {
+        [self.root_cnode_cap().object(), Cap::Tcb { base: self.root_tcb }.object(), SCHED_CONTROL_ID]
     }
 
     /// The untyped memory handed out at boot: (base, log2 size).
@@ -749,7 +770,7 @@ impl Boot {
         let root = self.root_cnode_cap();
         let untyped = Cap::Untyped { base: self.untyped_base, size_bits: self.untyped_bits, watermark: 0 };
         let tcb = Cap::Tcb { base: self.root_tcb };
-        for (index, cap) in [(0, root), (1, untyped), (2, tcb)] {
+        for (index, cap) in [(0, root), (1, untyped), (2, tcb), (self.sched_control, Cap::SchedControl)] {
             if index != 1 {
                 state.objects.insert(cap.object(), Object { untyped: None });
             }
@@ -757,7 +778,10 @@ impl Boot {
         }
         // The thread's CSpace root: a copy of the root CNode's capability.
         state.slots.insert(self.root_tcb, Entry { cap: root, parent: Some(self.root_cnode), original: false });
-        state.threads.insert(self.root_tcb, Thread { active: true });
+        let mut thread = Thread::fresh();
+        (thread.priority, thread.max_priority, thread.state) = (255, 255, ThreadState::Runnable);
+        state.threads.insert(self.root_tcb, thread);
+        state.sched.current = Some(self.root_tcb);
         state
     }
 }

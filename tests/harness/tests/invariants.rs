@@ -1,9 +1,10 @@
 //! Every invariant can fail: a sound state passes them all, and for each
 //! invariant one corruption of that state makes it fail.
 
-use bulkhead_harness::driver::BOOT;
-use bulkhead_harness::invariants::{self, ALL};
-use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, Outcome, SLOT_BYTES, State, label};
+use bulkhead_harness::driver::TcbCall::{BindSchedContext, Resume, SetPriority, SetSpace};
+use bulkhead_harness::driver::{BOOT, Op, Type, types};
+use bulkhead_harness::invariants::{self, AFTER_SCHEDULE, ALL};
+use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, SLOT_BYTES, State, ThreadState, label};
 
 const ENDPOINT: u64 = 4;
 const CNODE: u64 = 1;
@@ -14,15 +15,39 @@ fn slot(index: u64) -> u64 {
     BOOT.root_cnode + index * SLOT_BYTES
 }
 
+/// The result of a Call by the running thread invoking `cptr` with the
+/// root CNode as extra capability.
+fn invoke(state: &mut State, cptr: u64, label: u64, words: &[u64]) -> u64 {
+    let op = Op::Raw { cptr, label, words: 0, extra: 1 };
+    let mut call = op.call().expect("a system call");
+    call.words = words.to_vec();
+    call.length = u8::try_from(words.len()).expect("a short message");
+    let running = state.sched.current.expect("a running thread");
+    state.syscall(running, &call)
+}
+
 fn call(state: &mut State, cptr: u64, label: u64, words: &[u64]) {
-    let outcome = state.call(BOOT.root_tcb, cptr, label, words, &[0]);
-    assert_eq!(outcome, Outcome::Returned(0), "{label} {words:?}");
+    assert_eq!(invoke(state, cptr, label, words), 0, "{label} {words:?}");
+}
+
+/// `op` by the running thread (or a tick).
+fn step(state: &mut State, op: Op) {
+    match op.call() {
+        Some(call) => {
+            let running = state.sched.current.expect("a running thread");
+            assert_eq!(state.syscall(running, &call), 0, "{op:?}");
+        }
+        None => {
+            let Op::Tick { ticks, slice_ended } = op else { unreachable!() };
+            state.tick(ticks, slice_ended);
+        }
+    }
 }
 
 /// Endpoints in root slots 3 and 4, a Mint of slot 3 with badge 5 and WRITE
 /// in slot 5, a copy of that in slot 8, a CNode in slot 6, an untyped in
-/// slot 7.
-fn sound() -> State {
+/// slot 7; only the root thread.
+fn capabilities() -> State {
     let mut state = BOOT.state();
     call(&mut state, 1, label::UNTYPED_RETYPE, &[ENDPOINT, 0, 0, 0, 3, 2]);
     call(&mut state, 0, label::CNODE_MINT, &[5, 64, 3, 64, 0b10, 5]);
@@ -30,6 +55,54 @@ fn sound() -> State {
     call(&mut state, 1, label::UNTYPED_RETYPE, &[CNODE, 2, 0, 0, 6, 1]);
     call(&mut state, 1, label::UNTYPED_RETYPE, &[UNTYPED, 8, 0, 0, 7, 1]);
     state
+}
+
+/// Threads (TCB slot, priority).
+const THREADS: [(u64, u64); 5] = [(12, 200), (13, 100), (14, 50), (15, 50), (16, 50)];
+
+/// [`capabilities`], then a reply object (slot 9), a notification (slot
+/// 10), a scheduling context (slot 18) and five more threads
+/// ([`THREADS`]): the root receives on endpoint 3 with the reply object,
+/// the thread of slot 12 receives there too, the one of slot 13 waits on
+/// the notification, the one of slot 14 ran out of its budget (the
+/// release queue), slot 15's runs and slot 16's is ready.
+fn sound() -> State {
+    let mut state = capabilities();
+    let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
+        untyped: 1,
+        kind,
+        size_bits,
+        root: 0,
+        node: 0,
+        node_depth: 0,
+        offset,
+        count: 1,
+    };
+    step(&mut state, retype(types::REPLY, 0, 9));
+    step(&mut state, retype(types::NOTIFICATION, 0, 10));
+    step(&mut state, retype(types::SCHED_CONTEXT, 8, 18));
+    step(&mut state, Op::Configure { sched_context: 18, budget: 100, period: 1_000 });
+    for (slot, priority) in THREADS {
+        step(&mut state, retype(types::TCB, 0, slot));
+        step(&mut state, Op::Tcb { tcb: slot, call: SetSpace { cnode: 0 } });
+        step(&mut state, Op::Tcb { tcb: slot, call: SetPriority { priority, authority: 2 } });
+        if slot == 14 {
+            step(&mut state, Op::Tcb { tcb: slot, call: BindSchedContext { sched_context: 18 } });
+        }
+        step(&mut state, Op::Tcb { tcb: slot, call: Resume });
+    }
+    // The root, then slot 12's thread, receive; slot 13's waits; slot 14's
+    // runs until its budget is gone; slot 15's runs.
+    step(&mut state, Op::Recv { cptr: 3, reply: 9, slot: None, blocking: true });
+    step(&mut state, Op::Recv { cptr: 3, reply: 0, slot: None, blocking: true });
+    step(&mut state, Op::Wait { cptr: 10, blocking: true });
+    step(&mut state, Op::Tick { ticks: 150, slice_ended: false });
+    state
+}
+
+/// A thread's TCB address.
+fn tcb(state: &State, slot: u64) -> u64 {
+    state.cap(self::slot(slot)).expect("a TCB").object().base
 }
 
 fn entry(state: &mut State, index: u64) -> &mut Entry {
@@ -48,13 +121,20 @@ fn broken(state: &State) -> Vec<&'static str> {
 fn the_sound_state_keeps_every_invariant() {
     let state = sound();
     assert_eq!(broken(&state), Vec::<&str>::new());
-    assert_eq!(state.slots.len(), 10, "{:#?}", state.slots);
+    assert_eq!(state.slots.len(), 11 + 3 + 5 * 2, "{:#?}", state.slots);
+    // It is the state the documentation says.
+    let root = BOOT.root_tcb;
+    assert_eq!(state.endpoints.values().find(|queue| !queue.is_empty()), Some(&vec![root, tcb(&state, 12)]));
+    assert_eq!(state.notifications.values().next().map(|state| state.waiters.clone()), Some(vec![tcb(&state, 13)]));
+    assert_eq!(state.sched.release, vec![tcb(&state, 14)]);
+    assert_eq!(state.sched.current, Some(tcb(&state, 15)));
+    assert_eq!(state.sched.ready.get(&50), Some(&vec![tcb(&state, 16)]));
 }
 
 #[test]
 fn every_invariant_catches_its_corruption() {
     let endpoint = sound().cap(slot(3)).expect("an endpoint").object();
-    let corruptions: [(&str, Corruption); 13] = [
+    let corruptions: [(&str, Corruption); 26] = [
         ("caps_name_live_objects", |state, endpoint| {
             state.objects.remove(&endpoint);
         }),
@@ -102,10 +182,58 @@ fn every_invariant_catches_its_corruption() {
             entry(state, 4).cap = Cap::Endpoint { base: kernel.base, badge: 0, rights: 0xf };
             entry(state, 4).parent = None;
         }),
+        ("thread_states_name_live_objects", |state, _| {
+            let waiter = tcb(state, 13);
+            state.threads.get_mut(&waiter).expect("a thread").state =
+                ThreadState::BlockedOnNotification { notification: BOOT.untyped_base + 0x3fc0 };
+        }),
+        ("queues_hold_live_threads_once", |state, _| {
+            let ready = tcb(state, 16);
+            state.sched.release.push(ready);
+        }),
+        ("ipc_queues_match_thread_states", |state, endpoint| {
+            state.endpoints.get_mut(&endpoint.base).expect("the endpoint").pop();
+        }),
+        ("endpoint_queues_one_direction", |state, endpoint| {
+            let receiver = tcb(state, 12);
+            state.threads.get_mut(&receiver).expect("a thread").state =
+                ThreadState::BlockedOnSend { endpoint: endpoint.base, badge: 0, can_grant: false, is_call: false };
+        }),
+        ("notification_waiters_mean_nothing_pending", |state, _| {
+            state.notifications.values_mut().for_each(|notification| notification.pending = Some(1));
+        }),
+        ("reply_bindings_symmetric", |state, _| {
+            state.replies.values_mut().for_each(|reply| reply.receiver = None);
+        }),
+        ("sched_context_bindings_symmetric", |state, _| {
+            state.sched_contexts.values_mut().for_each(|context| context.bound = None);
+        }),
+        ("ready_queues_hold_runnable_threads_of_their_priority", |state, _| {
+            let ready = tcb(state, 16);
+            state.threads.get_mut(&ready).expect("a thread").priority = 40;
+        }),
+        ("release_queue_throttled_in_refill_order", |state, _| {
+            state.sched_contexts.values_mut().for_each(|context| context.remaining = 50);
+        }),
+        ("running_thread_runnable_and_unqueued", |state, _| {
+            let running = tcb(state, 15);
+            state.sched.ready.get_mut(&50).expect("a ready queue").push(running);
+        }),
+        ("runnable_threads_scheduled", |state, _| {
+            state.sched.ready.clear();
+        }),
+        ("highest_priority_runs", |state, _| {
+            let ready = tcb(state, 16);
+            state.threads.get_mut(&ready).expect("a thread").priority = 250;
+            state.sched.ready = [(250, vec![ready])].into();
+        }),
+        ("budgets_within_limits", |state, _| {
+            state.sched_contexts.values_mut().for_each(|context| context.remaining = context.budget + 1);
+        }),
     ];
-    assert_eq!(corruptions.len(), ALL.len(), "one corruption per invariant");
-    for ((name, corrupt), (invariant, _)) in corruptions.iter().zip(ALL) {
-        assert_eq!(*name, invariant, "corruptions in the order of `invariants::ALL`");
+    assert_eq!(corruptions.len(), ALL.len() + AFTER_SCHEDULE.len(), "one corruption per invariant");
+    for ((name, corrupt), (invariant, _)) in corruptions.iter().zip(ALL.iter().chain(AFTER_SCHEDULE.iter())) {
+        assert_eq!(name, invariant, "corruptions in the order of `invariants::ALL`");
         let mut state = sound();
         corrupt(&mut state, endpoint);
         assert!(broken(&state).contains(name), "{name} did not catch its corruption (broken: {:?})", broken(&state));
@@ -114,9 +242,13 @@ fn every_invariant_catches_its_corruption() {
 
 #[test]
 fn a_refused_call_changes_nothing() {
-    let mut state = sound();
+    let mut state = capabilities();
     let before = state.clone();
-    let outcome = state.call(BOOT.root_tcb, 0, label::CNODE_COPY, &[3, 64, 4, 64, 0xf], &[0]);
-    assert_eq!(outcome, Outcome::Returned(Error::DeleteFirst.code()));
+    assert_eq!(invoke(&mut state, 0, label::CNODE_COPY, &[3, 64, 4, 64, 0xf]), Error::DeleteFirst.code());
+    // Only the caller's result changed.
+    let root = BOOT.root_tcb;
+    state.threads.get_mut(&root).expect("the root").info = before.threads[&root].info;
+    state.threads.get_mut(&root).expect("the root").words = before.threads[&root].words.clone();
+    state.threads.get_mut(&root).expect("the root").extra = before.threads[&root].extra;
     assert_eq!(state, before);
 }

@@ -16,7 +16,7 @@ use std::process::Command;
 const BUDGET: usize = 20_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 10] = [
+const MUTANTS: [(&str, &str); 20] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -27,6 +27,16 @@ const MUTANTS: [(&str, &str); 10] = [
     ("guard_ignored", "result"),
     ("mutate_allows_badge", "result"),
     ("lookup_depth_off_by_one", "result"),
+    ("queue_remove_keeps_tail", "refinement"),
+    ("budget_not_charged", "refinement"),
+    ("signal_overwrites_word", "refinement"),
+    ("recv_ignores_read_right", "refinement"),
+    ("endpoint_delete_leaves_waiters", "refinement"),
+    ("grant_ignored", "refinement"),
+    ("priority_ceiling_ignored", "refinement"),
+    ("set_priority_no_requeue", "refinement"),
+    ("suspend_keeps_reply_binding", "refinement"),
+    ("preempted_goes_to_back", "refinement"),
 ];
 
 fn workspace_root() -> PathBuf {
