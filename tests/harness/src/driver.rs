@@ -594,6 +594,10 @@ pub const THREAD_SLOTS: std::ops::Range<u64> = 12..15;
 pub const SCHED_CONTEXT_SLOTS: std::ops::Range<u64> = 15..18;
 /// Root slots the setup leaves empty (destinations, receive slots).
 pub const FREE_SLOTS: std::ops::Range<u64> = 18..22;
+/// Root slots of the badged capabilities the setup mints: the endpoint
+/// with WRITE only and badge 0x11, the notification with badge 0x22 and
+/// with badge 0x44.
+pub const BADGED_SLOTS: std::ops::Range<u64> = 22..25;
 
 /// A root-CNode cptr: mostly the first slots (where objects, threads and
 /// scheduling contexts are made), at times one of the boot capabilities
@@ -601,6 +605,7 @@ pub const FREE_SLOTS: std::ops::Range<u64> = 18..22;
 fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
     prop_oneof![
         40 => 3_u64..SCHED_CONTEXT_SLOTS.end,
+        6 => BADGED_SLOTS,
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
         1 => any::<u64>(),
@@ -768,12 +773,12 @@ fn reply_cptr() -> impl Strategy<Value = u64> {
 
 /// An IPC operation's endpoint: mostly the setup's.
 fn endpoint_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![5 => Just(ENDPOINT_SLOT), 1 => Just(NOTIFICATION_SLOT), 2 => root_cptr(1)]
+    prop_oneof![5 => Just(ENDPOINT_SLOT), 2 => Just(BADGED_SLOTS.start), 1 => Just(NOTIFICATION_SLOT), 2 => root_cptr(1)]
 }
 
 /// A notification operation's capability: mostly the setup's.
 fn notification_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![4 => Just(NOTIFICATION_SLOT), 2 => root_cptr(1)]
+    prop_oneof![4 => Just(NOTIFICATION_SLOT), 3 => BADGED_SLOTS.start + 1..BADGED_SLOTS.end, 2 => root_cptr(1)]
 }
 
 /// A thread operation: IPC, notifications, TCB and SchedControl
@@ -865,8 +870,9 @@ fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
     )
 }
 
-/// What every setup makes first: the endpoint, the notification and the
-/// reply objects the IPC operations mostly use.
+/// What every setup makes first: the endpoint, the notification, the
+/// reply objects and the badged capabilities the IPC operations mostly
+/// use.
 #[must_use]
 pub fn ipc_objects() -> Vec<Op> {
     let retype = |kind: Type, offset: u64, count: u64| Op::Retype {
@@ -883,6 +889,19 @@ pub fn ipc_objects() -> Vec<Op> {
         retype(types::ENDPOINT, ENDPOINT_SLOT, 1),
         retype(types::NOTIFICATION, NOTIFICATION_SLOT, 1),
         retype(types::REPLY, REPLY_SLOTS.start, REPLY_SLOTS.end - REPLY_SLOTS.start),
+        Op::Mint { dest: Addr::R(BADGED_SLOTS.start), src: Addr::R(ENDPOINT_SLOT), rights: rights::W, badge: 0x11 },
+        Op::Mint {
+            dest: Addr::R(BADGED_SLOTS.start + 1),
+            src: Addr::R(NOTIFICATION_SLOT),
+            rights: rights::RWGP,
+            badge: 0x22,
+        },
+        Op::Mint {
+            dest: Addr::R(BADGED_SLOTS.start + 2),
+            src: Addr::R(NOTIFICATION_SLOT),
+            rights: rights::RWGP,
+            badge: 0x44,
+        },
     ]
 }
 

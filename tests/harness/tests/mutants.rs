@@ -27,7 +27,7 @@ const MUTANTS: [(&str, &str); 20] = [
     ("guard_ignored", "result"),
     ("mutate_allows_badge", "result"),
     ("lookup_depth_off_by_one", "result"),
-    ("queue_remove_keeps_tail", "refinement"),
+    ("queue_remove_keeps_tail", "projection"),
     ("budget_not_charged", "refinement"),
     ("signal_overwrites_word", "refinement"),
     ("recv_ignores_read_right", "refinement"),
