@@ -586,8 +586,10 @@ pub const ENDPOINT_SLOT: u64 = 3;
 pub const NOTIFICATION_SLOT: u64 = 4;
 /// The root slots of the reply objects the setup makes.
 pub const REPLY_SLOTS: std::ops::Range<u64> = 5..8;
+/// The root slot of the 4-slot CNode the setup makes.
+pub const CNODE_SLOT: u64 = 8;
 /// The root slots the setup's random retypes fill.
-pub const OBJECT_SLOTS: std::ops::Range<u64> = 8..12;
+pub const OBJECT_SLOTS: std::ops::Range<u64> = 9..12;
 /// The root slots the setup makes threads' TCBs in.
 pub const THREAD_SLOTS: std::ops::Range<u64> = 12..15;
 /// The root slots the setup makes scheduling contexts in.
@@ -614,13 +616,15 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
 
 /// A slot address: mostly a root slot, else a slot of a CNode whose
 /// capability may be in a root slot, now and then a malformed one.
-fn addr(boot_weight: u32) -> impl Strategy<Value = Addr> {
+fn addr(boot_weight: u32) -> BoxedStrategy<Addr> {
     prop_oneof![
         12 => root_cptr(boot_weight).prop_map(Addr::R),
-        5 => (3_u64..12, 0_u64..8, 1_u64..=3).prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
+        5 => (prop_oneof![3 => Just(CNODE_SLOT), 2 => 3_u64..12], 0_u64..8, 1_u64..=3)
+            .prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
         1 => (0_u64..12, any::<u64>(), prop_oneof![Just(0_u64), Just(65), Just(64), any::<u64>()])
             .prop_map(|(node, index, depth)| Addr::In(node, index, depth)),
     ]
+    .boxed()
 }
 
 /// A destination: as [`addr`], or one of the root slots above those
@@ -785,7 +789,7 @@ fn notification_cptr() -> impl Strategy<Value = u64> {
 /// invocations, yields and timer ticks.
 fn thread_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (tcb_cptr(), tcb_call()).prop_map(|(tcb, call)| Op::Tcb { tcb, call }),
+        6 => (tcb_cptr(), tcb_call().boxed()).prop_map(|(tcb, call)| Op::Tcb { tcb, call }),
         1 => (sched_context_cptr(), budget_and_period())
             .prop_map(|(sched_context, (budget, period))| Op::Configure { sched_context, budget, period }),
         4 => (endpoint_cptr(), ipc_label(), length_word(), grant(), any::<bool>())
@@ -809,7 +813,9 @@ fn thread_op() -> impl Strategy<Value = Op> {
 /// One operation: a capability-system operation or a thread operation,
 /// about half each.
 pub fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![24 => capability_op(), 33 => thread_op()]
+    // Boxed: the unboxed strategy's value trees are deep enough types to
+    // overflow a test thread's stack in a debug build.
+    prop_oneof![24 => capability_op().boxed(), 33 => thread_op().boxed()]
 }
 
 /// A well-formed retype from the boot untyped into the root CNode: what
@@ -872,13 +878,13 @@ fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
 
 /// What every setup makes first: the endpoint, the notification, the
 /// reply objects and the badged capabilities the IPC operations mostly
-/// use.
+/// use, and a CNode of 4 slots.
 #[must_use]
 pub fn ipc_objects() -> Vec<Op> {
     let retype = |kind: Type, offset: u64, count: u64| Op::Retype {
         untyped: 1,
         kind,
-        size_bits: 0,
+        size_bits: if kind == types::CNODE { 2 } else { 0 },
         root: 0,
         node: 0,
         node_depth: 0,
@@ -889,6 +895,7 @@ pub fn ipc_objects() -> Vec<Op> {
         retype(types::ENDPOINT, ENDPOINT_SLOT, 1),
         retype(types::NOTIFICATION, NOTIFICATION_SLOT, 1),
         retype(types::REPLY, REPLY_SLOTS.start, REPLY_SLOTS.end - REPLY_SLOTS.start),
+        retype(types::CNODE, CNODE_SLOT, 1),
         Op::Mint { dest: Addr::R(BADGED_SLOTS.start), src: Addr::R(ENDPOINT_SLOT), rights: rights::W, badge: 0x11 },
         Op::Mint {
             dest: Addr::R(BADGED_SLOTS.start + 1),

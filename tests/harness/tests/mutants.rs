@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Operations a mutant gets to show itself.
-const BUDGET: usize = 20_000;
+const BUDGET: usize = 40_000;
 
 /// The mutants and a check that must catch each.
 const MUTANTS: [(&str, &str); 20] = [
