@@ -339,14 +339,34 @@ pub fn no_cap_to_kernel_memory(state: &State, boot: &Boot) -> Result<(), String>
     Ok(())
 }
 
+/// A queue's name: what holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueueName {
+    Ready(u8),
+    Release,
+    Endpoint(u64),
+    Notification(u64),
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueName::Ready(priority) => write!(formatter, "ready queue {priority}"),
+            QueueName::Release => write!(formatter, "the release queue"),
+            QueueName::Endpoint(base) => write!(formatter, "endpoint {base:#x}"),
+            QueueName::Notification(base) => write!(formatter, "notification {base:#x}"),
+        }
+    }
+}
+
 /// Every queue of the state, named: the ready queues, the release queue,
 /// each endpoint's and each notification's.
-fn queues(state: &State) -> Vec<(String, &Vec<u64>)> {
-    let mut all: Vec<(String, &Vec<u64>)> =
-        state.sched.ready.iter().map(|(priority, queue)| (format!("ready queue {priority}"), queue)).collect();
-    all.push(("the release queue".to_owned(), &state.sched.release));
-    all.extend(state.endpoints.iter().map(|(base, queue)| (format!("endpoint {base:#x}"), queue)));
-    all.extend(state.notifications.iter().map(|(base, state)| (format!("notification {base:#x}"), &state.waiters)));
+fn queues(state: &State) -> Vec<(QueueName, &Vec<u64>)> {
+    let mut all: Vec<(QueueName, &Vec<u64>)> =
+        state.sched.ready.iter().map(|(priority, queue)| (QueueName::Ready(*priority), queue)).collect();
+    all.push((QueueName::Release, &state.sched.release));
+    all.extend(state.endpoints.iter().map(|(base, queue)| (QueueName::Endpoint(*base), queue)));
+    all.extend(state.notifications.iter().map(|(base, state)| (QueueName::Notification(*base), &state.waiters)));
     all
 }
 
@@ -382,13 +402,13 @@ pub fn thread_states_name_live_objects(state: &State, _boot: &Boot) -> Result<()
 /// Every queue holds live threads only, and each thread is in at most one
 /// queue, at most once (the running thread included: it is in none).
 pub fn queues_hold_live_threads_once(state: &State, _boot: &Boot) -> Result<(), String> {
-    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
+    let mut seen: BTreeMap<u64, QueueName> = BTreeMap::new();
     for (name, queue) in queues(state) {
         for member in queue {
             if !state.threads.contains_key(member) {
                 return Err(format!("{name} holds {member:#x}, which is not a live thread"));
             }
-            if let Some(other) = seen.insert(*member, name.clone()) {
+            if let Some(other) = seen.insert(*member, name) {
                 return Err(format!("{member:#x} is in {other} and in {name}"));
             }
         }
@@ -408,19 +428,20 @@ pub fn ipc_queues_match_thread_states(state: &State, _boot: &Boot) -> Result<(),
     for (tcb, thread) in &state.threads {
         let expected = match thread.state {
             ThreadState::BlockedOnSend { endpoint, .. } | ThreadState::BlockedOnReceive { endpoint, .. } => {
-                Some(format!("endpoint {endpoint:#x}"))
+                Some(QueueName::Endpoint(endpoint))
             }
-            ThreadState::BlockedOnNotification { notification } => Some(format!("notification {notification:#x}")),
+            ThreadState::BlockedOnNotification { notification } => Some(QueueName::Notification(notification)),
             _ => None,
         };
-        let found: Vec<String> = queues(state)
+        let found: Vec<QueueName> = queues(state)
             .into_iter()
             .filter(|(name, queue)| {
-                !name.starts_with("ready") && !name.starts_with("the release") && queue.contains(tcb)
+                matches!(name, QueueName::Endpoint(_) | QueueName::Notification(_)) && queue.contains(tcb)
             })
             .map(|(name, _)| name)
             .collect();
-        if found != expected.iter().cloned().collect::<Vec<_>>() {
+        if found != expected.into_iter().collect::<Vec<_>>() {
+            let found: Vec<String> = found.iter().map(ToString::to_string).collect();
             return Err(format!("thread {tcb:#x} is {:?} but in the IPC queues {found:?}", thread.state));
         }
     }

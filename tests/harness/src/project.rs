@@ -240,11 +240,15 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
 /// What is wrong.
 pub fn queues_well_formed(kernel: &Kernel<MapStore>, state: &State) -> Result<(), String> {
     let store = &kernel.store;
-    let mut queues: Vec<(String, Queue)> = Vec::new();
+    // (what holds the queue, which one, the queue): named only on failure.
+    let mut queues: Vec<(&str, u64, Queue)> = Vec::new();
     for priority in 0..=u8::MAX {
-        queues.push((format!("ready queue {priority}"), *kernel.scheduler.queue(priority)));
+        let queue = *kernel.scheduler.queue(priority);
+        if queue != Queue::EMPTY {
+            queues.push(("ready queue", u64::from(priority), queue));
+        }
     }
-    queues.push(("the release queue".to_owned(), *kernel.scheduler.release_queue()));
+    queues.push(("the release queue", 0, *kernel.scheduler.release_queue()));
     for object in state.objects.keys() {
         let at = PhysAddr::new(object.base);
         match object.kind {
@@ -276,7 +280,7 @@ pub fn queues_well_formed(kernel: &Kernel<MapStore>, state: &State) -> Result<()
                         ));
                     }
                 }
-                queues.push((format!("endpoint {:#x}", object.base), endpoint.queue));
+                queues.push(("endpoint", object.base, endpoint.queue));
             }
             Kind::Notification => {
                 let notification = store.notification(at);
@@ -286,13 +290,14 @@ pub fn queues_well_formed(kernel: &Kernel<MapStore>, state: &State) -> Result<()
                         object.base, notification.word
                     ));
                 }
-                queues.push((format!("notification {:#x}", object.base), notification.waiters));
+                queues.push(("notification", object.base, notification.waiters));
             }
             _ => {}
         }
     }
     let mut seen: BTreeMap<u64, String> = BTreeMap::new();
-    for (name, queue) in &queues {
+    for (holder, which, queue) in &queues {
+        let name = format!("{holder} {which:#x}");
         let members = walk(store, queue)?;
         for (index, member) in members.iter().enumerate() {
             let links = store.tcb(ThreadId::new(PhysAddr::new(*member))).queue_links();

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bulkhead_harness::driver::{Sequences, Stats, run_counting};
+use bulkhead_harness::driver::{MESSAGE_LABEL, Sequences, Stats, run_counting};
 use kernel_core::error::SyscallError;
 
 /// Operations per sequence after its setup retypes (as the fixed-seed run).
@@ -32,6 +32,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 fn code_name(code: u64) -> String {
     if code == 0 {
         return "success".to_owned();
+    }
+    if code == MESSAGE_LABEL {
+        return "a message's label".to_owned();
     }
     SyscallError::ALL
         .iter()
@@ -67,8 +70,8 @@ fn progress(stats: &Stats, sequences: usize, elapsed: Duration, violations: usiz
     #[expect(clippy::cast_precision_loss, reason = "a rate to print")]
     let rate = stats.applied as f64 / seconds.max(f64::EPSILON);
     println!(
-        "{} operations ({} skipped), {sequences} sequences, {seconds:.1} s, {rate:.0} operations/s, {violations} violations",
-        stats.applied, stats.skipped
+        "{} operations ({} skipped, {} through the IPC fast path), {sequences} sequences, {seconds:.1} s, {rate:.0} operations/s, {violations} violations",
+        stats.applied, stats.skipped, stats.fast_paths
     );
 }
 
