@@ -3,29 +3,139 @@
 //! that a fuzzer's mutations of a byte move one argument, and so that seed
 //! inputs can be written by hand.
 //!
-//! Each operation is a tag byte (its value modulo 8: Retype, Copy, Mint,
-//! Move, Mutate, Delete, Revoke, Raw) followed by its arguments, one byte
-//! each, in [`Op`]'s field order. A byte below [`ESCAPE`] maps into the
-//! range the random strategy favours (a slot below 16, a rights word
-//! below 16, a badge below 4, ...); a byte from [`ESCAPE`] up is followed by
-//! the argument as a full word. An address byte below 160 is root slot
-//! `byte % 16`; below [`ESCAPE`] it is `In(3 + byte % 9, index, depth)` with
-//! one more byte `i`: index `i % 8`, depth `1 + (i / 8) % 3`; from
-//! [`ESCAPE`] up, `In(slot, word, word)`. An escaped object type is always
-//! one the spec does not know (above 13). Decoding stops when the bytes
-//! run out or after [`MAX_OPS`] operations.
+//! # Where an input starts
+//!
+//! Every input runs from the bare boot state ([`driver::BOOT`]), not from
+//! the random strategy's setup: the root thread alone, at priority 255,
+//! its TCB capability in root slot 2 ([`driver::ROOT_TCB_SLOT`]), the boot
+//! untyped in root slot 1 and SchedControl in root slot 255
+//! ([`driver::SCHED_CONTROL_SLOT`]). For another thread an input makes it
+//! itself (Retype a TCB, SetSpace, SetPriority, Resume), or uses tag 22 or
+//! 23, which expand to that.
+//!
+//! # Operations
+//!
+//! Each operation is a tag byte, read modulo [`TAGS`] (24), followed by
+//! its arguments, one byte each (more after an escape, below), in [`Op`]'s
+//! field order:
+//!
+//! | tag | operation | arguments |
+//! | --- | --- | --- |
+//! | 0 | `Retype` | `slot` untyped, type, size, `slot` root, node, `slot` offset, count |
+//! | 1 | `Copy` | `addr` dest, `addr` src, rights |
+//! | 2 | `Mint` | `addr` dest, `addr` src, rights, badge |
+//! | 3 | `Move` | `addr` dest, `addr` src |
+//! | 4 | `Mutate` | `addr` dest, `addr` src, guard |
+//! | 5 | `Delete` | `addr` slot |
+//! | 6 | `Revoke` | `addr` slot |
+//! | 7 | `Raw` | `slot` cptr, raw label, words (`byte % 7`), extra (`byte % 2`) |
+//! | 8 | `Tcb` | `slot` TCB, a call byte (`% 8`, below), the call's arguments |
+//! | 9 | `Configure` | `slot` scheduling context, budget, period |
+//! | 10, 11 | `Send`, NBSend (`Send { blocking: false }`) | `slot` cptr, label, length, grant |
+//! | 12 | `IpcCall` (Call) | `slot` cptr, label, length, grant |
+//! | 13, 14 | `Recv`, NBRecv (`Recv { blocking: false }`) | `slot` cptr, `slot` reply, receive slot |
+//! | 15 | `ReplyRecv` | `slot` cptr, `slot` reply, label, length, receive slot |
+//! | 16 | `Signal` | `slot` cptr |
+//! | 17, 18 | `Wait`, Poll (`Wait { blocking: false }`) | `slot` cptr |
+//! | 19 | `Yield` | none |
+//! | 20 | `Syscall` | number, `slot` cptr |
+//! | 21 | `Tick` | ticks, slice byte (odd: the round-robin slice ended) |
+//! | 22 | setup | thread, priority, budget bytes: [`driver::ipc_objects`], then a thread |
+//! | 23 | thread | thread, priority, budget bytes: a thread alone |
+//!
+//! The TCB calls by call byte (`% 8`):
+//!
+//! | call | [`TcbCall`] | arguments |
+//! | --- | --- | --- |
+//! | 0 | `SetSpace` | `slot` CNode |
+//! | 1 | `SetFaultHandler` | `slot` endpoint |
+//! | 2 | `SetPriority` | priority, `slot` authority |
+//! | 3 | `SetMaxPriority` | priority, `slot` authority |
+//! | 4 | `BindSchedContext` | `slot` scheduling context |
+//! | 5 | `Resume` | none |
+//! | 6 | `Suspend` | none |
+//! | 7 | `WriteRegisters` | rip, rsp, rflags |
+//!
+//! Tags 22 and 23 expand to several operations, the strategy's setup of a
+//! thread ([`thread_setup`]): with thread byte `t`, priority byte `p` and
+//! budget byte `b` (plain bytes, never escaped), the TCB slot is
+//! `12 + t % 3` (in [`THREAD_SLOTS`]), its scheduling context's 3 slots
+//! above (in [`SCHED_CONTEXT_SLOTS`]); the operations are a TCB retyped
+//! from the boot untyped into its slot, SetSpace with the root CNode,
+//! SetPriority to `p` (mapped as a priority byte, below) with the root TCB
+//! as the authority, then, when `b` is 128 or more, a scheduling context
+//! (retyped with size 8), Configure with budget `100 + 10 * (b - 128)` and
+//! twice that as the period, and BindSchedContext, and last Resume. Tag 22
+//! first makes [`driver::ipc_objects`], what every strategy setup starts
+//! with: the endpoint in root slot 3 ([`driver::ENDPOINT_SLOT`]), the
+//! notification in 4 ([`driver::NOTIFICATION_SLOT`]), reply objects in 5
+//! to 7 ([`driver::REPLY_SLOTS`]), the badged capabilities in 22 to 24
+//! ([`driver::BADGED_SLOTS`]: the endpoint WRITE only with badge 0x11, the
+//! notification with badge 0x22 and with 0x44) and whatever else that
+//! function's documentation lists.
+//!
+//! # Arguments
+//!
+//! An argument byte below [`ESCAPE`] maps into the range the random
+//! strategy favours; one from [`ESCAPE`] up is followed by the argument as
+//! a full little-endian word (8 bytes), unless said otherwise. Missing
+//! bytes at the end of the input read as 0.
+//!
+//! - `slot` (a root cptr): `byte % 32` (the setup's objects, threads and
+//!   scheduling contexts, the free slots and the badged capabilities);
+//! - `addr`: a byte below 160 is root slot `byte % 32`; below [`ESCAPE`]
+//!   it is `In(3 + byte % 9, index, depth)` with one more byte `i`: index
+//!   `i % 8`, depth `1 + (i / 8) % 3`; from [`ESCAPE`] up, `In(slot, word,
+//!   word)`;
+//! - rights: `byte % 16`; badge: `byte % 4`; guard (Mutate's data): width
+//!   `byte % 8`, value `(byte / 8) % 4`;
+//! - type: index `byte % 7` into UNTYPED, CNODE, TCB, ENDPOINT,
+//!   NOTIFICATION, REPLY, SCHED_CONTEXT; an escaped type word is always
+//!   one the spec does not know, above 13 (words up to 13 become `word +
+//!   14`): the spec refuses to model the type words 7 to 13;
+//! - size: `byte % 16`; count: `byte % 4`; node: an even byte is the root
+//!   CNode itself (node 0, depth 0), an odd one root slot `(byte / 2) % 16`
+//!   at depth 64, an escaped one a word and a depth byte (`% 71`);
+//! - raw label: `byte % 42`, with 21 to 41 moved up to 30 to 50 (the
+//!   CNode, Untyped, TCB and SchedControl labels, and some no capability
+//!   understands); escaped, a 32-bit word of at least 1000;
+//! - IPC label: `byte % 8`; length (a message's word count, never
+//!   escaped): a byte below 160 is `byte % 8`, else `100 + (byte - 160) %
+//!   28` (up to 127: beyond 120 is refused);
+//! - grant and receive slot: a byte below 128 is none, below [`ESCAPE`]
+//!   root slot `(byte - 128) % 32` (a receive slot at depth 64); escaped,
+//!   a word (for a receive slot, then a depth byte, `% 71`);
+//! - priority: the byte below 224, else `byte + 16` (so 238 is 254 and 239
+//!   is 255; 224 to 239 need an escape);
+//! - budget: `10 * byte`; period: `20 * byte`; ticks: `10 * byte`;
+//! - rip: `0x1000 * (byte + 1)`; rsp: `0x1000 * byte`; rflags: the byte;
+//! - syscall number: `byte % 24` (the system calls 1 to 10 and unknown
+//!   numbers).
+//!
+//! Decoding stops when the bytes run out or after [`MAX_OPS`] operations
+//! (a setup tag that would pass [`MAX_OPS`] is cut there).
 
 use arbitrary::{Result, Unstructured};
 
-use crate::driver::{Addr, Op, Rights, Type, types};
+use crate::driver::{self, Addr, Op, Rights, SCHED_CONTEXT_SLOTS, THREAD_SLOTS, TcbCall, Type, types};
 
 /// Bytes from this value up announce a full word.
 pub const ESCAPE: u8 = 240;
 /// The most operations one input decodes to.
 pub const MAX_OPS: usize = 1_000;
+/// How many tags there are: a tag byte is read modulo this.
+pub const TAGS: u8 = 24;
 
 /// The object types by their index byte.
-const TYPES: [Type; 6] = [types::UNTYPED, types::CNODE, types::TCB, types::ENDPOINT, types::NOTIFICATION, types::REPLY];
+const TYPES: [Type; 7] = [
+    types::UNTYPED,
+    types::CNODE,
+    types::TCB,
+    types::ENDPOINT,
+    types::NOTIFICATION,
+    types::REPLY,
+    types::SCHED_CONTEXT,
+];
 
 /// The operations `bytes` encode.
 #[must_use]
@@ -33,11 +143,11 @@ pub fn ops(bytes: &[u8]) -> Vec<Op> {
     let mut input = Unstructured::new(bytes);
     let mut ops = Vec::new();
     while !input.is_empty() && ops.len() < MAX_OPS {
-        match op(&mut input) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
+        if op(&mut input, &mut ops).is_err() {
+            break;
         }
     }
+    ops.truncate(MAX_OPS);
     ops
 }
 
@@ -48,13 +158,13 @@ fn word(input: &mut Unstructured<'_>, small: impl Fn(u8) -> u64) -> Result<u64> 
 }
 
 fn slot(input: &mut Unstructured<'_>) -> Result<u64> {
-    word(input, |byte| u64::from(byte % 16))
+    word(input, |byte| u64::from(byte % 32))
 }
 
 fn addr(input: &mut Unstructured<'_>) -> Result<Addr> {
     let byte: u8 = input.arbitrary()?;
     if byte < 160 {
-        Ok(Addr::R(u64::from(byte % 16)))
+        Ok(Addr::R(u64::from(byte % 32)))
     } else if byte < ESCAPE {
         let place: u8 = input.arbitrary()?;
         Ok(Addr::In(3 + u64::from(byte % 9), u64::from(place % 8), 1 + u64::from((place / 8) % 3)))
@@ -63,9 +173,109 @@ fn addr(input: &mut Unstructured<'_>) -> Result<Addr> {
     }
 }
 
-fn op(input: &mut Unstructured<'_>) -> Result<Op> {
+/// None below 128, else root slot `(byte - 128) % 32` or a full word.
+fn optional_slot(input: &mut Unstructured<'_>) -> Result<Option<u64>> {
+    let byte: u8 = input.arbitrary()?;
+    Ok(if byte < 128 {
+        None
+    } else if byte < ESCAPE {
+        Some(u64::from((byte - 128) % 32))
+    } else {
+        Some(input.arbitrary()?)
+    })
+}
+
+/// A receive slot: as [`optional_slot`], at depth 64 unless escaped.
+fn receive_slot(input: &mut Unstructured<'_>) -> Result<Option<(u64, u64)>> {
+    let byte: u8 = input.arbitrary()?;
+    Ok(if byte < 128 {
+        None
+    } else if byte < ESCAPE {
+        Some((u64::from((byte - 128) % 32), 64))
+    } else {
+        Some((input.arbitrary()?, u64::from(input.arbitrary::<u8>()? % 71)))
+    })
+}
+
+fn rights(input: &mut Unstructured<'_>) -> Result<Rights> {
+    word(input, |byte| u64::from(byte % 16)).map(Rights)
+}
+
+fn ipc_label(input: &mut Unstructured<'_>) -> Result<u64> {
+    word(input, |byte| u64::from(byte % 8))
+}
+
+/// A message length: mostly short, at times long or beyond 120.
+fn length(input: &mut Unstructured<'_>) -> Result<u8> {
+    let byte: u8 = input.arbitrary()?;
+    Ok(if byte < 160 { byte % 8 } else { 100 + (byte - 160) % 28 })
+}
+
+/// A priority byte: itself below 224, else 16 more (240 to 255).
+const fn priority_of(byte: u8) -> u64 {
+    if byte < 224 { byte as u64 } else { byte as u64 + 16 }
+}
+
+fn priority(input: &mut Unstructured<'_>) -> Result<u64> {
+    word(input, priority_of)
+}
+
+fn tcb_call(input: &mut Unstructured<'_>) -> Result<TcbCall> {
+    let call: u8 = input.arbitrary()?;
+    Ok(match call % 8 {
+        0 => TcbCall::SetSpace { cnode: slot(input)? },
+        1 => TcbCall::SetFaultHandler { endpoint: slot(input)? },
+        2 => TcbCall::SetPriority { priority: priority(input)?, authority: slot(input)? },
+        3 => TcbCall::SetMaxPriority { priority: priority(input)?, authority: slot(input)? },
+        4 => TcbCall::BindSchedContext { sched_context: slot(input)? },
+        5 => TcbCall::Resume,
+        6 => TcbCall::Suspend,
+        _ => TcbCall::WriteRegisters {
+            rip: word(input, |byte| 0x1000 * (u64::from(byte) + 1))?,
+            rsp: word(input, |byte| 0x1000 * u64::from(byte))?,
+            rflags: word(input, u64::from)?,
+        },
+    })
+}
+
+/// The strategy's `setup_thread` for thread byte `thread`, priority byte
+/// `priority` and budget byte `budget` (see the module documentation).
+#[must_use]
+pub fn thread_setup(thread: u8, priority: u8, budget: u8) -> Vec<Op> {
+    let slot = THREAD_SLOTS.start + u64::from(thread) % (THREAD_SLOTS.end - THREAD_SLOTS.start);
+    let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
+    let priority = priority_of(priority);
+    let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
+        untyped: 1,
+        kind,
+        size_bits,
+        root: 0,
+        node: 0,
+        node_depth: 0,
+        offset,
+        count: 1,
+    };
+    let mut ops = vec![
+        retype(types::TCB, 0, slot),
+        Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
+        Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: driver::ROOT_TCB_SLOT } },
+    ];
+    if budget >= 128 {
+        let budget = 100 + 10 * u64::from(budget - 128);
+        ops.extend([
+            retype(types::SCHED_CONTEXT, 8, context),
+            Op::Configure { sched_context: context, budget, period: 2 * budget },
+            Op::Tcb { tcb: slot, call: TcbCall::BindSchedContext { sched_context: context } },
+        ]);
+    }
+    ops.push(Op::Tcb { tcb: slot, call: TcbCall::Resume });
+    ops
+}
+
+/// Decodes one tag and its arguments onto `ops`.
+fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
     let tag: u8 = input.arbitrary()?;
-    Ok(match tag % 8 {
+    let decoded = match tag % TAGS {
         0 => {
             let untyped = slot(input)?;
             let kind_byte: u8 = input.arbitrary()?;
@@ -108,13 +318,14 @@ fn op(input: &mut Unstructured<'_>) -> Result<Op> {
         },
         5 => Op::Delete { slot: addr(input)? },
         6 => Op::Revoke { slot: addr(input)? },
-        _ => {
+        7 => {
             let cptr = slot(input)?;
-            // Labels as the strategy makes them: the CNode and Untyped
-            // ones and some no capability understands, never a TCB's.
+            // Labels as the strategy makes them: the CNode, Untyped, TCB
+            // and SchedControl ones and some no capability understands.
             let label_byte: u8 = input.arbitrary()?;
             let label = if label_byte < ESCAPE {
-                u64::from(label_byte % 21)
+                let small = label_byte % 42;
+                u64::from(if small < 21 { small } else { small + 9 })
             } else {
                 u64::from(input.int_in_range(1000..=u32::MAX)?)
             };
@@ -122,9 +333,52 @@ fn op(input: &mut Unstructured<'_>) -> Result<Op> {
             let extra = input.arbitrary::<u8>()? % 2;
             Op::Raw { cptr, label, words, extra }
         }
-    })
-}
-
-fn rights(input: &mut Unstructured<'_>) -> Result<Rights> {
-    word(input, |byte| u64::from(byte % 16)).map(Rights)
+        8 => Op::Tcb { tcb: slot(input)?, call: tcb_call(input)? },
+        9 => Op::Configure {
+            sched_context: slot(input)?,
+            budget: word(input, |byte| 10 * u64::from(byte))?,
+            period: word(input, |byte| 20 * u64::from(byte))?,
+        },
+        tag @ (10 | 11) => Op::Send {
+            cptr: slot(input)?,
+            label: ipc_label(input)?,
+            words: length(input)?,
+            grant: optional_slot(input)?,
+            blocking: tag == 10,
+        },
+        12 => Op::IpcCall {
+            cptr: slot(input)?,
+            label: ipc_label(input)?,
+            words: length(input)?,
+            grant: optional_slot(input)?,
+        },
+        tag @ (13 | 14) => {
+            Op::Recv { cptr: slot(input)?, reply: slot(input)?, slot: receive_slot(input)?, blocking: tag == 13 }
+        }
+        15 => Op::ReplyRecv {
+            cptr: slot(input)?,
+            reply: slot(input)?,
+            label: ipc_label(input)?,
+            words: length(input)?,
+            slot: receive_slot(input)?,
+        },
+        16 => Op::Signal { cptr: slot(input)? },
+        tag @ (17 | 18) => Op::Wait { cptr: slot(input)?, blocking: tag == 17 },
+        19 => Op::Yield,
+        20 => Op::Syscall { number: word(input, |byte| u64::from(byte % 24))?, cptr: slot(input)? },
+        21 => Op::Tick {
+            ticks: word(input, |byte| 10 * u64::from(byte))?,
+            slice_ended: input.arbitrary::<u8>()? % 2 == 1,
+        },
+        tag => {
+            let (thread, priority, budget): (u8, u8, u8) = (input.arbitrary()?, input.arbitrary()?, input.arbitrary()?);
+            if tag == 22 {
+                ops.extend(driver::ipc_objects());
+            }
+            ops.extend(thread_setup(thread, priority, budget));
+            return Ok(());
+        }
+    };
+    ops.push(decoded);
+    Ok(())
 }
