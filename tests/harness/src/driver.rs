@@ -77,8 +77,10 @@ pub mod rights {
     use super::Rights;
     /// No right.
     pub const NONE: Rights = Rights(0);
-    /// READ.
+    /// READ (printed `READ`: `R` alone is also [`Addr::R`](super::Addr::R)).
     pub const R: Rights = Rights(1);
+    /// READ, by the name it prints as.
+    pub const READ: Rights = R;
     /// WRITE.
     pub const W: Rights = Rights(2);
     /// READ | WRITE.
@@ -110,7 +112,7 @@ pub mod rights {
     /// Every named word, in value order.
     pub const NAMED: [(&str, Rights); 16] = [
         ("NONE", NONE),
-        ("R", R),
+        ("READ", R),
         ("W", W),
         ("RW", RW),
         ("G", G),
@@ -1185,6 +1187,7 @@ pub fn difference(kernel: &State, spec: &State) -> Option<String> {
     }
     let mut found = Vec::new();
     map_differences("slot", &kernel.slots, &spec.slots, &mut found);
+    map_differences("children of", &kernel.child_order, &spec.child_order, &mut found);
     map_differences("object", &kernel.objects, &spec.objects, &mut found);
     map_differences("thread", &kernel.threads, &spec.threads, &mut found);
     map_differences("endpoint", &kernel.endpoints, &spec.endpoints, &mut found);

@@ -80,10 +80,12 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
     // Parent: among the capabilities whose descendants include a slot, the
     // one with the fewest descendants.
     let mut best: BTreeMap<SlotRef, (usize, SlotRef)> = BTreeMap::new();
+    let mut runs: Vec<(SlotRef, Vec<SlotRef>)> = Vec::new();
     for (at, slot) in store.occupied() {
         let cap = abstract_cap(&slot.cap).map_err(|error| format!("slot {:#x}: {error}", at.address().as_u64()))?;
         state.slots.insert(at.address().as_u64(), Entry { cap, parent: None, original: slot.links.revocable });
         let below = list_descendants(store, at);
+        runs.push((at, below.clone()));
         for descendant in &below {
             let candidate = (below.len(), at);
             best.entry(*descendant).and_modify(|seen| *seen = (*seen).min(candidate)).or_insert(candidate);
@@ -92,6 +94,19 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
     for (child, (_, parent)) in best {
         if let Some(entry) = state.slots.get_mut(&child.address().as_u64()) {
             entry.parent = Some(parent.address().as_u64());
+        }
+    }
+    // Each capability's children in the order its run lists them: the
+    // order a revoke deletes them in.
+    for (at, below) in runs {
+        let at = at.address().as_u64();
+        let children: Vec<u64> = below
+            .iter()
+            .map(|slot| slot.address().as_u64())
+            .filter(|slot| state.slots.get(slot).and_then(|entry| entry.parent) == Some(at))
+            .collect();
+        if !children.is_empty() {
+            state.child_order.insert(at, children);
         }
     }
     // Objects (untypeds are not), and the untyped each was carved from: the

@@ -259,6 +259,12 @@ pub struct State {
     pub objects: BTreeMap<ObjectId, Object>,
     /// Occupied slots, by slot address.
     pub slots: BTreeMap<u64, Entry>,
+    /// Each capability's children in the order a revoke deletes them
+    /// (seL4's `cdt_list`): a new child of a capability comes first, a
+    /// copy that becomes its source's sibling comes right after its
+    /// source, and a deleted capability's children take its place in its
+    /// parent's list. Only capabilities with children are listed.
+    pub child_order: BTreeMap<u64, Vec<u64>>,
     /// The threads of live TCBs, by TCB address.
     pub threads: BTreeMap<u64, Thread>,
     /// Live endpoints' queues (senders or receivers, in arrival order).
@@ -292,10 +298,18 @@ impl State {
         self.slots.get(&slot).map(|entry| entry.cap)
     }
 
-    /// The direct children of the capability in `slot`.
+    /// The direct children of the capability in `slot`, in revoke order.
     #[must_use]
     pub fn children(&self, slot: u64) -> Vec<u64> {
-        self.slots.iter().filter(|(_, entry)| entry.parent == Some(slot)).map(|(at, _)| *at).collect()
+        self.child_order.get(&slot).cloned().unwrap_or_default()
+    }
+
+    /// Puts `child` into `parent`'s children: first, or right after
+    /// `after` (one of them).
+    fn adopt(&mut self, parent: u64, child: u64, after: Option<u64>) {
+        let children = self.child_order.entry(parent).or_default();
+        let at = after.and_then(|after| children.iter().position(|slot| *slot == after)).map_or(0, |at| at + 1);
+        children.insert(at, child);
     }
 
     /// Walks the `depth` low bits of `cptr` from the CNode capability
@@ -518,6 +532,9 @@ impl State {
                 self.objects.insert(cap.object(), Object { untyped: Some(untyped) });
             }
             self.slots.insert(destination, Entry { cap, parent: Some(untyped), original: true });
+            // Each new object's capability comes first: the last made is
+            // the first a revoke deletes.
+            self.adopt(untyped, destination, None);
         }
         let watermark = u64::try_from(end).map_err(|_| Error::RangeError)?;
         self.slots.get_mut(&untyped).expect("the untyped").cap = Cap::Untyped { base, size_bits, watermark };
@@ -534,8 +551,16 @@ impl State {
             (Cap::Untyped { .. }, _) => true,
             _ => false,
         };
-        let parent = if may_parent(&source_entry, &cap, original) { Some(source) } else { source_entry.parent };
-        self.slots.insert(destination, Entry { cap, parent, original });
+        if may_parent(&source_entry, &cap, original) {
+            self.adopt(source, destination, None);
+            self.slots.insert(destination, Entry { cap, parent: Some(source), original });
+        } else {
+            // The source's sibling, right after it.
+            if let Some(parent) = source_entry.parent {
+                self.adopt(parent, destination, Some(source));
+            }
+            self.slots.insert(destination, Entry { cap, parent: source_entry.parent, original });
+        }
     }
 
     /// Moves the capability in `source` to the empty slot `destination` as
@@ -543,6 +568,12 @@ impl State {
     fn move_cap(&mut self, source: u64, destination: u64, cap: Cap) {
         let entry = self.slots.remove(&source).expect("the source");
         self.slots.insert(destination, Entry { cap, ..entry });
+        if let Some(siblings) = entry.parent.and_then(|parent| self.child_order.get_mut(&parent)) {
+            siblings.iter_mut().filter(|slot| **slot == source).for_each(|slot| *slot = destination);
+        }
+        if let Some(children) = self.child_order.remove(&source) {
+            self.child_order.insert(destination, children);
+        }
         for child in self.slots.values_mut() {
             if child.parent == Some(source) {
                 child.parent = Some(destination);
@@ -609,6 +640,17 @@ impl State {
         for child in self.slots.values_mut() {
             if child.parent == Some(slot) {
                 child.parent = entry.parent;
+            }
+        }
+        // Its children take its place in its parent's list.
+        let orphans = self.child_order.remove(&slot).unwrap_or_default();
+        if let Some(parent) = entry.parent
+            && let Some(siblings) = self.child_order.get_mut(&parent)
+            && let Some(at) = siblings.iter().position(|sibling| *sibling == slot)
+        {
+            siblings.splice(at..=at, orphans);
+            if siblings.is_empty() {
+                self.child_order.remove(&parent);
             }
         }
         if last {
@@ -778,6 +820,7 @@ impl Boot {
         }
         // The thread's CSpace root: a copy of the root CNode's capability.
         state.slots.insert(self.root_tcb, Entry { cap: root, parent: Some(self.root_cnode), original: false });
+        state.child_order.insert(self.root_cnode, vec![self.root_tcb]);
         let mut thread = Thread::fresh();
         (thread.priority, thread.max_priority, thread.state) = (255, 255, ThreadState::Runnable);
         state.threads.insert(self.root_tcb, thread);

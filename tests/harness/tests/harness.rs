@@ -239,3 +239,39 @@ fn tcbs_copy_and_reply_objects_only_move() {
         &[Some(0), Some(0), Some(ILLEGAL_OPERATION), Some(0), Some(0), Some(ILLEGAL_OPERATION), Some(0), Some(0)],
     );
 }
+
+/// One revoke both deletes the endpoint a thread is blocked on and the
+/// scheduling context it is bound to: the order of the two deletions
+/// decides whether the thread wakes with an error first (then stops) or
+/// stops while still blocked (its call then restarts). The kernel deletes
+/// the most recently made object first, here the scheduling context; the
+/// spec follows seL4's `cdt_list` order, which says the same. Found by
+/// the long run at 3.7 million operations, before the spec kept the
+/// order; this is its shrunk sequence.
+#[test]
+fn a_revoke_deletes_the_newest_object_first() {
+    use bulkhead_harness::driver::Harness;
+    use bulkhead_harness::driver::Op::{IpcCall, Tcb};
+    use bulkhead_harness::driver::TcbCall::{BindSchedContext, Resume, SetSpace};
+    use bulkhead_harness::driver::types::SCHED_CONTEXT;
+    use bulkhead_harness::spec::{Resumption, ThreadState};
+    let ops = [
+        Retype { untyped: 1, kind: ENDPOINT, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 3, count: 1 },
+        Retype { untyped: 1, kind: TCB, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 13, count: 1 },
+        Tcb { tcb: 13, call: SetSpace { cnode: 0 } },
+        Tcb { tcb: 13, call: Resume },
+        Retype { untyped: 1, kind: SCHED_CONTEXT, size_bits: 8, root: 0, node: 0, node_depth: 0, offset: 17, count: 1 },
+        // The root blocks calling; the new thread (priority 0) runs, binds
+        // the root to the scheduling context and revokes everything.
+        IpcCall { cptr: 3, label: 1, words: 0, grant: None },
+        Tcb { tcb: 2, call: BindSchedContext { sched_context: 17 } },
+        Revoke { slot: R(1) },
+    ];
+    expect(&ops, &[Some(0), Some(0), Some(0), Some(0), Some(0), Some(1), Some(0), Some(0)]);
+    let mut harness = Harness::new();
+    for op in &ops {
+        harness.apply(op);
+    }
+    let root = &harness.spec().threads[&bulkhead_harness::driver::BOOT.root_tcb];
+    assert_eq!((root.state, root.resumption, root.info.label), (ThreadState::Inactive, Resumption::Restart, 1));
+}

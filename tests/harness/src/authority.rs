@@ -1,0 +1,166 @@
+//! Authority confinement: what each thread can reach through its CSpace,
+//! and the take-grant closure that bounds what it could ever come to hold.
+//!
+//! A thread's *holdings* are the capabilities in every CNode reachable
+//! from its CSpace root (the root, and every CNode a capability in a
+//! reachable CNode names), each as an [`Authority`]: the object, the
+//! rights, the badge. Authority can pass from thread `A` to thread `S`
+//! only along these edges (seL4's take-grant model for this kernel's
+//! invocations):
+//!
+//! - `A` holds `S`'s TCB: TCB::SetSpace can give `S` any CNode `A` holds;
+//! - `A` and `S` both hold one CNode: what `A` puts there `S` can use;
+//! - `A` holds an endpoint with WRITE and GRANT and `S` holds it with
+//!   READ: a message can carry one of `A`'s capabilities to `S` (a reply
+//!   carries none in this kernel).
+//!
+//! Objects made from an untyped region belong to whoever holds the
+//! region. The *closure* of a state gives each thread everything that can
+//! reach it along those edges, transitively. Two checks use it:
+//! [`confined_step`] (after every step, each thread's holdings lie within
+//! the closure of the state before the step: nothing is gained that was
+//! not derivable from what the thread, or one that may give to it, held)
+//! and [`within_policy`] (each protection domain's holdings lie within the
+//! closure of the authority its manifest grants it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::spec::{ALL_RIGHTS, Cap, Kind, ObjectId, SLOT_BYTES, State, WRITE};
+use crate::spec::threads::{GRANT, READ};
+
+/// One capability's authority: its object (an untyped's region), its
+/// rights (all four for capabilities without rights) and its badge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Authority {
+    /// The object or region.
+    pub object: ObjectId,
+    /// READ, WRITE, GRANT, GRANT_REPLY bits.
+    pub rights: u8,
+    /// The badge (0: none).
+    pub badge: u64,
+}
+
+impl Authority {
+    /// The authority `cap` carries.
+    #[must_use]
+    pub fn of(cap: &Cap) -> Authority {
+        Authority { object: cap.object(), rights: cap.rights().unwrap_or(ALL_RIGHTS), badge: cap.badge().unwrap_or(0) }
+    }
+
+    /// Whether holding `self` lets a thread make `other`: the same object
+    /// with no right more, and the same badge or (from an unbadged
+    /// capability) any; or, as an untyped region, memory inside it.
+    #[must_use]
+    pub fn covers(&self, other: &Authority) -> bool {
+        if self.object.kind == Kind::Untyped && self.object.contains(&other.object) {
+            return true;
+        }
+        self.object == other.object
+            && other.rights & !self.rights == 0
+            && (self.badge == other.badge || self.badge == 0)
+    }
+}
+
+/// Authority by thread (TCB address).
+pub type Graph = BTreeMap<u64, BTreeSet<Authority>>;
+
+/// What `thread` can reach through its CSpace.
+#[must_use]
+pub fn holdings(state: &State, thread: u64) -> BTreeSet<Authority> {
+    let mut held = BTreeSet::new();
+    let mut visited = BTreeSet::new();
+    // The CSpace root sits in the TCB's slot 0.
+    let mut frontier: Vec<Cap> = state.cap(thread).into_iter().collect();
+    while let Some(cap) = frontier.pop() {
+        held.insert(Authority::of(&cap));
+        let Cap::CNode { base, radix, .. } = cap else { continue };
+        if !visited.insert(base) {
+            continue;
+        }
+        let end = base + (1_u64 << radix) * SLOT_BYTES;
+        frontier.extend(state.slots.range(base..end).map(|(_, entry)| entry.cap));
+    }
+    held
+}
+
+/// Every live thread's holdings.
+#[must_use]
+pub fn graph(state: &State) -> Graph {
+    state.threads.keys().map(|thread| (*thread, holdings(state, *thread))).collect()
+}
+
+/// Whether authority may pass from `giver` to `taker` (TCB addresses),
+/// given what each holds.
+fn may_give(giver: (u64, &BTreeSet<Authority>), taker: (u64, &BTreeSet<Authority>)) -> bool {
+    let (_, gives) = giver;
+    let (taker_tcb, takes) = taker;
+    gives.iter().any(|item| match item.object.kind {
+        Kind::Tcb => item.object.base == taker_tcb,
+        Kind::CNode => takes.iter().any(|other| other.object == item.object),
+        Kind::Endpoint => {
+            item.rights & (WRITE | GRANT) == WRITE | GRANT
+                && takes.iter().any(|other| other.object == item.object && other.rights & READ != 0)
+        }
+        _ => false,
+    })
+}
+
+/// The take-grant closure of `graph`: each thread's authority with all
+/// that can reach it along the module's edges, transitively.
+#[must_use]
+pub fn closure(graph: &Graph) -> Graph {
+    let mut closed = graph.clone();
+    loop {
+        let mut grown = false;
+        let snapshot = closed.clone();
+        for (taker, takes) in &mut closed {
+            for (giver, gives) in &snapshot {
+                if giver != taker && may_give((*giver, gives), (*taker, &snapshot[taker])) {
+                    let before = takes.len();
+                    takes.extend(gives.iter().copied());
+                    grown |= takes.len() != before;
+                }
+            }
+        }
+        if !grown {
+            return closed;
+        }
+    }
+}
+
+/// Whether `allowed` covers `item`.
+#[must_use]
+pub fn allowed(allowed: &BTreeSet<Authority>, item: &Authority) -> bool {
+    allowed.iter().any(|held| held.covers(item))
+}
+
+/// The first item of `thread`'s holdings in `after` outside `bound`.
+fn first_outside(bound: &Graph, after: &State, threads: impl Iterator<Item = u64>) -> Result<(), String> {
+    for thread in threads {
+        let Some(limit) = bound.get(&thread) else { continue };
+        if let Some(item) = holdings(after, thread).iter().find(|item| !allowed(limit, item)) {
+            return Err(format!("thread {thread:#x} holds {item:x?}, which nothing it could reach allowed"));
+        }
+    }
+    Ok(())
+}
+
+/// After a step from `before` to `after`: every thread live in both holds
+/// only what the closure of `before` allowed it.
+///
+/// # Errors
+///
+/// The first thread, and the authority, outside it.
+pub fn confined_step(before: &State, after: &State) -> Result<(), String> {
+    first_outside(&closure(&graph(before)), after, after.threads.keys().copied())
+}
+
+/// Every thread `policy` names holds, in `state`, only what the closure of
+/// `policy` allows it.
+///
+/// # Errors
+///
+/// The first thread, and the authority, outside it.
+pub fn within_policy(policy: &Graph, state: &State) -> Result<(), String> {
+    first_outside(&closure(policy), state, policy.keys().copied())
+}
