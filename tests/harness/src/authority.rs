@@ -14,9 +14,11 @@
 //!   READ: a message can carry one of `A`'s capabilities to `S` (a reply
 //!   carries none in this kernel).
 //!
-//! Objects made from an untyped region belong to whoever holds the
-//! region. The *closure* of a state gives each thread everything that can
-//! reach it along those edges, transitively. Two checks use it:
+//! Only a thread that can act gives: one that is not stopped, or one
+//! whose TCB a thread that can act holds (it can be resumed). Objects made
+//! from an untyped region belong to whoever holds the region. The
+//! *closure* of a state gives each thread everything that can reach it
+//! along those edges, transitively. Two checks use it:
 //! [`confined_step`] (after every step, each thread's holdings lie within
 //! the closure of the state before the step: nothing is gained that was
 //! not derivable from what the thread, or one that may give to it, held)
@@ -25,8 +27,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::spec::{ALL_RIGHTS, Cap, Kind, ObjectId, SLOT_BYTES, State, WRITE};
 use crate::spec::threads::{GRANT, READ};
+use crate::spec::{ALL_RIGHTS, Cap, Kind, ObjectId, SLOT_BYTES, State, WRITE};
 
 /// One capability's authority: its object (an untyped's region), its
 /// rights (all four for capabilities without rights) and its badge.
@@ -105,16 +107,43 @@ fn may_give(giver: (u64, &BTreeSet<Authority>), taker: (u64, &BTreeSet<Authority
     })
 }
 
-/// The take-grant closure of `graph`: each thread's authority with all
-/// that can reach it along the module's edges, transitively.
+/// The threads of `state` that can act: those not stopped, and those
+/// whose TCB a thread that can act holds.
 #[must_use]
-pub fn closure(graph: &Graph) -> Graph {
+pub fn actors(state: &State, graph: &Graph) -> BTreeSet<u64> {
+    let mut acting: BTreeSet<u64> = state
+        .threads
+        .iter()
+        .filter(|(_, thread)| thread.state != crate::spec::ThreadState::Inactive)
+        .map(|(tcb, _)| *tcb)
+        .collect();
+    loop {
+        let resumable: Vec<u64> = acting
+            .iter()
+            .filter_map(|actor| graph.get(actor))
+            .flatten()
+            .filter(|item| item.object.kind == Kind::Tcb && graph.contains_key(&item.object.base))
+            .map(|item| item.object.base)
+            .filter(|tcb| !acting.contains(tcb))
+            .collect();
+        if resumable.is_empty() {
+            return acting;
+        }
+        acting.extend(resumable);
+    }
+}
+
+/// The take-grant closure of `graph`: each thread's authority with all
+/// that can reach it from the threads in `actors` along the module's
+/// edges, transitively.
+#[must_use]
+pub fn closure(graph: &Graph, actors: &BTreeSet<u64>) -> Graph {
     let mut closed = graph.clone();
     loop {
         let mut grown = false;
         let snapshot = closed.clone();
         for (taker, takes) in &mut closed {
-            for (giver, gives) in &snapshot {
+            for (giver, gives) in snapshot.iter().filter(|(giver, _)| actors.contains(giver)) {
                 if giver != taker && may_give((*giver, gives), (*taker, &snapshot[taker])) {
                     let before = takes.len();
                     takes.extend(gives.iter().copied());
@@ -152,7 +181,9 @@ fn first_outside(bound: &Graph, after: &State, threads: impl Iterator<Item = u64
 ///
 /// The first thread, and the authority, outside it.
 pub fn confined_step(before: &State, after: &State) -> Result<(), String> {
-    first_outside(&closure(&graph(before)), after, after.threads.keys().copied())
+    let graph = graph(before);
+    let actors = actors(before, &graph);
+    first_outside(&closure(&graph, &actors), after, after.threads.keys().copied())
 }
 
 /// Every thread `policy` names holds, in `state`, only what the closure of
@@ -162,5 +193,6 @@ pub fn confined_step(before: &State, after: &State) -> Result<(), String> {
 ///
 /// The first thread, and the authority, outside it.
 pub fn within_policy(policy: &Graph, state: &State) -> Result<(), String> {
-    first_outside(&closure(policy), state, policy.keys().copied())
+    let every_domain: BTreeSet<u64> = policy.keys().copied().collect();
+    first_outside(&closure(policy, &every_domain), state, policy.keys().copied())
 }

@@ -30,7 +30,9 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 
+use crate::authority::{self, Graph};
 use crate::invariants;
+use crate::manifest::Scenario;
 use crate::project;
 use crate::spec::threads::{number, tcb_label};
 use crate::spec::{Boot, State, Syscall, label};
@@ -1037,6 +1039,10 @@ pub struct Harness {
     platform: RecordingPlatform,
     spec: State,
     boot: Boot,
+    /// The kernel's projected state after the last check.
+    previous: Option<State>,
+    /// The authority graph every thread it names must stay within.
+    policy: Option<Graph>,
 }
 
 impl Default for Harness {
@@ -1055,7 +1061,19 @@ impl Harness {
             255,
             &[(ROOT_TCB_SLOT, root_tcb), (SCHED_CONTROL_SLOT, KernelCap::SchedControl)],
         );
-        Harness { kernel, platform: RecordingPlatform::new(), spec: BOOT.state(), boot: BOOT }
+        Harness {
+            kernel,
+            platform: RecordingPlatform::new(),
+            spec: BOOT.state(),
+            boot: BOOT,
+            previous: None,
+            policy: None,
+        }
+    }
+
+    /// Holds every thread `policy` names to its closure from now on.
+    pub fn set_policy(&mut self, policy: Graph) {
+        self.policy = Some(policy);
     }
 
     /// The spec's state.
@@ -1133,9 +1151,10 @@ impl Harness {
         Some(Applied { expected, got, fast })
     }
 
-    /// Every check on the current states.
+    /// Every check on the current states (and, for authority, against the
+    /// state of the last check).
     #[must_use]
-    pub fn check(&self) -> Vec<Failure> {
+    pub fn check(&mut self) -> Vec<Failure> {
         let mut failures = Vec::new();
         let failure = |check: &str, detail: String| Failure { check: check.to_owned(), detail };
         if let Err(detail) = project::derivation_list_well_formed(&self.kernel.store) {
@@ -1153,7 +1172,23 @@ impl Harness {
                 if let Some(detail) = difference(&kernel, &self.spec) {
                     failures.push(failure("refinement", detail));
                 }
+                if let Some(previous) = &self.previous
+                    && let Err(detail) = authority::confined_step(previous, &kernel)
+                {
+                    failures.push(failure("authority_confined", detail));
+                }
+                if let Some(policy) = &self.policy
+                    && let Err(detail) = authority::within_policy(policy, &kernel)
+                {
+                    failures.push(failure("authority_within_manifest", detail));
+                }
+                self.previous = Some(kernel);
             }
+        }
+        if let Some(policy) = &self.policy
+            && let Err(detail) = authority::within_policy(policy, &self.spec)
+        {
+            failures.push(failure("spec: authority_within_manifest", detail));
         }
         for broken in invariants::check_all(&self.spec, &self.boot) {
             failures.push(failure(&format!("spec: {}", broken.invariant), broken.detail));
@@ -1226,11 +1261,16 @@ pub fn results(ops: &[Op]) -> Result<Vec<Option<u64>>, Violation> {
 
 fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {
     let mut harness = Harness::new();
-    let mut stats = Stats::default();
     let failures = harness.check();
     if !failures.is_empty() {
         return Err(Violation { step: None, op: None, failures });
     }
+    run_steps(&mut harness, ops, codes)
+}
+
+/// Applies `ops` to `harness`, checking after each.
+fn run_steps(harness: &mut Harness, ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {
+    let mut stats = Stats::default();
     for (step, op) in ops.iter().enumerate() {
         let Some(Applied { expected, got, fast }) = harness.apply(op) else {
             stats.skipped += 1;
@@ -1330,6 +1370,183 @@ pub fn hunt(seed: u64, budget: usize, length: usize) -> Hunt {
         let ops = stream.next_sequence();
         if let Err(violation) = run_counting(&ops, &mut stats) {
             return Hunt { stats, violation: Some((number, ops, violation)) };
+        }
+        number += 1;
+    }
+    Hunt { stats, violation: None }
+}
+
+/// A harness in which the root thread has built [`Scenario::confined`]'s
+/// system and suspended itself, every step of the build checked, and the
+/// manifest's authority graph set as the policy.
+///
+/// # Errors
+///
+/// A build step that failed or broke a check, or a domain whose authority
+/// right after the build is not exactly what its manifest grants it
+/// (`manifest_conformance`).
+pub fn manifest_harness(scenario: &Scenario) -> Result<(Harness, Vec<Option<crate::spec::ObjectId>>), Violation> {
+    let mut harness = Harness::new();
+    let step_failed =
+        |step: usize, op: &Op, failures: Vec<Failure>| Violation { step: Some(step), op: Some(*op), failures };
+    let mut objects = Vec::new();
+    for (step, op) in scenario.retypes.iter().chain(&scenario.build).enumerate() {
+        if step == scenario.retypes.len() {
+            objects = scenario.objects(harness.spec(), BOOT.root_cnode);
+        }
+        let mut failures = harness.check();
+        match harness.apply(op) {
+            Some(Applied { expected: 0, got: 0, .. }) => {}
+            applied => failures.push(Failure { check: "build".to_owned(), detail: format!("{applied:?}") }),
+        }
+        failures.extend(harness.check());
+        if !failures.is_empty() {
+            return Err(step_failed(step, op, failures));
+        }
+    }
+    let policy = scenario.policy(&objects);
+    for (thread, granted) in &policy {
+        let held = authority::holdings(harness.spec(), *thread);
+        if held != *granted {
+            let failures = vec![Failure {
+                check: "manifest_conformance".to_owned(),
+                detail: format!("thread {thread:#x} holds {held:x?}, its manifest grants {granted:x?}"),
+            }];
+            return Err(Violation { step: None, op: None, failures });
+        }
+    }
+    harness.set_policy(policy);
+    Ok((harness, objects))
+}
+
+/// Runs `ops` as the domains of [`Scenario::confined`]'s system (built
+/// by [`manifest_harness`]), checking everything after every step.
+///
+/// # Errors
+///
+/// The first step after which a check failed (`step: None`: the build).
+pub fn run_manifest(scenario: &Scenario, ops: &[Op]) -> Result<Stats, Violation> {
+    let (mut harness, _) = manifest_harness(scenario)?;
+    run_steps(&mut harness, ops, &mut Vec::new())
+}
+
+impl Op {
+    /// The operation with every capability address (and slot address's
+    /// node and root index) passed through `map`; labels, words and
+    /// indices inside other CNodes are kept.
+    #[must_use]
+    pub fn with_cptrs(self, map: impl Fn(u64) -> u64) -> Op {
+        let addr = |addr: Addr| match addr {
+            Addr::R(index) => Addr::R(map(index)),
+            Addr::In(node, index, depth) => Addr::In(map(node), index, depth),
+        };
+        let slot = |slot: Option<(u64, u64)>| slot.map(|(cptr, depth)| (map(cptr), depth));
+        match self {
+            Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count } => Op::Retype {
+                untyped: map(untyped),
+                kind,
+                size_bits,
+                root: map(root),
+                node,
+                node_depth,
+                offset: map(offset),
+                count,
+            },
+            Op::Copy { dest, src, rights } => Op::Copy { dest: addr(dest), src: addr(src), rights },
+            Op::Mint { dest, src, rights, badge } => Op::Mint { dest: addr(dest), src: addr(src), rights, badge },
+            Op::Move { dest, src } => Op::Move { dest: addr(dest), src: addr(src) },
+            Op::Mutate { dest, src, data } => Op::Mutate { dest: addr(dest), src: addr(src), data },
+            Op::Delete { slot } => Op::Delete { slot: addr(slot) },
+            Op::Revoke { slot } => Op::Revoke { slot: addr(slot) },
+            Op::Raw { cptr, label, words, extra } => Op::Raw { cptr: map(cptr), label, words, extra },
+            Op::Tcb { tcb, call } => Op::Tcb {
+                tcb: map(tcb),
+                call: match call {
+                    TcbCall::SetSpace { cnode } => TcbCall::SetSpace { cnode: map(cnode) },
+                    TcbCall::SetFaultHandler { endpoint } => TcbCall::SetFaultHandler { endpoint: map(endpoint) },
+                    TcbCall::SetPriority { priority, authority } => {
+                        TcbCall::SetPriority { priority, authority: map(authority) }
+                    }
+                    TcbCall::SetMaxPriority { priority, authority } => {
+                        TcbCall::SetMaxPriority { priority, authority: map(authority) }
+                    }
+                    TcbCall::BindSchedContext { sched_context } => {
+                        TcbCall::BindSchedContext { sched_context: map(sched_context) }
+                    }
+                    other => other,
+                },
+            },
+            Op::Configure { sched_context, budget, period } => {
+                Op::Configure { sched_context: map(sched_context), budget, period }
+            }
+            Op::Send { cptr, label, words, grant, blocking } => {
+                Op::Send { cptr: map(cptr), label, words, grant: grant.map(&map), blocking }
+            }
+            Op::IpcCall { cptr, label, words, grant } => {
+                Op::IpcCall { cptr: map(cptr), label, words, grant: grant.map(&map) }
+            }
+            Op::Recv { cptr, reply, slot: receive, blocking } => {
+                Op::Recv { cptr: map(cptr), reply: map(reply), slot: slot(receive), blocking }
+            }
+            Op::ReplyRecv { cptr, reply, label, words, slot: receive } => {
+                Op::ReplyRecv { cptr: map(cptr), reply: map(reply), label, words, slot: slot(receive) }
+            }
+            Op::Signal { cptr } => Op::Signal { cptr: map(cptr) },
+            Op::Wait { cptr, blocking } => Op::Wait { cptr: map(cptr), blocking },
+            Op::Syscall { number, cptr } => Op::Syscall { number, cptr: map(cptr) },
+            Op::Yield | Op::Tick { .. } => self,
+        }
+    }
+}
+
+/// A capability address of [`op`]'s layout in a domain's 8-slot CSpace
+/// of the manifest's system (slot 0 its CNode, 1 an endpoint, 2 and 3
+/// a reply object, a notification or another endpoint, 4 to 7 free): the
+/// endpoints go to 1, the reply objects and the notifications to 2 and 3,
+/// the free slots to 4 to 7.
+#[must_use]
+pub fn domain_cptr(cptr: u64) -> u64 {
+    match cptr {
+        ENDPOINT_SLOT | 22 => 1,
+        5..=7 | 23 => 2,
+        NOTIFICATION_SLOT | 24 => 3,
+        18..=21 => cptr - 14,
+        other => other % 8,
+    }
+}
+
+/// One operation of a domain of the manifest's system: [`op`] with every
+/// capability address moved into the domain's CSpace ([`domain_cptr`]),
+/// and more ticks (every domain runs on a budget).
+pub fn domain_op() -> impl Strategy<Value = Op> {
+    let tick = (0_u64..3_000, any::<bool>()).prop_map(|(ticks, slice_ended)| Op::Tick { ticks, slice_ended });
+    prop_oneof![6 => op().prop_map(|op| op.with_cptrs(domain_cptr)), 1 => tick]
+}
+
+/// Runs random sequences of `length` [`domain_op`]s from `seed` on the
+/// manifest's system until `budget` operations were applied or one
+/// breaks a check (as [`hunt`]).
+#[must_use]
+pub fn hunt_manifest(scenario: &Scenario, seed: u64, budget: usize, length: usize) -> Hunt {
+    let mut seed_bytes = [0_u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+    let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
+    let strategy = proptest::collection::vec(domain_op(), length..=length).boxed();
+    let mut stats = Stats::default();
+    let mut number = 0;
+    while stats.applied < budget {
+        let ops = strategy.new_tree(&mut runner).expect("a sequence").current();
+        match run_manifest(scenario, &ops) {
+            Ok(run) => stats.add(&run),
+            Err(violation) => {
+                let step = violation.step.unwrap_or(0);
+                if let Ok(prefix) = run_manifest(scenario, &ops[..step]) {
+                    stats.add(&prefix);
+                }
+                stats.applied += 1;
+                return Hunt { stats, violation: Some((number, ops, violation)) };
+            }
         }
         number += 1;
     }

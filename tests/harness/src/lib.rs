@@ -7,8 +7,10 @@
 //! sequences for the fuzz target. `docs/VERIFICATION.md` describes it.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod decode;
 pub mod driver;
 pub mod invariants;
+pub mod manifest;
 pub mod project;
 pub mod spec;
