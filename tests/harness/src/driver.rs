@@ -753,7 +753,7 @@ fn budget_and_period() -> impl Strategy<Value = (u64, u64)> {
 fn ipc_label() -> impl Strategy<Value = u64> {
     // Above every error code, so that a received label never reads as one
     // in the statistics (labels are 52 bits).
-    prop_oneof![6 => 0x100_u64..0x108, 1 => (0x100_u64..1 << 52)]
+    prop_oneof![6 => 0x100_u64..0x108, 1 => 0x100_u64..1 << 52]
 }
 
 /// A message length word: mostly short, at times long or beyond 120.
