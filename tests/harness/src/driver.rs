@@ -1043,7 +1043,8 @@ pub struct Harness {
     boot: Boot,
     /// The kernel's projected state after the last check.
     previous: Option<State>,
-    /// The authority graph every thread it names must stay within.
+    /// The closure of the authority graph every thread it names must
+    /// stay within.
     policy: Option<Graph>,
 }
 
@@ -1074,8 +1075,8 @@ impl Harness {
     }
 
     /// Holds every thread `policy` names to its closure from now on.
-    pub fn set_policy(&mut self, policy: Graph) {
-        self.policy = Some(policy);
+    pub fn set_policy(&mut self, policy: &Graph) {
+        self.policy = Some(authority::policy_closure(policy));
     }
 
     /// The spec's state.
@@ -1417,7 +1418,7 @@ pub fn manifest_harness(scenario: &Scenario) -> Result<(Harness, Vec<Option<crat
             return Err(Violation { step: None, op: None, failures });
         }
     }
-    harness.set_policy(policy);
+    harness.set_policy(&policy);
     Ok((harness, objects))
 }
 

@@ -116,11 +116,12 @@ fn leak_log_to_server(state: &mut State, threads: &[(String, u64)]) {
 fn a_leak_breaks_both_checks() {
     let (scenario, state, objects, threads) = built();
     let policy = scenario.policy(&objects);
-    assert_eq!(authority::within_policy(&policy, &state), Ok(()));
+    let closed = authority::policy_closure(&policy);
+    assert_eq!(authority::within_policy(&closed, &state), Ok(()));
     assert_eq!(authority::confined_step(&state, &state), Ok(()));
     let mut leaked = state.clone();
     leak_log_to_server(&mut leaked, &threads);
-    assert!(authority::within_policy(&policy, &leaked).is_err());
+    assert!(authority::within_policy(&closed, &leaked).is_err());
     assert!(authority::confined_step(&state, &leaked).is_err());
 }
 
