@@ -117,7 +117,7 @@
 
 use arbitrary::{Result, Unstructured};
 
-use crate::driver::{self, Addr, Op, Rights, SCHED_CONTEXT_SLOTS, THREAD_SLOTS, TcbCall, Type, types};
+use crate::driver::{self, Addr, Op, Rights, THREAD_SLOTS, TcbCall, Type, types};
 
 /// Bytes from this value up announce a full word.
 pub const ESCAPE: u8 = 240;
@@ -243,33 +243,11 @@ fn tcb_call(input: &mut Unstructured<'_>) -> Result<TcbCall> {
 #[must_use]
 pub fn thread_setup(thread: u8, priority: u8, budget: u8) -> Vec<Op> {
     let slot = THREAD_SLOTS.start + u64::from(thread) % (THREAD_SLOTS.end - THREAD_SLOTS.start);
-    let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
-    let priority = priority_of(priority);
-    let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
-        untyped: 1,
-        kind,
-        size_bits,
-        root: 0,
-        node: 0,
-        node_depth: 0,
-        offset,
-        count: 1,
-    };
-    let mut ops = vec![
-        retype(types::TCB, 0, slot),
-        Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
-        Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: driver::ROOT_TCB_SLOT } },
-    ];
-    if budget >= 128 {
+    let budget = (budget >= 128).then(|| {
         let budget = 100 + 10 * u64::from(budget - 128);
-        ops.extend([
-            retype(types::SCHED_CONTEXT, 8, context),
-            Op::Configure { sched_context: context, budget, period: 2 * budget },
-            Op::Tcb { tcb: slot, call: TcbCall::BindSchedContext { sched_context: context } },
-        ]);
-    }
-    ops.push(Op::Tcb { tcb: slot, call: TcbCall::Resume });
-    ops
+        (budget, 2 * budget)
+    });
+    driver::thread_setup(slot, priority_of(priority), budget)
 }
 
 /// Decodes one tag and its arguments onto `ops`.

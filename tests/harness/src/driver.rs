@@ -236,17 +236,21 @@ impl TcbCall {
     #[must_use]
     pub fn message(&self) -> (u64, Vec<u64>, Vec<u64>) {
         match *self {
-            TcbCall::SetSpace { cnode } => (tcb_label::SET_SPACE, vec![], vec![cnode]),
-            TcbCall::SetFaultHandler { endpoint } => (tcb_label::SET_FAULT_HANDLER, vec![], vec![endpoint]),
-            TcbCall::SetPriority { priority, authority } => (tcb_label::SET_PRIORITY, vec![priority], vec![authority]),
-            TcbCall::SetMaxPriority { priority, authority } => {
-                (tcb_label::SET_MAX_PRIORITY, vec![priority], vec![authority])
+            TcbCall::SetSpace { cnode } => (tcb_label::TCB_SET_SPACE, vec![], vec![cnode]),
+            TcbCall::SetFaultHandler { endpoint } => (tcb_label::TCB_SET_FAULT_HANDLER, vec![], vec![endpoint]),
+            TcbCall::SetPriority { priority, authority } => {
+                (tcb_label::TCB_SET_PRIORITY, vec![priority], vec![authority])
             }
-            TcbCall::BindSchedContext { sched_context } => (tcb_label::BIND_SCHED_CONTEXT, vec![], vec![sched_context]),
-            TcbCall::Resume => (tcb_label::RESUME, vec![], vec![]),
-            TcbCall::Suspend => (tcb_label::SUSPEND, vec![], vec![]),
+            TcbCall::SetMaxPriority { priority, authority } => {
+                (tcb_label::TCB_SET_MAX_PRIORITY, vec![priority], vec![authority])
+            }
+            TcbCall::BindSchedContext { sched_context } => {
+                (tcb_label::TCB_BIND_SCHED_CONTEXT, vec![], vec![sched_context])
+            }
+            TcbCall::Resume => (tcb_label::TCB_RESUME, vec![], vec![]),
+            TcbCall::Suspend => (tcb_label::TCB_SUSPEND, vec![], vec![]),
             TcbCall::WriteRegisters { rip, rsp, rflags } => {
-                (tcb_label::WRITE_REGISTERS, vec![rip, rsp, rflags, 1, 2, 3], vec![])
+                (tcb_label::TCB_WRITE_REGISTERS, vec![rip, rsp, rflags, 1, 2, 3], vec![])
             }
         }
     }
@@ -545,9 +549,12 @@ impl Op {
                 let (label, words, extra) = call.message();
                 invoke(tcb, label, words, extra)
             }
-            Op::Configure { sched_context, budget, period } => {
-                invoke(SCHED_CONTROL_SLOT, tcb_label::CONFIGURE, vec![budget, period], vec![sched_context])
-            }
+            Op::Configure { sched_context, budget, period } => invoke(
+                SCHED_CONTROL_SLOT,
+                tcb_label::SCHED_CONTROL_CONFIGURE,
+                vec![budget, period],
+                vec![sched_context],
+            ),
             Op::Send { cptr, label, words, grant, blocking } => {
                 ipc(if blocking { number::SEND } else { number::NB_SEND }, cptr, label, words, grant)
             }
@@ -834,52 +841,49 @@ fn setup_retype() -> impl Strategy<Value = Op> {
         1 => (6_u64..=10).prop_map(|bits| (types::UNTYPED, bits)),
         1 => Just((types::REPLY, 0)),
     ];
-    (kind_and_size, OBJECT_SLOTS, 1_u64..=2).prop_map(|((kind, size_bits), offset, count)| Op::Retype {
-        untyped: 1,
-        kind,
-        size_bits,
-        root: 0,
-        node: 0,
-        node_depth: 0,
-        offset,
-        count,
-    })
+    (kind_and_size, OBJECT_SLOTS, 1_u64..=2)
+        .prop_map(|((kind, size_bits), offset, count)| Op::retype_root(kind, size_bits, offset, count))
+}
+
+impl Op {
+    /// A well-formed retype of `count` objects from the boot untyped into
+    /// root slots `offset..`.
+    #[must_use]
+    pub const fn retype_root(kind: Type, size_bits: u64, offset: u64, count: u64) -> Op {
+        Op::Retype { untyped: 1, kind, size_bits, root: 0, node: 0, node_depth: 0, offset, count }
+    }
+}
+
+/// The operations that make one more thread in root slot `slot`: a TCB
+/// sharing the root's CSpace at `priority` (the root's TCB the
+/// authority), with `budget` (budget, period) on a scheduling context in
+/// the matching slot of [`SCHED_CONTEXT_SLOTS`], started.
+#[must_use]
+pub fn thread_setup(slot: u64, priority: u64, budget: Option<(u64, u64)>) -> Vec<Op> {
+    let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
+    let mut ops = vec![
+        Op::retype_root(types::TCB, 0, slot, 1),
+        Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
+        Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: ROOT_TCB_SLOT } },
+    ];
+    if let Some((budget, period)) = budget {
+        ops.extend([
+            Op::retype_root(types::SCHED_CONTEXT, 8, context, 1),
+            Op::Configure { sched_context: context, budget, period },
+            Op::Tcb { tcb: slot, call: TcbCall::BindSchedContext { sched_context: context } },
+        ]);
+    }
+    ops.push(Op::Tcb { tcb: slot, call: TcbCall::Resume });
+    ops
 }
 
 /// The setup of one more thread, in TCB slot `slot`: a TCB sharing the
 /// root's CSpace at a priority below the root's, sometimes on a
 /// configured scheduling context, started.
 fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
-    let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
     let priority = prop::sample::select(vec![50_u64, 100, 100, 200, 254]);
-    (priority, prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)]).prop_map(
-        move |(priority, budget)| {
-            let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
-                untyped: 1,
-                kind,
-                size_bits,
-                root: 0,
-                node: 0,
-                node_depth: 0,
-                offset,
-                count: 1,
-            };
-            let mut ops = vec![
-                retype(types::TCB, 0, slot),
-                Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
-                Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: 2 } },
-            ];
-            if let Some((budget, period)) = budget {
-                ops.extend([
-                    retype(types::SCHED_CONTEXT, 8, context),
-                    Op::Configure { sched_context: context, budget, period },
-                    Op::Tcb { tcb: slot, call: TcbCall::BindSchedContext { sched_context: context } },
-                ]);
-            }
-            ops.push(Op::Tcb { tcb: slot, call: TcbCall::Resume });
-            ops
-        },
-    )
+    let budget = prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
+    (priority, budget).prop_map(move |(priority, budget)| thread_setup(slot, priority, budget))
 }
 
 /// What every setup makes first: the endpoint, the notification, the
@@ -887,15 +891,8 @@ fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
 /// use, and a CNode of 4 slots.
 #[must_use]
 pub fn ipc_objects() -> Vec<Op> {
-    let retype = |kind: Type, offset: u64, count: u64| Op::Retype {
-        untyped: 1,
-        kind,
-        size_bits: if kind == types::CNODE { 2 } else { 0 },
-        root: 0,
-        node: 0,
-        node_depth: 0,
-        offset,
-        count,
+    let retype = |kind: Type, offset: u64, count: u64| {
+        Op::retype_root(kind, if kind == types::CNODE { 2 } else { 0 }, offset, count)
     };
     vec![
         retype(types::ENDPOINT, ENDPOINT_SLOT, 1),

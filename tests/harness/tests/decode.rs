@@ -16,7 +16,7 @@ use bulkhead_harness::driver::TcbCall::{
 use bulkhead_harness::driver::rights::{RWGP, W};
 use bulkhead_harness::driver::types::{CNODE, ENDPOINT, SCHED_CONTEXT, TCB};
 use bulkhead_harness::driver::{
-    BADGED_SLOTS, ENDPOINT_SLOT, NOTIFICATION_SLOT, REPLY_SLOTS, ROOT_TCB_SLOT, SCHED_CONTEXT_SLOTS,
+    BADGED_SLOTS, ENDPOINT_SLOT, NOTIFICATION_SLOT, Op, REPLY_SLOTS, ROOT_TCB_SLOT, SCHED_CONTEXT_SLOTS,
     SCHED_CONTROL_SLOT, THREAD_SLOTS, Type, ipc_objects, results, run,
 };
 
@@ -185,16 +185,7 @@ fn setup_tags_expand_to_the_documented_setup() {
     // The slots the module documentation names.
     assert_eq!((ROOT_TCB_SLOT, ENDPOINT_SLOT, NOTIFICATION_SLOT, SCHED_CONTROL_SLOT), (2, 3, 4, 255));
     assert_eq!((REPLY_SLOTS, THREAD_SLOTS, SCHED_CONTEXT_SLOTS, BADGED_SLOTS), (5..8, 12..15, 15..18, 22..25));
-    let retype = |kind: Type, size_bits: u64, offset: u64| Retype {
-        untyped: 1,
-        kind,
-        size_bits,
-        root: 0,
-        node: 0,
-        node_depth: 0,
-        offset,
-        count: 1,
-    };
+    let retype = |kind: Type, size_bits: u64, offset: u64| Op::retype_root(kind, size_bits, offset, 1);
     // Tag 23: thread 4 % 3 = 1 (slot 13), priority 200, no budget (below 128).
     let thread = [
         retype(TCB, 0, 13),

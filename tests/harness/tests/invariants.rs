@@ -68,16 +68,7 @@ const THREADS: [(u64, u64); 5] = [(12, 200), (13, 100), (14, 50), (15, 50), (16,
 /// release queue), slot 15's runs and slot 16's is ready.
 fn sound() -> State {
     let mut state = capabilities();
-    let retype = |kind: Type, size_bits: u64, offset: u64| Op::Retype {
-        untyped: 1,
-        kind,
-        size_bits,
-        root: 0,
-        node: 0,
-        node_depth: 0,
-        offset,
-        count: 1,
-    };
+    let retype = |kind: Type, size_bits: u64, offset: u64| Op::retype_root(kind, size_bits, offset, 1);
     step(&mut state, retype(types::REPLY, 0, 9));
     step(&mut state, retype(types::NOTIFICATION, 0, 10));
     step(&mut state, retype(types::SCHED_CONTEXT, 8, 18));

@@ -18,62 +18,14 @@ pub const MESSAGE_WORDS: usize = 120;
 pub const READ: u8 = 0b1;
 /// The GRANT right.
 pub const GRANT: u8 = 0b100;
-/// The smallest budget SchedControl::Configure accepts (ticks).
-pub const MIN_BUDGET: u64 = 100;
-/// The first address a thread's instruction pointer may not hold.
-pub const USER_TOP: u64 = 1 << 47;
-/// The RFLAGS bits a thread may choose (arithmetic flags and DF).
-pub const USER_RFLAGS: u64 = 0xcd5;
-/// The RFLAGS bits always set (IF and the reserved bit 1).
-pub const RFLAGS_FIXED: u64 = 0x202;
-
-/// System-call numbers (`docs/abi.md`, "System calls").
-pub mod number {
-    /// Call.
-    pub const CALL: u64 = 1;
-    /// ReplyRecv.
-    pub const REPLY_RECV: u64 = 2;
-    /// Send.
-    pub const SEND: u64 = 3;
-    /// NBSend.
-    pub const NB_SEND: u64 = 4;
-    /// Recv.
-    pub const RECV: u64 = 5;
-    /// NBRecv.
-    pub const NB_RECV: u64 = 6;
-    /// Signal.
-    pub const SIGNAL: u64 = 7;
-    /// Wait.
-    pub const WAIT: u64 = 8;
-    /// Poll.
-    pub const POLL: u64 = 9;
-    /// Yield.
-    pub const YIELD: u64 = 10;
-}
-
-/// TCB and SchedControl invocation labels (`docs/abi.md`).
-pub mod tcb_label {
-    /// TCB::SetSpace.
-    pub const SET_SPACE: u64 = 32;
-    /// TCB::SetPriority.
-    pub const SET_PRIORITY: u64 = 33;
-    /// TCB::SetMaxPriority.
-    pub const SET_MAX_PRIORITY: u64 = 34;
-    /// TCB::BindSchedContext.
-    pub const BIND_SCHED_CONTEXT: u64 = 35;
-    /// TCB::Resume.
-    pub const RESUME: u64 = 36;
-    /// TCB::Suspend.
-    pub const SUSPEND: u64 = 37;
-    /// TCB::SetFaultHandler.
-    pub const SET_FAULT_HANDLER: u64 = 38;
-    /// TCB::WriteRegisters.
-    pub const WRITE_REGISTERS: u64 = 39;
-    /// TCB::SetIpcBuffer.
-    pub const SET_IPC_BUFFER: u64 = 40;
-    /// SchedControl::Configure.
-    pub const CONFIGURE: u64 = 48;
-}
+/// The ABI's numbers are the kernel's definitions, as in the rest of the
+/// spec (`kernel/src/cap/abi_doc_test.rs` keeps them in step with
+/// `docs/abi.md`): the system-call numbers, the TCB and SchedControl
+/// labels, the smallest budget, the user address limit and the RFLAGS a
+/// thread may set.
+pub use kernel_core::syscall::label as tcb_label;
+pub use kernel_core::syscall::{MIN_BUDGET, RFLAGS_FIXED, USER_RFLAGS, number};
+pub use kernel_core::vspace::USER_TOP;
 
 /// What a thread is doing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -791,17 +743,17 @@ impl State {
         };
         let word = |index: usize| words.get(index).copied().ok_or(Error::TruncatedMessage);
         match label {
-            tcb_label::SET_SPACE | tcb_label::SET_FAULT_HANDLER | tcb_label::SET_IPC_BUFFER => {
+            tcb_label::TCB_SET_SPACE | tcb_label::TCB_SET_FAULT_HANDLER | tcb_label::TCB_SET_IPC_BUFFER => {
                 let (source, cap) = extra_cap(self, 0)?;
                 let index = match (label, cap) {
-                    (tcb_label::SET_SPACE, Cap::CNode { .. }) => 0,
-                    (tcb_label::SET_FAULT_HANDLER, Cap::Endpoint { rights, .. }) if rights & WRITE != 0 => 1,
+                    (tcb_label::TCB_SET_SPACE, Cap::CNode { .. }) => 0,
+                    (tcb_label::TCB_SET_FAULT_HANDLER, Cap::Endpoint { rights, .. }) if rights & WRITE != 0 => 1,
                     // No frame capability exists in this spec.
                     _ => return Err(Error::InvalidCapability),
                 };
                 let derived = super::copy_of(&cap)?;
                 // A VSpace as the second capability: none is live here.
-                if label == tcb_label::SET_SPACE && extra.len() > 1 {
+                if label == tcb_label::TCB_SET_SPACE && extra.len() > 1 {
                     return Err(Error::InvalidCapability);
                 }
                 let slot = target + index * super::SLOT_BYTES;
@@ -814,7 +766,7 @@ impl State {
                 self.insert_copy(source, slot, derived);
                 Ok(())
             }
-            tcb_label::WRITE_REGISTERS => {
+            tcb_label::TCB_WRITE_REGISTERS => {
                 if words.len() < 6 {
                     return Err(Error::TruncatedMessage);
                 }
@@ -830,7 +782,7 @@ impl State {
                 thread.registers = [rip, rsp, (rflags & USER_RFLAGS) | RFLAGS_FIXED, words[3], words[4], words[5]];
                 Ok(())
             }
-            tcb_label::SET_PRIORITY | tcb_label::SET_MAX_PRIORITY => {
+            tcb_label::TCB_SET_PRIORITY | tcb_label::TCB_SET_MAX_PRIORITY => {
                 let priority = word(0)?;
                 let (_, authority) = extra_cap(self, 0)?;
                 let Cap::Tcb { base: authority } = authority else { return Err(Error::InvalidCapability) };
@@ -839,7 +791,7 @@ impl State {
                 if priority > ceiling {
                     return Err(Error::RangeError);
                 }
-                if label == tcb_label::SET_MAX_PRIORITY {
+                if label == tcb_label::TCB_SET_MAX_PRIORITY {
                     self.thread_mut(target).max_priority = priority;
                 } else {
                     let runnable = self.thread(target).is_runnable();
@@ -853,7 +805,7 @@ impl State {
                 }
                 Ok(())
             }
-            tcb_label::BIND_SCHED_CONTEXT => {
+            tcb_label::TCB_BIND_SCHED_CONTEXT => {
                 let (_, cap) = extra_cap(self, 0)?;
                 let Cap::SchedContext { base: context, .. } = cap else { return Err(Error::InvalidCapability) };
                 if self.sched_contexts[&context].bound.is_some() || self.thread(target).sched_context.is_some() {
@@ -870,14 +822,14 @@ impl State {
                 }
                 Ok(())
             }
-            tcb_label::RESUME => {
+            tcb_label::TCB_RESUME => {
                 if self.thread(target).state == ThreadState::Inactive {
                     self.thread_mut(target).state = ThreadState::Runnable;
                     self.make_ready(target);
                 }
                 Ok(())
             }
-            tcb_label::SUSPEND => {
+            tcb_label::TCB_SUSPEND => {
                 self.stop_thread(target);
                 Ok(())
             }
@@ -888,7 +840,7 @@ impl State {
     /// SchedControl::Configure: `budget, period`; extra capability 0 the
     /// scheduling context. Its bound thread, if runnable, re-queues.
     pub(super) fn configure(&mut self, label: u64, words: &[u64], extra: &[Option<u64>]) -> Result<(), Error> {
-        if label != tcb_label::CONFIGURE {
+        if label != tcb_label::SCHED_CONTROL_CONFIGURE {
             return Err(Error::IllegalOperation);
         }
         let word = |index: usize| words.get(index).copied().ok_or(Error::TruncatedMessage);
