@@ -262,6 +262,9 @@ pub fn finalise(table: &mut IrqTable, platform: &mut impl Platform, cap: &Cap) {
                 state.issued = false;
             }
         }
+        // Mutant: a notification's last capability goes, its line stays
+        // bound to it.
+        Cap::Notification { .. } if cfg!(bulkhead_mutant = "notification_delete_keeps_irq_binding") => {}
         Cap::Notification { object, .. } => {
             for line in 0..IRQ_LINES {
                 if table.line(line).and_then(|state| state.notification).is_some_and(|(bound, _)| bound == object) {

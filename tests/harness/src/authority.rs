@@ -51,10 +51,15 @@ impl Authority {
 
     /// Whether holding `self` lets a thread make `other`: the same object
     /// with no right more, and the same badge or (from an unbadged
-    /// capability) any; or, as an untyped region, memory inside it.
+    /// capability) any; or, as an untyped region, memory inside it; or, as
+    /// IrqControl, any line's handler.
     #[must_use]
     pub fn covers(&self, other: &Authority) -> bool {
         if self.object.kind == Kind::Untyped && self.object.contains(&other.object) {
+            return true;
+        }
+        // IrqControl issues every line's handler.
+        if self.object.kind == Kind::IrqControl && other.object.kind == Kind::IrqHandler {
             return true;
         }
         self.object == other.object

@@ -15,7 +15,7 @@
 //!
 //! # Operations
 //!
-//! Each operation is a tag byte, read modulo [`TAGS`] (24), followed by
+//! Each operation is a tag byte, read modulo [`TAGS`] (27), followed by
 //! its arguments, one byte each (more after an escape, below), in [`Op`]'s
 //! field order:
 //!
@@ -42,6 +42,9 @@
 //! | 21 | `Tick` | ticks, slice byte (odd: the round-robin slice ended) |
 //! | 22 | setup | thread, priority, budget bytes: [`driver::ipc_objects`], then a thread |
 //! | 23 | thread | thread, priority, budget bytes: a thread alone |
+//! | 24 | `IrqGet` (IrqControl::Get) | line, `addr` dest |
+//! | 25 | `Irq` (an IrqHandler invocation) | `slot` handler, a call byte (`% 3`: SetNotification, Clear, Ack), for SetNotification `slot` notification |
+//! | 26 | `Interrupt` | line (`byte % 20`: lines 16 and above name none; never escaped) |
 //!
 //! The TCB calls by call byte (`% 8`):
 //!
@@ -110,7 +113,9 @@
 //! - budget: `10 * byte`; period: `20 * byte`; ticks: `10 * byte`;
 //! - rip: `0x1000 * (byte + 1)`; rsp: `0x1000 * byte`; rflags: the byte;
 //! - syscall number: `byte % 24` (the system calls 1 to 10 and unknown
-//!   numbers).
+//!   numbers);
+//! - line (IrqGet): `byte % 20` (the cascade line 2 and lines 16 to 19
+//!   among them).
 //!
 //! Decoding stops when the bytes run out or after [`MAX_OPS`] operations
 //! (a setup tag that would pass [`MAX_OPS`] is cut there).
@@ -124,7 +129,7 @@ pub const ESCAPE: u8 = 240;
 /// The most operations one input decodes to.
 pub const MAX_OPS: usize = 1_000;
 /// How many tags there are: a tag byte is read modulo this.
-pub const TAGS: u8 = 24;
+pub const TAGS: u8 = 27;
 
 /// The object types by their index byte.
 const TYPES: [Type; 7] = [
@@ -348,6 +353,17 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
             ticks: word(input, |byte| 10 * u64::from(byte))?,
             slice_ended: input.arbitrary::<u8>()? % 2 == 1,
         },
+        24 => Op::IrqGet { line: word(input, |byte| u64::from(byte % 20))?, dest: addr(input)? },
+        25 => {
+            let handler = slot(input)?;
+            let call = match input.arbitrary::<u8>()? % 3 {
+                0 => driver::IrqCall::SetNotification { notification: slot(input)? },
+                1 => driver::IrqCall::Clear,
+                _ => driver::IrqCall::Ack,
+            };
+            Op::Irq { handler, call }
+        }
+        26 => Op::Interrupt { line: input.arbitrary::<u8>()? % 20 },
         tag => {
             let (thread, priority, budget): (u8, u8, u8) = (input.arbitrary()?, input.arbitrary()?, input.arbitrary()?);
             if tag == 22 {

@@ -34,7 +34,7 @@ use crate::authority::{self, Graph};
 use crate::invariants;
 use crate::manifest::Scenario;
 use crate::project;
-use crate::spec::threads::{number, tcb_label};
+use crate::spec::threads::{irq_label, number, tcb_label};
 use crate::spec::{Boot, State, Syscall, label};
 
 /// A slot address as CNode invocations take it: `R(i)` is slot `i` of the
@@ -256,6 +256,20 @@ impl TcbCall {
     }
 }
 
+/// An interrupt-handler invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqCall {
+    /// IrqHandler::SetNotification with the notification at `notification`.
+    SetNotification {
+        /// The notification capability's address.
+        notification: u64,
+    },
+    /// IrqHandler::Clear.
+    Clear,
+    /// IrqHandler::Ack.
+    Ack,
+}
+
 /// The words of an IPC message of `count` words with `label`: word `i` is
 /// `label << 8 | (i + 1)`, so a receiver's words say whose they are.
 #[must_use]
@@ -436,6 +450,27 @@ pub enum Op {
         /// The capability address it names.
         cptr: u64,
     },
+    /// IrqControl::Get (Call on the capability at [`IRQ_CONTROL_SLOT`]) of
+    /// `line`'s handler into `dest`.
+    IrqGet {
+        /// The line word.
+        line: u64,
+        /// The destination slot.
+        dest: Addr,
+    },
+    /// An interrupt-handler invocation on the capability at `handler`.
+    Irq {
+        /// The handler capability's address.
+        handler: u64,
+        /// Which invocation.
+        call: IrqCall,
+    },
+    /// A device interrupt on `line`: the kernel masks the line and
+    /// signals its bound notification, then the scheduler picks.
+    Interrupt {
+        /// The line (16 and above name no line).
+        line: u8,
+    },
     /// A timer interrupt `ticks` after the last: the running thread is
     /// charged, due budgets refilled, and the scheduler picks (after a
     /// yield, when a round-robin slice ended).
@@ -449,6 +484,12 @@ pub enum Op {
 
 /// The root CNode slot of the SchedControl capability.
 pub const SCHED_CONTROL_SLOT: u64 = 255;
+/// The root CNode slot of the IrqControl capability.
+pub const IRQ_CONTROL_SLOT: u64 = 254;
+/// The root CNode slot of the interrupt handler the setup issues.
+pub const IRQ_HANDLER_SLOT: u64 = 25;
+/// The line the setup's handler is for.
+pub const SETUP_IRQ_LINE: u8 = 3;
 
 /// The argument words a [`Op::Raw`] takes its first ones from: a copy of
 /// root slot 3 into slot 5 with every right, data 7.
@@ -489,12 +530,17 @@ impl Op {
             Op::Wait { blocking: false, .. } => "Poll",
             Op::Yield => "Yield",
             Op::Syscall { .. } => "Syscall",
+            Op::IrqGet { .. } => "IrqControl::Get",
+            Op::Irq { call: IrqCall::SetNotification { .. }, .. } => "IrqHandler::SetNotification",
+            Op::Irq { call: IrqCall::Clear, .. } => "IrqHandler::Clear",
+            Op::Irq { call: IrqCall::Ack, .. } => "IrqHandler::Ack",
+            Op::Interrupt { .. } => "Interrupt",
             Op::Tick { .. } => "Tick",
         }
     }
 
-    /// The system call the operation makes (a [`Op::Tick`] makes none:
-    /// `None`).
+    /// The system call the operation makes (a [`Op::Tick`] or an
+    /// [`Op::Interrupt`] makes none: `None`).
     #[must_use]
     pub fn call(&self) -> Option<Syscall> {
         let invoke = |cptr: u64, label: u64, words: Vec<u64>, extra: Vec<u64>| Syscall {
@@ -571,7 +617,18 @@ impl Op {
             Op::Wait { cptr, blocking } => ipc(if blocking { number::WAIT } else { number::POLL }, cptr, 0, 0, None),
             Op::Yield => ipc(number::YIELD, 0, 0, 0, None),
             Op::Syscall { number, cptr } => ipc(number, cptr, 0, 0, None),
-            Op::Tick { .. } => return None,
+            Op::IrqGet { line, dest } => {
+                let [index, depth] = dest.index_depth();
+                invoke(IRQ_CONTROL_SLOT, irq_label::IRQ_CONTROL_GET, vec![line, index, depth], vec![dest.node()])
+            }
+            Op::Irq { handler, call } => match call {
+                IrqCall::SetNotification { notification } => {
+                    invoke(handler, irq_label::IRQ_HANDLER_SET_NOTIFICATION, vec![], vec![notification])
+                }
+                IrqCall::Clear => invoke(handler, irq_label::IRQ_HANDLER_CLEAR, vec![], vec![]),
+                IrqCall::Ack => invoke(handler, irq_label::IRQ_HANDLER_ACK, vec![], vec![]),
+            },
+            Op::Interrupt { .. } | Op::Tick { .. } => return None,
         })
     }
 }
@@ -586,6 +643,7 @@ pub const BOOT: Boot = Boot {
     untyped_base: test_fixture::UNTYPED_BASE,
     untyped_bits: 14,
     sched_control: SCHED_CONTROL_SLOT,
+    irq_control: IRQ_CONTROL_SLOT,
 };
 
 /// Root slot of the root TCB's capability.
@@ -820,7 +878,26 @@ fn thread_op() -> impl Strategy<Value = Op> {
             .prop_map(|(ticks, slice_ended)| Op::Tick { ticks, slice_ended }),
         1 => (prop_oneof![Just(0_u64), 11_u64..20, any::<u64>()], root_cptr(1))
             .prop_map(|(number, cptr)| Op::Syscall { number, cptr }),
+        3 => irq_op(),
     ]
+}
+
+/// Interrupts (mostly on the setup's line) and the interrupt
+/// invocations.
+fn irq_op() -> BoxedStrategy<Op> {
+    let line = prop_oneof![4 => Just(u64::from(SETUP_IRQ_LINE)), 2 => 0_u64..16, 1 => any::<u64>()];
+    let handler = prop_oneof![4 => Just(IRQ_HANDLER_SLOT), 1 => root_cptr(1)];
+    let call = prop_oneof![
+        2 => notification_cptr().prop_map(|notification| IrqCall::SetNotification { notification }),
+        1 => Just(IrqCall::Clear),
+        4 => Just(IrqCall::Ack),
+    ];
+    prop_oneof![
+        4 => prop_oneof![5 => Just(SETUP_IRQ_LINE), 1 => 0_u8..20].prop_map(|line| Op::Interrupt { line }),
+        1 => (line, dest()).prop_map(|(line, dest)| Op::IrqGet { line, dest }),
+        4 => (handler, call).prop_map(|(handler, call)| Op::Irq { handler, call }),
+    ]
+    .boxed()
 }
 
 /// One operation: a capability-system operation or a thread operation,
@@ -888,7 +965,8 @@ fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
 
 /// What every setup makes first: the endpoint, the notification, the
 /// reply objects and the badged capabilities the IPC operations mostly
-/// use, and a CNode of 4 slots.
+/// use, a CNode of 4 slots, and the handler of interrupt line
+/// [`SETUP_IRQ_LINE`] bound to the notification with badge 0x44.
 #[must_use]
 pub fn ipc_objects() -> Vec<Op> {
     let retype = |kind: Type, offset: u64, count: u64| {
@@ -912,6 +990,8 @@ pub fn ipc_objects() -> Vec<Op> {
             rights: rights::RWGP,
             badge: 0x44,
         },
+        Op::IrqGet { line: u64::from(SETUP_IRQ_LINE), dest: Addr::R(IRQ_HANDLER_SLOT) },
+        Op::Irq { handler: IRQ_HANDLER_SLOT, call: IrqCall::SetNotification { notification: BADGED_SLOTS.start + 2 } },
     ]
 }
 
@@ -1059,7 +1139,11 @@ impl Harness {
         let kernel = test_fixture::root_kernel(
             BOOT.untyped_bits,
             255,
-            &[(ROOT_TCB_SLOT, root_tcb), (SCHED_CONTROL_SLOT, KernelCap::SchedControl)],
+            &[
+                (ROOT_TCB_SLOT, root_tcb),
+                (SCHED_CONTROL_SLOT, KernelCap::SchedControl),
+                (IRQ_CONTROL_SLOT, KernelCap::IrqControl),
+            ],
         );
         Harness {
             kernel,
@@ -1140,9 +1224,18 @@ impl Harness {
     /// no thread runs).
     pub fn apply(&mut self, op: &Op) -> Option<Applied> {
         let Some(call) = op.call() else {
-            let Op::Tick { ticks, slice_ended } = *op else { unreachable!("only a tick makes no call") };
-            self.spec.tick(ticks, slice_ended);
-            self.kernel_tick(ticks, slice_ended);
+            match *op {
+                Op::Tick { ticks, slice_ended } => {
+                    self.spec.tick(ticks, slice_ended);
+                    self.kernel_tick(ticks, slice_ended);
+                }
+                Op::Interrupt { line } => {
+                    self.spec.interrupt(line);
+                    kernel_core::irq::deliver(&mut self.kernel, &mut self.platform, line);
+                    self.kernel.scheduler.schedule(&mut self.kernel.store);
+                }
+                _ => unreachable!("only ticks and interrupts make no call"),
+            }
             return Some(Applied { expected: 0, got: 0, fast: false });
         };
         let thread = self.spec.sched.current?;
@@ -1231,6 +1324,11 @@ pub fn difference(kernel: &State, spec: &State) -> Option<String> {
     map_differences("sched context", &kernel.sched_contexts, &spec.sched_contexts, &mut found);
     if kernel.sched != spec.sched {
         found.push(format!("scheduler: kernel {:x?}, spec {:x?}", kernel.sched, spec.sched));
+    }
+    for (line, (in_kernel, in_spec)) in kernel.irqs.iter().zip(&spec.irqs).enumerate() {
+        if in_kernel != in_spec {
+            found.push(format!("interrupt line {line}: kernel {in_kernel:x?}, spec {in_spec:x?}"));
+        }
     }
     let shown = found.len().min(4);
     let more = if found.len() > shown { format!(" (and {} more)", found.len() - shown) } else { String::new() };
@@ -1494,7 +1592,17 @@ impl Op {
             Op::Signal { cptr } => Op::Signal { cptr: map(cptr) },
             Op::Wait { cptr, blocking } => Op::Wait { cptr: map(cptr), blocking },
             Op::Syscall { number, cptr } => Op::Syscall { number, cptr: map(cptr) },
-            Op::Yield | Op::Tick { .. } => self,
+            Op::IrqGet { line, dest } => Op::IrqGet { line, dest: addr(dest) },
+            Op::Irq { handler, call } => Op::Irq {
+                handler: map(handler),
+                call: match call {
+                    IrqCall::SetNotification { notification } => {
+                        IrqCall::SetNotification { notification: map(notification) }
+                    }
+                    other => other,
+                },
+            },
+            Op::Yield | Op::Tick { .. } | Op::Interrupt { .. } => self,
         }
     }
 }

@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::spec::{Boot, Cap, Kind, ObjectId, SLOT_BYTES, State, ThreadState};
+use crate::spec::threads::IRQ_LINES;
+use crate::spec::{Boot, Cap, IRQ_HANDLER_BASE, Kind, ObjectId, SLOT_BYTES, State, ThreadState};
 
 /// A broken invariant: its name and what broke it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 24] = [
+pub const ALL: [Invariant; 25] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -45,6 +46,7 @@ pub const ALL: [Invariant; 24] = [
     ("release_queue_throttled_in_refill_order", release_queue_throttled_in_refill_order),
     ("running_thread_runnable_and_unqueued", running_thread_runnable_and_unqueued),
     ("runnable_threads_scheduled", runnable_threads_scheduled),
+    ("irq_lines_consistent", irq_lines_consistent),
 ];
 
 /// The invariants that only hold between kernel entries, when the
@@ -332,7 +334,11 @@ pub fn no_cap_to_kernel_memory(state: &State, boot: &Boot) -> Result<(), String>
             .untyped_ranges()
             .iter()
             .any(|(base, bits)| ObjectId { base: *base, kind: Kind::Untyped, size_bits: *bits }.contains(&object));
-        if !in_untyped && !boot_objects.contains(&object) {
+        // A line's handler names no memory: the spec places it at a byte
+        // of kernel memory no object uses.
+        let handler = object.kind == Kind::IrqHandler
+            && (IRQ_HANDLER_BASE..IRQ_HANDLER_BASE + u64::from(IRQ_LINES)).contains(&object.base);
+        if !in_untyped && !boot_objects.contains(&object) && !handler {
             return Err(format!("slot {slot:#x}: {:?} reaches kernel memory", entry.cap));
         }
     }
@@ -638,6 +644,24 @@ pub fn budgets_within_limits(state: &State, _boot: &Boot) -> Result<(), String> 
         };
         if !sound {
             return Err(format!("scheduling context {base:#x}: {context:?} at time {}", state.sched.now));
+        }
+    }
+    Ok(())
+}
+
+/// An interrupt line is issued exactly when a handler capability for it
+/// exists; a line nobody holds is unbound, masked and not pending; a
+/// bound notification is live; a pending line is masked (it waits for its
+/// Ack).
+pub fn irq_lines_consistent(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (number, line) in (0_u8..).zip(&state.irqs) {
+        let held = state.slots.values().any(|entry| entry.cap == Cap::IrqHandler { line: number });
+        let sound = line.issued == held
+            && (line.issued || (line.notification.is_none() && line.masked && !line.pending))
+            && line.notification.is_none_or(|(notification, _)| state.notifications.contains_key(&notification))
+            && (!line.pending || line.masked);
+        if !sound {
+            return Err(format!("line {number}: {line:?}, a handler capability held: {held}"));
         }
     }
     Ok(())

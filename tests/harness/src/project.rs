@@ -19,7 +19,8 @@ use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::Kernel;
 
 use crate::spec::{
-    Cap, Entry, Info, Kind, Notification, Object, ObjectId, Reply, Resumption, SchedContext, State, Thread, ThreadState,
+    Cap, Entry, Info, IrqLine, Kind, Notification, Object, ObjectId, Reply, Resumption, SchedContext, State, Thread,
+    ThreadState,
 };
 
 /// The spec's view of a kernel capability.
@@ -45,6 +46,8 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
         KernelCap::Reply { object } => Cap::Reply { base: object.as_u64() },
         KernelCap::SchedContext { object, size_bits } => Cap::SchedContext { base: object.as_u64(), size_bits },
         KernelCap::SchedControl => Cap::SchedControl,
+        KernelCap::IrqControl => Cap::IrqControl,
+        KernelCap::IrqHandler { line } => Cap::IrqHandler { line },
         other => return Err(format!("a capability outside the spec: {other:?}")),
     })
 }
@@ -172,6 +175,17 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
     state.sched.release = walk(store, scheduler.release_queue())?;
     state.sched.now = kernel.now;
     state.sched.charged_until = scheduler.charged_until();
+    state.irqs = kernel
+        .irqs
+        .lines
+        .iter()
+        .map(|line| IrqLine {
+            issued: line.issued,
+            notification: line.notification.map(|(object, badge)| (object.as_u64(), badge)),
+            masked: line.masked,
+            pending: line.pending,
+        })
+        .collect();
     Ok(state)
 }
 

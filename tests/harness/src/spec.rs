@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub mod threads;
 
-pub use threads::{Info, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState};
+pub use threads::{
+    Info, IrqLine, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState,
+};
 
 /// Bytes per capability slot: slot `i` of a CNode (or a TCB) whose memory
 /// starts at `base` lives at `base + i * SLOT_BYTES`.
@@ -79,6 +81,12 @@ pub enum Kind {
     /// The authority to configure scheduling contexts: no memory, one
     /// capability made at boot (it cannot be copied).
     SchedControl,
+    /// The authority to issue interrupt-line handlers: no memory, one
+    /// capability made at boot (it cannot be copied).
+    IrqControl,
+    /// One interrupt line's handler: no memory (the spec places line `l`
+    /// at byte `IRQ_HANDLER_BASE + l` of kernel memory).
+    IrqHandler,
 }
 
 /// An object's identity: where it lies, what it is, how big it is.
@@ -197,12 +205,24 @@ pub enum Cap {
     },
     /// SchedControl.
     SchedControl,
+    /// IrqControl.
+    IrqControl,
+    /// An interrupt line's handler.
+    IrqHandler {
+        /// The line.
+        line: u8,
+    },
 }
 
 /// Where the spec places the SchedControl "object": a byte of kernel
 /// memory no other object uses, so that the memory invariants treat it as
 /// one of the objects made at boot.
 pub const SCHED_CONTROL_ID: ObjectId = ObjectId { base: 0, kind: Kind::SchedControl, size_bits: 0 };
+/// Where the spec places the IrqControl "object" (as [`SCHED_CONTROL_ID`]).
+pub const IRQ_CONTROL_ID: ObjectId = ObjectId { base: 1, kind: Kind::IrqControl, size_bits: 0 };
+/// The byte of kernel memory where the spec places line 0's handler; line
+/// `l`'s is `l` bytes above.
+pub const IRQ_HANDLER_BASE: u64 = 0x10;
 
 impl Cap {
     /// The object the capability names (for an untyped, its memory).
@@ -217,6 +237,8 @@ impl Cap {
             Cap::Reply { base } => (base, Kind::Reply, REPLY_BITS),
             Cap::SchedContext { base, size_bits } => (base, Kind::SchedContext, size_bits),
             Cap::SchedControl => return SCHED_CONTROL_ID,
+            Cap::IrqControl => return IRQ_CONTROL_ID,
+            Cap::IrqHandler { line } => (IRQ_HANDLER_BASE + u64::from(line), Kind::IrqHandler, 0),
         };
         ObjectId { base, kind, size_bits }
     }
@@ -277,6 +299,8 @@ pub struct State {
     pub sched_contexts: BTreeMap<u64, SchedContext>,
     /// The scheduler.
     pub sched: Scheduler,
+    /// The interrupt lines ([`threads::IRQ_LINES`] of them).
+    pub irqs: Vec<IrqLine>,
 }
 
 /// The bits of `value` from `low` up, `count` of them (count 0..=64).
@@ -390,6 +414,8 @@ impl State {
             (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
             (Cap::Tcb { base }, _) => self.invoke_tcb(base, label, words, extra),
             (Cap::SchedControl, _) => self.configure(label, words, extra),
+            (Cap::IrqControl, _) => self.irq_get(label, words, extra),
+            (Cap::IrqHandler { line }, _) => self.invoke_irq_handler(line, label, extra),
             _ => Err(Error::IllegalOperation),
         }
     }
@@ -524,7 +550,7 @@ impl State {
                 Kind::Tcb => Cap::Tcb { base: object_base },
                 Kind::Reply => Cap::Reply { base: object_base },
                 Kind::SchedContext => Cap::SchedContext { base: object_base, size_bits: object_bits },
-                Kind::SchedControl => unreachable!("not a retype type"),
+                Kind::SchedControl | Kind::IrqControl | Kind::IrqHandler => unreachable!("not a retype type"),
             };
             // A new object in its fresh state (a thread never started).
             self.create_state(kind, object_base);
@@ -683,7 +709,7 @@ impl State {
 /// reply capabilities (each names one pending call).
 pub(crate) fn copy_of(cap: &Cap) -> Result<Cap, Error> {
     match cap {
-        Cap::Untyped { .. } | Cap::Reply { .. } | Cap::SchedControl => Err(Error::IllegalOperation),
+        Cap::Untyped { .. } | Cap::Reply { .. } | Cap::SchedControl | Cap::IrqControl => Err(Error::IllegalOperation),
         other => Ok(*other),
     }
 }
@@ -784,6 +810,8 @@ pub struct Boot {
     pub untyped_bits: u8,
     /// The root CNode slot of the SchedControl capability.
     pub sched_control: u64,
+    /// The root CNode slot of the IrqControl capability.
+    pub irq_control: u64,
 }
 
 impl Boot {
@@ -795,8 +823,8 @@ impl Boot {
 
     /// The objects the kernel creates at boot (outside any untyped).
     #[must_use]
-    pub fn boot_objects(&self) -> [ObjectId; 3] {
-        [self.root_cnode_cap().object(), Cap::Tcb { base: self.root_tcb }.object(), SCHED_CONTROL_ID]
+    pub fn boot_objects(&self) -> [ObjectId; 4] {
+        [self.root_cnode_cap().object(), Cap::Tcb { base: self.root_tcb }.object(), SCHED_CONTROL_ID, IRQ_CONTROL_ID]
     }
 
     /// The untyped memory handed out at boot: (base, log2 size).
@@ -812,7 +840,8 @@ impl Boot {
         let root = self.root_cnode_cap();
         let untyped = Cap::Untyped { base: self.untyped_base, size_bits: self.untyped_bits, watermark: 0 };
         let tcb = Cap::Tcb { base: self.root_tcb };
-        for (index, cap) in [(0, root), (1, untyped), (2, tcb), (self.sched_control, Cap::SchedControl)] {
+        let controls = [(self.sched_control, Cap::SchedControl), (self.irq_control, Cap::IrqControl)];
+        for (index, cap) in [(0, root), (1, untyped), (2, tcb)].into_iter().chain(controls) {
             if index != 1 {
                 state.objects.insert(cap.object(), Object { untyped: None });
             }
@@ -825,6 +854,7 @@ impl Boot {
         (thread.priority, thread.max_priority, thread.state) = (255, 255, ThreadState::Runnable);
         state.threads.insert(self.root_tcb, thread);
         state.sched.current = Some(self.root_tcb);
+        state.irqs = vec![IrqLine::FREE; usize::from(threads::IRQ_LINES)];
         state
     }
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use bulkhead_harness::decode::{ESCAPE, MAX_OPS, TAGS, ops, thread_setup};
 use bulkhead_harness::driver::Addr::{In, R};
+use bulkhead_harness::driver::IrqCall;
 use bulkhead_harness::driver::Op::{
-    Configure, Copy, Delete, IpcCall, Mint, Move, Mutate, Raw, Recv, ReplyRecv, Retype, Revoke, Send, Signal, Syscall,
-    Tcb, Tick, Wait, Yield,
+    Configure, Copy, Delete, Interrupt, IpcCall, Irq, IrqGet, Mint, Move, Mutate, Raw, Recv, ReplyRecv, Retype, Revoke,
+    Send, Signal, Syscall, Tcb, Tick, Wait, Yield,
 };
 use bulkhead_harness::driver::TcbCall::{
     BindSchedContext, Resume, SetFaultHandler, SetMaxPriority, SetPriority, SetSpace, Suspend, WriteRegisters,
@@ -21,7 +22,7 @@ use bulkhead_harness::driver::{
 };
 
 /// Every operation name (`Op::name`): the seed corpus has them all.
-const OPERATION_NAMES: [&str; 29] = [
+const OPERATION_NAMES: [&str; 34] = [
     "Retype",
     "Copy",
     "Mint",
@@ -51,6 +52,11 @@ const OPERATION_NAMES: [&str; 29] = [
     "Yield",
     "Syscall",
     "Tick",
+    "IrqControl::Get",
+    "IrqHandler::SetNotification",
+    "IrqHandler::Clear",
+    "IrqHandler::Ack",
+    "Interrupt",
 ];
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
@@ -155,9 +161,20 @@ fn thread_operations_decode_to_the_documented_operations() {
             Tick { ticks: 250, slice_ended: true },
         ]
     );
-    // Tags wrap at 24: 24 + 19 is Yield, 48 + 16 a Signal.
-    assert_eq!(TAGS, 24);
-    assert_eq!(ops(&[24 + 19, 48 + 16, 4]), [Yield, Signal { cptr: 4 }]);
+    // Tags wrap at 27: 27 + 19 is Yield, 54 + 16 a Signal.
+    assert_eq!(TAGS, 27);
+    assert_eq!(ops(&[27 + 19, 54 + 16, 4]), [Yield, Signal { cptr: 4 }]);
+    // The interrupt tags.
+    assert_eq!(
+        ops(&[24, 3, 25, 25, 25, 0, 4, 25, 25, 1, 25, 25, 2, 26, 23]),
+        [
+            IrqGet { line: 3, dest: R(25) },
+            Irq { handler: 25, call: IrqCall::SetNotification { notification: 4 } },
+            Irq { handler: 25, call: IrqCall::Clear },
+            Irq { handler: 25, call: IrqCall::Ack },
+            Interrupt { line: 3 },
+        ]
+    );
     // Escaped words: a priority, a grant, a receive slot and its depth
     // byte, ticks.
     let mut escaped = vec![8, 12, 2, ESCAPE];

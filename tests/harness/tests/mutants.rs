@@ -16,7 +16,7 @@ use std::process::Command;
 const BUDGET: usize = 40_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 20] = [
+const MUTANTS: [(&str, &str); 21] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -37,6 +37,7 @@ const MUTANTS: [(&str, &str); 20] = [
     ("set_priority_no_requeue", "refinement"),
     ("suspend_keeps_reply_binding", "refinement"),
     ("preempted_goes_to_back", "refinement"),
+    ("notification_delete_keeps_irq_binding", "kernel: irq_lines_consistent"),
 ];
 
 fn workspace_root() -> PathBuf {

@@ -18,6 +18,8 @@ pub const MESSAGE_WORDS: usize = 120;
 pub const READ: u8 = 0b1;
 /// The GRANT right.
 pub const GRANT: u8 = 0b100;
+/// Interrupt lines, the cascade line and the IRQ labels (the kernel's).
+pub use kernel_core::irq::{CASCADE_LINE, IRQ_LINES, label as irq_label};
 /// The ABI's numbers are the kernel's definitions, as in the rest of the
 /// spec (`kernel/src/cap/abi_doc_test.rs` keeps them in step with
 /// `docs/abi.md`): the system-call numbers, the TCB and SchedControl
@@ -26,6 +28,25 @@ pub const GRANT: u8 = 0b100;
 pub use kernel_core::syscall::label as tcb_label;
 pub use kernel_core::syscall::{MIN_BUDGET, RFLAGS_FIXED, USER_RFLAGS, number};
 pub use kernel_core::vspace::USER_TOP;
+
+/// An interrupt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqLine {
+    /// A handler capability for it exists.
+    pub issued: bool,
+    /// The notification it signals and the badge (from the handler's
+    /// SetNotification).
+    pub notification: Option<(u64, u64)>,
+    /// Masked at the interrupt controller.
+    pub masked: bool,
+    /// Delivered and not acknowledged yet.
+    pub pending: bool,
+}
+
+impl IrqLine {
+    /// A line nobody holds: masked.
+    pub const FREE: IrqLine = IrqLine { issued: false, notification: None, masked: true, pending: false };
+}
 
 /// What a thread is doing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -439,6 +460,116 @@ impl State {
             }
             _ => {}
         }
+        // Interrupt bindings go with the handler and with the notification.
+        match cap {
+            Cap::IrqHandler { line } => {
+                self.irqs[usize::from(line)] = IrqLine::FREE;
+            }
+            Cap::Notification { .. } => {
+                for line in &mut self.irqs {
+                    if line.notification.is_some_and(|(bound, _)| bound == base) {
+                        *line = IrqLine { notification: None, pending: false, masked: true, ..*line };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// IrqControl::Get: `line, dest_index, dest_depth`; extra capability 0
+    /// the destination CNode. The handler is the control capability's
+    /// child.
+    pub(super) fn irq_get(&mut self, label: u64, words: &[u64], extra: &[Option<u64>]) -> Result<(), Error> {
+        if label != irq_label::IRQ_CONTROL_GET {
+            return Err(Error::IllegalOperation);
+        }
+        let word = |index: usize| words.get(index).copied().ok_or(Error::TruncatedMessage);
+        let line = word(0)?;
+        let (index, depth) = (word(1)?, word(2)?);
+        if !(1..=64).contains(&depth) {
+            return Err(Error::RangeError);
+        }
+        let line = u8::try_from(line).ok().filter(|line| *line < IRQ_LINES).ok_or(Error::RangeError)?;
+        if line == CASCADE_LINE {
+            return Err(Error::IllegalOperation);
+        }
+        if self.irqs[usize::from(line)].issued {
+            return Err(Error::RevokeFirst);
+        }
+        let root = match extra.first() {
+            None => return Err(Error::TruncatedMessage),
+            Some(None) => return Err(Error::InvalidCapability),
+            Some(Some(slot)) => self.slots[slot].cap,
+        };
+        if !matches!(root, Cap::CNode { .. }) {
+            return Err(Error::InvalidCapability);
+        }
+        let destination = self.lookup_slot(Some(root), index, depth)?;
+        if self.slots.contains_key(&destination) {
+            return Err(Error::DeleteFirst);
+        }
+        let control = self
+            .slots
+            .iter()
+            .find(|(_, entry)| entry.cap == Cap::IrqControl)
+            .map(|(slot, _)| *slot)
+            .expect("the invoked IrqControl capability");
+        self.irqs[usize::from(line)] = IrqLine { issued: true, ..IrqLine::FREE };
+        self.adopt(control, destination, None);
+        let cap = Cap::IrqHandler { line };
+        self.objects.insert(cap.object(), super::Object { untyped: None });
+        self.slots.insert(destination, super::Entry { cap, parent: Some(control), original: true });
+        Ok(())
+    }
+
+    /// IrqHandler::SetNotification (extra capability 0: a notification
+    /// with WRITE), Clear and Ack.
+    pub(super) fn invoke_irq_handler(&mut self, line: u8, label: u64, extra: &[Option<u64>]) -> Result<(), Error> {
+        match label {
+            irq_label::IRQ_HANDLER_SET_NOTIFICATION => {
+                let cap = match extra.first() {
+                    None => return Err(Error::TruncatedMessage),
+                    Some(None) => return Err(Error::InvalidCapability),
+                    Some(Some(slot)) => self.slots[slot].cap,
+                };
+                let Cap::Notification { base, badge, rights } = cap else { return Err(Error::InvalidCapability) };
+                if rights & WRITE == 0 {
+                    return Err(Error::InvalidCapability);
+                }
+                let state = &mut self.irqs[usize::from(line)];
+                *state = IrqLine { notification: Some((base, badge)), pending: false, masked: false, ..*state };
+                Ok(())
+            }
+            irq_label::IRQ_HANDLER_CLEAR => {
+                let state = &mut self.irqs[usize::from(line)];
+                *state = IrqLine { notification: None, pending: false, masked: true, ..*state };
+                Ok(())
+            }
+            irq_label::IRQ_HANDLER_ACK => {
+                let state = &mut self.irqs[usize::from(line)];
+                if state.notification.is_none() {
+                    return Err(Error::IllegalOperation);
+                }
+                *state = IrqLine { pending: false, masked: false, ..*state };
+                Ok(())
+            }
+            _ => Err(Error::IllegalOperation),
+        }
+    }
+
+    /// An interrupt on `line`, as the kernel takes it: the line is masked;
+    /// if a notification is bound, the line is pending its Ack and the
+    /// notification is signalled with the bound badge; then the scheduler
+    /// picks (a woken driver of higher priority runs).
+    pub fn interrupt(&mut self, line: u8) {
+        if let Some(state) = self.irqs.get_mut(usize::from(line)) {
+            state.masked = true;
+            if let Some((notification, badge)) = state.notification {
+                state.pending = true;
+                self.signal(notification, badge);
+            }
+        }
+        self.schedule();
     }
 
     /// Sets a thread's result: the error code as the label, or an empty
