@@ -301,7 +301,19 @@ pub struct State {
     pub sched: Scheduler,
     /// The interrupt lines ([`threads::IRQ_LINES`] of them).
     pub irqs: Vec<IrqLine>,
+    /// While a CNode::Delete or Revoke runs: the deletions left before it
+    /// is preempted (`None` otherwise; always `None` between steps).
+    pub work: Option<u32>,
+    /// A Delete or Revoke ran out of [`State::work`] (always `false`
+    /// between steps).
+    pub preempted: bool,
 }
+
+/// Capabilities one CNode::Delete or Revoke deletes before it is preempted
+/// and the system call starts again (the kernel's work budget per call):
+/// the restart decodes the call afresh from the caller's CSpace, so a
+/// revoke that deleted its caller's CSpace stops there.
+pub const WORK_PER_CALL: u32 = 256;
 
 /// The bits of `value` from `low` up, `count` of them (count 0..=64).
 fn bits(value: u64, low: u32, count: u32) -> u64 {
@@ -423,11 +435,13 @@ impl State {
     /// CNode::Revoke and CNode::Delete: `index, depth`.
     fn revoke_or_delete(&mut self, node: Cap, label: u64, message: &Message<'_>) -> Result<(), Error> {
         let slot = self.lookup_slot(Some(node), message.word(0)?, message.depth(1)?)?;
+        self.work = Some(WORK_PER_CALL);
         if label == label::CNODE_REVOKE {
             self.revoke(slot);
         } else if self.slots.contains_key(&slot) {
             self.delete(slot);
         }
+        self.work = None;
         Ok(())
     }
 
@@ -659,7 +673,22 @@ impl State {
                 if !in_progress.contains(&inner) {
                     self.delete_within(inner, in_progress);
                 }
+                if self.preempted {
+                    in_progress.remove(&slot);
+                    return;
+                }
             }
+        }
+        // Each capability deleted costs one unit of the call's work.
+        if let Some(work) = &mut self.work {
+            if *work == 0 {
+                self.preempted = true;
+                in_progress.remove(&slot);
+                return;
+            }
+            *work -= 1;
+        }
+        if last {
             self.finalise(entry.cap);
         }
         self.slots.remove(&slot);
@@ -697,7 +726,7 @@ impl State {
     /// first by slot address, until none is left (or the capability itself
     /// went, deleted with a CNode it was in).
     pub fn revoke(&mut self, slot: u64) {
-        while self.slots.contains_key(&slot) {
+        while self.slots.contains_key(&slot) && !self.preempted {
             let Some(child) = self.children(slot).first().copied() else { break };
             self.delete(child);
         }

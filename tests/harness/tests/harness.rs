@@ -275,3 +275,34 @@ fn a_revoke_deletes_the_newest_object_first() {
     let root = &harness.spec().threads[&bulkhead_harness::driver::BOOT.root_tcb];
     assert_eq!((root.state, root.resumption, root.info.label), (ThreadState::Inactive, Resumption::Restart, 1));
 }
+
+/// A revoke long enough to be preempted (more than `WORK_PER_CALL`
+/// capabilities) whose caller's own TCB, and with it its CSpace, is the
+/// first thing it deletes: when the call starts again it no longer finds
+/// the CNode it invoked, so it ends there with FailedLookup (in a thread
+/// that is gone), the rest of the untyped's objects still alive, as the
+/// kernel does and seL4 would. Found by a review; before the spec had
+/// preemption points, it revoked everything in one step.
+#[test]
+fn a_preempted_revoke_that_deleted_its_caller_stops() {
+    use bulkhead_harness::driver::Op::Wait;
+    use bulkhead_harness::driver::{Harness, ipc_objects, thread_setup};
+    use bulkhead_harness::spec::{Kind, WORK_PER_CALL};
+    let mut ops = ipc_objects();
+    ops.extend([
+        Op::retype_root(CNODE, 5, 9, 1),
+        Op::retype_root(REPLY, 0, 26, 228),
+        // 32 more reply objects in the 32-slot CNode.
+        Retype { untyped: 1, kind: REPLY, size_bits: 0, root: 9, node: 0, node_depth: 0, offset: 0, count: 32 },
+    ]);
+    // The newest object: a thread, which runs once the root waits.
+    ops.extend(thread_setup(12, 100, None));
+    ops.extend([Wait { cptr: 4, blocking: true }, Revoke { slot: R(1) }]);
+    run(&ops).unwrap_or_else(|violation| panic!("{violation}"));
+    let mut harness = Harness::new();
+    for op in &ops {
+        harness.apply(op);
+    }
+    let replies = harness.spec().objects.keys().filter(|object| object.kind == Kind::Reply).count();
+    assert!(replies > 0 && 3 + 228 + 32 - replies >= WORK_PER_CALL as usize - 4, "{replies} reply objects left");
+}

@@ -665,6 +665,11 @@ impl State {
                 let extra: Vec<Option<u64>> =
                     call.extra.iter().take(3).map(|cptr| self.lookup_cap(thread, *cptr).ok()).collect();
                 let result = self.invoke(thread, invoked, cap, call.label, &words, &extra);
+                if std::mem::take(&mut self.preempted) {
+                    // The kernel starts the call again, decoding it afresh
+                    // from the caller's CSpace as it is now.
+                    return self.send_or_invoke(thread, call, blocking);
+                }
                 if call.number == number::CALL || result.is_err() {
                     self.set_result(thread, result);
                 }
