@@ -1421,11 +1421,17 @@ impl Sequences {
     /// their setup retypes.
     #[must_use]
     pub fn new(seed: u64, length: usize) -> Sequences {
+        Sequences::of(seed, sequence_of_length(length).boxed())
+    }
+
+    /// The stream for `seed` of `strategy`'s sequences.
+    #[must_use]
+    pub fn of(seed: u64, strategy: BoxedStrategy<Vec<Op>>) -> Sequences {
         let mut seed_bytes = [0_u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
         let runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-        Sequences { runner, strategy: sequence_of_length(length).boxed() }
+        Sequences { runner, strategy }
     }
 
     /// The next sequence.
@@ -1445,19 +1451,43 @@ impl Sequences {
 ///
 /// The violation.
 pub fn run_counting(ops: &[Op], stats: &mut Stats) -> Result<(), Violation> {
-    match run(ops) {
+    count_run(ops, stats, &run)
+}
+
+/// [`run_counting`] with `runner` in place of [`run`].
+fn count_run(
+    ops: &[Op],
+    stats: &mut Stats,
+    runner: &impl Fn(&[Op]) -> Result<Stats, Violation>,
+) -> Result<(), Violation> {
+    match runner(ops) {
         Ok(run_stats) => {
             stats.add(&run_stats);
             Ok(())
         }
         Err(violation) => {
             let step = violation.step.unwrap_or(0);
-            let prefix = run(&ops[..step]).unwrap_or_default();
+            let prefix = runner(&ops[..step]).unwrap_or_default();
             stats.add(&prefix);
             stats.applied += 1;
             Err(violation)
         }
     }
+}
+
+/// Runs `stream`'s sequences with `runner` until at least `budget`
+/// operations were applied, stopping at the first violation.
+fn hunt_in(mut stream: Sequences, budget: usize, runner: &impl Fn(&[Op]) -> Result<Stats, Violation>) -> Hunt {
+    let mut stats = Stats::default();
+    let mut number = 0;
+    while stats.applied < budget {
+        let ops = stream.next_sequence();
+        if let Err(violation) = count_run(&ops, &mut stats, runner) {
+            return Hunt { stats, violation: Some((number, ops, violation)) };
+        }
+        number += 1;
+    }
+    Hunt { stats, violation: None }
 }
 
 /// Runs random sequences of [`Sequences`]`::new(seed, length)` until at
@@ -1467,17 +1497,7 @@ pub fn run_counting(ops: &[Op], stats: &mut Stats) -> Result<(), Violation> {
 /// check's power.
 #[must_use]
 pub fn hunt(seed: u64, budget: usize, length: usize) -> Hunt {
-    let mut stream = Sequences::new(seed, length);
-    let mut stats = Stats::default();
-    let mut number = 0;
-    while stats.applied < budget {
-        let ops = stream.next_sequence();
-        if let Err(violation) = run_counting(&ops, &mut stats) {
-            return Hunt { stats, violation: Some((number, ops, violation)) };
-        }
-        number += 1;
-    }
-    Hunt { stats, violation: None }
+    hunt_in(Sequences::new(seed, length), budget, &run)
 }
 
 /// A harness in which the root thread has built [`Scenario::confined`]'s
@@ -1493,12 +1513,16 @@ pub fn manifest_harness(scenario: &Scenario) -> Result<(Harness, Vec<Option<crat
     let mut harness = Harness::new();
     let step_failed =
         |step: usize, op: &Op, failures: Vec<Failure>| Violation { step: Some(step), op: Some(*op), failures };
+    let failures = harness.check();
+    if !failures.is_empty() {
+        return Err(Violation { step: None, op: None, failures });
+    }
     let mut objects = Vec::new();
     for (step, op) in scenario.retypes.iter().chain(&scenario.build).enumerate() {
         if step == scenario.retypes.len() {
             objects = scenario.objects(harness.spec(), BOOT.root_cnode);
         }
-        let mut failures = harness.check();
+        let mut failures = Vec::new();
         match harness.apply(op) {
             Some(Applied { expected: 0, got: 0, .. }) => {}
             applied => failures.push(Failure { check: "build".to_owned(), detail: format!("{applied:?}") }),
@@ -1642,27 +1666,6 @@ pub fn domain_op() -> impl Strategy<Value = Op> {
 /// breaks a check (as [`hunt`]).
 #[must_use]
 pub fn hunt_manifest(scenario: &Scenario, seed: u64, budget: usize, length: usize) -> Hunt {
-    let mut seed_bytes = [0_u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-    let strategy = proptest::collection::vec(domain_op(), length..=length).boxed();
-    let mut stats = Stats::default();
-    let mut number = 0;
-    while stats.applied < budget {
-        let ops = strategy.new_tree(&mut runner).expect("a sequence").current();
-        match run_manifest(scenario, &ops) {
-            Ok(run) => stats.add(&run),
-            Err(violation) => {
-                let step = violation.step.unwrap_or(0);
-                if let Ok(prefix) = run_manifest(scenario, &ops[..step]) {
-                    stats.add(&prefix);
-                }
-                stats.applied += 1;
-                return Hunt { stats, violation: Some((number, ops, violation)) };
-            }
-        }
-        number += 1;
-    }
-    Hunt { stats, violation: None }
+    let stream = Sequences::of(seed, proptest::collection::vec(domain_op(), length..=length).boxed());
+    hunt_in(stream, budget, &|ops: &[Op]| run_manifest(scenario, ops))
 }

@@ -403,12 +403,11 @@ impl State {
         Ok(walk.slot)
     }
 
-    /// An invocation of the capability in slot `invoked`, `cap`, by
-    /// `thread`: its label, argument words and extra capabilities (the
-    /// slots they resolved to, `None` where they did not).
+    /// An invocation of the capability in slot `invoked`, `cap`: its
+    /// label, argument words and extra capabilities (the slots they
+    /// resolved to, `None` where they did not).
     fn invoke(
         &mut self,
-        _thread: u64,
         invoked: u64,
         cap: Cap,
         label: u64,
@@ -426,7 +425,7 @@ impl State {
             (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
             (Cap::Tcb { base }, _) => self.invoke_tcb(base, label, words, extra),
             (Cap::SchedControl, _) => self.configure(label, words, extra),
-            (Cap::IrqControl, _) => self.irq_get(label, words, extra),
+            (Cap::IrqControl, _) => self.irq_get(invoked, label, words, extra),
             (Cap::IrqHandler { line }, _) => self.invoke_irq_handler(line, label, extra),
             _ => Err(Error::IllegalOperation),
         }

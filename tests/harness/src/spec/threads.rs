@@ -476,10 +476,16 @@ impl State {
         }
     }
 
-    /// IrqControl::Get: `line, dest_index, dest_depth`; extra capability 0
-    /// the destination CNode. The handler is the control capability's
-    /// child.
-    pub(super) fn irq_get(&mut self, label: u64, words: &[u64], extra: &[Option<u64>]) -> Result<(), Error> {
+    /// IrqControl::Get on the capability in slot `control`: `line,
+    /// dest_index, dest_depth`; extra capability 0 the destination CNode.
+    /// The handler is the control capability's child.
+    pub(super) fn irq_get(
+        &mut self,
+        control: u64,
+        label: u64,
+        words: &[u64],
+        extra: &[Option<u64>],
+    ) -> Result<(), Error> {
         if label != irq_label::IRQ_CONTROL_GET {
             return Err(Error::IllegalOperation);
         }
@@ -508,12 +514,6 @@ impl State {
         if self.slots.contains_key(&destination) {
             return Err(Error::DeleteFirst);
         }
-        let control = self
-            .slots
-            .iter()
-            .find(|(_, entry)| entry.cap == Cap::IrqControl)
-            .map(|(slot, _)| *slot)
-            .expect("the invoked IrqControl capability");
         self.irqs[usize::from(line)] = IrqLine { issued: true, ..IrqLine::FREE };
         self.adopt(control, destination, None);
         let cap = Cap::IrqHandler { line };
@@ -664,7 +664,7 @@ impl State {
                 let words: Vec<u64> = self.thread(thread).words[..length].to_vec();
                 let extra: Vec<Option<u64>> =
                     call.extra.iter().take(3).map(|cptr| self.lookup_cap(thread, *cptr).ok()).collect();
-                let result = self.invoke(thread, invoked, cap, call.label, &words, &extra);
+                let result = self.invoke(invoked, cap, call.label, &words, &extra);
                 if std::mem::take(&mut self.preempted) {
                     // The kernel starts the call again, decoding it afresh
                     // from the caller's CSpace as it is now.
