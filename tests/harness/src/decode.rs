@@ -228,7 +228,7 @@ fn priority(input: &mut Unstructured<'_>) -> Result<u64> {
 fn tcb_call(input: &mut Unstructured<'_>) -> Result<TcbCall> {
     let call: u8 = input.arbitrary()?;
     Ok(match call % 8 {
-        0 => TcbCall::SetSpace { cnode: slot(input)? },
+        0 => TcbCall::SetSpace { cnode: slot(input)?, vspace: None },
         1 => TcbCall::SetFaultHandler { endpoint: slot(input)? },
         2 => TcbCall::SetPriority { priority: priority(input)?, authority: slot(input)? },
         3 => TcbCall::SetMaxPriority { priority: priority(input)?, authority: slot(input)? },

@@ -35,6 +35,7 @@ use crate::invariants;
 use crate::manifest::Scenario;
 use crate::project;
 use crate::spec::threads::{irq_label, number, tcb_label};
+use crate::spec::vspace::vspace_label;
 use crate::spec::{Boot, State, Syscall, label};
 
 /// A slot address as CNode invocations take it: `R(i)` is slot `i` of the
@@ -162,8 +163,22 @@ pub mod types {
     pub const NOTIFICATION: Type = Type(5);
     /// A reply object.
     pub const REPLY: Type = Type(6);
+    /// A 4 KiB frame.
+    pub const FRAME_4K: Type = Type(7);
+    /// A 2 MiB frame.
+    pub const FRAME_2M: Type = Type(8);
+    /// A 1 GiB frame.
+    pub const FRAME_1G: Type = Type(9);
+    /// A page table.
+    pub const PAGE_TABLE: Type = Type(10);
+    /// A page directory.
+    pub const PAGE_DIRECTORY: Type = Type(11);
+    /// A page directory pointer table.
+    pub const PDPT: Type = Type(12);
+    /// A PML4.
+    pub const PML4: Type = Type(13);
     /// Every named word.
-    pub const NAMED: [(&str, Type); 7] = [
+    pub const NAMED: [(&str, Type); 14] = [
         ("UNTYPED", UNTYPED),
         ("CNODE", CNODE),
         ("TCB", TCB),
@@ -171,6 +186,13 @@ pub mod types {
         ("ENDPOINT", ENDPOINT),
         ("NOTIFICATION", NOTIFICATION),
         ("REPLY", REPLY),
+        ("FRAME_4K", FRAME_4K),
+        ("FRAME_2M", FRAME_2M),
+        ("FRAME_1G", FRAME_1G),
+        ("PAGE_TABLE", PAGE_TABLE),
+        ("PAGE_DIRECTORY", PAGE_DIRECTORY),
+        ("PDPT", PDPT),
+        ("PML4", PML4),
     ];
 }
 
@@ -187,10 +209,18 @@ impl fmt::Debug for Type {
 /// caller's CSpace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcbCall {
-    /// TCB::SetSpace with the CNode at `cnode`.
+    /// TCB::SetSpace with the CNode at `cnode` and, if given, the VSpace
+    /// (PML4) at `vspace`.
     SetSpace {
         /// The CNode capability's address.
         cnode: u64,
+        /// The PML4 capability's address.
+        vspace: Option<u64>,
+    },
+    /// TCB::SetIpcBuffer with the frame at `frame`.
+    SetIpcBuffer {
+        /// The frame capability's address.
+        frame: u64,
     },
     /// TCB::SetFaultHandler with the endpoint at `endpoint`.
     SetFaultHandler {
@@ -236,7 +266,10 @@ impl TcbCall {
     #[must_use]
     pub fn message(&self) -> (u64, Vec<u64>, Vec<u64>) {
         match *self {
-            TcbCall::SetSpace { cnode } => (tcb_label::TCB_SET_SPACE, vec![], vec![cnode]),
+            TcbCall::SetSpace { cnode, vspace } => {
+                (tcb_label::TCB_SET_SPACE, vec![], std::iter::once(cnode).chain(vspace).collect())
+            }
+            TcbCall::SetIpcBuffer { frame } => (tcb_label::TCB_SET_IPC_BUFFER, vec![], vec![frame]),
             TcbCall::SetFaultHandler { endpoint } => (tcb_label::TCB_SET_FAULT_HANDLER, vec![], vec![endpoint]),
             TcbCall::SetPriority { priority, authority } => {
                 (tcb_label::TCB_SET_PRIORITY, vec![priority], vec![authority])
@@ -268,6 +301,84 @@ pub enum IrqCall {
     Clear,
     /// IrqHandler::Ack.
     Ack,
+}
+
+/// An invocation of a paging-structure, frame or ASID capability (its
+/// extra capabilities are addresses in the caller's CSpace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VSpaceCall {
+    /// PageTable::Map into the VSpace at `vspace`, at the entry covering
+    /// `vaddr`.
+    MapTable {
+        /// The virtual address.
+        vaddr: u64,
+        /// The PML4 capability's address.
+        vspace: u64,
+    },
+    /// PageTable::Unmap.
+    UnmapTable,
+    /// Frame::Map into the VSpace at `vspace`.
+    MapFrame {
+        /// The virtual address.
+        vaddr: u64,
+        /// The rights word.
+        rights: Rights,
+        /// The attributes word (bit 0 executable, bits 1..=2 memory type).
+        attributes: u64,
+        /// The PML4 capability's address.
+        vspace: u64,
+    },
+    /// Frame::Unmap.
+    UnmapFrame,
+    /// Frame::GetAddress.
+    GetAddress,
+    /// AsidControl::MakePool from the 4 KiB untyped at `untyped` into
+    /// `dest`.
+    MakePool {
+        /// The untyped capability's address.
+        untyped: u64,
+        /// The destination slot.
+        dest: Addr,
+    },
+    /// AsidPool::Assign to the PML4 at `vspace`.
+    Assign {
+        /// The PML4 capability's address.
+        vspace: u64,
+    },
+}
+
+impl VSpaceCall {
+    /// The label, argument words and extra capability addresses.
+    #[must_use]
+    pub fn message(&self) -> (u64, Vec<u64>, Vec<u64>) {
+        match *self {
+            VSpaceCall::MapTable { vaddr, vspace } => (vspace_label::PAGE_TABLE_MAP, vec![vaddr], vec![vspace]),
+            VSpaceCall::UnmapTable => (vspace_label::PAGE_TABLE_UNMAP, vec![], vec![]),
+            VSpaceCall::MapFrame { vaddr, rights, attributes, vspace } => {
+                (vspace_label::FRAME_MAP, vec![vaddr, rights.0, attributes], vec![vspace])
+            }
+            VSpaceCall::UnmapFrame => (vspace_label::FRAME_UNMAP, vec![], vec![]),
+            VSpaceCall::GetAddress => (vspace_label::FRAME_GET_ADDRESS, vec![], vec![]),
+            VSpaceCall::MakePool { untyped, dest } => {
+                (vspace_label::ASID_CONTROL_MAKE_POOL, dest.index_depth().to_vec(), vec![untyped, dest.node()])
+            }
+            VSpaceCall::Assign { vspace } => (vspace_label::ASID_POOL_ASSIGN, vec![], vec![vspace]),
+        }
+    }
+
+    /// The invocation's name.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            VSpaceCall::MapTable { .. } => "PageTable::Map",
+            VSpaceCall::UnmapTable => "PageTable::Unmap",
+            VSpaceCall::MapFrame { .. } => "Frame::Map",
+            VSpaceCall::UnmapFrame => "Frame::Unmap",
+            VSpaceCall::GetAddress => "Frame::GetAddress",
+            VSpaceCall::MakePool { .. } => "AsidControl::MakePool",
+            VSpaceCall::Assign { .. } => "AsidPool::Assign",
+        }
+    }
 }
 
 /// The words of an IPC message of `count` words with `label`: word `i` is
@@ -465,6 +576,14 @@ pub enum Op {
         /// Which invocation.
         call: IrqCall,
     },
+    /// A paging-structure, frame or ASID invocation (Call) on the
+    /// capability at `cptr`.
+    VSpace {
+        /// The invoked capability's address.
+        cptr: u64,
+        /// Which invocation.
+        call: VSpaceCall,
+    },
     /// A device interrupt on `line`: the kernel masks the line and
     /// signals its bound notification, then the scheduler picks.
     Interrupt {
@@ -510,6 +629,7 @@ impl Op {
             Op::Raw { .. } => "Raw",
             Op::Tcb { call, .. } => match call {
                 TcbCall::SetSpace { .. } => "TCB::SetSpace",
+                TcbCall::SetIpcBuffer { .. } => "TCB::SetIpcBuffer",
                 TcbCall::SetFaultHandler { .. } => "TCB::SetFaultHandler",
                 TcbCall::SetPriority { .. } => "TCB::SetPriority",
                 TcbCall::SetMaxPriority { .. } => "TCB::SetMaxPriority",
@@ -534,6 +654,7 @@ impl Op {
             Op::Irq { call: IrqCall::SetNotification { .. }, .. } => "IrqHandler::SetNotification",
             Op::Irq { call: IrqCall::Clear, .. } => "IrqHandler::Clear",
             Op::Irq { call: IrqCall::Ack, .. } => "IrqHandler::Ack",
+            Op::VSpace { call, .. } => call.name(),
             Op::Interrupt { .. } => "Interrupt",
             Op::Tick { .. } => "Tick",
         }
@@ -595,6 +716,10 @@ impl Op {
                 let (label, words, extra) = call.message();
                 invoke(tcb, label, words, extra)
             }
+            Op::VSpace { cptr, call } => {
+                let (label, words, extra) = call.message();
+                invoke(cptr, label, words, extra)
+            }
             Op::Configure { sched_context, budget, period } => invoke(
                 SCHED_CONTROL_SLOT,
                 tcb_label::SCHED_CONTROL_CONFIGURE,
@@ -634,8 +759,10 @@ impl Op {
 }
 
 /// The layout the harness boots: a 256-slot root CNode behind a 56-bit
-/// guard, a 16 KiB untyped in slot 1, the root TCB's capability in slot 2
-/// and SchedControl in slot 255.
+/// guard, a 16 KiB untyped in slot 1, the root TCB's capability in slot 2,
+/// a 2 GiB untyped for frames and paging structures in slot 252 (at
+/// 2 GiB, so that a 1 GiB frame fits), and AsidControl, IrqControl and
+/// SchedControl in slots 253, 254 and 255.
 pub const BOOT: Boot = Boot {
     root_cnode: test_fixture::ROOT_CNODE,
     root_radix: 8,
@@ -644,7 +771,34 @@ pub const BOOT: Boot = Boot {
     untyped_bits: 14,
     sched_control: SCHED_CONTROL_SLOT,
     irq_control: IRQ_CONTROL_SLOT,
+    asid_control: ASID_CONTROL_SLOT,
+    paging_untyped: PAGING_UNTYPED_SLOT,
+    paging_untyped_base: 1 << 31,
+    paging_untyped_bits: 31,
 };
+
+/// The root CNode slot of the untyped for frames and paging structures.
+pub const PAGING_UNTYPED_SLOT: u64 = 252;
+/// The root CNode slot of the AsidControl capability.
+pub const ASID_CONTROL_SLOT: u64 = 253;
+/// The root slot of the 4 KiB untyped the setup makes the ASID pool from.
+pub const POOL_UNTYPED_SLOT: u64 = 26;
+/// The root slot of the setup's ASID pool.
+pub const ASID_POOL_SLOT: u64 = 27;
+/// The root slot of the setup's VSpace (an assigned PML4).
+pub const VSPACE_SLOT: u64 = 28;
+/// The root slots of the setup's PDPT, page directory and page table,
+/// linked into the VSpace to cover virtual address 0.
+pub const TABLE_SLOTS: std::ops::Range<u64> = 29..32;
+/// The root slots of the setup's 4 KiB frames (the first mapped at
+/// [`SETUP_FRAME_VADDR`], read-write) and its 2 MiB frame (unmapped).
+pub const FRAME_SLOTS: std::ops::Range<u64> = 32..35;
+/// The root slot of a second PML4, left without an ASID.
+pub const SPARE_PML4_SLOT: u64 = 35;
+/// The root slot of a second page table, left unmapped.
+pub const SPARE_TABLE_SLOT: u64 = 36;
+/// Where the setup maps its first frame.
+pub const SETUP_FRAME_VADDR: u64 = 0x1000;
 
 /// Root slot of the root TCB's capability.
 pub const ROOT_TCB_SLOT: u64 = 2;
@@ -724,8 +878,8 @@ fn retype() -> impl Strategy<Value = Op> {
         1 => Just(types::TCB),
         1 => Just(types::REPLY),
         1 => Just(types::SCHED_CONTEXT),
-        1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("a type outside the spec", |word| *word > 13)]
-            .prop_map(Type),
+        2 => (7_u64..=13).prop_map(Type),
+        1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("no type", |word| *word > 13)].prop_map(Type),
     ];
     let size_bits = prop_oneof![3 => 0_u64..=5, 3 => 4_u64..=15, 1 => any::<u64>()];
     let node = prop_oneof![
@@ -735,7 +889,7 @@ fn retype() -> impl Strategy<Value = Op> {
     ];
     let offset = prop_oneof![6 => 3_u64..12, 2 => 0_u64..8, 1 => any::<u64>()];
     let count = prop_oneof![8 => 1_u64..=3, 1 => Just(0_u64), 1 => 4_u64..300, 1 => any::<u64>()];
-    let untyped = prop_oneof![6 => Just(1_u64), 4 => root_cptr(1)];
+    let untyped = prop_oneof![6 => Just(1_u64), 2 => Just(PAGING_UNTYPED_SLOT), 4 => root_cptr(1)];
     let root = prop_oneof![9 => Just(0_u64), 1 => root_cptr(1)];
     (untyped, kind, size_bits, root, node, offset, count).prop_map(
         |(untyped, kind, size_bits, root, (node, node_depth), offset, count)| Op::Retype {
@@ -757,6 +911,63 @@ fn raw_label() -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0_u64..=20, 2 => 30_u64..=50, 1 => 1000_u64..=u64::from(u32::MAX)]
 }
 
+/// A VSpace (PML4) capability's address: mostly the setup's.
+fn vspace_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![5 => Just(VSPACE_SLOT), 1 => Just(SPARE_PML4_SLOT), 2 => root_cptr(1)]
+}
+
+/// A frame capability's address: mostly the setup's.
+fn frame_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => FRAME_SLOTS, 1 => FREE_SLOTS, 1 => root_cptr(1)]
+}
+
+/// A paging structure's capability address: mostly the setup's.
+fn table_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => TABLE_SLOTS,
+        2 => prop_oneof![Just(SPARE_PML4_SLOT), Just(SPARE_TABLE_SLOT), Just(VSPACE_SLOT)],
+        1 => FREE_SLOTS,
+        1 => root_cptr(1),
+    ]
+}
+
+/// A virtual address: mostly ones the setup's structures cover (around
+/// 0, 2 MiB, 1 GiB), the last page below the user half's end, the end
+/// itself, misaligned ones, anything.
+fn vaddr_word() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => (0_u64..4).prop_map(|page| page << 12),
+        2 => prop::sample::select(vec![0_u64, 1 << 21, 2 << 21, 1 << 30, 1 << 39, 3 << 39]),
+        1 => prop::sample::select(vec![(1 << 47) - (1 << 12), (1 << 47) - (1 << 21), 1 << 47, 0x1234, !0xfff]),
+        1 => any::<u64>(),
+    ]
+}
+
+/// A paging, frame or ASID invocation.
+fn vspace_op() -> impl Strategy<Value = Op> {
+    let attributes = prop_oneof![6 => 0_u64..8, 1 => any::<u64>()];
+    let frame_rights = prop_oneof![3 => Just(rights::RW), 2 => Just(rights::R), 2 => rights_word()];
+    let pool_untyped = prop_oneof![3 => Just(POOL_UNTYPED_SLOT), 2 => OBJECT_SLOTS, 1 => root_cptr(1)];
+    prop_oneof![
+        4 => (table_cptr(), vaddr_word(), vspace_cptr())
+            .prop_map(|(cptr, vaddr, vspace)| Op::VSpace { cptr, call: VSpaceCall::MapTable { vaddr, vspace } }),
+        2 => table_cptr().prop_map(|cptr| Op::VSpace { cptr, call: VSpaceCall::UnmapTable }),
+        6 => (frame_cptr(), vaddr_word(), frame_rights, attributes, vspace_cptr()).prop_map(
+            |(cptr, vaddr, rights, attributes, vspace)| Op::VSpace {
+                cptr,
+                call: VSpaceCall::MapFrame { vaddr, rights, attributes, vspace },
+            }
+        ),
+        3 => frame_cptr().prop_map(|cptr| Op::VSpace { cptr, call: VSpaceCall::UnmapFrame }),
+        1 => frame_cptr().prop_map(|cptr| Op::VSpace { cptr, call: VSpaceCall::GetAddress }),
+        1 => (prop_oneof![4 => Just(ASID_CONTROL_SLOT), 1 => root_cptr(1)], pool_untyped, dest()).prop_map(
+            |(cptr, untyped, dest)| Op::VSpace { cptr, call: VSpaceCall::MakePool { untyped, dest } }
+        ),
+        2 => (prop_oneof![4 => Just(ASID_POOL_SLOT), 1 => root_cptr(1)], vspace_cptr())
+            .prop_map(|(cptr, vspace)| Op::VSpace { cptr, call: VSpaceCall::Assign { vspace } }),
+    ]
+}
+
 /// A capability-system operation: mostly well-formed invocations on the
 /// slots where objects are made, with malformed ones mixed in.
 fn capability_op() -> impl Strategy<Value = Op> {
@@ -771,6 +982,7 @@ fn capability_op() -> impl Strategy<Value = Op> {
         2 => addr(1).prop_map(|slot| Op::Revoke { slot }),
         1 => (prop_oneof![Just(0_u64), Just(1), root_cptr(2)], raw_label(), 0_u8..=6, 0_u8..=1)
             .prop_map(|(cptr, label, words, extra)| Op::Raw { cptr, label, words, extra }),
+        6 => vspace_op().boxed(),
     ]
 }
 
@@ -792,7 +1004,9 @@ fn priority_word() -> impl Strategy<Value = u64> {
 
 fn tcb_call() -> impl Strategy<Value = TcbCall> {
     prop_oneof![
-        2 => prop_oneof![4 => Just(0_u64), 1 => root_cptr(2)].prop_map(|cnode| TcbCall::SetSpace { cnode }),
+        2 => (prop_oneof![4 => Just(0_u64), 1 => root_cptr(2)], prop_oneof![2 => Just(None), 2 => vspace_cptr().prop_map(Some)])
+            .prop_map(|(cnode, vspace)| TcbCall::SetSpace { cnode, vspace }),
+        1 => frame_cptr().prop_map(|frame| TcbCall::SetIpcBuffer { frame }),
         1 => root_cptr(1).prop_map(|endpoint| TcbCall::SetFaultHandler { endpoint }),
         4 => (priority_word(), prop_oneof![3 => Just(2_u64), 2 => tcb_cptr()])
             .prop_map(|(priority, authority)| TcbCall::SetPriority { priority, authority }),
@@ -940,7 +1154,7 @@ pub fn thread_setup(slot: u64, priority: u64, budget: Option<(u64, u64)>) -> Vec
     let context = slot - THREAD_SLOTS.start + SCHED_CONTEXT_SLOTS.start;
     let mut ops = vec![
         Op::retype_root(types::TCB, 0, slot, 1),
-        Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0 } },
+        Op::Tcb { tcb: slot, call: TcbCall::SetSpace { cnode: 0, vspace: None } },
         Op::Tcb { tcb: slot, call: TcbCall::SetPriority { priority, authority: ROOT_TCB_SLOT } },
     ];
     if let Some((budget, period)) = budget {
@@ -960,7 +1174,16 @@ pub fn thread_setup(slot: u64, priority: u64, budget: Option<(u64, u64)>) -> Vec
 fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
     let priority = prop::sample::select(vec![50_u64, 100, 100, 200, 254]);
     let budget = prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
-    (priority, budget).prop_map(move |(priority, budget)| thread_setup(slot, priority, budget))
+    (priority, budget, any::<bool>()).prop_map(move |(priority, budget, in_vspace)| {
+        let mut ops = thread_setup(slot, priority, budget);
+        if in_vspace {
+            let space = TcbCall::SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) };
+            let buffer = TcbCall::SetIpcBuffer { frame: FRAME_SLOTS.start };
+            ops.insert(1, Op::Tcb { tcb: slot, call: space });
+            ops.insert(2, Op::Tcb { tcb: slot, call: buffer });
+        }
+        ops
+    })
 }
 
 /// What every setup makes first: the endpoint, the notification, the
@@ -995,13 +1218,57 @@ pub fn ipc_objects() -> Vec<Op> {
     ]
 }
 
-/// The setup: the IPC objects, a few retypes that make more objects, then
-/// one to three more threads.
+/// What every random setup makes next, from the paging untyped: an ASID
+/// pool (from a 4 KiB untyped), a VSpace with that pool's first ASID, a
+/// PDPT, a page directory and a page table linked into it to cover
+/// virtual address 0, two 4 KiB frames (the first mapped read-write at
+/// [`SETUP_FRAME_VADDR`]), a 2 MiB frame, a second PML4 without an ASID
+/// and a second page table, unmapped.
+#[must_use]
+pub fn vspace_objects() -> Vec<Op> {
+    let retype = |kind: Type, size_bits: u64, offset: u64, count: u64| Op::Retype {
+        untyped: PAGING_UNTYPED_SLOT,
+        kind,
+        size_bits,
+        root: 0,
+        node: 0,
+        node_depth: 0,
+        offset,
+        count,
+    };
+    let invoke = |cptr: u64, call: VSpaceCall| Op::VSpace { cptr, call };
+    let mut ops = vec![
+        retype(types::UNTYPED, 12, POOL_UNTYPED_SLOT, 1),
+        invoke(ASID_CONTROL_SLOT, VSpaceCall::MakePool { untyped: POOL_UNTYPED_SLOT, dest: Addr::R(ASID_POOL_SLOT) }),
+        retype(types::PML4, 0, VSPACE_SLOT, 1),
+        invoke(ASID_POOL_SLOT, VSpaceCall::Assign { vspace: VSPACE_SLOT }),
+    ];
+    for (slot, kind) in TABLE_SLOTS.zip([types::PDPT, types::PAGE_DIRECTORY, types::PAGE_TABLE]) {
+        ops.push(retype(kind, 0, slot, 1));
+        ops.push(invoke(slot, VSpaceCall::MapTable { vaddr: 0, vspace: VSPACE_SLOT }));
+    }
+    ops.extend([
+        retype(types::FRAME_4K, 0, FRAME_SLOTS.start, 2),
+        invoke(
+            FRAME_SLOTS.start,
+            VSpaceCall::MapFrame { vaddr: SETUP_FRAME_VADDR, rights: rights::RW, attributes: 0, vspace: VSPACE_SLOT },
+        ),
+        retype(types::PML4, 0, SPARE_PML4_SLOT, 1),
+        retype(types::PAGE_TABLE, 0, SPARE_TABLE_SLOT, 1),
+        retype(types::FRAME_2M, 0, FRAME_SLOTS.start + 2, 1),
+    ]);
+    ops
+}
+
+/// The setup: the IPC objects, the VSpace objects, a few retypes that
+/// make more objects, then one to three more threads (some in the
+/// setup's VSpace, with an IPC buffer).
 fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Op>> {
     let threads = (1_u64..=3)
         .prop_flat_map(|count| (THREAD_SLOTS.start..THREAD_SLOTS.start + count).map(setup_thread).collect::<Vec<_>>());
     (proptest::collection::vec(setup_retype(), retypes), threads).prop_map(|(retypes, threads)| {
         let mut ops = ipc_objects();
+        ops.extend(vspace_objects());
         ops.extend(retypes);
         ops.extend(threads.into_iter().flatten());
         ops
@@ -1143,6 +1410,16 @@ impl Harness {
                 (ROOT_TCB_SLOT, root_tcb),
                 (SCHED_CONTROL_SLOT, KernelCap::SchedControl),
                 (IRQ_CONTROL_SLOT, KernelCap::IrqControl),
+                (ASID_CONTROL_SLOT, KernelCap::AsidControl),
+                (
+                    PAGING_UNTYPED_SLOT,
+                    KernelCap::Untyped {
+                        base: PhysAddr::new(BOOT.paging_untyped_base),
+                        size_bits: BOOT.paging_untyped_bits,
+                        free_offset: 0,
+                        is_device: false,
+                    },
+                ),
             ],
         );
         Harness {
@@ -1590,7 +1867,10 @@ impl Op {
             Op::Tcb { tcb, call } => Op::Tcb {
                 tcb: map(tcb),
                 call: match call {
-                    TcbCall::SetSpace { cnode } => TcbCall::SetSpace { cnode: map(cnode) },
+                    TcbCall::SetSpace { cnode, vspace } => {
+                        TcbCall::SetSpace { cnode: map(cnode), vspace: vspace.map(&map) }
+                    }
+                    TcbCall::SetIpcBuffer { frame } => TcbCall::SetIpcBuffer { frame: map(frame) },
                     TcbCall::SetFaultHandler { endpoint } => TcbCall::SetFaultHandler { endpoint: map(endpoint) },
                     TcbCall::SetPriority { priority, authority } => {
                         TcbCall::SetPriority { priority, authority: map(authority) }
@@ -1629,6 +1909,20 @@ impl Op {
                     IrqCall::SetNotification { notification } => {
                         IrqCall::SetNotification { notification: map(notification) }
                     }
+                    other => other,
+                },
+            },
+            Op::VSpace { cptr, call } => Op::VSpace {
+                cptr: map(cptr),
+                call: match call {
+                    VSpaceCall::MapTable { vaddr, vspace } => VSpaceCall::MapTable { vaddr, vspace: map(vspace) },
+                    VSpaceCall::MapFrame { vaddr, rights, attributes, vspace } => {
+                        VSpaceCall::MapFrame { vaddr, rights, attributes, vspace: map(vspace) }
+                    }
+                    VSpaceCall::MakePool { untyped, dest } => {
+                        VSpaceCall::MakePool { untyped: map(untyped), dest: addr(dest) }
+                    }
+                    VSpaceCall::Assign { vspace } => VSpaceCall::Assign { vspace: map(vspace) },
                     other => other,
                 },
             },

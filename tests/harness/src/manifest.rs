@@ -137,7 +137,7 @@ impl Scenario {
             let tcb = object_slot(domain.tcb.0);
             let sched_context = object_slot(domain.sched_context.0);
             build.extend([
-                Op::Tcb { tcb, call: TcbCall::SetSpace { cnode: guarded } },
+                Op::Tcb { tcb, call: TcbCall::SetSpace { cnode: guarded, vspace: None } },
                 Op::Tcb { tcb, call: TcbCall::SetPriority { priority: u64::from(priority), authority: 2 } },
                 Op::Configure {
                     sched_context,

@@ -12,15 +12,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kernel_core::cap::{Cap as KernelCap, SlotRef, SlotStore, derivation};
+use kernel_core::cap::{Cap as KernelCap, MappedAt, PageTableLevel, SlotRef, SlotStore, derivation};
 use kernel_core::ipc::{self, Queue, ThreadId, ThreadState as KernelThreadState};
 use kernel_core::memory::PhysAddr;
 use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::Kernel;
+use kernel_core::vspace::{self as vspace_core, entry as entry_bit};
 
+use crate::spec::vspace;
 use crate::spec::{
-    Cap, Entry, Info, IrqLine, Kind, Notification, Object, ObjectId, Reply, Resumption, SchedContext, State, Thread,
-    ThreadState,
+    AsidPool, Cap, Entry, Info, IrqLine, Kind, Mapping, Notification, Object, ObjectId, Pte, Reply, Resumption,
+    SchedContext, State, Table, Thread, ThreadState,
 };
 
 /// The spec's view of a kernel capability.
@@ -48,8 +50,92 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
         KernelCap::SchedControl => Cap::SchedControl,
         KernelCap::IrqControl => Cap::IrqControl,
         KernelCap::IrqHandler { line } => Cap::IrqHandler { line },
+        KernelCap::Frame { base, size, rights, is_device: false, mapping } => Cap::Frame {
+            base: base.as_u64(),
+            size_bits: size.bits(),
+            rights: rights.bits(),
+            mapping: mapping.map(abstract_mapping),
+        },
+        KernelCap::PageTable { object, level, mapping } => Cap::PageTable {
+            base: object.as_u64(),
+            kind: match level {
+                PageTableLevel::PageTable => Kind::PageTable,
+                PageTableLevel::PageDirectory => Kind::PageDirectory,
+                PageTableLevel::PageDirectoryPointerTable => Kind::PageDirectoryPointerTable,
+                PageTableLevel::Pml4 => Kind::Pml4,
+            },
+            mapping: mapping.map(abstract_mapping),
+        },
+        KernelCap::AsidControl => Cap::AsidControl,
+        KernelCap::AsidPool { object, first } => Cap::AsidPool { base: object.as_u64(), first: first.0 },
         other => return Err(format!("a capability outside the spec: {other:?}")),
     })
+}
+
+/// A capability's mapping record.
+const fn abstract_mapping(mapping: MappedAt) -> Mapping {
+    Mapping { asid: mapping.asid.0, vaddr: mapping.address }
+}
+
+/// The spec's view of entry `index` of the paging structure of `kind` at
+/// `table`: `None` if it is empty (zero), an error for bits the kernel
+/// never writes (a non-present entry that is not zero, a table link with
+/// more than present, writable and user, a page not reachable from user
+/// mode, a misaligned address).
+fn entry(store: &MapStore, table: u64, kind: Kind, index: u16) -> Result<Option<Pte>, String> {
+    let value = store.table_entry(PhysAddr::new(table), usize::from(index));
+    let at = || format!("{kind:?} {table:#x} entry {index}: {value:#x}");
+    if value == 0 {
+        return Ok(None);
+    }
+    if value & entry_bit::PRESENT == 0 {
+        return Err(format!("{}: not present but not empty", at()));
+    }
+    let address = value & entry_bit::ADDRESS;
+    let large = value & entry_bit::LARGE != 0;
+    let is_leaf = kind == Kind::PageTable || (large && kind != Kind::Pml4);
+    if !is_leaf {
+        if value != address | entry_bit::PRESENT | entry_bit::WRITABLE | entry_bit::USER {
+            return Err(format!("{}: a table link with other bits", at()));
+        }
+        return Ok(Some(Pte::Table(address)));
+    }
+    let size_bits = u8::try_from(vspace::entry_shift(kind)).unwrap_or(0);
+    let known = entry_bit::ADDRESS
+        | entry_bit::PRESENT
+        | entry_bit::WRITABLE
+        | entry_bit::USER
+        | entry_bit::WRITE_THROUGH
+        | entry_bit::CACHE_DISABLE
+        | entry_bit::LARGE
+        | entry_bit::NO_EXECUTE;
+    if value & !known != 0 || value & entry_bit::USER == 0 || !address.is_multiple_of(1 << size_bits) {
+        return Err(format!("{}: a page entry the kernel never writes", at()));
+    }
+    if large != (kind != Kind::PageTable) {
+        return Err(format!("{}: the large-page bit does not match the level", at()));
+    }
+    let memory_type =
+        u8::from(value & entry_bit::WRITE_THROUGH != 0) | (u8::from(value & entry_bit::CACHE_DISABLE != 0) << 1);
+    Ok(Some(Pte::Page {
+        base: address,
+        size_bits,
+        write: value & entry_bit::WRITABLE != 0,
+        execute: value & entry_bit::NO_EXECUTE == 0,
+        memory_type,
+    }))
+}
+
+/// Every paging structure's present entries, all 512 of each (a PML4's
+/// upper half too: nothing may appear there).
+fn table(store: &MapStore, object: &ObjectId) -> Result<Table, String> {
+    let mut entries = BTreeMap::new();
+    for index in 0..u16::try_from(vspace_core::ENTRIES).unwrap_or(512) {
+        if let Some(pte) = entry(store, object.base, object.kind, index)? {
+            entries.insert(index, pte);
+        }
+    }
+    Ok(Table { entries })
 }
 
 /// The derivation-tree descendants of the capability in `of`: the run of
@@ -161,8 +247,23 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
                     },
                 );
             }
+            kind if vspace::is_table(kind) => {
+                state.tables.insert(object.base, table(store, object)?);
+            }
             _ => {}
         }
+    }
+    for (number, pool) in kernel.asids.pools.iter().enumerate() {
+        let Some(pool) = pool else { continue };
+        let assigned = store
+            .asid_pool(*pool)
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, vspace)| **vspace != 0)
+            .map(|(index, vspace)| (u16::try_from(number * 512 + index).unwrap_or(u16::MAX), *vspace))
+            .collect();
+        state.asid_pools.insert(u16::try_from(number).unwrap_or(u16::MAX), AsidPool { base: pool.as_u64(), assigned });
     }
     let scheduler = &kernel.scheduler;
     state.sched.current = scheduler.current().map(id);

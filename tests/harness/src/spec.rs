@@ -25,10 +25,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod threads;
+pub mod vspace;
 
 pub use threads::{
     Info, IrqLine, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState,
 };
+pub use vspace::{AsidPool, Mapping, Pte, Table};
 
 /// Bytes per capability slot: slot `i` of a CNode (or a TCB) whose memory
 /// starts at `base` lives at `base + i * SLOT_BYTES`.
@@ -87,6 +89,22 @@ pub enum Kind {
     /// One interrupt line's handler: no memory (the spec places line `l`
     /// at byte `IRQ_HANDLER_BASE + l` of kernel memory).
     IrqHandler,
+    /// A frame of 4 KiB, 2 MiB or 1 GiB.
+    Frame,
+    /// A page table (maps 4 KiB frames).
+    PageTable,
+    /// A page directory (maps page tables and 2 MiB frames).
+    PageDirectory,
+    /// A page directory pointer table (maps page directories and 1 GiB
+    /// frames).
+    PageDirectoryPointerTable,
+    /// A PML4: the root of a VSpace.
+    Pml4,
+    /// A pool of 512 ASIDs (one page).
+    AsidPool,
+    /// The authority to make ASID pools: no memory, one capability made at
+    /// boot (it cannot be copied).
+    AsidControl,
 }
 
 /// An object's identity: where it lies, what it is, how big it is.
@@ -212,6 +230,38 @@ pub enum Cap {
         /// The line.
         line: u8,
     },
+    /// A frame.
+    Frame {
+        /// Its first byte.
+        base: u64,
+        /// log2 of its size: 12, 21 or 30.
+        size_bits: u8,
+        /// READ, WRITE, GRANT, GRANT_REPLY bits (READ maps readable, WRITE
+        /// writable).
+        rights: u8,
+        /// Where this capability mapped it (each capability maps its frame
+        /// at most once).
+        mapping: Option<Mapping>,
+    },
+    /// A paging structure.
+    PageTable {
+        /// The structure.
+        base: u64,
+        /// Its level: `PageTable`, `PageDirectory`,
+        /// `PageDirectoryPointerTable` or `Pml4`.
+        kind: Kind,
+        /// Where it is linked into a VSpace; for a PML4, its ASID.
+        mapping: Option<Mapping>,
+    },
+    /// AsidControl.
+    AsidControl,
+    /// An ASID pool.
+    AsidPool {
+        /// The pool's page.
+        base: u64,
+        /// Its first ASID (its number in the ASID table times 512).
+        first: u16,
+    },
 }
 
 /// Where the spec places the SchedControl "object": a byte of kernel
@@ -220,6 +270,8 @@ pub enum Cap {
 pub const SCHED_CONTROL_ID: ObjectId = ObjectId { base: 0, kind: Kind::SchedControl, size_bits: 0 };
 /// Where the spec places the IrqControl "object" (as [`SCHED_CONTROL_ID`]).
 pub const IRQ_CONTROL_ID: ObjectId = ObjectId { base: 1, kind: Kind::IrqControl, size_bits: 0 };
+/// Where the spec places the AsidControl "object" (as [`SCHED_CONTROL_ID`]).
+pub const ASID_CONTROL_ID: ObjectId = ObjectId { base: 2, kind: Kind::AsidControl, size_bits: 0 };
 /// The byte of kernel memory where the spec places line 0's handler; line
 /// `l`'s is `l` bytes above.
 pub const IRQ_HANDLER_BASE: u64 = 0x10;
@@ -239,6 +291,10 @@ impl Cap {
             Cap::SchedControl => return SCHED_CONTROL_ID,
             Cap::IrqControl => return IRQ_CONTROL_ID,
             Cap::IrqHandler { line } => (IRQ_HANDLER_BASE + u64::from(line), Kind::IrqHandler, 0),
+            Cap::Frame { base, size_bits, .. } => (base, Kind::Frame, size_bits),
+            Cap::PageTable { base, kind, .. } => (base, kind, vspace::TABLE_BITS),
+            Cap::AsidPool { base, .. } => (base, Kind::AsidPool, vspace::TABLE_BITS),
+            Cap::AsidControl => return ASID_CONTROL_ID,
         };
         ObjectId { base, kind, size_bits }
     }
@@ -247,7 +303,16 @@ impl Cap {
     #[must_use]
     pub const fn rights(&self) -> Option<u8> {
         match *self {
-            Cap::Endpoint { rights, .. } | Cap::Notification { rights, .. } => Some(rights),
+            Cap::Endpoint { rights, .. } | Cap::Notification { rights, .. } | Cap::Frame { rights, .. } => Some(rights),
+            _ => None,
+        }
+    }
+
+    /// Where a frame or paging-structure capability mapped its object.
+    #[must_use]
+    pub const fn mapping(&self) -> Option<Mapping> {
+        match *self {
+            Cap::Frame { mapping, .. } | Cap::PageTable { mapping, .. } => mapping,
             _ => None,
         }
     }
@@ -301,6 +366,11 @@ pub struct State {
     pub sched: Scheduler,
     /// The interrupt lines ([`threads::IRQ_LINES`] of them).
     pub irqs: Vec<IrqLine>,
+    /// Live paging structures, by address.
+    pub tables: BTreeMap<u64, Table>,
+    /// The ASID table: the live pools by number (pool `n` holds ASIDs
+    /// `n * 512..`).
+    pub asid_pools: BTreeMap<u16, AsidPool>,
     /// While a CNode::Delete or Revoke runs: the deletions left before it
     /// is preempted (`None` otherwise; always `None` between steps).
     pub work: Option<u32>,
@@ -413,7 +483,7 @@ impl State {
         label: u64,
         words: &[u64],
         extra: &[Option<u64>],
-    ) -> Result<(), Error> {
+    ) -> Result<Option<u64>, Error> {
         let message = Message { words, extra };
         match (cap, label) {
             (Cap::CNode { .. }, label::CNODE_REVOKE | label::CNODE_DELETE) => {
@@ -427,8 +497,12 @@ impl State {
             (Cap::SchedControl, _) => self.configure(label, words, extra),
             (Cap::IrqControl, _) => self.irq_get(invoked, label, words, extra),
             (Cap::IrqHandler { line }, _) => self.invoke_irq_handler(line, label, extra),
+            (Cap::Frame { .. } | Cap::PageTable { .. } | Cap::AsidControl | Cap::AsidPool { .. }, _) => {
+                return self.invoke_vspace(invoked, cap, label, &message);
+            }
             _ => Err(Error::IllegalOperation),
         }
+        .map(|()| None)
     }
 
     /// CNode::Revoke and CNode::Delete: `index, depth`.
@@ -501,7 +575,11 @@ impl State {
             4 => Kind::Endpoint,
             5 => Kind::Notification,
             6 => Kind::Reply,
-            7..=13 => panic!("object type {} is outside the spec", message.word(0)?),
+            7..=9 => Kind::Frame,
+            10 => Kind::PageTable,
+            11 => Kind::PageDirectory,
+            12 => Kind::PageDirectoryPointerTable,
+            13 => Kind::Pml4,
             _ => return Err(Error::InvalidArgument),
         };
         let requested = message.word(1)?;
@@ -512,6 +590,8 @@ impl State {
             Kind::Endpoint | Kind::Notification => u64::from(SMALL_OBJECT_BITS),
             Kind::Tcb => u64::from(TCB_BITS),
             Kind::Reply => u64::from(REPLY_BITS),
+            Kind::Frame => u64::from(vspace::FRAME_BITS[usize::try_from(message.word(0)? - 7).unwrap_or(0)]),
+            kind if vspace::is_table(kind) => u64::from(vspace::TABLE_BITS),
             _ => return Err(Error::RangeError),
         };
         let (node_index, node_depth) = (message.word(2)?, message.word(3)?);
@@ -563,7 +643,15 @@ impl State {
                 Kind::Tcb => Cap::Tcb { base: object_base },
                 Kind::Reply => Cap::Reply { base: object_base },
                 Kind::SchedContext => Cap::SchedContext { base: object_base, size_bits: object_bits },
-                Kind::SchedControl | Kind::IrqControl | Kind::IrqHandler => unreachable!("not a retype type"),
+                Kind::Frame => {
+                    Cap::Frame { base: object_base, size_bits: object_bits, rights: ALL_RIGHTS, mapping: None }
+                }
+                Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
+                    Cap::PageTable { base: object_base, kind, mapping: None }
+                }
+                Kind::SchedControl | Kind::IrqControl | Kind::IrqHandler | Kind::AsidPool | Kind::AsidControl => {
+                    unreachable!("not a retype type")
+                }
             };
             // A new object in its fresh state (a thread never started).
             self.create_state(kind, object_base);
@@ -687,6 +775,10 @@ impl State {
             }
             *work -= 1;
         }
+        // Every frame capability takes its own mapping with it.
+        if matches!(entry.cap, Cap::Frame { .. }) {
+            self.unmap(&entry.cap);
+        }
         if last {
             self.finalise(entry.cap);
         }
@@ -735,10 +827,20 @@ impl State {
 /// A capability copy: untyped capabilities cannot be copied (two
 /// watermarks over one memory range could hand it out twice), nor can
 /// reply capabilities (each names one pending call).
+///
+/// A copy of a frame capability starts unmapped; an unmapped paging
+/// structure (or an unassigned PML4) cannot be copied, as two unmapped
+/// copies could link one structure into two places.
 pub(crate) fn copy_of(cap: &Cap) -> Result<Cap, Error> {
-    match cap {
-        Cap::Untyped { .. } | Cap::Reply { .. } | Cap::SchedControl | Cap::IrqControl => Err(Error::IllegalOperation),
-        other => Ok(*other),
+    match *cap {
+        Cap::Untyped { .. }
+        | Cap::Reply { .. }
+        | Cap::SchedControl
+        | Cap::IrqControl
+        | Cap::AsidControl
+        | Cap::PageTable { mapping: None, .. } => Err(Error::IllegalOperation),
+        Cap::Frame { base, size_bits, rights, .. } => Ok(Cap::Frame { base, size_bits, rights, mapping: None }),
+        other => Ok(other),
     }
 }
 
@@ -748,6 +850,9 @@ fn with_rights(cap: &Cap, mask: u64) -> Cap {
     match *cap {
         Cap::Endpoint { base, badge, rights } => Cap::Endpoint { base, badge, rights: rights & mask },
         Cap::Notification { base, badge, rights } => Cap::Notification { base, badge, rights: rights & mask },
+        Cap::Frame { base, size_bits, rights, mapping } => {
+            Cap::Frame { base, size_bits, rights: rights & mask, mapping }
+        }
         other => other,
     }
 }
@@ -792,7 +897,7 @@ fn may_parent(entry: &Entry, cap: &Cap, cap_is_original: bool) -> bool {
 }
 
 /// An invocation's arguments.
-struct Message<'a> {
+pub(crate) struct Message<'a> {
     words: &'a [u64],
     extra: &'a [Option<u64>],
 }
@@ -840,6 +945,15 @@ pub struct Boot {
     pub sched_control: u64,
     /// The root CNode slot of the IrqControl capability.
     pub irq_control: u64,
+    /// The root CNode slot of the AsidControl capability.
+    pub asid_control: u64,
+    /// The root CNode slot of a second untyped, for frames and paging
+    /// structures.
+    pub paging_untyped: u64,
+    /// Its memory.
+    pub paging_untyped_base: u64,
+    /// log2 of its size.
+    pub paging_untyped_bits: u8,
 }
 
 impl Boot {
@@ -851,14 +965,20 @@ impl Boot {
 
     /// The objects the kernel creates at boot (outside any untyped).
     #[must_use]
-    pub fn boot_objects(&self) -> [ObjectId; 4] {
-        [self.root_cnode_cap().object(), Cap::Tcb { base: self.root_tcb }.object(), SCHED_CONTROL_ID, IRQ_CONTROL_ID]
+    pub fn boot_objects(&self) -> [ObjectId; 5] {
+        [
+            self.root_cnode_cap().object(),
+            Cap::Tcb { base: self.root_tcb }.object(),
+            SCHED_CONTROL_ID,
+            IRQ_CONTROL_ID,
+            ASID_CONTROL_ID,
+        ]
     }
 
     /// The untyped memory handed out at boot: (base, log2 size).
     #[must_use]
-    pub const fn untyped_ranges(&self) -> [(u64, u8); 1] {
-        [(self.untyped_base, self.untyped_bits)]
+    pub const fn untyped_ranges(&self) -> [(u64, u8); 2] {
+        [(self.untyped_base, self.untyped_bits), (self.paging_untyped_base, self.paging_untyped_bits)]
     }
 
     /// The abstract state right after boot.
@@ -867,10 +987,16 @@ impl Boot {
         let mut state = State::default();
         let root = self.root_cnode_cap();
         let untyped = Cap::Untyped { base: self.untyped_base, size_bits: self.untyped_bits, watermark: 0 };
+        let paging = Cap::Untyped { base: self.paging_untyped_base, size_bits: self.paging_untyped_bits, watermark: 0 };
         let tcb = Cap::Tcb { base: self.root_tcb };
-        let controls = [(self.sched_control, Cap::SchedControl), (self.irq_control, Cap::IrqControl)];
+        let controls = [
+            (self.sched_control, Cap::SchedControl),
+            (self.irq_control, Cap::IrqControl),
+            (self.asid_control, Cap::AsidControl),
+            (self.paging_untyped, paging),
+        ];
         for (index, cap) in [(0, root), (1, untyped), (2, tcb)].into_iter().chain(controls) {
-            if index != 1 {
+            if !matches!(cap, Cap::Untyped { .. }) {
                 state.objects.insert(cap.object(), Object { untyped: None });
             }
             state.slots.insert(self.root_cnode + index * SLOT_BYTES, Entry { cap, parent: None, original: true });

@@ -138,7 +138,7 @@ fn thread_operations_decode_to_the_documented_operations() {
     assert_eq!(
         ops(&bytes),
         [
-            Tcb { tcb: 12, call: SetSpace { cnode: 0 } },
+            Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: None } },
             Tcb { tcb: 12, call: SetFaultHandler { endpoint: 3 } },
             Tcb { tcb: 12, call: SetPriority { priority: 100, authority: 2 } },
             Tcb { tcb: 13, call: SetMaxPriority { priority: 255, authority: 12 } },
@@ -206,7 +206,7 @@ fn setup_tags_expand_to_the_documented_setup() {
     // Tag 23: thread 4 % 3 = 1 (slot 13), priority 200, no budget (below 128).
     let thread = [
         retype(TCB, 0, 13),
-        Tcb { tcb: 13, call: SetSpace { cnode: 0 } },
+        Tcb { tcb: 13, call: SetSpace { cnode: 0, vspace: None } },
         Tcb { tcb: 13, call: SetPriority { priority: 200, authority: 2 } },
         Tcb { tcb: 13, call: Resume },
     ];
@@ -217,7 +217,7 @@ fn setup_tags_expand_to_the_documented_setup() {
     let mut setup = ipc_objects();
     setup.extend([
         retype(TCB, 0, 12),
-        Tcb { tcb: 12, call: SetSpace { cnode: 0 } },
+        Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: None } },
         Tcb { tcb: 12, call: SetPriority { priority: 254, authority: 2 } },
         retype(SCHED_CONTEXT, 8, 15),
         Configure { sched_context: 15, budget: 200, period: 400 },

@@ -258,7 +258,7 @@ fn a_revoke_deletes_the_newest_object_first() {
     let ops = [
         Retype { untyped: 1, kind: ENDPOINT, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 3, count: 1 },
         Retype { untyped: 1, kind: TCB, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 13, count: 1 },
-        Tcb { tcb: 13, call: SetSpace { cnode: 0 } },
+        Tcb { tcb: 13, call: SetSpace { cnode: 0, vspace: None } },
         Tcb { tcb: 13, call: Resume },
         Retype { untyped: 1, kind: SCHED_CONTEXT, size_bits: 8, root: 0, node: 0, node_depth: 0, offset: 17, count: 1 },
         // The root blocks calling; the new thread (priority 0) runs, binds
@@ -291,7 +291,7 @@ fn a_preempted_revoke_that_deleted_its_caller_stops() {
     let mut ops = ipc_objects();
     ops.extend([
         Op::retype_root(CNODE, 5, 9, 1),
-        Op::retype_root(REPLY, 0, 26, 228),
+        Op::retype_root(REPLY, 0, 26, 226),
         // 32 more reply objects in the 32-slot CNode.
         Retype { untyped: 1, kind: REPLY, size_bits: 0, root: 9, node: 0, node_depth: 0, offset: 0, count: 32 },
     ]);
@@ -304,5 +304,5 @@ fn a_preempted_revoke_that_deleted_its_caller_stops() {
         harness.apply(op);
     }
     let replies = harness.spec().objects.keys().filter(|object| object.kind == Kind::Reply).count();
-    assert!(replies > 0 && 3 + 228 + 32 - replies >= WORK_PER_CALL as usize - 4, "{replies} reply objects left");
+    assert!(replies > 0 && 3 + 226 + 32 - replies >= WORK_PER_CALL as usize - 4, "{replies} reply objects left");
 }

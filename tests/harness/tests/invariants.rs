@@ -75,7 +75,7 @@ fn sound() -> State {
     step(&mut state, Op::Configure { sched_context: 18, budget: 100, period: 1_000 });
     for (slot, priority) in THREADS {
         step(&mut state, retype(types::TCB, 0, slot));
-        step(&mut state, Op::Tcb { tcb: slot, call: SetSpace { cnode: 0 } });
+        step(&mut state, Op::Tcb { tcb: slot, call: SetSpace { cnode: 0, vspace: None } });
         step(&mut state, Op::Tcb { tcb: slot, call: SetPriority { priority, authority: 2 } });
         if slot == 14 {
             step(&mut state, Op::Tcb { tcb: slot, call: BindSchedContext { sched_context: 18 } });

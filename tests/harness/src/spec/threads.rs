@@ -458,6 +458,9 @@ impl State {
                     self.thread_mut(thread).sched_context = None;
                 }
             }
+            // A structure leaves the VSpace it is linked into; a PML4 gives
+            // its ASID back; a pool leaves the ASID table.
+            Cap::PageTable { .. } | Cap::AsidPool { .. } => self.unmap(&cap),
             _ => {}
         }
         // Interrupt bindings go with the handler and with the notification.
@@ -577,9 +580,21 @@ impl State {
     /// (A caller that deleted its own TCB's last capability gets none: its
     /// thread is gone.)
     fn set_result(&mut self, thread: u64, result: Result<(), Error>) {
-        let code = result.map_or_else(Error::code, |()| 0);
+        self.set_reply(thread, result.map(|()| None));
+    }
+
+    /// An invocation's reply: the error code as the label, or success with
+    /// at most one word (message word 0).
+    fn set_reply(&mut self, thread: u64, result: Result<Option<u64>, Error>) {
         if let Some(caller) = self.threads.get_mut(&thread) {
-            caller.info = Info { label: code, length: 0, caps: 0 };
+            caller.info = match result {
+                Ok(None) => Info { label: 0, length: 0, caps: 0 },
+                Ok(Some(word)) => {
+                    caller.words[0] = word;
+                    Info { label: 0, length: 1, caps: 0 }
+                }
+                Err(error) => Info { label: error.code(), length: 0, caps: 0 },
+            };
         }
     }
 
@@ -671,7 +686,7 @@ impl State {
                     return self.send_or_invoke(thread, call, blocking);
                 }
                 if call.number == number::CALL || result.is_err() {
-                    self.set_result(thread, result);
+                    self.set_reply(thread, result);
                 }
                 Ok(())
             }
@@ -884,22 +899,38 @@ impl State {
                 let index = match (label, cap) {
                     (tcb_label::TCB_SET_SPACE, Cap::CNode { .. }) => 0,
                     (tcb_label::TCB_SET_FAULT_HANDLER, Cap::Endpoint { rights, .. }) if rights & WRITE != 0 => 1,
-                    // No frame capability exists in this spec.
+                    // The IPC buffer: a 4 KiB frame the thread may read and
+                    // write.
+                    (tcb_label::TCB_SET_IPC_BUFFER, Cap::Frame { size_bits: 12, rights, .. })
+                        if rights & (READ | WRITE) == READ | WRITE =>
+                    {
+                        3
+                    }
                     _ => return Err(Error::InvalidCapability),
                 };
                 let derived = super::copy_of(&cap)?;
-                // A VSpace as the second capability: none is live here.
-                if label == tcb_label::TCB_SET_SPACE && extra.len() > 1 {
-                    return Err(Error::InvalidCapability);
-                }
+                // SetSpace's optional second capability: a live VSpace.
+                let vspace = if label == tcb_label::TCB_SET_SPACE && extra.len() > 1 {
+                    let (vspace_source, vspace) = extra_cap(self, 1)?;
+                    if !self.is_live_vspace(&vspace) {
+                        return Err(Error::InvalidCapability);
+                    }
+                    Some((vspace_source, super::copy_of(&vspace)?))
+                } else {
+                    None
+                };
                 let slot = target + index * super::SLOT_BYTES;
                 if matches!(self.cap(slot), Some(Cap::CNode { .. })) && self.is_final(slot) {
                     return Err(Error::RevokeFirst);
                 }
-                if self.slots.contains_key(&slot) {
-                    self.delete(slot);
+                let installs = std::iter::once((source, slot, derived))
+                    .chain(vspace.map(|(source, cap)| (source, State::vspace_slot(target), cap)));
+                for (source, slot, cap) in installs {
+                    if self.slots.contains_key(&slot) {
+                        self.delete(slot);
+                    }
+                    self.insert_copy(source, slot, cap);
                 }
-                self.insert_copy(source, slot, derived);
                 Ok(())
             }
             tcb_label::TCB_WRITE_REGISTERS => {
@@ -1023,6 +1054,9 @@ impl State {
             Kind::SchedContext => {
                 self.sched_contexts.insert(base, SchedContext::default());
             }
+            Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
+                self.tables.insert(base, super::Table::default());
+            }
             _ => {}
         }
     }
@@ -1044,6 +1078,9 @@ impl State {
             }
             Kind::SchedContext => {
                 self.sched_contexts.remove(&base);
+            }
+            Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
+                self.tables.remove(&base);
             }
             _ => {}
         }
