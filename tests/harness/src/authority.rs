@@ -12,7 +12,13 @@
 //! - `A` and `S` both hold one CNode: what `A` puts there `S` can use;
 //! - `A` holds an endpoint with WRITE and GRANT and `S` holds it with
 //!   READ: a message can carry one of `A`'s capabilities to `S` (a reply
-//!   carries none in this kernel).
+//!   carries none in this kernel);
+//! - `A` holds the VSpace (PML4) `S` runs in: what `A` maps there `S` can
+//!   use.
+//!
+//! Mappings are authority too: a thread's holdings also include the
+//! VSpace in its TCB and every frame mapped in that VSpace (while its
+//! ASID names it), with READ, and WRITE if the page is writable.
 //!
 //! Only a thread that can act gives: one that is not stopped, or one
 //! whose TCB a thread that can act holds (it can be resumed). Objects made
@@ -28,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::threads::{GRANT, READ};
-use crate::spec::{ALL_RIGHTS, Cap, Kind, ObjectId, SLOT_BYTES, State, WRITE};
+use crate::spec::{ALL_RIGHTS, Cap, Kind, ObjectId, Pte, SLOT_BYTES, State, WRITE};
 
 /// One capability's authority: its object (an untyped's region), its
 /// rights (all four for capabilities without rights) and its badge.
@@ -87,21 +93,49 @@ pub fn holdings(state: &State, thread: u64) -> BTreeSet<Authority> {
         let end = base + (1_u64 << radix) * SLOT_BYTES;
         frontier.extend(state.slots.range(base..end).map(|(_, entry)| entry.cap));
     }
+    held.extend(mapped(state, thread));
     held
+}
+
+/// The VSpace `thread` runs in and what is mapped there: the PML4 in its
+/// TCB's VSpace slot, and each page reachable through that PML4's ASID
+/// as its frame with READ (and WRITE if writable).
+fn mapped(state: &State, thread: u64) -> Vec<Authority> {
+    let Some(vspace @ Cap::PageTable { base: pml4, .. }) = state.cap(State::vspace_slot(thread)) else {
+        return Vec::new();
+    };
+    let mut found = vec![Authority::of(&vspace)];
+    if !state.is_live_vspace(&vspace) {
+        return found;
+    }
+    let asid = vspace.mapping().map(|mapping| mapping.asid);
+    for (_, table, _, _) in state.reachable_tables().into_iter().filter(|(at, ..)| Some(*at) == asid) {
+        let Some(contents) = state.tables.get(&table) else { continue };
+        for entry in contents.entries.values() {
+            if let Pte::Page { base, size_bits, write, .. } = *entry {
+                let rights = if write { READ | WRITE } else { READ };
+                found.push(Authority { object: ObjectId { base, kind: Kind::Frame, size_bits }, rights, badge: 0 });
+            }
+        }
+    }
+    debug_assert!(found.first().is_some_and(|first| first.object.base == pml4));
+    found
 }
 
 /// Every live thread's holdings (computed once per CSpace root: threads
 /// that share one hold the same).
 #[must_use]
 pub fn graph(state: &State) -> Graph {
-    let mut by_root: BTreeMap<Option<(u64, u8)>, BTreeSet<Authority>> = BTreeMap::new();
+    type Key = (Option<(u64, u8)>, Option<(ObjectId, Option<crate::spec::Mapping>)>);
+    let mut by_root: BTreeMap<Key, BTreeSet<Authority>> = BTreeMap::new();
     let mut graph = Graph::new();
     for thread in state.threads.keys() {
         let root = match state.cap(*thread) {
             Some(Cap::CNode { base, radix, .. }) => Some((base, radix)),
             _ => None,
         };
-        let held = by_root.entry(root).or_insert_with(|| holdings(state, *thread)).clone();
+        let key = (root, state.cap(State::vspace_slot(*thread)).map(|vspace| (vspace.object(), vspace.mapping())));
+        let held = by_root.entry(key).or_insert_with(|| holdings(state, *thread)).clone();
         graph.insert(*thread, held);
     }
     graph
@@ -114,7 +148,7 @@ fn may_give(giver: (u64, &BTreeSet<Authority>), taker: (u64, &BTreeSet<Authority
     let (taker_tcb, takes) = taker;
     gives.iter().any(|item| match item.object.kind {
         Kind::Tcb => item.object.base == taker_tcb,
-        Kind::CNode => takes.iter().any(|other| other.object == item.object),
+        Kind::CNode | Kind::Pml4 => takes.iter().any(|other| other.object == item.object),
         Kind::Endpoint => {
             item.rights & (WRITE | GRANT) == WRITE | GRANT
                 && takes.iter().any(|other| other.object == item.object && other.rights & READ != 0)

@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::spec::threads::IRQ_LINES;
-use crate::spec::{Boot, Cap, IRQ_HANDLER_BASE, Kind, ObjectId, SLOT_BYTES, State, ThreadState};
+use crate::spec::threads::{IRQ_LINES, READ};
+use crate::spec::{
+    Boot, Cap, IRQ_HANDLER_BASE, Kind, Mapping, ObjectId, Pte, SLOT_BYTES, State, ThreadState, WRITE, vspace,
+};
 
 /// A broken invariant: its name and what broke it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +23,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 25] = [
+pub const ALL: [Invariant; 33] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -47,6 +49,14 @@ pub const ALL: [Invariant; 25] = [
     ("running_thread_runnable_and_unqueued", running_thread_runnable_and_unqueued),
     ("runnable_threads_scheduled", runnable_threads_scheduled),
     ("irq_lines_consistent", irq_lines_consistent),
+    ("no_mapping_above_user_top", no_mapping_above_user_top),
+    ("vspace_entries_well_typed", vspace_entries_well_typed),
+    ("vspace_structures_linked_once", vspace_structures_linked_once),
+    ("entries_recorded_by_caps", entries_recorded_by_caps),
+    ("pages_within_cap_rights", pages_within_cap_rights),
+    ("table_caps_agree", table_caps_agree),
+    ("asid_table_consistent", asid_table_consistent),
+    ("thread_slots_hold_their_types", thread_slots_hold_their_types),
 ];
 
 /// The invariants that only hold between kernel entries, when the
@@ -662,6 +672,194 @@ pub fn irq_lines_consistent(state: &State, _boot: &Boot) -> Result<(), String> {
             && (!line.pending || line.masked);
         if !sound {
             return Err(format!("line {number}: {line:?}, a handler capability held: {held}"));
+        }
+    }
+    Ok(())
+}
+
+/// The live paging structures' kinds, by address.
+fn table_kinds(state: &State) -> BTreeMap<u64, Kind> {
+    state
+        .objects
+        .keys()
+        .filter(|object| vspace::is_table(object.kind))
+        .map(|object| (object.base, object.kind))
+        .collect()
+}
+
+/// No live PML4 has an entry in its upper half: no user mapping reaches
+/// [`vspace::USER_TOP`] or above (those entries are the kernel's, and no
+/// invocation writes them).
+pub fn no_mapping_above_user_top(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (base, kind) in table_kinds(state) {
+        let upper = state.tables.get(&base).and_then(|table| table.entries.range(256..).next());
+        if kind == Kind::Pml4
+            && let Some((index, entry)) = upper
+        {
+            return Err(format!("PML4 {base:#x}: entry {index} ({entry:?}) lies in the kernel's half"));
+        }
+    }
+    Ok(())
+}
+
+/// In every VSpace reachable through an ASID, each structure's entries
+/// are well typed: a link names a live structure of the next level down,
+/// a page a live frame of the size that level maps (seL4's
+/// `valid_vspace_objs`); every live structure has a state and nothing
+/// else has one.
+pub fn vspace_entries_well_typed(state: &State, _boot: &Boot) -> Result<(), String> {
+    let kinds = table_kinds(state);
+    let with_state: BTreeSet<u64> = state.tables.keys().copied().collect();
+    if with_state != kinds.keys().copied().collect::<BTreeSet<u64>>() {
+        return Err(format!("structures with a state {with_state:x?}, live structures {:x?}", kinds.keys()));
+    }
+    for (asid, table, kind, _) in state.reachable_tables() {
+        if kinds.get(&table) != Some(&kind) {
+            return Err(format!("ASID {asid} reaches {table:#x} as a {kind:?}, which is not a live one"));
+        }
+        let Some(contents) = state.tables.get(&table) else { continue };
+        for (index, entry) in &contents.entries {
+            let sound = match *entry {
+                Pte::Table(child) => vspace::below(kind).is_some_and(|below| kinds.get(&child) == Some(&below)),
+                Pte::Page { base, size_bits, .. } => {
+                    vspace::leaf_kind(size_bits) == kind
+                        && (kind != Kind::Pml4)
+                        && state.objects.contains_key(&ObjectId { base, kind: Kind::Frame, size_bits })
+                }
+            };
+            if !sound {
+                return Err(format!("{kind:?} {table:#x} (ASID {asid}) entry {index}: {entry:?} is not well typed"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each structure is linked into at most one place of all the reachable
+/// VSpaces, and each PML4 is the root of at most one ASID: a virtual
+/// address leads one way only (seL4's `vs_lookup` uniqueness and
+/// `valid_asid_map`).
+pub fn vspace_structures_linked_once(state: &State, _boot: &Boot) -> Result<(), String> {
+    let mut seen: BTreeMap<u64, (u16, u64)> = BTreeMap::new();
+    for (asid, table, kind, vaddr) in state.reachable_tables() {
+        if let Some(first) = seen.insert(table, (asid, vaddr)) {
+            return Err(format!("{kind:?} {table:#x} is reached at {first:x?} and at ({asid}, {vaddr:#x})"));
+        }
+    }
+    Ok(())
+}
+
+/// Every entry of a reachable VSpace was made by a live capability that
+/// still records it: a page by a capability to that frame recording
+/// (ASID, the page's virtual address), a link by a capability to that
+/// structure recording (ASID, the first address the entry covers). So
+/// deleting the capabilities (which always unmaps) leaves no user mapping
+/// of the object, and its memory can be retyped (seL4's
+/// `valid_table_caps` and the mapping half of `valid_objs`).
+pub fn entries_recorded_by_caps(state: &State, _boot: &Boot) -> Result<(), String> {
+    let records: BTreeSet<(u64, Mapping)> = state
+        .slots
+        .values()
+        .filter_map(|entry| entry.cap.mapping().map(|mapping| (entry.cap.object().base, mapping)))
+        .collect();
+    for (asid, table, kind, first) in state.reachable_tables() {
+        let Some(contents) = state.tables.get(&table) else { continue };
+        for (index, entry) in &contents.entries {
+            let vaddr = first + (u64::from(*index) << vspace::entry_shift(kind));
+            if !records.contains(&(entry.target(), Mapping { asid, vaddr })) {
+                return Err(format!(
+                    "{kind:?} {table:#x} entry {index} ({entry:?}) at ({asid}, {vaddr:#x}): no capability records it"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A page is writable only if a frame capability recording it has WRITE,
+/// and readable only if one has READ: a mapping never gives more than
+/// the capability that made it.
+pub fn pages_within_cap_rights(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (asid, table, kind, first) in state.reachable_tables() {
+        let Some(contents) = state.tables.get(&table) else { continue };
+        for (index, entry) in &contents.entries {
+            let Pte::Page { base, write, .. } = *entry else { continue };
+            let vaddr = first + (u64::from(*index) << vspace::entry_shift(kind));
+            let needed = if write { READ | WRITE } else { READ };
+            let allowed = state.slots.values().any(|slot| {
+                matches!(slot.cap, Cap::Frame { base: frame, rights, mapping: Some(mapping), .. }
+                    if frame == base && mapping == Mapping { asid, vaddr } && rights & needed == needed)
+            });
+            if !allowed {
+                return Err(format!("page {base:#x} at ({asid}, {vaddr:#x}) gives more than its capability"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every capability to one paging structure records the same mapping:
+/// copies of a linked structure (or an assigned PML4) share its record,
+/// and an unlinked one (or a PML4 without an ASID) has no copies, so it
+/// can be linked into one place only (seL4's `unique_table_caps`).
+pub fn table_caps_agree(state: &State, _boot: &Boot) -> Result<(), String> {
+    let mut records: BTreeMap<u64, Option<Mapping>> = BTreeMap::new();
+    for (slot, entry) in &state.slots {
+        let Cap::PageTable { base, mapping, .. } = entry.cap else { continue };
+        if mapping.is_none() && records.contains_key(&base) {
+            return Err(format!("slot {slot:#x}: an unmapped capability to {base:#x} with others beside it"));
+        }
+        if let Some(other) = records.insert(base, mapping)
+            && (other != mapping || other.is_none())
+        {
+            return Err(format!("slot {slot:#x}: capabilities to {base:#x} record {other:x?} and {mapping:x?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The ASID table names live pools, each at the number its capabilities'
+/// first ASID gives; each assigned ASID is not 0, lies in its pool's
+/// range and names a live PML4 whose capabilities record that ASID; and
+/// no PML4 has two ASIDs (seL4's `valid_asid_table` and `valid_asid_map`).
+pub fn asid_table_consistent(state: &State, _boot: &Boot) -> Result<(), String> {
+    let kinds = table_kinds(state);
+    let mut roots = BTreeSet::new();
+    for (number, pool) in &state.asid_pools {
+        let object = ObjectId { base: pool.base, kind: Kind::AsidPool, size_bits: vspace::TABLE_BITS };
+        let first = number * vspace::ASIDS_PER_POOL;
+        let named = state.slots.values().any(|entry| entry.cap == Cap::AsidPool { base: pool.base, first });
+        if !state.objects.contains_key(&object) || !named {
+            return Err(format!("pool {number} ({:#x}) is not a live pool with first ASID {first}", pool.base));
+        }
+        for (asid, pml4) in &pool.assigned {
+            let recorded = state.slots.values().any(|entry| {
+                matches!(entry.cap, Cap::PageTable { base, kind: Kind::Pml4, mapping: Some(Mapping { asid: at, .. }) }
+                    if base == *pml4 && at == *asid)
+            });
+            let in_range = (first..first + vspace::ASIDS_PER_POOL).contains(asid) && *asid != 0;
+            if !in_range || kinds.get(pml4) != Some(&Kind::Pml4) || !recorded || !roots.insert(*pml4) {
+                return Err(format!("ASID {asid} of pool {number} names {pml4:#x}, which it may not"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A thread's other TCB slots hold what their invocations put there: a
+/// fault endpoint with WRITE (slot 1), a PML4 (slot 2), a 4 KiB frame
+/// with READ and WRITE as the IPC buffer (slot 3), or nothing (seL4's
+/// `valid_tcb`'s slot conditions).
+pub fn thread_slots_hold_their_types(state: &State, _boot: &Boot) -> Result<(), String> {
+    for tcb in state.threads.keys() {
+        let at = |index: u64| state.cap(tcb + index * SLOT_BYTES);
+        let sound = at(1).is_none_or(|cap| matches!(cap, Cap::Endpoint { rights, .. } if rights & WRITE != 0))
+            && at(2).is_none_or(|cap| matches!(cap, Cap::PageTable { kind: Kind::Pml4, .. }))
+            && at(3).is_none_or(|cap| {
+                matches!(cap, Cap::Frame { size_bits: 12, rights, .. } if rights & (READ | WRITE) == READ | WRITE)
+            });
+        if !sound {
+            return Err(format!("thread {tcb:#x}: slots hold {:?}, {:?}, {:?}", at(1), at(2), at(3)));
         }
     }
     Ok(())

@@ -139,3 +139,58 @@ fn authority_covers_what_can_be_made_from_it() {
     let set: BTreeSet<Authority> = [region].into();
     assert!(authority::allowed(&set, &badged));
 }
+
+/// A thread in the setup's VSpace (slot 12's, a frame as its IPC buffer)
+/// while the root holds the VSpace, the frames and the thread's TCB.
+fn in_vspace() -> bulkhead_harness::driver::Harness {
+    use bulkhead_harness::driver::TcbCall::{SetIpcBuffer, SetSpace};
+    use bulkhead_harness::driver::{FRAME_SLOTS, Harness, Op, VSPACE_SLOT, thread_setup, vspace_objects};
+    let mut ops = vspace_objects();
+    ops.extend(thread_setup(12, 100, None));
+    ops.push(Op::Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) } });
+    ops.push(Op::Tcb { tcb: 12, call: SetIpcBuffer { frame: FRAME_SLOTS.start } });
+    let mut harness = Harness::new();
+    for op in &ops {
+        assert_eq!(harness.apply(op).map(|applied| applied.got), Some(0), "{op:?}");
+    }
+    harness
+}
+
+#[test]
+fn mappings_are_authority() {
+    use bulkhead_harness::driver::{FRAME_SLOTS, Op, VSPACE_SLOT, VSpaceCall, rights};
+    let harness = in_vspace();
+    let before = harness.spec().clone();
+    let thread = before.cap(BOOT.root_cnode + 12 * bulkhead_harness::spec::SLOT_BYTES).expect("a TCB").object().base;
+    let frame = |slot: u64| before.cap(BOOT.root_cnode + slot * bulkhead_harness::spec::SLOT_BYTES).expect("a frame");
+    let held = authority::holdings(&before, thread);
+    let mapped = Authority { object: frame(FRAME_SLOTS.start).object(), rights: 0b11, badge: 0 };
+    assert!(held.contains(&mapped), "the thread holds the setup's mapped frame, read-write: {held:?}");
+    // The root maps a second frame into the thread's VSpace: the thread
+    // gains it, and may (the root holds the VSpace it runs in).
+    let mut harness = harness;
+    let map = Op::VSpace {
+        cptr: FRAME_SLOTS.start + 1,
+        call: VSpaceCall::MapFrame { vaddr: 0x2000, rights: rights::R, attributes: 0, vspace: VSPACE_SLOT },
+    };
+    assert_eq!(harness.apply(&map).map(|applied| applied.got), Some(0));
+    let after = harness.spec().clone();
+    let second = Authority { object: frame(FRAME_SLOTS.start + 1).object(), rights: 0b01, badge: 0 };
+    assert!(authority::holdings(&after, thread).contains(&second));
+    assert_eq!(authority::confined_step(&before, &after), Ok(()));
+    // A frame nobody held (outside every untyped: the thread shares the
+    // root's CSpace, untypeds and all) appearing in the VSpace is a breach.
+    let mut leaked = after.clone();
+    let stray = ObjectId { base: 0x3000_0000, kind: Kind::Frame, size_bits: 12 };
+    let page_table =
+        leaked.reachable_tables().into_iter().find(|(.., kind, _)| *kind == Kind::PageTable).expect("a PT");
+    let page = bulkhead_harness::spec::Pte::Page {
+        base: stray.base,
+        size_bits: 12,
+        write: false,
+        execute: false,
+        memory_type: 0,
+    };
+    leaked.tables.get_mut(&page_table.1).expect("the page table").entries.insert(3, page);
+    assert!(authority::confined_step(&before, &leaked).is_err(), "a mapping from nowhere is caught");
+}

@@ -1,10 +1,12 @@
 //! Every invariant can fail: a sound state passes them all, and for each
 //! invariant one corruption of that state makes it fail.
 
-use bulkhead_harness::driver::TcbCall::{BindSchedContext, Resume, SetPriority, SetSpace};
-use bulkhead_harness::driver::{BOOT, Op, Type, types};
+use bulkhead_harness::driver::TcbCall::{BindSchedContext, Resume, SetIpcBuffer, SetPriority, SetSpace};
+use bulkhead_harness::driver::{
+    BOOT, FRAME_SLOTS, Op, SPARE_PML4_SLOT, SPARE_TABLE_SLOT, TABLE_SLOTS, Type, VSPACE_SLOT, types, vspace_objects,
+};
 use bulkhead_harness::invariants::{self, AFTER_SCHEDULE, ALL};
-use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, SLOT_BYTES, State, ThreadState, label};
+use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, Pte, SLOT_BYTES, State, ThreadState, label};
 
 const ENDPOINT: u64 = 4;
 const CNODE: u64 = 1;
@@ -60,14 +62,19 @@ fn capabilities() -> State {
 /// Threads (TCB slot, priority).
 const THREADS: [(u64, u64); 5] = [(12, 200), (13, 100), (14, 50), (15, 50), (16, 50)];
 
-/// [`capabilities`], then a reply object (slot 9), a notification (slot
-/// 10), a scheduling context (slot 18) and five more threads
-/// ([`THREADS`]): the root receives on endpoint 3 with the reply object,
+/// [`capabilities`], then the random setups' VSpace objects
+/// ([`vspace_objects`]: a VSpace with a frame mapped), a reply object
+/// (slot 9), a notification (slot 10), a scheduling context (slot 18) and
+/// five more threads ([`THREADS`]; slot 15's runs in the VSpace with the
+/// mapped frame as its IPC buffer): the root receives on endpoint 3 with the reply object,
 /// the thread of slot 12 receives there too, the one of slot 13 waits on
 /// the notification, the one of slot 14 ran out of its budget (the
 /// release queue), slot 15's runs and slot 16's is ready.
 fn sound() -> State {
     let mut state = capabilities();
+    for op in vspace_objects() {
+        step(&mut state, op);
+    }
     let retype = |kind: Type, size_bits: u64, offset: u64| Op::retype_root(kind, size_bits, offset, 1);
     step(&mut state, retype(types::REPLY, 0, 9));
     step(&mut state, retype(types::NOTIFICATION, 0, 10));
@@ -79,6 +86,10 @@ fn sound() -> State {
         step(&mut state, Op::Tcb { tcb: slot, call: SetPriority { priority, authority: 2 } });
         if slot == 14 {
             step(&mut state, Op::Tcb { tcb: slot, call: BindSchedContext { sched_context: 18 } });
+        }
+        if slot == 15 {
+            step(&mut state, Op::Tcb { tcb: slot, call: SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) } });
+            step(&mut state, Op::Tcb { tcb: slot, call: SetIpcBuffer { frame: FRAME_SLOTS.start } });
         }
         step(&mut state, Op::Tcb { tcb: slot, call: Resume });
     }
@@ -94,6 +105,17 @@ fn sound() -> State {
 /// A thread's TCB address.
 fn tcb(state: &State, slot: u64) -> u64 {
     state.cap(self::slot(slot)).expect("a TCB").object().base
+}
+
+/// The address of the object the capability in root slot `index` names.
+fn base(state: &State, index: u64) -> u64 {
+    state.cap(slot(index)).expect("a capability").object().base
+}
+
+/// The entries of the paging structure in root slot `index`.
+fn table(state: &mut State, index: u64) -> &mut std::collections::BTreeMap<u16, Pte> {
+    let at = base(state, index);
+    &mut state.tables.get_mut(&at).expect("a live structure").entries
 }
 
 fn entry(state: &mut State, index: u64) -> &mut Entry {
@@ -112,7 +134,15 @@ fn broken(state: &State) -> Vec<&'static str> {
 fn the_sound_state_keeps_every_invariant() {
     let state = sound();
     assert_eq!(broken(&state), Vec::<&str>::new());
-    assert_eq!(state.slots.len(), 12 + 3 + 5 * 2, "{:#?}", state.slots);
+    // The boot state's 6 and `capabilities`' 6, the two boot capabilities
+    // the VSpace objects come from and their 11, the reply object, notification
+    // and scheduling context, each thread's TCB and CSpace root, and
+    // slot 15's thread's VSpace and IPC buffer.
+    assert_eq!(state.slots.len(), 12 + 2 + 11 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
+    let reachable = state.reachable_tables();
+    assert_eq!(reachable.len(), 4, "the VSpace's PML4, PDPT, page directory and page table: {reachable:x?}");
+    let page_table = reachable.iter().find(|(_, _, kind, _)| *kind == Kind::PageTable).expect("a page table");
+    assert!(matches!(state.entry(page_table.1, 1), Some(Pte::Page { write: true, .. })), "the frame at 0x1000");
     // It is the state the documentation says.
     let root = BOOT.root_tcb;
     assert_eq!(state.endpoints.values().find(|queue| !queue.is_empty()), Some(&vec![root, tcb(&state, 12)]));
@@ -125,7 +155,7 @@ fn the_sound_state_keeps_every_invariant() {
 #[test]
 fn every_invariant_catches_its_corruption() {
     let endpoint = sound().cap(slot(3)).expect("an endpoint").object();
-    let corruptions: [(&str, Corruption); 27] = [
+    let corruptions: [(&str, Corruption); 35] = [
         ("caps_name_live_objects", |state, endpoint| {
             state.objects.remove(&endpoint);
         }),
@@ -215,6 +245,43 @@ fn every_invariant_catches_its_corruption() {
         }),
         ("irq_lines_consistent", |state, _| {
             state.irqs[5].notification = state.notifications.keys().next().map(|notification| (*notification, 1));
+        }),
+        ("no_mapping_above_user_top", |state, _| {
+            let pdpt = base(state, TABLE_SLOTS.start);
+            table(state, VSPACE_SLOT).insert(300, Pte::Table(pdpt));
+        }),
+        ("vspace_entries_well_typed", |state, _| {
+            let frame = base(state, FRAME_SLOTS.start);
+            table(state, TABLE_SLOTS.start).insert(0, Pte::Table(frame));
+        }),
+        ("vspace_structures_linked_once", |state, _| {
+            let directory = base(state, TABLE_SLOTS.start + 1);
+            table(state, TABLE_SLOTS.start).insert(1, Pte::Table(directory));
+        }),
+        ("entries_recorded_by_caps", |state, _| {
+            let Cap::Frame { base, size_bits, rights, .. } = entry(state, FRAME_SLOTS.start).cap else { panic!() };
+            entry(state, FRAME_SLOTS.start).cap = Cap::Frame { base, size_bits, rights, mapping: None };
+        }),
+        ("pages_within_cap_rights", |state, _| {
+            // The thread's IPC-buffer copy (read-write) stays; the
+            // capability that maps the frame loses WRITE.
+            let Cap::Frame { base, size_bits, mapping, .. } = entry(state, FRAME_SLOTS.start).cap else { panic!() };
+            entry(state, FRAME_SLOTS.start).cap = Cap::Frame { base, size_bits, rights: 0b01, mapping };
+        }),
+        ("table_caps_agree", |state, _| {
+            let spare = *entry(state, SPARE_TABLE_SLOT);
+            state.slots.insert(slot(40), Entry { original: false, ..spare });
+        }),
+        ("asid_table_consistent", |state, _| {
+            let spare = base(state, SPARE_PML4_SLOT);
+            state.asid_pools.values_mut().for_each(|pool| {
+                pool.assigned.insert(5, spare);
+            });
+        }),
+        ("thread_slots_hold_their_types", |state, _| {
+            let thread = tcb(state, 15);
+            let endpoint = state.cap(slot(3)).expect("an endpoint");
+            state.slots.get_mut(&(thread + 3 * SLOT_BYTES)).expect("the IPC buffer").cap = endpoint;
         }),
         ("highest_priority_runs", |state, _| {
             let ready = tcb(state, 16);
