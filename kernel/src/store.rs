@@ -98,6 +98,15 @@ mod map_store {
         pub fn occupied(&self) -> impl Iterator<Item = (SlotRef, &Slot)> {
             self.slots.iter().filter(|(_, slot)| !slot.cap.is_null()).map(|(at, slot)| (*at, slot))
         }
+
+        /// The non-zero entries of the paging structure at `table`, by
+        /// index (what [`ObjectStore::table_entry`] reads one at a time).
+        pub fn table_entries(&self, table: PhysAddr) -> impl Iterator<Item = (usize, u64)> {
+            self.table_entries
+                .range((table, 0)..(table, crate::vspace::ENTRIES))
+                .filter(|(_, value)| **value != 0)
+                .map(|((_, index), value)| (*index, *value))
+        }
     }
 
     /// Two stores are equal when they hold the same objects: an entry that

@@ -17,7 +17,7 @@ use kernel_core::ipc::{self, Queue, ThreadId, ThreadState as KernelThreadState};
 use kernel_core::memory::PhysAddr;
 use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::Kernel;
-use kernel_core::vspace::{self as vspace_core, entry as entry_bit};
+use kernel_core::vspace::entry as entry_bit;
 
 use crate::spec::vspace;
 use crate::spec::{
@@ -130,7 +130,10 @@ fn entry(store: &MapStore, table: u64, kind: Kind, index: u16) -> Result<Option<
 /// upper half too: nothing may appear there).
 fn table(store: &MapStore, object: &ObjectId) -> Result<Table, String> {
     let mut entries = BTreeMap::new();
-    for index in 0..u16::try_from(vspace_core::ENTRIES).unwrap_or(512) {
+    // Only the non-zero entries: reading all 512 one by one costs the
+    // long run an eighth of its time; `entry` reads them the ordinary way.
+    for (index, _) in store.table_entries(PhysAddr::new(object.base)) {
+        let index = u16::try_from(index).map_err(|_| format!("entry {index} of {object:?}"))?;
         if let Some(pte) = entry(store, object.base, object.kind, index)? {
             entries.insert(index, pte);
         }
