@@ -8,16 +8,20 @@
 //! Every input runs from the bare boot state ([`driver::BOOT`]), not from
 //! the random strategy's setup: the root thread alone, at priority 255,
 //! its TCB capability in root slot 2 ([`driver::ROOT_TCB_SLOT`]), the boot
-//! untyped in root slot 1 and SchedControl in root slot 255
-//! ([`driver::SCHED_CONTROL_SLOT`]). For another thread an input makes it
-//! itself (Retype a TCB, SetSpace, SetPriority, Resume), or uses tag 22 or
-//! 23, which expand to that.
+//! untyped in root slot 1, the 2 GiB untyped for frames and paging
+//! structures in root slot 252 ([`driver::PAGING_UNTYPED_SLOT`]),
+//! AsidControl in 253 ([`driver::ASID_CONTROL_SLOT`]), IrqControl in 254
+//! and SchedControl in root slot 255 ([`driver::SCHED_CONTROL_SLOT`]). For
+//! another thread an input makes it itself (Retype a TCB, SetSpace,
+//! SetPriority, Resume), or uses tag 22, 23 or 31, which expand to that;
+//! for an address space it makes one itself (tags 27 and 30) or uses tag
+//! 31, which expands to the strategy's ([`driver::vspace_objects`]).
 //!
 //! # Operations
 //!
-//! Each operation is a tag byte, read modulo [`TAGS`] (27), followed by
-//! its arguments, one byte each (more after an escape, below), in [`Op`]'s
-//! field order:
+//! Each operation is a tag byte, read modulo [`TAGS`] (32, so that every
+//! tag has 8 of the 256 byte values), followed by its arguments, one byte
+//! each (more after an escape, below), in [`Op`]'s field order:
 //!
 //! | tag | operation | arguments |
 //! | --- | --- | --- |
@@ -45,6 +49,19 @@
 //! | 24 | `IrqGet` (IrqControl::Get) | line, `addr` dest |
 //! | 25 | `Irq` (an IrqHandler invocation) | `slot` handler, a call byte (`% 3`: SetNotification, Clear, Ack), for SetNotification `slot` notification |
 //! | 26 | `Interrupt` | line (`byte % 20`: lines 16 and above name none; never escaped) |
+//! | 27 | `VSpace` (a paging-structure, frame or ASID invocation) | `pslot` cptr, a call byte (`% 7`, below), the call's arguments |
+//! | 28 | `Tcb` with SetSpace and a VSpace | `slot` TCB, `slot` CNode, optional VSpace (`pslot`) |
+//! | 29 | `Tcb` with SetIpcBuffer | `slot` TCB, `pslot` frame |
+//! | 30 | `Retype` of a frame or paging structure | `pslot` untyped, paging type, size, `slot` root, node, `pslot` offset, count |
+//! | 31 | VSpace setup | thread, priority, budget bytes: [`driver::vspace_objects`], then a thread in that VSpace |
+//!
+//! Tags 27 to 31 came with the address-space operations; before them
+//! [`TAGS`] was 27, so a tag byte from 27 up read as `byte % 27` then and
+//! reads as `byte % 32` now (the ten seeds in `corpus/ops` written before
+//! use no tag byte from 27 up and decode as they did). Tag 8's call 0 is still SetSpace
+//! without a VSpace, and tag 0 still makes only the seven types it made:
+//! the new operations have tags of their own, so that old inputs keep
+//! their meaning.
 //!
 //! The TCB calls by call byte (`% 8`):
 //!
@@ -59,12 +76,24 @@
 //! | 6 | `Suspend` | none |
 //! | 7 | `WriteRegisters` | rip, rsp, rflags |
 //!
+//! The address-space calls by call byte (`% 7`, tag 27):
+//!
+//! | call | [`VSpaceCall`] | arguments |
+//! | --- | --- | --- |
+//! | 0 | `MapTable` (PageTable::Map) | vaddr, `pslot` VSpace |
+//! | 1 | `UnmapTable` (PageTable::Unmap) | none |
+//! | 2 | `MapFrame` (Frame::Map) | vaddr, rights, attributes, `pslot` VSpace |
+//! | 3 | `UnmapFrame` (Frame::Unmap) | none |
+//! | 4 | `GetAddress` (Frame::GetAddress) | none |
+//! | 5 | `MakePool` (AsidControl::MakePool) | `pslot` untyped, `addr` dest |
+//! | 6 | `Assign` (AsidPool::Assign) | `pslot` VSpace |
+//!
 //! Tags 22 and 23 expand to several operations, the strategy's setup of a
 //! thread ([`thread_setup`]): with thread byte `t`, priority byte `p` and
 //! budget byte `b` (plain bytes, never escaped), the TCB slot is
 //! `12 + t % 3` (in [`THREAD_SLOTS`]), its scheduling context's 3 slots
-//! above (in [`SCHED_CONTEXT_SLOTS`]); the operations are a TCB retyped
-//! from the boot untyped into its slot, SetSpace with the root CNode,
+//! above (in [`driver::SCHED_CONTEXT_SLOTS`]); the operations are a TCB
+//! retyped from the boot untyped into its slot, SetSpace with the root CNode,
 //! SetPriority to `p` (mapped as a priority byte, below) with the root TCB
 //! as the authority, then, when `b` is 128 or more, a scheduling context
 //! (retyped with size 8), Configure with budget `100 + 10 * (b - 128)` and
@@ -77,6 +106,22 @@
 //! notification with badge 0x22 and with 0x44) and whatever else that
 //! function's documentation lists.
 //!
+//! Tag 31 is the strategy's address-space setup and a thread in it
+//! ([`vspace_thread_setup`]): first [`driver::vspace_objects`], from the
+//! paging untyped: the ASID pool in root slot 27
+//! ([`driver::ASID_POOL_SLOT`], from a 4 KiB untyped in 26), the VSpace,
+//! a PML4 with the pool's first ASID, in 28 ([`driver::VSPACE_SLOT`]),
+//! its PDPT, page directory and page table in 29 to 31
+//! ([`driver::TABLE_SLOTS`], mapped to cover virtual address 0), two
+//! 4 KiB frames and a 2 MiB one in 32 to 34 ([`driver::FRAME_SLOTS`], the
+//! first mapped read-write at 0x1000), a PML4 without an ASID in 35
+//! ([`driver::SPARE_PML4_SLOT`]) and an unmapped page table in 36
+//! ([`driver::SPARE_TABLE_SLOT`]); then the thread of tag 23 with the
+//! same three bytes, but its SetSpace names the VSpace too and is followed
+//! by SetIpcBuffer with the first frame (as the strategy's threads in the
+//! VSpace). Slots 32 to 36 are beyond a `slot` byte's reach: the
+//! address-space arguments are `pslot`s (below).
+//!
 //! # Arguments
 //!
 //! An argument byte below [`ESCAPE`] maps into the range the random
@@ -86,6 +131,13 @@
 //!
 //! - `slot` (a root cptr): `byte % 32` (the setup's objects, threads and
 //!   scheduling contexts, the free slots and the badged capabilities);
+//! - `pslot` (a root cptr of the address-space operations): `byte % 40`,
+//!   with 37, 38 and 39 moved up to 252, 253 and 254 (the paging untyped,
+//!   AsidControl, IrqControl): the slots of both setups, those of
+//!   [`driver::vspace_objects`] (26 to 36) among them, and the boot
+//!   capabilities (the free root slots from 37 up need an escape); an
+//!   optional VSpace (tag 28) is none below 128, else the `pslot` of
+//!   `byte - 128`;
 //! - `addr`: a byte below 160 is root slot `byte % 32`; below [`ESCAPE`]
 //!   it is `In(3 + byte % 9, index, depth)` with one more byte `i`: index
 //!   `i % 8`, depth `1 + (i / 8) % 3`; from [`ESCAPE`] up, `In(slot, word,
@@ -95,7 +147,10 @@
 //! - type: index `byte % 7` into UNTYPED, CNODE, TCB, ENDPOINT,
 //!   NOTIFICATION, REPLY, SCHED_CONTEXT; an escaped type word is always
 //!   one the spec does not know, above 13 (words up to 13 become `word +
-//!   14`): the spec refuses to model the type words 7 to 13;
+//!   14`: from before the spec modelled the type words 7 to 13, and kept
+//!   so that old inputs keep their meaning);
+//! - paging type (tag 30): `7 + byte % 7`, FRAME_4K, FRAME_2M, FRAME_1G,
+//!   PAGE_TABLE, PAGE_DIRECTORY, PDPT, PML4; escaped, as a type;
 //! - size: `byte % 16`; count: `byte % 4`; node: an even byte is the root
 //!   CNode itself (node 0, depth 0), an odd one root slot `(byte / 2) % 16`
 //!   at depth 64, an escaped one a word and a depth byte (`% 71`);
@@ -115,23 +170,58 @@
 //! - syscall number: `byte % 24` (the system calls 1 to 10 and unknown
 //!   numbers);
 //! - line (IrqGet): `byte % 20` (the cascade line 2 and lines 16 to 19
-//!   among them).
+//!   among them);
+//! - vaddr: `byte % 32`: below 16 the page `0x1000 * byte` (the setup's
+//!   page table covers them: 0x1000 is its mapped frame's), from 16
+//!   [`VADDRS`]`[byte % 32 - 16]` (2 MiB, 1 GiB and 512 GiB boundaries,
+//!   the last pages below the user half's end, the end itself, misaligned
+//!   and kernel-half addresses);
+//! - attributes (Frame::Map): `byte % 8` (bit 0 executable, bits 1 and 2
+//!   the memory type).
 //!
 //! Decoding stops when the bytes run out or after [`MAX_OPS`] operations
 //! (a setup tag that would pass [`MAX_OPS`] is cut there).
 
 use arbitrary::{Result, Unstructured};
 
-use crate::driver::{self, Addr, Op, Rights, THREAD_SLOTS, TcbCall, Type, types};
+use crate::driver::{
+    self, ASID_CONTROL_SLOT, Addr, FRAME_SLOTS, IRQ_CONTROL_SLOT, Op, PAGING_UNTYPED_SLOT, Rights, THREAD_SLOTS,
+    TcbCall, Type, VSPACE_SLOT, VSpaceCall, types,
+};
 
 /// Bytes from this value up announce a full word.
 pub const ESCAPE: u8 = 240;
 /// The most operations one input decodes to.
 pub const MAX_OPS: usize = 1_000;
 /// How many tags there are: a tag byte is read modulo this.
-pub const TAGS: u8 = 27;
+pub const TAGS: u8 = 32;
 
-/// The object types by their index byte.
+/// The virtual addresses a vaddr byte `b` names from `b % 32 = 16` up:
+/// the 2 MiB, 4 MiB, 1 GiB and 2 GiB boundaries (a 2 MiB or 1 GiB frame's
+/// or a paging structure's place), 2 MiB plus a page, 512 GiB and three
+/// times that (other PML4 entries), the last 4 KiB, 2 MiB and 1 GiB below
+/// the user half's end, the end itself, two misaligned addresses, the
+/// kernel half's start and its last page, and a non-canonical address.
+pub const VADDRS: [u64; 16] = [
+    1 << 21,
+    2 << 21,
+    1 << 30,
+    2 << 30,
+    (1 << 21) + 0x1000,
+    1 << 39,
+    3 << 39,
+    (1 << 47) - (1 << 12),
+    (1 << 47) - (1 << 21),
+    (1 << 47) - (1 << 30),
+    1 << 47,
+    0x1234,
+    0x1800,
+    0xffff_8000_0000_0000,
+    !0xfff,
+    (1 << 47) + 0x1000,
+];
+
+/// The object types by their index byte (tag 0).
 const TYPES: [Type; 7] = [
     types::UNTYPED,
     types::CNODE,
@@ -164,6 +254,40 @@ fn word(input: &mut Unstructured<'_>, small: impl Fn(u8) -> u64) -> Result<u64> 
 
 fn slot(input: &mut Unstructured<'_>) -> Result<u64> {
     word(input, |byte| u64::from(byte % 32))
+}
+
+/// A root cptr for the address-space operations: `byte % 40`, 37 to 39
+/// moved up to the paging untyped, AsidControl and IrqControl.
+const fn pslot_of(byte: u8) -> u64 {
+    match byte % 40 {
+        37 => PAGING_UNTYPED_SLOT,
+        38 => ASID_CONTROL_SLOT,
+        39 => IRQ_CONTROL_SLOT,
+        small => small as u64,
+    }
+}
+
+fn pslot(input: &mut Unstructured<'_>) -> Result<u64> {
+    word(input, pslot_of)
+}
+
+/// None below 128, else the [`pslot`] of `byte - 128`, or a full word.
+fn optional_pslot(input: &mut Unstructured<'_>) -> Result<Option<u64>> {
+    let byte: u8 = input.arbitrary()?;
+    Ok(if byte < 128 {
+        None
+    } else if byte < ESCAPE {
+        Some(pslot_of(byte - 128))
+    } else {
+        Some(input.arbitrary()?)
+    })
+}
+
+fn vaddr(input: &mut Unstructured<'_>) -> Result<u64> {
+    word(input, |byte| {
+        let small = byte % 32;
+        if small < 16 { 0x1000 * u64::from(small) } else { VADDRS[usize::from(small - 16)] }
+    })
 }
 
 fn addr(input: &mut Unstructured<'_>) -> Result<Addr> {
@@ -243,6 +367,24 @@ fn tcb_call(input: &mut Unstructured<'_>) -> Result<TcbCall> {
     })
 }
 
+fn vspace_call(input: &mut Unstructured<'_>) -> Result<VSpaceCall> {
+    let call: u8 = input.arbitrary()?;
+    Ok(match call % 7 {
+        0 => VSpaceCall::MapTable { vaddr: vaddr(input)?, vspace: pslot(input)? },
+        1 => VSpaceCall::UnmapTable,
+        2 => VSpaceCall::MapFrame {
+            vaddr: vaddr(input)?,
+            rights: rights(input)?,
+            attributes: word(input, |byte| u64::from(byte % 8))?,
+            vspace: pslot(input)?,
+        },
+        3 => VSpaceCall::UnmapFrame,
+        4 => VSpaceCall::GetAddress,
+        5 => VSpaceCall::MakePool { untyped: pslot(input)?, dest: addr(input)? },
+        _ => VSpaceCall::Assign { vspace: pslot(input)? },
+    })
+}
+
 /// The strategy's `setup_thread` for thread byte `thread`, priority byte
 /// `priority` and budget byte `budget` (see the module documentation).
 #[must_use]
@@ -255,35 +397,66 @@ pub fn thread_setup(thread: u8, priority: u8, budget: u8) -> Vec<Op> {
     driver::thread_setup(slot, priority_of(priority), budget)
 }
 
+/// [`thread_setup`] in the VSpace of [`driver::vspace_objects`] (tag 31):
+/// its SetSpace names [`VSPACE_SLOT`] as well as the root CNode, and
+/// SetIpcBuffer with the first of [`FRAME_SLOTS`] follows it.
+#[must_use]
+pub fn vspace_thread_setup(thread: u8, priority: u8, budget: u8) -> Vec<Op> {
+    let mut ops = thread_setup(thread, priority, budget);
+    let Op::Tcb { tcb, call: TcbCall::SetSpace { cnode, .. } } = ops[1] else {
+        unreachable!("a thread's setup sets its space second")
+    };
+    ops[1] = Op::Tcb { tcb, call: TcbCall::SetSpace { cnode, vspace: Some(VSPACE_SLOT) } };
+    ops.insert(2, Op::Tcb { tcb, call: TcbCall::SetIpcBuffer { frame: FRAME_SLOTS.start } });
+    ops
+}
+
+/// A type word: `small` of a byte below [`ESCAPE`], else a full word,
+/// moved above 13 if it is not already (see the module documentation).
+fn kind(input: &mut Unstructured<'_>, small: impl Fn(u8) -> Type) -> Result<Type> {
+    let byte: u8 = input.arbitrary()?;
+    Ok(if byte < ESCAPE {
+        small(byte)
+    } else {
+        // Above the spec's type words, as the strategy's unknown types:
+        // the spec once refused to model the words up to 13 it did not
+        // cover (frames, paging structures, ...); tag 30 reaches them.
+        let word: u64 = input.arbitrary()?;
+        Type(if word <= 13 { word + 14 } else { word })
+    })
+}
+
+/// A Retype's arguments after the untyped and the type (tags 0 and 30):
+/// size, `slot` root, node, offset (by `offset`), count.
+fn retype(
+    input: &mut Unstructured<'_>,
+    untyped: u64,
+    kind: Type,
+    offset: impl Fn(&mut Unstructured<'_>) -> Result<u64>,
+) -> Result<Op> {
+    let size_bits = word(input, |byte| u64::from(byte % 16))?;
+    let root = slot(input)?;
+    let node_byte: u8 = input.arbitrary()?;
+    let (node, node_depth) = if node_byte >= ESCAPE {
+        (input.arbitrary()?, u64::from(input.arbitrary::<u8>()? % 71))
+    } else if node_byte.is_multiple_of(2) {
+        (0, 0)
+    } else {
+        (u64::from((node_byte / 2) % 16), 64)
+    };
+    let offset = offset(input)?;
+    let count = word(input, |byte| u64::from(byte % 4))?;
+    Ok(Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count })
+}
+
 /// Decodes one tag and its arguments onto `ops`.
 fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
     let tag: u8 = input.arbitrary()?;
     let decoded = match tag % TAGS {
         0 => {
             let untyped = slot(input)?;
-            let kind_byte: u8 = input.arbitrary()?;
-            let kind = if kind_byte < ESCAPE {
-                TYPES[usize::from(kind_byte) % TYPES.len()]
-            } else {
-                // Above the spec's type words, as the strategy's unknown
-                // types: the spec refuses to model the words up to 13 it
-                // does not cover (frames, paging structures, ...).
-                let word: u64 = input.arbitrary()?;
-                Type(if word <= 13 { word + 14 } else { word })
-            };
-            let size_bits = word(input, |byte| u64::from(byte % 16))?;
-            let root = slot(input)?;
-            let node_byte: u8 = input.arbitrary()?;
-            let (node, node_depth) = if node_byte >= ESCAPE {
-                (input.arbitrary()?, u64::from(input.arbitrary::<u8>()? % 71))
-            } else if node_byte.is_multiple_of(2) {
-                (0, 0)
-            } else {
-                (u64::from((node_byte / 2) % 16), 64)
-            };
-            let offset = slot(input)?;
-            let count = word(input, |byte| u64::from(byte % 4))?;
-            Op::Retype { untyped, kind, size_bits, root, node, node_depth, offset, count }
+            let kind = kind(input, |byte| TYPES[usize::from(byte) % TYPES.len()])?;
+            retype(input, untyped, kind, slot)?
         }
         1 => Op::Copy { dest: addr(input)?, src: addr(input)?, rights: rights(input)? },
         2 => Op::Mint {
@@ -364,12 +537,30 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
             Op::Irq { handler, call }
         }
         26 => Op::Interrupt { line: input.arbitrary::<u8>()? % 20 },
+        27 => Op::VSpace { cptr: pslot(input)?, call: vspace_call(input)? },
+        28 => Op::Tcb {
+            tcb: slot(input)?,
+            call: TcbCall::SetSpace { cnode: slot(input)?, vspace: optional_pslot(input)? },
+        },
+        29 => Op::Tcb { tcb: slot(input)?, call: TcbCall::SetIpcBuffer { frame: pslot(input)? } },
+        30 => {
+            let untyped = pslot(input)?;
+            let kind = kind(input, |byte| Type(7 + u64::from(byte % 7)))?;
+            retype(input, untyped, kind, pslot)?
+        }
         tag => {
             let (thread, priority, budget): (u8, u8, u8) = (input.arbitrary()?, input.arbitrary()?, input.arbitrary()?);
-            if tag == 22 {
-                ops.extend(driver::ipc_objects());
+            match tag {
+                22 => {
+                    ops.extend(driver::ipc_objects());
+                    ops.extend(thread_setup(thread, priority, budget));
+                }
+                23 => ops.extend(thread_setup(thread, priority, budget)),
+                _ => {
+                    ops.extend(driver::vspace_objects());
+                    ops.extend(vspace_thread_setup(thread, priority, budget));
+                }
             }
-            ops.extend(thread_setup(thread, priority, budget));
             return Ok(());
         }
     };
