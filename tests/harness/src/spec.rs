@@ -13,14 +13,14 @@
 //! ABI's numbers (labels, error codes) come from the kernel.
 //!
 //! Covered: CNode::Copy, Mint, Move, Mutate, Delete and Revoke;
-//! Untyped::Retype of untypeds, CNodes, TCBs, scheduling contexts,
-//! endpoints, notifications and reply objects; every system call (Call,
-//! Send, NBSend, Recv, NBRecv, ReplyRecv, Signal, Wait, Poll, Yield) with
-//! IPC, capability transfer, notifications and reply objects; the TCB
-//! invocations but SetIpcBuffer's frame and SetSpace's VSpace (no frame
-//! or VSpace exists here); SchedControl::Configure; the scheduler's ready
-//! and release queues, budgets and timer ticks ([`threads`]). A thread's
-//! CSpace root is in its TCB's slot 0.
+//! Untyped::Retype of every object type; every system call (Call, Send,
+//! NBSend, Recv, NBRecv, ReplyRecv, Signal, Wait, Poll, Yield) with IPC,
+//! capability transfer, notifications and reply objects; the TCB
+//! invocations; SchedControl::Configure; the scheduler's ready and release
+//! queues, budgets and timer ticks ([`threads`]); interrupt lines; address
+//! spaces: paging structures, frames, ASID pools and their invocations
+//! ([`vspace`]). A thread's CSpace root is in its TCB's slot 0, its fault
+//! endpoint in slot 1, its VSpace in slot 2 and its IPC buffer in slot 3.
 
 use std::collections::{BTreeMap, BTreeSet};
 
