@@ -24,8 +24,8 @@
 //!
 //! [`derivation::Finalise`]: crate::cap::derivation::Finalise
 
-use crate::cap::Cap;
 use crate::cap::derivation::Finalise;
+use crate::cap::{Cap, PageTableLevel};
 use crate::error::SyscallError;
 use crate::io_port::{self, PortAllocation};
 use crate::ipc::{self, EndpointState, MessageInfo, Queue, ThreadId, ThreadState};
@@ -66,7 +66,9 @@ fn wake_with_error(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
 impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
     fn removing(&mut self, store: &mut S, cap: Cap, is_final: bool) {
         // Each frame capability's mapping is its own: it goes with it.
-        if matches!(cap, Cap::Frame { .. }) {
+        // Mutant: only the last capability to a frame takes its mapping
+        // with it; a copy's mapping stays.
+        if matches!(cap, Cap::Frame { .. }) && (is_final || !cfg!(bulkhead_mutant = "frame_delete_keeps_mapping")) {
             vspace::unmap(store, self.asids, self.platform, &cap);
         }
         if !is_final {
@@ -115,6 +117,11 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
                     store.tcb_mut(thread).sched_context = None;
                 }
             }
+            // Mutant: a PML4's last capability goes, its ASID stays assigned.
+            Cap::PageTable { level: PageTableLevel::Pml4, .. } if cfg!(bulkhead_mutant = "pml4_delete_keeps_asid") => {}
+            // Mutant: an ASID pool's last capability goes, the pool stays in
+            // the ASID table.
+            Cap::AsidPool { .. } if cfg!(bulkhead_mutant = "asid_pool_delete_keeps_table") => {}
             Cap::PageTable { .. } | Cap::AsidPool { .. } => vspace::unmap(store, self.asids, self.platform, &cap),
             _ => {}
         }

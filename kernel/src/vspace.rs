@@ -368,7 +368,10 @@ pub fn decode(
             let address = user_address(address & !((1 << entry_shift(parent)) - 1), entry_shift(parent))?;
             let table = table_at(store, pml4, address, parent)?;
             let entry = EntryRef { table, index: index(address, parent) };
-            if store.table_entry(table, entry.index) & entry::PRESENT != 0 {
+            // Mutant: an entry in use is overwritten (no DeleteFirst).
+            if store.table_entry(table, entry.index) & entry::PRESENT != 0
+                && !cfg!(bulkhead_mutant = "table_map_overwrites_entry")
+            {
                 return Err(SyscallError::DeleteFirst);
             }
             // Intermediate entries allow everything; leaf entries restrict.
@@ -402,7 +405,9 @@ pub fn decode(
                 return Err(SyscallError::DeleteFirst);
             }
             let mut value = base.as_u64() | entry::PRESENT | entry::USER;
-            if granted.contains(Rights::WRITE) {
+            // Mutant: the entry is writable though the rights granted (the
+            // capability's, masked by those asked for) lack WRITE.
+            if granted.contains(Rights::WRITE) || cfg!(bulkhead_mutant = "frame_map_ignores_write_right") {
                 value |= entry::WRITABLE;
             }
             if attributes & attribute::EXECUTE == 0 {

@@ -16,7 +16,15 @@ use std::process::Command;
 const BUDGET: usize = 40_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 21] = [
+///
+/// Not listed yet: `frame_delete_keeps_mapping`, `pml4_delete_keeps_asid`
+/// and `asid_pool_delete_keeps_table`. Each is caught as soon as a mapped
+/// frame capability that is not its frame's last, the last capability to
+/// an assigned PML4 (its pool staying) or the last capability to a live
+/// ASID pool is deleted, but the strategy almost never deletes the
+/// setup's VSpace objects (root slots 26 to 36), so the fixed-seed run
+/// does none of that within [`BUDGET`].
+const MUTANTS: [(&str, &str); 23] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -38,6 +46,8 @@ const MUTANTS: [(&str, &str); 21] = [
     ("suspend_keeps_reply_binding", "refinement"),
     ("preempted_goes_to_back", "refinement"),
     ("notification_delete_keeps_irq_binding", "kernel: irq_lines_consistent"),
+    ("frame_map_ignores_write_right", "refinement"),
+    ("table_map_overwrites_entry", "result"),
 ];
 
 fn workspace_root() -> PathBuf {
