@@ -825,12 +825,18 @@ pub const FREE_SLOTS: std::ops::Range<u64> = 18..22;
 pub const BADGED_SLOTS: std::ops::Range<u64> = 22..25;
 
 /// A root-CNode cptr: mostly the first slots (where objects, threads and
-/// scheduling contexts are made), at times one of the boot capabilities
-/// (weight `boot_weight`), or anything.
+/// scheduling contexts are made), the setup's address-space objects and
+/// the paging untyped, at times one of the boot capabilities (weight
+/// `boot_weight`), or anything.
 fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
     prop_oneof![
         40 => 3_u64..SCHED_CONTEXT_SLOTS.end,
         6 => BADGED_SLOTS,
+        // Without this, Delete, Revoke, Copy and Move would almost never
+        // name a pool, a VSpace or a mapped frame (a mutant that keeps a
+        // deleted frame's mapping went unseen for 40,000 operations).
+        6 => POOL_UNTYPED_SLOT..SPARE_TABLE_SLOT + 1,
+        1 => Just(PAGING_UNTYPED_SLOT),
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
         1 => any::<u64>(),

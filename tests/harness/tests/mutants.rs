@@ -12,19 +12,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Operations a mutant gets to show itself.
-const BUDGET: usize = 40_000;
+/// Operations a mutant gets to show itself (the slowest caught so far
+/// needs about 38,000: the margin keeps a change of the generator from
+/// failing the test by a few operations).
+const BUDGET: usize = 60_000;
 
 /// The mutants and a check that must catch each.
-///
-/// Not listed yet: `frame_delete_keeps_mapping`, `pml4_delete_keeps_asid`
-/// and `asid_pool_delete_keeps_table`. Each is caught as soon as a mapped
-/// frame capability that is not its frame's last, the last capability to
-/// an assigned PML4 (its pool staying) or the last capability to a live
-/// ASID pool is deleted, but the strategy almost never deletes the
-/// setup's VSpace objects (root slots 26 to 36), so the fixed-seed run
-/// does none of that within [`BUDGET`].
-const MUTANTS: [(&str, &str); 23] = [
+const MUTANTS: [(&str, &str); 26] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -48,6 +42,9 @@ const MUTANTS: [(&str, &str); 23] = [
     ("notification_delete_keeps_irq_binding", "kernel: irq_lines_consistent"),
     ("frame_map_ignores_write_right", "refinement"),
     ("table_map_overwrites_entry", "result"),
+    ("frame_delete_keeps_mapping", "kernel: entries_recorded_by_caps"),
+    ("pml4_delete_keeps_asid", "kernel: asid_table_consistent"),
+    ("asid_pool_delete_keeps_table", "kernel: asid_table_consistent"),
 ];
 
 fn workspace_root() -> PathBuf {
