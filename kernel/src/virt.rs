@@ -562,23 +562,9 @@ impl Event {
 }
 
 /// Bits of a nested page-table entry: the host's own paging format (APM
-/// Vol. 2, 15.25).
-pub mod npt {
-    /// Present.
-    pub const PRESENT: u64 = 1 << 0;
-    /// Writable.
-    pub const WRITABLE: u64 = 1 << 1;
-    /// User: every level needs it (nested walks are user accesses).
-    pub const USER: u64 = 1 << 2;
-    /// Write-through (PAT index bit 0).
-    pub const WRITE_THROUGH: u64 = 1 << 3;
-    /// Cache disable (PAT index bit 1).
-    pub const CACHE_DISABLE: u64 = 1 << 4;
-    /// A 2 MiB or 1 GiB page.
-    pub const LARGE: u64 = 1 << 7;
-    /// No-execute (the host runs with EFER.NXE).
-    pub const NO_EXECUTE: u64 = 1 << 63;
-}
+/// Vol. 2, 15.25), so the host's bits; every level needs USER, as nested
+/// walks are user accesses, and NO_EXECUTE relies on the host's EFER.NXE.
+pub use crate::vspace::entry as npt;
 
 /// Bits of an EPT entry (SDM Vol. 3C, the EPT chapter).
 pub mod ept {

@@ -11,7 +11,7 @@ use bulkhead_harness::driver::rights::{R as READ, RW, RWGP, W};
 use bulkhead_harness::driver::types::{FRAME_1G, FRAME_4K, PAGE_TABLE, PML4, UNTYPED};
 use bulkhead_harness::driver::{
     ASID_POOL_SLOT, FRAME_SLOTS, Op, PAGING_UNTYPED_SLOT, SETUP_FRAME_VADDR, SPARE_PML4_SLOT, SPARE_TABLE_SLOT,
-    TABLE_SLOTS, VSPACE_SLOT, results, run, vspace_objects,
+    TABLE_SLOTS, Type, VSPACE_SLOT, results, run, vspace_objects,
 };
 
 const INVALID_ARGUMENT: u64 = 1;
@@ -30,6 +30,11 @@ fn after_setup(ops: &[Op]) -> Vec<Option<u64>> {
     let codes = results(&all).unwrap_or_else(|violation| panic!("{violation}"));
     assert!(codes[..setup.len()].iter().all(|code| *code == Some(0)), "the setup succeeds: {codes:?}");
     codes[setup.len()..].to_vec()
+}
+
+/// A retype from the paging untyped into root slot `offset` and on.
+const fn paging(kind: Type, size_bits: u64, offset: u64, count: u64) -> Op {
+    Retype { untyped: PAGING_UNTYPED_SLOT, kind, size_bits, root: 0, node: 0, node_depth: 0, offset, count }
 }
 
 fn ok(count: usize) -> Vec<Option<u64>> {
@@ -183,16 +188,7 @@ fn deleting_the_pool_unassigns_its_vspaces() {
 #[test]
 fn a_thread_runs_in_a_live_vspace_with_a_writable_buffer() {
     let codes = after_setup(&[
-        Retype {
-            untyped: 1,
-            kind: bulkhead_harness::driver::types::TCB,
-            size_bits: 0,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 12,
-            count: 1,
-        },
+        Op::retype_root(bulkhead_harness::driver::types::TCB, 0, 12, 1),
         Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(SPARE_PML4_SLOT) } },
         Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) } },
         Copy { dest: R(40), src: R(FRAME_SLOTS.start), rights: READ },
@@ -224,16 +220,7 @@ fn a_thread_runs_in_a_live_vspace_with_a_writable_buffer() {
 #[test]
 fn large_frames_map_at_their_level() {
     let codes = after_setup(&[
-        Retype {
-            untyped: PAGING_UNTYPED_SLOT,
-            kind: FRAME_1G,
-            size_bits: 0,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 40,
-            count: 1,
-        },
+        paging(FRAME_1G, 0, 40, 1),
         // A 1 GiB frame goes into the PDPT; the 2 MiB one into the page
         // directory, but not over the page table at 0.
         VSpace { cptr: 40, call: MapFrame { vaddr: 1 << 30, rights: RW, attributes: 1, vspace: VSPACE_SLOT } },
@@ -256,27 +243,9 @@ fn make_pool_needs_an_empty_4k_untyped() {
     let codes = after_setup(&[
         // The pool's untyped is full; a bigger one is refused.
         VSpace { cptr: 253, call: MakePool { untyped: 26, dest: R(40) } },
-        Retype {
-            untyped: PAGING_UNTYPED_SLOT,
-            kind: UNTYPED,
-            size_bits: 13,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 41,
-            count: 1,
-        },
+        paging(UNTYPED, 13, 41, 1),
         VSpace { cptr: 253, call: MakePool { untyped: 41, dest: R(40) } },
-        Retype {
-            untyped: PAGING_UNTYPED_SLOT,
-            kind: UNTYPED,
-            size_bits: 12,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 42,
-            count: 1,
-        },
+        paging(UNTYPED, 12, 42, 1),
         Retype { untyped: 42, kind: FRAME_4K, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 43, count: 1 },
         VSpace { cptr: 253, call: MakePool { untyped: 42, dest: R(40) } },
         Revoke { slot: R(42) },
@@ -304,28 +273,6 @@ fn a_page_table_in_the_paging_untyped_is_retyped_fresh() {
     // Revoking the paging untyped takes every object back; the same
     // memory retyped again starts empty.
     let mut ops = vspace_objects();
-    ops.extend([
-        Revoke { slot: R(PAGING_UNTYPED_SLOT) },
-        Retype {
-            untyped: PAGING_UNTYPED_SLOT,
-            kind: PML4,
-            size_bits: 0,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 40,
-            count: 1,
-        },
-        Retype {
-            untyped: PAGING_UNTYPED_SLOT,
-            kind: PAGE_TABLE,
-            size_bits: 0,
-            root: 0,
-            node: 0,
-            node_depth: 0,
-            offset: 41,
-            count: 1,
-        },
-    ]);
+    ops.extend([Revoke { slot: R(PAGING_UNTYPED_SLOT) }, paging(PML4, 0, 40, 1), paging(PAGE_TABLE, 0, 41, 1)]);
     run(&ops).unwrap_or_else(|violation| panic!("{violation}"));
 }
