@@ -177,6 +177,7 @@ pub const fn type_name(cap: &Cap) -> &'static str {
         Cap::PageTable { level: PageTableLevel::PageDirectory, .. } => "page_directory",
         Cap::PageTable { level: PageTableLevel::PageDirectoryPointerTable, .. } => "pdpt",
         Cap::PageTable { level: PageTableLevel::Pml4, .. } => "pml4",
+        Cap::PageTable { level: PageTableLevel::GuestSpace, .. } => "guest_space",
         Cap::AsidControl => "asid_control",
         Cap::AsidPool { .. } => "asid_pool",
         Cap::IrqControl => "irq_control",

@@ -23,6 +23,7 @@ use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
 use crate::store::ObjectStore;
+use crate::virt::GuestFormat;
 use crate::vspace::{self, AsidTable};
 
 /// System-call numbers (the value in RAX).
@@ -144,11 +145,15 @@ pub struct Kernel<S> {
     pub io_ports: PortAllocation,
     /// The interrupt lines' handlers, bindings and masks.
     pub irqs: IrqTable,
+    /// The entry format of GuestSpaces: the virtualisation backend's
+    /// (NPT for `svm`, EPT for `vtx`), `None` on a machine without one.
+    pub guest_format: Option<GuestFormat>,
 }
 
 impl<S> Kernel<S> {
     /// A kernel over `store` with nothing scheduled, the time 0, no ASID
-    /// pool, no port issued and every interrupt line free and masked.
+    /// pool, no port issued, every interrupt line free and masked, and no
+    /// guest format (the boot code sets it when it finds a backend).
     pub const fn new(store: S) -> Kernel<S> {
         Kernel {
             store,
@@ -157,6 +162,7 @@ impl<S> Kernel<S> {
             asids: AsidTable::EMPTY,
             io_ports: PortAllocation::new(),
             irqs: IrqTable::new(),
+            guest_format: None,
         }
     }
 }
@@ -435,7 +441,7 @@ fn invoke_kernel_object<S: ObjectStore>(
     invoked: SlotRef,
     args: SyscallArgs,
 ) -> Result<Result<Option<u64>, SyscallError>, Preempted> {
-    let Kernel { store, scheduler, now, asids, io_ports, irqs } = kernel;
+    let Kernel { store, scheduler, now, asids, io_ports, irqs, guest_format } = kernel;
     let now = *now;
     let tcb = store.tcb(thread);
     let words: [u64; ipc::MAX_MESSAGE_WORDS] = tcb.words;
@@ -464,7 +470,7 @@ fn invoke_kernel_object<S: ObjectStore>(
         }
         Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message).map(|()| None)),
         Cap::PageTable { .. } | Cap::Frame { .. } | Cap::AsidControl | Cap::AsidPool { .. } => {
-            Ok(vspace::decode(store, asids, invoked, &message)
+            Ok(vspace::decode(store, asids, *guest_format, invoked, &message)
                 .map(|decoded| vspace::invoke(store, asids, platform, decoded)))
         }
         Cap::IoPortControl | Cap::IoPort { .. } => Ok(io_port::decode(store, io_ports, invoked, &message)

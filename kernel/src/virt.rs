@@ -588,6 +588,16 @@ pub mod ept {
     pub const WRITE_BACK: u64 = 6;
 }
 
+/// The entry format of a machine's GuestSpaces: AMD's nested paging
+/// (the host's own format) or Intel's EPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFormat {
+    /// Nested page tables (`svm`).
+    Npt,
+    /// Extended page tables (`vtx`).
+    Ept,
+}
+
 /// The rights and type a guest mapping gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestMapping {

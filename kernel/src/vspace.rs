@@ -34,9 +34,12 @@ use crate::error::SyscallError;
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::store::ObjectStore;
+use crate::virt::{self, GuestFormat, GuestMapping};
 
 /// The first virtual address above the user half.
 pub const USER_TOP: u64 = 1 << 47;
+/// The first guest-physical address a four-level GuestSpace cannot map.
+pub const GUEST_TOP: u64 = 1 << 48;
 /// Entries in every paging structure.
 pub const ENTRIES: usize = 512;
 /// ASID pools the kernel can track.
@@ -170,7 +173,7 @@ impl AsidTable {
 /// log2 of the bytes one entry of a structure at `level` covers.
 const fn entry_shift(level: PageTableLevel) -> u32 {
     match level {
-        PageTableLevel::Pml4 => 39,
+        PageTableLevel::Pml4 | PageTableLevel::GuestSpace => 39,
         PageTableLevel::PageDirectoryPointerTable => 30,
         PageTableLevel::PageDirectory => 21,
         PageTableLevel::PageTable => 12,
@@ -186,7 +189,7 @@ fn index(address: u64, level: PageTableLevel) -> usize {
 /// The level below `level` (`None` below a page table).
 const fn below(level: PageTableLevel) -> Option<PageTableLevel> {
     match level {
-        PageTableLevel::Pml4 => Some(PageTableLevel::PageDirectoryPointerTable),
+        PageTableLevel::Pml4 | PageTableLevel::GuestSpace => Some(PageTableLevel::PageDirectoryPointerTable),
         PageTableLevel::PageDirectoryPointerTable => Some(PageTableLevel::PageDirectory),
         PageTableLevel::PageDirectory => Some(PageTableLevel::PageTable),
         PageTableLevel::PageTable => None,
@@ -194,10 +197,11 @@ const fn below(level: PageTableLevel) -> Option<PageTableLevel> {
 }
 
 /// The level of the structure whose entries link a structure of `level`
-/// (`None` for a PML4, which is linked by nothing).
+/// (`None` for a root, a PML4 or a GuestSpace, which nothing links; the
+/// level above a PDPT is a root's, whichever root it is).
 const fn parent_of(level: PageTableLevel) -> Option<PageTableLevel> {
     match level {
-        PageTableLevel::Pml4 => None,
+        PageTableLevel::Pml4 | PageTableLevel::GuestSpace => None,
         PageTableLevel::PageDirectoryPointerTable => Some(PageTableLevel::Pml4),
         PageTableLevel::PageDirectory => Some(PageTableLevel::PageDirectoryPointerTable),
         PageTableLevel::PageTable => Some(PageTableLevel::PageDirectory),
@@ -306,19 +310,56 @@ pub enum VSpaceInvocation {
     },
 }
 
-/// The assigned VSpace an extra capability names: (its PML4, its ASID).
-/// The ASID must still name this PML4 (its pool may have been deleted):
-/// a mapping recorded against a dead ASID could never be removed.
+/// An address space invocations map into: a VSpace (a PML4) or a
+/// GuestSpace, with its ASID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Space {
+    /// The root structure.
+    root: PhysAddr,
+    /// Its ASID.
+    asid: Asid,
+    /// For a GuestSpace, the entry format of the machine's backend.
+    guest: Option<GuestFormat>,
+}
+
+impl Space {
+    /// The first address past what the space may map.
+    const fn top(&self) -> u64 {
+        if self.guest.is_some() { GUEST_TOP } else { USER_TOP }
+    }
+
+    /// The entry linking the structure at `next`.
+    const fn table_entry(&self, next: PhysAddr) -> u64 {
+        match self.guest {
+            None => next.as_u64() | entry::PRESENT | entry::WRITABLE | entry::USER,
+            Some(GuestFormat::Npt) => virt::npt_table_entry(next.as_u64()),
+            Some(GuestFormat::Ept) => virt::ept_table_entry(next.as_u64()),
+        }
+    }
+}
+
+/// The assigned space an extra capability names. The ASID must still
+/// name its root (its pool may have been deleted): a mapping recorded
+/// against a dead ASID could never be removed. A GuestSpace needs a
+/// backend: on a machine without one, mapping into it is
+/// IllegalOperation.
 fn vspace_argument(
     store: &impl ObjectStore,
     asids: &AsidTable,
+    guest: Option<GuestFormat>,
     message: &Message<'_>,
-) -> Result<(PhysAddr, Asid), SyscallError> {
+) -> Result<Space, SyscallError> {
     match message.extra_cap(store, 0)? {
-        Cap::PageTable { object, level: PageTableLevel::Pml4, mapping: Some(MappedAt { asid, .. }) }
-            if asids.vspace(store, asid) == Some(object) =>
-        {
-            Ok((object, asid))
+        Cap::PageTable {
+            object,
+            level: level @ (PageTableLevel::Pml4 | PageTableLevel::GuestSpace),
+            mapping: Some(MappedAt { asid, .. }),
+        } if asids.vspace(store, asid) == Some(object) => {
+            if level == PageTableLevel::Pml4 {
+                return Ok(Space { root: object, asid, guest: None });
+            }
+            let format = guest.ok_or(SyscallError::IllegalOperation)?;
+            Ok(Space { root: object, asid, guest: Some(format) })
         }
         _ => Err(SyscallError::InvalidCapability),
     }
@@ -332,13 +373,13 @@ pub fn is_live_vspace(store: &impl ObjectStore, asids: &AsidTable, cap: &Cap) ->
         if asids.vspace(store, asid) == Some(object))
 }
 
-/// A user virtual address, aligned to `1 << shift`, whose `1 << shift`
-/// bytes lie below [`USER_TOP`].
-fn user_address(address: u64, shift: u32) -> Result<u64, SyscallError> {
+/// An address aligned to `1 << shift` whose `1 << shift` bytes lie below
+/// `top` ([`USER_TOP`] in a VSpace, [`GUEST_TOP`] in a GuestSpace).
+fn user_address(address: u64, shift: u32, top: u64) -> Result<u64, SyscallError> {
     if address & ((1 << shift) - 1) != 0 {
         return Err(SyscallError::AlignmentError);
     }
-    if address.checked_add(1 << shift).is_none_or(|end| end > USER_TOP) {
+    if address.checked_add(1 << shift).is_none_or(|end| end > top) {
         return Err(SyscallError::InvalidArgument);
     }
     Ok(address)
@@ -353,6 +394,7 @@ fn user_address(address: u64, shift: u32) -> Result<u64, SyscallError> {
 pub fn decode(
     store: &impl ObjectStore,
     asids: &AsidTable,
+    guest: Option<GuestFormat>,
     invoked: SlotRef,
     message: &Message<'_>,
 ) -> Result<VSpaceInvocation, SyscallError> {
@@ -364,9 +406,10 @@ pub fn decode(
                 return Err(SyscallError::IllegalOperation);
             }
             let address = message.word(0)?;
-            let (pml4, asid) = vspace_argument(store, asids, message)?;
-            let address = user_address(address & !((1 << entry_shift(parent)) - 1), entry_shift(parent))?;
-            let table = table_at(store, pml4, address, parent)?;
+            let space = vspace_argument(store, asids, guest, message)?;
+            let shift = entry_shift(parent);
+            let address = user_address(address & !((1 << shift) - 1), shift, space.top())?;
+            let table = table_at(store, space.root, address, parent)?;
             let entry = EntryRef { table, index: index(address, parent) };
             // Mutant: an entry in use is overwritten (no DeleteFirst).
             if store.table_entry(table, entry.index) & entry::PRESENT != 0
@@ -375,11 +418,12 @@ pub fn decode(
                 return Err(SyscallError::DeleteFirst);
             }
             // Intermediate entries allow everything; leaf entries restrict.
-            let value = object.as_u64() | entry::PRESENT | entry::WRITABLE | entry::USER;
-            Ok(VSpaceInvocation::MapTable { slot: invoked, entry, value, mapping: MappedAt { asid, address } })
+            let value = space.table_entry(object);
+            let mapping = MappedAt { asid: space.asid, address };
+            Ok(VSpaceInvocation::MapTable { slot: invoked, entry, value, mapping })
         }
         (Cap::PageTable { level, .. }, label::PAGE_TABLE_UNMAP) => {
-            if level == PageTableLevel::Pml4 {
+            if parent_of(level).is_none() {
                 return Err(SyscallError::IllegalOperation);
             }
             if !derivation::is_final(store, invoked) {
@@ -389,7 +433,7 @@ pub fn decode(
         }
         (Cap::Frame { base, size, rights, mapping, .. }, label::FRAME_MAP) => {
             let (address, wanted, attributes) = (message.word(0)?, message.word(1)?, message.word(2)?);
-            let (pml4, asid) = vspace_argument(store, asids, message)?;
+            let space = vspace_argument(store, asids, guest, message)?;
             if mapping.is_some() {
                 return Err(SyscallError::IllegalOperation);
             }
@@ -397,9 +441,9 @@ pub fn decode(
             if !granted.contains(Rights::READ) || attributes & !attribute::ALL != 0 {
                 return Err(SyscallError::InvalidArgument);
             }
-            let address = user_address(address, u32::from(size.bits()))?;
+            let address = user_address(address, u32::from(size.bits()), space.top())?;
             let level = leaf_level(size);
-            let table = table_at(store, pml4, address, level)?;
+            let table = table_at(store, space.root, address, level)?;
             let entry = EntryRef { table, index: index(address, level) };
             if store.table_entry(table, entry.index) & entry::PRESENT != 0 {
                 return Err(SyscallError::DeleteFirst);
@@ -423,7 +467,26 @@ pub fn decode(
             if size != FrameSize::Small {
                 value |= entry::LARGE;
             }
-            Ok(VSpaceInvocation::MapFrame { slot: invoked, entry, value, mapping: MappedAt { asid, address } })
+            // A guest's page: the same rights and type in its backend's format.
+            if let Some(format) = space.guest {
+                let mapping = GuestMapping {
+                    write: granted.contains(Rights::WRITE),
+                    execute: attributes & attribute::EXECUTE != 0,
+                    memory_type: match memory_type {
+                        0 => MemoryType::WriteBack,
+                        1 => MemoryType::WriteThrough,
+                        2 => MemoryType::UncachedMinus,
+                        _ => MemoryType::Uncached,
+                    },
+                    large: size != FrameSize::Small,
+                };
+                value = match format {
+                    GuestFormat::Npt => virt::npt_page_entry(base.as_u64(), mapping),
+                    GuestFormat::Ept => virt::ept_page_entry(base.as_u64(), mapping),
+                };
+            }
+            let mapping = MappedAt { asid: space.asid, address };
+            Ok(VSpaceInvocation::MapFrame { slot: invoked, entry, value, mapping })
         }
         (Cap::Frame { .. }, label::FRAME_UNMAP) => Ok(VSpaceInvocation::UnmapFrame { slot: invoked }),
         (Cap::Frame { base, .. }, label::FRAME_GET_ADDRESS) => Ok(VSpaceInvocation::GetAddress { address: base }),
@@ -454,7 +517,9 @@ pub fn decode(
         (Cap::AsidPool { object, first }, label::ASID_POOL_ASSIGN) => {
             let vspace = message.extra_caps.first().copied().ok_or(SyscallError::TruncatedMessage)?;
             let vspace = vspace.ok_or(SyscallError::InvalidCapability)?;
-            let Cap::PageTable { level: PageTableLevel::Pml4, mapping: None, .. } = store.slot(vspace).cap else {
+            let Cap::PageTable { level: PageTableLevel::Pml4 | PageTableLevel::GuestSpace, mapping: None, .. } =
+                store.slot(vspace).cap
+            else {
                 return Err(SyscallError::InvalidCapability);
             };
             let pool_number = usize::from(first.0) / ASIDS_PER_POOL;

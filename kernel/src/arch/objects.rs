@@ -193,7 +193,8 @@ impl SlotStore for PhysStore {
             | ObjectKind::PageTable
             | ObjectKind::PageDirectory
             | ObjectKind::PageDirectoryPointerTable
-            | ObjectKind::Pml4 => {
+            | ObjectKind::Pml4
+            | ObjectKind::GuestSpace => {
                 let Some(pointer) = physmap_pointer(address, 1 << size_bits) else {
                     panic!("memory object at {address:#x} lies outside the physical-memory map");
                 };

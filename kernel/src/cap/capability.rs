@@ -45,6 +45,9 @@ pub enum PageTableLevel {
     PageDirectoryPointerTable,
     /// The root of a VSpace.
     Pml4,
+    /// The root of a guest's physical address space (an NPT or EPT PML4:
+    /// the structures below it take its format).
+    GuestSpace,
 }
 
 /// An address-space identifier: which VSpace a mapping was made in. Pool
@@ -199,6 +202,7 @@ impl Cap {
             ObjectKind::PageDirectory => Cap::table(base, PageTableLevel::PageDirectory),
             ObjectKind::PageDirectoryPointerTable => Cap::table(base, PageTableLevel::PageDirectoryPointerTable),
             ObjectKind::Pml4 => Cap::table(base, PageTableLevel::Pml4),
+            ObjectKind::GuestSpace => Cap::table(base, PageTableLevel::GuestSpace),
         }
     }
 

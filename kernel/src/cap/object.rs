@@ -56,11 +56,14 @@ pub enum ObjectKind {
     PageDirectoryPointerTable = 12,
     /// A PML4: the root of an address space (VSpace).
     Pml4 = 13,
+    /// The root of a guest's physical address space: an NPT or EPT PML4
+    /// (`docs/VIRTUALISATION.md`).
+    GuestSpace = 15,
 }
 
 impl ObjectKind {
     /// Every kind, in ABI order.
-    pub const ALL: [ObjectKind; 14] = [
+    pub const ALL: [ObjectKind; 15] = [
         ObjectKind::Untyped,
         ObjectKind::CNode,
         ObjectKind::Tcb,
@@ -75,6 +78,7 @@ impl ObjectKind {
         ObjectKind::PageDirectory,
         ObjectKind::PageDirectoryPointerTable,
         ObjectKind::Pml4,
+        ObjectKind::GuestSpace,
     ];
 
     /// The kind with this ABI number.
@@ -106,7 +110,8 @@ impl ObjectKind {
             | ObjectKind::PageTable
             | ObjectKind::PageDirectory
             | ObjectKind::PageDirectoryPointerTable
-            | ObjectKind::Pml4 => 12,
+            | ObjectKind::Pml4
+            | ObjectKind::GuestSpace => 12,
             ObjectKind::Frame2M => 21,
             ObjectKind::Frame1G => 30,
         })
@@ -143,7 +148,9 @@ mod tests {
         for kind in ObjectKind::ALL {
             assert_eq!(ObjectKind::from_word(kind as u64), Some(kind));
         }
-        assert_eq!(ObjectKind::from_word(ObjectKind::ALL.len() as u64), None);
+        // 14 is kept for the VCpu (`docs/VIRTUALISATION.md`).
+        assert_eq!(ObjectKind::from_word(14), None);
+        assert_eq!(ObjectKind::from_word(16), None);
         assert_eq!(ObjectKind::from_word(u64::MAX), None);
     }
 

@@ -15,6 +15,7 @@ use crate::platform::{PlatformEvent, RecordingPlatform};
 use crate::store::MapStore;
 use crate::syscall::{Kernel, SyscallArgs, handle, number};
 use crate::test_fixture::{R_SELF, R_UNTYPED, UNTYPED_BASE, root_kernel, root_slot, root_thread};
+use crate::virt::GuestFormat;
 
 // Root CNode slots (a root cptr is the slot index).
 const R_ASID_CONTROL: u64 = 2;
@@ -84,7 +85,11 @@ impl World {
     }
 
     fn map_frame(&mut self, frame: u64, address: u64, rights: Rights, attributes: u64) -> u64 {
-        self.call(frame, label::FRAME_MAP, &[address, u64::from(rights.bits()), attributes], &[R_PML4]).0
+        self.map_frame_into(frame, address, rights, attributes, R_PML4)
+    }
+
+    fn map_frame_into(&mut self, frame: u64, address: u64, rights: Rights, attributes: u64, space: u64) -> u64 {
+        self.call(frame, label::FRAME_MAP, &[address, u64::from(rights.bits()), attributes], &[space]).0
     }
 
     fn translate(&self, address: u64) -> Option<(u64, u64)> {
@@ -507,4 +512,96 @@ proptest! {
             }
         }
     }
+}
+
+/// A GuestSpace in slot 40 with the pool's next ASID, and a PDPT (41), a
+/// PD (42) and a PT (43) linked into it to cover guest-physical
+/// `GUEST_AT`, on a machine whose GuestSpaces take `format`.
+const R_GUEST: u64 = 40;
+const GUEST_AT: u64 = 1 << 47;
+
+fn guest_world(format: Option<GuestFormat>) -> World {
+    let mut world = world();
+    world.kernel.guest_format = format;
+    world.retype(ObjectKind::GuestSpace, 0, R_GUEST, 1);
+    world.retype(ObjectKind::PageDirectoryPointerTable, 0, R_GUEST + 1, 1);
+    world.retype(ObjectKind::PageDirectory, 0, R_GUEST + 2, 1);
+    world.retype(ObjectKind::PageTable, 0, R_GUEST + 3, 1);
+    world.ok(R_POOL, label::ASID_POOL_ASSIGN, &[], &[R_GUEST]);
+    world
+}
+
+fn link_guest_tables(world: &mut World) {
+    for table in R_GUEST + 1..=R_GUEST + 3 {
+        world.ok(table, label::PAGE_TABLE_MAP, &[GUEST_AT], &[R_GUEST]);
+    }
+}
+
+#[test]
+fn a_guest_space_maps_frames_in_its_backends_format_above_the_user_half() {
+    for (format, table_link, page) in
+        [(GuestFormat::Npt, 0b111, 0b111 | entry::NO_EXECUTE), (GuestFormat::Ept, 0b111, 0b011 | 6 << 3 | 1 << 6)]
+    {
+        let mut world = guest_world(Some(format));
+        link_guest_tables(&mut world);
+        let guest = world.object(R_GUEST);
+        let frame = world.object(R_FRAME);
+        // Guest-physical 2^47 is beyond a VSpace's reach, not a guest's.
+        assert_eq!(world.map_frame_into(R_FRAME, GUEST_AT, Rights::READ | Rights::WRITE, 0, R_GUEST), 0);
+        let pdpt = world.kernel.store.table_entry(guest, index(GUEST_AT, PageTableLevel::Pml4));
+        assert_eq!(pdpt, world.object(R_GUEST + 1).as_u64() | table_link, "{format:?}");
+        let pt = world.object(R_GUEST + 3);
+        assert_eq!(world.kernel.store.table_entry(pt, 0), frame.as_u64() | page, "{format:?}");
+        // The record is the guest's ASID and the guest-physical address.
+        let Cap::Frame { mapping: Some(MappedAt { address, .. }), .. } = world.cap(R_FRAME) else { panic!() };
+        assert_eq!(address, GUEST_AT);
+        // Deleting the capability unmaps it, as in a VSpace.
+        world.delete(R_FRAME);
+        assert_eq!(world.kernel.store.table_entry(pt, 0), 0);
+        // 2^48 is beyond a four-level guest space.
+        assert_eq!(
+            world.error(R_FRAME + 1, label::FRAME_MAP, &[1 << 48, 3, 0], &[R_GUEST]),
+            SyscallError::InvalidArgument
+        );
+    }
+}
+
+#[test]
+fn a_guest_space_is_no_threads_vspace_and_no_table() {
+    let mut world = guest_world(Some(GuestFormat::Npt));
+    // Not linkable, not unmappable, not a thread's VSpace.
+    assert_eq!(world.error(R_GUEST, label::PAGE_TABLE_MAP, &[0], &[R_PML4]), SyscallError::IllegalOperation);
+    assert_eq!(world.error(R_GUEST, label::PAGE_TABLE_UNMAP, &[], &[]), SyscallError::IllegalOperation);
+    assert!(!is_live_vspace(&world.kernel.store, &world.kernel.asids, &world.cap(R_GUEST)));
+    // A table linked into a guest space has the guest's format, and a
+    // table already linked cannot go into a VSpace too.
+    link_guest_tables(&mut world);
+    assert_eq!(world.error(R_GUEST + 1, label::PAGE_TABLE_MAP, &[0], &[R_PML4]), SyscallError::IllegalOperation);
+}
+
+#[test]
+fn without_a_backend_nothing_maps_into_a_guest_space() {
+    let mut world = guest_world(None);
+    assert_eq!(
+        world.error(R_GUEST + 1, label::PAGE_TABLE_MAP, &[GUEST_AT], &[R_GUEST]),
+        SyscallError::IllegalOperation
+    );
+    assert_eq!(
+        world.error(R_FRAME, label::FRAME_MAP, &[0, 3, 0], &[R_GUEST]),
+        SyscallError::IllegalOperation,
+        "a GuestSpace still needs its ASID checked first: it has one here"
+    );
+}
+
+#[test]
+fn deleting_a_guest_space_frees_its_asid() {
+    let mut world = guest_world(Some(GuestFormat::Ept));
+    let Cap::PageTable { mapping: Some(MappedAt { asid, .. }), .. } = world.cap(R_GUEST) else { panic!("assigned") };
+    assert_eq!(world.kernel.asids.vspace(&world.kernel.store, asid), Some(world.object(R_GUEST)));
+    world.delete(R_GUEST);
+    assert_eq!(world.kernel.asids.vspace(&world.kernel.store, asid), None);
+    // The second PML4 takes the freed ASID.
+    world.ok(R_POOL, label::ASID_POOL_ASSIGN, &[], &[R_PML4 + 1]);
+    let Cap::PageTable { mapping: Some(MappedAt { asid: reused, .. }), .. } = world.cap(R_PML4 + 1) else { panic!() };
+    assert_eq!(reused, asid);
 }

@@ -26,6 +26,7 @@ use kernel_core::platform::RecordingPlatform;
 use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::{self, Kernel, SyscallArgs};
 use kernel_core::test_fixture;
+use kernel_core::virt::GuestFormat;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
@@ -177,8 +178,10 @@ pub mod types {
     pub const PDPT: Type = Type(12);
     /// A PML4.
     pub const PML4: Type = Type(13);
+    /// A GuestSpace.
+    pub const GUEST_SPACE: Type = Type(15);
     /// Every named word.
-    pub const NAMED: [(&str, Type); 14] = [
+    pub const NAMED: [(&str, Type); 15] = [
         ("UNTYPED", UNTYPED),
         ("CNODE", CNODE),
         ("TCB", TCB),
@@ -193,6 +196,7 @@ pub mod types {
         ("PAGE_DIRECTORY", PAGE_DIRECTORY),
         ("PDPT", PDPT),
         ("PML4", PML4),
+        ("GUEST_SPACE", GUEST_SPACE),
     ];
 }
 
@@ -772,6 +776,7 @@ pub const BOOT: Boot = Boot {
     sched_control: SCHED_CONTROL_SLOT,
     irq_control: IRQ_CONTROL_SLOT,
     asid_control: ASID_CONTROL_SLOT,
+    guest_backend: true,
     paging_untyped: PAGING_UNTYPED_SLOT,
     paging_untyped_base: 1 << 31,
     paging_untyped_bits: 31,
@@ -797,6 +802,11 @@ pub const FRAME_SLOTS: std::ops::Range<u64> = 32..35;
 pub const SPARE_PML4_SLOT: u64 = 35;
 /// The root slot of a second page table, left unmapped.
 pub const SPARE_TABLE_SLOT: u64 = 36;
+/// The root slot of the setup's GuestSpace (with the pool's second ASID).
+pub const GUEST_SPACE_SLOT: u64 = 37;
+/// The root slots of the GuestSpace's PDPT and page directory, linked to
+/// cover guest-physical 0, and of a 2 MiB frame mapped there.
+pub const GUEST_OBJECT_SLOTS: std::ops::Range<u64> = 38..41;
 /// Where the setup maps its first frame.
 pub const SETUP_FRAME_VADDR: u64 = 0x1000;
 
@@ -835,7 +845,7 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
         // Without this, Delete, Revoke, Copy and Move would almost never
         // name a pool, a VSpace or a mapped frame (a mutant that keeps a
         // deleted frame's mapping went unseen for 40,000 operations).
-        6 => POOL_UNTYPED_SLOT..SPARE_TABLE_SLOT + 1,
+        6 => POOL_UNTYPED_SLOT..GUEST_OBJECT_SLOTS.end,
         1 => Just(PAGING_UNTYPED_SLOT),
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
@@ -884,7 +894,7 @@ fn retype() -> impl Strategy<Value = Op> {
         1 => Just(types::TCB),
         1 => Just(types::REPLY),
         1 => Just(types::SCHED_CONTEXT),
-        2 => (7_u64..=13).prop_map(Type),
+        2 => prop_oneof![6 => 7_u64..=13, 1 => Just(15_u64)].prop_map(Type),
         1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("no type", |word| *word > 13)].prop_map(Type),
     ];
     let size_bits = prop_oneof![3 => 0_u64..=5, 3 => 4_u64..=15, 1 => any::<u64>()];
@@ -919,19 +929,20 @@ fn raw_label() -> impl Strategy<Value = u64> {
 
 /// A VSpace (PML4) capability's address: mostly the setup's.
 fn vspace_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![5 => Just(VSPACE_SLOT), 1 => Just(SPARE_PML4_SLOT), 2 => root_cptr(1)]
+    prop_oneof![5 => Just(VSPACE_SLOT), 1 => Just(SPARE_PML4_SLOT), 2 => Just(GUEST_SPACE_SLOT), 2 => root_cptr(1)]
 }
 
 /// A frame capability's address: mostly the setup's.
 fn frame_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![4 => FRAME_SLOTS, 1 => FREE_SLOTS, 1 => root_cptr(1)]
+    prop_oneof![4 => FRAME_SLOTS, 1 => Just(GUEST_OBJECT_SLOTS.end - 1), 1 => FREE_SLOTS, 1 => root_cptr(1)]
 }
 
 /// A paging structure's capability address: mostly the setup's.
 fn table_cptr() -> impl Strategy<Value = u64> {
     prop_oneof![
         4 => TABLE_SLOTS,
-        2 => prop_oneof![Just(SPARE_PML4_SLOT), Just(SPARE_TABLE_SLOT), Just(VSPACE_SLOT)],
+        2 => prop_oneof![Just(SPARE_PML4_SLOT), Just(SPARE_TABLE_SLOT), Just(VSPACE_SLOT), Just(GUEST_SPACE_SLOT)],
+        1 => GUEST_OBJECT_SLOTS.start..GUEST_OBJECT_SLOTS.end - 1,
         1 => FREE_SLOTS,
         1 => root_cptr(1),
     ]
@@ -1229,7 +1240,9 @@ pub fn ipc_objects() -> Vec<Op> {
 /// PDPT, a page directory and a page table linked into it to cover
 /// virtual address 0, two 4 KiB frames (the first mapped read-write at
 /// [`SETUP_FRAME_VADDR`]), a 2 MiB frame, a second PML4 without an ASID
-/// and a second page table, unmapped.
+/// and a second page table, unmapped; and a GuestSpace with the next ASID
+/// and 2 MiB of guest memory at guest-physical 0 (through its own PDPT
+/// and page directory).
 #[must_use]
 pub fn vspace_objects() -> Vec<Op> {
     let retype = |kind: Type, size_bits: u64, offset: u64, count: u64| Op::Retype {
@@ -1262,7 +1275,18 @@ pub fn vspace_objects() -> Vec<Op> {
         retype(types::PML4, 0, SPARE_PML4_SLOT, 1),
         retype(types::PAGE_TABLE, 0, SPARE_TABLE_SLOT, 1),
         retype(types::FRAME_2M, 0, FRAME_SLOTS.start + 2, 1),
+        // A guest's physical memory: 2 MiB at guest-physical 0.
+        retype(types::GUEST_SPACE, 0, GUEST_SPACE_SLOT, 1),
+        invoke(ASID_POOL_SLOT, VSpaceCall::Assign { vspace: GUEST_SPACE_SLOT }),
+        retype(types::PDPT, 0, GUEST_OBJECT_SLOTS.start, 1),
+        retype(types::PAGE_DIRECTORY, 0, GUEST_OBJECT_SLOTS.start + 1, 1),
+        retype(types::FRAME_2M, 0, GUEST_OBJECT_SLOTS.start + 2, 1),
     ]);
+    for table in GUEST_OBJECT_SLOTS.start..GUEST_OBJECT_SLOTS.end - 1 {
+        ops.push(invoke(table, VSpaceCall::MapTable { vaddr: 0, vspace: GUEST_SPACE_SLOT }));
+    }
+    let guest_memory = VSpaceCall::MapFrame { vaddr: 0, rights: rights::RW, attributes: 1, vspace: GUEST_SPACE_SLOT };
+    ops.push(invoke(GUEST_OBJECT_SLOTS.end - 1, guest_memory));
     ops
 }
 
@@ -1409,7 +1433,7 @@ impl Harness {
     #[must_use]
     pub fn new() -> Harness {
         let root_tcb = KernelCap::Tcb { object: PhysAddr::new(BOOT.root_tcb) };
-        let kernel = test_fixture::root_kernel(
+        let mut kernel = test_fixture::root_kernel(
             BOOT.untyped_bits,
             255,
             &[
@@ -1428,6 +1452,9 @@ impl Harness {
                 ),
             ],
         );
+        // A machine with the `svm` backend: GuestSpaces take NPT entries
+        // (the host's format, so the projection decodes them alike).
+        kernel.guest_format = BOOT.guest_backend.then_some(GuestFormat::Npt);
         Harness {
             kernel,
             platform: RecordingPlatform::new(),
@@ -1618,6 +1645,12 @@ pub fn difference(kernel: &State, spec: &State) -> Option<String> {
         if in_kernel != in_spec {
             found.push(format!("interrupt line {line}: kernel {in_kernel:x?}, spec {in_spec:x?}"));
         }
+    }
+    map_differences("paging structure", &kernel.tables, &spec.tables, &mut found);
+    map_differences("ASID pool", &kernel.asid_pools, &spec.asid_pools, &mut found);
+    if found.is_empty() {
+        // Something the lists above do not name (a boot fact, say).
+        found.push(format!("kernel {kernel:x?}, spec {spec:x?}"));
     }
     let shown = found.len().min(4);
     let more = if found.len() > shown { format!(" (and {} more)", found.len() - shown) } else { String::new() };

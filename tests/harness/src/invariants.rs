@@ -723,7 +723,7 @@ pub fn vspace_entries_well_typed(state: &State, _boot: &Boot) -> Result<(), Stri
                 Pte::Table(child) => vspace::below(kind).is_some_and(|below| kinds.get(&child) == Some(&below)),
                 Pte::Page { base, size_bits, .. } => {
                     vspace::leaf_kind(size_bits) == kind
-                        && (kind != Kind::Pml4)
+                        && !vspace::is_root(kind)
                         && state.objects.contains_key(&ObjectId { base, kind: Kind::Frame, size_bits })
                 }
             };
@@ -820,8 +820,8 @@ pub fn table_caps_agree(state: &State, _boot: &Boot) -> Result<(), String> {
 
 /// The ASID table names live pools, each at the number its capabilities'
 /// first ASID gives; each assigned ASID is not 0, lies in its pool's
-/// range and names a live PML4 whose capabilities record that ASID; and
-/// no PML4 has two ASIDs (seL4's `valid_asid_table` and `valid_asid_map`).
+/// range and names a live root (a PML4 or a GuestSpace) whose
+/// capabilities record that ASID; and no root has two ASIDs (seL4's `valid_asid_table` and `valid_asid_map`).
 pub fn asid_table_consistent(state: &State, _boot: &Boot) -> Result<(), String> {
     let kinds = table_kinds(state);
     let mut roots = BTreeSet::new();
@@ -834,11 +834,12 @@ pub fn asid_table_consistent(state: &State, _boot: &Boot) -> Result<(), String> 
         }
         for (asid, pml4) in &pool.assigned {
             let recorded = state.slots.values().any(|entry| {
-                matches!(entry.cap, Cap::PageTable { base, kind: Kind::Pml4, mapping: Some(Mapping { asid: at, .. }) }
-                    if base == *pml4 && at == *asid)
+                matches!(entry.cap, Cap::PageTable { base, kind, mapping: Some(Mapping { asid: at, .. }) }
+                    if base == *pml4 && at == *asid && vspace::is_root(kind))
             });
             let in_range = (first..first + vspace::ASIDS_PER_POOL).contains(asid) && *asid != 0;
-            if !in_range || kinds.get(pml4) != Some(&Kind::Pml4) || !recorded || !roots.insert(*pml4) {
+            let is_root = kinds.get(pml4).is_some_and(|kind| vspace::is_root(*kind));
+            if !in_range || !is_root || !recorded || !roots.insert(*pml4) {
                 return Err(format!("ASID {asid} of pool {number} names {pml4:#x}, which it may not"));
             }
         }

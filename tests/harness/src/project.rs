@@ -63,6 +63,7 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
                 PageTableLevel::PageDirectory => Kind::PageDirectory,
                 PageTableLevel::PageDirectoryPointerTable => Kind::PageDirectoryPointerTable,
                 PageTableLevel::Pml4 => Kind::Pml4,
+                PageTableLevel::GuestSpace => Kind::GuestSpace,
             },
             mapping: mapping.map(abstract_mapping),
         },
@@ -93,7 +94,7 @@ fn entry(store: &MapStore, table: u64, kind: Kind, index: u16) -> Result<Option<
     }
     let address = value & entry_bit::ADDRESS;
     let large = value & entry_bit::LARGE != 0;
-    let is_leaf = kind == Kind::PageTable || (large && kind != Kind::Pml4);
+    let is_leaf = kind == Kind::PageTable || (large && !vspace::is_root(kind));
     if !is_leaf {
         if value != address | entry_bit::PRESENT | entry_bit::WRITABLE | entry_bit::USER {
             return Err(format!("{}: a table link with other bits", at()));
@@ -268,6 +269,7 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
             .collect();
         state.asid_pools.insert(u16::try_from(number).unwrap_or(u16::MAX), AsidPool { base: pool.as_u64(), assigned });
     }
+    state.guest_backend = kernel.guest_format.is_some();
     let scheduler = &kernel.scheduler;
     state.sched.current = scheduler.current().map(id);
     for priority in 0..=u8::MAX {

@@ -100,6 +100,9 @@ pub enum Kind {
     PageDirectoryPointerTable,
     /// A PML4: the root of a VSpace.
     Pml4,
+    /// The root of a guest's physical address space (the machine's
+    /// second-level format: the spec sees its entries as a PML4's).
+    GuestSpace,
     /// A pool of 512 ASIDs (one page).
     AsidPool,
     /// The authority to make ASID pools: no memory, one capability made at
@@ -248,7 +251,7 @@ pub enum Cap {
         /// The structure.
         base: u64,
         /// Its level: `PageTable`, `PageDirectory`,
-        /// `PageDirectoryPointerTable` or `Pml4`.
+        /// `PageDirectoryPointerTable`, `Pml4` or `GuestSpace`.
         kind: Kind,
         /// Where it is linked into a VSpace; for a PML4, its ASID.
         mapping: Option<Mapping>,
@@ -371,6 +374,9 @@ pub struct State {
     /// The ASID table: the live pools by number (pool `n` holds ASIDs
     /// `n * 512..`).
     pub asid_pools: BTreeMap<u16, AsidPool>,
+    /// The machine has a virtualisation backend (a boot fact: GuestSpaces
+    /// can be mapped into).
+    pub guest_backend: bool,
     /// While a CNode::Delete or Revoke runs: the deletions left before it
     /// is preempted (`None` otherwise; always `None` between steps).
     pub work: Option<u32>,
@@ -580,6 +586,7 @@ impl State {
             11 => Kind::PageDirectory,
             12 => Kind::PageDirectoryPointerTable,
             13 => Kind::Pml4,
+            15 => Kind::GuestSpace,
             _ => return Err(Error::InvalidArgument),
         };
         let requested = message.word(1)?;
@@ -646,9 +653,11 @@ impl State {
                 Kind::Frame => {
                     Cap::Frame { base: object_base, size_bits: object_bits, rights: ALL_RIGHTS, mapping: None }
                 }
-                Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
-                    Cap::PageTable { base: object_base, kind, mapping: None }
-                }
+                Kind::PageTable
+                | Kind::PageDirectory
+                | Kind::PageDirectoryPointerTable
+                | Kind::Pml4
+                | Kind::GuestSpace => Cap::PageTable { base: object_base, kind, mapping: None },
                 Kind::SchedControl | Kind::IrqControl | Kind::IrqHandler | Kind::AsidPool | Kind::AsidControl => {
                     unreachable!("not a retype type")
                 }
@@ -947,6 +956,9 @@ pub struct Boot {
     pub irq_control: u64,
     /// The root CNode slot of the AsidControl capability.
     pub asid_control: u64,
+    /// The machine has a virtualisation backend: frames and tables map
+    /// into GuestSpaces.
+    pub guest_backend: bool,
     /// The root CNode slot of a second untyped, for frames and paging
     /// structures.
     pub paging_untyped: u64,
@@ -1009,6 +1021,7 @@ impl Boot {
         state.threads.insert(self.root_tcb, thread);
         state.sched.current = Some(self.root_tcb);
         state.irqs = vec![IrqLine::FREE; usize::from(threads::IRQ_LINES)];
+        state.guest_backend = self.guest_backend;
         state
     }
 }

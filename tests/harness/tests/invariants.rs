@@ -135,12 +135,17 @@ fn the_sound_state_keeps_every_invariant() {
     let state = sound();
     assert_eq!(broken(&state), Vec::<&str>::new());
     // The boot state's 6 and `capabilities`' 6, the two boot capabilities
-    // the VSpace objects come from and their 11, the reply object, notification
+    // the VSpace objects come from and their 15, the reply object, notification
     // and scheduling context, each thread's TCB and CSpace root, and
     // slot 15's thread's VSpace and IPC buffer.
-    assert_eq!(state.slots.len(), 12 + 2 + 11 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
+    assert_eq!(state.slots.len(), 12 + 2 + 15 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
     let reachable = state.reachable_tables();
-    assert_eq!(reachable.len(), 4, "the VSpace's PML4, PDPT, page directory and page table: {reachable:x?}");
+    assert_eq!(
+        reachable.len(),
+        4 + 3,
+        "the VSpace's PML4, PDPT, page directory and page table; the GuestSpace, its PDPT and page directory: \
+         {reachable:x?}"
+    );
     let page_table = reachable.iter().find(|(_, _, kind, _)| *kind == Kind::PageTable).expect("a page table");
     assert!(matches!(state.entry(page_table.1, 1), Some(Pte::Page { write: true, .. })), "the frame at 0x1000");
     // It is the state the documentation says.

@@ -56,8 +56,8 @@ fn a_frame_maps_once_per_capability() {
     let codes = after_setup(&[
         // Already mapped by this capability; a copy maps it again.
         map(frame, 0x2000),
-        Copy { dest: R(40), src: R(frame), rights: RWGP },
-        map(40, 0x2000),
+        Copy { dest: R(50), src: R(frame), rights: RWGP },
+        map(50, 0x2000),
         // The entry is in use.
         map(frame + 1, 0x2000),
         map(frame + 1, 0x3000),
@@ -113,9 +113,9 @@ fn deleting_a_frame_capability_unmaps_it() {
 fn a_table_unmaps_only_as_its_last_capability() {
     let table = TABLE_SLOTS.end - 1;
     let codes = after_setup(&[
-        Copy { dest: R(40), src: R(table), rights: RWGP },
+        Copy { dest: R(50), src: R(table), rights: RWGP },
         VSpace { cptr: table, call: UnmapTable },
-        Delete { slot: R(40) },
+        Delete { slot: R(50) },
         VSpace { cptr: table, call: UnmapTable },
         // Unmapped (and cleared), it links in again, and the frame that
         // was in it maps once more.
@@ -132,9 +132,9 @@ fn a_table_unmaps_only_as_its_last_capability() {
 #[test]
 fn unmapped_tables_and_unassigned_pml4s_cannot_be_copied() {
     let codes = after_setup(&[
-        Copy { dest: R(40), src: R(SPARE_TABLE_SLOT), rights: RWGP },
-        Copy { dest: R(40), src: R(SPARE_PML4_SLOT), rights: RWGP },
-        Copy { dest: R(40), src: R(VSPACE_SLOT), rights: RWGP },
+        Copy { dest: R(50), src: R(SPARE_TABLE_SLOT), rights: RWGP },
+        Copy { dest: R(50), src: R(SPARE_PML4_SLOT), rights: RWGP },
+        Copy { dest: R(50), src: R(VSPACE_SLOT), rights: RWGP },
     ]);
     assert_eq!(codes, vec![Some(ILLEGAL_OPERATION), Some(ILLEGAL_OPERATION), Some(0)]);
 }
@@ -191,8 +191,8 @@ fn a_thread_runs_in_a_live_vspace_with_a_writable_buffer() {
         Op::retype_root(bulkhead_harness::driver::types::TCB, 0, 12, 1),
         Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(SPARE_PML4_SLOT) } },
         Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) } },
-        Copy { dest: R(40), src: R(FRAME_SLOTS.start), rights: READ },
-        Tcb { tcb: 12, call: SetIpcBuffer { frame: 40 } },
+        Copy { dest: R(50), src: R(FRAME_SLOTS.start), rights: READ },
+        Tcb { tcb: 12, call: SetIpcBuffer { frame: 50 } },
         Tcb { tcb: 12, call: SetIpcBuffer { frame: FRAME_SLOTS.start + 2 } },
         Tcb { tcb: 12, call: SetIpcBuffer { frame: FRAME_SLOTS.start } },
         VSpace { cptr: FRAME_SLOTS.start, call: GetAddress },
@@ -220,10 +220,10 @@ fn a_thread_runs_in_a_live_vspace_with_a_writable_buffer() {
 #[test]
 fn large_frames_map_at_their_level() {
     let codes = after_setup(&[
-        paging(FRAME_1G, 0, 40, 1),
+        paging(FRAME_1G, 0, 50, 1),
         // A 1 GiB frame goes into the PDPT; the 2 MiB one into the page
         // directory, but not over the page table at 0.
-        VSpace { cptr: 40, call: MapFrame { vaddr: 1 << 30, rights: RW, attributes: 1, vspace: VSPACE_SLOT } },
+        VSpace { cptr: 50, call: MapFrame { vaddr: 1 << 30, rights: RW, attributes: 1, vspace: VSPACE_SLOT } },
         VSpace {
             cptr: FRAME_SLOTS.start + 2,
             call: MapFrame { vaddr: 0, rights: RW, attributes: 0, vspace: VSPACE_SLOT },
@@ -242,15 +242,15 @@ fn large_frames_map_at_their_level() {
 fn make_pool_needs_an_empty_4k_untyped() {
     let codes = after_setup(&[
         // The pool's untyped is full; a bigger one is refused.
-        VSpace { cptr: 253, call: MakePool { untyped: 26, dest: R(40) } },
-        paging(UNTYPED, 13, 41, 1),
-        VSpace { cptr: 253, call: MakePool { untyped: 41, dest: R(40) } },
-        paging(UNTYPED, 12, 42, 1),
-        Retype { untyped: 42, kind: FRAME_4K, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 43, count: 1 },
-        VSpace { cptr: 253, call: MakePool { untyped: 42, dest: R(40) } },
-        Revoke { slot: R(42) },
-        VSpace { cptr: 253, call: MakePool { untyped: 42, dest: R(40) } },
-        VSpace { cptr: 40, call: Assign { vspace: SPARE_PML4_SLOT } },
+        VSpace { cptr: 253, call: MakePool { untyped: 26, dest: R(50) } },
+        paging(UNTYPED, 13, 51, 1),
+        VSpace { cptr: 253, call: MakePool { untyped: 51, dest: R(50) } },
+        paging(UNTYPED, 12, 52, 1),
+        Retype { untyped: 52, kind: FRAME_4K, size_bits: 0, root: 0, node: 0, node_depth: 0, offset: 53, count: 1 },
+        VSpace { cptr: 253, call: MakePool { untyped: 52, dest: R(50) } },
+        Revoke { slot: R(52) },
+        VSpace { cptr: 253, call: MakePool { untyped: 52, dest: R(50) } },
+        VSpace { cptr: 50, call: Assign { vspace: SPARE_PML4_SLOT } },
     ]);
     assert_eq!(
         codes,
@@ -273,6 +273,51 @@ fn a_page_table_in_the_paging_untyped_is_retyped_fresh() {
     // Revoking the paging untyped takes every object back; the same
     // memory retyped again starts empty.
     let mut ops = vspace_objects();
-    ops.extend([Revoke { slot: R(PAGING_UNTYPED_SLOT) }, paging(PML4, 0, 40, 1), paging(PAGE_TABLE, 0, 41, 1)]);
+    ops.extend([Revoke { slot: R(PAGING_UNTYPED_SLOT) }, paging(PML4, 0, 50, 1), paging(PAGE_TABLE, 0, 51, 1)]);
     run(&ops).unwrap_or_else(|violation| panic!("{violation}"));
+}
+
+#[test]
+fn a_guest_space_maps_guest_physical_memory_and_runs_no_thread() {
+    use bulkhead_harness::driver::types::{PDPT, TCB};
+    use bulkhead_harness::driver::{GUEST_OBJECT_SLOTS, GUEST_SPACE_SLOT};
+    let guest_frame = GUEST_OBJECT_SLOTS.end - 1;
+    let codes = after_setup(&[
+        // Guest-physical 2^47 is beyond a VSpace, not a guest.
+        paging(PDPT, 0, 50, 2),
+        VSpace { cptr: 50, call: MapTable { vaddr: 1 << 47, vspace: GUEST_SPACE_SLOT } },
+        VSpace { cptr: 51, call: MapTable { vaddr: 1 << 47, vspace: VSPACE_SLOT } },
+        VSpace { cptr: 51, call: MapTable { vaddr: 1 << 48, vspace: GUEST_SPACE_SLOT } },
+        // The guest's memory is mapped already, by this capability.
+        VSpace { cptr: guest_frame, call: MapFrame { vaddr: 0, rights: RW, attributes: 0, vspace: GUEST_SPACE_SLOT } },
+        // A root is neither linked nor unlinked, and no thread runs in it.
+        VSpace { cptr: GUEST_SPACE_SLOT, call: UnmapTable },
+        VSpace { cptr: GUEST_SPACE_SLOT, call: MapTable { vaddr: 0, vspace: VSPACE_SLOT } },
+        Op::retype_root(TCB, 0, 12, 1),
+        Tcb { tcb: 12, call: SetSpace { cnode: 0, vspace: Some(GUEST_SPACE_SLOT) } },
+        // Deleting the guest's memory capability unmaps it; deleting the
+        // space frees its ASID for the spare PML4.
+        Delete { slot: R(guest_frame) },
+        Delete { slot: R(GUEST_SPACE_SLOT) },
+        VSpace { cptr: ASID_POOL_SLOT, call: Assign { vspace: SPARE_PML4_SLOT } },
+        VSpace { cptr: 50, call: UnmapTable },
+    ]);
+    assert_eq!(
+        codes,
+        vec![
+            Some(0),
+            Some(0),
+            Some(INVALID_ARGUMENT),
+            Some(INVALID_ARGUMENT),
+            Some(ILLEGAL_OPERATION),
+            Some(ILLEGAL_OPERATION),
+            Some(ILLEGAL_OPERATION),
+            Some(0),
+            Some(INVALID_CAPABILITY),
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+        ]
+    );
 }

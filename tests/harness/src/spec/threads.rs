@@ -1054,7 +1054,7 @@ impl State {
             Kind::SchedContext => {
                 self.sched_contexts.insert(base, SchedContext::default());
             }
-            Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
+            kind if super::vspace::is_table(kind) => {
                 self.tables.insert(base, super::Table::default());
             }
             _ => {}
@@ -1079,7 +1079,7 @@ impl State {
             Kind::SchedContext => {
                 self.sched_contexts.remove(&base);
             }
-            Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 => {
+            kind if super::vspace::is_table(kind) => {
                 self.tables.remove(&base);
             }
             _ => {}

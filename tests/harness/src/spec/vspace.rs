@@ -21,6 +21,8 @@ pub use kernel_core::vspace::label as vspace_label;
 
 /// The first virtual address above the user half.
 pub const USER_TOP: u64 = 1 << 47;
+/// The first guest-physical address a GuestSpace cannot map.
+pub const GUEST_TOP: u64 = 1 << 48;
 /// ASIDs per pool.
 pub const ASIDS_PER_POOL: u16 = 512;
 /// ASID pools the kernel can track.
@@ -84,14 +86,23 @@ pub struct AsidPool {
 /// Whether `kind` is one of the four paging-structure kinds.
 #[must_use]
 pub const fn is_table(kind: Kind) -> bool {
-    matches!(kind, Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4)
+    matches!(
+        kind,
+        Kind::PageTable | Kind::PageDirectory | Kind::PageDirectoryPointerTable | Kind::Pml4 | Kind::GuestSpace
+    )
+}
+
+/// Whether `kind` is a root: a VSpace's PML4 or a GuestSpace.
+#[must_use]
+pub const fn is_root(kind: Kind) -> bool {
+    matches!(kind, Kind::Pml4 | Kind::GuestSpace)
 }
 
 /// log2 of the bytes one entry of a structure of `kind` covers.
 #[must_use]
 pub const fn entry_shift(kind: Kind) -> u32 {
     match kind {
-        Kind::Pml4 => 39,
+        Kind::Pml4 | Kind::GuestSpace => 39,
         Kind::PageDirectoryPointerTable => 30,
         Kind::PageDirectory => 21,
         _ => 12,
@@ -102,7 +113,7 @@ pub const fn entry_shift(kind: Kind) -> u32 {
 #[must_use]
 pub const fn below(kind: Kind) -> Option<Kind> {
     match kind {
-        Kind::Pml4 => Some(Kind::PageDirectoryPointerTable),
+        Kind::Pml4 | Kind::GuestSpace => Some(Kind::PageDirectoryPointerTable),
         Kind::PageDirectoryPointerTable => Some(Kind::PageDirectory),
         Kind::PageDirectory => Some(Kind::PageTable),
         _ => None,
@@ -110,7 +121,7 @@ pub const fn below(kind: Kind) -> Option<Kind> {
 }
 
 /// The structure kind whose entries link a structure of `kind` (`None`
-/// for a PML4).
+/// for a root; a PDPT's is a PML4's level, whichever root it is).
 #[must_use]
 pub const fn parent_of(kind: Kind) -> Option<Kind> {
     match kind {
@@ -174,16 +185,31 @@ impl State {
         Ok(table)
     }
 
-    /// Extra capability 0 as a VSpace: a PML4 whose ASID still names it.
-    fn vspace_argument(&self, message: &Message<'_>) -> Result<(u64, u16), Error> {
+    /// Extra capability 0 as a space to map into: a PML4 or a GuestSpace
+    /// whose ASID still names it; (its root, its ASID, the first address
+    /// past its reach). A GuestSpace needs the machine's backend.
+    fn vspace_argument(&self, message: &Message<'_>) -> Result<(u64, u16, u64), Error> {
         match message.extra_cap(self, 0)? {
-            Cap::PageTable { base, kind: Kind::Pml4, mapping: Some(Mapping { asid, .. }) }
-                if self.vspace_of(asid) == Some(base) =>
+            Cap::PageTable { base, kind, mapping: Some(Mapping { asid, .. }) }
+                if is_root(kind) && self.vspace_of(asid) == Some(base) =>
             {
-                Ok((base, asid))
+                if kind == Kind::Pml4 {
+                    Ok((base, asid, USER_TOP))
+                } else if self.guest_backend {
+                    Ok((base, asid, GUEST_TOP))
+                } else {
+                    Err(Error::IllegalOperation)
+                }
             }
             _ => Err(Error::InvalidCapability),
         }
+    }
+
+    /// The kind of the live root at `base` (a PML4 unless a GuestSpace
+    /// lies there).
+    fn root_kind(&self, base: u64) -> Kind {
+        let guest = super::ObjectId { base, kind: Kind::GuestSpace, size_bits: TABLE_BITS };
+        if self.objects.contains_key(&guest) { Kind::GuestSpace } else { Kind::Pml4 }
     }
 
     /// Whether `cap` is a VSpace a thread may run in: a PML4 whose ASID
@@ -219,11 +245,11 @@ impl State {
                     return Err(Error::IllegalOperation);
                 }
                 let vaddr = message.word(0)?;
-                let (pml4, asid) = self.vspace_argument(message)?;
+                let (pml4, asid, top) = self.vspace_argument(message)?;
                 // The entry covering `vaddr`, from its first address.
                 let shift = entry_shift(parent);
                 let vaddr = vaddr & !((1 << shift) - 1);
-                if vaddr.checked_add(1 << shift).is_none_or(|end| end > USER_TOP) {
+                if vaddr.checked_add(1 << shift).is_none_or(|end| end > top) {
                     return Err(Error::InvalidArgument);
                 }
                 let table = self.table_at(pml4, vaddr, parent)?;
@@ -239,7 +265,7 @@ impl State {
                 Ok(None)
             }
             (Cap::PageTable { base, kind, .. }, vspace_label::PAGE_TABLE_UNMAP) => {
-                if kind == Kind::Pml4 {
+                if is_root(kind) {
                     return Err(Error::IllegalOperation);
                 }
                 if !self.is_final(invoked) {
@@ -252,7 +278,7 @@ impl State {
             }
             (Cap::Frame { base, size_bits, rights, mapping }, vspace_label::FRAME_MAP) => {
                 let (vaddr, wanted, attributes) = (message.word(0)?, message.word(1)?, message.word(2)?);
-                let (pml4, asid) = self.vspace_argument(message)?;
+                let (pml4, asid, top) = self.vspace_argument(message)?;
                 if mapping.is_some() {
                     return Err(Error::IllegalOperation);
                 }
@@ -263,7 +289,7 @@ impl State {
                 if vaddr % (1 << size_bits) != 0 {
                     return Err(Error::AlignmentError);
                 }
-                if vaddr.checked_add(1 << size_bits).is_none_or(|end| end > USER_TOP) {
+                if vaddr.checked_add(1 << size_bits).is_none_or(|end| end > top) {
                     return Err(Error::InvalidArgument);
                 }
                 let level = leaf_kind(size_bits);
@@ -295,9 +321,12 @@ impl State {
                     Some(None) => return Err(Error::InvalidCapability),
                     Some(Some(slot)) => *slot,
                 };
-                let Some(Cap::PageTable { base: pml4, kind: Kind::Pml4, mapping: None }) = self.cap(vspace) else {
+                let Some(Cap::PageTable { base: pml4, kind, mapping: None }) = self.cap(vspace) else {
                     return Err(Error::InvalidCapability);
                 };
+                if !is_root(kind) {
+                    return Err(Error::InvalidCapability);
+                }
                 let number = first / ASIDS_PER_POOL;
                 let Some(pool) = self.asid_pools.get_mut(&number).filter(|pool| pool.base == base) else {
                     return Err(Error::InvalidCapability);
@@ -369,7 +398,7 @@ impl State {
             Cap::Frame { base, size_bits, mapping: Some(mapping), .. } => {
                 self.find_entry(mapping, leaf_kind(size_bits), base)
             }
-            Cap::PageTable { base, kind: Kind::Pml4, mapping: Some(Mapping { asid, .. }) } => {
+            Cap::PageTable { base, kind: Kind::Pml4 | Kind::GuestSpace, mapping: Some(Mapping { asid, .. }) } => {
                 if self.vspace_of(asid) == Some(base)
                     && let Some(pool) = self.asid_pools.get_mut(&(asid / ASIDS_PER_POOL))
                 {
@@ -404,7 +433,7 @@ impl State {
         let mut found = Vec::new();
         for pool in self.asid_pools.values() {
             for (asid, pml4) in &pool.assigned {
-                let mut frontier = vec![(*pml4, Kind::Pml4, 0_u64)];
+                let mut frontier = vec![(*pml4, self.root_kind(*pml4), 0_u64)];
                 while let Some((table, kind, first)) = frontier.pop() {
                     found.push((*asid, table, kind, first));
                     let (Some(next), Some(state)) = (below(kind), self.tables.get(&table)) else { continue };
