@@ -40,6 +40,10 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         crate::user_devices::run(allocator);
         return;
     }
+    if kind == "guest-svm" {
+        crate::arch::svm::run_test_guest(allocator);
+        return;
+    }
     if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
         run_user_programs(allocator, core::slice::from_ref(program));
         return;
@@ -62,8 +66,8 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
              stack-overflow, write-rodata, execute-data, fault-in-log, user-all and the user programs \
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
              user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked, and the \
-             protection domains user-pds and user-ipc-bench, the preemption test user-temporal and the \
-             driver test user-devices"
+             protection domains user-pds and user-ipc-bench, the preemption test user-temporal, the \
+             driver test user-devices and the svm backend's test guest guest-svm"
         ),
     }
 }

@@ -17,6 +17,11 @@ pub(crate) mod root_task;
 pub(crate) mod serial;
 #[cfg_attr(
     not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs the backend's self-test until VCpus exist")
+)]
+pub(crate) mod svm;
+#[cfg_attr(
+    not(feature = "fault-injection"),
     allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
 )]
 pub(crate) mod syscall;
