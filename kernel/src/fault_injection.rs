@@ -44,6 +44,10 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         crate::arch::svm::run_test_guest(allocator);
         return;
     }
+    if kind == "guest-vtx" {
+        crate::arch::vtx::run_test_guest(allocator);
+        return;
+    }
     if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
         run_user_programs(allocator, core::slice::from_ref(program));
         return;
@@ -67,7 +71,7 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
              user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked, and the \
              protection domains user-pds and user-ipc-bench, the preemption test user-temporal, the \
-             driver test user-devices and the svm backend's test guest guest-svm"
+             driver test user-devices and the backends' test guests guest-svm and guest-vtx"
         ),
     }
 }

@@ -26,7 +26,7 @@ pub(crate) const USER_DATA: u16 = 0x18;
 /// User code segment selector (DPL 3, 64-bit).
 pub(crate) const USER_CODE: u16 = 0x20;
 /// Task state segment selector (a 16-byte system descriptor).
-const TSS_SELECTOR: u16 = 0x28;
+pub(crate) const TSS_SELECTOR: u16 = 0x28;
 
 /// The TSS's size, which is also where its (absent) I/O bitmap would start.
 const TSS_BYTES: u16 = 104;
@@ -187,6 +187,13 @@ pub(crate) unsafe fn init() {
     // SAFETY: TSS_SELECTOR names the available TSS descriptor just
     // installed; loading it marks it busy, which is what the CPU expects.
     unsafe { x86::task::load_tr(SegmentSelector::new(TSS_SELECTOR >> 3, Ring::Ring0)) };
+}
+
+/// The TSS's address (the host state a VT-x exit reloads TR with).
+pub(crate) fn tss_base() -> u64 {
+    // SAFETY: only the address is taken; nothing is read or written.
+    let tables = unsafe { &raw const (*TABLES.0.get()).tss };
+    tables as u64
 }
 
 /// Sets the stack the CPU switches to when an exception or interrupt

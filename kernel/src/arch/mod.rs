@@ -8,6 +8,11 @@ pub(crate) mod conformance;
 pub(crate) mod cpu;
 pub(crate) mod exit;
 pub(crate) mod gdt;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs the backends' self-tests until VCpus exist")
+)]
+pub(crate) mod guest;
 pub(crate) mod idt;
 pub(crate) mod objects;
 pub(crate) mod paging;
@@ -40,3 +45,8 @@ pub(crate) mod timer;
     allow(dead_code, reason = "only the fault-injection kernel runs user programs until there is a loader")
 )]
 pub(crate) mod user;
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    allow(dead_code, reason = "only the fault-injection kernel runs the backend's self-test until VCpus exist")
+)]
+pub(crate) mod vtx;

@@ -9,12 +9,12 @@ use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 
 use kernel_core::frame_allocator::FrameAllocator;
-use kernel_core::memory::PhysFrame;
-use kernel_core::virt::{self, ExitKind, GuestMapping, IoAccess, SvmExitFields};
-use kernel_core::vspace::MemoryType;
+use kernel_core::virt::{self, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
-use crate::arch::paging::physmap_pointer;
+use crate::arch::guest::{
+    Accumulators, Frames, GUEST_ENTRY, GuestRegisters, MAX_EXITS, Next, build_memory, free_frames, handle,
+};
 
 /// EFER.SVME: SVM instructions enabled.
 const EFER_SVME: u64 = 1 << 12;
@@ -154,28 +154,6 @@ const V_INTR_MASKING: u64 = 1 << 24;
 /// The power-on PAT, for the guest.
 const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 
-/// The guest's general registers that the VMCB does not hold (RAX and
-/// RSP are in it): the world switch loads and stores them.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub(crate) struct GuestRegisters {
-    rbx: u64,
-    rcx: u64,
-    rdx: u64,
-    rsi: u64,
-    rdi: u64,
-    rbp: u64,
-    r8: u64,
-    r9: u64,
-    r10: u64,
-    r11: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
-}
-const_assert_eq!(size_of::<GuestRegisters>(), 14 * 8);
-
 // svm_world_switch(vmcb: rdi, host_area: rsi, registers: rdx), System V.
 // Saves the host's callee-saved registers, and with VMSAVE the host's FS,
 // GS, TR, LDTR and system-call MSRs into `host_area`; loads the guest's
@@ -199,39 +177,39 @@ global_asm!(
     "mov rax, rsi",
     "vmsave rax",
     "mov rax, rdx",
-    "mov rbx, [rax + 0]",
-    "mov rcx, [rax + 8]",
-    "mov rdx, [rax + 16]",
-    "mov rsi, [rax + 24]",
-    "mov rdi, [rax + 32]",
-    "mov rbp, [rax + 40]",
-    "mov r8, [rax + 48]",
-    "mov r9, [rax + 56]",
-    "mov r10, [rax + 64]",
-    "mov r11, [rax + 72]",
-    "mov r12, [rax + 80]",
-    "mov r13, [rax + 88]",
-    "mov r14, [rax + 96]",
-    "mov r15, [rax + 104]",
+    "mov rbx, [rax + 8]",
+    "mov rcx, [rax + 16]",
+    "mov rdx, [rax + 24]",
+    "mov rsi, [rax + 32]",
+    "mov rdi, [rax + 40]",
+    "mov rbp, [rax + 48]",
+    "mov r8, [rax + 56]",
+    "mov r9, [rax + 64]",
+    "mov r10, [rax + 72]",
+    "mov r11, [rax + 80]",
+    "mov r12, [rax + 88]",
+    "mov r13, [rax + 96]",
+    "mov r14, [rax + 104]",
+    "mov r15, [rax + 112]",
     "mov rax, [rsp]",
     "vmload rax",
     "vmrun rax",
     "vmsave rax",
     "mov rax, [rsp + 8]",
-    "mov [rax + 0], rbx",
-    "mov [rax + 8], rcx",
-    "mov [rax + 16], rdx",
-    "mov [rax + 24], rsi",
-    "mov [rax + 32], rdi",
-    "mov [rax + 40], rbp",
-    "mov [rax + 48], r8",
-    "mov [rax + 56], r9",
-    "mov [rax + 64], r10",
-    "mov [rax + 72], r11",
-    "mov [rax + 80], r12",
-    "mov [rax + 88], r13",
-    "mov [rax + 96], r14",
-    "mov [rax + 104], r15",
+    "mov [rax + 8], rbx",
+    "mov [rax + 16], rcx",
+    "mov [rax + 24], rdx",
+    "mov [rax + 32], rsi",
+    "mov [rax + 40], rdi",
+    "mov [rax + 48], rbp",
+    "mov [rax + 56], r8",
+    "mov [rax + 64], r9",
+    "mov [rax + 72], r10",
+    "mov [rax + 80], r11",
+    "mov [rax + 88], r12",
+    "mov [rax + 96], r13",
+    "mov [rax + 104], r14",
+    "mov [rax + 112], r15",
     "mov rax, [rsp + 16]",
     "vmload rax",
     "stgi",
@@ -257,73 +235,24 @@ fn available() -> bool {
     cpu.svm && cpu.npt
 }
 
-/// A zeroed 4 KiB frame and its mapping in the physical-memory map.
-fn zeroed_frame(allocator: &mut FrameAllocator, taken: &mut heapless::Vec<PhysFrame, 16>) -> Option<*mut u8> {
-    let frame = allocator.allocate()?;
-    let address = frame.start().as_u64();
-    let pointer = physmap_pointer(address, 0x1000)?;
-    // SAFETY: the frame was just taken from the allocator, so nothing else
-    // uses it, and it lies inside the physical-memory map (checked).
-    unsafe { core::ptr::write_bytes(pointer, 0, 0x1000) };
-    taken.push(frame).ok()?;
-    Some(pointer)
-}
-
-/// Writes the 64-bit `value` at entry `index` of the table at `table`.
-fn set_entry(table: *mut u8, index: usize, value: u64) {
-    debug_assert!(index < 512);
-    // SAFETY: `table` maps a whole page-aligned frame (`zeroed_frame`)
-    // and `index` is below 512, so the entry is in bounds and aligned.
-    let entry = unsafe { table.cast::<u64>().add(index) };
-    // SAFETY: as above: a valid, aligned `u64` the kernel owns.
-    unsafe { entry.write_volatile(value) };
-}
-
-/// The physical address behind a pointer `zeroed_frame` returned.
-fn physical(taken: &heapless::Vec<PhysFrame, 16>, index: usize) -> u64 {
-    taken[index].start().as_u64()
-}
-
-/// The test guest, 16-bit real mode, at guest-physical 0x100: an OUT to
-/// port 0x80, a CPUID, a write outside its memory (guest-physical
-/// 0x2000: a nested page fault), then HLT.
-const TEST_GUEST: [u8; 15] = [
-    0xb0, 0x42, // mov al, 0x42
-    0xe6, 0x80, // out 0x80, al
-    0x31, 0xc0, // xor ax, ax
-    0x0f, 0xa2, // cpuid
-    0xc6, 0x06, 0x00, 0x20, 0x01, // mov byte [0x2000], 1
-    0xf4, // hlt
-    0xf4, // hlt (never reached)
-];
-/// Where the guest's code starts.
-const GUEST_ENTRY: u64 = 0x100;
-/// The length of the guest's store to 0x2000, which the test skips as a
-/// VMM would after emulating MMIO.
-const STORE_LENGTH: u64 = 5;
-
-/// The boot self-test of the `svm` backend: enables SVM, builds nested
-/// page tables mapping one frame at guest-physical 0, a VMCB for a
-/// real-mode guest with an all-ones I/O permission map, and runs
-/// [`TEST_GUEST`] exit by exit, decoding each exit with
-/// `kernel_core::virt::decode_svm` and printing it. Gives every frame
-/// back at the end.
+/// The boot self-test of the `svm` backend: enables SVM, builds the test
+/// guest's memory with nested page tables, a VMCB for a real-mode guest
+/// with an all-ones I/O permission map, and runs the guest exit by exit,
+/// decoding each exit with `kernel_core::virt::decode_svm`; then turns
+/// SVM off and gives every frame back.
 pub(crate) fn run_test_guest(allocator: &mut FrameAllocator) {
     if !available() {
         println!("svm: this CPU has no SVM with nested paging: no guest runs");
         return;
     }
     let free_before = free_frames(allocator);
-    let mut taken: heapless::Vec<PhysFrame, 16> = heapless::Vec::new();
-    match run_with_frames(allocator, &mut taken) {
+    let mut frames = Frames::new();
+    match run_with_frames(allocator, &mut frames) {
         Ok(exits) => println!("svm guest: done after {exits} exits"),
         Err(why) => println!("svm guest: failed: {why}"),
     }
     disable();
-    // The I/O permission map's three frames are among them.
-    for frame in taken {
-        let _ = allocator.free(frame);
-    }
+    frames.give_back(allocator);
     println!("svm guest: frames before {free_before}, after {}", free_frames(allocator));
 }
 
@@ -343,75 +272,36 @@ fn disable() {
     unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer & !EFER_SVME) };
 }
 
-fn free_frames(allocator: &FrameAllocator) -> u64 {
-    allocator.free_ranges().iter().map(|range| range.len() / 0x1000).sum()
-}
-
-fn run_with_frames(
-    allocator: &mut FrameAllocator,
-    taken: &mut heapless::Vec<PhysFrame, 16>,
-) -> Result<u32, &'static str> {
-    let frame = |allocator: &mut FrameAllocator, taken: &mut heapless::Vec<PhysFrame, 16>| {
-        zeroed_frame(allocator, taken).ok_or("no frame")
-    };
-    // Host save area, host VMSAVE area, VMCB, nested PML4, PDPT, PD, PT,
-    // and the guest's one page of memory.
-    let _hsave = frame(allocator, taken)?;
-    let _host_area = frame(allocator, taken)?;
-    let vmcb_pointer = frame(allocator, taken)?;
-    let tables: [*mut u8; 4] =
-        [frame(allocator, taken)?, frame(allocator, taken)?, frame(allocator, taken)?, frame(allocator, taken)?];
-    let memory = frame(allocator, taken)?;
+fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames) -> Result<u32, &'static str> {
+    let (hsave, _) = frames.zeroed(allocator)?;
+    let (host_area, _) = frames.zeroed(allocator)?;
+    let (vmcb, vmcb_pointer) = frames.zeroed(allocator)?;
     // The I/O permission map: 12 KiB, every port intercepted.
-    let iopm = allocator.allocate_contiguous(3, 0x1000).ok_or("no frames for the I/O permission map")?;
-    let iopm_pointer = physmap_pointer(iopm.start.as_u64(), 3 * 0x1000).ok_or("the map lies outside the physmap")?;
-    // SAFETY: three frames just taken from the allocator, inside the
-    // physical-memory map (checked); bytes need no validity.
-    unsafe { core::ptr::write_bytes(iopm_pointer, 0xff, 3 * 0x1000) };
-    for index in 0..3 {
-        let start = kernel_core::memory::PhysAddr::new(iopm.start.as_u64() + index * 0x1000);
-        let frame = PhysFrame::from_start(start).ok_or("a misaligned frame")?;
-        taken.push(frame).map_err(|_| "too many frames")?;
-    }
-    // SAFETY: the guest's frame is ours and inside the physmap, and the
-    // entry point lies inside it.
-    let entry = unsafe { memory.add(usize::try_from(GUEST_ENTRY).unwrap_or(0)) };
-    // SAFETY: the code fits far below the frame's end, and the frame does
-    // not overlap the constant it is copied from.
-    unsafe { core::ptr::copy_nonoverlapping(TEST_GUEST.as_ptr(), entry, TEST_GUEST.len()) };
-    // Nested page tables: guest-physical 0..4 KiB is the guest's frame.
-    let (hsave, host_area, vmcb) = (physical(taken, 0), physical(taken, 1), physical(taken, 2));
-    let (pml4, pdpt, pd, pt, guest_frame) =
-        (physical(taken, 3), physical(taken, 4), physical(taken, 5), physical(taken, 6), physical(taken, 7));
-    set_entry(tables[0], 0, virt::npt_table_entry(pdpt));
-    set_entry(tables[1], 0, virt::npt_table_entry(pd));
-    set_entry(tables[2], 0, virt::npt_table_entry(pt));
-    let page = GuestMapping { write: true, execute: true, memory_type: MemoryType::WriteBack, large: false };
-    set_entry(tables[3], 0, virt::npt_page_entry(guest_frame, page));
-    debug_assert_eq!(physical(taken, 3), pml4);
+    let (iopm, _) = frames.filled(allocator, 3, 0xff)?;
+    let nested_root = build_memory(allocator, frames, GuestFormat::Npt)?;
 
     // SAFETY: reading EFER, an architectural MSR, has no side effects.
     let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
     // SAFETY: setting SVME enables the SVM instructions and nothing else;
-    // the CPU has SVM (checked above).
+    // the CPU has SVM (checked by the caller).
     unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer | EFER_SVME) };
     // SAFETY: the host save area is a zeroed page the kernel owns from now
     // on, as the MSR requires; only VMRUN and #VMEXIT use it.
     unsafe { x86::msr::wrmsr(VM_HSAVE_PA, hsave) };
     println!("svm: enabled, host save area at {hsave:#x}");
 
-    let vmcb_ref = vmcb_pointer.cast::<Vmcb>();
     // SAFETY: the VMCB's frame is zeroed, page aligned (a frame), ours and
-    // inside the physmap; `Vmcb` is plain data of exactly one page.
-    let control = unsafe { &mut *vmcb_ref };
+    // inside the physmap; `Vmcb` is plain data of exactly one page, and
+    // nothing else refers to it while this reference lives.
+    let control = unsafe { &mut *vmcb_pointer.cast::<Vmcb>() };
     control.intercept_misc1 = misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::SHUTDOWN;
     control.intercept_misc2 = misc2::VMRUN | misc2::VMMCALL;
-    control.iopm_base = iopm.start.as_u64();
+    control.iopm_base = iopm;
     control.guest_asid = 1;
     control.tlb_control = 1;
     control.int_ctl = V_INTR_MASKING;
     control.np_enable = 1;
-    control.n_cr3 = pml4;
+    control.n_cr3 = nested_root;
     // A real-mode guest: every segment at base 0 with a 64 KiB limit.
     let data = Segment { selector: 0, attributes: 0x093, limit: 0xffff, base: 0 };
     control.cs = Segment { attributes: 0x09b, ..data };
@@ -429,12 +319,12 @@ fn run_with_frames(
     control.g_pat = RESET_PAT;
 
     let mut registers = GuestRegisters::default();
-    for exits in 1..=16 {
+    for exits in 1..=MAX_EXITS {
         // SAFETY: `vmcb` and `host_area` are page-aligned frames the
         // kernel owns, the VMCB describes a guest whose memory is only the
-        // frame mapped by the nested tables above, SVM is enabled and the
-        // host save area set; the world switch saves and restores every
-        // register the System V ABI asks a callee to keep.
+        // page the nested tables map, SVM is enabled and the host save
+        // area set; the world switch keeps every register the System V
+        // ABI asks a callee to keep.
         unsafe { svm_world_switch(vmcb, host_area, &raw mut registers) };
         control.tlb_control = 0;
         let exit = virt::decode_svm(SvmExitFields {
@@ -443,43 +333,16 @@ fn run_with_frames(
             info2: control.exit_info2,
             rip: control.rip,
         });
-        match exit.kind {
-            ExitKind::Io => {
-                let access = IoAccess::unpack(exit.qualification);
-                let direction = if access.input { "in" } else { "out" };
-                println!(
-                    "svm guest: {direction} port {:#x}, {} byte(s), al {:#x}, length {}",
-                    access.port,
-                    access.size,
-                    control.rax & 0xff,
-                    exit.instruction_length
-                );
-                control.rip += u64::from(exit.instruction_length);
-            }
-            ExitKind::Cpuid => {
-                println!("svm guest: cpuid leaf {:#x}", control.rax & 0xffff_ffff);
-                // "Bulkhead" in EBX:EDX, as a VMM would answer leaf 0.
-                (control.rax, registers.rbx, registers.rdx, registers.rcx) = (1, 0x6b6c_7542, 0x6461_6568, 0);
-                control.rip += 2;
-            }
-            ExitKind::SecondLevelFault => {
-                println!(
-                    "svm guest: nested page fault at {:#x} ({:#x}), rip {:#x}",
-                    exit.guest_physical, exit.qualification, control.rip
-                );
-                control.rip += STORE_LENGTH;
-            }
-            ExitKind::Hlt => {
-                println!("svm guest: hlt at rip {:#x}, ebx {:#x}", control.rip, registers.rbx);
-                return Ok(exits);
-            }
-            ExitKind::InvalidState => return Err("VMRUN refused the guest state"),
-            ExitKind::HostInterrupt => {}
-            _ => {
-                println!("svm guest: unexpected exit {:?} (code {:#x})", exit.kind, exit.raw_reason);
-                return Err("an unexpected exit");
-            }
+        let accumulators = Accumulators {
+            rax: &mut control.rax,
+            rbx: &mut registers.rbx,
+            rcx: &mut registers.rcx,
+            rdx: &mut registers.rdx,
+        };
+        match handle("svm guest", &exit, control.rip, accumulators)? {
+            Next::Resume(rip) => control.rip = rip,
+            Next::Halted => return Ok(exits),
         }
     }
-    Err("the guest did not halt within 16 exits")
+    Err("the guest did not halt")
 }
