@@ -807,6 +807,12 @@ pub const GUEST_SPACE_SLOT: u64 = 37;
 /// The root slots of the GuestSpace's PDPT and page directory, linked to
 /// cover guest-physical 0, and of a 2 MiB frame mapped there.
 pub const GUEST_OBJECT_SLOTS: std::ops::Range<u64> = 38..41;
+/// The root slot of a copy of the first frame's capability, mapped at
+/// [`SETUP_COPY_VADDR`]: a frame mapped twice, through capabilities that
+/// are not its last, from the start.
+pub const FRAME_COPY_SLOT: u64 = 41;
+/// Where the copy maps the frame.
+pub const SETUP_COPY_VADDR: u64 = 0x4000;
 /// Where the setup maps its first frame.
 pub const SETUP_FRAME_VADDR: u64 = 0x1000;
 
@@ -845,7 +851,7 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
         // Without this, Delete, Revoke, Copy and Move would almost never
         // name a pool, a VSpace or a mapped frame (a mutant that keeps a
         // deleted frame's mapping went unseen for 40,000 operations).
-        6 => POOL_UNTYPED_SLOT..GUEST_OBJECT_SLOTS.end,
+        6 => POOL_UNTYPED_SLOT..FRAME_COPY_SLOT + 1,
         1 => Just(PAGING_UNTYPED_SLOT),
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
@@ -1242,7 +1248,8 @@ pub fn ipc_objects() -> Vec<Op> {
 /// [`SETUP_FRAME_VADDR`]), a 2 MiB frame, a second PML4 without an ASID
 /// and a second page table, unmapped; and a GuestSpace with the next ASID
 /// and 2 MiB of guest memory at guest-physical 0 (through its own PDPT
-/// and page directory).
+/// and page directory); and a copy of the first frame's capability that
+/// maps it a second time, read-only, at [`SETUP_COPY_VADDR`].
 #[must_use]
 pub fn vspace_objects() -> Vec<Op> {
     let retype = |kind: Type, size_bits: u64, offset: u64, count: u64| Op::Retype {
@@ -1287,6 +1294,9 @@ pub fn vspace_objects() -> Vec<Op> {
     }
     let guest_memory = VSpaceCall::MapFrame { vaddr: 0, rights: rights::RW, attributes: 1, vspace: GUEST_SPACE_SLOT };
     ops.push(invoke(GUEST_OBJECT_SLOTS.end - 1, guest_memory));
+    ops.push(Op::Copy { dest: Addr::R(FRAME_COPY_SLOT), src: Addr::R(FRAME_SLOTS.start), rights: rights::RWGP });
+    let copy = VSpaceCall::MapFrame { vaddr: SETUP_COPY_VADDR, rights: rights::R, attributes: 0, vspace: VSPACE_SLOT };
+    ops.push(invoke(FRAME_COPY_SLOT, copy));
     ops
 }
 

@@ -135,10 +135,10 @@ fn the_sound_state_keeps_every_invariant() {
     let state = sound();
     assert_eq!(broken(&state), Vec::<&str>::new());
     // The boot state's 6 and `capabilities`' 6, the two boot capabilities
-    // the VSpace objects come from and their 15, the reply object, notification
+    // the VSpace objects come from and their 16, the reply object, notification
     // and scheduling context, each thread's TCB and CSpace root, and
     // slot 15's thread's VSpace and IPC buffer.
-    assert_eq!(state.slots.len(), 12 + 2 + 15 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
+    assert_eq!(state.slots.len(), 12 + 2 + 16 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
     let reachable = state.reachable_tables();
     assert_eq!(
         reachable.len(),
