@@ -67,3 +67,22 @@ fn a_cpu_without_the_backend_says_so_and_boots_on() {
     assert!(outcome.console.contains("vtx: this CPU has no VT-x: no guest runs"), "the refusal is reported");
     assert_eq!(outcome.final_status(), Some("success"));
 }
+
+#[test]
+fn svm_takes_a_thousand_cpuid_exits_in_a_row() {
+    // The benchmark guest (`inject=guest-svm-bench`), without instruction
+    // counting: the figures are docs/PERFORMANCE.md's; here, every exit of
+    // a guest that exits as fast as it can is handled, and it halts.
+    let outcome = run_kernel_boot(fault_injection_kernel(), "inject=guest-svm-bench", false);
+    let console = &outcome.console;
+    assert!(!console.contains("!!! kernel"), "the exit flood caused a kernel exception or panic");
+    assert_lines_in_order(
+        console,
+        &["svm guest: hlt at rip 0x10a, ebx 0x6b6c7542", "svm guest: done after 1001 exits"],
+    );
+    assert!(
+        lines(console).iter().any(|line| line.starts_with("svm guest: 1001 exits in ") && line.ends_with(" per exit")),
+        "the cost line"
+    );
+    assert_eq!(outcome.final_status(), Some("success"));
+}

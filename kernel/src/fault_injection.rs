@@ -9,6 +9,7 @@
 use kernel_core::cmdline::Cmdline;
 use kernel_core::frame_allocator::FrameAllocator;
 
+use crate::arch::guest::Program as GuestProgram;
 use crate::arch::user::{self, Program, ProgramEnd};
 
 /// An address the kernel never maps (the identity map is gone by now).
@@ -40,12 +41,14 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
         crate::user_devices::run(allocator);
         return;
     }
-    if kind == "guest-svm" {
-        crate::arch::svm::run_test_guest(allocator);
+    let programs = [("guest-svm", GuestProgram::Exits), ("guest-svm-bench", GuestProgram::CpuidLoop)];
+    if let Some((_, program)) = programs.iter().find(|(name, _)| *name == kind) {
+        crate::arch::svm::run_test_guest(allocator, *program);
         return;
     }
-    if kind == "guest-vtx" {
-        crate::arch::vtx::run_test_guest(allocator);
+    let programs = [("guest-vtx", GuestProgram::Exits), ("guest-vtx-bench", GuestProgram::CpuidLoop)];
+    if let Some((_, program)) = programs.iter().find(|(name, _)| *name == kind) {
+        crate::arch::vtx::run_test_guest(allocator, *program);
         return;
     }
     if let Some(program) = USER_PROGRAMS.iter().find(|program| program.name == kind) {
@@ -71,7 +74,8 @@ pub(crate) fn run(cmdline: &Cmdline<'_>, allocator: &mut FrameAllocator) {
              user-hello, user-page-fault, user-kernel-read, user-privileged, user-bad-syscall, \
              user-noncanonical-sysret, user-flood, user-trap-flag, user-capabilities, user-blocked, and the \
              protection domains user-pds and user-ipc-bench, the preemption test user-temporal, the \
-             driver test user-devices and the backends' test guests guest-svm and guest-vtx"
+             driver test user-devices and the backends' test guests guest-svm and guest-vtx (and their CPUID \
+             benchmarks guest-svm-bench and guest-vtx-bench)"
         ),
     }
 }

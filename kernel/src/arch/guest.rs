@@ -53,14 +53,61 @@ const TEST_GUEST: [u8; 15] = [
     0xf4, // hlt
     0xf4, // hlt (never reached)
 ];
+/// The benchmark guest: CPUID of leaf 0, [`CPUID_ROUNDS`] times (the
+/// counter in SI, which CPUID leaves alone), then HLT.
+const CPUID_LOOP: [u8; 11] = [
+    0xbe, 0xe8, 0x03, // mov si, 1000
+    0x31, 0xc0, // 0x103: xor ax, ax
+    0x0f, 0xa2, // cpuid
+    0x4e, // dec si
+    0x75, 0xf9, // jnz 0x103
+    0xf4, // hlt
+];
+/// How many CPUIDs the benchmark guest makes.
+pub(crate) const CPUID_ROUNDS: u32 = 1000;
+
+/// Which guest a self-test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Program {
+    /// One exit of each kind the handler knows, each printed.
+    Exits,
+    /// [`CPUID_ROUNDS`] CPUID exits, then HLT: the exit path's cost, in
+    /// TSC ticks (instructions under QEMU's `-icount shift=0`).
+    CpuidLoop,
+}
+
+impl Program {
+    /// The guest's code.
+    const fn code(self) -> &'static [u8] {
+        match self {
+            Program::Exits => &TEST_GUEST,
+            Program::CpuidLoop => &CPUID_LOOP,
+        }
+    }
+
+    /// The exits it takes, HLT included.
+    pub(crate) const fn exits(self) -> u32 {
+        match self {
+            Program::Exits => 4,
+            Program::CpuidLoop => CPUID_ROUNDS + 1,
+        }
+    }
+
+    /// Whether each exit is printed.
+    const fn verbose(self) -> bool {
+        matches!(self, Program::Exits)
+    }
+}
+
 /// Where the guest's code starts.
 pub(crate) const GUEST_ENTRY: u64 = 0x100;
 /// The length of the guest's store to 0x2000, which the handler skips as
 /// a VMM would after emulating MMIO (a second-level fault reports no
 /// instruction length).
 const STORE_LENGTH: u64 = 5;
-/// Exits a test guest may take before the test gives up on it.
-pub(crate) const MAX_EXITS: u32 = 16;
+/// Exits beyond its own a test guest may take (host interrupts) before
+/// the test gives up on it.
+pub(crate) const SPARE_EXITS: u32 = 16;
 
 /// The frames a self-test takes, all given back at its end.
 pub(crate) struct Frames {
@@ -132,6 +179,7 @@ pub(crate) fn build_memory(
     allocator: &mut FrameAllocator,
     frames: &mut Frames,
     format: GuestFormat,
+    program: Program,
 ) -> Result<u64, &'static str> {
     let levels = [frames.zeroed(allocator)?, frames.zeroed(allocator)?, frames.zeroed(allocator)?];
     let leaf = frames.zeroed(allocator)?;
@@ -142,7 +190,7 @@ pub(crate) fn build_memory(
     let entry = unsafe { code.add(offset) };
     // SAFETY: the code fits far below the frame's end, and the frame does
     // not overlap the constant it is copied from.
-    unsafe { core::ptr::copy_nonoverlapping(TEST_GUEST.as_ptr(), entry, TEST_GUEST.len()) };
+    unsafe { core::ptr::copy_nonoverlapping(program.code().as_ptr(), entry, program.code().len()) };
     let link = |next: u64| match format {
         GuestFormat::Npt => virt::npt_table_entry(next),
         GuestFormat::Ept => virt::ept_table_entry(next),
@@ -187,7 +235,13 @@ pub(crate) enum Next {
 /// # Errors
 ///
 /// An exit the test guest should not take.
-pub(crate) fn handle(prefix: &str, exit: &Exit, rip: u64, registers: Accumulators<'_>) -> Result<Next, &'static str> {
+pub(crate) fn handle(
+    prefix: &str,
+    program: Program,
+    exit: &Exit,
+    rip: u64,
+    registers: Accumulators<'_>,
+) -> Result<Next, &'static str> {
     match exit.kind {
         ExitKind::Io => {
             let access = IoAccess::unpack(exit.qualification);
@@ -205,7 +259,9 @@ pub(crate) fn handle(prefix: &str, exit: &Exit, rip: u64, registers: Accumulator
             Ok(Next::Resume(rip + u64::from(exit.instruction_length)))
         }
         ExitKind::Cpuid => {
-            println!("{prefix}: cpuid leaf {:#x}", *registers.rax & 0xffff_ffff);
+            if program.verbose() {
+                println!("{prefix}: cpuid leaf {:#x}", *registers.rax & 0xffff_ffff);
+            }
             (*registers.rax, *registers.rbx, *registers.rdx, *registers.rcx) = (1, 0x6b6c_7542, 0x6461_6568, 0);
             // CPUID is two bytes (0f a2): `svm` under QEMU reports no
             // length, so the VMM knows it by decoding.
@@ -229,4 +285,17 @@ pub(crate) fn handle(prefix: &str, exit: &Exit, rip: u64, registers: Accumulator
             Err("an unexpected exit")
         }
     }
+}
+
+/// For the benchmark guest, prints what its exits cost: TSC ticks from
+/// the first entry to the HLT exit, per exit (under QEMU's `-icount
+/// shift=0` a tick is one emulated instruction: the kernel's world switch,
+/// exit decoding and handling, and the guest's few instructions; the
+/// hardware transition itself costs no instructions there).
+pub(crate) fn report_cost(prefix: &str, program: Program, exits: u32, started: u64) {
+    if program != Program::CpuidLoop {
+        return;
+    }
+    let ticks = crate::arch::cpu::read_tsc().wrapping_sub(started);
+    println!("{prefix}: {exits} exits in {ticks} TSC ticks, {} per exit", ticks / u64::from(exits.max(1)));
 }

@@ -13,7 +13,8 @@ use kernel_core::virt::{self, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
 use crate::arch::guest::{
-    Accumulators, Frames, GUEST_ENTRY, GuestRegisters, MAX_EXITS, Next, build_memory, free_frames, handle,
+    Accumulators, Frames, GUEST_ENTRY, GuestRegisters, Next, Program, SPARE_EXITS, build_memory, free_frames, handle,
+    report_cost,
 };
 
 /// EFER.SVME: SVM instructions enabled.
@@ -240,14 +241,14 @@ fn available() -> bool {
 /// with an all-ones I/O permission map, and runs the guest exit by exit,
 /// decoding each exit with `kernel_core::virt::decode_svm`; then turns
 /// SVM off and gives every frame back.
-pub(crate) fn run_test_guest(allocator: &mut FrameAllocator) {
+pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
     if !available() {
         println!("svm: this CPU has no SVM with nested paging: no guest runs");
         return;
     }
     let free_before = free_frames(allocator);
     let mut frames = Frames::new();
-    match run_with_frames(allocator, &mut frames) {
+    match run_with_frames(allocator, &mut frames, program) {
         Ok(exits) => println!("svm guest: done after {exits} exits"),
         Err(why) => println!("svm guest: failed: {why}"),
     }
@@ -272,13 +273,13 @@ fn disable() {
     unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer & !EFER_SVME) };
 }
 
-fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames) -> Result<u32, &'static str> {
+fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program: Program) -> Result<u32, &'static str> {
     let (hsave, _) = frames.zeroed(allocator)?;
     let (host_area, _) = frames.zeroed(allocator)?;
     let (vmcb, vmcb_pointer) = frames.zeroed(allocator)?;
     // The I/O permission map: 12 KiB, every port intercepted.
     let (iopm, _) = frames.filled(allocator, 3, 0xff)?;
-    let nested_root = build_memory(allocator, frames, GuestFormat::Npt)?;
+    let nested_root = build_memory(allocator, frames, GuestFormat::Npt, program)?;
 
     // SAFETY: reading EFER, an architectural MSR, has no side effects.
     let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
@@ -319,7 +320,8 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames) -> Resul
     control.g_pat = RESET_PAT;
 
     let mut registers = GuestRegisters::default();
-    for exits in 1..=MAX_EXITS {
+    let started = crate::arch::cpu::read_tsc();
+    for exits in 1..=program.exits() + SPARE_EXITS {
         // SAFETY: `vmcb` and `host_area` are page-aligned frames the
         // kernel owns, the VMCB describes a guest whose memory is only the
         // page the nested tables map, SVM is enabled and the host save
@@ -339,9 +341,12 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames) -> Resul
             rcx: &mut registers.rcx,
             rdx: &mut registers.rdx,
         };
-        match handle("svm guest", &exit, control.rip, accumulators)? {
+        match handle("svm guest", program, &exit, control.rip, accumulators)? {
             Next::Resume(rip) => control.rip = rip,
-            Next::Halted => return Ok(exits),
+            Next::Halted => {
+                report_cost("svm guest", program, exits, started);
+                return Ok(exits);
+            }
         }
     }
     Err("the guest did not halt")

@@ -12,7 +12,8 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::virt::{self, GuestFormat, VtxExitFields};
 
 use crate::arch::guest::{
-    Accumulators, Frames, GUEST_ENTRY, GuestRegisters, MAX_EXITS, Next, build_memory, free_frames, handle,
+    Accumulators, Frames, GUEST_ENTRY, GuestRegisters, Next, Program, SPARE_EXITS, build_memory, free_frames, handle,
+    report_cost,
 };
 
 /// Capability and control MSRs (SDM Vol. 3C, appendix A).
@@ -264,7 +265,7 @@ fn available() -> bool {
 /// guest whose every I/O instruction and HLT exits, and runs the guest
 /// exit by exit, decoding each exit with `kernel_core::virt::decode_vtx`;
 /// then leaves VMX operation and gives every frame back.
-pub(crate) fn run_test_guest(allocator: &mut FrameAllocator) {
+pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
     if !available() {
         println!("vtx: this CPU has no VT-x: no guest runs");
         return;
@@ -272,7 +273,7 @@ pub(crate) fn run_test_guest(allocator: &mut FrameAllocator) {
     let free_before = free_frames(allocator);
     let mut frames = Frames::new();
     let mut in_vmx = false;
-    match run_with_frames(allocator, &mut frames, &mut in_vmx) {
+    match run_with_frames(allocator, &mut frames, &mut in_vmx, program) {
         Ok(exits) => println!("vtx guest: done after {exits} exits"),
         Err(why) if in_vmx => {
             println!("vtx guest: failed: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR))
@@ -297,6 +298,7 @@ fn run_with_frames(
     allocator: &mut FrameAllocator,
     frames: &mut Frames,
     in_vmx: &mut bool,
+    program: Program,
 ) -> Result<u32, &'static str> {
     let feature = read_msr(msr::FEATURE_CONTROL);
     if feature & 0b101 != 0b101 {
@@ -312,7 +314,7 @@ fn run_with_frames(
         // its first dword is aligned: the revision goes there.
         unsafe { pointer.cast::<u32>().write_volatile(u32::try_from(revision).unwrap_or(0)) };
     }
-    let ept_root = build_memory(allocator, frames, GuestFormat::Ept)?;
+    let ept_root = build_memory(allocator, frames, GuestFormat::Ept, program)?;
 
     // CR0 and CR4 must have their fixed-1 bits: CR0.NE (x87 errors as
     // exceptions, which the kernel, using no x87, does not mind) and
@@ -454,7 +456,8 @@ fn run_with_frames(
     }
 
     let mut registers = GuestRegisters::default();
-    for exits in 1..=MAX_EXITS {
+    let started = crate::arch::cpu::read_tsc();
+    for exits in 1..=program.exits() + SPARE_EXITS {
         // SAFETY: in VMX root operation with the VMCS current and every
         // field set above: the guest sees only the page EPT maps, and the
         // host state is the kernel's own, so an exit lands back in the
@@ -480,9 +483,12 @@ fn run_with_frames(
             rcx: &mut registers.rcx,
             rdx: &mut registers.rdx,
         };
-        match handle("vtx guest", &exit, rip, accumulators)? {
+        match handle("vtx guest", program, &exit, rip, accumulators)? {
             Next::Resume(next) => write(field::GUEST_RIP, next)?,
-            Next::Halted => return Ok(exits),
+            Next::Halted => {
+                report_cost("vtx guest", program, exits, started);
+                return Ok(exits);
+            }
         }
     }
     Err("the guest did not halt")
