@@ -41,6 +41,55 @@ pub(crate) struct GuestRegisters {
 const_assert_eq!(offset_of!(GuestRegisters, rbx), 8);
 const_assert_eq!(size_of::<GuestRegisters>(), 15 * 8);
 
+/// The world switches' instructions that load the guest's registers, RBX
+/// to R15, from the [`GuestRegisters`] at RAX (RAX itself is the
+/// backend's: in the VMCB for `svm`, loaded last for `vtx`).
+macro_rules! load_guest_registers {
+    () => {
+        concat!(
+            "mov rbx, [rax + 8]\n",
+            "mov rcx, [rax + 16]\n",
+            "mov rdx, [rax + 24]\n",
+            "mov rsi, [rax + 32]\n",
+            "mov rdi, [rax + 40]\n",
+            "mov rbp, [rax + 48]\n",
+            "mov r8, [rax + 56]\n",
+            "mov r9, [rax + 64]\n",
+            "mov r10, [rax + 72]\n",
+            "mov r11, [rax + 80]\n",
+            "mov r12, [rax + 88]\n",
+            "mov r13, [rax + 96]\n",
+            "mov r14, [rax + 104]\n",
+            "mov r15, [rax + 112]\n",
+        )
+    };
+}
+pub(crate) use load_guest_registers;
+
+/// The instructions that store the guest's RBX to R15 into the
+/// [`GuestRegisters`] at RAX.
+macro_rules! store_guest_registers {
+    () => {
+        concat!(
+            "mov [rax + 8], rbx\n",
+            "mov [rax + 16], rcx\n",
+            "mov [rax + 24], rdx\n",
+            "mov [rax + 32], rsi\n",
+            "mov [rax + 40], rdi\n",
+            "mov [rax + 48], rbp\n",
+            "mov [rax + 56], r8\n",
+            "mov [rax + 64], r9\n",
+            "mov [rax + 72], r10\n",
+            "mov [rax + 80], r11\n",
+            "mov [rax + 88], r12\n",
+            "mov [rax + 96], r13\n",
+            "mov [rax + 104], r14\n",
+            "mov [rax + 112], r15\n",
+        )
+    };
+}
+pub(crate) use store_guest_registers;
+
 /// The test guest, 16-bit real mode, at guest-physical [`GUEST_ENTRY`]:
 /// an OUT to port 0x80, a CPUID of leaf 0, a write outside its memory
 /// (guest-physical 0x2000: a second-level fault), then HLT.
