@@ -11,20 +11,23 @@ mod common;
 use bulkhead::emulator;
 use common::*;
 
-/// What the test guest's four exits must print, in order: an OUT with its
+/// What the test guest's five exits must print, in order: an OUT with its
 /// port, size, AL and length (from the next RIP SVM reports); a CPUID of
-/// leaf 0; a write to guest-physical 0x2000, outside the guest's one page
-/// (qualification 0x2: a write to an unmapped address); a HLT, after the
-/// CPUID answer reached the guest's EBX ("Bulk").
-const GUEST_LINES: [&str; 5] = [
+/// leaf 0; a WRMSR of EFER, which exits rather than reaching the CPU (the
+/// hostile-guest case of reserved MSRs); a write to guest-physical
+/// 0x2000, outside the guest's one page (qualification 0x2: a write to an
+/// unmapped address); a HLT, after the CPUID answer reached the guest's
+/// EBX ("Bulk").
+const GUEST_LINES: [&str; 6] = [
     "guest: out port 0x80, 1 byte(s), al 0x42, length 2",
     "guest: cpuid leaf 0x0",
-    "guest: second-level fault at 0x2000 (0x2), rip 0x108",
-    "guest: hlt at rip 0x10d, ebx 0x6b6c7542",
-    "guest: done after 4 exits",
+    "guest: wrmsr 0xc0000080 refused, rip 0x114",
+    "guest: second-level fault at 0x2000 (0x2), rip 0x116",
+    "guest: hlt at rip 0x11b, ebx 0x6b6c7542",
+    "guest: done after 5 exits",
 ];
 
-/// Checks a backend's run of the test guest: its four exits, in order,
+/// Checks a backend's run of the test guest: its five exits, in order,
 /// decoded alike by both backends; no kernel exception; every frame back.
 fn assert_guest_ran(console: &str, backend: &str) {
     assert!(!console.contains("!!! kernel"), "the guest caused a kernel exception or panic");

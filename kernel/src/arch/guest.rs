@@ -91,13 +91,18 @@ macro_rules! store_guest_registers {
 pub(crate) use store_guest_registers;
 
 /// The test guest, 16-bit real mode, at guest-physical [`GUEST_ENTRY`]:
-/// an OUT to port 0x80, a CPUID of leaf 0, a write outside its memory
+/// an OUT to port 0x80, a CPUID of leaf 0, a WRMSR of the host's EFER
+/// (which must exit, never reach the CPU), a write outside its memory
 /// (guest-physical 0x2000: a second-level fault), then HLT.
-const TEST_GUEST: [u8; 15] = [
+const TEST_GUEST: [u8; 29] = [
     0xb0, 0x42, // mov al, 0x42
     0xe6, 0x80, // out 0x80, al
     0x31, 0xc0, // xor ax, ax
     0x0f, 0xa2, // cpuid
+    0x66, 0xb9, 0x80, 0x00, 0x00, 0xc0, // mov ecx, 0xc000_0080 (EFER)
+    0x66, 0x31, 0xc0, // xor eax, eax
+    0x66, 0x31, 0xd2, // xor edx, edx
+    0x0f, 0x30, // wrmsr
     0xc6, 0x06, 0x00, 0x20, 0x01, // mov byte [0x2000], 1
     0xf4, // hlt
     0xf4, // hlt (never reached)
@@ -137,7 +142,7 @@ impl Program {
     /// The exits it takes, HLT included.
     pub(crate) const fn exits(self) -> u32 {
         match self {
-            Program::Exits => 4,
+            Program::Exits => 5,
             Program::CpuidLoop => CPUID_ROUNDS + 1,
         }
     }
@@ -314,6 +319,14 @@ pub(crate) fn handle(
             (*registers.rax, *registers.rbx, *registers.rdx, *registers.rcx) = (1, 0x6b6c_7542, 0x6461_6568, 0);
             // CPUID is two bytes (0f a2): `svm` under QEMU reports no
             // length, so the VMM knows it by decoding.
+            Ok(Next::Resume(rip + 2))
+        }
+        ExitKind::MsrWrite | ExitKind::MsrRead => {
+            // A VMM would inject #GP for an MSR outside its allowlist; the
+            // self-test skips the two-byte instruction. What matters is
+            // that the access exited instead of reaching the CPU.
+            let access = if exit.kind == ExitKind::MsrWrite { "wrmsr" } else { "rdmsr" };
+            println!("{prefix}: {access} {:#x} refused, rip {rip:#x}", *registers.rcx & 0xffff_ffff);
             Ok(Next::Resume(rip + 2))
         }
         ExitKind::SecondLevelFault => {

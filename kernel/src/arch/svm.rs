@@ -138,6 +138,8 @@ mod misc1 {
     pub(super) const HLT: u32 = 1 << 24;
     /// I/O instructions, through the I/O permission map.
     pub(super) const IOIO_PROT: u32 = 1 << 27;
+    /// RDMSR and WRMSR, through the MSR permission map.
+    pub(super) const MSR_PROT: u32 = 1 << 28;
     /// Shutdown (a triple fault).
     pub(super) const SHUTDOWN: u32 = 1 << 31;
 }
@@ -252,8 +254,11 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program:
     let (hsave, _) = frames.zeroed(allocator)?;
     let (host_area, _) = frames.zeroed(allocator)?;
     let (vmcb, vmcb_pointer) = frames.zeroed(allocator)?;
-    // The I/O permission map: 12 KiB, every port intercepted.
+    // The I/O permission map (12 KiB) and the MSR permission map (8 KiB):
+    // every port and every MSR intercepted, so that no guest access
+    // reaches the machine.
     let (iopm, _) = frames.filled(allocator, 3, 0xff)?;
+    let (msrpm, _) = frames.filled(allocator, 2, 0xff)?;
     let nested_root = build_memory(allocator, frames, GuestFormat::Npt, program)?;
 
     // SAFETY: reading EFER, an architectural MSR, has no side effects.
@@ -270,9 +275,11 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program:
     // inside the physmap; `Vmcb` is plain data of exactly one page, and
     // nothing else refers to it while this reference lives.
     let control = unsafe { &mut *vmcb_pointer.cast::<Vmcb>() };
-    control.intercept_misc1 = misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::SHUTDOWN;
+    control.intercept_misc1 =
+        misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
     control.intercept_misc2 = misc2::VMRUN | misc2::VMMCALL;
     control.iopm_base = iopm;
+    control.msrpm_base = msrpm;
     control.guest_asid = 1;
     control.tlb_control = 1;
     control.int_ctl = V_INTR_MASKING;
