@@ -259,12 +259,12 @@ pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
         // SAFETY: in VMX root operation (VMXON succeeded), no guest runs;
         // VMXOFF leaves VMX operation, after which CR4.VMXE may be cleared.
         unsafe { asm!("vmxoff", options(nostack)) };
-        // SAFETY: reading CR4 has no side effects.
-        let cr4 = unsafe { x86::controlregs::cr4() };
-        // SAFETY: clearing CR4.VMXE outside VMX operation only disables
-        // the VMX instructions.
-        unsafe { x86::controlregs::cr4_write(cr4 - x86::controlregs::Cr4::CR4_ENABLE_VMX) };
     }
+    // SAFETY: reading CR4 has no side effects.
+    let cr4 = unsafe { x86::controlregs::cr4() };
+    // SAFETY: outside VMX operation (never entered, or left above),
+    // clearing CR4.VMXE only disables the VMX instructions again.
+    unsafe { x86::controlregs::cr4_write(cr4 - x86::controlregs::Cr4::CR4_ENABLE_VMX) };
     frames.give_back(allocator);
     println!("vtx guest: frames before {free_before}, after {}", free_frames(allocator));
 }
