@@ -180,6 +180,7 @@ pub const fn type_name(cap: &Cap) -> &'static str {
         Cap::PageTable { level: PageTableLevel::GuestSpace, .. } => "guest_space",
         Cap::AsidControl => "asid_control",
         Cap::AsidPool { .. } => "asid_pool",
+        Cap::VCpu { .. } => "vcpu",
         Cap::IrqControl => "irq_control",
         Cap::IrqHandler { .. } => "irq_handler",
         Cap::IoPortControl => "io_port_control",

@@ -13,13 +13,13 @@ use crate::cap::object::ObjectKind;
 use crate::cap::{Cap, Rights, SlotStore};
 use crate::error::SyscallError;
 use crate::io_port::label as port_label;
-use crate::ipc::{MessageInfo, ThreadId, ThreadState};
+use crate::ipc::{ThreadId, ThreadState};
 use crate::irq::{self, Delivery, label as irq_label};
 use crate::memory::PhysAddr;
 use crate::platform::{PlatformEvent, PortWidth, RecordingPlatform};
 use crate::store::{MapStore, ObjectStore};
-use crate::syscall::{self, Kernel, SyscallArgs, label as tcb_label, number};
-use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, root_kernel, root_slot, root_thread};
+use crate::syscall::{Kernel, label as tcb_label, number};
+use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, Request, issue, root_kernel, root_slot, root_thread};
 
 // Root CNode slots (a root cptr is the slot index).
 const R_IRQ_CONTROL: u64 = 2;
@@ -58,16 +58,8 @@ impl System {
     }
 
     fn syscall(&mut self, thread: ThreadId, number: u64, cptr: u64, label: u64, words: &[u64], extra: &[u64]) {
-        let tcb = self.kernel.store.tcb_mut(thread);
-        tcb.words[..words.len()].copy_from_slice(words);
-        tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
-        let info = MessageInfo {
-            label,
-            length: u8::try_from(words.len()).expect("short"),
-            caps: u8::try_from(extra.len()).expect("few"),
-        };
-        let args = SyscallArgs { number, cptr, info, reply_cptr: 0 };
-        while syscall::handle(&mut self.kernel, &mut self.platform, thread, args).is_err() {}
+        let request = Request { number, cptr, label, words, extra, reply: 0 };
+        issue(&mut self.kernel, &mut self.platform, thread, &request);
         self.kernel.scheduler.schedule(&mut self.kernel.store);
     }
 

@@ -4,9 +4,10 @@
 //!
 //! | last capability to | what happens |
 //! | --- | --- |
-//! | an endpoint, a notification | every thread waiting on it wakes with [`SyscallError::InvalidCapability`] as its result |
+//! | an endpoint, a notification | every thread waiting on it wakes with [`SyscallError::InvalidCapability`] as its result; a notification is unbound from its thread |
 //! | a reply object | a caller waiting for the reply, or a receiver that named it, wakes with `InvalidCapability` |
-//! | a TCB | the thread stops (out of every queue and off the CPU) and its scheduling context is unbound; its own slots were emptied first (`derivation::delete`) |
+//! | a TCB | the thread stops (out of every queue and off the CPU) and its scheduling context, VCpu and bound notification are unbound; its own slots were emptied first (`derivation::delete`) |
+//! | a VCpu | it is unbound from its thread and the CPU drops its control block; its GuestSpace slot was emptied first |
 //! | a scheduling context | the thread bound to it is suspended (a thread never runs without a budget it was given) and unbound |
 //! | a paging structure | it is unlinked from the VSpace it was mapped into |
 //! | a PML4 | its ASID is freed (mappings recorded against it are then void) and the CPU stops using it |
@@ -96,6 +97,18 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
                 while let Some(thread) = store.notification(object).waiters.head {
                     wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);
                 }
+                if let Some(thread) = store.notification_mut(object).bound_tcb.take() {
+                    store.tcb_mut(thread).bound_notification = None;
+                }
+            }
+            Cap::VCpu { object } => {
+                // Mutant: the thread keeps running a deleted VCpu.
+                if let Some(thread) = store.vcpu_mut(object).tcb.take()
+                    && !cfg!(bulkhead_mutant = "vcpu_delete_keeps_binding")
+                {
+                    store.tcb_mut(thread).vcpu = None;
+                }
+                self.platform.vcpu_deleted(object);
             }
             Cap::Reply { object } => {
                 let reply = *store.reply(object);
@@ -107,8 +120,17 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
                 let thread = ThreadId::new(object);
                 ipc::stop_thread(store, scheduler, thread);
                 self.platform.thread_deleted(thread);
-                if let Some(context) = store.tcb_mut(thread).sched_context.take() {
+                let tcb = store.tcb_mut(thread);
+                let (context, vcpu, notification) =
+                    (tcb.sched_context.take(), tcb.vcpu.take(), tcb.bound_notification.take());
+                if let Some(context) = context {
                     store.sched_context_mut(context).bound = None;
+                }
+                if let Some(vcpu) = vcpu {
+                    store.vcpu_mut(vcpu).tcb = None;
+                }
+                if let Some(notification) = notification {
+                    store.notification_mut(notification).bound_tcb = None;
                 }
             }
             Cap::SchedContext { object, .. } => {

@@ -20,6 +20,7 @@ pub mod root_task;
 pub mod sched;
 pub mod store;
 pub mod syscall;
+pub mod vcpu;
 pub mod virt;
 pub mod vspace;
 

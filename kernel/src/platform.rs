@@ -23,6 +23,10 @@ pub trait Platform {
     /// has stopped): whatever the machine layer keeps for it must go, since
     /// a new TCB at the same address is a different thread.
     fn thread_deleted(&mut self, thread: ThreadId);
+    /// The last capability to the VCpu at `vcpu` is being deleted: the
+    /// CPU must not keep its control block cached (`vtx`: VMCLEAR), since
+    /// the memory may be retyped.
+    fn vcpu_deleted(&mut self, vcpu: PhysAddr);
     /// Reads `width` from I/O port `port` (zero-extended).
     fn port_read(&mut self, port: u16, width: PortWidth) -> u32;
     /// Writes the low `width` of `value` to I/O port `port`.
@@ -90,6 +94,11 @@ pub enum PlatformEvent {
     ThreadDeleted {
         /// The thread.
         thread: ThreadId,
+    },
+    /// [`Platform::vcpu_deleted`].
+    VCpuDeleted {
+        /// The VCpu.
+        vcpu: PhysAddr,
     },
     /// [`Platform::port_read`].
     PortRead {
@@ -176,6 +185,10 @@ impl Platform for RecordingPlatform {
 
     fn thread_deleted(&mut self, thread: ThreadId) {
         self.record(PlatformEvent::ThreadDeleted { thread });
+    }
+
+    fn vcpu_deleted(&mut self, vcpu: PhysAddr) {
+        self.record(PlatformEvent::VCpuDeleted { vcpu });
     }
 
     fn port_read(&mut self, port: u16, width: PortWidth) -> u32 {

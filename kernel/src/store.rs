@@ -9,6 +9,7 @@ use crate::cap::SlotStore;
 use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
 use crate::memory::PhysAddr;
 use crate::sched::SchedContext;
+use crate::vcpu::VCpu;
 use crate::vspace::AsidPool;
 
 /// Thread, endpoint, notification and reply state, by object address. A
@@ -46,6 +47,10 @@ pub trait ObjectStore: SlotStore {
     /// Makes the page at `at` (untyped memory nothing else uses) a fresh
     /// ASID pool.
     fn init_asid_pool(&mut self, at: PhysAddr);
+    /// The record of the VCpu at `at` (the object's address).
+    fn vcpu(&self, at: PhysAddr) -> &VCpu;
+    /// The record of a VCpu, for writing.
+    fn vcpu_mut(&mut self, at: PhysAddr) -> &mut VCpu;
 }
 
 #[cfg(any(test, feature = "alloc"))]
@@ -63,8 +68,10 @@ mod map_store {
     use crate::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
     use crate::memory::PhysAddr;
     use crate::sched::SchedContext;
+    use crate::vcpu::VCpu;
     use crate::vspace::AsidPool;
 
+    static FRESH_VCPU: VCpu = VCpu::FRESH;
     static EMPTY_SLOT: Slot = Slot::EMPTY;
     static FRESH_ENDPOINT: Endpoint = Endpoint::FRESH;
     static FRESH_NOTIFICATION: Notification = Notification::FRESH;
@@ -83,6 +90,7 @@ mod map_store {
         sched_contexts: BTreeMap<PhysAddr, SchedContext>,
         table_entries: BTreeMap<(PhysAddr, usize), u64>,
         asid_pools: BTreeMap<PhysAddr, Box<AsidPool>>,
+        vcpus: BTreeMap<PhysAddr, VCpu>,
         fresh_tcb: Box<Tcb>,
         fresh_asid_pool: Box<AsidPool>,
     }
@@ -127,6 +135,7 @@ mod map_store {
                 && same(&self.sched_contexts, &other.sched_contexts, &FRESH_SCHED_CONTEXT)
                 && same(&self.table_entries, &other.table_entries, &0)
                 && same(&self.asid_pools, &other.asid_pools, &self.fresh_asid_pool)
+                && same(&self.vcpus, &other.vcpus, &FRESH_VCPU)
         }
     }
 
@@ -154,6 +163,7 @@ mod map_store {
             self.sched_contexts.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
             self.table_entries.retain(|(at, _), _| !in_region(at.as_u64(), base, size_bits));
             self.asid_pools.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
+            self.vcpus.retain(|at, _| !in_region(at.as_u64(), base, size_bits));
         }
     }
 
@@ -222,6 +232,14 @@ mod map_store {
 
         fn init_asid_pool(&mut self, at: PhysAddr) {
             self.asid_pools.remove(&at);
+        }
+
+        fn vcpu(&self, at: PhysAddr) -> &VCpu {
+            self.vcpus.get(&at).unwrap_or(&FRESH_VCPU)
+        }
+
+        fn vcpu_mut(&mut self, at: PhysAddr) -> &mut VCpu {
+            self.vcpus.entry(at).or_insert(VCpu::FRESH)
         }
     }
 }

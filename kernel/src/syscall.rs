@@ -23,6 +23,7 @@ use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::sched::{PRIORITIES, SchedContext, Scheduler};
 use crate::store::ObjectStore;
+use crate::vcpu;
 use crate::virt::GuestFormat;
 use crate::vspace::{self, AsidTable};
 
@@ -79,6 +80,11 @@ pub mod label {
     /// TCB: use this 4 KiB frame as the thread's IPC buffer (extra cap: a
     /// RAM frame with READ and WRITE; a copy goes into the TCB's slot 3).
     pub const TCB_SET_IPC_BUFFER: u64 = 40;
+    /// TCB: bind a notification, whose signals end the thread's VMEnter
+    /// (extra cap: a notification with READ).
+    pub const TCB_BIND_NOTIFICATION: u64 = 41;
+    /// TCB: unbind the bound notification.
+    pub const TCB_UNBIND_NOTIFICATION: u64 = 42;
     /// SchedControl: give a scheduling context a budget and period
     /// (words: budget, period; extra cap: the SchedContext).
     pub const SCHED_CONTROL_CONFIGURE: u64 = 48;
@@ -86,7 +92,7 @@ pub mod label {
 
 /// The TCB and SchedControl invocations as `docs/abi.md` lists them:
 /// label, name, argument words, extra capabilities.
-pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 10] = [
+pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 12] = [
     (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root", "vspace"]),
     (label::TCB_SET_PRIORITY, "TCB::SetPriority", &["priority"], &["authority"]),
     (label::TCB_SET_MAX_PRIORITY, "TCB::SetMaxPriority", &["priority"], &["authority"]),
@@ -96,6 +102,8 @@ pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 10] = [
     (label::TCB_SET_FAULT_HANDLER, "TCB::SetFaultHandler", &[], &["endpoint"]),
     (label::TCB_WRITE_REGISTERS, "TCB::WriteRegisters", &["rip", "rsp", "rflags", "rdi", "rsi", "rdx"], &[]),
     (label::TCB_SET_IPC_BUFFER, "TCB::SetIpcBuffer", &[], &["frame"]),
+    (label::TCB_BIND_NOTIFICATION, "TCB::BindNotification", &[], &["notification"]),
+    (label::TCB_UNBIND_NOTIFICATION, "TCB::UnbindNotification", &[], &[]),
     (label::SCHED_CONTROL_CONFIGURE, "SchedControl::Configure", &["budget", "period"], &["sched_context"]),
 ];
 
@@ -469,6 +477,10 @@ fn invoke_kernel_object<S: ObjectStore>(
             Ok(invoke_tcb(store, &mut finaliser, ThreadId::new(object), &message).map(|()| None))
         }
         Cap::SchedControl => Ok(configure_sched_context(store, scheduler, now, &message).map(|()| None)),
+        Cap::VCpu { object } => {
+            let mut finaliser = Finaliser { scheduler, asids, io_ports, irqs, platform };
+            Ok(vcpu::invoke(store, &mut finaliser, object, &message))
+        }
         Cap::PageTable { .. } | Cap::Frame { .. } | Cap::AsidControl | Cap::AsidPool { .. } => {
             Ok(vspace::decode(store, asids, *guest_format, invoked, &message)
                 .map(|decoded| vspace::invoke(store, asids, platform, decoded)))
@@ -608,6 +620,29 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
             if runnable {
                 scheduler.make_ready(store, target);
             }
+            Ok(())
+        }
+        label::TCB_BIND_NOTIFICATION => {
+            let (_, cap) = extra(store, message, 0)?;
+            let Cap::Notification { object, rights, .. } = cap else { return Err(SyscallError::InvalidCapability) };
+            if !rights.contains(Rights::READ) {
+                return Err(SyscallError::InvalidCapability);
+            }
+            // Mutant: a notification bound to another thread binds again.
+            let taken =
+                store.notification(object).bound_tcb.is_some() && !cfg!(bulkhead_mutant = "bind_notification_twice");
+            if store.tcb(target).bound_notification.is_some() || taken {
+                return Err(SyscallError::IllegalOperation);
+            }
+            store.tcb_mut(target).bound_notification = Some(object);
+            store.notification_mut(object).bound_tcb = Some(target);
+            Ok(())
+        }
+        label::TCB_UNBIND_NOTIFICATION => {
+            let Some(notification) = store.tcb_mut(target).bound_notification.take() else {
+                return Err(SyscallError::IllegalOperation);
+            };
+            store.notification_mut(notification).bound_tcb = None;
             Ok(())
         }
         label::TCB_RESUME => {

@@ -7,10 +7,11 @@
 
 use crate::cap::object::{ObjectKind, SLOT_BITS};
 use crate::cap::{Cap, SlotRef, SlotStore, derivation};
-use crate::ipc::{ThreadId, ThreadState};
+use crate::ipc::{MessageInfo, ThreadId, ThreadState};
 use crate::memory::PhysAddr;
+use crate::platform::Platform;
 use crate::store::{MapStore, ObjectStore};
-use crate::syscall::{Kernel, cspace_slot};
+use crate::syscall::{self, Kernel, SyscallArgs, cspace_slot};
 
 /// The root CNode's slots.
 pub const ROOT_CNODE: u64 = 0x10_0000;
@@ -65,4 +66,54 @@ pub fn root_kernel(untyped_bits: u8, priority: u8, originals: &[(u64, Cap)]) -> 
     kernel.scheduler.make_ready(&mut kernel.store, root);
     kernel.scheduler.schedule(&mut kernel.store);
     kernel
+}
+
+/// A system call as a test issues it: what the registers and the IPC
+/// buffer carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The system-call number.
+    pub number: u64,
+    /// The capability it names.
+    pub cptr: u64,
+    /// The message's label.
+    pub label: u64,
+    /// The message words.
+    pub words: &'a [u64],
+    /// The extra capabilities' addresses.
+    pub extra: &'a [u64],
+    /// The reply object's address (0 for none).
+    pub reply: u64,
+}
+
+impl<'a> Request<'a> {
+    /// A Call of `cptr` with `label`, `words` and `extra`.
+    #[must_use]
+    pub const fn call(cptr: u64, label: u64, words: &'a [u64], extra: &'a [u64]) -> Request<'a> {
+        Request { number: syscall::number::CALL, cptr, label, words, extra, reply: 0 }
+    }
+}
+
+/// `thread` makes the system call `request` as the architecture code
+/// would hand it over (the words and extra addresses in its TCB),
+/// restarted while it is preempted. Returns the label of the thread's
+/// message after it (an invocation's error code) and its word 0.
+pub fn issue(
+    kernel: &mut Kernel<MapStore>,
+    platform: &mut impl Platform,
+    thread: ThreadId,
+    request: &Request<'_>,
+) -> (u64, u64) {
+    let tcb = kernel.store.tcb_mut(thread);
+    tcb.words[..request.words.len()].copy_from_slice(request.words);
+    tcb.extra_cptrs[..request.extra.len()].copy_from_slice(request.extra);
+    let info = MessageInfo {
+        label: request.label,
+        length: u8::try_from(request.words.len()).expect("a message of at most 120 words"),
+        caps: u8::try_from(request.extra.len()).expect("at most 3 extra capabilities"),
+    };
+    let args = SyscallArgs { number: request.number, cptr: request.cptr, info, reply_cptr: request.reply };
+    while syscall::handle(kernel, platform, thread, args).is_err() {}
+    let tcb = kernel.store.tcb(thread);
+    (tcb.info.label, tcb.words[0])
 }

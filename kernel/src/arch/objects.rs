@@ -12,6 +12,7 @@
 //! | TCB | slots 0..[`TCB_SLOTS`] at the TCB's address, the [`Tcb`] at address + `TCB_SLOTS << SLOT_BITS` |
 //! | endpoint, notification, reply, scheduling context | at the object's address |
 //! | ASID pool | an [`AsidPool`] at the object's address |
+//! | VCpu | page 0 zeroed for the hardware (VMCB or VMCS); page 1 its GuestSpace slot, then the [`VCpu`] record |
 //! | paging structures | 512 entries the MMU reads, written with volatile stores; a PML4 starts with the kernel's half |
 //! | frames | nothing typed: zeroed bytes, reachable from ring 3 once mapped |
 //!
@@ -65,6 +66,7 @@ use kernel_core::ipc::{Endpoint, Notification, Reply, Tcb, ThreadId};
 use kernel_core::memory::PhysAddr;
 use kernel_core::sched::SchedContext;
 use kernel_core::store::ObjectStore;
+use kernel_core::vcpu::{KERNEL_PAGE_OFFSET, VCpu};
 use kernel_core::vspace::{AsidPool, ENTRIES};
 
 use super::boot::PHYSMAP_BYTES;
@@ -122,6 +124,12 @@ fn bad_object_address(address: u64, size: u64) -> ! {
         panic!("kernel object at {address:#x} lies outside the physical-memory map");
     }
     panic!("kernel object at {address:#x} is misaligned");
+}
+
+/// Where a VCpu's record lies: on its second page, after its slot.
+#[inline(always)]
+fn vcpu_address(vcpu: PhysAddr) -> u64 {
+    vcpu.as_u64() + KERNEL_PAGE_OFFSET + (1 << SLOT_BITS)
 }
 
 #[inline(always)]
@@ -187,6 +195,18 @@ impl SlotStore for PhysStore {
             ObjectKind::Notification => write_fresh(address, Notification::FRESH),
             ObjectKind::Reply => write_fresh(address, Reply::FRESH),
             ObjectKind::SchedContext => write_fresh(address, SchedContext::FRESH),
+            ObjectKind::VCpu => {
+                let Some(pointer) = physmap_pointer(address, KERNEL_PAGE_OFFSET) else {
+                    panic!("VCpu at {address:#x} lies outside the physical-memory map");
+                };
+                // SAFETY: the hardware page lies inside the physical-memory
+                // map (checked), is memory of an untyped that nothing else
+                // uses (module documentation, 2 and 3), and no reference
+                // into it exists (`&mut self`); bytes need no validity.
+                unsafe { core::ptr::write_bytes(pointer, 0, 1 << 12) };
+                write_empty_slots(address + KERNEL_PAGE_OFFSET, 1);
+                write_fresh(vcpu_address(base), VCpu::FRESH);
+            }
             ObjectKind::Frame4K
             | ObjectKind::Frame2M
             | ObjectKind::Frame1G
@@ -265,4 +285,5 @@ impl ObjectStore for PhysStore {
     accessors!(notification, notification_mut, at: PhysAddr, Notification, at.as_u64());
     accessors!(reply, reply_mut, at: PhysAddr, Reply, at.as_u64());
     accessors!(sched_context, sched_context_mut, at: PhysAddr, SchedContext, at.as_u64());
+    accessors!(vcpu, vcpu_mut, at: PhysAddr, VCpu, vcpu_address(at));
 }

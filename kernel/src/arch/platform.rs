@@ -33,6 +33,13 @@ impl Platform for Machine {
         super::threads::forget(thread);
     }
 
+    fn vcpu_deleted(&mut self, _vcpu: PhysAddr) {
+        // Nothing yet: no VCpu's page is ever handed to the hardware until
+        // VMEnter exists (the backends' self-tests use their own pages), so
+        // none can be cached. VMEnter's `vtx` path, which makes a VMCS
+        // current, adds its VMCLEAR here.
+    }
+
     fn vspace_deleted(&mut self, vspace: PhysAddr) {
         super::threads::unload_vspace(vspace.as_u64());
     }

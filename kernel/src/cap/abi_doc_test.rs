@@ -28,12 +28,14 @@ fn every_invocation_is_documented_exactly() {
         .chain(crate::syscall::INVOCATION_LABELS.iter())
         .chain(crate::io_port::LABELS.iter())
         .chain(crate::irq::LABELS.iter())
-        .chain(crate::vspace::LABELS.iter());
+        .chain(crate::vspace::LABELS.iter())
+        .chain(crate::vcpu::LABELS.iter());
     let count = LABELS.len()
         + crate::syscall::INVOCATION_LABELS.len()
         + crate::io_port::LABELS.len()
         + crate::irq::LABELS.len()
-        + crate::vspace::LABELS.len();
+        + crate::vspace::LABELS.len()
+        + crate::vcpu::LABELS.len();
     assert_eq!(rows.len(), count, "extra or missing rows");
     for &(label, name, words, extra) in all {
         let row = rows

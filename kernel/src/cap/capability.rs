@@ -155,6 +155,11 @@ pub enum Cap {
     },
     /// The authority to make ASID pools.
     AsidControl,
+    /// A virtual CPU (`crate::vcpu`).
+    VCpu {
+        /// The object (its hardware page; the kernel's page follows).
+        object: PhysAddr,
+    },
     /// A pool of 512 ASIDs, to assign to VSpaces.
     AsidPool {
         /// The pool's table (one 4 KiB page).
@@ -203,6 +208,7 @@ impl Cap {
             ObjectKind::PageDirectoryPointerTable => Cap::table(base, PageTableLevel::PageDirectoryPointerTable),
             ObjectKind::Pml4 => Cap::table(base, PageTableLevel::Pml4),
             ObjectKind::GuestSpace => Cap::table(base, PageTableLevel::GuestSpace),
+            ObjectKind::VCpu => Cap::VCpu { object: base },
         }
     }
 
@@ -233,6 +239,7 @@ impl Cap {
             Cap::Reply { object } => Some((object, 5)),
             Cap::Frame { base, size, .. } => Some((base, size.bits())),
             Cap::PageTable { object, .. } | Cap::AsidPool { object, .. } => Some((object, 12)),
+            Cap::VCpu { object } => Some((object, crate::vcpu::VCPU_BITS)),
             Cap::Null
             | Cap::AsidControl
             | Cap::IrqControl
@@ -275,7 +282,8 @@ impl Cap {
             | (Cap::Reply { object }, Cap::Reply { object: other })
             | (Cap::SchedContext { object, .. }, Cap::SchedContext { object: other, .. })
             | (Cap::PageTable { object, .. }, Cap::PageTable { object: other, .. })
-            | (Cap::AsidPool { object, .. }, Cap::AsidPool { object: other, .. }) => object == other,
+            | (Cap::AsidPool { object, .. }, Cap::AsidPool { object: other, .. })
+            | (Cap::VCpu { object }, Cap::VCpu { object: other }) => object == other,
             _ => false,
         }
     }

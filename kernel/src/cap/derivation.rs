@@ -154,11 +154,13 @@ fn first_occupied<S: SlotStore + ?Sized>(store: &S, base: PhysAddr, radix_bits: 
 }
 
 /// The capability slots inside the object a capability names: a CNode's,
-/// or a TCB's (its CSpace root, fault endpoint...), as (base, log2 count).
+/// a TCB's (its CSpace root, fault endpoint...) or a VCpu's (its
+/// GuestSpace), as (base, log2 count).
 fn inner_slots(cap: &Cap) -> Option<(PhysAddr, u8)> {
     match *cap {
         Cap::CNode { base, radix_bits, .. } => Some((base, radix_bits)),
         Cap::Tcb { object } => Some((object, TCB_SLOT_BITS)),
+        Cap::VCpu { object } => Some((crate::vcpu::space_slot(object)?.address(), crate::vcpu::VCPU_SLOT_BITS)),
         _ => None,
     }
 }

@@ -56,6 +56,9 @@ pub enum ObjectKind {
     PageDirectoryPointerTable = 12,
     /// A PML4: the root of an address space (VSpace).
     Pml4 = 13,
+    /// A virtual CPU: the hardware's control block and the kernel's record
+    /// (`crate::vcpu`).
+    VCpu = 14,
     /// The root of a guest's physical address space: an NPT or EPT PML4
     /// (`docs/VIRTUALISATION.md`).
     GuestSpace = 15,
@@ -63,7 +66,7 @@ pub enum ObjectKind {
 
 impl ObjectKind {
     /// Every kind, in ABI order.
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 16] = [
         ObjectKind::Untyped,
         ObjectKind::CNode,
         ObjectKind::Tcb,
@@ -78,6 +81,7 @@ impl ObjectKind {
         ObjectKind::PageDirectory,
         ObjectKind::PageDirectoryPointerTable,
         ObjectKind::Pml4,
+        ObjectKind::VCpu,
         ObjectKind::GuestSpace,
     ];
 
@@ -112,6 +116,7 @@ impl ObjectKind {
             | ObjectKind::PageDirectoryPointerTable
             | ObjectKind::Pml4
             | ObjectKind::GuestSpace => 12,
+            ObjectKind::VCpu => crate::vcpu::VCPU_BITS,
             ObjectKind::Frame2M => 21,
             ObjectKind::Frame1G => 30,
         })
@@ -137,6 +142,11 @@ const _: () = {
     assert!(size_of::<Notification>() <= 1 << 6);
     assert!(size_of::<Reply>() <= 1 << 5);
     assert!(size_of::<SchedContext>() <= 1 << 8);
+    // A VCpu's second page: its GuestSpace slot, then its record.
+    assert!(
+        (1 << SLOT_BITS) + size_of::<crate::vcpu::VCpu>() as u64
+            <= (1 << crate::vcpu::VCPU_BITS) - crate::vcpu::KERNEL_PAGE_OFFSET
+    );
 };
 
 #[cfg(test)]
@@ -148,8 +158,7 @@ mod tests {
         for kind in ObjectKind::ALL {
             assert_eq!(ObjectKind::from_word(kind as u64), Some(kind));
         }
-        // 14 is kept for the VCpu (`docs/VIRTUALISATION.md`).
-        assert_eq!(ObjectKind::from_word(14), None);
+        assert_eq!(ObjectKind::from_word(14), Some(ObjectKind::VCpu));
         assert_eq!(ObjectKind::from_word(16), None);
         assert_eq!(ObjectKind::from_word(u64::MAX), None);
     }

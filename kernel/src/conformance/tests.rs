@@ -6,11 +6,12 @@ use super::*;
 use crate::cap::invocation::label as cnode_label;
 use crate::cap::object::ObjectKind;
 use crate::error::SyscallError;
-use crate::ipc::MessageInfo;
 use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
-use crate::syscall::{SyscallArgs, handle, label, name_thread, number};
-use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, root_cnode_cap, root_kernel, root_slot, root_thread};
+use crate::syscall::{label, name_thread};
+use crate::test_fixture::{
+    R_SELF, R_UNTYPED, ROOT_TCB, Request, issue, root_cnode_cap, root_kernel, root_slot, root_thread,
+};
 use crate::vspace::{MemoryType, attribute, label as vspace_label};
 
 // Root CNode slots (a root cptr is the slot index).
@@ -39,17 +40,8 @@ struct World {
 
 impl World {
     fn call(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) {
-        let tcb = self.kernel.store.tcb_mut(root_thread());
-        tcb.words[..words.len()].copy_from_slice(words);
-        tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
-        let info = MessageInfo {
-            label,
-            length: u8::try_from(words.len()).expect("short"),
-            caps: u8::try_from(extra.len()).expect("few"),
-        };
-        let args = SyscallArgs { number: number::CALL, cptr, info, reply_cptr: 0 };
-        while handle(&mut self.kernel, &mut self.platform, root_thread(), args).is_err() {}
-        let code = self.kernel.store.tcb(root_thread()).info.label;
+        let (code, _) =
+            issue(&mut self.kernel, &mut self.platform, root_thread(), &Request::call(cptr, label, words, extra));
         assert_eq!(code, 0, "invocation {label} on {cptr} failed with {code}");
     }
 

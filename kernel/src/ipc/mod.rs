@@ -166,6 +166,11 @@ pub struct Tcb {
     pub resumption: Resumption,
     /// Its debugging name (`DEBUG_NAME_THREAD`), for the kernel's dumps.
     pub name: ThreadName,
+    /// The VCpu bound to it (`VCpu::SetTcb`), which its VMEnter runs.
+    pub vcpu: Option<PhysAddr>,
+    /// The notification bound to it (`TCB::BindNotification`), whose
+    /// signals end its VMEnter.
+    pub bound_notification: Option<PhysAddr>,
     /// Links of the one queue the thread is in: a ready queue while
     /// runnable, the release queue while runnable but out of budget, an
     /// endpoint's or notification's queue while blocked.
@@ -316,6 +321,8 @@ impl Tcb {
         registers: UserRegisters::ZERO,
         resumption: Resumption::Results,
         name: ThreadName::NONE,
+        vcpu: None,
+        bound_notification: None,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
     };
 
@@ -380,11 +387,13 @@ pub struct Notification {
     pub word: u64,
     /// The waiting threads, in arrival order.
     pub waiters: Queue,
+    /// The thread it is bound to (`TCB::BindNotification`).
+    pub bound_tcb: Option<ThreadId>,
 }
 
 impl Notification {
     /// A fresh notification.
-    pub const FRESH: Notification = Notification { active: false, word: 0, waiters: Queue::EMPTY };
+    pub const FRESH: Notification = Notification { active: false, word: 0, waiters: Queue::EMPTY, bound_tcb: None };
 }
 
 /// A reply object: which caller a reply through it wakes.

@@ -12,7 +12,7 @@ use crate::cap::object::ObjectKind;
 use crate::ipc::{ReceiveSlot, ThreadId, ThreadState};
 use crate::platform::RecordingPlatform;
 use crate::store::MapStore;
-use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, root_kernel, root_slot, root_thread};
+use crate::test_fixture::{R_SELF, R_UNTYPED, ROOT_TCB, Request, issue, root_kernel, root_slot, root_thread};
 
 // Root CNode slots (a root cptr is the slot index).
 const R_SCHED_CONTROL: u64 = 2;
@@ -54,16 +54,8 @@ impl System {
         extra: &[u64],
         reply: u64,
     ) -> u64 {
-        let tcb = self.kernel.store.tcb_mut(thread);
-        tcb.words[..words.len()].copy_from_slice(words);
-        tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
-        let info = MessageInfo {
-            label,
-            length: u8::try_from(words.len()).expect("short"),
-            caps: u8::try_from(extra.len()).expect("few"),
-        };
-        let args = SyscallArgs { number, cptr, info, reply_cptr: reply };
-        while handle(&mut self.kernel, &mut self.platform, thread, args).is_err() {}
+        let request = Request { number, cptr, label, words, extra, reply };
+        issue(&mut self.kernel, &mut self.platform, thread, &request);
         self.kernel.scheduler.schedule(&mut self.kernel.store);
         self.kernel.store.tcb(thread).info.label
     }

@@ -10,11 +10,10 @@ use super::*;
 use crate::cap::invocation::label as cnode_label;
 use crate::cap::object::ObjectKind;
 use crate::cap::{Rights, SlotStore};
-use crate::ipc::MessageInfo;
 use crate::platform::{PlatformEvent, RecordingPlatform};
 use crate::store::MapStore;
-use crate::syscall::{Kernel, SyscallArgs, handle, number};
-use crate::test_fixture::{R_SELF, R_UNTYPED, UNTYPED_BASE, root_kernel, root_slot, root_thread};
+use crate::syscall::Kernel;
+use crate::test_fixture::{R_SELF, R_UNTYPED, Request, UNTYPED_BASE, issue, root_kernel, root_slot, root_thread};
 use crate::virt::GuestFormat;
 
 // Root CNode slots (a root cptr is the slot index).
@@ -40,18 +39,7 @@ impl World {
     /// An invocation by the root thread: the error code (0 for success) and
     /// the reply's word 0.
     fn call(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> (u64, u64) {
-        let tcb = self.kernel.store.tcb_mut(root_thread());
-        tcb.words[..words.len()].copy_from_slice(words);
-        tcb.extra_cptrs[..extra.len()].copy_from_slice(extra);
-        let info = MessageInfo {
-            label,
-            length: u8::try_from(words.len()).expect("short"),
-            caps: u8::try_from(extra.len()).expect("few"),
-        };
-        let args = SyscallArgs { number: number::CALL, cptr, info, reply_cptr: 0 };
-        while handle(&mut self.kernel, &mut self.platform, root_thread(), args).is_err() {}
-        let tcb = self.kernel.store.tcb(root_thread());
-        (tcb.info.label, tcb.words[0])
+        issue(&mut self.kernel, &mut self.platform, root_thread(), &Request::call(cptr, label, words, extra))
     }
 
     fn ok(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) {

@@ -14,11 +14,16 @@
 //!   READ: a message can carry one of `A`'s capabilities to `S` (a reply
 //!   carries none in this kernel);
 //! - `A` holds the VSpace (PML4) `S` runs in: what `A` maps there `S` can
-//!   use.
+//!   use;
+//! - `A` holds the VCpu `S` runs, or the GuestSpace it runs in:
+//!   VCpu::SetSpace can give `S` any GuestSpace `A` holds, and what `A`
+//!   maps into that GuestSpace `S`'s guest can use.
 //!
 //! Mappings are authority too: a thread's holdings also include the
 //! VSpace in its TCB and every frame mapped in that VSpace (while its
-//! ASID names it), with READ, and WRITE if the page is writable.
+//! ASID names it), with READ, and WRITE if the page is writable. A VCpu
+//! bound to a thread is the thread's too (its VMEnter runs the guest),
+//! with the GuestSpace in the VCpu's slot and every frame mapped there.
 //!
 //! Only a thread that can act gives: one that is not stopped, or one
 //! whose TCB a thread that can act holds (it can be resumed). Objects made
@@ -93,19 +98,23 @@ pub fn holdings(state: &State, thread: u64) -> BTreeSet<Authority> {
         let end = base + (1_u64 << radix) * SLOT_BYTES;
         frontier.extend(state.slots.range(base..end).map(|(_, entry)| entry.cap));
     }
-    held.extend(mapped(state, thread));
+    held.extend(mapped(state, state.cap(State::vspace_slot(thread))));
+    if let Some(vcpu) = state.threads.get(&thread).and_then(|thread| thread.vcpu) {
+        held.insert(Authority::of(&Cap::VCpu { base: vcpu }));
+        held.extend(mapped(state, state.cap(State::vcpu_space_slot(vcpu))));
+    }
     held
 }
 
-/// The VSpace `thread` runs in and what is mapped there: the PML4 in its
-/// TCB's VSpace slot, and each page reachable through that PML4's ASID
-/// as its frame with READ (and WRITE if writable).
-fn mapped(state: &State, thread: u64) -> Vec<Authority> {
-    let Some(vspace @ Cap::PageTable { base: pml4, .. }) = state.cap(State::vspace_slot(thread)) else {
-        return Vec::new();
+/// A space and what is mapped there: the PML4 or GuestSpace `space`
+/// (a VSpace slot's or a VCpu's), and each page reachable through its
+/// ASID as its frame with READ (and WRITE if writable).
+fn mapped(state: &State, space: Option<Cap>) -> Vec<Authority> {
+    let Some(vspace @ Cap::PageTable { base: pml4, mapping: Some(mapping), .. }) = space else {
+        return space.map(|cap| Authority::of(&cap)).into_iter().collect();
     };
     let mut found = vec![Authority::of(&vspace)];
-    if !state.is_live_vspace(&vspace) {
+    if state.vspace_of(mapping.asid) != Some(pml4) {
         return found;
     }
     let asid = vspace.mapping().map(|mapping| mapping.asid);
@@ -126,7 +135,8 @@ fn mapped(state: &State, thread: u64) -> Vec<Authority> {
 /// that share one hold the same).
 #[must_use]
 pub fn graph(state: &State) -> Graph {
-    type Key = (Option<(u64, u8)>, Option<(ObjectId, Option<crate::spec::Mapping>)>);
+    type Space = Option<(ObjectId, Option<crate::spec::Mapping>)>;
+    type Key = (Option<(u64, u8)>, Space, Option<(u64, Space)>);
     let mut by_root: BTreeMap<Key, BTreeSet<Authority>> = BTreeMap::new();
     let mut graph = Graph::new();
     for thread in state.threads.keys() {
@@ -134,7 +144,9 @@ pub fn graph(state: &State) -> Graph {
             Some(Cap::CNode { base, radix, .. }) => Some((base, radix)),
             _ => None,
         };
-        let key = (root, state.cap(State::vspace_slot(*thread)).map(|vspace| (vspace.object(), vspace.mapping())));
+        let space = |slot: u64| state.cap(slot).map(|space| (space.object(), space.mapping()));
+        let vcpu = state.threads[thread].vcpu.map(|vcpu| (vcpu, space(State::vcpu_space_slot(vcpu))));
+        let key = (root, space(State::vspace_slot(*thread)), vcpu);
         let held = by_root.entry(key).or_insert_with(|| holdings(state, *thread)).clone();
         graph.insert(*thread, held);
     }
@@ -148,7 +160,9 @@ fn may_give(giver: (u64, &BTreeSet<Authority>), taker: (u64, &BTreeSet<Authority
     let (taker_tcb, takes) = taker;
     gives.iter().any(|item| match item.object.kind {
         Kind::Tcb => item.object.base == taker_tcb,
-        Kind::CNode | Kind::Pml4 => takes.iter().any(|other| other.object == item.object),
+        Kind::CNode | Kind::Pml4 | Kind::VCpu | Kind::GuestSpace => {
+            takes.iter().any(|other| other.object == item.object)
+        }
         Kind::Endpoint => {
             item.rights & (WRITE | GRANT) == WRITE | GRANT
                 && takes.iter().any(|other| other.object == item.object && other.rights & READ != 0)

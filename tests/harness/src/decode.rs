@@ -20,8 +20,9 @@
 //! # Operations
 //!
 //! Each operation is a tag byte, read modulo [`TAGS`] (32, so that every
-//! tag has 8 of the 256 byte values), followed by its arguments, one byte
-//! each (more after an escape, below), in [`Op`]'s field order:
+//! tag had 8 of the 256 byte values; tags 32 and 33, below, took 4 each
+//! from tags 0 and 1), followed by its arguments, one byte each (more
+//! after an escape, below), in [`Op`]'s field order:
 //!
 //! | tag | operation | arguments |
 //! | --- | --- | --- |
@@ -54,6 +55,15 @@
 //! | 29 | `Tcb` with SetIpcBuffer | `slot` TCB, `pslot` frame |
 //! | 30 | `Retype` of a frame or paging structure | `pslot` untyped, paging type, size, `slot` root, node, `pslot` offset, count |
 //! | 31 | VSpace setup | thread, priority, budget bytes: [`driver::vspace_objects`], then a thread in that VSpace |
+//!
+//! | 32 | `VCpu` (a VCpu invocation; byte `% 64` = 32) | `vslot` VCpu, a call byte (`% 4`, below), the call's arguments |
+//! | 33 | `Tcb` with BindNotification or UnbindNotification (byte `% 64` = 33) | `slot` TCB, a call byte (even: BindNotification with a `slot` notification; odd: UnbindNotification) |
+//!
+//! Tags 32 and 33 came with the VCpu: a tag byte whose value modulo 64
+//! is 32 or 33 names them (bytes 32, 33, 96, 97, 160, 161, 224, 225);
+//! every other byte reads modulo [`TAGS`] as before, so the earlier seeds
+//! keep their meaning unless they used one of those eight bytes as a tag
+//! (none of the corpus's did).
 //!
 //! Tags 27 to 31 came with the address-space operations; before them
 //! [`TAGS`] was 27, so a tag byte from 27 up read as `byte % 27` then and
@@ -88,6 +98,15 @@
 //! | 5 | `MakePool` (AsidControl::MakePool) | `pslot` untyped, `addr` dest |
 //! | 6 | `Assign` (AsidPool::Assign) | `pslot` VSpace |
 //!
+//! The VCpu calls by call byte (`% 4`, tag 32):
+//!
+//! | call | [`VCpuCall`] | arguments |
+//! | --- | --- | --- |
+//! | 0 | `SetTcb` (VCpu::SetTcb) | `slot` TCB |
+//! | 1 | `SetSpace` (VCpu::SetSpace) | `vslot` GuestSpace (37 is the setup's) |
+//! | 2 | `ReadState` (VCpu::ReadState) | field (`byte % 64`) |
+//! | 3 | `WriteState` (VCpu::WriteState) | field (`byte % 64`), value ([`STATE_VALUES`]`[byte % 32]`) |
+//!
 //! Tags 22 and 23 expand to several operations, the strategy's setup of a
 //! thread ([`thread_setup`]): with thread byte `t`, priority byte `p` and
 //! budget byte `b` (plain bytes, never escaped), the TCB slot is
@@ -115,8 +134,11 @@
 //! ([`driver::TABLE_SLOTS`], mapped to cover virtual address 0), two
 //! 4 KiB frames and a 2 MiB one in 32 to 34 ([`driver::FRAME_SLOTS`], the
 //! first mapped read-write at 0x1000), a PML4 without an ASID in 35
-//! ([`driver::SPARE_PML4_SLOT`]) and an unmapped page table in 36
-//! ([`driver::SPARE_TABLE_SLOT`]); then the thread of tag 23 with the
+//! ([`driver::SPARE_PML4_SLOT`]), an unmapped page table in 36
+//! ([`driver::SPARE_TABLE_SLOT`]), the GuestSpace with 2 MiB of guest
+//! memory in 37 to 40, a copy of the first frame's capability in 41 and a
+//! VCpu running in the GuestSpace in 42 ([`driver::VCPU_SLOT`], reached by
+//! tag 32's `vslot`); then the thread of tag 23 with the
 //! same three bytes, but its SetSpace names the VSpace too and is followed
 //! by SetIpcBuffer with the first frame (as the strategy's threads in the
 //! VSpace). Slots 32 to 36 are beyond a `slot` byte's reach: the
@@ -131,6 +153,8 @@
 //!
 //! - `slot` (a root cptr): `byte % 32` (the setup's objects, threads and
 //!   scheduling contexts, the free slots and the badged capabilities);
+//! - `vslot` (a root cptr of the VCpu operations): `byte % 48` (the
+//!   setup's GuestSpace is 37, its VCpu 42);
 //! - `pslot` (a root cptr of the address-space operations): `byte % 40`,
 //!   with 37, 38 and 39 moved up to 252, 253 and 254 (the paging untyped,
 //!   AsidControl, IrqControl): the slots of both setups, those of
@@ -146,9 +170,10 @@
 //!   `byte % 8`, value `(byte / 8) % 4`;
 //! - type: index `byte % 7` into UNTYPED, CNODE, TCB, ENDPOINT,
 //!   NOTIFICATION, REPLY, SCHED_CONTEXT; an escaped type word is always
-//!   one the spec does not know, above 13 (words up to 13 become `word +
-//!   14`: from before the spec modelled the type words 7 to 13, and kept
-//!   so that old inputs keep their meaning);
+//!   above 13 (words up to 13 become `word + 14`: from before the spec
+//!   modelled the type words 7 to 13, and kept so that old inputs keep
+//!   their meaning; 14 and 15, the VCpu and the GuestSpace, are known
+//!   types now);
 //! - paging type (tag 30): `7 + byte % 7`, FRAME_4K, FRAME_2M, FRAME_1G,
 //!   PAGE_TABLE, PAGE_DIRECTORY, PDPT, PML4; escaped, as a type;
 //! - size: `byte % 16`; count: `byte % 4`; node: an even byte is the root
@@ -186,15 +211,62 @@ use arbitrary::{Result, Unstructured};
 
 use crate::driver::{
     self, ASID_CONTROL_SLOT, Addr, FRAME_SLOTS, IRQ_CONTROL_SLOT, Op, PAGING_UNTYPED_SLOT, Rights, THREAD_SLOTS,
-    TcbCall, Type, VSPACE_SLOT, VSpaceCall, types,
+    TcbCall, Type, VCpuCall, VSPACE_SLOT, VSpaceCall, types,
 };
 
 /// Bytes from this value up announce a full word.
 pub const ESCAPE: u8 = 240;
 /// The most operations one input decodes to.
 pub const MAX_OPS: usize = 1_000;
-/// How many tags there are: a tag byte is read modulo this.
+/// How many tags a tag byte reads modulo: 32, except for the VCpu tags
+/// ([`VCPU_TAGS`]).
 pub const TAGS: u8 = 32;
+/// The tags that came with the VCpu: a byte whose value modulo 64 is one
+/// of these names it; every other byte is read modulo [`TAGS`], as before.
+pub const VCPU_TAGS: std::ops::Range<u8> = 32..34;
+
+/// The tag a tag byte names.
+#[must_use]
+pub fn tag_of(byte: u8) -> u8 {
+    if VCPU_TAGS.contains(&(byte % 64)) { byte % 64 } else { byte % TAGS }
+}
+
+/// Guest-state values by a value byte's `byte % 32` (VCpu::WriteState):
+/// values some field takes and some field refuses.
+pub const STATE_VALUES: [u64; 32] = [
+    0,
+    1,
+    2,
+    3,
+    0x202,
+    0x2_0002,
+    0x9b,
+    0xa9b,
+    0xfff0,
+    0xffff,
+    0x1000,
+    0x7c00,
+    0x6000_0010,
+    0x8000_0031,
+    0x2000_0000,
+    0xd01,
+    1 << 12,
+    1 << 13,
+    0x8000_0b0d,
+    0x8000_030d,
+    0x8000_0030,
+    0x8000_0402,
+    0xffff_ffff,
+    1 << 32,
+    1 << 47,
+    0xffff_8000_0000_0000,
+    (1 << 47) - 1,
+    1 << 52,
+    0x000f_ffff_ffff_f000,
+    0x20,
+    0x1_0000,
+    u64::MAX,
+];
 
 /// The virtual addresses a vaddr byte `b` names from `b % 32 = 16` up:
 /// the 2 MiB, 4 MiB, 1 GiB and 2 GiB boundaries (a 2 MiB or 1 GiB frame's
@@ -411,6 +483,26 @@ pub fn vspace_thread_setup(thread: u8, priority: u8, budget: u8) -> Vec<Op> {
     ops
 }
 
+/// A root cptr for the VCpu operations: `byte % 48`, which reaches the
+/// setup's VCpu (root slot 42) as well as the other setup slots.
+fn vslot(input: &mut Unstructured<'_>) -> Result<u64> {
+    word(input, |byte| u64::from(byte % 48))
+}
+
+/// A VCpu call: a call byte (`% 4`) and its arguments.
+fn vcpu_call(input: &mut Unstructured<'_>) -> Result<VCpuCall> {
+    let field = |input: &mut Unstructured<'_>| word(input, |byte| u64::from(byte % 64));
+    Ok(match input.arbitrary::<u8>()? % 4 {
+        0 => VCpuCall::SetTcb { tcb: slot(input)? },
+        1 => VCpuCall::SetSpace { space: vslot(input)? },
+        2 => VCpuCall::ReadState { field: field(input)? },
+        _ => VCpuCall::WriteState {
+            field: field(input)?,
+            value: word(input, |byte| STATE_VALUES[usize::from(byte % 32)])?,
+        },
+    })
+}
+
 /// A type word: `small` of a byte below [`ESCAPE`], else a full word,
 /// moved above 13 if it is not already (see the module documentation).
 fn kind(input: &mut Unstructured<'_>, small: impl Fn(u8) -> Type) -> Result<Type> {
@@ -452,7 +544,7 @@ fn retype(
 /// Decodes one tag and its arguments onto `ops`.
 fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
     let tag: u8 = input.arbitrary()?;
-    let decoded = match tag % TAGS {
+    let decoded = match tag_of(tag) {
         0 => {
             let untyped = slot(input)?;
             let kind = kind(input, |byte| TYPES[usize::from(byte) % TYPES.len()])?;
@@ -543,6 +635,16 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
             call: TcbCall::SetSpace { cnode: slot(input)?, vspace: optional_pslot(input)? },
         },
         29 => Op::Tcb { tcb: slot(input)?, call: TcbCall::SetIpcBuffer { frame: pslot(input)? } },
+        32 => Op::VCpu { vcpu: vslot(input)?, call: vcpu_call(input)? },
+        33 => {
+            let tcb = slot(input)?;
+            let call = if input.arbitrary::<u8>()?.is_multiple_of(2) {
+                TcbCall::BindNotification { notification: slot(input)? }
+            } else {
+                TcbCall::UnbindNotification
+            };
+            Op::Tcb { tcb, call }
+        }
         30 => {
             let untyped = pslot(input)?;
             let kind = kind(input, |byte| Type(7 + u64::from(byte % 7)))?;

@@ -36,6 +36,7 @@ use crate::invariants;
 use crate::manifest::Scenario;
 use crate::project;
 use crate::spec::threads::{irq_label, number, tcb_label};
+use crate::spec::vcpu::label as vcpu_label;
 use crate::spec::vspace::vspace_label;
 use crate::spec::{Boot, State, Syscall, label};
 
@@ -178,10 +179,12 @@ pub mod types {
     pub const PDPT: Type = Type(12);
     /// A PML4.
     pub const PML4: Type = Type(13);
+    /// A VCpu.
+    pub const VCPU: Type = Type(14);
     /// A GuestSpace.
     pub const GUEST_SPACE: Type = Type(15);
     /// Every named word.
-    pub const NAMED: [(&str, Type); 15] = [
+    pub const NAMED: [(&str, Type); 16] = [
         ("UNTYPED", UNTYPED),
         ("CNODE", CNODE),
         ("TCB", TCB),
@@ -196,6 +199,7 @@ pub mod types {
         ("PAGE_DIRECTORY", PAGE_DIRECTORY),
         ("PDPT", PDPT),
         ("PML4", PML4),
+        ("VCPU", VCPU),
         ("GUEST_SPACE", GUEST_SPACE),
     ];
 }
@@ -263,6 +267,65 @@ pub enum TcbCall {
         /// RFLAGS.
         rflags: u64,
     },
+    /// TCB::BindNotification with the notification at `notification`.
+    BindNotification {
+        /// The notification capability's address.
+        notification: u64,
+    },
+    /// TCB::UnbindNotification.
+    UnbindNotification,
+}
+
+/// A VCpu invocation (its extra capabilities are addresses in the
+/// caller's CSpace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VCpuCall {
+    /// VCpu::SetTcb with the TCB at `tcb`.
+    SetTcb {
+        /// The TCB capability's address.
+        tcb: u64,
+    },
+    /// VCpu::SetSpace with the GuestSpace at `space`.
+    SetSpace {
+        /// The GuestSpace capability's address.
+        space: u64,
+    },
+    /// VCpu::ReadState of field `field`.
+    ReadState {
+        /// The field word.
+        field: u64,
+    },
+    /// VCpu::WriteState of `value` into field `field`.
+    WriteState {
+        /// The field word.
+        field: u64,
+        /// The value word.
+        value: u64,
+    },
+}
+
+impl VCpuCall {
+    /// The label, argument words and extra capability addresses.
+    #[must_use]
+    pub fn message(&self) -> (u64, Vec<u64>, Vec<u64>) {
+        match *self {
+            VCpuCall::SetTcb { tcb } => (vcpu_label::SET_TCB, vec![], vec![tcb]),
+            VCpuCall::SetSpace { space } => (vcpu_label::SET_SPACE, vec![], vec![space]),
+            VCpuCall::ReadState { field } => (vcpu_label::READ_STATE, vec![field], vec![]),
+            VCpuCall::WriteState { field, value } => (vcpu_label::WRITE_STATE, vec![field, value], vec![]),
+        }
+    }
+
+    /// The invocation's name.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            VCpuCall::SetTcb { .. } => "VCpu::SetTcb",
+            VCpuCall::SetSpace { .. } => "VCpu::SetSpace",
+            VCpuCall::ReadState { .. } => "VCpu::ReadState",
+            VCpuCall::WriteState { .. } => "VCpu::WriteState",
+        }
+    }
 }
 
 impl TcbCall {
@@ -289,6 +352,8 @@ impl TcbCall {
             TcbCall::WriteRegisters { rip, rsp, rflags } => {
                 (tcb_label::TCB_WRITE_REGISTERS, vec![rip, rsp, rflags, 1, 2, 3], vec![])
             }
+            TcbCall::BindNotification { notification } => (vcpu_label::BIND_NOTIFICATION, vec![], vec![notification]),
+            TcbCall::UnbindNotification => (vcpu_label::UNBIND_NOTIFICATION, vec![], vec![]),
         }
     }
 }
@@ -588,6 +653,13 @@ pub enum Op {
         /// Which invocation.
         call: VSpaceCall,
     },
+    /// A VCpu invocation (Call) on the capability at `vcpu`.
+    VCpu {
+        /// The VCpu capability's address.
+        vcpu: u64,
+        /// Which invocation.
+        call: VCpuCall,
+    },
     /// A device interrupt on `line`: the kernel masks the line and
     /// signals its bound notification, then the scheduler picks.
     Interrupt {
@@ -641,6 +713,8 @@ impl Op {
                 TcbCall::Resume => "TCB::Resume",
                 TcbCall::Suspend => "TCB::Suspend",
                 TcbCall::WriteRegisters { .. } => "TCB::WriteRegisters",
+                TcbCall::BindNotification { .. } => "TCB::BindNotification",
+                TcbCall::UnbindNotification => "TCB::UnbindNotification",
             },
             Op::Configure { .. } => "Configure",
             Op::Send { blocking: true, .. } => "Send",
@@ -659,6 +733,7 @@ impl Op {
             Op::Irq { call: IrqCall::Clear, .. } => "IrqHandler::Clear",
             Op::Irq { call: IrqCall::Ack, .. } => "IrqHandler::Ack",
             Op::VSpace { call, .. } => call.name(),
+            Op::VCpu { call, .. } => call.name(),
             Op::Interrupt { .. } => "Interrupt",
             Op::Tick { .. } => "Tick",
         }
@@ -723,6 +798,10 @@ impl Op {
             Op::VSpace { cptr, call } => {
                 let (label, words, extra) = call.message();
                 invoke(cptr, label, words, extra)
+            }
+            Op::VCpu { vcpu, call } => {
+                let (label, words, extra) = call.message();
+                invoke(vcpu, label, words, extra)
             }
             Op::Configure { sched_context, budget, period } => invoke(
                 SCHED_CONTROL_SLOT,
@@ -811,6 +890,8 @@ pub const GUEST_OBJECT_SLOTS: std::ops::Range<u64> = 38..41;
 /// [`SETUP_COPY_VADDR`]: a frame mapped twice, through capabilities that
 /// are not its last, from the start.
 pub const FRAME_COPY_SLOT: u64 = 41;
+/// The root slot of the setup's VCpu, running in the GuestSpace.
+pub const VCPU_SLOT: u64 = 42;
 /// Where the copy maps the frame.
 pub const SETUP_COPY_VADDR: u64 = 0x4000;
 /// Where the setup maps its first frame.
@@ -851,7 +932,7 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
         // Without this, Delete, Revoke, Copy and Move would almost never
         // name a pool, a VSpace or a mapped frame (a mutant that keeps a
         // deleted frame's mapping went unseen for 40,000 operations).
-        6 => POOL_UNTYPED_SLOT..FRAME_COPY_SLOT + 1,
+        6 => POOL_UNTYPED_SLOT..VCPU_SLOT + 1,
         1 => Just(PAGING_UNTYPED_SLOT),
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
@@ -900,8 +981,8 @@ fn retype() -> impl Strategy<Value = Op> {
         1 => Just(types::TCB),
         1 => Just(types::REPLY),
         1 => Just(types::SCHED_CONTEXT),
-        2 => prop_oneof![6 => 7_u64..=13, 1 => Just(15_u64)].prop_map(Type),
-        1 => prop_oneof![Just(14_u64), Just(99), any::<u64>().prop_filter("no type", |word| *word > 13)].prop_map(Type),
+        2 => prop_oneof![6 => 7_u64..=13, 1 => 14_u64..=15].prop_map(Type),
+        1 => prop_oneof![Just(16_u64), Just(99), any::<u64>().prop_filter("no type", |word| *word > 15)].prop_map(Type),
     ];
     let size_bits = prop_oneof![3 => 0_u64..=5, 3 => 4_u64..=15, 1 => any::<u64>()];
     let node = prop_oneof![
@@ -1006,6 +1087,7 @@ fn capability_op() -> impl Strategy<Value = Op> {
         1 => (prop_oneof![Just(0_u64), Just(1), root_cptr(2)], raw_label(), 0_u8..=6, 0_u8..=1)
             .prop_map(|(cptr, label, words, extra)| Op::Raw { cptr, label, words, extra }),
         6 => vspace_op().boxed(),
+        3 => vcpu_op().boxed(),
     ]
 }
 
@@ -1040,7 +1122,47 @@ fn tcb_call() -> impl Strategy<Value = TcbCall> {
         2 => Just(TcbCall::Suspend),
         1 => (prop_oneof![3 => 0x1000_u64..0x10_0000, 1 => any::<u64>()], any::<u64>(), any::<u64>())
             .prop_map(|(rip, rsp, rflags)| TcbCall::WriteRegisters { rip, rsp: rsp >> 16, rflags }),
+        2 => notification_cptr().prop_map(|notification| TcbCall::BindNotification { notification }),
+        1 => Just(TcbCall::UnbindNotification),
     ]
+}
+
+/// A VCpu capability's address: mostly the setup's.
+fn vcpu_cptr() -> impl Strategy<Value = u64> {
+    prop_oneof![5 => Just(VCPU_SLOT), 2 => OBJECT_SLOTS, 1 => root_cptr(1)]
+}
+
+/// A guest-state field word: mostly a field, at times past the last or
+/// anything.
+fn field_word() -> impl Strategy<Value = u64> {
+    prop_oneof![8 => 0_u64..48, 1 => 48_u64..64, 1 => any::<u64>()]
+}
+
+/// A guest-state value: values some field takes and some field refuses
+/// (reserved bits, non-canonical addresses, a #GP with and without its
+/// error code, CR0.NW without CD, CR4.VMXE), small numbers, anything.
+fn state_value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => prop::sample::select(vec![
+            0_u64, 1, 2, 3, 0x202, 0x2_0002, 0x9b, 0xa9b, 0xfff0, 0xffff, 0x1000, 0x6000_0010, 0x8000_0031,
+            0x2000_0000, 0xd01, 1 << 12, 1 << 13, 0x8000_0b0d, 0x8000_030d, 0x8000_0030, 0xffff_ffff, 1 << 32,
+            1 << 47, 0xffff_8000_0000_0000, 1 << 52,
+        ]),
+        2 => 0_u64..0x1_0000,
+        1 => any::<u64>(),
+    ]
+}
+
+/// A VCpu invocation.
+fn vcpu_op() -> impl Strategy<Value = Op> {
+    let space = prop_oneof![4 => Just(GUEST_SPACE_SLOT), 2 => vspace_cptr(), 1 => root_cptr(1)];
+    let call = prop_oneof![
+        2 => tcb_cptr().prop_map(|tcb| VCpuCall::SetTcb { tcb }),
+        2 => space.prop_map(|space| VCpuCall::SetSpace { space }),
+        1 => field_word().prop_map(|field| VCpuCall::ReadState { field }),
+        4 => (field_word(), state_value()).prop_map(|(field, value)| VCpuCall::WriteState { field, value }),
+    ];
+    (vcpu_cptr(), call).prop_map(|(vcpu, call)| Op::VCpu { vcpu, call })
 }
 
 fn budget_and_period() -> impl Strategy<Value = (u64, u64)> {
@@ -1297,6 +1419,8 @@ pub fn vspace_objects() -> Vec<Op> {
     ops.push(Op::Copy { dest: Addr::R(FRAME_COPY_SLOT), src: Addr::R(FRAME_SLOTS.start), rights: rights::RWGP });
     let copy = VSpaceCall::MapFrame { vaddr: SETUP_COPY_VADDR, rights: rights::R, attributes: 0, vspace: VSPACE_SLOT };
     ops.push(invoke(FRAME_COPY_SLOT, copy));
+    ops.push(retype(types::VCPU, 0, VCPU_SLOT, 1));
+    ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetSpace { space: GUEST_SPACE_SLOT } });
     ops
 }
 
@@ -1311,6 +1435,10 @@ fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
         ops.extend(vspace_objects());
         ops.extend(retypes);
         ops.extend(threads.into_iter().flatten());
+        // The first thread runs the VCpu and has the notification bound.
+        let first = THREAD_SLOTS.start;
+        ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: first } });
+        ops.push(Op::Tcb { tcb: first, call: TcbCall::BindNotification { notification: NOTIFICATION_SLOT } });
         ops
     })
 }
@@ -1930,6 +2058,9 @@ impl Op {
                     TcbCall::BindSchedContext { sched_context } => {
                         TcbCall::BindSchedContext { sched_context: map(sched_context) }
                     }
+                    TcbCall::BindNotification { notification } => {
+                        TcbCall::BindNotification { notification: map(notification) }
+                    }
                     other => other,
                 },
             },
@@ -1972,6 +2103,14 @@ impl Op {
                         VSpaceCall::MakePool { untyped: map(untyped), dest: addr(dest) }
                     }
                     VSpaceCall::Assign { vspace } => VSpaceCall::Assign { vspace: map(vspace) },
+                    other => other,
+                },
+            },
+            Op::VCpu { vcpu, call } => Op::VCpu {
+                vcpu: map(vcpu),
+                call: match call {
+                    VCpuCall::SetTcb { tcb } => VCpuCall::SetTcb { tcb: map(tcb) },
+                    VCpuCall::SetSpace { space } => VCpuCall::SetSpace { space: map(space) },
                     other => other,
                 },
             },

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::threads::{IRQ_LINES, READ};
 use crate::spec::{
-    Boot, Cap, IRQ_HANDLER_BASE, Kind, Mapping, ObjectId, Pte, SLOT_BYTES, State, ThreadState, WRITE, vspace,
+    Boot, Cap, IRQ_HANDLER_BASE, Kind, Mapping, ObjectId, Pte, SLOT_BYTES, State, ThreadState, WRITE, vcpu, vspace,
 };
 
 /// A broken invariant: its name and what broke it.
@@ -23,7 +23,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 33] = [
+pub const ALL: [Invariant; 37] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -57,6 +57,10 @@ pub const ALL: [Invariant; 33] = [
     ("table_caps_agree", table_caps_agree),
     ("asid_table_consistent", asid_table_consistent),
     ("thread_slots_hold_their_types", thread_slots_hold_their_types),
+    ("vcpu_bindings_symmetric", vcpu_bindings_symmetric),
+    ("notification_bindings_symmetric", notification_bindings_symmetric),
+    ("vcpu_slots_hold_guest_spaces", vcpu_slots_hold_guest_spaces),
+    ("vcpu_state_within_allowlist", vcpu_state_within_allowlist),
 ];
 
 /// The invariants that only hold between kernel entries, when the
@@ -96,18 +100,19 @@ pub fn caps_name_live_objects(state: &State, _boot: &Boot) -> Result<(), String>
 /// Every occupied slot lies in a live CNode or TCB: no capability is left
 /// behind in memory whose object is gone.
 pub fn slots_inside_live_containers(state: &State, _boot: &Boot) -> Result<(), String> {
+    // (first slot, slot count) of every object with slots.
     let containers: Vec<(u64, u64)> = state
         .objects
         .keys()
         .filter(|object| object.slot_count() > 0)
-        .map(|object| (object.base, object.slot_count()))
+        .map(|object| (object.first_slot(), object.slot_count()))
         .collect();
     for (slot, entry) in &state.slots {
-        let inside = containers.iter().any(|(base, count)| {
-            *slot >= *base && (*slot - *base) % SLOT_BYTES == 0 && (*slot - *base) / SLOT_BYTES < *count
+        let inside = containers.iter().any(|(first, count)| {
+            *slot >= *first && (*slot - *first) % SLOT_BYTES == 0 && (*slot - *first) / SLOT_BYTES < *count
         });
         if !inside {
-            return Err(format!("slot {slot:#x} ({:?}) is in no live CNode or TCB", entry.cap));
+            return Err(format!("slot {slot:#x} ({:?}) is in no live CNode, TCB or VCpu", entry.cap));
         }
     }
     Ok(())
@@ -861,6 +866,75 @@ pub fn thread_slots_hold_their_types(state: &State, _boot: &Boot) -> Result<(), 
             });
         if !sound {
             return Err(format!("thread {tcb:#x}: slots hold {:?}, {:?}, {:?}", at(1), at(2), at(3)));
+        }
+    }
+    Ok(())
+}
+
+/// A thread runs a VCpu exactly when that VCpu is bound to it, and both
+/// are live (one each way, as for scheduling contexts).
+pub fn vcpu_bindings_symmetric(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        if let Some(vcpu) = thread.vcpu
+            && state.vcpus.get(&vcpu).and_then(|vcpu| vcpu.tcb) != Some(*tcb)
+        {
+            return Err(format!("thread {tcb:#x} runs VCpu {vcpu:#x}, which is not bound to it"));
+        }
+    }
+    for (base, vcpu) in &state.vcpus {
+        if let Some(tcb) = vcpu.tcb
+            && state.threads.get(&tcb).and_then(|thread| thread.vcpu) != Some(*base)
+        {
+            return Err(format!("VCpu {base:#x} is bound to {tcb:#x}, which does not run it"));
+        }
+    }
+    Ok(())
+}
+
+/// A thread's bound notification is bound to that thread, and the other
+/// way round; both are live.
+pub fn notification_bindings_symmetric(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (tcb, thread) in &state.threads {
+        if let Some(notification) = thread.bound_notification
+            && state.notifications.get(&notification).and_then(|notification| notification.bound_tcb) != Some(*tcb)
+        {
+            return Err(format!("thread {tcb:#x} has notification {notification:#x} bound, which names another"));
+        }
+    }
+    for (base, notification) in &state.notifications {
+        if let Some(tcb) = notification.bound_tcb
+            && state.threads.get(&tcb).and_then(|thread| thread.bound_notification) != Some(*base)
+        {
+            return Err(format!("notification {base:#x} is bound to {tcb:#x}, which has another bound"));
+        }
+    }
+    Ok(())
+}
+
+/// A VCpu's slot holds a GuestSpace or nothing: no VSpace, no other
+/// object, reaches the place the VCpu takes its guest's memory from.
+pub fn vcpu_slots_hold_guest_spaces(state: &State, _boot: &Boot) -> Result<(), String> {
+    for base in state.vcpus.keys() {
+        let held = state.cap(State::vcpu_space_slot(*base));
+        if held.is_some_and(|cap| !matches!(cap, Cap::PageTable { kind: Kind::GuestSpace, .. })) {
+            return Err(format!("VCpu {base:#x}'s slot holds {held:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every guest-state field of every VCpu holds a value WriteState could
+/// have stored there (the fresh values included): nothing reaches the
+/// hardware that `docs/abi.md`'s field table refuses.
+pub fn vcpu_state_within_allowlist(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (base, vcpu) in &state.vcpus {
+        if vcpu.fields.len() != vcpu::FIELDS {
+            return Err(format!("VCpu {base:#x} has {} fields", vcpu.fields.len()));
+        }
+        for (field, value) in (0_u64..).zip(&vcpu.fields) {
+            if vcpu::field_value(field, *value) != Some(*value) {
+                return Err(format!("VCpu {base:#x}: field {field} holds {value:#x}, which WriteState refuses"));
+            }
         }
     }
     Ok(())

@@ -22,7 +22,7 @@ use kernel_core::vspace::entry as entry_bit;
 use crate::spec::vspace;
 use crate::spec::{
     AsidPool, Cap, Entry, Info, IrqLine, Kind, Mapping, Notification, Object, ObjectId, Pte, Reply, Resumption,
-    SchedContext, State, Table, Thread, ThreadState,
+    SchedContext, State, Table, Thread, ThreadState, VCpu,
 };
 
 /// The spec's view of a kernel capability.
@@ -69,6 +69,7 @@ pub fn abstract_cap(cap: &KernelCap) -> Result<Cap, String> {
         },
         KernelCap::AsidControl => Cap::AsidControl,
         KernelCap::AsidPool { object, first } => Cap::AsidPool { base: object.as_u64(), first: first.0 },
+        KernelCap::VCpu { object } => Cap::VCpu { base: object.as_u64() },
         other => return Err(format!("a capability outside the spec: {other:?}")),
     })
 }
@@ -231,7 +232,8 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
                 let notification = store.notification(at);
                 let pending = notification.active.then_some(notification.word);
                 let waiters = walk(store, &notification.waiters)?;
-                state.notifications.insert(object.base, Notification { pending, waiters });
+                let bound_tcb = notification.bound_tcb.map(id);
+                state.notifications.insert(object.base, Notification { pending, waiters, bound_tcb });
             }
             Kind::Reply => {
                 let reply = store.reply(at);
@@ -253,6 +255,10 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
             }
             kind if vspace::is_table(kind) => {
                 state.tables.insert(object.base, table(store, object)?);
+            }
+            Kind::VCpu => {
+                let record = store.vcpu(at);
+                state.vcpus.insert(object.base, VCpu { tcb: record.tcb.map(id), fields: record.state.0.to_vec() });
             }
             _ => {}
         }
@@ -360,6 +366,8 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
             ipc::Resumption::Fresh => Resumption::Fresh,
         },
         registers: chosen,
+        vcpu: tcb.vcpu.map(PhysAddr::as_u64),
+        bound_notification: tcb.bound_notification.map(PhysAddr::as_u64),
     })
 }
 

@@ -25,11 +25,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod threads;
+pub mod vcpu;
 pub mod vspace;
 
 pub use threads::{
     Info, IrqLine, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState,
 };
+pub use vcpu::VCpu;
 pub use vspace::{AsidPool, Mapping, Pte, Table};
 
 /// Bytes per capability slot: slot `i` of a CNode (or a TCB) whose memory
@@ -108,6 +110,8 @@ pub enum Kind {
     /// The authority to make ASID pools: no memory, one capability made at
     /// boot (it cannot be copied).
     AsidControl,
+    /// A virtual CPU (8 KiB; one capability slot, its GuestSpace).
+    VCpu,
 }
 
 /// An object's identity: where it lies, what it is, how big it is.
@@ -146,14 +150,22 @@ impl ObjectId {
         match self.kind {
             Kind::CNode => 1_u64 << (self.size_bits - 6),
             Kind::Tcb => TCB_SLOTS,
+            Kind::VCpu => 1,
             _ => 0,
         }
+    }
+
+    /// The address of the object's first capability slot: its base, but
+    /// for a VCpu, whose one slot starts its second page.
+    #[must_use]
+    pub const fn first_slot(&self) -> u64 {
+        if matches!(self.kind, Kind::VCpu) { State::vcpu_space_slot(self.base) } else { self.base }
     }
 
     /// The capability slots inside the object, as slot addresses.
     #[must_use]
     pub fn slots(&self) -> Vec<u64> {
-        (0..self.slot_count()).map(|index| self.base + index * SLOT_BYTES).collect()
+        (0..self.slot_count()).map(|index| self.first_slot() + index * SLOT_BYTES).collect()
     }
 }
 
@@ -265,6 +277,11 @@ pub enum Cap {
         /// Its first ASID (its number in the ASID table times 512).
         first: u16,
     },
+    /// A VCpu.
+    VCpu {
+        /// The object.
+        base: u64,
+    },
 }
 
 /// Where the spec places the SchedControl "object": a byte of kernel
@@ -298,6 +315,7 @@ impl Cap {
             Cap::PageTable { base, kind, .. } => (base, kind, vspace::TABLE_BITS),
             Cap::AsidPool { base, .. } => (base, Kind::AsidPool, vspace::TABLE_BITS),
             Cap::AsidControl => return ASID_CONTROL_ID,
+            Cap::VCpu { base } => (base, Kind::VCpu, vcpu::VCPU_BITS),
         };
         ObjectId { base, kind, size_bits }
     }
@@ -365,6 +383,8 @@ pub struct State {
     pub replies: BTreeMap<u64, Reply>,
     /// Live scheduling contexts.
     pub sched_contexts: BTreeMap<u64, SchedContext>,
+    /// Live VCpus.
+    pub vcpus: BTreeMap<u64, VCpu>,
     /// The scheduler.
     pub sched: Scheduler,
     /// The interrupt lines ([`threads::IRQ_LINES`] of them).
@@ -499,7 +519,11 @@ impl State {
                 self.transfer(cap, label, &message)
             }
             (Cap::Untyped { .. }, label::UNTYPED_RETYPE) => self.retype(invoked, &message),
+            (Cap::Tcb { base }, vcpu::label::BIND_NOTIFICATION | vcpu::label::UNBIND_NOTIFICATION) => {
+                self.bind_notification(base, label, extra)
+            }
             (Cap::Tcb { base }, _) => self.invoke_tcb(base, label, words, extra),
+            (Cap::VCpu { base }, _) => return self.invoke_vcpu(base, label, words, extra),
             (Cap::SchedControl, _) => self.configure(label, words, extra),
             (Cap::IrqControl, _) => self.irq_get(invoked, label, words, extra),
             (Cap::IrqHandler { line }, _) => self.invoke_irq_handler(line, label, extra),
@@ -586,6 +610,7 @@ impl State {
             11 => Kind::PageDirectory,
             12 => Kind::PageDirectoryPointerTable,
             13 => Kind::Pml4,
+            14 => Kind::VCpu,
             15 => Kind::GuestSpace,
             _ => return Err(Error::InvalidArgument),
         };
@@ -597,6 +622,7 @@ impl State {
             Kind::Endpoint | Kind::Notification => u64::from(SMALL_OBJECT_BITS),
             Kind::Tcb => u64::from(TCB_BITS),
             Kind::Reply => u64::from(REPLY_BITS),
+            Kind::VCpu => u64::from(vcpu::VCPU_BITS),
             Kind::Frame => u64::from(vspace::FRAME_BITS[usize::try_from(message.word(0)? - 7).unwrap_or(0)]),
             kind if vspace::is_table(kind) => u64::from(vspace::TABLE_BITS),
             _ => return Err(Error::RangeError),
@@ -650,6 +676,7 @@ impl State {
                 Kind::Tcb => Cap::Tcb { base: object_base },
                 Kind::Reply => Cap::Reply { base: object_base },
                 Kind::SchedContext => Cap::SchedContext { base: object_base, size_bits: object_bits },
+                Kind::VCpu => Cap::VCpu { base: object_base },
                 Kind::Frame => {
                     Cap::Frame { base: object_base, size_bits: object_bits, rights: ALL_RIGHTS, mapping: None }
                 }

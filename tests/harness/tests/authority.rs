@@ -194,3 +194,40 @@ fn mappings_are_authority() {
     leaked.tables.get_mut(&page_table.1).expect("the page table").entries.insert(3, page);
     assert!(authority::confined_step(&before, &leaked).is_err(), "a mapping from nowhere is caught");
 }
+
+#[test]
+fn a_bound_vcpu_and_its_guest_memory_are_authority() {
+    use bulkhead_harness::driver::{GUEST_OBJECT_SLOTS, GUEST_SPACE_SLOT, Op, VCPU_SLOT, VCpuCall};
+    let slot = |index: u64| BOOT.root_cnode + index * bulkhead_harness::spec::SLOT_BYTES;
+    let mut harness = in_vspace();
+    let before = harness.spec().clone();
+    let thread = before.cap(slot(12)).expect("a TCB").object().base;
+    let vcpu = before.cap(slot(VCPU_SLOT)).expect("the VCpu");
+    let guest_memory = Authority {
+        object: before.cap(slot(GUEST_OBJECT_SLOTS.end - 1)).expect("the guest frame").object(),
+        rights: 0b11,
+        badge: 0,
+    };
+    // Bound to the VCpu, the thread holds it, its GuestSpace and the
+    // guest's memory (its VMEnter would run the guest over it); the root
+    // that bound it held all of that and the thread's TCB. (The thread
+    // shares the root's CSpace, so it held them before too: the breach
+    // below is what tells a bound VCpu from a held one.)
+    let bind = Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: 12 } };
+    assert_eq!(harness.apply(&bind).map(|applied| applied.got), Some(0));
+    let after = harness.spec().clone();
+    let held = authority::holdings(&after, thread);
+    assert!(held.contains(&Authority::of(&vcpu)), "{held:?}");
+    let guest_space = after.cap(slot(GUEST_SPACE_SLOT)).expect("the GuestSpace");
+    assert!(held.iter().any(|item| item.object == guest_space.object()), "{held:?}");
+    assert!(held.contains(&guest_memory), "{held:?}");
+    assert_eq!(authority::confined_step(&before, &after), Ok(()));
+    // A VCpu bound from nowhere (the state edited, no invocation: outside
+    // every untyped the root holds) is a breach.
+    let mut stray = before.clone();
+    let other = ObjectId { base: 0x3000_0000, kind: Kind::VCpu, size_bits: 13 };
+    stray.vcpus.insert(other.base, bulkhead_harness::spec::VCpu::fresh());
+    stray.vcpus.get_mut(&other.base).expect("the VCpu").tcb = Some(thread);
+    stray.threads.get_mut(&thread).expect("the thread").vcpu = Some(other.base);
+    assert!(authority::confined_step(&before, &stray).is_err(), "a VCpu from nowhere is caught");
+}

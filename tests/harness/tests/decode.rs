@@ -31,7 +31,7 @@ use bulkhead_harness::driver::{
 };
 
 /// Every operation name (`Op::name`): the seed corpus has them all.
-const OPERATION_NAMES: [&str; 42] = [
+const OPERATION_NAMES: [&str; 48] = [
     "Retype",
     "Copy",
     "Mint",
@@ -74,13 +74,47 @@ const OPERATION_NAMES: [&str; 42] = [
     "Frame::GetAddress",
     "AsidControl::MakePool",
     "AsidPool::Assign",
+    "TCB::BindNotification",
+    "TCB::UnbindNotification",
+    "VCpu::SetTcb",
+    "VCpu::SetSpace",
+    "VCpu::ReadState",
+    "VCpu::WriteState",
 ];
 
 /// The seeds of the address-space operations, as this file writes them
 /// into the corpus: each has tag 31 (the VSpace setup and a thread in it)
 /// and then invokes the setup's frames, paging structures, ASID pool and
 /// VSpace.
-const ADDRESS_SPACE_SEEDS: [(&str, &[u8]); 3] = [
+const ADDRESS_SPACE_SEEDS: [(&str, &[u8]); 4] = [
+    (
+        "vcpus_bound_written_and_deleted",
+        &[
+            22, 0, 200, 0, // the IPC setup; thread 12 at 200
+            31, 1, 100, 0, // the VSpace setup (the VCpu in slot 42); thread 13 in the VSpace
+            32, 42, 0, 12, // VCpu::SetTcb: thread 12
+            32, 42, 2, 0, // ReadState of RIP
+            32, 42, 3, 0, 11, // WriteState of RIP: 0x7c00
+            32, 42, 3, 5, 17, // CR4.VMXE: refused
+            32, 42, 3, 10, 18, // a #GP with its error code pending
+            32, 42, 3, 10, 19, // a #GP without its error code: refused
+            32, 42, 3, 63, 0, // field 63: refused
+            32, 42, 1, 28, // SetSpace with the VSpace: refused
+            32, 42, 1, 37, // SetSpace with the GuestSpace again
+            33, 12, 0, 4, // BindNotification: thread 12, the notification
+            33, 13, 0, 4, // thread 13: the notification is bound already
+            33, 12, 1, // UnbindNotification
+            33, 13, 0, 4, // thread 13 binds it
+            30, 37, 240, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 1, // a second VCpu (type word 0 + 14), slot 20
+            32, 20, 0, 12, // bound to thread 12: the first VCpu is unbound
+            32, 20, 1, 37, // in the GuestSpace
+            5, 13, // Delete thread 13: its notification is unbound
+            5, 20, // Delete the second VCpu: thread 12 is unbound, its GuestSpace copy goes
+            32, 42, 0, 12, // the first VCpu to thread 12 again
+            5, 12, // Delete thread 12
+            32, 42, 2, 0, // ReadState of RIP: 0x7c00
+        ],
+    ),
     (
         "frames_map_unmap_and_ipc_buffers",
         &[
@@ -555,4 +589,73 @@ fn the_address_space_seeds_are_written_from_this_file() {
             panic!("{name}: {violation}");
         }
     }
+}
+
+#[test]
+fn vcpu_operations_decode_to_the_documented_operations() {
+    use bulkhead_harness::decode::{STATE_VALUES, tag_of};
+    use bulkhead_harness::driver::Op::VCpu;
+    use bulkhead_harness::driver::TcbCall::{BindNotification, UnbindNotification};
+    use bulkhead_harness::driver::VCpuCall::{ReadState, SetTcb, WriteState};
+    use bulkhead_harness::driver::{GUEST_SPACE_SLOT, VCPU_SLOT};
+    // Bytes 32, 96, 160, 224 name tag 32; 33, 97, 161, 225 tag 33; the
+    // rest read modulo 32 as before.
+    for byte in 0..=u8::MAX {
+        let expected = match byte % 64 {
+            tag @ (32 | 33) => tag,
+            _ => byte % TAGS,
+        };
+        assert_eq!(tag_of(byte), expected, "byte {byte}");
+    }
+    assert_eq!(ops(&[32, 42, 0, 12]), [VCpu { vcpu: VCPU_SLOT, call: SetTcb { tcb: 12 } }]);
+    assert_eq!(
+        ops(&[96, 42, 1, 37, 160, 90, 2, 70]),
+        [
+            VCpu { vcpu: VCPU_SLOT, call: bulkhead_harness::driver::VCpuCall::SetSpace { space: GUEST_SPACE_SLOT } },
+            VCpu { vcpu: 42, call: ReadState { field: 6 } },
+        ]
+    );
+    assert_eq!(ops(&[224, 42, 7, 5, 17]), [VCpu { vcpu: 42, call: WriteState { field: 5, value: 1 << 13 } }]);
+    assert_eq!(STATE_VALUES[17], 1 << 13);
+    assert_eq!(
+        ops(&[33, 12, 0, 4, 97, 13, 1]),
+        [Tcb { tcb: 12, call: BindNotification { notification: 4 } }, Tcb { tcb: 13, call: UnbindNotification }]
+    );
+    // Bytes 0 and 1 still name Retype and Copy.
+    assert!(matches!(ops(&[64, 1, 3, 0, 0, 0, 9, 1]).as_slice(), [Retype { .. }]));
+    assert!(matches!(ops(&[65, 3, 4, 15]).as_slice(), [Copy { .. }]));
+}
+
+#[test]
+fn the_vcpu_seed_gets_the_results_its_comments_say() {
+    let (_, bytes) = ADDRESS_SPACE_SEEDS[0];
+    let decoded = ops(bytes);
+    let codes = results(&decoded).expect("it runs");
+    let setup = ipc_objects().len() + 4 + vspace_objects().len() + 5;
+    assert!(codes[..setup].iter().all(|code| *code == Some(0)), "{codes:?}");
+    let (ok, invalid_argument, invalid_capability, illegal) = (Some(0), Some(1), Some(2), Some(3));
+    let after: Vec<Option<u64>> = vec![
+        ok,                 // SetTcb
+        ok,                 // ReadState
+        ok,                 // WriteState RIP
+        invalid_argument,   // CR4.VMXE
+        ok,                 // #GP with its error code
+        invalid_argument,   // #GP without
+        invalid_argument,   // field 63
+        invalid_capability, // SetSpace with a VSpace
+        ok,                 // SetSpace with the GuestSpace
+        ok,                 // BindNotification
+        illegal,            // bound already
+        ok,                 // UnbindNotification
+        ok,                 // thread 13 binds it
+        ok,                 // the second VCpu
+        ok,                 // SetTcb
+        ok,                 // SetSpace
+        ok,                 // Delete thread 13
+        ok,                 // Delete the second VCpu
+        ok,                 // SetTcb
+        ok,                 // Delete thread 12
+        ok,                 // ReadState
+    ];
+    assert_eq!(codes[setup..], after, "{:?}", &decoded[setup..]);
 }

@@ -1,9 +1,12 @@
 //! Every invariant can fail: a sound state passes them all, and for each
 //! invariant one corruption of that state makes it fail.
 
-use bulkhead_harness::driver::TcbCall::{BindSchedContext, Resume, SetIpcBuffer, SetPriority, SetSpace};
+use bulkhead_harness::driver::TcbCall::{
+    BindNotification, BindSchedContext, Resume, SetIpcBuffer, SetPriority, SetSpace,
+};
 use bulkhead_harness::driver::{
-    BOOT, FRAME_SLOTS, Op, SPARE_PML4_SLOT, SPARE_TABLE_SLOT, TABLE_SLOTS, Type, VSPACE_SLOT, types, vspace_objects,
+    BOOT, FRAME_SLOTS, GUEST_SPACE_SLOT, Op, SPARE_PML4_SLOT, SPARE_TABLE_SLOT, TABLE_SLOTS, Type, VCPU_SLOT, VCpuCall,
+    VSPACE_SLOT, types, vspace_objects,
 };
 use bulkhead_harness::invariants::{self, AFTER_SCHEDULE, ALL};
 use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, Pte, SLOT_BYTES, State, ThreadState, label};
@@ -99,6 +102,11 @@ fn sound() -> State {
     step(&mut state, Op::Recv { cptr: 3, reply: 0, slot: None, blocking: true });
     step(&mut state, Op::Wait { cptr: 10, blocking: true });
     step(&mut state, Op::Tick { ticks: 150, slice_ended: false });
+    // The VSpace objects' VCpu runs on slot 13's thread, which has the
+    // notification bound too; a field written.
+    step(&mut state, Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: 13 } });
+    step(&mut state, Op::Tcb { tcb: 13, call: BindNotification { notification: 10 } });
+    step(&mut state, Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::WriteState { field: 0, value: 0x7c00 } });
     state
 }
 
@@ -136,9 +144,15 @@ fn the_sound_state_keeps_every_invariant() {
     assert_eq!(broken(&state), Vec::<&str>::new());
     // The boot state's 6 and `capabilities`' 6, the two boot capabilities
     // the VSpace objects come from and their 16, the reply object, notification
-    // and scheduling context, each thread's TCB and CSpace root, and
-    // slot 15's thread's VSpace and IPC buffer.
-    assert_eq!(state.slots.len(), 12 + 2 + 16 + 3 + 5 * 2 + 2, "{:#?}", state.slots);
+    // and scheduling context, each thread's TCB and CSpace root, slot
+    // 15's thread's VSpace and IPC buffer, and the VCpu and the copy of the
+    // GuestSpace in its slot.
+    assert_eq!(state.slots.len(), 12 + 2 + 16 + 3 + 5 * 2 + 2 + 2, "{:#?}", state.slots);
+    let vcpu = base(&state, VCPU_SLOT);
+    assert_eq!(state.vcpus[&vcpu].tcb, Some(tcb(&state, 13)));
+    assert_eq!(state.vcpus[&vcpu].fields[0], 0x7c00);
+    assert_eq!(state.cap(State::vcpu_space_slot(vcpu)), state.cap(slot(GUEST_SPACE_SLOT)));
+    assert!(state.notifications.values().any(|notification| notification.bound_tcb == Some(tcb(&state, 13))));
     let reachable = state.reachable_tables();
     assert_eq!(
         reachable.len(),
@@ -160,7 +174,7 @@ fn the_sound_state_keeps_every_invariant() {
 #[test]
 fn every_invariant_catches_its_corruption() {
     let endpoint = sound().cap(slot(3)).expect("an endpoint").object();
-    let corruptions: [(&str, Corruption); 35] = [
+    let corruptions: [(&str, Corruption); 39] = [
         ("caps_name_live_objects", |state, endpoint| {
             state.objects.remove(&endpoint);
         }),
@@ -287,6 +301,22 @@ fn every_invariant_catches_its_corruption() {
             let thread = tcb(state, 15);
             let endpoint = state.cap(slot(3)).expect("an endpoint");
             state.slots.get_mut(&(thread + 3 * SLOT_BYTES)).expect("the IPC buffer").cap = endpoint;
+        }),
+        ("vcpu_bindings_symmetric", |state, _| {
+            let other = tcb(state, 12);
+            state.vcpus.values_mut().for_each(|vcpu| vcpu.tcb = Some(other));
+        }),
+        ("notification_bindings_symmetric", |state, _| {
+            state.notifications.values_mut().for_each(|notification| notification.bound_tcb = None);
+        }),
+        ("vcpu_slots_hold_guest_spaces", |state, _| {
+            let vcpu = base(state, VCPU_SLOT);
+            let vspace = state.cap(slot(VSPACE_SLOT)).expect("the VSpace");
+            state.slots.get_mut(&State::vcpu_space_slot(vcpu)).expect("the GuestSpace copy").cap = vspace;
+        }),
+        ("vcpu_state_within_allowlist", |state, _| {
+            // CR4.VMXE: nested virtualisation, which WriteState refuses.
+            state.vcpus.values_mut().for_each(|vcpu| vcpu.fields[5] = 1 << 13);
         }),
         ("highest_priority_runs", |state, _| {
             let ready = tcb(state, 16);

@@ -18,7 +18,7 @@ use std::process::Command;
 const BUDGET: usize = 60_000;
 
 /// The mutants and a check that must catch each.
-const MUTANTS: [(&str, &str); 26] = [
+const MUTANTS: [(&str, &str); 29] = [
     ("mint_keeps_rights", "refinement"),
     ("revoke_leaves_one_child", "refinement"),
     ("retype_off_by_one", "kernel: untyped_children_inside_and_below_watermark"),
@@ -45,6 +45,9 @@ const MUTANTS: [(&str, &str); 26] = [
     ("frame_delete_keeps_mapping", "kernel: entries_recorded_by_caps"),
     ("pml4_delete_keeps_asid", "kernel: asid_table_consistent"),
     ("asid_pool_delete_keeps_table", "kernel: asid_table_consistent"),
+    ("vcpu_delete_keeps_binding", "kernel: vcpu_bindings_symmetric"),
+    ("write_state_unchecked", "kernel: vcpu_state_within_allowlist"),
+    ("bind_notification_twice", "kernel: notification_bindings_symmetric"),
 ];
 
 fn workspace_root() -> PathBuf {

@@ -134,6 +134,10 @@ pub struct Thread {
     pub resumption: Resumption,
     /// rip, rsp, rflags, rdi, rsi, rdx as TCB::WriteRegisters set them.
     pub registers: [u64; 6],
+    /// The VCpu bound to it.
+    pub vcpu: Option<u64>,
+    /// Its bound notification.
+    pub bound_notification: Option<u64>,
 }
 
 impl Thread {
@@ -152,6 +156,8 @@ impl Thread {
             receive: None,
             resumption: Resumption::Results,
             registers: [0; 6],
+            vcpu: None,
+            bound_notification: None,
         }
     }
 
@@ -170,6 +176,8 @@ pub struct Notification {
     pub pending: Option<u64>,
     /// Threads waiting, in arrival order.
     pub waiters: Vec<u64>,
+    /// The thread it is bound to.
+    pub bound_tcb: Option<u64>,
 }
 
 /// A reply object's bindings.
@@ -237,11 +245,11 @@ pub struct Syscall {
 
 impl State {
     /// The thread whose TCB is at `tcb`.
-    fn thread(&self, tcb: u64) -> &Thread {
+    pub(super) fn thread(&self, tcb: u64) -> &Thread {
         &self.threads[&tcb]
     }
 
-    fn thread_mut(&mut self, tcb: u64) -> &mut Thread {
+    pub(super) fn thread_mut(&mut self, tcb: u64) -> &mut Thread {
         self.threads.get_mut(&tcb).expect("a live thread")
     }
 
@@ -429,6 +437,7 @@ impl State {
     /// leaves its scheduling context; a scheduling context stops its thread.
     pub(super) fn finalise(&mut self, cap: Cap) {
         let base = cap.object().base;
+        self.unbind_on_delete(cap);
         match cap {
             Cap::Endpoint { .. } => {
                 while let Some(&thread) = self.endpoints.get(&base).and_then(|queue| queue.first()) {
@@ -1054,6 +1063,9 @@ impl State {
             Kind::SchedContext => {
                 self.sched_contexts.insert(base, SchedContext::default());
             }
+            Kind::VCpu => {
+                self.vcpus.insert(base, super::VCpu::fresh());
+            }
             kind if super::vspace::is_table(kind) => {
                 self.tables.insert(base, super::Table::default());
             }
@@ -1078,6 +1090,9 @@ impl State {
             }
             Kind::SchedContext => {
                 self.sched_contexts.remove(&base);
+            }
+            Kind::VCpu => {
+                self.vcpus.remove(&base);
             }
             kind if super::vspace::is_table(kind) => {
                 self.tables.remove(&base);

@@ -1,0 +1,419 @@
+//! VCpus: a guest's virtual CPU as a kernel object (`docs/VIRTUALISATION.md`).
+//!
+//! A VCpu is 8 KiB: page 0 is the hardware's control block (a VMCB for
+//! `svm`, a VMCS region for `vtx`), which only the backend touches; page
+//! 1 starts with one capability slot, holding the GuestSpace the VCpu
+//! runs in (a derived copy, as a TCB's slots hold its CSpace and VSpace),
+//! followed by the kernel's record, [`VCpu`]: the thread the VCpu is bound
+//! to and the guest state a VMM may read and write.
+//!
+//! The guest state is an allowlist of backend-neutral fields
+//! ([`GuestField`]); everything else in a VMCB or VMCS (intercepts, host
+//! state, permission maps, the EPT pointer or nested CR3, the VPID or
+//! ASID, the controls) is the kernel's and no invocation reaches it. The
+//! record is the fields' authoritative copy between guest runs: a field
+//! written here is marked dirty, and the backend loads the dirty fields
+//! into the hardware page before it next enters the guest.
+//!
+//! [`check`] refuses values that no backend can load (reserved bits, a
+//! non-canonical base, nested virtualisation's CR4.VMXE or EFER.SVME);
+//! combinations the hardware checks at entry (CR0.PG without PE, a long
+//! mode EFER without PAE) are left to it, and an entry it refuses comes
+//! back to the VMM as an invalid-state exit, never as a kernel failure.
+
+use crate::cap::derivation::{self, WorkBudget};
+use crate::cap::invocation::Message;
+use crate::cap::{Cap, MappedAt, PageTableLevel, SlotRef};
+use crate::error::SyscallError;
+use crate::finalise::Finaliser;
+use crate::ipc::ThreadId;
+use crate::memory::PhysAddr;
+use crate::platform::Platform;
+use crate::store::ObjectStore;
+use crate::virt::Event;
+use crate::vspace::AsidTable;
+
+/// log2 of a VCpu's size: the hardware page and the kernel's page.
+pub const VCPU_BITS: u8 = 13;
+/// Where the kernel's page starts in a VCpu: its GuestSpace slot, then
+/// the [`VCpu`] record.
+pub const KERNEL_PAGE_OFFSET: u64 = 4096;
+/// log2 of the capability slots in a VCpu (one: its GuestSpace).
+pub const VCPU_SLOT_BITS: u8 = 0;
+
+/// The slot in a VCpu that holds its GuestSpace.
+#[must_use]
+pub fn space_slot(vcpu: PhysAddr) -> Option<SlotRef> {
+    SlotRef::in_cnode(PhysAddr::new(vcpu.as_u64().checked_add(KERNEL_PAGE_OFFSET)?), 0)
+}
+
+/// Invocation labels of VCpu capabilities.
+pub mod label {
+    /// VCpu: bind to a thread (extra cap: its TCB).
+    pub const VCPU_SET_TCB: u64 = 112;
+    /// VCpu: run in a GuestSpace (extra cap: the GuestSpace, with an ASID).
+    pub const VCPU_SET_SPACE: u64 = 113;
+    /// VCpu: read one guest-state field (word: the field).
+    pub const VCPU_READ_STATE: u64 = 114;
+    /// VCpu: write one guest-state field (words: the field, the value).
+    pub const VCPU_WRITE_STATE: u64 = 115;
+}
+
+/// The VCpu invocations as `docs/abi.md` lists them: label, name,
+/// argument words, extra capabilities.
+pub const LABELS: [(u64, &str, &[&str], &[&str]); 4] = [
+    (label::VCPU_SET_TCB, "VCpu::SetTcb", &[], &["tcb"]),
+    (label::VCPU_SET_SPACE, "VCpu::SetSpace", &[], &["guest_space"]),
+    (label::VCPU_READ_STATE, "VCpu::ReadState", &["field"], &[]),
+    (label::VCPU_WRITE_STATE, "VCpu::WriteState", &["field", "value"], &[]),
+];
+
+/// A segment register of the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// ES.
+    Es = 0,
+    /// CS.
+    Cs = 1,
+    /// SS.
+    Ss = 2,
+    /// DS.
+    Ds = 3,
+    /// FS.
+    Fs = 4,
+    /// GS.
+    Gs = 5,
+    /// The LDT register.
+    Ldtr = 6,
+    /// The task register.
+    Tr = 7,
+}
+
+impl Segment {
+    /// Every segment register, in field order.
+    pub const ALL: [Segment; 8] =
+        [Segment::Es, Segment::Cs, Segment::Ss, Segment::Ds, Segment::Fs, Segment::Gs, Segment::Ldtr, Segment::Tr];
+}
+
+/// One part of a segment register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentPart {
+    /// The selector (16 bits).
+    Selector = 0,
+    /// The base address.
+    Base = 1,
+    /// The limit in bytes (32 bits, already scaled by G).
+    Limit = 2,
+    /// The attributes, packed as a VMCB packs them: bits 0..4 type, 4 S,
+    /// 5..7 DPL, 7 P, 8 AVL, 9 L, 10 D/B, 11 G. A segment with P clear is
+    /// unusable (the `vtx` backend sets the VMCS's unusable bit from it).
+    Attributes = 3,
+}
+
+/// A guest-state field a VMM may read and write: its number is the
+/// `field` word of ReadState and WriteState (`docs/abi.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GuestField(u8);
+
+impl GuestField {
+    /// RIP.
+    pub const RIP: GuestField = GuestField(0);
+    /// RSP.
+    pub const RSP: GuestField = GuestField(1);
+    /// RFLAGS (bit 1 always reads 1).
+    pub const RFLAGS: GuestField = GuestField(2);
+    /// CR0.
+    pub const CR0: GuestField = GuestField(3);
+    /// CR3.
+    pub const CR3: GuestField = GuestField(4);
+    /// CR4.
+    pub const CR4: GuestField = GuestField(5);
+    /// EFER.
+    pub const EFER: GuestField = GuestField(6);
+    /// DR7 (bit 10 always reads 1).
+    pub const DR7: GuestField = GuestField(7);
+    /// The interrupt shadow: bit 0 blocking by STI, bit 1 by MOV SS.
+    pub const INTERRUPTIBILITY: GuestField = GuestField(8);
+    /// 0 running, 1 halted (HLT).
+    pub const ACTIVITY: GuestField = GuestField(9);
+    /// The event to inject on the next entry, in VMEnter's event encoding
+    /// (`virt::Event`; 0 for none).
+    pub const PENDING_EVENT: GuestField = GuestField(10);
+    /// Added to the host's TSC for the guest's RDTSC.
+    pub const TSC_OFFSET: GuestField = GuestField(11);
+    /// GDTR's base.
+    pub const GDTR_BASE: GuestField = GuestField(12);
+    /// GDTR's limit (16 bits).
+    pub const GDTR_LIMIT: GuestField = GuestField(13);
+    /// IDTR's base.
+    pub const IDTR_BASE: GuestField = GuestField(14);
+    /// IDTR's limit (16 bits).
+    pub const IDTR_LIMIT: GuestField = GuestField(15);
+    /// The first segment field: segment `s`'s part `p` is field
+    /// `16 + 4 * s + p`.
+    pub const FIRST_SEGMENT_FIELD: u8 = 16;
+    /// How many fields there are.
+    pub const COUNT: usize = 48;
+
+    /// Part `part` of segment register `segment`.
+    #[must_use]
+    pub const fn segment(segment: Segment, part: SegmentPart) -> GuestField {
+        GuestField(GuestField::FIRST_SEGMENT_FIELD + 4 * segment as u8 + part as u8)
+    }
+
+    /// The field numbered `word`, if there is one.
+    #[must_use]
+    pub fn from_word(word: u64) -> Option<GuestField> {
+        u8::try_from(word).ok().filter(|number| usize::from(*number) < GuestField::COUNT).map(GuestField)
+    }
+
+    /// Its number.
+    #[must_use]
+    pub const fn number(self) -> u8 {
+        self.0
+    }
+
+    /// Its segment register and part, for a segment field.
+    #[must_use]
+    pub const fn segment_part(self) -> Option<(Segment, SegmentPart)> {
+        if self.0 < GuestField::FIRST_SEGMENT_FIELD {
+            return None;
+        }
+        let index = self.0 - GuestField::FIRST_SEGMENT_FIELD;
+        let part = match index % 4 {
+            0 => SegmentPart::Selector,
+            1 => SegmentPart::Base,
+            2 => SegmentPart::Limit,
+            _ => SegmentPart::Attributes,
+        };
+        Some((Segment::ALL[(index / 4) as usize], part))
+    }
+}
+
+/// The RFLAGS bits a guest may have: every architectural flag (CF, PF,
+/// AF, ZF, SF, TF, IF, DF, OF, IOPL, NT, RF, VM, AC, VIF, VIP, ID) and the
+/// always-one bit 1.
+pub const GUEST_RFLAGS: u64 = 0x003f_7fd7;
+/// The CR0 bits a guest may have: PE, MP, EM, TS, ET, NE, WP, AM, NW, CD,
+/// PG.
+pub const GUEST_CR0: u64 = 0xe005_003f;
+/// The CR4 bits a guest may have: VME through UMIP (0..=11), FSGSBASE,
+/// PCIDE, OSXSAVE, SMEP, SMAP, PKE. Not LA57 (guests page with four
+/// levels), VMXE or SMXE (no nested virtualisation).
+pub const GUEST_CR4: u64 = 0x0077_0fff;
+/// The EFER bits a guest may have: SCE, LME, LMA, NXE. Not SVME (no
+/// nested virtualisation).
+pub const GUEST_EFER: u64 = 0x0d01;
+/// The first physical address bit CR3 may not set (the architectural
+/// maximum, 52).
+pub const CR3_LIMIT: u64 = 1 << 52;
+
+/// Whether `address` is canonical with 48-bit linear addresses.
+#[must_use]
+pub const fn is_canonical(address: u64) -> bool {
+    let upper = address >> 47;
+    upper == 0 || upper == (1 << 17) - 1
+}
+
+/// Checks a WriteState value for `field` and returns the value the
+/// field takes (RFLAGS bit 1 and DR7 bit 10 set; a pending event in its
+/// canonical encoding).
+///
+/// # Errors
+///
+/// [`SyscallError::InvalidArgument`] for a value no backend could load.
+pub fn check(field: GuestField, value: u64) -> Result<u64, SyscallError> {
+    let ok = |valid: bool, value: u64| if valid { Ok(value) } else { Err(SyscallError::InvalidArgument) };
+    if let Some((segment, part)) = field.segment_part() {
+        return match part {
+            SegmentPart::Selector => ok(value <= 0xffff, value),
+            // ES, CS, SS and DS bases are 32-bit; the others are used in
+            // long mode and must be canonical.
+            SegmentPart::Base if matches!(segment, Segment::Es | Segment::Cs | Segment::Ss | Segment::Ds) => {
+                ok(value <= u64::from(u32::MAX), value)
+            }
+            SegmentPart::Base => ok(is_canonical(value), value),
+            SegmentPart::Limit => ok(value <= u64::from(u32::MAX), value),
+            SegmentPart::Attributes => ok(value <= 0xfff, value),
+        };
+    }
+    match field {
+        GuestField::RIP | GuestField::RSP | GuestField::GDTR_BASE | GuestField::IDTR_BASE => {
+            ok(is_canonical(value), value)
+        }
+        GuestField::RFLAGS => ok(value & !GUEST_RFLAGS == 0, value | 0x2),
+        // NW without CD is a combination MOV to CR0 refuses (#GP) and SVM's
+        // VMRUN too.
+        GuestField::CR0 => ok(value & !GUEST_CR0 == 0 && !(value & 1 << 29 != 0 && value & 1 << 30 == 0), value),
+        GuestField::CR3 => ok(value < CR3_LIMIT, value),
+        GuestField::CR4 => ok(value & !GUEST_CR4 == 0, value),
+        GuestField::EFER => ok(value & !GUEST_EFER == 0, value),
+        GuestField::DR7 => ok(value >> 32 == 0, value | 0x400),
+        GuestField::INTERRUPTIBILITY => ok(value <= 0b11, value),
+        GuestField::ACTIVITY => ok(value <= 1, value),
+        GuestField::PENDING_EVENT => match Event::from_word(value) {
+            Ok(None) => Ok(0),
+            Ok(Some(event)) => Ok(event.to_word()),
+            Err(_) => Err(SyscallError::InvalidArgument),
+        },
+        GuestField::GDTR_LIMIT | GuestField::IDTR_LIMIT => ok(value <= 0xffff, value),
+        // The TSC offset: any value.
+        _ => Ok(value),
+    }
+}
+
+/// The allowlisted guest state, indexed by [`GuestField::number`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestState(pub [u64; GuestField::COUNT]);
+
+impl GuestState {
+    /// The state of an x86 CPU after RESET (Intel SDM Vol. 3A, 10.1.1;
+    /// AMD APM Vol. 2, 14.1.3): real mode, executing at CS 0xf000 with base
+    /// 0xffff_0000 and RIP 0xfff0, CR0 0x6000_0010 (CD, NW, ET), every data
+    /// segment at base 0 with a 64 KiB limit, DR7 0x400.
+    pub const RESET: GuestState = {
+        let mut values = [0; GuestField::COUNT];
+        values[GuestField::RIP.0 as usize] = 0xfff0;
+        values[GuestField::RFLAGS.0 as usize] = 0x2;
+        values[GuestField::CR0.0 as usize] = 0x6000_0010;
+        values[GuestField::DR7.0 as usize] = 0x400;
+        values[GuestField::GDTR_LIMIT.0 as usize] = 0xffff;
+        values[GuestField::IDTR_LIMIT.0 as usize] = 0xffff;
+        let mut index = 0;
+        while index < Segment::ALL.len() {
+            let segment = Segment::ALL[index];
+            let (selector, base, attributes) = match segment {
+                Segment::Cs => (0xf000, 0xffff_0000, 0x9b),
+                Segment::Ldtr => (0, 0, 0x82),
+                Segment::Tr => (0, 0, 0x8b),
+                _ => (0, 0, 0x93),
+            };
+            values[GuestField::segment(segment, SegmentPart::Selector).0 as usize] = selector;
+            values[GuestField::segment(segment, SegmentPart::Base).0 as usize] = base;
+            values[GuestField::segment(segment, SegmentPart::Limit).0 as usize] = 0xffff;
+            values[GuestField::segment(segment, SegmentPart::Attributes).0 as usize] = attributes;
+            index += 1;
+        }
+        GuestState(values)
+    };
+
+    /// The value of `field`.
+    #[must_use]
+    pub const fn get(&self, field: GuestField) -> u64 {
+        self.0[field.0 as usize]
+    }
+}
+
+/// Every field's dirty bit.
+pub const ALL_DIRTY: u64 = (1 << GuestField::COUNT) - 1;
+
+/// The kernel's record of a VCpu.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VCpu {
+    /// The thread it is bound to (whose VMEnter runs it), if any.
+    pub tcb: Option<ThreadId>,
+    /// The allowlisted guest state.
+    pub state: GuestState,
+    /// One bit per field written since the backend last loaded the state
+    /// into the hardware page (every bit for a fresh VCpu, whose hardware
+    /// page is still zero).
+    pub dirty: u64,
+}
+
+impl VCpu {
+    /// A fresh VCpu: bound to nothing, in the RESET state.
+    pub const FRESH: VCpu = VCpu { tcb: None, state: GuestState::RESET, dirty: ALL_DIRTY };
+}
+
+impl Default for VCpu {
+    fn default() -> VCpu {
+        VCpu::FRESH
+    }
+}
+
+/// Binds `vcpu` and `thread` to each other, first unbinding each from
+/// whatever it was bound to.
+pub fn bind(store: &mut impl ObjectStore, vcpu: PhysAddr, thread: ThreadId) {
+    if let Some(old_thread) = store.vcpu(vcpu).tcb {
+        store.tcb_mut(old_thread).vcpu = None;
+    }
+    if let Some(old_vcpu) = store.tcb(thread).vcpu {
+        store.vcpu_mut(old_vcpu).tcb = None;
+    }
+    store.vcpu_mut(vcpu).tcb = Some(thread);
+    store.tcb_mut(thread).vcpu = Some(vcpu);
+}
+
+/// Whether `cap` is a GuestSpace whose ASID still names it.
+#[must_use]
+pub fn is_live_guest_space(store: &impl ObjectStore, asids: &AsidTable, cap: &Cap) -> bool {
+    matches!(*cap, Cap::PageTable { object, level: PageTableLevel::GuestSpace, mapping: Some(MappedAt { asid, .. }) }
+        if asids.vspace(store, asid) == Some(object))
+}
+
+/// VCpu invocations, checked then performed; ReadState's result is the
+/// reply word.
+///
+/// # Errors
+///
+/// The [`SyscallError`] the caller receives: IllegalOperation for an
+/// unknown label, TruncatedMessage for missing words or capabilities,
+/// InvalidCapability for a capability of the wrong kind (or a GuestSpace
+/// without a live ASID), InvalidArgument for an unknown field or a value
+/// [`check`] refuses.
+pub fn invoke<S: ObjectStore, P: Platform>(
+    store: &mut S,
+    finaliser: &mut Finaliser<'_, P>,
+    vcpu: PhysAddr,
+    message: &Message<'_>,
+) -> Result<Option<u64>, SyscallError> {
+    let word = |index: usize| message.words.get(index).copied().ok_or(SyscallError::TruncatedMessage);
+    let extra = |store: &S, index: usize| match message.extra_caps.get(index) {
+        None => Err(SyscallError::TruncatedMessage),
+        Some(None) => Err(SyscallError::InvalidCapability),
+        Some(Some(slot)) => Ok((*slot, store.slot(*slot).cap)),
+    };
+    match message.label {
+        label::VCPU_SET_TCB => {
+            let (_, cap) = extra(store, 0)?;
+            let Cap::Tcb { object } = cap else { return Err(SyscallError::InvalidCapability) };
+            bind(store, vcpu, ThreadId::new(object));
+            Ok(None)
+        }
+        label::VCPU_SET_SPACE => {
+            let (source, cap) = extra(store, 0)?;
+            if !is_live_guest_space(store, finaliser.asids, &cap) {
+                return Err(SyscallError::InvalidCapability);
+            }
+            let derived = cap.derive()?;
+            let slot = space_slot(vcpu).ok_or(SyscallError::InvalidCapability)?;
+            // The old GuestSpace capability goes in one unit: it is never a
+            // CNode's.
+            if !store.slot(slot).cap.is_null() {
+                let mut budget = WorkBudget(1);
+                let deleted = derivation::delete(store, slot, &mut budget, finaliser);
+                debug_assert!(deleted.is_ok(), "a GuestSpace capability took one unit");
+            }
+            derivation::insert_derived(store, source, slot, derived, false);
+            Ok(None)
+        }
+        label::VCPU_READ_STATE => {
+            let field = GuestField::from_word(word(0)?).ok_or(SyscallError::InvalidArgument)?;
+            Ok(Some(store.vcpu(vcpu).state.get(field)))
+        }
+        label::VCPU_WRITE_STATE => {
+            let field = GuestField::from_word(word(0)?).ok_or(SyscallError::InvalidArgument)?;
+            // Mutant: the value goes in unchecked.
+            let value =
+                if cfg!(bulkhead_mutant = "write_state_unchecked") { word(1)? } else { check(field, word(1)?)? };
+            let record = store.vcpu_mut(vcpu);
+            record.state.0[usize::from(field.0)] = value;
+            record.dirty |= 1 << field.0;
+            Ok(None)
+        }
+        _ => Err(SyscallError::IllegalOperation),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,400 @@
+//! VCpu invocations and TCB::BindNotification through the system-call
+//! layer: every error path, the bindings both ways and what deletion
+//! undoes, and a property test of the guest-state allowlist.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::cap::invocation::label as cnode_label;
+use crate::cap::object::ObjectKind;
+use crate::cap::{Rights, SlotStore};
+use crate::platform::{PlatformEvent, RecordingPlatform};
+use crate::store::MapStore;
+use crate::syscall::{Kernel, label as tcb_label};
+use crate::test_fixture::{R_SELF, R_UNTYPED, Request, issue, root_kernel, root_slot, root_thread};
+use crate::virt::GuestFormat;
+use crate::vspace::label as vspace_label;
+
+// Root CNode slots (a root cptr is the slot index).
+const R_ASID_CONTROL: u64 = 2;
+const R_POOL_UNTYPED: u64 = 3;
+const R_POOL: u64 = 4;
+const R_VCPU: u64 = 10; // 10, 11
+const R_TCB: u64 = 12; // 12, 13
+const R_GUEST: u64 = 14; // 14, 15 (the first assigned)
+const R_PML4: u64 = 16; // assigned
+const R_NOTIFICATION: u64 = 18; // 18, 19
+const R_COPY: u64 = 30; // 30.. copies
+
+struct World {
+    kernel: Kernel<MapStore>,
+    platform: RecordingPlatform,
+}
+
+impl World {
+    /// An invocation by the root thread: the error code (0 for success) and
+    /// the reply's word 0.
+    fn call(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> (u64, u64) {
+        issue(&mut self.kernel, &mut self.platform, root_thread(), &Request::call(cptr, label, words, extra))
+    }
+
+    fn ok(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> u64 {
+        let (code, word) = self.call(cptr, label, words, extra);
+        assert_eq!(code, 0, "invocation {label} on {cptr} failed with {code}");
+        word
+    }
+
+    fn error(&mut self, cptr: u64, label: u64, words: &[u64], extra: &[u64]) -> SyscallError {
+        let (code, _) = self.call(cptr, label, words, extra);
+        SyscallError::ALL.into_iter().find(|error| error.code() == code).unwrap_or_else(|| panic!("code {code}"))
+    }
+
+    fn retype(&mut self, kind: ObjectKind, size_bits: u64, slot: u64, count: u64) {
+        self.ok(R_UNTYPED, cnode_label::UNTYPED_RETYPE, &[kind as u64, size_bits, 0, 0, slot, count], &[R_SELF]);
+    }
+
+    fn cap(&self, slot: u64) -> Cap {
+        self.kernel.store.slot(root_slot(slot)).cap
+    }
+
+    fn object(&self, slot: u64) -> PhysAddr {
+        self.cap(slot).memory_region().expect("an object").0
+    }
+
+    fn thread(&self, slot: u64) -> ThreadId {
+        ThreadId::new(self.object(slot))
+    }
+
+    fn delete(&mut self, slot: u64) {
+        self.ok(R_SELF, cnode_label::CNODE_DELETE, &[slot, 64], &[]);
+    }
+
+    fn copy(&mut self, to: u64, from: u64, rights: Rights) {
+        self.ok(R_SELF, cnode_label::CNODE_COPY, &[to, 64, from, 64, u64::from(rights.bits())], &[R_SELF]);
+    }
+
+    fn read(&mut self, vcpu: u64, field: GuestField) -> u64 {
+        self.ok(vcpu, label::VCPU_READ_STATE, &[u64::from(field.number())], &[])
+    }
+
+    fn write(&mut self, vcpu: u64, field: GuestField, value: u64) -> u64 {
+        self.call(vcpu, label::VCPU_WRITE_STATE, &[u64::from(field.number()), value], &[]).0
+    }
+
+    fn record(&self, slot: u64) -> VCpu {
+        *self.kernel.store.vcpu(self.object(slot))
+    }
+}
+
+/// A root thread with an 8 MiB untyped on a machine with nested paging;
+/// two VCpus, two TCBs, two GuestSpaces (the first with an ASID), an
+/// assigned PML4 and two notifications.
+fn world() -> World {
+    let mut kernel = root_kernel(23, 255, &[(R_ASID_CONTROL, Cap::AsidControl)]);
+    kernel.guest_format = Some(GuestFormat::Npt);
+    let mut world = World { kernel, platform: RecordingPlatform::new() };
+    world.retype(ObjectKind::Untyped, 12, R_POOL_UNTYPED, 1);
+    world.ok(R_ASID_CONTROL, vspace_label::ASID_CONTROL_MAKE_POOL, &[R_POOL, 64], &[R_POOL_UNTYPED, R_SELF]);
+    world.retype(ObjectKind::VCpu, 0, R_VCPU, 2);
+    world.retype(ObjectKind::Tcb, 0, R_TCB, 2);
+    world.retype(ObjectKind::GuestSpace, 0, R_GUEST, 2);
+    world.retype(ObjectKind::Pml4, 0, R_PML4, 1);
+    world.retype(ObjectKind::Notification, 0, R_NOTIFICATION, 2);
+    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_GUEST]);
+    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_PML4]);
+    world
+}
+
+#[test]
+fn a_vcpu_is_two_pages_and_starts_in_the_reset_state() {
+    let mut world = world();
+    let vcpu = world.cap(R_VCPU);
+    assert!(matches!(vcpu, Cap::VCpu { .. }));
+    assert_eq!(vcpu.memory_region().map(|(_, bits)| bits), Some(13));
+    // Two VCpus 8 KiB apart.
+    assert_eq!(world.object(R_VCPU + 1).as_u64() - world.object(R_VCPU).as_u64(), 8192);
+    assert_eq!(world.read(R_VCPU, GuestField::RIP), 0xfff0);
+    assert_eq!(world.read(R_VCPU, GuestField::RFLAGS), 0x2);
+    assert_eq!(world.read(R_VCPU, GuestField::CR0), 0x6000_0010);
+    assert_eq!(world.read(R_VCPU, GuestField::DR7), 0x400);
+    assert_eq!(world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Selector)), 0xf000);
+    assert_eq!(world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Base)), 0xffff_0000);
+    assert_eq!(world.read(R_VCPU, GuestField::segment(Segment::Ss, SegmentPart::Attributes)), 0x93);
+    assert_eq!(world.read(R_VCPU, GuestField::segment(Segment::Tr, SegmentPart::Attributes)), 0x8b);
+    let record = world.record(R_VCPU);
+    assert_eq!((record.tcb, record.dirty), (None, ALL_DIRTY));
+    assert_eq!(world.kernel.store.slot(space_slot(world.object(R_VCPU)).expect("slot")).cap, Cap::Null);
+}
+
+#[test]
+fn field_numbers_are_the_abi() {
+    assert_eq!(GuestField::from_word(0), Some(GuestField::RIP));
+    assert_eq!(GuestField::from_word(47), Some(GuestField::segment(Segment::Tr, SegmentPart::Attributes)));
+    assert_eq!(GuestField::from_word(48), None);
+    assert_eq!(GuestField::from_word(u64::MAX), None);
+    assert_eq!(GuestField::from_word(256), None);
+    assert_eq!(GuestField::segment(Segment::Es, SegmentPart::Selector).number(), 16);
+    assert_eq!(GuestField::segment(Segment::Cs, SegmentPart::Base).number(), 21);
+    for number in 16..48 {
+        let field = GuestField::from_word(number).expect("a field");
+        let (segment, part) = field.segment_part().expect("a segment field");
+        assert_eq!(GuestField::segment(segment, part), field);
+    }
+    assert_eq!(GuestField::TSC_OFFSET.segment_part(), None);
+}
+
+#[test]
+fn write_state_checks_each_field() {
+    let mut world = world();
+    let invalid = SyscallError::InvalidArgument.code();
+    let cases: &[(GuestField, u64, Option<u64>)] = &[
+        // (field, value written, Some(value read back) or None: refused)
+        (GuestField::RIP, 0x7c00, Some(0x7c00)),
+        (GuestField::RIP, 0xffff_8000_0000_0000, Some(0xffff_8000_0000_0000)),
+        (GuestField::RIP, 0x0000_8000_0000_0000, None),
+        (GuestField::RSP, 0x1_0000_0000_0000, None),
+        (GuestField::RFLAGS, 0x200, Some(0x202)),
+        (GuestField::RFLAGS, 0x2_0000, Some(0x2_0002)),
+        (GuestField::RFLAGS, 1 << 3, None),
+        (GuestField::RFLAGS, 1 << 22, None),
+        (GuestField::CR0, 0x8000_0031, Some(0x8000_0031)),
+        (GuestField::CR0, 1 << 29, None),
+        (GuestField::CR0, 0x6000_0010, Some(0x6000_0010)),
+        (GuestField::CR0, 1 << 6, None),
+        (GuestField::CR0, 1 << 32, None),
+        (GuestField::CR3, 0x000f_ffff_ffff_f000, Some(0x000f_ffff_ffff_f000)),
+        (GuestField::CR3, 1 << 52, None),
+        (GuestField::CR4, 0x20, Some(0x20)),
+        (GuestField::CR4, 1 << 13, None),
+        (GuestField::CR4, 1 << 14, None),
+        (GuestField::CR4, 1 << 12, None),
+        (GuestField::EFER, 0xd01, Some(0xd01)),
+        (GuestField::EFER, 1 << 12, None),
+        (GuestField::DR7, 0, Some(0x400)),
+        (GuestField::DR7, 1 << 32, None),
+        (GuestField::INTERRUPTIBILITY, 3, Some(3)),
+        (GuestField::INTERRUPTIBILITY, 4, None),
+        (GuestField::ACTIVITY, 1, Some(1)),
+        (GuestField::ACTIVITY, 2, None),
+        // #GP with error code 0: vector 13, kind 3, error bit, valid.
+        (GuestField::PENDING_EVENT, 0x8000_0b0d, Some(0x8000_0b0d)),
+        (GuestField::PENDING_EVENT, 0, Some(0)),
+        // #GP without its error code.
+        (GuestField::PENDING_EVENT, 0x8000_030d, None),
+        (GuestField::PENDING_EVENT, 0x0d, None),
+        (GuestField::TSC_OFFSET, u64::MAX, Some(u64::MAX)),
+        (GuestField::GDTR_BASE, 0xffff_ffff_ffff_f000, Some(0xffff_ffff_ffff_f000)),
+        (GuestField::GDTR_BASE, 0x8000_0000_0000_0000, None),
+        (GuestField::IDTR_LIMIT, 0xffff, Some(0xffff)),
+        (GuestField::IDTR_LIMIT, 0x1_0000, None),
+        (GuestField::segment(Segment::Cs, SegmentPart::Selector), 0x10, Some(0x10)),
+        (GuestField::segment(Segment::Cs, SegmentPart::Selector), 0x1_0000, None),
+        (GuestField::segment(Segment::Ds, SegmentPart::Base), 0xffff_ffff, Some(0xffff_ffff)),
+        (GuestField::segment(Segment::Ds, SegmentPart::Base), 0x1_0000_0000, None),
+        (GuestField::segment(Segment::Fs, SegmentPart::Base), 0x7fff_0000_0000, Some(0x7fff_0000_0000)),
+        (GuestField::segment(Segment::Gs, SegmentPart::Base), 0x8000_0000_0000, None),
+        (GuestField::segment(Segment::Ss, SegmentPart::Limit), 0xffff_ffff, Some(0xffff_ffff)),
+        (GuestField::segment(Segment::Ss, SegmentPart::Limit), 0x1_0000_0000, None),
+        (GuestField::segment(Segment::Tr, SegmentPart::Attributes), 0xa9b, Some(0xa9b)),
+        (GuestField::segment(Segment::Tr, SegmentPart::Attributes), 0x1000, None),
+    ];
+    for &(field, value, expected) in cases {
+        let before = world.read(R_VCPU, field);
+        let code = world.write(R_VCPU, field, value);
+        match expected {
+            Some(read_back) => {
+                assert_eq!(code, 0, "field {} value {value:#x}", field.number());
+                assert_eq!(world.read(R_VCPU, field), read_back, "field {}", field.number());
+            }
+            None => {
+                assert_eq!(code, invalid, "field {} value {value:#x} was not refused", field.number());
+                assert_eq!(world.read(R_VCPU, field), before, "a refused write changed field {}", field.number());
+            }
+        }
+    }
+    // The other VCpu kept its reset state.
+    assert_eq!(world.kernel.store.vcpu(world.object(R_VCPU + 1)).state, GuestState::RESET);
+}
+
+#[test]
+fn writes_mark_fields_dirty_for_the_backend() {
+    let mut world = world();
+    world.kernel.store.vcpu_mut(world.object(R_VCPU)).dirty = 0;
+    assert_eq!(world.write(R_VCPU, GuestField::CR3, 0x1000), 0);
+    assert_eq!(world.write(R_VCPU, GuestField::segment(Segment::Tr, SegmentPart::Base), 0x2000), 0);
+    // A refused write marks nothing.
+    assert_ne!(world.write(R_VCPU, GuestField::EFER, 1 << 12), 0);
+    assert_eq!(world.record(R_VCPU).dirty, 1 << 4 | 1 << 45);
+}
+
+#[test]
+fn malformed_vcpu_invocations_are_refused() {
+    let mut world = world();
+    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[], &[]), SyscallError::TruncatedMessage);
+    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[48], &[]), SyscallError::InvalidArgument);
+    assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[0], &[]), SyscallError::TruncatedMessage);
+    assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[u64::MAX, 0], &[]), SyscallError::InvalidArgument);
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_TCB, &[], &[]), SyscallError::TruncatedMessage);
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_TCB, &[], &[R_VCPU + 1]), SyscallError::InvalidCapability);
+    // An empty slot as the extra capability.
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_TCB, &[], &[200]), SyscallError::InvalidCapability);
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_SPACE, &[], &[]), SyscallError::TruncatedMessage);
+    assert_eq!(world.error(R_VCPU, 116, &[], &[]), SyscallError::IllegalOperation);
+    assert_eq!(world.error(R_VCPU, tcb_label::TCB_RESUME, &[], &[]), SyscallError::IllegalOperation);
+    // A TCB does not take VCpu labels.
+    assert_eq!(world.error(R_TCB, label::VCPU_READ_STATE, &[0], &[]), SyscallError::IllegalOperation);
+}
+
+#[test]
+fn set_tcb_binds_one_each_way() {
+    let mut world = world();
+    let (vcpu_a, vcpu_b) = (world.object(R_VCPU), world.object(R_VCPU + 1));
+    let (tcb_a, tcb_b) = (world.thread(R_TCB), world.thread(R_TCB + 1));
+    world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_TCB]);
+    assert_eq!(world.kernel.store.vcpu(vcpu_a).tcb, Some(tcb_a));
+    assert_eq!(world.kernel.store.tcb(tcb_a).vcpu, Some(vcpu_a));
+    // Rebinding the VCpu to another thread unbinds the first.
+    world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_TCB + 1]);
+    assert_eq!(world.kernel.store.tcb(tcb_a).vcpu, None);
+    assert_eq!(world.kernel.store.tcb(tcb_b).vcpu, Some(vcpu_a));
+    // Binding another VCpu to that thread unbinds the first VCpu.
+    world.ok(R_VCPU + 1, label::VCPU_SET_TCB, &[], &[R_TCB + 1]);
+    assert_eq!(world.kernel.store.vcpu(vcpu_a).tcb, None);
+    assert_eq!(world.kernel.store.vcpu(vcpu_b).tcb, Some(tcb_b));
+    assert_eq!(world.kernel.store.tcb(tcb_b).vcpu, Some(vcpu_b));
+    // Binding the same pair again changes nothing.
+    world.ok(R_VCPU + 1, label::VCPU_SET_TCB, &[], &[R_TCB + 1]);
+    assert_eq!(world.kernel.store.tcb(tcb_b).vcpu, Some(vcpu_b));
+    assert_eq!(world.kernel.store.vcpu(vcpu_b).tcb, Some(tcb_b));
+}
+
+#[test]
+fn deleting_either_side_unbinds_the_other() {
+    let mut world = world();
+    let vcpu = world.object(R_VCPU);
+    let tcb = world.thread(R_TCB);
+    world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_TCB]);
+    // A copy's deletion is not the last: nothing changes.
+    world.copy(R_COPY, R_VCPU, Rights::ALL);
+    world.delete(R_COPY);
+    assert_eq!(world.kernel.store.tcb(tcb).vcpu, Some(vcpu));
+    assert!(!world.platform.saw(&PlatformEvent::VCpuDeleted { vcpu }));
+    world.delete(R_VCPU);
+    assert_eq!(world.kernel.store.tcb(tcb).vcpu, None);
+    assert!(world.platform.saw(&PlatformEvent::VCpuDeleted { vcpu }));
+
+    let vcpu = world.object(R_VCPU + 1);
+    world.ok(R_VCPU + 1, label::VCPU_SET_TCB, &[], &[R_TCB]);
+    world.delete(R_TCB);
+    assert_eq!(world.kernel.store.vcpu(vcpu).tcb, None);
+}
+
+#[test]
+fn set_space_takes_a_guest_space_with_an_asid() {
+    let mut world = world();
+    let vcpu = world.object(R_VCPU);
+    let slot = space_slot(vcpu).expect("slot");
+    // Unassigned GuestSpace, a PML4, a VCpu: refused.
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST + 1]), SyscallError::InvalidCapability);
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_PML4]), SyscallError::InvalidCapability);
+    assert_eq!(world.error(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_VCPU]), SyscallError::InvalidCapability);
+    assert_eq!(world.kernel.store.slot(slot).cap, Cap::Null);
+    world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST]);
+    assert_eq!(world.kernel.store.slot(slot).cap, world.cap(R_GUEST), "a copy, with its ASID");
+    // Setting it again replaces the copy (one copy in the slot).
+    world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST]);
+    assert_eq!(world.kernel.store.slot(slot).cap, world.cap(R_GUEST));
+    // A second GuestSpace replaces the first.
+    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_GUEST + 1]);
+    world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST + 1]);
+    assert_eq!(world.kernel.store.slot(slot).cap, world.cap(R_GUEST + 1));
+}
+
+#[test]
+fn a_vcpu_holding_the_last_guest_space_capability_frees_its_asid_when_deleted() {
+    let mut world = world();
+    let guest = world.object(R_GUEST);
+    let Cap::PageTable { mapping: Some(MappedAt { asid, .. }), .. } = world.cap(R_GUEST) else { panic!("assigned") };
+    world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST]);
+    // The VCpu's copy keeps the GuestSpace (and its ASID) alive.
+    world.delete(R_GUEST);
+    assert_eq!(world.kernel.asids.vspace(&world.kernel.store, asid), Some(guest));
+    world.delete(R_VCPU);
+    assert_eq!(world.kernel.asids.vspace(&world.kernel.store, asid), None);
+    assert!(world.platform.saw(&PlatformEvent::VSpaceDeleted { vspace: guest }));
+}
+
+#[test]
+fn bind_notification_needs_read_and_binds_one_each_way() {
+    let mut world = world();
+    let tcb = world.thread(R_TCB);
+    let notification = world.object(R_NOTIFICATION);
+    world.copy(R_COPY, R_NOTIFICATION, Rights::WRITE);
+    let bind = tcb_label::TCB_BIND_NOTIFICATION;
+    let unbind = tcb_label::TCB_UNBIND_NOTIFICATION;
+    assert_eq!(world.error(R_TCB, bind, &[], &[R_COPY]), SyscallError::InvalidCapability);
+    assert_eq!(world.error(R_TCB, bind, &[], &[R_VCPU]), SyscallError::InvalidCapability);
+    assert_eq!(world.error(R_TCB, bind, &[], &[]), SyscallError::TruncatedMessage);
+    assert_eq!(world.error(R_TCB, unbind, &[], &[]), SyscallError::IllegalOperation);
+    world.ok(R_TCB, bind, &[], &[R_NOTIFICATION]);
+    assert_eq!(world.kernel.store.tcb(tcb).bound_notification, Some(notification));
+    assert_eq!(world.kernel.store.notification(notification).bound_tcb, Some(tcb));
+    // One each way: neither the thread nor the notification binds twice.
+    assert_eq!(world.error(R_TCB, bind, &[], &[R_NOTIFICATION + 1]), SyscallError::IllegalOperation);
+    assert_eq!(world.error(R_TCB + 1, bind, &[], &[R_NOTIFICATION]), SyscallError::IllegalOperation);
+    world.ok(R_TCB, unbind, &[], &[]);
+    assert_eq!(world.kernel.store.tcb(tcb).bound_notification, None);
+    assert_eq!(world.kernel.store.notification(notification).bound_tcb, None);
+    world.ok(R_TCB + 1, bind, &[], &[R_NOTIFICATION]);
+}
+
+#[test]
+fn deleting_a_bound_notification_or_thread_unbinds_the_other() {
+    let mut world = world();
+    let tcb = world.thread(R_TCB);
+    let second = world.object(R_NOTIFICATION + 1);
+    world.ok(R_TCB, tcb_label::TCB_BIND_NOTIFICATION, &[], &[R_NOTIFICATION]);
+    world.delete(R_NOTIFICATION);
+    assert_eq!(world.kernel.store.tcb(tcb).bound_notification, None);
+    world.ok(R_TCB + 1, tcb_label::TCB_BIND_NOTIFICATION, &[], &[R_NOTIFICATION + 1]);
+    world.delete(R_TCB + 1);
+    assert_eq!(world.kernel.store.notification(second).bound_tcb, None);
+    // The freed notification binds again.
+    world.ok(R_TCB, tcb_label::TCB_BIND_NOTIFICATION, &[], &[R_NOTIFICATION + 1]);
+    assert_eq!(world.kernel.store.notification(second).bound_tcb, Some(tcb));
+}
+
+proptest! {
+    /// Any field number and value: an error code or success, never a
+    /// panic; an accepted value reads back as `check` normalised it, and a
+    /// refused one leaves the state as it was.
+    #[test]
+    fn write_state_accepts_exactly_what_check_accepts(field in 0_u64..64, value in any::<u64>(), raw in any::<bool>()) {
+        let mut world = world();
+        // Half the time a value with few bits set, where most fields accept.
+        let value = if raw { value } else { value & 0xffff };
+        let before = world.record(R_VCPU).state;
+        let code = world.call(R_VCPU, label::VCPU_WRITE_STATE, &[field, value], &[]).0;
+        let after = world.record(R_VCPU).state;
+        match GuestField::from_word(field).map(|field| (field, check(field, value))) {
+            Some((field, Ok(stored))) => {
+                prop_assert_eq!(code, 0);
+                prop_assert_eq!(after.get(field), stored);
+                prop_assert_eq!(check(field, stored), Ok(stored), "a stored value passes the check again");
+            }
+            _ => {
+                prop_assert_eq!(code, SyscallError::InvalidArgument.code());
+                prop_assert_eq!(after, before);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reset_value_passes_its_own_check() {
+    for number in 0..GuestField::COUNT as u64 {
+        let field = GuestField::from_word(number).expect("a field");
+        let value = GuestState::RESET.get(field);
+        assert_eq!(check(field, value), Ok(value), "field {number}");
+    }
+}
