@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 36] = [
+const STEPS: [&str; 45] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -56,6 +56,15 @@ const STEPS: [&str; 36] = [
     "put the root on a budget",
     "revoke every copy",
     "the copies are gone",
+    "retype and assign a guest space",
+    "map guest memory",
+    "retype a vcpu",
+    "bind the vcpu to the root",
+    "write guest state",
+    "vmenter refuses a non-canonical rip",
+    "run the guest to hlt",
+    "a spinning guest ends with the vmm's budget",
+    "run a cpuid loop",
 ];
 
 fn root_task_module() -> BootModule {
@@ -83,7 +92,12 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     let mut expected = vec![format!("user root: root: started, {untypeds} untypeds, first free slot {first_free}")];
     expected.extend(STEPS[..28].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("user root: root: child replied".to_owned());
-    expected.extend(STEPS[28..].iter().map(|step| format!("user root: root: {step} ok")));
+    expected.extend(STEPS[28..42].iter().map(|step| format!("user root: root: {step} ok")));
+    // The root as a VMM: its guest's exits, handled one by one.
+    expected.push("user root: root: guest ran to hlt: io, cpuid, wrmsr, second-level fault, hlt".to_owned());
+    expected.push("user root: root: run the guest to hlt ok".to_owned());
+    expected.push("user root: root: the spinning guest stopped when the root's budget ran out".to_owned());
+    expected.extend(STEPS[43..].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("root task: exited with code 0".to_owned());
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_lines_in_order(console, &expected);
@@ -108,6 +122,16 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
         .and_then(|count| count.parse::<u64>().ok())
         .expect("the kernel reports its preempted system calls");
     assert!(preempted >= 1, "the long revoke was never preempted");
+    // The spinning guest ran until the root's budget was gone: a timer
+    // interrupt ended its run at least once, and the VMEnter went on.
+    let interrupted = console
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("root task: ")?.strip_suffix(" guest runs ended by a host interrupt and entered again")
+        })
+        .and_then(|count| count.parse::<u64>().ok())
+        .expect("the kernel reports its interrupted guest runs");
+    assert!(interrupted >= 1, "no host interrupt ever ended a guest run");
     assert_eq!(outcome.final_status(), Some("success"));
 }
 

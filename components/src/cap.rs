@@ -91,6 +91,13 @@ pub mod kind {
     /// A range of I/O ports.
     #[derive(Debug, PartialEq, Eq, Hash)]
     pub enum IoPorts {}
+    /// A guest's physical address space (an NPT or EPT root), once it has
+    /// an ASID.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum GuestSpace {}
+    /// A guest's virtual CPU.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    pub enum VCpu {}
 }
 
 #[cfg(test)]

@@ -89,7 +89,13 @@ pub mod attributes {
 
 /// Calls kernel object `cptr` with `label`, `words` and `caps`; the reply's
 /// label is the result code.
-fn invoke(kernel: &mut impl Kernel, cptr: CPtr, label: u64, words: &[u64], caps: &[CPtr]) -> Result<Message, Error> {
+pub(crate) fn invoke(
+    kernel: &mut impl Kernel,
+    cptr: CPtr,
+    label: u64,
+    words: &[u64],
+    caps: &[CPtr],
+) -> Result<Message, Error> {
     let message = Message::new(label, words);
     let incoming = kernel.syscall(Syscall { number: number::CALL, cptr, message: &message, caps, reply: NO_CAP })?;
     Error::check(incoming.message.label)?;

@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod message;
 pub mod server;
 pub mod slots;
+pub mod vcpu;
 
 /// The kernel's hardware-free library, for its ABI definitions (the root
 /// task's layout, object kinds, rights).

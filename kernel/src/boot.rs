@@ -166,6 +166,10 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange, after_root_e
                 "root task: {} system calls stopped at a preemption point and continued later",
                 crate::arch::threads::preempted_calls()
             );
+            println!(
+                "root task: {} guest runs ended by a host interrupt and entered again",
+                crate::arch::threads::interrupted_guests()
+            );
             if threads != 0 {
                 println!(
                     "system: {} threads ended: {} with code 0, {} failed; the others are blocked",

@@ -5,6 +5,8 @@
 
 use crate::ipc::ThreadId;
 use crate::memory::PhysAddr;
+use crate::vcpu::{GuestEntry, VCpu};
+use crate::virt::{Exit, ExitKind};
 
 /// What the core asks of the machine. Every method acts at once and cannot
 /// fail: the core has checked the request before calling.
@@ -35,6 +37,14 @@ pub trait Platform {
     /// controller. The core only asks for lines below
     /// [`crate::irq::IRQ_LINES`].
     fn irq_set_masked(&mut self, line: u8, masked: bool);
+    /// Runs the guest `entry` names until it exits: loads the fields
+    /// `record` marks dirty (and clears the marks), enters with its
+    /// registers, and on the way out stores the guest's registers and
+    /// fields back into `record`. `None` when a host interrupt ended the
+    /// run (the kernel takes it, then the run goes on); the exit
+    /// otherwise. The core checked `entry` (a bound VCpu, a live
+    /// GuestSpace of the machine's format) and every field.
+    fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit>;
 }
 
 /// The width of one port access.
@@ -100,6 +110,11 @@ pub enum PlatformEvent {
         /// The VCpu.
         vcpu: PhysAddr,
     },
+    /// [`Platform::run_guest`].
+    GuestRun {
+        /// The VCpu.
+        vcpu: PhysAddr,
+    },
     /// [`Platform::port_read`].
     PortRead {
         /// The port.
@@ -136,11 +151,20 @@ pub struct RecordingPlatform {
     pub dropped: u64,
     /// What every port read returns (masked to the access width).
     pub port_input: u32,
+    /// How many of the next guest runs a host interrupt ends (each then
+    /// counts down); after them every run exits with
+    /// [`RecordingPlatform::GUEST_EXIT`].
+    pub host_interrupts: u32,
 }
 
 impl RecordingPlatform {
     /// How many events it keeps.
     pub const CAPACITY: usize = 64;
+    /// The exit every recorded guest run ends with: the guest halts at
+    /// once (HLT, one byte), its state as it was entered but for the
+    /// pending event, which the entry delivered.
+    pub const GUEST_EXIT: Exit =
+        Exit { kind: ExitKind::Hlt, raw_reason: 0, qualification: 0, guest_physical: 0, instruction_length: 1 };
 
     /// A platform with no events yet.
     #[must_use]
@@ -202,5 +226,17 @@ impl Platform for RecordingPlatform {
 
     fn irq_set_masked(&mut self, line: u8, masked: bool) {
         self.record(PlatformEvent::IrqMasked { line, masked });
+    }
+
+    fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+        self.record(PlatformEvent::GuestRun { vcpu: entry.vcpu });
+        // The hardware loaded every field.
+        record.dirty = 0;
+        if self.host_interrupts > 0 {
+            self.host_interrupts -= 1;
+            return None;
+        }
+        record.state.0[usize::from(crate::vcpu::GuestField::PENDING_EVENT.number())] = 0;
+        Some(RecordingPlatform::GUEST_EXIT)
     }
 }

@@ -32,7 +32,6 @@ use kernel_core::ipc::{self, ThreadId, ThreadState};
 use kernel_core::memory::{FRAME_SIZE, PhysAddr, PhysRange};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{self, Kernel};
-use kernel_core::virt::GuestFormat;
 
 use crate::arch::objects::PhysStore;
 use crate::arch::paging::physmap_pointer;
@@ -150,17 +149,10 @@ pub(crate) fn create_root_objects(
     summary.device_count = found.min(MAX_DEVICE_UNTYPEDS);
     summary.devices_left_out = found - summary.device_count;
     // GuestSpaces take the format of the machine's virtualisation
-    // backend (`docs/VIRTUALISATION.md`): nested paging on an AMD CPU
-    // with SVM and NPT, EPT on one with VT-x (the `vtx` backend checks the
-    // EPT capability itself when it enables VT-x).
-    let cpu = crate::arch::cpu::summary();
-    let guest_format = if cpu.npt {
-        Some(GuestFormat::Npt)
-    } else if cpu.vtx {
-        Some(GuestFormat::Ept)
-    } else {
-        None
-    };
+    // backend (`docs/VIRTUALISATION.md`), turned on here for good: nested
+    // paging on an AMD CPU with SVM and NPT, EPT on one with VT-x whose
+    // capabilities the backend checks; none when neither can run.
+    let guest_format = crate::arch::guest::enable_backend(allocator);
     with_state(|state| {
         let kernel = &mut state.kernel;
         kernel.guest_format = guest_format;

@@ -51,6 +51,9 @@ pub mod number {
     pub const POLL: u64 = 9;
     /// Give up the rest of the time slice.
     pub const YIELD: u64 = 10;
+    /// Run the guest of the VCpu bound to the thread until an exit
+    /// (`crate::vcpu::vm_enter`).
+    pub const VM_ENTER: u64 = 11;
 }
 
 /// Invocation labels of TCB and scheduling capabilities (those of CNodes
@@ -108,7 +111,7 @@ pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 12] = [
 ];
 
 /// The system calls as `docs/abi.md` lists them: number and name.
-pub const SYSCALLS: [(u64, &str); 10] = [
+pub const SYSCALLS: [(u64, &str); 11] = [
     (number::CALL, "Call"),
     (number::REPLY_RECV, "ReplyRecv"),
     (number::SEND, "Send"),
@@ -119,6 +122,7 @@ pub const SYSCALLS: [(u64, &str); 10] = [
     (number::WAIT, "Wait"),
     (number::POLL, "Poll"),
     (number::YIELD, "Yield"),
+    (number::VM_ENTER, "VMEnter"),
 ];
 
 /// The smallest budget a scheduling context may get (ticks): smaller ones
@@ -295,8 +299,11 @@ pub fn handle<S: ObjectStore>(
     if matches!(args.number, number::SEND | number::NB_SEND | number::CALL) {
         return send_or_invoke(kernel, platform, thread, args, blocking);
     }
-    let Kernel { store, scheduler, .. } = kernel;
+    let Kernel { store, scheduler, asids, guest_format, .. } = kernel;
     let result = match args.number {
+        number::VM_ENTER => {
+            vcpu::vm_enter(store, asids, *guest_format, platform, thread, usize::from(args.info.length))
+        }
         number::YIELD => {
             scheduler.yield_current(store);
             Ok(())

@@ -26,7 +26,7 @@ use crate::cap::invocation::Message;
 use crate::cap::{Cap, MappedAt, PageTableLevel, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
-use crate::ipc::ThreadId;
+use crate::ipc::{MessageInfo, ThreadId};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
 use crate::store::ObjectStore;
@@ -318,11 +318,23 @@ pub struct VCpu {
     /// into the hardware page (every bit for a fresh VCpu, whose hardware
     /// page is still zero).
     pub dirty: u64,
+    /// The guest's general registers in x86 encoding order (RAX, RCX,
+    /// RDX, RBX, RSP, RBP, RSI, RDI, R8..R15) as the last VMEnter or exit
+    /// left them; RSP's slot is unused (the RSP field holds it).
+    pub registers: [u64; 16],
+    /// A host interrupt ended the last run: the thread's VMEnter restarts,
+    /// and the restart enters the guest from this record, not from its
+    /// message (which still holds the registers of before).
+    pub resume: bool,
+    /// The backend's own state of the hardware page (0: never used);
+    /// `kernel_core` only clears it when the VCpu is made.
+    pub hardware: u64,
 }
 
 impl VCpu {
     /// A fresh VCpu: bound to nothing, in the RESET state.
-    pub const FRESH: VCpu = VCpu { tcb: None, state: GuestState::RESET, dirty: ALL_DIRTY };
+    pub const FRESH: VCpu =
+        VCpu { tcb: None, state: GuestState::RESET, dirty: ALL_DIRTY, registers: [0; 16], resume: false, hardware: 0 };
 }
 
 impl Default for VCpu {
@@ -332,7 +344,8 @@ impl Default for VCpu {
 }
 
 /// Binds `vcpu` and `thread` to each other, first unbinding each from
-/// whatever it was bound to.
+/// whatever it was bound to. A run a host interrupt ended is not resumed
+/// by the new thread: its VMEnter starts from its own message.
 pub fn bind(store: &mut impl ObjectStore, vcpu: PhysAddr, thread: ThreadId) {
     if let Some(old_thread) = store.vcpu(vcpu).tcb {
         store.tcb_mut(old_thread).vcpu = None;
@@ -340,8 +353,189 @@ pub fn bind(store: &mut impl ObjectStore, vcpu: PhysAddr, thread: ThreadId) {
     if let Some(old_vcpu) = store.tcb(thread).vcpu {
         store.vcpu_mut(old_vcpu).tcb = None;
     }
-    store.vcpu_mut(vcpu).tcb = Some(thread);
+    let record = store.vcpu_mut(vcpu);
+    record.tcb = Some(thread);
+    record.resume = false;
     store.tcb_mut(thread).vcpu = Some(vcpu);
+}
+
+/// VMEnter's message and reply layout (`docs/abi.md`, "VMEnter").
+pub mod enter {
+    /// Words 0..16: the general registers in x86 encoding order (RAX, RCX,
+    /// RDX, RBX, RSP, RBP, RSI, RDI, R8..R15).
+    pub const REGISTERS: usize = 0;
+    /// The word of RSP among them.
+    pub const RSP: usize = 4;
+    /// Word 16: RIP.
+    pub const RIP: usize = 16;
+    /// Word 17: RFLAGS.
+    pub const RFLAGS: usize = 17;
+    /// Word 18: the event to inject (0 for none); in a reply, the event
+    /// still pending (one whose delivery an exit interrupted).
+    pub const EVENT: usize = 18;
+    /// The words VMEnter takes.
+    pub const MESSAGE_WORDS: usize = 19;
+    /// [`MESSAGE_WORDS`] as a message length.
+    pub const MESSAGE_LENGTH: u8 = 19;
+    /// Reply word 19: the exit's kind (`virt::ExitKind`).
+    pub const EXIT_KIND: usize = 19;
+    /// Reply word 20: the hardware's own exit reason.
+    pub const EXIT_REASON: usize = 20;
+    /// Reply word 21: the kind's qualification.
+    pub const QUALIFICATION: usize = 21;
+    /// Reply word 22: the guest-physical address of a second-level fault.
+    pub const GUEST_PHYSICAL: usize = 22;
+    /// Reply word 23: the exiting instruction's length (0: not known).
+    pub const INSTRUCTION_LENGTH: usize = 23;
+    /// Reply words 24..29: CR0, CR3, CR4, EFER and the interruptibility
+    /// state.
+    pub const CONTROL: usize = 24;
+    /// The words of an exit reply.
+    pub const EXIT_WORDS: usize = 29;
+    /// [`EXIT_WORDS`] as a message length.
+    pub const EXIT_LENGTH: u8 = 29;
+    /// The reply's label for an exit.
+    pub const LABEL_EXIT: u64 = 0x2_0000;
+    /// The reply's label when the bound notification was pending: the
+    /// guest did not run (further); its registers come back as for an
+    /// exit (words 0..19) and the badge as for Wait.
+    pub const LABEL_NOTIFICATION: u64 = 0x2_0001;
+}
+
+/// Where a guest runs: its VCpu, and its GuestSpace's root, ASID and
+/// entry format, for [`Platform::run_guest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestEntry {
+    /// The VCpu (its hardware page).
+    pub vcpu: PhysAddr,
+    /// The GuestSpace's root table.
+    pub root: PhysAddr,
+    /// The GuestSpace's ASID.
+    pub asid: crate::cap::Asid,
+    /// The entry format of the backend.
+    pub format: crate::virt::GuestFormat,
+}
+
+/// The guest registers and control state a reply carries, from `record`.
+fn reply_state(record: &VCpu, words: &mut [u64]) {
+    words[..16].copy_from_slice(&record.registers);
+    words[enter::RSP] = record.state.get(GuestField::RSP);
+    words[enter::RIP] = record.state.get(GuestField::RIP);
+    words[enter::RFLAGS] = record.state.get(GuestField::RFLAGS);
+    words[enter::EVENT] = record.state.get(GuestField::PENDING_EVENT);
+}
+
+/// Loads VMEnter's message into `record`, checked as WriteState checks
+/// the fields it sets: RSP, RIP, RFLAGS and the pending event.
+fn load_message(record: &mut VCpu, words: &[u64]) -> Result<(), SyscallError> {
+    let words = words.get(..enter::MESSAGE_WORDS).ok_or(SyscallError::TruncatedMessage)?;
+    let fields = [
+        (GuestField::RSP, words[enter::RSP]),
+        (GuestField::RIP, words[enter::RIP]),
+        (GuestField::RFLAGS, words[enter::RFLAGS]),
+        (GuestField::PENDING_EVENT, words[enter::EVENT]),
+    ];
+    let mut values = [0; 4];
+    for (value, (field, word)) in values.iter_mut().zip(fields) {
+        *value = check(field, word)?;
+    }
+    record.registers.copy_from_slice(&words[..16]);
+    record.registers[enter::RSP] = 0;
+    for ((field, _), value) in fields.into_iter().zip(values) {
+        if record.state.get(field) != value {
+            record.state.0[usize::from(field.0)] = value;
+            record.dirty |= 1 << field.0;
+        }
+    }
+    Ok(())
+}
+
+/// The VMEnter system call of `thread`: runs its VCpu's guest until an
+/// exit, or returns at once if its bound notification is pending. The
+/// reply (label [`enter::LABEL_EXIT`] or [`enter::LABEL_NOTIFICATION`])
+/// goes into the thread's message. When a host interrupt ends the run,
+/// nothing is replied: the thread's call runs again
+/// ([`crate::ipc::Resumption::Again`]) once the kernel has taken the
+/// interrupt, and the restart enters the guest from the record.
+///
+/// # Errors
+///
+/// IllegalOperation when no VCpu is bound to the thread or the machine
+/// has no virtualisation backend; InvalidCapability when the VCpu has no
+/// GuestSpace or its GuestSpace lost its ASID; TruncatedMessage for fewer
+/// than [`enter::MESSAGE_WORDS`] words; InvalidArgument for a
+/// non-canonical RSP or RIP, reserved RFLAGS bits or a malformed event.
+/// Nothing changes on an error.
+pub fn vm_enter(
+    store: &mut impl ObjectStore,
+    asids: &AsidTable,
+    guest_format: Option<crate::virt::GuestFormat>,
+    platform: &mut impl Platform,
+    thread: ThreadId,
+    length: usize,
+) -> Result<(), SyscallError> {
+    let vcpu = store.tcb(thread).vcpu.ok_or(SyscallError::IllegalOperation)?;
+    let format = guest_format.ok_or(SyscallError::IllegalOperation)?;
+    let space = space_slot(vcpu).map(|slot| store.slot(slot).cap).unwrap_or(Cap::Null);
+    let Cap::PageTable { object: root, mapping: Some(MappedAt { asid, .. }), .. } = space else {
+        return Err(SyscallError::InvalidCapability);
+    };
+    // Mutant: a VCpu whose GuestSpace lost its ASID still enters.
+    if !is_live_guest_space(store, asids, &space) && !cfg!(bulkhead_mutant = "vm_enter_ignores_dead_space") {
+        return Err(SyscallError::InvalidCapability);
+    }
+    if !store.vcpu(vcpu).resume {
+        let words: [u64; enter::MESSAGE_WORDS] = {
+            let tcb = store.tcb(thread);
+            let message = &tcb.words[..length.min(tcb.words.len())];
+            if message.len() < enter::MESSAGE_WORDS {
+                return Err(SyscallError::TruncatedMessage);
+            }
+            core::array::from_fn(|index| message[index])
+        };
+        load_message(store.vcpu_mut(vcpu), &words)?;
+    }
+    // A pending notification ends the call before the guest runs.
+    if let Some(notification) = store.tcb(thread).bound_notification
+        && store.notification(notification).active
+    {
+        let pending = store.notification_mut(notification);
+        let badge = pending.word;
+        (pending.active, pending.word) = (false, 0);
+        let record = *store.vcpu(vcpu);
+        store.vcpu_mut(vcpu).resume = false;
+        let tcb = store.tcb_mut(thread);
+        reply_state(&record, &mut tcb.words);
+        tcb.badge = badge;
+        tcb.info = MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::MESSAGE_LENGTH, caps: 0 };
+        return Ok(());
+    }
+    let entry = GuestEntry { vcpu, root, asid, format };
+    let record = store.vcpu_mut(vcpu);
+    let Some(exit) = platform.run_guest(&entry, record) else {
+        record.resume = true;
+        store.tcb_mut(thread).resumption = crate::ipc::Resumption::Again;
+        return Ok(());
+    };
+    record.resume = false;
+    let record = *record;
+    let tcb = store.tcb_mut(thread);
+    reply_state(&record, &mut tcb.words);
+    let exit_words = [
+        exit.kind as u64,
+        exit.raw_reason,
+        exit.qualification,
+        exit.guest_physical,
+        u64::from(exit.instruction_length),
+        record.state.get(GuestField::CR0),
+        record.state.get(GuestField::CR3),
+        record.state.get(GuestField::CR4),
+        record.state.get(GuestField::EFER),
+        record.state.get(GuestField::INTERRUPTIBILITY),
+    ];
+    tcb.words[enter::EXIT_KIND..enter::EXIT_WORDS].copy_from_slice(&exit_words);
+    tcb.info = MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 };
+    Ok(())
 }
 
 /// Whether `cap` is a GuestSpace whose ASID still names it.

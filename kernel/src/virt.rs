@@ -69,6 +69,35 @@ pub enum ExitKind {
     Other = 17,
 }
 
+impl ExitKind {
+    /// Every kind, in ABI order.
+    pub const ALL: [ExitKind; 17] = [
+        ExitKind::Cpuid,
+        ExitKind::Hlt,
+        ExitKind::Io,
+        ExitKind::MsrRead,
+        ExitKind::MsrWrite,
+        ExitKind::ControlRegister,
+        ExitKind::SecondLevelFault,
+        ExitKind::Exception,
+        ExitKind::TripleFault,
+        ExitKind::Init,
+        ExitKind::Hypercall,
+        ExitKind::VirtualisationInstruction,
+        ExitKind::InterruptWindow,
+        ExitKind::Xsetbv,
+        ExitKind::InvalidState,
+        ExitKind::HostInterrupt,
+        ExitKind::Other,
+    ];
+
+    /// The kind VMEnter's exit word names, if any.
+    #[must_use]
+    pub fn from_word(word: u64) -> Option<ExitKind> {
+        ExitKind::ALL.into_iter().find(|kind| *kind as u64 == word)
+    }
+}
+
 /// An exit, backend-neutral.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exit {
@@ -152,6 +181,13 @@ impl ControlAccess {
         };
         (self.register as u64 & 0xf) | (self.write as u64) << 4 | gpr
     }
+
+    /// The access a qualification word packs (other bits ignored).
+    #[must_use]
+    pub const fn unpack(word: u64) -> ControlAccess {
+        let gpr = if word & (1 << 12) != 0 { Some(((word >> 8) & 0xf) as u8) } else { None };
+        ControlAccess { register: (word & 0xf) as u8, write: word & (1 << 4) != 0, gpr }
+    }
 }
 
 /// A second-level fault, packed: bit 0 a read, bit 1 a write, bit 2 an
@@ -175,6 +211,12 @@ impl SecondLevelFault {
     #[must_use]
     pub const fn pack(self) -> u64 {
         (self.read as u64) | (self.write as u64) << 1 | (self.fetch as u64) << 2 | (self.mapped as u64) << 3
+    }
+
+    /// The fault a qualification word packs (other bits ignored).
+    #[must_use]
+    pub const fn unpack(word: u64) -> SecondLevelFault {
+        SecondLevelFault { read: word & 1 != 0, write: word & 2 != 0, fetch: word & 4 != 0, mapped: word & 8 != 0 }
     }
 }
 
@@ -359,6 +401,9 @@ pub mod vtx_reason {
     pub const WRMSR: u64 = 32;
     /// An EPT violation.
     pub const EPT_VIOLATION: u64 = 48;
+    /// The VMX-preemption timer reached zero: the kernel's bound on a
+    /// guest run.
+    pub const PREEMPTION_TIMER: u64 = 52;
     /// INVEPT.
     pub const INVEPT: u64 = 50;
     /// INVVPID.
@@ -443,6 +488,9 @@ pub fn decode_vtx(fields: VtxExitFields) -> Exit {
             Exit { guest_physical: fields.guest_physical, ..exit(ExitKind::SecondLevelFault, fault.pack()) }
         }
         reason::XSETBV => exit(ExitKind::Xsetbv, 0),
+        // The kernel's own bound on the run, like a host interrupt: never
+        // reported.
+        reason::PREEMPTION_TIMER => exit(ExitKind::HostInterrupt, 0),
         _ => exit(ExitKind::Other, 0),
     }
 }

@@ -14,6 +14,8 @@ use bulkhead_sys::heap::HEAP;
 use bulkhead_sys::mapped::MappedPage;
 use bulkhead_sys::{RootInfo, Sys, println};
 
+mod guest;
+
 const ROOT_CNODE: Cap<kind::CNode> = Cap::new(slot::ROOT_CNODE);
 const ROOT_VSPACE: Cap<kind::Pml4> = Cap::new(slot::ROOT_VSPACE);
 const ROOT_TCB: Cap<kind::Tcb> = Cap::new(slot::ROOT_TCB);
@@ -117,6 +119,7 @@ pub(crate) fn main(info: &RootInfo, sys: &mut Sys) -> u64 {
         sys,
         slots: SlotAllocator::new(info.first_free_slot, info.cnode_radix),
         untyped: Cap::new(untyped.slot),
+        budget: None,
     };
     match root.run() {
         Ok(()) => 0,
@@ -129,6 +132,9 @@ struct Root<'a> {
     sys: &'a mut Sys,
     slots: SlotAllocator,
     untyped: Cap<kind::Untyped>,
+    /// The scheduling context the root runs on once `long_revoke` gave it
+    /// a budget.
+    budget: Option<Cap<kind::SchedContext>>,
 }
 
 impl Root<'_> {
@@ -223,7 +229,9 @@ impl Root<'_> {
             .and_then(|()| notification.signal(self.sys));
         step("take the child's ipc buffer and wake it", orphan.map_err(Failure::from))?;
         step("retype after revoke reuses the memory", self.reuse_after_revoke())?;
-        self.long_revoke(endpoint)
+        self.long_revoke(endpoint)?;
+        // Last, on the budget the long revoke set: the root as a VMM.
+        self.guest(pool)
     }
 
     /// A 64 KiB untyped of its own: a frame from it, revoke the untyped
@@ -253,6 +261,7 @@ impl Root<'_> {
         let budget = self.retype::<kind::SchedContext>(ObjectKind::SchedContext, 8).and_then(|context| {
             SCHED_CONTROL.configure(self.sys, context, ROOT_BUDGET, ROOT_PERIOD)?;
             ROOT_TCB.bind_sched_context(self.sys, context)?;
+            self.budget = Some(context);
             Ok(())
         });
         step("put the root on a budget", budget)?;

@@ -41,6 +41,62 @@ pub(crate) struct GuestRegisters {
 const_assert_eq!(offset_of!(GuestRegisters, rbx), 8);
 const_assert_eq!(size_of::<GuestRegisters>(), 15 * 8);
 
+impl GuestRegisters {
+    /// The registers of a VCpu's record, in x86 encoding order (RAX, RCX,
+    /// RDX, RBX, RSP, RBP, RSI, RDI, R8..R15; RSP is the backend's).
+    pub(crate) const fn from_encoding_order(words: &[u64; 16]) -> GuestRegisters {
+        GuestRegisters {
+            rax: words[0],
+            rcx: words[1],
+            rdx: words[2],
+            rbx: words[3],
+            rbp: words[5],
+            rsi: words[6],
+            rdi: words[7],
+            r8: words[8],
+            r9: words[9],
+            r10: words[10],
+            r11: words[11],
+            r12: words[12],
+            r13: words[13],
+            r14: words[14],
+            r15: words[15],
+        }
+    }
+
+    /// Stores them back in encoding order (RSP's word left as it is).
+    pub(crate) const fn store_encoding_order(&self, words: &mut [u64; 16]) {
+        (words[0], words[1], words[2], words[3]) = (self.rax, self.rcx, self.rdx, self.rbx);
+        (words[5], words[6], words[7]) = (self.rbp, self.rsi, self.rdi);
+        (words[8], words[9], words[10], words[11]) = (self.r8, self.r9, self.r10, self.r11);
+        (words[12], words[13], words[14], words[15]) = (self.r12, self.r13, self.r14, self.r15);
+    }
+}
+
+/// Turns on the virtualisation backend the CPU has, at boot, for good:
+/// `svm` on a CPU with SVM and nested paging, `vtx` on one with VT-x
+/// (its capabilities checked). The GuestSpaces' entry format, or `None`
+/// when neither can run: then the kernel says why and runs everything
+/// but guests.
+pub(crate) fn enable_backend(allocator: &mut FrameAllocator) -> Option<GuestFormat> {
+    let cpu = crate::arch::cpu::summary();
+    let (name, result, format) = if cpu.svm {
+        ("svm", crate::arch::svm::enable(allocator), GuestFormat::Npt)
+    } else if cpu.vtx {
+        ("vtx", crate::arch::vtx::enable(allocator), GuestFormat::Ept)
+    } else {
+        println!("virtualisation: this CPU has neither VT-x nor SVM: no guest runs");
+        return None;
+    };
+    match result {
+        Ok(()) => Some(format),
+        Err(why) => {
+            println!("{name}: {why}: no guest runs");
+            None
+        }
+    }
+}
+
 /// The world switches' instructions that load the guest's registers, RBX
 /// to R15, from the [`GuestRegisters`] at RAX (RAX itself is the
 /// backend's: in the VMCB for `svm`, loaded last for `vtx`).

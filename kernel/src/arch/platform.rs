@@ -4,6 +4,8 @@
 use kernel_core::ipc::ThreadId;
 use kernel_core::memory::PhysAddr;
 use kernel_core::platform::{Platform, PortWidth};
+use kernel_core::vcpu::{GuestEntry, VCpu};
+use kernel_core::virt::{Exit, GuestFormat};
 
 use super::pic;
 
@@ -33,11 +35,20 @@ impl Platform for Machine {
         super::threads::forget(thread);
     }
 
-    fn vcpu_deleted(&mut self, _vcpu: PhysAddr) {
-        // Nothing yet: no VCpu's page is ever handed to the hardware until
-        // VMEnter exists (the backends' self-tests use their own pages), so
-        // none can be cached. VMEnter's `vtx` path, which makes a VMCS
-        // current, adds its VMCLEAR here.
+    fn vcpu_deleted(&mut self, vcpu: PhysAddr) {
+        // A VMCS may be cached in the CPU (`vtx`); a VMCB never is.
+        super::vtx::vcpu_deleted(vcpu);
+    }
+
+    fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+        let exit = match entry.format {
+            GuestFormat::Npt => super::svm::run_guest(entry, record),
+            GuestFormat::Ept => super::vtx::run_guest(entry, record),
+        };
+        if exit.is_none() {
+            super::threads::count(&super::threads::COUNTERS.interrupted_guests);
+        }
+        exit
     }
 
     fn vspace_deleted(&mut self, vspace: PhysAddr) {

@@ -1,15 +1,17 @@
-//! The `svm` backend (AMD SVM with nested paging), first step: enabling
-//! SVM, the VMCB's layout, and the world switch, run by the boot
-//! self-test [`run_test_guest`] (`inject=guest-svm`) on a small real-mode
-//! guest. VCpu objects and VMEnter build on these pieces
+//! The `svm` backend (AMD SVM with nested paging): enabling SVM at boot
+//! ([`enable`]), the VMCB's layout, the world switch, running a VCpu's
+//! guest for VMEnter ([`run_guest`]), and the boot self-test
+//! [`run_test_guest`] (`inject=guest-svm`) on a small real-mode guest
 //! (`docs/VIRTUALISATION.md`); `docs/virtualisation-hardware.md` has the
 //! numbers used here (AMD64 APM Vol. 2, chapter 15 and appendix B).
 
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::frame_allocator::FrameAllocator;
-use kernel_core::virt::{self, GuestFormat, SvmExitFields};
+use kernel_core::vcpu::{GuestEntry, GuestField, GuestState, Segment as Register, SegmentPart, VCpu};
+use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
 use crate::arch::guest::{
@@ -158,13 +160,18 @@ const V_INTR_MASKING: u64 = 1 << 24;
 /// The power-on PAT, for the guest.
 const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 
-// svm_world_switch(vmcb: rdi, host_area: rsi, registers: rdx), System V.
-// Saves the host's callee-saved registers, and with VMSAVE the host's FS,
-// GS, TR, LDTR and system-call MSRs into `host_area`; loads the guest's
-// general registers and, with VMLOAD, its FS, GS, TR, LDTR; runs the
-// guest with VMRUN under CLGI; then VMSAVE (guest), stores the guest's
-// registers, VMLOAD (host) before anything could use TR, and STGI. The
-// kernel runs with IF clear, so no interrupt arrives before it returns.
+// svm_world_switch(vmcb: rdi, host_area: rsi, registers: rdx,
+// host_interrupts: rcx), System V. Saves the host's callee-saved
+// registers, and with VMSAVE the host's FS, GS, TR, LDTR and system-call
+// MSRs into `host_area`; loads the guest's general registers and, with
+// VMLOAD, its FS, GS, TR, LDTR; runs the guest with VMRUN under CLGI;
+// then VMSAVE (guest), stores the guest's registers, VMLOAD (host) before
+// anything could use TR, and STGI. With `host_interrupts` non-zero, IF is
+// set around VMRUN: with V_INTR_MASKING the host's IF decides whether a
+// physical interrupt ends the guest's run (the INTR intercept), and GIF,
+// clear until STGI, holds the interrupt until the kernel takes it on its
+// way back to ring 3 (IF is clear again by then). The boot self-test
+// passes 0: no host interrupt is set up to be taken there.
 global_asm!(
     ".global svm_world_switch",
     "svm_world_switch:",
@@ -174,6 +181,7 @@ global_asm!(
     "push r13",
     "push r14",
     "push r15",
+    "push rcx",
     "push rsi",
     "push rdx",
     "push rdi",
@@ -182,16 +190,22 @@ global_asm!(
     "vmsave rax",
     "mov rax, rdx",
     load_guest_registers!(),
+    "mov rax, [rsp + 24]",
+    "test rax, rax",
     "mov rax, [rsp]",
     "vmload rax",
+    "jz 2f",
+    "sti",
+    "2:",
     "vmrun rax",
+    "cli",
     "vmsave rax",
     "mov rax, [rsp + 8]",
     store_guest_registers!(),
     "mov rax, [rsp + 16]",
     "vmload rax",
     "stgi",
-    "add rsp, 24",
+    "add rsp, 32",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -204,7 +218,7 @@ global_asm!(
 unsafe extern "C" {
     /// Runs the guest of the VMCB at physical address `vmcb` until it
     /// exits (see the assembly above).
-    fn svm_world_switch(vmcb: u64, host_area: u64, registers: *mut GuestRegisters);
+    fn svm_world_switch(vmcb: u64, host_area: u64, registers: *mut GuestRegisters, host_interrupts: u64);
 }
 
 /// Whether the CPU has SVM with nested paging.
@@ -213,13 +227,214 @@ fn available() -> bool {
     cpu.svm && cpu.npt
 }
 
-/// The boot self-test of the `svm` backend: enables SVM, builds the test
-/// guest's memory with nested page tables, a VMCB for a real-mode guest
-/// with an all-ones I/O permission map, and runs the guest exit by exit,
-/// decoding each exit with `kernel_core::virt::decode_svm`; then turns
-/// SVM off and gives every frame back.
-pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
+/// The page the world switch saves the host's FS, GS, TR, LDTR and
+/// system-call MSRs into (VMSAVE): 0 until [`enable`].
+static HOST_AREA: AtomicU64 = AtomicU64::new(0);
+/// The I/O permission map (12 KiB, every bit set): every port intercepted.
+static IO_PERMISSIONS: AtomicU64 = AtomicU64::new(0);
+/// The MSR permission map (8 KiB, every bit set): every MSR intercepted.
+static MSR_PERMISSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// `count` contiguous frames from the boot allocator, kept for good, every
+/// byte `byte`.
+fn kept_frames(allocator: &mut FrameAllocator, count: u64, byte: u8) -> Result<u64, &'static str> {
+    let range = allocator.allocate_contiguous(count, 0x1000).ok_or("no frames for SVM")?;
+    let start = range.start.as_u64();
+    let pointer = crate::arch::paging::physmap_pointer(start, count * 0x1000).ok_or("frames outside the physmap")?;
+    let bytes = usize::try_from(count * 0x1000).map_err(|_| "too many frames")?;
+    // SAFETY: the frames were just taken from the allocator, which never
+    // hands them out again, and lie inside the physical-memory map
+    // (checked); bytes need no validity.
+    unsafe { core::ptr::write_bytes(pointer, byte, bytes) };
+    Ok(start)
+}
+
+/// Enables SVM for good, at boot: EFER.SVME, the host save area, the
+/// page the world switch saves the host's state into, and the all-ones
+/// permission maps every VCpu's VMCB names. `Err` on a CPU without SVM
+/// and nested paging, or without the frames.
+///
+/// # Errors
+///
+/// Why SVM stays off; the kernel then runs everything but guests.
+pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str> {
     if !available() {
+        return Err("this CPU has no SVM with nested paging");
+    }
+    if HOST_AREA.load(Ordering::Relaxed) != 0 {
+        return Ok(());
+    }
+    let hsave = kept_frames(allocator, 1, 0)?;
+    let host_area = kept_frames(allocator, 1, 0)?;
+    let iopm = kept_frames(allocator, 3, 0xff)?;
+    let msrpm = kept_frames(allocator, 2, 0xff)?;
+    // SAFETY: reading EFER, an architectural MSR, has no side effects.
+    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
+    // SAFETY: setting SVME enables the SVM instructions and nothing else;
+    // the CPU has SVM (checked above).
+    unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer | EFER_SVME) };
+    // SAFETY: the host save area is a zeroed page the kernel owns for
+    // good, as the MSR requires; only VMRUN and #VMEXIT use it.
+    unsafe { x86::msr::wrmsr(VM_HSAVE_PA, hsave) };
+    IO_PERMISSIONS.store(iopm, Ordering::Relaxed);
+    MSR_PERMISSIONS.store(msrpm, Ordering::Relaxed);
+    HOST_AREA.store(host_area, Ordering::Relaxed);
+    println!("svm: enabled, host save area at {hsave:#x}");
+    Ok(())
+}
+
+/// The control area every guest runs with: the intercepts (physical
+/// interrupts, CPUID, HLT, every port and MSR through the all-ones
+/// maps, shutdown, VMRUN and VMMCALL), nested paging, the guest's IF for
+/// virtual interrupts only, and the power-on PAT and DR6.
+fn set_controls(control: &mut Vmcb) {
+    control.intercept_misc1 =
+        misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
+    control.intercept_misc2 = misc2::VMRUN | misc2::VMMCALL;
+    control.iopm_base = IO_PERMISSIONS.load(Ordering::Relaxed);
+    control.msrpm_base = MSR_PERMISSIONS.load(Ordering::Relaxed);
+    control.int_ctl = V_INTR_MASKING;
+    control.np_enable = 1;
+    control.g_pat = RESET_PAT;
+    control.dr6 = 0xffff_0ff0;
+}
+
+/// A segment field of `state`.
+fn part(state: &GuestState, register: Register, part: SegmentPart) -> u64 {
+    state.get(GuestField::segment(register, part))
+}
+
+/// The VMCB segment of `register` in `state`.
+#[allow(clippy::cast_possible_truncation, reason = "the fields are checked to their widths (kernel_core::vcpu::check)")]
+fn segment_of(state: &GuestState, register: Register) -> Segment {
+    Segment {
+        selector: part(state, register, SegmentPart::Selector) as u16,
+        attributes: part(state, register, SegmentPart::Attributes) as u16,
+        limit: part(state, register, SegmentPart::Limit) as u32,
+        base: part(state, register, SegmentPart::Base),
+    }
+}
+
+/// The VMCB's segment registers, in the allowlist's order.
+fn segments(control: &mut Vmcb) -> [&mut Segment; 8] {
+    let Vmcb { es, cs, ss, ds, fs, gs, ldtr, tr, .. } = control;
+    [es, cs, ss, ds, fs, gs, ldtr, tr]
+}
+
+/// Loads the allowlisted fields of `state` into the VMCB (all of them:
+/// plain stores into one page). EFER gets SVME, which VMRUN requires and
+/// the guest never sees set (reads of EFER exit); CPL follows SS's DPL.
+fn load_state(control: &mut Vmcb, state: &GuestState) {
+    for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
+        *segment = segment_of(state, register);
+    }
+    let table = |base: GuestField, limit: GuestField| Segment {
+        base: state.get(base),
+        limit: u32::try_from(state.get(limit)).unwrap_or(u32::MAX),
+        ..Segment::default()
+    };
+    control.gdtr = table(GuestField::GDTR_BASE, GuestField::GDTR_LIMIT);
+    control.idtr = table(GuestField::IDTR_BASE, GuestField::IDTR_LIMIT);
+    control.cpl = u8::try_from((part(state, Register::Ss, SegmentPart::Attributes) >> 5) & 3).unwrap_or(0);
+    control.rip = state.get(GuestField::RIP);
+    control.rsp = state.get(GuestField::RSP);
+    control.rflags = state.get(GuestField::RFLAGS);
+    control.cr0 = state.get(GuestField::CR0);
+    control.cr3 = state.get(GuestField::CR3);
+    control.cr4 = state.get(GuestField::CR4);
+    control.efer = state.get(GuestField::EFER) | EFER_SVME;
+    control.dr7 = state.get(GuestField::DR7);
+    control.int_shadow = u64::from(state.get(GuestField::INTERRUPTIBILITY) != 0);
+    control.tsc_offset = state.get(GuestField::TSC_OFFSET);
+    // The event word is EVENTINJ's layout; the core checked it.
+    control.event_inj = Event::from_word(state.get(GuestField::PENDING_EVENT)).ok().flatten().map_or(0, Event::to_svm);
+}
+
+/// Stores the VMCB's guest state into `state` after an exit. An event
+/// whose delivery the exit interrupted (EXITINTINFO, EVENTINJ's layout)
+/// becomes the pending event again; the activity field stays as it was
+/// (SVM has no halted state: HLT always exits).
+fn store_state(control: &mut Vmcb, state: &mut GuestState) {
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
+    for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
+        set(GuestField::segment(register, SegmentPart::Selector), u64::from(segment.selector));
+        set(GuestField::segment(register, SegmentPart::Attributes), u64::from(segment.attributes & 0xfff));
+        set(GuestField::segment(register, SegmentPart::Limit), u64::from(segment.limit));
+        set(GuestField::segment(register, SegmentPart::Base), segment.base);
+    }
+    set(GuestField::GDTR_BASE, control.gdtr.base);
+    set(GuestField::GDTR_LIMIT, u64::from(control.gdtr.limit & 0xffff));
+    set(GuestField::IDTR_BASE, control.idtr.base);
+    set(GuestField::IDTR_LIMIT, u64::from(control.idtr.limit & 0xffff));
+    set(GuestField::RIP, control.rip);
+    set(GuestField::RSP, control.rsp);
+    set(GuestField::RFLAGS, control.rflags);
+    set(GuestField::CR0, control.cr0);
+    set(GuestField::CR3, control.cr3);
+    set(GuestField::CR4, control.cr4);
+    set(GuestField::EFER, control.efer & !EFER_SVME);
+    set(GuestField::DR7, control.dr7);
+    set(GuestField::INTERRUPTIBILITY, control.int_shadow & 1);
+    let pending = Event::from_word(control.exit_int_info & 0xffff_ffff_8000_0fff).ok().flatten();
+    set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
+}
+
+/// Runs the guest of `entry` for VMEnter until an exit the VMM handles
+/// (`kernel_core::platform::Platform::run_guest`): the VMCB is the VCpu's
+/// first page, set up on its first run; every field is loaded before
+/// each run and stored after it; host interrupts end the run (`None`).
+/// Every guest runs with hardware ASID 1 and a flush of the whole TLB at
+/// each VMRUN: correct whatever the kernel unmapped since, at the cost of
+/// refilling the guest's TLB (ASID tagging is a later step).
+pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+    let host_area = HOST_AREA.load(Ordering::Relaxed);
+    let vmcb = entry.vcpu.as_u64();
+    let Some(pointer) = crate::arch::paging::physmap_pointer(vmcb, 0x1000) else {
+        panic!("VCpu at {vmcb:#x} lies outside the physical-memory map");
+    };
+    // SAFETY: a VCpu's first page is the kernel's alone (no invocation
+    // reaches it, `kernel_core::vcpu`), zeroed when the VCpu was made,
+    // page aligned and inside the physmap (checked); `Vmcb` is plain data
+    // of one page, and this is the only reference to it while it lives.
+    let control = unsafe { &mut *pointer.cast::<Vmcb>() };
+    assert!(host_area != 0, "VMEnter reached the svm backend before it was enabled");
+    if record.hardware == 0 {
+        set_controls(control);
+        record.hardware = 1;
+    }
+    control.guest_asid = 1;
+    control.tlb_control = 1;
+    control.n_cr3 = entry.root.as_u64();
+    load_state(control, &record.state);
+    record.dirty = 0;
+    control.rax = record.registers[0];
+    let mut registers = GuestRegisters::from_encoding_order(&record.registers);
+    // SAFETY: the VMCB is the VCpu's page, set up above with every
+    // intercept the kernel needs, the permission maps and a nested root
+    // the core checked is a live GuestSpace; SVM is enabled and the host
+    // areas set (asserted); the world switch keeps every register the
+    // System V ABI asks a callee to keep.
+    unsafe { svm_world_switch(vmcb, host_area, &raw mut registers, 1) };
+    registers.store_encoding_order(&mut record.registers);
+    record.registers[0] = control.rax;
+    store_state(control, &mut record.state);
+    let exit = virt::decode_svm(SvmExitFields {
+        code: control.exit_code,
+        info1: control.exit_info1,
+        info2: control.exit_info2,
+        rip: control.rip,
+    });
+    control.event_inj = 0;
+    (exit.kind != ExitKind::HostInterrupt).then_some(exit)
+}
+
+/// The boot self-test of the `svm` backend, on the backend [`enable`]
+/// turned on: builds the test guest's memory with nested page tables, a
+/// VMCB for a real-mode guest, and runs the guest exit by exit, decoding
+/// each exit with `kernel_core::virt::decode_svm`; then gives every frame
+/// it took back.
+pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
+    if HOST_AREA.load(Ordering::Relaxed) == 0 {
         println!("svm: this CPU has no SVM with nested paging: no guest runs");
         return;
     }
@@ -229,77 +444,31 @@ pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
         Ok(exits) => println!("svm guest: done after {exits} exits"),
         Err(why) => println!("svm guest: failed: {why}"),
     }
-    disable();
     frames.give_back(allocator);
     println!("svm guest: frames before {free_before}, after {}", free_frames(allocator));
 }
 
-/// Turns SVM off again and forgets the host save area, whose frame goes
-/// back to the allocator: no VMRUN can use it afterwards.
-fn disable() {
-    // SAFETY: reading EFER has no side effects.
-    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
-    if efer & EFER_SVME == 0 {
-        return;
-    }
-    // SAFETY: no guest runs (the world switch has returned), so clearing
-    // the host save area's address takes nothing from the CPU in use.
-    unsafe { x86::msr::wrmsr(VM_HSAVE_PA, 0) };
-    // SAFETY: clearing SVME outside a guest only disables the SVM
-    // instructions, which nothing runs any more.
-    unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer & !EFER_SVME) };
-}
-
 fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program: Program) -> Result<u32, &'static str> {
-    let (hsave, _) = frames.zeroed(allocator)?;
-    let (host_area, _) = frames.zeroed(allocator)?;
+    let host_area = HOST_AREA.load(Ordering::Relaxed);
     let (vmcb, vmcb_pointer) = frames.zeroed(allocator)?;
-    // The I/O permission map (12 KiB) and the MSR permission map (8 KiB):
-    // every port and every MSR intercepted, so that no guest access
-    // reaches the machine.
-    let (iopm, _) = frames.filled(allocator, 3, 0xff)?;
-    let (msrpm, _) = frames.filled(allocator, 2, 0xff)?;
     let nested_root = build_memory(allocator, frames, GuestFormat::Npt, program)?;
-
-    // SAFETY: reading EFER, an architectural MSR, has no side effects.
-    let efer = unsafe { x86::msr::rdmsr(x86::msr::IA32_EFER) };
-    // SAFETY: setting SVME enables the SVM instructions and nothing else;
-    // the CPU has SVM (checked by the caller).
-    unsafe { x86::msr::wrmsr(x86::msr::IA32_EFER, efer | EFER_SVME) };
-    // SAFETY: the host save area is a zeroed page the kernel owns from now
-    // on, as the MSR requires; only VMRUN and #VMEXIT use it.
-    unsafe { x86::msr::wrmsr(VM_HSAVE_PA, hsave) };
-    println!("svm: enabled, host save area at {hsave:#x}");
-
     // SAFETY: the VMCB's frame is zeroed, page aligned (a frame), ours and
     // inside the physmap; `Vmcb` is plain data of exactly one page, and
     // nothing else refers to it while this reference lives.
     let control = unsafe { &mut *vmcb_pointer.cast::<Vmcb>() };
-    control.intercept_misc1 =
-        misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
-    control.intercept_misc2 = misc2::VMRUN | misc2::VMMCALL;
-    control.iopm_base = iopm;
-    control.msrpm_base = msrpm;
+    set_controls(control);
     control.guest_asid = 1;
     control.tlb_control = 1;
-    control.int_ctl = V_INTR_MASKING;
-    control.np_enable = 1;
     control.n_cr3 = nested_root;
-    // A real-mode guest: every segment at base 0 with a 64 KiB limit.
-    let data = Segment { selector: 0, attributes: 0x093, limit: 0xffff, base: 0 };
-    control.cs = Segment { attributes: 0x09b, ..data };
-    (control.ds, control.es, control.ss, control.fs, control.gs) = (data, data, data, data, data);
-    control.gdtr = Segment { limit: 0xffff, ..Segment::default() };
-    control.idtr = Segment { limit: 0xffff, ..Segment::default() };
-    control.ldtr = Segment { attributes: 0x082, limit: 0xffff, ..Segment::default() };
-    control.tr = Segment { attributes: 0x08b, limit: 0xffff, ..Segment::default() };
-    control.cr0 = 0x10;
-    control.efer = EFER_SVME;
-    control.rflags = 0x2;
-    control.rip = GUEST_ENTRY;
-    control.dr6 = 0xffff_0ff0;
-    control.dr7 = 0x400;
-    control.g_pat = RESET_PAT;
+    // A real-mode guest at GUEST_ENTRY: every segment at base 0 with a
+    // 64 KiB limit, CR0 with only ET.
+    let mut state = GuestState::RESET;
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
+    set(GuestField::segment(Register::Cs, SegmentPart::Selector), 0);
+    set(GuestField::segment(Register::Cs, SegmentPart::Base), 0);
+    set(GuestField::CR0, 0x10);
+    set(GuestField::RIP, GUEST_ENTRY);
+    load_state(control, &state);
 
     let mut registers = GuestRegisters::default();
     let started = crate::arch::cpu::read_tsc();
@@ -309,7 +478,7 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program:
         // page the nested tables map, SVM is enabled and the host save
         // area set; the world switch keeps every register the System V
         // ABI asks a callee to keep.
-        unsafe { svm_world_switch(vmcb, host_area, &raw mut registers) };
+        unsafe { svm_world_switch(vmcb, host_area, &raw mut registers, 0) };
         control.tlb_control = 0;
         let exit = virt::decode_svm(SvmExitFields {
             code: control.exit_code,

@@ -533,6 +533,14 @@ pub(crate) fn switch_in_place(
             if table.entry(next).is_some_and(|entry| entry.from_tcb) {
                 reload_own_vspace(table, store, asids, next)?;
             }
+            // A call that asked to run again (VMEnter after a host
+            // interrupt, which the kernel takes on the way back to ring 3)
+            // returns to its SYSCALL with its registers as they were.
+            if store.tcb(next).resumption == Resumption::Again {
+                store.tcb_mut(next).resumption = Resumption::Results;
+                context.rip = context.rip.wrapping_sub(SYSCALL_LENGTH);
+                return Some((false, core::ptr::from_mut(context)));
+            }
             return Some((true, core::ptr::from_mut(context)));
         }
         if let Some(leaving) = leaving
@@ -561,7 +569,7 @@ pub(crate) fn switch_in_place(
         if resumption != Resumption::Results {
             store.tcb_mut(next).resumption = Resumption::Results;
         }
-        let restart = was_in_call && resumption == Resumption::Restart;
+        let restart = was_in_call && matches!(resumption, Resumption::Restart | Resumption::Again);
         let returns_from_call = was_in_call && resumption == Resumption::Results;
         let cr3 = if entry.from_tcb {
             // Its TCB says where it runs, now; a thread whose VSpace or IPC
@@ -734,6 +742,13 @@ pub(crate) struct PathCounters {
     pub(crate) thread_switches: AtomicU64,
     /// Long system calls stopped at a preemption point (to run again).
     pub(crate) preempted_calls: AtomicU64,
+    /// Guest runs (VMEnter) a host interrupt ended, to run again.
+    pub(crate) interrupted_guests: AtomicU64,
+}
+
+/// How many guest runs a host interrupt has ended so far.
+pub(crate) fn interrupted_guests() -> u64 {
+    COUNTERS.interrupted_guests.load(Ordering::Relaxed)
 }
 
 /// How many long system calls have stopped at a preemption point so far.
@@ -750,6 +765,7 @@ pub(crate) static COUNTERS: PathCounters = PathCounters {
     cr3_writes: AtomicU64::new(0),
     thread_switches: AtomicU64::new(0),
     preempted_calls: AtomicU64::new(0),
+    interrupted_guests: AtomicU64::new(0),
 };
 
 /// Adds one to a counter (one CPU: a plain load and store would do).

@@ -246,6 +246,13 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
     });
 }
 
+/// In a preemptive run, the TSC deadline the timer is armed for (the
+/// running thread's budget or slice end): a guest's run must end by then
+/// (`vtx` bounds it with the VMX-preemption timer too).
+pub(crate) fn armed_deadline() -> Option<u64> {
+    with_run(|run| if run.active { run.armed } else { None })
+}
+
 /// Whether a long system call should stop at its next preemption point: in
 /// a preemptive run, the running thread's budget or slice has run out (the
 /// timer's deadline has passed, so its interrupt is pending and arrives as

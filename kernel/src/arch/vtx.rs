@@ -1,15 +1,19 @@
-//! The `vtx` backend (Intel VT-x with EPT, VPID and unrestricted guest),
-//! first step: entering VMX operation, a VMCS for a real-mode guest over
-//! EPT, and the world switch, run by the boot self-test
-//! [`run_test_guest`] (`inject=guest-vtx`, under Bochs) on the test guest
-//! the `svm` backend runs too. `docs/virtualisation-hardware.md` has the
-//! encodings and the checks used here (Intel SDM Vol. 3C, the VMX
-//! chapters and appendices A to C).
+//! The `vtx` backend (Intel VT-x with EPT, VPID and unrestricted guest):
+//! entering VMX operation at boot for good ([`enable`]), a VCpu's VMCS
+//! (controls and host state set on its first run), running its guest for
+//! VMEnter ([`run_guest`]), and the boot self-test [`run_test_guest`]
+//! (`inject=guest-vtx`, under Bochs) on the test guest the `svm` backend
+//! runs too. `docs/virtualisation-hardware.md` has the encodings and the
+//! checks used here (Intel SDM Vol. 3C, the VMX chapters and appendices
+//! A to C).
 
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::frame_allocator::FrameAllocator;
-use kernel_core::virt::{self, GuestFormat, VtxExitFields};
+use kernel_core::memory::PhysAddr;
+use kernel_core::vcpu::{GuestEntry, GuestField, GuestState, Segment, SegmentPart, VCpu};
+use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, VtxExitFields};
 
 use crate::arch::guest::{
     Accumulators, Frames, GUEST_ENTRY, GuestRegisters, Next, Program, SPARE_EXITS, build_memory, free_frames, handle,
@@ -52,6 +56,10 @@ mod msr {
     pub(super) const GS_BASE: u32 = 0xc000_0101;
     /// SYSENTER CS, ESP, EIP.
     pub(super) const SYSENTER_CS: u32 = 0x174;
+    /// EPT and VPID capabilities (INVEPT's types among them).
+    pub(super) const EPT_VPID_CAP: u32 = 0x48c;
+    /// Miscellaneous data: bits 0..5 the VMX-preemption timer's rate.
+    pub(super) const VMX_MISC: u32 = 0x485;
 }
 
 /// VMCS field encodings (SDM Vol. 3C, appendix B).
@@ -109,12 +117,25 @@ mod field {
     pub(super) const HOST_IDTR_BASE: u64 = 0x6c0e;
     pub(super) const HOST_SYSENTER_ESP: u64 = 0x6c10;
     pub(super) const HOST_SYSENTER_EIP: u64 = 0x6c12;
+    pub(super) const TSC_OFFSET: u64 = 0x2010;
+    pub(super) const ENTRY_INTERRUPTION: u64 = 0x4016;
+    pub(super) const ENTRY_ERROR_CODE: u64 = 0x4018;
+    pub(super) const ENTRY_INSTRUCTION_LENGTH: u64 = 0x401a;
+    pub(super) const VECTORING_INFO: u64 = 0x4408;
+    pub(super) const VECTORING_ERROR: u64 = 0x440a;
+    pub(super) const GUEST_GDTR_LIMIT: u64 = 0x4810;
+    pub(super) const GUEST_IDTR_LIMIT: u64 = 0x4812;
+    pub(super) const GUEST_GDTR_BASE: u64 = 0x6816;
+    pub(super) const GUEST_IDTR_BASE: u64 = 0x6818;
+    pub(super) const PREEMPTION_TIMER: u64 = 0x482e;
 }
 
-/// Pin-based control: host interrupts exit.
+/// Pin-based controls: host interrupts exit; the VMX-preemption timer.
 const PIN_EXTERNAL_INTERRUPT: u32 = 1 << 0;
-/// Primary controls: HLT exits; every I/O instruction exits; the
-/// secondary controls apply.
+const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
+/// Primary controls: TSC offsetting; HLT exits; every I/O instruction
+/// exits; the secondary controls apply.
+const PROC_TSC_OFFSET: u32 = 1 << 3;
 const PROC_HLT: u32 = 1 << 7;
 const PROC_UNCONDITIONAL_IO: u32 = 1 << 24;
 const PROC_SECONDARY: u32 = 1 << 31;
@@ -128,10 +149,6 @@ const EXIT_SAVE_EFER: u32 = 1 << 20;
 const EXIT_LOAD_EFER: u32 = 1 << 21;
 /// Entry control: load the guest's EFER.
 const ENTRY_LOAD_EFER: u32 = 1 << 15;
-/// CR4.VMXE.
-const CR4_VMXE: u64 = 1 << 13;
-/// CR0.NE, which VMX operation requires even of a real-mode guest.
-const CR0_NE: u64 = 1 << 5;
 
 // vtx_world_switch(registers: rdi, launched: rsi) -> rax: 0 after a VM
 // exit, 1 VMfailInvalid, 2 VMfailValid (the error in the VMCS). Saves the
@@ -235,46 +252,58 @@ fn available() -> bool {
     crate::arch::cpu::summary().vtx
 }
 
-/// The boot self-test of the `vtx` backend: enters VMX operation, builds
-/// the test guest's memory with EPT, a VMCS for a real-mode unrestricted
-/// guest whose every I/O instruction and HLT exits, and runs the guest
-/// exit by exit, decoding each exit with `kernel_core::virt::decode_vtx`;
-/// then leaves VMX operation and gives every frame back.
-pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
-    if !available() {
-        println!("vtx: this CPU has no VT-x: no guest runs");
-        return;
-    }
-    let free_before = free_frames(allocator);
-    let mut frames = Frames::new();
-    let mut in_vmx = false;
-    match run_with_frames(allocator, &mut frames, &mut in_vmx, program) {
-        Ok(exits) => println!("vtx guest: done after {exits} exits"),
-        Err(why) if in_vmx => {
-            println!("vtx guest: failed: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR))
-        }
-        Err(why) => println!("vtx guest: failed: {why}"),
-    }
-    if in_vmx {
-        // SAFETY: in VMX root operation (VMXON succeeded), no guest runs;
-        // VMXOFF leaves VMX operation, after which CR4.VMXE may be cleared.
-        unsafe { asm!("vmxoff", options(nostack)) };
-    }
-    // SAFETY: reading CR4 has no side effects.
-    let cr4 = unsafe { x86::controlregs::cr4() };
-    // SAFETY: outside VMX operation (never entered, or left above),
-    // clearing CR4.VMXE only disables the VMX instructions again.
-    unsafe { x86::controlregs::cr4_write(cr4 - x86::controlregs::Cr4::CR4_ENABLE_VMX) };
-    frames.give_back(allocator);
-    println!("vtx guest: frames before {free_before}, after {}", free_frames(allocator));
+/// The VMCS revision identifier (0 until [`enable`] entered VMX
+/// operation).
+static REVISION: AtomicU64 = AtomicU64::new(0);
+/// The adjusted control words, each in its byte lane: pin-based (bits
+/// 0..32) and primary processor-based (32..64) in `CONTROLS_LOW`,
+/// secondary (0..32) in `CONTROLS_SECONDARY` with exit (32..64), entry in
+/// `CONTROLS_ENTRY`.
+static CONTROLS_LOW: AtomicU64 = AtomicU64::new(0);
+static CONTROLS_SECONDARY: AtomicU64 = AtomicU64::new(0);
+static CONTROLS_ENTRY: AtomicU64 = AtomicU64::new(0);
+/// The CR0 and CR4 bits VMX operation fixes to 1 (CR0's without PE and
+/// PG, which an unrestricted guest may clear): the guest/host masks, so
+/// that the guest sees its own value in the read shadows.
+static CR0_FIXED: AtomicU64 = AtomicU64::new(0);
+static CR4_FIXED: AtomicU64 = AtomicU64::new(0);
+/// INVEPT's type for flushing one EPT context: 1 (single-context) or 2
+/// (all contexts) when single is not offered.
+static INVEPT_TYPE: AtomicU64 = AtomicU64::new(1);
+/// The current VMCS's physical address (0: none).
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// log2 of the TSC ticks per tick of the VMX-preemption timer, or
+/// `u64::MAX` when the CPU has none.
+static PREEMPTION_RATE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// A zeroed frame from the boot allocator, kept for good.
+fn kept_frame(allocator: &mut FrameAllocator) -> Result<(u64, *mut u8), &'static str> {
+    let frame = allocator.allocate().ok_or("no frame for VMX")?;
+    let start = frame.start().as_u64();
+    let pointer = crate::arch::paging::physmap_pointer(start, 0x1000).ok_or("a frame outside the physmap")?;
+    // SAFETY: the frame was just taken from the allocator, which never
+    // hands it out again, and lies inside the physical-memory map
+    // (checked); bytes need no validity.
+    unsafe { core::ptr::write_bytes(pointer, 0, 0x1000) };
+    Ok((start, pointer))
 }
 
-fn run_with_frames(
-    allocator: &mut FrameAllocator,
-    frames: &mut Frames,
-    in_vmx: &mut bool,
-    program: Program,
-) -> Result<u32, &'static str> {
+/// Enters VMX operation for good, at boot: checks IA32_FEATURE_CONTROL,
+/// sets CR0.NE and CR4.VMXE, runs VMXON on a kept frame and works out
+/// the control words every VMCS gets (EPT, VPID, unrestricted guest,
+/// HLT and unconditional I/O exiting, external-interrupt exiting, EFER
+/// saved and loaded, TSC offsetting).
+///
+/// # Errors
+///
+/// Why VT-x stays off; the kernel then runs everything but guests.
+pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str> {
+    if !available() {
+        return Err("this CPU has no VT-x");
+    }
+    if REVISION.load(Ordering::Relaxed) != 0 {
+        return Ok(());
+    }
     let feature = read_msr(msr::FEATURE_CONTROL);
     if feature & 0b101 != 0b101 {
         return Err("VT-x is not enabled and locked by the firmware (IA32_FEATURE_CONTROL)");
@@ -282,14 +311,29 @@ fn run_with_frames(
     let basic = read_msr(msr::VMX_BASIC);
     let revision = basic & 0x7fff_ffff;
     let true_controls = basic & (1 << 55) != 0;
-    let (vmxon, vmxon_pointer) = frames.zeroed(allocator)?;
-    let (vmcs, vmcs_pointer) = frames.zeroed(allocator)?;
-    for pointer in [vmxon_pointer, vmcs_pointer] {
-        // SAFETY: each is a zeroed frame of ours inside the physmap, and
-        // its first dword is aligned: the revision goes there.
-        unsafe { pointer.cast::<u32>().write_volatile(u32::try_from(revision).unwrap_or(0)) };
+    let capability = |plain: u32, true_one: u32| read_msr(if true_controls { true_one } else { plain });
+    let pin_capability = capability(msr::PINBASED, msr::TRUE_PINBASED);
+    // The preemption timer where the CPU has it: external-interrupt exiting
+    // alone would do on hardware, but a timer bounds every run whatever
+    // the guest does with its interrupt flag (Bochs 2.7 takes no
+    // external-interrupt exit while the guest's IF is clear).
+    let timer = adjust(PIN_EXTERNAL_INTERRUPT | PIN_PREEMPTION_TIMER, pin_capability);
+    let pin = timer.or_else(|| adjust(PIN_EXTERNAL_INTERRUPT, pin_capability));
+    let proc = adjust(
+        PROC_TSC_OFFSET | PROC_HLT | PROC_UNCONDITIONAL_IO | PROC_SECONDARY,
+        capability(msr::PROCBASED, msr::TRUE_PROCBASED),
+    );
+    let proc2 = adjust(PROC2_EPT | PROC2_VPID | PROC2_UNRESTRICTED, read_msr(msr::PROCBASED2));
+    let exit = adjust(EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, capability(msr::EXIT, msr::TRUE_EXIT));
+    let entry = adjust(ENTRY_LOAD_EFER, capability(msr::ENTRY, msr::TRUE_ENTRY));
+    let (Some(pin), Some(proc), Some(proc2), Some(exit), Some(entry)) = (pin, proc, proc2, exit, entry) else {
+        return Err("the CPU lacks a control this backend needs (EPT, VPID, unrestricted guest, EFER loading)");
+    };
+    let ept_caps = read_msr(msr::EPT_VPID_CAP);
+    if ept_caps & (1 << 20) == 0 || ept_caps & (0b11 << 25) == 0 {
+        return Err("the CPU has no INVEPT");
     }
-    let ept_root = build_memory(allocator, frames, GuestFormat::Ept, program)?;
+    let invept = if ept_caps & (1 << 25) != 0 { 1 } else { 2 };
 
     // CR0 and CR4 must have their fixed-1 bits: CR0.NE (x87 errors as
     // exceptions, which the kernel, using no x87, does not mind) and
@@ -305,62 +349,106 @@ fn run_with_frames(
     let cr4 = unsafe { x86::controlregs::cr4() } | x86::controlregs::Cr4::CR4_ENABLE_VMX;
     // SAFETY: setting CR4.VMXE only enables the VMX instructions.
     unsafe { x86::controlregs::cr4_write(cr4) };
-    let cr4 = cr4.bits() as u64;
-    if cr4 & read_msr(msr::CR4_FIXED0) != read_msr(msr::CR4_FIXED0) {
+    if cr4.bits() as u64 & read_msr(msr::CR4_FIXED0) != read_msr(msr::CR4_FIXED0) {
+        clear_vmxe();
         return Err("CR4 lacks a bit VMX operation needs");
     }
+    let (vmxon, vmxon_pointer) = match kept_frame(allocator) {
+        Ok(frame) => frame,
+        Err(why) => {
+            clear_vmxe();
+            return Err(why);
+        }
+    };
+    // SAFETY: the VMXON region is a zeroed frame of ours inside the
+    // physmap; its first dword is aligned: the revision goes there.
+    unsafe { vmxon_pointer.cast::<u32>().write_volatile(u32::try_from(revision).unwrap_or(0)) };
     let failed: u8;
     // SAFETY: the VMXON region is a page of ours with the revision in
     // place, CR4.VMXE is set and the firmware enabled VMX; failure sets
     // a flag, checked below.
     unsafe { asm!("vmxon [{}]", "setna {}", in(reg) &raw const vmxon, out(reg_byte) failed, options(nostack)) };
     if failed != 0 {
+        clear_vmxe();
         return Err("VMXON failed");
     }
-    *in_vmx = true;
-    let failed: u8;
-    // SAFETY: in VMX root operation; the VMCS region is a page of ours
-    // with the revision in place: VMCLEAR then VMPTRLD make it current.
-    unsafe {
-        asm!(
-            "vmclear [{0}]",
-            "vmptrld [{0}]",
-            "setna {1}",
-            in(reg) &raw const vmcs,
-            out(reg_byte) failed,
-            options(nostack),
-        );
+    CONTROLS_LOW.store(u64::from(pin) | u64::from(proc) << 32, Ordering::Relaxed);
+    CONTROLS_SECONDARY.store(u64::from(proc2) | u64::from(exit) << 32, Ordering::Relaxed);
+    CONTROLS_ENTRY.store(u64::from(entry), Ordering::Relaxed);
+    let pe_pg = 1 | 1 << 31;
+    CR0_FIXED.store(read_msr(msr::CR0_FIXED0) & !pe_pg, Ordering::Relaxed);
+    CR4_FIXED.store(read_msr(msr::CR4_FIXED0), Ordering::Relaxed);
+    INVEPT_TYPE.store(invept, Ordering::Relaxed);
+    if timer.is_some() {
+        PREEMPTION_RATE.store(read_msr(msr::VMX_MISC) & 0x1f, Ordering::Relaxed);
     }
-    if failed != 0 {
-        return Err("VMCLEAR or VMPTRLD failed");
-    }
+    REVISION.store(revision, Ordering::Relaxed);
     println!("vtx: in VMX operation, VMCS revision {revision:#x}");
+    Ok(())
+}
 
-    let capability = |plain: u32, true_one: u32| read_msr(if true_controls { true_one } else { plain });
-    let pin = adjust(PIN_EXTERNAL_INTERRUPT, capability(msr::PINBASED, msr::TRUE_PINBASED));
-    let proc =
-        adjust(PROC_HLT | PROC_UNCONDITIONAL_IO | PROC_SECONDARY, capability(msr::PROCBASED, msr::TRUE_PROCBASED));
-    let proc2 = adjust(PROC2_EPT | PROC2_VPID | PROC2_UNRESTRICTED, read_msr(msr::PROCBASED2));
-    let exit = adjust(EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, capability(msr::EXIT, msr::TRUE_EXIT));
-    let entry = adjust(ENTRY_LOAD_EFER, capability(msr::ENTRY, msr::TRUE_ENTRY));
-    let (Some(pin), Some(proc), Some(proc2), Some(exit), Some(entry)) = (pin, proc, proc2, exit, entry) else {
-        return Err("the CPU lacks a control this backend needs (EPT, VPID, unrestricted guest, EFER loading)");
-    };
-    write(field::PIN_CONTROLS, u64::from(pin))?;
-    write(field::PROC_CONTROLS, u64::from(proc))?;
-    write(field::PROC_CONTROLS2, u64::from(proc2))?;
-    write(field::EXIT_CONTROLS, u64::from(exit))?;
-    write(field::ENTRY_CONTROLS, u64::from(entry))?;
+/// Clears CR4.VMXE after a failed enable: the CPU as it was found.
+fn clear_vmxe() {
+    // SAFETY: reading CR4 has no side effects.
+    let cr4 = unsafe { x86::controlregs::cr4() };
+    // SAFETY: outside VMX operation (VMXON never succeeded), clearing
+    // CR4.VMXE only disables the VMX instructions again.
+    unsafe { x86::controlregs::cr4_write(cr4 - x86::controlregs::Cr4::CR4_ENABLE_VMX) };
+}
+
+/// Makes the VMCS at `vmcs` the current one (VMPTRLD), unless it is.
+fn make_current(vmcs: u64) -> Result<(), &'static str> {
+    if CURRENT.load(Ordering::Relaxed) == vmcs {
+        return Ok(());
+    }
+    let failed: u8;
+    // SAFETY: in VMX root operation; `vmcs` is a VCpu's (or the
+    // self-test's) page with the revision in place, cleared once before
+    // its first use; failure sets a flag, checked below.
+    unsafe { asm!("vmptrld [{}]", "setna {}", in(reg) &raw const vmcs, out(reg_byte) failed, options(nostack)) };
+    if failed != 0 {
+        return Err("VMPTRLD failed");
+    }
+    CURRENT.store(vmcs, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes the revision into the fresh VMCS region at `vmcs` and clears
+/// it (VMCLEAR), then makes it current and writes every control and the
+/// parts of the host state that never change.
+fn initialise(vmcs: u64) -> Result<(), &'static str> {
+    let pointer = crate::arch::paging::physmap_pointer(vmcs, 0x1000).ok_or("a VMCS outside the physmap")?;
+    let revision = u32::try_from(REVISION.load(Ordering::Relaxed)).unwrap_or(0);
+    // SAFETY: a VCpu's first page (or the self-test's frame) is the
+    // kernel's alone, inside the physmap (checked) and page aligned.
+    unsafe { pointer.cast::<u32>().write_volatile(revision) };
+    clear(vmcs);
+    make_current(vmcs)?;
+    let low = CONTROLS_LOW.load(Ordering::Relaxed);
+    let secondary = CONTROLS_SECONDARY.load(Ordering::Relaxed);
+    write(field::PIN_CONTROLS, low & 0xffff_ffff)?;
+    write(field::PROC_CONTROLS, low >> 32)?;
+    write(field::PROC_CONTROLS2, secondary & 0xffff_ffff)?;
+    write(field::EXIT_CONTROLS, secondary >> 32)?;
+    write(field::ENTRY_CONTROLS, CONTROLS_ENTRY.load(Ordering::Relaxed))?;
     write(field::EXCEPTION_BITMAP, 0)?;
     write(field::VPID, 1)?;
-    write(field::EPT_POINTER, virt::ept_pointer(ept_root))?;
     write(field::LINK_POINTER, u64::MAX)?;
-
-    // The host: the kernel as it runs now.
-    write(field::HOST_CR0, cr0.bits() as u64)?;
-    // SAFETY: reading CR3 has no side effects.
-    write(field::HOST_CR3, unsafe { x86::controlregs::cr3() })?;
-    write(field::HOST_CR4, cr4)?;
+    let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
+    let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
+    write(field::CR0_MASK, cr0_fixed)?;
+    write(field::CR4_MASK, cr4_fixed)?;
+    // No pending debug exceptions, no CR3 targets, no MSR lists, nothing
+    // to inject (a fresh VMCS's fields are not defined to be zero).
+    for encoding in [0x6822, 0x400a, 0x400e, 0x4010, 0x4014, 0x4016, 0x4006, 0x4008] {
+        write(encoding, 0)?;
+    }
+    // The host: the kernel. CR3 and the FS and GS bases are written at
+    // each entry (the thread that enters decides them).
+    // SAFETY: reading CR0 and CR4 has no side effects.
+    write(field::HOST_CR0, unsafe { x86::controlregs::cr0() }.bits() as u64)?;
+    // SAFETY: as above.
+    write(field::HOST_CR4, unsafe { x86::controlregs::cr4() }.bits() as u64)?;
     let code = u64::from(crate::arch::gdt::KERNEL_CODE);
     let data = u64::from(crate::arch::gdt::KERNEL_DATA);
     for (encoding, selector) in [
@@ -374,8 +462,6 @@ fn run_with_frames(
     ] {
         write(encoding, selector)?;
     }
-    write(field::HOST_FS_BASE, read_msr(msr::FS_BASE))?;
-    write(field::HOST_GS_BASE, read_msr(msr::GS_BASE))?;
     write(field::HOST_TR_BASE, crate::arch::gdt::tss_base())?;
     let mut gdtr = x86::dtables::DescriptorTablePointer::<u64>::default();
     let mut idtr = x86::dtables::DescriptorTablePointer::<u64>::default();
@@ -390,67 +476,317 @@ fn run_with_frames(
     write(field::HOST_SYSENTER_ESP, read_msr(msr::SYSENTER_CS + 1))?;
     write(field::HOST_SYSENTER_EIP, read_msr(msr::SYSENTER_CS + 2))?;
     write(field::HOST_EFER, read_msr(x86::msr::IA32_EFER))?;
+    Ok(())
+}
 
-    // A real-mode guest under unrestricted guest: every segment at base 0
-    // with a 64 KiB limit, LDTR unusable, a busy TSS; CR0.NE and CR4.VMXE
-    // set (VMX needs them) but hidden by the masks and shadows.
-    for index in 0..6 {
-        // ES, CS, SS, DS, FS, GS: selectors, limits, rights, bases.
-        write(field::GUEST_ES + 2 * index, 0)?;
-        write(field::GUEST_ES_LIMIT + 2 * index, 0xffff)?;
-        write(field::GUEST_ES_RIGHTS + 2 * index, if index == 1 { 0x9b } else { 0x93 })?;
-        write(field::GUEST_ES_BASE + 2 * index, 0)?;
+/// VMCLEAR of the VMCS at `vmcs`: its data goes to memory and it is no
+/// longer current (or launched).
+fn clear(vmcs: u64) {
+    // SAFETY: in VMX root operation; `vmcs` is a page-aligned page the
+    // kernel owns (not the VMXON region); VMCLEAR writes only there.
+    unsafe { asm!("vmclear [{}]", in(reg) &raw const vmcs, options(nostack)) };
+    if CURRENT.load(Ordering::Relaxed) == vmcs {
+        CURRENT.store(0, Ordering::Relaxed);
     }
-    // LDTR (index 6), TR (7), GDTR (8), IDTR (9).
-    write(field::GUEST_ES + 12, 0)?;
-    write(field::GUEST_ES + 14, 0)?;
-    write(field::GUEST_ES_RIGHTS + 12, 0x1_0000)?;
-    write(field::GUEST_ES_RIGHTS + 14, 0x8b)?;
-    for index in 6..10 {
-        write(field::GUEST_ES_LIMIT + 2 * index, 0xffff)?;
-        write(field::GUEST_ES_BASE + 2 * index, 0)?;
+}
+
+/// A VCpu is being deleted: its VMCS must not stay cached in the CPU,
+/// which could write it back into memory retyped since.
+pub(crate) fn vcpu_deleted(vmcs: PhysAddr) {
+    if REVISION.load(Ordering::Relaxed) != 0 {
+        clear(vmcs.as_u64());
     }
-    write(field::GUEST_CR0, 0x10 | CR0_NE)?;
-    write(field::CR0_MASK, CR0_NE)?;
-    write(field::CR0_SHADOW, 0)?;
-    write(field::GUEST_CR4, CR4_VMXE)?;
-    write(field::CR4_MASK, CR4_VMXE)?;
-    write(field::CR4_SHADOW, 0)?;
-    write(field::GUEST_CR3, 0)?;
-    write(field::GUEST_EFER, 0)?;
-    write(field::GUEST_DR7, 0x400)?;
-    write(field::GUEST_RFLAGS, 0x2)?;
-    write(field::GUEST_RSP, 0)?;
-    write(field::GUEST_RIP, GUEST_ENTRY)?;
-    write(field::GUEST_INTERRUPTIBILITY, 0)?;
-    write(field::GUEST_ACTIVITY, 0)?;
-    // No pending debug exceptions, no CR3 targets, no MSR lists, nothing
-    // to inject (a fresh VMCS's fields are not defined to be zero).
-    for encoding in [0x6822, 0x400a, 0x400e, 0x4010, 0x4014, 0x4016, 0x4006, 0x4008] {
-        write(encoding, 0)?;
+}
+
+/// The per-entry host state: CR3 (the entering thread's VSpace) and the
+/// FS and GS bases.
+fn write_host_per_entry() -> Result<(), &'static str> {
+    // SAFETY: reading CR3 has no side effects.
+    write(field::HOST_CR3, unsafe { x86::controlregs::cr3() })?;
+    write(field::HOST_FS_BASE, read_msr(msr::FS_BASE))?;
+    write(field::HOST_GS_BASE, read_msr(msr::GS_BASE))
+}
+
+/// Arms the VMX-preemption timer for the time left until the kernel's
+/// timer deadline (the running thread's budget or slice), so that the run
+/// ends by then even if no interrupt could end it; without a deadline
+/// (not a preemptive run), as far off as the timer reaches.
+fn write_preemption_timer() -> Result<(), &'static str> {
+    let rate = PREEMPTION_RATE.load(Ordering::Relaxed);
+    if rate == u64::MAX {
+        return Ok(());
     }
+    let ticks = crate::arch::timer::armed_deadline()
+        .map_or(u64::MAX, |deadline| deadline.saturating_sub(crate::arch::cpu::read_tsc()));
+    let value = u32::try_from(ticks >> rate).unwrap_or(u32::MAX);
+    write(field::PREEMPTION_TIMER, u64::from(value))
+}
+
+/// Invalidates the guest-physical and combined translations of the EPT
+/// context `eptp` (INVEPT), so that nothing the kernel unmapped since the
+/// guest last ran survives.
+fn flush_ept(eptp: u64) {
+    let descriptor: [u64; 2] = [eptp, 0];
+    let kind = INVEPT_TYPE.load(Ordering::Relaxed);
+    // SAFETY: in VMX root operation with INVEPT of this type supported
+    // (`enable` checked); INVEPT only drops cached translations.
+    unsafe { asm!("invept {}, [{}]", in(reg) kind, in(reg) &raw const descriptor, options(nostack)) };
+}
+
+/// A segment field of `state`.
+fn part(state: &GuestState, register: Segment, part: SegmentPart) -> u64 {
+    state.get(GuestField::segment(register, part))
+}
+
+/// The VMCS access rights of the allowlist's packed attributes: bits
+/// 0..8 as they are, AVL, L, D/B and G moved to bits 12..16, and the
+/// unusable bit (16) for a segment that is not present.
+const fn access_rights(attributes: u64) -> u64 {
+    let unusable = if attributes & 0x80 == 0 { 1 << 16 } else { 0 };
+    (attributes & 0xff) | (attributes & 0xf00) << 4 | unusable
+}
+
+/// The packed attributes of VMCS access rights (an unusable segment reads
+/// as not present).
+const fn attributes_of(rights: u64) -> u64 {
+    let packed = (rights & 0xff) | (rights >> 4) & 0xf00;
+    if rights & (1 << 16) != 0 { packed & !0x80 } else { packed }
+}
+
+/// Writes the fields of `state` that `dirty` marks into the current VMCS.
+/// CR0 and CR4 get VMX's fixed bits, which the masks and read shadows
+/// hide from the guest.
+fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
+    let is_dirty = |field: GuestField| dirty & (1 << field.number()) != 0;
+    for (index, register) in (0_u64..).zip(Segment::ALL) {
+        let parts = [
+            (SegmentPart::Selector, field::GUEST_ES),
+            (SegmentPart::Base, field::GUEST_ES_BASE),
+            (SegmentPart::Limit, field::GUEST_ES_LIMIT),
+            (SegmentPart::Attributes, field::GUEST_ES_RIGHTS),
+        ];
+        for (piece, first) in parts {
+            if is_dirty(GuestField::segment(register, piece)) {
+                let value = part(state, register, piece);
+                let value = if piece == SegmentPart::Attributes { access_rights(value) } else { value };
+                write(first + 2 * index, value)?;
+            }
+        }
+    }
+    let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
+    let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
+    let simple = [
+        (GuestField::RIP, field::GUEST_RIP),
+        (GuestField::RSP, field::GUEST_RSP),
+        (GuestField::RFLAGS, field::GUEST_RFLAGS),
+        (GuestField::CR3, field::GUEST_CR3),
+        (GuestField::EFER, field::GUEST_EFER),
+        (GuestField::DR7, field::GUEST_DR7),
+        (GuestField::ACTIVITY, field::GUEST_ACTIVITY),
+        (GuestField::TSC_OFFSET, field::TSC_OFFSET),
+        (GuestField::GDTR_BASE, field::GUEST_GDTR_BASE),
+        (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
+        (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
+        (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
+    ];
+    for (guest_field, encoding) in simple {
+        if is_dirty(guest_field) {
+            write(encoding, state.get(guest_field))?;
+        }
+    }
+    if is_dirty(GuestField::INTERRUPTIBILITY) {
+        write(field::GUEST_INTERRUPTIBILITY, state.get(GuestField::INTERRUPTIBILITY) & 0b11)?;
+    }
+    if is_dirty(GuestField::CR0) {
+        write(field::GUEST_CR0, state.get(GuestField::CR0) | cr0_fixed)?;
+        write(field::CR0_SHADOW, state.get(GuestField::CR0))?;
+    }
+    if is_dirty(GuestField::CR4) {
+        write(field::GUEST_CR4, state.get(GuestField::CR4) | cr4_fixed)?;
+        write(field::CR4_SHADOW, state.get(GuestField::CR4))?;
+    }
+    if is_dirty(GuestField::PENDING_EVENT) {
+        match Event::from_word(state.get(GuestField::PENDING_EVENT)).ok().flatten() {
+            Some(event) => {
+                let (info, error) = event.to_vtx();
+                write(field::ENTRY_INTERRUPTION, u64::from(info))?;
+                write(field::ENTRY_ERROR_CODE, u64::from(error))?;
+                // A software interrupt is re-executed as `int n`: two bytes.
+                write(field::ENTRY_INSTRUCTION_LENGTH, 2)?;
+            }
+            None => write(field::ENTRY_INTERRUPTION, 0)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads the guest state of the current VMCS into `state` after an exit.
+/// CR0 and CR4 are what the guest sees (its own bits, the fixed ones
+/// from the read shadows); an event whose delivery the exit interrupted
+/// (IDT-vectoring information) becomes the pending event again.
+fn store_state(state: &mut GuestState) {
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
+    for (index, register) in (0_u64..).zip(Segment::ALL) {
+        set(GuestField::segment(register, SegmentPart::Selector), read(field::GUEST_ES + 2 * index));
+        set(GuestField::segment(register, SegmentPart::Base), read(field::GUEST_ES_BASE + 2 * index));
+        set(GuestField::segment(register, SegmentPart::Limit), read(field::GUEST_ES_LIMIT + 2 * index));
+        let rights = read(field::GUEST_ES_RIGHTS + 2 * index);
+        set(GuestField::segment(register, SegmentPart::Attributes), attributes_of(rights));
+    }
+    let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
+    let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
+    set(GuestField::CR0, read(field::GUEST_CR0) & !cr0_fixed | read(field::CR0_SHADOW) & cr0_fixed);
+    set(GuestField::CR4, read(field::GUEST_CR4) & !cr4_fixed | read(field::CR4_SHADOW) & cr4_fixed);
+    for (guest_field, encoding) in [
+        (GuestField::RIP, field::GUEST_RIP),
+        (GuestField::RSP, field::GUEST_RSP),
+        (GuestField::RFLAGS, field::GUEST_RFLAGS),
+        (GuestField::CR3, field::GUEST_CR3),
+        (GuestField::EFER, field::GUEST_EFER),
+        (GuestField::DR7, field::GUEST_DR7),
+        (GuestField::ACTIVITY, field::GUEST_ACTIVITY),
+        (GuestField::GDTR_BASE, field::GUEST_GDTR_BASE),
+        (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
+        (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
+        (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
+    ] {
+        set(guest_field, read(encoding));
+    }
+    set(GuestField::INTERRUPTIBILITY, read(field::GUEST_INTERRUPTIBILITY) & 0b11);
+    let vectoring = read(field::VECTORING_INFO);
+    let word = (vectoring & 0x8000_0fff) | read(field::VECTORING_ERROR) << 32;
+    let pending = if vectoring & (1 << 31) != 0 { Event::from_word(word).ok().flatten() } else { None };
+    set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
+}
+
+/// Runs one entry of the current VMCS and reads the exit.
+fn enter(registers: &mut GuestRegisters, launched: bool) -> Result<Exit, &'static str> {
+    // SAFETY: in VMX root operation with the VMCS current and its
+    // controls, host state and guest state written: an exit lands back in
+    // the world switch with the kernel's stack, tables and segments.
+    let outcome = unsafe { vtx_world_switch(registers, u64::from(launched)) };
+    match outcome {
+        0 => {}
+        1 => return Err("VMLAUNCH or VMRESUME failed: no current VMCS"),
+        _ => return Err("VMLAUNCH or VMRESUME refused the controls or the host state"),
+    }
+    Ok(virt::decode_vtx(VtxExitFields {
+        reason: read(field::EXIT_REASON),
+        qualification: read(field::QUALIFICATION),
+        guest_physical: read(field::GUEST_PHYSICAL),
+        instruction_length: read(field::EXIT_INSTRUCTION_LENGTH),
+        interruption_info: read(field::EXIT_INTERRUPTION),
+        interruption_error: read(field::EXIT_INTERRUPTION_ERROR),
+    }))
+}
+
+/// `record.hardware` of a VCpu whose VMCS is set up but was never
+/// launched, and of one that was.
+const INITIALISED: u64 = 1;
+const LAUNCHED: u64 = 2;
+
+/// Runs the guest of `entry` for VMEnter until an exit the VMM handles
+/// (`kernel_core::platform::Platform::run_guest`): the VMCS is the VCpu's
+/// first page, set up on its first run; the dirty fields are written
+/// before each entry, every field read back after the exit; the EPT
+/// context is flushed at each entry (correct whatever the kernel
+/// unmapped since; tagging and targeted flushes are a later step); host
+/// interrupts end the run (`None`). A VMX instruction failing here is a
+/// kernel bug (the VMCS is the kernel's alone), so it panics.
+pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+    match run_checked(entry, record) {
+        Ok(exit) => (exit.kind != ExitKind::HostInterrupt).then_some(exit),
+        Err(why) => panic!("vtx: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR)),
+    }
+}
+
+fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static str> {
+    let vmcs = entry.vcpu.as_u64();
+    if REVISION.load(Ordering::Relaxed) == 0 {
+        return Err("VMEnter reached the vtx backend before it was enabled");
+    }
+    if record.hardware == 0 {
+        initialise(vmcs)?;
+        record.hardware = INITIALISED;
+        record.dirty = kernel_core::vcpu::ALL_DIRTY;
+    }
+    make_current(vmcs)?;
+    write_host_per_entry()?;
+    write_preemption_timer()?;
+    let eptp = virt::ept_pointer(entry.root.as_u64());
+    write(field::EPT_POINTER, eptp)?;
+    load_state(&record.state, record.dirty)?;
+    record.dirty = 0;
+    flush_ept(eptp);
+    let mut registers = GuestRegisters::from_encoding_order(&record.registers);
+    let exit = enter(&mut registers, record.hardware == LAUNCHED)?;
+    record.hardware = LAUNCHED;
+    registers.store_encoding_order(&mut record.registers);
+    store_state(&mut record.state);
+    // The entry consumed the event; an interrupted delivery is pending
+    // again in the state read above, and goes in at the next entry.
+    write(field::ENTRY_INTERRUPTION, 0)?;
+    if record.state.get(GuestField::PENDING_EVENT) != 0 {
+        record.dirty |= 1 << GuestField::PENDING_EVENT.number();
+    }
+    Ok(exit)
+}
+
+/// The boot self-test of the `vtx` backend, in the VMX operation
+/// [`enable`] entered: builds the test guest's memory with EPT, a VMCS
+/// for a real-mode unrestricted guest, and runs the guest exit by exit,
+/// decoding each exit with `kernel_core::virt::decode_vtx`; then clears
+/// the VMCS and gives every frame back.
+pub(crate) fn run_test_guest(allocator: &mut FrameAllocator, program: Program) {
+    if REVISION.load(Ordering::Relaxed) == 0 {
+        println!("vtx: this CPU has no VT-x: no guest runs");
+        return;
+    }
+    let free_before = free_frames(allocator);
+    let mut frames = Frames::new();
+    let mut vmcs = 0;
+    match run_with_frames(allocator, &mut frames, &mut vmcs, program) {
+        Ok(exits) => println!("vtx guest: done after {exits} exits"),
+        Err(why) => {
+            println!("vtx guest: failed: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR))
+        }
+    }
+    if vmcs != 0 {
+        clear(vmcs);
+    }
+    frames.give_back(allocator);
+    println!("vtx guest: frames before {free_before}, after {}", free_frames(allocator));
+}
+
+fn run_with_frames(
+    allocator: &mut FrameAllocator,
+    frames: &mut Frames,
+    vmcs_out: &mut u64,
+    program: Program,
+) -> Result<u32, &'static str> {
+    let (vmcs, _) = frames.zeroed(allocator)?;
+    let ept_root = build_memory(allocator, frames, GuestFormat::Ept, program)?;
+    initialise(vmcs)?;
+    *vmcs_out = vmcs;
+    write_host_per_entry()?;
+    write_preemption_timer()?;
+    let eptp = virt::ept_pointer(ept_root);
+    write(field::EPT_POINTER, eptp)?;
+    flush_ept(eptp);
+    // A real-mode guest at GUEST_ENTRY: every segment at base 0 with a
+    // 64 KiB limit, CR0 with only ET.
+    let mut state = GuestState::RESET;
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
+    set(GuestField::segment(Segment::Cs, SegmentPart::Selector), 0);
+    set(GuestField::segment(Segment::Cs, SegmentPart::Base), 0);
+    set(GuestField::CR0, 0x10);
+    set(GuestField::RIP, GUEST_ENTRY);
+    load_state(&state, kernel_core::vcpu::ALL_DIRTY)?;
 
     let mut registers = GuestRegisters::default();
     let started = crate::arch::cpu::read_tsc();
     for exits in 1..=program.exits() + SPARE_EXITS {
-        // SAFETY: in VMX root operation with the VMCS current and every
-        // field set above: the guest sees only the page EPT maps, and the
-        // host state is the kernel's own, so an exit lands back in the
-        // world switch with the kernel's stack, tables and segments.
-        let outcome = unsafe { vtx_world_switch(&raw mut registers, u64::from(exits > 1)) };
-        match outcome {
-            0 => {}
-            1 => return Err("VMLAUNCH or VMRESUME failed: no current VMCS"),
-            _ => return Err("VMLAUNCH or VMRESUME refused the controls or the host state"),
-        }
-        let exit = virt::decode_vtx(VtxExitFields {
-            reason: read(field::EXIT_REASON),
-            qualification: read(field::QUALIFICATION),
-            guest_physical: read(field::GUEST_PHYSICAL),
-            instruction_length: read(field::EXIT_INSTRUCTION_LENGTH),
-            interruption_info: read(field::EXIT_INTERRUPTION),
-            interruption_error: read(field::EXIT_INTERRUPTION_ERROR),
-        });
+        let exit = enter(&mut registers, exits > 1)?;
         let rip = read(field::GUEST_RIP);
         let accumulators = Accumulators {
             rax: &mut registers.rax,

@@ -240,6 +240,11 @@ pub enum Resumption {
     Restart,
     /// TCB::WriteRegisters gave it new registers: it starts from them.
     Fresh,
+    /// The call itself asked to run again (VMEnter, after a host interrupt
+    /// ended its guest's run): the thread goes back to its SYSCALL with
+    /// its registers as they were, the kernel taking the interrupt on the
+    /// way, whether or not another thread ran in between.
+    Again,
 }
 
 /// A thread's user-mode registers, in the order the kernel's entry code

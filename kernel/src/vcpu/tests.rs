@@ -398,3 +398,149 @@ fn every_reset_value_passes_its_own_check() {
         assert_eq!(check(field, value), Ok(value), "field {number}");
     }
 }
+
+/// The root TCB's capability (made by [`entering_world`]'s callers).
+const R_SELF_TCB: u64 = 40;
+
+/// A VMEnter message: registers 1..=16 (RSP 0x8000), RIP, RFLAGS and
+/// the event.
+fn enter_message(rip: u64, rflags: u64, event: u64) -> Vec<u64> {
+    let mut words: Vec<u64> = (1..=16).collect();
+    words[enter::RSP] = 0x8000;
+    words.extend([rip, rflags, event]);
+    words
+}
+
+impl World {
+    fn vm_enter(&mut self, words: &[u64]) -> (u64, Vec<u64>, u64) {
+        let request =
+            Request { number: crate::syscall::number::VM_ENTER, cptr: 0, label: 0, words, extra: &[], reply: 0 };
+        let (label, _) = issue(&mut self.kernel, &mut self.platform, root_thread(), &request);
+        let tcb = self.kernel.store.tcb(root_thread());
+        (label, tcb.message().to_vec(), tcb.badge)
+    }
+}
+
+fn world_with_root_tcb() -> World {
+    let mut kernel = root_kernel(
+        23,
+        255,
+        &[(R_ASID_CONTROL, Cap::AsidControl), (R_SELF_TCB, Cap::Tcb { object: root_thread().address() })],
+    );
+    kernel.guest_format = Some(GuestFormat::Npt);
+    let mut world = World { kernel, platform: RecordingPlatform::new() };
+    world.retype(ObjectKind::Untyped, 12, R_POOL_UNTYPED, 1);
+    world.ok(R_ASID_CONTROL, vspace_label::ASID_CONTROL_MAKE_POOL, &[R_POOL, 64], &[R_POOL_UNTYPED, R_SELF]);
+    world.retype(ObjectKind::VCpu, 0, R_VCPU, 2);
+    world.retype(ObjectKind::Tcb, 0, R_TCB, 2);
+    world.retype(ObjectKind::GuestSpace, 0, R_GUEST, 2);
+    world.retype(ObjectKind::Pml4, 0, R_PML4, 1);
+    world.retype(ObjectKind::Notification, 0, R_NOTIFICATION, 2);
+    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_GUEST]);
+    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_PML4]);
+    world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_SELF_TCB]);
+    world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST]);
+    world.ok(R_SELF_TCB, tcb_label::TCB_BIND_NOTIFICATION, &[], &[R_NOTIFICATION]);
+    world
+}
+
+#[test]
+fn vm_enter_runs_the_guest_and_replies_with_its_exit() {
+    let mut world = world_with_root_tcb();
+    let vcpu = world.object(R_VCPU);
+    let message = enter_message(0x7c00, 0x202, 0);
+    let (label, words, _) = world.vm_enter(&message);
+    assert_eq!(label, enter::LABEL_EXIT);
+    assert_eq!(words.len(), enter::EXIT_WORDS);
+    assert_eq!(words[..enter::MESSAGE_WORDS], message[..], "the registers as the guest left them");
+    assert_eq!(words[enter::EXIT_KIND], crate::virt::ExitKind::Hlt as u64);
+    assert_eq!(words[enter::INSTRUCTION_LENGTH], 1);
+    assert_eq!(words[enter::CONTROL], 0x6000_0010, "CR0 as at RESET");
+    assert!(world.platform.saw(&PlatformEvent::GuestRun { vcpu }));
+    let record = world.record(R_VCPU);
+    assert_eq!((record.state.get(GuestField::RIP), record.state.get(GuestField::RSP)), (0x7c00, 0x8000));
+    assert_eq!(record.dirty, 0, "the backend loaded every field");
+    assert!(!record.resume);
+}
+
+#[test]
+fn vm_enter_refuses_what_it_cannot_run() {
+    let mut world = world_with_root_tcb();
+    let good = enter_message(0x7c00, 0x202, 0);
+    // A short message, a non-canonical RIP or RSP, reserved RFLAGS, a
+    // malformed event: nothing runs, nothing changes.
+    let before = world.record(R_VCPU);
+    assert_eq!(world.vm_enter(&good[..18]).0, SyscallError::TruncatedMessage.code());
+    for (index, value) in
+        [(enter::RIP, 1 << 47), (enter::RSP, 1 << 47), (enter::RFLAGS, 1 << 3), (enter::EVENT, 0x8000_030d)]
+    {
+        let mut bad = good.clone();
+        bad[index] = value;
+        assert_eq!(world.vm_enter(&bad).0, SyscallError::InvalidArgument.code(), "word {index}");
+    }
+    assert_eq!(world.record(R_VCPU), before);
+    assert!(!world.platform.events.iter().any(|event| matches!(event, PlatformEvent::GuestRun { .. })));
+    // No backend.
+    world.kernel.guest_format = None;
+    assert_eq!(world.vm_enter(&good).0, SyscallError::IllegalOperation.code());
+    world.kernel.guest_format = Some(GuestFormat::Npt);
+    // The GuestSpace's last capability elsewhere goes: the VCpu's copy
+    // keeps it alive; its ASID pool going takes the ASID.
+    world.delete(R_POOL);
+    assert_eq!(world.vm_enter(&good).0, SyscallError::InvalidCapability.code());
+    // No VCpu bound.
+    world.delete(R_VCPU);
+    assert_eq!(world.vm_enter(&good).0, SyscallError::IllegalOperation.code());
+}
+
+#[test]
+fn a_pending_notification_ends_vm_enter_before_the_guest_runs() {
+    let mut world = world_with_root_tcb();
+    let signal = Request {
+        number: crate::syscall::number::SIGNAL,
+        cptr: R_NOTIFICATION,
+        label: 0,
+        words: &[],
+        extra: &[],
+        reply: 0,
+    };
+    issue(&mut world.kernel, &mut world.platform, root_thread(), &signal);
+    let message = enter_message(0x1000, 0x2, 0);
+    let (label, words, badge) = world.vm_enter(&message);
+    assert_eq!(label, enter::LABEL_NOTIFICATION);
+    assert_eq!(words, message, "the registers come back, loaded");
+    assert_eq!(badge, 0, "the notification capability's badge");
+    assert!(!world.platform.events.iter().any(|event| matches!(event, PlatformEvent::GuestRun { .. })));
+    // The signal was taken: the next VMEnter runs the guest.
+    assert_eq!(world.vm_enter(&message).0, enter::LABEL_EXIT);
+}
+
+#[test]
+fn a_host_interrupt_restarts_vm_enter_from_the_record() {
+    let mut world = world_with_root_tcb();
+    world.platform.host_interrupts = 1;
+    let message = enter_message(0x7c00, 0x202, 0);
+    let request =
+        Request { number: crate::syscall::number::VM_ENTER, cptr: 0, label: 0, words: &message, extra: &[], reply: 0 };
+    issue(&mut world.kernel, &mut world.platform, root_thread(), &request);
+    assert!(world.record(R_VCPU).resume);
+    assert_eq!(world.kernel.store.tcb(root_thread()).resumption, crate::ipc::Resumption::Again);
+    world.kernel.store.tcb_mut(root_thread()).resumption = crate::ipc::Resumption::Results;
+    // The restart's message still says RIP 0x7c00; the guest had moved on.
+    world.kernel.store.vcpu_mut(world.object(R_VCPU)).state.0[usize::from(GuestField::RIP.number())] = 0x7c05;
+    let (label, words, _) = world.vm_enter(&message);
+    assert_eq!(label, enter::LABEL_EXIT);
+    assert_eq!(words[enter::RIP], 0x7c05, "entered from the record, not the message");
+    assert!(!world.record(R_VCPU).resume);
+    // Rebinding forgets an interrupted run.
+    world.platform.host_interrupts = 1;
+    issue(&mut world.kernel, &mut world.platform, root_thread(), &request);
+    world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_SELF_TCB]);
+    assert!(!world.record(R_VCPU).resume);
+}
+
+#[test]
+fn the_message_lengths_are_the_word_counts() {
+    assert_eq!(usize::from(enter::MESSAGE_LENGTH), enter::MESSAGE_WORDS);
+    assert_eq!(usize::from(enter::EXIT_LENGTH), enter::EXIT_WORDS);
+}

@@ -109,6 +109,8 @@ fn both_backends_name_the_same_exits_alike() {
         decode_vtx(VtxExitFields { reason: 0, interruption_info: 1 << 31 | 2 << 8 | 2, ..VtxExitFields::default() });
     assert_eq!(nmi.kind, ExitKind::HostInterrupt);
     assert_eq!(svm(svm_code::NMI, 0, 0, 0).kind, ExitKind::HostInterrupt);
+    // The VMX-preemption timer (reason 52) bounds a run as an interrupt does.
+    assert_eq!(vtx(52, 0).kind, ExitKind::HostInterrupt);
     assert_eq!(svm(0x6e, 0, 0, 0).kind, ExitKind::Other, "RDTSC is not intercepted: an unknown exit");
     assert_eq!(vtx(16, 0).kind, ExitKind::Other);
 }
@@ -240,6 +242,31 @@ proptest! {
         if let Ok(Some(event)) = Event::from_word(word) {
             prop_assert_eq!(event.to_word(), word);
             prop_assert_eq!(Event::from_word(event.to_svm()), Ok(Some(event)));
+        }
+    }
+}
+
+#[test]
+fn exit_kinds_round_trip_through_their_words() {
+    for kind in ExitKind::ALL {
+        assert_eq!(ExitKind::from_word(kind as u64), Some(kind));
+    }
+    assert_eq!(ExitKind::from_word(0), None);
+    assert_eq!(ExitKind::from_word(18), None);
+}
+
+#[test]
+fn qualifications_unpack_what_they_pack() {
+    for bits in 0..16_u64 {
+        let fault = SecondLevelFault::unpack(bits);
+        assert_eq!(fault.pack(), bits);
+    }
+    for register in 0..16_u8 {
+        for write in [false, true] {
+            for gpr in [None, Some(0), Some(7), Some(15)] {
+                let access = ControlAccess { register, write, gpr };
+                assert_eq!(ControlAccess::unpack(access.pack()), access);
+            }
         }
     }
 }

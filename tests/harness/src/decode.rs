@@ -20,8 +20,8 @@
 //! # Operations
 //!
 //! Each operation is a tag byte, read modulo [`TAGS`] (32, so that every
-//! tag had 8 of the 256 byte values; tags 32 and 33, below, took 4 each
-//! from tags 0 and 1), followed by its arguments, one byte each (more
+//! tag had 8 of the 256 byte values; tags 32 to 34, below, took 4 each
+//! from tags 0 to 2), followed by its arguments, one byte each (more
 //! after an escape, below), in [`Op`]'s field order:
 //!
 //! | tag | operation | arguments |
@@ -58,12 +58,13 @@
 //!
 //! | 32 | `VCpu` (a VCpu invocation; byte `% 64` = 32) | `vslot` VCpu, a call byte (`% 4`, below), the call's arguments |
 //! | 33 | `Tcb` with BindNotification or UnbindNotification (byte `% 64` = 33) | `slot` TCB, a call byte (even: BindNotification with a `slot` notification; odd: UnbindNotification) |
+//! | 34 | `VmEnter` (VMEnter; byte `% 64` = 34) | RIP, RFLAGS and the event, each a value ([`STATE_VALUES`]`[byte % 32]`), then the length word (`byte % 32`, never escaped); RSP is 0x8000, the other registers 1 to 16 |
 //!
-//! Tags 32 and 33 came with the VCpu: a tag byte whose value modulo 64
-//! is 32 or 33 names them (bytes 32, 33, 96, 97, 160, 161, 224, 225);
-//! every other byte reads modulo [`TAGS`] as before, so the earlier seeds
-//! keep their meaning unless they used one of those eight bytes as a tag
-//! (none of the corpus's did).
+//! Tags 32 to 34 came with the VCpu: a tag byte whose value modulo 64
+//! is 32, 33 or 34 names them (bytes 32 to 34, 96 to 98, 160 to 162,
+//! 224 to 226); every other byte reads modulo [`TAGS`] as before, so the
+//! earlier seeds keep their meaning unless they used one of those twelve
+//! bytes as a tag (none of the corpus's did).
 //!
 //! Tags 27 to 31 came with the address-space operations; before them
 //! [`TAGS`] was 27, so a tag byte from 27 up read as `byte % 27` then and
@@ -223,7 +224,7 @@ pub const MAX_OPS: usize = 1_000;
 pub const TAGS: u8 = 32;
 /// The tags that came with the VCpu: a byte whose value modulo 64 is one
 /// of these names it; every other byte is read modulo [`TAGS`], as before.
-pub const VCPU_TAGS: std::ops::Range<u8> = 32..34;
+pub const VCPU_TAGS: std::ops::Range<u8> = 32..35;
 
 /// The tag a tag byte names.
 #[must_use]
@@ -644,6 +645,12 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
                 TcbCall::UnbindNotification
             };
             Op::Tcb { tcb, call }
+        }
+        34 => {
+            let value = |input: &mut Unstructured<'_>| word(input, |byte| STATE_VALUES[usize::from(byte % 32)]);
+            let (rip, rflags, event) = (value(input)?, value(input)?, value(input)?);
+            let length = input.arbitrary::<u8>()? % 32;
+            Op::VmEnter { rsp: 0x8000, rip, rflags, event, length }
         }
         30 => {
             let untyped = pslot(input)?;

@@ -660,6 +660,20 @@ pub enum Op {
         /// Which invocation.
         call: VCpuCall,
     },
+    /// VMEnter by the running thread: registers `i + 1` (RSP `rsp`), RIP
+    /// `rip`, RFLAGS `rflags` and event `event`, with length word `length`.
+    VmEnter {
+        /// RSP (word 4).
+        rsp: u64,
+        /// RIP (word 16).
+        rip: u64,
+        /// RFLAGS (word 17).
+        rflags: u64,
+        /// The event to inject (word 18).
+        event: u64,
+        /// The message's length word (19 and up is a whole message).
+        length: u8,
+    },
     /// A device interrupt on `line`: the kernel masks the line and
     /// signals its bound notification, then the scheduler picks.
     Interrupt {
@@ -734,6 +748,7 @@ impl Op {
             Op::Irq { call: IrqCall::Ack, .. } => "IrqHandler::Ack",
             Op::VSpace { call, .. } => call.name(),
             Op::VCpu { call, .. } => call.name(),
+            Op::VmEnter { .. } => "VMEnter",
             Op::Interrupt { .. } => "Interrupt",
             Op::Tick { .. } => "Tick",
         }
@@ -802,6 +817,13 @@ impl Op {
             Op::VCpu { vcpu, call } => {
                 let (label, words, extra) = call.message();
                 invoke(vcpu, label, words, extra)
+            }
+            Op::VmEnter { rsp, rip, rflags, event, length } => {
+                let mut words: Vec<u64> = (1..=16).collect();
+                words[4] = rsp;
+                words.extend([rip, rflags, event]);
+                words.truncate(usize::from(length));
+                Syscall { number: number::VM_ENTER, length, ..invoke(0, 0, words, Vec::new()) }
             }
             Op::Configure { sched_context, budget, period } => invoke(
                 SCHED_CONTROL_SLOT,
@@ -892,6 +914,9 @@ pub const GUEST_OBJECT_SLOTS: std::ops::Range<u64> = 38..41;
 pub const FRAME_COPY_SLOT: u64 = 41;
 /// The root slot of the setup's VCpu, running in the GuestSpace.
 pub const VCPU_SLOT: u64 = 42;
+/// The root slots of the VCpus of the setup's threads (one each, the
+/// thread in TCB slot `12 + i` runs the one in `43 + i`).
+pub const THREAD_VCPU_SLOTS: std::ops::Range<u64> = 43..46;
 /// Where the copy maps the frame.
 pub const SETUP_COPY_VADDR: u64 = 0x4000;
 /// Where the setup maps its first frame.
@@ -932,7 +957,7 @@ fn root_cptr(boot_weight: u32) -> impl Strategy<Value = u64> {
         // Without this, Delete, Revoke, Copy and Move would almost never
         // name a pool, a VSpace or a mapped frame (a mutant that keeps a
         // deleted frame's mapping went unseen for 40,000 operations).
-        6 => POOL_UNTYPED_SLOT..VCPU_SLOT + 1,
+        6 => POOL_UNTYPED_SLOT..THREAD_VCPU_SLOTS.end,
         1 => Just(PAGING_UNTYPED_SLOT),
         boot_weight => 0_u64..3,
         2 => FREE_SLOTS.start..256,
@@ -1088,7 +1113,28 @@ fn capability_op() -> impl Strategy<Value = Op> {
             .prop_map(|(cptr, label, words, extra)| Op::Raw { cptr, label, words, extra }),
         6 => vspace_op().boxed(),
         3 => vcpu_op().boxed(),
+        3 => teardown(),
     ]
+}
+
+/// A Revoke or a Delete of one of the setup's shared objects: the ASID
+/// pool (its deletion takes every space's ASID, the one way a VCpu's
+/// GuestSpace, kept alive by the VCpu's copy, dies), the CNode (deleted
+/// with whatever the operations put in it), the notification bound to
+/// an interrupt line and to a thread, the VSpace and the GuestSpace
+/// (whose last capabilities free ASIDs), a mapped frame. A revoke
+/// deletes the copies (threads' VSpace slots, badged mints, a VCpu's
+/// GuestSpace), so that a later delete is the last. Without these, the
+/// random operations reached such last deletions too rarely: once the
+/// VCpu operations thinned the others out, kernels that forgot a CNode's
+/// contents, an interrupt binding or a PML4's ASID went unseen for 60,000
+/// operations.
+fn teardown() -> impl Strategy<Value = Op> {
+    let slots = vec![ASID_POOL_SLOT, CNODE_SLOT, NOTIFICATION_SLOT, VSPACE_SLOT, GUEST_SPACE_SLOT, FRAME_SLOTS.start];
+    (prop::sample::select(slots), any::<bool>()).prop_map(|(slot, revoke)| {
+        let slot = Addr::R(slot);
+        if revoke { Op::Revoke { slot } } else { Op::Delete { slot } }
+    })
 }
 
 /// A TCB capability's address: mostly a thread's, else the root's or any.
@@ -1129,7 +1175,7 @@ fn tcb_call() -> impl Strategy<Value = TcbCall> {
 
 /// A VCpu capability's address: mostly the setup's.
 fn vcpu_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![5 => Just(VCPU_SLOT), 2 => OBJECT_SLOTS, 1 => root_cptr(1)]
+    prop_oneof![5 => Just(VCPU_SLOT), 3 => THREAD_VCPU_SLOTS, 2 => OBJECT_SLOTS, 1 => root_cptr(1)]
 }
 
 /// A guest-state field word: mostly a field, at times past the last or
@@ -1238,7 +1284,21 @@ fn thread_op() -> impl Strategy<Value = Op> {
         1 => (prop_oneof![Just(0_u64), 11_u64..20, any::<u64>()], root_cptr(1))
             .prop_map(|(number, cptr)| Op::Syscall { number, cptr }),
         3 => irq_op(),
+        2 => vm_enter_op(),
     ]
+}
+
+/// VMEnter: mostly a whole message with values VMEnter takes, at times
+/// refused ones (non-canonical addresses, reserved flags, malformed
+/// events) or a short message.
+fn vm_enter_op() -> BoxedStrategy<Op> {
+    let address = prop_oneof![6 => 0_u64..0x1_0000, 1 => state_value()];
+    let rflags = prop_oneof![6 => Just(0x2_u64), 2 => Just(0x202), 1 => state_value()];
+    let event = prop_oneof![6 => Just(0_u64), 2 => Just(0x8000_0b0d), 1 => state_value()];
+    let length = prop_oneof![8 => Just(19_u8), 1 => 0_u8..19, 1 => 20_u8..=127];
+    (address.clone(), address, rflags, event, length)
+        .prop_map(|(rsp, rip, rflags, event, length)| Op::VmEnter { rsp, rip, rflags, event, length })
+        .boxed()
 }
 
 /// Interrupts (mostly on the setup's line) and the interrupt
@@ -1327,6 +1387,21 @@ fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
             ops.insert(1, Op::Tcb { tcb: slot, call: space });
             ops.insert(2, Op::Tcb { tcb: slot, call: buffer });
         }
+        // A VCpu of its own in the GuestSpace, so that its VMEnters run.
+        let vcpu = slot - THREAD_SLOTS.start + THREAD_VCPU_SLOTS.start;
+        let retype = Op::Retype {
+            untyped: PAGING_UNTYPED_SLOT,
+            kind: types::VCPU,
+            size_bits: 0,
+            root: 0,
+            node: 0,
+            node_depth: 0,
+            offset: vcpu,
+            count: 1,
+        };
+        ops.insert(1, retype);
+        ops.insert(2, Op::VCpu { vcpu, call: VCpuCall::SetSpace { space: GUEST_SPACE_SLOT } });
+        ops.insert(3, Op::VCpu { vcpu, call: VCpuCall::SetTcb { tcb: slot } });
         ops
     })
 }
@@ -1435,9 +1510,10 @@ fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
         ops.extend(vspace_objects());
         ops.extend(retypes);
         ops.extend(threads.into_iter().flatten());
-        // The first thread runs the VCpu and has the notification bound.
+        // The root, which runs most, runs the VCpu (its VMEnters reach the
+        // guest); the first thread has the notification bound.
         let first = THREAD_SLOTS.start;
-        ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: first } });
+        ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: ROOT_TCB_SLOT } });
         ops.push(Op::Tcb { tcb: first, call: TcbCall::BindNotification { notification: NOTIFICATION_SLOT } });
         ops
     })
@@ -2114,7 +2190,7 @@ impl Op {
                     other => other,
                 },
             },
-            Op::Yield | Op::Tick { .. } | Op::Interrupt { .. } => self,
+            Op::Yield | Op::Tick { .. } | Op::Interrupt { .. } | Op::VmEnter { .. } => self,
         }
     }
 }

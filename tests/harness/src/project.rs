@@ -258,7 +258,15 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
             }
             Kind::VCpu => {
                 let record = store.vcpu(at);
-                state.vcpus.insert(object.base, VCpu { tcb: record.tcb.map(id), fields: record.state.0.to_vec() });
+                if record.resume {
+                    return Err(format!(
+                        "VCpu {:#x}: a run a host interrupt ended (the harness has none)",
+                        object.base
+                    ));
+                }
+                let vcpu =
+                    VCpu { tcb: record.tcb.map(id), fields: record.state.0.to_vec(), registers: record.registers };
+                state.vcpus.insert(object.base, vcpu);
             }
             _ => {}
         }
@@ -364,6 +372,12 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
             ipc::Resumption::Results => Resumption::Results,
             ipc::Resumption::Restart => Resumption::Restart,
             ipc::Resumption::Fresh => Resumption::Fresh,
+            ipc::Resumption::Again => {
+                return Err(format!(
+                    "thread {:#x}: a VMEnter to run again (the harness has no host interrupts)",
+                    id(thread)
+                ));
+            }
         },
         registers: chosen,
         vcpu: tcb.vcpu.map(PhysAddr::as_u64),

@@ -31,7 +31,7 @@ use bulkhead_harness::driver::{
 };
 
 /// Every operation name (`Op::name`): the seed corpus has them all.
-const OPERATION_NAMES: [&str; 48] = [
+const OPERATION_NAMES: [&str; 49] = [
     "Retype",
     "Copy",
     "Mint",
@@ -80,6 +80,7 @@ const OPERATION_NAMES: [&str; 48] = [
     "VCpu::SetSpace",
     "VCpu::ReadState",
     "VCpu::WriteState",
+    "VMEnter",
 ];
 
 /// The seeds of the address-space operations, as this file writes them
@@ -113,6 +114,14 @@ const ADDRESS_SPACE_SEEDS: [(&str, &[u8]); 4] = [
             32, 42, 0, 12, // the first VCpu to thread 12 again
             5, 12, // Delete thread 12
             32, 42, 2, 0, // ReadState of RIP: 0x7c00
+            34, 11, 4, 0, 19, // VMEnter by the root: no VCpu bound to it
+            32, 42, 0, 2, // VCpu::SetTcb: the root
+            34, 11, 4, 18, 19, // VMEnter at 0x7c00 with a #GP to inject: the guest halts
+            34, 24, 4, 0, 19, // RIP 2^47: refused
+            34, 11, 4, 0, 18, // 18 words: refused
+            33, 2, 0, 4, // BindNotification: the root, the notification
+            16, 4, // Signal it
+            34, 11, 5, 0, 19, // VMEnter: the notification ends it first
         ],
     ),
     (
@@ -598,11 +607,11 @@ fn vcpu_operations_decode_to_the_documented_operations() {
     use bulkhead_harness::driver::TcbCall::{BindNotification, UnbindNotification};
     use bulkhead_harness::driver::VCpuCall::{ReadState, SetTcb, WriteState};
     use bulkhead_harness::driver::{GUEST_SPACE_SLOT, VCPU_SLOT};
-    // Bytes 32, 96, 160, 224 name tag 32; 33, 97, 161, 225 tag 33; the
-    // rest read modulo 32 as before.
+    // Bytes 32, 96, 160, 224 name tag 32; 33, 97, 161, 225 tag 33; 34,
+    // 98, 162, 226 tag 34; the rest read modulo 32 as before.
     for byte in 0..=u8::MAX {
         let expected = match byte % 64 {
-            tag @ (32 | 33) => tag,
+            tag @ (32..=34) => tag,
             _ => byte % TAGS,
         };
         assert_eq!(tag_of(byte), expected, "byte {byte}");
@@ -620,6 +629,10 @@ fn vcpu_operations_decode_to_the_documented_operations() {
     assert_eq!(
         ops(&[33, 12, 0, 4, 97, 13, 1]),
         [Tcb { tcb: 12, call: BindNotification { notification: 4 } }, Tcb { tcb: 13, call: UnbindNotification }]
+    );
+    assert_eq!(
+        ops(&[34, 11, 4, 0, 19]),
+        [Op::VmEnter { rsp: 0x8000, rip: 0x7c00, rflags: 0x202, event: 0, length: 19 }]
     );
     // Bytes 0 and 1 still name Retype and Copy.
     assert!(matches!(ops(&[64, 1, 3, 0, 0, 0, 9, 1]).as_slice(), [Retype { .. }]));
@@ -656,6 +669,14 @@ fn the_vcpu_seed_gets_the_results_its_comments_say() {
         ok,                 // SetTcb
         ok,                 // Delete thread 12
         ok,                 // ReadState
+        illegal,            // VMEnter without a VCpu
+        ok,                 // SetTcb
+        Some(0x2_0000),     // VMEnter: an exit
+        invalid_argument,   // RIP 2^47
+        Some(7),            // TruncatedMessage
+        ok,                 // BindNotification
+        ok,                 // Signal
+        Some(0x2_0001),     // VMEnter: the notification
     ];
     assert_eq!(codes[setup..], after, "{:?}", &decoded[setup..]);
 }

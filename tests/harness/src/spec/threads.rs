@@ -645,6 +645,7 @@ impl State {
             number::WAIT | number::POLL => self.notification_cap(thread, call.cptr, READ).map(|(object, _)| {
                 self.wait(object, thread, blocking);
             }),
+            number::VM_ENTER => self.vm_enter(thread, length),
             _ => Err(Error::InvalidArgument),
         };
         if let Err(error) = result {

@@ -38,6 +38,9 @@ pub struct VCpu {
     pub tcb: Option<u64>,
     /// The guest-state fields, by number.
     pub fields: Vec<u64>,
+    /// The guest's general registers in x86 encoding order, as the last
+    /// VMEnter left them (RSP's slot 0: the RSP field holds it).
+    pub registers: [u64; 16],
 }
 
 impl VCpu {
@@ -67,8 +70,23 @@ impl VCpu {
             fields[at + 2] = 0xffff;
             fields[at + 3] = attributes;
         }
-        VCpu { tcb: None, fields }
+        VCpu { tcb: None, fields, registers: [0; 16] }
     }
+}
+
+/// VMEnter's message and reply (`docs/abi.md`, "VMEnter").
+pub mod enter {
+    /// The words VMEnter takes: 16 registers, RIP, RFLAGS, the event.
+    pub const MESSAGE_WORDS: usize = 19;
+    /// The words of an exit reply.
+    pub const EXIT_WORDS: usize = 29;
+    /// The label of an exit reply.
+    pub const LABEL_EXIT: u64 = 0x2_0000;
+    /// The label of a reply to a pending notification.
+    pub const LABEL_NOTIFICATION: u64 = 0x2_0001;
+    /// The exit every guest takes on the harness's machine: HLT (kind 2),
+    /// reason 0, one byte long; the entry delivered the pending event.
+    pub const HLT: u64 = 2;
 }
 
 /// Whether `value` is a canonical 48-bit address.
@@ -208,6 +226,72 @@ impl State {
             }
             _ => Err(Error::IllegalOperation),
         }
+    }
+
+    /// VMEnter by `thread` with a message of `length` words (its words
+    /// are in place): checks, loads the registers, RSP, RIP, RFLAGS and the
+    /// event into its VCpu, then either takes its bound notification's
+    /// pending signal or runs the guest, which on the harness's machine
+    /// halts at once with its state as entered.
+    pub(super) fn vm_enter(&mut self, thread: u64, length: usize) -> Result<(), Error> {
+        let vcpu = self.thread(thread).vcpu.ok_or(Error::IllegalOperation)?;
+        if !self.guest_backend {
+            return Err(Error::IllegalOperation);
+        }
+        let live = matches!(self.cap(State::vcpu_space_slot(vcpu)),
+            Some(Cap::PageTable { base, kind: Kind::GuestSpace, mapping: Some(mapping) })
+                if self.vspace_of(mapping.asid) == Some(base));
+        if !live {
+            return Err(Error::InvalidCapability);
+        }
+        if length < enter::MESSAGE_WORDS {
+            return Err(Error::TruncatedMessage);
+        }
+        let words: Vec<u64> = self.thread(thread).words[..enter::MESSAGE_WORDS].to_vec();
+        // RSP, RIP, RFLAGS, the event: as WriteState would store them.
+        let checked = [(1, words[4]), (0, words[16]), (2, words[17]), (10, words[18])]
+            .map(|(field, value)| field_value(field, value).map(|stored| (field, stored)));
+        let mut stored = Vec::new();
+        for value in checked {
+            stored.push(value.ok_or(Error::InvalidArgument)?);
+        }
+        let record = self.vcpus.get_mut(&vcpu).expect("the bound VCpu");
+        record.registers.copy_from_slice(&words[..16]);
+        record.registers[4] = 0;
+        for (field, value) in stored {
+            record.fields[usize::try_from(field).unwrap_or(0)] = value;
+        }
+        let pending = self
+            .thread(thread)
+            .bound_notification
+            .and_then(|notification| self.notifications.get_mut(&notification))
+            .and_then(|notification| notification.pending.take());
+        let record = self.vcpus.get_mut(&vcpu).expect("the bound VCpu");
+        if pending.is_none() {
+            // The guest runs: the entry delivers the event.
+            record.fields[10] = 0;
+        }
+        let record = record.clone();
+        let mut reply = record.registers.to_vec();
+        reply[4] = record.fields[1];
+        reply.extend([record.fields[0], record.fields[2], record.fields[10]]);
+        let (label, badge) = match pending {
+            Some(badge) => (enter::LABEL_NOTIFICATION, Some(badge)),
+            None => {
+                // CR0, CR3, CR4, EFER, the interruptibility state.
+                let control = [3, 4, 5, 6, 8].map(|field| record.fields[field]);
+                reply.extend([enter::HLT, 0, 0, 0, 1]);
+                reply.extend(control);
+                (enter::LABEL_EXIT, None)
+            }
+        };
+        let caller = self.thread_mut(thread);
+        caller.words[..reply.len()].copy_from_slice(&reply);
+        caller.info = super::Info { label, length: u8::try_from(reply.len()).unwrap_or(0), caps: 0 };
+        if let Some(badge) = badge {
+            caller.badge = badge;
+        }
+        Ok(())
     }
 
     /// TCB::BindNotification (extra capability 0: a notification with

@@ -1,0 +1,346 @@
+//! The root task as a VMM: a guest's memory in a GuestSpace, a VCpu
+//! bound to the root's own thread, and VMEnter run exit by exit, each exit
+//! handled as a VMM would (`docs/VIRTUALISATION.md`). The guest is the one
+//! the kernel's boot self-tests run: 16-bit real mode, an OUT, a CPUID, a
+//! WRMSR of EFER, a store outside its memory, HLT.
+
+use bulkhead_components::Error;
+use bulkhead_components::abi::cap::{ObjectKind, Rights};
+use bulkhead_components::abi::vcpu::{GuestField, Segment, SegmentPart};
+use bulkhead_components::abi::virt::{ExitKind, IoAccess, SecondLevelFault};
+use bulkhead_components::cap::{Cap, kind};
+use bulkhead_components::invocation::{Registers, attributes};
+use bulkhead_components::vcpu::{Entered, GuestExit, GuestRegisters, vm_enter};
+use bulkhead_sys::mapped::MappedPage;
+use bulkhead_sys::{Sys, println};
+
+use super::{Failure, ROOT_CNODE, ROOT_TCB, ROOT_VSPACE, Root, SCHED_CONTROL, Stopped, expect, step};
+
+/// Where the root maps the guest's page to write its code.
+const GUEST_PAGE: u64 = super::FIRST_FREE_ADDRESS + 0x2_0000;
+/// Where the guest's code starts (guest-physical, real mode).
+const GUEST_ENTRY: u64 = 0x100;
+/// The guest: `mov al, 0x42; out 0x80, al; xor ax, ax; cpuid;
+/// mov ecx, 0xc000_0080; xor eax, eax; xor edx, edx; wrmsr;
+/// mov byte [0x2000], 1; hlt`, then at [`SPIN_AT`] `inc word [0x300];
+/// jmp short` back to the increment: a loop that never exits and counts
+/// its rounds at guest-physical [`SPIN_COUNTER`].
+const GUEST_CODE: [u8; 34] = [
+    0xb0, 0x42, 0xe6, 0x80, 0x31, 0xc0, 0x0f, 0xa2, 0x66, 0xb9, 0x80, 0x00, 0x00, 0xc0, 0x66, 0x31, 0xc0, 0x66, 0x31,
+    0xd2, 0x0f, 0x30, 0xc6, 0x06, 0x00, 0x20, 0x01, 0xf4, 0xff, 0x06, 0x00, 0x03, 0xeb, 0xfa,
+];
+/// Where the spinning loop counts (guest-physical; a word of the page).
+const SPIN_COUNTER: u64 = 0x300;
+/// The benchmark guest at [`CPUID_LOOP_AT`]: CPUID of leaf 0,
+/// [`CPUID_ROUNDS`] times (the counter in SI, which CPUID leaves alone),
+/// then HLT: `mov si, 1000; l: xor ax, ax; cpuid; dec si; jnz l; hlt`.
+const CPUID_LOOP: [u8; 11] = [0xbe, 0xe8, 0x03, 0x31, 0xc0, 0x0f, 0xa2, 0x4e, 0x75, 0xf9, 0xf4];
+/// Where it starts (guest-physical).
+const CPUID_LOOP_AT: u64 = 0x200;
+/// How many CPUIDs it makes.
+const CPUID_ROUNDS: u64 = 1000;
+/// The root's budget for the benchmark: the whole period, so that no
+/// throttling lands in the measurement.
+const BENCH_BUDGET: u64 = 1 << 40;
+/// How often the root tries to catch the signal after the guest ran (the
+/// signal may come before the guest runs, when the root's budget ends
+/// between its go-ahead and its VMEnter).
+const SPIN_ATTEMPTS: u32 = 5;
+/// Where HLT is.
+const HLT_AT: u64 = GUEST_ENTRY + 27;
+/// Where the endless loop is.
+const SPIN_AT: u64 = GUEST_ENTRY + 28;
+/// The badge of the signaller's notification capability.
+const SIGNALLER_BADGE: u64 = 0x77;
+/// The signaller's IPC buffer (its stack is the stopped child's).
+const SIGNALLER_IPC_BUFFER: u64 = super::CHILD_IPC_BUFFER + 0x2000;
+/// Its priority, below the root's: it runs only when the root cannot.
+const SIGNALLER_PRIORITY: u8 = 100;
+/// The root's budget while its guest spins (TSC ticks per period): room
+/// for many rounds of the loop, a bounded share of the CPU.
+const GUEST_BUDGET: u64 = 2_000_000;
+const GUEST_PERIOD: u64 = 4_000_000;
+/// What the VMM answers CPUID with in EBX ("Bulk").
+const CPUID_EBX: u64 = 0x6b6c_7542;
+/// The exits the guest takes, in order.
+const EXPECTED: [ExitKind; 5] =
+    [ExitKind::Io, ExitKind::Cpuid, ExitKind::MsrWrite, ExitKind::SecondLevelFault, ExitKind::Hlt];
+/// Register numbers (x86 encoding).
+const RAX: usize = 0;
+const RCX: usize = 1;
+const RDX: usize = 2;
+const RBX: usize = 3;
+
+impl Root<'_> {
+    /// Builds the guest and runs it to HLT.
+    pub(super) fn guest(&mut self, pool: Cap<kind::AsidPool>) -> Result<(), Stopped> {
+        let space = step("retype and assign a guest space", self.guest_space(pool))?;
+        let page = step("map guest memory", self.guest_memory(space))?;
+        let vcpu = step("retype a vcpu", self.retype::<kind::VCpu>(ObjectKind::VCpu, 0))?;
+        let bind = vcpu.set_space(self.sys, space).and_then(|()| vcpu.set_tcb(self.sys, ROOT_TCB));
+        step("bind the vcpu to the root", bind.map_err(Failure::from))?;
+        step("write guest state", self.guest_state(vcpu))?;
+        let mut refused = GuestRegisters { rip: 1 << 47, rflags: 0x2, ..GuestRegisters::default() };
+        let refusal = match vm_enter(self.sys, &mut refused) {
+            Err(Error::InvalidArgument) => Ok(()),
+            Err(error) => Err(Failure::Kernel(error)),
+            Ok(_) => Err(Failure::Unexpected { what: "VMEnter with a non-canonical RIP ran", got: 1, expected: 0 }),
+        };
+        step("vmenter refuses a non-canonical rip", refusal)?;
+        step("run the guest to hlt", self.run_guest(vcpu))?;
+        step("a spinning guest ends with the vmm's budget", self.spin(&page))?;
+        step("run a cpuid loop", self.cpuid_loop())
+    }
+
+    /// The benchmark: the guest makes [`CPUID_ROUNDS`] CPUIDs, each an
+    /// exit the root answers. Prints the TSC ticks per exit (instructions
+    /// under QEMU's `-icount shift=0`: `cargo run -- --kernel-boot
+    /// --abi-self-test --count-instructions`), split into the time inside
+    /// VMEnter (kernel, world switch, the guest's three instructions) and
+    /// the time in the root's own handling; checks only that every exit
+    /// was a CPUID and the last HLT.
+    fn cpuid_loop(&mut self) -> Result<(), Failure> {
+        let context = self.budget.ok_or(Failure::Unexpected { what: "the root's budget", got: 0, expected: 1 })?;
+        SCHED_CONTROL.configure(self.sys, context, BENCH_BUDGET, BENCH_BUDGET)?;
+        let mut registers = GuestRegisters { rip: CPUID_LOOP_AT, rflags: 0x2, ..GuestRegisters::default() };
+        let (mut inside, mut cpuids) = (0, 0);
+        let started = bulkhead_sys::arch::read_tsc();
+        loop {
+            let before = bulkhead_sys::arch::read_tsc();
+            let entered = vm_enter(self.sys, &mut registers)?;
+            inside += bulkhead_sys::arch::read_tsc() - before;
+            let Entered::Exit(exit) = entered else {
+                return Err(Failure::Unexpected { what: "a notification during the benchmark", got: 1, expected: 0 });
+            };
+            match exit.kind {
+                Some(ExitKind::Cpuid) => {
+                    cpuids += 1;
+                    self.handle(&exit, ExitKind::Cpuid, &mut registers)?;
+                }
+                Some(ExitKind::Hlt) => break,
+                _ => {
+                    return Err(Failure::Unexpected {
+                        what: "a benchmark exit, reason",
+                        got: exit.reason,
+                        expected: 0,
+                    });
+                }
+            }
+        }
+        let total = bulkhead_sys::arch::read_tsc() - started;
+        expect("CPUID exits", cpuids, CPUID_ROUNDS)?;
+        let exits = cpuids + 1;
+        println!(
+            "root: cpuid loop: {exits} exits, {} TSC ticks per exit: {} inside VMEnter, {} in the root",
+            total / exits,
+            inside / exits,
+            (total - inside) / exits
+        );
+        Ok(())
+    }
+
+    /// The guest loops for ever at [`SPIN_AT`]. The root runs on a budget
+    /// (`long_revoke` gave it one); a thread of lower priority, which runs
+    /// only while the root is out of budget, signals the notification
+    /// bound to the root each time the root lets it go. The VMEnter must
+    /// come back with that signal after the guest ran (its counter moved):
+    /// the guest's time was the root's, and the kernel took the CPU from
+    /// it when the budget ran out.
+    fn spin(&mut self, page: &MappedPage) -> Result<(), Failure> {
+        let notification = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
+        let go = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
+        ROOT_TCB.bind_notification(self.sys, notification)?;
+        let badged = self.mint(notification, Rights::WRITE, SIGNALLER_BADGE)?;
+        self.signaller(badged, go)?;
+        // A budget the guest can run in: the revoke's is used up by a few
+        // system calls.
+        let context = self.budget.ok_or(Failure::Unexpected { what: "the root's budget", got: 0, expected: 1 })?;
+        SCHED_CONTROL.configure(self.sys, context, GUEST_BUDGET, GUEST_PERIOD)?;
+        let counter = || page.read(usize::try_from(SPIN_COUNTER / 8).unwrap_or(0)).unwrap_or(0) & 0xffff;
+        for _ in 0..SPIN_ATTEMPTS {
+            let before = counter();
+            go.signal(self.sys)?;
+            let mut registers = GuestRegisters { rip: SPIN_AT, rflags: 0x2, ..GuestRegisters::default() };
+            match vm_enter(self.sys, &mut registers)? {
+                Entered::Notification { badge } => {
+                    expect("the signal's badge", badge, SIGNALLER_BADGE)?;
+                    if counter() == before {
+                        // The signal came before the guest ran: again.
+                        continue;
+                    }
+                    let in_loop = (SPIN_AT..SPIN_AT + 6).contains(&registers.rip);
+                    expect("RIP in the loop", u64::from(in_loop), 1)?;
+                    ROOT_TCB.unbind_notification(self.sys)?;
+                    println!("root: the spinning guest stopped when the root's budget ran out");
+                    return Ok(());
+                }
+                Entered::Exit(exit) => {
+                    return Err(Failure::Unexpected {
+                        what: "the spinning guest exited, reason",
+                        got: exit.reason,
+                        expected: 0,
+                    });
+                }
+            }
+        }
+        Err(Failure::Unexpected {
+            what: "attempts without the guest running",
+            got: u64::from(SPIN_ATTEMPTS),
+            expected: 0,
+        })
+    }
+
+    /// A thread at [`SIGNALLER_PRIORITY`] in the root's CSpace and VSpace
+    /// that, each time `go` is signalled, signals `signal`.
+    fn signaller(&mut self, signal: Cap<kind::Notification>, go: Cap<kind::Notification>) -> Result<(), Failure> {
+        let tcb = self.retype::<kind::Tcb>(ObjectKind::Tcb, 0)?;
+        let context = self.retype::<kind::SchedContext>(ObjectKind::SchedContext, 8)?;
+        let buffer = self.map_new_frame(SIGNALLER_IPC_BUFFER)?;
+        tcb.set_space(self.sys, ROOT_CNODE, Some(ROOT_VSPACE))?;
+        tcb.set_ipc_buffer(self.sys, buffer)?;
+        let entry: extern "C" fn(u64, u64) -> ! = signaller_entry;
+        let registers = Registers {
+            rip: entry as usize as u64,
+            rsp: super::CHILD_STACK + super::CHILD_STACK_PAGES * 4096 - 8,
+            rflags: 0,
+            rdi: signal.cptr().0,
+            rsi: go.cptr().0,
+            rdx: 0,
+        };
+        tcb.write_registers(self.sys, &registers)?;
+        tcb.set_priority(self.sys, ROOT_TCB, SIGNALLER_PRIORITY)?;
+        SCHED_CONTROL.configure(self.sys, context, super::CHILD_BUDGET, super::CHILD_PERIOD)?;
+        tcb.bind_sched_context(self.sys, context)?;
+        tcb.resume(self.sys)?;
+        Ok(())
+    }
+
+    /// A GuestSpace with an ASID.
+    fn guest_space(&mut self, pool: Cap<kind::AsidPool>) -> Result<Cap<kind::GuestSpace>, Failure> {
+        let space = self.retype::<kind::GuestSpace>(ObjectKind::GuestSpace, 0)?;
+        pool.assign_guest(self.sys, space)?;
+        Ok(space)
+    }
+
+    /// One page at guest-physical 0 holding the code: the frame mapped
+    /// into the root's VSpace to write it, and a copy of its capability
+    /// mapped into the GuestSpace (each capability maps once).
+    fn guest_memory(&mut self, space: Cap<kind::GuestSpace>) -> Result<MappedPage, Failure> {
+        for level in [ObjectKind::PageDirectoryPointerTable, ObjectKind::PageDirectory, ObjectKind::PageTable] {
+            let table = self.retype::<kind::PageTable>(level, 0)?;
+            table.map_guest(self.sys, space, 0)?;
+        }
+        let frame = self.retype::<kind::Frame>(ObjectKind::Frame4K, 0)?;
+        let mut page = MappedPage::map(self.sys, frame, ROOT_VSPACE, GUEST_PAGE)?;
+        for (at, code) in [(GUEST_ENTRY, &GUEST_CODE[..]), (CPUID_LOOP_AT, &CPUID_LOOP[..])] {
+            let first_word = usize::try_from(at / 8).unwrap_or(0);
+            for (index, chunk) in code.chunks(8).enumerate() {
+                let mut bytes = [0xf4; 8];
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                page.write(first_word + index, u64::from_le_bytes(bytes))?;
+            }
+        }
+        let copy = self.mint(frame, Rights::ALL, 0)?;
+        copy.map_guest(self.sys, space, 0, Rights::READ | Rights::WRITE, attributes::EXECUTE)?;
+        Ok(page)
+    }
+
+    /// Real mode at guest-physical 0: CS selector and base 0, CR0 with
+    /// only ET; the rest as a fresh VCpu has it (the RESET state), read
+    /// back to check.
+    fn guest_state(&mut self, vcpu: Cap<kind::VCpu>) -> Result<(), Failure> {
+        vcpu.write_state(self.sys, GuestField::segment(Segment::Cs, SegmentPart::Selector), 0)?;
+        vcpu.write_state(self.sys, GuestField::segment(Segment::Cs, SegmentPart::Base), 0)?;
+        vcpu.write_state(self.sys, GuestField::CR0, 0x10)?;
+        expect("CS base", vcpu.read_state(self.sys, GuestField::segment(Segment::Cs, SegmentPart::Base))?, 0)?;
+        expect(
+            "SS attributes",
+            vcpu.read_state(self.sys, GuestField::segment(Segment::Ss, SegmentPart::Attributes))?,
+            0x93,
+        )?;
+        match vcpu.write_state(self.sys, GuestField::CR4, 1 << 13) {
+            Err(Error::InvalidArgument) => Ok(()),
+            other => Err(Failure::Unexpected {
+                what: "CR4.VMXE written, result",
+                got: u64::from(other.is_ok()),
+                expected: 0,
+            }),
+        }
+    }
+
+    /// VMEnter until HLT, handling each exit; the exits must be
+    /// [`EXPECTED`], in order.
+    fn run_guest(&mut self, vcpu: Cap<kind::VCpu>) -> Result<(), Failure> {
+        let mut registers = GuestRegisters { rip: GUEST_ENTRY, rflags: 0x2, ..GuestRegisters::default() };
+        for (number, expected) in EXPECTED.into_iter().enumerate() {
+            let exit = match vm_enter(self.sys, &mut registers)? {
+                Entered::Exit(exit) => exit,
+                Entered::Notification { badge } => {
+                    return Err(Failure::Unexpected { what: "a notification, badge", got: badge, expected: 0 });
+                }
+            };
+            let Some(kind) = exit.kind else {
+                return Err(Failure::Unexpected { what: "an unknown exit, reason", got: exit.reason, expected: 0 });
+            };
+            if kind != expected {
+                println!("root: guest exit {number} was {kind:?} (reason {:#x}), not {expected:?}", exit.reason);
+                return Err(Failure::Unexpected { what: "exit kind", got: kind as u64, expected: expected as u64 });
+            }
+            self.handle(&exit, kind, &mut registers)?;
+        }
+        expect("RIP at HLT", registers.rip, HLT_AT)?;
+        expect("EBX from the CPUID answer", registers.get(RBX), CPUID_EBX)?;
+        expect("RIP in the VCpu's state", vcpu.read_state(self.sys, GuestField::RIP)?, HLT_AT)?;
+        println!("root: guest ran to hlt: io, cpuid, wrmsr, second-level fault, hlt");
+        Ok(())
+    }
+
+    /// What a VMM does with each exit: checks it and moves RIP past the
+    /// instruction (its length from the exit, or known by decoding where
+    /// `svm` without next-RIP reports none).
+    fn handle(&mut self, exit: &GuestExit, kind: ExitKind, registers: &mut GuestRegisters) -> Result<(), Failure> {
+        let length = |known: u64| if exit.instruction_length == 0 { known } else { exit.instruction_length };
+        match kind {
+            ExitKind::Io => {
+                let access = IoAccess::unpack(exit.qualification);
+                expect("OUT port", u64::from(access.port), 0x80)?;
+                expect("OUT size", u64::from(access.size), 1)?;
+                expect("OUT input", u64::from(access.input), 0)?;
+                expect("AL", registers.get(RAX) & 0xff, 0x42)?;
+                expect("OUT length", exit.instruction_length, 2)?;
+                registers.rip += 2;
+            }
+            ExitKind::Cpuid => {
+                expect("CPUID leaf", registers.get(RAX) & 0xffff, 0)?;
+                registers.general[RAX] = 1;
+                registers.general[RBX] = CPUID_EBX;
+                registers.general[RCX] = 0;
+                registers.general[RDX] = 0x6461_6568;
+                registers.rip += length(2);
+            }
+            ExitKind::MsrWrite => {
+                expect("WRMSR's MSR", registers.get(RCX) & 0xffff_ffff, 0xc000_0080)?;
+                registers.rip += length(2);
+            }
+            ExitKind::SecondLevelFault => {
+                expect("fault address", exit.guest_physical, 0x2000)?;
+                let fault = SecondLevelFault::unpack(exit.qualification);
+                expect("a write", u64::from(fault.write), 1)?;
+                registers.rip += length(5);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The signaller: for each go-ahead on `go`, one signal on `signal`.
+extern "C" fn signaller_entry(signal: u64, go: u64) -> ! {
+    let mut sys = Sys::without_ipc_buffer();
+    loop {
+        if Cap::<kind::Notification>::new(go).wait(&mut sys).is_err() {
+            bulkhead_sys::arch::exit(1)
+        }
+        let _ = Cap::<kind::Notification>::new(signal).signal(&mut sys);
+    }
+}
