@@ -58,6 +58,26 @@ pub trait Kernel {
     /// kernel's own refusals arrive as the returned message's label.
     fn syscall(&mut self, call: Syscall<'_>) -> Result<Incoming, Error>;
 
+    /// A system call on a hot path (VMEnter): no capability, no label,
+    /// the first `length` of `words` as the message; the reply's words go
+    /// back into `words` (as many as fit). Returns the reply's info word
+    /// (label, length) and badge. The default goes through
+    /// [`Kernel::syscall`]; a runtime may move the words without building
+    /// a [`Message`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Kernel::syscall`].
+    fn syscall_words(&mut self, number: u64, length: usize, words: &mut [u64]) -> Result<(MessageInfo, u64), Error> {
+        let message = Message::new(0, &words[..length.min(words.len())]);
+        let incoming = self.syscall(Syscall { number, cptr: NO_CAP, message: &message, caps: &[], reply: NO_CAP })?;
+        let reply = incoming.message.words();
+        let copied = reply.len().min(words.len());
+        words[..copied].copy_from_slice(&reply[..copied]);
+        let length = u8::try_from(reply.len()).unwrap_or(u8::MAX);
+        Ok((MessageInfo { label: incoming.message.label, length, caps: incoming.caps }, incoming.badge))
+    }
+
     /// Prints one byte on the kernel's debug console.
     fn debug_putchar(&mut self, byte: u8);
 

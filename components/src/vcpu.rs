@@ -12,8 +12,7 @@ use kernel_core::vspace::label as vspace_label;
 use crate::cap::{Cap, kind};
 use crate::error::Error;
 use crate::invocation::invoke;
-use crate::kernel::{Kernel, NO_CAP, Syscall, number};
-use crate::message::Message;
+use crate::kernel::{Kernel, number};
 
 pub use kernel_core::cap::Rights;
 pub use kernel_core::syscall::label::{TCB_BIND_NOTIFICATION, TCB_UNBIND_NOTIFICATION};
@@ -195,34 +194,23 @@ pub enum Entered {
 /// reserved RFLAGS bits or a malformed event; [`Error::TruncatedMessage`]
 /// for a reply too short to be an exit.
 pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Result<Entered, Error> {
-    let message = Message::from_fn(0, enter::MESSAGE_WORDS, |index| match index {
-        enter::RIP => registers.rip,
-        enter::RFLAGS => registers.rflags,
-        enter::EVENT => registers.event,
-        general => registers.general[general],
-    });
-    let incoming = kernel.syscall(Syscall {
-        number: number::VM_ENTER,
-        cptr: NO_CAP,
-        message: &message,
-        caps: &[],
-        reply: NO_CAP,
-    })?;
-    let reply = incoming.message;
-    let label = reply.label;
+    let mut words = [0; enter::EXIT_WORDS];
+    words[..16].copy_from_slice(&registers.general);
+    (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]) = (registers.rip, registers.rflags, registers.event);
+    let (info, badge) = kernel.syscall_words(number::VM_ENTER, enter::MESSAGE_WORDS, &mut words)?;
+    let label = info.label;
     if label != enter::LABEL_EXIT && label != enter::LABEL_NOTIFICATION {
         Error::check(label)?;
         return Err(Error::TruncatedMessage);
     }
-    let words = reply.words();
     let wanted = if label == enter::LABEL_EXIT { enter::EXIT_WORDS } else { enter::MESSAGE_WORDS };
-    if words.len() < wanted {
+    if usize::from(info.length) < wanted {
         return Err(Error::TruncatedMessage);
     }
     registers.general.copy_from_slice(&words[..16]);
     (registers.rip, registers.rflags, registers.event) = (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]);
     if label == enter::LABEL_NOTIFICATION {
-        return Ok(Entered::Notification { badge: incoming.badge });
+        return Ok(Entered::Notification { badge });
     }
     let mut control = [0; 5];
     control.copy_from_slice(&words[enter::CONTROL..enter::EXIT_WORDS]);

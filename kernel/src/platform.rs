@@ -45,6 +45,10 @@ pub trait Platform {
     /// otherwise. The core checked `entry` (a bound VCpu, a live
     /// GuestSpace of the machine's format) and every field.
     fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit>;
+    /// Copies the fields `record.stale` marks from the VCpu `vcpu`'s
+    /// hardware page into `record` and clears the marks (a backend stores
+    /// only the fields a VMEnter reply carries at each exit).
+    fn sync_guest_state(&mut self, vcpu: PhysAddr, record: &mut VCpu);
 }
 
 /// The width of one port access.
@@ -238,5 +242,10 @@ impl Platform for RecordingPlatform {
         }
         record.state.0[usize::from(crate::vcpu::GuestField::PENDING_EVENT.number())] = 0;
         Some(RecordingPlatform::GUEST_EXIT)
+    }
+
+    fn sync_guest_state(&mut self, _vcpu: PhysAddr, record: &mut VCpu) {
+        // The recorded guest changes no field: the record is current.
+        record.stale = 0;
     }
 }

@@ -307,6 +307,17 @@ impl GuestState {
 /// Every field's dirty bit.
 pub const ALL_DIRTY: u64 = (1 << GuestField::COUNT) - 1;
 
+/// The fields a backend stores into the record at every exit: those a
+/// VMEnter reply carries (RIP, RSP, RFLAGS, CR0, CR3, CR4, EFER, the
+/// interruptibility state, the pending event).
+pub const EAGER_FIELDS: u64 = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 10;
+/// The fields the guest may change that a backend leaves in the hardware
+/// page at an exit (the segment registers, GDTR and IDTR, DR7, the
+/// activity state), marking them stale in the record: ReadState fetches
+/// them (`Platform::sync_guest_state`) only when a VMM asks. The TSC
+/// offset is the record's alone: the guest cannot change it.
+pub const LAZY_FIELDS: u64 = ALL_DIRTY & !EAGER_FIELDS & !(1 << 11);
+
 /// The kernel's record of a VCpu.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VCpu {
@@ -318,6 +329,11 @@ pub struct VCpu {
     /// into the hardware page (every bit for a fresh VCpu, whose hardware
     /// page is still zero).
     pub dirty: u64,
+    /// One bit per field whose value in the hardware page is newer than
+    /// the record's (the guest may have changed it since the backend last
+    /// stored it): [`LAZY_FIELDS`] after an exit. WriteState fetches them
+    /// all before it writes, so a field is never both dirty and stale.
+    pub stale: u64,
     /// The guest's general registers in x86 encoding order (RAX, RCX,
     /// RDX, RBX, RSP, RBP, RSI, RDI, R8..R15) as the last VMEnter or exit
     /// left them; RSP's slot is unused (the RSP field holds it).
@@ -333,8 +349,15 @@ pub struct VCpu {
 
 impl VCpu {
     /// A fresh VCpu: bound to nothing, in the RESET state.
-    pub const FRESH: VCpu =
-        VCpu { tcb: None, state: GuestState::RESET, dirty: ALL_DIRTY, registers: [0; 16], resume: false, hardware: 0 };
+    pub const FRESH: VCpu = VCpu {
+        tcb: None,
+        state: GuestState::RESET,
+        dirty: ALL_DIRTY,
+        stale: 0,
+        registers: [0; 16],
+        resume: false,
+        hardware: 0,
+    };
 }
 
 impl Default for VCpu {
@@ -593,7 +616,11 @@ pub fn invoke<S: ObjectStore, P: Platform>(
         }
         label::VCPU_READ_STATE => {
             let field = GuestField::from_word(word(0)?).ok_or(SyscallError::InvalidArgument)?;
-            Ok(Some(store.vcpu(vcpu).state.get(field)))
+            let record = store.vcpu_mut(vcpu);
+            if record.stale & (1 << field.0) != 0 {
+                finaliser.platform.sync_guest_state(vcpu, record);
+            }
+            Ok(Some(record.state.get(field)))
         }
         label::VCPU_WRITE_STATE => {
             let field = GuestField::from_word(word(0)?).ok_or(SyscallError::InvalidArgument)?;
@@ -601,6 +628,11 @@ pub fn invoke<S: ObjectStore, P: Platform>(
             let value =
                 if cfg!(bulkhead_mutant = "write_state_unchecked") { word(1)? } else { check(field, word(1)?)? };
             let record = store.vcpu_mut(vcpu);
+            // The backend loads the lazy fields as a group: the record must
+            // hold them all first.
+            if record.stale != 0 {
+                finaliser.platform.sync_guest_state(vcpu, record);
+            }
             record.state.0[usize::from(field.0)] = value;
             record.dirty |= 1 << field.0;
             Ok(None)

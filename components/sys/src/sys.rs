@@ -2,7 +2,7 @@
 
 use bulkhead_components::Error;
 use bulkhead_components::cap::{CPtr, Cap, kind};
-use bulkhead_components::kernel::{Incoming, Kernel, Syscall};
+use bulkhead_components::kernel::{Incoming, Kernel, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, Syscall};
 use bulkhead_components::message::Message;
 use bulkhead_components::server::{Ipc, Received};
 
@@ -51,6 +51,32 @@ impl Kernel for Sys {
         let raw = ipc_buffer::pack(&call, self.buffer.as_mut().map(|buffer| buffer as &mut dyn WordBuffer))?;
         let returned = arch::syscall(&raw);
         Ok(ipc_buffer::unpack(&returned, self.buffer.as_ref().map(|buffer| buffer as &dyn WordBuffer)))
+    }
+
+    fn syscall_words(&mut self, number: u64, length: usize, words: &mut [u64]) -> Result<(MessageInfo, u64), Error> {
+        let length = length.min(words.len()).min(MAX_MESSAGE_WORDS);
+        if length > REGISTER_MESSAGE_WORDS {
+            let buffer = self.buffer.as_mut().ok_or(Error::NoIpcBuffer)?;
+            for (index, word) in words.iter().enumerate().take(length).skip(REGISTER_MESSAGE_WORDS) {
+                buffer.write(index, *word);
+            }
+        }
+        let mut registers = [0; REGISTER_MESSAGE_WORDS];
+        for (register, word) in registers.iter_mut().zip(words.iter()) {
+            *register = *word;
+        }
+        let info = MessageInfo { label: 0, length: u8::try_from(length).unwrap_or(0), caps: 0 };
+        let raw = arch::RawCall { number, cptr: 0, info: info.to_word(), reply: 0, words: registers };
+        let returned = arch::syscall(&raw);
+        let info = MessageInfo::from_word(returned.info);
+        let reply = usize::from(info.length).min(words.len());
+        for (index, word) in words.iter_mut().enumerate().take(reply) {
+            *word = match returned.words.get(index) {
+                Some(register) => *register,
+                None => self.buffer.as_ref().map_or(0, |buffer| buffer.read(index)),
+            };
+        }
+        Ok((info, returned.badge))
     }
 
     fn debug_putchar(&mut self, byte: u8) {

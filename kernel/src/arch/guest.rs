@@ -73,6 +73,19 @@ impl GuestRegisters {
     }
 }
 
+/// The backend [`enable_backend`] turned on: 0 none, else its
+/// `GuestFormat` plus one.
+static BACKEND: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The backend [`enable_backend`] turned on, as its GuestSpaces' format.
+pub(crate) fn backend() -> Option<GuestFormat> {
+    match BACKEND.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        1 => Some(GuestFormat::Npt),
+        _ => Some(GuestFormat::Ept),
+    }
+}
+
 /// Turns on the virtualisation backend the CPU has, at boot, for good:
 /// `svm` on a CPU with SVM and nested paging, `vtx` on one with VT-x
 /// (its capabilities checked). The GuestSpaces' entry format, or `None`
@@ -89,7 +102,10 @@ pub(crate) fn enable_backend(allocator: &mut FrameAllocator) -> Option<GuestForm
         return None;
     };
     match result {
-        Ok(()) => Some(format),
+        Ok(()) => {
+            BACKEND.store(format as u8 + 1, core::sync::atomic::Ordering::Relaxed);
+            Some(format)
+        }
         Err(why) => {
             println!("{name}: {why}: no guest runs");
             None

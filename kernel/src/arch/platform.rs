@@ -51,6 +51,14 @@ impl Platform for Machine {
         exit
     }
 
+    fn sync_guest_state(&mut self, vcpu: PhysAddr, record: &mut VCpu) {
+        match super::guest::backend() {
+            Some(GuestFormat::Npt) => super::svm::sync_guest_state(vcpu.as_u64(), record),
+            Some(GuestFormat::Ept) => super::vtx::sync_guest_state(vcpu.as_u64(), record),
+            None => record.stale = 0,
+        }
+    }
+
     fn vspace_deleted(&mut self, vspace: PhysAddr) {
         super::threads::unload_vspace(vspace.as_u64());
     }

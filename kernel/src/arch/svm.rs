@@ -10,7 +10,9 @@ use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::frame_allocator::FrameAllocator;
-use kernel_core::vcpu::{GuestEntry, GuestField, GuestState, Segment as Register, SegmentPart, VCpu};
+use kernel_core::vcpu::{
+    ALL_DIRTY, GuestEntry, GuestField, GuestState, LAZY_FIELDS, Segment as Register, SegmentPart, VCpu,
+};
 use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
@@ -321,10 +323,16 @@ fn segments(control: &mut Vmcb) -> [&mut Segment; 8] {
     [es, cs, ss, ds, fs, gs, ldtr, tr]
 }
 
-/// Loads the allowlisted fields of `state` into the VMCB (all of them:
-/// plain stores into one page). EFER gets SVME, which VMRUN requires and
-/// the guest never sees set (reads of EFER exit); CPL follows SS's DPL.
+/// Loads every allowlisted field of `state` into the VMCB.
 fn load_state(control: &mut Vmcb, state: &GuestState) {
+    load_lazy(control, state);
+    load_eager(control, state);
+}
+
+/// Loads the fields the backend leaves in the VMCB at an exit
+/// (`kernel_core::vcpu::LAZY_FIELDS`): the segment registers, GDTR and
+/// IDTR (CPL follows SS's DPL), DR7.
+fn load_lazy(control: &mut Vmcb, state: &GuestState) {
     for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
         *segment = segment_of(state, register);
     }
@@ -336,6 +344,13 @@ fn load_state(control: &mut Vmcb, state: &GuestState) {
     control.gdtr = table(GuestField::GDTR_BASE, GuestField::GDTR_LIMIT);
     control.idtr = table(GuestField::IDTR_BASE, GuestField::IDTR_LIMIT);
     control.cpl = u8::try_from((part(state, Register::Ss, SegmentPart::Attributes) >> 5) & 3).unwrap_or(0);
+    control.dr7 = state.get(GuestField::DR7);
+}
+
+/// Loads the fields the record always holds current: those a VMEnter
+/// reply carries, and the TSC offset. EFER gets SVME, which VMRUN
+/// requires and the guest never sees set (reads of EFER exit).
+fn load_eager(control: &mut Vmcb, state: &GuestState) {
     control.rip = state.get(GuestField::RIP);
     control.rsp = state.get(GuestField::RSP);
     control.rflags = state.get(GuestField::RFLAGS);
@@ -343,18 +358,15 @@ fn load_state(control: &mut Vmcb, state: &GuestState) {
     control.cr3 = state.get(GuestField::CR3);
     control.cr4 = state.get(GuestField::CR4);
     control.efer = state.get(GuestField::EFER) | EFER_SVME;
-    control.dr7 = state.get(GuestField::DR7);
     control.int_shadow = u64::from(state.get(GuestField::INTERRUPTIBILITY) != 0);
     control.tsc_offset = state.get(GuestField::TSC_OFFSET);
     // The event word is EVENTINJ's layout; the core checked it.
     control.event_inj = Event::from_word(state.get(GuestField::PENDING_EVENT)).ok().flatten().map_or(0, Event::to_svm);
 }
 
-/// Stores the VMCB's guest state into `state` after an exit. An event
-/// whose delivery the exit interrupted (EXITINTINFO, EVENTINJ's layout)
-/// becomes the pending event again; the activity field stays as it was
-/// (SVM has no halted state: HLT always exits).
-fn store_state(control: &mut Vmcb, state: &mut GuestState) {
+/// Stores the lazy fields of the VMCB into `state` (the activity field
+/// stays as it was: SVM has no halted state, HLT always exits).
+fn store_lazy(control: &mut Vmcb, state: &mut GuestState) {
     let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
         set(GuestField::segment(register, SegmentPart::Selector), u64::from(segment.selector));
@@ -366,6 +378,14 @@ fn store_state(control: &mut Vmcb, state: &mut GuestState) {
     set(GuestField::GDTR_LIMIT, u64::from(control.gdtr.limit & 0xffff));
     set(GuestField::IDTR_BASE, control.idtr.base);
     set(GuestField::IDTR_LIMIT, u64::from(control.idtr.limit & 0xffff));
+    set(GuestField::DR7, control.dr7);
+}
+
+/// Stores the eager fields of the VMCB into `state` after an exit. An
+/// event whose delivery the exit interrupted (EXITINTINFO, EVENTINJ's
+/// layout) becomes the pending event again.
+fn store_eager(control: &Vmcb, state: &mut GuestState) {
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     set(GuestField::RIP, control.rip);
     set(GuestField::RSP, control.rsp);
     set(GuestField::RFLAGS, control.rflags);
@@ -373,39 +393,63 @@ fn store_state(control: &mut Vmcb, state: &mut GuestState) {
     set(GuestField::CR3, control.cr3);
     set(GuestField::CR4, control.cr4);
     set(GuestField::EFER, control.efer & !EFER_SVME);
-    set(GuestField::DR7, control.dr7);
     set(GuestField::INTERRUPTIBILITY, control.int_shadow & 1);
     let pending = Event::from_word(control.exit_int_info & 0xffff_ffff_8000_0fff).ok().flatten();
     set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
 }
 
+/// The VMCB in the first page of the VCpu at `vcpu`.
+fn vmcb_of(vcpu: u64) -> &'static mut Vmcb {
+    let Some(pointer) = crate::arch::paging::physmap_pointer(vcpu, 0x1000) else {
+        panic!("VCpu at {vcpu:#x} lies outside the physical-memory map");
+    };
+    // SAFETY: a VCpu's first page is the kernel's alone (no invocation
+    // reaches it, `kernel_core::vcpu`), zeroed when the VCpu was made,
+    // page aligned and inside the physmap (checked); `Vmcb` is plain data
+    // of one page. The callers (`run_guest`, `sync_guest_state`) hold the
+    // reference only while the core hands them the VCpu's record, which
+    // serialises them.
+    unsafe { &mut *pointer.cast::<Vmcb>() }
+}
+
+/// Copies the lazy fields of the VCpu's VMCB into its record
+/// (`kernel_core::platform::Platform::sync_guest_state`).
+pub(crate) fn sync_guest_state(vcpu: u64, record: &mut VCpu) {
+    if record.hardware != 0 {
+        store_lazy(vmcb_of(vcpu), &mut record.state);
+    }
+    record.stale = 0;
+}
+
 /// Runs the guest of `entry` for VMEnter until an exit the VMM handles
 /// (`kernel_core::platform::Platform::run_guest`): the VMCB is the VCpu's
-/// first page, set up on its first run; every field is loaded before
-/// each run and stored after it; host interrupts end the run (`None`).
+/// first page, set up on its first run. Before each run the record's
+/// eager fields (`kernel_core::vcpu::EAGER_FIELDS`) are loaded, and the
+/// lazy ones when a VMM wrote one (the core fetched the stale ones before
+/// such a write, so the record holds them all); after it the eager ones
+/// are stored and the lazy ones left in the VMCB, marked stale. Host
+/// interrupts end the run (`None`).
 /// Every guest runs with hardware ASID 1 and a flush of the whole TLB at
 /// each VMRUN: correct whatever the kernel unmapped since, at the cost of
 /// refilling the guest's TLB (ASID tagging is a later step).
 pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
     let host_area = HOST_AREA.load(Ordering::Relaxed);
     let vmcb = entry.vcpu.as_u64();
-    let Some(pointer) = crate::arch::paging::physmap_pointer(vmcb, 0x1000) else {
-        panic!("VCpu at {vmcb:#x} lies outside the physical-memory map");
-    };
-    // SAFETY: a VCpu's first page is the kernel's alone (no invocation
-    // reaches it, `kernel_core::vcpu`), zeroed when the VCpu was made,
-    // page aligned and inside the physmap (checked); `Vmcb` is plain data
-    // of one page, and this is the only reference to it while it lives.
-    let control = unsafe { &mut *pointer.cast::<Vmcb>() };
+    let control = vmcb_of(vmcb);
     assert!(host_area != 0, "VMEnter reached the svm backend before it was enabled");
     if record.hardware == 0 {
         set_controls(control);
         record.hardware = 1;
+        record.dirty = ALL_DIRTY;
     }
     control.guest_asid = 1;
     control.tlb_control = 1;
     control.n_cr3 = entry.root.as_u64();
-    load_state(control, &record.state);
+    if record.dirty & LAZY_FIELDS != 0 {
+        debug_assert!(record.stale == 0, "a lazy field was written while others were stale");
+        load_lazy(control, &record.state);
+    }
+    load_eager(control, &record.state);
     record.dirty = 0;
     control.rax = record.registers[0];
     let mut registers = GuestRegisters::from_encoding_order(&record.registers);
@@ -417,7 +461,8 @@ pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
     unsafe { svm_world_switch(vmcb, host_area, &raw mut registers, 1) };
     registers.store_encoding_order(&mut record.registers);
     record.registers[0] = control.rax;
-    store_state(control, &mut record.state);
+    store_eager(control, &mut record.state);
+    record.stale = LAZY_FIELDS;
     let exit = virt::decode_svm(SvmExitFields {
         code: control.exit_code,
         info1: control.exit_info1,

@@ -64,7 +64,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel_core::error::SyscallError;
 use kernel_core::fastpath::{fastpath_call, fastpath_reply_recv};
-use kernel_core::ipc::{self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, ThreadId, ThreadName};
+use kernel_core::ipc::{
+    self, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, Resumption, ThreadId, ThreadName,
+};
 use kernel_core::store::ObjectStore;
 use kernel_core::syscall::{SyscallArgs, number};
 use static_assertions::const_assert_eq;
@@ -580,6 +582,19 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                     }
                 }
                 let handled = tsc();
+                // A VMEnter that returns an exit (or a notification) leaves
+                // every other thread as it was and its own thread running:
+                // the scheduler would pick it again (a refill or a device
+                // that could change that arrives as an interrupt, which
+                // ends the guest's run and makes the call run again
+                // instead). Its results go straight back.
+                if args.number == number::VM_ENTER
+                    && kernel.scheduler.current() == Some(thread)
+                    && kernel.store.tcb(thread).resumption != Resumption::Again
+                {
+                    threads::write_results(&kernel.store, thread, context);
+                    return Ok(core::ptr::from_mut(context));
+                }
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }
         };

@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::memory::PhysAddr;
-use kernel_core::vcpu::{GuestEntry, GuestField, GuestState, Segment, SegmentPart, VCpu};
+use kernel_core::vcpu::{EAGER_FIELDS, GuestEntry, GuestField, GuestState, LAZY_FIELDS, Segment, SegmentPart, VCpu};
 use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, VtxExitFields};
 
 use crate::arch::guest::{
@@ -490,6 +490,20 @@ fn clear(vmcs: u64) {
     }
 }
 
+/// Copies the lazy fields of the VCpu's VMCS into its record
+/// (`kernel_core::platform::Platform::sync_guest_state`): makes the VMCS
+/// current and reads them. A VMX instruction failing here is a kernel bug
+/// (the VMCS is the kernel's alone), so it panics.
+pub(crate) fn sync_guest_state(vmcs: u64, record: &mut VCpu) {
+    if record.hardware != 0 {
+        if let Err(why) = make_current(vmcs) {
+            panic!("vtx: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR));
+        }
+        store_lazy(&mut record.state);
+    }
+    record.stale = 0;
+}
+
 /// A VCpu is being deleted: its VMCS must not stay cached in the CPU,
 /// which could write it back into memory retyped since.
 pub(crate) fn vcpu_deleted(vmcs: PhysAddr) {
@@ -575,21 +589,7 @@ fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
     }
     let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
     let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
-    let simple = [
-        (GuestField::RIP, field::GUEST_RIP),
-        (GuestField::RSP, field::GUEST_RSP),
-        (GuestField::RFLAGS, field::GUEST_RFLAGS),
-        (GuestField::CR3, field::GUEST_CR3),
-        (GuestField::EFER, field::GUEST_EFER),
-        (GuestField::DR7, field::GUEST_DR7),
-        (GuestField::ACTIVITY, field::GUEST_ACTIVITY),
-        (GuestField::TSC_OFFSET, field::TSC_OFFSET),
-        (GuestField::GDTR_BASE, field::GUEST_GDTR_BASE),
-        (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
-        (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
-        (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
-    ];
-    for (guest_field, encoding) in simple {
+    for (guest_field, encoding) in SIMPLE_FIELDS.into_iter().chain([(GuestField::TSC_OFFSET, field::TSC_OFFSET)]) {
         if is_dirty(guest_field) {
             write(encoding, state.get(guest_field))?;
         }
@@ -620,11 +620,25 @@ fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Reads the guest state of the current VMCS into `state` after an exit.
-/// CR0 and CR4 are what the guest sees (its own bits, the fixed ones
-/// from the read shadows); an event whose delivery the exit interrupted
-/// (IDT-vectoring information) becomes the pending event again.
-fn store_state(state: &mut GuestState) {
+/// The fields whose VMCS field holds them as they are.
+const SIMPLE_FIELDS: [(GuestField, u64); 11] = [
+    (GuestField::RIP, field::GUEST_RIP),
+    (GuestField::RSP, field::GUEST_RSP),
+    (GuestField::RFLAGS, field::GUEST_RFLAGS),
+    (GuestField::CR3, field::GUEST_CR3),
+    (GuestField::EFER, field::GUEST_EFER),
+    (GuestField::DR7, field::GUEST_DR7),
+    (GuestField::ACTIVITY, field::GUEST_ACTIVITY),
+    (GuestField::GDTR_BASE, field::GUEST_GDTR_BASE),
+    (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
+    (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
+    (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
+];
+
+/// Reads the lazy fields (`kernel_core::vcpu::LAZY_FIELDS`) of the
+/// current VMCS into `state`: the segment registers, GDTR and IDTR, DR7,
+/// the activity state.
+fn store_lazy(state: &mut GuestState) {
     let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     for (index, register) in (0_u64..).zip(Segment::ALL) {
         set(GuestField::segment(register, SegmentPart::Selector), read(field::GUEST_ES + 2 * index));
@@ -633,24 +647,28 @@ fn store_state(state: &mut GuestState) {
         let rights = read(field::GUEST_ES_RIGHTS + 2 * index);
         set(GuestField::segment(register, SegmentPart::Attributes), attributes_of(rights));
     }
+    for (guest_field, encoding) in SIMPLE_FIELDS {
+        if LAZY_FIELDS & (1 << guest_field.number()) != 0 {
+            set(guest_field, read(encoding));
+        }
+    }
+}
+
+/// Reads the eager fields (those a VMEnter reply carries) of the current
+/// VMCS into `state` after an exit. CR0 and CR4 are what the guest sees
+/// (its own bits, the fixed ones from the read shadows); an event whose
+/// delivery the exit interrupted (IDT-vectoring information) becomes the
+/// pending event again.
+fn store_eager(state: &mut GuestState) {
+    let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
     let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
     set(GuestField::CR0, read(field::GUEST_CR0) & !cr0_fixed | read(field::CR0_SHADOW) & cr0_fixed);
     set(GuestField::CR4, read(field::GUEST_CR4) & !cr4_fixed | read(field::CR4_SHADOW) & cr4_fixed);
-    for (guest_field, encoding) in [
-        (GuestField::RIP, field::GUEST_RIP),
-        (GuestField::RSP, field::GUEST_RSP),
-        (GuestField::RFLAGS, field::GUEST_RFLAGS),
-        (GuestField::CR3, field::GUEST_CR3),
-        (GuestField::EFER, field::GUEST_EFER),
-        (GuestField::DR7, field::GUEST_DR7),
-        (GuestField::ACTIVITY, field::GUEST_ACTIVITY),
-        (GuestField::GDTR_BASE, field::GUEST_GDTR_BASE),
-        (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
-        (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
-        (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
-    ] {
-        set(guest_field, read(encoding));
+    for (guest_field, encoding) in SIMPLE_FIELDS {
+        if EAGER_FIELDS & (1 << guest_field.number()) != 0 {
+            set(guest_field, read(encoding));
+        }
     }
     set(GuestField::INTERRUPTIBILITY, read(field::GUEST_INTERRUPTIBILITY) & 0b11);
     let vectoring = read(field::VECTORING_INFO);
@@ -722,7 +740,8 @@ fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static s
     let exit = enter(&mut registers, record.hardware == LAUNCHED)?;
     record.hardware = LAUNCHED;
     registers.store_encoding_order(&mut record.registers);
-    store_state(&mut record.state);
+    store_eager(&mut record.state);
+    record.stale = LAZY_FIELDS;
     // The entry consumed the event; an interrupted delivery is pending
     // again in the state read above, and goes in at the next entry.
     write(field::ENTRY_INTERRUPTION, 0)?;

@@ -544,3 +544,25 @@ fn the_message_lengths_are_the_word_counts() {
     assert_eq!(usize::from(enter::MESSAGE_LENGTH), enter::MESSAGE_WORDS);
     assert_eq!(usize::from(enter::EXIT_LENGTH), enter::EXIT_WORDS);
 }
+
+#[test]
+fn stale_fields_are_fetched_before_a_read_or_a_write() {
+    let mut world = world();
+    let vcpu = world.object(R_VCPU);
+    // As after an exit: the lazy fields are the hardware's.
+    world.kernel.store.vcpu_mut(vcpu).stale = LAZY_FIELDS;
+    // An eager field reads without a fetch.
+    world.read(R_VCPU, GuestField::RIP);
+    assert_eq!(world.record(R_VCPU).stale, LAZY_FIELDS);
+    // A lazy one fetches them all.
+    world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Base));
+    assert_eq!(world.record(R_VCPU).stale, 0);
+    // A write fetches first too (the backend loads the lazy fields as a
+    // group), so that no field is both dirty and stale.
+    world.kernel.store.vcpu_mut(vcpu).stale = LAZY_FIELDS;
+    assert_eq!(world.write(R_VCPU, GuestField::DR7, 0), 0);
+    let record = world.record(R_VCPU);
+    assert_eq!((record.stale, record.dirty & (1 << GuestField::DR7.number())), (0, 1 << 7));
+    assert_eq!(EAGER_FIELDS & LAZY_FIELDS, 0);
+    assert_eq!(EAGER_FIELDS | LAZY_FIELDS | 1 << GuestField::TSC_OFFSET.number(), ALL_DIRTY);
+}

@@ -258,7 +258,7 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
             }
             Kind::VCpu => {
                 let record = store.vcpu(at);
-                if record.resume {
+                if record.resume || record.stale != 0 {
                     return Err(format!(
                         "VCpu {:#x}: a run a host interrupt ended (the harness has none)",
                         object.base
