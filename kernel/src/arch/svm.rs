@@ -398,25 +398,25 @@ fn store_eager(control: &Vmcb, state: &mut GuestState) {
     set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
 }
 
-/// The VMCB in the first page of the VCpu at `vcpu`.
-fn vmcb_of(vcpu: u64) -> &'static mut Vmcb {
+/// Runs `action` on the VMCB in the first page of the VCpu at `vcpu`.
+fn with_vmcb<R>(vcpu: u64, action: impl FnOnce(&mut Vmcb) -> R) -> R {
     let Some(pointer) = crate::arch::paging::physmap_pointer(vcpu, 0x1000) else {
         panic!("VCpu at {vcpu:#x} lies outside the physical-memory map");
     };
     // SAFETY: a VCpu's first page is the kernel's alone (no invocation
     // reaches it, `kernel_core::vcpu`), zeroed when the VCpu was made,
     // page aligned and inside the physmap (checked); `Vmcb` is plain data
-    // of one page. The callers (`run_guest`, `sync_guest_state`) hold the
-    // reference only while the core hands them the VCpu's record, which
-    // serialises them.
-    unsafe { &mut *pointer.cast::<Vmcb>() }
+    // of one page. The reference lives only for `action`, and the callers
+    // (`run_guest`, `sync_guest_state`) run while the core hands them the
+    // VCpu's record mutably, which serialises them.
+    action(unsafe { &mut *pointer.cast::<Vmcb>() })
 }
 
 /// Copies the lazy fields of the VCpu's VMCB into its record
 /// (`kernel_core::platform::Platform::sync_guest_state`).
 pub(crate) fn sync_guest_state(vcpu: u64, record: &mut VCpu) {
     if record.hardware != 0 {
-        store_lazy(vmcb_of(vcpu), &mut record.state);
+        with_vmcb(vcpu, |control| store_lazy(control, &mut record.state));
     }
     record.stale = 0;
 }
@@ -435,8 +435,13 @@ pub(crate) fn sync_guest_state(vcpu: u64, record: &mut VCpu) {
 pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
     let host_area = HOST_AREA.load(Ordering::Relaxed);
     let vmcb = entry.vcpu.as_u64();
-    let control = vmcb_of(vmcb);
     assert!(host_area != 0, "VMEnter reached the svm backend before it was enabled");
+    with_vmcb(vmcb, |control| run_with_vmcb(entry, record, control, host_area))
+}
+
+/// [`run_guest`] with the VCpu's VMCB in hand.
+fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host_area: u64) -> Option<Exit> {
+    let vmcb = entry.vcpu.as_u64();
     if record.hardware == 0 {
         set_controls(control);
         record.hardware = 1;
