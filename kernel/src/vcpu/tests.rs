@@ -86,11 +86,13 @@ impl World {
     }
 }
 
-/// A root thread with an 8 MiB untyped on a machine with nested paging;
-/// two VCpus, two TCBs, two GuestSpaces (the first with an ASID), an
-/// assigned PML4 and two notifications.
+/// A root thread (its TCB capability in root slot [`R_SELF_TCB`]) with an
+/// 8 MiB untyped on a machine with nested paging; two VCpus, two TCBs,
+/// two GuestSpaces (the first with an ASID), an assigned PML4 and two
+/// notifications.
 fn world() -> World {
-    let mut kernel = root_kernel(23, 255, &[(R_ASID_CONTROL, Cap::AsidControl)]);
+    let root_tcb = Cap::Tcb { object: root_thread().address() };
+    let mut kernel = root_kernel(23, 255, &[(R_ASID_CONTROL, Cap::AsidControl), (R_SELF_TCB, root_tcb)]);
     kernel.guest_format = Some(GuestFormat::Npt);
     let mut world = World { kernel, platform: RecordingPlatform::new() };
     world.retype(ObjectKind::Untyped, 12, R_POOL_UNTYPED, 1);
@@ -399,7 +401,7 @@ fn every_reset_value_passes_its_own_check() {
     }
 }
 
-/// The root TCB's capability (made by [`entering_world`]'s callers).
+/// The root thread's TCB capability.
 const R_SELF_TCB: u64 = 40;
 
 /// A VMEnter message: registers 1..=16 (RSP 0x8000), RIP, RFLAGS and
@@ -421,23 +423,10 @@ impl World {
     }
 }
 
+/// [`world`] with its first VCpu bound to the root thread and running in
+/// the assigned GuestSpace, and the first notification bound to the root.
 fn world_with_root_tcb() -> World {
-    let mut kernel = root_kernel(
-        23,
-        255,
-        &[(R_ASID_CONTROL, Cap::AsidControl), (R_SELF_TCB, Cap::Tcb { object: root_thread().address() })],
-    );
-    kernel.guest_format = Some(GuestFormat::Npt);
-    let mut world = World { kernel, platform: RecordingPlatform::new() };
-    world.retype(ObjectKind::Untyped, 12, R_POOL_UNTYPED, 1);
-    world.ok(R_ASID_CONTROL, vspace_label::ASID_CONTROL_MAKE_POOL, &[R_POOL, 64], &[R_POOL_UNTYPED, R_SELF]);
-    world.retype(ObjectKind::VCpu, 0, R_VCPU, 2);
-    world.retype(ObjectKind::Tcb, 0, R_TCB, 2);
-    world.retype(ObjectKind::GuestSpace, 0, R_GUEST, 2);
-    world.retype(ObjectKind::Pml4, 0, R_PML4, 1);
-    world.retype(ObjectKind::Notification, 0, R_NOTIFICATION, 2);
-    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_GUEST]);
-    world.ok(R_POOL, vspace_label::ASID_POOL_ASSIGN, &[], &[R_PML4]);
+    let mut world = world();
     world.ok(R_VCPU, label::VCPU_SET_TCB, &[], &[R_SELF_TCB]);
     world.ok(R_VCPU, label::VCPU_SET_SPACE, &[], &[R_GUEST]);
     world.ok(R_SELF_TCB, tcb_label::TCB_BIND_NOTIFICATION, &[], &[R_NOTIFICATION]);
