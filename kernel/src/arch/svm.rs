@@ -138,6 +138,8 @@ mod misc1 {
     pub(super) const INTR: u32 = 1 << 0;
     /// CPUID.
     pub(super) const CPUID: u32 = 1 << 18;
+    /// INVD: a guest's would drop dirty cache lines of host memory.
+    pub(super) const INVD: u32 = 1 << 22;
     /// HLT.
     pub(super) const HLT: u32 = 1 << 24;
     /// I/O instructions, through the I/O permission map.
@@ -154,6 +156,23 @@ mod misc2 {
     pub(super) const VMRUN: u32 = 1 << 0;
     /// VMMCALL.
     pub(super) const VMMCALL: u32 = 1 << 1;
+    /// VMLOAD: unintercepted, a guest's would load state from a system
+    /// physical address (no virtual VMLOAD here), any host memory.
+    pub(super) const VMLOAD: u32 = 1 << 2;
+    /// VMSAVE: likewise, a store to any host memory.
+    pub(super) const VMSAVE: u32 = 1 << 3;
+    /// STGI: the guest may not set the host's global interrupt flag.
+    pub(super) const STGI: u32 = 1 << 4;
+    /// CLGI: nor clear it, which would hold off the host's interrupts.
+    pub(super) const CLGI: u32 = 1 << 5;
+    /// SKINIT.
+    pub(super) const SKINIT: u32 = 1 << 6;
+    /// XSETBV: XCR0 is not switched between guests and the host.
+    pub(super) const XSETBV: u32 = 1 << 13;
+
+    /// Every virtualisation instruction, each answered with #UD by the
+    /// VMM, and XSETBV.
+    pub(super) const ALL: u32 = VMRUN | VMMCALL | VMLOAD | VMSAVE | STGI | CLGI | SKINIT | XSETBV;
 }
 
 /// VMCB `int_ctl`: physical interrupts are gated by the host's IF, not
@@ -286,13 +305,14 @@ pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str>
 }
 
 /// The control area every guest runs with: the intercepts (physical
-/// interrupts, CPUID, HLT, every port and MSR through the all-ones
-/// maps, shutdown, VMRUN and VMMCALL), nested paging, the guest's IF for
-/// virtual interrupts only, and the power-on PAT and DR6.
+/// interrupts, CPUID, INVD, HLT, every port and MSR through the all-ones
+/// maps, shutdown, every virtualisation instruction, XSETBV), nested
+/// paging, the guest's IF for virtual interrupts only, and the power-on
+/// PAT and DR6.
 fn set_controls(control: &mut Vmcb) {
     control.intercept_misc1 =
-        misc1::INTR | misc1::CPUID | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
-    control.intercept_misc2 = misc2::VMRUN | misc2::VMMCALL;
+        misc1::INTR | misc1::CPUID | misc1::INVD | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
+    control.intercept_misc2 = misc2::ALL;
     control.iopm_base = IO_PERMISSIONS.load(Ordering::Relaxed);
     control.msrpm_base = MSR_PERMISSIONS.load(Ordering::Relaxed);
     control.int_ctl = V_INTR_MASKING;

@@ -137,6 +137,12 @@ const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
 /// exits; the secondary controls apply.
 const PROC_TSC_OFFSET: u32 = 1 << 3;
 const PROC_HLT: u32 = 1 << 7;
+/// MOV to CR8 exits. Without it (and without a TPR shadow) a 64-bit
+/// guest's MOV to CR8 would write the physical local APIC's task
+/// priority, and could mask the host's interrupts, the timer's among them.
+const PROC_CR8_LOAD: u32 = 1 << 19;
+/// MOV from CR8 exits (the VMM keeps the guest's CR8).
+const PROC_CR8_STORE: u32 = 1 << 20;
 const PROC_UNCONDITIONAL_IO: u32 = 1 << 24;
 const PROC_SECONDARY: u32 = 1 << 31;
 /// Secondary controls: EPT, VPID, unrestricted guest.
@@ -320,7 +326,7 @@ pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str>
     let timer = adjust(PIN_EXTERNAL_INTERRUPT | PIN_PREEMPTION_TIMER, pin_capability);
     let pin = timer.or_else(|| adjust(PIN_EXTERNAL_INTERRUPT, pin_capability));
     let proc = adjust(
-        PROC_TSC_OFFSET | PROC_HLT | PROC_UNCONDITIONAL_IO | PROC_SECONDARY,
+        PROC_TSC_OFFSET | PROC_HLT | PROC_CR8_LOAD | PROC_CR8_STORE | PROC_UNCONDITIONAL_IO | PROC_SECONDARY,
         capability(msr::PROCBASED, msr::TRUE_PROCBASED),
     );
     let proc2 = adjust(PROC2_EPT | PROC2_VPID | PROC2_UNRESTRICTED, read_msr(msr::PROCBASED2));
