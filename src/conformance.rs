@@ -683,6 +683,8 @@ fn type_of(kind: &ObjectKind) -> &'static str {
         ObjectKind::Frames { .. } => "frame",
         ObjectKind::IrqHandler { .. } => "irq_handler",
         ObjectKind::IoPorts { .. } => "io_ports",
+        ObjectKind::GuestSpace => "guest_space",
+        ObjectKind::VCpu => "vcpu",
     }
 }
 

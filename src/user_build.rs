@@ -98,6 +98,9 @@ pub const DEFAULT_SYSTEM: &str = "default";
 const PROGRAMS: &str = "bulkhead-programs";
 /// The loader's package and binary.
 const LOADER: &str = "bulkhead-loader";
+/// The package whose binaries are the project's test guests: a guest's
+/// `image "X"` is its binary `X`.
+const GUESTS: &str = "bulkhead-test-guests";
 
 /// Runs the nested cargo for `x86_64-unknown-none` on `binaries` of
 /// `package`, with `environment` added.
@@ -146,6 +149,9 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     let mut images: Vec<&str> = spec.domains.iter().map(|domain| domain.image.as_str()).collect();
     images.sort_unstable();
     images.dedup();
+    let mut guest_images: Vec<&str> = spec.guests.iter().filter_map(|guest| guest.image.as_deref()).collect();
+    guest_images.sort_unstable();
+    guest_images.dedup();
     let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // Other processes (test binaries, a second CLI) build systems into the
     // same files: one at a time, or one copies a loader another is writing.
@@ -155,6 +161,9 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     let lock = std::fs::File::create(&lock_path).map_err(|error| Error::Io(lock_path.clone(), error))?;
     lock.lock().map_err(|error| Error::Io(lock_path.clone(), error))?;
     cargo_build(PROGRAMS, &images, &[])?;
+    if !guest_images.is_empty() {
+        cargo_build(GUESTS, &guest_images, &[])?;
+    }
     let mut elves = Vec::new();
     for image in &images {
         let path = user_binary_path(image);
@@ -162,8 +171,22 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
         check_root_task_layout(&bytes).map_err(|error| Error::Layout(format!("image `{image}`: {error}")))?;
         elves.push(loadable_part(bytes));
     }
-    let programs =
-        images.iter().zip(&elves).map(|(image, elf)| bulkhead_capdl_spec::Program { name: image, elf }).collect();
+    // A guest's image is checked by the loader against its memory.
+    for image in &guest_images {
+        let path = user_binary_path(image);
+        let bytes = std::fs::read(&path).map_err(|error| Error::Io(path.clone(), error))?;
+        elves.push(loadable_part(bytes));
+    }
+    let mut programs: Vec<bulkhead_capdl_spec::Program<'_>> = images
+        .iter()
+        .chain(&guest_images)
+        .zip(&elves)
+        .map(|(image, elf)| bulkhead_capdl_spec::Program { name: image, elf })
+        .collect();
+    programs.sort_by_key(|program| program.name);
+    if let Some(pair) = programs.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        return Err(Error::Build(format!("`{}` names both a PD's program and a guest's image", pair[0].name)));
+    }
     let bundle = bulkhead_capdl_spec::Bundle { spec: blob, programs }.to_bytes();
     let bundle_path = directory.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle).map_err(|error| Error::Io(bundle_path.clone(), error))?;

@@ -286,6 +286,9 @@ pub struct Guest {
     /// `expose REGION to PD` lines: mappings of guest memory outside the
     /// VMM and VMX that are intended.
     pub exposures: Vec<(Name, Name)>,
+    /// `image "NAME"`: the program the loader puts into the guest's
+    /// memory.
+    pub image: Option<Located<String>>,
 }
 
 /// `flow A -> B` (or `<->` for both directions).

@@ -15,15 +15,15 @@ use std::fmt::Write as _;
 
 pub use bulkhead_capdl_spec::{
     ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DomainSpec,
-    FaultHandlerSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT,
-    RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec,
-    from_blob, to_blob,
+    FaultHandlerSpec, GuestMemorySpec, GuestSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind,
+    ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS,
+    SPEC_VERSION, SystemSpec, from_blob, to_blob,
 };
 
 use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::FlowGraph;
-use crate::validate::{Model, PAGE_SIZES};
+use crate::validate::{Model, PAGE_SIZES, guest_memory_layout};
 
 /// Mapping rights from a manifest's memory rights.
 fn map_rights(rights: MemoryRights) -> MapRights {
@@ -52,12 +52,16 @@ pub fn cap_rights_bits(rights: CapRights) -> u64 {
 /// it has `notify`), a device's IRQ handlers and I/O port ranges, and a
 /// reply object for each PD the first time it serves a `call`.
 ///
+/// Then per guest a GuestSpace and its VCpus.
+///
 /// Capabilities: slot 0 is the PD's own CNode; from slot 1 up, densely,
 /// in declaration order, each PD gets the sender's capability of every
 /// connection it sends on (the connection's rights and badge), a READ
 /// capability to the endpoint or notification of every connection it
 /// receives on, its reply object when it first serves a call, and the
-/// IRQ handler and I/O port capabilities of every device it owns.
+/// IRQ handler and I/O port capabilities of every device it owns; last, a
+/// guest's VMM gets its VCpus (which its info page points to, so they
+/// are not among its generated names).
 ///
 /// # Errors
 ///
@@ -76,6 +80,11 @@ pub fn compile(manifest: &Manifest, graph: &FlowGraph) -> Result<SystemSpec, Vec
             Item::Channel(channel) => compiler.channel(channel),
             Item::Device(device) => compiler.device(device),
             Item::ProtectionDomain(_) | Item::Guest(_) | Item::Flow(_) => {}
+        }
+    }
+    for item in &manifest.items {
+        if let Item::Guest(guest) = item {
+            compiler.guest(guest);
         }
     }
     compiler.finish()
@@ -101,6 +110,7 @@ struct Compiler<'a> {
     index: BTreeMap<String, usize>,
     channels: Vec<ChannelSpec>,
     regions: Vec<RegionSpec>,
+    guests: Vec<GuestSpec>,
     errors: Vec<Diagnostic>,
 }
 
@@ -113,6 +123,7 @@ impl<'a> Compiler<'a> {
             index: BTreeMap::new(),
             channels: Vec::new(),
             regions: Vec::new(),
+            guests: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -367,6 +378,47 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// A guest's GuestSpace and VCpus; its VMM gets a capability to each
+    /// VCpu, in its last slots.
+    fn guest(&mut self, guest: &crate::ast::Guest) {
+        let name = &guest.name.text;
+        let (Some(vmm), Some(vcpus)) = (&guest.vmm, guest.vcpus.as_ref().map(|vcpus| vcpus.value)) else {
+            self.missing(&guest.name.span, &format!("the VMM or vCPUs of guest `{name}`"));
+            return;
+        };
+        let Some(&vmm_index) = self.index.get(&vmm.text) else {
+            self.missing(&vmm.span, &format!("protection domain `{}`", vmm.text));
+            return;
+        };
+        let mut memory = Vec::new();
+        for (region, guest_physical) in guest_memory_layout(&self.model, guest) {
+            let index = self.regions.iter().position(|spec| spec.name == region.name.text);
+            let mapping = region.mappings.iter().find(|mapping| mapping.domain.text == vmm.text);
+            let (Some(index), Some(mapping)) = (index.and_then(|index| u32::try_from(index).ok()), mapping) else {
+                self.missing(&region.name.span, &format!("the VMM's mapping of memory `{}`", region.name.text));
+                continue;
+            };
+            memory.push(GuestMemorySpec { region: index, guest_physical, vmm_address: mapping.address.value });
+        }
+        let space = self.object(format!("{name}.space"), ObjectKind::GuestSpace);
+        let vcpus: Vec<ObjectId> =
+            (0..vcpus).map(|number| self.object(format!("{name}.vcpu{number}"), ObjectKind::VCpu)).collect();
+        let first_vcpu_slot = u64::try_from(self.domains[vmm_index].spec.caps.len()).unwrap_or(u64::MAX);
+        let all = cap_rights_bits(CapRights::ALL);
+        for (number, vcpu) in vcpus.iter().enumerate() {
+            self.grant(vmm, format!("{name}_vcpu{number}"), *vcpu, all, 0, &guest.name.span);
+        }
+        self.guests.push(GuestSpec {
+            name: name.clone(),
+            vmm: u32::try_from(vmm_index).unwrap_or(u32::MAX),
+            space,
+            vcpus,
+            first_vcpu_slot,
+            memory,
+            image: guest.image.as_ref().map(|image| image.value.clone()),
+        });
+    }
+
     fn finish(mut self) -> Result<SystemSpec, Vec<Diagnostic>> {
         let mut domains = Vec::new();
         let spans: Vec<Span> = self.domains.iter().map(|state| state.span.clone()).collect();
@@ -399,6 +451,7 @@ impl<'a> Compiler<'a> {
             domains,
             channels: self.channels,
             regions: self.regions,
+            guests: self.guests,
         };
         // A program image is built once with one PD's names: every PD that
         // runs it must have the same ones.
@@ -526,15 +579,39 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
         "pub mod caps {\n",
     ));
     for cap in &domain.caps {
+        // A VMM finds its VCpus through its info page: VMMs of guests with
+        // different vCPU counts can then share one image.
+        if spec.object(cap.object).is_some_and(|object| object.kind == ObjectKind::VCpu) {
+            continue;
+        }
         let what = spec.object(cap.object).map_or("an object", |object| object.name.as_str());
         let _ = writeln!(text, "    /// `{what}`, rights {:#x}, badge {}.", cap.rights, cap.badge);
         let _ = writeln!(text, "    pub const {}: u64 = {};", constant_name(&cap.name), cap.slot);
     }
     text.push_str("}\n\n/// The regions this protection domain maps.\npub mod regions {\n");
-    if !domain.mappings.is_empty() {
+    let guest_memory = |mapping: &MappingSpec| {
+        spec.guests.iter().any(|guest| {
+            spec.domains
+                .get(usize::try_from(guest.vmm).unwrap_or(usize::MAX))
+                .is_some_and(|vmm| vmm.name == domain.name)
+                && guest.memory.iter().any(|memory| memory.region == mapping.region)
+        })
+    };
+    if domain.mappings.iter().any(|mapping| !guest_memory(mapping)) {
         text.push_str("    use super::Region;\n\n");
     }
+    let domain_index = spec.domains.iter().position(|other| other.name == domain.name);
     for mapping in &domain.mappings {
+        // Likewise its guest's memory.
+        let runs = |guest: &GuestSpec| usize::try_from(guest.vmm).ok() == domain_index;
+        if spec
+            .guests
+            .iter()
+            .filter(|guest| runs(guest))
+            .any(|guest| guest.memory.iter().any(|m| m.region == mapping.region))
+        {
+            continue;
+        }
         let region = usize::try_from(mapping.region).ok().and_then(|index| spec.regions.get(index))?;
         let (page_size, device) = match spec.object(region.frames).map(|object| &object.kind) {
             Some(ObjectKind::Frames { page_size, physical, .. }) => (*page_size, physical.is_some()),

@@ -415,9 +415,11 @@ impl Parser {
         let mut disks = Vec::new();
         let mut nics = Vec::new();
         let mut exposures = Vec::new();
+        let mut image = None;
         let name = self.block("guest", |parser, keyword, span| {
             match keyword {
                 "memory" => memory.push(parser.name("region")?),
+                "image" => once(&mut image, parser.text("a guest image")?, keyword, span)?,
                 "vcpus" => once(&mut vcpus, parser.number(Quantity::Plain)?, keyword, span)?,
                 "vmm" | "vmx" => {
                     let domain = parser.name("protection domain")?;
@@ -441,7 +443,7 @@ impl Parser {
                         span,
                         other,
                         "guest",
-                        "`memory`, `vcpus`, `vmm`, `vmx`, `disk`, `nic`, `expose`",
+                        "`memory`, `vcpus`, `vmm`, `vmx`, `image`, `disk`, `nic`, `expose`",
                     ));
                 }
             }
@@ -456,6 +458,7 @@ impl Parser {
             disks,
             nics,
             exposures,
+            image,
         })
     }
 

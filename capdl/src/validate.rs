@@ -706,18 +706,113 @@ pub fn check_core_budgets(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The most vCPUs a guest may have.
+pub const MAX_VCPUS: u64 = 64;
+
+/// Where a guest's memory regions lie in guest-physical space: end to
+/// end from address 0 in the order of its `memory` lines, each starting
+/// at the next multiple of its page size. Regions that do not exist or
+/// have no size are left out (other checks report them).
+pub fn guest_memory_layout<'a>(model: &Model<'a>, guest: &Guest) -> Vec<(&'a Region, u64)> {
+    let mut next = 0_u64;
+    let mut layout = Vec::new();
+    for memory in &guest.memory {
+        let Some(region) = model.region(&memory.text) else { continue };
+        let Some(size) = region.size.as_ref().map(|size| size.value) else { continue };
+        let page = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value).max(1);
+        let Some(start) = next.checked_next_multiple_of(page) else { break };
+        layout.push((region, start));
+        let Some(end) = start.checked_add(size) else { break };
+        next = end;
+    }
+    layout
+}
+
+/// A guest's memory as its VMM must see it: RAM (not device memory),
+/// mapped writable into the VMM at one offset from its guest-physical
+/// addresses, so that the VMM reaches guest-physical `a` at `base + a`;
+/// within the 48-bit guest-physical space; and, for a guest with an
+/// `image`, of 4 KiB or 2 MiB pages (the pages the loader can fill).
+fn check_guest_memory_layout(model: &Model<'_>, guest: &Guest, errors: &mut Vec<Diagnostic>) {
+    let name = guest.name.text.as_str();
+    let Some(vmm) = &guest.vmm else { return };
+    let mut base: Option<u64> = None;
+    for (region, guest_physical) in guest_memory_layout(model, guest) {
+        let region_name = region.name.text.as_str();
+        if let Some(physical) = &region.physical {
+            errors.push(Diagnostic::new(
+                &physical.span,
+                format!("region `{region_name}` is device memory and memory of guest `{name}`"),
+                "a guest's memory is RAM: drop `physical` or the `memory` line",
+            ));
+        }
+        let size = region.size.as_ref().map_or(0, |size| size.value);
+        if guest_physical.checked_add(size).is_none_or(|end| end > GUEST_PHYSICAL_END) {
+            errors.push(Diagnostic::new(
+                &region.name.span,
+                format!("memory `{region_name}` of guest `{name}` ends past guest-physical {GUEST_PHYSICAL_END:#x}"),
+                "give the guest less memory",
+            ));
+        }
+        let page = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value);
+        if let Some(image) = guest.image.as_ref().filter(|_| page > PAGE_SIZES[1]) {
+            errors.push(Diagnostic::new(
+                &image.span,
+                format!("guest `{name}` has an image but its memory `{region_name}` has pages of {page:#x} bytes"),
+                "the loader puts images into memory of 4 KiB or 2 MiB pages: write `page 2MiB`",
+            ));
+        }
+        let mapping = region.mappings.iter().find(|mapping| mapping.domain.text == vmm.text);
+        let Some(mapping) = mapping else {
+            errors.push(Diagnostic::new(
+                &region.name.span,
+                format!("memory `{region_name}` of guest `{name}` is not mapped into its VMM `{}`", vmm.text),
+                format!("add `map {} at ADDRESS rw` to region `{region_name}`", vmm.text),
+            ));
+            continue;
+        };
+        if !mapping.rights.value.read || !mapping.rights.value.write {
+            errors.push(Diagnostic::new(
+                &mapping.span,
+                format!("the VMM `{}` maps memory `{region_name}` of guest `{name}` without `rw`", vmm.text),
+                "a VMM reads and writes its guest's memory: map it `rw`",
+            ));
+        }
+        let offset = mapping.address.value.wrapping_sub(guest_physical);
+        match base {
+            None => base = Some(offset),
+            Some(base) if base != offset => errors.push(Diagnostic::new(
+                &mapping.span,
+                format!(
+                    "the VMM `{}` maps memory `{region_name}` (guest-physical {guest_physical:#x}) at {:#x}, not at {:#x}",
+                    vmm.text,
+                    mapping.address.value,
+                    base.wrapping_add(guest_physical)
+                ),
+                "map a guest's regions into its VMM end to end, as they lie in guest-physical memory",
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The end of guest-physical space: four levels of second-level tables.
+pub const GUEST_PHYSICAL_END: u64 = 1 << 48;
+
 /// Each guest has memory, vCPUs, a VMM and a VMX; its memory is nobody
 /// else's guest memory and is mapped only into its VMM and VMX unless an
 /// `expose` line says otherwise.
 pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut vmms: BTreeMap<&str, &str> = BTreeMap::new();
     for guest in model.guests() {
         let name = guest.name.text.as_str();
+        let has_devices = !guest.disks.is_empty() || !guest.nics.is_empty();
         for (field, absent) in [
             ("memory", guest.memory.is_empty()),
             ("vcpus", guest.vcpus.is_none()),
             ("vmm", guest.vmm.is_none()),
-            ("vmx", guest.vmx.is_none()),
+            ("vmx", guest.vmx.is_none() && has_devices),
         ] {
             if absent {
                 errors.push(Diagnostic::new(
@@ -727,9 +822,30 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ));
             }
         }
-        if let Some(vcpus) = guest.vcpus.as_ref().filter(|vcpus| vcpus.value == 0) {
-            errors.push(Diagnostic::new(&vcpus.span, "a guest needs at least one vCPU", "write `vcpus 1` or more"));
+        if let Some(vcpus) = guest.vcpus.as_ref().filter(|vcpus| vcpus.value == 0 || vcpus.value > MAX_VCPUS) {
+            errors.push(Diagnostic::new(
+                &vcpus.span,
+                format!("a guest has 1 to {MAX_VCPUS} vCPUs"),
+                format!("write `vcpus 1` to `vcpus {MAX_VCPUS}`"),
+            ));
         }
+        if let Some(vmm) = &guest.vmm
+            && let Some(other) = vmms.insert(vmm.text.as_str(), name)
+        {
+            errors.push(Diagnostic::new(
+                &vmm.span,
+                format!("`{}` is the VMM of guests `{other}` and `{name}`", vmm.text),
+                "a VMM runs one guest: give each guest its own VMM protection domain",
+            ));
+        }
+        if guest.vmx.is_some() && guest.vmx.as_ref().map(|vmx| &vmx.text) == guest.vmm.as_ref().map(|vmm| &vmm.text) {
+            errors.push(Diagnostic::new(
+                &guest.name.span,
+                format!("guest `{name}` has one PD as its VMM and its VMX"),
+                "the VMM and the VMX are separate protection domains: name two",
+            ));
+        }
+        check_guest_memory_layout(model, guest, errors);
         let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
         for memory in &guest.memory {
             if let Some(other) = owners.insert(memory.text.as_str(), name) {
@@ -739,9 +855,9 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     "give each guest its own memory regions",
                 ));
             }
-            // Without both servers named (reported above) there is no
-            // rule to hold the mappings to.
-            let Some(region) = model.region(&memory.text).filter(|_| servers.len() == 2) else { continue };
+            // Without a VMM (reported above) there is no rule to hold the
+            // mappings to.
+            let Some(region) = model.region(&memory.text).filter(|_| guest.vmm.is_some()) else { continue };
             for mapping in &region.mappings {
                 let domain = mapping.domain.text.as_str();
                 let exposed =
@@ -774,10 +890,10 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
             let reaches_servers = served_by.connections.iter().any(|connection| {
                 servers.contains(&connection.from.text.as_str()) || servers.contains(&connection.to.text.as_str())
             });
-            if servers.len() == 2 && !reaches_servers {
+            if guest.vmm.is_some() && !reaches_servers {
                 errors.push(Diagnostic::new(
                     &channel.span,
-                    format!("channel `{}` for `{}` connects neither `{}` nor `{}`", channel.text, device.text, servers[0], servers[1]),
+                    format!("channel `{}` for `{}` connects neither `{}`", channel.text, device.text, servers.join("` nor `")),
                     format!("a guest's disks and NICs are served over a channel of its VMM or VMX; add a connection to `{}`", channel.text),
                 ));
             }

@@ -376,3 +376,43 @@ fn pds_sharing_an_image_must_have_the_same_names() {
     assert!(errors[0].message.contains("`a` and `b` run image `worker`"), "{}", errors[0]);
     assert_eq!(errors[0].span.line, 8);
 }
+
+#[test]
+fn a_guest_compiles_to_its_space_its_vcpus_and_its_vmms_view_of_its_memory() {
+    let spec = compiled_example();
+    let [guest] = spec.guests.as_slice() else { panic!("one guest: {:?}", spec.guests) };
+    let vmm = &spec.domains[usize::try_from(guest.vmm).expect("an index")];
+    assert_eq!((guest.name.as_str(), vmm.name.as_str(), guest.image.as_deref()), ("linux", "linux_vmm", None));
+    assert_eq!(*kind(&spec, guest.space), ObjectKind::GuestSpace);
+    assert_eq!(guest.vcpus.len(), 2);
+    for (number, vcpu) in guest.vcpus.iter().enumerate() {
+        assert_eq!(*kind(&spec, *vcpu), ObjectKind::VCpu);
+        // The VMM holds every VCpu, in its last slots, vCPU 0 first.
+        let cap = &vmm.caps[usize::try_from(guest.first_vcpu_slot).expect("a slot") + number];
+        assert_eq!((cap.object, cap.slot), (*vcpu, guest.first_vcpu_slot + u64::try_from(number).expect("small")));
+    }
+    assert_eq!(guest.first_vcpu_slot + 2, u64::try_from(vmm.caps.len()).expect("small"));
+    let [memory] = guest.memory.as_slice() else { panic!("one memory region") };
+    let region = &spec.regions[usize::try_from(memory.region).expect("an index")];
+    assert_eq!((region.name.as_str(), memory.guest_physical, memory.vmm_address), ("linux_ram", 0, 0x40_0000_0000));
+    // Neither the VCpus nor the guest's memory are among the VMM's
+    // generated names: its info page says where they are, so VMMs of
+    // different guests can share one image.
+    let names = generated_names(&spec, "linux_vmm").expect("names");
+    assert!(!names.contains("VCPU") && !names.contains("LINUX_RAM"), "{names}");
+    assert!(generated_names(&spec, "linux_vmx").expect("names").contains("LINUX_RAM"));
+}
+
+#[test]
+fn guest_memory_lies_end_to_end_from_zero_each_region_aligned_to_its_pages() {
+    let text = example()
+        .replace("    memory linux_ram\n", "    memory linux_ram\n    memory linux_high\n")
+        .replace(
+            "# Requests and data",
+            "region linux_high {\n    size 4MiB\n    page 2MiB\n    shared\n    map linux_vmm at 0x40_2000_0000 rw\n    map linux_vmx at 0x40_2000_0000 rw\n}\n\n# Requests and data",
+        );
+    let spec = compile_text(&text).expect("compiles");
+    let places: Vec<(u64, u64)> =
+        spec.guests[0].memory.iter().map(|memory| (memory.guest_physical, memory.vmm_address)).collect();
+    assert_eq!(places, [(0, 0x40_0000_0000), (0x2000_0000, 0x40_2000_0000)]);
+}

@@ -216,6 +216,22 @@ fn u64_at(image: &[u8], at: usize) -> Result<u64, ElfError> {
 ///
 /// The first [`ElfError`] found.
 pub fn parse(image: &[u8], bounds: Bounds) -> Result<Image, ElfError> {
+    parse_with(image, bounds, false)
+}
+
+/// Parses and checks a guest's image, whose segments' addresses are
+/// guest-physical: as [`parse`], except that a segment may be writable
+/// and executable (a guest's memory is all readable, writable and
+/// executable in its second-level tables; its own paging decides).
+///
+/// # Errors
+///
+/// The first [`ElfError`] found.
+pub fn parse_guest(image: &[u8], bounds: Bounds) -> Result<Image, ElfError> {
+    parse_with(image, bounds, true)
+}
+
+fn parse_with(image: &[u8], bounds: Bounds, writable_executable: bool) -> Result<Image, ElfError> {
     if image.len() < HEADER_BYTES {
         return Err(ElfError::Truncated);
     }
@@ -270,6 +286,9 @@ pub fn parse(image: &[u8], bounds: Bounds) -> Result<Image, ElfError> {
             continue;
         }
         check_segment(&segment, image.len(), bounds)?;
+        if segment.permissions.write && segment.permissions.execute && !writable_executable {
+            return Err(ElfError::WritableAndExecutable);
+        }
         let slot = segments.get_mut(count).ok_or(ElfError::SegmentCount)?;
         *slot = segment;
         count += 1;
@@ -307,9 +326,6 @@ fn check_segment(segment: &Segment, image_length: usize, bounds: Bounds) -> Resu
     let page_end = end.checked_add(PAGE_SIZE - 1).ok_or(ElfError::OutsideBounds)? & !(PAGE_SIZE - 1);
     if segment.first_page() < bounds.start || page_end > bounds.end {
         return Err(ElfError::OutsideBounds);
-    }
-    if segment.permissions.write && segment.permissions.execute {
-        return Err(ElfError::WritableAndExecutable);
     }
     Ok(())
 }
@@ -439,7 +455,9 @@ mod tests {
             build(0x40_0000, &[(PT_LOAD, RX, 0, 0x40_0000, 16, 16), (PT_LOAD, RW, 0, 0x40_0800, 16, 16)], &[]);
         assert_eq!(refused(overlap), ElfError::Overlap, "two segments in one page");
         let wx = build(0x40_0000, &[(PT_LOAD, RX | FLAG_WRITE, 0, 0x40_0000, 16, 16)], &[]);
-        assert_eq!(refused(wx), ElfError::WritableAndExecutable);
+        assert_eq!(refused(wx.clone()), ElfError::WritableAndExecutable);
+        // A guest's image may have one: guest memory is all executable.
+        assert!(parse_guest(&wx, Bounds::USER_HALF).is_ok());
         assert_eq!(refused(build(0x40_2000, &[(PT_LOAD, RX, 0, 0x40_0000, 16, 16)], &[])), ElfError::BadEntry);
         let data_entry =
             build(0x40_1000, &[(PT_LOAD, RX, 0, 0x40_0000, 16, 16), (PT_LOAD, RW, 0, 0x40_1000, 0, 8)], &[]);

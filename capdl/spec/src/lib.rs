@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 2;
+pub const SPEC_VERSION: u32 = 3;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -58,6 +58,8 @@ pub struct SystemSpec {
     pub channels: Vec<ChannelSpec>,
     /// The regions, in declaration order.
     pub regions: Vec<RegionSpec>,
+    /// The guests, in declaration order.
+    pub guests: Vec<GuestSpec>,
 }
 
 impl SystemSpec {
@@ -144,6 +146,11 @@ pub enum ObjectKind {
         /// The last port.
         last: u16,
     },
+    /// A guest's second-level address space (EPT or NPT root), assigned
+    /// an ASID.
+    GuestSpace,
+    /// A guest's virtual CPU.
+    VCpu,
 }
 
 impl ObjectKind {
@@ -164,9 +171,50 @@ impl ObjectKind {
                 _ => None,
             },
             Self::VSpace => Some(13),
+            Self::VCpu => Some(14),
+            Self::GuestSpace => Some(15),
             Self::IrqHandler { .. } | Self::IoPorts { .. } => None,
         }
     }
+}
+
+/// A guest: its second-level address space, its vCPUs, its memory and
+/// the VMM that runs it.
+///
+/// The loader maps every memory region into the GuestSpace at its
+/// guest-physical address, loads the guest's image (if it names one)
+/// into that memory, puts each VCpu in the GuestSpace and binds vCPU 0 to
+/// the VMM's thread; the VMM holds a capability to every VCpu (its last
+/// CNode slots) and learns where its guest is from its info page
+/// ([`PdInfo`]'s guest fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSpec {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The index of its VMM in [`SystemSpec::domains`].
+    pub vmm: u32,
+    /// Its GuestSpace ([`ObjectKind::GuestSpace`]).
+    pub space: ObjectId,
+    /// Its VCpus ([`ObjectKind::VCpu`]), vCPU 0 first.
+    pub vcpus: Vec<ObjectId>,
+    /// The VMM's CNode slot of vCPU 0; the others follow.
+    pub first_vcpu_slot: u64,
+    /// Its memory, in guest-physical order.
+    pub memory: Vec<GuestMemorySpec>,
+    /// The program image the loader puts into its memory, if any: an ELF
+    /// executable whose segments' physical addresses are guest-physical.
+    pub image: Option<String>,
+}
+
+/// One region of a guest's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestMemorySpec {
+    /// The region's index in [`SystemSpec::regions`].
+    pub region: u32,
+    /// Its first guest-physical address.
+    pub guest_physical: u64,
+    /// Where the VMM maps its first byte.
+    pub vmm_address: u64,
 }
 
 /// One protection domain: its objects, capabilities and mappings.
@@ -434,7 +482,9 @@ pub mod layout {
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
 /// [`PdInfo::version`] of this layout.
-pub const PD_INFO_VERSION: u64 = 1;
+pub const PD_INFO_VERSION: u64 = 2;
+/// [`PdInfo::guest_entry`] of a guest without an image.
+pub const NO_GUEST_ENTRY: u64 = u64::MAX;
 /// The bytes of a PD name in [`PdInfo`] (longer names are cut).
 pub const PD_NAME_BYTES: usize = 32;
 
@@ -456,13 +506,40 @@ pub struct PdInfo {
     pub stack_bytes: u64,
     /// The PD's name in the manifest, NUL-padded UTF-8.
     pub name: [u64; PD_NAME_BYTES / 8],
+    /// For a guest's VMM: the address in the VMM where guest-physical 0
+    /// is mapped (0: this PD runs no guest).
+    pub guest_memory: u64,
+    /// The bytes of guest-physical memory from 0 (the guest's regions lie
+    /// end to end, each aligned to its page size).
+    pub guest_memory_bytes: u64,
+    /// The VMM's CNode slot of vCPU 0's capability; the others follow.
+    pub guest_vcpu_slot: u64,
+    /// How many vCPUs the guest has (0: none).
+    pub guest_vcpus: u64,
+    /// The entry point of the guest's image ([`NO_GUEST_ENTRY`]: no image).
+    pub guest_entry: u64,
+}
+
+/// What a VMM's [`PdInfo`] says about its guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestInfo {
+    /// [`PdInfo::guest_memory`].
+    pub memory: u64,
+    /// [`PdInfo::guest_memory_bytes`].
+    pub memory_bytes: u64,
+    /// [`PdInfo::guest_vcpu_slot`].
+    pub vcpu_slot: u64,
+    /// [`PdInfo::guest_vcpus`].
+    pub vcpus: u64,
+    /// [`PdInfo::guest_entry`].
+    pub entry: u64,
 }
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5;
 
-    /// A description of PD `name`.
+    /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
         let mut bytes = [0_u8; PD_NAME_BYTES];
         // Cut at a character boundary so that the name stays UTF-8.
@@ -484,14 +561,49 @@ impl PdInfo {
             heap_bytes,
             stack_bytes,
             name: words,
+            guest_memory: 0,
+            guest_memory_bytes: 0,
+            guest_vcpu_slot: 0,
+            guest_vcpus: 0,
+            guest_entry: NO_GUEST_ENTRY,
         }
+    }
+
+    /// The same PD as the VMM of a guest described by `guest`.
+    pub fn with_guest(self, guest: GuestInfo) -> PdInfo {
+        PdInfo {
+            guest_memory: guest.memory,
+            guest_memory_bytes: guest.memory_bytes,
+            guest_vcpu_slot: guest.vcpu_slot,
+            guest_vcpus: guest.vcpus,
+            guest_entry: guest.entry,
+            ..self
+        }
+    }
+
+    /// The guest this PD runs as its VMM, if any.
+    pub fn guest(&self) -> Option<GuestInfo> {
+        (self.guest_memory != 0).then_some(GuestInfo {
+            memory: self.guest_memory,
+            memory_bytes: self.guest_memory_bytes,
+            vcpu_slot: self.guest_vcpu_slot,
+            vcpus: self.guest_vcpus,
+            entry: self.guest_entry,
+        })
     }
 
     /// The page's words, as the loader writes them.
     pub fn to_words(&self) -> [u64; Self::WORDS] {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
-        words[5..].copy_from_slice(&self.name);
+        words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
+        words[5 + PD_NAME_BYTES / 8..].copy_from_slice(&[
+            self.guest_memory,
+            self.guest_memory_bytes,
+            self.guest_vcpu_slot,
+            self.guest_vcpus,
+            self.guest_entry,
+        ]);
         words
     }
 
@@ -525,6 +637,17 @@ mod tests {
         assert_eq!(&words[..5], &[PD_INFO_MAGIC, PD_INFO_VERSION, layout::HEAP_BASE, 0x1_0000, 0x4000]);
         assert_eq!(words[5], u64::from_le_bytes(*b"serial_d"));
         assert_eq!(PdInfo::name_str(&info.name_bytes()), "serial_driver");
+        assert_eq!(&words[9..], &[0, 0, 0, 0, NO_GUEST_ENTRY]);
+        assert_eq!(info.guest(), None);
+    }
+
+    #[test]
+    fn a_vmm_info_page_carries_its_guest() {
+        let guest =
+            GuestInfo { memory: 0x40_0000_0000, memory_bytes: 0x20_0000, vcpu_slot: 7, vcpus: 2, entry: 0x8000 };
+        let info = PdInfo::new("linux_vmm", 0, 0x4000).with_guest(guest);
+        assert_eq!(&info.to_words()[9..], &[0x40_0000_0000, 0x20_0000, 7, 2, 0x8000]);
+        assert_eq!(info.guest(), Some(guest));
     }
 
     #[test]

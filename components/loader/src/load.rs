@@ -1,7 +1,8 @@
 //! Building the system: every object of the spec in creation order, then
-//! each protection domain's address space (its image, stack, IPC buffer,
-//! info page, heap and regions), its CNode's capabilities and its thread;
-//! the threads start only once every PD is complete.
+//! each guest's memory (mapped into its GuestSpace, its image loaded) and
+//! VCpus, then each protection domain's address space (its image, stack,
+//! IPC buffer, info page, heap and regions), its CNode's capabilities and
+//! its thread; the threads start only once every PD is complete.
 //!
 //! The loader keeps the original capability to every object in its own
 //! CNode (from `slot::FIRST_FREE` up); the PDs get derived copies. A
@@ -15,8 +16,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use alloc::collections::BTreeMap;
+
 use bulkhead_capdl_spec::{
-    Bundle, DomainSpec, ObjectId, ObjectKind as SpecKind, PAGE_SIZES, PdInfo, SystemSpec, from_blob, layout,
+    Bundle, DomainSpec, GuestInfo, GuestSpec, NO_GUEST_ENTRY, ObjectId, ObjectKind as SpecKind, PAGE_SIZES, PdInfo,
+    SystemSpec, from_blob, layout,
 };
 use bulkhead_components::Error;
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
@@ -41,6 +45,8 @@ const IO_PORT_CONTROL: Cap<kind::IoPortControl> = Cap::new(slot::IO_PORT_CONTROL
 const SCRATCH_PAGE: u64 = FIRST_FREE_ADDRESS;
 /// The loader's heap (for the decoded spec), in the same page table.
 const HEAP_START: u64 = FIRST_FREE_ADDRESS + 0x10_0000;
+/// The 2 MiB through which the loader fills a guest's 2 MiB frames.
+const LARGE_SCRATCH: u64 = FIRST_FREE_ADDRESS + 0x20_0000;
 const HEAP_PAGES: usize = 128;
 
 /// Page-table shifts: a PDPT covers 512 GiB, a page directory 1 GiB, a
@@ -167,9 +173,18 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         bundle.programs.len()
     );
     loader.create_objects(&spec)?;
+    let mut guests = BTreeMap::new();
+    for guest in &spec.guests {
+        let info = loader.build_guest(&spec, &bundle, guest).map_err(|mut failure| {
+            failure.doing = format!("guest {}: {}", guest.name, failure.doing);
+            failure
+        })?;
+        guests.insert(guest.vmm, info);
+    }
     let mut threads = Vec::with_capacity(spec.domains.len());
-    for domain in &spec.domains {
-        threads.push(loader.build_domain(&spec, &bundle, domain)?);
+    for (index, domain) in spec.domains.iter().enumerate() {
+        let guest = u32::try_from(index).ok().and_then(|index| guests.get(&index)).copied();
+        threads.push(loader.build_domain(&spec, &bundle, domain, guest)?);
     }
     for (domain, tcb) in spec.domains.iter().zip(threads) {
         tcb.resume(loader.sys).doing(|| format!("{}: start its thread", domain.name))?;
@@ -312,6 +327,14 @@ impl Loader<'_> {
                     ASID_POOL.assign(self.sys, Cap::new(slot)).doing(|| format!("give `{}` an ASID", object.name))?;
                     one(slot)
                 }
+                SpecKind::GuestSpace => {
+                    let slot = self.retype(ObjectKind::GuestSpace, 0, 1).doing(doing)?;
+                    ASID_POOL
+                        .assign_guest(self.sys, Cap::new(slot))
+                        .doing(|| format!("give `{}` an ASID", object.name))?;
+                    one(slot)
+                }
+                SpecKind::VCpu => one(self.retype(ObjectKind::VCpu, 0, 1).doing(doing)?),
                 SpecKind::Endpoint => one(self.retype(ObjectKind::Endpoint, 0, 1).doing(doing)?),
                 SpecKind::Notification => one(self.retype(ObjectKind::Notification, 0, 1).doing(doing)?),
                 SpecKind::Reply => one(self.retype(ObjectKind::Reply, 0, 1).doing(doing)?),
@@ -393,6 +416,11 @@ impl Loader<'_> {
     /// Makes the PDPT, page directory and page table that a page of
     /// `page_size` at `address` in `vspace` needs, unless made already.
     fn tables_for(&mut self, vspace: Cap<kind::Pml4>, address: u64, page_size: u64) -> Result<(), Error> {
+        self.tables_in(Space::Host(vspace), address, page_size)
+    }
+
+    /// Likewise in a host VSpace or a GuestSpace.
+    fn tables_in(&mut self, space: Space, address: u64, page_size: u64) -> Result<(), Error> {
         let levels: &[(u32, ObjectKind)] = &[
             (PDPT_SHIFT, ObjectKind::PageDirectoryPointerTable),
             (PD_SHIFT, ObjectKind::PageDirectory),
@@ -404,12 +432,16 @@ impl Loader<'_> {
             _ => 3,
         };
         for &(shift, kind) in &levels[..needed] {
-            let key = (vspace.cptr().0, shift, address >> shift);
+            let key = (space.slot(), shift, address >> shift);
             if self.tables.contains(&key) {
                 continue;
             }
             let table = Cap::<kind::PageTable>::new(self.retype(kind, 0, 1)?);
-            match table.map(self.sys, vspace, address) {
+            let mapped = match space {
+                Space::Host(vspace) => table.map(self.sys, vspace, address),
+                Space::Guest(guest_space) => table.map_guest(self.sys, guest_space, address),
+            };
+            match mapped {
                 // The loader's own VSpace has the kernel's structures for its
                 // image below: a table may be there already.
                 Ok(()) | Err(Error::DeleteFirst) => {}
@@ -450,12 +482,138 @@ impl Loader<'_> {
         result.map(|()| frame)
     }
 
+    /// Builds guest `guest`: maps each memory region into its GuestSpace
+    /// (readable, writable and executable, through capabilities of its
+    /// own), loads its image, puts every VCpu in the GuestSpace and binds
+    /// vCPU 0 to the VMM's thread. Returns what the VMM's info page says.
+    fn build_guest(&mut self, spec: &SystemSpec, bundle: &Bundle<'_>, guest: &GuestSpec) -> Result<GuestInfo, Failure> {
+        let space = Cap::<kind::GuestSpace>::new(self.original(guest.space)?.slot);
+        let mut frames_at: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut end = 0;
+        for memory in &guest.memory {
+            let Some(region) = usize::try_from(memory.region).ok().and_then(|index| spec.regions.get(index)) else {
+                return refuse("map its memory", format!("region {} does not exist", memory.region));
+            };
+            let doing = || format!("map `{}` at guest-physical {:#x}", region.name, memory.guest_physical);
+            let Some(SpecKind::Frames { page_size, physical: None, .. }) =
+                spec.object(region.frames).map(|object| &object.kind)
+            else {
+                return refuse(doing(), "its frames are not RAM");
+            };
+            let page_size = *page_size;
+            let frames = self.original(region.frames)?;
+            let rights = Rights::READ | Rights::WRITE;
+            for index in 0..frames.count {
+                let Some(address) =
+                    index.checked_mul(page_size).and_then(|offset| memory.guest_physical.checked_add(offset))
+                else {
+                    return refuse(doing(), "its pages reach past guest-physical space");
+                };
+                let copy = self.slots.take_one().doing(doing)?;
+                ROOT_CNODE
+                    .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(frames.slot + index), rights)
+                    .doing(doing)?;
+                self.tables_in(Space::Guest(space), address, page_size).doing(doing)?;
+                Cap::<kind::Frame>::new(copy)
+                    .map_guest(self.sys, space, address, rights, attributes::EXECUTE)
+                    .doing(doing)?;
+                self.mappings += 1;
+                frames_at.insert(address, (frames.slot + index, page_size));
+            }
+            end = end.max(memory.guest_physical.saturating_add(region.size));
+        }
+        let entry = match &guest.image {
+            None => NO_GUEST_ENTRY,
+            Some(image) => {
+                let Some(bytes) = bundle.program(image) else {
+                    return refuse(format!("load image `{image}`"), "the bundle has no such program");
+                };
+                self.load_guest_image(bytes, end, &frames_at).map_err(|mut failure| {
+                    failure.doing = format!("load image `{image}`: {}", failure.doing);
+                    failure
+                })?
+            }
+        };
+        let vmm = usize::try_from(guest.vmm).ok().and_then(|index| spec.domains.get(index));
+        let Some(vmm) = vmm else { return refuse("find its VMM", format!("domain {} does not exist", guest.vmm)) };
+        let vmm_tcb = Cap::<kind::Tcb>::new(self.original(vmm.tcb)?.slot);
+        for (number, vcpu) in guest.vcpus.iter().enumerate() {
+            let vcpu = Cap::<kind::VCpu>::new(self.original(*vcpu)?.slot);
+            vcpu.set_space(self.sys, space).doing(|| format!("put vCPU {number} in its GuestSpace"))?;
+        }
+        // One thread runs one VCpu at a time: the VMM starts with vCPU 0.
+        if let Some(first) = guest.vcpus.first() {
+            Cap::<kind::VCpu>::new(self.original(*first)?.slot)
+                .set_tcb(self.sys, vmm_tcb)
+                .doing(|| format!("bind vCPU 0 to `{}`", vmm.name))?;
+        }
+        let memory = guest.memory.first().map_or(0, |memory| memory.vmm_address.wrapping_sub(memory.guest_physical));
+        Ok(GuestInfo {
+            memory,
+            memory_bytes: end,
+            vcpu_slot: guest.first_vcpu_slot,
+            vcpus: u64::try_from(guest.vcpus.len()).unwrap_or(u64::MAX),
+            entry,
+        })
+    }
+
+    /// Copies the ELF `image`'s segments into guest memory (a segment's
+    /// address is guest-physical) through the frames `frames_at` (from a
+    /// frame's guest-physical address to its original slot and size),
+    /// each mapped into the loader for the pages it takes; returns the
+    /// image's entry point.
+    fn load_guest_image(
+        &mut self,
+        image: &[u8],
+        end: u64,
+        frames_at: &BTreeMap<u64, (u64, u64)>,
+    ) -> Result<u64, Failure> {
+        let executable = match elf::parse_guest(image, Bounds { start: 0, end }) {
+            Ok(executable) => executable,
+            Err(error) => return refuse("parse it", format!("{error}")),
+        };
+        let mut bytes = [0_u8; PAGE_BYTES];
+        for segment in executable.segments() {
+            for page in (segment.first_page()..segment.page_end()).step_by(PAGE_BYTES) {
+                let doing = || format!("fill guest-physical {page:#x}");
+                let frame = frames_at.range(..=page).next_back().map(|(start, frame)| (*start, *frame));
+                let Some((start, (original, size))) = frame.filter(|(start, (_, size))| page - start < *size) else {
+                    return refuse(doing(), "no guest memory is there");
+                };
+                segment.fill_page(image, page, &mut bytes);
+                let copy = self.slots.take_one().doing(doing)?;
+                ROOT_CNODE
+                    .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(original), Rights::READ | Rights::WRITE)
+                    .doing(doing)?;
+                let mut window = if size == PAGE_SIZES[0] {
+                    MappedPage::map(self.sys, Cap::new(copy), ROOT_VSPACE, SCRATCH_PAGE)
+                } else if size == PAGE_SIZES[1] {
+                    self.tables_for(ROOT_VSPACE, LARGE_SCRATCH, size)
+                        .and_then(|()| MappedPage::map_large(self.sys, Cap::new(copy), ROOT_VSPACE, LARGE_SCRATCH))
+                } else {
+                    return refuse(doing(), "images load into memory of 4 KiB or 2 MiB pages");
+                }
+                .doing(doing)?;
+                let first = usize::try_from((page - start) / 8).unwrap_or(usize::MAX);
+                let mut result = Ok(());
+                for (index, chunk) in bytes.chunks_exact(8).enumerate() {
+                    let mut word = [0_u8; 8];
+                    word.copy_from_slice(chunk);
+                    result = result.and(window.write(first.saturating_add(index), u64::from_le_bytes(word)));
+                }
+                window.unmap(self.sys).map_err(|(error, _)| error).and(result).doing(doing)?;
+            }
+        }
+        Ok(executable.entry)
+    }
+
     /// Builds PD `domain`: returns its thread, ready to start.
     fn build_domain(
         &mut self,
         spec: &SystemSpec,
         bundle: &Bundle<'_>,
         domain: &DomainSpec,
+        guest: Option<GuestInfo>,
     ) -> Result<Cap<kind::Tcb>, Failure> {
         let name = domain.name.as_str();
         let vspace = Cap::<kind::Pml4>::new(self.original(domain.vspace)?.slot);
@@ -482,7 +640,10 @@ impl Loader<'_> {
         self.map(buffer, vspace, layout::IPC_BUFFER, 4096, data, attributes::DATA)
             .and_then(|()| tcb.set_ipc_buffer(self.sys, buffer))
             .doing(|| format!("{name}: map and set its IPC buffer"))?;
-        let info = PdInfo::new(name, domain.heap_bytes, stack_bytes);
+        let mut info = PdInfo::new(name, domain.heap_bytes, stack_bytes);
+        if let Some(guest) = guest {
+            info = info.with_guest(guest);
+        }
         let info_frame =
             self.filled_frame(info.to_words().into_iter()).doing(|| format!("{name}: write its info page"))?;
         self.map(info_frame, vspace, layout::INFO_PAGE, 4096, Rights::READ, attributes::DATA)
@@ -635,6 +796,25 @@ impl Loader<'_> {
         // The kernel's logs and the conformance dump call it by its name.
         tcb.set_name(self.sys, name).doing(|| format!("{name}: name its thread"))?;
         Ok(())
+    }
+}
+
+/// An address space the loader builds page tables in.
+#[derive(Clone, Copy)]
+enum Space {
+    /// A protection domain's (or the loader's own).
+    Host(Cap<kind::Pml4>),
+    /// A guest's.
+    Guest(Cap<kind::GuestSpace>),
+}
+
+impl Space {
+    /// Its slot in the loader's CNode, which names it in `Loader::tables`.
+    fn slot(self) -> u64 {
+        match self {
+            Self::Host(vspace) => vspace.cptr().0,
+            Self::Guest(space) => space.cptr().0,
+        }
     }
 }
 

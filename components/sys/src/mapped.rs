@@ -11,7 +11,9 @@
 //! into the VSpace the caller says is its own. One thing stays the PD's
 //! discipline: the VSpace capability passed must be the thread's own (and
 //! the caller of the unsafe [`Heap::init`](crate::heap::Heap::init) must
-//! not give it a window's pages; the safe
+//! not give it a window's pages; the frame given to
+//! [`MappedPage::map_large`] must be a 2 MiB frame, and nothing else may be
+//! mapped into its 2 MiB while the window lives; the safe
 //! [`Heap::map_and_init`](crate::heap::Heap::map_and_init) maps its own). A
 //! window whose frame is later unmapped by other means faults on access:
 //! the thread is stopped, nothing else is written.
@@ -27,8 +29,11 @@ use crate::Sys;
 
 /// Words in a page.
 pub const WORDS: usize = 512;
+/// Words in a 2 MiB page.
+pub const LARGE_WORDS: usize = 512 * 512;
 
-/// A frame mapped readable and writable at `address` in the caller's VSpace.
+/// A frame (4 KiB, or 2 MiB through [`MappedPage::map_large`]) mapped
+/// readable and writable at `address` in the caller's VSpace.
 #[derive(Debug)]
 pub struct MappedPage {
     frame: Cap<kind::Frame>,
@@ -43,11 +48,13 @@ pub struct MappedPage {
 #[derive(Debug)]
 struct Window {
     base: *mut u64,
+    /// Its size in words: [`WORDS`] or [`LARGE_WORDS`].
+    words: usize,
 }
 
 impl Window {
     fn read(&self, index: usize) -> Option<u64> {
-        if index >= WORDS {
+        if index >= self.words {
             return None;
         }
         let word = self.base.wrapping_add(index);
@@ -57,7 +64,7 @@ impl Window {
     }
 
     fn write(&mut self, index: usize, value: u64) -> Result<(), Error> {
-        if index >= WORDS {
+        if index >= self.words {
             return Err(Error::RangeError);
         }
         let word = self.base.wrapping_add(index);
@@ -84,15 +91,47 @@ impl MappedPage {
         own_vspace: Cap<kind::Pml4>,
         address: u64,
     ) -> Result<MappedPage, Error> {
-        if !(FIRST_FREE_ADDRESS..=USER_TOP - 4096).contains(&address) || crate::entry::started_by_loader() {
+        Self::map_words(sys, frame, own_vspace, address, WORDS)
+    }
+
+    /// As [`MappedPage::map`] for a 2 MiB frame, at a 2 MiB-aligned
+    /// `address` (the caller made the page directory that covers it).
+    ///
+    /// # Errors
+    ///
+    /// As [`MappedPage::map`]; the kernel refuses a frame that is not
+    /// 2 MiB or a misaligned address.
+    pub fn map_large(
+        sys: &mut Sys,
+        frame: Cap<kind::Frame>,
+        own_vspace: Cap<kind::Pml4>,
+        address: u64,
+    ) -> Result<MappedPage, Error> {
+        Self::map_words(sys, frame, own_vspace, address, LARGE_WORDS)
+    }
+
+    fn map_words(
+        sys: &mut Sys,
+        frame: Cap<kind::Frame>,
+        own_vspace: Cap<kind::Pml4>,
+        address: u64,
+        words: usize,
+    ) -> Result<MappedPage, Error> {
+        let bytes = (words * 8) as u64;
+        let allowed = FIRST_FREE_ADDRESS..=USER_TOP - bytes;
+        if !allowed.contains(&address) || !address.is_multiple_of(bytes) || crate::entry::started_by_loader() {
             return Err(Error::InvalidArgument);
         }
         let base = usize::try_from(address).map_err(|_| Error::InvalidArgument)?;
+        // The kernel maps a frame as a page of the frame's own size. A
+        // 4 KiB window onto a larger frame covers part of it; a 2 MiB window
+        // onto a 4 KiB frame is the caller's discipline (module
+        // documentation): the rest of its 2 MiB is unmapped, and faults.
         frame.map(sys, own_vspace, address, Rights::READ | Rights::WRITE, attributes::DATA)?;
         // The page is memory from outside the program: exposed provenance.
         // The kernel mapped the page where nothing was mapped before
         // (module documentation): the window's invariant holds.
-        Ok(MappedPage { frame, window: Window { base: core::ptr::with_exposed_provenance_mut(base) } })
+        Ok(MappedPage { frame, window: Window { base: core::ptr::with_exposed_provenance_mut(base), words } })
     }
 
     /// The word at `index`, if inside the page.
@@ -154,7 +193,7 @@ impl SharedPage {
         // Memory the loader mapped, from outside the program: exposed
         // provenance. Regions lie above the PD's own layout: the window's
         // invariant holds.
-        Some(SharedPage { window: Window { base: core::ptr::with_exposed_provenance_mut(base) } })
+        Some(SharedPage { window: Window { base: core::ptr::with_exposed_provenance_mut(base), words: WORDS } })
     }
 
     /// The word at `index`, if inside the page.
