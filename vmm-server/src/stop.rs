@@ -1,0 +1,134 @@
+//! Why the VMM stops a guest: the [`Stop`] of [`crate::Action::Stop`].
+
+use bulkhead_components::Error;
+use iced_x86::Mnemonic;
+use kernel_core::vcpu::GuestField;
+use kernel_core::virt::ExitKind;
+
+use crate::paging::TranslationFault;
+
+/// Why a guest is stopped. Nothing here is a host failure: the host runs
+/// on, and the binary reports the stop and ends the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest wrote its exit code to the test-exit port
+    /// ([`crate::devices::TestExitPort`]).
+    Exited(u32),
+    /// The guest shut down: a triple fault.
+    TripleFault,
+    /// INIT arrived: there is no second vCPU or firmware to restart it.
+    Init,
+    /// The hardware refused the guest state (the raw reason says why).
+    InvalidState {
+        /// The hardware's own reason.
+        reason: u64,
+    },
+    /// HLT with interrupts disabled and no event pending: nothing could
+    /// ever wake the guest (there is no NMI source yet).
+    HaltedWithInterruptsDisabled,
+    /// An exit the VMM has no policy for: an unknown kind, `Other`, or a
+    /// host interrupt (which the kernel never reports).
+    UnhandledExit {
+        /// The kind, if the runtime knows it.
+        kind: Option<ExitKind>,
+        /// The hardware's own reason.
+        reason: u64,
+        /// The qualification.
+        qualification: u64,
+    },
+    /// An event the VMM cannot deliver: the delivery of `event` touched
+    /// memory that is not RAM (a second-level fault while delivering), an
+    /// intercepted page fault (CR2 is not in the allowlist, so it could not
+    /// be re-injected faithfully), or two events due at once.
+    UndeliverableEvent {
+        /// The event word (`kernel_core::virt::Event`), 0 for none.
+        event: u64,
+        /// The other event or the exception vector involved, if any.
+        other: u64,
+    },
+    /// The event word after an exit is not one the kernel would accept.
+    MalformedPendingEvent {
+        /// The word.
+        word: u64,
+    },
+    /// The VMM could not emulate the instruction at `rip`.
+    Emulation {
+        /// The guest's RIP.
+        rip: u64,
+        /// What went wrong.
+        failure: EmulationFailure,
+    },
+    /// The kernel refused a guest-state read or write the VMM needed.
+    KernelRefused {
+        /// The field.
+        field: GuestField,
+        /// The kernel's code.
+        error: Error,
+    },
+    /// The emulation left registers VMEnter would refuse (a non-canonical
+    /// RSP loaded from a device, say): the guest cannot be entered again.
+    UnenterableRegisters {
+        /// RIP.
+        rip: u64,
+        /// RSP.
+        rsp: u64,
+    },
+}
+
+/// Why an instruction could not be emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmulationFailure {
+    /// Its bytes could not be fetched (the hardware just fetched them: the
+    /// guest changed its page tables meanwhile, or is hostile).
+    Fetch(TranslationFault),
+    /// No valid instruction starts at RIP.
+    Undecodable {
+        /// The bytes fetched.
+        bytes: [u8; 15],
+    },
+    /// The instruction is not one that makes this exit (the guest changed
+    /// its code or its page tables meanwhile).
+    UnexpectedInstruction {
+        /// What was decoded.
+        mnemonic: Mnemonic,
+    },
+    /// An instruction the VMM does not emulate on device memory (only MOV,
+    /// MOVZX, MOVSX and MOVSXD are).
+    UnsupportedInstruction {
+        /// What was decoded.
+        mnemonic: Mnemonic,
+    },
+    /// The memory operand could not be translated or reached.
+    Operand(TranslationFault),
+    /// The memory operand is not where the hardware says the guest faulted
+    /// (a page-table or code change racing the VMM).
+    AddressMismatch {
+        /// The guest-physical address the VMM computed.
+        decoded: u64,
+        /// The one the exit reported.
+        reported: u64,
+    },
+    /// The instruction reads where the fault says it wrote, or the reverse.
+    DirectionMismatch,
+    /// A device access crossing a page boundary or a device's end.
+    SplitAccess {
+        /// The guest-physical address of the access.
+        guest_physical: u64,
+    },
+    /// An instruction fetch from device memory or outside the guest's
+    /// memory.
+    FetchFromUnbacked {
+        /// The guest-physical address.
+        guest_physical: u64,
+    },
+    /// An access to a control register the allowlist does not hold (CR2).
+    ControlRegister {
+        /// The register's number.
+        register: u8,
+    },
+    /// An I/O exit of a size other than 1, 2 or 4 bytes.
+    IoSize {
+        /// The size the qualification gave.
+        size: u8,
+    },
+}
