@@ -178,6 +178,8 @@ fn clippy_is_clean_on_host_and_bare_metal() {
         "bulkhead-loader",
         "-p",
         "bulkhead-programs",
+        "-p",
+        "bulkhead-test-guests",
         "--target",
         "x86_64-unknown-none",
     ];
