@@ -167,6 +167,9 @@ pub struct GuestExit {
     pub instruction_length: u64,
     /// CR0, CR3, CR4, EFER and the interruptibility state at the exit.
     pub control: [u64; 5],
+    /// CS's base and attributes at the exit (the packed attributes of
+    /// `docs/abi.md`'s segment fields): where the exiting instruction is.
+    pub code_segment: [u64; 2],
 }
 
 /// How a VMEnter ended.
@@ -213,7 +216,8 @@ pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Res
         return Ok(Entered::Notification { badge });
     }
     let mut control = [0; 5];
-    control.copy_from_slice(&words[enter::CONTROL..enter::EXIT_WORDS]);
+    control.copy_from_slice(&words[enter::CONTROL..enter::CODE_SEGMENT]);
+    let code_segment = [words[enter::CODE_SEGMENT], words[enter::CODE_SEGMENT + 1]];
     Ok(Entered::Exit(GuestExit {
         kind: ExitKind::from_word(words[enter::EXIT_KIND]),
         reason: words[enter::EXIT_REASON],
@@ -221,6 +225,7 @@ pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Res
         guest_physical: words[enter::GUEST_PHYSICAL],
         instruction_length: words[enter::INSTRUCTION_LENGTH],
         control,
+        code_segment,
     }))
 }
 
@@ -267,7 +272,7 @@ mod tests {
         let mut kernel = FakeKernel::default();
         let mut registers = GuestRegisters { rip: 0x100, rflags: 0x2, ..GuestRegisters::default() };
         registers.general[0] = 0x42;
-        let mut reply: Vec<u64> = (0..29).collect();
+        let mut reply: Vec<u64> = (0..31).collect();
         reply[enter::EXIT_KIND] = ExitKind::Io as u64;
         kernel.answer(0, enter::LABEL_EXIT, &reply);
         let Ok(Entered::Exit(exit)) = vm_enter(&mut kernel, &mut registers) else { panic!("an exit") };
@@ -277,13 +282,14 @@ mod tests {
         assert_eq!(exit.kind, Some(ExitKind::Io));
         assert_eq!((exit.reason, exit.qualification, exit.guest_physical, exit.instruction_length), (20, 21, 22, 23));
         assert_eq!(exit.control, [24, 25, 26, 27, 28]);
+        assert_eq!(exit.code_segment, [29, 30]);
         assert_eq!((registers.general[3], registers.rip, registers.rflags, registers.event), (3, 16, 17, 18));
         // A notification, an error, a short reply.
         kernel.answer(0x5, enter::LABEL_NOTIFICATION, &reply[..19]);
         assert_eq!(vm_enter(&mut kernel, &mut registers), Ok(Entered::Notification { badge: 0x5 }));
         kernel.answer(0, 3, &[]);
         assert_eq!(vm_enter(&mut kernel, &mut registers), Err(Error::IllegalOperation));
-        kernel.answer(0, enter::LABEL_EXIT, &reply[..20]);
+        kernel.answer(0, enter::LABEL_EXIT, &reply[..30]);
         assert_eq!(vm_enter(&mut kernel, &mut registers), Err(Error::TruncatedMessage));
     }
 }

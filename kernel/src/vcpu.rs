@@ -309,8 +309,19 @@ pub const ALL_DIRTY: u64 = (1 << GuestField::COUNT) - 1;
 
 /// The fields a backend stores into the record at every exit: those a
 /// VMEnter reply carries (RIP, RSP, RFLAGS, CR0, CR3, CR4, EFER, the
-/// interruptibility state, the pending event).
-pub const EAGER_FIELDS: u64 = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 10;
+/// interruptibility state, the pending event, and CS's base and
+/// attributes, which a VMM needs to find the exiting instruction).
+pub const EAGER_FIELDS: u64 = 1 << 0
+    | 1 << 1
+    | 1 << 2
+    | 1 << 3
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 8
+    | 1 << 10
+    | 1 << GuestField::segment(Segment::Cs, SegmentPart::Base).0
+    | 1 << GuestField::segment(Segment::Cs, SegmentPart::Attributes).0;
 /// The fields the guest may change that a backend leaves in the hardware
 /// page at an exit (the segment registers, GDTR and IDTR, DR7, the
 /// activity state), marking them stale in the record: ReadState fetches
@@ -413,10 +424,13 @@ pub mod enter {
     /// Reply words 24..29: CR0, CR3, CR4, EFER and the interruptibility
     /// state.
     pub const CONTROL: usize = 24;
+    /// Reply words 29 and 30: CS's base and attributes (the packed form
+    /// of `docs/abi.md`'s segment fields).
+    pub const CODE_SEGMENT: usize = 29;
     /// The words of an exit reply.
-    pub const EXIT_WORDS: usize = 29;
+    pub const EXIT_WORDS: usize = 31;
     /// [`EXIT_WORDS`] as a message length.
-    pub const EXIT_LENGTH: u8 = 29;
+    pub const EXIT_LENGTH: u8 = 31;
     /// The reply's label for an exit.
     pub const LABEL_EXIT: u64 = 0x2_0000;
     /// The reply's label when the bound notification was pending: the
@@ -555,6 +569,8 @@ pub fn vm_enter(
         record.state.get(GuestField::CR4),
         record.state.get(GuestField::EFER),
         record.state.get(GuestField::INTERRUPTIBILITY),
+        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
+        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
     ];
     tcb.words[enter::EXIT_KIND..enter::EXIT_WORDS].copy_from_slice(&exit_words);
     tcb.info = MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 };

@@ -4,7 +4,7 @@
 //! RIP, accesses through the guest's paging, and retiring an instruction.
 
 use bulkhead_components::Error;
-use bulkhead_components::vcpu::GuestRegisters;
+use bulkhead_components::vcpu::{GuestExit, GuestRegisters};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, Register};
 use kernel_core::vcpu::{GuestField, Segment, SegmentPart};
 
@@ -17,6 +17,14 @@ use crate::stop::{EmulationFailure, Stop};
 
 /// The longest x86 instruction.
 pub(crate) const MAX_INSTRUCTION_BYTES: usize = 15;
+/// The instructions that exit with no operand bytes, and their encodings
+/// without a prefix: CPUID, RDMSR, WRMSR, HLT.
+const PLAIN_ENCODINGS: [(Mnemonic, &[u8]); 4] = [
+    (Mnemonic::Cpuid, &[0x0f, 0xa2]),
+    (Mnemonic::Rdmsr, &[0x0f, 0x32]),
+    (Mnemonic::Wrmsr, &[0x0f, 0x30]),
+    (Mnemonic::Hlt, &[0xf4]),
+];
 /// The guest's page size, for splitting accesses.
 const PAGE_BYTES: u64 = 4096;
 
@@ -37,7 +45,10 @@ pub(crate) struct Guest<'g, S: VcpuState, M: GuestMemory> {
 }
 
 impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
-    /// The guest at an exit with control state `control`.
+    /// The guest at an exit with control state `control`; CS's base and
+    /// attributes are read from the VCpu when first needed (the tests'
+    /// way to count those reads).
+    #[cfg(test)]
     pub(crate) fn new(
         registers: &'g mut GuestRegisters,
         state: &'g mut S,
@@ -45,6 +56,25 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
         control: ControlRegisters,
     ) -> Self {
         Guest { registers, state, memory, control, code_attributes: None, code_base: None }
+    }
+
+    /// The guest at `exit`, whose CS base and attributes came with it
+    /// (VMEnter's reply carries them: no VCpu::ReadState for them).
+    pub(crate) fn at_exit(
+        registers: &'g mut GuestRegisters,
+        state: &'g mut S,
+        memory: &'g mut M,
+        exit: &GuestExit,
+    ) -> Self {
+        let [base, attributes] = exit.code_segment;
+        Guest {
+            registers,
+            state,
+            memory,
+            control: ControlRegisters::of(exit),
+            code_attributes: Some(SegmentAttributes(attributes)),
+            code_base: Some(base),
+        }
     }
 
     /// A stop for `failure` at the current instruction.
@@ -148,16 +178,9 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
     /// before it.
     pub(crate) fn fetch_instruction(&mut self) -> Result<Instruction, Fault> {
         let bitness = self.bitness()?;
-        let cs_base = self.code_base()?;
         let rip = self.registers.rip & bitness.ip_mask();
-        let linear = if bitness == Bitness::Bits64 { rip } else { self.linear(cs_base, rip)? };
-        // The hardware has just fetched these bytes at the guest's own
-        // privilege. A supervisor fetch passes every check a user one does,
-        // except SMEP's: SS is read (for the CPL) only when SMEP is on.
-        let user = self.control.cr4 & cr4::SMEP != 0 && self.privilege_level()? == 3;
-        let fetch = MemoryAccess { access: Access::Fetch, user, alignment_check: false };
         let mut bytes = [0; MAX_INSTRUCTION_BYTES];
-        let (fetched, stopped_by) = self.read_available(linear, &mut bytes, fetch, bitness.linear_mask());
+        let (fetched, stopped_by) = self.fetch_code(&mut bytes)?;
         if fetched == 0 {
             let fault = stopped_by.unwrap_or(TranslationFault::Unbacked { guest_physical: 0 });
             return Err(self.failure(EmulationFailure::Fetch(fault)));
@@ -174,6 +197,21 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
             }
             _ => Err(self.failure(EmulationFailure::Undecodable { bytes })),
         }
+    }
+
+    /// Reads as many of `bytes` as can be read from RIP on, as the guest's
+    /// instruction fetch would: how many, and what stopped the read.
+    fn fetch_code(&mut self, bytes: &mut [u8]) -> Result<(usize, Option<TranslationFault>), Fault> {
+        let bitness = self.bitness()?;
+        let cs_base = self.code_base()?;
+        let rip = self.registers.rip & bitness.ip_mask();
+        let linear = if bitness == Bitness::Bits64 { rip } else { self.linear(cs_base, rip)? };
+        // The hardware has just fetched these bytes at the guest's own
+        // privilege. A supervisor fetch passes every check a user one does,
+        // except SMEP's: SS is read (for the CPL) only when SMEP is on.
+        let user = self.control.cr4 & cr4::SMEP != 0 && self.privilege_level()? == 3;
+        let fetch = MemoryAccess { access: Access::Fetch, user, alignment_check: false };
+        Ok(self.read_available(linear, bytes, fetch, bitness.linear_mask()))
     }
 
     /// Reads as many of `bytes` as can be read from `linear` on, page by
@@ -211,6 +249,17 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
     pub(crate) fn instruction_length(&mut self, given: u64, expected: &[Mnemonic]) -> Result<u64, Fault> {
         if (1..=MAX_INSTRUCTION_BYTES as u64).contains(&given) {
             return Ok(given);
+        }
+        // The common case without a decoder: the bytes at RIP are the
+        // instruction's own encoding, whole (a prefix would come first).
+        if let [mnemonic] = expected
+            && let Some((_, encoding)) = PLAIN_ENCODINGS.iter().find(|(plain, _)| plain == mnemonic)
+        {
+            let mut bytes = [0; 2];
+            let bytes = &mut bytes[..encoding.len()];
+            if self.fetch_code(bytes)?.0 == encoding.len() && bytes == *encoding {
+                return Ok(encoding.len() as u64);
+            }
         }
         let instruction = self.fetch_instruction()?;
         if !expected.contains(&instruction.mnemonic()) {

@@ -277,6 +277,10 @@ impl Machine {
             guest_physical: 0,
             instruction_length,
             control: [control.cr0, control.cr3, control.cr4, control.efer, control.interruptibility],
+            code_segment: [
+                self.vcpu.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
+                self.vcpu.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
+            ],
         }
     }
 

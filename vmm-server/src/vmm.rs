@@ -8,7 +8,7 @@ use kernel_core::virt::{Event, ExitKind};
 use crate::context::Guest;
 use crate::control_register;
 use crate::counters::Counters;
-use crate::cpu::{ControlRegisters, is_canonical, rflags};
+use crate::cpu::{is_canonical, rflags};
 use crate::cpuid::CpuidTable;
 use crate::fault::{Exception, Fault, combine};
 use crate::guest::{Clock, GuestMemory, VcpuState};
@@ -130,7 +130,7 @@ impl<'a> Vmm<'a> {
             Ok(pending) => pending,
             Err(_) => return Action::Stop(Stop::MalformedPendingEvent { word: registers.event }),
         };
-        let mut guest = Guest::new(registers, state, memory, ControlRegisters::of(exit));
+        let mut guest = Guest::at_exit(registers, state, memory, exit);
         let action = match self.dispatch(exit, pending, &mut guest) {
             Ok(action) => action,
             Err(Fault::Stop(stop)) => Action::Stop(stop),

@@ -51,6 +51,39 @@ impl IpcBufferPage {
     }
 }
 
+impl IpcBufferPage {
+    /// Copies the words from index `start` on into `words` (one bounds
+    /// check, then a run of volatile reads: VMEnter's 31-word reply).
+    ///
+    /// # Panics
+    ///
+    /// If the words reach past the page.
+    pub fn read_words(&self, start: usize, words: &mut [u64]) {
+        assert!(start.checked_add(words.len()).is_some_and(|end| end <= WORDS), "IPC buffer words {start}..");
+        for (index, word) in words.iter_mut().enumerate() {
+            let source = self.base.wrapping_add(start + index);
+            // SAFETY: inside the page (checked above), which `new`'s
+            // contract keeps mapped, readable and free of Rust references.
+            *word = unsafe { source.read_volatile() };
+        }
+    }
+
+    /// Copies `words` to the buffer from index `start` on.
+    ///
+    /// # Panics
+    ///
+    /// If the words reach past the page.
+    pub fn write_words(&mut self, start: usize, words: &[u64]) {
+        assert!(start.checked_add(words.len()).is_some_and(|end| end <= WORDS), "IPC buffer words {start}..");
+        for (index, word) in words.iter().enumerate() {
+            let target = self.base.wrapping_add(start + index);
+            // SAFETY: as for `read_words`; the page is writable by the
+            // same contract.
+            unsafe { target.write_volatile(*word) };
+        }
+    }
+}
+
 impl WordBuffer for IpcBufferPage {
     fn read(&self, index: usize) -> u64 {
         assert!(index < WORDS, "IPC buffer index {index}");

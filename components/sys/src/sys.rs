@@ -57,9 +57,7 @@ impl Kernel for Sys {
         let length = length.min(words.len()).min(MAX_MESSAGE_WORDS);
         if length > REGISTER_MESSAGE_WORDS {
             let buffer = self.buffer.as_mut().ok_or(Error::NoIpcBuffer)?;
-            for (index, word) in words.iter().enumerate().take(length).skip(REGISTER_MESSAGE_WORDS) {
-                buffer.write(index, *word);
-            }
+            buffer.write_words(REGISTER_MESSAGE_WORDS, &words[REGISTER_MESSAGE_WORDS..length]);
         }
         let mut registers = [0; REGISTER_MESSAGE_WORDS];
         for (register, word) in registers.iter_mut().zip(words.iter()) {
@@ -70,11 +68,13 @@ impl Kernel for Sys {
         let returned = arch::syscall(&raw);
         let info = MessageInfo::from_word(returned.info);
         let reply = usize::from(info.length).min(words.len());
-        for (index, word) in words.iter_mut().enumerate().take(reply) {
-            *word = match returned.words.get(index) {
-                Some(register) => *register,
-                None => self.buffer.as_ref().map_or(0, |buffer| buffer.read(index)),
-            };
+        let in_registers = reply.min(REGISTER_MESSAGE_WORDS);
+        words[..in_registers].copy_from_slice(&returned.words[..in_registers]);
+        if reply > in_registers {
+            match self.buffer.as_ref() {
+                Some(buffer) => buffer.read_words(in_registers, &mut words[in_registers..reply]),
+                None => words[in_registers..reply].fill(0),
+            }
         }
         Ok((info, returned.badge))
     }

@@ -368,9 +368,12 @@ fn load_lazy(control: &mut Vmcb, state: &GuestState) {
 }
 
 /// Loads the fields the record always holds current: those a VMEnter
-/// reply carries, and the TSC offset. EFER gets SVME, which VMRUN
-/// requires and the guest never sees set (reads of EFER exit).
+/// reply carries (CS's base and attributes among them, not its selector
+/// and limit, which may be stale), and the TSC offset. EFER gets SVME,
+/// which VMRUN requires and the guest never sees set (reads of EFER exit).
 fn load_eager(control: &mut Vmcb, state: &GuestState) {
+    control.cs.base = part(state, Register::Cs, SegmentPart::Base);
+    control.cs.attributes = u16::try_from(part(state, Register::Cs, SegmentPart::Attributes) & 0xfff).unwrap_or(0);
     control.rip = state.get(GuestField::RIP);
     control.rsp = state.get(GuestField::RSP);
     control.rflags = state.get(GuestField::RFLAGS);
@@ -414,6 +417,8 @@ fn store_eager(control: &Vmcb, state: &mut GuestState) {
     set(GuestField::CR4, control.cr4);
     set(GuestField::EFER, control.efer & !EFER_SVME);
     set(GuestField::INTERRUPTIBILITY, control.int_shadow & 1);
+    set(GuestField::segment(Register::Cs, SegmentPart::Base), control.cs.base);
+    set(GuestField::segment(Register::Cs, SegmentPart::Attributes), u64::from(control.cs.attributes & 0xfff));
     let pending = Event::from_word(control.exit_int_info & 0xffff_ffff_8000_0fff).ok().flatten();
     set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
 }

@@ -660,8 +660,8 @@ fn store_lazy(state: &mut GuestState) {
     }
 }
 
-/// Reads the eager fields (those a VMEnter reply carries) of the current
-/// VMCS into `state` after an exit. CR0 and CR4 are what the guest sees
+/// Reads the eager fields (those a VMEnter reply carries, CS's base and
+/// attributes among them) of the current VMCS into `state` after an exit. CR0 and CR4 are what the guest sees
 /// (its own bits, the fixed ones from the read shadows); an event whose
 /// delivery the exit interrupted (IDT-vectoring information) becomes the
 /// pending event again.
@@ -677,6 +677,12 @@ fn store_eager(state: &mut GuestState) {
         }
     }
     set(GuestField::INTERRUPTIBILITY, read(field::GUEST_INTERRUPTIBILITY) & 0b11);
+    let cs = Segment::Cs as u64;
+    set(GuestField::segment(Segment::Cs, SegmentPart::Base), read(field::GUEST_ES_BASE + 2 * cs));
+    set(
+        GuestField::segment(Segment::Cs, SegmentPart::Attributes),
+        attributes_of(read(field::GUEST_ES_RIGHTS + 2 * cs)),
+    );
     let vectoring = read(field::VECTORING_INFO);
     let word = (vectoring & 0x8000_0fff) | read(field::VECTORING_ERROR) << 32;
     let pending = if vectoring & (1 << 31) != 0 { Event::from_word(word).ok().flatten() } else { None };

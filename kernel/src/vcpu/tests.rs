@@ -543,8 +543,11 @@ fn stale_fields_are_fetched_before_a_read_or_a_write() {
     // An eager field reads without a fetch.
     world.read(R_VCPU, GuestField::RIP);
     assert_eq!(world.record(R_VCPU).stale, LAZY_FIELDS);
+    // So do CS's base and attributes, which every exit reply carries.
+    world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Attributes));
+    assert_eq!(world.record(R_VCPU).stale, LAZY_FIELDS);
     // A lazy one fetches them all.
-    world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Base));
+    world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Selector));
     assert_eq!(world.record(R_VCPU).stale, 0);
     // A write fetches first too (the backend loads the lazy fields as a
     // group), so that no field is both dirty and stale.

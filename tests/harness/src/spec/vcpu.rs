@@ -79,7 +79,7 @@ pub mod enter {
     /// The words VMEnter takes: 16 registers, RIP, RFLAGS, the event.
     pub const MESSAGE_WORDS: usize = 19;
     /// The words of an exit reply.
-    pub const EXIT_WORDS: usize = 29;
+    pub const EXIT_WORDS: usize = 31;
     /// The label of an exit reply.
     pub const LABEL_EXIT: u64 = 0x2_0000;
     /// The label of a reply to a pending notification.
@@ -278,8 +278,9 @@ impl State {
         let (label, badge) = match pending {
             Some(badge) => (enter::LABEL_NOTIFICATION, Some(badge)),
             None => {
-                // CR0, CR3, CR4, EFER, the interruptibility state.
-                let control = [3, 4, 5, 6, 8].map(|field| record.fields[field]);
+                // CR0, CR3, CR4, EFER, the interruptibility state, CS's
+                // base and attributes.
+                let control = [3, 4, 5, 6, 8, 21, 23].map(|field| record.fields[field]);
                 reply.extend([enter::HLT, 0, 0, 0, 1]);
                 reply.extend(control);
                 (enter::LABEL_EXIT, None)
