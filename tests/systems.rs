@@ -121,7 +121,13 @@ fn every_repository_system_is_known_to_the_cli() {
 /// with its type, object, rights and badge, every mapping, nothing extra.
 fn assert_conforms(name: &str) {
     let outcome = boot_system(name, "dump-capabilities", false);
-    assert_system_succeeded(&outcome, Emulator::Qemu);
+    // What the loader built is checked here; how each PD then ends is its
+    // system's own test's business (the guest system's hostile guest ends
+    // its VMM with a failure by design).
+    assert!(!outcome.timed_out, "{name}: the system hung");
+    assert!(!outcome.console.contains("!!! kernel"), "{name}: a kernel exception or panic");
+    assert!(outcome.console.contains("root task: done; the threads it started run on"), "{name}: the loader finished");
+    assert!(outcome.final_status().is_some(), "{name}: the kernel gave its verdict");
     let snapshot = bulkhead::conformance::parse(&outcome.console).unwrap_or_else(|error| panic!("{error}"));
     let spec = user_build::system_spec(name).expect("the build script compiled the system");
     let mismatches = bulkhead::conformance::check(&spec, &snapshot);

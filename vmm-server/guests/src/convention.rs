@@ -81,7 +81,7 @@ const _: () = assert!(CODE32_SELECTOR == 8 && DATA_SELECTOR == 16 && CODE64_SELE
 
 /// The rounds of `guest-hostile`'s exit flood: each one CPUID and one OUT
 /// to port 0x80, so twice as many exits.
-pub const HOSTILE_FLOOD_ROUNDS: u32 = 50_000;
+pub const HOSTILE_FLOOD_ROUNDS: u32 = 10_000;
 
 /// The MSRs the guests touch.
 pub mod msr {
