@@ -453,8 +453,9 @@ pub struct GuestEntry {
     pub format: crate::virt::GuestFormat,
 }
 
-/// The guest registers and control state a reply carries, from `record`.
-fn reply_state(record: &VCpu, words: &mut [u64]) {
+/// The guest registers and control state a reply carries, from `record`
+/// (the reply's first [`enter::MESSAGE_WORDS`] words).
+fn reply_state(record: &VCpu, words: &mut [u64; enter::EXIT_WORDS]) {
     words[..16].copy_from_slice(&record.registers);
     words[enter::RSP] = record.state.get(GuestField::RSP);
     words[enter::RIP] = record.state.get(GuestField::RIP);
@@ -539,10 +540,11 @@ pub fn vm_enter(
         let pending = store.notification_mut(notification);
         let badge = pending.word;
         (pending.active, pending.word) = (false, 0);
-        let record = *store.vcpu(vcpu);
+        let mut reply = [0; enter::EXIT_WORDS];
+        reply_state(store.vcpu(vcpu), &mut reply);
         store.vcpu_mut(vcpu).resume = false;
         let tcb = store.tcb_mut(thread);
-        reply_state(&record, &mut tcb.words);
+        tcb.words[..enter::MESSAGE_WORDS].copy_from_slice(&reply[..enter::MESSAGE_WORDS]);
         tcb.badge = badge;
         tcb.info = MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::MESSAGE_LENGTH, caps: 0 };
         return Ok(());
@@ -555,9 +557,10 @@ pub fn vm_enter(
         return Ok(());
     };
     record.resume = false;
-    let record = *record;
-    let tcb = store.tcb_mut(thread);
-    reply_state(&record, &mut tcb.words);
+    // The reply built from the record in place (not a copy of the whole
+    // record), then copied into the thread's message.
+    let mut reply = [0; enter::EXIT_WORDS];
+    reply_state(record, &mut reply);
     let exit_words = [
         exit.kind as u64,
         exit.raw_reason,
@@ -572,7 +575,9 @@ pub fn vm_enter(
         record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
         record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
     ];
-    tcb.words[enter::EXIT_KIND..enter::EXIT_WORDS].copy_from_slice(&exit_words);
+    reply[enter::EXIT_KIND..].copy_from_slice(&exit_words);
+    let tcb = store.tcb_mut(thread);
+    tcb.words[..enter::EXIT_WORDS].copy_from_slice(&reply);
     tcb.info = MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 };
     Ok(())
 }
