@@ -164,6 +164,13 @@ fn assert_guest_system_ran(outcome: &RunOutcome) {
     let flood = 2 * u64::from(HOSTILE_FLOOD_ROUNDS);
     assert!(exits >= flood, "{exits} exits: the flood's {flood} were handled exit by exit");
     assert!(console.contains("system: 6 threads ended: 5 with code 0, 1 failed"), "the kernel's verdict");
+    // The hostile guest raised CR8 to 15 and left it there: the host's own
+    // task priority stayed 0 (it would be 0xf0, and the host deaf to its
+    // timer, had the guest's MOV to CR8 reached the local APIC).
+    assert!(
+        console.contains("root task: the local APIC's task priority at the end: 0x0\n"),
+        "a guest's CR8 reached the host's task priority"
+    );
 
     // The isolation guests ran at once: each wrote its marker before the
     // other finished scanning, so a store of either into the other's memory

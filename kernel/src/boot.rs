@@ -170,6 +170,9 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange, after_root_e
                 "root task: {} guest runs ended by a host interrupt and entered again",
                 crate::arch::threads::interrupted_guests()
             );
+            if let Some(priority) = crate::arch::apic::task_priority() {
+                println!("root task: the local APIC's task priority at the end: {priority:#x}");
+            }
             if threads != 0 {
                 println!(
                     "system: {} threads ended: {} with code 0, {} failed; the others are blocked",

@@ -135,6 +135,14 @@ fn write(offset: usize, value: u32) {
     unsafe { register_pointer(offset).write_volatile(value) };
 }
 
+/// The task-priority register: 0 from `init` on, for the kernel never
+/// raises it. A guest that reached it (a 64-bit MOV to CR8 on VT-x
+/// without CR8 exiting) would hold off the host's interrupts; the kernel
+/// reports it at the end of a run (`boot::run_root_task`).
+pub(crate) fn task_priority() -> Option<u32> {
+    present().then(|| read(register::TASK_PRIORITY))
+}
+
 /// Enables the local APIC with the timer masked and masks the legacy PIC.
 /// Returns `None` if the APIC's page lies outside the physical-memory map.
 ///

@@ -116,7 +116,8 @@ pub const LONG: Guest = Guest {
 };
 
 /// Tries to escape, in 64-bit long mode, saying what it attempts before
-/// each attempt: reads and writes of guest-physical memory far outside
+/// each attempt: CR8 (the task priority) raised to 15 and left there
+/// (check 19: it reads back); reads and writes of guest-physical memory far outside
 /// its RAM; WRMSR of each MSR in [`msr::REFUSED`](crate::msr::REFUSED)
 /// and RDMSR of two (each must raise #GP(0); checks 1 to 8); VMXON,
 /// VMLAUNCH, VMCALL, VMRUN, VMLOAD, VMSAVE, STGI, CLGI and VMMCALL (each
@@ -132,6 +133,8 @@ pub const HOSTILE: Guest = Guest {
     lines: &[
         "hostile: 32-bit protected mode ok",
         "hostile: 64-bit long mode ok",
+        "hostile: raising cr8 to 15",
+        "hostile: cr8 reads back 15",
         "hostile: reading 0x40000000",
         "hostile: writing 0x5a5a5a5a to 0x40000000",
         "hostile: reading 0xfffff000",

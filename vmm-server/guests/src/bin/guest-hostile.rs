@@ -67,6 +67,19 @@ long_main:
     lidtq idt64_descriptor
     say64 "hostile: 64-bit long mode ok"
 
+    /* 19: the task priority at its highest, and left there. Were the
+       guest's MOV to CR8 to reach the physical local APIC (VT-x without
+       CR8 exiting or a TPR shadow), the host would take no more
+       interrupts, its timer's included, once this guest stops. */
+    say64 "hostile: raising cr8 to 15"
+    movl $15, %eax
+    movq %rax, %cr8
+    xorl %ebx, %ebx
+    movq %cr8, %rbx
+    cmpq $15, %rbx
+    check_z64 19
+    say64 "hostile: cr8 reads back 15"
+
     /* Memory far outside a 2 MiB RAM: 1 GiB, and the last page below
        4 GiB. */
     probe_memory 0x40000000
