@@ -257,7 +257,10 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
         {
             let mut bytes = [0; 2];
             let bytes = &mut bytes[..encoding.len()];
-            if self.fetch_code(bytes)?.0 == encoding.len() && bytes == *encoding {
+            // Byte by byte: a slice comparison would call memcmp for two bytes.
+            if self.fetch_code(bytes)?.0 == encoding.len()
+                && bytes.iter().zip(*encoding).all(|(byte, plain)| byte == plain)
+            {
                 return Ok(encoding.len() as u64);
             }
         }
