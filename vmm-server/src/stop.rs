@@ -132,3 +132,57 @@ pub enum EmulationFailure {
         size: u8,
     },
 }
+
+impl core::fmt::Display for Stop {
+    /// One line for an operator: what stopped the guest, with the numbers
+    /// that say where (the test system's logs and `tests/guests.rs` read
+    /// these words).
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Stop::Exited(code) => write!(formatter, "exited with code {code}"),
+            Stop::TripleFault => formatter.write_str("triple fault"),
+            Stop::Init => formatter.write_str("INIT: there is no firmware to restart it"),
+            Stop::InvalidState { reason } => {
+                write!(formatter, "the hardware refused its state (reason {reason:#x})")
+            }
+            Stop::HaltedWithInterruptsDisabled => formatter.write_str("halted with interrupts disabled"),
+            Stop::UnhandledExit { kind, reason, qualification } => write!(
+                formatter,
+                "an exit without a policy ({kind:?}, reason {reason:#x}, qualification {qualification:#x})"
+            ),
+            Stop::UndeliverableEvent { event, other } => {
+                write!(formatter, "an event that cannot be delivered ({event:#x}, with {other:#x})")
+            }
+            Stop::MalformedPendingEvent { word } => write!(formatter, "a malformed pending event {word:#x}"),
+            Stop::Emulation { rip, failure } => {
+                write!(formatter, "the instruction at rip {rip:#x} was not emulated: {failure:?}")
+            }
+            Stop::KernelRefused { field, error } => {
+                write!(formatter, "the kernel refused guest-state field {}: {error}", field.number())
+            }
+            Stop::UnenterableRegisters { rip, rsp } => {
+                write!(formatter, "registers VMEnter refuses (rip {rip:#x}, rsp {rsp:#x})")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn stops_read_as_one_line_each() {
+        assert_eq!(Stop::Exited(3).to_string(), "exited with code 3");
+        assert_eq!(Stop::TripleFault.to_string(), "triple fault");
+        assert_eq!(Stop::HaltedWithInterruptsDisabled.to_string(), "halted with interrupts disabled");
+        assert_eq!(Stop::InvalidState { reason: 0x21 }.to_string(), "the hardware refused its state (reason 0x21)");
+        let emulation = Stop::Emulation { rip: 0x8000, failure: EmulationFailure::DirectionMismatch };
+        assert_eq!(emulation.to_string(), "the instruction at rip 0x8000 was not emulated: DirectionMismatch");
+        let refused = Stop::KernelRefused { field: GuestField::CR3, error: Error::InvalidArgument };
+        assert!(refused.to_string().starts_with("the kernel refused guest-state field 4: "), "{refused}");
+        assert!(!Stop::UnenterableRegisters { rip: 1, rsp: 2 }.to_string().contains('\n'));
+    }
+}

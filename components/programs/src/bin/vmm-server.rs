@@ -88,8 +88,7 @@ fn run(info: &PdInfo, sys: &mut Sys) -> u64 {
     };
     match stop {
         Some(Stop::Exited(code)) => println!("vmm: the guest exited with code {code}"),
-        Some(Stop::TripleFault) => println!("vmm: the guest stopped: triple fault"),
-        Some(other) => println!("vmm: the guest stopped: {other:?}"),
+        Some(other) => println!("vmm: the guest stopped: {other}"),
         None => println!("vmm: the guest halted with interrupts enabled and nothing to wake it"),
     }
     let counters = vmm.counters();
