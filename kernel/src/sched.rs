@@ -44,13 +44,16 @@ impl SchedContext {
     }
 
     /// Starts the periods that have begun by `now`: a full budget again.
-    fn refill_if_due(&mut self, now: u64) {
+    /// Returns when the current period began, if it began by `now` since
+    /// the last refill.
+    fn refill_if_due(&mut self, now: u64) -> Option<u64> {
         if now < self.next_refill || self.period == 0 {
-            return;
+            return None;
         }
         let periods_passed = (now - self.next_refill) / self.period + 1;
         self.next_refill = self.next_refill.saturating_add(periods_passed.saturating_mul(self.period));
         self.remaining = self.budget;
+        Some(self.next_refill.saturating_sub(self.period))
     }
 }
 
@@ -225,14 +228,21 @@ impl Scheduler {
 
     /// Charges the running thread for the ticks since it was last charged
     /// (or dispatched) and, if that used up its budget, takes it off the CPU
-    /// into the release queue. Call on every kernel entry with the time.
+    /// into the release queue. When a new period began in between, the
+    /// refilled budget pays only for the ticks since that period began: the
+    /// ones before it were the old period's, which the timer bounded by the
+    /// old budget. Call on kernel entries with the time (at least whenever
+    /// the scheduler decides, and at the timer's deadline).
     pub fn account(&mut self, store: &mut impl ObjectStore, now: u64) {
-        let used = now.saturating_sub(self.charged_until);
+        let since = self.charged_until;
+        let mut used = now.saturating_sub(since);
         self.charged_until = now;
         let Some(current) = self.current else { return };
         let Some(context) = store.tcb(current).sched_context else { return };
         let state = store.sched_context_mut(context);
-        state.refill_if_due(now);
+        if let Some(period_start) = state.refill_if_due(now) {
+            used = now.saturating_sub(period_start.max(since));
+        }
         // Mutant: the running thread's time is not charged to its budget.
         if !cfg!(bulkhead_mutant = "budget_not_charged") {
             state.remaining = state.remaining.saturating_sub(used);
@@ -254,7 +264,7 @@ impl Scheduler {
             let mut release = self.release;
             release.remove(store, head);
             self.release = release;
-            store.sched_context_mut(context).refill_if_due(now);
+            let _ = store.sched_context_mut(context).refill_if_due(now);
             self.make_ready(store, head);
         }
     }
@@ -430,8 +440,27 @@ mod tests {
         assert_eq!(SchedContext::new(50, 10, 0).budget, 10);
         let mut context = SchedContext::new(4, 10, 0);
         context.remaining = 0;
-        context.refill_if_due(35);
+        assert_eq!(context.refill_if_due(35), Some(30), "the current period began at 30");
         assert_eq!((context.remaining, context.next_refill), (4, 40), "late refills start the current period");
+        assert_eq!(context.refill_if_due(39), None);
+    }
+
+    #[test]
+    fn a_charge_across_a_refill_pays_only_for_the_new_period() {
+        // One thread whose budget is its whole period, charged once per
+        // 9,000 ticks (as a thread is whose system calls skip the
+        // accounting): crossing each period's start refills its budget,
+        // and the ticks before that start were the old period's.
+        let (mut store, mut scheduler) = spinners(&[(50, Some((10_000, 10_000)))]);
+        let thread = scheduler.schedule(&mut store).expect("the spinner runs");
+        let context = store.tcb(thread).sched_context.expect("its scheduling context");
+        for now in (9_000..100_000).step_by(9_000) {
+            scheduler.account(&mut store, now);
+            assert_eq!(scheduler.current(), Some(thread), "still running at {now}");
+            let period_start = now / 10_000 * 10_000;
+            let expected = if now - period_start < 9_000 { 10_000 - (now - period_start) } else { 1_000 };
+            assert_eq!(store.sched_context(context).remaining, expected, "at {now}");
+        }
     }
 
     #[test]

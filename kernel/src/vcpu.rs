@@ -453,31 +453,73 @@ pub struct GuestEntry {
     pub format: crate::virt::GuestFormat,
 }
 
+/// VMEnter's message and reply words, wherever the call keeps them: the
+/// general path's arrays (beside the TCB's message), or the calling
+/// thread's registers and IPC buffer on the architecture's VMEnter path,
+/// which then moves each word once.
+pub trait EnterWords {
+    /// Whether the caller sent all [`enter::MESSAGE_WORDS`] words.
+    fn has_message(&self) -> bool;
+    /// Message word `index` (below [`enter::MESSAGE_WORDS`]).
+    fn message(&self, index: usize) -> u64;
+    /// Sets reply word `index` (below [`enter::EXIT_WORDS`]).
+    fn reply(&mut self, index: usize, word: u64);
+}
+
+/// [`EnterWords`] in arrays: the message, if whole, and the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnterArrays {
+    /// The message (`None`: fewer than [`enter::MESSAGE_WORDS`] words).
+    pub message: Option<[u64; enter::MESSAGE_WORDS]>,
+    /// The reply.
+    pub reply: [u64; enter::EXIT_WORDS],
+}
+
+impl EnterWords for EnterArrays {
+    fn has_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    fn message(&self, index: usize) -> u64 {
+        self.message.map_or(0, |message| message[index])
+    }
+
+    fn reply(&mut self, index: usize, word: u64) {
+        self.reply[index] = word;
+    }
+}
+
 /// The guest registers and control state a reply carries, from `record`
 /// (the reply's first [`enter::MESSAGE_WORDS`] words).
-fn reply_state(record: &VCpu, words: &mut [u64; enter::EXIT_WORDS]) {
-    words[..16].copy_from_slice(&record.registers);
-    words[enter::RSP] = record.state.get(GuestField::RSP);
-    words[enter::RIP] = record.state.get(GuestField::RIP);
-    words[enter::RFLAGS] = record.state.get(GuestField::RFLAGS);
-    words[enter::EVENT] = record.state.get(GuestField::PENDING_EVENT);
+#[inline(always)]
+fn reply_state(record: &VCpu, words: &mut impl EnterWords) {
+    for (index, &register) in record.registers.iter().enumerate() {
+        words.reply(index, register);
+    }
+    words.reply(enter::RSP, record.state.get(GuestField::RSP));
+    words.reply(enter::RIP, record.state.get(GuestField::RIP));
+    words.reply(enter::RFLAGS, record.state.get(GuestField::RFLAGS));
+    words.reply(enter::EVENT, record.state.get(GuestField::PENDING_EVENT));
 }
 
 /// Loads VMEnter's message into `record`, checked as WriteState checks
-/// the fields it sets: RSP, RIP, RFLAGS and the pending event.
-fn load_message(record: &mut VCpu, words: &[u64]) -> Result<(), SyscallError> {
-    let words = words.get(..enter::MESSAGE_WORDS).ok_or(SyscallError::TruncatedMessage)?;
+/// the fields it sets: RSP, RIP, RFLAGS and the pending event. Nothing
+/// changes when a check fails.
+#[inline(always)]
+fn load_message(record: &mut VCpu, words: &impl EnterWords) -> Result<(), SyscallError> {
     let fields = [
-        (GuestField::RSP, words[enter::RSP]),
-        (GuestField::RIP, words[enter::RIP]),
-        (GuestField::RFLAGS, words[enter::RFLAGS]),
-        (GuestField::PENDING_EVENT, words[enter::EVENT]),
+        (GuestField::RSP, words.message(enter::RSP)),
+        (GuestField::RIP, words.message(enter::RIP)),
+        (GuestField::RFLAGS, words.message(enter::RFLAGS)),
+        (GuestField::PENDING_EVENT, words.message(enter::EVENT)),
     ];
     let mut values = [0; 4];
     for (value, (field, word)) in values.iter_mut().zip(fields) {
         *value = check(field, word)?;
     }
-    record.registers.copy_from_slice(&words[..16]);
+    for (index, register) in record.registers.iter_mut().enumerate() {
+        *register = words.message(index);
+    }
     record.registers[enter::RSP] = 0;
     for ((field, _), value) in fields.into_iter().zip(values) {
         if record.state.get(field) != value {
@@ -488,13 +530,31 @@ fn load_message(record: &mut VCpu, words: &[u64]) -> Result<(), SyscallError> {
     Ok(())
 }
 
-/// The VMEnter system call of `thread`: runs its VCpu's guest until an
-/// exit, or returns at once if its bound notification is pending. The
-/// reply (label [`enter::LABEL_EXIT`] or [`enter::LABEL_NOTIFICATION`])
-/// goes into the thread's message. When a host interrupt ends the run,
-/// nothing is replied: the thread's call runs again
-/// ([`crate::ipc::Resumption::Again`]) once the kernel has taken the
-/// interrupt, and the restart enters the guest from the record.
+/// How [`enter_guest`] ended, when it did not refuse the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entered {
+    /// The guest exited: the reply holds all [`enter::EXIT_WORDS`] words.
+    Exit,
+    /// The bound notification was pending: the guest did not run
+    /// (further); the reply holds the registers (its first
+    /// [`enter::MESSAGE_WORDS`] words), and `badge` is what Wait returns.
+    Notification {
+        /// The signals' badges, ORed.
+        badge: u64,
+    },
+    /// A host interrupt ended the guest's run: nothing is replied, the
+    /// VCpu resumes from its record, and the thread's call runs again
+    /// ([`crate::ipc::Resumption::Again`], set here) once the kernel has
+    /// taken the interrupt.
+    Interrupted,
+}
+
+/// VMEnter's work, whichever way the call reached the kernel: the
+/// general system-call path ([`vm_enter`], through the TCB's message) or
+/// the architecture's VMEnter path, whose `words` are the caller's
+/// registers and IPC buffer. The message is only read when the VCpu does
+/// not resume a run a host interrupt ended. Runs the thread's VCpu until
+/// an exit, or returns at once if its bound notification is pending.
 ///
 /// # Errors
 ///
@@ -504,14 +564,14 @@ fn load_message(record: &mut VCpu, words: &[u64]) -> Result<(), SyscallError> {
 /// than [`enter::MESSAGE_WORDS`] words; InvalidArgument for a
 /// non-canonical RSP or RIP, reserved RFLAGS bits or a malformed event.
 /// Nothing changes on an error.
-pub fn vm_enter(
+pub fn enter_guest(
     store: &mut impl ObjectStore,
     asids: &AsidTable,
     guest_format: Option<crate::virt::GuestFormat>,
     platform: &mut impl Platform,
     thread: ThreadId,
-    length: usize,
-) -> Result<(), SyscallError> {
+    words: &mut impl EnterWords,
+) -> Result<Entered, SyscallError> {
     let vcpu = store.tcb(thread).vcpu.ok_or(SyscallError::IllegalOperation)?;
     let format = guest_format.ok_or(SyscallError::IllegalOperation)?;
     let space = space_slot(vcpu).map(|slot| store.slot(slot).cap).unwrap_or(Cap::Null);
@@ -523,15 +583,10 @@ pub fn vm_enter(
         return Err(SyscallError::InvalidCapability);
     }
     if !store.vcpu(vcpu).resume {
-        let words: [u64; enter::MESSAGE_WORDS] = {
-            let tcb = store.tcb(thread);
-            let message = &tcb.words[..length.min(tcb.words.len())];
-            if message.len() < enter::MESSAGE_WORDS {
-                return Err(SyscallError::TruncatedMessage);
-            }
-            core::array::from_fn(|index| message[index])
-        };
-        load_message(store.vcpu_mut(vcpu), &words)?;
+        if !words.has_message() {
+            return Err(SyscallError::TruncatedMessage);
+        }
+        load_message(store.vcpu_mut(vcpu), words)?;
     }
     // A pending notification ends the call before the guest runs.
     if let Some(notification) = store.tcb(thread).bound_notification
@@ -540,28 +595,23 @@ pub fn vm_enter(
         let pending = store.notification_mut(notification);
         let badge = pending.word;
         (pending.active, pending.word) = (false, 0);
-        let mut reply = [0; enter::EXIT_WORDS];
-        reply_state(store.vcpu(vcpu), &mut reply);
-        store.vcpu_mut(vcpu).resume = false;
-        let tcb = store.tcb_mut(thread);
-        tcb.words[..enter::MESSAGE_WORDS].copy_from_slice(&reply[..enter::MESSAGE_WORDS]);
-        tcb.badge = badge;
-        tcb.info = MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::MESSAGE_LENGTH, caps: 0 };
-        return Ok(());
+        let record = store.vcpu_mut(vcpu);
+        record.resume = false;
+        reply_state(record, words);
+        return Ok(Entered::Notification { badge });
     }
     let entry = GuestEntry { vcpu, root, asid, format };
     let record = store.vcpu_mut(vcpu);
     let Some(exit) = platform.run_guest(&entry, record) else {
         record.resume = true;
         store.tcb_mut(thread).resumption = crate::ipc::Resumption::Again;
-        return Ok(());
+        return Ok(Entered::Interrupted);
     };
     record.resume = false;
     // The reply built from the record in place (not a copy of the whole
-    // record), then copied into the thread's message.
-    let mut reply = [0; enter::EXIT_WORDS];
-    reply_state(record, &mut reply);
-    let exit_words = [
+    // record).
+    reply_state(record, words);
+    let detail = [
         exit.kind as u64,
         exit.raw_reason,
         exit.qualification,
@@ -575,10 +625,46 @@ pub fn vm_enter(
         record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
         record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
     ];
-    reply[enter::EXIT_KIND..].copy_from_slice(&exit_words);
+    for (index, word) in (enter::EXIT_KIND..).zip(detail) {
+        words.reply(index, word);
+    }
+    Ok(Entered::Exit)
+}
+
+/// The VMEnter system call of `thread` on the general system-call path
+/// ([`enter_guest`] on the TCB's message): the reply (label
+/// [`enter::LABEL_EXIT`] or [`enter::LABEL_NOTIFICATION`], with the
+/// badge 0 or the notification's) goes into the thread's message. When a
+/// host interrupt ends the run, nothing is replied: the thread's call runs
+/// again once the kernel has taken the interrupt, and the restart enters
+/// the guest from the record.
+///
+/// # Errors
+///
+/// Those of [`enter_guest`].
+pub fn vm_enter(
+    store: &mut impl ObjectStore,
+    asids: &AsidTable,
+    guest_format: Option<crate::virt::GuestFormat>,
+    platform: &mut impl Platform,
+    thread: ThreadId,
+    length: usize,
+) -> Result<(), SyscallError> {
+    let message: Option<[u64; enter::MESSAGE_WORDS]> = {
+        let tcb = store.tcb(thread);
+        let message = &tcb.words[..length.min(tcb.words.len())];
+        message.get(..enter::MESSAGE_WORDS).map(|words| core::array::from_fn(|index| words[index]))
+    };
+    let mut words = EnterArrays { message, reply: [0; enter::EXIT_WORDS] };
+    let (label, length, badge) = match enter_guest(store, asids, guest_format, platform, thread, &mut words)? {
+        Entered::Exit => (enter::LABEL_EXIT, enter::EXIT_LENGTH, 0),
+        Entered::Notification { badge } => (enter::LABEL_NOTIFICATION, enter::MESSAGE_LENGTH, badge),
+        Entered::Interrupted => return Ok(()),
+    };
     let tcb = store.tcb_mut(thread);
-    tcb.words[..enter::EXIT_WORDS].copy_from_slice(&reply);
-    tcb.info = MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 };
+    tcb.words[..usize::from(length)].copy_from_slice(&words.reply[..usize::from(length)]);
+    tcb.badge = badge;
+    tcb.info = MessageInfo { label, length, caps: 0 };
     Ok(())
 }
 

@@ -5,72 +5,25 @@
 //! backend's format built with `kernel_core::virt`, and one exit handler
 //! for both backends, over the backend-neutral exit.
 
-use core::mem::{offset_of, size_of};
-
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::memory::{PhysAddr, PhysFrame};
 use kernel_core::virt::{self, Exit, ExitKind, GuestFormat, GuestMapping, IoAccess};
 use kernel_core::vspace::MemoryType;
-use static_assertions::const_assert_eq;
 
 use crate::arch::paging::physmap_pointer;
 
-/// The guest's general registers outside the hardware's control block:
-/// the world switches load them before entering and store them after an
-/// exit (`svm` keeps RAX and RSP in the VMCB and leaves `rax` here alone;
-/// `vtx` keeps only RSP in the VMCS). The offsets are the world switches'.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub(crate) struct GuestRegisters {
-    pub(crate) rax: u64,
-    pub(crate) rbx: u64,
-    pub(crate) rcx: u64,
-    pub(crate) rdx: u64,
-    pub(crate) rsi: u64,
-    pub(crate) rdi: u64,
-    pub(crate) rbp: u64,
-    pub(crate) r8: u64,
-    pub(crate) r9: u64,
-    pub(crate) r10: u64,
-    pub(crate) r11: u64,
-    pub(crate) r12: u64,
-    pub(crate) r13: u64,
-    pub(crate) r14: u64,
-    pub(crate) r15: u64,
-}
-const_assert_eq!(offset_of!(GuestRegisters, rbx), 8);
-const_assert_eq!(size_of::<GuestRegisters>(), 15 * 8);
+/// The guest's general registers as a VCpu's record keeps them, in x86
+/// encoding order (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15): the
+/// world switches load them from the record before entering and store
+/// them into it after an exit, with the offsets below. RSP's word is left
+/// alone (both backends keep RSP in the hardware's control block), and so
+/// is RAX's by `svm` (in the VMCB too); `vtx` loads RAX last.
+pub(crate) type GuestRegisters = [u64; 16];
 
-impl GuestRegisters {
-    /// The registers of a VCpu's record, in x86 encoding order (RAX, RCX,
-    /// RDX, RBX, RSP, RBP, RSI, RDI, R8..R15; RSP is the backend's).
-    pub(crate) const fn from_encoding_order(words: &[u64; 16]) -> GuestRegisters {
-        GuestRegisters {
-            rax: words[0],
-            rcx: words[1],
-            rdx: words[2],
-            rbx: words[3],
-            rbp: words[5],
-            rsi: words[6],
-            rdi: words[7],
-            r8: words[8],
-            r9: words[9],
-            r10: words[10],
-            r11: words[11],
-            r12: words[12],
-            r13: words[13],
-            r14: words[14],
-            r15: words[15],
-        }
-    }
-
-    /// Stores them back in encoding order (RSP's word left as it is).
-    pub(crate) const fn store_encoding_order(&self, words: &mut [u64; 16]) {
-        (words[0], words[1], words[2], words[3]) = (self.rax, self.rcx, self.rdx, self.rbx);
-        (words[5], words[6], words[7]) = (self.rbp, self.rsi, self.rdi);
-        (words[8], words[9], words[10], words[11]) = (self.r8, self.r9, self.r10, self.r11);
-        (words[12], words[13], words[14], words[15]) = (self.r12, self.r13, self.r14, self.r15);
-    }
+/// Encoding numbers of registers the backends name.
+pub(crate) mod register {
+    /// RAX, which `svm` keeps in the VMCB while the guest runs.
+    pub(crate) const RAX: usize = 0;
 }
 
 /// The backend [`enable_backend`] turned on: 0 none, else its
@@ -113,50 +66,51 @@ pub(crate) fn enable_backend(allocator: &mut FrameAllocator) -> Option<GuestForm
     }
 }
 
-/// The world switches' instructions that load the guest's registers, RBX
-/// to R15, from the [`GuestRegisters`] at RAX (RAX itself is the
-/// backend's: in the VMCB for `svm`, loaded last for `vtx`).
+/// The world switches' instructions that load the guest's registers but
+/// RAX and RSP from the [`GuestRegisters`] at RAX (word `n` at `8 * n`;
+/// RAX itself is the backend's: in the VMCB for `svm`, loaded last for
+/// `vtx`).
 macro_rules! load_guest_registers {
     () => {
         concat!(
-            "mov rbx, [rax + 8]\n",
-            "mov rcx, [rax + 16]\n",
-            "mov rdx, [rax + 24]\n",
-            "mov rsi, [rax + 32]\n",
-            "mov rdi, [rax + 40]\n",
-            "mov rbp, [rax + 48]\n",
-            "mov r8, [rax + 56]\n",
-            "mov r9, [rax + 64]\n",
-            "mov r10, [rax + 72]\n",
-            "mov r11, [rax + 80]\n",
-            "mov r12, [rax + 88]\n",
-            "mov r13, [rax + 96]\n",
-            "mov r14, [rax + 104]\n",
-            "mov r15, [rax + 112]\n",
+            "mov rcx, [rax + 8]\n",
+            "mov rdx, [rax + 16]\n",
+            "mov rbx, [rax + 24]\n",
+            "mov rbp, [rax + 40]\n",
+            "mov rsi, [rax + 48]\n",
+            "mov rdi, [rax + 56]\n",
+            "mov r8, [rax + 64]\n",
+            "mov r9, [rax + 72]\n",
+            "mov r10, [rax + 80]\n",
+            "mov r11, [rax + 88]\n",
+            "mov r12, [rax + 96]\n",
+            "mov r13, [rax + 104]\n",
+            "mov r14, [rax + 112]\n",
+            "mov r15, [rax + 120]\n",
         )
     };
 }
 pub(crate) use load_guest_registers;
 
-/// The instructions that store the guest's RBX to R15 into the
-/// [`GuestRegisters`] at RAX.
+/// The instructions that store the guest's registers but RAX and RSP into
+/// the [`GuestRegisters`] at RAX.
 macro_rules! store_guest_registers {
     () => {
         concat!(
-            "mov [rax + 8], rbx\n",
-            "mov [rax + 16], rcx\n",
-            "mov [rax + 24], rdx\n",
-            "mov [rax + 32], rsi\n",
-            "mov [rax + 40], rdi\n",
-            "mov [rax + 48], rbp\n",
-            "mov [rax + 56], r8\n",
-            "mov [rax + 64], r9\n",
-            "mov [rax + 72], r10\n",
-            "mov [rax + 80], r11\n",
-            "mov [rax + 88], r12\n",
-            "mov [rax + 96], r13\n",
-            "mov [rax + 104], r14\n",
-            "mov [rax + 112], r15\n",
+            "mov [rax + 8], rcx\n",
+            "mov [rax + 16], rdx\n",
+            "mov [rax + 24], rbx\n",
+            "mov [rax + 40], rbp\n",
+            "mov [rax + 48], rsi\n",
+            "mov [rax + 56], rdi\n",
+            "mov [rax + 64], r8\n",
+            "mov [rax + 72], r9\n",
+            "mov [rax + 80], r10\n",
+            "mov [rax + 88], r11\n",
+            "mov [rax + 96], r12\n",
+            "mov [rax + 104], r13\n",
+            "mov [rax + 112], r14\n",
+            "mov [rax + 120], r15\n",
         )
     };
 }

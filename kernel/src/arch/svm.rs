@@ -18,7 +18,7 @@ use static_assertions::const_assert_eq;
 
 use crate::arch::guest::{
     Accumulators, Frames, GUEST_ENTRY, GuestRegisters, Next, Program, SPARE_EXITS, build_memory, free_frames, handle,
-    report_cost,
+    register, report_cost,
 };
 use crate::arch::guest::{load_guest_registers, store_guest_registers};
 
@@ -481,16 +481,15 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
     }
     load_eager(control, &record.state);
     record.dirty = 0;
-    control.rax = record.registers[0];
-    let mut registers = GuestRegisters::from_encoding_order(&record.registers);
+    control.rax = record.registers[register::RAX];
     // SAFETY: the VMCB is the VCpu's page, set up above with every
     // intercept the kernel needs, the permission maps and a nested root
     // the core checked is a live GuestSpace; SVM is enabled and the host
     // areas set (asserted); the world switch keeps every register the
-    // System V ABI asks a callee to keep.
-    unsafe { svm_world_switch(vmcb, host_area, &raw mut registers, 1) };
-    registers.store_encoding_order(&mut record.registers);
-    record.registers[0] = control.rax;
+    // System V ABI asks a callee to keep, and writes only the record's
+    // registers, which the exclusive borrow covers.
+    unsafe { svm_world_switch(vmcb, host_area, &raw mut record.registers, 1) };
+    record.registers[register::RAX] = control.rax;
     store_eager(control, &mut record.state);
     record.stale = LAZY_FIELDS;
     let exit = virt::decode_svm(SvmExitFields {
@@ -545,7 +544,7 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program:
     set(GuestField::RIP, GUEST_ENTRY);
     load_state(control, &state);
 
-    let mut registers = GuestRegisters::default();
+    let mut registers: GuestRegisters = [0; 16];
     let started = crate::arch::cpu::read_tsc();
     for exits in 1..=program.exits() + SPARE_EXITS {
         // SAFETY: `vmcb` and `host_area` are page-aligned frames the
@@ -561,12 +560,9 @@ fn run_with_frames(allocator: &mut FrameAllocator, frames: &mut Frames, program:
             info2: control.exit_info2,
             rip: control.rip,
         });
-        let accumulators = Accumulators {
-            rax: &mut control.rax,
-            rbx: &mut registers.rbx,
-            rcx: &mut registers.rcx,
-            rdx: &mut registers.rdx,
-        };
+        // Encoding order: RAX (the VMCB's here), RCX, RDX, RBX.
+        let [_, rcx, rdx, rbx, ..] = &mut registers;
+        let accumulators = Accumulators { rax: &mut control.rax, rbx, rcx, rdx };
         match handle("svm guest", program, &exit, control.rip, accumulators)? {
             Next::Resume(rip) => control.rip = rip,
             Next::Halted => {

@@ -403,6 +403,7 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
     threads::count(&threads::COUNTERS.syscalls);
     let thread = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
     let mut returning = core::ptr::from_mut(context);
+    let mut rearm = true;
     // The kernel's own calls are numbered below the debugging ones: one
     // compare sends them on.
     let debug = if context.rax < DebugSyscall::DebugPutchar as u64 { None } else { DebugSyscall::decode(context.rax) };
@@ -434,16 +435,23 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
             context.rsi = MessageInfo { label, length: 0, caps: 0 }.to_word();
             context.rax = 0;
         }
-        None => match kernel_system_call(context, profiling) {
-            Ok(next) => returning = next,
-            Err(stopped) => {
-                if let Some(thread) = thread {
-                    threads::finish_output(thread);
+        None => {
+            let path = vm_enter_path(context);
+            match kernel_system_call(context, profiling, path) {
+                Ok(SystemCallEnd::Returns(next)) => returning = next,
+                // The VMEnter path changed nothing the scheduler or the
+                // timer look at: the caller goes on with the timer as it
+                // was armed.
+                Ok(SystemCallEnd::VmEnterReturns) => rearm = false,
+                Err(stopped) => {
+                    if let Some(thread) = thread {
+                        threads::finish_output(thread);
+                    }
+                    crate::println!("{}", stopped.message());
+                    super::user::end_program(super::user::ProgramEnd::Blocked);
                 }
-                crate::println!("{}", stopped.message());
-                super::user::end_program(super::user::ProgramEnd::Blocked);
             }
-        },
+        }
     }
     // SAFETY: `returning` is `context` or the save area `switch_in_place`
     // returned for the next thread; `context` is not used below, so this is
@@ -452,7 +460,9 @@ extern "C" fn syscall_dispatch(context: &mut UserContext) -> *const UserContext 
     let returning = unsafe { &mut *returning };
     returning.rflags = sanitize_user_rflags(returning.rflags);
     // In a preemptive run, re-arm the timer for whichever thread returns.
-    super::timer::redispatch_if_active();
+    if rearm {
+        super::timer::redispatch_if_active();
+    }
     count_return(returning);
     if profiling {
         threads::profile(threads::Phase::Dispatch, super::cpu::read_tsc().wrapping_sub(entered));
@@ -467,6 +477,121 @@ pub(crate) fn count_return(context: &UserContext) {
         threads::count(&threads::COUNTERS.sysrets);
     } else {
         threads::count(&threads::COUNTERS.iretqs);
+    }
+}
+
+/// How [`kernel_system_call`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SystemCallEnd {
+    /// Back to ring 3 with these registers (after the scheduler's choice
+    /// and the timer's re-arming, `syscall_dispatch`).
+    Returns(*mut UserContext),
+    /// [`vm_enter_path`] answered: the caller returns with its own
+    /// registers, and nothing needs re-arming.
+    VmEnterReturns,
+}
+
+/// How the VMEnter path left a VMEnter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VmEnterPath {
+    /// Not a VMEnter, or one the path does not take (a message shorter
+    /// than VMEnter's, no IPC buffer, no current thread): the general path
+    /// handles it.
+    NotTaken,
+    /// Answered: the reply (an exit, a pending notification or an error)
+    /// is in the caller's registers and IPC buffer.
+    Answered,
+    /// A host interrupt ended the guest's run: the thread is marked to make
+    /// its call again, and the general path picks who runs (the interrupt
+    /// is taken as ring 3 enables interrupts).
+    Interrupted,
+}
+
+/// VMEnter without the general system-call path (`docs/VIRTUALISATION.md`,
+/// "The exit path"): the message goes from the registers and the IPC
+/// buffer straight to `kernel_core::vcpu::enter_guest`, and the reply
+/// straight back, without the TCB's message words. A VMEnter that ends
+/// with an exit, a pending notification or an error changes neither the
+/// scheduler's state nor the timer's deadline (which already bounds the
+/// guest's run: `timer::armed_deadline`), so the caller is charged for
+/// this call at the next timer interrupt or general system call, as for
+/// time it spends in ring 3.
+fn vm_enter_path(context: &mut UserContext) -> VmEnterPath {
+    use kernel_core::vcpu::{Entered, enter};
+    if context.rax != number::VM_ENTER {
+        return VmEnterPath::NotTaken;
+    }
+    let info = MessageInfo::from_word(context.rsi);
+    if usize::from(info.length) < enter::MESSAGE_WORDS {
+        return VmEnterPath::NotTaken;
+    }
+    crate::root::with_kernel(|kernel, _| {
+        let Some(thread) = kernel.scheduler.current() else { return VmEnterPath::NotTaken };
+        let Some(buffer) = threads::IpcWords::new(threads::ipc_buffer_of(&kernel.store, thread)) else {
+            return VmEnterPath::NotTaken;
+        };
+        let mut words = DirectWords { context, buffer };
+        let entered = kernel_core::vcpu::enter_guest(
+            &mut kernel.store,
+            &kernel.asids,
+            kernel.guest_format,
+            &mut super::platform::Machine,
+            thread,
+            &mut words,
+        );
+        let (info, badge) = match entered {
+            Ok(Entered::Exit) => (MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 }, 0),
+            Ok(Entered::Notification { badge }) => {
+                (MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::MESSAGE_LENGTH, caps: 0 }, badge)
+            }
+            Ok(Entered::Interrupted) => return VmEnterPath::Interrupted,
+            // Nothing changed, and an error carries no words.
+            Err(error) => (MessageInfo { label: error.code(), length: 0, caps: 0 }, 0),
+        };
+        let context = words.context;
+        context.rax = 0;
+        context.rsi = info.to_word();
+        context.rdi = badge;
+        VmEnterPath::Answered
+    })
+}
+
+/// VMEnter's words where the caller keeps them (`docs/abi.md`,
+/// "Registers"): words 0..4 in R10, R8, R9 and R15, the rest at their own
+/// indices of its IPC buffer. The message is read from, and the reply
+/// written to, the same places; the core reads every message word before
+/// it writes a reply word.
+struct DirectWords<'a> {
+    context: &'a mut UserContext,
+    buffer: threads::IpcWords<{ kernel_core::vcpu::enter::EXIT_WORDS }>,
+}
+
+impl kernel_core::vcpu::EnterWords for DirectWords<'_> {
+    fn has_message(&self) -> bool {
+        // `vm_enter_path` takes only whole messages.
+        true
+    }
+
+    #[inline(always)]
+    fn message(&self, index: usize) -> u64 {
+        match index {
+            0 => self.context.r10,
+            1 => self.context.r8,
+            2 => self.context.r9,
+            3 => self.context.r15,
+            _ => self.buffer.read(index).unwrap_or(0),
+        }
+    }
+
+    #[inline(always)]
+    fn reply(&mut self, index: usize, word: u64) {
+        match index {
+            0 => self.context.r10 = word,
+            1 => self.context.r8 = word,
+            2 => self.context.r9 = word,
+            3 => self.context.r15 = word,
+            _ => self.buffer.write(index, word),
+        }
     }
 }
 
@@ -498,7 +623,11 @@ impl Stopped {
 /// thread that now returns (its TCB's message) into its registers. Returns
 /// the registers to go back to ring 3 with (`threads::switch_in_place`).
 /// `profiling`: the benchmark is measuring (read once per system call).
-fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut UserContext, Stopped> {
+/// `path`: what [`vm_enter_path`] did with the call.
+fn kernel_system_call(context: &mut UserContext, profiling: bool, path: VmEnterPath) -> Result<SystemCallEnd, Stopped> {
+    if path == VmEnterPath::Answered {
+        return Ok(SystemCallEnd::VmEnterReturns);
+    }
     let entered = if profiling { super::cpu::read_tsc() } else { 0 };
     // The caller, named before it is charged: if charging uses up its
     // budget, the scheduler takes it off the CPU, but the call it made still
@@ -508,6 +637,14 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
     super::timer::charge_if_active();
     crate::root::with_kernel(|kernel, _| {
         let thread = caller.ok_or(Stopped::NoThread)?;
+        let tsc = || if profiling { super::cpu::read_tsc() } else { 0 };
+        // The guest's run ended for a host interrupt: the thread makes its
+        // call again once the kernel has taken it; the scheduler decides
+        // who runs now.
+        if path == VmEnterPath::Interrupted {
+            let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+            return switch_to(kernel, thread, next, context, profiling.then(|| (entered, tsc())));
+        }
         let info = MessageInfo::from_word(context.rsi);
         // Words 4..length, the extra capability addresses and the receive
         // slot come from the IPC buffer, only when the call uses them (a
@@ -546,7 +683,6 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
             number::REPLY_RECV => fastpath_reply_recv(kernel, thread, args),
             _ => None,
         };
-        let tsc = || if profiling { super::cpu::read_tsc() } else { 0 };
         let (next, handled) = match fast {
             Some(next) => (next, tsc()),
             None => {
@@ -565,7 +701,7 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                             super::timer::next_thread_at_preemption_point(kernel).ok_or(Stopped::NothingToRun)?;
                         if next == thread {
                             // Its registers as they are: the SYSCALL again.
-                            return Ok(core::ptr::from_mut(context));
+                            return Ok(SystemCallEnd::Returns(core::ptr::from_mut(context)));
                         }
                         let (returns_from_call, returning) =
                             threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context)
@@ -578,7 +714,7 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                         } else {
                             return_with_every_register();
                         }
-                        return Ok(returning);
+                        return Ok(SystemCallEnd::Returns(returning));
                     }
                 }
                 let handled = tsc();
@@ -593,37 +729,52 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool) -> Result<*mut
                     && kernel.store.tcb(thread).resumption != Resumption::Again
                 {
                     threads::write_results(&kernel.store, thread, context);
-                    return Ok(core::ptr::from_mut(context));
+                    return Ok(SystemCallEnd::Returns(core::ptr::from_mut(context)));
                 }
                 (super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?, handled)
             }
         };
-        let (next, (returns_from_call, returning)) =
-            match threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context) {
-                Some(switched) => (next, switched),
-                None => {
-                    // Only after the fast path (which picks without
-                    // `next_runnable`'s checks): a thread that cannot run is
-                    // stopped, and `next_runnable` picks another.
-                    ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
-                    let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
-                    // `next_thread` returns only threads the table knows.
-                    let switched =
-                        threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context);
-                    (next, switched.ok_or(Stopped::NothingToRun)?)
-                }
-            };
-        if returns_from_call {
-            write_results_to(&kernel.store, next, context, returning);
-        } else {
-            return_with_every_register();
-        }
-        if profiling {
-            threads::profile(threads::Phase::Handle, handled.wrapping_sub(entered));
-            threads::profile(threads::Phase::Switch, super::cpu::read_tsc().wrapping_sub(handled));
-        }
-        Ok(returning)
+        switch_to(kernel, thread, next, context, profiling.then_some((entered, handled)))
     })
+}
+
+/// The end of a system call on the general path: `thread` made it, the
+/// scheduler picked `next`; switches to `next` if it is another thread
+/// (stopping it, and asking again, if it cannot run) and puts the results
+/// of the thread that now returns into its registers. `profile`: when the
+/// call entered the kernel and when it was handled, while the benchmark
+/// measures.
+fn switch_to(
+    kernel: &mut kernel_core::syscall::Kernel<super::objects::PhysStore>,
+    thread: ThreadId,
+    next: ThreadId,
+    context: &mut UserContext,
+    profile: Option<(u64, u64)>,
+) -> Result<SystemCallEnd, Stopped> {
+    let (next, (returns_from_call, returning)) =
+        match threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context) {
+            Some(switched) => (next, switched),
+            None => {
+                // Only after the fast path (which picks without
+                // `next_runnable`'s checks): a thread that cannot run is
+                // stopped, and `next_runnable` picks another.
+                ipc::stop_thread(&mut kernel.store, &mut kernel.scheduler, next);
+                let next = super::timer::next_thread(kernel).ok_or(Stopped::NothingToRun)?;
+                // `next_thread` returns only threads the table knows.
+                let switched = threads::switch_in_place(&mut kernel.store, &kernel.asids, Some(thread), next, context);
+                (next, switched.ok_or(Stopped::NothingToRun)?)
+            }
+        };
+    if returns_from_call {
+        write_results_to(&kernel.store, next, context, returning);
+    } else {
+        return_with_every_register();
+    }
+    if let Some((entered, handled)) = profile {
+        threads::profile(threads::Phase::Handle, handled.wrapping_sub(entered));
+        threads::profile(threads::Phase::Switch, super::cpu::read_tsc().wrapping_sub(handled));
+    }
+    Ok(SystemCallEnd::Returns(returning))
 }
 
 /// Writes `next`'s system-call results into the registers it returns with:

@@ -684,6 +684,39 @@ pub(crate) fn write_results(store: &impl ObjectStore, thread: ThreadId, context:
     }
 }
 
+/// Volatile access to the first `N` words of a thread's IPC buffer,
+/// checked once when made: the VMEnter path's window onto its message and
+/// reply.
+pub(crate) struct IpcWords<const N: usize> {
+    base: *mut u64,
+}
+
+impl<const N: usize> IpcWords<N> {
+    /// The window onto the buffer at physical `buffer`, if it has one.
+    pub(crate) fn new(buffer: Option<u64>) -> Option<IpcWords<N>> {
+        Some(IpcWords { base: ipc_buffer_words(buffer, 0, N)? })
+    }
+
+    /// Word `index`, if below `N`.
+    #[inline(always)]
+    pub(crate) fn read(&self, index: usize) -> Option<u64> {
+        // SAFETY: as in `read_ipc_buffer`: words 0..N lie inside the
+        // thread's IPC buffer (checked by `new`), reached through the
+        // physical-memory map, aligned; a volatile load makes no Rust
+        // reference into user memory.
+        (index < N).then(|| unsafe { self.base.wrapping_add(index).read_volatile() })
+    }
+
+    /// Sets word `index`, if below `N`.
+    #[inline(always)]
+    pub(crate) fn write(&mut self, index: usize, word: u64) {
+        if index < N {
+            // SAFETY: as in `read`.
+            unsafe { self.base.wrapping_add(index).write_volatile(word) };
+        }
+    }
+}
+
 /// A pointer to word `first` of `thread`'s IPC buffer (through the
 /// physical-memory map), if the thread has one and words `first..first +
 /// count` lie inside it.

@@ -278,6 +278,12 @@ static CR4_FIXED: AtomicU64 = AtomicU64::new(0);
 static INVEPT_TYPE: AtomicU64 = AtomicU64::new(1);
 /// The current VMCS's physical address (0: none).
 static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// The host CR3 the current VMCS holds (`u64::MAX`: not known, after the
+/// VMCS became current).
+static WRITTEN_HOST_CR3: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Likewise its EPT pointer (a VCpu moved to another GuestSpace gets the
+/// new one at its next entry).
+static WRITTEN_EPT_POINTER: AtomicU64 = AtomicU64::new(u64::MAX);
 /// log2 of the TSC ticks per tick of the VMX-preemption timer, or
 /// `u64::MAX` when the CPU has none.
 static PREEMPTION_RATE: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -416,6 +422,8 @@ fn make_current(vmcs: u64) -> Result<(), &'static str> {
         return Err("VMPTRLD failed");
     }
     CURRENT.store(vmcs, Ordering::Relaxed);
+    WRITTEN_HOST_CR3.store(u64::MAX, Ordering::Relaxed);
+    WRITTEN_EPT_POINTER.store(u64::MAX, Ordering::Relaxed);
     Ok(())
 }
 
@@ -449,8 +457,12 @@ fn initialise(vmcs: u64) -> Result<(), &'static str> {
     for encoding in [0x6822, 0x400a, 0x400e, 0x4010, 0x4014, 0x4016, 0x4006, 0x4008] {
         write(encoding, 0)?;
     }
-    // The host: the kernel. CR3 and the FS and GS bases are written at
-    // each entry (the thread that enters decides them).
+    // The host: the kernel. CR3 is written before an entry when it
+    // changed (the thread that enters decides it); the FS and GS bases
+    // here, for good: the kernel never changes them, and ring 3 cannot
+    // (CR4.FSGSBASE is off, the MSRs are privileged).
+    write(field::HOST_FS_BASE, read_msr(msr::FS_BASE))?;
+    write(field::HOST_GS_BASE, read_msr(msr::GS_BASE))?;
     // SAFETY: reading CR0 and CR4 has no side effects.
     write(field::HOST_CR0, unsafe { x86::controlregs::cr0() }.bits() as u64)?;
     // SAFETY: as above.
@@ -518,13 +530,16 @@ pub(crate) fn vcpu_deleted(vmcs: PhysAddr) {
     }
 }
 
-/// The per-entry host state: CR3 (the entering thread's VSpace) and the
-/// FS and GS bases.
+/// The per-entry host state: CR3 (the entering thread's VSpace), written
+/// when it differs from what the current VMCS holds.
 fn write_host_per_entry() -> Result<(), &'static str> {
     // SAFETY: reading CR3 has no side effects.
-    write(field::HOST_CR3, unsafe { x86::controlregs::cr3() })?;
-    write(field::HOST_FS_BASE, read_msr(msr::FS_BASE))?;
-    write(field::HOST_GS_BASE, read_msr(msr::GS_BASE))
+    let cr3 = unsafe { x86::controlregs::cr3() };
+    if WRITTEN_HOST_CR3.load(Ordering::Relaxed) != cr3 {
+        write(field::HOST_CR3, cr3)?;
+        WRITTEN_HOST_CR3.store(cr3, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Arms the VMX-preemption timer for the time left until the kernel's
@@ -578,27 +593,33 @@ const fn attributes_of(rights: u64) -> u64 {
 /// hide from the guest.
 fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
     let is_dirty = |field: GuestField| dirty & (1 << field.number()) != 0;
-    for (index, register) in (0_u64..).zip(Segment::ALL) {
-        let parts = [
-            (SegmentPart::Selector, field::GUEST_ES),
-            (SegmentPart::Base, field::GUEST_ES_BASE),
-            (SegmentPart::Limit, field::GUEST_ES_LIMIT),
-            (SegmentPart::Attributes, field::GUEST_ES_RIGHTS),
-        ];
-        for (piece, first) in parts {
-            if is_dirty(GuestField::segment(register, piece)) {
-                let value = part(state, register, piece);
-                let value = if piece == SegmentPart::Attributes { access_rights(value) } else { value };
-                write(first + 2 * index, value)?;
+    // One test passes over the segments' fields, which the VMM rarely
+    // writes, at most entries.
+    if dirty & SEGMENT_FIELDS != 0 {
+        for (index, register) in (0_u64..).zip(Segment::ALL) {
+            let parts = [
+                (SegmentPart::Selector, field::GUEST_ES),
+                (SegmentPart::Base, field::GUEST_ES_BASE),
+                (SegmentPart::Limit, field::GUEST_ES_LIMIT),
+                (SegmentPart::Attributes, field::GUEST_ES_RIGHTS),
+            ];
+            for (piece, first) in parts {
+                if is_dirty(GuestField::segment(register, piece)) {
+                    let value = part(state, register, piece);
+                    let value = if piece == SegmentPart::Attributes { access_rights(value) } else { value };
+                    write(first + 2 * index, value)?;
+                }
             }
         }
     }
     let cr0_fixed = CR0_FIXED.load(Ordering::Relaxed);
     let cr4_fixed = CR4_FIXED.load(Ordering::Relaxed);
-    for (guest_field, encoding) in SIMPLE_FIELDS.into_iter().chain([(GuestField::TSC_OFFSET, field::TSC_OFFSET)]) {
-        if is_dirty(guest_field) {
-            write(encoding, state.get(guest_field))?;
-        }
+    // The dirty simple fields, one bit at a time (RIP alone at most exits).
+    let mut simple = dirty & SIMPLE_DIRTY;
+    while simple != 0 {
+        let number = simple.trailing_zeros() as usize;
+        simple &= simple - 1;
+        write(SIMPLE_ENCODINGS[number], state.0[number])?;
     }
     if is_dirty(GuestField::INTERRUPTIBILITY) {
         write(field::GUEST_INTERRUPTIBILITY, state.get(GuestField::INTERRUPTIBILITY) & 0b11)?;
@@ -626,6 +647,14 @@ fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The dirty bits of the segment registers' fields (four per register,
+/// from ES's selector on).
+const SEGMENT_FIELDS: u64 = ((1 << (4 * Segment::ALL.len())) - 1) << GuestField::FIRST_SEGMENT_FIELD;
+static_assertions::const_assert_eq!(
+    GuestField::segment(Segment::Es, SegmentPart::Selector).number(),
+    GuestField::FIRST_SEGMENT_FIELD
+);
+
 /// The fields whose VMCS field holds them as they are.
 const SIMPLE_FIELDS: [(GuestField, u64); 11] = [
     (GuestField::RIP, field::GUEST_RIP),
@@ -640,6 +669,33 @@ const SIMPLE_FIELDS: [(GuestField, u64); 11] = [
     (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
     (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
 ];
+
+/// The VMCS encoding of each field of [`SIMPLE_FIELDS`] and of the TSC
+/// offset, by field number (0 for the others).
+const SIMPLE_ENCODINGS: [u64; GuestField::COUNT] = {
+    let mut encodings = [0; GuestField::COUNT];
+    let mut index = 0;
+    while index < SIMPLE_FIELDS.len() {
+        let (guest_field, encoding) = SIMPLE_FIELDS[index];
+        encodings[guest_field.number() as usize] = encoding;
+        index += 1;
+    }
+    encodings[GuestField::TSC_OFFSET.number() as usize] = field::TSC_OFFSET;
+    encodings
+};
+/// The dirty bits [`SIMPLE_ENCODINGS`] covers.
+const SIMPLE_DIRTY: u64 = {
+    let mut bits = 0;
+    let mut number = 0;
+    while number < GuestField::COUNT {
+        if SIMPLE_ENCODINGS[number] != 0 {
+            bits |= 1 << number;
+        }
+        number += 1;
+    }
+    bits
+};
+static_assertions::const_assert_eq!(SIMPLE_DIRTY.count_ones() as usize, SIMPLE_FIELDS.len() + 1);
 
 /// Reads the lazy fields (`kernel_core::vcpu::LAZY_FIELDS`) of the
 /// current VMCS into `state`: the segment registers, GDTR and IDTR, DR7,
@@ -744,14 +800,15 @@ fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static s
     write_host_per_entry()?;
     write_preemption_timer()?;
     let eptp = virt::ept_pointer(entry.root.as_u64());
-    write(field::EPT_POINTER, eptp)?;
+    if WRITTEN_EPT_POINTER.load(Ordering::Relaxed) != eptp {
+        write(field::EPT_POINTER, eptp)?;
+        WRITTEN_EPT_POINTER.store(eptp, Ordering::Relaxed);
+    }
     load_state(&record.state, record.dirty)?;
     record.dirty = 0;
     flush_ept(eptp);
-    let mut registers = GuestRegisters::from_encoding_order(&record.registers);
-    let exit = enter(&mut registers, record.hardware == LAUNCHED)?;
+    let exit = enter(&mut record.registers, record.hardware == LAUNCHED)?;
     record.hardware = LAUNCHED;
-    registers.store_encoding_order(&mut record.registers);
     store_eager(&mut record.state);
     record.stale = LAZY_FIELDS;
     // The entry consumed the event; an interrupted delivery is pending
@@ -814,17 +871,14 @@ fn run_with_frames(
     set(GuestField::RIP, GUEST_ENTRY);
     load_state(&state, kernel_core::vcpu::ALL_DIRTY)?;
 
-    let mut registers = GuestRegisters::default();
+    let mut registers: GuestRegisters = [0; 16];
     let started = crate::arch::cpu::read_tsc();
     for exits in 1..=program.exits() + SPARE_EXITS {
         let exit = enter(&mut registers, exits > 1)?;
         let rip = read(field::GUEST_RIP);
-        let accumulators = Accumulators {
-            rax: &mut registers.rax,
-            rbx: &mut registers.rbx,
-            rcx: &mut registers.rcx,
-            rdx: &mut registers.rdx,
-        };
+        // Encoding order: RAX, RCX, RDX, RBX.
+        let [rax, rcx, rdx, rbx, ..] = &mut registers;
+        let accumulators = Accumulators { rax, rbx, rcx, rdx };
         match handle("vtx guest", program, &exit, rip, accumulators)? {
             Next::Resume(next) => write(field::GUEST_RIP, next)?,
             Next::Halted => {

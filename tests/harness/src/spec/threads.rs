@@ -364,15 +364,17 @@ impl State {
         if slice_ended { self.yield_current() } else { self.schedule() }
     }
 
-    /// Charges the running thread up to `now`.
+    /// Charges the running thread up to `now`: all the ticks since it was
+    /// last charged, or, when its budget was refilled now, only those since
+    /// the refill's period began.
     fn account(&mut self, now: u64) {
-        let used = now.saturating_sub(self.sched.charged_until);
+        let since = self.sched.charged_until;
         self.sched.charged_until = now;
         let Some(current) = self.sched.current else { return };
         let Some(context) = self.thread(current).sched_context else { return };
         let state = self.sched_contexts.get_mut(&context).expect("a bound scheduling context");
-        refill_if_due(state, now);
-        state.remaining = state.remaining.saturating_sub(used);
+        let charged_from = if refill_if_due(state, now) { since.max(state.next_refill - state.period) } else { since };
+        state.remaining = state.remaining.saturating_sub(now.saturating_sub(charged_from));
         if state.remaining == 0 {
             self.sched.current = None;
             self.make_ready(current);
@@ -388,7 +390,7 @@ impl State {
                 break;
             }
             self.sched.release.remove(0);
-            refill_if_due(self.sched_contexts.get_mut(&context).expect("the context"), now);
+            let _ = refill_if_due(self.sched_contexts.get_mut(&context).expect("the context"), now);
             self.make_ready(thread);
         }
     }
@@ -1104,12 +1106,14 @@ impl State {
 }
 
 /// Starts the periods that have begun by `now`: a full budget again, the
-/// next refill one period after the current period's start.
-fn refill_if_due(state: &mut SchedContext, now: u64) {
+/// next refill one period after the current period's start. Whether it
+/// refilled.
+fn refill_if_due(state: &mut SchedContext, now: u64) -> bool {
     if now < state.next_refill || state.period == 0 {
-        return;
+        return false;
     }
     let periods = (now - state.next_refill) / state.period + 1;
     state.next_refill = state.next_refill.saturating_add(periods.saturating_mul(state.period));
     state.remaining = state.budget;
+    true
 }

@@ -275,23 +275,22 @@ impl State {
         let mut reply = record.registers.to_vec();
         reply[4] = record.fields[1];
         reply.extend([record.fields[0], record.fields[2], record.fields[10]]);
+        // An exit's badge is 0; a notification's is what Wait returns.
         let (label, badge) = match pending {
-            Some(badge) => (enter::LABEL_NOTIFICATION, Some(badge)),
+            Some(badge) => (enter::LABEL_NOTIFICATION, badge),
             None => {
                 // CR0, CR3, CR4, EFER, the interruptibility state, CS's
                 // base and attributes.
                 let control = [3, 4, 5, 6, 8, 21, 23].map(|field| record.fields[field]);
                 reply.extend([enter::HLT, 0, 0, 0, 1]);
                 reply.extend(control);
-                (enter::LABEL_EXIT, None)
+                (enter::LABEL_EXIT, 0)
             }
         };
         let caller = self.thread_mut(thread);
         caller.words[..reply.len()].copy_from_slice(&reply);
         caller.info = super::Info { label, length: u8::try_from(reply.len()).unwrap_or(0), caps: 0 };
-        if let Some(badge) = badge {
-            caller.badge = badge;
-        }
+        caller.badge = badge;
         Ok(())
     }
 
