@@ -11,6 +11,15 @@ use crate::message::Message;
 pub use kernel_core::ipc::{MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS};
 pub use kernel_core::syscall::number;
 
+use kernel_core::vcpu::enter;
+
+use crate::vcpu::GuestRegisters;
+
+/// The words of a VMEnter exit reply after the registers: kind, reason,
+/// qualification, guest-physical address, instruction length, five
+/// control words and CS's base and attributes.
+pub const EXIT_DETAIL_WORDS: usize = enter::EXIT_WORDS - enter::MESSAGE_WORDS;
+
 /// The most extra capability addresses a message carries (IPC buffer
 /// indices 120..122).
 pub const MAX_EXTRA_CAPS: usize = 3;
@@ -58,22 +67,44 @@ pub trait Kernel {
     /// kernel's own refusals arrive as the returned message's label.
     fn syscall(&mut self, call: Syscall<'_>) -> Result<Incoming, Error>;
 
-    /// A system call on a hot path (VMEnter): no capability, no label,
-    /// the first `length` of `words` as the message; the reply's words go
-    /// back into `words` (as many as fit). Returns the reply's info word
-    /// (label, length) and badge. The default goes through
-    /// [`Kernel::syscall`]; a runtime may move the words without building
-    /// a [`Message`].
+    /// VMEnter's transport (`docs/abi.md`, "VMEnter"): sends `registers`
+    /// as VMEnter's message ([`enter::MESSAGE_WORDS`] words); when the
+    /// reply carries at least that many words, its first ones go back into
+    /// `registers`, and when it carries all [`enter::EXIT_WORDS`], the rest
+    /// go into `exit`. Returns the reply's info word (label, length) and
+    /// badge; the caller checks the label. The default goes through
+    /// [`Kernel::syscall`]; a runtime moves the words between the
+    /// registers, its IPC buffer and these arguments directly.
     ///
     /// # Errors
     ///
     /// As [`Kernel::syscall`].
-    fn syscall_words(&mut self, number: u64, length: usize, words: &mut [u64]) -> Result<(MessageInfo, u64), Error> {
-        let message = Message::new(0, &words[..length.min(words.len())]);
-        let incoming = self.syscall(Syscall { number, cptr: NO_CAP, message: &message, caps: &[], reply: NO_CAP })?;
+    fn vm_enter_call(
+        &mut self,
+        registers: &mut GuestRegisters,
+        exit: &mut [u64; EXIT_DETAIL_WORDS],
+    ) -> Result<(MessageInfo, u64), Error> {
+        let mut words = [0; enter::MESSAGE_WORDS];
+        words[..16].copy_from_slice(&registers.general);
+        (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]) =
+            (registers.rip, registers.rflags, registers.event);
+        let message = Message::new(0, &words);
+        let incoming = self.syscall(Syscall {
+            number: number::VM_ENTER,
+            cptr: NO_CAP,
+            message: &message,
+            caps: &[],
+            reply: NO_CAP,
+        })?;
         let reply = incoming.message.words();
-        let copied = reply.len().min(words.len());
-        words[..copied].copy_from_slice(&reply[..copied]);
+        if let Some(message) = reply.get(..enter::MESSAGE_WORDS) {
+            registers.general.copy_from_slice(&message[..16]);
+            (registers.rip, registers.rflags, registers.event) =
+                (message[enter::RIP], message[enter::RFLAGS], message[enter::EVENT]);
+        }
+        if let Some(detail) = reply.get(enter::MESSAGE_WORDS..enter::EXIT_WORDS) {
+            exit.copy_from_slice(detail);
+        }
         let length = u8::try_from(reply.len()).unwrap_or(u8::MAX);
         Ok((MessageInfo { label: incoming.message.label, length, caps: incoming.caps }, incoming.badge))
     }

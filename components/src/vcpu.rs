@@ -12,7 +12,7 @@ use kernel_core::vspace::label as vspace_label;
 use crate::cap::{Cap, kind};
 use crate::error::Error;
 use crate::invocation::invoke;
-use crate::kernel::{Kernel, number};
+use crate::kernel::{EXIT_DETAIL_WORDS, Kernel};
 
 pub use kernel_core::cap::Rights;
 pub use kernel_core::syscall::label::{TCB_BIND_NOTIFICATION, TCB_UNBIND_NOTIFICATION};
@@ -194,13 +194,12 @@ pub enum Entered {
 /// The kernel's code (`docs/abi.md`, "VMEnter"): IllegalOperation with no
 /// VCpu bound or no virtualisation backend, InvalidCapability without a
 /// live GuestSpace, InvalidArgument for a non-canonical RIP or RSP,
-/// reserved RFLAGS bits or a malformed event; [`Error::TruncatedMessage`]
-/// for a reply too short to be an exit.
+/// reserved RFLAGS bits or a malformed event (then `registers` are as
+/// they were: an error reply carries no words);
+/// [`Error::TruncatedMessage`] for a reply too short to be an exit.
 pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Result<Entered, Error> {
-    let mut words = [0; enter::EXIT_WORDS];
-    words[..16].copy_from_slice(&registers.general);
-    (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]) = (registers.rip, registers.rflags, registers.event);
-    let (info, badge) = kernel.syscall_words(number::VM_ENTER, enter::MESSAGE_WORDS, &mut words)?;
+    let mut detail = [0; EXIT_DETAIL_WORDS];
+    let (info, badge) = kernel.vm_enter_call(registers, &mut detail)?;
     let label = info.label;
     if label != enter::LABEL_EXIT && label != enter::LABEL_NOTIFICATION {
         Error::check(label)?;
@@ -210,22 +209,18 @@ pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Res
     if usize::from(info.length) < wanted {
         return Err(Error::TruncatedMessage);
     }
-    registers.general.copy_from_slice(&words[..16]);
-    (registers.rip, registers.rflags, registers.event) = (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]);
     if label == enter::LABEL_NOTIFICATION {
         return Ok(Entered::Notification { badge });
     }
-    let mut control = [0; 5];
-    control.copy_from_slice(&words[enter::CONTROL..enter::CODE_SEGMENT]);
-    let code_segment = [words[enter::CODE_SEGMENT], words[enter::CODE_SEGMENT + 1]];
+    let word = |index: usize| detail[index - enter::MESSAGE_WORDS];
     Ok(Entered::Exit(GuestExit {
-        kind: ExitKind::from_word(words[enter::EXIT_KIND]),
-        reason: words[enter::EXIT_REASON],
-        qualification: words[enter::QUALIFICATION],
-        guest_physical: words[enter::GUEST_PHYSICAL],
-        instruction_length: words[enter::INSTRUCTION_LENGTH],
-        control,
-        code_segment,
+        kind: ExitKind::from_word(word(enter::EXIT_KIND)),
+        reason: word(enter::EXIT_REASON),
+        qualification: word(enter::QUALIFICATION),
+        guest_physical: word(enter::GUEST_PHYSICAL),
+        instruction_length: word(enter::INSTRUCTION_LENGTH),
+        control: core::array::from_fn(|index| word(enter::CONTROL + index)),
+        code_segment: [word(enter::CODE_SEGMENT), word(enter::CODE_SEGMENT + 1)],
     }))
 }
 
@@ -233,6 +228,7 @@ pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Res
 mod tests {
     use super::*;
     use crate::kernel::fake::{FakeKernel, Recorded};
+    use crate::kernel::number;
 
     fn call(cptr: u64, label: u64, words: &[u64], caps: &[u64]) -> Recorded {
         Recorded { number: number::CALL, cptr, label, words: words.to_vec(), caps: caps.to_vec(), reply: 0 }

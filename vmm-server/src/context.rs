@@ -232,11 +232,15 @@ impl<'g, S: VcpuState, M: GuestMemory> Guest<'g, S, M> {
                 Ok(physical) => physical,
                 Err(fault) => return (done, Some(fault)),
             };
-            for (index, byte) in bytes[done..done + chunk].iter_mut().enumerate() {
-                let at = physical.wrapping_add(index as u64);
-                if let Err(unbacked) = self.memory.read(at, core::slice::from_mut(byte)) {
-                    let fault = TranslationFault::Unbacked { guest_physical: unbacked.guest_physical };
-                    return (done + index, Some(fault));
+            // The page's bytes in one read; byte by byte only to find where
+            // the guest's memory ends.
+            if self.memory.read(physical, &mut bytes[done..done + chunk]).is_err() {
+                for (index, byte) in bytes[done..done + chunk].iter_mut().enumerate() {
+                    let at = physical.wrapping_add(index as u64);
+                    if let Err(unbacked) = self.memory.read(at, core::slice::from_mut(byte)) {
+                        let fault = TranslationFault::Unbacked { guest_physical: unbacked.guest_physical };
+                        return (done + index, Some(fault));
+                    }
                 }
             }
             done += chunk;

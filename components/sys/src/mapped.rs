@@ -212,14 +212,118 @@ impl SharedPage {
     }
 }
 
+/// A volatile, byte-addressed window onto a run of pages the loader mapped
+/// into this protection domain from its manifest, end to end (a guest's
+/// memory as its VMM sees it, `docs/capdl.md`). Every access is a volatile
+/// access of exactly the bytes asked for: another mapping of the same
+/// frames (the guest, a device-model PD) may read and write them at any
+/// time, so a write never rewrites bytes beside its own. The same
+/// invariant as [`SharedPage`]'s holds for every page of the run.
+#[derive(Debug)]
+pub struct SharedRegion {
+    base: *mut u8,
+    bytes: u64,
+}
+
+impl SharedRegion {
+    /// The `bytes` from `address` on: `None` unless the thread is a PD the
+    /// loader started and the run is page-aligned, whole pages, at or
+    /// above the layout's end and inside the user half.
+    #[must_use]
+    pub fn new(address: u64, bytes: u64) -> Option<SharedRegion> {
+        if !crate::entry::started_by_loader() || !region_allowed(address, bytes) {
+            return None;
+        }
+        let base = usize::try_from(address).ok()?;
+        // As for `SharedPage::new`: memory the loader mapped, from outside
+        // the program (exposed provenance), above the PD's own layout.
+        Some(SharedRegion { base: core::ptr::with_exposed_provenance_mut(base), bytes })
+    }
+
+    /// Its length in bytes.
+    #[must_use]
+    pub const fn len(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether it has no bytes.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// The window's byte `offset` if `count` bytes from there are inside.
+    fn at(&self, offset: u64, count: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(u64::try_from(count).ok()?)?;
+        if end > self.bytes {
+            return None;
+        }
+        Some(self.base.wrapping_add(usize::try_from(offset).ok()?))
+    }
+
+    /// Copies the bytes from `offset` on into `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RangeError`] if they reach past the region (nothing read).
+    pub fn read(&self, offset: u64, bytes: &mut [u8]) -> Result<(), Error> {
+        let source = self.at(offset, bytes.len()).ok_or(Error::RangeError)?;
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            // SAFETY: the type's invariant; the byte is inside the region
+            // (checked); volatile, as another mapping may write it.
+            *byte = unsafe { source.wrapping_add(index).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` into the region from `offset` on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RangeError`] if they reach past the region (nothing
+    /// written).
+    pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+        let target = self.at(offset, bytes.len()).ok_or(Error::RangeError)?;
+        for (index, byte) in bytes.iter().enumerate() {
+            // SAFETY: the type's invariant; the byte is inside the region
+            // (checked), and a page a write faults on stops the thread.
+            unsafe { target.wrapping_add(index).write_volatile(*byte) };
+        }
+        Ok(())
+    }
+}
+
+/// Whether `bytes` from `address` on are whole pages between the loader's
+/// layout and the end of the user half, where only regions are mapped.
+fn region_allowed(address: u64, bytes: u64) -> bool {
+    let aligned = address.is_multiple_of(4096) && bytes.is_multiple_of(4096);
+    aligned
+        && address >= bulkhead_capdl_spec::layout::RESERVED_END
+        && address.checked_add(bytes).is_some_and(|end| end <= USER_TOP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_window_must_lie_between_the_layout_and_the_user_top() {
+        let first = bulkhead_capdl_spec::layout::RESERVED_END;
+        assert!(region_allowed(first, 4096));
+        assert!(region_allowed(first, 0));
+        assert!(region_allowed(USER_TOP - 8192, 8192));
+        assert!(!region_allowed(first - 4096, 4096), "below the layout's end");
+        assert!(!region_allowed(USER_TOP - 4096, 8192), "past the user half");
+        assert!(!region_allowed(first + 8, 4096), "not page-aligned");
+        assert!(!region_allowed(first, 4095), "not whole pages");
+        assert!(!region_allowed(u64::MAX - 4095, 4096), "wraps");
+    }
 
     #[test]
     fn only_a_pd_the_loader_started_gets_windows_onto_regions() {
         // The host test is no such PD: even a valid region address is refused.
         assert!(!crate::entry::started_by_loader());
         assert!(SharedPage::new(bulkhead_capdl_spec::layout::RESERVED_END).is_none());
+        assert!(SharedRegion::new(bulkhead_capdl_spec::layout::RESERVED_END, 4096).is_none());
     }
 }

@@ -2,9 +2,13 @@
 
 use bulkhead_components::Error;
 use bulkhead_components::cap::{CPtr, Cap, kind};
-use bulkhead_components::kernel::{Incoming, Kernel, MAX_MESSAGE_WORDS, MessageInfo, REGISTER_MESSAGE_WORDS, Syscall};
+use bulkhead_components::kernel::{
+    EXIT_DETAIL_WORDS, Incoming, Kernel, MessageInfo, REGISTER_MESSAGE_WORDS, Syscall, number,
+};
 use bulkhead_components::message::Message;
 use bulkhead_components::server::{Ipc, Received};
+use bulkhead_components::vcpu::GuestRegisters;
+use kernel_core::vcpu::enter;
 
 use crate::arch;
 use crate::ipc_buffer::{self, IpcBufferPage, WordBuffer};
@@ -53,28 +57,37 @@ impl Kernel for Sys {
         Ok(ipc_buffer::unpack(&returned, self.buffer.as_ref().map(|buffer| buffer as &dyn WordBuffer)))
     }
 
-    fn syscall_words(&mut self, number: u64, length: usize, words: &mut [u64]) -> Result<(MessageInfo, u64), Error> {
-        let length = length.min(words.len()).min(MAX_MESSAGE_WORDS);
-        if length > REGISTER_MESSAGE_WORDS {
-            let buffer = self.buffer.as_mut().ok_or(Error::NoIpcBuffer)?;
-            buffer.write_words(REGISTER_MESSAGE_WORDS, &words[REGISTER_MESSAGE_WORDS..length]);
-        }
-        let mut registers = [0; REGISTER_MESSAGE_WORDS];
-        for (register, word) in registers.iter_mut().zip(words.iter()) {
-            *register = *word;
-        }
-        let info = MessageInfo { label: 0, length: u8::try_from(length).unwrap_or(0), caps: 0 };
-        let raw = arch::RawCall { number, cptr: 0, info: info.to_word(), reply: 0, words: registers };
+    fn vm_enter_call(
+        &mut self,
+        registers: &mut GuestRegisters,
+        exit: &mut [u64; EXIT_DETAIL_WORDS],
+    ) -> Result<(MessageInfo, u64), Error> {
+        // Words 0..4 travel in registers, 4..19 (and the reply's 4..31) in
+        // the IPC buffer at their own indices, each copied once.
+        let buffer = self.buffer.as_mut().ok_or(Error::NoIpcBuffer)?;
+        buffer.write_words(REGISTER_MESSAGE_WORDS, &registers.general[REGISTER_MESSAGE_WORDS..]);
+        buffer.write_words(enter::RIP, &[registers.rip, registers.rflags, registers.event]);
+        let general = &registers.general;
+        let info = MessageInfo { label: 0, length: enter::MESSAGE_LENGTH, caps: 0 };
+        let raw = arch::RawCall {
+            number: number::VM_ENTER,
+            cptr: 0,
+            info: info.to_word(),
+            reply: 0,
+            words: [general[0], general[1], general[2], general[3]],
+        };
         let returned = arch::syscall(&raw);
         let info = MessageInfo::from_word(returned.info);
-        let reply = usize::from(info.length).min(words.len());
-        let in_registers = reply.min(REGISTER_MESSAGE_WORDS);
-        words[..in_registers].copy_from_slice(&returned.words[..in_registers]);
-        if reply > in_registers {
-            match self.buffer.as_ref() {
-                Some(buffer) => buffer.read_words(in_registers, &mut words[in_registers..reply]),
-                None => words[in_registers..reply].fill(0),
-            }
+        let length = usize::from(info.length);
+        if length >= enter::MESSAGE_WORDS {
+            registers.general[..REGISTER_MESSAGE_WORDS].copy_from_slice(&returned.words);
+            buffer.read_words(REGISTER_MESSAGE_WORDS, &mut registers.general[REGISTER_MESSAGE_WORDS..]);
+            let mut tail = [0; 3];
+            buffer.read_words(enter::RIP, &mut tail);
+            [registers.rip, registers.rflags, registers.event] = tail;
+        }
+        if length >= enter::EXIT_WORDS {
+            buffer.read_words(enter::MESSAGE_WORDS, exit);
         }
         Ok((info, returned.badge))
     }

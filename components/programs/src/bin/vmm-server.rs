@@ -15,7 +15,7 @@
 use bulkhead_components::Error;
 use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::vcpu::{Entered, GuestRegisters, vm_enter};
-use bulkhead_sys::mapped::SharedPage;
+use bulkhead_sys::mapped::SharedRegion;
 use bulkhead_sys::{PdInfo, Sys, println};
 use bulkhead_vmm_server::devices::{Console, DebugConsole, TestExitPort, TestMmioDevice};
 use bulkhead_vmm_server::{Action, Clock, Config, GuestMemory, Stop, Unbacked, VcpuState, Vmm};
@@ -40,7 +40,11 @@ fn run(info: &PdInfo, sys: &mut Sys) -> u64 {
         return 1;
     }
     let vcpu = Cap::<kind::VCpu>::new(guest.vcpu_slot);
-    let mut memory = GuestRam { base: guest.memory, bytes: guest.memory_bytes };
+    let Some(window) = SharedRegion::new(guest.memory, guest.memory_bytes) else {
+        println!("vmm: the guest's memory at {:#x} is not a region of this PD", guest.memory);
+        return 1;
+    };
+    let mut memory = GuestRam { window };
     let mut registers = match start_in_real_mode(sys, vcpu, guest.entry) {
         Ok(registers) => registers,
         Err(error) => {
@@ -210,57 +214,28 @@ impl Tally {
     }
 }
 
-/// The guest's memory as this VMM maps it: guest-physical `a` at
-/// `base + a`, for `bytes` bytes (the loader's info page says where),
-/// reached one page window at a time.
+/// The guest's memory as this VMM maps it: guest-physical `a` at the
+/// window's byte `a` (the loader's info page says where the window is).
+/// Every access touches exactly its own bytes, never their neighbours:
+/// the guest may be writing those at the same time.
 struct GuestRam {
-    base: u64,
-    bytes: u64,
-}
-
-impl GuestRam {
-    /// The window onto the page holding guest-physical `address`, and the
-    /// word index of `address` in it.
-    fn word(&self, address: u64) -> Option<(SharedPage, usize)> {
-        if address >= self.bytes {
-            return None;
-        }
-        let virtual_address = self.base.checked_add(address)?;
-        let page = SharedPage::new(virtual_address & !0xfff)?;
-        Some((page, usize::try_from((virtual_address & 0xfff) / 8).ok()?))
-    }
-
-    /// Whether `length` bytes from `address` are all guest memory.
-    fn covers(&self, address: u64, length: usize) -> bool {
-        u64::try_from(length).ok().and_then(|length| address.checked_add(length)).is_some_and(|end| end <= self.bytes)
-    }
+    window: SharedRegion,
 }
 
 impl GuestMemory for GuestRam {
     fn read(&self, guest_physical: u64, bytes: &mut [u8]) -> Result<(), Unbacked> {
-        if !self.covers(guest_physical, bytes.len()) {
-            return Err(Unbacked { guest_physical: guest_physical.max(self.bytes) });
-        }
-        for (offset, byte) in (0_u64..).zip(bytes.iter_mut()) {
-            let address = guest_physical + offset;
-            let (page, index) = self.word(address).ok_or(Unbacked { guest_physical: address })?;
-            let word = page.read(index).ok_or(Unbacked { guest_physical: address })?;
-            *byte = word.to_le_bytes()[usize::try_from(address % 8).unwrap_or(0)];
-        }
-        Ok(())
+        self.window.read(guest_physical, bytes).map_err(|_| self.unbacked(guest_physical))
     }
 
     fn write(&mut self, guest_physical: u64, bytes: &[u8]) -> Result<(), Unbacked> {
-        if !self.covers(guest_physical, bytes.len()) {
-            return Err(Unbacked { guest_physical: guest_physical.max(self.bytes) });
-        }
-        for (offset, byte) in (0_u64..).zip(bytes) {
-            let address = guest_physical + offset;
-            let (mut page, index) = self.word(address).ok_or(Unbacked { guest_physical: address })?;
-            let mut word = page.read(index).ok_or(Unbacked { guest_physical: address })?.to_le_bytes();
-            word[usize::try_from(address % 8).unwrap_or(0)] = *byte;
-            page.write(index, u64::from_le_bytes(word)).map_err(|_| Unbacked { guest_physical: address })?;
-        }
-        Ok(())
+        self.window.write(guest_physical, bytes).map_err(|_| self.unbacked(guest_physical))
+    }
+}
+
+impl GuestRam {
+    /// The first byte of an access from `guest_physical` on that no RAM
+    /// backs.
+    fn unbacked(&self, guest_physical: u64) -> Unbacked {
+        Unbacked { guest_physical: guest_physical.max(self.window.len()) }
     }
 }
