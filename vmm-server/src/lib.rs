@@ -68,6 +68,7 @@
 extern crate std;
 
 pub mod access_size;
+pub mod boot;
 mod context;
 pub mod control_register;
 pub mod counters;
@@ -80,6 +81,7 @@ pub mod mmio;
 pub mod msr;
 mod operand;
 pub mod paging;
+pub mod platform;
 pub mod port_io;
 pub mod stop;
 pub mod vmm;
