@@ -195,7 +195,7 @@ pub enum LocalInterrupt {
 }
 
 impl LocalInterrupt {
-    /// Every entry, in the order of [`LocalInterrupt::index`].
+    /// Every entry, in the order of their offsets.
     pub const ALL: [LocalInterrupt; 7] = [
         LocalInterrupt::CorrectedMachineCheck,
         LocalInterrupt::Timer,
