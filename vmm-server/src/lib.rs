@@ -59,7 +59,10 @@
 //! Kept but not yet loaded into the hardware (the kernel's allowlist has
 //! no fields for them): PAT, the SYSENTER and SYSCALL MSRs, PAE's PDPTEs.
 //! Single-stepping (RFLAGS.TF) over an emulated instruction raises no
-//! #DB (DR6 is not in the allowlist). No interrupt controller yet.
+//! #DB (DR6 is not in the allowlist). The PC platform's interrupt
+//! controllers and timers ([`platform`]) and the Linux boot builders
+//! ([`boot`]) exist and are host-tested, but the exit loop does not use
+//! them yet (`docs/PLATFORM.md`, "Wiring"): no interrupt reaches a guest.
 
 #![no_std]
 #![forbid(unsafe_code)]
