@@ -1752,20 +1752,6 @@ mod tests {
         }
     }
 
-    /// A real `bzImage` named by `BULKHEAD_BZIMAGE` (not in the
-    /// repository): parsed, planned and loaded. Skipped without it.
-    #[test]
-    fn a_real_bzimage_when_one_is_given() {
-        let Some(path) = std::env::var_os("BULKHEAD_BZIMAGE") else { return };
-        let image = std::fs::read(path).expect("BULKHEAD_BZIMAGE readable");
-        let kernel = parse(&image).expect("a bzImage the loader takes");
-        std::println!("{:#x?}", kernel.header);
-        let plan = plan(&kernel, 256 * MIB, b"console=ttyS0", 4096).expect("a plan");
-        std::println!("{plan:#x?}");
-        let mut memory = SparseMemory::new(plan.ram, 0);
-        load(&plan, &kernel, b"console=ttyS0", &[0; 4096], &mut memory).expect("loaded");
-    }
-
     fn any_spec() -> impl Strategy<Value = Spec> {
         (
             (1u32..0x400, 0u8..=6),

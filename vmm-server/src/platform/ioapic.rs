@@ -521,6 +521,34 @@ mod tests {
     }
 
     #[test]
+    fn the_sci_as_the_tables_declare_it_is_quiet_from_reset() {
+        // `boot::acpi` declares the SCI (ISA IRQ 9) level-triggered and
+        // active high: inputs are electrical levels, low from reset, so
+        // programming and unmasking it sends nothing until a device
+        // asserts it.
+        let mut ioapic = IoApic::new(0);
+        program(&mut ioapic, 9, LEVEL | 0x39, 0);
+        assert_eq!(messages(&mut ioapic), []);
+        ioapic.end_of_interrupt(0x39);
+        assert_eq!(messages(&mut ioapic), []);
+        ioapic.set_line(9, true);
+        assert_eq!(messages(&mut ioapic), [fixed(0x39, 0, Trigger::Level)]);
+        ioapic.set_line(9, false);
+        ioapic.end_of_interrupt(0x39);
+        assert_eq!(messages(&mut ioapic), []);
+    }
+
+    #[test]
+    fn an_active_low_entry_on_an_idle_low_input_sends_at_once() {
+        // Why the tables declare no active-low input: an input nothing
+        // drives reads low, which an active-low entry takes as asserted
+        // the moment it is unmasked.
+        let mut ioapic = IoApic::new(0);
+        program(&mut ioapic, 11, LEVEL | ACTIVE_LOW | 0x3b, 0);
+        assert_eq!(messages(&mut ioapic), [fixed(0x3b, 0, Trigger::Level)]);
+    }
+
+    #[test]
     fn an_active_low_level_entry_is_asserted_while_low() {
         // PCI interrupts: level, active low.
         let mut ioapic = IoApic::new(0);

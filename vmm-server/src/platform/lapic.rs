@@ -709,9 +709,13 @@ impl LocalApic {
         };
         let ticks = self.ticks_between(countdown.loaded_at, now);
         let loaded = u128::from(countdown.loaded_count);
+        // A periodic count reloads; so does the count of a timer switched
+        // from periodic to one-shot since its last reload, until the
+        // period under way runs out (its expiry is still ahead).
+        let reloading = mode == TimerMode::Periodic || now < countdown.next_expiry;
         let count = if ticks < loaded {
             loaded - ticks
-        } else if mode == TimerMode::Periodic && self.initial_count != 0 {
+        } else if reloading && self.initial_count != 0 {
             let initial = u128::from(self.initial_count);
             initial - (ticks - loaded) % initial
         } else {
@@ -917,11 +921,15 @@ impl LocalApic {
         let Some(delivery) = DeliveryMode::from_bits(low_byte(command >> 8)) else {
             return;
         };
-        let trigger = if command & ICR_LEVEL_TRIGGERED != 0 { Trigger::Level } else { Trigger::Edge };
-        if delivery == DeliveryMode::Init && trigger == Trigger::Level && command & ICR_ASSERT == 0 {
-            // INIT level de-assert: not supported by xAPICs, a no-op.
+        // An xAPIC sends every IPI edge-triggered: the level de-assert
+        // form (level trigger, level bit clear) is ignored, and a level
+        // trigger with the level bit set is treated as edge (SDM vol. 3,
+        // "Interrupt Command Register"), so an IPI never sets the
+        // receiver's TMR nor reports a level EOI.
+        if command & ICR_LEVEL_TRIGGERED != 0 && command & ICR_ASSERT == 0 {
             return;
         }
+        let trigger = Trigger::Edge;
         let carries_vector = matches!(delivery, DeliveryMode::Fixed | DeliveryMode::LowestPriority);
         if carries_vector && vector < FIRST_LEGAL_VECTOR {
             self.record_error(ERROR_SEND_ILLEGAL_VECTOR);
@@ -947,7 +955,7 @@ impl LocalApic {
             }
             2 => {
                 if delivery == DeliveryMode::Fixed {
-                    self.accept(vector, trigger);
+                    self.accept(vector, Trigger::Edge);
                     self.queue_ipi(others);
                 }
             }
@@ -1345,6 +1353,22 @@ mod tests {
     }
 
     #[test]
+    fn a_timer_switched_to_one_shot_counts_out_its_period() {
+        let mut apic = timer(PERIODIC, 0x31);
+        apic.write_register(INITIAL_COUNT, 20_000, 0);
+        assert!(apic.poll_timer(200_000));
+        // One-shot now, 50 us into the second period: the count still
+        // runs down to 0 at its end, fires once, and stays at 0.
+        apic.write_register(LVT_TIMER, ONE_SHOT | 0x31, 250_000);
+        assert_eq!(apic.read_register(CURRENT_COUNT, 250_000), 15_000);
+        assert_eq!(apic.read_register(CURRENT_COUNT, 399_990), 1);
+        assert!(apic.poll_timer(400_000));
+        assert_eq!(apic.read_register(CURRENT_COUNT, 400_000), 0);
+        assert!(!apic.poll_timer(600_000));
+        assert_eq!(apic.read_register(CURRENT_COUNT, 600_000), 0);
+    }
+
+    #[test]
     fn a_periodic_timer_that_fell_behind_fires_once() {
         let mut apic = timer(PERIODIC, 0x31);
         apic.write_register(INITIAL_COUNT, 20_000, 0);
@@ -1581,6 +1605,22 @@ mod tests {
     }
 
     #[test]
+    fn a_level_triggered_fixed_ipi_is_sent_as_an_edge() {
+        let mut apic = enabled(0);
+        // To every APIC including this one, level trigger, level set.
+        apic.write_register(ICR_LOW, (2 << 18) | ICR_LEVEL_TRIGGERED | ICR_ASSERT | 0x61, 0);
+        assert_eq!(apic.highest_pending(), Some(0x61));
+        let ipi = apic.take_ipi().map(|ipi| ipi.message.trigger);
+        assert_eq!(ipi, Some(Trigger::Edge));
+        apic.acknowledge(0x61);
+        apic.write_register(EOI, 0, 0);
+        assert_eq!(apic.take_eoi(), None, "no level EOI for the I/O APIC");
+        // The de-assert form (level bit clear) sends nothing at all.
+        apic.write_register(ICR_LOW, (2 << 18) | ICR_LEVEL_TRIGGERED | 0x62, 0);
+        assert_eq!((apic.highest_pending(), apic.take_ipi()), (None, None));
+    }
+
+    #[test]
     fn linux_starts_an_ap_with_init_and_startup() {
         let mut apic = enabled(0);
         apic.write_register(ICR_HIGH, 1 << 24, 0);
@@ -1596,7 +1636,8 @@ mod tests {
                 vector: 0,
                 delivery: DeliveryMode::Init,
                 destination: Destination::Physical(1),
-                trigger: Trigger::Level
+                // An xAPIC sends the level-assert INIT as an edge.
+                trigger: Trigger::Edge
             })
         );
         for _ in 0..2 {
@@ -1702,7 +1743,6 @@ mod tests {
                     }
                     Action::Acknowledge => {
                         if let Some(vector) = apic.highest_pending() {
-                            prop_assert!(vector >> 4 > apic.processor_priority() >> 4);
                             prop_assert!(apic.acknowledge(vector));
                         }
                     }
@@ -1732,7 +1772,23 @@ mod tests {
                     prop_assert_eq!(apic.request.word(word) & low_word_mask, 0);
                     prop_assert_eq!(apic.in_service.word(word) & low_word_mask, 0);
                 }
-                prop_assert!(apic.processor_priority() >> 4 >= apic.task_priority() >> 4);
+                // PPR and the pending vector, computed here from the
+                // registers the guest reads (SDM: PPR is TPR if TPR's class
+                // is at least ISRV's, else ISRV's class; a request is
+                // pending if its class beats PPR's).
+                let highest_in = |base: u64, apic: &mut LocalApic| {
+                    (0..8u64).rev().find_map(|word| {
+                        let bits = apic.read_register(base + 0x10 * word, now);
+                        (bits != 0).then(|| u8::try_from(word * 32 + 31 - u64::from(bits.leading_zeros())).unwrap_or(0))
+                    })
+                };
+                let tpr = u8::try_from(apic.read_register(0x80, now) & 0xff).unwrap_or(0);
+                let isrv = highest_in(0x100, &mut apic).unwrap_or(0);
+                let ppr = if tpr >> 4 >= isrv >> 4 { tpr } else { isrv & 0xf0 };
+                prop_assert_eq!(apic.read_register(0xa0, now), u32::from(ppr));
+                let irrv = highest_in(0x200, &mut apic);
+                let expected = irrv.filter(|vector| apic.is_software_enabled() && vector >> 4 > ppr >> 4);
+                prop_assert_eq!(apic.highest_pending(), expected);
                 if !apic.is_software_enabled() {
                     prop_assert_eq!(apic.highest_pending(), None);
                     for entry in LocalInterrupt::ALL {

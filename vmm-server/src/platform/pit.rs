@@ -147,6 +147,9 @@ enum Run {
 struct Counter {
     /// 0..5 (the control word's 6 and 7 are 2 and 3).
     mode: u8,
+    /// The mode field as the last control word wrote it (0..=7), for the
+    /// read-back status.
+    written_mode: u8,
     access: Access,
     bcd: bool,
     /// The count register as the guest wrote it (BCD digits in BCD).
@@ -195,6 +198,7 @@ impl Counter {
     const fn new() -> Counter {
         Counter {
             mode: 0,
+            written_mode: 0,
             access: Access::Word,
             bcd: false,
             count_register: 0,
@@ -325,7 +329,9 @@ impl Counter {
     fn status(&self, tick: u64) -> u8 {
         let output = if self.output(tick) { STATUS_OUTPUT } else { 0 };
         let null_count = if self.null_count { STATUS_NULL_COUNT } else { 0 };
-        output | null_count | (self.access.bits() << 4) | (self.mode << 1) | u8::from(self.bcd)
+        // The mode as the control word wrote it: 6 and 7 read back as 6
+        // and 7, though they count as 2 and 3.
+        output | null_count | (self.access.bits() << 4) | (self.written_mode << 1) | u8::from(self.bcd)
     }
 
     /// A control word for this counter with RW = `access_bits` (1..3).
@@ -336,7 +342,8 @@ impl Counter {
             2 => Access::HighByte,
             _ => Access::Word,
         };
-        self.mode = match (control >> 1) & 7 {
+        self.written_mode = (control >> 1) & 7;
+        self.mode = match self.written_mode {
             6 => 2,
             7 => 3,
             mode => mode,
@@ -925,14 +932,21 @@ mod tests {
     }
 
     #[test]
-    fn a_control_word_mode_6_or_7_is_mode_2_or_3() {
+    fn a_control_word_mode_6_or_7_counts_as_2_or_3_and_reads_back_as_written() {
         let mut pit = Pit::new();
+        // The read-back status holds the mode bits as written (8254
+        // datasheet: "exactly as written in the last Mode Control Word").
         out(&mut pit, 0, CONTROL_PORT, 0x3c);
         out(&mut pit, 0, CONTROL_PORT, 0xe2);
-        assert_eq!(inb(&mut pit, 0, COUNTER_0_PORT) & 0x0e, 0x04);
+        assert_eq!(inb(&mut pit, 0, COUNTER_0_PORT) & 0x0e, 0x0c);
         out(&mut pit, 0, CONTROL_PORT, 0x3e);
         out(&mut pit, 0, CONTROL_PORT, 0xe2);
-        assert_eq!(inb(&mut pit, 0, COUNTER_0_PORT) & 0x0e, 0x06);
+        assert_eq!(inb(&mut pit, 0, COUNTER_0_PORT) & 0x0e, 0x0e);
+        // Mode 6 counts as mode 2: a rate generator, IRQ0 once a period.
+        out(&mut pit, 0, CONTROL_PORT, 0x3c);
+        out(&mut pit, 0, COUNTER_0_PORT, 0xa9);
+        out(&mut pit, 0, COUNTER_0_PORT, 0x04);
+        assert_eq!(pit.irq0_edges(10_000_000), 10, "1193 ticks: 10 periods of about 1 ms in 10 ms");
     }
 
     #[test]
@@ -1022,9 +1036,18 @@ mod tests {
                 if let Some(next) = pit.next_irq0_event(now) {
                     prop_assert!(next >= now);
                 }
+                let tick = ticks_at(now);
                 for counter in &pit.counters {
-                    prop_assert!(counter.mode <= 5);
-                    prop_assert!(counter.count(ticks_at(now)) < counter.modulus());
+                    let counted_as = match counter.written_mode { 6 => 2, 7 => 3, mode => mode };
+                    prop_assert_eq!(counter.mode, counted_as);
+                    // A rate generator never reads 0 below a full 65,536
+                    // period: it reloads at 1.
+                    if counter.mode == 2
+                        && let Some((_, period)) = counter.elapsed(tick)
+                        && period < counter.modulus()
+                    {
+                        prop_assert!((1..=period).contains(&counter.count(tick)));
+                    }
                 }
             }
         }

@@ -43,8 +43,10 @@
 //! the time (the chip would keep its bytes and count them wrongly until
 //! rewritten; no guest relies on that). A time or date write with a
 //! value the current format cannot express (a BCD nibble above 9, a
-//! minute of 60, a month of 13) is dropped; a day beyond the month's end
-//! is kept and rolls over into the next month when the clock runs.
+//! minute of 60, a month of 13) is dropped. A day beyond the month's end
+//! rolls over into the next month: at once when the clock runs (so with
+//! SET clear, January 31 then month 2 reads as March 3), at the first
+//! update after SET clears when it does not (Linux sets SET first).
 //! Register 6 (day of week) is computed from the date and ignores writes.
 //! CMOS byte 0x32 is the century (in the current format), kept with the
 //! year so that 2099 rolls over to 2100. Daylight-saving (DSE) and the
@@ -556,7 +558,11 @@ impl Rtc {
         self.flags & self.register_b & INTERRUPT_ENABLES != 0
     }
 
-    /// Whether an update is at most [`UPDATE_IN_PROGRESS_NS`] away.
+    /// Whether an update is at most [`UPDATE_IN_PROGRESS_NS`] away. The
+    /// chip keeps UIP set for the update cycle too (1,984 us at 32.768
+    /// kHz); here the update is instant, so UIP falls at the second's
+    /// boundary: a reader that waits for UIP to fall then reads a time
+    /// that is whole, which is all UIP promises.
     const fn update_in_progress(&self) -> bool {
         let into_second = self.now.saturating_sub(self.second_started_at) % NANOSECONDS_PER_SECOND;
         self.held.is_none() && into_second >= NANOSECONDS_PER_SECOND - UPDATE_IN_PROGRESS_NS
