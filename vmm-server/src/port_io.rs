@@ -43,56 +43,75 @@ pub trait PortDevice {
 
 /// How many devices one bus holds.
 pub const MAX_PORT_DEVICES: usize = 16;
+/// How many port ranges one bus holds (a device may answer on several:
+/// the 8259A pair on three, the 8254 on two).
+pub const MAX_PORT_RANGES: usize = 32;
 /// The most string-I/O elements one exit moves.
 pub const MAX_STRING_ELEMENTS: u64 = 256;
 
 /// Why a device could not be registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterError {
-    /// The range is empty or wraps.
+    /// A range is empty or wraps, or no range was given.
     EmptyRange,
-    /// The range overlaps a registered device's.
+    /// A range overlaps a registered device's, or another of its own.
     Overlap,
     /// The bus is full.
     Full,
 }
 
-/// One registered port device.
-struct PortRange<'a> {
+/// Ports `first..=last`, answered by the device at `device` in the bus's
+/// device table.
+struct PortRange {
     first: u16,
     last: u16,
-    device: &'a mut dyn PortDevice,
+    device: usize,
 }
 
-/// The I/O bus: devices by port range.
+/// The I/O bus: devices, and the port ranges each answers on.
 pub(crate) struct IoBus<'a> {
-    devices: heapless::Vec<PortRange<'a>, MAX_PORT_DEVICES>,
+    devices: heapless::Vec<&'a mut dyn PortDevice, MAX_PORT_DEVICES>,
+    ranges: heapless::Vec<PortRange, MAX_PORT_RANGES>,
 }
 
 impl<'a> IoBus<'a> {
     /// An empty bus.
     pub(crate) const fn new() -> Self {
-        IoBus { devices: heapless::Vec::new() }
+        IoBus { devices: heapless::Vec::new(), ranges: heapless::Vec::new() }
     }
 
-    /// Puts `device` on ports `first..=last`.
+    /// Puts `device` on each of `ranges` (`(first, last)`, inclusive).
+    /// Nothing changes on an error.
     pub(crate) fn register(
         &mut self,
-        first: u16,
-        last: u16,
+        ranges: &[(u16, u16)],
         device: &'a mut dyn PortDevice,
     ) -> Result<(), RegisterError> {
-        if last < first {
+        if ranges.is_empty() || ranges.iter().any(|(first, last)| last < first) {
             return Err(RegisterError::EmptyRange);
         }
-        if self.devices.iter().any(|range| first <= range.last && range.first <= last) {
-            return Err(RegisterError::Overlap);
+        let overlaps = |a: (u16, u16), b: (u16, u16)| a.0 <= b.1 && b.0 <= a.1;
+        for (index, &range) in ranges.iter().enumerate() {
+            let taken = self.ranges.iter().any(|other| overlaps(range, (other.first, other.last)));
+            let own = ranges[..index].iter().any(|&other| overlaps(range, other));
+            if taken || own {
+                return Err(RegisterError::Overlap);
+            }
         }
-        self.devices.push(PortRange { first, last, device }).map_err(|_| RegisterError::Full)
+        if self.devices.is_full() || self.ranges.capacity() - self.ranges.len() < ranges.len() {
+            return Err(RegisterError::Full);
+        }
+        let index = self.devices.len();
+        self.devices.push(device).map_err(|_| RegisterError::Full)?;
+        for &(first, last) in ranges {
+            self.ranges.push(PortRange { first, last, device: index }).map_err(|_| RegisterError::Full)?;
+        }
+        Ok(())
     }
 
     fn device(&mut self, port: u16) -> Option<&mut (dyn PortDevice + 'a)> {
-        self.devices.iter_mut().find(|range| (range.first..=range.last).contains(&port)).map(|range| &mut *range.device)
+        let range = self.ranges.iter().find(|range| (range.first..=range.last).contains(&port))?;
+        self.devices.get_mut(range.device).map(|device| &mut **device)
     }
 
     /// IN: the device's value, or all ones (counted) where no device is.

@@ -82,7 +82,24 @@ impl<'a> Vmm<'a> {
         last: u16,
         device: &'a mut dyn PortDevice,
     ) -> Result<(), RegisterError> {
-        self.ports.register(first, last, device)
+        self.ports.register(&[(first, last)], device)
+    }
+
+    /// Puts `device` on each of the I/O port ranges `ranges` (`(first,
+    /// last)`, inclusive): a device that answers on ports apart, as the
+    /// 8259A pair does (`platform::pic::PORT_RANGES`). Nothing is
+    /// registered on an error.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError`]: no range or an empty one, an overlap (with a
+    /// registered device or among `ranges`), a full bus.
+    pub fn register_port_ranges(
+        &mut self,
+        ranges: &[(u16, u16)],
+        device: &'a mut dyn PortDevice,
+    ) -> Result<(), RegisterError> {
+        self.ports.register(ranges, device)
     }
 
     /// Puts `device` at guest-physical `base..base + length`.

@@ -270,3 +270,67 @@ proptest! {
         prop_assert!(vmm.counters().string_io_elements() <= MAX_STRING_ELEMENTS);
     }
 }
+
+#[test]
+fn a_device_answers_on_every_range_it_was_registered_on() {
+    let mut clock = FakeClock(0);
+    let mut recorder = Recorder::default();
+    {
+        let mut vmm = Vmm::new(Config::default(), &mut clock);
+        // The 8259A pair's shape: three ranges apart.
+        vmm.register_port_ranges(&crate::platform::pic::PORT_RANGES, &mut recorder).unwrap();
+        let mut machine = Machine::new(Mode::Long);
+        machine.registers.general[0] = 0x11;
+        for port in [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x22] {
+            machine.registers.rip = CODE;
+            let exit = io_exit(&machine, port, 1, false, false, false, 1);
+            assert_eq!(machine.run(&mut vmm, &exit), Action::Resume);
+        }
+        // Port 0x22 is nobody's.
+        assert_eq!(vmm.counters().unclaimed_port_accesses(), 1);
+    }
+    let ports: Vec<u16> = recorder.writes.iter().map(|(port, _, _)| *port).collect();
+    assert_eq!(ports, [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1]);
+}
+
+#[test]
+fn registration_refuses_bad_ranges_and_changes_nothing() {
+    let mut clock = FakeClock(0);
+    // A refused device stays lent to the bus: each attempt lends a spare.
+    let mut recorders: Vec<Recorder> = (0..7).map(|_| Recorder::default()).collect();
+    let mut spares = recorders.iter_mut();
+    let mut vmm = Vmm::new(Config::default(), &mut clock);
+    vmm.register_port_ranges(&[(0x40, 0x43), (0x61, 0x61)], spares.next().unwrap()).unwrap();
+    assert_eq!(vmm.register_port_ranges(&[], spares.next().unwrap()), Err(RegisterError::EmptyRange));
+    let wraps = [(0x70, 0x71), (0x81, 0x80)];
+    assert_eq!(vmm.register_port_ranges(&wraps, spares.next().unwrap()), Err(RegisterError::EmptyRange));
+    // One range free, the other taken: nothing is registered.
+    let half_taken = [(0x70, 0x71), (0x60, 0x61)];
+    assert_eq!(vmm.register_port_ranges(&half_taken, spares.next().unwrap()), Err(RegisterError::Overlap));
+    let self_overlapping = [(0x70, 0x73), (0x72, 0x72)];
+    assert_eq!(vmm.register_port_ranges(&self_overlapping, spares.next().unwrap()), Err(RegisterError::Overlap));
+    vmm.register_port_ranges(&[(0x70, 0x71)], spares.next().unwrap()).unwrap();
+    assert_eq!(vmm.register_ports(0x71, 0x72, spares.next().unwrap()), Err(RegisterError::Overlap));
+    let mut machine = Machine::new(Mode::Long);
+    // 0x60 stayed free after the refused registration that named it.
+    let exit = io_exit(&machine, 0x60, 1, true, false, false, 1);
+    assert_eq!(machine.run(&mut vmm, &exit), Action::Resume);
+    assert_eq!(vmm.counters().unclaimed_port_accesses(), 1);
+}
+
+#[test]
+fn a_full_bus_refuses_more_ranges_whole() {
+    let mut clock = FakeClock(0);
+    let mut recorders: Vec<Recorder> = (0..=MAX_PORT_DEVICES).map(|_| Recorder::default()).collect();
+    let mut spares = recorders.iter_mut();
+    let mut vmm = Vmm::new(Config::default(), &mut clock);
+    // Fifteen devices with two ranges each leave one device and two
+    // ranges free.
+    for index in 0..15u16 {
+        let base = 0x100 + index * 0x10;
+        vmm.register_port_ranges(&[(base, base), (base + 8, base + 8)], spares.next().unwrap()).unwrap();
+    }
+    let three = [(0x400, 0x400), (0x402, 0x402), (0x404, 0x404)];
+    assert_eq!(vmm.register_port_ranges(&three, spares.next().unwrap()), Err(RegisterError::Full));
+    vmm.register_port_ranges(&three[..2], spares.next().unwrap()).unwrap();
+}
