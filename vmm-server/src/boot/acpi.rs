@@ -8,7 +8,7 @@
 //! | XSDT | 1 | where the FADT and the MADT are |
 //! | FADT | 6.4 | the fixed hardware ([`FixedHardware`]), where the DSDT (and FACS) are |
 //! | FACS | 2 | only with PC fixed hardware, which requires it: no waking vector, no global lock owner |
-//! | DSDT | 2 | a header and no AML: there are no devices to describe yet |
+//! | DSDT | 2 | with PC fixed hardware, `_S5` (soft off, [`S5_AML`]); no devices yet |
 //! | MADT | 5 | one local APIC per CPU (APIC IDs 0..n), the I/O APIC at GSI 0, ISA IRQ 0 on GSI 2, the SCI's override, NMI on every LINT1 |
 //!
 //! Every table's bytes sum to 0 mod 256 (the RSDP's first 20 bytes and
@@ -31,6 +31,15 @@
 //! ([`FixedHardware::Reduced`]) has none of them; Linux then also
 //! treats the platform as having no 8259A and sets up no PIT or HPET
 //! timer, so it suits a platform with neither.
+//!
+//! # Sleep states
+//!
+//! With PC fixed hardware the DSDT declares one sleep state, `_S5` (soft
+//! off), so that Linux powers the guest off through ACPI: it writes
+//! [`S5_SLEEP_TYPE`] into PM1 control's SLP_TYP with SLP_EN
+//! (`platform::acpi_pm`). There is no `_S1`..`_S4`, so Linux offers no
+//! suspend. A hardware-reduced platform would need a sleep control
+//! register for `_S5` to mean anything; it has none, and no `_S5`.
 
 /// The most bytes [`build`] produces: enough for [`MAX_CPUS`].
 pub const MAX_TABLES_BYTES: usize = 4096;
@@ -49,6 +58,64 @@ pub const IO_APIC_INPUTS: u8 = 24;
 /// on IRQ 9, as PC chipsets have it.
 pub const PC_PM_REGISTERS: PmRegisters =
     PmRegisters { event_port: 0x600, control_port: 0x604, timer_port: Some(0x608), sci_irq: 9 };
+
+/// The sleep type (SLP_TYPa and SLP_TYPb) the DSDT's `_S5` declares: the
+/// value Linux writes into PM1 control's SLP_TYP, with SLP_EN, to power
+/// off (`platform::acpi_pm` acts on it).
+pub const S5_SLEEP_TYPE: u8 = 5;
+
+/// AML opcodes and prefixes the DSDT uses (ACPI 6.4, section 20.2).
+pub mod aml {
+    /// ZeroOp: the integer 0.
+    pub const ZERO_OP: u8 = 0x00;
+    /// OneOp: the integer 1.
+    pub const ONE_OP: u8 = 0x01;
+    /// NameOp: `Name (NameString, DataRefObject)`.
+    pub const NAME_OP: u8 = 0x08;
+    /// BytePrefix: an 8-bit integer follows.
+    pub const BYTE_PREFIX: u8 = 0x0a;
+    /// PackageOp: `PkgLength NumElements PackageElementList`.
+    pub const PACKAGE_OP: u8 = 0x12;
+    /// The largest PkgLength the one-byte encoding holds (bits 5..0 of
+    /// the lead byte, bits 7..6 zero: no bytes follow).
+    pub const ONE_BYTE_PKG_LENGTH_MAX: usize = 63;
+}
+
+/// The body of `_S5`'s package: NumElements, then SLP_TYPa, SLP_TYPb and
+/// two reserved zeros.
+const S5_PACKAGE_BODY: [u8; 7] =
+    [4, aml::BYTE_PREFIX, S5_SLEEP_TYPE, aml::BYTE_PREFIX, S5_SLEEP_TYPE, aml::ZERO_OP, aml::ZERO_OP];
+/// `_S5`'s PkgLength: it counts the body and the PkgLength byte itself;
+/// below 64, one byte encodes it (bits 7..6 zero).
+const S5_PKG_LENGTH: u8 = 8;
+const _: () = assert!(S5_PKG_LENGTH as usize == S5_PACKAGE_BODY.len() + 1);
+const _: () = assert!(S5_PKG_LENGTH as usize <= aml::ONE_BYTE_PKG_LENGTH_MAX);
+
+/// How many bytes [`S5_AML`] has: NameOp, the name, PackageOp and the
+/// package.
+pub const S5_AML_BYTES: usize = 1 + 4 + 1 + S5_PKG_LENGTH as usize;
+
+/// `Name (_S5, Package () { 5, 5, 0, 0 })` ([`S5_SLEEP_TYPE`]) in AML, as
+/// the DSDT of a PC carries it at the root: NameOp, the NameSeg `_S5_`,
+/// PackageOp, a one-byte PkgLength (8), NumElements (4), two BytePrefix
+/// values and two ZeroOps.
+pub const S5_AML: [u8; S5_AML_BYTES] = s5_aml();
+
+const fn s5_aml() -> [u8; S5_AML_BYTES] {
+    let mut bytes = [0; S5_AML_BYTES];
+    let head = [aml::NAME_OP, b'_', b'S', b'5', b'_', aml::PACKAGE_OP, S5_PKG_LENGTH];
+    let mut index = 0;
+    while index < head.len() {
+        bytes[index] = head[index];
+        index += 1;
+    }
+    let mut body = 0;
+    while body < S5_PACKAGE_BODY.len() {
+        bytes[head.len() + body] = S5_PACKAGE_BODY[body];
+        body += 1;
+    }
+    bytes
+}
 
 /// ACPI's fixed-hardware registers of a PC, all in I/O space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,6 +305,7 @@ struct Layout {
     fadt: usize,
     facs: Option<usize>,
     dsdt: usize,
+    dsdt_bytes: usize,
     madt: usize,
     madt_bytes: usize,
     total: usize,
@@ -264,10 +332,20 @@ fn layout(platform: &PlatformShape, at: u64) -> Layout {
         }
     };
     let dsdt = align_up(facs.map_or(after_fadt, |facs| facs + FACS_BYTES), 16);
-    let madt = align_up(dsdt + HEADER_BYTES, 16);
+    let dsdt_bytes = HEADER_BYTES + dsdt_aml(platform).len();
+    let madt = align_up(dsdt + dsdt_bytes, 16);
     let overrides = if matches!(platform.fixed_hardware, FixedHardware::Pc(_)) { 2 } else { 1 };
     let madt_bytes = MADT_FIXED_BYTES + 8 * usize::from(platform.cpus) + 12 + 10 * overrides + 6;
-    Layout { xsdt, fadt, facs, dsdt, madt, madt_bytes, total: madt + madt_bytes }
+    Layout { xsdt, fadt, facs, dsdt, dsdt_bytes, madt, madt_bytes, total: madt + madt_bytes }
+}
+
+/// The DSDT's AML (module documentation, "Sleep states"): `_S5` with PC
+/// fixed hardware, nothing without.
+fn dsdt_aml(platform: &PlatformShape) -> &'static [u8] {
+    match platform.fixed_hardware {
+        FixedHardware::Reduced => &[],
+        FixedHardware::Pc(_) => &S5_AML,
+    }
 }
 
 fn check(platform: &PlatformShape, at: u64) -> Result<(), AcpiError> {
@@ -347,9 +425,11 @@ pub fn build(platform: &PlatformShape, at: u64) -> Result<heapless::Vec<u8, MAX_
         blob.put(facs + 32, &[2]);
     }
 
-    // DSDT: a header and no AML; revision 2, for 64-bit AML integers.
-    blob.header(layout.dsdt, *b"DSDT", HEADER_BYTES, 2);
-    blob.checksum(layout.dsdt, HEADER_BYTES, 9);
+    // DSDT: revision 2, for 64-bit AML integers; `_S5` with PC fixed
+    // hardware.
+    blob.header(layout.dsdt, *b"DSDT", layout.dsdt_bytes, 2);
+    blob.put(layout.dsdt + HEADER_BYTES, dsdt_aml(platform));
+    blob.checksum(layout.dsdt, layout.dsdt_bytes, 9);
 
     build_madt(&mut blob, platform, &layout);
     Ok(blob.0)
@@ -473,6 +553,7 @@ impl Blob {
 
 #[cfg(test)]
 mod tests {
+    use std::vec;
     use std::vec::Vec;
 
     use proptest::prelude::*;
@@ -554,14 +635,16 @@ mod tests {
             fadt
         }
 
-        fn dsdt(&self) -> &'b [u8] {
+        /// The DSDT's AML, the table checked: revision 2, and nothing
+        /// after the AML's objects.
+        fn dsdt(&self) -> Vec<AmlName> {
             let fadt = self.fadt();
             let x_dsdt = u64_at(fadt, 140);
             assert_eq!(u64::from(u32_at(fadt, 40)), x_dsdt);
             let dsdt = self.table(x_dsdt, b"DSDT");
-            assert_eq!(dsdt.len(), HEADER_BYTES);
+            assert!(dsdt.len() >= HEADER_BYTES);
             assert_eq!(dsdt[8], 2);
-            dsdt
+            decode_term_list(&dsdt[HEADER_BYTES..])
         }
 
         fn madt(&self) -> &'b [u8] {
@@ -569,6 +652,73 @@ mod tests {
             assert_eq!(madt[8], 5);
             madt
         }
+    }
+
+    /// A `Name (NameSeg, Package () { integers })`, decoded from AML.
+    #[derive(Debug, PartialEq, Eq)]
+    struct AmlName {
+        name: [u8; 4],
+        package: Vec<u64>,
+    }
+
+    /// A PkgLength at the start of `bytes`: its value and how many bytes
+    /// encode it. The lead byte's bits 7..6 count the bytes that follow;
+    /// with none, bits 5..0 are the length, else bits 3..0 are its low
+    /// nibble and each following byte the next eight bits.
+    fn decode_pkg_length(bytes: &[u8]) -> (usize, usize) {
+        let lead = bytes[0];
+        let follow = usize::from(lead >> 6);
+        if follow == 0 {
+            return (usize::from(lead & 0x3f), 1);
+        }
+        assert_eq!(lead & 0x30, 0, "bits 5..4 of a multi-byte PkgLength are zero");
+        let length = bytes[1..=follow]
+            .iter()
+            .enumerate()
+            .fold(usize::from(lead & 0x0f), |length, (index, byte)| length | usize::from(*byte) << (4 + 8 * index));
+        (length, 1 + follow)
+    }
+
+    /// A package element that is an integer constant, and its bytes.
+    fn decode_integer(bytes: &[u8]) -> (u64, usize) {
+        match bytes[0] {
+            aml::ZERO_OP => (0, 1),
+            aml::ONE_OP => (1, 1),
+            0xff => (u64::MAX, 1),
+            aml::BYTE_PREFIX => (u64::from(bytes[1]), 2),
+            0x0b => (u64::from(u16_at(bytes, 1)), 3),
+            0x0c => (u64::from(u32_at(bytes, 1)), 5),
+            0x0e => (u64_at(bytes, 1), 9),
+            other => panic!("not an integer constant: {other:#04x}"),
+        }
+    }
+
+    /// A term list made only of `Name (NameSeg, Package)` objects: each
+    /// decoded, every byte accounted for.
+    fn decode_term_list(mut aml: &[u8]) -> Vec<AmlName> {
+        let mut names = Vec::new();
+        while !aml.is_empty() {
+            assert_eq!(aml[0], aml::NAME_OP);
+            let name: [u8; 4] = aml[1..5].try_into().unwrap();
+            assert!(name.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
+            assert!(!name[0].is_ascii_digit(), "a NameSeg starts with a letter or _");
+            assert_eq!(aml[5], aml::PACKAGE_OP);
+            let (length, length_bytes) = decode_pkg_length(&aml[6..]);
+            // The PkgLength counts itself and what follows it.
+            let package = &aml[6..6 + length];
+            let count = usize::from(package[length_bytes]);
+            let mut elements = &package[length_bytes + 1..];
+            let mut values = Vec::new();
+            while !elements.is_empty() {
+                let (value, bytes) = decode_integer(elements);
+                values.push(value);
+                elements = &elements[bytes..];
+            }
+            assert_eq!(values.len(), count, "NumElements");
+            names.push(AmlName { name, package: values });
+            aml = &aml[6 + length..];
+        }
+        names
     }
 
     /// A MADT entry, decoded.
@@ -635,7 +785,7 @@ mod tests {
         assert_eq!(u32_at(facs, 4), 64);
         assert_eq!(facs[32], 2);
 
-        parsed.dsdt();
+        assert_eq!(parsed.dsdt(), [AmlName { name: *b"_S5_", package: vec![5, 5, 0, 0] }]);
 
         let madt = parsed.madt();
         assert_eq!(u32_at(madt, 36), 0xfee0_0000);
@@ -658,6 +808,48 @@ mod tests {
     }
 
     #[test]
+    fn s5_is_the_aml_iasl_makes_for_it() {
+        // Name (_S5, Package () { 0x05, 0x05, 0x00, 0x00 }): NameOp, "_S5_",
+        // PackageOp, PkgLength 8 (itself, NumElements, 2 + 2 + 1 + 1),
+        // NumElements 4, BytePrefix 5 twice, ZeroOp twice.
+        assert_eq!(S5_AML, [0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00]);
+        assert_eq!(S5_AML_BYTES, 14);
+        assert_eq!(decode_pkg_length(&S5_AML[6..]), (8, 1));
+        assert_eq!(6 + 8, S5_AML.len(), "the package ends where the AML does");
+        assert_eq!(
+            decode_term_list(&S5_AML),
+            [AmlName { name: *b"_S5_", package: vec![S5_SLEEP_TYPE.into(), S5_SLEEP_TYPE.into(), 0, 0] }]
+        );
+    }
+
+    #[test]
+    fn the_test_decoder_reads_every_pkg_length_encoding() {
+        // The decoder the DSDT tests trust, on the spec's four forms.
+        assert_eq!(decode_pkg_length(&[0x3f]), (63, 1));
+        assert_eq!(decode_pkg_length(&[0x00]), (0, 1));
+        assert_eq!(decode_pkg_length(&[0x40 | 0x0a, 0x12]), (0x12a, 2));
+        assert_eq!(decode_pkg_length(&[0x80 | 0x01, 0x23, 0x45]), (0x45231, 3));
+        assert_eq!(decode_pkg_length(&[0xc0 | 0x0f, 0xff, 0xff, 0xff]), ((1 << 28) - 1, 4));
+        assert_eq!(decode_integer(&[0x0b, 0x34, 0x12]), (0x1234, 3));
+        assert_eq!(decode_integer(&[aml::ONE_OP]), (1, 1));
+    }
+
+    #[test]
+    fn the_dsdt_with_s5_sums_to_zero_and_the_madt_follows_it() {
+        let blob = build(&PlatformShape::pc(2), AT).unwrap();
+        let parsed = Parsed { blob: &blob, at: AT };
+        let dsdt_address = u64_at(parsed.fadt(), 140);
+        let dsdt = parsed.table(dsdt_address, b"DSDT");
+        assert_eq!(dsdt.len(), HEADER_BYTES + S5_AML_BYTES);
+        assert_eq!(u32_at(dsdt, 4), 50);
+        assert_eq!(&dsdt[HEADER_BYTES..], &S5_AML);
+        // The MADT starts at the next 16-byte boundary after the AML.
+        let madt_offset = parsed.offset(parsed.xsdt()[1]);
+        assert_eq!(madt_offset, align_up(parsed.offset(dsdt_address) + dsdt.len(), 16));
+        assert!(blob[parsed.offset(dsdt_address) + dsdt.len()..madt_offset].iter().all(|byte| *byte == 0));
+    }
+
+    #[test]
     fn the_hardware_reduced_tables_have_no_fixed_hardware() {
         let shape = PlatformShape { fixed_hardware: FixedHardware::Reduced, dual_8259: false, ..PlatformShape::pc(2) };
         let blob = build(&shape, AT).unwrap();
@@ -669,7 +861,7 @@ mod tests {
         assert_eq!(u16_at(fadt, 46), 0, "no SCI");
         assert!(fadt[48..109].iter().all(|byte| *byte == 0), "no SMI command, PM blocks or lengths");
         assert!(fadt[148..244].iter().all(|byte| *byte == 0), "no extended PM blocks");
-        parsed.dsdt();
+        assert_eq!(parsed.dsdt(), [], "no _S5 without a sleep control register");
         let madt = parsed.madt();
         assert_eq!(u32_at(madt, 40), 0, "no PCAT_COMPAT");
         let entries = entries(madt);
@@ -760,7 +952,8 @@ mod tests {
             let blob = build(&shape, at).unwrap();
             let parsed = Parsed { blob: &blob, at };
             parsed.fadt();
-            parsed.dsdt();
+            let expected = if reduced { vec![] } else { vec![AmlName { name: *b"_S5_", package: vec![5, 5, 0, 0] }] };
+            prop_assert_eq!(parsed.dsdt(), expected);
             let entries = entries(parsed.madt());
             let local_apics = entries.iter().filter(|entry| matches!(entry, Entry::LocalApic { .. })).count();
             prop_assert_eq!(local_apics, usize::from(cpus));
