@@ -14,11 +14,13 @@
 //! | [`rtc`] | the MC146818 RTC and CMOS memory | ports 0x70, 0x71 |
 //! | [`ioapic`] | an 82093AA I/O APIC, 24 inputs | MMIO at 0xFEC0_0000 |
 //! | [`lapic`] | a local APIC (xAPIC) with its timer | MMIO at 0xFEE0_0000, IA32_TSC_DEADLINE |
+//! | [`acpi_pm`] | ACPI PM1a event and control registers, the PM timer, the SCI | ports 0x600..=0x60B |
 //!
 //! Guest-controlled values are never trusted: every register write is
 //! masked to the bits the device has, every index is checked, and nothing
 //! a guest writes can make a device panic, loop or allocate.
 
+pub mod acpi_pm;
 pub mod ioapic;
 pub mod lapic;
 pub mod pic;
