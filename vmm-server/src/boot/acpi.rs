@@ -447,10 +447,11 @@ fn build_fadt(blob: &mut Blob, platform: &PlatformShape, layout: &Layout, addres
     blob.put(fadt + 140, &u64::from(address32(layout.dsdt)).to_le_bytes());
     // FADT minor version: 6.4.
     blob.put(fadt + 131, &[4]);
-    let mut flags = fadt_flags::WBINVD | fadt_flags::PROC_C1 | fadt_flags::PWR_BUTTON | fadt_flags::SLP_BUTTON;
+    let mut flags = fadt_flags::WBINVD | fadt_flags::PROC_C1 | fadt_flags::SLP_BUTTON;
     let mut arch = boot_arch::VGA_NOT_PRESENT;
     match platform.fixed_hardware {
-        FixedHardware::Reduced => flags |= fadt_flags::HW_REDUCED_ACPI,
+        // No fixed power button without fixed hardware.
+        FixedHardware::Reduced => flags |= fadt_flags::HW_REDUCED_ACPI | fadt_flags::PWR_BUTTON,
         FixedHardware::Pc(registers) => {
             arch |= boot_arch::LEGACY_DEVICES;
             blob.put(fadt + 46, &u16::from(registers.sci_irq).to_le_bytes());
@@ -770,6 +771,9 @@ mod tests {
         assert_eq!((&fadt[208..212], u64_at(fadt, 212)), (&[1, 32, 0, 3][..], 0x608));
         let flags = u32_at(fadt, 112);
         assert_eq!(flags & fadt_flags::HW_REDUCED_ACPI, 0);
+        // The power button is the fixed one (`platform::acpi_pm`'s
+        // PWRBTN_STS), so Linux enables PWRBTN_EN.
+        assert_eq!(flags & fadt_flags::PWR_BUTTON, 0);
         assert_eq!(flags & fadt_flags::TMR_VAL_EXT, 0, "24-bit PM timer");
         assert_ne!(flags & fadt_flags::WBINVD, 0);
         assert_eq!(u16_at(fadt, 109), boot_arch::LEGACY_DEVICES | boot_arch::VGA_NOT_PRESENT);
