@@ -27,6 +27,25 @@ pub mod pic;
 pub mod pit;
 pub mod rtc;
 
+/// A wider port access to a byte-wide device, split into byte reads at
+/// consecutive ports as the ISA bus does; bits above the access's size
+/// read zero.
+pub(crate) fn read_bytes(port: u16, size: crate::AccessSize, mut read_byte: impl FnMut(u16) -> u8) -> u32 {
+    let mut bytes = [0; 4];
+    for (offset, byte) in (0_u16..).zip(bytes.iter_mut()).take(size.bytes()) {
+        *byte = read_byte(port.wrapping_add(offset));
+    }
+    u32::from_le_bytes(bytes)
+}
+
+/// A wider port write to a byte-wide device, split into byte writes at
+/// consecutive ports, low byte first.
+pub(crate) fn write_bytes(port: u16, size: crate::AccessSize, value: u32, mut write_byte: impl FnMut(u16, u8)) {
+    for (offset, byte) in (0_u16..).zip(value.to_le_bytes()).take(size.bytes()) {
+        write_byte(port.wrapping_add(offset), byte);
+    }
+}
+
 /// Guest time: nanoseconds since the platform's reset.
 pub type Nanoseconds = u64;
 

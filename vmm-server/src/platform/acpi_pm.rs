@@ -368,17 +368,11 @@ impl AcpiPm {
 /// stops the guest itself: see [`AcpiPm::power_off_requested`].
 impl PortDevice for AcpiPm {
     fn read(&mut self, port: u16, size: AccessSize) -> u32 {
-        let mut bytes = [0; 4];
-        for (offset, byte) in (0_u16..).zip(bytes.iter_mut()).take(size.bytes()) {
-            *byte = self.read_byte(port.wrapping_add(offset));
-        }
-        u32::from_le_bytes(bytes)
+        super::read_bytes(port, size, |port| self.read_byte(port))
     }
 
     fn write(&mut self, port: u16, size: AccessSize, value: u32) -> ControlFlow<Stop> {
-        for (offset, byte) in (0_u16..).zip(value.to_le_bytes()).take(size.bytes()) {
-            self.write_byte(port.wrapping_add(offset), byte);
-        }
+        super::write_bytes(port, size, value, |port, byte| self.write_byte(port, byte));
         ControlFlow::Continue(())
     }
 }
