@@ -8,8 +8,9 @@
 //! relies on one the host might lack: the table advertises, the hardware
 //! executes. Hidden on purpose: VMX (leaf 1 ECX bit 5) and SVM (leaf
 //! 0x8000_0001 ECX bit 2), since there is no nested virtualisation;
-//! XSAVE and OSXSAVE, since XSETBV is answered with #UD; the APIC, MCE,
-//! MCA and MTRRs, which are not emulated; 1 GiB pages and RDTSCP, which a
+//! XSAVE and OSXSAVE, since XSETBV is answered with #UD; MCE, MCA and
+//! MTRRs, which are not emulated; the local APIC unless the VMM has the
+//! PC board's (then with its TSC-deadline timer, but no x2APIC); 1 GiB pages and RDTSCP, which a
 //! host may lack (QEMU's `qemu64` does).
 //!
 //! Unknown leaves (above the highest basic, hypervisor or extended leaf,
@@ -63,7 +64,7 @@ pub mod leaf1_edx {
     pub const PAE: u32 = 1 << 6;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
-    /// A local APIC (not set: none is emulated).
+    /// A local APIC (set only with the PC board's, [`CpuidTable::with_local_apic`]).
     pub const APIC: u32 = 1 << 9;
     /// SYSENTER and SYSEXIT.
     pub const SEP: u32 = 1 << 11;
@@ -97,6 +98,8 @@ pub mod leaf1_ecx {
     pub const XSAVE: u32 = 1 << 26;
     /// OSXSAVE (never set).
     pub const OSXSAVE: u32 = 1 << 27;
+    /// The local APIC's TSC-deadline timer mode (with a local APIC).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
     /// Running under a hypervisor.
     pub const HYPERVISOR: u32 = 1 << 31;
 }
@@ -135,6 +138,9 @@ pub const LINEAR_ADDRESS_BITS: u32 = 48;
 pub struct CpuidTable {
     /// The initial APIC ID (leaf 1 EBX bits 24..32): the vCPU's index.
     apic_id: u8,
+    /// Whether the vCPU has a local APIC (leaf 1 EDX.APIC and the
+    /// TSC-deadline timer, ECX bit 24).
+    local_apic: bool,
 }
 
 /// A 12-byte string as three little-endian registers.
@@ -149,7 +155,14 @@ impl CpuidTable {
     /// The table of the vCPU with initial APIC ID `apic_id`.
     #[must_use]
     pub const fn new(apic_id: u8) -> CpuidTable {
-        CpuidTable { apic_id }
+        CpuidTable { apic_id, local_apic: false }
+    }
+
+    /// The same table with a local APIC: leaf 1 advertises the APIC
+    /// (EDX bit 9) and its TSC-deadline timer (ECX bit 24). No x2APIC.
+    #[must_use]
+    pub const fn with_local_apic(self) -> CpuidTable {
+        CpuidTable { local_apic: true, ..self }
     }
 
     /// What CPUID returns for `leaf` (EAX) and `subleaf` (ECX; no leaf of
@@ -165,7 +178,12 @@ impl CpuidTable {
                 // CLFLUSH line size 8 quadwords (64 bytes), one logical
                 // processor, the APIC ID.
                 let ebx = 8 << 8 | 1 << 16 | u32::from(self.apic_id) << 24;
-                CpuidResult { eax: SIGNATURE, ebx, ecx: LEAF1_ECX, edx: LEAF1_EDX }
+                let (ecx, edx) = if self.local_apic {
+                    (LEAF1_ECX | leaf1_ecx::TSC_DEADLINE, LEAF1_EDX | leaf1_edx::APIC)
+                } else {
+                    (LEAF1_ECX, LEAF1_EDX)
+                };
+                CpuidResult { eax: SIGNATURE, ebx, ecx, edx }
             }
             HYPERVISOR_LEAF => {
                 let [ebx, ecx, edx] = words(HYPERVISOR_SIGNATURE);

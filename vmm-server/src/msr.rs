@@ -78,6 +78,17 @@ pub const MISC_ENABLE_VALUE: u64 = 0x1801;
 /// IA32_PAT at power-on: WB, WT, UC-, UC, twice.
 pub const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
 
+/// MSRs a device of the VMM's owns (the local APIC's TSC deadline),
+/// consulted before the VMM's own file.
+pub trait MsrDevice {
+    /// RDMSR: `None` if the device does not have `msr`.
+    fn read(&mut self, msr: u32) -> Option<u64>;
+
+    /// WRMSR: `None` if the device does not have `msr` (every value is
+    /// accepted by one that has it).
+    fn write(&mut self, msr: u32, value: u64) -> Option<()>;
+}
+
 /// The MSR values the VMM keeps for one vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MsrFile {

@@ -23,6 +23,7 @@
 pub mod acpi_pm;
 pub mod ioapic;
 pub mod lapic;
+pub mod pc;
 pub mod pic;
 pub mod pit;
 pub mod rtc;

@@ -14,6 +14,8 @@ pub enum Stop {
     /// The guest wrote its exit code to the test-exit port
     /// ([`crate::devices::TestExitPort`]).
     Exited(u32),
+    /// The guest powered itself off (ACPI S5 through PM1 control).
+    PoweredOff,
     /// The guest shut down: a triple fault.
     TripleFault,
     /// INIT arrived: there is no second vCPU or firmware to restart it.
@@ -140,6 +142,7 @@ impl core::fmt::Display for Stop {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Stop::Exited(code) => write!(formatter, "exited with code {code}"),
+            Stop::PoweredOff => formatter.write_str("powered off (ACPI S5)"),
             Stop::TripleFault => formatter.write_str("triple fault"),
             Stop::Init => formatter.write_str("INIT: there is no firmware to restart it"),
             Stop::InvalidState { reason } => {
@@ -177,6 +180,7 @@ mod tests {
     fn stops_read_as_one_line_each() {
         assert_eq!(Stop::Exited(3).to_string(), "exited with code 3");
         assert_eq!(Stop::TripleFault.to_string(), "triple fault");
+        assert_eq!(Stop::PoweredOff.to_string(), "powered off (ACPI S5)");
         assert_eq!(Stop::HaltedWithInterruptsDisabled.to_string(), "halted with interrupts disabled");
         assert_eq!(Stop::InvalidState { reason: 0x21 }.to_string(), "the hardware refused its state (reason 0x21)");
         let emulation = Stop::Emulation { rip: 0x8000, failure: EmulationFailure::DirectionMismatch };

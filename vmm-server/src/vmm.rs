@@ -13,7 +13,7 @@ use crate::cpuid::CpuidTable;
 use crate::fault::{Exception, Fault, combine};
 use crate::guest::{Clock, GuestMemory, VcpuState};
 use crate::mmio::{self, MmioBus, MmioDevice};
-use crate::msr::{APIC_BASE_ADDRESS, APIC_BASE_BSP, APIC_BASE_ENABLE, MsrContext, MsrFile};
+use crate::msr::{APIC_BASE_ADDRESS, APIC_BASE_BSP, APIC_BASE_ENABLE, MsrContext, MsrDevice, MsrFile};
 use crate::port_io::{self, IoBus, PortDevice, RegisterError};
 use crate::stop::Stop;
 
@@ -45,6 +45,7 @@ pub struct Vmm<'a> {
     task_priority: u64,
     ports: IoBus<'a>,
     mmio: MmioBus<'a>,
+    msr_device: Option<&'a mut dyn MsrDevice>,
     clock: &'a mut dyn Clock,
     counters: Counters,
 }
@@ -66,6 +67,7 @@ impl<'a> Vmm<'a> {
             task_priority: 0,
             ports: IoBus::new(),
             mmio: MmioBus::new(),
+            msr_device: None,
             clock,
             counters: Counters::default(),
         }
@@ -114,6 +116,14 @@ impl<'a> Vmm<'a> {
         device: &'a mut dyn MmioDevice,
     ) -> Result<(), RegisterError> {
         self.mmio.register(base, length, device)
+    }
+
+    /// Gives `device` the MSRs it has, before the VMM's own file, and
+    /// makes CPUID advertise the local APIC and its TSC-deadline timer
+    /// (the device is the PC board's, `platform::pc::BoardMsrs`).
+    pub fn attach_local_apic(&mut self, device: &'a mut dyn MsrDevice) {
+        self.msr_device = Some(device);
+        self.cpuid = self.cpuid.with_local_apic();
     }
 
     /// The counters.
@@ -258,7 +268,10 @@ impl<'a> Vmm<'a> {
         let next = guest.next_rip(length)?;
         let msr = u32::try_from(guest.registers.general[1] & 0xffff_ffff).unwrap_or(0);
         let msrs = self.msrs;
-        let value = msrs.read(msr, guest, &mut self.msr_context());
+        let value = match self.msr_device.as_mut().and_then(|device| device.read(msr)) {
+            Some(value) => Ok(value),
+            None => msrs.read(msr, guest, &mut self.msr_context()),
+        };
         let value = self.count_refusal(value)?;
         guest.registers.general[0] = value & 0xffff_ffff;
         guest.registers.general[2] = value >> 32;
@@ -277,7 +290,10 @@ impl<'a> Vmm<'a> {
         let msr = u32::try_from(general[1] & 0xffff_ffff).unwrap_or(0);
         let value = (general[2] & 0xffff_ffff) << 32 | (general[0] & 0xffff_ffff);
         let mut msrs = self.msrs;
-        let written = msrs.write(msr, value, guest, &mut self.msr_context());
+        let written = match self.msr_device.as_mut().and_then(|device| device.write(msr, value)) {
+            Some(()) => Ok(()),
+            None => msrs.write(msr, value, guest, &mut self.msr_context()),
+        };
         self.count_refusal(written)?;
         self.msrs = msrs;
         guest.retire(next)

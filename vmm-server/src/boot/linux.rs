@@ -387,63 +387,90 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 ///
 /// [`LinuxImageError`]: what is wrong with the image.
 pub fn parse(image: &[u8]) -> Result<BzImage<'_>, LinuxImageError> {
+    let layout = parse_layout(image, image.len())?;
     let too_short = LinuxImageError::TooShort { bytes: image.len() };
-    if image.len() < HEADER_MIN_END {
+    let header_bytes = image.get(HEADER_START..layout.header_end).ok_or(too_short)?;
+    let (setup, rest) = image.split_at_checked(layout.setup_bytes).ok_or(too_short)?;
+    let kernel = rest.get(..layout.kernel_bytes).ok_or(too_short)?;
+    Ok(BzImage { header: layout.header, header_bytes, setup, kernel })
+}
+
+/// Where a checked image's parts are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ImageLayout {
+    header: SetupHeader,
+    /// The end of the setup header (from the jump's length).
+    header_end: usize,
+    /// The setup code's bytes, boot sector included: the protected-mode
+    /// kernel starts there.
+    setup_bytes: usize,
+    /// The protected-mode kernel's bytes.
+    kernel_bytes: usize,
+}
+
+/// Checks the header of an image of `image_bytes` bytes whose first bytes
+/// are `prefix` (at least up to the header's end) and says where its parts
+/// are: [`parse`] for an image in memory, [`boot_staged`] for one in the
+/// guest's RAM.
+fn parse_layout(prefix: &[u8], image_bytes: usize) -> Result<ImageLayout, LinuxImageError> {
+    let too_short = LinuxImageError::TooShort { bytes: image_bytes };
+    if image_bytes < HEADER_MIN_END || prefix.len() < HEADER_MIN_END {
         return Err(too_short);
     }
-    if read_u32(image, MAGIC) != Some(HEADER_MAGIC) {
+    if read_u32(prefix, MAGIC) != Some(HEADER_MAGIC) {
         return Err(LinuxImageError::NoHeaderMagic);
     }
-    if read_u16(image, BOOT_FLAG) != Some(BOOT_FLAG_VALUE) {
+    if read_u16(prefix, BOOT_FLAG) != Some(BOOT_FLAG_VALUE) {
         return Err(LinuxImageError::NoBootFlag);
     }
-    let protocol = read_u16(image, VERSION).ok_or(too_short)?;
+    let protocol = read_u16(prefix, VERSION).ok_or(too_short)?;
     if protocol < MIN_PROTOCOL {
         return Err(LinuxImageError::ProtocolTooOld { version: protocol });
     }
-    let header_end = usize::from(read_u8(image, JUMP_LENGTH).ok_or(too_short)?) + MAGIC;
+    let header_end = usize::from(read_u8(prefix, JUMP_LENGTH).ok_or(too_short)?) + MAGIC;
     if !(HEADER_MIN_END..=HEADER_MAX_END).contains(&header_end) {
         return Err(LinuxImageError::HeaderLength { end: header_end });
     }
-    let header_bytes = image.get(HEADER_START..header_end).ok_or(too_short)?;
-    let loadflags = read_u8(image, LOADFLAGS).ok_or(too_short)?;
+    if header_end > image_bytes || header_end > prefix.len() {
+        return Err(too_short);
+    }
+    let loadflags = read_u8(prefix, LOADFLAGS).ok_or(too_short)?;
     if loadflags & loadflags::LOADED_HIGH == 0 {
         return Err(LinuxImageError::NotLoadedHigh);
     }
-    let xloadflags = read_u16(image, XLOADFLAGS).ok_or(too_short)?;
+    let xloadflags = read_u16(prefix, XLOADFLAGS).ok_or(too_short)?;
     if xloadflags & xloadflags::KERNEL_64 == 0 {
         return Err(LinuxImageError::No64BitEntry);
     }
 
-    let setup_sectors = match read_u8(image, SETUP_SECTS).ok_or(too_short)? {
+    let setup_sectors = match read_u8(prefix, SETUP_SECTS).ok_or(too_short)? {
         0 => 4,
         sectors => sectors,
     };
     // At most 256 sectors: no overflow.
     let setup_bytes = (u64::from(setup_sectors) + 1) * SECTOR_BYTES;
-    let image_bytes = u64::try_from(image.len()).unwrap_or(u64::MAX);
+    let total = u64::try_from(image_bytes).unwrap_or(u64::MAX);
     let setup_end = usize::try_from(setup_bytes)
         .ok()
-        .filter(|end| *end <= image.len())
-        .ok_or(LinuxImageError::SetupBeyondImage { setup_bytes, image_bytes })?;
-    let (setup, rest) = image.split_at_checked(setup_end).ok_or(too_short)?;
+        .filter(|end| *end <= image_bytes)
+        .ok_or(LinuxImageError::SetupBeyondImage { setup_bytes, image_bytes: total })?;
 
     // A u32 of paragraphs: at most 64 GiB, no overflow.
-    let kernel_bytes = u64::from(read_u32(image, SYSSIZE).ok_or(too_short)?) * 16;
+    let kernel_bytes = u64::from(read_u32(prefix, SYSSIZE).ok_or(too_short)?) * 16;
     if kernel_bytes == 0 {
         return Err(LinuxImageError::EmptyKernel);
     }
-    let available = u64::try_from(rest.len()).unwrap_or(u64::MAX);
-    let kernel = usize::try_from(kernel_bytes)
+    let available = total - setup_bytes;
+    let kernel_length = usize::try_from(kernel_bytes)
         .ok()
-        .and_then(|bytes| rest.get(..bytes))
+        .filter(|_| kernel_bytes <= available)
         .ok_or(LinuxImageError::KernelBeyondImage { claimed: kernel_bytes, available })?;
 
-    let kernel_alignment = read_u32(image, KERNEL_ALIGNMENT).ok_or(too_short)?;
+    let kernel_alignment = read_u32(prefix, KERNEL_ALIGNMENT).ok_or(too_short)?;
     if !kernel_alignment.is_power_of_two() {
         return Err(LinuxImageError::KernelAlignment { alignment: kernel_alignment });
     }
-    let init_size = read_u32(image, INIT_SIZE).ok_or(too_short)?;
+    let init_size = read_u32(prefix, INIT_SIZE).ok_or(too_short)?;
     if u64::from(init_size) < kernel_bytes {
         return Err(LinuxImageError::InitSizeTooSmall { init_size, kernel_bytes });
     }
@@ -452,14 +479,14 @@ pub fn parse(image: &[u8]) -> Result<BzImage<'_>, LinuxImageError> {
         setup_sectors,
         loadflags,
         xloadflags,
-        initrd_addr_max: read_u32(image, INITRD_ADDR_MAX).ok_or(too_short)?,
+        initrd_addr_max: read_u32(prefix, INITRD_ADDR_MAX).ok_or(too_short)?,
         kernel_alignment,
-        relocatable: read_u8(image, RELOCATABLE_KERNEL).ok_or(too_short)? != 0,
-        cmdline_size: read_u32(image, CMDLINE_SIZE).ok_or(too_short)?,
-        pref_address: read_u64(image, PREF_ADDRESS).ok_or(too_short)?,
+        relocatable: read_u8(prefix, RELOCATABLE_KERNEL).ok_or(too_short)? != 0,
+        cmdline_size: read_u32(prefix, CMDLINE_SIZE).ok_or(too_short)?,
+        pref_address: read_u64(prefix, PREF_ADDRESS).ok_or(too_short)?,
         init_size,
     };
-    Ok(BzImage { header, header_bytes, setup, kernel })
+    Ok(ImageLayout { header, header_end, setup_bytes: setup_end, kernel_bytes: kernel_length })
 }
 
 /// A range of guest-physical memory.
@@ -973,7 +1000,7 @@ fn halves(value: u64) -> (u32, u32) {
 }
 
 /// Writes `boot_params` (module documentation, "Decisions").
-fn write_zero_page(plan: &BootPlan, image: &BzImage<'_>, memory: &mut impl GuestMemory) -> Result<(), Unbacked> {
+fn write_zero_page(plan: &BootPlan, header_bytes: &[u8], memory: &mut impl GuestMemory) -> Result<(), Unbacked> {
     let base = plan.zero_page.start;
     let at = |offset: usize| base + offset as u64;
     write_zeros(memory, base, PAGE_BYTES)?;
@@ -982,7 +1009,7 @@ fn write_zero_page(plan: &BootPlan, image: &BzImage<'_>, memory: &mut impl Guest
     // up to there is padding and stays zero), with the loader's fields
     // set.
     let mut header = [0u8; HEADER_MAX_END - HEADER_START];
-    for (to, from) in header.iter_mut().zip(image.header_bytes) {
+    for (to, from) in header.iter_mut().zip(header_bytes) {
         *to = *from;
     }
     let mut put = |offset: usize, value: &[u8]| {
@@ -1052,11 +1079,24 @@ pub fn load(
     }
 
     memory.write(plan.kernel.start, image.kernel)?;
-    memory.write(plan.command_line.start, cmdline)?;
-    memory.write(plan.command_line.start.saturating_add(length(cmdline)), &[0])?;
     if let Some(region) = plan.initrd {
         memory.write(region.start, initrd)?;
     }
+    write_boot_structures(plan, image.header_bytes, cmdline, memory)
+}
+
+/// Writes the command line, the GDT, the page tables, `boot_params` (with
+/// `header_bytes`, the image's setup header) and zeros over the first
+/// page: everything but the kernel and the initramfs.
+fn write_boot_structures(
+    plan: &BootPlan,
+    header_bytes: &[u8],
+    cmdline: &[u8],
+    memory: &mut impl GuestMemory,
+) -> Result<(), LoadError> {
+    let length = |bytes: &[u8]| u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    memory.write(plan.command_line.start, cmdline)?;
+    memory.write(plan.command_line.start.saturating_add(length(cmdline)), &[0])?;
     let mut gdt = [0u8; GDT.len() * 8];
     for (bytes, descriptor) in gdt.chunks_exact_mut(8).zip(GDT) {
         bytes.copy_from_slice(&descriptor.to_le_bytes());
@@ -1066,7 +1106,145 @@ pub fn load(
     // for an RSDP scan to follow, no base-memory size to believe.
     write_zeros(memory, 0, GDT_ADDRESS)?;
     write_page_tables(memory)?;
-    write_zero_page(plan, image, memory)?;
+    write_zero_page(plan, header_bytes, memory)?;
+    Ok(())
+}
+
+/// A kernel, initramfs and command line the loader staged in the guest's
+/// RAM before the VMM started (`docs/capdl.md`, guests with a `kernel`):
+/// the `bzImage` file as it is, the initramfs where it stays, the command
+/// line's bytes without a NUL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Staged {
+    /// The `bzImage` file.
+    pub image: GuestRegion,
+    /// The initramfs, if any.
+    pub initrd: Option<GuestRegion>,
+    /// The command line, if any.
+    pub command_line: Option<GuestRegion>,
+}
+
+/// Why [`boot_staged`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StagedBootError {
+    /// The image's header is wrong.
+    Image(LinuxImageError),
+    /// The plan failed.
+    Plan(PlanError),
+    /// Writing the plan failed.
+    Load(LoadError),
+    /// A staged part lies outside the guest's RAM, or the staged image
+    /// overlaps where the plan puts something (the staged initramfs may
+    /// only be where the kernel allows one).
+    Misplaced(Placed),
+    /// The staged command line is longer than the VMM reads.
+    CommandLineTooLong {
+        /// Its length.
+        bytes: u64,
+    },
+}
+
+impl From<Unbacked> for StagedBootError {
+    fn from(unbacked: Unbacked) -> StagedBootError {
+        StagedBootError::Load(LoadError::Unbacked(unbacked))
+    }
+}
+
+/// The longest staged command line the VMM takes (the window's size
+/// less its NUL; the kernel's own `cmdline_size` is checked by the plan).
+pub const MAX_STAGED_COMMAND_LINE: usize = 4095;
+
+/// Boots a kernel staged in guest memory: checks the staged `bzImage`'s
+/// header, plans (the initramfs stays where it was staged, if the kernel
+/// allows it there), copies the protected-mode kernel to its load
+/// address and writes everything else [`load`] writes. The staged copies
+/// are plain RAM afterwards (the kernel's to reuse). Every staged byte is
+/// the guest's own memory and is checked as hostile input.
+///
+/// # Errors
+///
+/// [`StagedBootError`]: what is wrong.
+pub fn boot_staged(
+    memory: &mut impl GuestMemory,
+    memory_bytes: u64,
+    staged: &Staged,
+) -> Result<BootPlan, StagedBootError> {
+    let ram = RamLayout::of(memory_bytes).ok_or(StagedBootError::Plan(PlanError::MemoryTooLarge { memory_bytes }))?;
+    let in_ram = |region: &GuestRegion| region.start.checked_add(region.bytes).is_some() && ram.contains(region);
+    if !in_ram(&staged.image) {
+        return Err(StagedBootError::Misplaced(Placed::Kernel));
+    }
+    let mut prefix = [0u8; HEADER_MAX_END];
+    let image_bytes = usize::try_from(staged.image.bytes).unwrap_or(usize::MAX);
+    let prefix_bytes = image_bytes.min(HEADER_MAX_END);
+    memory.read(staged.image.start, prefix.get_mut(..prefix_bytes).unwrap_or(&mut []))?;
+    let layout =
+        parse_layout(prefix.get(..prefix_bytes).unwrap_or(&[]), image_bytes).map_err(StagedBootError::Image)?;
+    let header_bytes = prefix.get(HEADER_START..layout.header_end).unwrap_or(&[]);
+
+    let mut command_line = [0u8; MAX_STAGED_COMMAND_LINE];
+    let command_line = match staged.command_line {
+        None => &command_line[..0],
+        Some(region) => {
+            if !in_ram(&region) {
+                return Err(StagedBootError::Misplaced(Placed::CommandLine));
+            }
+            let bytes = usize::try_from(region.bytes)
+                .ok()
+                .filter(|bytes| *bytes <= MAX_STAGED_COMMAND_LINE)
+                .ok_or(StagedBootError::CommandLineTooLong { bytes: region.bytes })?;
+            let text = command_line.get_mut(..bytes).unwrap_or(&mut []);
+            memory.read(region.start, text)?;
+            &*text
+        }
+    };
+
+    let image = BzImage { header: layout.header, header_bytes, setup: &[], kernel: &[] };
+    let initrd_bytes = staged.initrd.map_or(0, |initrd| initrd.bytes);
+    let mut plan = plan(&image, memory_bytes, command_line, initrd_bytes).map_err(StagedBootError::Plan)?;
+    if let Some(initrd) = staged.initrd {
+        let above_4g = layout.header.xloadflags & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0;
+        let below_limit = above_4g || initrd.end() <= u64::from(layout.header.initrd_addr_max) + 1;
+        if !in_ram(&initrd) || !below_limit || initrd.start < HIGH_MEMORY_START {
+            return Err(StagedBootError::Misplaced(Placed::Initrd));
+        }
+        plan.initrd = Some(initrd);
+    }
+    // Nothing the plan writes may overlap the staged image (it is read
+    // while the kernel is copied) or the staged initramfs (which stays).
+    for (placed, region) in plan.placed() {
+        if placed != Placed::Initrd && region.overlaps(&staged.image) {
+            return Err(StagedBootError::Misplaced(placed));
+        }
+        if let Some(initrd) = staged.initrd
+            && placed != Placed::Initrd
+            && region.overlaps(&initrd)
+        {
+            return Err(StagedBootError::Misplaced(Placed::Initrd));
+        }
+    }
+    let kernel_bytes = u64::try_from(layout.kernel_bytes).unwrap_or(u64::MAX);
+    if kernel_bytes > plan.kernel.bytes {
+        return Err(StagedBootError::Load(LoadError::NotThePlanned(Placed::Kernel)));
+    }
+    let from = staged.image.start + layout.setup_bytes as u64;
+    copy_within(memory, from, plan.kernel.start, kernel_bytes)?;
+    write_boot_structures(&plan, header_bytes, command_line, memory).map_err(StagedBootError::Load)?;
+    Ok(plan)
+}
+
+/// Copies `bytes` of guest memory from `from` to `to` (the ranges do not
+/// overlap: the caller checked), a page at a time.
+fn copy_within(memory: &mut impl GuestMemory, from: u64, to: u64, bytes: u64) -> Result<(), Unbacked> {
+    let mut page = [0u8; 4096];
+    let mut done = 0;
+    while done < bytes {
+        let piece = (bytes - done).min(page.len() as u64);
+        let chunk = page.get_mut(..usize::try_from(piece).unwrap_or(0)).unwrap_or(&mut []);
+        memory.read(from + done, chunk)?;
+        memory.write(to + done, chunk)?;
+        done += piece;
+    }
     Ok(())
 }
 
@@ -1640,6 +1818,108 @@ mod tests {
 
     /// The page-table walk done by hand: (physical address, page size) or
     /// None where an entry is not present.
+    /// Stages `image`, `initrd` and `cmdline` as the loader does: the
+    /// initramfs at the top of RAM, the image below it, the command line
+    /// in the page below that.
+    fn staged(image: &[u8], initrd: &[u8], cmdline: &[u8], memory_bytes: u64) -> (Staged, SparseMemory) {
+        let ram = RamLayout::of(memory_bytes).unwrap();
+        let mut memory = SparseMemory::new(ram, 0x5a);
+        let top = ram.low.end();
+        let initrd_at = (top - initrd.len() as u64) & !(PAGE_BYTES - 1);
+        let image_at = (initrd_at - image.len() as u64) & !(PAGE_BYTES - 1);
+        let cmdline_at = image_at - PAGE_BYTES;
+        memory.write(initrd_at, initrd).unwrap();
+        memory.write(image_at, image).unwrap();
+        memory.write(cmdline_at, cmdline).unwrap();
+        let staged = Staged {
+            image: GuestRegion { start: image_at, bytes: image.len() as u64 },
+            initrd: (!initrd.is_empty()).then_some(GuestRegion { start: initrd_at, bytes: initrd.len() as u64 }),
+            command_line: Some(GuestRegion { start: cmdline_at, bytes: cmdline.len() as u64 }),
+        };
+        (staged, memory)
+    }
+
+    #[test]
+    fn a_staged_kernel_boots_as_one_loaded_from_memory() {
+        let spec = Spec { kernel_bytes: 0x3_0000, ..Spec::default() };
+        let initrd: Vec<u8> = (0..20_000_u32).map(|index| (index % 253) as u8).collect();
+        let cmdline = b"console=ttyS0 panic=-1";
+        let (reference, expected, image) = loaded(&spec, 64 * MIB, cmdline, &initrd);
+        let (staged, mut memory) = staged(&image, &initrd, cmdline, 64 * MIB);
+        let plan = boot_staged(&mut memory, 64 * MIB, &staged).unwrap();
+        assert_eq!(plan.kernel, reference.kernel);
+        assert_eq!(plan.initrd, staged.initrd, "the initramfs stays where it was staged");
+        assert_eq!(plan.vcpu, reference.vcpu);
+        let kernel = &image[spec.setup_bytes()..spec.setup_bytes() + spec.kernel_bytes];
+        assert_eq!(memory.bytes(plan.kernel.start, kernel.len()), kernel);
+        assert_eq!(memory.bytes(COMMAND_LINE_ADDRESS, cmdline.len() + 1), b"console=ttyS0 panic=-1\0");
+        let initrd_at = staged.initrd.unwrap().start;
+        assert_eq!(memory.bytes(initrd_at, initrd.len()), initrd);
+        // boot_params: the same as a load from memory, but for where the
+        // initramfs is.
+        let mut want = expected.bytes(ZERO_PAGE_ADDRESS, 4096);
+        want[0x218..0x21c].copy_from_slice(&u32::try_from(initrd_at).unwrap().to_le_bytes());
+        assert_eq!(memory.bytes(ZERO_PAGE_ADDRESS, 4096), want);
+        assert_eq!(memory.bytes(PAGE_TABLES_ADDRESS, 6 * 4096), expected.bytes(PAGE_TABLES_ADDRESS, 6 * 4096));
+    }
+
+    #[test]
+    fn staged_parts_in_the_wrong_place_are_refused() {
+        let spec = Spec { kernel_bytes: 0x3_0000, ..Spec::default() };
+        let image = spec.bytes();
+        let initrd = [7u8; 5000];
+        let (good, mut memory) = staged(&image, &initrd, b"quiet", 64 * MIB);
+        let outside = GuestRegion { start: 64 * MIB - 0x1000, bytes: 0x2000 };
+        let over_kernel = GuestRegion { start: 16 * MIB, bytes: image.len() as u64 };
+        // A good image, but where the kernel is to be copied.
+        memory.write(over_kernel.start, &image).unwrap();
+        let low = GuestRegion { start: 0x2_0000, bytes: initrd.len() as u64 };
+        for (staged, error) in [
+            (Staged { image: outside, ..good }, StagedBootError::Misplaced(Placed::Kernel)),
+            (Staged { image: over_kernel, ..good }, StagedBootError::Misplaced(Placed::Kernel)),
+            (Staged { initrd: Some(outside), ..good }, StagedBootError::Misplaced(Placed::Initrd)),
+            (Staged { initrd: Some(low), ..good }, StagedBootError::Misplaced(Placed::Initrd)),
+            (Staged { initrd: Some(over_kernel), ..good }, StagedBootError::Misplaced(Placed::Initrd)),
+            (Staged { command_line: Some(outside), ..good }, StagedBootError::Misplaced(Placed::CommandLine)),
+            (
+                Staged { command_line: Some(GuestRegion { start: 0x20_0000, bytes: 5000 }), ..good },
+                StagedBootError::CommandLineTooLong { bytes: 5000 },
+            ),
+            (
+                Staged { image: GuestRegion { start: good.image.start, bytes: 0x100 }, ..good },
+                StagedBootError::Image(LinuxImageError::TooShort { bytes: 0x100 }),
+            ),
+        ] {
+            assert_eq!(boot_staged(&mut memory, 64 * MIB, &staged), Err(error), "{staged:?}");
+        }
+        assert!(boot_staged(&mut memory, 64 * MIB, &good).is_ok());
+    }
+
+    proptest! {
+        /// Whatever the staged bytes and regions, staging never panics.
+        #[test]
+        fn hostile_staged_images_never_panic(
+            header in proptest::collection::vec(any::<u8>(), 0..0x300),
+            image_at in 0_u64..(40 * MIB),
+            image_bytes in 0_u64..(40 * MIB),
+            initrd in proptest::option::of((0_u64..(40 * MIB), 0_u64..(40 * MIB))),
+            cmdline in proptest::option::of((0_u64..(40 * MIB), 0_u64..8192)),
+        ) {
+            let ram = RamLayout::of(32 * MIB).unwrap();
+            let mut memory = SparseMemory::new(ram, 0);
+            if image_at + header.len() as u64 <= 32 * MIB {
+                memory.write(image_at, &header).unwrap();
+            }
+            let region = |(start, bytes): (u64, u64)| GuestRegion { start, bytes };
+            let staged = Staged {
+                image: GuestRegion { start: image_at, bytes: image_bytes },
+                initrd: initrd.map(region),
+                command_line: cmdline.map(region),
+            };
+            let _ = boot_staged(&mut memory, 32 * MIB, &staged);
+        }
+    }
+
     fn walk(memory: &SparseMemory, cr3: u64, linear: u64) -> Option<(u64, u64)> {
         let mut table = cr3 & !0xfff;
         for (level, shift) in [(4, 39), (3, 30), (2, 21)] {
