@@ -122,3 +122,74 @@ pub struct InterruptMessage {
     /// Edge or level.
     pub trigger: Trigger,
 }
+
+/// Guest time from the TSC: nanoseconds since `base`, the TSC's value at
+/// the platform's reset, at `hz` ticks a second. Exact integer arithmetic
+/// in `u128`; a tick count is rounded down to nanoseconds and a time up
+/// to ticks, so that a deadline made from a time never comes before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TscClock {
+    base: u64,
+    hz: u64,
+}
+
+impl TscClock {
+    /// The clock of a TSC counting `hz` ticks a second (0 counts as 1)
+    /// that read `base` at reset.
+    #[must_use]
+    pub const fn new(base: u64, hz: u64) -> TscClock {
+        TscClock { base, hz: if hz == 0 { 1 } else { hz } }
+    }
+
+    /// The TSC's frequency.
+    #[must_use]
+    pub const fn hz(&self) -> u64 {
+        self.hz
+    }
+
+    /// The guest time at TSC value `tsc` (0 before the reset).
+    #[must_use]
+    pub fn nanoseconds(&self, tsc: u64) -> Nanoseconds {
+        let ticks = u128::from(tsc.saturating_sub(self.base));
+        u64::try_from(ticks * 1_000_000_000 / u128::from(self.hz)).unwrap_or(u64::MAX)
+    }
+
+    /// The first TSC value at or after guest time `time` (saturating).
+    #[must_use]
+    pub fn tsc_at(&self, time: Nanoseconds) -> u64 {
+        let ticks = (u128::from(time) * u128::from(self.hz)).div_ceil(1_000_000_000);
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_2_ghz_tsc_ticks_twice_a_nanosecond() {
+        let clock = TscClock::new(1000, 2_000_000_000);
+        assert_eq!(clock.nanoseconds(1000), 0);
+        assert_eq!(clock.nanoseconds(999), 0, "before the reset");
+        assert_eq!(clock.nanoseconds(3001), 1000);
+        assert_eq!(clock.tsc_at(1000), 3000);
+        assert_eq!(clock.tsc_at(u64::MAX), u64::MAX, "saturates");
+        assert_eq!(TscClock::new(0, 0).hz(), 1);
+    }
+
+    proptest! {
+        /// A deadline made from a time is never before it, and at most one
+        /// tick after it.
+        #[test]
+        fn deadlines_never_come_early(base in 0_u64..1 << 60, hz in 1_u64..10_000_000_000, time in 0_u64..1 << 50) {
+            let clock = TscClock::new(base, hz);
+            let tsc = clock.tsc_at(time);
+            prop_assert!(clock.nanoseconds(tsc) >= time);
+            if tsc > base {
+                prop_assert!(clock.nanoseconds(tsc - 1) < time);
+            }
+        }
+    }
+}
