@@ -80,6 +80,8 @@
 //!   pages need `pdpe1gb`, which the guest's CPUID need not have); the
 //!   kernel builds its own tables before it touches anything above.
 
+use kernel_core::vcpu::{GuestField, Segment, SegmentPart};
+
 use crate::cpu::{cr0, cr4, efer};
 use crate::guest::{GuestMemory, Unbacked};
 
@@ -755,6 +757,55 @@ impl BootVcpuState {
             gdtr: TableRegister { base: GDT_ADDRESS, limit: GDT_LIMIT },
             idtr: TableRegister { base: 0, limit: 0 },
         }
+    }
+}
+
+impl BootVcpuState {
+    /// Every guest-state field this state sets, with its value: control
+    /// registers, EFER, the eight segment registers (selector, base,
+    /// limit, attributes), GDTR and IDTR. RIP, RSP, RFLAGS and RSI travel
+    /// in VMEnter's registers ([`BootVcpuState::registers`]).
+    #[must_use]
+    pub fn fields(&self) -> heapless::Vec<(GuestField, u64), 40> {
+        let mut fields = heapless::Vec::new();
+        let mut put = |field: GuestField, value: u64| {
+            // 8 + 32 fields: the vector holds them all.
+            let _ = fields.push((field, value));
+        };
+        put(GuestField::CR0, self.cr0);
+        put(GuestField::CR3, self.cr3);
+        put(GuestField::CR4, self.cr4);
+        put(GuestField::EFER, self.efer);
+        put(GuestField::GDTR_BASE, self.gdtr.base);
+        put(GuestField::GDTR_LIMIT, u64::from(self.gdtr.limit));
+        put(GuestField::IDTR_BASE, self.idtr.base);
+        put(GuestField::IDTR_LIMIT, u64::from(self.idtr.limit));
+        for (segment, register) in [
+            (Segment::Es, self.es),
+            (Segment::Cs, self.cs),
+            (Segment::Ss, self.ss),
+            (Segment::Ds, self.ds),
+            (Segment::Fs, self.fs),
+            (Segment::Gs, self.gs),
+            (Segment::Ldtr, self.ldtr),
+            (Segment::Tr, self.tr),
+        ] {
+            put(GuestField::segment(segment, SegmentPart::Selector), u64::from(register.selector));
+            put(GuestField::segment(segment, SegmentPart::Base), register.base);
+            put(GuestField::segment(segment, SegmentPart::Limit), u64::from(register.limit));
+            put(GuestField::segment(segment, SegmentPart::Attributes), u64::from(register.attributes));
+        }
+        fields
+    }
+
+    /// VMEnter's registers at the entry: RIP, RSP, RSI, RFLAGS, the rest
+    /// zero, no event.
+    #[must_use]
+    pub fn registers(&self) -> bulkhead_components::vcpu::GuestRegisters {
+        let mut general = [0; 16];
+        general[4] = self.rsp;
+        general[6] = self.rsi;
+        bulkhead_components::vcpu::GuestRegisters { general, rip: self.rip, rflags: self.rflags, event: 0 }
     }
 }
 
@@ -2027,9 +2078,20 @@ mod tests {
             // Present and usable.
             assert_ne!(register.attributes & 0x80, 0);
         }
-        for (field, value) in fields {
-            assert_eq!(check(field, value), Ok(value), "{field:?}");
+        for (field, value) in &fields {
+            assert_eq!(check(*field, *value), Ok(*value), "{field:?}");
         }
+        // What the VMM writes is exactly this list but for the three that
+        // travel in VMEnter's registers.
+        let mut written: Vec<_> = state.fields().into_iter().collect();
+        let mut expected: Vec<_> = fields[3..].to_vec();
+        written.sort_by_key(|(field, _)| field.number());
+        expected.sort_by_key(|(field, _)| field.number());
+        assert_eq!(written, expected);
+        let registers = state.registers();
+        assert_eq!((registers.rip, registers.rflags, registers.event), (0x100_0200, 0x2, 0));
+        assert_eq!((registers.general[4], registers.general[6]), (0x1_0000, 0x8000));
+        assert_eq!(registers.general.iter().filter(|value| **value != 0).count(), 2);
     }
 
     fn any_spec() -> impl Strategy<Value = Spec> {
