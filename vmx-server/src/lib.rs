@@ -1,7 +1,10 @@
 //! Per-guest VMX protection domain: the guest's device models (16550 UART, virtio console, block and net).
 //!
-//! Empty for now: this crate exists so that the workspace has its final
-//! shape. See `docs/ARCHITECTURE.md` for the issue that fills it.
+//! Built so far: the 16550A UART that is the guest's COM1 ([`uart`];
+//! `docs/DEVICES.md`). Every device is a pure state machine tested on the
+//! host; the PD's event loop that serves them is still to come.
 
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod uart;
