@@ -6,8 +6,11 @@ extern crate std;
 use std::vec;
 use std::vec::Vec;
 
+use super::mmio::{MAGIC_VALUE, MmioTransport, VERSION, register};
 use super::queue::{DESCRIPTOR_NEXT, DESCRIPTOR_WRITE};
-use super::{GuestRam, OutOfRange};
+use super::{
+    GuestRam, OutOfRange, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK, VirtioDevice,
+};
 
 /// Guest RAM at `[base, base + bytes.len())`, recording each write.
 #[derive(Clone, Debug)]
@@ -170,4 +173,98 @@ impl TestDriver {
         }
         used
     }
+}
+
+/// The low and high 32 bits of `value`.
+pub(crate) fn halves(value: u64) -> (u32, u32) {
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = value.to_le_bytes();
+    (u32::from_le_bytes([b0, b1, b2, b3]), u32::from_le_bytes([b4, b5, b6, b7]))
+}
+
+/// A 32-bit register write.
+pub(crate) fn write_register<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    offset: u64,
+    value: u32,
+) {
+    transport.write(offset, 4, value, ram);
+}
+
+/// A 32-bit register read.
+pub(crate) fn read_register<D: VirtioDevice>(transport: &MmioTransport<D>, offset: u64) -> u32 {
+    transport.read(offset, 4)
+}
+
+/// Linux's probe of a virtio-mmio device up to FEATURES_OK, as
+/// `virtio_mmio.c` and `virtio.c` do it: checks magic and version, resets,
+/// ACKNOWLEDGE, DRIVER, reads both feature words, writes `features` back,
+/// sets FEATURES_OK. Returns the status read back (the driver checks
+/// FEATURES_OK in it).
+pub(crate) fn linux_negotiate<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    features: u64,
+) -> u32 {
+    assert_eq!(read_register(transport, register::MAGIC_VALUE), MAGIC_VALUE);
+    assert_eq!(read_register(transport, register::VERSION), VERSION);
+    assert_ne!(read_register(transport, register::DEVICE_ID), 0);
+    write_register(transport, ram, register::STATUS, 0);
+    assert_eq!(read_register(transport, register::STATUS), 0, "reset");
+    write_register(transport, ram, register::STATUS, STATUS_ACKNOWLEDGE);
+    write_register(transport, ram, register::STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+    write_register(transport, ram, register::DEVICE_FEATURES_SELECT, 1);
+    let high = read_register(transport, register::DEVICE_FEATURES);
+    write_register(transport, ram, register::DEVICE_FEATURES_SELECT, 0);
+    let low = read_register(transport, register::DEVICE_FEATURES);
+    let offered = u64::from(high) << 32 | u64::from(low);
+    assert_eq!(offered, transport.offered_features());
+    let (low, high) = halves(features);
+    write_register(transport, ram, register::DRIVER_FEATURES_SELECT, 1);
+    write_register(transport, ram, register::DRIVER_FEATURES, high);
+    write_register(transport, ram, register::DRIVER_FEATURES_SELECT, 0);
+    write_register(transport, ram, register::DRIVER_FEATURES, low);
+    let status = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
+    write_register(transport, ram, register::STATUS, status);
+    read_register(transport, register::STATUS)
+}
+
+/// Linux's setup of queue `index` at the test layout with `size` entries
+/// (`vm_setup_vq`).
+pub(crate) fn linux_setup_queue<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    index: u32,
+    size: u32,
+) {
+    write_register(transport, ram, register::QUEUE_SELECT, index);
+    assert_eq!(read_register(transport, register::QUEUE_READY), 0, "not in use yet");
+    assert!(read_register(transport, register::QUEUE_SIZE_MAX) >= size);
+    write_register(transport, ram, register::QUEUE_SIZE, size);
+    for (low, address) in [
+        (register::QUEUE_DESCRIPTOR_LOW, DESCRIPTOR_TABLE),
+        (register::QUEUE_DRIVER_LOW, AVAILABLE_RING),
+        (register::QUEUE_DEVICE_LOW, USED_RING),
+    ] {
+        let (address_low, address_high) = halves(address);
+        write_register(transport, ram, low, address_low);
+        write_register(transport, ram, low + 4, address_high);
+    }
+    write_register(transport, ram, register::QUEUE_READY, 1);
+}
+
+/// Negotiates `features`, sets queue 0 up with `size` entries and sets
+/// DRIVER_OK.
+pub(crate) fn linux_bring_up<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    features: u64,
+    size: u32,
+) {
+    let status = linux_negotiate(transport, ram, features);
+    assert_ne!(status & STATUS_FEATURES_OK, 0, "features accepted");
+    linux_setup_queue(transport, ram, 0, size);
+    assert_eq!(read_register(transport, register::QUEUE_READY), 1);
+    write_register(transport, ram, register::STATUS, status | STATUS_DRIVER_OK);
+    assert_eq!(read_register(transport, register::STATUS), status | STATUS_DRIVER_OK);
 }
