@@ -7,8 +7,8 @@
 //! | structure | alignment | bytes | written by |
 //! | --- | --- | --- | --- |
 //! | descriptor table | 16 | 16 N | driver |
-//! | available ring (flags, idx, ring[N], used_event) | 2 | 6 + 2 N | driver |
-//! | used ring (flags, idx, ring[N] of (id, len), avail_event) | 4 | 6 + 8 N | device |
+//! | available ring (flags, idx, `ring[N]`, used_event) | 2 | 6 + 2 N | driver |
+//! | used ring (flags, idx, `ring[N]` of (id, len), avail_event) | 4 | 6 + 8 N | device |
 //!
 //! # Checks
 //!
