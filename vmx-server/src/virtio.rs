@@ -1,6 +1,8 @@
 //! virtio devices for the guest (virtio 1.2, modern interface only): the
-//! virtio-mmio register block ([`mmio::MmioTransport`]) and the split
-//! virtqueue walked as hostile input ([`queue::SplitQueue`]).
+//! virtio-mmio register block ([`mmio::MmioTransport`]), the split
+//! virtqueue walked as hostile input ([`queue::SplitQueue`]) and the block
+//! device ([`blk::Block`]). `docs/DEVICES.md`, "virtio", says why the
+//! transport is virtio-mmio and what each model does with bad input.
 //!
 //! # Trust
 //!
@@ -23,11 +25,14 @@
 //! notifying vCPU waits in its exit). After each access the VMM drives the
 //! device's interrupt line from [`mmio::MmioTransport::interrupt_line`].
 
+pub mod blk;
 pub mod mmio;
 pub mod queue;
 
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests;
 
 /// A guest-physical range that is not wholly guest RAM (or that wraps
 /// past 2^64).

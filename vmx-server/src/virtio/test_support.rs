@@ -268,3 +268,78 @@ pub(crate) fn linux_bring_up<D: VirtioDevice>(
     write_register(transport, ram, register::STATUS, status | STATUS_DRIVER_OK);
     assert_eq!(read_register(transport, register::STATUS), status | STATUS_DRIVER_OK);
 }
+
+/// Guest RAM that checks each write the device makes: it must fall inside
+/// the used ring's idx and elements, or inside a device-writable buffer of
+/// a descriptor that was in the table at some point since the queue was
+/// configured ([`CheckedRam::watch`]). The table can change under the
+/// device only by its own writes, so the allowed set is the table as it
+/// was, plus what each write put there.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedRam {
+    pub(crate) ram: FakeRam,
+    /// (descriptor table, size, used ring) of the watched queue.
+    watched: Option<(u64, u16, u64)>,
+    /// Writable buffers seen in the table: (start, end).
+    allowed: Vec<(u64, u64)>,
+    /// Writes outside every allowed range.
+    pub(crate) violations: Vec<(u64, usize)>,
+}
+
+impl CheckedRam {
+    pub(crate) fn new(ram: FakeRam) -> Self {
+        CheckedRam { ram, watched: None, allowed: Vec::new(), violations: Vec::new() }
+    }
+
+    /// Checks writes against this queue from now on (`None`: the device may
+    /// write nothing).
+    pub(crate) fn watch(&mut self, queue: Option<(u64, u16, u64)>) {
+        self.watched = queue;
+        self.allowed.clear();
+        self.collect_writable_buffers();
+    }
+
+    fn collect_writable_buffers(&mut self) {
+        let Some((table, size, _)) = self.watched else { return };
+        for index in 0..u64::from(size) {
+            // Straight from the bytes: the oracle's reads are not the
+            // device's, which the tests count.
+            let Some(range) = table.checked_add(16 * index).and_then(|entry| self.ram.range(entry, 16)) else {
+                continue;
+            };
+            let raw = &self.ram.bytes[range];
+            let address = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+            let length = u64::from(u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes")));
+            let flags = u16::from_le_bytes([raw[12], raw[13]]);
+            if flags & DESCRIPTOR_WRITE != 0
+                && let Some(end) = address.checked_add(length)
+            {
+                self.allowed.push((address, end));
+            }
+        }
+    }
+
+    fn is_allowed(&self, address: u64, length: usize) -> bool {
+        let Some((_, size, used)) = self.watched else { return false };
+        let Some(end) = address.checked_add(length as u64) else { return false };
+        let used_start = used + 2;
+        let used_end = used + 4 + 8 * u64::from(size);
+        (address >= used_start && end <= used_end)
+            || self.allowed.iter().any(|&(start, stop)| address >= start && end <= stop)
+    }
+}
+
+impl GuestRam for CheckedRam {
+    fn read(&self, guest_physical: u64, bytes: &mut [u8]) -> Result<(), OutOfRange> {
+        self.ram.read(guest_physical, bytes)
+    }
+
+    fn write(&mut self, guest_physical: u64, bytes: &[u8]) -> Result<(), OutOfRange> {
+        if !self.is_allowed(guest_physical, bytes.len()) {
+            self.violations.push((guest_physical, bytes.len()));
+        }
+        self.ram.write(guest_physical, bytes)?;
+        self.collect_writable_buffers();
+        Ok(())
+    }
+}
