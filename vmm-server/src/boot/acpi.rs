@@ -8,7 +8,7 @@
 //! | XSDT | 1 | where the FADT and the MADT are |
 //! | FADT | 6.4 | the fixed hardware ([`FixedHardware`]), where the DSDT (and FACS) are |
 //! | FACS | 2 | only with PC fixed hardware, which requires it: no waking vector, no global lock owner |
-//! | DSDT | 2 | with PC fixed hardware, `_S5` (soft off, [`S5_AML`]); no devices yet |
+//! | DSDT | 2 | with PC fixed hardware, `_S5` (soft off, [`S5_AML`]); the virtio-mmio devices ([`VirtioMmioWindow`], `LNRO0005`, [`virtio_device_aml`]) |
 //! | MADT | 5 | one local APIC per CPU (APIC IDs 0..n), the I/O APIC at GSI 0, ISA IRQ 0 on GSI 2, the SCI's override, NMI on every LINT1 |
 //!
 //! Every table's bytes sum to 0 mod 256 (the RSDP's first 20 bytes and
@@ -76,6 +76,18 @@ pub mod aml {
     pub const BYTE_PREFIX: u8 = 0x0a;
     /// PackageOp: `PkgLength NumElements PackageElementList`.
     pub const PACKAGE_OP: u8 = 0x12;
+    /// StringPrefix: a NUL-terminated ASCII string follows.
+    pub const STRING_PREFIX: u8 = 0x0d;
+    /// ScopeOp: `PkgLength NameString TermList`.
+    pub const SCOPE_OP: u8 = 0x10;
+    /// BufferOp: `PkgLength BufferSize ByteList`.
+    pub const BUFFER_OP: u8 = 0x11;
+    /// ExtOpPrefix: the next byte is an extended opcode.
+    pub const EXT_OP_PREFIX: u8 = 0x5b;
+    /// DeviceOp (after ExtOpPrefix): `PkgLength NameString TermList`.
+    pub const DEVICE_OP: u8 = 0x82;
+    /// RootChar: a name path from the namespace's root.
+    pub const ROOT_CHAR: u8 = 0x5c;
     /// The largest PkgLength the one-byte encoding holds (bits 5..0 of
     /// the lead byte, bits 7..6 zero: no bytes follow).
     pub const ONE_BYTE_PKG_LENGTH_MAX: usize = 63;
@@ -158,9 +170,47 @@ pub struct PlatformShape {
     pub dual_8259: bool,
     /// The FADT's fixed hardware.
     pub fixed_hardware: FixedHardware,
+    /// The virtio-mmio devices the DSDT declares (`LNRO0005` under
+    /// `\_SB`), in order; the first `None` ends the list.
+    /// (The length is written out: a named constant here makes rustc
+    /// 1.95 fail with an internal error on struct updates in closures.)
+    pub virtio_mmio: [Option<VirtioMmioWindow>; 8],
+}
+
+const _: () = assert!(MAX_VIRTIO_MMIO == 8);
+
+/// How many virtio-mmio devices a DSDT declares at most.
+pub const MAX_VIRTIO_MMIO: usize = 8;
+
+/// One virtio-mmio device: its register window and its interrupt, an ISA
+/// IRQ (GSI of the same number) driven as a level, active high.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmioWindow {
+    /// The window's guest-physical base (4 KiB aligned, below 4 GiB).
+    pub base: u32,
+    /// The window's bytes (the registers and the config space: 0x200 at
+    /// least).
+    pub bytes: u32,
+    /// The interrupt's GSI.
+    pub irq: u8,
 }
 
 impl PlatformShape {
+    /// The same platform with the virtio-mmio device `window` declared
+    /// after the ones it has; unchanged if it has [`MAX_VIRTIO_MMIO`].
+    #[must_use]
+    pub const fn with_virtio_mmio(mut self, window: VirtioMmioWindow) -> PlatformShape {
+        let mut index = 0;
+        while index < MAX_VIRTIO_MMIO {
+            if self.virtio_mmio[index].is_none() {
+                self.virtio_mmio[index] = Some(window);
+                return self;
+            }
+            index += 1;
+        }
+        self
+    }
+
     /// The emulated PC (`crate::platform`) with `cpus` processors: the
     /// local APICs at 0xFEE0_0000, a 24-input I/O APIC at 0xFEC0_0000
     /// with ID 0 (its ID register's reset value), the 8259A pair, and
@@ -175,6 +225,7 @@ impl PlatformShape {
             io_apic_inputs: IO_APIC_INPUTS,
             dual_8259: true,
             fixed_hardware: FixedHardware::Pc(PC_PM_REGISTERS),
+            virtio_mmio: [None; MAX_VIRTIO_MMIO],
         }
     }
 }
@@ -339,13 +390,84 @@ fn layout(platform: &PlatformShape, at: u64) -> Layout {
     Layout { xsdt, fadt, facs, dsdt, dsdt_bytes, madt, madt_bytes, total: madt + madt_bytes }
 }
 
-/// The DSDT's AML (module documentation, "Sleep states"): `_S5` with PC
-/// fixed hardware, nothing without.
-fn dsdt_aml(platform: &PlatformShape) -> &'static [u8] {
-    match platform.fixed_hardware {
-        FixedHardware::Reduced => &[],
-        FixedHardware::Pc(_) => &S5_AML,
+/// The DSDT's AML (module documentation, "Sleep states" and "Devices"):
+/// `_S5` with PC fixed hardware, then the virtio-mmio devices in a
+/// `\_SB` scope.
+fn dsdt_aml(platform: &PlatformShape) -> heapless::Vec<u8, MAX_DSDT_AML_BYTES> {
+    let mut bytes = heapless::Vec::new();
+    if let FixedHardware::Pc(_) = platform.fixed_hardware {
+        let _ = bytes.extend_from_slice(&S5_AML);
     }
+    let mut devices: heapless::Vec<u8, { MAX_VIRTIO_MMIO * VIRTIO_DEVICE_AML_BYTES }> = heapless::Vec::new();
+    for (index, window) in (0_u8..).zip(platform.virtio_mmio.iter().map_while(|window| *window)) {
+        let _ = devices.extend_from_slice(&virtio_device_aml(index, window));
+    }
+    if !devices.is_empty() {
+        // ScopeOp PkgLength `\_SB_` devices: a two-byte PkgLength (the
+        // body is more than 63 bytes and less than 4,096).
+        let length = 2 + 5 + devices.len();
+        let _ = bytes.extend_from_slice(&[aml::SCOPE_OP]);
+        let _ = bytes.extend_from_slice(&two_byte_pkg_length(length));
+        let _ = bytes.extend_from_slice(&[aml::ROOT_CHAR, b'_', b'S', b'B', b'_']);
+        let _ = bytes.extend_from_slice(&devices);
+    }
+    bytes
+}
+
+/// The most AML bytes a DSDT body holds.
+const MAX_DSDT_AML_BYTES: usize = S5_AML_BYTES + 3 + 5 + MAX_VIRTIO_MMIO * VIRTIO_DEVICE_AML_BYTES;
+const _: () = assert!(3 + 5 + MAX_VIRTIO_MMIO * VIRTIO_DEVICE_AML_BYTES < 4096);
+
+/// A PkgLength of `length` (at most 4,095) in two bytes: the lead byte's
+/// bits 7..6 say one byte follows, bits 3..0 are the length's low
+/// nibble, the next byte its bits 11..4.
+const fn two_byte_pkg_length(length: usize) -> [u8; 2] {
+    [0x40 | (length & 0xf) as u8, ((length >> 4) & 0xff) as u8]
+}
+
+/// The bytes of one virtio-mmio device's AML.
+pub const VIRTIO_DEVICE_AML_BYTES: usize = 61;
+
+/// `Device (VRnn) { Name (_HID, "LNRO0005") Name (_UID, n) Name (_CRS,
+/// ResourceTemplate () { Memory32Fixed (ReadWrite, base, bytes)
+/// Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) { irq }
+/// }) }`: the name Linux's virtio_mmio driver matches (its ACPI ID), the
+/// window and the interrupt (`nn` is the index in hexadecimal).
+#[must_use]
+pub fn virtio_device_aml(index: u8, window: VirtioMmioWindow) -> [u8; VIRTIO_DEVICE_AML_BYTES] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut bytes = [0; VIRTIO_DEVICE_AML_BYTES];
+    let mut at = 0;
+    let mut put = |piece: &[u8]| {
+        for byte in piece {
+            if let Some(slot) = bytes.get_mut(at) {
+                *slot = *byte;
+            }
+            at += 1;
+        }
+    };
+    // DeviceOp, PkgLength (the body and itself: 59), the name.
+    let name = [b'V', b'R', HEX[usize::from(index >> 4)], HEX[usize::from(index & 0xf)]];
+    put(&[aml::EXT_OP_PREFIX, aml::DEVICE_OP, (VIRTIO_DEVICE_AML_BYTES - 2) as u8]);
+    put(&name);
+    // Name (_HID, "LNRO0005")
+    put(&[aml::NAME_OP, b'_', b'H', b'I', b'D', aml::STRING_PREFIX]);
+    put(b"LNRO0005\0");
+    // Name (_UID, index)
+    put(&[aml::NAME_OP, b'_', b'U', b'I', b'D', aml::BYTE_PREFIX, index]);
+    // Name (_CRS, Buffer (23) { ... })
+    put(&[aml::NAME_OP, b'_', b'C', b'R', b'S', aml::BUFFER_OP, 26, aml::BYTE_PREFIX, 23]);
+    // Memory32Fixed: large item 0x86, length 9, read-write.
+    put(&[0x86, 0x09, 0x00, 0x01]);
+    put(&window.base.to_le_bytes());
+    put(&window.bytes.to_le_bytes());
+    // Extended interrupt: large item 0x89, length 6, consumer, level,
+    // active high, exclusive; one interrupt.
+    put(&[0x89, 0x06, 0x00, 0x01, 0x01]);
+    put(&u32::from(window.irq).to_le_bytes());
+    // End tag, checksum 0 (none).
+    put(&[0x79, 0x00]);
+    bytes
 }
 
 fn check(platform: &PlatformShape, at: u64) -> Result<(), AcpiError> {
@@ -428,7 +550,7 @@ pub fn build(platform: &PlatformShape, at: u64) -> Result<heapless::Vec<u8, MAX_
     // DSDT: revision 2, for 64-bit AML integers; `_S5` with PC fixed
     // hardware.
     blob.header(layout.dsdt, *b"DSDT", layout.dsdt_bytes, 2);
-    blob.put(layout.dsdt + HEADER_BYTES, dsdt_aml(platform));
+    blob.put(layout.dsdt + HEADER_BYTES, &dsdt_aml(platform));
     blob.checksum(layout.dsdt, layout.dsdt_bytes, 9);
 
     build_madt(&mut blob, platform, &layout);
@@ -964,5 +1086,66 @@ mod tests {
             let io_apic = Entry::IoApic { id: io_apic_id, address: 0xfec0_0000, gsi_base: 0 };
             prop_assert!(entries.contains(&io_apic));
         }
+    }
+}
+
+#[cfg(test)]
+mod virtio_tests {
+    use super::*;
+
+    const DISK: VirtioMmioWindow = VirtioMmioWindow { base: 0xfeb0_0000, bytes: 0x1000, irq: 5 };
+
+    /// The DSDT body with two virtio-mmio devices, as ACPICA's `iasl -d`
+    /// (20200925) disassembled it without a warning: `_S5`, then
+    /// `Scope (\_SB) { Device (VR00) { Name (_HID, "LNRO0005") Name
+    /// (_UID, 0x00) Name (_CRS, ResourceTemplate () { Memory32Fixed
+    /// (ReadWrite, 0xFEB00000, 0x00001000) Interrupt (ResourceConsumer,
+    /// Level, ActiveHigh, Exclusive) { 5 } }) } Device (VR01) { ... 0xFEB01000
+    /// ... { 6 } } }`.
+    const TWO_DEVICES: &str = "085f53355f1208040a050a0500001041085c5f53425f5b823b56523030085f48\
+        49440d4c4e524f3030303500085f5549440a00085f435253111a0a1786090001\
+        0000b0fe0010000089060001010500000079005b823b56523031085f4849440d\
+        4c4e524f3030303500085f5549440a01085f435253111a0a17860900010010b0\
+        fe001000008906000101060000007900";
+
+    fn hex(text: &str) -> std::vec::Vec<u8> {
+        let digits: std::vec::Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits.chunks(2).map(|pair| u8::from_str_radix(core::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_dsdt_declares_virtio_mmio_devices_for_linux() {
+        let shape = PlatformShape::pc(1).with_virtio_mmio(DISK).with_virtio_mmio(VirtioMmioWindow {
+            base: 0xfeb0_1000,
+            bytes: 0x1000,
+            irq: 6,
+        });
+        assert_eq!(dsdt_aml(&shape).as_slice(), hex(TWO_DEVICES).as_slice());
+        let blob = build(&shape, 0xe_0000).unwrap();
+        let layout = layout(&shape, 0xe_0000);
+        assert_eq!(&blob[layout.dsdt + HEADER_BYTES..layout.dsdt + layout.dsdt_bytes], hex(TWO_DEVICES).as_slice());
+        let sum =
+            blob[layout.dsdt..layout.dsdt + layout.dsdt_bytes].iter().fold(0_u8, |sum, byte| sum.wrapping_add(*byte));
+        assert_eq!(sum, 0, "the DSDT's checksum");
+    }
+
+    #[test]
+    fn without_virtio_devices_the_dsdt_has_no_scope() {
+        assert_eq!(dsdt_aml(&PlatformShape::pc(1)).as_slice(), &S5_AML);
+    }
+
+    #[test]
+    fn at_most_eight_devices_are_declared() {
+        let mut shape = PlatformShape::pc(1);
+        for index in 0..10_u32 {
+            shape = shape.with_virtio_mmio(VirtioMmioWindow { base: 0xfeb0_0000 + index * 0x1000, ..DISK });
+        }
+        assert!(shape.virtio_mmio.iter().all(Option::is_some));
+        assert_eq!(shape.virtio_mmio[7].map(|window| window.base), Some(0xfeb0_7000));
+        let aml = dsdt_aml(&shape);
+        assert_eq!(aml.len(), S5_AML_BYTES + 3 + 5 + 8 * VIRTIO_DEVICE_AML_BYTES);
+        assert!(build(&shape, 0xe_0000).is_ok());
+        // Device names are the index in hexadecimal.
+        assert_eq!(&virtio_device_aml(0x1b, DISK)[3..7], b"VR1B");
     }
 }
