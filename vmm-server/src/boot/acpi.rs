@@ -421,12 +421,16 @@ const _: () = assert!(3 + 5 + MAX_VIRTIO_MMIO * VIRTIO_DEVICE_AML_BYTES < 4096);
 /// A PkgLength of `length` (at most 4,095) in two bytes: the lead byte's
 /// bits 7..6 say one byte follows, bits 3..0 are the length's low
 /// nibble, the next byte its bits 11..4.
-const fn two_byte_pkg_length(length: usize) -> [u8; 2] {
-    [0x40 | (length & 0xf) as u8, ((length >> 4) & 0xff) as u8]
+fn two_byte_pkg_length(length: usize) -> [u8; 2] {
+    let [low, high, ..] = (length & 0xfff).to_le_bytes();
+    [0x40 | (low & 0xf), low >> 4 | high << 4]
 }
 
 /// The bytes of one virtio-mmio device's AML.
 pub const VIRTIO_DEVICE_AML_BYTES: usize = 61;
+/// Its DeviceOp's PkgLength: everything after the two opcode bytes.
+const DEVICE_PKG_LENGTH: u8 = 59;
+const _: () = assert!(DEVICE_PKG_LENGTH as usize == VIRTIO_DEVICE_AML_BYTES - 2);
 
 /// `Device (VRnn) { Name (_HID, "LNRO0005") Name (_UID, n) Name (_CRS,
 /// ResourceTemplate () { Memory32Fixed (ReadWrite, base, bytes)
@@ -448,7 +452,7 @@ pub fn virtio_device_aml(index: u8, window: VirtioMmioWindow) -> [u8; VIRTIO_DEV
     };
     // DeviceOp, PkgLength (the body and itself: 59), the name.
     let name = [b'V', b'R', HEX[usize::from(index >> 4)], HEX[usize::from(index & 0xf)]];
-    put(&[aml::EXT_OP_PREFIX, aml::DEVICE_OP, (VIRTIO_DEVICE_AML_BYTES - 2) as u8]);
+    put(&[aml::EXT_OP_PREFIX, aml::DEVICE_OP, DEVICE_PKG_LENGTH]);
     put(&name);
     // Name (_HID, "LNRO0005")
     put(&[aml::NAME_OP, b'_', b'H', b'I', b'D', aml::STRING_PREFIX]);
