@@ -31,7 +31,7 @@ pub mod rtc;
 /// A wider port access to a byte-wide device, split into byte reads at
 /// consecutive ports as the ISA bus does; bits above the access's size
 /// read zero.
-pub(crate) fn read_bytes(port: u16, size: crate::AccessSize, mut read_byte: impl FnMut(u16) -> u8) -> u32 {
+pub fn read_bytes(port: u16, size: crate::AccessSize, mut read_byte: impl FnMut(u16) -> u8) -> u32 {
     let mut bytes = [0; 4];
     for (offset, byte) in (0_u16..).zip(bytes.iter_mut()).take(size.bytes()) {
         *byte = read_byte(port.wrapping_add(offset));
@@ -41,7 +41,7 @@ pub(crate) fn read_bytes(port: u16, size: crate::AccessSize, mut read_byte: impl
 
 /// A wider port write to a byte-wide device, split into byte writes at
 /// consecutive ports, low byte first.
-pub(crate) fn write_bytes(port: u16, size: crate::AccessSize, value: u32, mut write_byte: impl FnMut(u16, u8)) {
+pub fn write_bytes(port: u16, size: crate::AccessSize, value: u32, mut write_byte: impl FnMut(u16, u8)) {
     for (offset, byte) in (0_u16..).zip(value.to_le_bytes()).take(size.bytes()) {
         write_byte(port.wrapping_add(offset), byte);
     }
