@@ -147,6 +147,17 @@ impl TscClock {
         self.hz
     }
 
+    /// The TSC offset (VMCS `TSC_OFFSET`, `GuestField::TSC_OFFSET`) that
+    /// makes the guest's RDTSC read 0 at the reset, counting as this
+    /// clock does: the local APIC's TSC-deadline timer takes the guest's
+    /// TSC to be `time * hz / 10^9`, so a VMM that runs the board on this
+    /// clock must give the vCPU this offset before its first entry, or a
+    /// deadline the guest computes from RDTSC fires `base` ticks late.
+    #[must_use]
+    pub const fn guest_tsc_offset(&self) -> u64 {
+        self.base.wrapping_neg()
+    }
+
     /// The guest time at TSC value `tsc` (0 before the reset).
     #[must_use]
     pub fn nanoseconds(&self, tsc: u64) -> Nanoseconds {

@@ -198,7 +198,11 @@ impl Pc {
     /// IN from `port` at `now`: `None` if no board device has the port.
     pub fn read_port(&mut self, port: u16, size: AccessSize, now: Nanoseconds) -> Option<u32> {
         let now = self.advance(now);
-        let value = match self.port_device(port, now)? {
+        let device = self.port_device(port, now)?;
+        // What happened before the access (a timer's edge, a level) is
+        // routed before the guest sees or changes the state it touches.
+        self.update(now);
+        let value = match device {
             BoardPort::Pic => self.pic.read(port, size),
             BoardPort::Pit => self.pit.read(port, size),
             BoardPort::Rtc => self.rtc.read(port, size),
@@ -219,7 +223,9 @@ impl Pc {
         now: Nanoseconds,
     ) -> Option<ControlFlow<Stop>> {
         let now = self.advance(now);
-        let flow = match self.port_device(port, now)? {
+        let device = self.port_device(port, now)?;
+        self.update(now);
+        let flow = match device {
             BoardPort::Pic => self.pic.write(port, size, value),
             BoardPort::Pit => self.pit.write(port, size, value),
             BoardPort::Rtc => self.rtc.write(port, size, value),
@@ -260,12 +266,14 @@ impl Pc {
     /// APIC is there.
     pub fn read_mmio(&mut self, address: u64, size: AccessSize, now: Nanoseconds) -> Option<u64> {
         let now = self.advance(now);
-        let value = match board_mmio(address)? {
-            (BoardMmio::LocalApic, offset) => {
+        let (device, offset) = board_mmio(address)?;
+        self.update(now);
+        let value = match device {
+            BoardMmio::LocalApic => {
                 self.local_apic.poll_timer(now);
                 self.local_apic.read(offset, size)
             }
-            (BoardMmio::IoApic, offset) => self.io_apic.read(offset, size),
+            BoardMmio::IoApic => self.io_apic.read(offset, size),
         };
         self.update(now);
         Some(value)
@@ -281,12 +289,14 @@ impl Pc {
         now: Nanoseconds,
     ) -> Option<ControlFlow<Stop>> {
         let now = self.advance(now);
-        let flow = match board_mmio(address)? {
-            (BoardMmio::LocalApic, offset) => {
+        let (device, offset) = board_mmio(address)?;
+        self.update(now);
+        let flow = match device {
+            BoardMmio::LocalApic => {
                 self.local_apic.poll_timer(now);
                 self.local_apic.write(offset, size, value)
             }
-            (BoardMmio::IoApic, offset) => self.io_apic.write(offset, size, value),
+            BoardMmio::IoApic => self.io_apic.write(offset, size, value),
         };
         self.update(now);
         Some(flow)
@@ -301,6 +311,7 @@ impl Pc {
     /// WRMSR of IA32_TSC_DEADLINE at `now`.
     pub fn set_tsc_deadline(&mut self, deadline: u64, now: Nanoseconds) {
         let now = self.advance(now);
+        self.update(now);
         self.local_apic.set_tsc_deadline(deadline, now);
         self.update(now);
     }
@@ -478,7 +489,10 @@ impl Pc {
         self.update(now);
         let mut interrupt_window = false;
         if self.has_interrupt() {
-            let can_take = registers.event == 0 && registers.rflags & rflags::IF != 0 && interruptibility & 0b11 == 0;
+            // A halted guest has retired its HLT: an STI or MOV SS shadow
+            // the exit reported (`sti; hlt`) is over.
+            let shadow = if *halted { 0 } else { interruptibility & 0b11 };
+            let can_take = registers.event == 0 && registers.rflags & rflags::IF != 0 && shadow == 0;
             if can_take {
                 if let Some(vector) = self.take_interrupt() {
                     registers.event = Event { vector, kind: EventKind::External, error_code: None }.to_word();
