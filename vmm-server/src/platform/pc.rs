@@ -431,11 +431,17 @@ impl Pc {
         if !self.pic_connected() || !self.pic.has_interrupt() {
             return None;
         }
-        let vector = self.pic.acknowledge()?;
+        // The vector base decides whether the vector can be injected; an
+        // uninitialised pair's (0x08) cannot, and its interrupt is taken
+        // and ended at once rather than left in service.
+        let mut probe = *self.pic();
+        let vector = probe.acknowledge()?;
         if vector < FIRST_EXTERNAL_VECTOR {
+            self.pic.acknowledge_and_end();
             self.counters.illegal_vectors = self.counters.illegal_vectors.saturating_add(1);
             return None;
         }
+        self.pic = probe;
         self.counters.injected = self.counters.injected.saturating_add(1);
         Some(vector)
     }

@@ -484,6 +484,22 @@ impl DualPic {
         Some(vector)
     }
 
+    /// The INTA cycle for an interrupt the VMM cannot deliver (a vector
+    /// below 16, which no external interrupt may have): the vector, with
+    /// nothing left in service, as if the processor had taken it and the
+    /// guest had ended it at once. Without this, the lost interrupt's
+    /// in-service bit would block every line of lower priority until the
+    /// guest re-initialised the chips.
+    pub fn acknowledge_and_end(&mut self) -> Option<u8> {
+        let (master, slave) = (self.master.isr, self.slave.isr);
+        let vector = self.acknowledge()?;
+        // INTA only sets in-service bits: keep those that were set before.
+        self.master.isr &= master;
+        self.slave.isr &= slave;
+        self.update_cascade();
+        Some(vector)
+    }
+
     /// Whether input `line` (IRQ0..15) is level-triggered (ICW1.LTIM of
     /// its chip or its ELCR bit).
     #[must_use]

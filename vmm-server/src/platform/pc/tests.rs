@@ -110,6 +110,22 @@ fn a_vector_below_16_is_dropped_and_counted() {
 }
 
 #[test]
+fn a_dropped_vector_does_not_stay_in_service_and_block_lower_lines() {
+    // Master at firmware's 0x08 (IRQ0 and the cascade unmasked), slave at
+    // firmware's 0x70 (IRQ10 unmasked): IRQ0's vector 8 is dropped, and
+    // the slave's IRQ10, below IRQ0 in priority, still gets through.
+    let mut pc = board();
+    out(&mut pc, 0x21, 0xfa, 0);
+    out(&mut pc, 0xa1, 0xfb, 0);
+    start_pit(&mut pc, 1193, 0);
+    pc.update(2 * MS);
+    assert_eq!(pc.take_interrupt(), None);
+    assert_eq!(pc.counters().illegal_vectors, 1);
+    pc.set_isa_line(10, true);
+    assert_eq!(pc.take_interrupt(), Some(0x72));
+}
+
+#[test]
 fn the_pit_reaches_the_guest_through_the_io_apic_on_input_2() {
     let mut pc = board();
     init_pic(&mut pc, 0xff, 0xff);
