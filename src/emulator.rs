@@ -273,7 +273,7 @@ const LINGER_AFTER_FINAL_LINE: Duration = Duration::from_secs(5);
 /// # Errors
 ///
 /// [`Error::Emulator`] if it cannot be started.
-pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+pub fn run(command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
     let elf =
         std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
     let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
@@ -282,6 +282,21 @@ pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Res
         Ok(symbolizer) => decoder = decoder.with_symbolizer(symbolizer),
         Err(error) => eprintln!("bulkhead: exception reports will not be symbolised: {error}"),
     }
+    run_with_decoder(command, decoder, watch)
+}
+
+/// Runs an emulator command whose console is plain text (no Bulkhead
+/// kernel: a Linux guest booted directly), like [`run`].
+///
+/// # Errors
+///
+/// [`Error::Emulator`] if it cannot be started.
+pub fn run_plain(command: Command, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+    let decoder = ConsoleDecoder::new(None).map_err(|error| Error::Emulator(error.to_string()))?;
+    run_with_decoder(command, decoder, watch)
+}
+
+fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &WatchOptions) -> Result<RunOutcome, Error> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())

@@ -55,6 +55,9 @@ options:
                      user-devices (a driver with I/O port and IRQ capabilities)
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
+  --direct-linux     no Bulkhead: boot the Linux test guest (Debian's cloud
+                     kernel and the busybox initramfs, docs/GUEST-IMAGES.md)
+                     straight in QEMU with a fresh virtio disk, for comparison
   --timeout SECONDS  stop the emulator after this long
   -h, --help         show this text
 ";
@@ -75,6 +78,7 @@ struct Options {
     system: Option<String>,
     abi_self_test: bool,
     count_instructions: bool,
+    direct_linux: bool,
     timeout: Option<u64>,
 }
 
@@ -108,6 +112,7 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--system" => options.system = Some(value("--system")?),
             "--abi-self-test" => options.abi_self_test = true,
             "--count-instructions" => options.count_instructions = true,
+            "--direct-linux" => options.direct_linux = true,
             "--timeout" => {
                 let seconds = value("--timeout")?;
                 options.timeout = Some(seconds.parse().map_err(|_| format!("--timeout: not a number: {seconds}"))?);
@@ -124,6 +129,23 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
     }
     if [options.system.is_some(), options.abi_self_test, options.no_root_task].iter().filter(|set| **set).count() > 1 {
         return Err("--system, --abi-self-test and --no-root-task each choose the root task: give one".into());
+    }
+    if options.direct_linux
+        && (options.bochs
+            || options.gdb
+            || options.uefi
+            || options.kernel_boot
+            || options.iso.is_some()
+            || options.system.is_some()
+            || options.abi_self_test
+            || options.no_root_task
+            || options.fault_injection
+            || !options.modules.is_empty()
+            || !options.append.is_empty())
+    {
+        return Err(
+            "--direct-linux boots Linux without Bulkhead: it takes only --count-instructions and --timeout".into()
+        );
     }
     if options.kernel_boot && options.uefi {
         return Err("--kernel-boot bypasses the firmware's boot: drop --uefi".into());
@@ -160,6 +182,9 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options) -> Result<ExitCode, Error> {
+    if options.direct_linux {
+        return run_direct_linux(options);
+    }
     let mut needed = vec![];
     if options.bochs {
         needed.push(Tool::Bochs);
@@ -271,6 +296,26 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     })
 }
 
+/// `--direct-linux`: the Linux test guest straight in QEMU; success when
+/// its init reached user space and QEMU exited by itself.
+fn run_direct_linux(options: &Options) -> Result<ExitCode, Error> {
+    use bulkhead::guest_images::{self, markers};
+    // Generous: the guest powers off by itself well within this.
+    let timeout = std::time::Duration::from_secs(options.timeout.unwrap_or(600));
+    let run = guest_images::boot_directly(options.count_instructions, timeout, true)?;
+    let _ = std::fs::remove_file(&run.disk);
+    let outcome = &run.outcome;
+    eprintln!(
+        "bulkhead: {} with {} in QEMU without Bulkhead: {:.1} s wall time, QEMU exit {:?}",
+        run.images.kernel_package,
+        run.images.busybox_package,
+        outcome.wall_time.as_secs_f64(),
+        outcome.exit_code
+    );
+    let reached = outcome.console.lines().any(|line| line.trim_end() == markers::USERSPACE_UP);
+    Ok(if reached && !outcome.timed_out { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 /// The CLI's exit status from the kernel's final line.
 fn verdict(final_status: Option<&str>, timed_out: bool) -> ExitCode {
     match final_status {
@@ -318,6 +363,9 @@ mod tests {
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--gdb-port"]).is_err());
         assert!(parse(&["--gdb-port", "99999"]).is_err());
+        assert!(parse(&["--direct-linux", "--bochs"]).is_err());
+        assert!(parse(&["--direct-linux", "--system", "linux"]).is_err());
+        assert!(parse(&["--direct-linux", "--count-instructions", "--timeout", "60"]).is_ok());
         assert_eq!(parse(&["--help"]).err().as_deref(), Some(""));
     }
 }
