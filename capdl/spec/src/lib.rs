@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 3;
+pub const SPEC_VERSION: u32 = 4;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -204,6 +204,14 @@ pub struct GuestSpec {
     /// The program image the loader puts into its memory, if any: an ELF
     /// executable whose segments' physical addresses are guest-physical.
     pub image: Option<String>,
+    /// The Linux kernel (a bzImage the CLI provides by name) to boot, if
+    /// any.
+    pub kernel: Option<String>,
+    /// The initramfs booted with the kernel, if any.
+    pub initrd: Option<String>,
+    /// The kernel's command line, if any (printable ASCII, at most 2,047
+    /// bytes: the validator checks).
+    pub cmdline: Option<String>,
 }
 
 /// One region of a guest's memory.
