@@ -752,7 +752,9 @@ pub fn direct_qemu_arguments(
 ) -> Vec<std::ffi::OsString> {
     let mut arguments: Vec<std::ffi::OsString> = Vec::new();
     let mut add = |words: &[&str]| arguments.extend(words.iter().map(std::ffi::OsString::from));
-    add(&["-machine", "microvm,acpi=on", "-cpu", "max", "-m", &memory_mib.to_string()]);
+    // auto-kernel-cmdline=off: QEMU would add `virtio_mmio.device=` words,
+    // which this kernel ignores; the devices are found through ACPI alone.
+    add(&["-machine", "microvm,acpi=on,auto-kernel-cmdline=off", "-cpu", "max", "-m", &memory_mib.to_string()]);
     add(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     arguments.extend(["-kernel".into(), images.bzimage.clone().into_os_string()]);
     arguments.extend(["-initrd".into(), images.initramfs.clone().into_os_string()]);
@@ -766,6 +768,18 @@ pub fn direct_qemu_arguments(
         arguments.extend(["-icount".into(), "shift=0".into()]);
     }
     arguments
+}
+
+/// The guest's clock at the last line of `console` that carries a kernel
+/// timestamp (`[    1.810551] ...`), in seconds. Under `-icount shift=0`
+/// each instruction advances the guest's clock by one nanosecond (and
+/// time spent halted passes too), so this bounds the instructions the
+/// guest ran to that line.
+pub fn last_kernel_timestamp(console: &str) -> Option<f64> {
+    console.lines().rev().find_map(|line| {
+        let stamp = line.trim_start().strip_prefix('[')?.split_once(']')?.0.trim();
+        stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+    })
 }
 
 /// The RAM of a direct run, in MiB (the size of the test systems' guests).
@@ -828,6 +842,14 @@ mod tests {
         assert_eq!(candidate_version(POLICY).as_deref(), Some("1:1.35.0-4+deb12u1+b1"));
         assert_eq!(candidate_version("x:\n  Installed: (none)\n  Candidate: (none)\n"), None);
         assert_eq!(candidate_version("N: Unable to locate package x\n"), None);
+    }
+
+    #[test]
+    fn the_last_kernel_timestamp_is_read() {
+        let console =
+            "[    0.000000] Linux\nBULKHEAD-GUEST: userspace up\n[    1.810551] ACPI: PM: S5\n[x] no\nplain\n";
+        assert_eq!(last_kernel_timestamp(console), Some(1.810_551));
+        assert_eq!(last_kernel_timestamp("no stamps\n[nan] x\n[-1.0] y\n"), None);
     }
 
     #[test]

@@ -218,6 +218,13 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         modules.insert(0, BootModule { path: root_task, cmdline: "root-task".into() });
     }
     let options = &Options { modules, ..options.clone() };
+    // A system with Linux guests needs more RAM than the usual machine.
+    let memory_mib = match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
+        (system, false, false, false) => {
+            bulkhead::user_build::system_memory_mib(system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM))?
+        }
+        _ => emulator::MEMORY_MIB,
+    };
 
     if let Some(path) = &options.iso {
         let spec = IsoSpec {
@@ -250,7 +257,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     if options.bochs {
         build_emulator_iso()?;
         let cpu = options.cpu.as_deref().unwrap_or(emulator::DEFAULT_BOCHS_CPU);
-        let (command, log) = emulator::bochs_command(&iso_path, cpu)?;
+        let (command, log) = emulator::bochs_command_with_memory(&iso_path, cpu, memory_mib)?;
         eprintln!("bulkhead: booting {} in Bochs ({cpu}); Bochs's log: {}", iso_path.display(), log.display());
         let outcome = emulator::run(command, &kernel.elf, &watch)?;
         // Bochs's exit status means little (it may crash while tearing
@@ -270,6 +277,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         cpu: options.cpu.clone().unwrap_or_else(|| emulator::DEFAULT_QEMU_CPU.into()),
         gdb_port,
         count_instructions: options.count_instructions,
+        memory_mib,
     };
     let command = emulator::qemu_command(&boot, &qemu_options)?;
     if let Some(port) = gdb_port {
@@ -312,6 +320,15 @@ fn run_direct_linux(options: &Options) -> Result<ExitCode, Error> {
         outcome.wall_time.as_secs_f64(),
         outcome.exit_code
     );
+    if options.count_instructions
+        && let Some(seconds) = guest_images::last_kernel_timestamp(&outcome.console)
+    {
+        eprintln!(
+            "bulkhead: the guest's last kernel line at {seconds:.6} s of guest time (under -icount shift=0: {:.0} \
+             million instructions, plus the time it spent halted)",
+            seconds * 1e3
+        );
+    }
     let reached = outcome.console.lines().any(|line| line.trim_end() == markers::USERSPACE_UP);
     Ok(if reached && !outcome.timed_out { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
