@@ -138,6 +138,10 @@ fn the_guest_boots_directly_in_qemu_to_its_markers() {
     // the PIT (without it, a boot on a busy machine once stalled there).
     let run = guest_images::boot_directly(true, std::time::Duration::from_secs(600), false)
         .unwrap_or_else(|error| panic!("{error}"));
+    // What the guest wrote, read out of the disk image; the image is
+    // removed before any assertion can end the test.
+    let written = Command::new("debugfs").arg("-R").arg("cat /bulkhead-guest").arg(&run.disk).output();
+    let _ = std::fs::remove_file(&run.disk);
     let outcome = &run.outcome;
     println!("--- console ---\n{}\n--- end of console ---", outcome.console);
     println!(
@@ -157,9 +161,6 @@ fn the_guest_boots_directly_in_qemu_to_its_markers() {
     assert!(lines.contains(&disk_line.as_str()), "no `{disk_line}`");
     assert!(!outcome.timed_out, "QEMU did not exit: the guest did not power off");
     assert_eq!(outcome.exit_code, Some(0), "QEMU's status after the guest's power-off");
-    // What the guest wrote reached the disk image.
-    let written = Command::new("debugfs").arg("-R").arg("cat /bulkhead-guest").arg(&run.disk).output();
-    let _ = std::fs::remove_file(&run.disk);
     let written = written.expect("debugfs (e2fsprogs) runs");
     assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), markers::GUEST_TEXT);
 }
