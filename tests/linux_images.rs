@@ -4,6 +4,8 @@
 //! bzImage, an initramfs and a disk image; then booted straight in QEMU,
 //! without Bulkhead, to its user space and its disk test.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -186,10 +188,62 @@ fn the_real_files_stage_into_a_128_mib_guest_but_not_into_64_mib() {
     assert!(Staging::plan(64 << 20, &header, length(&kernel), Some(length(&initrd)), cmdline).is_err());
 }
 
+/// Two guests that name the same kernel and initramfs share one copy in
+/// the bundle; the loader around it is a root task the kernel accepts.
+#[test]
+fn a_system_bundle_carries_each_guest_file_once() {
+    let loader = bulkhead::user_build::build_system("linux_pair").unwrap_or_else(|error| panic!("{error}"));
+    let bundle_path = loader.with_file_name("linux_pair.bundle");
+    let bytes = std::fs::read(&bundle_path).expect("the bundle");
+    let bundle = bulkhead_capdl_spec::Bundle::from_bytes(&bytes).expect("a bundle");
+    let names: Vec<&str> = bundle.guest_files.iter().map(|file| file.name).collect();
+    assert_eq!(names, [guest_images::INITRAMFS_ARTIFACT, guest_images::KERNEL_ARTIFACT]);
+    for name in names {
+        let artifact = images().artifact(name).expect("the artifact");
+        assert!(bundle.guest_file(name) == Some(&artifact[..]), "{name} differs from its artifact");
+    }
+    let spec = bulkhead_capdl_spec::from_blob(bundle.spec).expect("the spec");
+    assert_eq!(spec.guests.len(), 2);
+    for guest in &spec.guests {
+        assert_eq!(guest.kernel.as_deref(), Some(guest_images::KERNEL_ARTIFACT));
+        assert_eq!(guest.initrd.as_deref(), Some(guest_images::INITRAMFS_ARTIFACT));
+    }
+    let loader_bytes = std::fs::read(&loader).expect("the loader");
+    assert!(loader_bytes.len() > bytes.len(), "the loader embeds the bundle");
+    bulkhead::user_build::check_root_task_layout(&loader_bytes).unwrap_or_else(|error| panic!("{error}"));
+    // Both guests' RAM and the bundle twice on top of the usual machine.
+    let memory = bulkhead::user_build::system_memory_mib("linux_pair").expect("a system");
+    assert!(u64::from(memory) << 20 >= (256 << 20) + 2 * length_of(&bytes) + (256 << 20), "{memory} MiB");
+}
+
+fn length_of(bytes: &[u8]) -> u64 {
+    u64::try_from(bytes.len()).expect("small")
+}
+
 /// An unknown guest image is refused when the bundle is built, by name.
 #[test]
 fn an_unknown_guest_image_is_refused_by_name() {
     let error = images().artifact("debian-desktop").expect_err("no such image");
     let message = error.to_string();
     assert!(message.contains("`debian-desktop`") && message.contains("`debian-cloud`"), "{message}");
+}
+
+/// The kernel takes a root task that carries a Linux system (a loader of
+/// about 17 MB) and the loader reads its bundle: the root-task image range,
+/// the boot frames and the machine's memory suffice.
+#[test]
+fn the_kernel_runs_a_loader_that_carries_a_linux_system() {
+    let outcome = common::boot_system("linux", "", false);
+    let console = &outcome.console;
+    assert!(!console.contains("!!! kernel"), "a kernel exception or panic");
+    let image_bytes: u64 = console
+        .lines()
+        .find_map(|line| line.strip_prefix("root task: ")?.split_once(" bytes in ")?.0.parse().ok())
+        .expect("the kernel loaded the root task");
+    assert!(image_bytes > 16_000_000, "{image_bytes} bytes: the bundle is not in the loader");
+    let lines = common::lines(console);
+    assert!(
+        lines.contains(&"user root: loader: 1 protection domains, 7 objects, 1 program images"),
+        "the loader read the bundle"
+    );
 }
