@@ -27,7 +27,8 @@ pub const DEFAULT_QEMU_CPU: &str = "qemu64,+svm,+npt";
 /// The CPU model Bochs emulates by default: Intel VT-x with EPT, VPID and
 /// unrestricted guest, the `vtx` backend's target.
 pub const DEFAULT_BOCHS_CPU: &str = "corei7_skylake_x";
-/// Guest memory for every run, in MiB.
+/// The emulated machine's RAM for a run, in MiB, unless the run asks for
+/// more (a system with Linux guests: `user_build::system_memory_mib`).
 pub const MEMORY_MIB: u32 = 256;
 /// The port QEMU's gdbstub listens on by default.
 pub const DEFAULT_GDB_PORT: u16 = 1234;
@@ -81,11 +82,13 @@ pub struct QemuOptions {
     /// `-icount shift=0`: one emulated instruction per nanosecond of
     /// virtual time, so the guest's TSC counts instructions.
     pub count_instructions: bool,
+    /// `-m`: the machine's RAM in MiB.
+    pub memory_mib: u32,
 }
 
 impl Default for QemuOptions {
     fn default() -> Self {
-        QemuOptions { cpu: DEFAULT_QEMU_CPU.into(), gdb_port: None, count_instructions: false }
+        QemuOptions { cpu: DEFAULT_QEMU_CPU.into(), gdb_port: None, count_instructions: false, memory_mib: MEMORY_MIB }
     }
 }
 
@@ -123,7 +126,7 @@ pub fn qemu_command(boot: &QemuBoot, options: &QemuOptions) -> Result<Command, E
 pub fn qemu_arguments(boot: &QemuBoot, options: &QemuOptions, uefi_variables: Option<&Path>) -> Vec<OsString> {
     let mut arguments: Vec<OsString> = Vec::new();
     let mut add = |words: &[&str]| arguments.extend(words.iter().map(OsString::from));
-    add(&["-machine", "q35", "-cpu", &options.cpu, "-m", &MEMORY_MIB.to_string()]);
+    add(&["-machine", "q35", "-cpu", &options.cpu, "-m", &options.memory_mib.to_string()]);
     add(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     add(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match boot {
@@ -180,10 +183,10 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
 /// The Bochs configuration for booting an ISO headless: serial on standard
 /// output, Bochs's own log in a file, the VNC display (the only one this
 /// Bochs build offers without a window) with no wait for a viewer.
-pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path) -> String {
+pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path, memory_mib: u32) -> String {
     format!(
         "# Written by the bulkhead CLI (src/emulator.rs).\n\
-         memory: guest={MEMORY_MIB}, host={MEMORY_MIB}\n\
+         memory: guest={memory_mib}, host={memory_mib}\n\
          romimage: file={BOCHS_BIOS}, options=fastboot\n\
          vgaromimage: file={BOCHS_VGA_BIOS}\n\
          cpu: model={cpu_model}, count=1, ips=4000000, reset_on_triple_fault=0\n\
@@ -211,6 +214,15 @@ pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path) -> String {
 ///
 /// Missing tools, or the configuration could not be written.
 pub fn bochs_command(iso: &Path, cpu_model: &str) -> Result<(Command, PathBuf), Error> {
+    bochs_command_with_memory(iso, cpu_model, MEMORY_MIB)
+}
+
+/// [`bochs_command`] with `memory_mib` of RAM.
+///
+/// # Errors
+///
+/// As [`bochs_command`].
+pub fn bochs_command_with_memory(iso: &Path, cpu_model: &str, memory_mib: u32) -> Result<(Command, PathBuf), Error> {
     tools::ensure(&[Tool::Bochs])?;
     let directory = output_directory().join("bochs");
     std::fs::create_dir_all(&directory)
@@ -218,7 +230,7 @@ pub fn bochs_command(iso: &Path, cpu_model: &str) -> Result<(Command, PathBuf), 
     let log = directory.join(per_image_name("bochs", iso, "log"));
     let config = directory.join(per_image_name("bochsrc", iso, "txt"));
     let commands = directory.join("continue.rc");
-    std::fs::write(&config, bochs_config(iso, cpu_model, &log))
+    std::fs::write(&config, bochs_config(iso, cpu_model, &log, memory_mib))
         .map_err(|error| Error::io(format!("writing {}", config.display()), error))?;
     // This Bochs has its debugger built in, which reads commands before
     // running: give it the one command "continue".
@@ -273,7 +285,7 @@ const LINGER_AFTER_FINAL_LINE: Duration = Duration::from_secs(5);
 /// # Errors
 ///
 /// [`Error::Emulator`] if it cannot be started.
-pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+pub fn run(command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
     let elf =
         std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
     let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
@@ -282,6 +294,21 @@ pub fn run(mut command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Res
         Ok(symbolizer) => decoder = decoder.with_symbolizer(symbolizer),
         Err(error) => eprintln!("bulkhead: exception reports will not be symbolised: {error}"),
     }
+    run_with_decoder(command, decoder, watch)
+}
+
+/// Runs an emulator command whose console is plain text (no Bulkhead
+/// kernel: a Linux guest booted directly), like [`run`].
+///
+/// # Errors
+///
+/// [`Error::Emulator`] if it cannot be started.
+pub fn run_plain(command: Command, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+    let decoder = ConsoleDecoder::new(None).map_err(|error| Error::Emulator(error.to_string()))?;
+    run_with_decoder(command, decoder, watch)
+}
+
+fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &WatchOptions) -> Result<RunOutcome, Error> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -444,21 +471,27 @@ mod tests {
     #[test]
     fn gdb_and_icount_options_reach_qemu() {
         let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new(), modules: vec![] };
-        let options = QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true };
+        let options =
+            QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true, memory_mib: 432 };
         let joined = join(&qemu_arguments(&boot, &options, None));
         assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");
         assert!(joined.contains("-cpu max"), "{joined}");
+        assert!(joined.contains("-m 432"), "{joined}");
+        assert!(join(&qemu_arguments(&boot, &QemuOptions::default(), None)).contains(&format!("-m {MEMORY_MIB} ")));
     }
 
     #[test]
     fn bochs_config_is_headless_with_serial_on_stdout() {
-        let config = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"));
+        let config = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), MEMORY_MIB);
         assert!(config.contains("cpu: model=corei7_skylake_x,"));
         assert!(config.contains("ata0-master: type=cdrom, path=\"/x/b.iso\""));
         assert!(config.contains("com1: enabled=1, mode=file, dev=/dev/stdout"));
         assert!(config.contains("display_library: rfb, options=\"timeout=0\""));
         assert!(config.contains("log: /x/b.log"));
+        assert!(config.contains(&format!("memory: guest={MEMORY_MIB}, host={MEMORY_MIB}\n")));
+        let larger = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), 560);
+        assert!(larger.contains("memory: guest=560, host=560\n"));
     }
 
     /// Runs a shell script in place of an emulator (any ELF serves as the

@@ -15,6 +15,8 @@ pub enum Error {
     IsoBuild(String),
     /// An emulator could not be started or watched.
     Emulator(String),
+    /// The Linux guest's images could not be fetched or built.
+    GuestImages(String),
     /// Reading or writing a file failed.
     Io {
         /// What we were doing.
@@ -39,6 +41,7 @@ impl fmt::Display for Error {
             Error::KernelLayout(message) => write!(formatter, "kernel image layout: {message}"),
             Error::IsoBuild(message) => write!(formatter, "ISO build failed: {message}"),
             Error::Emulator(message) => write!(formatter, "emulator: {message}"),
+            Error::GuestImages(message) => write!(formatter, "{message}"),
             Error::Io { context, source } => write!(formatter, "{context}: {source}"),
         }
     }

@@ -4,6 +4,7 @@ pub mod conformance;
 pub mod console;
 pub mod emulator;
 mod error;
+pub mod guest_images;
 pub mod image;
 pub mod kernel_build;
 pub mod manifest;

@@ -55,6 +55,9 @@ options:
                      user-devices (a driver with I/O port and IRQ capabilities)
   --count-instructions
                      run QEMU with -icount shift=0 (the TSC counts instructions)
+  --direct-linux     no Bulkhead: boot the Linux test guest (Debian's cloud
+                     kernel and the busybox initramfs, docs/GUEST-IMAGES.md)
+                     straight in QEMU with a fresh virtio disk, for comparison
   --timeout SECONDS  stop the emulator after this long
   -h, --help         show this text
 ";
@@ -75,6 +78,7 @@ struct Options {
     system: Option<String>,
     abi_self_test: bool,
     count_instructions: bool,
+    direct_linux: bool,
     timeout: Option<u64>,
 }
 
@@ -108,6 +112,7 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--system" => options.system = Some(value("--system")?),
             "--abi-self-test" => options.abi_self_test = true,
             "--count-instructions" => options.count_instructions = true,
+            "--direct-linux" => options.direct_linux = true,
             "--timeout" => {
                 let seconds = value("--timeout")?;
                 options.timeout = Some(seconds.parse().map_err(|_| format!("--timeout: not a number: {seconds}"))?);
@@ -124,6 +129,23 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
     }
     if [options.system.is_some(), options.abi_self_test, options.no_root_task].iter().filter(|set| **set).count() > 1 {
         return Err("--system, --abi-self-test and --no-root-task each choose the root task: give one".into());
+    }
+    if options.direct_linux
+        && (options.bochs
+            || options.gdb
+            || options.uefi
+            || options.kernel_boot
+            || options.iso.is_some()
+            || options.system.is_some()
+            || options.abi_self_test
+            || options.no_root_task
+            || options.fault_injection
+            || !options.modules.is_empty()
+            || !options.append.is_empty())
+    {
+        return Err(
+            "--direct-linux boots Linux without Bulkhead: it takes only --count-instructions and --timeout".into()
+        );
     }
     if options.kernel_boot && options.uefi {
         return Err("--kernel-boot bypasses the firmware's boot: drop --uefi".into());
@@ -160,6 +182,9 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options) -> Result<ExitCode, Error> {
+    if options.direct_linux {
+        return run_direct_linux(options);
+    }
     let mut needed = vec![];
     if options.bochs {
         needed.push(Tool::Bochs);
@@ -193,6 +218,13 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         modules.insert(0, BootModule { path: root_task, cmdline: "root-task".into() });
     }
     let options = &Options { modules, ..options.clone() };
+    // A system with Linux guests needs more RAM than the usual machine.
+    let memory_mib = match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
+        (system, false, false, false) => {
+            bulkhead::user_build::system_memory_mib(system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM))?
+        }
+        _ => emulator::MEMORY_MIB,
+    };
 
     if let Some(path) = &options.iso {
         let spec = IsoSpec {
@@ -225,7 +257,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     if options.bochs {
         build_emulator_iso()?;
         let cpu = options.cpu.as_deref().unwrap_or(emulator::DEFAULT_BOCHS_CPU);
-        let (command, log) = emulator::bochs_command(&iso_path, cpu)?;
+        let (command, log) = emulator::bochs_command_with_memory(&iso_path, cpu, memory_mib)?;
         eprintln!("bulkhead: booting {} in Bochs ({cpu}); Bochs's log: {}", iso_path.display(), log.display());
         let outcome = emulator::run(command, &kernel.elf, &watch)?;
         // Bochs's exit status means little (it may crash while tearing
@@ -245,6 +277,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         cpu: options.cpu.clone().unwrap_or_else(|| emulator::DEFAULT_QEMU_CPU.into()),
         gdb_port,
         count_instructions: options.count_instructions,
+        memory_mib,
     };
     let command = emulator::qemu_command(&boot, &qemu_options)?;
     if let Some(port) = gdb_port {
@@ -269,6 +302,35 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         Some(emulator::QEMU_EXIT_FAILURE) => ExitCode::FAILURE,
         _ => verdict(outcome.final_status(), outcome.timed_out),
     })
+}
+
+/// `--direct-linux`: the Linux test guest straight in QEMU; success when
+/// its init reached user space and QEMU exited by itself.
+fn run_direct_linux(options: &Options) -> Result<ExitCode, Error> {
+    use bulkhead::guest_images::{self, markers};
+    // Generous: the guest powers off by itself well within this.
+    let timeout = std::time::Duration::from_secs(options.timeout.unwrap_or(600));
+    let run = guest_images::boot_directly(options.count_instructions, timeout, true)?;
+    let _ = std::fs::remove_file(&run.disk);
+    let outcome = &run.outcome;
+    eprintln!(
+        "bulkhead: {} with {} in QEMU without Bulkhead: {:.1} s wall time, QEMU exit {:?}",
+        run.images.kernel_package,
+        run.images.busybox_package,
+        outcome.wall_time.as_secs_f64(),
+        outcome.exit_code
+    );
+    if options.count_instructions
+        && let Some(seconds) = guest_images::last_kernel_timestamp(&outcome.console)
+    {
+        eprintln!(
+            "bulkhead: the guest's last kernel line at {seconds:.6} s of guest time (under -icount shift=0: {:.0} \
+             million instructions, plus the time it spent halted)",
+            seconds * 1e3
+        );
+    }
+    let reached = outcome.console.lines().any(|line| line.trim_end() == markers::USERSPACE_UP);
+    Ok(if reached && !outcome.timed_out { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The CLI's exit status from the kernel's final line.
@@ -318,6 +380,9 @@ mod tests {
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--gdb-port"]).is_err());
         assert!(parse(&["--gdb-port", "99999"]).is_err());
+        assert!(parse(&["--direct-linux", "--bochs"]).is_err());
+        assert!(parse(&["--direct-linux", "--system", "linux"]).is_err());
+        assert!(parse(&["--direct-linux", "--count-instructions", "--timeout", "60"]).is_ok());
         assert_eq!(parse(&["--help"]).err().as_deref(), Some(""));
     }
 }

@@ -32,6 +32,8 @@ pub enum Tool {
     Bochs,
     /// The GNU debugger.
     Gdb,
+    /// `mke2fs`, which makes the Linux guest's ext2 disk image.
+    Mke2fs,
 }
 
 /// OVMF's code image (read-only).
@@ -45,8 +47,8 @@ pub const BOCHS_VGA_BIOS: &str = "/usr/share/vgabios/vgabios.bin";
 
 impl Tool {
     /// Everything `cargo run` and `cargo test` may need.
-    pub const ALL: [Tool; 7] =
-        [Tool::Qemu, Tool::GrubMkrescue, Tool::Xorriso, Tool::Mtools, Tool::Ovmf, Tool::Bochs, Tool::Gdb];
+    pub const ALL: [Tool; 8] =
+        [Tool::Qemu, Tool::GrubMkrescue, Tool::Xorriso, Tool::Mtools, Tool::Ovmf, Tool::Bochs, Tool::Gdb, Tool::Mke2fs];
 
     /// The Debian (and Ubuntu) packages that provide the tool.
     pub fn debian_packages(self) -> &'static [&'static str] {
@@ -60,6 +62,7 @@ impl Tool {
             // runs Bochs headless through its built-in VNC display anyway).
             Tool::Bochs => &["bochs", "bochsbios", "vgabios", "bochs-term"],
             Tool::Gdb => &["gdb"],
+            Tool::Mke2fs => &["e2fsprogs"],
         }
     }
 
@@ -77,6 +80,7 @@ impl Tool {
             Tool::Ovmf => Path::new(OVMF_CODE).is_file() && Path::new(OVMF_VARS).is_file(),
             Tool::Bochs => on_path("bochs") && Path::new(BOCHS_BIOS).is_file() && Path::new(BOCHS_VGA_BIOS).is_file(),
             Tool::Gdb => on_path("gdb"),
+            Tool::Mke2fs => on_path("mke2fs"),
         }
     }
 }

@@ -187,7 +187,10 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     if let Some(pair) = programs.windows(2).find(|pair| pair[0].name == pair[1].name) {
         return Err(Error::Build(format!("`{}` names both a PD's program and a guest's image", pair[0].name)));
     }
-    let bundle = bulkhead_capdl_spec::Bundle { spec: blob, programs }.to_bytes();
+    let files = guest_files(manifest, &spec)?;
+    let guest_files: Vec<bulkhead_capdl_spec::GuestFile<'_>> =
+        files.iter().map(|(name, bytes)| bulkhead_capdl_spec::GuestFile { name, bytes }).collect();
+    let bundle = bulkhead_capdl_spec::Bundle { spec: blob, programs, guest_files }.to_bytes();
     let bundle_path = directory.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle).map_err(|error| Error::Io(bundle_path.clone(), error))?;
     cargo_build(LOADER, &[LOADER], &[("BULKHEAD_SYSTEM_BUNDLE", bundle_path.as_os_str())])?;
@@ -200,6 +203,91 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     check_root_task_layout(&bytes)?;
     std::fs::rename(&fresh, &loader).map_err(|error| Error::Io(loader.clone(), error))?;
     Ok(loader)
+}
+
+/// The kernels and initramfs images the guests of `spec` name, each once,
+/// sorted by name (`guest_images`, docs/GUEST-IMAGES.md); checks that each
+/// Linux guest's files fit its memory as the loader will stage them.
+///
+/// # Errors
+///
+/// [`Error::Build`] for a name that is no guest image, a kernel that is
+/// no bzImage, files that do not fit; [`Error::Io`].
+fn guest_files(manifest: &str, spec: &bulkhead_capdl::SystemSpec) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    use bulkhead_capdl_spec::linux::{SetupHeader, Staging};
+    let mut names: Vec<&str> =
+        spec.guests.iter().flat_map(|guest| [&guest.kernel, &guest.initrd]).flatten().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let images = crate::guest_images::prepare().map_err(|error| Error::Build(format!("{manifest}: {error}")))?;
+    let mut files = Vec::new();
+    for name in names {
+        let bytes = images.artifact(name).map_err(|error| Error::Build(format!("{manifest}: {error}")))?;
+        files.push((name.to_owned(), bytes));
+    }
+    let file = |name: &Option<String>| {
+        name.as_deref().and_then(|name| files.iter().find(|(file, _)| file == name)).map(|(_, bytes)| bytes)
+    };
+    for guest in &spec.guests {
+        let Some(kernel) = file(&guest.kernel) else { continue };
+        let refuse = |why: String| Error::Build(format!("{manifest}: guest `{}`: {why}", guest.name));
+        let header = SetupHeader::parse(kernel)
+            .map_err(|error| refuse(format!("kernel `{}`: {error}", guest.kernel.as_deref().unwrap_or_default())))?;
+        let length = |bytes: &Vec<u8>| u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let cmdline = guest.cmdline.as_ref().map(|text| u64::try_from(text.len()).unwrap_or(u64::MAX));
+        Staging::plan(
+            guest_memory_bytes(spec, guest),
+            &header,
+            length(kernel),
+            file(&guest.initrd).map(length),
+            cmdline,
+        )
+        .map_err(|error| refuse(format!("its files cannot be staged: {error}")))?;
+    }
+    Ok(files)
+}
+
+/// The end of a guest's memory: guest-physical 0 to the end of its last
+/// region (the loader's `GuestInfo::memory_bytes`).
+fn guest_memory_bytes(spec: &bulkhead_capdl::SystemSpec, guest: &bulkhead_capdl_spec::GuestSpec) -> u64 {
+    guest
+        .memory
+        .iter()
+        .filter_map(|memory| {
+            let region = spec.regions.get(usize::try_from(memory.region).ok()?)?;
+            memory.guest_physical.checked_add(region.size)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The emulated machine's RAM for system `name`, in MiB: the
+/// [`MEMORY_MIB`](crate::emulator::MEMORY_MIB) every run has (the kernel,
+/// its boot structures, the root's untypeds, the firmware's share), plus
+/// the system's bundle twice (the loader's image is a boot module and is
+/// copied into the root task's frames), plus every guest's memory,
+/// rounded up to 16 MiB. Systems without guests and with small bundles
+/// keep about the usual amount.
+///
+/// # Errors
+///
+/// [`Error::Build`] for an unknown system.
+pub fn system_memory_mib(name: &str) -> Result<u32, Error> {
+    let spec = system_spec(name).ok_or_else(|| Error::Build(format!("no system `{name}`")))?;
+    let bundle_path = output_directory().join("systems").join(format!("{name}.bundle"));
+    let bundle_bytes = std::fs::metadata(&bundle_path).map_or(0, |metadata| metadata.len());
+    let guests: u64 = spec.guests.iter().map(|guest| guest_memory_bytes(&spec, guest)).sum();
+    Ok(memory_mib(bundle_bytes, guests))
+}
+
+/// [`system_memory_mib`]'s sum for a bundle and guests of these sizes.
+pub fn memory_mib(bundle_bytes: u64, guest_memory_bytes: u64) -> u32 {
+    const MIB: u64 = 1 << 20;
+    let bytes = u64::from(crate::emulator::MEMORY_MIB) * MIB + 2 * bundle_bytes + guest_memory_bytes;
+    u32::try_from(bytes.div_ceil(16 * MIB) * 16).unwrap_or(u32::MAX)
 }
 
 /// Builds the root task (cargo skips the work when nothing changed) and
@@ -330,4 +418,22 @@ pub fn check_root_task_layout(elf: &[u8]) -> Result<(), Error> {
         return Err(layout(format!("entry point {entry:#x} is not in an executable segment")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_grows_with_the_bundle_and_the_guests() {
+        // A system of small programs keeps the usual 256 MiB (one 16 MiB
+        // step up for a bundle of a few hundred KiB).
+        assert_eq!(memory_mib(0, 0), 256);
+        assert_eq!(memory_mib(400 << 10, 2 << 20), 272);
+        // One Linux guest of 128 MiB and a 17 MB bundle: 256 + 2 * 16.2
+        // + 128 MiB, rounded up.
+        assert_eq!(memory_mib(17_000_000, 128 << 20), 432);
+        // Two such guests sharing the files.
+        assert_eq!(memory_mib(17_000_000, 256 << 20), 560);
+    }
 }

@@ -289,6 +289,13 @@ pub struct Guest {
     /// `image "NAME"`: the program the loader puts into the guest's
     /// memory.
     pub image: Option<Located<String>>,
+    /// `kernel "NAME"`: a Linux bzImage (a guest image the CLI provides)
+    /// the loader stages into the guest's memory for the VMM to boot.
+    pub kernel: Option<Located<String>>,
+    /// `initrd "NAME"`: the initramfs staged with the kernel.
+    pub initrd: Option<Located<String>>,
+    /// `cmdline "TEXT"`: the kernel's command line.
+    pub cmdline: Option<Located<String>>,
 }
 
 /// `flow A -> B` (or `<->` for both directions).

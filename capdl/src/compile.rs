@@ -416,6 +416,9 @@ impl<'a> Compiler<'a> {
             first_vcpu_slot,
             memory,
             image: guest.image.as_ref().map(|image| image.value.clone()),
+            kernel: guest.kernel.as_ref().map(|kernel| kernel.value.clone()),
+            initrd: guest.initrd.as_ref().map(|initrd| initrd.value.clone()),
+            cmdline: guest.cmdline.as_ref().map(|cmdline| cmdline.value.clone()),
         });
     }
 

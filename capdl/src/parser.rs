@@ -416,10 +416,16 @@ impl Parser {
         let mut nics = Vec::new();
         let mut exposures = Vec::new();
         let mut image = None;
+        let mut kernel = None;
+        let mut initrd = None;
+        let mut cmdline = None;
         let name = self.block("guest", |parser, keyword, span| {
             match keyword {
                 "memory" => memory.push(parser.name("region")?),
                 "image" => once(&mut image, parser.text("a guest image")?, keyword, span)?,
+                "kernel" => once(&mut kernel, parser.text("a kernel image")?, keyword, span)?,
+                "initrd" => once(&mut initrd, parser.text("an initramfs image")?, keyword, span)?,
+                "cmdline" => once(&mut cmdline, parser.text("a kernel command line")?, keyword, span)?,
                 "vcpus" => once(&mut vcpus, parser.number(Quantity::Plain)?, keyword, span)?,
                 "vmm" | "vmx" => {
                     let domain = parser.name("protection domain")?;
@@ -443,7 +449,7 @@ impl Parser {
                         span,
                         other,
                         "guest",
-                        "`memory`, `vcpus`, `vmm`, `vmx`, `image`, `disk`, `nic`, `expose`",
+                        "`memory`, `vcpus`, `vmm`, `vmx`, `image`, `kernel`, `initrd`, `cmdline`, `disk`, `nic`, `expose`",
                     ));
                 }
             }
@@ -459,6 +465,9 @@ impl Parser {
             nics,
             exposures,
             image,
+            kernel,
+            initrd,
+            cmdline,
         })
     }
 

@@ -122,6 +122,7 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_fault_handlers(&model, &mut errors);
     check_core_budgets(&model, &mut errors);
     check_guests(&model, &mut errors);
+    check_guest_boot(&model, &mut errors);
     check_duplicate_flows(&model, &mut errors);
     let graph = flow_graph(&model);
     check_flows(&model, &graph, &mut errors);
@@ -904,6 +905,104 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     &region.span,
                     format!("`{}` is not memory of guest `{name}`", region.text),
                     "only the guest's own `memory` regions can be exposed",
+                ));
+            }
+        }
+    }
+}
+
+/// The longest Linux command line, without its NUL: x86 Linux's
+/// `COMMAND_LINE_SIZE` is 2,048 bytes with the NUL.
+pub const MAX_CMDLINE_BYTES: usize = 2047;
+/// The least memory of a guest that boots a Linux kernel. The x86-64
+/// kernel decompresses itself at 16 MiB at the lowest (its
+/// `LOAD_PHYSICAL_ADDR`) into `init_size` bytes, 51.5 MiB for Debian's
+/// cloud kernel, and the loader stages the kernel and initramfs above
+/// that: less than 64 MiB cannot boot a distribution kernel. This is a
+/// floor; the exact need depends on the kernel's setup header, which the
+/// CLI and the loader check when the system is built.
+pub const MIN_LINUX_GUEST_MEMORY: u64 = 64 << 20;
+
+/// How a guest boots: a program `image` or a Linux `kernel`, not both;
+/// `initrd` and `cmdline` only with a kernel; a command line of at most
+/// [`MAX_CMDLINE_BYTES`] printable ASCII characters; a kernel's guest has
+/// at least [`MIN_LINUX_GUEST_MEMORY`] of memory in pages of 4 KiB or
+/// 2 MiB (those the loader stages through).
+pub fn check_guest_boot(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for guest in model.guests() {
+        let name = guest.name.text.as_str();
+        if let (Some(kernel), Some(image)) = (&guest.kernel, &guest.image) {
+            // At the second of the two lines.
+            let later = if (image.span.line, image.span.column) < (kernel.span.line, kernel.span.column) {
+                &kernel.span
+            } else {
+                &image.span
+            };
+            errors.push(Diagnostic::new(
+                later,
+                format!("guest `{name}` has both an `image` and a `kernel`"),
+                "a guest boots a program image or a Linux kernel: keep one",
+            ));
+        }
+        if guest.kernel.is_none() {
+            for (field, value) in [("initrd", &guest.initrd), ("cmdline", &guest.cmdline)] {
+                if let Some(value) = value {
+                    errors.push(Diagnostic::new(
+                        &value.span,
+                        format!("guest `{name}` has `{field}` but no `kernel`"),
+                        format!("`{field}` goes with a Linux kernel: add `kernel \"NAME\"` or drop the line"),
+                    ));
+                }
+            }
+        }
+        if let Some(cmdline) = &guest.cmdline {
+            let text = cmdline.value.as_str();
+            if text.len() > MAX_CMDLINE_BYTES {
+                errors.push(Diagnostic::new(
+                    &cmdline.span,
+                    format!("the command line of guest `{name}` has {} bytes", text.len()),
+                    format!("Linux takes at most {MAX_CMDLINE_BYTES}: shorten it"),
+                ));
+            }
+            if let Some((at, character)) = text.char_indices().find(|(_, c)| !(' '..='~').contains(c)) {
+                errors.push(Diagnostic::new(
+                    &cmdline.span,
+                    format!(
+                        "the command line of guest `{name}` has {} at byte {at}",
+                        format!("{character:?}").trim_matches('\'')
+                    ),
+                    "a command line is printable ASCII: letters, digits, punctuation and spaces",
+                ));
+            }
+        }
+        let Some(kernel) = &guest.kernel else { continue };
+        let layout = guest_memory_layout(model, guest);
+        let end = layout
+            .iter()
+            .map(|(region, start)| start.saturating_add(region.size.as_ref().map_or(0, |size| size.value)))
+            .max()
+            .unwrap_or(0);
+        if !guest.memory.is_empty() && end < MIN_LINUX_GUEST_MEMORY {
+            errors.push(Diagnostic::new(
+                &kernel.span,
+                format!("guest `{name}` boots a Linux kernel in {end:#x} bytes of memory"),
+                format!(
+                    "give it at least {} MiB: Linux decompresses itself at 16 MiB into init_size bytes \
+                     (51.5 MiB for Debian's cloud kernel), and its initramfs is staged above that",
+                    MIN_LINUX_GUEST_MEMORY >> 20
+                ),
+            ));
+        }
+        for (region, _) in &layout {
+            let page = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value);
+            if page > PAGE_SIZES[1] {
+                errors.push(Diagnostic::new(
+                    &kernel.span,
+                    format!(
+                        "guest `{name}` has a kernel but its memory `{}` has pages of {page:#x} bytes",
+                        region.name.text
+                    ),
+                    "the loader stages a kernel into memory of 4 KiB or 2 MiB pages: write `page 2MiB`",
                 ));
             }
         }

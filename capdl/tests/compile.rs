@@ -416,3 +416,28 @@ fn guest_memory_lies_end_to_end_from_zero_each_region_aligned_to_its_pages() {
         spec.guests[0].memory.iter().map(|memory| (memory.guest_physical, memory.vmm_address)).collect();
     assert_eq!(places, [(0, 0x40_0000_0000), (0x2000_0000, 0x40_2000_0000)]);
 }
+
+#[test]
+fn a_linux_guest_compiles_with_its_kernel_initramfs_and_command_line() {
+    assert_eq!(compiled_example().guests[0].kernel, None);
+    let text = example().replace(
+        "    disk root via block\n",
+        "    disk root via block\n    kernel \"debian-cloud\"\n    initrd \"busybox-initramfs\"\n    cmdline \"console=ttyS0 panic=-1\"\n",
+    );
+    let spec = compile_text(&text).expect("compiles");
+    let guest = &spec.guests[0];
+    assert_eq!(guest.kernel.as_deref(), Some("debian-cloud"));
+    assert_eq!(guest.initrd.as_deref(), Some("busybox-initramfs"));
+    assert_eq!(guest.cmdline.as_deref(), Some("console=ttyS0 panic=-1"));
+    assert_eq!(guest.image, None);
+    // The blob carries them.
+    assert_eq!(from_blob(&to_blob(&spec)).expect("round trip").guests[0], *guest);
+    // A kernel alone, and the longest command line Linux takes.
+    let longest = format!("{:2047}", "console=ttyS0");
+    let text = example().replace(
+        "    disk root via block\n",
+        &format!("    disk root via block\n    kernel \"k\"\n    cmdline \"{longest}\"\n"),
+    );
+    let guest = &compile_text(&text).expect("compiles").guests[0];
+    assert_eq!((guest.initrd.as_deref(), guest.cmdline.as_ref().map(String::len)), (None, Some(2047)));
+}

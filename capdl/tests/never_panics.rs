@@ -52,6 +52,9 @@ const FRAGMENTS: &[&str] = &[
     "via",
     "expose",
     "to",
+    "kernel",
+    "initrd",
+    "cmdline",
     "read",
     "write",
     "grant",
@@ -136,6 +139,7 @@ const BLOCKS: &[&str] = &[
     "device N {\n owner N\n owner N\n irq #\n ioports #..#\n mmio # size #\n pci \"00:01.0\"\n}\n",
     "device N {\n shared\n owner N\n mmio # size #MiB\n}\n",
     "guest N {\n memory N\n vcpus #\n vmm N\n vmx N\n disk N via N\n expose N to N\n}\n",
+    "guest N {\n memory N\n vcpus #\n vmm N\n kernel \"k\"\n initrd \"i\"\n cmdline \"console=ttyS0\tx\"\n image \"g\"\n}\n",
     "flow N -> N\n",
     "flow N <-> N\n",
 ];

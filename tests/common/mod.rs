@@ -195,7 +195,9 @@ pub fn boot_system(name: &str, extra_cmdline: &str, count_instructions: bool) ->
         cmdline: format!("exit=emulator {extra_cmdline}"),
         modules: vec![BootModule { path: loader, cmdline: "root-task".into() }],
     };
-    let options = QemuOptions { count_instructions, ..QemuOptions::default() };
+    // The usual machine, larger for a system with big guests or bundle.
+    let memory_mib = bulkhead::user_build::system_memory_mib(name).unwrap_or_else(|error| panic!("{error}"));
+    let options = QemuOptions { count_instructions, memory_mib, ..QemuOptions::default() };
     run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
 }
 

@@ -4,14 +4,18 @@
 //! [`SystemSpec`] and the loader (`components/loader`, the root task, in
 //! ring 3 without `std`) reads it back; both use these types, so the two
 //! sides cannot disagree on the encoding. [`Bundle`] is what the loader's
-//! image carries: the spec and the program image of every protection
-//! domain. [`layout`] fixes where the loader puts each PD's own pages and
-//! [`PdInfo`] is the page of facts it hands every PD at start.
+//! image carries: the spec, the program image of every protection domain
+//! and the files Linux guests boot from. [`layout`] fixes where the loader
+//! puts each PD's own pages and [`PdInfo`] is the page of facts it hands
+//! every PD at start; [`linux`] where it stages a Linux guest's kernel,
+//! initramfs and command line.
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod linux;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 3;
+pub const SPEC_VERSION: u32 = 4;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -204,6 +208,15 @@ pub struct GuestSpec {
     /// The program image the loader puts into its memory, if any: an ELF
     /// executable whose segments' physical addresses are guest-physical.
     pub image: Option<String>,
+    /// The Linux kernel (a bzImage in the bundle's [`Bundle::guest_files`])
+    /// the loader stages into its memory for the VMM to boot, if any
+    /// ([`linux::Staging`]).
+    pub kernel: Option<String>,
+    /// The initramfs staged with the kernel, if any.
+    pub initrd: Option<String>,
+    /// The kernel's command line, if any (printable ASCII, at most 2,047
+    /// bytes: the validator checks).
+    pub cmdline: Option<String>,
 }
 
 /// One region of a guest's memory.
@@ -407,20 +420,39 @@ pub struct Program<'a> {
     pub elf: &'a [u8],
 }
 
+/// One file a guest boots from in a [`Bundle`]: a Linux kernel or
+/// initramfs ([`GuestSpec::kernel`], [`GuestSpec::initrd`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestFile<'a> {
+    /// The name guests give in their `kernel` or `initrd` statement.
+    pub name: &'a str,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+}
+
 /// What the loader's image carries: a whole system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bundle<'a> {
     /// The spec, as [`to_blob`] wrote it.
     pub spec: &'a [u8],
-    /// Every program image a PD names, each once, sorted by name.
+    /// Every program image a PD or guest names, each once, sorted by name.
     #[serde(borrow)]
     pub programs: Vec<Program<'a>>,
+    /// Every kernel and initramfs a guest names, each once (guests that
+    /// name the same file share it), sorted by name.
+    #[serde(borrow)]
+    pub guest_files: Vec<GuestFile<'a>>,
 }
 
 impl<'a> Bundle<'a> {
     /// The image called `name`.
     pub fn program(&self, name: &str) -> Option<&'a [u8]> {
         self.programs.iter().find(|program| program.name == name).map(|program| program.elf)
+    }
+
+    /// The guest file called `name`.
+    pub fn guest_file(&self, name: &str) -> Option<&'a [u8]> {
+        self.guest_files.iter().find(|file| file.name == name).map(|file| file.bytes)
     }
 
     /// Encodes the bundle with postcard.
@@ -481,8 +513,8 @@ pub mod layout {
 
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
-/// [`PdInfo::version`] of this layout.
-pub const PD_INFO_VERSION: u64 = 2;
+/// [`PdInfo::version`] of this layout (3 added the staged Linux files).
+pub const PD_INFO_VERSION: u64 = 3;
 /// [`PdInfo::guest_entry`] of a guest without an image.
 pub const NO_GUEST_ENTRY: u64 = u64::MAX;
 /// The bytes of a PD name in [`PdInfo`] (longer names are cut).
@@ -516,8 +548,23 @@ pub struct PdInfo {
     pub guest_vcpu_slot: u64,
     /// How many vCPUs the guest has (0: none).
     pub guest_vcpus: u64,
-    /// The entry point of the guest's image ([`NO_GUEST_ENTRY`]: no image).
+    /// The entry point of the guest's ELF image ([`NO_GUEST_ENTRY`]: no
+    /// image, as for a Linux guest).
     pub guest_entry: u64,
+    /// The guest-physical address of the staged Linux kernel: the bzImage
+    /// file as it is, page-aligned ([`linux::Staging`]; 0: no kernel).
+    pub guest_kernel: u64,
+    /// The staged kernel's bytes (0: no kernel).
+    pub guest_kernel_bytes: u64,
+    /// The guest-physical address of the staged initramfs (0: none).
+    pub guest_initrd: u64,
+    /// The staged initramfs's bytes (0: none).
+    pub guest_initrd_bytes: u64,
+    /// The guest-physical address of the staged command line (0: none).
+    pub guest_cmdline: u64,
+    /// The command line's bytes, without the NUL that follows them (0:
+    /// none).
+    pub guest_cmdline_bytes: u64,
 }
 
 /// What a VMM's [`PdInfo`] says about its guest.
@@ -533,11 +580,40 @@ pub struct GuestInfo {
     pub vcpus: u64,
     /// [`PdInfo::guest_entry`].
     pub entry: u64,
+    /// [`PdInfo::guest_kernel`] and [`PdInfo::guest_kernel_bytes`].
+    pub kernel: Option<Staged>,
+    /// [`PdInfo::guest_initrd`] and [`PdInfo::guest_initrd_bytes`].
+    pub initrd: Option<Staged>,
+    /// [`PdInfo::guest_cmdline`] and [`PdInfo::guest_cmdline_bytes`]
+    /// (the NUL after them not counted).
+    pub cmdline: Option<Staged>,
+}
+
+/// Bytes the loader staged into a guest's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Staged {
+    /// Where they start, guest-physical (page-aligned).
+    pub guest_physical: u64,
+    /// How many.
+    pub bytes: u64,
+}
+
+impl Staged {
+    /// The two words of the info page: address and length, 0 and 0 for
+    /// none.
+    fn to_words(staged: Option<Staged>) -> [u64; 2] {
+        staged.map_or([0, 0], |staged| [staged.guest_physical, staged.bytes])
+    }
+
+    /// Read back from the two words: none for a length of 0.
+    fn from_words(guest_physical: u64, bytes: u64) -> Option<Staged> {
+        (bytes != 0).then_some(Staged { guest_physical, bytes })
+    }
 }
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -566,17 +642,32 @@ impl PdInfo {
             guest_vcpu_slot: 0,
             guest_vcpus: 0,
             guest_entry: NO_GUEST_ENTRY,
+            guest_kernel: 0,
+            guest_kernel_bytes: 0,
+            guest_initrd: 0,
+            guest_initrd_bytes: 0,
+            guest_cmdline: 0,
+            guest_cmdline_bytes: 0,
         }
     }
 
     /// The same PD as the VMM of a guest described by `guest`.
     pub fn with_guest(self, guest: GuestInfo) -> PdInfo {
+        let [guest_kernel, guest_kernel_bytes] = Staged::to_words(guest.kernel);
+        let [guest_initrd, guest_initrd_bytes] = Staged::to_words(guest.initrd);
+        let [guest_cmdline, guest_cmdline_bytes] = Staged::to_words(guest.cmdline);
         PdInfo {
             guest_memory: guest.memory,
             guest_memory_bytes: guest.memory_bytes,
             guest_vcpu_slot: guest.vcpu_slot,
             guest_vcpus: guest.vcpus,
             guest_entry: guest.entry,
+            guest_kernel,
+            guest_kernel_bytes,
+            guest_initrd,
+            guest_initrd_bytes,
+            guest_cmdline,
+            guest_cmdline_bytes,
             ..self
         }
     }
@@ -589,6 +680,9 @@ impl PdInfo {
             vcpu_slot: self.guest_vcpu_slot,
             vcpus: self.guest_vcpus,
             entry: self.guest_entry,
+            kernel: Staged::from_words(self.guest_kernel, self.guest_kernel_bytes),
+            initrd: Staged::from_words(self.guest_initrd, self.guest_initrd_bytes),
+            cmdline: Staged::from_words(self.guest_cmdline, self.guest_cmdline_bytes),
         })
     }
 
@@ -603,6 +697,12 @@ impl PdInfo {
             self.guest_vcpu_slot,
             self.guest_vcpus,
             self.guest_entry,
+            self.guest_kernel,
+            self.guest_kernel_bytes,
+            self.guest_initrd,
+            self.guest_initrd_bytes,
+            self.guest_cmdline,
+            self.guest_cmdline_bytes,
         ]);
         words
     }
@@ -637,17 +737,46 @@ mod tests {
         assert_eq!(&words[..5], &[PD_INFO_MAGIC, PD_INFO_VERSION, layout::HEAP_BASE, 0x1_0000, 0x4000]);
         assert_eq!(words[5], u64::from_le_bytes(*b"serial_d"));
         assert_eq!(PdInfo::name_str(&info.name_bytes()), "serial_driver");
-        assert_eq!(&words[9..], &[0, 0, 0, 0, NO_GUEST_ENTRY]);
+        assert_eq!(&words[9..], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
         assert_eq!(info.guest(), None);
     }
 
     #[test]
     fn a_vmm_info_page_carries_its_guest() {
-        let guest =
-            GuestInfo { memory: 0x40_0000_0000, memory_bytes: 0x20_0000, vcpu_slot: 7, vcpus: 2, entry: 0x8000 };
-        let info = PdInfo::new("linux_vmm", 0, 0x4000).with_guest(guest);
-        assert_eq!(&info.to_words()[9..], &[0x40_0000_0000, 0x20_0000, 7, 2, 0x8000]);
+        let guest = GuestInfo {
+            memory: 0x40_0000_0000,
+            memory_bytes: 0x20_0000,
+            vcpu_slot: 7,
+            vcpus: 2,
+            entry: 0x8000,
+            ..GuestInfo::default()
+        };
+        let info = PdInfo::new("guest_vmm", 0, 0x4000).with_guest(guest);
+        assert_eq!(&info.to_words()[9..], &[0x40_0000_0000, 0x20_0000, 7, 2, 0x8000, 0, 0, 0, 0, 0, 0]);
         assert_eq!(info.guest(), Some(guest));
+    }
+
+    #[test]
+    fn a_linux_vmm_info_page_says_where_the_files_are_staged() {
+        let guest = GuestInfo {
+            memory: 0x40_0000_0000,
+            memory_bytes: 128 << 20,
+            vcpu_slot: 5,
+            vcpus: 1,
+            entry: NO_GUEST_ENTRY,
+            kernel: Some(Staged { guest_physical: 0x700_0000, bytes: 14_186_432 }),
+            initrd: Some(Staged { guest_physical: 0x7de_0000, bytes: 2_182_152 }),
+            cmdline: Some(Staged { guest_physical: 0x6ff_f000, bytes: 28 }),
+        };
+        let info = PdInfo::new("linux_vmm", 1 << 20, 0x1_0000).with_guest(guest);
+        assert_eq!(
+            &info.to_words()[13..],
+            &[NO_GUEST_ENTRY, 0x700_0000, 14_186_432, 0x7de_0000, 2_182_152, 0x6ff_f000, 28]
+        );
+        assert_eq!(info.guest(), Some(guest));
+        // A kernel without initrd or command line: those read back as none.
+        let bare = GuestInfo { initrd: None, cmdline: None, ..guest };
+        assert_eq!(PdInfo::new("linux_vmm", 0, 0).with_guest(bare).guest(), Some(bare));
     }
 
     #[test]
@@ -660,12 +789,19 @@ mod tests {
     #[test]
     fn bundles_round_trip_and_refuse_trailing_bytes() {
         let elf = [0x7f, b'E', b'L', b'F'];
-        let bundle = Bundle { spec: &[1, 2, 3], programs: alloc::vec![Program { name: "ping", elf: &elf }] };
+        let kernel = [0x4d, 0x5a, 1, 2];
+        let bundle = Bundle {
+            spec: &[1, 2, 3],
+            programs: alloc::vec![Program { name: "ping", elf: &elf }],
+            guest_files: alloc::vec![GuestFile { name: "debian-cloud", bytes: &kernel }],
+        };
         let mut bytes = bundle.to_bytes();
         let back = Bundle::from_bytes(&bytes).expect("round trip");
         assert_eq!(back, bundle);
         assert_eq!(back.program("ping"), Some(&elf[..]));
         assert_eq!(back.program("pong"), None);
+        assert_eq!(back.guest_file("debian-cloud"), Some(&kernel[..]));
+        assert_eq!(back.guest_file("ping"), None);
         bytes.push(0);
         assert!(Bundle::from_bytes(&bytes).is_err());
     }

@@ -1,8 +1,9 @@
 //! Building the system: every object of the spec in creation order, then
-//! each guest's memory (mapped into its GuestSpace, its image loaded) and
-//! VCpus, then each protection domain's address space (its image, stack,
-//! IPC buffer, info page, heap and regions), its CNode's capabilities and
-//! its thread; the threads start only once every PD is complete.
+//! each guest's memory (mapped into its GuestSpace, its image loaded or
+//! its Linux kernel, initramfs and command line staged) and VCpus, then
+//! each protection domain's address space (its image, stack, IPC buffer,
+//! info page, heap and regions), its CNode's capabilities and its thread;
+//! the threads start only once every PD is complete.
 //!
 //! The loader keeps the original capability to every object in its own
 //! CNode (from `slot::FIRST_FREE` up); the PDs get derived copies. A
@@ -18,6 +19,7 @@ use core::fmt;
 
 use alloc::collections::BTreeMap;
 
+use bulkhead_capdl_spec::linux::{SetupHeader, Staging};
 use bulkhead_capdl_spec::{
     Bundle, DomainSpec, GuestInfo, GuestSpec, NO_GUEST_ENTRY, ObjectId, ObjectKind as SpecKind, PAGE_SIZES, PdInfo,
     SystemSpec, from_blob, layout,
@@ -522,6 +524,10 @@ impl Loader<'_> {
             }
             end = end.max(memory.guest_physical.saturating_add(region.size));
         }
+        let staging = match &guest.kernel {
+            None => None,
+            Some(kernel) => Some(self.stage_linux(bundle, guest, kernel, end, &frames_at)?),
+        };
         let entry = match &guest.image {
             None => NO_GUEST_ENTRY,
             Some(image) => {
@@ -554,7 +560,120 @@ impl Loader<'_> {
             vcpu_slot: guest.first_vcpu_slot,
             vcpus: u64::try_from(guest.vcpus.len()).unwrap_or(u64::MAX),
             entry,
+            kernel: staging.map(|staging| staging.kernel),
+            initrd: staging.and_then(|staging| staging.initrd),
+            cmdline: staging.and_then(|staging| staging.cmdline),
         })
+    }
+
+    /// Stages the Linux guest's kernel (the bzImage file as it is), its
+    /// initramfs and its command line (with a NUL after it) into its memory
+    /// `[0, memory_bytes)` where `linux::Staging::plan` puts them; returns
+    /// the placement for the VMM's info page.
+    fn stage_linux(
+        &mut self,
+        bundle: &Bundle<'_>,
+        guest: &GuestSpec,
+        kernel_name: &str,
+        memory_bytes: u64,
+        frames_at: &BTreeMap<u64, (u64, u64)>,
+    ) -> Result<Staging, Failure> {
+        let doing = format!("stage kernel `{kernel_name}`");
+        let Some(kernel) = bundle.guest_file(kernel_name) else {
+            return refuse(doing, "the bundle has no such file");
+        };
+        let initrd = match &guest.initrd {
+            None => None,
+            Some(name) => match bundle.guest_file(name) {
+                Some(bytes) => Some(bytes),
+                None => return refuse(format!("stage initramfs `{name}`"), "the bundle has no such file"),
+            },
+        };
+        let header = match SetupHeader::parse(kernel) {
+            Ok(header) => header,
+            Err(error) => return refuse(doing, format!("{error}")),
+        };
+        let length = |bytes: &[u8]| u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let cmdline = guest.cmdline.as_deref().map(str::as_bytes);
+        let staging =
+            match Staging::plan(memory_bytes, &header, length(kernel), initrd.map(length), cmdline.map(length)) {
+                Ok(staging) => staging,
+                Err(error) => return refuse(doing, format!("{error}")),
+            };
+        self.write_guest(frames_at, staging.kernel.guest_physical, kernel)?;
+        if let (Some(place), Some(bytes)) = (staging.initrd, initrd) {
+            self.write_guest(frames_at, place.guest_physical, bytes)?;
+        }
+        if let (Some(place), Some(text)) = (staging.cmdline, cmdline) {
+            let mut terminated = Vec::with_capacity(text.len() + 1);
+            terminated.extend_from_slice(text);
+            terminated.push(0);
+            self.write_guest(frames_at, place.guest_physical, &terminated)?;
+        }
+        println!(
+            "loader: guest {}: kernel `{kernel_name}` ({} bytes) staged at {:#x}, initramfs at {:#x} ({} bytes), \
+             command line at {:#x} ({} bytes)",
+            guest.name,
+            staging.kernel.bytes,
+            staging.kernel.guest_physical,
+            staging.initrd.map_or(0, |initrd| initrd.guest_physical),
+            staging.initrd.map_or(0, |initrd| initrd.bytes),
+            staging.cmdline.map_or(0, |cmdline| cmdline.guest_physical),
+            staging.cmdline.map_or(0, |cmdline| cmdline.bytes),
+        );
+        Ok(staging)
+    }
+
+    /// Writes `bytes` into guest memory from the page-aligned
+    /// guest-physical `start`, frame by frame through `frames_at` (from a
+    /// frame's guest-physical address to its original slot and size): each
+    /// frame is mapped into the loader once, through one capability slot
+    /// that is used again for the next (a kernel of 14 MB spans thousands
+    /// of 4 KiB pages: a slot each would exhaust the loader's CNode). The
+    /// last word is completed with zeros, which the page held anyway.
+    fn write_guest(&mut self, frames_at: &BTreeMap<u64, (u64, u64)>, start: u64, bytes: &[u8]) -> Result<(), Failure> {
+        let Some(end) = u64::try_from(bytes.len()).ok().and_then(|length| start.checked_add(length)) else {
+            return refuse(format!("write guest-physical {start:#x}"), "the bytes reach past guest-physical space");
+        };
+        if !start.is_multiple_of(8) {
+            return refuse(format!("write guest-physical {start:#x}"), "not word-aligned");
+        }
+        let copy = self.slots.take_one().doing(|| String::from("take a slot for staging"))?;
+        let mut address = start;
+        while address < end {
+            let doing = || format!("write guest-physical {address:#x}");
+            let frame = frames_at.range(..=address).next_back().map(|(first, frame)| (*first, *frame));
+            let Some((first, (original, size))) = frame.filter(|(first, (_, size))| address - first < *size) else {
+                return refuse(doing(), "no guest memory is there");
+            };
+            ROOT_CNODE
+                .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(original), Rights::READ | Rights::WRITE)
+                .doing(doing)?;
+            let mut window = if size == PAGE_SIZES[0] {
+                MappedPage::map(self.sys, Cap::new(copy), ROOT_VSPACE, SCRATCH_PAGE)
+            } else if size == PAGE_SIZES[1] {
+                self.tables_for(ROOT_VSPACE, LARGE_SCRATCH, size)
+                    .and_then(|()| MappedPage::map_large(self.sys, Cap::new(copy), ROOT_VSPACE, LARGE_SCRATCH))
+            } else {
+                return refuse(doing(), "files are staged into memory of 4 KiB or 2 MiB pages");
+            }
+            .doing(doing)?;
+            let chunk_end = end.min(first.saturating_add(size));
+            let mut result = Ok(());
+            for word_address in (address..chunk_end).step_by(8) {
+                let from = usize::try_from(word_address - start).unwrap_or(usize::MAX);
+                let mut word = [0_u8; 8];
+                let source = bytes.get(from..).unwrap_or_default();
+                let count = source.len().min(8);
+                word[..count].copy_from_slice(&source[..count]);
+                let index = usize::try_from((word_address - first) / 8).unwrap_or(usize::MAX);
+                result = result.and(window.write(index, u64::from_le_bytes(word)));
+            }
+            window.unmap(self.sys).map_err(|(error, _)| error).and(result).doing(doing)?;
+            ROOT_CNODE.delete(self.sys, Slot::index(copy)).doing(doing)?;
+            address = chunk_end;
+        }
+        Ok(())
     }
 
     /// Copies the ELF `image`'s segments into guest memory (a segment's

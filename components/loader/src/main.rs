@@ -1,9 +1,9 @@
 //! The loader: the root task of every system built from a manifest
 //! (`docs/capdl.md`). Its image carries the system (a `Bundle`: the
-//! compiled spec and every program image); it creates exactly the objects,
-//! capabilities and mappings the spec lists, out of the root's untypeds
-//! and control capabilities, starts the protection domains and exits with
-//! code 0, leaving them running. Any failure stops it with code 1 before
+//! compiled spec, every program image and the files Linux guests boot
+//! from); it creates exactly the objects, capabilities and mappings the
+//! spec lists, out of the root's untypeds and control capabilities, starts
+//! the protection domains and exits with code 0, leaving them running. Any failure stops it with code 1 before
 //! a single PD runs, naming the PD, the object and the kernel's error.
 //!
 //! On the host this binary is an empty program, so that `cargo build` of

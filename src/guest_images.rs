@@ -1,0 +1,1019 @@
+//! The Linux test guest's images, made from Debian packages
+//! (`docs/GUEST-IMAGES.md`).
+//!
+//! - **Kernel**: the bzImage of the versioned package that
+//!   `linux-image-cloud-amd64` depends on, resolved with `apt-cache` on
+//!   every run (the resolved package and version are printed and recorded,
+//!   so a run says which kernel it booted and a later update is visible).
+//! - **Initramfs**: an uncompressed cpio "newc" archive written here
+//!   ([`Cpio`]): `/init` (`guest-images/init`), busybox from
+//!   `busybox-static` with the applets the script runs, and the virtio
+//!   modules out of the kernel package, in their dependency order.
+//! - **Disk**: a small ext2 image made with `mke2fs -d` from
+//!   `guest-images/disk/`.
+//!
+//! Packages are fetched with `apt-get download` alone and unpacked with
+//! `dpkg-deb -x`, into `target/bulkhead/guest-images/`, keyed by package
+//! and version: a second run fetches nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::kernel_build::{output_directory, workspace_root};
+
+/// The metapackage whose dependency names the kernel to boot.
+pub const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
+/// The package whose busybox the initramfs carries (statically linked, so
+/// the initramfs needs no C library).
+pub const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// The manifest's name for the kernel (`kernel "debian-cloud"`).
+pub const KERNEL_ARTIFACT: &str = "debian-cloud";
+/// The manifest's name for the initramfs (`initrd "busybox-initramfs"`).
+pub const INITRAMFS_ARTIFACT: &str = "busybox-initramfs";
+/// The artifacts a manifest may name, for messages.
+pub const ARTIFACTS: [&str; 2] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT];
+
+/// The kernel modules the guest loads (with what they depend on, found in
+/// their `.modinfo`): the virtio-mmio transport and the block driver. The
+/// cloud kernel builds virtio as modules (`CONFIG_VIRTIO=m`).
+pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
+/// The busybox applets `/init` runs, linked in `/bin`.
+pub const APPLETS: [&str; 9] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls"];
+/// `/init` (a busybox `sh` script).
+pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
+/// The files of the disk image.
+pub const DISK_DIRECTORY: &str = "guest-images/disk";
+/// The disk image's size, as `mke2fs` reads it.
+pub const DISK_SIZE: &str = "4M";
+/// The console markers the guest prints (the tests' contract).
+pub mod markers {
+    /// `/init` runs.
+    pub const USERSPACE_UP: &str = "BULKHEAD-GUEST: userspace up";
+    /// The disk was written, remounted and read back: followed by the text.
+    pub const DISK_OK: &str = "BULKHEAD-GUEST: disk ok ";
+    /// The disk test failed: followed by why.
+    pub const DISK_FAILED: &str = "BULKHEAD-GUEST: disk failed ";
+    /// No virtio block device showed up.
+    pub const NO_DISK: &str = "BULKHEAD-GUEST: no disk";
+    /// What the guest writes to the disk and reads back.
+    pub const GUEST_TEXT: &str = "written-by-the-guest";
+}
+
+/// Why the guest images could not be had.
+#[derive(Debug)]
+pub enum Error {
+    /// apt-cache, apt-get or dpkg-deb failed or said something unexpected.
+    Package(String),
+    /// The package's contents are not what the images need.
+    Contents(String),
+    /// A file could not be read or written.
+    Io(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Package(message) => write!(formatter, "guest images: {message}"),
+            Error::Contents(message) => write!(formatter, "guest images: {message}"),
+            Error::Io(path, source) => write!(formatter, "guest images: {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for crate::Error {
+    fn from(error: Error) -> crate::Error {
+        match error {
+            Error::Io(path, source) => crate::Error::io(format!("guest images: {}", path.display()), source),
+            other => crate::Error::GuestImages(other.to_string()),
+        }
+    }
+}
+
+/// A Debian package at one version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    /// Its name.
+    pub name: String,
+    /// Its version, as apt writes it (`1:1.35.0-4+deb12u1+b1`).
+    pub version: String,
+}
+
+impl Package {
+    /// The name of its cache directory: name and version, with every
+    /// character other than letters, digits, `.`, `+`, `-` and `_` as `_`
+    /// (an epoch's `:` would read as a protocol to QEMU's `-drive`).
+    pub fn cache_key(&self) -> String {
+        format!("{}_{}", self.name, self.version)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_') { c } else { '_' })
+            .collect()
+    }
+}
+
+impl fmt::Display for Package {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} {}", self.name, self.version)
+    }
+}
+
+/// The images, ready on disk.
+#[derive(Clone, Debug)]
+pub struct GuestImages {
+    /// The kernel package booted.
+    pub kernel_package: Package,
+    /// The busybox package in the initramfs.
+    pub busybox_package: Package,
+    /// The kernel's release (`6.1.0-56-cloud-amd64`), its modules' directory.
+    pub kernel_release: String,
+    /// The bzImage.
+    pub bzimage: PathBuf,
+    /// The initramfs (uncompressed newc cpio).
+    pub initramfs: PathBuf,
+    /// The modules in `/lib/modules/order`, in load order.
+    pub module_order: Vec<String>,
+}
+
+impl GuestImages {
+    /// The bytes of artifact `name` ([`KERNEL_ARTIFACT`],
+    /// [`INITRAMFS_ARTIFACT`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Contents`] for a name that is no artifact, [`Error::Io`].
+    pub fn artifact(&self, name: &str) -> Result<Vec<u8>, Error> {
+        let path = match name {
+            KERNEL_ARTIFACT => &self.bzimage,
+            INITRAMFS_ARTIFACT => &self.initramfs,
+            other => {
+                return Err(Error::Contents(format!(
+                    "no guest image called `{other}`: the CLI provides {}",
+                    ARTIFACTS.map(|name| format!("`{name}`")).join(" and ")
+                )));
+            }
+        };
+        std::fs::read(path).map_err(|error| Error::Io(path.clone(), error))
+    }
+}
+
+/// Where the images are cached.
+pub fn cache_directory() -> PathBuf {
+    output_directory().join("guest-images")
+}
+
+/// Fetches (unless cached) and builds the images; prints the packages.
+///
+/// # Errors
+///
+/// [`Error::Package`] when apt cannot resolve or fetch a package (after
+/// one `apt-get update`), [`Error::Contents`] when a package lacks what
+/// the images need, [`Error::Io`].
+pub fn prepare() -> Result<GuestImages, Error> {
+    let directory = cache_directory();
+    create_directory(&directory)?;
+    // Test binaries and a CLI may prepare at once: one at a time.
+    let lock_path = directory.join(".lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|error| Error::Io(lock_path.clone(), error))?;
+    lock.lock().map_err(|error| Error::Io(lock_path.clone(), error))?;
+
+    let mut updated = false;
+    let (kernel_package, busybox_package) = match resolve_packages() {
+        Ok(packages) => packages,
+        Err(first) => {
+            // Missing or stale package lists: refresh them once.
+            apt_get_update(&first)?;
+            updated = true;
+            resolve_packages()?
+        }
+    };
+    record_resolution(&directory, &kernel_package, &busybox_package)?;
+    prune(&directory, &[kernel_package.cache_key(), busybox_package.cache_key()])?;
+    let kernel_deb = fetch(&directory, &kernel_package, &mut updated)?;
+    let busybox_deb = fetch(&directory, &busybox_package, &mut updated)?;
+    let kernel = unpack_kernel(&directory, &kernel_package, &kernel_deb)?;
+    let busybox = unpack_busybox(&directory, &busybox_package, &busybox_deb)?;
+
+    let busybox_bytes = std::fs::read(&busybox).map_err(|error| Error::Io(busybox.clone(), error))?;
+    let mut modules = Vec::new();
+    for name in &kernel.module_order {
+        let path = kernel.directory.join("modules").join(format!("{name}.ko"));
+        modules.push((name.clone(), std::fs::read(&path).map_err(|error| Error::Io(path.clone(), error))?));
+    }
+    let archive = initramfs(INIT_SCRIPT.as_bytes(), &busybox_bytes, &modules);
+    let initramfs = directory.join(initramfs_file_name(&[kernel_package.cache_key(), busybox_package.cache_key()]));
+    write_if_changed(&initramfs, &archive)?;
+    Ok(GuestImages {
+        kernel_package,
+        busybox_package,
+        kernel_release: kernel.release,
+        bzimage: kernel.directory.join("bzImage"),
+        initramfs,
+        module_order: kernel.module_order,
+    })
+}
+
+/// Writes a fresh ext2 disk image of [`DISK_SIZE`] at `path` with the files
+/// of [`DISK_DIRECTORY`] (the guest writes to it, so every run gets its
+/// own).
+///
+/// # Errors
+///
+/// [`Error::Package`] if `mke2fs` (e2fsprogs) is missing or fails.
+pub fn fresh_disk_image(path: &Path) -> Result<(), Error> {
+    crate::tools::ensure(&[crate::tools::Tool::Mke2fs]).map_err(|error| Error::Package(error.to_string()))?;
+    if let Some(parent) = path.parent() {
+        create_directory(parent)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let source = workspace_root().join(DISK_DIRECTORY);
+    let output = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-L", "bulkhead", "-d"])
+        .arg(&source)
+        .arg(path)
+        .arg(DISK_SIZE)
+        .output()
+        .map_err(|error| Error::Package(format!("cannot run mke2fs: {error}")))?;
+    if !output.status.success() {
+        return Err(Error::Package(format!(
+            "mke2fs {} failed with {}: {}",
+            path.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn create_directory(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|error| Error::Io(path.to_owned(), error))
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(());
+    }
+    // Written beside and renamed: a reader never sees half a file.
+    let fresh = path.with_extension(format!("new{}", std::process::id()));
+    std::fs::write(&fresh, bytes).map_err(|error| Error::Io(fresh.clone(), error))?;
+    std::fs::rename(&fresh, path).map_err(|error| Error::Io(path.to_owned(), error))
+}
+
+/// Runs a command and returns its standard output, or why it failed.
+fn run_tool(command: &mut Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|error| format!("cannot run {shown}: {error}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!("{shown} failed with {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+/// The kernel package and the busybox package, at their candidate
+/// versions.
+fn resolve_packages() -> Result<(Package, Package), Error> {
+    let depends = run_tool(Command::new("apt-cache").args(["depends", KERNEL_METAPACKAGE])).map_err(Error::Package)?;
+    let kernel = versioned_kernel_dependency(&depends).ok_or_else(|| {
+        Error::Package(format!("`apt-cache depends {KERNEL_METAPACKAGE}` names no linux-image package"))
+    })?;
+    Ok((candidate(&kernel)?, candidate(BUSYBOX_PACKAGE)?))
+}
+
+fn candidate(name: &str) -> Result<Package, Error> {
+    let policy = run_tool(Command::new("apt-cache").args(["policy", name])).map_err(Error::Package)?;
+    let version = candidate_version(&policy)
+        .ok_or_else(|| Error::Package(format!("apt knows no candidate version of `{name}`")))?;
+    Ok(Package { name: name.to_owned(), version })
+}
+
+/// The first `Depends:` of `apt-cache depends` output that is a real
+/// (not virtual, `<...>`) `linux-image-` package.
+pub fn versioned_kernel_dependency(output: &str) -> Option<String> {
+    output.lines().find_map(|line| {
+        let name = line.trim().trim_start_matches('|').strip_prefix("Depends:")?.trim();
+        (name.starts_with("linux-image-") && !name.contains(['<', '>', ' '])).then(|| name.to_owned())
+    })
+}
+
+/// The `Candidate:` version of `apt-cache policy` output (`None` for
+/// `(none)` or no such line).
+pub fn candidate_version(output: &str) -> Option<String> {
+    output.lines().find_map(|line| {
+        let version = line.trim().strip_prefix("Candidate:")?.trim();
+        (!version.is_empty() && version != "(none)" && !version.contains(char::is_whitespace))
+            .then(|| version.to_owned())
+    })
+}
+
+fn apt_get_update(why: &Error) -> Result<(), Error> {
+    eprintln!("bulkhead: {why}; refreshing the package lists (apt-get update)");
+    run_tool(
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .map(|_| ())
+    .map_err(|message| {
+        Error::Package(format!(
+            "{why}, and refreshing the package lists failed ({message}); run `apt-get update` as root"
+        ))
+    })
+}
+
+/// Records the resolved packages in `resolved.txt`; says so when they
+/// differ from the last run's.
+fn record_resolution(directory: &Path, kernel: &Package, busybox: &Package) -> Result<(), Error> {
+    let path = directory.join("resolved.txt");
+    let text = format!("kernel {kernel}\nbusybox {busybox}\n");
+    let previous = std::fs::read_to_string(&path).ok();
+    if let Some(previous) = previous.as_deref().filter(|previous| *previous != text) {
+        eprintln!(
+            "bulkhead: the guest packages changed since the last run:\n  was: {}\n  now: {}",
+            previous.trim().replace('\n', ", "),
+            text.trim().replace('\n', ", ")
+        );
+    }
+    eprintln!("bulkhead: guest kernel {kernel}, {busybox}");
+    write_if_changed(&path, text.as_bytes())
+}
+
+/// The initramfs's file in the cache, named after the packages' keys.
+fn initramfs_file_name(keys: &[String]) -> String {
+    format!("busybox-initramfs_{}.cpio", keys.join("_"))
+}
+
+/// The prefixes of the cache's per-version entries.
+const CACHED_PREFIXES: [&str; 3] = ["linux-image-", "busybox-static_", "busybox-initramfs_"];
+
+/// Removes what older package versions left in the cache: every entry of
+/// [`CACHED_PREFIXES`] that names none of `keys`.
+fn prune(directory: &Path, keys: &[String]) -> Result<(), Error> {
+    for entry in std::fs::read_dir(directory).map_err(|error| Error::Io(directory.to_owned(), error))? {
+        let entry = entry.map_err(|error| Error::Io(directory.to_owned(), error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = CACHED_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
+        let current =
+            keys.iter().any(|key| name == *key || name == format!("{key}.deb")) || name == initramfs_file_name(keys);
+        if ours && !current {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|error| Error::Io(path, error))?;
+        }
+    }
+    Ok(())
+}
+
+/// The package's `.deb` in the cache, downloaded with `apt-get download`
+/// unless there; refreshes the lists once (through `updated`) if the
+/// download fails.
+fn fetch(directory: &Path, package: &Package, updated: &mut bool) -> Result<PathBuf, Error> {
+    let deb = directory.join(format!("{}.deb", package.cache_key()));
+    if deb.is_file() {
+        return Ok(deb);
+    }
+    let staging = directory.join(format!("download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    create_directory(&staging)?;
+    let download = || {
+        run_tool(Command::new("apt-get").current_dir(&staging).args([
+            "download",
+            "-q",
+            &format!("{}={}", package.name, package.version),
+        ]))
+    };
+    let mut result = download();
+    if let Err(message) = &result
+        && !*updated
+    {
+        apt_get_update(&Error::Package(message.clone()))?;
+        *updated = true;
+        result = download();
+    }
+    result.map_err(|message| Error::Package(format!("fetching {package}: {message}")))?;
+    let fetched = std::fs::read_dir(&staging)
+        .map_err(|error| Error::Io(staging.clone(), error))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
+        .ok_or_else(|| Error::Package(format!("apt-get download {package} wrote no .deb")))?;
+    std::fs::rename(&fetched, &deb).map_err(|error| Error::Io(deb.clone(), error))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(deb)
+}
+
+/// Unpacks `deb` into a fresh directory beside the cache.
+fn unpack(directory: &Path, deb: &Path) -> Result<PathBuf, Error> {
+    let tree = directory.join(format!("unpack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tree);
+    create_directory(&tree)?;
+    run_tool(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tree)).map_err(Error::Package)?;
+    Ok(tree)
+}
+
+/// The kernel's part of the cache: `bzImage`, `modules/NAME.ko` and the
+/// modules' load order.
+struct UnpackedKernel {
+    directory: PathBuf,
+    release: String,
+    module_order: Vec<String>,
+}
+
+/// The marker file of a complete cache directory; the kernel's holds its
+/// release and the module order.
+const COMPLETE: &str = ".complete";
+
+fn unpack_kernel(directory: &Path, package: &Package, deb: &Path) -> Result<UnpackedKernel, Error> {
+    let cached = directory.join(package.cache_key());
+    // The marker: the release, then the modules in load order. Unpacked
+    // again if the wanted modules changed since.
+    if let Ok(marker) = std::fs::read_to_string(cached.join(COMPLETE)) {
+        let mut lines = marker.lines().map(str::to_owned);
+        let release = lines.next().unwrap_or_default();
+        let module_order: Vec<String> = lines.collect();
+        if !release.is_empty() && GUEST_MODULES.iter().all(|wanted| module_order.iter().any(|name| name == wanted)) {
+            return Ok(UnpackedKernel { directory: cached, release, module_order });
+        }
+    }
+    let tree = unpack(directory, deb)?;
+    let result = collect_kernel(&tree, &cached);
+    let _ = std::fs::remove_dir_all(&tree);
+    let (release, module_order) = result?;
+    let marker = std::iter::once(release.clone()).chain(module_order.iter().cloned()).collect::<Vec<_>>().join("\n");
+    std::fs::write(cached.join(COMPLETE), marker).map_err(|error| Error::Io(cached.join(COMPLETE), error))?;
+    Ok(UnpackedKernel { directory: cached, release, module_order })
+}
+
+/// Copies the bzImage and the wanted modules (with their dependencies) out
+/// of the unpacked package `tree` into `cached`.
+fn collect_kernel(tree: &Path, cached: &Path) -> Result<(String, Vec<String>), Error> {
+    let modules_root = tree.join("lib/modules");
+    let mut releases: Vec<String> = std::fs::read_dir(&modules_root)
+        .map_err(|error| Error::Io(modules_root.clone(), error))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let release = match releases.as_mut_slice() {
+        [release] => release.clone(),
+        _ => return Err(Error::Contents(format!("expected one kernel release in the package, found {releases:?}"))),
+    };
+    let vmlinuz = tree.join("boot").join(format!("vmlinuz-{release}"));
+    let _ = std::fs::remove_dir_all(cached);
+    create_directory(&cached.join("modules"))?;
+    std::fs::copy(&vmlinuz, cached.join("bzImage")).map_err(|error| Error::Io(vmlinuz.clone(), error))?;
+    // Every module of the package by name, and what each depends on.
+    let mut files = BTreeMap::new();
+    index_modules(&modules_root.join(&release).join("kernel"), &mut files)?;
+    let mut dependencies = BTreeMap::new();
+    let mut pending: Vec<String> = GUEST_MODULES.iter().map(|name| (*name).to_owned()).collect();
+    while let Some(name) = pending.pop() {
+        if dependencies.contains_key(&name) {
+            continue;
+        }
+        let path: &PathBuf =
+            files.get(&name).ok_or_else(|| Error::Contents(format!("the kernel package has no module `{name}`")))?;
+        let bytes = std::fs::read(path).map_err(|error| Error::Io(path.clone(), error))?;
+        let depends = module_dependencies(&bytes).map_err(|why| Error::Contents(format!("module `{name}`: {why}")))?;
+        std::fs::write(cached.join("modules").join(format!("{name}.ko")), &bytes)
+            .map_err(|error| Error::Io(cached.join("modules"), error))?;
+        pending.extend(depends.iter().cloned());
+        dependencies.insert(name, depends);
+    }
+    let order = load_order(&dependencies).map_err(Error::Contents)?;
+    Ok((release, order))
+}
+
+/// Every `.ko` under `directory`, by module name.
+fn index_modules(directory: &Path, files: &mut BTreeMap<String, PathBuf>) -> Result<(), Error> {
+    for entry in std::fs::read_dir(directory).map_err(|error| Error::Io(directory.to_owned(), error))? {
+        let path = entry.map_err(|error| Error::Io(directory.to_owned(), error))?.path();
+        if path.is_dir() {
+            index_modules(&path, files)?;
+        } else if path.extension().is_some_and(|extension| extension == "ko")
+            && let Some(stem) = path.file_stem()
+        {
+            files.insert(stem.to_string_lossy().into_owned(), path);
+        }
+    }
+    Ok(())
+}
+
+/// What a kernel module depends on: the `depends=` entry of its `.modinfo`
+/// section (NUL-separated `key=value` strings), split at commas.
+///
+/// # Errors
+///
+/// Why the bytes are no module: not an ELF file, no `.modinfo`.
+pub fn module_dependencies(module: &[u8]) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(module).map_err(|error| format!("not an ELF file: {error}"))?;
+    let section = file.section_by_name(".modinfo").ok_or("no .modinfo section")?;
+    let data = section.data().map_err(|error| format!(".modinfo unreadable: {error}"))?;
+    let depends = data
+        .split(|byte| *byte == 0)
+        .find_map(|entry| entry.strip_prefix(b"depends="))
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    Ok(depends.split(',').filter(|name| !name.is_empty()).map(str::to_owned).collect())
+}
+
+/// The modules of `dependencies` (name to what it depends on) in an order
+/// that loads each after its dependencies; ties by name.
+///
+/// # Errors
+///
+/// A dependency that is not in the map, or a cycle.
+pub fn load_order(dependencies: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+    let mut order: Vec<String> = Vec::with_capacity(dependencies.len());
+    while order.len() < dependencies.len() {
+        let ready = dependencies.iter().find(|(name, depends)| {
+            !order.contains(name) && depends.iter().all(|dependency| order.contains(dependency))
+        });
+        match ready {
+            Some((name, _)) => order.push(name.clone()),
+            None => {
+                let stuck: Vec<&String> = dependencies.keys().filter(|name| !order.contains(name)).collect();
+                if let Some((name, missing)) = stuck.iter().find_map(|name| {
+                    dependencies[*name]
+                        .iter()
+                        .find(|dependency| !dependencies.contains_key(*dependency))
+                        .map(|d| (name, d))
+                }) {
+                    return Err(format!("module `{name}` depends on `{missing}`, which is not there"));
+                }
+                return Err(format!("the modules {stuck:?} depend on each other in a cycle"));
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// busybox out of its package, cached by version.
+fn unpack_busybox(directory: &Path, package: &Package, deb: &Path) -> Result<PathBuf, Error> {
+    let cached = directory.join(package.cache_key());
+    let busybox = cached.join("busybox");
+    if cached.join(COMPLETE).is_file() && busybox.is_file() {
+        return Ok(busybox);
+    }
+    let tree = unpack(directory, deb)?;
+    let source = tree.join("bin/busybox");
+    let _ = std::fs::remove_dir_all(&cached);
+    let result = create_directory(&cached)
+        .and_then(|()| std::fs::copy(&source, &busybox).map_err(|error| Error::Io(source.clone(), error)));
+    let _ = std::fs::remove_dir_all(&tree);
+    result?;
+    std::fs::write(cached.join(COMPLETE), b"").map_err(|error| Error::Io(cached.join(COMPLETE), error))?;
+    Ok(busybox)
+}
+
+/// The initramfs: the directories Linux and `/init` use, `/dev/console`,
+/// `/init`, busybox with its applets, and the modules with their load
+/// order in `/lib/modules/order`.
+pub fn initramfs(init: &[u8], busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut archive = Cpio::default();
+    for directory in ["bin", "dev", "proc", "sys", "mnt", "lib", "lib/modules"] {
+        archive.directory(directory, 0o755);
+    }
+    // The console Linux opens for init before devtmpfs is mounted.
+    archive.character_device("dev/console", 0o600, 5, 1);
+    archive.file("init", 0o755, init);
+    archive.file("bin/busybox", 0o755, busybox);
+    for applet in APPLETS {
+        archive.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let mut order = String::new();
+    for (name, bytes) in modules {
+        archive.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
+        order.push_str(name);
+        order.push('\n');
+    }
+    archive.file("lib/modules/order", 0o644, order.as_bytes());
+    archive.finish()
+}
+
+/// The cpio "newc" magic.
+pub const NEWC_MAGIC: &[u8; 6] = b"070701";
+/// The name of the last entry.
+pub const TRAILER: &str = "TRAILER!!!";
+/// The file-type bits of a mode.
+pub const TYPE_MASK: u32 = 0o170_000;
+/// A directory.
+pub const TYPE_DIRECTORY: u32 = 0o040_000;
+/// A regular file.
+pub const TYPE_FILE: u32 = 0o100_000;
+/// A symbolic link (its data is the target).
+pub const TYPE_SYMLINK: u32 = 0o120_000;
+/// A character device.
+pub const TYPE_CHARACTER: u32 = 0o020_000;
+/// The bytes of a newc header: the magic and thirteen 8-digit hex fields.
+pub const HEADER_BYTES: usize = 110;
+
+/// A writer of uncompressed cpio "newc" archives (the format Linux
+/// unpacks an initramfs from): per entry a 110-byte ASCII header, the
+/// NUL-terminated name padded to 4 bytes, the data padded to 4 bytes;
+/// a `TRAILER!!!` entry last. Owners are root and times 0, so the same
+/// input gives the same bytes.
+#[derive(Debug, Default)]
+pub struct Cpio {
+    bytes: Vec<u8>,
+    next_inode: u32,
+}
+
+impl Cpio {
+    /// A directory.
+    pub fn directory(&mut self, name: &str, permissions: u32) {
+        self.entry(name, TYPE_DIRECTORY | (permissions & 0o7777), 2, (0, 0), &[]);
+    }
+
+    /// A regular file.
+    pub fn file(&mut self, name: &str, permissions: u32, data: &[u8]) {
+        self.entry(name, TYPE_FILE | (permissions & 0o7777), 1, (0, 0), data);
+    }
+
+    /// A symbolic link to `target`.
+    pub fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, TYPE_SYMLINK | 0o777, 1, (0, 0), target.as_bytes());
+    }
+
+    /// A character device node.
+    pub fn character_device(&mut self, name: &str, permissions: u32, major: u32, minor: u32) {
+        self.entry(name, TYPE_CHARACTER | (permissions & 0o7777), 1, (major, minor), &[]);
+    }
+
+    /// The archive, with its trailer.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.next_inode = 0;
+        self.header(TRAILER, 0, 1, (0, 0), 0);
+        self.bytes
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, links: u32, device: (u32, u32), data: &[u8]) {
+        self.next_inode += 1;
+        let size = u32::try_from(data.len()).expect("a cpio newc entry holds less than 4 GiB");
+        self.header(name, mode, links, device, size);
+        self.bytes.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn header(&mut self, name: &str, mode: u32, links: u32, (major, minor): (u32, u32), size: u32) {
+        let name_bytes = u32::try_from(name.len() + 1).expect("a cpio name is short");
+        let fields = [self.next_inode, mode, 0, 0, links, 0, size, 0, 0, major, minor, name_bytes, 0];
+        self.bytes.extend_from_slice(NEWC_MAGIC);
+        for field in fields {
+            self.bytes.extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.push(0);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.bytes.len().is_multiple_of(4) {
+            self.bytes.push(0);
+        }
+    }
+}
+
+/// One entry read back from a newc archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpioEntry {
+    /// Its path, without a leading `/`.
+    pub name: String,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// The device numbers of a device node.
+    pub device: (u32, u32),
+    /// The file's bytes, or a symbolic link's target.
+    pub data: Vec<u8>,
+}
+
+/// Reads a newc archive up to its trailer: every entry, checked for the
+/// magic, hexadecimal fields, a NUL-terminated name and 4-byte alignment.
+///
+/// # Errors
+///
+/// Where and why the bytes are no newc archive (never a panic).
+pub fn read_newc(archive: &[u8]) -> Result<Vec<CpioEntry>, String> {
+    let mut entries = Vec::new();
+    let mut offset = 0_usize;
+    loop {
+        if !offset.is_multiple_of(4) {
+            return Err(format!("entry at {offset} is not 4-byte aligned"));
+        }
+        let header = archive
+            .get(offset..offset.saturating_add(HEADER_BYTES))
+            .ok_or_else(|| format!("archive ends inside the header at {offset}"))?;
+        if &header[..6] != NEWC_MAGIC {
+            return Err(format!("no newc magic at {offset}"));
+        }
+        let mut fields = [0_u32; 13];
+        for (index, field) in fields.iter_mut().enumerate() {
+            let digits = &header[6 + index * 8..6 + (index + 1) * 8];
+            let text = std::str::from_utf8(digits).map_err(|_| format!("field {index} at {offset} is not ASCII"))?;
+            if !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(format!("field {index} at {offset} is not hexadecimal"));
+            }
+            *field =
+                u32::from_str_radix(text, 16).map_err(|_| format!("field {index} at {offset} is not hexadecimal"))?;
+        }
+        let [_, mode, _, _, _, _, size, _, _, major, minor, name_bytes, _] = fields;
+        let name_start = offset + HEADER_BYTES;
+        let name_end = name_start.saturating_add(name_bytes as usize);
+        let name =
+            archive.get(name_start..name_end).ok_or_else(|| format!("name at {name_start} runs past the end"))?;
+        let Some((0, name)) = name.split_last() else {
+            return Err(format!("name at {name_start} is empty or not NUL-terminated"));
+        };
+        let name = std::str::from_utf8(name).map_err(|_| format!("name at {name_start} is not UTF-8"))?.to_owned();
+        let data_start = name_end.next_multiple_of(4);
+        let data_end = data_start.saturating_add(size as usize);
+        let data = archive.get(data_start..data_end).ok_or_else(|| format!("data of `{name}` runs past the end"))?;
+        if name == TRAILER {
+            return Ok(entries);
+        }
+        entries.push(CpioEntry { name, mode, device: (major, minor), data: data.to_vec() });
+        offset = data_end.next_multiple_of(4);
+    }
+}
+
+/// The QEMU command that boots the images directly, without Bulkhead: a
+/// `microvm` machine (ISA serial, ACPI, virtio-mmio devices announced in
+/// its DSDT, the transport the Bulkhead guest has), `memory_mib` of RAM,
+/// the console on standard output, and `disk` as a virtio-blk device if
+/// given. The guest powers off at the end; `-no-reboot` turns a panic's
+/// reboot into an exit too.
+pub fn direct_qemu_arguments(
+    images: &GuestImages,
+    disk: Option<&Path>,
+    memory_mib: u32,
+    count_instructions: bool,
+) -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<std::ffi::OsString> = Vec::new();
+    let mut add = |words: &[&str]| arguments.extend(words.iter().map(std::ffi::OsString::from));
+    // auto-kernel-cmdline=off: QEMU would add `virtio_mmio.device=` words,
+    // which this kernel ignores; the devices are found through ACPI alone.
+    add(&["-machine", "microvm,acpi=on,auto-kernel-cmdline=off", "-cpu", "max", "-m", &memory_mib.to_string()]);
+    add(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"]);
+    arguments.extend(["-kernel".into(), images.bzimage.clone().into_os_string()]);
+    arguments.extend(["-initrd".into(), images.initramfs.clone().into_os_string()]);
+    arguments.extend(["-append".into(), DIRECT_CMDLINE.into()]);
+    if let Some(disk) = disk {
+        arguments.push("-drive".into());
+        arguments.push(format!("id=disk,file={},format=raw,if=none", disk.display()).into());
+        arguments.extend(["-device".into(), "virtio-blk-device,drive=disk".into()]);
+    }
+    if count_instructions {
+        arguments.extend(["-icount".into(), "shift=0".into()]);
+    }
+    arguments
+}
+
+/// The guest's clock at the last line of `console` that carries a kernel
+/// timestamp (`[    1.810551] ...`), in seconds. Under `-icount shift=0`
+/// each instruction advances the guest's clock by one nanosecond (and
+/// time spent halted passes too), so this bounds the instructions the
+/// guest ran to that line.
+pub fn last_kernel_timestamp(console: &str) -> Option<f64> {
+    console.lines().rev().find_map(|line| {
+        let stamp = line.trim_start().strip_prefix('[')?.split_once(']')?.0.trim();
+        stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+    })
+}
+
+/// The RAM of a direct run, in MiB (the size of the test systems' guests).
+pub const DIRECT_MEMORY_MIB: u32 = 128;
+
+/// A direct run of the images in QEMU.
+#[derive(Debug)]
+pub struct DirectRun {
+    /// The images booted.
+    pub images: GuestImages,
+    /// The disk image the guest had (the caller removes it).
+    pub disk: PathBuf,
+    /// The run: console, exit status, wall time.
+    pub outcome: crate::emulator::RunOutcome,
+}
+
+/// Boots the images directly in QEMU ([`direct_qemu_arguments`]) with a
+/// fresh disk image, to its end or `timeout`; `echo` shows the console as
+/// it arrives.
+///
+/// # Errors
+///
+/// The images or the disk could not be made, QEMU could not be started.
+pub fn boot_directly(
+    count_instructions: bool,
+    timeout: std::time::Duration,
+    echo: bool,
+) -> Result<DirectRun, crate::Error> {
+    crate::tools::ensure(&[crate::tools::Tool::Qemu])?;
+    let images = prepare()?;
+    let disk = cache_directory().join(format!("direct-disk-{}.img", std::process::id()));
+    fresh_disk_image(&disk)?;
+    let mut command = Command::new("qemu-system-x86_64");
+    command.args(direct_qemu_arguments(&images, Some(&disk), DIRECT_MEMORY_MIB, count_instructions));
+    let watch = crate::emulator::WatchOptions { echo, timeout: Some(timeout), announce: None };
+    let outcome = crate::emulator::run_plain(command, &watch)?;
+    Ok(DirectRun { images, disk, outcome })
+}
+
+/// The kernel command line of a direct run: the console on the first
+/// UART, a panic reboots at once (and `-no-reboot` ends QEMU).
+pub const DIRECT_CMDLINE: &str = "console=ttyS0 panic=-1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DEPENDS: &str = "linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n";
+    const POLICY: &str = "busybox-static:\n  Installed: (none)\n  Candidate: 1:1.35.0-4+deb12u1+b1\n  Version table:\n";
+
+    #[test]
+    fn apt_cache_output_is_read() {
+        assert_eq!(versioned_kernel_dependency(DEPENDS).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
+        assert_eq!(versioned_kernel_dependency("x\n  Depends: <linux-image-virtual>\n  Depends: libc6\n"), None);
+        assert_eq!(
+            versioned_kernel_dependency(" |Depends: linux-image-6.1.0-9-cloud-amd64\n").as_deref(),
+            Some("linux-image-6.1.0-9-cloud-amd64")
+        );
+        assert_eq!(candidate_version(POLICY).as_deref(), Some("1:1.35.0-4+deb12u1+b1"));
+        assert_eq!(candidate_version("x:\n  Installed: (none)\n  Candidate: (none)\n"), None);
+        assert_eq!(candidate_version("N: Unable to locate package x\n"), None);
+    }
+
+    #[test]
+    fn the_last_kernel_timestamp_is_read() {
+        let console =
+            "[    0.000000] Linux\nBULKHEAD-GUEST: userspace up\n[    1.810551] ACPI: PM: S5\n[x] no\nplain\n";
+        assert_eq!(last_kernel_timestamp(console), Some(1.810_551));
+        assert_eq!(last_kernel_timestamp("no stamps\n[nan] x\n[-1.0] y\n"), None);
+    }
+
+    #[test]
+    fn cache_keys_are_safe_file_names() {
+        let package = Package { name: "busybox-static".into(), version: "1:1.35.0-4+deb12u1+b1".into() };
+        assert_eq!(package.cache_key(), "busybox-static_1_1.35.0-4+deb12u1+b1");
+        let odd = Package { name: "a/b".into(), version: "1 2,3".into() };
+        assert_eq!(odd.cache_key(), "a_b_1_2_3");
+    }
+
+    fn dependencies(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs.iter().map(|(name, depends)| ((*name).into(), depends.iter().map(|d| (*d).into()).collect())).collect()
+    }
+
+    #[test]
+    fn modules_load_after_their_dependencies() {
+        let map = dependencies(&[
+            ("virtio_blk", &["virtio", "virtio_ring"]),
+            ("virtio_mmio", &["virtio", "virtio_ring"]),
+            ("virtio", &["virtio_ring"]),
+            ("virtio_ring", &[]),
+        ]);
+        assert_eq!(load_order(&map).expect("acyclic"), ["virtio_ring", "virtio", "virtio_blk", "virtio_mmio"]);
+        let missing = dependencies(&[("a", &["b"])]);
+        assert!(load_order(&missing).expect_err("b is missing").contains("`b`"));
+        let cycle = dependencies(&[("a", &["b"]), ("b", &["a"])]);
+        assert!(load_order(&cycle).expect_err("a cycle").contains("cycle"));
+    }
+
+    #[test]
+    fn a_module_without_modinfo_is_refused() {
+        assert!(module_dependencies(b"not an elf").is_err());
+    }
+
+    #[test]
+    fn the_archive_has_headers_names_and_data_where_newc_puts_them() {
+        let mut archive = Cpio::default();
+        archive.directory("dev", 0o755);
+        archive.file("init", 0o755, b"#!/bin/sh\n");
+        archive.symlink("bin/sh", "busybox");
+        archive.character_device("dev/console", 0o600, 5, 1);
+        let bytes = archive.finish();
+        // The first header: inode 1, a directory of mode 0755, two links,
+        // a name of 4 bytes ("dev" and its NUL).
+        assert_eq!(&bytes[..14], b"07070100000001");
+        assert_eq!(&bytes[14..22], b"000041ed");
+        assert_eq!(&bytes[38..46], b"00000002");
+        assert_eq!(&bytes[94..102], b"00000004");
+        assert_eq!(&bytes[110..114], b"dev\0");
+        // Header and name (114 bytes) are padded to 116; no data follows,
+        // so the second entry starts there.
+        assert_eq!(&bytes[114..116], b"\0\0");
+        assert_eq!(&bytes[116..122], NEWC_MAGIC);
+        assert!(bytes.len().is_multiple_of(4));
+        let entries = read_newc(&bytes).expect("reads back");
+        let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
+        assert_eq!(names, ["dev", "init", "bin/sh", "dev/console"]);
+        assert_eq!(entries[1].data, b"#!/bin/sh\n");
+        assert_eq!(entries[1].mode, TYPE_FILE | 0o755);
+        assert_eq!(entries[2].mode & TYPE_MASK, TYPE_SYMLINK);
+        assert_eq!(entries[2].data, b"busybox");
+        assert_eq!(entries[3].device, (5, 1));
+        // The trailer ends it: a truncated archive is refused.
+        assert!(read_newc(&bytes[..bytes.len() - 4]).is_err());
+    }
+
+    #[test]
+    fn the_initramfs_holds_init_busybox_applets_and_modules_in_order() {
+        let modules = vec![("virtio_ring".to_owned(), b"ring".to_vec()), ("virtio".to_owned(), b"core".to_vec())];
+        let entries = read_newc(&initramfs(b"#!/bin/sh\n", b"BB", &modules)).expect("reads back");
+        let find = |name: &str| entries.iter().find(|entry| entry.name == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(find("init").mode, TYPE_FILE | 0o755);
+        assert_eq!(find("bin/busybox").data, b"BB");
+        for applet in APPLETS {
+            assert_eq!(find(&format!("bin/{applet}")).data, b"busybox", "{applet}");
+        }
+        for directory in ["dev", "proc", "sys", "mnt"] {
+            assert_eq!(find(directory).mode & TYPE_MASK, TYPE_DIRECTORY);
+        }
+        assert_eq!(find("dev/console").device, (5, 1));
+        assert_eq!(find("lib/modules/virtio.ko").data, b"core");
+        assert_eq!(find("lib/modules/order").data, b"virtio_ring\nvirtio\n");
+    }
+
+    #[test]
+    fn the_init_script_prints_the_markers_and_uses_only_linked_applets() {
+        assert!(INIT_SCRIPT.starts_with("#!/bin/sh\n"));
+        for marker in [markers::USERSPACE_UP, markers::DISK_OK, markers::DISK_FAILED, markers::NO_DISK] {
+            assert!(INIT_SCRIPT.contains(marker.trim_end()), "{marker}");
+        }
+        assert!(INIT_SCRIPT.contains(&format!("GUEST_TEXT={}", markers::GUEST_TEXT)));
+        // Each line's first word is a shell word, an assignment, a function
+        // of the script, or an applet the initramfs links.
+        const SHELL: [&str; 15] = [
+            "export", "if", "then", "else", "fi", "for", "do", "done", "while", "echo", "read", "return", "[", "{", "}",
+        ];
+        let words = || {
+            INIT_SCRIPT
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(|line| (line, line.split_whitespace().next().unwrap_or_default()))
+        };
+        let functions: Vec<&str> = words().filter_map(|(_, word)| word.strip_suffix("()")).collect();
+        assert_eq!(functions, ["has_virtio_block", "disk_test"]);
+        for (line, word) in words() {
+            let known = SHELL.contains(&word)
+                || word.contains('=')
+                || functions.contains(&word.trim_end_matches("()"))
+                || APPLETS.contains(&word);
+            assert!(known, "`{word}` in `{line}` is neither shell nor a linked applet");
+        }
+    }
+
+    fn entry_strategy() -> impl Strategy<Value = (String, u8, Vec<u8>)> {
+        ("[a-z][a-z0-9_./-]{0,40}", 0_u8..3, proptest::collection::vec(any::<u8>(), 0..300))
+    }
+
+    proptest! {
+        #[test]
+        fn archives_read_back_entry_for_entry(entries in proptest::collection::vec(entry_strategy(), 0..20)) {
+            let mut archive = Cpio::default();
+            for (name, kind, data) in &entries {
+                match kind {
+                    0 => archive.file(name, 0o644, data),
+                    1 => archive.directory(name, 0o755),
+                    _ => archive.symlink(name, &String::from_utf8_lossy(data)),
+                }
+            }
+            let bytes = archive.finish();
+            prop_assert!(bytes.len().is_multiple_of(4));
+            let back = read_newc(&bytes).expect("our own archive reads back");
+            prop_assert_eq!(back.len(), entries.len());
+            for ((name, kind, data), entry) in entries.iter().zip(&back) {
+                prop_assert_eq!(&entry.name, name);
+                match kind {
+                    0 => { prop_assert_eq!(&entry.data, data); prop_assert_eq!(entry.mode, TYPE_FILE | 0o644); }
+                    1 => { prop_assert!(entry.data.is_empty()); prop_assert_eq!(entry.mode, TYPE_DIRECTORY | 0o755); }
+                    _ => {
+                        let target = String::from_utf8_lossy(data).into_owned().into_bytes();
+                        prop_assert_eq!(&entry.data, &target);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn the_reader_refuses_damage_without_panicking(
+            entries in proptest::collection::vec(entry_strategy(), 1..6),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut archive = Cpio::default();
+            for (name, _, data) in &entries {
+                archive.file(name, 0o600, data);
+            }
+            let bytes = archive.finish();
+            let _ = read_newc(&bytes[..cut.index(bytes.len())]);
+            let mut flipped = bytes.clone();
+            let at = flip.index(flipped.len());
+            flipped[at] ^= 0x5a;
+            let _ = read_newc(&flipped);
+            let _ = read_newc(&noise);
+        }
+    }
+}
