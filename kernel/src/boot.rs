@@ -122,7 +122,9 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     // Without the firmware's map, a hole may be firmware memory, not a
     // device: no device untypeds then.
     let device_map = (!boot_info.basic_memory_only).then_some(&boot_info.memory_map[..]);
-    create_root_objects(&mut allocator, device_map);
+    let root_module =
+        boot_info.modules.iter().find(|module| module.cmdline.split(' ').any(|word| word == "root-task"));
+    create_root_objects(&mut allocator, device_map, root_task_keep_bytes(root_module.map(|module| module.range)));
 
     #[cfg(feature = "fault-injection")]
     crate::fault_injection::run(&cmdline, &mut allocator);
@@ -207,8 +209,21 @@ fn dump_after_root_exit() {
 
 /// Creates the root thread's objects and initial capabilities
 /// (`root`), out of frames that the boot allocator then no longer holds.
-fn create_root_objects(allocator: &mut FrameAllocator, memory_map: Option<&[boot_info::MemoryRegion]>) {
-    match crate::root::create_root_objects(allocator, memory_map) {
+/// What the boot allocator must keep after the root's untypeds: the root
+/// task's image (its module's size again: the image is copied into fresh
+/// frames) and 16 MiB for its page tables, stack, IPC buffer, info page
+/// and the kernel's later boot needs.
+fn root_task_keep_bytes(module: Option<PhysRange>) -> u64 {
+    let image = module.map_or(0, |range| range.end.as_u64().saturating_sub(range.start.as_u64()));
+    image.saturating_add(16 << 20)
+}
+
+fn create_root_objects(
+    allocator: &mut FrameAllocator,
+    memory_map: Option<&[boot_info::MemoryRegion]>,
+    keep_bytes: u64,
+) {
+    match crate::root::create_root_objects(allocator, memory_map, keep_bytes) {
         Ok(summary) => {
             defmt::info!(
                 "root: CNode at {=u64:#x} ({=u32} slots), TCB at {=u64:#x}, {=usize} untypeds ({=u64} KiB), SchedControl",

@@ -10,7 +10,7 @@
 //! | slot | capability |
 //! | ---: | --- |
 //! | 0 | the root CNode itself |
-//! | 1..=4 | untyped memory: 32 MiB, 16 MiB, 8 MiB, 4 MiB (a slot stays empty if no such block is free) |
+//! | 1..=4 | untyped memory: the largest naturally aligned blocks the boot allocator can give, largest first, from 1 GiB down to 4 MiB each, leaving it what the root task's image needs ([`create_root_objects`]'s `keep_bytes`; a slot stays empty if no block of 4 MiB is left) |
 //! | 5 | SchedControl |
 //! | 6 | the root TCB |
 //! | 7 | IrqControl: the authority over the interrupt lines (`kernel_core::irq`) |
@@ -57,9 +57,12 @@ pub(crate) mod slot {
     pub(crate) const IO_PORT_CONTROL: u64 = 8;
 }
 
-/// log2 of the untyped blocks in slots 1, 2, 3 and 4.
-const UNTYPED_SIZE_BITS: [u8; 4] = [25, 24, 23, 22];
-const _: () = assert!(slot::FIRST_UNTYPED + UNTYPED_SIZE_BITS.len() as u64 == slot::SCHED_CONTROL);
+/// How many RAM untypeds the root gets (slots 1, 2, 3 and 4).
+const RAM_UNTYPEDS: usize = 4;
+const _: () = assert!(slot::FIRST_UNTYPED + RAM_UNTYPEDS as u64 == slot::SCHED_CONTROL);
+/// log2 of the largest and the smallest RAM untyped.
+const LARGEST_UNTYPED_BITS: u8 = 30;
+const SMALLEST_UNTYPED_BITS: u8 = 22;
 
 /// The kernel's state and the root thread.
 struct KernelState {
@@ -113,7 +116,7 @@ pub(crate) struct RootSummary {
 }
 
 /// The most device untypeds the root gets (slots `FIRST_FREE..`).
-pub(crate) const MAX_DEVICE_UNTYPEDS: usize = kernel_core::root_task::MAX_UNTYPEDS - UNTYPED_SIZE_BITS.len();
+pub(crate) const MAX_DEVICE_UNTYPEDS: usize = kernel_core::root_task::MAX_UNTYPEDS - RAM_UNTYPEDS;
 
 /// Takes `bytes` (a power of two, at least a frame) of contiguous, naturally
 /// aligned frames inside the physical-memory map.
@@ -127,8 +130,26 @@ fn take_block(allocator: &mut FrameAllocator, bytes: u64) -> Option<PhysRange> {
     Some(range)
 }
 
+/// The free bytes of the boot allocator.
+fn free_bytes(allocator: &FrameAllocator) -> u64 {
+    allocator.free_ranges().iter().map(|range| range.end.as_u64() - range.start.as_u64()).sum()
+}
+
+/// The next RAM untyped: the largest naturally aligned block, from
+/// [`LARGEST_UNTYPED_BITS`] down to [`SMALLEST_UNTYPED_BITS`], that the
+/// allocator can give while `keep_bytes` stay free.
+fn take_untyped(allocator: &mut FrameAllocator, keep_bytes: u64) -> Option<(PhysRange, u8)> {
+    let spare = free_bytes(allocator).saturating_sub(keep_bytes);
+    (SMALLEST_UNTYPED_BITS..=LARGEST_UNTYPED_BITS)
+        .rev()
+        .filter(|bits| 1_u64 << bits <= spare)
+        .find_map(|bits| take_block(allocator, 1 << bits).map(|block| (block, bits)))
+}
+
 /// Creates the root CNode, the root TCB, the untypeds and SchedControl,
 /// and makes the root thread runnable and current. Call once, at boot.
+/// The RAM untypeds leave `keep_bytes` in the boot allocator, for the
+/// root task's image and structures, made after this.
 ///
 /// # Errors
 ///
@@ -136,6 +157,7 @@ fn take_block(allocator: &mut FrameAllocator, bytes: u64) -> Option<PhysRange> {
 pub(crate) fn create_root_objects(
     allocator: &mut FrameAllocator,
     memory_map: Option<&[kernel_core::boot_info::MemoryRegion]>,
+    keep_bytes: u64,
 ) -> Result<RootSummary, &'static str> {
     let cnode_bytes = 1_u64 << (ROOT_CNODE_RADIX + SLOT_BITS);
     let cnode = take_block(allocator, cnode_bytes).ok_or("no frames for the root CNode")?.start;
@@ -163,8 +185,8 @@ pub(crate) fn create_root_objects(
         let root_cnode =
             Cap::CNode { base: cnode, radix_bits: ROOT_CNODE_RADIX, guard: 0, guard_bits: 64 - ROOT_CNODE_RADIX };
         derivation::insert_original(store, root_slot(slot::ROOT_CNODE)?, root_cnode);
-        for (index, size_bits) in (slot::FIRST_UNTYPED..).zip(UNTYPED_SIZE_BITS) {
-            let Some(block) = take_block(allocator, 1 << size_bits) else { continue };
+        for index in (slot::FIRST_UNTYPED..).take(RAM_UNTYPEDS) {
+            let Some((block, size_bits)) = take_untyped(allocator, keep_bytes) else { break };
             let untyped = Cap::Untyped { base: block.start, size_bits, free_offset: 0, is_device: false };
             derivation::insert_original(store, root_slot(index)?, untyped);
             summary.untyped_count += 1;
