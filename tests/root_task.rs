@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 45] = [
+const STEPS: [&str; 51] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -63,7 +63,13 @@ const STEPS: [&str; 45] = [
     "write guest state",
     "vmenter refuses a non-canonical rip",
     "run the guest to hlt",
+    "start a signaller",
     "a spinning guest ends with the vmm's budget",
+    "vmenter refuses undefined controls and a 19-word message",
+    "a spinning guest ends at its deadline",
+    "a halted vcpu sleeps until its deadline",
+    "a signal ends a halted vcpu's sleep",
+    "an interrupt window opens after the sti shadow",
     "run a cpuid loop",
 ];
 
@@ -96,8 +102,9 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
     // The root as a VMM: its guest's exits, handled one by one.
     expected.push("user root: root: guest ran to hlt: io, cpuid, wrmsr, second-level fault, hlt".to_owned());
     expected.push("user root: root: run the guest to hlt ok".to_owned());
+    expected.push("user root: root: start a signaller ok".to_owned());
     expected.push("user root: root: the spinning guest stopped when the root's budget ran out".to_owned());
-    expected.extend(STEPS[43..].iter().map(|step| format!("user root: root: {step} ok")));
+    expected.extend(STEPS[44..].iter().map(|step| format!("user root: root: {step} ok")));
     expected.push("root task: exited with code 0".to_owned());
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_lines_in_order(console, &expected);
@@ -132,6 +139,14 @@ fn assert_root_task_passed(outcome: &RunOutcome) {
         .and_then(|count| count.parse::<u64>().ok())
         .expect("the kernel reports its interrupted guest runs");
     assert!(interrupted >= 1, "no host interrupt ever ended a guest run");
+    // VMEnter's deadlines (a spinning guest, a halted vCPU): each step
+    // says how late the call came back (the step checks the bound).
+    for late in ["user root: root: the spinning guest came back ", "user root: root: the halted vcpu woke "] {
+        assert!(
+            console.lines().any(|line| line.starts_with(late) && line.ends_with(" TSC ticks after its deadline")),
+            "{late:?} missing"
+        );
+    }
     assert_eq!(outcome.final_status(), Some("success"));
 }
 

@@ -18,7 +18,7 @@ use crate::vcpu::GuestRegisters;
 /// The words of a VMEnter exit reply after the registers: kind, reason,
 /// qualification, guest-physical address, instruction length, five
 /// control words and CS's base and attributes.
-pub const EXIT_DETAIL_WORDS: usize = enter::EXIT_WORDS - enter::MESSAGE_WORDS;
+pub const EXIT_DETAIL_WORDS: usize = enter::EXIT_WORDS - enter::STATE_WORDS;
 
 /// The most extra capability addresses a message carries (IPC buffer
 /// indices 120..122).
@@ -68,13 +68,15 @@ pub trait Kernel {
     fn syscall(&mut self, call: Syscall<'_>) -> Result<Incoming, Error>;
 
     /// VMEnter's transport (`docs/abi.md`, "VMEnter"): sends `registers`
-    /// as VMEnter's message ([`enter::MESSAGE_WORDS`] words); when the
-    /// reply carries at least that many words, its first ones go back into
-    /// `registers`, and when it carries all [`enter::EXIT_WORDS`], the rest
-    /// go into `exit`. Returns the reply's info word (label, length) and
-    /// badge; the caller checks the label. The default goes through
-    /// [`Kernel::syscall`]; a runtime moves the words between the
-    /// registers, its IPC buffer and these arguments directly.
+    /// and `controls` (the deadline and the control bits, message words
+    /// [`enter::DEADLINE`] and [`enter::CONTROLS`]) as VMEnter's message
+    /// ([`enter::MESSAGE_WORDS`] words); when the reply carries at least
+    /// [`enter::STATE_WORDS`] words, they go back into `registers`, and
+    /// when it carries all [`enter::EXIT_WORDS`], the rest go into `exit`.
+    /// Returns the reply's info word (label, length) and badge; the caller
+    /// checks the label. The default goes through [`Kernel::syscall`]; a
+    /// runtime moves the words between the registers, its IPC buffer and
+    /// these arguments directly.
     ///
     /// # Errors
     ///
@@ -82,12 +84,14 @@ pub trait Kernel {
     fn vm_enter_call(
         &mut self,
         registers: &mut GuestRegisters,
+        controls: [u64; 2],
         exit: &mut [u64; EXIT_DETAIL_WORDS],
     ) -> Result<(MessageInfo, u64), Error> {
         let mut words = [0; enter::MESSAGE_WORDS];
         words[..16].copy_from_slice(&registers.general);
         (words[enter::RIP], words[enter::RFLAGS], words[enter::EVENT]) =
             (registers.rip, registers.rflags, registers.event);
+        [words[enter::DEADLINE], words[enter::CONTROLS]] = controls;
         let message = Message::new(0, &words);
         let incoming = self.syscall(Syscall {
             number: number::VM_ENTER,
@@ -97,12 +101,12 @@ pub trait Kernel {
             reply: NO_CAP,
         })?;
         let reply = incoming.message.words();
-        if let Some(message) = reply.get(..enter::MESSAGE_WORDS) {
+        if let Some(message) = reply.get(..enter::STATE_WORDS) {
             registers.general.copy_from_slice(&message[..16]);
             (registers.rip, registers.rflags, registers.event) =
                 (message[enter::RIP], message[enter::RFLAGS], message[enter::EVENT]);
         }
-        if let Some(detail) = reply.get(enter::MESSAGE_WORDS..enter::EXIT_WORDS) {
+        if let Some(detail) = reply.get(enter::STATE_WORDS..enter::EXIT_WORDS) {
             exit.copy_from_slice(detail);
         }
         let length = u8::try_from(reply.len()).unwrap_or(u8::MAX);

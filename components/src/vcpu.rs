@@ -3,7 +3,8 @@
 //! mapped into a GuestSpace), its VCpu (bound to the VMM's thread, with
 //! the allowlisted guest state read and written field by field), the
 //! VMM's bound notification, and VMEnter, which runs the guest until an
-//! exit and hands back its registers and the exit.
+//! exit (or its deadline) and hands back its registers and the exit, or
+//! with [`EnterControls::wait`] sleeps for a halted vCPU instead.
 
 use kernel_core::vcpu::{GuestField, enter, label as vcpu_label};
 use kernel_core::virt::ExitKind;
@@ -172,13 +173,44 @@ pub struct GuestExit {
     pub code_segment: [u64; 2],
 }
 
+/// VMEnter's deadline and entry controls (`docs/abi.md`, "VMEnter").
+/// The default asks for nothing: the guest runs until an exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnterControls {
+    /// An absolute host TSC value (0: none): a run still going on then
+    /// ends with an exit of kind [`ExitKind::Deadline`] (also at once, the
+    /// guest not run, when it has passed already).
+    pub deadline: u64,
+    /// The vCPU is halted: the guest does not run; the call sleeps until
+    /// the thread's bound notification is signalled
+    /// ([`Entered::Notification`]) or the deadline passes (an exit of kind
+    /// [`ExitKind::Deadline`]). The kernel refuses it with neither a
+    /// bound notification nor a deadline (IllegalOperation).
+    pub wait: bool,
+    /// Exit with [`ExitKind::InterruptWindow`] as soon as the guest can
+    /// take an external interrupt (RFLAGS.IF set, no STI or MOV SS
+    /// shadow), for this call only.
+    pub interrupt_window: bool,
+}
+
+impl EnterControls {
+    /// Message words [`enter::DEADLINE`] and [`enter::CONTROLS`].
+    #[must_use]
+    pub const fn words(self) -> [u64; 2] {
+        let wait = if self.wait { enter::control::WAIT } else { 0 };
+        let window = if self.interrupt_window { enter::control::INTERRUPT_WINDOW } else { 0 };
+        [self.deadline, wait | window]
+    }
+}
+
 /// How a VMEnter ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entered {
     /// The guest exited.
     Exit(GuestExit),
-    /// The bound notification was pending (`badge`: what Wait would have
-    /// returned); the guest did not run further.
+    /// The bound notification was pending, or was signalled while the
+    /// call waited (`badge`: what Wait would have returned); the guest did
+    /// not run further.
     Notification {
         /// The signals' badges, ORed.
         badge: u64,
@@ -186,33 +218,40 @@ pub enum Entered {
 }
 
 /// VMEnter: runs the guest of the VCpu bound to this thread from
-/// `registers` until it exits (or the bound notification is pending),
-/// and updates `registers` to the guest's.
+/// `registers` until it exits, its deadline passes or the bound
+/// notification is pending (with `controls.wait`, sleeps until one of the
+/// last two instead of running it), and updates `registers` to the
+/// guest's.
 ///
 /// # Errors
 ///
 /// The kernel's code (`docs/abi.md`, "VMEnter"): IllegalOperation with no
-/// VCpu bound or no virtualisation backend, InvalidCapability without a
-/// live GuestSpace, InvalidArgument for a non-canonical RIP or RSP,
-/// reserved RFLAGS bits or a malformed event (then `registers` are as
-/// they were: an error reply carries no words);
-/// [`Error::TruncatedMessage`] for a reply too short to be an exit.
-pub fn vm_enter(kernel: &mut impl Kernel, registers: &mut GuestRegisters) -> Result<Entered, Error> {
+/// VCpu bound or no virtualisation backend, or for a `wait` with neither
+/// a deadline nor a bound notification; InvalidCapability without a live
+/// GuestSpace; InvalidArgument for a non-canonical RIP or RSP, reserved
+/// RFLAGS bits or a malformed event (then `registers` are as they were:
+/// an error reply carries no words); [`Error::TruncatedMessage`] for a
+/// reply too short to be an exit.
+pub fn vm_enter(
+    kernel: &mut impl Kernel,
+    registers: &mut GuestRegisters,
+    controls: EnterControls,
+) -> Result<Entered, Error> {
     let mut detail = [0; EXIT_DETAIL_WORDS];
-    let (info, badge) = kernel.vm_enter_call(registers, &mut detail)?;
+    let (info, badge) = kernel.vm_enter_call(registers, controls.words(), &mut detail)?;
     let label = info.label;
     if label != enter::LABEL_EXIT && label != enter::LABEL_NOTIFICATION {
         Error::check(label)?;
         return Err(Error::TruncatedMessage);
     }
-    let wanted = if label == enter::LABEL_EXIT { enter::EXIT_WORDS } else { enter::MESSAGE_WORDS };
+    let wanted = if label == enter::LABEL_EXIT { enter::EXIT_WORDS } else { enter::STATE_WORDS };
     if usize::from(info.length) < wanted {
         return Err(Error::TruncatedMessage);
     }
     if label == enter::LABEL_NOTIFICATION {
         return Ok(Entered::Notification { badge });
     }
-    let word = |index: usize| detail[index - enter::MESSAGE_WORDS];
+    let word = |index: usize| detail[index - enter::STATE_WORDS];
     Ok(Entered::Exit(GuestExit {
         kind: ExitKind::from_word(word(enter::EXIT_KIND)),
         reason: word(enter::EXIT_REASON),
@@ -271,21 +310,44 @@ mod tests {
         let mut reply: Vec<u64> = (0..31).collect();
         reply[enter::EXIT_KIND] = ExitKind::Io as u64;
         kernel.answer(0, enter::LABEL_EXIT, &reply);
-        let Ok(Entered::Exit(exit)) = vm_enter(&mut kernel, &mut registers) else { panic!("an exit") };
+        let none = EnterControls::default();
+        let Ok(Entered::Exit(exit)) = vm_enter(&mut kernel, &mut registers, none) else { panic!("an exit") };
         let sent = kernel.last();
-        assert_eq!((sent.number, sent.words.len()), (number::VM_ENTER, 19));
+        assert_eq!((sent.number, sent.words.len()), (number::VM_ENTER, 21));
         assert_eq!((sent.words[0], sent.words[16], sent.words[17], sent.words[18]), (0x42, 0x100, 0x2, 0));
+        assert_eq!(sent.words[19..], [0, 0], "no deadline, no control");
         assert_eq!(exit.kind, Some(ExitKind::Io));
         assert_eq!((exit.reason, exit.qualification, exit.guest_physical, exit.instruction_length), (20, 21, 22, 23));
         assert_eq!(exit.control, [24, 25, 26, 27, 28]);
         assert_eq!(exit.code_segment, [29, 30]);
         assert_eq!((registers.general[3], registers.rip, registers.rflags, registers.event), (3, 16, 17, 18));
-        // A notification, an error, a short reply.
+        // A notification, an error, short replies.
         kernel.answer(0x5, enter::LABEL_NOTIFICATION, &reply[..19]);
-        assert_eq!(vm_enter(&mut kernel, &mut registers), Ok(Entered::Notification { badge: 0x5 }));
+        assert_eq!(vm_enter(&mut kernel, &mut registers, none), Ok(Entered::Notification { badge: 0x5 }));
         kernel.answer(0, 3, &[]);
-        assert_eq!(vm_enter(&mut kernel, &mut registers), Err(Error::IllegalOperation));
+        assert_eq!(vm_enter(&mut kernel, &mut registers, none), Err(Error::IllegalOperation));
         kernel.answer(0, enter::LABEL_EXIT, &reply[..30]);
-        assert_eq!(vm_enter(&mut kernel, &mut registers), Err(Error::TruncatedMessage));
+        assert_eq!(vm_enter(&mut kernel, &mut registers, none), Err(Error::TruncatedMessage));
+        kernel.answer(0x5, enter::LABEL_NOTIFICATION, &reply[..18]);
+        assert_eq!(vm_enter(&mut kernel, &mut registers, none), Err(Error::TruncatedMessage));
+    }
+
+    #[test]
+    fn vm_enter_sends_the_deadline_and_the_controls_and_reads_a_deadline_exit() {
+        let mut kernel = FakeKernel::default();
+        let mut registers = GuestRegisters { rip: 0x100, rflags: 0x2, ..GuestRegisters::default() };
+        let mut reply: Vec<u64> = (0..31).collect();
+        reply[enter::EXIT_KIND] = 18;
+        kernel.answer(0, enter::LABEL_EXIT, &reply);
+        let controls = EnterControls { deadline: 0x1234_5678, wait: true, interrupt_window: false };
+        let Ok(Entered::Exit(exit)) = vm_enter(&mut kernel, &mut registers, controls) else { panic!("an exit") };
+        assert_eq!(exit.kind, Some(ExitKind::Deadline));
+        assert_eq!(kernel.last().words[19..], [0x1234_5678, enter::control::WAIT]);
+        let window = EnterControls { interrupt_window: true, ..EnterControls::default() };
+        vm_enter(&mut kernel, &mut registers, window).unwrap_err();
+        assert_eq!(kernel.last().words[19..], [0, enter::control::INTERRUPT_WINDOW]);
+        let both = EnterControls { deadline: 7, wait: true, interrupt_window: true };
+        assert_eq!(both.words(), [7, 3]);
+        assert_eq!(EnterControls::default().words(), [0, 0]);
     }
 }

@@ -172,6 +172,10 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange, after_root_e
                 "root task: {} guest runs ended by a host interrupt and entered again",
                 crate::arch::threads::interrupted_guests()
             );
+            println!(
+                "root task: the idle loop halted until a timer interrupt {} times",
+                timer::IDLE_WAKEUPS.load(core::sync::atomic::Ordering::Relaxed)
+            );
             if let Some(priority) = crate::arch::apic::task_priority() {
                 println!("root task: the local APIC's task priority at the end: {priority:#x}");
             }

@@ -157,6 +157,7 @@ const fn state_name(state: &ThreadState) -> &'static str {
         ThreadState::BlockedOnReceive { .. } => "blocked_on_receive",
         ThreadState::BlockedOnReply { .. } => "blocked_on_reply",
         ThreadState::BlockedOnNotification { .. } => "blocked_on_notification",
+        ThreadState::Sleeping => "sleeping",
     }
 }
 

@@ -39,11 +39,15 @@ pub trait Platform {
     fn irq_set_masked(&mut self, line: u8, masked: bool);
     /// Runs the guest `entry` names until it exits: loads the fields
     /// `record` marks dirty (and clears the marks), enters with its
-    /// registers, and on the way out stores the guest's registers and
-    /// fields back into `record`. `None` when a host interrupt ended the
-    /// run (the kernel takes it, then the run goes on); the exit
-    /// otherwise. The core checked `entry` (a bound VCpu, a live
-    /// GuestSpace of the machine's format) and every field.
+    /// registers (asking for an interrupt-window exit if
+    /// `record.controls` says so, for this run only), and on the way out
+    /// stores the guest's registers and fields back into `record`. A host
+    /// interrupt ends the run: before `record.controls.deadline` that is
+    /// `None` (the kernel takes it, then the run goes on); at or after it,
+    /// an exit of kind `ExitKind::Deadline` (`crate::vcpu::deadline_exit`).
+    /// The machine makes sure a host interrupt comes by the deadline. Any
+    /// other exit is returned as it is. The core checked `entry` (a bound VCpu, a
+    /// live GuestSpace of the machine's format) and every field.
     fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit>;
     /// Copies the fields `record.stale` marks from the VCpu `vcpu`'s
     /// hardware page into `record` and clears the marks (a backend stores
@@ -159,6 +163,11 @@ pub struct RecordingPlatform {
     /// counts down); after them every run exits with
     /// [`RecordingPlatform::GUEST_EXIT`].
     pub host_interrupts: u32,
+    /// The time at which those host interrupts arrive: one at or after
+    /// the entry's deadline ends the run with `ExitKind::Deadline`.
+    pub clock: u64,
+    /// The last guest entry asked for, and the controls it ran with.
+    pub last_entry: Option<(GuestEntry, crate::vcpu::EnterControls)>,
 }
 
 impl RecordingPlatform {
@@ -234,11 +243,12 @@ impl Platform for RecordingPlatform {
 
     fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
         self.record(PlatformEvent::GuestRun { vcpu: entry.vcpu });
+        self.last_entry = Some((*entry, record.controls));
         // The hardware loaded every field.
         record.dirty = 0;
         if self.host_interrupts > 0 {
             self.host_interrupts -= 1;
-            return None;
+            return record.controls.deadline_passed(self.clock).then(|| crate::vcpu::deadline_exit(0));
         }
         record.state.0[usize::from(crate::vcpu::GuestField::PENDING_EVENT.number())] = 0;
         Some(RecordingPlatform::GUEST_EXIT)

@@ -8,9 +8,21 @@
 //! [`Scheduler::timer_deadline`] when to interrupt next, and on every
 //! kernel entry calls [`Scheduler::account`] (charge the running thread,
 //! throttle it if its budget is gone) and [`Scheduler::release_due`]
-//! (refill the budgets whose period has come round).
+//! (refill the budgets whose period has come round, and wake the threads
+//! whose sleep ended).
+//!
+//! **Sleeping threads.** VMEnter's `WAIT` (`crate::vcpu::enter_guest`)
+//! blocks a thread until its bound notification is signalled or its
+//! deadline passes, whichever comes first. The deadline puts it into the
+//! sleep queue ([`SleepQueue`], earliest first), linked through the TCB's
+//! own sleep links so that the thread can wait in its notification's queue
+//! at the same time; a signal takes it out ([`Scheduler::cancel_sleep`]),
+//! as does stopping it, and [`Scheduler::release_due`] wakes the ones
+//! whose time has come. A sleeping thread is off the CPU: it uses no
+//! budget. [`Scheduler::timer_deadline`] includes the earliest wake-up, so
+//! that the kernel idles until then when nothing else can run.
 
-use crate::ipc::{Queue, ThreadId, ThreadState};
+use crate::ipc::{MessageInfo, Queue, QueueLinks, ThreadId, ThreadState};
 use crate::store::ObjectStore;
 
 /// Priority levels (0 lowest, 255 highest).
@@ -69,8 +81,74 @@ pub struct Scheduler {
     current: Option<ThreadId>,
     /// Runnable threads out of budget, by refill time (earliest first).
     release: Queue,
+    /// Threads in VMEnter's `WAIT` with a deadline, by wake-up time.
+    sleeping: SleepQueue,
     /// When the running thread was last charged.
     charged_until: u64,
+}
+
+/// The threads sleeping until a time, earliest first (threads with equal
+/// times in the order they went to sleep), linked through each TCB's sleep
+/// links: a thread may be here and in a notification's queue at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SleepQueue {
+    /// The thread that wakes first.
+    pub head: Option<ThreadId>,
+    /// The thread that wakes last.
+    pub tail: Option<ThreadId>,
+}
+
+impl SleepQueue {
+    /// No thread sleeps.
+    pub const EMPTY: SleepQueue = SleepQueue { head: None, tail: None };
+
+    /// Whether no thread sleeps.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Inserts `thread` (which must not be in the queue) to wake at
+    /// `wake_at`, after every thread that wakes at or before then (a
+    /// linear walk, as the release queue's: only VMM threads sleep here).
+    fn insert(&mut self, store: &mut impl ObjectStore, thread: ThreadId, wake_at: u64) {
+        let mut later = self.head;
+        while let Some(member) = later {
+            if store.tcb(member).wake_at > wake_at {
+                break;
+            }
+            later = store.tcb(member).sleep_links.next;
+        }
+        let previous = match later {
+            Some(member) => store.tcb(member).sleep_links.previous,
+            None => self.tail,
+        };
+        let tcb = store.tcb_mut(thread);
+        tcb.wake_at = wake_at;
+        tcb.sleep_links = QueueLinks { previous, next: later, queued: true };
+        match previous {
+            Some(previous) => store.tcb_mut(previous).sleep_links.next = Some(thread),
+            None => self.head = Some(thread),
+        }
+        match later {
+            Some(member) => store.tcb_mut(member).sleep_links.previous = Some(thread),
+            None => self.tail = Some(thread),
+        }
+    }
+
+    /// Removes `thread`, which must be in the queue.
+    fn remove(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
+        let links = store.tcb(thread).sleep_links;
+        match links.previous {
+            Some(previous) => store.tcb_mut(previous).sleep_links.next = links.next,
+            None => self.head = links.next,
+        }
+        match links.next {
+            Some(next) => store.tcb_mut(next).sleep_links.previous = links.previous,
+            None => self.tail = links.previous,
+        }
+        store.tcb_mut(thread).sleep_links = QueueLinks::default();
+    }
 }
 
 impl Default for Scheduler {
@@ -88,6 +166,7 @@ impl Scheduler {
             bitmap: [0; PRIORITIES / 64],
             current: None,
             release: Queue::EMPTY,
+            sleeping: SleepQueue::EMPTY,
             charged_until: 0,
         }
     }
@@ -138,6 +217,56 @@ impl Scheduler {
     #[must_use]
     pub const fn release_queue(&self) -> &Queue {
         &self.release
+    }
+
+    /// The threads sleeping until their deadline (VMEnter's `WAIT`).
+    #[must_use]
+    pub const fn sleep_queue(&self) -> &SleepQueue {
+        &self.sleeping
+    }
+
+    /// Puts `thread`, which has just blocked (in VMEnter's `WAIT`: waiting
+    /// on its bound notification, or [`ThreadState::Sleeping`]), to sleep
+    /// until `wake_at`: [`Scheduler::release_due`] wakes it then, unless
+    /// [`Scheduler::cancel_sleep`] took it out first.
+    pub fn sleep_until(&mut self, store: &mut impl ObjectStore, thread: ThreadId, wake_at: u64) {
+        if store.tcb(thread).sleep_links.queued {
+            self.sleeping.remove(store, thread);
+        }
+        self.sleeping.insert(store, thread, wake_at);
+    }
+
+    /// Takes `thread` out of the sleep queue, if it is there (a signal
+    /// ended its wait first, or it is being stopped).
+    #[inline(always)]
+    pub fn cancel_sleep(&mut self, store: &mut impl ObjectStore, thread: ThreadId) {
+        if store.tcb(thread).sleep_links.queued {
+            self.sleeping.remove(store, thread);
+        }
+    }
+
+    /// Wakes the threads whose sleep ended by `now`: each leaves the
+    /// notification queue it waited in, and its VMEnter returns the
+    /// deadline's exit (label [`crate::vcpu::enter::LABEL_EXIT`], the exit
+    /// reply its wait prepared in its message, badge 0).
+    fn wake_sleepers(&mut self, store: &mut impl ObjectStore, now: u64) {
+        while let Some(head) = self.sleeping.head {
+            if store.tcb(head).wake_at > now {
+                break;
+            }
+            self.sleeping.remove(store, head);
+            if let ThreadState::BlockedOnNotification { notification } = store.tcb(head).state {
+                let mut waiters = store.notification(notification).waiters;
+                waiters.remove(store, head);
+                store.notification_mut(notification).waiters = waiters;
+            }
+            let tcb = store.tcb_mut(head);
+            tcb.info =
+                MessageInfo { label: crate::vcpu::enter::LABEL_EXIT, length: crate::vcpu::enter::EXIT_LENGTH, caps: 0 };
+            tcb.badge = 0;
+            tcb.state = ThreadState::Runnable;
+            self.make_ready(store, head);
+        }
     }
 
     /// Whether the thread has budget to run (threads without a scheduling
@@ -254,8 +383,9 @@ impl Scheduler {
     }
 
     /// Refills the budgets whose period began by `now` and makes their
-    /// threads ready again.
+    /// threads ready again; wakes the sleepers whose time has come.
     pub fn release_due(&mut self, store: &mut impl ObjectStore, now: u64) {
+        self.wake_sleepers(store, now);
         while let Some(head) = self.release.head {
             let Some(context) = store.tcb(head).sched_context else { break };
             if store.sched_context(context).next_refill > now {
@@ -270,9 +400,20 @@ impl Scheduler {
     }
 
     /// When the kernel must next be entered: the running thread's budget
-    /// running out, or the earliest refill, whichever comes first.
+    /// running out, the earliest refill or the earliest wake-up, whichever
+    /// comes first.
     #[must_use]
     pub fn timer_deadline(&self, store: &impl ObjectStore, now: u64) -> Option<u64> {
+        let budget_or_refill = self.budget_or_refill_deadline(store, now);
+        let wake = self.sleeping.head.map(|head| store.tcb(head).wake_at);
+        match (budget_or_refill, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// [`Scheduler::timer_deadline`] without the sleepers.
+    fn budget_or_refill_deadline(&self, store: &impl ObjectStore, now: u64) -> Option<u64> {
         let exhaustion = self.current.and_then(|current| {
             let context = store.tcb(current).sched_context?;
             Some(now.saturating_add(store.sched_context(context).remaining))

@@ -299,11 +299,18 @@ pub fn handle<S: ObjectStore>(
     if matches!(args.number, number::SEND | number::NB_SEND | number::CALL) {
         return send_or_invoke(kernel, platform, thread, args, blocking);
     }
-    let Kernel { store, scheduler, asids, guest_format, .. } = kernel;
+    let Kernel { store, scheduler, asids, guest_format, now, .. } = kernel;
     let result = match args.number {
-        number::VM_ENTER => {
-            vcpu::vm_enter(store, asids, *guest_format, platform, thread, usize::from(args.info.length))
-        }
+        number::VM_ENTER => vcpu::vm_enter(
+            store,
+            scheduler,
+            asids,
+            *guest_format,
+            platform,
+            thread,
+            *now,
+            usize::from(args.info.length),
+        ),
         number::YIELD => {
             scheduler.yield_current(store);
             Ok(())

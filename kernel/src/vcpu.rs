@@ -26,11 +26,12 @@ use crate::cap::invocation::Message;
 use crate::cap::{Cap, MappedAt, PageTableLevel, SlotRef};
 use crate::error::SyscallError;
 use crate::finalise::Finaliser;
-use crate::ipc::{MessageInfo, ThreadId};
+use crate::ipc::{MessageInfo, ThreadId, ThreadState};
 use crate::memory::PhysAddr;
 use crate::platform::Platform;
+use crate::sched::Scheduler;
 use crate::store::ObjectStore;
-use crate::virt::Event;
+use crate::virt::{Event, Exit, ExitKind};
 use crate::vspace::AsidTable;
 
 /// log2 of a VCpu's size: the hardware page and the kernel's page.
@@ -353,6 +354,11 @@ pub struct VCpu {
     /// and the restart enters the guest from this record, not from its
     /// message (which still holds the registers of before).
     pub resume: bool,
+    /// The entry controls of the VMEnter that loaded the record (a
+    /// restart after a host interrupt keeps them, as it keeps the
+    /// registers): the backend runs the guest with their deadline and
+    /// interrupt-window request (`Platform::run_guest`).
+    pub controls: EnterControls,
     /// The backend's own state of the hardware page (0: never used);
     /// `kernel_core` only clears it when the VCpu is made.
     pub hardware: u64,
@@ -367,6 +373,7 @@ impl VCpu {
         stale: 0,
         registers: [0; 16],
         resume: false,
+        controls: EnterControls::NONE,
         hardware: 0,
     };
 }
@@ -405,12 +412,23 @@ pub mod enter {
     /// Word 17: RFLAGS.
     pub const RFLAGS: usize = 17;
     /// Word 18: the event to inject (0 for none); in a reply, the event
-    /// still pending (one whose delivery an exit interrupted).
+    /// still pending (one whose delivery an exit interrupted, or that the
+    /// guest never ran to take).
     pub const EVENT: usize = 18;
+    /// The words of guest state a message and every reply begin with:
+    /// the registers, RIP, RFLAGS and the event.
+    pub const STATE_WORDS: usize = 19;
+    /// [`STATE_WORDS`] as a message length: a reply to a pending
+    /// notification.
+    pub const STATE_LENGTH: u8 = 19;
+    /// Message word 19: the deadline, an absolute TSC value (0: none).
+    pub const DEADLINE: usize = 19;
+    /// Message word 20: the entry controls ([`control`]).
+    pub const CONTROLS: usize = 20;
     /// The words VMEnter takes.
-    pub const MESSAGE_WORDS: usize = 19;
+    pub const MESSAGE_WORDS: usize = 21;
     /// [`MESSAGE_WORDS`] as a message length.
-    pub const MESSAGE_LENGTH: u8 = 19;
+    pub const MESSAGE_LENGTH: u8 = 21;
     /// Reply word 19: the exit's kind (`virt::ExitKind`).
     pub const EXIT_KIND: usize = 19;
     /// Reply word 20: the hardware's own exit reason.
@@ -433,10 +451,80 @@ pub mod enter {
     pub const EXIT_LENGTH: u8 = 31;
     /// The reply's label for an exit.
     pub const LABEL_EXIT: u64 = 0x2_0000;
-    /// The reply's label when the bound notification was pending: the
-    /// guest did not run (further); its registers come back as for an
-    /// exit (words 0..19) and the badge as for Wait.
+    /// The reply's label when the bound notification was pending (or
+    /// signalled during a `WAIT`): the guest did not run (further); its
+    /// registers come back as for an exit (words 0..19) and the badge as
+    /// for Wait.
     pub const LABEL_NOTIFICATION: u64 = 0x2_0001;
+
+    /// The bits of the entry controls (message word [`CONTROLS`]).
+    pub mod control {
+        /// The vCPU is halted: do not enter the guest, block the thread
+        /// until its bound notification is signalled or the deadline
+        /// passes.
+        pub const WAIT: u64 = 1 << 0;
+        /// Exit with `ExitKind::InterruptWindow` as soon as the guest can
+        /// take an external interrupt (RFLAGS.IF set, no STI or MOV SS
+        /// shadow).
+        pub const INTERRUPT_WINDOW: u64 = 1 << 1;
+        /// Every defined bit; any other is InvalidArgument.
+        pub const ALL: u64 = WAIT | INTERRUPT_WINDOW;
+    }
+}
+
+/// VMEnter's deadline and entry controls (message words
+/// [`enter::DEADLINE`] and [`enter::CONTROLS`]), checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EnterControls {
+    /// The TSC value at which the call returns with
+    /// `ExitKind::Deadline` (0: none), as the message word gives it.
+    pub deadline: u64,
+    /// `WAIT`: the vCPU is halted; block instead of entering the guest.
+    pub wait: bool,
+    /// `INTERRUPT_WINDOW`: exit when the guest can take an interrupt.
+    pub interrupt_window: bool,
+}
+
+impl EnterControls {
+    /// No deadline, no control: the guest runs until an exit.
+    pub const NONE: EnterControls = EnterControls { deadline: 0, wait: false, interrupt_window: false };
+
+    /// The controls of message words `deadline` (0: none) and `controls`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyscallError::InvalidArgument`] for a control bit outside
+    /// [`enter::control::ALL`].
+    pub const fn from_words(deadline: u64, controls: u64) -> Result<EnterControls, SyscallError> {
+        if controls & !enter::control::ALL != 0 {
+            return Err(SyscallError::InvalidArgument);
+        }
+        Ok(EnterControls {
+            deadline,
+            wait: controls & enter::control::WAIT != 0,
+            interrupt_window: controls & enter::control::INTERRUPT_WINDOW != 0,
+        })
+    }
+
+    /// The message words they came from.
+    #[must_use]
+    pub const fn to_words(self) -> [u64; 2] {
+        let wait = if self.wait { enter::control::WAIT } else { 0 };
+        let window = if self.interrupt_window { enter::control::INTERRUPT_WINDOW } else { 0 };
+        [self.deadline, wait | window]
+    }
+
+    /// The deadline, if there is one.
+    #[must_use]
+    pub const fn deadline(self) -> Option<u64> {
+        if self.deadline == 0 { None } else { Some(self.deadline) }
+    }
+
+    /// Whether there is a deadline and it has passed at `now`.
+    #[must_use]
+    pub const fn deadline_passed(self, now: u64) -> bool {
+        self.deadline != 0 && now >= self.deadline
+    }
 }
 
 /// Where a guest runs: its VCpu, and its GuestSpace's root, ASID and
@@ -464,6 +552,13 @@ pub trait EnterWords {
     fn message(&self, index: usize) -> u64;
     /// Sets reply word `index` (below [`enter::EXIT_WORDS`]).
     fn reply(&mut self, index: usize, word: u64);
+    /// Whether the call may block (a `WAIT`): the words then go into the
+    /// TCB's message, as on the general path. A path that answers from the
+    /// caller's own registers says no, and [`enter_guest`] hands it a
+    /// `WAIT` back untouched ([`Entered::Elsewhere`]).
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// [`EnterWords`] in arrays: the message, if whole, and the reply.
@@ -490,7 +585,7 @@ impl EnterWords for EnterArrays {
 }
 
 /// The guest registers and control state a reply carries, from `record`
-/// (the reply's first [`enter::MESSAGE_WORDS`] words).
+/// (the reply's first [`enter::STATE_WORDS`] words).
 #[inline(always)]
 fn reply_state(record: &VCpu, words: &mut impl EnterWords) {
     for (index, &register) in record.registers.iter().enumerate() {
@@ -502,11 +597,43 @@ fn reply_state(record: &VCpu, words: &mut impl EnterWords) {
     words.reply(enter::EVENT, record.state.get(GuestField::PENDING_EVENT));
 }
 
-/// Loads VMEnter's message into `record`, checked as WriteState checks
-/// the fields it sets: RSP, RIP, RFLAGS and the pending event. Nothing
-/// changes when a check fails.
+/// The exit's words of a reply (words [`enter::EXIT_KIND`] and up), the
+/// control state from `record`.
 #[inline(always)]
-fn load_message(record: &mut VCpu, words: &impl EnterWords) -> Result<(), SyscallError> {
+fn reply_exit(record: &VCpu, exit: &Exit, words: &mut impl EnterWords) {
+    let detail = [
+        exit.kind as u64,
+        exit.raw_reason,
+        exit.qualification,
+        exit.guest_physical,
+        u64::from(exit.instruction_length),
+        record.state.get(GuestField::CR0),
+        record.state.get(GuestField::CR3),
+        record.state.get(GuestField::CR4),
+        record.state.get(GuestField::EFER),
+        record.state.get(GuestField::INTERRUPTIBILITY),
+        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
+        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
+    ];
+    for (index, word) in (enter::EXIT_KIND..).zip(detail) {
+        words.reply(index, word);
+    }
+}
+
+/// The exit VMEnter reports when its deadline passed: no qualification,
+/// no instruction length; `raw_reason` is the hardware exit that ended the
+/// run (0 when the guest did not run).
+#[must_use]
+pub const fn deadline_exit(raw_reason: u64) -> Exit {
+    Exit { kind: ExitKind::Deadline, raw_reason, qualification: 0, guest_physical: 0, instruction_length: 0 }
+}
+
+/// Loads VMEnter's message into `record`, checked as WriteState checks
+/// the fields it sets: RSP, RIP, RFLAGS and the pending event; `controls`
+/// (decoded from the message) are kept with them. Nothing changes when a
+/// check fails.
+#[inline(always)]
+fn load_message(record: &mut VCpu, words: &impl EnterWords, controls: EnterControls) -> Result<(), SyscallError> {
     let fields = [
         (GuestField::RSP, words.message(enter::RSP)),
         (GuestField::RIP, words.message(enter::RIP)),
@@ -527,17 +654,19 @@ fn load_message(record: &mut VCpu, words: &impl EnterWords) -> Result<(), Syscal
             record.dirty |= 1 << field.0;
         }
     }
+    record.controls = controls;
     Ok(())
 }
 
 /// How [`enter_guest`] ended, when it did not refuse the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entered {
-    /// The guest exited: the reply holds all [`enter::EXIT_WORDS`] words.
+    /// The guest exited (or the deadline passed): the reply holds all
+    /// [`enter::EXIT_WORDS`] words.
     Exit,
     /// The bound notification was pending: the guest did not run
     /// (further); the reply holds the registers (its first
-    /// [`enter::MESSAGE_WORDS`] words), and `badge` is what Wait returns.
+    /// [`enter::STATE_WORDS`] words), and `badge` is what Wait returns.
     Notification {
         /// The signals' badges, ORed.
         badge: u64,
@@ -547,32 +676,55 @@ pub enum Entered {
     /// ([`crate::ipc::Resumption::Again`], set here) once the kernel has
     /// taken the interrupt.
     Interrupted,
+    /// `WAIT`: the thread blocked, waiting on its bound notification
+    /// and, with a deadline, sleeping until it. The reply holds all
+    /// [`enter::EXIT_WORDS`] words of the deadline's exit; the caller puts
+    /// them into the thread's message with the label and length of a
+    /// signal's reply ([`enter::LABEL_NOTIFICATION`], its first
+    /// [`enter::STATE_WORDS`] words), which a signal completes with its
+    /// badge, and which the deadline turns into the exit's
+    /// ([`crate::sched::Scheduler::release_due`]).
+    Blocked,
+    /// A `WAIT` on words that cannot block ([`EnterWords::may_block`]):
+    /// nothing happened; the call must take the general path.
+    Elsewhere,
 }
 
 /// VMEnter's work, whichever way the call reached the kernel: the
 /// general system-call path ([`vm_enter`], through the TCB's message) or
 /// the architecture's VMEnter path, whose `words` are the caller's
-/// registers and IPC buffer. The message is only read when the VCpu does
-/// not resume a run a host interrupt ended. Runs the thread's VCpu until
-/// an exit, or returns at once if its bound notification is pending.
+/// registers and IPC buffer (a `WAIT`, which may block, comes back from
+/// there as [`Entered::Elsewhere`]). The message is only read when the VCpu does not resume a run a
+/// host interrupt ended (the restart keeps the record's registers and
+/// controls). In order: a pending signal on the bound notification ends
+/// the call at once; a deadline already past (`now`, read only when
+/// there is a deadline) ends it with `ExitKind::Deadline` without running
+/// the guest; `WAIT` blocks the thread; otherwise the guest runs until an
+/// exit.
 ///
 /// # Errors
 ///
 /// IllegalOperation when no VCpu is bound to the thread or the machine
 /// has no virtualisation backend; InvalidCapability when the VCpu has no
 /// GuestSpace or its GuestSpace lost its ASID; TruncatedMessage for fewer
-/// than [`enter::MESSAGE_WORDS`] words; InvalidArgument for a
-/// non-canonical RSP or RIP, reserved RFLAGS bits or a malformed event.
-/// Nothing changes on an error.
+/// than [`enter::MESSAGE_WORDS`] words; InvalidArgument for an undefined
+/// control bit, a non-canonical RSP or RIP, reserved RFLAGS bits or a
+/// malformed event; IllegalOperation for `WAIT` with neither a deadline
+/// nor a bound notification (it could never end). Nothing changes on an
+/// error.
+#[allow(clippy::too_many_arguments, reason = "the kernel state VMEnter touches, passed apart for the borrows")]
 pub fn enter_guest(
     store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
     asids: &AsidTable,
     guest_format: Option<crate::virt::GuestFormat>,
     platform: &mut impl Platform,
     thread: ThreadId,
+    now: impl FnOnce() -> u64,
     words: &mut impl EnterWords,
 ) -> Result<Entered, SyscallError> {
-    let vcpu = store.tcb(thread).vcpu.ok_or(SyscallError::IllegalOperation)?;
+    let tcb = store.tcb(thread);
+    let (vcpu, bound) = (tcb.vcpu.ok_or(SyscallError::IllegalOperation)?, tcb.bound_notification);
     let format = guest_format.ok_or(SyscallError::IllegalOperation)?;
     let space = space_slot(vcpu).map(|slot| store.slot(slot).cap).unwrap_or(Cap::Null);
     let Cap::PageTable { object: root, mapping: Some(MappedAt { asid, .. }), .. } = space else {
@@ -582,14 +734,26 @@ pub fn enter_guest(
     if !is_live_guest_space(store, asids, &space) && !cfg!(bulkhead_mutant = "vm_enter_ignores_dead_space") {
         return Err(SyscallError::InvalidCapability);
     }
-    if !store.vcpu(vcpu).resume {
+    let controls = if store.vcpu(vcpu).resume {
+        store.vcpu(vcpu).controls
+    } else {
         if !words.has_message() {
             return Err(SyscallError::TruncatedMessage);
         }
-        load_message(store.vcpu_mut(vcpu), words)?;
-    }
+        let controls = EnterControls::from_words(words.message(enter::DEADLINE), words.message(enter::CONTROLS))?;
+        if controls.wait {
+            if controls.deadline == 0 && bound.is_none() {
+                return Err(SyscallError::IllegalOperation);
+            }
+            if !words.may_block() {
+                return Ok(Entered::Elsewhere);
+            }
+        }
+        load_message(store.vcpu_mut(vcpu), words, controls)?;
+        controls
+    };
     // A pending notification ends the call before the guest runs.
-    if let Some(notification) = store.tcb(thread).bound_notification
+    if let Some(notification) = bound
         && store.notification(notification).active
     {
         let pending = store.notification_mut(notification);
@@ -600,6 +764,23 @@ pub fn enter_guest(
         reply_state(record, words);
         return Ok(Entered::Notification { badge });
     }
+    if controls.deadline != 0 && controls.deadline_passed(now()) {
+        let record = store.vcpu_mut(vcpu);
+        record.resume = false;
+        reply_state(record, words);
+        reply_exit(record, &deadline_exit(0), words);
+        return Ok(Entered::Exit);
+    }
+    if controls.wait {
+        let record = store.vcpu_mut(vcpu);
+        record.resume = false;
+        reply_state(record, words);
+        reply_exit(record, &deadline_exit(0), words);
+        halt(store, scheduler, thread, bound, controls.deadline());
+        return Ok(Entered::Blocked);
+    }
+    // The run's deadline and interrupt-window request are the record's
+    // `controls`.
     let entry = GuestEntry { vcpu, root, asid, format };
     let record = store.vcpu_mut(vcpu);
     let Some(exit) = platform.run_guest(&entry, record) else {
@@ -611,43 +792,57 @@ pub fn enter_guest(
     // The reply built from the record in place (not a copy of the whole
     // record).
     reply_state(record, words);
-    let detail = [
-        exit.kind as u64,
-        exit.raw_reason,
-        exit.qualification,
-        exit.guest_physical,
-        u64::from(exit.instruction_length),
-        record.state.get(GuestField::CR0),
-        record.state.get(GuestField::CR3),
-        record.state.get(GuestField::CR4),
-        record.state.get(GuestField::EFER),
-        record.state.get(GuestField::INTERRUPTIBILITY),
-        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Base)),
-        record.state.get(GuestField::segment(Segment::Cs, SegmentPart::Attributes)),
-    ];
-    for (index, word) in (enter::EXIT_KIND..).zip(detail) {
-        words.reply(index, word);
-    }
+    reply_exit(record, &exit, words);
     Ok(Entered::Exit)
 }
 
+/// `WAIT`: blocks `thread`, which is running, on its bound notification
+/// (as Wait would) or, without one, in [`ThreadState::Sleeping`]; with a
+/// deadline, it also sleeps until then.
+fn halt(
+    store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
+    thread: ThreadId,
+    bound: Option<PhysAddr>,
+    deadline: Option<u64>,
+) {
+    scheduler.remove(store, thread);
+    match bound {
+        Some(notification) => {
+            store.tcb_mut(thread).state = ThreadState::BlockedOnNotification { notification };
+            let mut waiters = store.notification(notification).waiters;
+            waiters.push_back(store, thread);
+            store.notification_mut(notification).waiters = waiters;
+        }
+        None => store.tcb_mut(thread).state = ThreadState::Sleeping,
+    }
+    if let Some(deadline) = deadline {
+        scheduler.sleep_until(store, thread, deadline);
+    }
+}
+
 /// The VMEnter system call of `thread` on the general system-call path
-/// ([`enter_guest`] on the TCB's message): the reply (label
-/// [`enter::LABEL_EXIT`] or [`enter::LABEL_NOTIFICATION`], with the
-/// badge 0 or the notification's) goes into the thread's message. When a
-/// host interrupt ends the run, nothing is replied: the thread's call runs
-/// again once the kernel has taken the interrupt, and the restart enters
-/// the guest from the record.
+/// ([`enter_guest`] on the TCB's message, at time `now`): the reply
+/// (label [`enter::LABEL_EXIT`] or [`enter::LABEL_NOTIFICATION`], with
+/// the badge 0 or the notification's) goes into the thread's message.
+/// When a host interrupt ends the run, nothing is replied: the thread's
+/// call runs again once the kernel has taken the interrupt, and the
+/// restart enters the guest from the record. A `WAIT` that blocks leaves
+/// the replies to a signal and to the deadline in the thread's message
+/// ([`Entered::Blocked`]).
 ///
 /// # Errors
 ///
 /// Those of [`enter_guest`].
+#[allow(clippy::too_many_arguments, reason = "the kernel state VMEnter touches, passed apart for the borrows")]
 pub fn vm_enter(
     store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
     asids: &AsidTable,
     guest_format: Option<crate::virt::GuestFormat>,
     platform: &mut impl Platform,
     thread: ThreadId,
+    now: u64,
     length: usize,
 ) -> Result<(), SyscallError> {
     let message: Option<[u64; enter::MESSAGE_WORDS]> = {
@@ -656,14 +851,22 @@ pub fn vm_enter(
         message.get(..enter::MESSAGE_WORDS).map(|words| core::array::from_fn(|index| words[index]))
     };
     let mut words = EnterArrays { message, reply: [0; enter::EXIT_WORDS] };
-    let (label, length, badge) = match enter_guest(store, asids, guest_format, platform, thread, &mut words)? {
-        Entered::Exit => (enter::LABEL_EXIT, enter::EXIT_LENGTH, 0),
-        Entered::Notification { badge } => (enter::LABEL_NOTIFICATION, enter::MESSAGE_LENGTH, badge),
-        Entered::Interrupted => return Ok(()),
+    let entered = enter_guest(store, scheduler, asids, guest_format, platform, thread, || now, &mut words)?;
+    let (label, length, badge, prepared) = match entered {
+        Entered::Exit => (enter::LABEL_EXIT, enter::EXIT_LENGTH, Some(0), enter::EXIT_WORDS),
+        Entered::Notification { badge } => {
+            (enter::LABEL_NOTIFICATION, enter::STATE_LENGTH, Some(badge), enter::STATE_WORDS)
+        }
+        Entered::Interrupted | Entered::Elsewhere => return Ok(()),
+        // The signal's reply, over all the deadline's words; the signal
+        // sets the badge.
+        Entered::Blocked => (enter::LABEL_NOTIFICATION, enter::STATE_LENGTH, None, enter::EXIT_WORDS),
     };
     let tcb = store.tcb_mut(thread);
-    tcb.words[..usize::from(length)].copy_from_slice(&words.reply[..usize::from(length)]);
-    tcb.badge = badge;
+    tcb.words[..prepared].copy_from_slice(&words.reply[..prepared]);
+    if let Some(badge) = badge {
+        tcb.badge = badge;
+    }
     tcb.info = MessageInfo { label, length, caps: 0 };
     Ok(())
 }

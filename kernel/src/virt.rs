@@ -67,11 +67,18 @@ pub enum ExitKind {
     HostInterrupt = 16,
     /// Anything else: only the raw reason says what.
     Other = 17,
+    /// VMEnter's deadline passed (`docs/abi.md`, "VMEnter"): a host
+    /// interrupt ended the guest's run at or after it, or it had passed
+    /// before the guest ran (then the guest did not run). The
+    /// qualification and the instruction length are 0; the raw reason is
+    /// that of the hardware exit that ended the run (0 when the guest did
+    /// not run).
+    Deadline = 18,
 }
 
 impl ExitKind {
     /// Every kind, in ABI order.
-    pub const ALL: [ExitKind; 17] = [
+    pub const ALL: [ExitKind; 18] = [
         ExitKind::Cpuid,
         ExitKind::Hlt,
         ExitKind::Io,
@@ -89,6 +96,7 @@ impl ExitKind {
         ExitKind::InvalidState,
         ExitKind::HostInterrupt,
         ExitKind::Other,
+        ExitKind::Deadline,
     ];
 
     /// The kind VMEnter's exit word names, if any.

@@ -228,7 +228,7 @@ impl<'a> Vmm<'a> {
             ExitKind::Hypercall | ExitKind::VirtualisationInstruction | ExitKind::Xsetbv => {
                 Err(Fault::Inject(Exception::INVALID_OPCODE))
             }
-            ExitKind::InterruptWindow => Ok(Action::Resume),
+            ExitKind::InterruptWindow | ExitKind::Deadline => Ok(Action::Resume),
             ExitKind::InvalidState => Err(Stop::InvalidState { reason: exit.reason }.into()),
             ExitKind::HostInterrupt | ExitKind::Other => Err(unhandled(Some(kind)).into()),
         }
@@ -327,7 +327,8 @@ const fn is_instruction_exit(kind: ExitKind) -> bool {
         | ExitKind::InterruptWindow
         | ExitKind::InvalidState
         | ExitKind::HostInterrupt
-        | ExitKind::Other => false,
+        | ExitKind::Other
+        | ExitKind::Deadline => false,
     }
 }
 

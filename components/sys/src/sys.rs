@@ -60,13 +60,15 @@ impl Kernel for Sys {
     fn vm_enter_call(
         &mut self,
         registers: &mut GuestRegisters,
+        controls: [u64; 2],
         exit: &mut [u64; EXIT_DETAIL_WORDS],
     ) -> Result<(MessageInfo, u64), Error> {
-        // Words 0..4 travel in registers, 4..19 (and the reply's 4..31) in
+        // Words 0..4 travel in registers, 4..21 (and the reply's 4..31) in
         // the IPC buffer at their own indices, each copied once.
         let buffer = self.buffer.as_mut().ok_or(Error::NoIpcBuffer)?;
         buffer.write_words(REGISTER_MESSAGE_WORDS, &registers.general[REGISTER_MESSAGE_WORDS..]);
-        buffer.write_words(enter::RIP, &[registers.rip, registers.rflags, registers.event]);
+        let [deadline, control] = controls;
+        buffer.write_words(enter::RIP, &[registers.rip, registers.rflags, registers.event, deadline, control]);
         let general = &registers.general;
         let info = MessageInfo { label: 0, length: enter::MESSAGE_LENGTH, caps: 0 };
         let raw = arch::RawCall {
@@ -79,7 +81,7 @@ impl Kernel for Sys {
         let returned = arch::syscall(&raw);
         let info = MessageInfo::from_word(returned.info);
         let length = usize::from(info.length);
-        if length >= enter::MESSAGE_WORDS {
+        if length >= enter::STATE_WORDS {
             registers.general[..REGISTER_MESSAGE_WORDS].copy_from_slice(&returned.words);
             buffer.read_words(REGISTER_MESSAGE_WORDS, &mut registers.general[REGISTER_MESSAGE_WORDS..]);
             let mut tail = [0; 3];
@@ -87,7 +89,7 @@ impl Kernel for Sys {
             [registers.rip, registers.rflags, registers.event] = tail;
         }
         if length >= enter::EXIT_WORDS {
-            buffer.read_words(enter::MESSAGE_WORDS, exit);
+            buffer.read_words(enter::STATE_WORDS, exit);
         }
         Ok((info, returned.badge))
     }

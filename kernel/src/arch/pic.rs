@@ -81,6 +81,13 @@ pub(crate) fn set_masked(line: u8, masked: bool) {
     }
 }
 
+/// Whether every line is masked (the master's cascade input aside, which
+/// stays unmasked once a slave line was): then neither PIC can raise an
+/// interrupt, not even a spurious one, which needs a request.
+pub(crate) fn every_line_masked() -> bool {
+    inb(MASTER_DATA) | 1 << CASCADE_LINE == 0xff && inb(SLAVE_DATA) == 0xff
+}
+
 /// Sends the end of interrupt for `line` (both PICs for a slave line).
 pub(crate) fn end_of_interrupt(line: u8) {
     if line >= 8 {

@@ -5,7 +5,7 @@ use kernel_core::ipc::ThreadId;
 use kernel_core::memory::PhysAddr;
 use kernel_core::platform::{Platform, PortWidth};
 use kernel_core::vcpu::{GuestEntry, VCpu};
-use kernel_core::virt::{Exit, GuestFormat};
+use kernel_core::virt::{Exit, ExitKind, GuestFormat};
 
 use super::pic;
 
@@ -41,14 +41,35 @@ impl Platform for Machine {
     }
 
     fn run_guest(&mut self, entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+        // The run ends by the deadline: a host interrupt (the local APIC
+        // timer, armed for it if it comes before the kernel's own
+        // deadline) ends it then (`vtx`: the VMX-preemption timer too).
+        let deadline = record.controls.deadline();
         let exit = match entry.format {
-            GuestFormat::Npt => super::svm::run_guest(entry, record),
-            GuestFormat::Ept => super::vtx::run_guest(entry, record),
+            GuestFormat::Npt => {
+                if let Some(deadline) = deadline {
+                    super::timer::arm_for_guest(deadline);
+                }
+                super::svm::run_guest(entry, record)
+            }
+            GuestFormat::Ept => {
+                // The VMX-preemption timer's bound: the kernel's deadline
+                // or VMEnter's, whichever comes first.
+                let bound = match deadline {
+                    Some(deadline) => super::timer::arm_for_guest(deadline),
+                    None => super::timer::armed_deadline(),
+                };
+                super::vtx::run_guest(entry, record, bound)
+            }
         };
-        if exit.is_none() {
-            super::threads::count(&super::threads::COUNTERS.interrupted_guests);
+        if exit.kind != ExitKind::HostInterrupt {
+            return Some(exit);
         }
-        exit
+        if record.controls.deadline_passed(super::cpu::read_tsc()) {
+            return Some(kernel_core::vcpu::deadline_exit(exit.raw_reason));
+        }
+        super::threads::count(&super::threads::COUNTERS.interrupted_guests);
+        None
     }
 
     fn sync_guest_state(&mut self, vcpu: PhysAddr, record: &mut VCpu) {

@@ -13,7 +13,7 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::vcpu::{
     ALL_DIRTY, GuestEntry, GuestField, GuestState, LAZY_FIELDS, Segment as Register, SegmentPart, VCpu,
 };
-use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, SvmExitFields};
+use kernel_core::virt::{self, Event, Exit, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
 use crate::arch::guest::{
@@ -136,6 +136,9 @@ const_assert_eq!(offset_of!(Vmcb, g_pat), 0x668);
 mod misc1 {
     /// A physical interrupt.
     pub(super) const INTR: u32 = 1 << 0;
+    /// A virtual interrupt about to be taken (V_IRQ): the interrupt
+    /// window VMEnter's `INTERRUPT_WINDOW` asks for.
+    pub(super) const VINTR: u32 = 1 << 4;
     /// CPUID.
     pub(super) const CPUID: u32 = 1 << 18;
     /// INVD: a guest's would drop dirty cache lines of host memory.
@@ -178,6 +181,12 @@ mod misc2 {
 /// VMCB `int_ctl`: physical interrupts are gated by the host's IF, not
 /// the guest's.
 const V_INTR_MASKING: u64 = 1 << 24;
+/// VMCB `int_ctl` for an interrupt-window exit: a virtual interrupt
+/// pending (V_IRQ, bit 8) that the guest's virtual TPR cannot hold off
+/// (V_IGN_TPR, bit 20; V_INTR_PRIO 15, bits 16..20). With the VINTR
+/// intercept the guest exits as soon as it could take it (RFLAGS.IF set,
+/// no interrupt shadow) and never takes it.
+const INTERRUPT_WINDOW_REQUEST: u64 = 1 << 8 | 0xf << 16 | 1 << 20;
 /// The power-on PAT, for the guest.
 const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 
@@ -191,7 +200,8 @@ const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 // set around VMRUN: with V_INTR_MASKING the host's IF decides whether a
 // physical interrupt ends the guest's run (the INTR intercept), and GIF,
 // clear until STGI, holds the interrupt until the kernel takes it on its
-// way back to ring 3 (IF is clear again by then). The boot self-test
+// way back to ring 3 (IF is clear again by then). A NOP after the STI
+// keeps its interrupt shadow off VMRUN (see there). The boot self-test
 // passes 0: no host interrupt is set up to be taken there.
 global_asm!(
     ".global svm_world_switch",
@@ -217,6 +227,11 @@ global_asm!(
     "vmload rax",
     "jz 2f",
     "sti",
+    // STI's interrupt shadow covers the next instruction: not VMRUN, or
+    // QEMU's TCG carries it into the guest (the guest's first STI then
+    // gets none, and an interrupt-window exit comes inside its shadow).
+    // GIF is clear: the host takes no interrupt here either way.
+    "nop",
     "2:",
     "vmrun rax",
     "cli",
@@ -452,12 +467,15 @@ pub(crate) fn sync_guest_state(vcpu: u64, record: &mut VCpu) {
 /// eager fields (`kernel_core::vcpu::EAGER_FIELDS`) are loaded, and the
 /// lazy ones when a VMM wrote one (the core fetched the stale ones before
 /// such a write, so the record holds them all); after it the eager ones
-/// are stored and the lazy ones left in the VMCB, marked stale. Host
-/// interrupts end the run (`None`).
+/// are stored and the lazy ones left in the VMCB, marked stale. A host
+/// interrupt ends the run with `ExitKind::HostInterrupt`, which the
+/// caller (`platform::Machine`) turns into a deadline's exit or a restart.
+/// An interrupt-window request sets V_IRQ and the VINTR intercept for this
+/// run only.
 /// Every guest runs with hardware ASID 1 and a flush of the whole TLB at
 /// each VMRUN: correct whatever the kernel unmapped since, at the cost of
 /// refilling the guest's TLB (ASID tagging is a later step).
-pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
+pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Exit {
     let host_area = HOST_AREA.load(Ordering::Relaxed);
     let vmcb = entry.vcpu.as_u64();
     assert!(host_area != 0, "VMEnter reached the svm backend before it was enabled");
@@ -465,7 +483,7 @@ pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
 }
 
 /// [`run_guest`] with the VCpu's VMCB in hand.
-fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host_area: u64) -> Option<Exit> {
+fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host_area: u64) -> Exit {
     let vmcb = entry.vcpu.as_u64();
     if record.hardware == 0 {
         set_controls(control);
@@ -481,6 +499,10 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
     }
     load_eager(control, &record.state);
     record.dirty = 0;
+    if record.controls.interrupt_window {
+        control.int_ctl |= INTERRUPT_WINDOW_REQUEST;
+        control.intercept_misc1 |= misc1::VINTR;
+    }
     control.rax = record.registers[register::RAX];
     // SAFETY: the VMCB is the VCpu's page, set up above with every
     // intercept the kernel needs, the permission maps and a nested root
@@ -490,6 +512,12 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
     // registers, which the exclusive borrow covers.
     unsafe { svm_world_switch(vmcb, host_area, &raw mut record.registers, 1) };
     record.registers[register::RAX] = control.rax;
+    if record.controls.interrupt_window {
+        // The request was for this run: the virtual interrupt is never
+        // delivered.
+        control.int_ctl &= !INTERRUPT_WINDOW_REQUEST;
+        control.intercept_misc1 &= !misc1::VINTR;
+    }
     store_eager(control, &mut record.state);
     record.stale = LAZY_FIELDS;
     let exit = virt::decode_svm(SvmExitFields {
@@ -499,7 +527,7 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
         rip: control.rip,
     });
     control.event_inj = 0;
-    (exit.kind != ExitKind::HostInterrupt).then_some(exit)
+    exit
 }
 
 /// The boot self-test of the `svm` backend, on the backend [`enable`]

@@ -513,9 +513,12 @@ enum VmEnterPath {
 /// straight back, without the TCB's message words. A VMEnter that ends
 /// with an exit, a pending notification or an error changes neither the
 /// scheduler's state nor the timer's deadline (which already bounds the
-/// guest's run: `timer::armed_deadline`), so the caller is charged for
-/// this call at the next timer interrupt or general system call, as for
-/// time it spends in ring 3.
+/// guest's run: `timer::armed_deadline`; a VMEnter deadline before it
+/// arms the timer earlier for the run, `timer::arm_for_guest`), so the
+/// caller is charged for this call at the next timer interrupt or general
+/// system call, as for time it spends in ring 3. A `WAIT`, which may
+/// block the thread, takes the general path (`enter_guest` hands it back
+/// untouched).
 fn vm_enter_path(context: &mut UserContext) -> VmEnterPath {
     use kernel_core::vcpu::{Entered, enter};
     if context.rax != number::VM_ENTER {
@@ -533,18 +536,23 @@ fn vm_enter_path(context: &mut UserContext) -> VmEnterPath {
         let mut words = DirectWords { context, buffer };
         let entered = kernel_core::vcpu::enter_guest(
             &mut kernel.store,
+            &mut kernel.scheduler,
             &kernel.asids,
             kernel.guest_format,
             &mut super::platform::Machine,
             thread,
+            super::cpu::read_tsc,
             &mut words,
         );
         let (info, badge) = match entered {
             Ok(Entered::Exit) => (MessageInfo { label: enter::LABEL_EXIT, length: enter::EXIT_LENGTH, caps: 0 }, 0),
             Ok(Entered::Notification { badge }) => {
-                (MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::MESSAGE_LENGTH, caps: 0 }, badge)
+                (MessageInfo { label: enter::LABEL_NOTIFICATION, length: enter::STATE_LENGTH, caps: 0 }, badge)
             }
             Ok(Entered::Interrupted) => return VmEnterPath::Interrupted,
+            // A `WAIT`, which may block, is the general path's (this path
+            // answers from the caller's own registers): nothing happened.
+            Ok(Entered::Elsewhere | Entered::Blocked) => return VmEnterPath::NotTaken,
             // Nothing changed, and an error carries no words.
             Err(error) => (MessageInfo { label: error.code(), length: 0, caps: 0 }, 0),
         };
@@ -593,6 +601,11 @@ impl kernel_core::vcpu::EnterWords for DirectWords<'_> {
             _ => self.buffer.write(index, word),
         }
     }
+
+    fn may_block(&self) -> bool {
+        // A blocked thread's replies live in its TCB's message.
+        false
+    }
 }
 
 /// Why no thread can go back to ring 3.
@@ -633,8 +646,13 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool, path: VmEnterP
     // budget, the scheduler takes it off the CPU, but the call it made still
     // completes (its result waits in its registers until its refill).
     let caller = crate::root::with_kernel(|kernel, _| kernel.scheduler.current());
-    // In a preemptive run the caller pays for its time up to here.
+    // In a preemptive run the caller pays for its time up to here (and
+    // the kernel's time is the TSC's).
     super::timer::charge_if_active();
+    if context.rax == number::VM_ENTER {
+        // VMEnter's deadline is measured against the TSC in every run.
+        crate::root::with_kernel(|kernel, _| kernel.now = super::cpu::read_tsc());
+    }
     crate::root::with_kernel(|kernel, _| {
         let thread = caller.ok_or(Stopped::NoThread)?;
         let tsc = || if profiling { super::cpu::read_tsc() } else { 0 };

@@ -113,6 +113,9 @@ struct Run {
     armed: Option<u64>,
     /// The thread whose round-robin slice `slice_end` ends.
     slice_owner: Option<ThreadId>,
+    /// A VMEnter deadline the timer was armed for since [`dispatch`]
+    /// armed it for `armed` ([`arm_for_guest`]).
+    guest_armed: Option<u64>,
 }
 
 struct RunCell(UnsafeCell<Run>);
@@ -132,6 +135,7 @@ static RUN: RunCell = RunCell(UnsafeCell::new(Run {
     switches: 0,
     armed: None,
     slice_owner: None,
+    guest_armed: None,
 }));
 
 fn with_run<R>(action: impl FnOnce(&mut Run) -> R) -> R {
@@ -242,6 +246,7 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
         run.slice_end = slice_end;
         run.slice_owner = if slice_end.is_some() { current } else { None };
         run.armed = deadline;
+        run.guest_armed = None;
         run.dispatched = current.map(|thread| (thread, cpu::read_tsc()));
     });
 }
@@ -251,6 +256,25 @@ pub(crate) fn dispatch(kernel: &mut Kernel<PhysStore>) {
 /// (`vtx` bounds it with the VMX-preemption timer too).
 pub(crate) fn armed_deadline() -> Option<u64> {
     with_run(|run| if run.active { run.armed } else { None })
+}
+
+/// Before a guest runs for VMEnter with `deadline`: in a preemptive run,
+/// arms the timer for the deadline if it comes before the one the timer
+/// is armed for (the thread's budget or slice end, which [`dispatch`]
+/// arms again at the next kernel entry: an early interrupt in ring 3 only
+/// costs a pass through the timer path). Returns when the run must end:
+/// the earlier of the two (the bound the `vtx` backend gives the
+/// VMX-preemption timer). Outside a preemptive run only the
+/// VMX-preemption timer can bound the run.
+pub(crate) fn arm_for_guest(deadline: u64) -> Option<u64> {
+    with_run(|run| {
+        let armed = if run.active { run.armed } else { None };
+        if run.active && armed.is_none_or(|armed| deadline < armed) && run.guest_armed != Some(deadline) {
+            apic::arm(deadline);
+            run.guest_armed = Some(deadline);
+        }
+        Some(armed.map_or(deadline, |armed| armed.min(deadline)))
+    })
 }
 
 /// Whether a long system call should stop at its next preemption point: in
@@ -355,13 +379,20 @@ fn load_frame(frame: &mut TrapFrame, context: &UserContext) {
     frame.rflags = context.rflags;
 }
 
-/// Picks the next thread; idles until the earliest refill when only
-/// throttled threads remain, or until a device interrupts when a thread
-/// waits for one (`irq::awaited`). `None`: nothing can run any more.
+/// Picks the next thread; idles until the earliest refill or wake-up
+/// (`Scheduler::timer_deadline`) when only throttled or sleeping threads
+/// remain, or until a device interrupts when a thread waits for one
+/// (`irq::awaited`). `None`: nothing can run any more (a sleeping thread
+/// keeps the run alive: its wake-up is a deadline).
 ///
-/// The kernel idles with interrupts off, inside the kernel's state: it
-/// polls the PICs for a device's request ([`pic::poll`]) and delivers it
-/// here, as the interrupt path would, instead of taking the interrupt.
+/// The kernel idles inside the kernel's state. While it waits for a
+/// device it keeps interrupts off and polls the PICs for the request
+/// ([`pic::poll`]), delivering it here as the interrupt path would
+/// instead of taking the interrupt. While it waits only for a time and
+/// every PIC line is masked, it halts the CPU with the local APIC timer
+/// armed for that time ([`halt_until`]); with a line unmasked (a
+/// driver's notification bound, nobody waiting on it) it spins on the TSC
+/// instead, since that line's interrupt could not be taken in ring 0.
 fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<ThreadId> {
     if slice_ended {
         kernel.scheduler.yield_current(&mut kernel.store);
@@ -374,6 +405,13 @@ fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<Thr
         let device = irq::awaited(kernel);
         if refill.is_none() && !device {
             return None;
+        }
+        if let Some(until) = refill
+            && !device
+            && apic::present()
+            && pic::every_line_masked()
+        {
+            halt_until(until);
         }
         loop {
             if device && let Some(line) = pic::poll() {
@@ -397,6 +435,33 @@ fn next_or_idle(kernel: &mut Kernel<PhysStore>, slice_ended: bool) -> Option<Thr
         kernel.now = now;
         kernel.scheduler.account(&mut kernel.store, now);
         kernel.scheduler.release_due(&mut kernel.store, now);
+    }
+}
+
+/// Set while [`halt_until`] halts: a timer interrupt taken in ring 0 then
+/// is the idle loop's wake-up, not a stray one.
+static IDLING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Timer interrupts that woke the idle loop.
+pub(crate) static IDLE_WAKEUPS: AtomicU64 = AtomicU64::new(0);
+
+/// Halts the CPU until the TSC reaches `deadline`, the local APIC timer
+/// armed for it (the caller re-arms the timer for the next thread with
+/// [`dispatch`]). Interrupts are enabled only around each HLT (`sti`
+/// holds them off until after the HLT begins, so the wake-up cannot slip
+/// in before it): the caller checked that no PIC line can interrupt, and
+/// the timer's gate taken from ring 0 only counts the interrupt.
+fn halt_until(deadline: u64) {
+    while cpu::read_tsc() < deadline {
+        apic::arm(deadline);
+        IDLING.store(true, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the kernel's interrupt gates are installed (`init`) and
+        // their ring-0 paths touch only counters and the APIC's end of
+        // interrupt: the timer's (`timer_interrupt_dispatch`), the
+        // spurious vector's, and none of the PIC's, whose lines are all
+        // masked (the caller checked) so that none can arrive. CLI
+        // restores the kernel's rule of running with interrupts off.
+        unsafe { core::arch::asm!("sti", "hlt", "cli") };
+        IDLING.store(false, core::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -434,6 +499,11 @@ enum Decision {
 #[unsafe(no_mangle)]
 extern "C" fn timer_interrupt_dispatch(frame: &mut TrapFrame) {
     apic::end_of_interrupt();
+    if frame.cs & 3 != 3 && IDLING.load(core::sync::atomic::Ordering::Relaxed) {
+        // The idle loop's wake-up (`halt_until`).
+        threads::count(&IDLE_WAKEUPS);
+        return;
+    }
     if frame.cs & 3 != 3 || !with_run(|run| run.active) {
         // Ring 0 runs with interrupts off; an interrupt left pending by an
         // earlier run arrives in ring 3 before `active`: either way there

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::memory::PhysAddr;
 use kernel_core::vcpu::{EAGER_FIELDS, GuestEntry, GuestField, GuestState, LAZY_FIELDS, Segment, SegmentPart, VCpu};
-use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, VtxExitFields};
+use kernel_core::virt::{self, Event, Exit, GuestFormat, VtxExitFields};
 
 use crate::arch::guest::{
     Accumulators, Frames, GUEST_ENTRY, GuestRegisters, Next, Program, SPARE_EXITS, build_memory, free_frames, handle,
@@ -136,6 +136,10 @@ const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
 /// Primary controls: TSC offsetting; HLT exits; every I/O instruction
 /// exits; the secondary controls apply.
 const PROC_TSC_OFFSET: u32 = 1 << 3;
+/// Interrupt-window exiting: an exit as soon as the guest can take an
+/// external interrupt (RFLAGS.IF set, no STI or MOV SS blocking); set for
+/// one run when VMEnter asks for the window.
+const PROC_INTERRUPT_WINDOW: u32 = 1 << 2;
 const PROC_HLT: u32 = 1 << 7;
 /// MOV to CR8 exits. Without it (and without a TPR shadow) a 64-bit
 /// guest's MOV to CR8 would write the physical local APIC's task
@@ -331,10 +335,16 @@ pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str>
     // external-interrupt exit while the guest's IF is clear).
     let timer = adjust(PIN_EXTERNAL_INTERRUPT | PIN_PREEMPTION_TIMER, pin_capability);
     let pin = timer.or_else(|| adjust(PIN_EXTERNAL_INTERRUPT, pin_capability));
+    let proc_capability = capability(msr::PROCBASED, msr::TRUE_PROCBASED);
     let proc = adjust(
         PROC_TSC_OFFSET | PROC_HLT | PROC_CR8_LOAD | PROC_CR8_STORE | PROC_UNCONDITIONAL_IO | PROC_SECONDARY,
-        capability(msr::PROCBASED, msr::TRUE_PROCBASED),
+        proc_capability,
     );
+    // Interrupt-window exiting is set for single runs (`run_checked`): the
+    // CPU must allow it (its allowed-1 settings are the high half).
+    if (proc_capability >> 32) & u64::from(PROC_INTERRUPT_WINDOW) == 0 {
+        return Err("the CPU has no interrupt-window exiting");
+    }
     let proc2 = adjust(PROC2_EPT | PROC2_VPID | PROC2_UNRESTRICTED, read_msr(msr::PROCBASED2));
     let exit = adjust(EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, capability(msr::EXIT, msr::TRUE_EXIT));
     let entry = adjust(ENTRY_LOAD_EFER, capability(msr::ENTRY, msr::TRUE_ENTRY));
@@ -542,17 +552,17 @@ fn write_host_per_entry() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Arms the VMX-preemption timer for the time left until the kernel's
-/// timer deadline (the running thread's budget or slice), so that the run
-/// ends by then even if no interrupt could end it; without a deadline
-/// (not a preemptive run), as far off as the timer reaches.
-fn write_preemption_timer() -> Result<(), &'static str> {
+/// Arms the VMX-preemption timer for the time left until `bound` (the
+/// kernel's timer deadline, the running thread's budget or slice end, or
+/// VMEnter's deadline if that comes first: `timer::arm_for_guest`), so
+/// that the run ends by then even if no interrupt could end it; without a
+/// bound, as far off as the timer reaches.
+fn write_preemption_timer(bound: Option<u64>) -> Result<(), &'static str> {
     let rate = PREEMPTION_RATE.load(Ordering::Relaxed);
     if rate == u64::MAX {
         return Ok(());
     }
-    let ticks = crate::arch::timer::armed_deadline()
-        .map_or(u64::MAX, |deadline| deadline.saturating_sub(crate::arch::cpu::read_tsc()));
+    let ticks = bound.map_or(u64::MAX, |deadline| deadline.saturating_sub(crate::arch::cpu::read_tsc()));
     let value = u32::try_from(ticks >> rate).unwrap_or(u32::MAX);
     write(field::PREEMPTION_TIMER, u64::from(value))
 }
@@ -776,17 +786,21 @@ const LAUNCHED: u64 = 2;
 /// first page, set up on its first run; the dirty fields are written
 /// before each entry, every field read back after the exit; the EPT
 /// context is flushed at each entry (correct whatever the kernel
-/// unmapped since; tagging and targeted flushes are a later step); host
-/// interrupts end the run (`None`). A VMX instruction failing here is a
-/// kernel bug (the VMCS is the kernel's alone), so it panics.
-pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu) -> Option<Exit> {
-    match run_checked(entry, record) {
-        Ok(exit) => (exit.kind != ExitKind::HostInterrupt).then_some(exit),
+/// unmapped since; tagging and targeted flushes are a later step); a host
+/// interrupt or the VMX-preemption timer (armed for `bound`) ends the run
+/// with `ExitKind::HostInterrupt`, which the caller (`platform::Machine`)
+/// turns into a deadline's exit or a restart; an interrupt-window request
+/// sets interrupt-window exiting for this run only. A VMX instruction
+/// failing here is a kernel bug (the VMCS is the kernel's alone), so it
+/// panics.
+pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu, bound: Option<u64>) -> Exit {
+    match run_checked(entry, record, bound) {
+        Ok(exit) => exit,
         Err(why) => panic!("vtx: {why} (VM-instruction error {})", read(field::INSTRUCTION_ERROR)),
     }
 }
 
-fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static str> {
+fn run_checked(entry: &GuestEntry, record: &mut VCpu, bound: Option<u64>) -> Result<Exit, &'static str> {
     let vmcs = entry.vcpu.as_u64();
     if REVISION.load(Ordering::Relaxed) == 0 {
         return Err("VMEnter reached the vtx backend before it was enabled");
@@ -798,7 +812,7 @@ fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static s
     }
     make_current(vmcs)?;
     write_host_per_entry()?;
-    write_preemption_timer()?;
+    write_preemption_timer(bound)?;
     let eptp = virt::ept_pointer(entry.root.as_u64());
     if WRITTEN_EPT_POINTER.load(Ordering::Relaxed) != eptp {
         write(field::EPT_POINTER, eptp)?;
@@ -807,7 +821,17 @@ fn run_checked(entry: &GuestEntry, record: &mut VCpu) -> Result<Exit, &'static s
     load_state(&record.state, record.dirty)?;
     record.dirty = 0;
     flush_ept(eptp);
-    let exit = enter(&mut record.registers, record.hardware == LAUNCHED)?;
+    let window = record.controls.interrupt_window;
+    let controls = CONTROLS_LOW.load(Ordering::Relaxed) >> 32;
+    if window {
+        write(field::PROC_CONTROLS, controls | u64::from(PROC_INTERRUPT_WINDOW))?;
+    }
+    let exit = enter(&mut record.registers, record.hardware == LAUNCHED);
+    if window {
+        // For this run only (whatever the entry's outcome).
+        write(field::PROC_CONTROLS, controls)?;
+    }
+    let exit = exit?;
     record.hardware = LAUNCHED;
     store_eager(&mut record.state);
     record.stale = LAZY_FIELDS;
@@ -857,7 +881,7 @@ fn run_with_frames(
     initialise(vmcs)?;
     *vmcs_out = vmcs;
     write_host_per_entry()?;
-    write_preemption_timer()?;
+    write_preemption_timer(crate::arch::timer::armed_deadline())?;
     let eptp = virt::ept_pointer(ept_root);
     write(field::EPT_POINTER, eptp)?;
     flush_ept(eptp);

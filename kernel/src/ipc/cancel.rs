@@ -5,15 +5,17 @@ use super::{EndpointState, Resumption, ThreadId, ThreadState};
 use crate::sched::Scheduler;
 use crate::store::ObjectStore;
 
-/// Stops `thread`: takes it out of any endpoint or notification queue,
-/// unbinds a reply object it waits on or holds, takes it off the CPU and
-/// out of the scheduler's queues, and makes it inactive. A blocked system
+/// Stops `thread`: takes it out of any endpoint or notification queue and
+/// out of the sleep queue, unbinds a reply object it waits on or holds,
+/// takes it off the CPU and out of the scheduler's queues, and makes it
+/// inactive. A blocked system
 /// call is cancelled: if the thread is resumed, it makes the call again
 /// ([`Resumption::Restart`]).
 pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thread: ThreadId) {
     if !matches!(store.tcb(thread).state, ThreadState::Runnable | ThreadState::Inactive) {
         store.tcb_mut(thread).resumption = Resumption::Restart;
     }
+    scheduler.cancel_sleep(store, thread);
     match store.tcb(thread).state {
         ThreadState::BlockedOnSend { endpoint, .. } | ThreadState::BlockedOnReceive { endpoint, .. } => {
             if let ThreadState::BlockedOnReceive { reply: Some(reply), .. } = store.tcb(thread).state {
@@ -39,7 +41,7 @@ pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
             }
         }
         ThreadState::Runnable => scheduler.remove(store, thread),
-        ThreadState::Inactive => {}
+        ThreadState::Sleeping | ThreadState::Inactive => {}
     }
     store.tcb_mut(thread).state = ThreadState::Inactive;
 }

@@ -128,11 +128,15 @@ pub enum ThreadState {
         /// The reply object.
         reply: PhysAddr,
     },
-    /// Waiting for a notification.
+    /// Waiting for a notification (Wait, or VMEnter's `WAIT` on the
+    /// bound notification, which may also sleep until a deadline).
     BlockedOnNotification {
         /// The notification.
         notification: PhysAddr,
     },
+    /// VMEnter's `WAIT` without a bound notification: sleeping until its
+    /// deadline, in the scheduler's sleep queue only.
+    Sleeping,
 }
 
 /// A thread control block (the parts IPC and scheduling use).
@@ -175,6 +179,13 @@ pub struct Tcb {
     /// runnable, the release queue while runnable but out of budget, an
     /// endpoint's or notification's queue while blocked.
     pub(crate) queue_links: QueueLinks,
+    /// Links of the scheduler's sleep queue (VMEnter's `WAIT` with a
+    /// deadline), apart from `queue_links`: a thread may sleep there
+    /// while it waits in its bound notification's queue.
+    pub(crate) sleep_links: QueueLinks,
+    /// When a sleeping thread wakes (its VMEnter's deadline); meaningful
+    /// only while it is in the sleep queue.
+    pub(crate) wake_at: u64,
 }
 
 /// The most bytes of a thread's debugging name.
@@ -329,6 +340,8 @@ impl Tcb {
         vcpu: None,
         bound_notification: None,
         queue_links: QueueLinks { previous: None, next: None, queued: false },
+        sleep_links: QueueLinks { previous: None, next: None, queued: false },
+        wake_at: 0,
     };
 
     /// The words of the current message.
@@ -348,6 +361,18 @@ impl Tcb {
     #[must_use]
     pub const fn is_queued(&self) -> bool {
         self.queue_links.queued
+    }
+
+    /// The thread's links in the sleep queue, for the invariant harness.
+    #[must_use]
+    pub const fn sleep_links(&self) -> QueueLinks {
+        self.sleep_links
+    }
+
+    /// When the thread wakes, while it is in the sleep queue.
+    #[must_use]
+    pub const fn wake_at(&self) -> Option<u64> {
+        if self.sleep_links.queued { Some(self.wake_at) } else { None }
     }
 }
 

@@ -22,6 +22,8 @@ pub fn signal(store: &mut impl ObjectStore, scheduler: &mut Scheduler, notificat
     let mut waiters = store.notification(notification).waiters;
     if let Some(waiter) = waiters.pop_front(store) {
         store.notification_mut(notification).waiters = waiters;
+        // A VMEnter `WAIT` sleeping until a deadline too: the signal ends it.
+        scheduler.cancel_sleep(store, waiter);
         let tcb = store.tcb_mut(waiter);
         tcb.badge = badge;
         tcb.state = ThreadState::Runnable;

@@ -12,7 +12,7 @@ use crate::platform::{PlatformEvent, RecordingPlatform};
 use crate::store::MapStore;
 use crate::syscall::{Kernel, label as tcb_label};
 use crate::test_fixture::{R_SELF, R_UNTYPED, Request, issue, root_kernel, root_slot, root_thread};
-use crate::virt::GuestFormat;
+use crate::virt::{ExitKind, GuestFormat};
 use crate::vspace::label as vspace_label;
 
 // Root CNode slots (a root cptr is the slot index).
@@ -405,11 +405,19 @@ fn every_reset_value_passes_its_own_check() {
 const R_SELF_TCB: u64 = 40;
 
 /// A VMEnter message: registers 1..=16 (RSP 0x8000), RIP, RFLAGS and
-/// the event.
+/// the event; no deadline, no control.
 fn enter_message(rip: u64, rflags: u64, event: u64) -> Vec<u64> {
     let mut words: Vec<u64> = (1..=16).collect();
     words[enter::RSP] = 0x8000;
-    words.extend([rip, rflags, event]);
+    words.extend([rip, rflags, event, 0, 0]);
+    words
+}
+
+/// [`enter_message`] with a deadline and control bits.
+fn controlled_message(deadline: u64, controls: u64) -> Vec<u64> {
+    let mut words = enter_message(0x7c00, 0x202, 0);
+    words[enter::DEADLINE] = deadline;
+    words[enter::CONTROLS] = controls;
     words
 }
 
@@ -441,8 +449,8 @@ fn vm_enter_runs_the_guest_and_replies_with_its_exit() {
     let (label, words, _) = world.vm_enter(&message);
     assert_eq!(label, enter::LABEL_EXIT);
     assert_eq!(words.len(), enter::EXIT_WORDS);
-    assert_eq!(words[..enter::MESSAGE_WORDS], message[..], "the registers as the guest left them");
-    assert_eq!(words[enter::EXIT_KIND], crate::virt::ExitKind::Hlt as u64);
+    assert_eq!(words[..enter::STATE_WORDS], message[..enter::STATE_WORDS], "the registers as the guest left them");
+    assert_eq!(words[enter::EXIT_KIND], ExitKind::Hlt as u64);
     assert_eq!(words[enter::INSTRUCTION_LENGTH], 1);
     assert_eq!(words[enter::CONTROL], 0x6000_0010, "CR0 as at RESET");
     assert!(world.platform.saw(&PlatformEvent::GuestRun { vcpu }));
@@ -460,6 +468,9 @@ fn vm_enter_refuses_what_it_cannot_run() {
     // malformed event: nothing runs, nothing changes.
     let before = world.record(R_VCPU);
     assert_eq!(world.vm_enter(&good[..18]).0, SyscallError::TruncatedMessage.code());
+    // The 19-word message of before the deadline and the controls.
+    assert_eq!(world.vm_enter(&good[..enter::STATE_WORDS]).0, SyscallError::TruncatedMessage.code());
+    assert_eq!(world.vm_enter(&good[..enter::MESSAGE_WORDS - 1]).0, SyscallError::TruncatedMessage.code());
     for (index, value) in
         [(enter::RIP, 1 << 47), (enter::RSP, 1 << 47), (enter::RFLAGS, 1 << 3), (enter::EVENT, 0x8000_030d)]
     {
@@ -497,7 +508,7 @@ fn a_pending_notification_ends_vm_enter_before_the_guest_runs() {
     let message = enter_message(0x1000, 0x2, 0);
     let (label, words, badge) = world.vm_enter(&message);
     assert_eq!(label, enter::LABEL_NOTIFICATION);
-    assert_eq!(words, message, "the registers come back, loaded");
+    assert_eq!(words, message[..enter::STATE_WORDS], "the registers come back, loaded");
     assert_eq!(badge, 0, "the notification capability's badge");
     assert!(!world.platform.events.iter().any(|event| matches!(event, PlatformEvent::GuestRun { .. })));
     // The signal was taken: the next VMEnter runs the guest.
@@ -531,7 +542,320 @@ fn a_host_interrupt_restarts_vm_enter_from_the_record() {
 #[test]
 fn the_message_lengths_are_the_word_counts() {
     assert_eq!(usize::from(enter::MESSAGE_LENGTH), enter::MESSAGE_WORDS);
+    assert_eq!(usize::from(enter::STATE_LENGTH), enter::STATE_WORDS);
     assert_eq!(usize::from(enter::EXIT_LENGTH), enter::EXIT_WORDS);
+    // The deadline and the controls follow the state; a reply's exit
+    // words take their places.
+    assert_eq!((enter::DEADLINE, enter::CONTROLS), (enter::STATE_WORDS, enter::STATE_WORDS + 1));
+    assert_eq!(enter::EXIT_KIND, enter::STATE_WORDS);
+}
+
+#[test]
+fn entry_controls_decode_their_two_words() {
+    assert_eq!(EnterControls::from_words(0, 0), Ok(EnterControls::NONE));
+    let decoded = EnterControls::from_words(1234, enter::control::WAIT | enter::control::INTERRUPT_WINDOW);
+    assert_eq!(decoded, Ok(EnterControls { deadline: 1234, wait: true, interrupt_window: true }));
+    assert_eq!(decoded.map(EnterControls::deadline), Ok(Some(1234)));
+    assert_eq!(EnterControls::NONE.deadline(), None, "0 is no deadline");
+    assert_eq!(EnterControls::from_words(0, 1 << 2), Err(SyscallError::InvalidArgument));
+    assert_eq!(EnterControls::from_words(5, 1 << 63), Err(SyscallError::InvalidArgument));
+    let deadline = EnterControls { deadline: 100, ..EnterControls::NONE };
+    assert!(!deadline.deadline_passed(99));
+    assert!(deadline.deadline_passed(100), "a deadline has passed at its own tick");
+    assert!(!EnterControls::NONE.deadline_passed(u64::MAX), "no deadline never passes");
+}
+
+proptest! {
+    /// Any two words: the controls decode exactly when no undefined bit
+    /// is set, and then give their words back.
+    #[test]
+    fn entry_controls_round_trip_or_are_refused(deadline in any::<u64>(), controls in any::<u64>()) {
+        match EnterControls::from_words(deadline, controls) {
+            Ok(decoded) => {
+                prop_assert_eq!(controls & !enter::control::ALL, 0);
+                prop_assert_eq!(decoded.to_words(), [deadline, controls]);
+            }
+            Err(error) => {
+                prop_assert_eq!(error, SyscallError::InvalidArgument);
+                prop_assert_ne!(controls & !enter::control::ALL, 0);
+            }
+        }
+    }
+}
+
+/// The guest runs recorded so far.
+fn guest_runs(world: &World) -> usize {
+    world.platform.events.iter().filter(|event| matches!(event, PlatformEvent::GuestRun { .. })).count()
+}
+
+#[test]
+fn undefined_control_bits_and_a_wait_that_could_never_end_are_refused() {
+    let mut world = world_with_root_tcb();
+    let before = world.record(R_VCPU);
+    for controls in [1 << 2, 1 << 31, u64::MAX] {
+        let (label, _, _) = world.vm_enter(&controlled_message(0, controls));
+        assert_eq!(label, SyscallError::InvalidArgument.code(), "controls {controls:#x}");
+    }
+    // WAIT with a notification bound or a deadline is fine; with neither
+    // it would sleep for ever.
+    world.ok(R_SELF_TCB, tcb_label::TCB_UNBIND_NOTIFICATION, &[], &[]);
+    let (label, _, _) = world.vm_enter(&controlled_message(0, enter::control::WAIT));
+    assert_eq!(label, SyscallError::IllegalOperation.code());
+    assert_eq!(world.record(R_VCPU), before, "nothing changed");
+    assert_eq!(guest_runs(&world), 0);
+    assert_eq!(world.kernel.store.tcb(root_thread()).state, ThreadState::Runnable);
+}
+
+#[test]
+fn the_run_has_the_deadline_and_the_interrupt_window() {
+    let mut world = world_with_root_tcb();
+    world.kernel.now = 10;
+    let message = controlled_message(500, enter::control::INTERRUPT_WINDOW);
+    assert_eq!(world.vm_enter(&message).0, enter::LABEL_EXIT);
+    let (_, controls) = world.platform.last_entry.expect("the guest ran");
+    assert_eq!((controls.deadline, controls.interrupt_window), (500, true));
+    assert_eq!(world.vm_enter(&enter_message(0x7c00, 0x202, 0)).0, enter::LABEL_EXIT);
+    let (_, controls) = world.platform.last_entry.expect("the guest ran");
+    assert_eq!((controls.deadline, controls.interrupt_window), (0, false), "the window was for one run");
+}
+
+#[test]
+fn a_deadline_already_past_returns_at_once_without_running_the_guest() {
+    let mut world = world_with_root_tcb();
+    world.kernel.now = 1_000;
+    // An event to inject: the guest never ran to take it.
+    let mut message = controlled_message(1_000, 0);
+    message[enter::EVENT] = 0x8000_0020;
+    let (label, words, badge) = world.vm_enter(&message);
+    assert_eq!((label, badge), (enter::LABEL_EXIT, 0));
+    assert_eq!(words.len(), enter::EXIT_WORDS);
+    assert_eq!(words[enter::EXIT_KIND], ExitKind::Deadline as u64);
+    assert_eq!(words[enter::EXIT_REASON..=enter::INSTRUCTION_LENGTH], [0, 0, 0, 0]);
+    assert_eq!(words[..enter::STATE_WORDS], message[..enter::STATE_WORDS], "the event is still pending");
+    assert_eq!(words[enter::CONTROL], 0x6000_0010, "CR0 as at RESET");
+    assert_eq!(guest_runs(&world), 0);
+    // A deadline still ahead lets the guest run.
+    assert_eq!(world.vm_enter(&controlled_message(1_001, 0)).2, 0);
+    assert_eq!(guest_runs(&world), 1);
+    // A pending signal wins over a past deadline.
+    let notification = world.object(R_NOTIFICATION);
+    crate::ipc::signal(&mut world.kernel.store, &mut world.kernel.scheduler, notification, 0x40);
+    let (label, _, badge) = world.vm_enter(&controlled_message(5, 0));
+    assert_eq!((label, badge), (enter::LABEL_NOTIFICATION, 0x40));
+}
+
+#[test]
+fn a_host_interrupt_after_the_deadline_ends_the_call_with_the_deadline() {
+    let mut world = world_with_root_tcb();
+    world.kernel.now = 100;
+    // The interrupt arrives before the deadline: the call runs again.
+    (world.platform.host_interrupts, world.platform.clock) = (1, 150);
+    let message = controlled_message(200, 0);
+    let request =
+        Request { number: crate::syscall::number::VM_ENTER, cptr: 0, label: 0, words: &message, extra: &[], reply: 0 };
+    issue(&mut world.kernel, &mut world.platform, root_thread(), &request);
+    assert!(world.record(R_VCPU).resume);
+    assert_eq!(world.record(R_VCPU).controls.deadline, 200, "the restart keeps the deadline");
+    world.kernel.store.tcb_mut(root_thread()).resumption = crate::ipc::Resumption::Results;
+    // The restart's run: the interrupt comes at the deadline.
+    (world.platform.host_interrupts, world.platform.clock) = (1, 200);
+    let (label, words, _) = world.vm_enter(&enter_message(0x1, 0x2, 0));
+    assert_eq!(label, enter::LABEL_EXIT);
+    assert_eq!(words[enter::EXIT_KIND], ExitKind::Deadline as u64);
+    assert_eq!(words[enter::RIP], 0x7c00, "the record's registers, not the restart's message");
+    assert!(!world.record(R_VCPU).resume);
+    // A restart that finds the deadline past does not run the guest.
+    (world.platform.host_interrupts, world.platform.clock) = (1, 150);
+    issue(&mut world.kernel, &mut world.platform, root_thread(), &request);
+    world.kernel.store.tcb_mut(root_thread()).resumption = crate::ipc::Resumption::Results;
+    let runs = guest_runs(&world);
+    world.kernel.now = 250;
+    let (_, words, _) = world.vm_enter(&message);
+    assert_eq!(words[enter::EXIT_KIND], ExitKind::Deadline as u64);
+    assert_eq!(guest_runs(&world), runs);
+}
+
+/// Where the root thread waits: its state and wake-up time.
+fn root_wait(world: &World) -> (ThreadState, Option<u64>) {
+    let tcb = world.kernel.store.tcb(root_thread());
+    (tcb.state, tcb.wake_at())
+}
+
+/// Advances the kernel's time to `now`, as a timer interrupt would.
+fn tick(world: &mut World, now: u64) {
+    let kernel = &mut world.kernel;
+    kernel.now = now;
+    kernel.scheduler.account(&mut kernel.store, now);
+    kernel.scheduler.release_due(&mut kernel.store, now);
+    kernel.scheduler.schedule(&mut kernel.store);
+}
+
+#[test]
+fn wait_sleeps_until_the_deadline_and_returns_it() {
+    let mut world = world_with_root_tcb();
+    let notification = world.object(R_NOTIFICATION);
+    world.kernel.now = 1_000;
+    let message = controlled_message(5_000, enter::control::WAIT);
+    let (label, _, _) = world.vm_enter(&message);
+    assert_eq!(label, enter::LABEL_NOTIFICATION, "the signal's reply, prepared");
+    assert_eq!(root_wait(&world), (ThreadState::BlockedOnNotification { notification }, Some(5_000)));
+    assert_eq!(world.kernel.store.notification(notification).waiters.head, Some(root_thread()));
+    assert_eq!(world.kernel.scheduler.current(), None, "the thread left the CPU");
+    assert_eq!(guest_runs(&world), 0, "a halted vCPU does not run");
+    assert_eq!(world.kernel.scheduler.timer_deadline(&world.kernel.store, 1_000), Some(5_000));
+    tick(&mut world, 4_999);
+    assert_eq!(root_wait(&world).1, Some(5_000), "still asleep");
+    tick(&mut world, 5_000);
+    assert_eq!(root_wait(&world), (ThreadState::Runnable, None));
+    assert_eq!(world.kernel.scheduler.current(), Some(root_thread()));
+    assert!(world.kernel.store.notification(notification).waiters.is_empty(), "out of the notification's queue");
+    let tcb = world.kernel.store.tcb(root_thread());
+    assert_eq!((tcb.info.label, usize::from(tcb.info.length), tcb.badge), (enter::LABEL_EXIT, enter::EXIT_WORDS, 0));
+    let words = tcb.message();
+    assert_eq!(words[enter::EXIT_KIND], ExitKind::Deadline as u64);
+    assert_eq!(words[..enter::STATE_WORDS], message[..enter::STATE_WORDS]);
+    assert_eq!(words[enter::CONTROL], 0x6000_0010);
+    assert!(world.kernel.scheduler.sleep_queue().is_empty());
+}
+
+#[test]
+fn a_signal_ends_a_wait_before_its_deadline() {
+    let mut world = world_with_root_tcb();
+    let notification = world.object(R_NOTIFICATION);
+    world.kernel.now = 1_000;
+    let message = controlled_message(5_000, enter::control::WAIT);
+    world.vm_enter(&message);
+    tick(&mut world, 2_000);
+    crate::ipc::signal(&mut world.kernel.store, &mut world.kernel.scheduler, notification, 0x9);
+    world.kernel.scheduler.schedule(&mut world.kernel.store);
+    assert_eq!(root_wait(&world), (ThreadState::Runnable, None), "out of the sleep queue too");
+    assert!(world.kernel.scheduler.sleep_queue().is_empty());
+    let tcb = world.kernel.store.tcb(root_thread());
+    assert_eq!((tcb.info.label, usize::from(tcb.info.length), tcb.badge), (enter::LABEL_NOTIFICATION, 19, 0x9));
+    assert_eq!(tcb.message(), &message[..enter::STATE_WORDS]);
+    // The deadline passing later changes nothing.
+    tick(&mut world, 6_000);
+    assert_eq!(world.kernel.store.tcb(root_thread()).info.label, enter::LABEL_NOTIFICATION);
+    // Without a deadline the wait is the notification's alone.
+    world.vm_enter(&controlled_message(0, enter::control::WAIT));
+    assert_eq!(root_wait(&world), (ThreadState::BlockedOnNotification { notification }, None));
+    tick(&mut world, u64::MAX);
+    assert_eq!(root_wait(&world).0, ThreadState::BlockedOnNotification { notification });
+    // A signal already pending ends a WAIT at once.
+    crate::ipc::signal(&mut world.kernel.store, &mut world.kernel.scheduler, notification, 0x2);
+    world.kernel.scheduler.schedule(&mut world.kernel.store);
+    crate::ipc::signal(&mut world.kernel.store, &mut world.kernel.scheduler, notification, 0x4);
+    let (label, _, badge) = world.vm_enter(&controlled_message(0, enter::control::WAIT));
+    assert_eq!((label, badge), (enter::LABEL_NOTIFICATION, 0x4));
+    assert_eq!(root_wait(&world), (ThreadState::Runnable, None));
+}
+
+#[test]
+fn a_wait_without_a_notification_sleeps_until_its_deadline() {
+    let mut world = world_with_root_tcb();
+    world.ok(R_SELF_TCB, tcb_label::TCB_UNBIND_NOTIFICATION, &[], &[]);
+    world.kernel.now = 10;
+    world.vm_enter(&controlled_message(300, enter::control::WAIT));
+    assert_eq!(root_wait(&world), (ThreadState::Sleeping, Some(300)));
+    tick(&mut world, 300);
+    let tcb = world.kernel.store.tcb(root_thread());
+    assert_eq!(
+        (tcb.state, tcb.info.label, tcb.message()[enter::EXIT_KIND]),
+        (ThreadState::Runnable, enter::LABEL_EXIT, ExitKind::Deadline as u64)
+    );
+    // A deadline already past never sleeps.
+    let (label, words, _) = world.vm_enter(&controlled_message(300, enter::control::WAIT));
+    assert_eq!((label, words[enter::EXIT_KIND]), (enter::LABEL_EXIT, ExitKind::Deadline as u64));
+    assert_eq!(root_wait(&world), (ThreadState::Runnable, None));
+}
+
+#[test]
+fn the_sleep_queue_wakes_threads_in_deadline_order() {
+    // Three threads asleep with deadlines out of order (two equal): they
+    // wake earliest first, equals in the order they slept, and taking one
+    // out of the middle leaves the queue linked.
+    let mut world = world();
+    let threads = [world.thread(R_TCB), world.thread(R_TCB + 1), root_thread()];
+    let kernel = &mut world.kernel;
+    for (thread, wake_at) in threads.into_iter().zip([300, 100, 300]) {
+        kernel.store.tcb_mut(thread).state = ThreadState::Sleeping;
+        kernel.scheduler.sleep_until(&mut kernel.store, thread, wake_at);
+    }
+    let order = |kernel: &Kernel<MapStore>| {
+        let mut order = Vec::new();
+        let mut at = kernel.scheduler.sleep_queue().head;
+        while let Some(thread) = at {
+            order.push(thread);
+            at = kernel.store.tcb(thread).sleep_links().next;
+        }
+        assert_eq!(order.last().copied(), kernel.scheduler.sleep_queue().tail);
+        order
+    };
+    assert_eq!(order(kernel), [threads[1], threads[0], threads[2]]);
+    kernel.scheduler.cancel_sleep(&mut kernel.store, threads[0]);
+    assert_eq!(order(kernel), [threads[1], threads[2]]);
+    assert_eq!(kernel.store.tcb(threads[0]).sleep_links(), crate::ipc::QueueLinks::default());
+    kernel.scheduler.release_due(&mut kernel.store, 299);
+    assert_eq!(order(kernel), [threads[2]]);
+    assert_eq!(kernel.store.tcb(threads[1]).state, ThreadState::Runnable);
+    assert_eq!(kernel.store.tcb(threads[0]).state, ThreadState::Sleeping, "cancelled: never woken");
+}
+
+#[test]
+fn stopping_or_deleting_a_sleeping_thread_takes_it_out_of_the_sleep_queue() {
+    let mut world = world_with_root_tcb();
+    let thread = world.thread(R_TCB);
+    let notification = world.object(R_NOTIFICATION + 1);
+    let kernel = &mut world.kernel;
+    // Another thread waits on a notification and sleeps.
+    kernel.store.tcb_mut(thread).state = ThreadState::BlockedOnNotification { notification };
+    let mut waiters = kernel.store.notification(notification).waiters;
+    waiters.push_back(&mut kernel.store, thread);
+    kernel.store.notification_mut(notification).waiters = waiters;
+    kernel.scheduler.sleep_until(&mut kernel.store, thread, 700);
+    // TCB::Suspend.
+    world.ok(R_TCB, tcb_label::TCB_SUSPEND, &[], &[]);
+    assert_eq!(world.kernel.store.tcb(thread).state, ThreadState::Inactive);
+    assert_eq!(world.kernel.store.tcb(thread).resumption, crate::ipc::Resumption::Restart);
+    assert!(world.kernel.scheduler.sleep_queue().is_empty());
+    assert!(world.kernel.store.notification(notification).waiters.is_empty());
+    // Deleting the last capability to a sleeping TCB.
+    let kernel = &mut world.kernel;
+    kernel.store.tcb_mut(thread).state = ThreadState::Sleeping;
+    kernel.scheduler.sleep_until(&mut kernel.store, thread, 800);
+    world.delete(R_TCB);
+    assert!(world.kernel.scheduler.sleep_queue().is_empty());
+    assert_eq!(world.kernel.store.tcb(thread).sleep_links(), crate::ipc::QueueLinks::default());
+    // Deleting the notification a WAIT sleeps on wakes it (with an error,
+    // which the root's own Delete call then replaces with its result), out
+    // of the sleep queue.
+    world.kernel.now = 0;
+    world.vm_enter(&controlled_message(900, enter::control::WAIT));
+    assert_eq!(root_wait(&world).1, Some(900));
+    world.delete(R_NOTIFICATION);
+    assert_eq!(root_wait(&world), (ThreadState::Runnable, None));
+    assert!(world.kernel.scheduler.sleep_queue().is_empty());
+}
+
+#[test]
+fn a_sleeping_thread_uses_no_budget() {
+    let mut world = world_with_root_tcb();
+    let context = PhysAddr::new(0x70_0000);
+    let kernel = &mut world.kernel;
+    *kernel.store.sched_context_mut(context) =
+        crate::sched::SchedContext { bound: Some(root_thread()), ..crate::sched::SchedContext::new(1_000, 100_000, 0) };
+    kernel.store.tcb_mut(root_thread()).sched_context = Some(context);
+    tick(&mut world, 200);
+    assert_eq!(world.kernel.store.sched_context(context).remaining, 800, "running costs budget");
+    world.vm_enter(&controlled_message(50_000, enter::control::WAIT));
+    for now in [10_000, 30_000, 49_999] {
+        tick(&mut world, now);
+        assert_eq!(world.kernel.store.sched_context(context).remaining, 800, "asleep at {now}");
+    }
+    tick(&mut world, 50_000);
+    assert_eq!(world.kernel.scheduler.current(), Some(root_thread()));
+    tick(&mut world, 50_100);
+    assert_eq!(world.kernel.store.sched_context(context).remaining, 700, "running again costs budget");
 }
 
 #[test]

@@ -252,7 +252,8 @@ fn exit_kinds_round_trip_through_their_words() {
         assert_eq!(ExitKind::from_word(kind as u64), Some(kind));
     }
     assert_eq!(ExitKind::from_word(0), None);
-    assert_eq!(ExitKind::from_word(18), None);
+    assert_eq!(ExitKind::from_word(18), Some(ExitKind::Deadline), "the ABI's number");
+    assert_eq!(ExitKind::from_word(19), None);
 }
 
 #[test]

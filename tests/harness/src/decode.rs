@@ -58,7 +58,7 @@
 //!
 //! | 32 | `VCpu` (a VCpu invocation; byte `% 64` = 32) | `vslot` VCpu, a call byte (`% 4`, below), the call's arguments |
 //! | 33 | `Tcb` with BindNotification or UnbindNotification (byte `% 64` = 33) | `slot` TCB, a call byte (even: BindNotification with a `slot` notification; odd: UnbindNotification) |
-//! | 34 | `VmEnter` (VMEnter; byte `% 64` = 34) | RIP, RFLAGS and the event, each a value ([`STATE_VALUES`]`[byte % 32]`), then the length word (`byte % 32`, never escaped); RSP is 0x8000, the other registers 1 to 16 |
+//! | 34 | `VmEnter` (VMEnter; byte `% 64` = 34) | RIP, RFLAGS and the event, each a value ([`STATE_VALUES`]`[byte % 32]`), then the length word (`byte % 32`, never escaped) whose top three bits `c` give the controls: 0 none and no deadline, else controls `c - 1` (bit 0 `WAIT`, bit 1 `INTERRUPT_WINDOW`, bit 2 an undefined bit) and a deadline value next ([`STATE_VALUES`]`[byte % 32]`); RSP is 0x8000, the other registers 1 to 16 |
 //!
 //! Tags 32 to 34 came with the VCpu: a tag byte whose value modulo 64
 //! is 32, 33 or 34 names them (bytes 32 to 34, 96 to 98, 160 to 162,
@@ -649,8 +649,10 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
         34 => {
             let value = |input: &mut Unstructured<'_>| word(input, |byte| STATE_VALUES[usize::from(byte % 32)]);
             let (rip, rflags, event) = (value(input)?, value(input)?, value(input)?);
-            let length = input.arbitrary::<u8>()? % 32;
-            Op::VmEnter { rsp: 0x8000, rip, rflags, event, length }
+            let byte = input.arbitrary::<u8>()?;
+            let (length, controls) = (byte % 32, u64::from(byte >> 5));
+            let (controls, deadline) = if controls == 0 { (0, 0) } else { (controls - 1, value(input)?) };
+            Op::VmEnter { rsp: 0x8000, rip, rflags, event, deadline, controls, length }
         }
         30 => {
             let untyped = pslot(input)?;

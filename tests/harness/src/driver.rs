@@ -661,7 +661,8 @@ pub enum Op {
         call: VCpuCall,
     },
     /// VMEnter by the running thread: registers `i + 1` (RSP `rsp`), RIP
-    /// `rip`, RFLAGS `rflags` and event `event`, with length word `length`.
+    /// `rip`, RFLAGS `rflags`, event `event`, deadline `deadline` and
+    /// controls `controls`, with length word `length`.
     VmEnter {
         /// RSP (word 4).
         rsp: u64,
@@ -671,7 +672,12 @@ pub enum Op {
         rflags: u64,
         /// The event to inject (word 18).
         event: u64,
-        /// The message's length word (19 and up is a whole message).
+        /// The deadline (word 19; 0 for none).
+        deadline: u64,
+        /// The entry controls (word 20: bit 0 `WAIT`, bit 1
+        /// `INTERRUPT_WINDOW`).
+        controls: u64,
+        /// The message's length word (21 and up is a whole message).
         length: u8,
     },
     /// A device interrupt on `line`: the kernel masks the line and
@@ -818,10 +824,10 @@ impl Op {
                 let (label, words, extra) = call.message();
                 invoke(vcpu, label, words, extra)
             }
-            Op::VmEnter { rsp, rip, rflags, event, length } => {
+            Op::VmEnter { rsp, rip, rflags, event, deadline, controls, length } => {
                 let mut words: Vec<u64> = (1..=16).collect();
                 words[4] = rsp;
-                words.extend([rip, rflags, event]);
+                words.extend([rip, rflags, event, deadline, controls]);
                 words.truncate(usize::from(length));
                 Syscall { number: number::VM_ENTER, length, ..invoke(0, 0, words, Vec::new()) }
             }
@@ -1290,14 +1296,27 @@ fn thread_op() -> impl Strategy<Value = Op> {
 
 /// VMEnter: mostly a whole message with values VMEnter takes, at times
 /// refused ones (non-canonical addresses, reserved flags, malformed
-/// events) or a short message.
+/// events, undefined control bits) or a short message (the 19 words of
+/// before the deadline and the controls among them); deadlines of none,
+/// soon (past or ahead of the ticks so far) or far off, and `WAIT`s that
+/// sleep on the bound notification or alone.
 fn vm_enter_op() -> BoxedStrategy<Op> {
     let address = prop_oneof![6 => 0_u64..0x1_0000, 1 => state_value()];
     let rflags = prop_oneof![6 => Just(0x2_u64), 2 => Just(0x202), 1 => state_value()];
     let event = prop_oneof![6 => Just(0_u64), 2 => Just(0x8000_0b0d), 1 => state_value()];
-    let length = prop_oneof![8 => Just(19_u8), 1 => 0_u8..19, 1 => 20_u8..=127];
-    (address.clone(), address, rflags, event, length)
-        .prop_map(|(rsp, rip, rflags, event, length)| Op::VmEnter { rsp, rip, rflags, event, length })
+    let deadline = prop_oneof![4 => Just(0_u64), 4 => 1_u64..20_000, 1 => any::<u64>()];
+    let controls = prop_oneof![8 => 0_u64..4, 1 => any::<u64>()];
+    let length = prop_oneof![8 => Just(21_u8), 1 => Just(19_u8), 1 => 0_u8..21, 1 => 22_u8..=127];
+    ((address.clone(), address, rflags, event), (deadline, controls, length))
+        .prop_map(|((rsp, rip, rflags, event), (deadline, controls, length))| Op::VmEnter {
+            rsp,
+            rip,
+            rflags,
+            event,
+            deadline,
+            controls,
+            length,
+        })
         .boxed()
 }
 
@@ -1891,6 +1910,23 @@ pub fn results(ops: &[Op]) -> Result<Vec<Option<u64>>, Violation> {
     let mut codes = Vec::new();
     run_recording(ops, &mut codes)?;
     Ok(codes)
+}
+
+/// Like [`run`], and returns the spec's state after the last step (which
+/// the kernel's state refined, as after every step), for tests that look
+/// at what a sequence left behind.
+///
+/// # Errors
+///
+/// The first step after which a check failed.
+pub fn final_state(ops: &[Op]) -> Result<(State, Stats), Violation> {
+    let mut harness = Harness::new();
+    let failures = harness.check();
+    if !failures.is_empty() {
+        return Err(Violation { step: None, op: None, failures });
+    }
+    let stats = run_steps(&mut harness, ops, &mut Vec::new())?;
+    Ok((harness.spec, stats))
 }
 
 fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {

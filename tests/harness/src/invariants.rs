@@ -23,7 +23,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 37] = [
+pub const ALL: [Invariant; 38] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -46,6 +46,7 @@ pub const ALL: [Invariant; 37] = [
     ("sched_context_bindings_symmetric", sched_context_bindings_symmetric),
     ("ready_queues_hold_runnable_threads_of_their_priority", ready_queues_hold_runnable_threads_of_their_priority),
     ("release_queue_throttled_in_refill_order", release_queue_throttled_in_refill_order),
+    ("sleep_queue_holds_halted_threads_in_wake_order", sleep_queue_holds_halted_threads_in_wake_order),
     ("running_thread_runnable_and_unqueued", running_thread_runnable_and_unqueued),
     ("runnable_threads_scheduled", runnable_threads_scheduled),
     ("irq_lines_consistent", irq_lines_consistent),
@@ -406,7 +407,7 @@ pub fn thread_states_name_live_objects(state: &State, _boot: &Boot) -> Result<()
             ThreadState::BlockedOnNotification { notification } => {
                 vec![state.notifications.contains_key(&notification)]
             }
-            ThreadState::Inactive | ThreadState::Runnable => vec![],
+            ThreadState::Inactive | ThreadState::Runnable | ThreadState::Sleeping => vec![],
         };
         if named.contains(&false) {
             return Err(format!("thread {tcb:#x}: {:?} names an object that is not live", thread.state));
@@ -591,6 +592,42 @@ pub fn release_queue_throttled_in_refill_order(state: &State, _boot: &Boot) -> R
             return Err(format!("the release queue is out of refill order at {member:#x}"));
         }
         last = context.next_refill;
+    }
+    Ok(())
+}
+
+/// The sleep queue holds each live thread with a wake-up time exactly
+/// once, in wake-up order, and only threads blocked in VMEnter's `WAIT`
+/// (waiting on a notification, or asleep); a thread asleep without a
+/// notification is in it (else nothing would ever wake it).
+pub fn sleep_queue_holds_halted_threads_in_wake_order(state: &State, _boot: &Boot) -> Result<(), String> {
+    let mut last = 0;
+    for (index, member) in state.sched.sleeping.iter().enumerate() {
+        let Some(thread) = state.threads.get(member) else {
+            return Err(format!("the sleep queue holds {member:#x}, which is not a live thread"));
+        };
+        if state.sched.sleeping[..index].contains(member) {
+            return Err(format!("the sleep queue holds {member:#x} twice"));
+        }
+        if !matches!(thread.state, ThreadState::Sleeping | ThreadState::BlockedOnNotification { .. }) {
+            return Err(format!("the sleep queue holds {member:#x}, which is {:?}", thread.state));
+        }
+        let Some(wake_at) = thread.wake_at else {
+            return Err(format!("the sleep queue holds {member:#x}, which has no wake-up time"));
+        };
+        if wake_at < last {
+            return Err(format!("the sleep queue is out of wake-up order at {member:#x}"));
+        }
+        last = wake_at;
+    }
+    for (tcb, thread) in &state.threads {
+        let asleep = state.sched.sleeping.contains(tcb);
+        if thread.wake_at.is_some() != asleep {
+            return Err(format!("thread {tcb:#x} wakes at {:?} but is asleep: {asleep}", thread.wake_at));
+        }
+        if thread.state == ThreadState::Sleeping && !asleep {
+            return Err(format!("thread {tcb:#x} sleeps with nothing to wake it"));
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kernel_core::cap::{Cap as KernelCap, MappedAt, PageTableLevel, SlotRef, SlotStore, derivation};
 use kernel_core::ipc::{self, Queue, ThreadId, ThreadState as KernelThreadState};
 use kernel_core::memory::PhysAddr;
+use kernel_core::sched::SleepQueue;
 use kernel_core::store::{MapStore, ObjectStore};
 use kernel_core::syscall::Kernel;
 use kernel_core::vspace::entry as entry_bit;
@@ -293,6 +294,7 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
         }
     }
     state.sched.release = walk(store, scheduler.release_queue())?;
+    state.sched.sleeping = walk_sleepers(store, scheduler.sleep_queue())?;
     state.sched.now = kernel.now;
     state.sched.charged_until = scheduler.charged_until();
     state.irqs = kernel
@@ -334,6 +336,26 @@ fn walk(store: &MapStore, queue: &Queue) -> Result<Vec<u64>, String> {
     Ok(members)
 }
 
+/// The threads in the sleep queue, head to tail (an error if the sleep
+/// links loop or stop short of the tail).
+fn walk_sleepers(store: &MapStore, queue: &SleepQueue) -> Result<Vec<u64>, String> {
+    let mut members = Vec::new();
+    let mut at = queue.head;
+    let mut last = None;
+    while let Some(thread) = at {
+        if members.len() > 4096 {
+            return Err("the sleep queue loops".to_owned());
+        }
+        members.push(id(thread));
+        last = Some(thread);
+        at = store.tcb(thread).sleep_links().next;
+    }
+    if last != queue.tail {
+        return Err(format!("the sleep queue's tail is {:?}, its last member {last:?}", queue.tail));
+    }
+    Ok(members)
+}
+
 /// The spec's view of a kernel thread.
 fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
     let tcb = store.tcb(thread);
@@ -350,6 +372,7 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
         KernelThreadState::BlockedOnNotification { notification } => {
             ThreadState::BlockedOnNotification { notification: notification.as_u64() }
         }
+        KernelThreadState::Sleeping => ThreadState::Sleeping,
     };
     let registers = tcb.registers;
     let chosen = [registers.rip, registers.rsp, registers.rflags, registers.rdi, registers.rsi, registers.rdx];
@@ -382,6 +405,7 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
         registers: chosen,
         vcpu: tcb.vcpu.map(PhysAddr::as_u64),
         bound_notification: tcb.bound_notification.map(PhysAddr::as_u64),
+        wake_at: tcb.wake_at(),
     })
 }
 
@@ -471,6 +495,22 @@ pub fn queues_well_formed(kernel: &Kernel<MapStore>, state: &State) -> Result<()
         let links = store.tcb(ThreadId::new(PhysAddr::new(*tcb))).queue_links();
         if !seen.contains_key(tcb) && links != ipc::QueueLinks::default() {
             return Err(format!("{tcb:#x} is in no queue but has links {links:?}"));
+        }
+    }
+    // The sleep queue, through the sleep links: symmetric, each member
+    // once and marked, and no other thread with sleep links.
+    let sleepers = walk_sleepers(store, kernel.scheduler.sleep_queue())?;
+    for (index, member) in sleepers.iter().enumerate() {
+        let links = store.tcb(ThreadId::new(PhysAddr::new(*member))).sleep_links();
+        let previous = index.checked_sub(1).map(|before| sleepers[before]);
+        if !links.queued || links.previous.map(id) != previous || sleepers[..index].contains(member) {
+            return Err(format!("{member:#x} in the sleep queue: its links disagree with the queue ({links:?})"));
+        }
+    }
+    for tcb in state.threads.keys() {
+        let links = store.tcb(ThreadId::new(PhysAddr::new(*tcb))).sleep_links();
+        if !sleepers.contains(tcb) && links != ipc::QueueLinks::default() {
+            return Err(format!("{tcb:#x} is not asleep but has sleep links {links:?}"));
         }
     }
     let highest = state.sched.ready.keys().next_back().copied();

@@ -114,14 +114,21 @@ const ADDRESS_SPACE_SEEDS: [(&str, &[u8]); 4] = [
             32, 42, 0, 12, // the first VCpu to thread 12 again
             5, 12, // Delete thread 12
             32, 42, 2, 0, // ReadState of RIP: 0x7c00
-            34, 11, 4, 0, 19, // VMEnter by the root: no VCpu bound to it
+            34, 11, 4, 0, 21, // VMEnter by the root: no VCpu bound to it
             32, 42, 0, 2, // VCpu::SetTcb: the root
-            34, 11, 4, 18, 19, // VMEnter at 0x7c00 with a #GP to inject: the guest halts
-            34, 24, 4, 0, 19, // RIP 2^47: refused
-            34, 11, 4, 0, 18, // 18 words: refused
+            34, 11, 4, 18, 21, // VMEnter at 0x7c00 with a #GP to inject: the guest halts
+            34, 24, 4, 0, 21, // RIP 2^47: refused
+            34, 11, 4, 0, 19, // 19 words (no deadline, no controls): refused
+            34, 11, 4, 0, 213, 0, // control bit 2 (6 + 1 in the top bits): refused
+            21, 1, 0, // a tick: the time is 10
+            34, 11, 4, 0, 85, 1, // WAIT with deadline 1, already past: the deadline's exit at once
+            34, 11, 4, 0, 85, 0, // WAIT with neither a deadline nor a notification: refused
             33, 2, 0, 4, // BindNotification: the root, the notification
             16, 4, // Signal it
-            34, 11, 5, 0, 19, // VMEnter: the notification ends it first
+            34, 11, 5, 0, 21, // VMEnter: the notification ends it first
+            34, 11, 4, 0, 85, 10, // WAIT until 0x1000 on the bound notification: the root sleeps
+            21, 230, 0, // a tick: the time is 2310, the root still asleep
+            21, 230, 0, // another: 4610, past the deadline: the root wakes with the deadline's exit
         ],
     ),
     (
@@ -631,8 +638,21 @@ fn vcpu_operations_decode_to_the_documented_operations() {
         [Tcb { tcb: 12, call: BindNotification { notification: 4 } }, Tcb { tcb: 13, call: UnbindNotification }]
     );
     assert_eq!(
-        ops(&[34, 11, 4, 0, 19]),
-        [Op::VmEnter { rsp: 0x8000, rip: 0x7c00, rflags: 0x202, event: 0, length: 19 }]
+        ops(&[34, 11, 4, 0, 21]),
+        [Op::VmEnter { rsp: 0x8000, rip: 0x7c00, rflags: 0x202, event: 0, deadline: 0, controls: 0, length: 21 }]
+    );
+    // The length byte's top three bits: controls 1 (WAIT) and a deadline.
+    assert_eq!(
+        ops(&[34, 11, 4, 0, 2 << 5 | 21, 30]),
+        [Op::VmEnter {
+            rsp: 0x8000,
+            rip: 0x7c00,
+            rflags: 0x202,
+            event: 0,
+            deadline: 0x1_0000,
+            controls: 1,
+            length: 21
+        }]
     );
     // Bytes 0 and 1 still name Retype and Copy.
     assert!(matches!(ops(&[64, 1, 3, 0, 0, 0, 9, 1]).as_slice(), [Retype { .. }]));
@@ -674,9 +694,23 @@ fn the_vcpu_seed_gets_the_results_its_comments_say() {
         Some(0x2_0000),     // VMEnter: an exit
         invalid_argument,   // RIP 2^47
         Some(7),            // TruncatedMessage
+        invalid_argument,   // control bit 2
+        ok,                 // a tick
+        Some(0x2_0000),     // the deadline's exit
+        illegal,            // WAIT for ever
         ok,                 // BindNotification
         ok,                 // Signal
         Some(0x2_0001),     // VMEnter: the notification
+        Some(0x2_0001),     // WAIT: asleep, the signal's reply prepared
+        ok,                 // a tick
+        ok,                 // a tick: awake
     ];
     assert_eq!(codes[setup..], after, "{:?}", &decoded[setup..]);
+    // The last two ticks: the root slept through the first and woke at the
+    // second, its WAIT ending with the deadline's exit (the refinement
+    // checks compared every step with the spec's).
+    let (state, _) = bulkhead_harness::driver::final_state(&decoded).expect("it runs");
+    let root = state.threads.values().find(|thread| thread.vcpu.is_some()).expect("the root, with its VCpu");
+    assert_eq!((root.info.label, root.info.length, root.words[19]), (0x2_0000, 31, 18));
+    assert_eq!(root.wake_at, None);
 }

@@ -169,12 +169,19 @@ fn the_sound_state_keeps_every_invariant() {
     assert_eq!(state.sched.release, vec![tcb(&state, 14)]);
     assert_eq!(state.sched.current, Some(tcb(&state, 15)));
     assert_eq!(state.sched.ready.get(&50), Some(&vec![tcb(&state, 16)]));
+    // Thread 13, waiting on its notification, may sleep until a deadline
+    // too (VMEnter's `WAIT`): in the sleep queue with its wake-up time.
+    let mut asleep = state.clone();
+    let waiter = tcb(&asleep, 13);
+    asleep.threads.get_mut(&waiter).expect("a thread").wake_at = Some(500);
+    asleep.sched.sleeping.push(waiter);
+    assert_eq!(broken(&asleep), Vec::<&str>::new());
 }
 
 #[test]
 fn every_invariant_catches_its_corruption() {
     let endpoint = sound().cap(slot(3)).expect("an endpoint").object();
-    let corruptions: [(&str, Corruption); 39] = [
+    let corruptions: [(&str, Corruption); 40] = [
         ("caps_name_live_objects", |state, endpoint| {
             state.objects.remove(&endpoint);
         }),
@@ -254,6 +261,12 @@ fn every_invariant_catches_its_corruption() {
         }),
         ("release_queue_throttled_in_refill_order", |state, _| {
             state.sched_contexts.values_mut().for_each(|context| context.remaining = 50);
+        }),
+        ("sleep_queue_holds_halted_threads_in_wake_order", |state, _| {
+            // Thread 13 waits on its notification with a wake-up time, but
+            // nothing would wake it: it is not in the sleep queue.
+            let waiter = tcb(state, 13);
+            state.threads.get_mut(&waiter).expect("a thread").wake_at = Some(500);
         }),
         ("running_thread_runnable_and_unqueued", |state, _| {
             let running = tcb(state, 15);

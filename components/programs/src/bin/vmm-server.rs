@@ -14,7 +14,7 @@
 
 use bulkhead_components::Error;
 use bulkhead_components::cap::{Cap, kind};
-use bulkhead_components::vcpu::{Entered, GuestRegisters, vm_enter};
+use bulkhead_components::vcpu::{EnterControls, Entered, GuestRegisters, vm_enter};
 use bulkhead_sys::mapped::SharedRegion;
 use bulkhead_sys::{PdInfo, Sys, println};
 use bulkhead_vmm_server::devices::{Console, DebugConsole, TestExitPort, TestMmioDevice};
@@ -70,7 +70,7 @@ fn run(info: &PdInfo, sys: &mut Sys) -> u64 {
     let mut cost = ExitCost::default();
     let stop = loop {
         let entering = bulkhead_sys::arch::read_tsc();
-        let entered = vm_enter(state.sys, &mut registers);
+        let entered = vm_enter(state.sys, &mut registers, EnterControls::default());
         let returned = bulkhead_sys::arch::read_tsc();
         let exit = match entered {
             Ok(Entered::Exit(exit)) => exit,

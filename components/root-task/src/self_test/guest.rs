@@ -2,7 +2,10 @@
 //! bound to the root's own thread, and VMEnter run exit by exit, each exit
 //! handled as a VMM would (`docs/VIRTUALISATION.md`). The guest is the one
 //! the kernel's boot self-tests run: 16-bit real mode, an OUT, a CPUID, a
-//! WRMSR of EFER, a store outside its memory, HLT.
+//! WRMSR of EFER, a store outside its memory, HLT. Then VMEnter's
+//! deadline and controls: a spinning guest stopped by its deadline, a
+//! halted vCPU's `WAIT` ended by the deadline and by a signal, an
+//! interrupt-window exit only after an STI's shadow, and the refusals.
 
 use bulkhead_components::Error;
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
@@ -10,7 +13,9 @@ use bulkhead_components::abi::vcpu::{GuestField, Segment, SegmentPart};
 use bulkhead_components::abi::virt::{ExitKind, IoAccess, SecondLevelFault};
 use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::invocation::{Registers, attributes};
-use bulkhead_components::vcpu::{Entered, GuestExit, GuestRegisters, vm_enter};
+use bulkhead_components::kernel::{EXIT_DETAIL_WORDS, Kernel, NO_CAP, Syscall, number};
+use bulkhead_components::vcpu::{EnterControls, Entered, GuestExit, GuestRegisters, vm_enter};
+use bulkhead_components::{Message, abi::vcpu::enter};
 use bulkhead_sys::mapped::MappedPage;
 use bulkhead_sys::{Sys, println};
 
@@ -37,6 +42,29 @@ const SPIN_COUNTER: u64 = 0x300;
 const CPUID_LOOP: [u8; 11] = [0xbe, 0xe8, 0x03, 0x31, 0xc0, 0x0f, 0xa2, 0x4e, 0x75, 0xf9, 0xf4];
 /// Where it starts (guest-physical).
 const CPUID_LOOP_AT: u64 = 0x200;
+/// The interrupt-window guest at [`WINDOW_AT`]: `sti; nop; nop; hlt`.
+/// Entered with interrupts disabled, it can take an interrupt only once
+/// the STI's shadow (the first NOP) is over: at `WINDOW_AT + 2`.
+const WINDOW_CODE: [u8; 4] = [0xfb, 0x90, 0x90, 0xf4];
+/// Where it starts (guest-physical).
+const WINDOW_AT: u64 = 0x280;
+/// How far ahead the deadline tests set their deadlines (TSC ticks).
+const DEADLINE_AHEAD: u64 = 2_000_000;
+/// How late a deadline's return may come: the timer's interrupt, the
+/// kernel's path back and the root's TSC read take a few thousand ticks
+/// (about 1,000 under QEMU's `-icount`), but an emulator without
+/// `-icount` on a loaded host delivers a timer interrupt when its own
+/// thread gets to it (over 600,000 ticks late was seen). Without the
+/// deadline the calls would not come back for 2^40 ticks (the root's
+/// budget) or ever.
+const DEADLINE_SLACK: u64 = 50_000_000;
+/// A deadline far enough ahead that a signal comes first.
+const FAR_AHEAD: u64 = 1 << 40;
+/// RFLAGS with interrupts disabled, and enabled.
+const RFLAGS_IF_CLEAR: u64 = 0x2;
+const RFLAGS_IF_SET: u64 = 0x202;
+/// The index of the interruptibility state among an exit's control words.
+const INTERRUPTIBILITY: usize = 4;
 /// How many CPUIDs it makes.
 const CPUID_ROUNDS: u64 = 1000;
 /// The root's budget for the benchmark: the whole period, so that no
@@ -81,14 +109,20 @@ impl Root<'_> {
         step("bind the vcpu to the root", bind.map_err(Failure::from))?;
         step("write guest state", self.guest_state(vcpu))?;
         let mut refused = GuestRegisters { rip: 1 << 47, rflags: 0x2, ..GuestRegisters::default() };
-        let refusal = match vm_enter(self.sys, &mut refused) {
+        let refusal = match vm_enter(self.sys, &mut refused, EnterControls::default()) {
             Err(Error::InvalidArgument) => Ok(()),
             Err(error) => Err(Failure::Kernel(error)),
             Ok(_) => Err(Failure::Unexpected { what: "VMEnter with a non-canonical RIP ran", got: 1, expected: 0 }),
         };
         step("vmenter refuses a non-canonical rip", refusal)?;
         step("run the guest to hlt", self.run_guest(vcpu))?;
-        step("a spinning guest ends with the vmm's budget", self.spin(&page))?;
+        let signals = step("start a signaller", self.signals())?;
+        step("a spinning guest ends with the vmm's budget", self.spin(&page, &signals))?;
+        step("vmenter refuses undefined controls and a 19-word message", self.refused_controls())?;
+        step("a spinning guest ends at its deadline", self.spin_to_deadline(&page))?;
+        step("a halted vcpu sleeps until its deadline", self.wait_for_deadline(&page, &signals))?;
+        step("a signal ends a halted vcpu's sleep", self.wait_for_signal(&signals))?;
+        step("an interrupt window opens after the sti shadow", self.interrupt_window())?;
         step("run a cpuid loop", self.cpuid_loop())
     }
 
@@ -107,7 +141,7 @@ impl Root<'_> {
         let started = bulkhead_sys::arch::read_tsc();
         loop {
             let before = bulkhead_sys::arch::read_tsc();
-            let entered = vm_enter(self.sys, &mut registers)?;
+            let entered = vm_enter(self.sys, &mut registers, EnterControls::default())?;
             inside += bulkhead_sys::arch::read_tsc() - before;
             let Entered::Exit(exit) = entered else {
                 return Err(Failure::Unexpected { what: "a notification during the benchmark", got: 1, expected: 0 });
@@ -146,25 +180,21 @@ impl Root<'_> {
     /// come back with that signal after the guest ran (its counter moved):
     /// the guest's time was the root's, and the kernel took the CPU from
     /// it when the budget ran out.
-    fn spin(&mut self, page: &MappedPage) -> Result<(), Failure> {
-        let notification = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
-        let go = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
+    fn spin(&mut self, page: &MappedPage, signals: &Signals) -> Result<(), Failure> {
+        let Signals { bound: notification, go } = *signals;
         ROOT_TCB.bind_notification(self.sys, notification)?;
-        let badged = self.mint(notification, Rights::WRITE, SIGNALLER_BADGE)?;
-        self.signaller(badged, go)?;
         // A budget the guest can run in: the revoke's is used up by a few
         // system calls.
         let context = self.budget.ok_or(Failure::Unexpected { what: "the root's budget", got: 0, expected: 1 })?;
         SCHED_CONTROL.configure(self.sys, context, GUEST_BUDGET, GUEST_PERIOD)?;
-        let counter = || page.read(usize::try_from(SPIN_COUNTER / 8).unwrap_or(0)).unwrap_or(0) & 0xffff;
         for _ in 0..SPIN_ATTEMPTS {
-            let before = counter();
+            let before = spin_counter(page);
             go.signal(self.sys)?;
             let mut registers = GuestRegisters { rip: SPIN_AT, rflags: 0x2, ..GuestRegisters::default() };
-            match vm_enter(self.sys, &mut registers)? {
+            match vm_enter(self.sys, &mut registers, EnterControls::default())? {
                 Entered::Notification { badge } => {
                     expect("the signal's badge", badge, SIGNALLER_BADGE)?;
-                    if counter() == before {
+                    if spin_counter(page) == before {
                         // The signal came before the guest ran: again.
                         continue;
                     }
@@ -188,6 +218,157 @@ impl Root<'_> {
             got: u64::from(SPIN_ATTEMPTS),
             expected: 0,
         })
+    }
+
+    /// The notification the deadline tests bind to the root, and the
+    /// signaller that signals it with [`SIGNALLER_BADGE`] each time its
+    /// `go` notification is signalled (it runs only when the root cannot).
+    fn signals(&mut self) -> Result<Signals, Failure> {
+        let bound = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
+        let go = self.retype::<kind::Notification>(ObjectKind::Notification, 0)?;
+        let badged = self.mint(bound, Rights::WRITE, SIGNALLER_BADGE)?;
+        self.signaller(badged, go)?;
+        Ok(Signals { bound, go })
+    }
+
+    /// The root gives itself its whole core again (budget = period): the
+    /// deadline tests measure time, which a refill wait would stretch.
+    fn whole_budget(&mut self) -> Result<(), Failure> {
+        let context = self.budget.ok_or(Failure::Unexpected { what: "the root's budget", got: 0, expected: 1 })?;
+        SCHED_CONTROL.configure(self.sys, context, BENCH_BUDGET, BENCH_BUDGET)?;
+        Ok(())
+    }
+
+    /// Control bits VMEnter does not define are refused (InvalidArgument),
+    /// as is a `WAIT` that could never end (no deadline, no bound
+    /// notification: IllegalOperation) and the 19-word message of before
+    /// the deadline and the controls (TruncatedMessage); the guest does
+    /// not run.
+    fn refused_controls(&mut self) -> Result<(), Failure> {
+        let start = GuestRegisters { rip: SPIN_AT, rflags: RFLAGS_IF_CLEAR, ..GuestRegisters::default() };
+        for controls in [1 << 2, 1 << 63, u64::MAX] {
+            let mut registers = start;
+            let mut detail = [0; EXIT_DETAIL_WORDS];
+            let (info, _) = self.sys.vm_enter_call(&mut registers, [0, controls], &mut detail)?;
+            expect("VMEnter with an undefined control bit, result", info.label, Error::InvalidArgument as u64)?;
+        }
+        let mut registers = start;
+        let forever = EnterControls { wait: true, ..EnterControls::default() };
+        match vm_enter(self.sys, &mut registers, forever) {
+            Err(Error::IllegalOperation) => {}
+            other => {
+                return Err(Failure::Unexpected {
+                    what: "WAIT without a deadline or a notification, ok",
+                    got: u64::from(other.is_ok()),
+                    expected: 0,
+                });
+            }
+        }
+        let mut words = [0; enter::STATE_WORDS];
+        words[enter::RIP] = SPIN_AT;
+        words[enter::RFLAGS] = RFLAGS_IF_CLEAR;
+        let message = Message::new(0, &words);
+        let old = Syscall { number: number::VM_ENTER, cptr: NO_CAP, message: &message, caps: &[], reply: NO_CAP };
+        let incoming = self.sys.syscall(old)?;
+        expect("a 19-word VMEnter, result", incoming.message.label, Error::TruncatedMessage as u64)
+    }
+
+    /// (a) A guest that never exits (the counting loop, interrupts
+    /// disabled) comes back with a Deadline exit at about its deadline,
+    /// having run until then.
+    fn spin_to_deadline(&mut self, page: &MappedPage) -> Result<(), Failure> {
+        self.whole_budget()?;
+        let before = spin_counter(page);
+        let mut registers = GuestRegisters { rip: SPIN_AT, rflags: RFLAGS_IF_CLEAR, ..GuestRegisters::default() };
+        let deadline = bulkhead_sys::arch::read_tsc() + DEADLINE_AHEAD;
+        let entered = vm_enter(self.sys, &mut registers, EnterControls { deadline, ..EnterControls::default() })?;
+        let returned = bulkhead_sys::arch::read_tsc();
+        let exit = deadline_exit(entered)?;
+        expect("the deadline exit's instruction length", exit.instruction_length, 0)?;
+        expect("returned at or after the deadline", u64::from(returned >= deadline), 1)?;
+        expect("returned about at the deadline", u64::from(returned - deadline < DEADLINE_SLACK), 1)?;
+        expect("the guest ran", u64::from(spin_counter(page) != before), 1)?;
+        let in_loop = (SPIN_AT..SPIN_AT + 6).contains(&registers.rip);
+        expect("RIP in the loop", u64::from(in_loop), 1)?;
+        // A deadline already past: back at once, the guest not run.
+        let counted = spin_counter(page);
+        let past = EnterControls { deadline: 1, ..EnterControls::default() };
+        let exit = deadline_exit(vm_enter(self.sys, &mut registers, past)?)?;
+        expect("the hardware reason of a run that never started", exit.reason, 0)?;
+        expect("the guest did not run", spin_counter(page), counted)?;
+        println!("root: the spinning guest came back {} TSC ticks after its deadline", returned - deadline);
+        Ok(())
+    }
+
+    /// (b) A halted vCPU (`WAIT`) with a deadline and no bound
+    /// notification: the call sleeps and comes back with a Deadline exit at
+    /// or after the deadline, the guest not run. Meanwhile the root is off
+    /// the CPU: the signaller, which runs only when the root cannot, gets
+    /// to signal the (unbound) notification, which the root then polls.
+    fn wait_for_deadline(&mut self, page: &MappedPage, signals: &Signals) -> Result<(), Failure> {
+        let counted = spin_counter(page);
+        signals.go.signal(self.sys)?;
+        let mut registers = GuestRegisters { rip: SPIN_AT, rflags: RFLAGS_IF_SET, ..GuestRegisters::default() };
+        let deadline = bulkhead_sys::arch::read_tsc() + DEADLINE_AHEAD;
+        let halted = EnterControls { deadline, wait: true, interrupt_window: false };
+        let entered = vm_enter(self.sys, &mut registers, halted)?;
+        let returned = bulkhead_sys::arch::read_tsc();
+        deadline_exit(entered)?;
+        expect("woke at or after the deadline", u64::from(returned >= deadline), 1)?;
+        expect("woke about at the deadline", u64::from(returned - deadline < DEADLINE_SLACK), 1)?;
+        expect("RIP where the vCPU halted", registers.rip, SPIN_AT)?;
+        expect("the halted guest did not run", spin_counter(page), counted)?;
+        expect("the signaller ran while the root slept", signals.bound.poll(self.sys)?, SIGNALLER_BADGE)?;
+        println!("root: the halted vcpu woke {} TSC ticks after its deadline", returned - deadline);
+        Ok(())
+    }
+
+    /// (c) A halted vCPU with a bound notification and a deadline far
+    /// ahead: the signaller's signal ends the sleep (label 0x20001, its
+    /// badge), long before the deadline.
+    fn wait_for_signal(&mut self, signals: &Signals) -> Result<(), Failure> {
+        ROOT_TCB.bind_notification(self.sys, signals.bound)?;
+        let mut registers = GuestRegisters { rip: SPIN_AT, rflags: RFLAGS_IF_SET, ..GuestRegisters::default() };
+        let deadline = bulkhead_sys::arch::read_tsc() + FAR_AHEAD;
+        signals.go.signal(self.sys)?;
+        let halted = EnterControls { deadline, wait: true, interrupt_window: false };
+        let entered = vm_enter(self.sys, &mut registers, halted)?;
+        ROOT_TCB.unbind_notification(self.sys)?;
+        match entered {
+            Entered::Notification { badge } => expect("the signal's badge", badge, SIGNALLER_BADGE)?,
+            Entered::Exit(exit) => {
+                return Err(Failure::Unexpected {
+                    what: "a halted vCPU exited, kind",
+                    got: exit.kind.map_or(0, |kind| kind as u64),
+                    expected: 0,
+                });
+            }
+        }
+        expect("before the deadline", u64::from(bulkhead_sys::arch::read_tsc() < deadline), 1)?;
+        expect("RIP where the vCPU halted", registers.rip, SPIN_AT)
+    }
+
+    /// (d) `INTERRUPT_WINDOW` on a guest entered with interrupts disabled
+    /// at `sti; nop; nop; hlt`: the exit comes after the NOP in the STI's
+    /// shadow, not before; at an instruction with interrupts already
+    /// enabled it comes at once; the request lasts one call (the next runs
+    /// to HLT).
+    fn interrupt_window(&mut self) -> Result<(), Failure> {
+        let window = EnterControls { interrupt_window: true, ..EnterControls::default() };
+        let mut registers = GuestRegisters { rip: WINDOW_AT, rflags: RFLAGS_IF_CLEAR, ..GuestRegisters::default() };
+        let exit = exit_of(vm_enter(self.sys, &mut registers, window)?, ExitKind::InterruptWindow)?;
+        println!(
+            "root: interrupt window at rip {:#x}, rflags {:#x}, interruptibility {:#x}",
+            registers.rip, registers.rflags, exit.control[INTERRUPTIBILITY]
+        );
+        expect("RIP at the window (after STI and its shadow)", registers.rip, WINDOW_AT + 2)?;
+        expect("RFLAGS.IF at the window", registers.rflags & RFLAGS_IF_SET, RFLAGS_IF_SET)?;
+        expect("no interrupt shadow at the window", exit.control[INTERRUPTIBILITY], 0)?;
+        let mut open = GuestRegisters { rip: WINDOW_AT + 1, rflags: RFLAGS_IF_SET, ..GuestRegisters::default() };
+        exit_of(vm_enter(self.sys, &mut open, window)?, ExitKind::InterruptWindow)?;
+        expect("RIP of a window open at entry", open.rip, WINDOW_AT + 1)?;
+        exit_of(vm_enter(self.sys, &mut registers, EnterControls::default())?, ExitKind::Hlt)?;
+        expect("RIP at HLT", registers.rip, WINDOW_AT + 3)
     }
 
     /// A thread at [`SIGNALLER_PRIORITY`] in the root's CSpace and VSpace
@@ -232,7 +413,9 @@ impl Root<'_> {
         }
         let frame = self.retype::<kind::Frame>(ObjectKind::Frame4K, 0)?;
         let mut page = MappedPage::map(self.sys, frame, ROOT_VSPACE, GUEST_PAGE)?;
-        for (at, code) in [(GUEST_ENTRY, &GUEST_CODE[..]), (CPUID_LOOP_AT, &CPUID_LOOP[..])] {
+        for (at, code) in
+            [(GUEST_ENTRY, &GUEST_CODE[..]), (CPUID_LOOP_AT, &CPUID_LOOP[..]), (WINDOW_AT, &WINDOW_CODE[..])]
+        {
             let first_word = usize::try_from(at / 8).unwrap_or(0);
             for (index, chunk) in code.chunks(8).enumerate() {
                 let mut bytes = [0xf4; 8];
@@ -273,7 +456,7 @@ impl Root<'_> {
     fn run_guest(&mut self, vcpu: Cap<kind::VCpu>) -> Result<(), Failure> {
         let mut registers = GuestRegisters { rip: GUEST_ENTRY, rflags: 0x2, ..GuestRegisters::default() };
         for (number, expected) in EXPECTED.into_iter().enumerate() {
-            let exit = match vm_enter(self.sys, &mut registers)? {
+            let exit = match vm_enter(self.sys, &mut registers, EnterControls::default())? {
                 Entered::Exit(exit) => exit,
                 Entered::Notification { badge } => {
                     return Err(Failure::Unexpected { what: "a notification, badge", got: badge, expected: 0 });
@@ -332,6 +515,39 @@ impl Root<'_> {
         }
         Ok(())
     }
+}
+
+/// The notification bound to the root for the deadline tests and the
+/// signaller's go-ahead (see `Root::signals`).
+#[derive(Clone, Copy)]
+struct Signals {
+    bound: Cap<kind::Notification>,
+    go: Cap<kind::Notification>,
+}
+
+/// The spinning loop's round counter (a word of guest memory).
+fn spin_counter(page: &MappedPage) -> u64 {
+    page.read(usize::try_from(SPIN_COUNTER / 8).unwrap_or(0)).unwrap_or(0) & 0xffff
+}
+
+/// The exit `entered` must be, of kind `kind`.
+fn exit_of(entered: Entered, kind: ExitKind) -> Result<GuestExit, Failure> {
+    match entered {
+        Entered::Exit(exit) if exit.kind == Some(kind) => Ok(exit),
+        Entered::Exit(exit) => Err(Failure::Unexpected {
+            what: "exit kind",
+            got: exit.kind.map_or(0, |kind| kind as u64),
+            expected: kind as u64,
+        }),
+        Entered::Notification { badge } => {
+            Err(Failure::Unexpected { what: "a notification, badge", got: badge, expected: 0 })
+        }
+    }
+}
+
+/// The Deadline exit `entered` must be.
+fn deadline_exit(entered: Entered) -> Result<GuestExit, Failure> {
+    exit_of(entered, ExitKind::Deadline)
 }
 
 /// The signaller: for each go-ahead on `go`, one signal on `signal`.

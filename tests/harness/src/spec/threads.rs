@@ -79,11 +79,16 @@ pub enum ThreadState {
         /// The reply object.
         reply: u64,
     },
-    /// In `notification`'s queue waiting for a signal.
+    /// In `notification`'s queue waiting for a signal (Wait, or VMEnter's
+    /// `WAIT` on the bound notification, which may also sleep until a
+    /// deadline).
     BlockedOnNotification {
         /// The notification.
         notification: u64,
     },
+    /// VMEnter's `WAIT` without a bound notification: asleep until its
+    /// deadline, in the sleep queue only.
+    Sleeping,
 }
 
 /// What a thread's interrupted system call becomes when it runs again.
@@ -138,6 +143,8 @@ pub struct Thread {
     pub vcpu: Option<u64>,
     /// Its bound notification.
     pub bound_notification: Option<u64>,
+    /// When it wakes, while it sleeps (VMEnter's `WAIT` with a deadline).
+    pub wake_at: Option<u64>,
 }
 
 impl Thread {
@@ -158,6 +165,7 @@ impl Thread {
             registers: [0; 6],
             vcpu: None,
             bound_notification: None,
+            wake_at: None,
         }
     }
 
@@ -215,6 +223,9 @@ pub struct Scheduler {
     /// Runnable threads out of budget, by refill time (earliest first;
     /// equal times in arrival order).
     pub release: Vec<u64>,
+    /// Threads in VMEnter's `WAIT` with a deadline, by wake-up time
+    /// (earliest first; equal times in the order they went to sleep).
+    pub sleeping: Vec<u64>,
     /// The time.
     pub now: u64,
     /// Until when the running thread has been charged.
@@ -384,6 +395,7 @@ impl State {
     /// Refills every budget in the release queue whose refill time has
     /// come, in queue order, and makes its thread ready.
     fn release_due(&mut self, now: u64) {
+        self.wake_sleepers(now);
         while let Some(&thread) = self.sched.release.first() {
             let Some(context) = self.thread(thread).sched_context else { break };
             if self.sched_contexts[&context].next_refill > now {
@@ -395,9 +407,49 @@ impl State {
         }
     }
 
-    /// Takes `thread` out of whatever it waits in and off the scheduler,
-    /// and makes it inactive; a blocked call restarts when it resumes.
+    /// Puts `thread` to sleep until `wake_at`, after every sleeper that
+    /// wakes by then.
+    pub(super) fn sleep_until(&mut self, thread: u64, wake_at: u64) {
+        self.cancel_sleep(thread);
+        let at = self.sched.sleeping.iter().position(|member| self.thread(*member).wake_at > Some(wake_at));
+        let at = at.unwrap_or(self.sched.sleeping.len());
+        self.sched.sleeping.insert(at, thread);
+        self.thread_mut(thread).wake_at = Some(wake_at);
+    }
+
+    /// Takes `thread` out of the sleep queue, if it sleeps.
+    fn cancel_sleep(&mut self, thread: u64) {
+        self.sched.sleeping.retain(|member| *member != thread);
+        self.thread_mut(thread).wake_at = None;
+    }
+
+    /// Wakes the sleepers whose time has come, earliest first: each leaves
+    /// the notification it waited on, and its VMEnter returns the
+    /// deadline's exit its `WAIT` prepared (label 0x20000, 31 words,
+    /// badge 0).
+    fn wake_sleepers(&mut self, now: u64) {
+        while let Some(&thread) = self.sched.sleeping.first() {
+            if self.thread(thread).wake_at.is_some_and(|wake_at| wake_at > now) {
+                break;
+            }
+            self.cancel_sleep(thread);
+            if let ThreadState::BlockedOnNotification { notification } = self.thread(thread).state {
+                let waiters = &mut self.notifications.get_mut(&notification).expect("the notification").waiters;
+                waiters.retain(|member| *member != thread);
+            }
+            let woken = self.thread_mut(thread);
+            woken.info = Info { label: super::vcpu::enter::LABEL_EXIT, length: 31, caps: 0 };
+            woken.badge = 0;
+            woken.state = ThreadState::Runnable;
+            self.make_ready(thread);
+        }
+    }
+
+    /// Takes `thread` out of whatever it waits in (the sleep queue too) and
+    /// off the scheduler, and makes it inactive; a blocked call restarts
+    /// when it resumes.
     pub fn stop_thread(&mut self, thread: u64) {
+        self.cancel_sleep(thread);
         let state = self.thread(thread).state;
         if !matches!(state, ThreadState::Runnable | ThreadState::Inactive) {
             self.thread_mut(thread).resumption = Resumption::Restart;
@@ -417,7 +469,7 @@ impl State {
                 self.replies.get_mut(&reply).expect("the reply object").caller = None;
             }
             ThreadState::Runnable => self.unschedule(thread),
-            ThreadState::Inactive => {}
+            ThreadState::Sleeping | ThreadState::Inactive => {}
         }
         self.thread_mut(thread).state = ThreadState::Inactive;
     }
@@ -869,6 +921,8 @@ impl State {
             return;
         }
         let waiter = state.waiters.remove(0);
+        // A VMEnter `WAIT` asleep until a deadline too: the signal ends it.
+        self.cancel_sleep(waiter);
         let woken = self.thread_mut(waiter);
         woken.badge = badge;
         woken.state = ThreadState::Runnable;

@@ -76,8 +76,19 @@ impl VCpu {
 
 /// VMEnter's message and reply (`docs/abi.md`, "VMEnter").
 pub mod enter {
-    /// The words VMEnter takes: 16 registers, RIP, RFLAGS, the event.
-    pub const MESSAGE_WORDS: usize = 19;
+    /// The words of guest state a message and a reply begin with: 16
+    /// registers, RIP, RFLAGS, the event.
+    pub const STATE_WORDS: usize = 19;
+    /// The words VMEnter takes: the state, the deadline (word 19, 0 for
+    /// none) and the controls (word 20).
+    pub const MESSAGE_WORDS: usize = 21;
+    /// Control bit 0: `WAIT` (the vCPU is halted: sleep, do not run it).
+    pub const WAIT: u64 = 1;
+    /// Control bit 1: `INTERRUPT_WINDOW` (nothing on the harness's
+    /// machine, whose guest halts at once).
+    pub const INTERRUPT_WINDOW: u64 = 2;
+    /// The exit kind of a deadline that passed.
+    pub const DEADLINE: u64 = 18;
     /// The words of an exit reply.
     pub const EXIT_WORDS: usize = 31;
     /// The label of an exit reply.
@@ -229,10 +240,16 @@ impl State {
     }
 
     /// VMEnter by `thread` with a message of `length` words (its words
-    /// are in place): checks, loads the registers, RSP, RIP, RFLAGS and the
-    /// event into its VCpu, then either takes its bound notification's
-    /// pending signal or runs the guest, which on the harness's machine
-    /// halts at once with its state as entered.
+    /// are in place): checks (the controls too: bits 0 and 1 only, and a
+    /// `WAIT` needs a deadline or a bound notification), loads the
+    /// registers, RSP, RIP, RFLAGS and the event into its VCpu, then, in
+    /// order: takes its bound notification's pending signal; or, past its
+    /// deadline (the spec's time), replies with the deadline's exit
+    /// without running the guest; or, with `WAIT`, blocks (on the bound
+    /// notification, else asleep) with the signal's reply (label 0x20001,
+    /// 19 words) over the deadline's (31 words) prepared, asleep until the
+    /// deadline if there is one; or runs the guest, which on the harness's
+    /// machine halts at once with its state as entered.
     pub(super) fn vm_enter(&mut self, thread: u64, length: usize) -> Result<(), Error> {
         let vcpu = self.thread(thread).vcpu.ok_or(Error::IllegalOperation)?;
         if !self.guest_backend {
@@ -248,6 +265,15 @@ impl State {
             return Err(Error::TruncatedMessage);
         }
         let words: Vec<u64> = self.thread(thread).words[..enter::MESSAGE_WORDS].to_vec();
+        let (deadline, controls) = (words[19], words[20]);
+        if controls & !(enter::WAIT | enter::INTERRUPT_WINDOW) != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let wait = controls & enter::WAIT != 0;
+        let bound = self.thread(thread).bound_notification;
+        if wait && deadline == 0 && bound.is_none() {
+            return Err(Error::IllegalOperation);
+        }
         // RSP, RIP, RFLAGS, the event: as WriteState would store them.
         let checked = [(1, words[4]), (0, words[16]), (2, words[17]), (10, words[18])]
             .map(|(field, value)| field_value(field, value).map(|stored| (field, stored)));
@@ -261,13 +287,13 @@ impl State {
         for (field, value) in stored {
             record.fields[usize::try_from(field).unwrap_or(0)] = value;
         }
-        let pending = self
-            .thread(thread)
-            .bound_notification
+        let pending = bound
             .and_then(|notification| self.notifications.get_mut(&notification))
             .and_then(|notification| notification.pending.take());
+        let passed = deadline != 0 && self.sched.now >= deadline;
+        let runs = pending.is_none() && !passed && !wait;
         let record = self.vcpus.get_mut(&vcpu).expect("the bound VCpu");
-        if pending.is_none() {
+        if runs {
             // The guest runs: the entry delivers the event.
             record.fields[10] = 0;
         }
@@ -275,22 +301,44 @@ impl State {
         let mut reply = record.registers.to_vec();
         reply[4] = record.fields[1];
         reply.extend([record.fields[0], record.fields[2], record.fields[10]]);
+        // CR0, CR3, CR4, EFER, the interruptibility state, CS's base and
+        // attributes.
+        let control = [3, 4, 5, 6, 8, 21, 23].map(|field| record.fields[field]);
         // An exit's badge is 0; a notification's is what Wait returns.
-        let (label, badge) = match pending {
-            Some(badge) => (enter::LABEL_NOTIFICATION, badge),
+        let (label, length, badge) = match pending {
+            Some(badge) => (enter::LABEL_NOTIFICATION, enter::STATE_WORDS, Some(badge)),
             None => {
-                // CR0, CR3, CR4, EFER, the interruptibility state, CS's
-                // base and attributes.
-                let control = [3, 4, 5, 6, 8, 21, 23].map(|field| record.fields[field]);
-                reply.extend([enter::HLT, 0, 0, 0, 1]);
+                let exit = if runs { [enter::HLT, 0, 0, 0, 1] } else { [enter::DEADLINE, 0, 0, 0, 0] };
+                reply.extend(exit);
                 reply.extend(control);
-                (enter::LABEL_EXIT, 0)
+                if passed || runs {
+                    (enter::LABEL_EXIT, enter::EXIT_WORDS, Some(0))
+                } else {
+                    // WAIT: the signal's reply over the deadline's; a
+                    // signal gives the badge.
+                    (enter::LABEL_NOTIFICATION, enter::STATE_WORDS, None)
+                }
             }
         };
         let caller = self.thread_mut(thread);
         caller.words[..reply.len()].copy_from_slice(&reply);
-        caller.info = super::Info { label, length: u8::try_from(reply.len()).unwrap_or(0), caps: 0 };
-        caller.badge = badge;
+        caller.info = super::Info { label, length: u8::try_from(length).unwrap_or(0), caps: 0 };
+        if let Some(badge) = badge {
+            caller.badge = badge;
+        }
+        if pending.is_none() && !passed && wait {
+            self.unschedule(thread);
+            match bound {
+                Some(notification) => {
+                    self.thread_mut(thread).state = super::ThreadState::BlockedOnNotification { notification };
+                    self.notifications.get_mut(&notification).expect("the notification").waiters.push(thread);
+                }
+                None => self.thread_mut(thread).state = super::ThreadState::Sleeping,
+            }
+            if deadline != 0 {
+                self.sleep_until(thread, deadline);
+            }
+        }
         Ok(())
     }
 
