@@ -1206,7 +1206,7 @@ mod tests {
             let changed: Vec<usize> = (0..before.len()).filter(|&at| before[at] != after[at]).collect();
             assert!(changed.iter().all(|&at| after[at] == 0), "only zeros are written");
             let mut expected: Vec<usize> =
-                [44, 48, 64, 264].iter().flat_map(|time| (1024 + time..1024 + time + 4)).collect();
+                [44, 48, 64, 264].iter().flat_map(|time| 1024 + time..1024 + time + 4).collect();
             for number in 0..4 {
                 let inode = 5 * 1024 + number * usize::from(inode_size);
                 let mut fields = vec![inode + 2, inode + 3, inode + 24, inode + 25];
