@@ -1067,10 +1067,12 @@ pub fn check_region_contents(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
 /// [`MAX_GUEST_DISKS`](bulkhead_capdl_spec::MAX_GUEST_DISKS) per guest;
 /// the region is RAM, no guest's memory and no other disk's, mapped `rw`
 /// into the PD that serves the guest's devices (its VMX, or its VMM when
-/// it has none) and into no PD but the guest's VMM and VMX.
+/// it has none) and into no PD but the guest's VMM and VMX; a PD serves
+/// the disks of one guest (its info page does not say whose).
 pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     let guest_memory = guest_memory_regions(model);
     let mut disks: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut served: BTreeMap<&str, &str> = BTreeMap::new();
     for guest in model.guests() {
         let name = guest.name.text.as_str();
         if let Some((extra, _)) = guest.region_disks.get(bulkhead_capdl_spec::MAX_GUEST_DISKS) {
@@ -1082,6 +1084,15 @@ pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
         }
         // Without a VMM (check_guests reports it) there is no server.
         let Some(server) = guest.vmx.as_ref().or(guest.vmm.as_ref()) else { continue };
+        if let Some((first, _)) = guest.region_disks.first()
+            && let Some(other) = served.insert(&server.text, name).filter(|other| *other != name)
+        {
+            errors.push(Diagnostic::new(
+                &first.span,
+                format!("`{}` would serve the disks of guests `{other}` and `{name}`", server.text),
+                "a PD's info page lists the disks of one guest: give each guest its own VMX",
+            ));
+        }
         let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
         for (disk, region_name) in &guest.region_disks {
             if let Some((other_guest, other_disk)) = disks.insert(&region_name.text, (name, &disk.text)) {
