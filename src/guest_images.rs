@@ -10,7 +10,8 @@
 //!   `busybox-static` with the applets the script runs, and the virtio
 //!   modules out of the kernel package, in their dependency order.
 //! - **Disk**: a small ext2 image made with `mke2fs -d` from
-//!   `guest-images/disk/`.
+//!   `guest-images/disk/`, with a fixed UUID, hash seed, times and owners
+//!   ([`normalise_ext2`]), so that the same files give the same bytes.
 //!
 //! Packages are fetched with `apt-get download` alone and unpacked with
 //! `dpkg-deb -x`, into `target/bulkhead/guest-images/`, keyed by package
@@ -32,8 +33,10 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 pub const KERNEL_ARTIFACT: &str = "debian-cloud";
 /// The manifest's name for the initramfs (`initrd "busybox-initramfs"`).
 pub const INITRAMFS_ARTIFACT: &str = "busybox-initramfs";
+/// The manifest's name for the disk image (`contents "busybox-disk"`).
+pub const DISK_ARTIFACT: &str = "busybox-disk";
 /// The artifacts a manifest may name, for messages.
-pub const ARTIFACTS: [&str; 2] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT];
+pub const ARTIFACTS: [&str; 3] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT, DISK_ARTIFACT];
 
 /// The kernel modules the guest loads (with what they depend on, found in
 /// their `.modinfo`): the virtio-mmio transport and the block driver. The
@@ -47,6 +50,11 @@ pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
 pub const DISK_DIRECTORY: &str = "guest-images/disk";
 /// The disk image's size, as `mke2fs` reads it.
 pub const DISK_SIZE: &str = "4M";
+/// The disk's file-system UUID: fixed, as everything else that `mke2fs`
+/// would pick at random, so that the image is reproducible.
+pub const DISK_UUID: &str = "b01c4ead-0000-4000-8000-000000000001";
+/// The seed of its directory hashes (`-E hash_seed`), likewise.
+pub const DISK_HASH_SEED: &str = "b01c4ead-0000-4000-8000-000000000002";
 /// The console markers the guest prints (the tests' contract).
 pub mod markers {
     /// `/init` runs.
@@ -133,13 +141,15 @@ pub struct GuestImages {
     pub bzimage: PathBuf,
     /// The initramfs (uncompressed newc cpio).
     pub initramfs: PathBuf,
+    /// The disk image (ext2, [`disk_image`]).
+    pub disk: PathBuf,
     /// The modules in `/lib/modules/order`, in load order.
     pub module_order: Vec<String>,
 }
 
 impl GuestImages {
     /// The bytes of artifact `name` ([`KERNEL_ARTIFACT`],
-    /// [`INITRAMFS_ARTIFACT`]).
+    /// [`INITRAMFS_ARTIFACT`], [`DISK_ARTIFACT`]).
     ///
     /// # Errors
     ///
@@ -148,10 +158,11 @@ impl GuestImages {
         let path = match name {
             KERNEL_ARTIFACT => &self.bzimage,
             INITRAMFS_ARTIFACT => &self.initramfs,
+            DISK_ARTIFACT => &self.disk,
             other => {
                 return Err(Error::Contents(format!(
                     "no guest image called `{other}`: the CLI provides {}",
-                    ARTIFACTS.map(|name| format!("`{name}`")).join(" and ")
+                    ARTIFACTS.map(|name| format!("`{name}`")).join(", ")
                 )));
             }
         };
@@ -205,37 +216,67 @@ pub fn prepare() -> Result<GuestImages, Error> {
     let archive = initramfs(INIT_SCRIPT.as_bytes(), &busybox_bytes, &modules);
     let initramfs = directory.join(initramfs_file_name(&[kernel_package.cache_key(), busybox_package.cache_key()]));
     write_if_changed(&initramfs, &archive)?;
+    let disk = directory.join(format!("{DISK_ARTIFACT}.img"));
+    write_if_changed(&disk, &disk_image()?)?;
     Ok(GuestImages {
         kernel_package,
         busybox_package,
         kernel_release: kernel.release,
         bzimage: kernel.directory.join("bzImage"),
         initramfs,
+        disk,
         module_order: kernel.module_order,
     })
 }
 
 /// Writes a fresh ext2 disk image of [`DISK_SIZE`] at `path` with the files
-/// of [`DISK_DIRECTORY`] (the guest writes to it, so every run gets its
-/// own).
+/// of [`DISK_DIRECTORY`] ([`disk_image`]; the guest writes to it, so every
+/// run gets its own copy).
 ///
 /// # Errors
 ///
-/// [`Error::Package`] if `mke2fs` (e2fsprogs) is missing or fails.
+/// As [`disk_image`], and [`Error::Io`] if `path` cannot be written.
 pub fn fresh_disk_image(path: &Path) -> Result<(), Error> {
-    crate::tools::ensure(&[crate::tools::Tool::Mke2fs]).map_err(|error| Error::Package(error.to_string()))?;
+    let bytes = disk_image()?;
     if let Some(parent) = path.parent() {
         create_directory(parent)?;
     }
-    let _ = std::fs::remove_file(path);
+    std::fs::write(path, bytes).map_err(|error| Error::Io(path.to_owned(), error))
+}
+
+/// The ext2 disk image of [`DISK_SIZE`] with the files of
+/// [`DISK_DIRECTORY`]: made by `mke2fs -d` with a fixed UUID and hash seed
+/// and root as the owner, then with every time and owner set to 0
+/// ([`normalise_ext2`]), so the same files always give the same bytes (a
+/// bundle that carries the image is reproducible).
+///
+/// # Errors
+///
+/// [`Error::Package`] if `mke2fs` (e2fsprogs) is missing or fails,
+/// [`Error::Contents`] if its image is not the ext2 [`normalise_ext2`]
+/// reads, [`Error::Io`].
+pub fn disk_image() -> Result<Vec<u8>, Error> {
+    crate::tools::ensure(&[crate::tools::Tool::Mke2fs]).map_err(|error| Error::Package(error.to_string()))?;
+    let directory = cache_directory();
+    create_directory(&directory)?;
+    // mke2fs writes a file: one of this call's own (threads of one process
+    // make images at once), removed after.
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = directory.join(format!("disk-{}-{number}.img", std::process::id()));
+    let _ = std::fs::remove_file(&path);
     let source = workspace_root().join(DISK_DIRECTORY);
     let output = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext2", "-L", "bulkhead", "-d"])
+        .args(["-q", "-F", "-t", "ext2", "-L", "bulkhead", "-U", DISK_UUID, "-E"])
+        .arg(format!("hash_seed={DISK_HASH_SEED},root_owner=0:0"))
+        .arg("-d")
         .arg(&source)
-        .arg(path)
+        .arg(&path)
         .arg(DISK_SIZE)
         .output()
         .map_err(|error| Error::Package(format!("cannot run mke2fs: {error}")))?;
+    let bytes = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
     if !output.status.success() {
         return Err(Error::Package(format!(
             "mke2fs {} failed with {}: {}",
@@ -243,6 +284,154 @@ pub fn fresh_disk_image(path: &Path) -> Result<(), Error> {
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         )));
+    }
+    let mut bytes = bytes.map_err(|error| Error::Io(path.clone(), error))?;
+    normalise_ext2(&mut bytes).map_err(|why| Error::Contents(format!("the disk image mke2fs made: {why}")))?;
+    Ok(bytes)
+}
+
+/// Superblock offsets (from its first byte, at byte 1024 of the image).
+mod superblock {
+    pub(super) const AT: usize = 1024;
+    pub(super) const INODES_COUNT: usize = 0;
+    pub(super) const BLOCKS_COUNT: usize = 4;
+    pub(super) const FIRST_DATA_BLOCK: usize = 20;
+    pub(super) const LOG_BLOCK_SIZE: usize = 24;
+    pub(super) const BLOCKS_PER_GROUP: usize = 32;
+    pub(super) const INODES_PER_GROUP: usize = 40;
+    pub(super) const MTIME: usize = 44;
+    pub(super) const WTIME: usize = 48;
+    pub(super) const MAGIC: usize = 56;
+    pub(super) const LASTCHECK: usize = 64;
+    pub(super) const REV_LEVEL: usize = 76;
+    pub(super) const INODE_SIZE: usize = 88;
+    pub(super) const FEATURE_INCOMPAT: usize = 96;
+    pub(super) const DESC_SIZE: usize = 254;
+    pub(super) const MKFS_TIME: usize = 264;
+    /// The incompatible feature of 64-bit block numbers (larger group
+    /// descriptors).
+    pub(super) const INCOMPAT_64BIT: u32 = 0x80;
+}
+
+/// Inode offsets.
+mod inode {
+    pub(super) const UID: usize = 2;
+    pub(super) const ATIME: usize = 8;
+    pub(super) const CTIME: usize = 12;
+    pub(super) const MTIME: usize = 16;
+    pub(super) const GID: usize = 24;
+    pub(super) const UID_HIGH: usize = 120;
+    pub(super) const GID_HIGH: usize = 122;
+    /// The bytes past the first 128 that the inode uses (large inodes).
+    pub(super) const EXTRA_ISIZE: usize = 128;
+    /// `i_ctime_extra` to `i_crtime_extra`: the nanoseconds and the
+    /// creation time.
+    pub(super) const EXTRA_TIMES: core::ops::Range<usize> = 132..152;
+}
+
+fn field(image: &[u8], at: usize, width: usize) -> Result<u64, String> {
+    let bytes = at
+        .checked_add(width)
+        .and_then(|end| image.get(at..end))
+        .ok_or_else(|| format!("a field at byte {at} is past the image's end"))?;
+    Ok(bytes.iter().rev().fold(0, |value, byte| value << 8 | u64::from(*byte)))
+}
+
+fn clear(image: &mut [u8], at: usize, width: usize) -> Result<(), String> {
+    at.checked_add(width)
+        .and_then(|end| image.get_mut(at..end))
+        .ok_or_else(|| format!("a field at byte {at} is past the image's end"))?
+        .fill(0);
+    Ok(())
+}
+
+/// Sets every time `mke2fs` wrote into an ext2 image to 0 (the
+/// superblock's creation, write, mount and check times; each inode's
+/// access, change and modification times, and on large inodes their
+/// nanoseconds and creation time) and every inode's owner and group to
+/// root: what `mke2fs -d` takes from the clock and from the source files.
+/// Reads only what the image's own superblock and group descriptors say,
+/// each access bounds-checked.
+///
+/// # Errors
+///
+/// Why the bytes are not an ext2 image this can walk (no magic, a
+/// block or inode size it does not know, a table past the end).
+pub fn normalise_ext2(image: &mut [u8]) -> Result<(), String> {
+    use superblock as sb;
+    let at = |offset: usize| sb::AT + offset;
+    if field(image, at(sb::MAGIC), 2)? != 0xef53 {
+        return Err("no ext2 magic at byte 1080".into());
+    }
+    let log_block_size = field(image, at(sb::LOG_BLOCK_SIZE), 4)?;
+    if log_block_size > 6 {
+        return Err(format!("block size 1024 << {log_block_size}"));
+    }
+    let block_size = 1024_u64 << log_block_size;
+    let inode_size = if field(image, at(sb::REV_LEVEL), 4)? == 0 { 128 } else { field(image, at(sb::INODE_SIZE), 2)? };
+    if inode_size < 128 || !inode_size.is_power_of_two() || inode_size > block_size {
+        return Err(format!("inodes of {inode_size} bytes"));
+    }
+    let descriptor_size = if field(image, at(sb::FEATURE_INCOMPAT), 4)? & u64::from(sb::INCOMPAT_64BIT) != 0 {
+        field(image, at(sb::DESC_SIZE), 2)?
+    } else {
+        32
+    };
+    let blocks = field(image, at(sb::BLOCKS_COUNT), 4)?;
+    let first_data_block = field(image, at(sb::FIRST_DATA_BLOCK), 4)?;
+    let blocks_per_group = field(image, at(sb::BLOCKS_PER_GROUP), 4)?;
+    let inodes_per_group = field(image, at(sb::INODES_PER_GROUP), 4)?;
+    if blocks_per_group == 0 || inodes_per_group == 0 || descriptor_size < 32 || first_data_block >= blocks {
+        return Err("a superblock without groups".into());
+    }
+    let groups = (blocks - first_data_block).div_ceil(blocks_per_group);
+    if groups.saturating_mul(inodes_per_group) < field(image, at(sb::INODES_COUNT), 4)? {
+        return Err("fewer inodes in the groups than the superblock counts".into());
+    }
+    let index = |value: u64| usize::try_from(value).map_err(|_| format!("{value} is past the address space"));
+    let image_bytes = u64::try_from(image.len()).unwrap_or(u64::MAX);
+    // Every group's descriptor and inodes lie inside the image, so the
+    // loop below is bounded by its size.
+    let descriptors = (first_data_block + 1).saturating_mul(block_size);
+    if descriptors.saturating_add(groups.saturating_mul(descriptor_size)) > image_bytes
+        || groups.saturating_mul(inodes_per_group).saturating_mul(inode_size) > image_bytes
+    {
+        return Err("group descriptors or inode tables past the image's end".into());
+    }
+    for group in 0..groups {
+        let descriptor = descriptors + group * descriptor_size;
+        // bg_inode_table (its high half only with 64-bit descriptors).
+        let mut table = field(image, index(descriptor + 8)?, 4)?;
+        if descriptor_size >= 64 {
+            table |= field(image, index(descriptor + 0x28)?, 4)? << 32;
+        }
+        let start = table.checked_mul(block_size).ok_or("an inode table past 2^64")?;
+        for number in 0..inodes_per_group {
+            let inode = index(start.saturating_add(number * inode_size))?;
+            for (offset, width) in [
+                (inode::UID, 2),
+                (inode::ATIME, 4),
+                (inode::CTIME, 4),
+                (inode::MTIME, 4),
+                (inode::GID, 2),
+                (inode::UID_HIGH, 2),
+                (inode::GID_HIGH, 2),
+            ] {
+                clear(image, inode.saturating_add(offset), width)?;
+            }
+            if inode_size > 128 {
+                let extra = field(image, inode.saturating_add(inode::EXTRA_ISIZE), 2)?;
+                let used_end = 128_u64.saturating_add(extra).min(inode_size);
+                for offset in inode::EXTRA_TIMES.step_by(4) {
+                    if u64::try_from(offset + 4).unwrap_or(u64::MAX) <= used_end {
+                        clear(image, inode.saturating_add(offset), 4)?;
+                    }
+                }
+            }
+        }
+    }
+    for offset in [sb::MTIME, sb::WTIME, sb::LASTCHECK, sb::MKFS_TIME] {
+        clear(image, at(offset), 4)?;
     }
     Ok(())
 }
@@ -966,6 +1155,108 @@ mod tests {
 
     fn entry_strategy() -> impl Strategy<Value = (String, u8, Vec<u8>)> {
         ("[a-z][a-z0-9_./-]{0,40}", 0_u8..3, proptest::collection::vec(any::<u8>(), 0..300))
+    }
+
+    /// A tiny ext2 image: 1 KiB blocks, one group of 64 blocks, the group
+    /// descriptors at block 2, four inodes of `inode_size` bytes from
+    /// block 5, every time field 0x1234_5678 and owner 1000.
+    fn tiny_ext2(inode_size: u16) -> Vec<u8> {
+        let mut image = vec![0_u8; 64 * 1024];
+        let mut put = |at: usize, bytes: &[u8]| image[at..at + bytes.len()].copy_from_slice(bytes);
+        let sb = 1024;
+        put(sb, &4_u32.to_le_bytes()); // inodes
+        put(sb + 4, &64_u32.to_le_bytes()); // blocks
+        put(sb + 20, &1_u32.to_le_bytes()); // first data block
+        put(sb + 32, &8192_u32.to_le_bytes()); // blocks per group
+        put(sb + 40, &4_u32.to_le_bytes()); // inodes per group
+        for time in [44, 48, 64, 264] {
+            put(sb + time, &0x1234_5678_u32.to_le_bytes());
+        }
+        put(sb + 56, &0xef53_u16.to_le_bytes());
+        put(sb + 76, &1_u32.to_le_bytes()); // dynamic revision
+        put(sb + 88, &inode_size.to_le_bytes());
+        put(2048 + 8, &5_u32.to_le_bytes()); // the inode table's block
+        for number in 0..4 {
+            let inode = 5 * 1024 + number * usize::from(inode_size);
+            put(inode, &0o100_644_u16.to_le_bytes()); // mode
+            put(inode + 2, &1000_u16.to_le_bytes());
+            put(inode + 4, &7_u32.to_le_bytes()); // size
+            for time in [8, 12, 16] {
+                put(inode + time, &0x1234_5678_u32.to_le_bytes());
+            }
+            put(inode + 24, &1000_u16.to_le_bytes());
+            put(inode + 26, &1_u16.to_le_bytes()); // links
+            if inode_size > 128 {
+                put(inode + 128, &32_u16.to_le_bytes()); // extra isize
+                for time in (132..152).step_by(4) {
+                    put(inode + time, &0x1234_5678_u32.to_le_bytes());
+                }
+                put(inode + 152, &0xabcd_u16.to_le_bytes()); // past the extra fields
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn normalising_an_ext2_image_clears_its_times_and_owners_and_nothing_else() {
+        for inode_size in [128_u16, 256] {
+            let before = tiny_ext2(inode_size);
+            let mut after = before.clone();
+            normalise_ext2(&mut after).expect("an ext2 image");
+            let changed: Vec<usize> = (0..before.len()).filter(|&at| before[at] != after[at]).collect();
+            assert!(changed.iter().all(|&at| after[at] == 0), "only zeros are written");
+            let mut expected: Vec<usize> =
+                [44, 48, 64, 264].iter().flat_map(|time| 1024 + time..1024 + time + 4).collect();
+            for number in 0..4 {
+                let inode = 5 * 1024 + number * usize::from(inode_size);
+                let mut fields = vec![inode + 2, inode + 3, inode + 24, inode + 25];
+                fields.extend((8..20).map(|offset| inode + offset));
+                if inode_size > 128 {
+                    fields.extend((132..152).map(|offset| inode + offset));
+                }
+                expected.extend(fields);
+            }
+            // Bytes that held zero stay zero and are not "changed".
+            expected.retain(|&at| before[at] != 0);
+            expected.sort_unstable();
+            assert_eq!(changed, expected, "inodes of {inode_size} bytes");
+            let mut again = after.clone();
+            normalise_ext2(&mut again).expect("still ext2");
+            assert!(again == after, "normalising twice changes nothing more");
+        }
+    }
+
+    #[test]
+    fn a_damaged_ext2_image_is_refused() {
+        let mut no_magic = tiny_ext2(128);
+        no_magic[1080] = 0;
+        assert!(normalise_ext2(&mut no_magic).is_err());
+        // An inode table past the end.
+        let mut far_table = tiny_ext2(128);
+        far_table[2048 + 8..2048 + 12].copy_from_slice(&64_u32.to_le_bytes());
+        assert!(normalise_ext2(&mut far_table).is_err());
+        // Inodes larger than a block, and more inodes than the groups hold.
+        let mut huge_inodes = tiny_ext2(128);
+        huge_inodes[1024 + 88..1024 + 90].copy_from_slice(&2048_u16.to_le_bytes());
+        assert!(normalise_ext2(&mut huge_inodes).is_err());
+        let mut counted = tiny_ext2(128);
+        counted[1024..1028].copy_from_slice(&5_u32.to_le_bytes());
+        assert!(normalise_ext2(&mut counted).is_err());
+        assert!(normalise_ext2(&mut []).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn normalising_takes_any_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..4096), damage in proptest::collection::vec((0_usize..64 * 1024, any::<u8>()), 0..16)) {
+            // Random bytes, and a valid image with random bytes changed: a
+            // result or an error, never a panic.
+            let _ = normalise_ext2(&mut bytes);
+            let mut image = tiny_ext2(256);
+            for (at, value) in damage {
+                image[at] = value;
+            }
+            let _ = normalise_ext2(&mut image);
+        }
     }
 
     proptest! {

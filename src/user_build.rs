@@ -205,9 +205,11 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
     Ok(loader)
 }
 
-/// The kernels and initramfs images the guests of `spec` name, each once,
-/// sorted by name (`guest_images`, docs/GUEST-IMAGES.md); checks that each
-/// Linux guest's files fit its memory as the loader will stage them.
+/// The kernels, initramfs images and region contents (disk images) the
+/// spec names, each once, sorted by name (`guest_images`,
+/// docs/GUEST-IMAGES.md); checks that each Linux guest's files fit its
+/// memory as the loader will stage them, and each region's contents the
+/// region ([`check_region_contents`]).
 ///
 /// # Errors
 ///
@@ -215,8 +217,9 @@ pub fn build_system(name: &str) -> Result<PathBuf, Error> {
 /// no bzImage, files that do not fit; [`Error::Io`].
 fn guest_files(manifest: &str, spec: &bulkhead_capdl::SystemSpec) -> Result<Vec<(String, Vec<u8>)>, Error> {
     use bulkhead_capdl_spec::linux::{SetupHeader, Staging};
-    let mut names: Vec<&str> =
-        spec.guests.iter().flat_map(|guest| [&guest.kernel, &guest.initrd]).flatten().map(String::as_str).collect();
+    let kernels = spec.guests.iter().flat_map(|guest| [&guest.kernel, &guest.initrd]);
+    let contents = spec.regions.iter().map(|region| &region.contents);
+    let mut names: Vec<&str> = kernels.chain(contents).flatten().map(String::as_str).collect();
     names.sort_unstable();
     names.dedup();
     if names.is_empty() {
@@ -247,7 +250,36 @@ fn guest_files(manifest: &str, spec: &bulkhead_capdl::SystemSpec) -> Result<Vec<
         )
         .map_err(|error| refuse(format!("its files cannot be staged: {error}")))?;
     }
+    check_region_contents(spec, &files).map_err(|why| Error::Build(format!("{manifest}: {why}")))?;
     Ok(files)
+}
+
+/// Checks that every region's `contents` is one of `files` and fits the
+/// region as the loader fills it (`bulkhead_capdl_spec::contents::Fill`):
+/// the check the manifest's validator cannot make, as only the CLI knows
+/// the files.
+///
+/// # Errors
+///
+/// Which region, and why: its file is missing, longer than the region, or
+/// its pages are not ones the loader fills.
+pub fn check_region_contents(spec: &bulkhead_capdl::SystemSpec, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+    use bulkhead_capdl_spec::contents::Fill;
+    for region in &spec.regions {
+        let Some(name) = &region.contents else { continue };
+        let Some((_, bytes)) = files.iter().find(|(file, _)| file == name) else {
+            return Err(format!("region `{}`: no guest file `{name}`", region.name));
+        };
+        let Some(bulkhead_capdl::compile::ObjectKind::Frames { page_size, count, .. }) =
+            spec.object(region.frames).map(|object| &object.kind)
+        else {
+            return Err(format!("region `{}`: its frames are not frames", region.name));
+        };
+        let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        Fill::plan(*page_size, *count, length)
+            .map_err(|error| format!("region `{}` cannot hold `{name}`: {error}", region.name))?;
+    }
+    Ok(())
 }
 
 /// The end of a guest's memory: guest-physical 0 to the end of its last
@@ -268,9 +300,10 @@ fn guest_memory_bytes(spec: &bulkhead_capdl::SystemSpec, guest: &bulkhead_capdl_
 /// [`MEMORY_MIB`](crate::emulator::MEMORY_MIB) every run has (the kernel,
 /// its boot structures, the root's untypeds, the firmware's share), plus
 /// the system's bundle twice (the loader's image is a boot module and is
-/// copied into the root task's frames), plus every guest's memory,
-/// rounded up to 16 MiB. Systems without guests and with small bundles
-/// keep about the usual amount.
+/// copied into the root task's frames), plus the RAM its regions take
+/// ([`region_ram_bytes`]: every guest's memory, its disks and the other
+/// regions), rounded up to 16 MiB. Systems without guests and with small
+/// bundles keep about the usual amount.
 ///
 /// # Errors
 ///
@@ -279,14 +312,41 @@ pub fn system_memory_mib(name: &str) -> Result<u32, Error> {
     let spec = system_spec(name).ok_or_else(|| Error::Build(format!("no system `{name}`")))?;
     let bundle_path = output_directory().join("systems").join(format!("{name}.bundle"));
     let bundle_bytes = std::fs::metadata(&bundle_path).map_or(0, |metadata| metadata.len());
-    let guests: u64 = spec.guests.iter().map(|guest| guest_memory_bytes(&spec, guest)).sum();
-    Ok(memory_mib(bundle_bytes, guests))
+    Ok(memory_mib(bundle_bytes, region_ram_bytes(&spec)))
 }
 
-/// [`system_memory_mib`]'s sum for a bundle and guests of these sizes.
-pub fn memory_mib(bundle_bytes: u64, guest_memory_bytes: u64) -> u32 {
+/// The RAM a system's regions take from the root's untypeds: each guest's
+/// memory as it lies in guest-physical space (from 0 to the end of its
+/// last region), and every other region of RAM (a guest's disks among
+/// them); regions at fixed physical addresses are device memory and take
+/// none.
+pub fn region_ram_bytes(spec: &bulkhead_capdl::SystemSpec) -> u64 {
+    let guest_memory: u64 = spec.guests.iter().map(|guest| guest_memory_bytes(spec, guest)).sum();
+    let is_guest_memory = |index: usize| {
+        spec.guests.iter().any(|guest| guest.memory.iter().any(|memory| usize::try_from(memory.region) == Ok(index)))
+    };
+    let other: u64 = spec
+        .regions
+        .iter()
+        .enumerate()
+        .filter(|(index, region)| {
+            !is_guest_memory(*index)
+                && matches!(
+                    spec.object(region.frames).map(|object| &object.kind),
+                    Some(bulkhead_capdl::compile::ObjectKind::Frames { physical: None, .. })
+                )
+        })
+        .map(|(_, region)| region.size)
+        .sum();
+    guest_memory.saturating_add(other)
+}
+
+/// [`system_memory_mib`]'s sum for a bundle and regions of these sizes.
+pub fn memory_mib(bundle_bytes: u64, region_ram_bytes: u64) -> u32 {
     const MIB: u64 = 1 << 20;
-    let bytes = u64::from(crate::emulator::MEMORY_MIB) * MIB + 2 * bundle_bytes + guest_memory_bytes;
+    let bytes = (u64::from(crate::emulator::MEMORY_MIB) * MIB)
+        .saturating_add(bundle_bytes.saturating_mul(2))
+        .saturating_add(region_ram_bytes);
     u32::try_from(bytes.div_ceil(16 * MIB) * 16).unwrap_or(u32::MAX)
 }
 
@@ -435,5 +495,82 @@ mod tests {
         assert_eq!(memory_mib(17_000_000, 128 << 20), 432);
         // Two such guests sharing the files.
         assert_eq!(memory_mib(17_000_000, 256 << 20), 560);
+    }
+
+    /// A Linux guest with a disk region, a shared ring and device memory.
+    const SYSTEM: &str = "
+pd vmm {
+    image \"vmm-server\"
+    priority 100
+    budget 10ms
+    period 10ms
+    core 0
+}
+
+region ram_low {
+    size 126MiB
+    page 2MiB
+    map vmm at 0x10_0000_0000 rw
+}
+
+region ram_high {
+    size 2MiB
+    page 2MiB
+    map vmm at 0x10_07e0_0000 rw
+}
+
+region disk {
+    size 8MiB
+    page 2MiB
+    contents \"busybox-disk\"
+    map vmm at 0x20_0000_0000 rw
+}
+
+region scratch {
+    size 16KiB
+    map vmm at 0x30_0000_0000 rw
+}
+
+region registers {
+    size 4KiB
+    physical 0xfed0_0000
+    map vmm at 0x40_0000_0000 rw
+}
+
+guest linux {
+    memory ram_low
+    memory ram_high
+    vcpus 1
+    vmm vmm
+    kernel \"debian-cloud\"
+    disk root from disk
+}
+";
+
+    fn compiled(text: &str) -> bulkhead_capdl::SystemSpec {
+        let manifest = bulkhead_capdl::parse("test.capdl", text).expect("parses");
+        let graph = bulkhead_capdl::validate(&manifest).expect("validates");
+        bulkhead_capdl::compile(&manifest, &graph).expect("compiles")
+    }
+
+    #[test]
+    fn the_machine_counts_guest_memory_disks_and_other_ram_but_not_device_memory() {
+        let spec = compiled(SYSTEM);
+        // 128 MiB of guest memory, the 8 MiB disk and 16 KiB of scratch.
+        assert_eq!(region_ram_bytes(&spec), (128 << 20) + (8 << 20) + (16 << 10));
+        // With a 21 MB bundle: 256 + 2 * 20 + 136 MiB, rounded up.
+        assert_eq!(memory_mib(21_000_000, region_ram_bytes(&spec)), 448);
+    }
+
+    #[test]
+    fn a_regions_contents_must_be_a_file_that_fits_it() {
+        let spec = compiled(SYSTEM);
+        let file = |bytes: usize| vec![("busybox-disk".to_owned(), vec![0x5a_u8; bytes])];
+        assert_eq!(check_region_contents(&spec, &file(8 << 20)), Ok(()));
+        assert_eq!(check_region_contents(&spec, &file(4 << 20)), Ok(()));
+        let error = check_region_contents(&spec, &file((8 << 20) + 1)).expect_err("too large");
+        assert!(error.contains("region `disk` cannot hold `busybox-disk`") && error.contains("8388609"), "{error}");
+        let error = check_region_contents(&spec, &[]).expect_err("missing");
+        assert_eq!(error, "region `disk`: no guest file `busybox-disk`");
     }
 }

@@ -133,6 +133,38 @@ fn the_disk_image_is_ext2_with_the_hosts_file() {
     assert!(bytes.windows(host_text.len()).any(|window| window == host_text), "the host's file is not on the disk");
 }
 
+/// The disk image is the same bytes whenever it is made (a bundle that
+/// carries it is reproducible): mke2fs's clock times, random UUID and hash
+/// seed and the source files' owners are fixed; and e2fsck finds nothing
+/// to repair in it.
+#[test]
+fn the_disk_image_is_reproducible_and_clean() {
+    let first = guest_images::disk_image().unwrap_or_else(|error| panic!("{error}"));
+    // mke2fs reads the clock in seconds: a second later, a naive image differs.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = guest_images::disk_image().unwrap_or_else(|error| panic!("{error}"));
+    assert!(first == second, "two disk images differ");
+    assert_eq!(images().artifact(guest_images::DISK_ARTIFACT).expect("the disk artifact"), first);
+    // The superblock's creation, write and check times.
+    for offset in [44, 48, 64, 264] {
+        assert_eq!(u32_at(&first, 1024 + offset), 0, "superblock time at {offset}");
+    }
+    let path = guest_images::cache_directory().join(format!("fsck-disk-{}.img", std::process::id()));
+    std::fs::write(&path, &first).expect("write the image");
+    let checked = Command::new("e2fsck").args(["-f", "-n"]).arg(&path).output();
+    let owner = Command::new("debugfs").arg("-R").arg("stat /bulkhead-host").arg(&path).output();
+    let _ = std::fs::remove_file(&path);
+    let checked = checked.expect("e2fsck (e2fsprogs) runs");
+    assert!(
+        checked.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let owner = String::from_utf8_lossy(&owner.expect("debugfs runs").stdout).into_owned();
+    assert!(owner.contains("User:     0   Group:     0"), "{owner}");
+}
+
 #[test]
 fn the_guest_boots_directly_in_qemu_to_its_markers() {
     // Under -icount the guest's clocks follow its instructions, not the
@@ -188,8 +220,9 @@ fn the_real_files_stage_into_a_128_mib_guest_but_not_into_64_mib() {
     assert!(Staging::plan(64 << 20, &header, length(&kernel), Some(length(&initrd)), cmdline).is_err());
 }
 
-/// Two guests that name the same kernel and initramfs share one copy in
-/// the bundle; the loader around it is a root task the kernel accepts.
+/// Two guests that name the same kernel and initramfs, and two disk
+/// regions that name the same image, share one copy in the bundle; the
+/// loader around it is a root task the kernel accepts.
 #[test]
 fn a_system_bundle_carries_each_guest_file_once() {
     let loader = bulkhead::user_build::build_system("linux_pair").unwrap_or_else(|error| panic!("{error}"));
@@ -197,23 +230,34 @@ fn a_system_bundle_carries_each_guest_file_once() {
     let bytes = std::fs::read(&bundle_path).expect("the bundle");
     let bundle = bulkhead_capdl_spec::Bundle::from_bytes(&bytes).expect("a bundle");
     let names: Vec<&str> = bundle.guest_files.iter().map(|file| file.name).collect();
-    assert_eq!(names, [guest_images::INITRAMFS_ARTIFACT, guest_images::KERNEL_ARTIFACT]);
+    assert_eq!(names, [guest_images::DISK_ARTIFACT, guest_images::INITRAMFS_ARTIFACT, guest_images::KERNEL_ARTIFACT]);
     for name in names {
         let artifact = images().artifact(name).expect("the artifact");
         assert!(bundle.guest_file(name) == Some(&artifact[..]), "{name} differs from its artifact");
     }
     let spec = bulkhead_capdl_spec::from_blob(bundle.spec).expect("the spec");
     assert_eq!(spec.guests.len(), 2);
+    let mut disk_regions = Vec::new();
     for guest in &spec.guests {
         assert_eq!(guest.kernel.as_deref(), Some(guest_images::KERNEL_ARTIFACT));
         assert_eq!(guest.initrd.as_deref(), Some(guest_images::INITRAMFS_ARTIFACT));
+        // Each guest's disk: a region of its own, filled with the image and
+        // served by its VMM.
+        let [disk] = guest.disks.as_slice() else { panic!("one disk: {:?}", guest.disks) };
+        assert_eq!((disk.server, disk.address), (guest.vmm, 0x20_0000_0000));
+        let region = &spec.regions[usize::try_from(disk.region).expect("an index")];
+        assert_eq!((region.size, region.contents.as_deref()), (8 << 20, Some(guest_images::DISK_ARTIFACT)));
+        disk_regions.push(disk.region);
     }
+    assert_ne!(disk_regions[0], disk_regions[1], "the guests share a disk");
     let loader_bytes = std::fs::read(&loader).expect("the loader");
     assert!(loader_bytes.len() > bytes.len(), "the loader embeds the bundle");
     bulkhead::user_build::check_root_task_layout(&loader_bytes).unwrap_or_else(|error| panic!("{error}"));
-    // Both guests' RAM and the bundle twice on top of the usual machine.
+    // Both guests' RAM and disks and the bundle twice on top of the usual
+    // machine.
     let memory = bulkhead::user_build::system_memory_mib("linux_pair").expect("a system");
-    assert!(u64::from(memory) << 20 >= (256 << 20) + 2 * length_of(&bytes) + (256 << 20), "{memory} MiB");
+    let regions = 2 * ((128 << 20) + (8 << 20));
+    assert!(u64::from(memory) << 20 >= (256 << 20) + 2 * length_of(&bytes) + regions, "{memory} MiB");
 }
 
 fn length_of(bytes: &[u8]) -> u64 {
@@ -229,8 +273,9 @@ fn an_unknown_guest_image_is_refused_by_name() {
 }
 
 /// The kernel takes a root task that carries a Linux system (a loader of
-/// about 17 MB) and the loader reads its bundle: the root-task image range,
-/// the boot frames and the machine's memory suffice.
+/// about 21 MB: the kernel, the initramfs and the disk image) and the
+/// loader reads its bundle: the root-task image range, the boot frames and
+/// the machine's memory suffice.
 #[test]
 fn the_kernel_runs_a_loader_that_carries_a_linux_system() {
     let outcome = common::boot_system("linux", "", false);
@@ -240,10 +285,19 @@ fn the_kernel_runs_a_loader_that_carries_a_linux_system() {
         .lines()
         .find_map(|line| line.strip_prefix("root task: ")?.split_once(" bytes in ")?.0.parse().ok())
         .expect("the kernel loaded the root task");
-    assert!(image_bytes > 16_000_000, "{image_bytes} bytes: the bundle is not in the loader");
+    assert!(image_bytes > 20_000_000, "{image_bytes} bytes: the bundle is not in the loader");
     let lines = common::lines(console);
     assert!(
-        lines.contains(&"user root: loader: 1 protection domains, 7 objects, 1 program images"),
+        lines.contains(&"user root: loader: 1 protection domains, 8 objects, 1 program images"),
         "the loader read the bundle"
     );
+    // The disk region holds the image, then zeros to its 8 MiB.
+    let disk = images().artifact(guest_images::DISK_ARTIFACT).expect("the disk image");
+    let filled = format!(
+        "user root: loader: region linux_disk: {} bytes of `{}`, {} bytes of zeros after them",
+        disk.len(),
+        guest_images::DISK_ARTIFACT,
+        (8 << 20) - disk.len()
+    );
+    assert!(lines.contains(&filled.as_str()), "no `{filled}`");
 }

@@ -175,6 +175,9 @@ pub struct Region {
     pub rights: Option<Located<MemoryRights>>,
     /// `shared`: more than one owner is intended.
     pub shared: Option<Span>,
+    /// `contents "FILE"`: a guest file (a disk image the CLI provides)
+    /// the loader copies into the region's first bytes.
+    pub contents: Option<Located<String>>,
     /// `map PD at ADDRESS RIGHTS` lines.
     pub mappings: Vec<Mapping>,
 }
@@ -279,8 +282,12 @@ pub struct Guest {
     pub vmm: Option<Name>,
     /// `vmx PD`.
     pub vmx: Option<Name>,
-    /// `disk NAME via CHANNEL` lines.
+    /// `disk NAME via CHANNEL` lines: disks a server behind the channel
+    /// holds.
     pub disks: Vec<(Name, Name)>,
+    /// `disk NAME from REGION` lines: disks whose bytes are a region the
+    /// guest's VMX (or its VMM, when it has none) maps and serves.
+    pub region_disks: Vec<(Name, Name)>,
     /// `nic NAME via CHANNEL` lines.
     pub nics: Vec<(Name, Name)>,
     /// `expose REGION to PD` lines: mappings of guest memory outside the

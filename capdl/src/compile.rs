@@ -15,9 +15,9 @@ use std::fmt::Write as _;
 
 pub use bulkhead_capdl_spec::{
     ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DomainSpec,
-    FaultHandlerSpec, GuestMemorySpec, GuestSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId, ObjectKind,
-    ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec, SCHED_CONTEXT_SIZE_BITS,
-    SPEC_VERSION, SystemSpec, from_blob, to_blob,
+    FaultHandlerSpec, GuestDiskSpec, GuestMemorySpec, GuestSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId,
+    ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec,
+    SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec, from_blob, to_blob,
 };
 
 use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
@@ -260,7 +260,8 @@ impl<'a> Compiler<'a> {
                 .map_or(MemoryRights { read: true, write: true, execute: false }, |rights| rights.value),
         );
         let index = u32::try_from(self.regions.len()).unwrap_or(u32::MAX);
-        self.regions.push(RegionSpec { name: name.clone(), frames, size, rights });
+        let contents = region.contents.as_ref().map(|contents| contents.value.clone());
+        self.regions.push(RegionSpec { name: name.clone(), frames, size, rights, contents });
         let cache = if physical.is_some() { Cache::Uncacheable } else { Cache::WriteBack };
         for mapping in &region.mappings {
             let Some(&domain) = self.index.get(&mapping.domain.text) else {
@@ -400,6 +401,22 @@ impl<'a> Compiler<'a> {
             };
             memory.push(GuestMemorySpec { region: index, guest_physical, vmm_address: mapping.address.value });
         }
+        // The PD that serves its devices: its VMX, else its VMM.
+        let server = guest.vmx.as_ref().unwrap_or(vmm);
+        let mut disks = Vec::new();
+        for (disk, region_name) in &guest.region_disks {
+            let index = self.regions.iter().position(|spec| spec.name == region_name.text);
+            let region = self.model.region(&region_name.text);
+            let mapping = region.and_then(|region| region.mappings.iter().find(|map| map.domain.text == server.text));
+            let server_index = self.index.get(&server.text).and_then(|index| u32::try_from(*index).ok());
+            let (Some(region), Some(mapping), Some(server)) =
+                (index.and_then(|index| u32::try_from(index).ok()), mapping, server_index)
+            else {
+                self.missing(&region_name.span, &format!("the serving PD's mapping of disk `{}`", disk.text));
+                continue;
+            };
+            disks.push(GuestDiskSpec { name: disk.text.clone(), region, server, address: mapping.address.value });
+        }
         let space = self.object(format!("{name}.space"), ObjectKind::GuestSpace);
         let vcpus: Vec<ObjectId> =
             (0..vcpus).map(|number| self.object(format!("{name}.vcpu{number}"), ObjectKind::VCpu)).collect();
@@ -419,6 +436,7 @@ impl<'a> Compiler<'a> {
             kernel: guest.kernel.as_ref().map(|kernel| kernel.value.clone()),
             initrd: guest.initrd.as_ref().map(|initrd| initrd.value.clone()),
             cmdline: guest.cmdline.as_ref().map(|cmdline| cmdline.value.clone()),
+            disks,
         });
     }
 
@@ -592,29 +610,20 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
         let _ = writeln!(text, "    pub const {}: u64 = {};", constant_name(&cap.name), cap.slot);
     }
     text.push_str("}\n\n/// The regions this protection domain maps.\npub mod regions {\n");
-    let guest_memory = |mapping: &MappingSpec| {
+    // Likewise its guest's memory, and the disks a VMM or VMX serves: they
+    // are on its info page, so servers of different guests share an image.
+    let domain_index = spec.domains.iter().position(|other| other.name == domain.name);
+    let on_info_page = |mapping: &MappingSpec| {
+        let is = |index: u32| usize::try_from(index).ok() == domain_index;
         spec.guests.iter().any(|guest| {
-            spec.domains
-                .get(usize::try_from(guest.vmm).unwrap_or(usize::MAX))
-                .is_some_and(|vmm| vmm.name == domain.name)
-                && guest.memory.iter().any(|memory| memory.region == mapping.region)
+            (is(guest.vmm) && guest.memory.iter().any(|memory| memory.region == mapping.region))
+                || guest.disks.iter().any(|disk| is(disk.server) && disk.region == mapping.region)
         })
     };
-    if domain.mappings.iter().any(|mapping| !guest_memory(mapping)) {
+    if domain.mappings.iter().any(|mapping| !on_info_page(mapping)) {
         text.push_str("    use super::Region;\n\n");
     }
-    let domain_index = spec.domains.iter().position(|other| other.name == domain.name);
-    for mapping in &domain.mappings {
-        // Likewise its guest's memory.
-        let runs = |guest: &GuestSpec| usize::try_from(guest.vmm).ok() == domain_index;
-        if spec
-            .guests
-            .iter()
-            .filter(|guest| runs(guest))
-            .any(|guest| guest.memory.iter().any(|m| m.region == mapping.region))
-        {
-            continue;
-        }
+    for mapping in domain.mappings.iter().filter(|mapping| !on_info_page(mapping)) {
         let region = usize::try_from(mapping.region).ok().and_then(|index| spec.regions.get(index))?;
         let (page_size, device) = match spec.object(region.frames).map(|object| &object.kind) {
             Some(ObjectKind::Frames { page_size, physical, .. }) => (*page_size, physical.is_some()),

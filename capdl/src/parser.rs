@@ -292,6 +292,7 @@ impl Parser {
         let mut physical = None;
         let mut rights = None;
         let mut shared = None;
+        let mut contents = None;
         let mut mappings = Vec::new();
         let name = self.block("region", |parser, keyword, span| match keyword {
             "size" => once(&mut size, parser.number(Quantity::Size)?, keyword, span),
@@ -299,6 +300,7 @@ impl Parser {
             "physical" => once(&mut physical, parser.number(Quantity::Plain)?, keyword, span),
             "rights" => once(&mut rights, parser.memory_rights()?, keyword, span),
             "shared" => once(&mut shared, Located { value: (), span: span.clone() }, keyword, span),
+            "contents" => once(&mut contents, parser.text("a guest file")?, keyword, span),
             "map" => {
                 let domain = parser.name("protection domain")?;
                 parser.keyword("at")?;
@@ -307,11 +309,14 @@ impl Parser {
                 mappings.push(Mapping { domain, address, rights, span: span.clone() });
                 Ok(())
             }
-            other => {
-                Err(unknown_statement(span, other, "region", "`size`, `page`, `physical`, `rights`, `shared`, `map`"))
-            }
+            other => Err(unknown_statement(
+                span,
+                other,
+                "region",
+                "`size`, `page`, `physical`, `rights`, `shared`, `contents`, `map`",
+            )),
         })?;
-        Ok(Region { name, size, page_size, physical, rights, shared: shared.map(|s| s.span), mappings })
+        Ok(Region { name, size, page_size, physical, rights, shared: shared.map(|s| s.span), contents, mappings })
     }
 
     fn channel(&mut self) -> Result<Channel, Diagnostic> {
@@ -413,6 +418,7 @@ impl Parser {
         let mut vmm = None;
         let mut vmx = None;
         let mut disks = Vec::new();
+        let mut region_disks = Vec::new();
         let mut nics = Vec::new();
         let mut exposures = Vec::new();
         let mut image = None;
@@ -432,11 +438,29 @@ impl Parser {
                     let slot = if keyword == "vmm" { &mut vmm } else { &mut vmx };
                     once(slot, Located { value: domain, span: span.clone() }, keyword, span)?;
                 }
-                "disk" | "nic" => {
+                "disk" => {
+                    let device = parser.name(keyword)?;
+                    match &parser.peek().kind {
+                        TokenKind::Word(word) if word == "via" => {
+                            parser.advance();
+                            disks.push((device, parser.name("channel")?));
+                        }
+                        TokenKind::Word(word) if word == "from" => {
+                            parser.advance();
+                            region_disks.push((device, parser.name("region")?));
+                        }
+                        _ => {
+                            return Err(parser.unexpected(
+                                "`via` or `from`",
+                                "a disk reads `disk NAME via CHANNEL` or `disk NAME from REGION`",
+                            ));
+                        }
+                    }
+                }
+                "nic" => {
                     let device = parser.name(keyword)?;
                     parser.keyword("via")?;
-                    let channel = parser.name("channel")?;
-                    if keyword == "disk" { &mut disks } else { &mut nics }.push((device, channel));
+                    nics.push((device, parser.name("channel")?));
                 }
                 "expose" => {
                     let region = parser.name("region")?;
@@ -462,6 +486,7 @@ impl Parser {
             vmm: vmm.map(|located| located.value),
             vmx: vmx.map(|located| located.value),
             disks,
+            region_disks,
             nics,
             exposures,
             image,

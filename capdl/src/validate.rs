@@ -123,6 +123,8 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_core_budgets(&model, &mut errors);
     check_guests(&model, &mut errors);
     check_guest_boot(&model, &mut errors);
+    check_region_contents(&model, &mut errors);
+    check_guest_disks(&model, &mut errors);
     check_duplicate_flows(&model, &mut errors);
     let graph = flow_graph(&model);
     check_flows(&model, &graph, &mut errors);
@@ -190,6 +192,7 @@ pub fn check_unknown_names(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 for (_, channel) in guest.disks.iter().chain(&guest.nics) {
                     want(channel, "channel");
                 }
+                guest.region_disks.iter().for_each(|(_, region)| want(region, "region"));
                 for (region, domain) in &guest.exposures {
                     want(region, "region");
                     want(domain, "protection domain");
@@ -808,6 +811,8 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     let mut vmms: BTreeMap<&str, &str> = BTreeMap::new();
     for guest in model.guests() {
         let name = guest.name.text.as_str();
+        // Disks held in regions need no VMX: the VMM serves them until the
+        // guest has one.
         let has_devices = !guest.disks.is_empty() || !guest.nics.is_empty();
         for (field, absent) in [
             ("memory", guest.memory.is_empty()),
@@ -876,9 +881,10 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
             }
         }
         let mut devices: Vec<&str> = Vec::new();
-        let mut served: Vec<&(Name, Name)> = guest.disks.iter().chain(&guest.nics).collect();
-        served.sort_by_key(|(device, _)| (device.span.line, device.span.column));
-        for (device, channel) in served {
+        let mut named: Vec<&Name> =
+            guest.disks.iter().chain(&guest.region_disks).chain(&guest.nics).map(|(device, _)| device).collect();
+        named.sort_by_key(|device| (device.span.line, device.span.column));
+        for device in named {
             if devices.contains(&device.text.as_str()) {
                 errors.push(Diagnostic::new(
                     &device.span,
@@ -887,6 +893,8 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ));
             }
             devices.push(&device.text);
+        }
+        for (device, channel) in guest.disks.iter().chain(&guest.nics) {
             let Some(Item::Channel(served_by)) = model.items.get(channel.text.as_str()) else { continue };
             let reaches_servers = served_by.connections.iter().any(|connection| {
                 servers.contains(&connection.from.text.as_str()) || servers.contains(&connection.to.text.as_str())
@@ -1004,6 +1012,147 @@ pub fn check_guest_boot(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     ),
                     "the loader stages a kernel into memory of 4 KiB or 2 MiB pages: write `page 2MiB`",
                 ));
+            }
+        }
+    }
+}
+
+/// The regions of every guest's memory, by name, with the guest's name.
+fn guest_memory_regions<'a>(model: &Model<'a>) -> BTreeMap<&'a str, &'a str> {
+    let mut regions = BTreeMap::new();
+    for guest in model.guests() {
+        for memory in &guest.memory {
+            regions.entry(memory.text.as_str()).or_insert(guest.name.text.as_str());
+        }
+    }
+    regions
+}
+
+/// A region with `contents` is RAM (no `physical`: the loader fills
+/// frames it makes), of 4 KiB or 2 MiB pages (those it can map to fill),
+/// and no guest's memory (which holds what the guest boots from, placed by
+/// the loader's own rules). Whether the file fits is known only with the
+/// file: the CLI checks when it builds the bundle, and the loader again.
+pub fn check_region_contents(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let guest_memory = guest_memory_regions(model);
+    for region in model.regions() {
+        let Some(contents) = &region.contents else { continue };
+        let region_name = region.name.text.as_str();
+        if region.physical.is_some() {
+            errors.push(Diagnostic::new(
+                &contents.span,
+                format!("region `{region_name}` has `contents` but is device memory"),
+                "the loader fills RAM it allocates: drop `physical` or `contents`",
+            ));
+        }
+        let page = region.page_size.as_ref().map_or(PAGE_SIZES[0], |page| page.value);
+        if page > PAGE_SIZES[1] {
+            errors.push(Diagnostic::new(
+                &contents.span,
+                format!("region `{region_name}` has `contents` in pages of {page:#x} bytes"),
+                "the loader fills regions of 4 KiB or 2 MiB pages: write `page 2MiB`",
+            ));
+        }
+        if let Some(guest) = guest_memory.get(region_name) {
+            errors.push(Diagnostic::new(
+                &contents.span,
+                format!("region `{region_name}` has `contents` and is memory of guest `{guest}`"),
+                "a guest's memory gets its `image` or `kernel` staged by the loader: put the file in a region of its own",
+            ));
+        }
+    }
+}
+
+/// A guest's `disk NAME from REGION` lines: at most
+/// [`MAX_GUEST_DISKS`](bulkhead_capdl_spec::MAX_GUEST_DISKS) per guest;
+/// the region is RAM, no guest's memory and no other disk's, mapped `rw`
+/// into the PD that serves the guest's devices (its VMX, or its VMM when
+/// it has none) and into no PD but the guest's VMM and VMX; a PD serves
+/// the disks of one guest (its info page does not say whose).
+pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    let guest_memory = guest_memory_regions(model);
+    let mut disks: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut served: BTreeMap<&str, &str> = BTreeMap::new();
+    for guest in model.guests() {
+        let name = guest.name.text.as_str();
+        if let Some((extra, _)) = guest.region_disks.get(bulkhead_capdl_spec::MAX_GUEST_DISKS) {
+            errors.push(Diagnostic::new(
+                &extra.span,
+                format!("guest `{name}` has more than {} disks held in regions", bulkhead_capdl_spec::MAX_GUEST_DISKS),
+                "the serving PD's info page lists four: merge disks or serve the rest over a channel",
+            ));
+        }
+        // Without a VMM (check_guests reports it) there is no server.
+        let Some(server) = guest.vmx.as_ref().or(guest.vmm.as_ref()) else { continue };
+        if let Some((first, _)) = guest.region_disks.first()
+            && let Some(other) = served.insert(&server.text, name).filter(|other| *other != name)
+        {
+            errors.push(Diagnostic::new(
+                &first.span,
+                format!("`{}` would serve the disks of guests `{other}` and `{name}`", server.text),
+                "a PD's info page lists the disks of one guest: give each guest its own VMX",
+            ));
+        }
+        let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
+        for (disk, region_name) in &guest.region_disks {
+            if let Some((other_guest, other_disk)) = disks.insert(&region_name.text, (name, &disk.text)) {
+                errors.push(Diagnostic::new(
+                    &region_name.span,
+                    format!("region `{}` is disk `{other_disk}` of guest `{other_guest}` already", region_name.text),
+                    "give each disk a region of its own",
+                ));
+                continue;
+            }
+            if let Some(owner) = guest_memory.get(region_name.text.as_str()) {
+                errors.push(Diagnostic::new(
+                    &region_name.span,
+                    format!("disk `{}` of guest `{name}` is memory of guest `{owner}`", disk.text),
+                    "a disk is a region of its own, not guest memory",
+                ));
+                continue;
+            }
+            // check_unknown_names reports a region that does not exist.
+            let Some(region) = model.region(&region_name.text) else { continue };
+            if let Some(physical) = &region.physical {
+                errors.push(Diagnostic::new(
+                    &physical.span,
+                    format!(
+                        "region `{}` is device memory and disk `{}` of guest `{name}`",
+                        region_name.text, disk.text
+                    ),
+                    "a disk held in a region is RAM: drop `physical`",
+                ));
+            }
+            match region.mappings.iter().find(|mapping| mapping.domain.text == server.text) {
+                None => errors.push(Diagnostic::new(
+                    &region_name.span,
+                    format!(
+                        "disk `{}` of guest `{name}`: region `{}` is not mapped into `{}`, which serves its devices",
+                        disk.text, region_name.text, server.text
+                    ),
+                    format!("add `map {} at ADDRESS rw` to region `{}`", server.text, region_name.text),
+                )),
+                Some(mapping) if !mapping.rights.value.read || !mapping.rights.value.write => {
+                    errors.push(Diagnostic::new(
+                        &mapping.rights.span,
+                        format!("`{}` maps disk `{}` of guest `{name}` without `rw`", server.text, disk.text),
+                        "the guest reads and writes its disk through the server: map it `rw`",
+                    ));
+                }
+                Some(_) => {}
+            }
+            for mapping in &region.mappings {
+                let domain = mapping.domain.text.as_str();
+                if !servers.contains(&domain) {
+                    errors.push(Diagnostic::new(
+                        &mapping.domain.span,
+                        format!(
+                            "disk `{}` of guest `{name}` is mapped into `{domain}`, outside its VMM and VMX",
+                            disk.text
+                        ),
+                        "a guest's disk holds its data: map it into the guest's VMM or VMX alone",
+                    ));
+                }
             }
         }
     }

@@ -441,3 +441,124 @@ fn a_linux_guest_compiles_with_its_kernel_initramfs_and_command_line() {
     let guest = &compile_text(&text).expect("compiles").guests[0];
     assert_eq!((guest.initrd.as_deref(), guest.cmdline.as_ref().map(String::len)), (None, Some(2047)));
 }
+
+/// Two Linux guests, each run by a VMM that serves its disk (no VMX): the
+/// `linux_pair` test system's shape.
+const TWO_GUESTS_WITH_DISKS: &str = "
+pd a_vmm {
+    image \"vmm-server\"
+    priority 100
+    budget 5ms
+    period 10ms
+    core 0
+}
+
+pd b_vmm {
+    image \"vmm-server\"
+    priority 100
+    budget 5ms
+    period 10ms
+    core 0
+}
+
+region a_ram {
+    size 128MiB
+    page 2MiB
+    map a_vmm at 0x10_0000_0000 rw
+}
+
+region b_ram {
+    size 128MiB
+    page 2MiB
+    map b_vmm at 0x10_0000_0000 rw
+}
+
+region a_disk {
+    size 8MiB
+    page 2MiB
+    contents \"busybox-disk\"
+    map a_vmm at 0x20_0000_0000 rw
+}
+
+region b_disk {
+    size 8MiB
+    page 2MiB
+    contents \"busybox-disk\"
+    map b_vmm at 0x30_0000_0000 rw
+}
+
+region b_scratch {
+    size 4KiB
+    map b_vmm at 0x40_0000_0000 rw
+}
+
+guest a {
+    memory a_ram
+    vcpus 1
+    vmm a_vmm
+    kernel \"debian-cloud\"
+    disk root from a_disk
+}
+
+guest b {
+    memory b_ram
+    vcpus 1
+    vmm b_vmm
+    kernel \"debian-cloud\"
+    disk root from b_disk
+    disk scratch from b_scratch
+}
+";
+
+#[test]
+fn a_disk_held_in_a_region_compiles_to_its_servers_mapping_and_the_regions_contents() {
+    let spec = compile_text(TWO_GUESTS_WITH_DISKS).expect("compiles");
+    let region = |name: &str| {
+        u32::try_from(spec.regions.iter().position(|region| region.name == name).expect("a region")).expect("small")
+    };
+    let domain = |name: &str| {
+        u32::try_from(spec.domains.iter().position(|domain| domain.name == name).expect("a PD")).expect("small")
+    };
+    let disks = |guest: usize| -> Vec<(&str, u32, u32, u64)> {
+        spec.guests[guest]
+            .disks
+            .iter()
+            .map(|disk| (disk.name.as_str(), disk.region, disk.server, disk.address))
+            .collect()
+    };
+    // Without a VMX the VMM serves the disks, in the order written.
+    assert_eq!(disks(0), [("root", region("a_disk"), domain("a_vmm"), 0x20_0000_0000)]);
+    assert_eq!(
+        disks(1),
+        [
+            ("root", region("b_disk"), domain("b_vmm"), 0x30_0000_0000),
+            ("scratch", region("b_scratch"), domain("b_vmm"), 0x40_0000_0000)
+        ]
+    );
+    let contents: Vec<Option<&str>> = spec.regions.iter().map(|region| region.contents.as_deref()).collect();
+    assert_eq!(contents, [None, None, Some("busybox-disk"), Some("busybox-disk"), None]);
+    // The disks are on the VMMs' info pages, not among their names: the two
+    // VMMs share the vmm-server image although their disks differ.
+    for vmm in ["a_vmm", "b_vmm"] {
+        let names = generated_names(&spec, vmm).expect("names");
+        assert!(!names.contains("DISK") && !names.contains("SCRATCH"), "{names}");
+    }
+    assert_eq!(from_blob(&to_blob(&spec)).expect("round trip"), spec);
+}
+
+#[test]
+fn a_guest_with_a_vmx_has_its_disks_served_by_the_vmx() {
+    let text = example()
+        .replace("    disk root via block\n", "    disk root via block\n    disk boot from linux_boot_disk\n")
+        .replace(
+            "# Requests and data",
+            "region linux_boot_disk {\n    size 4MiB\n    page 2MiB\n    contents \"busybox-disk\"\n    map linux_vmx at 0x30_0000_0000 rw\n}\n\n# Requests and data",
+        );
+    let spec = compile_text(&text).expect("compiles");
+    let [disk] = spec.guests[0].disks.as_slice() else { panic!("one disk: {:?}", spec.guests[0].disks) };
+    let server = &spec.domains[usize::try_from(disk.server).expect("an index")];
+    assert_eq!((disk.name.as_str(), server.name.as_str(), disk.address), ("boot", "linux_vmx", 0x30_0000_0000));
+    assert!(!generated_names(&spec, "linux_vmx").expect("names").contains("LINUX_BOOT_DISK"));
+    // A disk served over a channel is not one the loader describes.
+    assert_eq!(compiled_example().guests[0].disks, []);
+}

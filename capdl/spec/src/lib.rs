@@ -8,13 +8,15 @@
 //! and the files Linux guests boot from. [`layout`] fixes where the loader
 //! puts each PD's own pages and [`PdInfo`] is the page of facts it hands
 //! every PD at start; [`linux`] where it stages a Linux guest's kernel,
-//! initramfs and command line.
+//! initramfs and command line; [`contents`] how it fills a region with a
+//! file (a guest's disk image).
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod contents;
 pub mod linux;
 
 use alloc::string::String;
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 4;
+pub const SPEC_VERSION: u32 = 5;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -217,6 +219,26 @@ pub struct GuestSpec {
     /// The kernel's command line, if any (printable ASCII, at most 2,047
     /// bytes: the validator checks).
     pub cmdline: Option<String>,
+    /// Its disks held in regions (`disk NAME from REGION`), in the order
+    /// of their lines, at most [`MAX_GUEST_DISKS`]: disk n is the one the
+    /// serving PD's [`PdInfo`] lists n-th.
+    pub disks: Vec<GuestDiskSpec>,
+}
+
+/// A guest's disk whose bytes are a region of RAM (until a storage server
+/// serves disks): the PD that emulates the guest's devices (its VMX, or
+/// its VMM when it has none) maps the region and serves it as a virtio
+/// block device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestDiskSpec {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The region's index in [`SystemSpec::regions`].
+    pub region: u32,
+    /// The index in [`SystemSpec::domains`] of the PD that serves it.
+    pub server: u32,
+    /// Where that PD maps the region's first byte.
+    pub address: u64,
 }
 
 /// One region of a guest's memory.
@@ -307,6 +329,9 @@ pub struct RegionSpec {
     pub size: u64,
     /// The most any mapping may have.
     pub rights: MapRights,
+    /// The guest file ([`Bundle::guest_files`]) the loader copies into the
+    /// region's first bytes before any PD runs, if any ([`contents`]).
+    pub contents: Option<String>,
 }
 
 /// Rights of a mapping: Frame::Map takes READ and WRITE as rights and
@@ -420,11 +445,13 @@ pub struct Program<'a> {
     pub elf: &'a [u8],
 }
 
-/// One file a guest boots from in a [`Bundle`]: a Linux kernel or
-/// initramfs ([`GuestSpec::kernel`], [`GuestSpec::initrd`]).
+/// One guest file in a [`Bundle`]: a Linux kernel or initramfs a guest
+/// boots from ([`GuestSpec::kernel`], [`GuestSpec::initrd`]) or a region's
+/// contents ([`RegionSpec::contents`], a guest's disk image).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestFile<'a> {
-    /// The name guests give in their `kernel` or `initrd` statement.
+    /// The name a guest's `kernel` or `initrd` or a region's `contents`
+    /// statement gives.
     pub name: &'a str,
     /// Its bytes.
     pub bytes: &'a [u8],
@@ -438,8 +465,9 @@ pub struct Bundle<'a> {
     /// Every program image a PD or guest names, each once, sorted by name.
     #[serde(borrow)]
     pub programs: Vec<Program<'a>>,
-    /// Every kernel and initramfs a guest names, each once (guests that
-    /// name the same file share it), sorted by name.
+    /// Every kernel, initramfs and region contents the spec names, each
+    /// once (guests and regions that name the same file share it), sorted
+    /// by name.
     #[serde(borrow)]
     pub guest_files: Vec<GuestFile<'a>>,
 }
@@ -513,8 +541,11 @@ pub mod layout {
 
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
-/// [`PdInfo::version`] of this layout (3 added the staged Linux files).
-pub const PD_INFO_VERSION: u64 = 3;
+/// [`PdInfo::version`] of this layout (3 added the staged Linux files, 4
+/// the disks).
+pub const PD_INFO_VERSION: u64 = 4;
+/// The most disks held in regions a guest may have ([`PdInfo::guest_disks`]).
+pub const MAX_GUEST_DISKS: usize = 4;
 /// [`PdInfo::guest_entry`] of a guest without an image.
 pub const NO_GUEST_ENTRY: u64 = u64::MAX;
 /// The bytes of a PD name in [`PdInfo`] (longer names are cut).
@@ -565,6 +596,12 @@ pub struct PdInfo {
     /// The command line's bytes, without the NUL that follows them (0:
     /// none).
     pub guest_cmdline_bytes: u64,
+    /// For the PD that serves a guest's disks (its VMX, or its VMM when it
+    /// has none): where disk n's region is mapped in this PD (0: no disk
+    /// n). The PD serves disk n as the guest's virtio-mmio device n.
+    pub guest_disks: [u64; MAX_GUEST_DISKS],
+    /// Disk n's bytes (0: no disk n).
+    pub guest_disk_bytes: [u64; MAX_GUEST_DISKS],
 }
 
 /// What a VMM's [`PdInfo`] says about its guest.
@@ -587,6 +624,45 @@ pub struct GuestInfo {
     /// [`PdInfo::guest_cmdline`] and [`PdInfo::guest_cmdline_bytes`]
     /// (the NUL after them not counted).
     pub cmdline: Option<Staged>,
+    /// [`PdInfo::guest_disks`] and [`PdInfo::guest_disk_bytes`]: the
+    /// disks this VMM serves (none when the guest's VMX serves them).
+    pub disks: [Option<MappedDisk>; MAX_GUEST_DISKS],
+}
+
+/// A guest's disk held in a region that the serving PD maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedDisk {
+    /// Where the region's first byte is in the PD.
+    pub address: u64,
+    /// The disk's bytes: the region's size.
+    pub bytes: u64,
+}
+
+impl MappedDisk {
+    /// Disk by disk, the words of [`PdInfo::guest_disks`] and
+    /// [`PdInfo::guest_disk_bytes`]: 0 and 0 for none.
+    fn to_words(disks: &[Option<MappedDisk>; MAX_GUEST_DISKS]) -> ([u64; MAX_GUEST_DISKS], [u64; MAX_GUEST_DISKS]) {
+        let mut addresses = [0; MAX_GUEST_DISKS];
+        let mut bytes = [0; MAX_GUEST_DISKS];
+        for ((address, length), disk) in addresses.iter_mut().zip(&mut bytes).zip(disks) {
+            if let Some(disk) = disk {
+                (*address, *length) = (disk.address, disk.bytes);
+            }
+        }
+        (addresses, bytes)
+    }
+
+    /// Read back: none where the length is 0.
+    fn from_words(
+        addresses: &[u64; MAX_GUEST_DISKS],
+        bytes: &[u64; MAX_GUEST_DISKS],
+    ) -> [Option<MappedDisk>; MAX_GUEST_DISKS] {
+        let mut disks = [None; MAX_GUEST_DISKS];
+        for ((disk, address), length) in disks.iter_mut().zip(addresses).zip(bytes) {
+            *disk = (*length != 0).then_some(MappedDisk { address: *address, bytes: *length });
+        }
+        disks
+    }
 }
 
 /// Bytes the loader staged into a guest's memory.
@@ -613,7 +689,7 @@ impl Staged {
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -648,6 +724,8 @@ impl PdInfo {
             guest_initrd_bytes: 0,
             guest_cmdline: 0,
             guest_cmdline_bytes: 0,
+            guest_disks: [0; MAX_GUEST_DISKS],
+            guest_disk_bytes: [0; MAX_GUEST_DISKS],
         }
     }
 
@@ -656,6 +734,7 @@ impl PdInfo {
         let [guest_kernel, guest_kernel_bytes] = Staged::to_words(guest.kernel);
         let [guest_initrd, guest_initrd_bytes] = Staged::to_words(guest.initrd);
         let [guest_cmdline, guest_cmdline_bytes] = Staged::to_words(guest.cmdline);
+        let (guest_disks, guest_disk_bytes) = MappedDisk::to_words(&guest.disks);
         PdInfo {
             guest_memory: guest.memory,
             guest_memory_bytes: guest.memory_bytes,
@@ -668,8 +747,22 @@ impl PdInfo {
             guest_initrd_bytes,
             guest_cmdline,
             guest_cmdline_bytes,
+            guest_disks,
+            guest_disk_bytes,
             ..self
         }
+    }
+
+    /// The same PD as the server of these disks of a guest it is not the
+    /// VMM of (its VMX).
+    pub fn with_disks(self, disks: &[Option<MappedDisk>; MAX_GUEST_DISKS]) -> PdInfo {
+        let (guest_disks, guest_disk_bytes) = MappedDisk::to_words(disks);
+        PdInfo { guest_disks, guest_disk_bytes, ..self }
+    }
+
+    /// The guest disks this PD serves, disk n at index n.
+    pub fn disks(&self) -> [Option<MappedDisk>; MAX_GUEST_DISKS] {
+        MappedDisk::from_words(&self.guest_disks, &self.guest_disk_bytes)
     }
 
     /// The guest this PD runs as its VMM, if any.
@@ -683,6 +776,7 @@ impl PdInfo {
             kernel: Staged::from_words(self.guest_kernel, self.guest_kernel_bytes),
             initrd: Staged::from_words(self.guest_initrd, self.guest_initrd_bytes),
             cmdline: Staged::from_words(self.guest_cmdline, self.guest_cmdline_bytes),
+            disks: self.disks(),
         })
     }
 
@@ -691,7 +785,8 @@ impl PdInfo {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
         words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
-        words[5 + PD_NAME_BYTES / 8..].copy_from_slice(&[
+        let disks = Self::WORDS - 2 * MAX_GUEST_DISKS;
+        words[5 + PD_NAME_BYTES / 8..disks].copy_from_slice(&[
             self.guest_memory,
             self.guest_memory_bytes,
             self.guest_vcpu_slot,
@@ -704,6 +799,8 @@ impl PdInfo {
             self.guest_cmdline,
             self.guest_cmdline_bytes,
         ]);
+        words[disks..disks + MAX_GUEST_DISKS].copy_from_slice(&self.guest_disks);
+        words[disks + MAX_GUEST_DISKS..].copy_from_slice(&self.guest_disk_bytes);
         words
     }
 
@@ -737,7 +834,9 @@ mod tests {
         assert_eq!(&words[..5], &[PD_INFO_MAGIC, PD_INFO_VERSION, layout::HEAP_BASE, 0x1_0000, 0x4000]);
         assert_eq!(words[5], u64::from_le_bytes(*b"serial_d"));
         assert_eq!(PdInfo::name_str(&info.name_bytes()), "serial_driver");
-        assert_eq!(&words[9..], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&words[9..20], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&words[20..], &[0; 2 * MAX_GUEST_DISKS]);
+        assert_eq!(info.disks(), [None; MAX_GUEST_DISKS]);
         assert_eq!(info.guest(), None);
     }
 
@@ -752,7 +851,7 @@ mod tests {
             ..GuestInfo::default()
         };
         let info = PdInfo::new("guest_vmm", 0, 0x4000).with_guest(guest);
-        assert_eq!(&info.to_words()[9..], &[0x40_0000_0000, 0x20_0000, 7, 2, 0x8000, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&info.to_words()[9..20], &[0x40_0000_0000, 0x20_0000, 7, 2, 0x8000, 0, 0, 0, 0, 0, 0]);
         assert_eq!(info.guest(), Some(guest));
     }
 
@@ -767,16 +866,44 @@ mod tests {
             kernel: Some(Staged { guest_physical: 0x700_0000, bytes: 14_186_432 }),
             initrd: Some(Staged { guest_physical: 0x7de_0000, bytes: 2_182_152 }),
             cmdline: Some(Staged { guest_physical: 0x6ff_f000, bytes: 28 }),
+            disks: [None; MAX_GUEST_DISKS],
         };
         let info = PdInfo::new("linux_vmm", 1 << 20, 0x1_0000).with_guest(guest);
         assert_eq!(
-            &info.to_words()[13..],
+            &info.to_words()[13..20],
             &[NO_GUEST_ENTRY, 0x700_0000, 14_186_432, 0x7de_0000, 2_182_152, 0x6ff_f000, 28]
         );
         assert_eq!(info.guest(), Some(guest));
         // A kernel without initrd or command line: those read back as none.
         let bare = GuestInfo { initrd: None, cmdline: None, ..guest };
         assert_eq!(PdInfo::new("linux_vmm", 0, 0).with_guest(bare).guest(), Some(bare));
+    }
+
+    #[test]
+    fn the_disks_follow_the_staged_files_address_words_then_length_words() {
+        let disk = |address, bytes| Some(MappedDisk { address, bytes });
+        let guest = GuestInfo {
+            memory: 0x10_0000_0000,
+            memory_bytes: 128 << 20,
+            vcpus: 1,
+            entry: NO_GUEST_ENTRY,
+            // Disks 0 and 2: the info page keeps the numbering.
+            disks: [disk(0x20_0000_0000, 8 << 20), None, disk(0x21_0000_0000, 4096), None],
+            ..GuestInfo::default()
+        };
+        let info = PdInfo::new("linux_vmm", 0, 0).with_guest(guest);
+        let words = info.to_words();
+        assert_eq!(words.len(), PdInfo::WORDS);
+        assert_eq!(&words[20..], &[0x20_0000_0000, 0, 0x21_0000_0000, 0, 8 << 20, 0, 4096, 0]);
+        assert_eq!(info.guest(), Some(guest));
+        assert_eq!(info.disks(), guest.disks);
+        // A VMX serves the disks of a guest it is not the VMM of.
+        let vmx = PdInfo::new("linux_vmx", 0, 0).with_disks(&guest.disks);
+        assert_eq!(vmx.guest(), None);
+        assert_eq!(vmx.disks(), guest.disks);
+        // A disk of no bytes is no disk.
+        let empty = PdInfo::new("vmx", 0, 0).with_disks(&[disk(0x20_0000_0000, 0), None, None, None]);
+        assert_eq!(empty.disks(), [None; MAX_GUEST_DISKS]);
     }
 
     #[test]

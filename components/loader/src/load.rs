@@ -1,4 +1,5 @@
-//! Building the system: every object of the spec in creation order, then
+//! Building the system: every object of the spec in creation order, the
+//! regions with `contents` filled from the bundle's guest files, then
 //! each guest's memory (mapped into its GuestSpace, its image loaded or
 //! its Linux kernel, initramfs and command line staged) and VCpus, then
 //! each protection domain's address space (its image, stack, IPC buffer,
@@ -19,10 +20,11 @@ use core::fmt;
 
 use alloc::collections::BTreeMap;
 
+use bulkhead_capdl_spec::contents::{self, Fill};
 use bulkhead_capdl_spec::linux::{SetupHeader, Staging};
 use bulkhead_capdl_spec::{
-    Bundle, DomainSpec, GuestInfo, GuestSpec, NO_GUEST_ENTRY, ObjectId, ObjectKind as SpecKind, PAGE_SIZES, PdInfo,
-    SystemSpec, from_blob, layout,
+    Bundle, DomainSpec, GuestInfo, GuestSpec, MAX_GUEST_DISKS, MappedDisk, NO_GUEST_ENTRY, ObjectId,
+    ObjectKind as SpecKind, PAGE_SIZES, PdInfo, SystemSpec, from_blob, layout,
 };
 use bulkhead_components::Error;
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
@@ -175,6 +177,7 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         bundle.programs.len()
     );
     loader.create_objects(&spec)?;
+    loader.fill_regions(&spec, &bundle)?;
     let mut guests = BTreeMap::new();
     for guest in &spec.guests {
         let info = loader.build_guest(&spec, &bundle, guest).map_err(|mut failure| {
@@ -185,8 +188,13 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
     }
     let mut threads = Vec::with_capacity(spec.domains.len());
     for (index, domain) in spec.domains.iter().enumerate() {
-        let guest = u32::try_from(index).ok().and_then(|index| guests.get(&index)).copied();
-        threads.push(loader.build_domain(&spec, &bundle, domain, guest)?);
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let guest = guests.get(&index).copied();
+        let disks = served_disks(&spec, index).map_err(|message| Failure {
+            doing: format!("{}: list the disks it serves", domain.name),
+            why: Why::Spec(message),
+        })?;
+        threads.push(loader.build_domain(&spec, &bundle, domain, guest, &disks)?);
     }
     for (domain, tcb) in spec.domains.iter().zip(threads) {
         tcb.resume(loader.sys).doing(|| format!("{}: start its thread", domain.name))?;
@@ -563,6 +571,7 @@ impl Loader<'_> {
             kernel: staging.map(|staging| staging.kernel),
             initrd: staging.and_then(|staging| staging.initrd),
             cmdline: staging.and_then(|staging| staging.cmdline),
+            disks: served_disks(spec, guest.vmm).or_else(|message| refuse("list its disks", message))?,
         })
     }
 
@@ -646,32 +655,110 @@ impl Loader<'_> {
             let Some((first, (original, size))) = frame.filter(|(first, (_, size))| address - first < *size) else {
                 return refuse(doing(), "no guest memory is there");
             };
-            ROOT_CNODE
-                .copy(self.sys, Slot::index(copy), ROOT_CNODE, Slot::index(original), Rights::READ | Rights::WRITE)
-                .doing(doing)?;
-            let mut window = if size == PAGE_SIZES[0] {
-                MappedPage::map(self.sys, Cap::new(copy), ROOT_VSPACE, SCRATCH_PAGE)
-            } else if size == PAGE_SIZES[1] {
-                self.tables_for(ROOT_VSPACE, LARGE_SCRATCH, size)
-                    .and_then(|()| MappedPage::map_large(self.sys, Cap::new(copy), ROOT_VSPACE, LARGE_SCRATCH))
-            } else {
+            if size != PAGE_SIZES[0] && size != PAGE_SIZES[1] {
                 return refuse(doing(), "files are staged into memory of 4 KiB or 2 MiB pages");
             }
-            .doing(doing)?;
             let chunk_end = end.min(first.saturating_add(size));
-            let mut result = Ok(());
-            for word_address in (address..chunk_end).step_by(8) {
-                let from = usize::try_from(word_address - start).unwrap_or(usize::MAX);
-                let mut word = [0_u8; 8];
-                let source = bytes.get(from..).unwrap_or_default();
-                let count = source.len().min(8);
-                word[..count].copy_from_slice(&source[..count]);
-                let index = usize::try_from((word_address - first) / 8).unwrap_or(usize::MAX);
-                result = result.and(window.write(index, u64::from_le_bytes(word)));
-            }
-            window.unmap(self.sys).map_err(|(error, _)| error).and(result).doing(doing)?;
-            ROOT_CNODE.delete(self.sys, Slot::index(copy)).doing(doing)?;
+            let (Ok(from), Ok(to), Ok(first_word)) = (
+                usize::try_from(address - start),
+                usize::try_from(chunk_end - start),
+                usize::try_from((address - first) / 8),
+            ) else {
+                return refuse(doing(), "the bytes reach past the loader's address space");
+            };
+            let bytes = bytes.get(from..to).unwrap_or_default();
+            self.write_frame(copy, original, size, first_word, contents::words(bytes)).doing(doing)?;
             address = chunk_end;
+        }
+        Ok(())
+    }
+
+    /// Writes `words` into the frame whose original capability is in slot
+    /// `original` (4 KiB or 2 MiB), from its word `first_word` on, through
+    /// a copy in the empty slot `copy` mapped at the scratch window; the
+    /// copy is unmapped and deleted again, so `copy` is empty afterwards.
+    fn write_frame(
+        &mut self,
+        copy: u64,
+        original: u64,
+        size: u64,
+        first_word: usize,
+        words: impl Iterator<Item = u64>,
+    ) -> Result<(), Error> {
+        ROOT_CNODE.copy(
+            self.sys,
+            Slot::index(copy),
+            ROOT_CNODE,
+            Slot::index(original),
+            Rights::READ | Rights::WRITE,
+        )?;
+        let mapped = if size == PAGE_SIZES[0] {
+            MappedPage::map(self.sys, Cap::new(copy), ROOT_VSPACE, SCRATCH_PAGE)
+        } else if size == PAGE_SIZES[1] {
+            self.tables_for(ROOT_VSPACE, LARGE_SCRATCH, size)
+                .and_then(|()| MappedPage::map_large(self.sys, Cap::new(copy), ROOT_VSPACE, LARGE_SCRATCH))
+        } else {
+            Err(Error::InvalidArgument)
+        };
+        let mut window = match mapped {
+            Ok(window) => window,
+            Err(error) => {
+                // Leave the slot empty for the next frame; the mapping's
+                // error is the one to report.
+                let _ = ROOT_CNODE.delete(self.sys, Slot::index(copy));
+                return Err(error);
+            }
+        };
+        let mut result = Ok(());
+        for (index, word) in (first_word..).zip(words) {
+            result = result.and(window.write(index, word));
+        }
+        window.unmap(self.sys).map_err(|(error, _)| error).and(result)?;
+        ROOT_CNODE.delete(self.sys, Slot::index(copy))
+    }
+
+    /// Copies each region's `contents` (a guest file of the bundle) into
+    /// its first bytes, frame by frame through one capability slot
+    /// (`contents::Fill`); the rest of the region stays as Untyped::Retype
+    /// left it, zero.
+    fn fill_regions(&mut self, spec: &SystemSpec, bundle: &Bundle<'_>) -> Result<(), Failure> {
+        let mut copy = None;
+        for region in &spec.regions {
+            let Some(file_name) = &region.contents else { continue };
+            let doing = || format!("fill region `{}` with `{file_name}`", region.name);
+            let Some(file) = bundle.guest_file(file_name) else {
+                return refuse(doing(), "the bundle has no such file");
+            };
+            let Some(SpecKind::Frames { page_size, count, physical: None }) =
+                spec.object(region.frames).map(|object| &object.kind)
+            else {
+                return refuse(doing(), "its frames are not RAM");
+            };
+            let file_bytes = u64::try_from(file.len()).unwrap_or(u64::MAX);
+            let fill = match Fill::plan(*page_size, *count, file_bytes) {
+                Ok(fill) => fill,
+                Err(error) => return refuse(doing(), format!("{error}")),
+            };
+            let frames = self.original(region.frames)?;
+            let copy = match copy {
+                Some(slot) => slot,
+                None => *copy.insert(self.slots.take_one().doing(doing)?),
+            };
+            for chunk in fill.chunks() {
+                let doing = || format!("fill region `{}`: frame {}", region.name, chunk.frame);
+                let (Ok(from), Ok(to)) = (usize::try_from(chunk.file.start), usize::try_from(chunk.file.end)) else {
+                    return refuse(doing(), "the file reaches past the loader's address space");
+                };
+                let bytes = file.get(from..to).unwrap_or_default();
+                self.write_frame(copy, frames.slot + chunk.frame, *page_size, 0, contents::words(bytes))
+                    .doing(doing)?;
+            }
+            println!(
+                "loader: region {}: {} bytes of `{file_name}`, {} bytes of zeros after them",
+                region.name,
+                file_bytes,
+                region.size.saturating_sub(file_bytes)
+            );
         }
         Ok(())
     }
@@ -733,6 +820,7 @@ impl Loader<'_> {
         bundle: &Bundle<'_>,
         domain: &DomainSpec,
         guest: Option<GuestInfo>,
+        disks: &[Option<MappedDisk>; MAX_GUEST_DISKS],
     ) -> Result<Cap<kind::Tcb>, Failure> {
         let name = domain.name.as_str();
         let vspace = Cap::<kind::Pml4>::new(self.original(domain.vspace)?.slot);
@@ -763,6 +851,8 @@ impl Loader<'_> {
         if let Some(guest) = guest {
             info = info.with_guest(guest);
         }
+        // A VMM's disks came with its guest; a VMX's come here.
+        info = info.with_disks(disks);
         let info_frame =
             self.filled_frame(info.to_words().into_iter()).doing(|| format!("{name}: write its info page"))?;
         self.map(info_frame, vspace, layout::INFO_PAGE, 4096, Rights::READ, attributes::DATA)
@@ -955,4 +1045,27 @@ fn guard(radix: u8) -> u64 {
 /// log2 of a scheduling context's bytes.
 fn spec_sched_bits() -> u8 {
     bulkhead_capdl_spec::SCHED_CONTEXT_SIZE_BITS
+}
+
+/// The guests' disks PD `server` serves (`GuestDiskSpec::server`), disk n
+/// at index n in the order of the guest's `disk` lines.
+///
+/// # Errors
+///
+/// A disk whose region does not exist, or more than [`MAX_GUEST_DISKS`]
+/// (the validator allows that many per guest; a PD that served two
+/// guests' disks could exceed it).
+fn served_disks(spec: &SystemSpec, server: u32) -> Result<[Option<MappedDisk>; MAX_GUEST_DISKS], String> {
+    let mut disks = [None; MAX_GUEST_DISKS];
+    let served = spec.guests.iter().flat_map(|guest| &guest.disks).filter(|disk| disk.server == server);
+    for (number, disk) in served.enumerate() {
+        let Some(region) = usize::try_from(disk.region).ok().and_then(|index| spec.regions.get(index)) else {
+            return Err(format!("disk `{}`: region {} does not exist", disk.name, disk.region));
+        };
+        let Some(slot) = disks.get_mut(number) else {
+            return Err(format!("disk `{}` is past the {MAX_GUEST_DISKS} an info page lists", disk.name));
+        };
+        *slot = Some(MappedDisk { address: disk.address, bytes: region.size });
+    }
+    Ok(disks)
 }
