@@ -542,8 +542,8 @@ pub mod layout {
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
 /// [`PdInfo::version`] of this layout (3 added the staged Linux files, 4
-/// the disks).
-pub const PD_INFO_VERSION: u64 = 4;
+/// the disks, 5 the TSC's rate).
+pub const PD_INFO_VERSION: u64 = 5;
 /// The most disks held in regions a guest may have ([`PdInfo::guest_disks`]).
 pub const MAX_GUEST_DISKS: usize = 4;
 /// [`PdInfo::guest_entry`] of a guest without an image.
@@ -602,6 +602,9 @@ pub struct PdInfo {
     pub guest_disks: [u64; MAX_GUEST_DISKS],
     /// Disk n's bytes (0: no disk n).
     pub guest_disk_bytes: [u64; MAX_GUEST_DISKS],
+    /// The TSC's rate in kHz, as the kernel measured it (`RootInfo`): what
+    /// a VMM keeps its guest's time by (0: not known).
+    pub tsc_khz: u64,
 }
 
 /// What a VMM's [`PdInfo`] says about its guest.
@@ -689,7 +692,7 @@ impl Staged {
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 1;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -726,7 +729,14 @@ impl PdInfo {
             guest_cmdline_bytes: 0,
             guest_disks: [0; MAX_GUEST_DISKS],
             guest_disk_bytes: [0; MAX_GUEST_DISKS],
+            tsc_khz: 0,
         }
+    }
+
+    /// The same PD, told the TSC's rate.
+    #[must_use]
+    pub fn with_tsc_khz(self, tsc_khz: u64) -> PdInfo {
+        PdInfo { tsc_khz, ..self }
     }
 
     /// The same PD as the VMM of a guest described by `guest`.
@@ -785,7 +795,7 @@ impl PdInfo {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
         words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
-        let disks = Self::WORDS - 2 * MAX_GUEST_DISKS;
+        let disks = Self::WORDS - 1 - 2 * MAX_GUEST_DISKS;
         words[5 + PD_NAME_BYTES / 8..disks].copy_from_slice(&[
             self.guest_memory,
             self.guest_memory_bytes,
@@ -800,7 +810,8 @@ impl PdInfo {
             self.guest_cmdline_bytes,
         ]);
         words[disks..disks + MAX_GUEST_DISKS].copy_from_slice(&self.guest_disks);
-        words[disks + MAX_GUEST_DISKS..].copy_from_slice(&self.guest_disk_bytes);
+        words[disks + MAX_GUEST_DISKS..Self::WORDS - 1].copy_from_slice(&self.guest_disk_bytes);
+        words[Self::WORDS - 1] = self.tsc_khz;
         words
     }
 
@@ -835,9 +846,11 @@ mod tests {
         assert_eq!(words[5], u64::from_le_bytes(*b"serial_d"));
         assert_eq!(PdInfo::name_str(&info.name_bytes()), "serial_driver");
         assert_eq!(&words[9..20], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&words[20..], &[0; 2 * MAX_GUEST_DISKS]);
+        assert_eq!(&words[20..28], &[0; 2 * MAX_GUEST_DISKS]);
+        assert_eq!(words[28], 0, "no TSC rate told");
         assert_eq!(info.disks(), [None; MAX_GUEST_DISKS]);
         assert_eq!(info.guest(), None);
+        assert_eq!(info.with_tsc_khz(2_000_000).to_words()[28], 2_000_000);
     }
 
     #[test]
@@ -894,7 +907,7 @@ mod tests {
         let info = PdInfo::new("linux_vmm", 0, 0).with_guest(guest);
         let words = info.to_words();
         assert_eq!(words.len(), PdInfo::WORDS);
-        assert_eq!(&words[20..], &[0x20_0000_0000, 0, 0x21_0000_0000, 0, 8 << 20, 0, 4096, 0]);
+        assert_eq!(&words[20..28], &[0x20_0000_0000, 0, 0x21_0000_0000, 0, 8 << 20, 0, 4096, 0]);
         assert_eq!(info.guest(), Some(guest));
         assert_eq!(info.disks(), guest.disks);
         // A VMX serves the disks of a guest it is not the VMM of.

@@ -847,7 +847,7 @@ impl Loader<'_> {
         self.map(buffer, vspace, layout::IPC_BUFFER, 4096, data, attributes::DATA)
             .and_then(|()| tcb.set_ipc_buffer(self.sys, buffer))
             .doing(|| format!("{name}: map and set its IPC buffer"))?;
-        let mut info = PdInfo::new(name, domain.heap_bytes, stack_bytes);
+        let mut info = PdInfo::new(name, domain.heap_bytes, stack_bytes).with_tsc_khz(self.tsc_khz);
         if let Some(guest) = guest {
             info = info.with_guest(guest);
         }

@@ -1,5 +1,7 @@
-//! The VMM of one guest (`docs/VIRTUALISATION.md`, "vmm-server"): sets
-//! up the vCPU the loader bound to this PD's thread (real mode at the
+//! The VMM of one guest (`docs/VIRTUALISATION.md`, "vmm-server"). A
+//! guest with a staged Linux kernel is booted by the Linux boot protocol
+//! on the PC platform (`linux.rs`, `docs/PLATFORM.md`). Otherwise the VMM
+//! sets up the vCPU the loader bound to this PD's thread (real mode at the
 //! guest image's entry point: the project's test-guest convention,
 //! `vmm-server/guests`), then runs it exit by exit, each handled by
 //! `bulkhead_vmm_server::Vmm` with the debug console (port 0xE9), the
@@ -24,6 +26,8 @@ use kernel_core::virt::ExitKind;
 
 bulkhead_programs::program!("guests", "vmm-server", run);
 
+mod linux;
+
 /// Where the test MMIO device sits in guest-physical memory.
 const TEST_DEVICE_BASE: u64 = 0xd000_0000;
 /// Its size: one page.
@@ -35,16 +39,21 @@ fn run(info: &PdInfo, sys: &mut Sys) -> u64 {
         println!("vmm: this PD runs no guest (its manifest gives it none)");
         return 1;
     };
-    if guest.entry == bulkhead_capdl_spec::NO_GUEST_ENTRY || guest.vcpus == 0 {
-        println!("vmm: the guest has no image or no vCPU: nothing to run");
-        return 1;
-    }
-    let vcpu = Cap::<kind::VCpu>::new(guest.vcpu_slot);
     let Some(window) = SharedRegion::new(guest.memory, guest.memory_bytes) else {
         println!("vmm: the guest's memory at {:#x} is not a region of this PD", guest.memory);
         return 1;
     };
     let mut memory = GuestRam { window };
+    if guest.vcpus != 0
+        && let Some(staged) = linux::staged(&guest)
+    {
+        return linux::run(sys, &guest, staged, &mut memory, info);
+    }
+    if guest.entry == bulkhead_capdl_spec::NO_GUEST_ENTRY || guest.vcpus == 0 {
+        println!("vmm: the guest has no image or no vCPU: nothing to run");
+        return 1;
+    }
+    let vcpu = Cap::<kind::VCpu>::new(guest.vcpu_slot);
     let mut registers = match start_in_real_mode(sys, vcpu, guest.entry) {
         Ok(registers) => registers,
         Err(error) => {
