@@ -1175,6 +1175,10 @@ pub struct Staged {
     pub command_line: Option<GuestRegion>,
 }
 
+/// The most bytes the VMM appends to a staged command line
+/// ([`boot_staged`]'s `append`).
+pub const MAX_APPENDED_COMMAND_LINE: usize = 128;
+
 /// Why [`boot_staged`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StagedBootError {
@@ -1219,6 +1223,7 @@ pub fn boot_staged(
     memory: &mut impl GuestMemory,
     memory_bytes: u64,
     staged: &Staged,
+    append: &[u8],
 ) -> Result<BootPlan, StagedBootError> {
     let ram = RamLayout::of(memory_bytes).ok_or(StagedBootError::Plan(PlanError::MemoryTooLarge { memory_bytes }))?;
     let in_ram = |region: &GuestRegion| region.start.checked_add(region.bytes).is_some() && ram.contains(region);
@@ -1233,9 +1238,10 @@ pub fn boot_staged(
         parse_layout(prefix.get(..prefix_bytes).unwrap_or(&[]), image_bytes).map_err(StagedBootError::Image)?;
     let header_bytes = prefix.get(HEADER_START..layout.header_end).unwrap_or(&[]);
 
-    let mut command_line = [0u8; MAX_STAGED_COMMAND_LINE];
-    let command_line = match staged.command_line {
-        None => &command_line[..0],
+    let mut command_line = [0u8; MAX_STAGED_COMMAND_LINE + 1 + MAX_APPENDED_COMMAND_LINE];
+    let append = append.get(..append.len().min(MAX_APPENDED_COMMAND_LINE)).unwrap_or(&[]);
+    let staged_bytes = match staged.command_line {
+        None => 0,
         Some(region) => {
             if !in_ram(&region) {
                 return Err(StagedBootError::Misplaced(Placed::CommandLine));
@@ -1246,9 +1252,19 @@ pub fn boot_staged(
                 .ok_or(StagedBootError::CommandLineTooLong { bytes: region.bytes })?;
             let text = command_line.get_mut(..bytes).unwrap_or(&mut []);
             memory.read(region.start, text)?;
-            &*text
+            bytes
         }
     };
+    let mut length = staged_bytes;
+    if !append.is_empty() {
+        let separator = usize::from(staged_bytes != 0);
+        if let Some(tail) = command_line.get_mut(length..length + separator + append.len()) {
+            tail[..separator].fill(b' ');
+            tail[separator..].copy_from_slice(append);
+            length += separator + append.len();
+        }
+    }
+    let command_line = command_line.get(..length).unwrap_or(&[]);
 
     let image = BzImage { header: layout.header, header_bytes, setup: &[], kernel: &[] };
     let initrd_bytes = staged.initrd.map_or(0, |initrd| initrd.bytes);
@@ -1897,7 +1913,7 @@ mod tests {
         let cmdline = b"console=ttyS0 panic=-1";
         let (reference, expected, image) = loaded(&spec, 64 * MIB, cmdline, &initrd);
         let (staged, mut memory) = staged(&image, &initrd, cmdline, 64 * MIB);
-        let plan = boot_staged(&mut memory, 64 * MIB, &staged).unwrap();
+        let plan = boot_staged(&mut memory, 64 * MIB, &staged, b"").unwrap();
         assert_eq!(plan.kernel, reference.kernel);
         assert_eq!(plan.initrd, staged.initrd, "the initramfs stays where it was staged");
         assert_eq!(plan.vcpu, reference.vcpu);
@@ -1941,9 +1957,28 @@ mod tests {
                 StagedBootError::Image(LinuxImageError::TooShort { bytes: 0x100 }),
             ),
         ] {
-            assert_eq!(boot_staged(&mut memory, 64 * MIB, &staged), Err(error), "{staged:?}");
+            assert_eq!(boot_staged(&mut memory, 64 * MIB, &staged, b""), Err(error), "{staged:?}");
         }
-        assert!(boot_staged(&mut memory, 64 * MIB, &good).is_ok());
+        assert!(boot_staged(&mut memory, 64 * MIB, &good, b"").is_ok());
+    }
+
+    #[test]
+    fn the_vmm_appends_to_the_staged_command_line() {
+        let spec = Spec { kernel_bytes: 0x3_0000, ..Spec::default() };
+        let image = spec.bytes();
+        let (staged, mut memory) = staged(&image, &[1; 100], b"console=ttyS0", 64 * MIB);
+        let plan = boot_staged(&mut memory, 64 * MIB, &staged, b"tsc_early_khz=2000000").unwrap();
+        let expected = b"console=ttyS0 tsc_early_khz=2000000\0";
+        assert_eq!(plan.command_line.bytes, expected.len() as u64);
+        assert_eq!(memory.bytes(COMMAND_LINE_ADDRESS, expected.len()), expected);
+        // No staged command line: the appended words alone, no space.
+        let bare = Staged { command_line: None, ..staged };
+        boot_staged(&mut memory, 64 * MIB, &bare, b"quiet").unwrap();
+        assert_eq!(memory.bytes(COMMAND_LINE_ADDRESS, 6), b"quiet\0");
+        // Longer than the limit: cut.
+        let long = [b'x'; MAX_APPENDED_COMMAND_LINE + 10];
+        let plan = boot_staged(&mut memory, 64 * MIB, &bare, &long).unwrap();
+        assert_eq!(plan.command_line.bytes, MAX_APPENDED_COMMAND_LINE as u64 + 1);
     }
 
     proptest! {
@@ -1967,7 +2002,7 @@ mod tests {
                 initrd: initrd.map(region),
                 command_line: cmdline.map(region),
             };
-            let _ = boot_staged(&mut memory, 32 * MIB, &staged);
+            let _ = boot_staged(&mut memory, 32 * MIB, &staged, b"tsc_early_khz=1");
         }
     }
 

@@ -57,7 +57,12 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
             shape = shape.with_virtio_mmio(window);
         }
     }
-    let plan = match linux::boot_staged(memory, guest.memory_bytes, &staged) {
+    // The TSC's rate, which Linux would otherwise calibrate against the
+    // PIT or the PM timer: with every read of them an exit, the
+    // calibration's timing checks fail, and Linux gives up the TSC.
+    let mut append: heapless::String<40> = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut append, format_args!("tsc_early_khz={}", pd.tsc_khz));
+    let plan = match linux::boot_staged(memory, guest.memory_bytes, &staged, append.as_bytes()) {
         Ok(plan) => plan,
         Err(error) => {
             println!("vmm: cannot boot the staged kernel: {error:?}");
