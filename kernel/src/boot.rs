@@ -122,8 +122,7 @@ pub(crate) extern "C" fn kernel_entry(loader_magic: u32, boot_info_phys: u32) ->
     // Without the firmware's map, a hole may be firmware memory, not a
     // device: no device untypeds then.
     let device_map = (!boot_info.basic_memory_only).then_some(&boot_info.memory_map[..]);
-    let root_module =
-        boot_info.modules.iter().find(|module| module.cmdline.split(' ').any(|word| word == "root-task"));
+    let root_module = boot_info.modules.iter().find(|module| module.cmdline.split(' ').any(|word| word == "root-task"));
     create_root_objects(&mut allocator, device_map, root_task_keep_bytes(root_module.map(|module| module.range)));
 
     #[cfg(feature = "fault-injection")]
