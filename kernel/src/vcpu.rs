@@ -153,8 +153,32 @@ impl GuestField {
     /// The first segment field: segment `s`'s part `p` is field
     /// `16 + 4 * s + p`.
     pub const FIRST_SEGMENT_FIELD: u8 = 16;
-    /// How many fields there are.
-    pub const COUNT: usize = 48;
+    /// The number after the last segment field.
+    pub const END_SEGMENT_FIELDS: u8 = 48;
+    /// STAR: SYSCALL's and SYSRET's segment selectors (any value).
+    pub const STAR: GuestField = GuestField(48);
+    /// LSTAR: the 64-bit SYSCALL entry (canonical).
+    pub const LSTAR: GuestField = GuestField(49);
+    /// CSTAR: the compatibility-mode SYSCALL entry (canonical).
+    pub const CSTAR: GuestField = GuestField(50);
+    /// SFMASK: the RFLAGS bits SYSCALL clears (32 bits).
+    pub const SFMASK: GuestField = GuestField(51);
+    /// KERNEL_GS_BASE: the GS base SWAPGS exchanges with GS's (canonical).
+    pub const KERNEL_GS_BASE: GuestField = GuestField(52);
+    /// IA32_SYSENTER_CS (32 bits).
+    pub const SYSENTER_CS: GuestField = GuestField(53);
+    /// IA32_SYSENTER_ESP (canonical).
+    pub const SYSENTER_ESP: GuestField = GuestField(54);
+    /// IA32_SYSENTER_EIP (canonical).
+    pub const SYSENTER_EIP: GuestField = GuestField(55);
+    /// IA32_PAT: eight entries, each byte a memory type (UC 0, WC 1, WT 4,
+    /// WP 5, WB 6, UC- 7).
+    pub const PAT: GuestField = GuestField(56);
+    /// CR2: the linear address of the guest's last page fault (any value).
+    pub const CR2: GuestField = GuestField(57);
+    /// How many fields there are (at most 64: the dirty and stale masks
+    /// have one bit per field).
+    pub const COUNT: usize = 58;
 
     /// Part `part` of segment register `segment`.
     #[must_use]
@@ -177,7 +201,7 @@ impl GuestField {
     /// Its segment register and part, for a segment field.
     #[must_use]
     pub const fn segment_part(self) -> Option<(Segment, SegmentPart)> {
-        if self.0 < GuestField::FIRST_SEGMENT_FIELD {
+        if self.0 < GuestField::FIRST_SEGMENT_FIELD || self.0 >= GuestField::END_SEGMENT_FIELDS {
             return None;
         }
         let index = self.0 - GuestField::FIRST_SEGMENT_FIELD;
@@ -190,6 +214,13 @@ impl GuestField {
         Some((Segment::ALL[(index / 4) as usize], part))
     }
 }
+
+// One dirty and one stale bit per field, in a u64 each.
+const _: () = assert!(GuestField::COUNT <= 64);
+// Four fields for each segment register.
+const _: () = assert!(
+    GuestField::END_SEGMENT_FIELDS as usize == GuestField::FIRST_SEGMENT_FIELD as usize + 4 * Segment::ALL.len()
+);
 
 /// The RFLAGS bits a guest may have: every architectural flag (CF, PF,
 /// AF, ZF, SF, TF, IF, DF, OF, IOPL, NT, RF, VM, AC, VIF, VIP, ID) and the
@@ -208,6 +239,25 @@ pub const GUEST_EFER: u64 = 0x0d01;
 /// The first physical address bit CR3 may not set (the architectural
 /// maximum, 52).
 pub const CR3_LIMIT: u64 = 1 << 52;
+/// IA32_PAT after RESET: WB, WT, UC-, UC in entries 0..4 and again in
+/// 4..8.
+pub const RESET_PAT: u64 = 0x0007_0406_0007_0406;
+
+/// Whether every entry (byte) of `pat` is a memory type IA32_PAT takes:
+/// UC (0), WC (1), WT (4), WP (5), WB (6) or UC- (7). WRMSR raises #GP
+/// for any other, and VM entry (`vtx`'s load IA32_PAT, `svm`'s G_PAT)
+/// refuses it.
+#[must_use]
+pub const fn is_valid_pat(pat: u64) -> bool {
+    let mut entry = 0;
+    while entry < 8 {
+        if !matches!((pat >> (8 * entry)) & 0xff, 0 | 1 | 4..=7) {
+            return false;
+        }
+        entry += 1;
+    }
+    true
+}
 
 /// Whether `address` is canonical with 48-bit linear addresses.
 #[must_use]
@@ -239,9 +289,15 @@ pub fn check(field: GuestField, value: u64) -> Result<u64, SyscallError> {
         };
     }
     match field {
-        GuestField::RIP | GuestField::RSP | GuestField::GDTR_BASE | GuestField::IDTR_BASE => {
-            ok(is_canonical(value), value)
-        }
+        GuestField::RIP
+        | GuestField::RSP
+        | GuestField::GDTR_BASE
+        | GuestField::IDTR_BASE
+        | GuestField::LSTAR
+        | GuestField::CSTAR
+        | GuestField::KERNEL_GS_BASE
+        | GuestField::SYSENTER_ESP
+        | GuestField::SYSENTER_EIP => ok(is_canonical(value), value),
         GuestField::RFLAGS => ok(value & !GUEST_RFLAGS == 0, value | 0x2),
         // NW without CD is a combination MOV to CR0 refuses (#GP) and SVM's
         // VMRUN too.
@@ -258,7 +314,9 @@ pub fn check(field: GuestField, value: u64) -> Result<u64, SyscallError> {
             Err(_) => Err(SyscallError::InvalidArgument),
         },
         GuestField::GDTR_LIMIT | GuestField::IDTR_LIMIT => ok(value <= 0xffff, value),
-        // The TSC offset: any value.
+        GuestField::SFMASK | GuestField::SYSENTER_CS => ok(value <= u64::from(u32::MAX), value),
+        GuestField::PAT => ok(is_valid_pat(value), value),
+        // The TSC offset, STAR and CR2: any value.
         _ => Ok(value),
     }
 }
@@ -271,9 +329,11 @@ impl GuestState {
     /// The state of an x86 CPU after RESET (Intel SDM Vol. 3A, 10.1.1;
     /// AMD APM Vol. 2, 14.1.3): real mode, executing at CS 0xf000 with base
     /// 0xffff_0000 and RIP 0xfff0, CR0 0x6000_0010 (CD, NW, ET), every data
-    /// segment at base 0 with a 64 KiB limit, DR7 0x400.
+    /// segment at base 0 with a 64 KiB limit, DR7 0x400, PAT
+    /// [`RESET_PAT`]; the SYSCALL and SYSENTER MSRs and CR2 0.
     pub const RESET: GuestState = {
         let mut values = [0; GuestField::COUNT];
+        values[GuestField::PAT.0 as usize] = RESET_PAT;
         values[GuestField::RIP.0 as usize] = 0xfff0;
         values[GuestField::RFLAGS.0 as usize] = 0x2;
         values[GuestField::CR0.0 as usize] = 0x6000_0010;
@@ -323,12 +383,27 @@ pub const EAGER_FIELDS: u64 = 1 << 0
     | 1 << 10
     | 1 << GuestField::segment(Segment::Cs, SegmentPart::Base).0
     | 1 << GuestField::segment(Segment::Cs, SegmentPart::Attributes).0;
+/// The fields only a VMM changes (WriteState): the TSC offset, and the
+/// MSRs a guest can write only through WRMSR, which always exits (STAR,
+/// LSTAR, CSTAR, SFMASK, the SYSENTER MSRs, PAT). The record holds them
+/// current at all times; a backend loads them when they are dirty and
+/// never reads them back.
+pub const HELD_FIELDS: u64 = 1 << GuestField::TSC_OFFSET.0
+    | 1 << GuestField::STAR.0
+    | 1 << GuestField::LSTAR.0
+    | 1 << GuestField::CSTAR.0
+    | 1 << GuestField::SFMASK.0
+    | 1 << GuestField::SYSENTER_CS.0
+    | 1 << GuestField::SYSENTER_ESP.0
+    | 1 << GuestField::SYSENTER_EIP.0
+    | 1 << GuestField::PAT.0;
 /// The fields the guest may change that a backend leaves in the hardware
-/// page at an exit (the segment registers, GDTR and IDTR, DR7, the
-/// activity state), marking them stale in the record: ReadState fetches
-/// them (`Platform::sync_guest_state`) only when a VMM asks. The TSC
-/// offset is the record's alone: the guest cannot change it.
-pub const LAZY_FIELDS: u64 = ALL_DIRTY & !EAGER_FIELDS & !(1 << 11);
+/// (or, for `vtx`'s KERNEL_GS_BASE and CR2, which no VMCS field holds, in
+/// the record, stored at every exit) at an exit: the segment registers,
+/// GDTR and IDTR, DR7, the activity state, KERNEL_GS_BASE (SWAPGS) and
+/// CR2 (page faults), marking them stale in the record: ReadState fetches
+/// them (`Platform::sync_guest_state`) only when a VMM asks.
+pub const LAZY_FIELDS: u64 = ALL_DIRTY & !EAGER_FIELDS & !HELD_FIELDS;
 
 /// The kernel's record of a VCpu.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

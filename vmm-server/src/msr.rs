@@ -8,20 +8,22 @@
 //! | IA32_TSC | the host's TSC plus the VCpu's TSC offset, as RDTSC sees it | kept as the offset: the guest's TSC continues from the value written |
 //! | IA32_APIC_BASE | 0xfee0_0000, enabled, BSP for APIC ID 0 | the same value accepted; any change #GP |
 //! | MTRRcap | 0: no variable ranges, no fixed ranges | #GP (read-only) |
-//! | IA32_SYSENTER_CS, _ESP, _EIP | kept | kept (ESP, EIP canonical) |
+//! | IA32_SYSENTER_CS, _ESP, _EIP | the SYSENTER fields | into them (CS 32 bits; ESP, EIP canonical) |
 //! | IA32_MISC_ENABLE | 0x1801: fast strings, no BTS, no PEBS | the same value accepted; any change #GP |
-//! | IA32_PAT | kept (power-on 0x0007_0406_0007_0406) | kept, if every entry is a memory type |
+//! | IA32_PAT | the PAT field (power-on 0x0007_0406_0007_0406) | into it, if every entry is a memory type |
 //! | MTRRdefType | kept (0) | kept: type UC, WT, WP, WB or WC; FE; E |
 //! | IA32_EFER | the EFER field | SCE, LME, NXE (LMA is read-only; LME may not change under paging) into the EFER field |
-//! | STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE | kept | kept (LSTAR, CSTAR, KERNEL_GS_BASE canonical; SFMASK 32 bits) |
+//! | STAR, LSTAR, CSTAR, SFMASK | the STAR, LSTAR, CSTAR, SFMASK fields | into them (LSTAR, CSTAR canonical; SFMASK 32 bits) |
+//! | KERNEL_GS_BASE | the KERNEL_GS_BASE field (the guest's SWAPGS changes it without an exit) | into it (canonical) |
 //! | FS_BASE, GS_BASE | the FS and GS base fields | into them (canonical) |
 //!
-//! The kept values are not yet loaded into the hardware: the allowlist
-//! has no fields for PAT, the SYSENTER MSRs or the SYSCALL MSRs
-//! (`docs/VIRTUALISATION.md`, "Not yet"), so a guest that uses SYSENTER or
-//! SYSCALL runs with what the hardware holds until the kernel grows them.
+//! The MSRs that live in guest-state fields are the kernel's to load into
+//! the hardware (`docs/abi.md`, "VCpus"): the VMM keeps no copy of them,
+//! so what a guest reads is what its CPU runs with. Each write is checked
+//! here as the CPU's WRMSR checks it (#GP(0)) before it reaches the
+//! kernel, whose WriteState checks it again.
 
-use kernel_core::vcpu::{GuestField, Segment, SegmentPart};
+use kernel_core::vcpu::{GuestField, Segment, SegmentPart, is_valid_pat};
 
 use crate::context::Guest;
 use crate::cpu::{efer, is_canonical};
@@ -76,7 +78,7 @@ pub const APIC_BASE_ENABLE: u64 = 1 << 11;
 /// trace storage unavailable (11), PEBS unavailable (12).
 pub const MISC_ENABLE_VALUE: u64 = 0x1801;
 /// IA32_PAT at power-on: WB, WT, UC-, UC, twice.
-pub const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
+pub const POWER_ON_PAT: u64 = kernel_core::vcpu::RESET_PAT;
 
 /// MSRs a device of the VMM's owns (the local APIC's TSC deadline),
 /// consulted before the VMM's own file.
@@ -89,19 +91,11 @@ pub trait MsrDevice {
     fn write(&mut self, msr: u32, value: u64) -> Option<()>;
 }
 
-/// The MSR values the VMM keeps for one vCPU.
+/// The MSR values the VMM keeps for one vCPU: those no guest-state field
+/// holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MsrFile {
-    pat: u64,
     mtrr_default_type: u64,
-    sysenter_cs: u64,
-    sysenter_esp: u64,
-    sysenter_eip: u64,
-    star: u64,
-    lstar: u64,
-    cstar: u64,
-    sfmask: u64,
-    kernel_gs_base: u64,
 }
 
 /// What an MSR access needs besides the guest.
@@ -119,10 +113,26 @@ fn require(valid: bool) -> Result<(), Fault> {
     if valid { Ok(()) } else { Err(GENERAL_PROTECTION) }
 }
 
-/// Whether every byte of `value` is a PAT memory type (UC, WC, WT, WP,
-/// WB, UC-).
-fn valid_pat(value: u64) -> bool {
-    value.to_le_bytes().iter().all(|entry| matches!(entry, 0 | 1 | 4..=7))
+/// The guest-state field that holds `msr`, and whether WRMSR takes
+/// `value` for it (what the CPU's WRMSR would not #GP on).
+fn field_of(msr: u32, value: u64) -> Option<(GuestField, bool)> {
+    use number::*;
+    let canonical = is_canonical(value);
+    let low_half = value >> 32 == 0;
+    Some(match msr {
+        SYSENTER_CS => (GuestField::SYSENTER_CS, low_half),
+        SYSENTER_ESP => (GuestField::SYSENTER_ESP, canonical),
+        SYSENTER_EIP => (GuestField::SYSENTER_EIP, canonical),
+        PAT => (GuestField::PAT, is_valid_pat(value)),
+        STAR => (GuestField::STAR, true),
+        LSTAR => (GuestField::LSTAR, canonical),
+        CSTAR => (GuestField::CSTAR, canonical),
+        SFMASK => (GuestField::SFMASK, low_half),
+        FS_BASE => (FS_BASE_FIELD, canonical),
+        GS_BASE => (GS_BASE_FIELD, canonical),
+        KERNEL_GS_BASE => (GuestField::KERNEL_GS_BASE, canonical),
+        _ => return None,
+    })
 }
 
 /// Whether `value` is a valid MTRRdefType: a type (UC, WC, WT, WP, WB)
@@ -136,18 +146,7 @@ const GS_BASE_FIELD: GuestField = GuestField::segment(Segment::Gs, SegmentPart::
 
 impl MsrFile {
     /// The values at power-on.
-    pub(crate) const POWER_ON: MsrFile = MsrFile {
-        pat: POWER_ON_PAT,
-        mtrr_default_type: 0,
-        sysenter_cs: 0,
-        sysenter_esp: 0,
-        sysenter_eip: 0,
-        star: 0,
-        lstar: 0,
-        cstar: 0,
-        sfmask: 0,
-        kernel_gs_base: 0,
-    };
+    pub(crate) const POWER_ON: MsrFile = MsrFile { mtrr_default_type: 0 };
 
     /// RDMSR of `msr`.
     pub(crate) fn read<S: VcpuState, M: GuestMemory>(
@@ -157,24 +156,16 @@ impl MsrFile {
         context: &mut MsrContext<'_>,
     ) -> Result<u64, Fault> {
         use number::*;
+        if let Some((field, _)) = field_of(msr, 0) {
+            return guest.read_field(field);
+        }
         match msr {
             TSC => Ok(context.clock.read_host_tsc().wrapping_add(guest.read_field(GuestField::TSC_OFFSET)?)),
             APIC_BASE => Ok(context.apic_base),
             MTRR_CAP => Ok(0),
-            SYSENTER_CS => Ok(self.sysenter_cs),
-            SYSENTER_ESP => Ok(self.sysenter_esp),
-            SYSENTER_EIP => Ok(self.sysenter_eip),
             MISC_ENABLE => Ok(MISC_ENABLE_VALUE),
-            PAT => Ok(self.pat),
             MTRR_DEF_TYPE => Ok(self.mtrr_default_type),
             EFER => Ok(guest.control.efer),
-            STAR => Ok(self.star),
-            LSTAR => Ok(self.lstar),
-            CSTAR => Ok(self.cstar),
-            SFMASK => Ok(self.sfmask),
-            FS_BASE => guest.read_field(FS_BASE_FIELD),
-            GS_BASE => guest.read_field(GS_BASE_FIELD),
-            KERNEL_GS_BASE => Ok(self.kernel_gs_base),
             _ => Err(GENERAL_PROTECTION),
         }
     }
@@ -188,28 +179,20 @@ impl MsrFile {
         context: &mut MsrContext<'_>,
     ) -> Result<(), Fault> {
         use number::*;
-        let keep = |slot: &mut u64, valid: bool| {
+        if let Some((field, valid)) = field_of(msr, value) {
             require(valid)?;
-            *slot = value;
-            Ok(())
-        };
+            return guest.write_field(field, value);
+        }
         match msr {
             TSC => guest.write_field(GuestField::TSC_OFFSET, value.wrapping_sub(context.clock.read_host_tsc())),
             APIC_BASE => require(value == context.apic_base),
-            SYSENTER_CS => keep(&mut self.sysenter_cs, true),
-            SYSENTER_ESP => keep(&mut self.sysenter_esp, is_canonical(value)),
-            SYSENTER_EIP => keep(&mut self.sysenter_eip, is_canonical(value)),
             MISC_ENABLE => require(value == MISC_ENABLE_VALUE),
-            PAT => keep(&mut self.pat, valid_pat(value)),
-            MTRR_DEF_TYPE => keep(&mut self.mtrr_default_type, valid_mtrr_default_type(value)),
+            MTRR_DEF_TYPE => {
+                require(valid_mtrr_default_type(value))?;
+                self.mtrr_default_type = value;
+                Ok(())
+            }
             EFER => write_efer(guest, value),
-            STAR => keep(&mut self.star, true),
-            LSTAR => keep(&mut self.lstar, is_canonical(value)),
-            CSTAR => keep(&mut self.cstar, is_canonical(value)),
-            SFMASK => keep(&mut self.sfmask, value >> 32 == 0),
-            FS_BASE => write_segment_base(guest, FS_BASE_FIELD, value),
-            GS_BASE => write_segment_base(guest, GS_BASE_FIELD, value),
-            KERNEL_GS_BASE => keep(&mut self.kernel_gs_base, is_canonical(value)),
             // MTRRcap is read-only; the rest do not exist.
             _ => Err(GENERAL_PROTECTION),
         }
@@ -229,12 +212,5 @@ fn write_efer<S: VcpuState, M: GuestMemory>(guest: &mut Guest<'_, S, M>, value: 
     Ok(())
 }
 
-/// WRMSR to FS_BASE or GS_BASE: a canonical address into the field.
-fn write_segment_base<S: VcpuState, M: GuestMemory>(
-    guest: &mut Guest<'_, S, M>,
-    field: GuestField,
-    value: u64,
-) -> Result<(), Fault> {
-    require(is_canonical(value))?;
-    guest.write_field(field, value)
-}
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::vcpu::{
-    ALL_DIRTY, GuestEntry, GuestField, GuestState, LAZY_FIELDS, Segment as Register, SegmentPart, VCpu,
+    ALL_DIRTY, GuestEntry, GuestField, GuestState, HELD_FIELDS, LAZY_FIELDS, Segment as Register, SegmentPart, VCpu,
 };
 use kernel_core::virt::{self, Event, Exit, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
@@ -187,8 +187,6 @@ const V_INTR_MASKING: u64 = 1 << 24;
 /// intercept the guest exits as soon as it could take it (RFLAGS.IF set,
 /// no interrupt shadow) and never takes it.
 const INTERRUPT_WINDOW_REQUEST: u64 = 1 << 8 | 0xf << 16 | 1 << 20;
-/// The power-on PAT, for the guest.
-const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 
 // svm_world_switch(vmcb: rdi, host_area: rsi, registers: rdx,
 // host_interrupts: rcx), System V. Saves the host's callee-saved
@@ -323,7 +321,7 @@ pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str>
 /// interrupts, CPUID, INVD, HLT, every port and MSR through the all-ones
 /// maps, shutdown, every virtualisation instruction, XSETBV), nested
 /// paging, the guest's IF for virtual interrupts only, and the power-on
-/// PAT and DR6.
+/// DR6 (the guest's PAT is a field of the record, [`load_held`]).
 fn set_controls(control: &mut Vmcb) {
     control.intercept_misc1 =
         misc1::INTR | misc1::CPUID | misc1::INVD | misc1::HLT | misc1::IOIO_PROT | misc1::MSR_PROT | misc1::SHUTDOWN;
@@ -332,7 +330,6 @@ fn set_controls(control: &mut Vmcb) {
     control.msrpm_base = MSR_PERMISSIONS.load(Ordering::Relaxed);
     control.int_ctl = V_INTR_MASKING;
     control.np_enable = 1;
-    control.g_pat = RESET_PAT;
     control.dr6 = 0xffff_0ff0;
 }
 
@@ -361,12 +358,30 @@ fn segments(control: &mut Vmcb) -> [&mut Segment; 8] {
 /// Loads every allowlisted field of `state` into the VMCB.
 fn load_state(control: &mut Vmcb, state: &GuestState) {
     load_lazy(control, state);
+    load_held(control, state);
     load_eager(control, state);
+}
+
+/// Loads the fields only a VMM changes (`kernel_core::vcpu::HELD_FIELDS`):
+/// the TSC offset, the SYSCALL and SYSENTER MSRs (VMLOAD puts them into
+/// the CPU before VMRUN, VMSAVE stores them back after the exit), and the
+/// guest's PAT (G_PAT, which VMRUN loads with nested paging on).
+fn load_held(control: &mut Vmcb, state: &GuestState) {
+    control.tsc_offset = state.get(GuestField::TSC_OFFSET);
+    control.star = state.get(GuestField::STAR);
+    control.lstar = state.get(GuestField::LSTAR);
+    control.cstar = state.get(GuestField::CSTAR);
+    control.sfmask = state.get(GuestField::SFMASK);
+    control.sysenter_cs = state.get(GuestField::SYSENTER_CS);
+    control.sysenter_esp = state.get(GuestField::SYSENTER_ESP);
+    control.sysenter_eip = state.get(GuestField::SYSENTER_EIP);
+    control.g_pat = state.get(GuestField::PAT);
 }
 
 /// Loads the fields the backend leaves in the VMCB at an exit
 /// (`kernel_core::vcpu::LAZY_FIELDS`): the segment registers, GDTR and
-/// IDTR (CPL follows SS's DPL), DR7.
+/// IDTR (CPL follows SS's DPL), DR7, KERNEL_GS_BASE (VMLOAD puts it into
+/// the CPU) and CR2 (VMRUN loads it).
 fn load_lazy(control: &mut Vmcb, state: &GuestState) {
     for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
         *segment = segment_of(state, register);
@@ -380,11 +395,12 @@ fn load_lazy(control: &mut Vmcb, state: &GuestState) {
     control.idtr = table(GuestField::IDTR_BASE, GuestField::IDTR_LIMIT);
     control.cpl = u8::try_from((part(state, Register::Ss, SegmentPart::Attributes) >> 5) & 3).unwrap_or(0);
     control.dr7 = state.get(GuestField::DR7);
+    control.kernel_gs_base = state.get(GuestField::KERNEL_GS_BASE);
+    control.cr2 = state.get(GuestField::CR2);
 }
 
-/// Loads the fields the record always holds current: those a VMEnter
-/// reply carries (CS's base and attributes among them, not its selector
-/// and limit, which may be stale), and the TSC offset. EFER gets SVME,
+/// Loads the fields a VMEnter reply carries (CS's base and attributes
+/// among them, not its selector and limit, which may be stale). EFER gets SVME,
 /// which VMRUN requires and the guest never sees set (reads of EFER exit).
 fn load_eager(control: &mut Vmcb, state: &GuestState) {
     control.cs.base = part(state, Register::Cs, SegmentPart::Base);
@@ -397,13 +413,14 @@ fn load_eager(control: &mut Vmcb, state: &GuestState) {
     control.cr4 = state.get(GuestField::CR4);
     control.efer = state.get(GuestField::EFER) | EFER_SVME;
     control.int_shadow = u64::from(state.get(GuestField::INTERRUPTIBILITY) != 0);
-    control.tsc_offset = state.get(GuestField::TSC_OFFSET);
     // The event word is EVENTINJ's layout; the core checked it.
     control.event_inj = Event::from_word(state.get(GuestField::PENDING_EVENT)).ok().flatten().map_or(0, Event::to_svm);
 }
 
 /// Stores the lazy fields of the VMCB into `state` (the activity field
 /// stays as it was: SVM has no halted state, HLT always exits).
+/// KERNEL_GS_BASE is the guest's as VMSAVE stored it after the exit, CR2
+/// as the exit stored it.
 fn store_lazy(control: &mut Vmcb, state: &mut GuestState) {
     let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     for (register, segment) in Register::ALL.into_iter().zip(segments(control)) {
@@ -417,6 +434,8 @@ fn store_lazy(control: &mut Vmcb, state: &mut GuestState) {
     set(GuestField::IDTR_BASE, control.idtr.base);
     set(GuestField::IDTR_LIMIT, u64::from(control.idtr.limit & 0xffff));
     set(GuestField::DR7, control.dr7);
+    set(GuestField::KERNEL_GS_BASE, control.kernel_gs_base);
+    set(GuestField::CR2, control.cr2);
 }
 
 /// Stores the eager fields of the VMCB into `state` after an exit. An
@@ -464,10 +483,12 @@ pub(crate) fn sync_guest_state(vcpu: u64, record: &mut VCpu) {
 /// Runs the guest of `entry` for VMEnter until an exit the VMM handles
 /// (`kernel_core::platform::Platform::run_guest`): the VMCB is the VCpu's
 /// first page, set up on its first run. Before each run the record's
-/// eager fields (`kernel_core::vcpu::EAGER_FIELDS`) are loaded, and the
-/// lazy ones when a VMM wrote one (the core fetched the stale ones before
-/// such a write, so the record holds them all); after it the eager ones
-/// are stored and the lazy ones left in the VMCB, marked stale. A host
+/// eager fields (`kernel_core::vcpu::EAGER_FIELDS`) are loaded, the held
+/// ones (`HELD_FIELDS`) when a VMM wrote one, and the lazy ones likewise
+/// (the core fetched the stale ones before such a write, so the record
+/// holds them all); after it the eager ones are stored and the lazy ones
+/// left in the VMCB, marked stale. The VMCB's clean bits stay 0: VMRUN
+/// reloads every field each time, so no write here needs announcing. A host
 /// interrupt ends the run with `ExitKind::HostInterrupt`, which the
 /// caller (`platform::Machine`) turns into a deadline's exit or a restart.
 /// An interrupt-window request sets V_IRQ and the VINTR intercept for this
@@ -496,6 +517,9 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
     if record.dirty & LAZY_FIELDS != 0 {
         debug_assert!(record.stale == 0, "a lazy field was written while others were stale");
         load_lazy(control, &record.state);
+    }
+    if record.dirty & HELD_FIELDS != 0 {
+        load_held(control, &record.state);
     }
     load_eager(control, &record.state);
     record.dirty = 0;

@@ -132,7 +132,9 @@ fn a_vcpu_is_two_pages_and_starts_in_the_reset_state() {
 fn field_numbers_are_the_abi() {
     assert_eq!(GuestField::from_word(0), Some(GuestField::RIP));
     assert_eq!(GuestField::from_word(47), Some(GuestField::segment(Segment::Tr, SegmentPart::Attributes)));
-    assert_eq!(GuestField::from_word(48), None);
+    assert_eq!(GuestField::from_word(48), Some(GuestField::STAR));
+    assert_eq!(GuestField::from_word(57), Some(GuestField::CR2));
+    assert_eq!(GuestField::from_word(58), None);
     assert_eq!(GuestField::from_word(u64::MAX), None);
     assert_eq!(GuestField::from_word(256), None);
     assert_eq!(GuestField::segment(Segment::Es, SegmentPart::Selector).number(), 16);
@@ -143,6 +145,80 @@ fn field_numbers_are_the_abi() {
         assert_eq!(GuestField::segment(segment, part), field);
     }
     assert_eq!(GuestField::TSC_OFFSET.segment_part(), None);
+    let msrs = [
+        GuestField::STAR,
+        GuestField::LSTAR,
+        GuestField::CSTAR,
+        GuestField::SFMASK,
+        GuestField::KERNEL_GS_BASE,
+        GuestField::SYSENTER_CS,
+        GuestField::SYSENTER_ESP,
+        GuestField::SYSENTER_EIP,
+        GuestField::PAT,
+        GuestField::CR2,
+    ];
+    for (number, field) in (48..).zip(msrs) {
+        assert_eq!(field.number(), number);
+        assert_eq!(field.segment_part(), None, "field {number} is no segment's");
+    }
+}
+
+#[test]
+fn fields_are_eager_lazy_or_held_and_exactly_one() {
+    assert_eq!(EAGER_FIELDS & LAZY_FIELDS, 0);
+    assert_eq!(EAGER_FIELDS & HELD_FIELDS, 0);
+    assert_eq!(LAZY_FIELDS & HELD_FIELDS, 0);
+    assert_eq!(EAGER_FIELDS | LAZY_FIELDS | HELD_FIELDS, ALL_DIRTY);
+    assert_eq!(ALL_DIRTY.count_ones() as usize, GuestField::COUNT);
+    // What the guest changes without an exit is read back (lazily).
+    for field in [GuestField::KERNEL_GS_BASE, GuestField::CR2, GuestField::DR7] {
+        assert_ne!(LAZY_FIELDS & 1 << field.number(), 0, "field {}", field.number());
+    }
+    // What only WRMSR (which exits) or the VMM changes is the record's.
+    for field in [
+        GuestField::TSC_OFFSET,
+        GuestField::STAR,
+        GuestField::LSTAR,
+        GuestField::CSTAR,
+        GuestField::SFMASK,
+        GuestField::SYSENTER_CS,
+        GuestField::SYSENTER_ESP,
+        GuestField::SYSENTER_EIP,
+        GuestField::PAT,
+    ] {
+        assert_ne!(HELD_FIELDS & 1 << field.number(), 0, "field {}", field.number());
+    }
+}
+
+#[test]
+fn the_reset_state_has_the_power_on_pat_and_no_syscall_msrs() {
+    let state = GuestState::RESET;
+    assert_eq!(state.get(GuestField::PAT), 0x0007_0406_0007_0406);
+    for field in [
+        GuestField::STAR,
+        GuestField::LSTAR,
+        GuestField::CSTAR,
+        GuestField::SFMASK,
+        GuestField::KERNEL_GS_BASE,
+        GuestField::SYSENTER_CS,
+        GuestField::SYSENTER_ESP,
+        GuestField::SYSENTER_EIP,
+        GuestField::CR2,
+    ] {
+        assert_eq!(state.get(field), 0, "field {}", field.number());
+    }
+}
+
+#[test]
+fn pat_entries_must_be_memory_types() {
+    assert!(is_valid_pat(0x0007_0406_0007_0406));
+    assert!(is_valid_pat(0));
+    assert!(is_valid_pat(0x0706_0504_0100_0706));
+    for entry in 0..8 {
+        for bad in [2_u64, 3, 8, 0x10, 0xff] {
+            assert!(!is_valid_pat(0x0007_0406_0007_0406 & !(0xff << (8 * entry)) | bad << (8 * entry)));
+        }
+    }
 }
 
 #[test]
@@ -199,6 +275,25 @@ fn write_state_checks_each_field() {
         (GuestField::segment(Segment::Ss, SegmentPart::Limit), 0x1_0000_0000, None),
         (GuestField::segment(Segment::Tr, SegmentPart::Attributes), 0xa9b, Some(0xa9b)),
         (GuestField::segment(Segment::Tr, SegmentPart::Attributes), 0x1000, None),
+        (GuestField::STAR, u64::MAX, Some(u64::MAX)),
+        (GuestField::LSTAR, 0xffff_ffff_8100_0000, Some(0xffff_ffff_8100_0000)),
+        (GuestField::LSTAR, 0x0000_8000_0000_0000, None),
+        (GuestField::CSTAR, 0x7fff_ffff_f000, Some(0x7fff_ffff_f000)),
+        (GuestField::CSTAR, 0x1234_5678_9abc_def0, None),
+        (GuestField::SFMASK, 0x4_7700, Some(0x4_7700)),
+        (GuestField::SFMASK, 1 << 32, None),
+        (GuestField::KERNEL_GS_BASE, 0xffff_8880_0000_0000, Some(0xffff_8880_0000_0000)),
+        (GuestField::KERNEL_GS_BASE, 0x8000_0000_0000_0000, None),
+        (GuestField::SYSENTER_CS, 0xffff_ffff, Some(0xffff_ffff)),
+        (GuestField::SYSENTER_CS, 1 << 32, None),
+        (GuestField::SYSENTER_ESP, 0xffff_8000_0000_8000, Some(0xffff_8000_0000_8000)),
+        (GuestField::SYSENTER_ESP, 0x0000_8000_0000_0000, None),
+        (GuestField::SYSENTER_EIP, 0x1000, Some(0x1000)),
+        (GuestField::SYSENTER_EIP, 0x0001_0000_0000_0000, None),
+        (GuestField::PAT, 0x0706_0504_0100_0706, Some(0x0706_0504_0100_0706)),
+        (GuestField::PAT, 0x0007_0406_0007_0402, None),
+        (GuestField::PAT, 0x0807_0406_0007_0406, None),
+        (GuestField::CR2, 0x8000_0000_0000_1234, Some(0x8000_0000_0000_1234)),
     ];
     for &(field, value, expected) in cases {
         let before = world.read(R_VCPU, field);
@@ -233,7 +328,8 @@ fn writes_mark_fields_dirty_for_the_backend() {
 fn malformed_vcpu_invocations_are_refused() {
     let mut world = world();
     assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[], &[]), SyscallError::TruncatedMessage);
-    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[48], &[]), SyscallError::InvalidArgument);
+    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[58], &[]), SyscallError::InvalidArgument);
+    assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[64, 0], &[]), SyscallError::InvalidArgument);
     assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[0], &[]), SyscallError::TruncatedMessage);
     assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[u64::MAX, 0], &[]), SyscallError::InvalidArgument);
     assert_eq!(world.error(R_VCPU, label::VCPU_SET_TCB, &[], &[]), SyscallError::TruncatedMessage);
@@ -870,8 +966,19 @@ fn stale_fields_are_fetched_before_a_read_or_a_write() {
     // So do CS's base and attributes, which every exit reply carries.
     world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Attributes));
     assert_eq!(world.record(R_VCPU).stale, LAZY_FIELDS);
+    // And the fields only the VMM changes (WRMSR always exits).
+    world.read(R_VCPU, GuestField::LSTAR);
+    world.read(R_VCPU, GuestField::PAT);
+    assert_eq!(world.record(R_VCPU).stale, LAZY_FIELDS);
     // A lazy one fetches them all.
     world.read(R_VCPU, GuestField::segment(Segment::Cs, SegmentPart::Selector));
+    assert_eq!(world.record(R_VCPU).stale, 0);
+    // KERNEL_GS_BASE (SWAPGS) and CR2 (page faults) are lazy.
+    world.kernel.store.vcpu_mut(vcpu).stale = LAZY_FIELDS;
+    world.read(R_VCPU, GuestField::KERNEL_GS_BASE);
+    assert_eq!(world.record(R_VCPU).stale, 0);
+    world.kernel.store.vcpu_mut(vcpu).stale = LAZY_FIELDS;
+    world.read(R_VCPU, GuestField::CR2);
     assert_eq!(world.record(R_VCPU).stale, 0);
     // A write fetches first too (the backend loads the lazy fields as a
     // group), so that no field is both dirty and stale.
@@ -879,6 +986,4 @@ fn stale_fields_are_fetched_before_a_read_or_a_write() {
     assert_eq!(world.write(R_VCPU, GuestField::DR7, 0), 0);
     let record = world.record(R_VCPU);
     assert_eq!((record.stale, record.dirty & (1 << GuestField::DR7.number())), (0, 1 << 7));
-    assert_eq!(EAGER_FIELDS & LAZY_FIELDS, 0);
-    assert_eq!(EAGER_FIELDS | LAZY_FIELDS | 1 << GuestField::TSC_OFFSET.number(), ALL_DIRTY);
 }

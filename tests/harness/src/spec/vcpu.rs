@@ -13,7 +13,7 @@ pub const VCPU_BITS: u8 = 13;
 /// Where a VCpu's one capability slot (its GuestSpace) lies.
 pub const SPACE_SLOT_OFFSET: u64 = 4096;
 /// Guest-state fields.
-pub const FIELDS: usize = 48;
+pub const FIELDS: usize = 58;
 
 /// Invocation labels (`docs/abi.md`).
 pub mod label {
@@ -54,6 +54,7 @@ impl VCpu {
         fields[7] = 0x400; // DR7
         fields[13] = 0xffff; // GDTR limit
         fields[15] = 0xffff; // IDTR limit
+        fields[56] = 0x0007_0406_0007_0406; // PAT: WB, WT, UC-, UC, twice
         for segment in 0..8 {
             let at = 16 + 4 * segment;
             // ES, CS, SS, DS, FS, GS: data (CS: code at 0xf000); LDTR; TR.
@@ -167,6 +168,14 @@ pub fn field_value(field: u64, value: u64) -> Option<u64> {
                 _ => take(value <= 0xfff),
             }
         }
+        // STAR, CR2: anything.
+        48 | 57 => Some(value),
+        // LSTAR, CSTAR, KERNEL_GS_BASE, SYSENTER_ESP, SYSENTER_EIP.
+        49 | 50 | 52 | 54 | 55 => take(canonical(value)),
+        // SFMASK, SYSENTER_CS: 32 bits.
+        51 | 53 => take(value <= 0xffff_ffff),
+        // PAT: every byte UC (0), WC (1), WT (4), WP (5), WB (6) or UC- (7).
+        56 => take(value.to_le_bytes().iter().all(|entry| matches!(entry, 0 | 1 | 4..=7))),
         _ => None,
     }
 }
