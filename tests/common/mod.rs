@@ -186,6 +186,17 @@ pub fn run_iso_in_bochs(kernel: &KernelImage, name: &str, extra_cmdline: &str, m
 /// the host's clock, and a second emulator taking a host core would change
 /// the work a budget buys.
 pub fn boot_system(name: &str, extra_cmdline: &str, count_instructions: bool) -> RunOutcome {
+    boot_system_with_timeout(name, extra_cmdline, count_instructions, KERNEL_BOOT_TIMEOUT)
+}
+
+/// [`boot_system`] with its own timeout (a Linux guest's boot takes
+/// minutes under TCG).
+pub fn boot_system_with_timeout(
+    name: &str,
+    extra_cmdline: &str,
+    count_instructions: bool,
+    timeout: Duration,
+) -> RunOutcome {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let loader = bulkhead::user_build::build_system(name).unwrap_or_else(|error| panic!("{error}"));
@@ -198,7 +209,7 @@ pub fn boot_system(name: &str, extra_cmdline: &str, count_instructions: bool) ->
     // The usual machine, larger for a system with big guests or bundle.
     let memory_mib = bulkhead::user_build::system_memory_mib(name).unwrap_or_else(|error| panic!("{error}"));
     let options = QemuOptions { count_instructions, memory_mib, ..QemuOptions::default() };
-    run_qemu(kernel, boot, options, KERNEL_BOOT_TIMEOUT)
+    run_qemu(kernel, boot, options, timeout)
 }
 
 /// A system's run went well as far as the loader and the kernel tell: no

@@ -89,11 +89,12 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     let mut registers = plan.vcpu.registers();
     println!(
-        "vmm: booting Linux: kernel at {:#x} ({} KiB reserved), initramfs {:?}, {} MiB of RAM",
+        "vmm: booting Linux: kernel at {:#x} ({} KiB reserved), initramfs {:?}, {} MiB of RAM, {} disk(s)",
         plan.kernel.start,
         plan.kernel.bytes / 1024,
         plan.initrd.map(|initrd| (initrd.start, initrd.bytes)),
-        guest.memory_bytes >> 20
+        guest.memory_bytes >> 20,
+        disks.len()
     );
 
     let tsc_hz = pd.tsc_khz.saturating_mul(1000);
@@ -117,7 +118,8 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     let mut io_apic = BoardPage { pc: &board, now: &now, base: IO_APIC_BASE };
     let mut board_msrs = BoardMsrs { pc: &board, now: &now };
     let mut serial = SerialPort { uart: Uart16550::new(), board: &board, line: Line::new(name) };
-    let mut virtio_disks: heapless::Vec<VirtioDisk<'_>, 4> = heapless::Vec::new();
+    // On the heap: each device model holds its scratch buffers (8 KiB).
+    let mut virtio_disks: alloc::vec::Vec<VirtioDisk<'_>> = alloc::vec::Vec::with_capacity(disks.len());
     for (index, &(address, bytes)) in disks.iter().enumerate() {
         let (Some(window), Some(disk), Some(ram)) = (
             virtio_window(index),
@@ -130,7 +132,7 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
         let mut id = [0_u8; 20];
         let _ = write_disk_id(&mut id, name, index);
         let device = Block::new(RegionDisk { window: disk }, &id);
-        let _ = virtio_disks.push(VirtioDisk {
+        virtio_disks.push(VirtioDisk {
             transport: MmioTransport::new(device),
             ram: VirtioRam { window: ram },
             board: &board,
@@ -328,8 +330,7 @@ impl<'a> Line<'a> {
 /// The disks the manifest gives the guest: each a region of this PD, its
 /// address here and its bytes.
 fn guest_disks(guest: &GuestInfo) -> heapless::Vec<(u64, u64), 4> {
-    let _ = guest;
-    heapless::Vec::new() // EXPERIMENT: PdInfo has no disks yet
+    guest.disks.iter().flatten().map(|disk| (disk.address, disk.bytes)).collect()
 }
 
 /// virtio-blk's serial number: the PD's name and the disk's index.

@@ -26,6 +26,8 @@ use kernel_core::virt::ExitKind;
 
 bulkhead_programs::program!("guests", "vmm-server", run);
 
+extern crate alloc;
+
 mod linux;
 
 /// Where the test MMIO device sits in guest-physical memory.
