@@ -4,6 +4,7 @@
 //! run in this PD until vmx-server's own PD serves it), and runs it
 //! until it powers off or stops.
 
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::ops::ControlFlow;
 
@@ -119,7 +120,7 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     let mut board_msrs = BoardMsrs { pc: &board, now: &now };
     let mut serial = SerialPort { uart: Uart16550::new(), board: &board, line: Line::new(name) };
     // On the heap: each device model holds its scratch buffers (8 KiB).
-    let mut virtio_disks: alloc::vec::Vec<VirtioDisk<'_>> = alloc::vec::Vec::with_capacity(disks.len());
+    let mut virtio_disks: Vec<VirtioDisk<'_>> = Vec::with_capacity(disks.len());
     for (index, &(address, bytes)) in disks.iter().enumerate() {
         let (Some(window), Some(disk), Some(ram)) = (
             virtio_window(index),
