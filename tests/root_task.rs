@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 51] = [
+const STEPS: [&str; 52] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -71,6 +71,7 @@ const STEPS: [&str; 51] = [
     "a signal ends a halted vcpu's sleep",
     "an interrupt window opens after the sti shadow",
     "run a cpuid loop",
+    "a 64-bit guest's syscall, swapgs and cr2 use the vcpu's fields",
 ];
 
 fn root_task_module() -> BootModule {

@@ -60,6 +60,18 @@ mod msr {
     pub(super) const EPT_VPID_CAP: u32 = 0x48c;
     /// Miscellaneous data: bits 0..5 the VMX-preemption timer's rate.
     pub(super) const VMX_MISC: u32 = 0x485;
+    /// IA32_PAT.
+    pub(super) const PAT: u32 = 0x277;
+    /// STAR: SYSCALL's and SYSRET's selectors.
+    pub(super) const STAR: u32 = 0xc000_0081;
+    /// LSTAR: the 64-bit SYSCALL entry.
+    pub(super) const LSTAR: u32 = 0xc000_0082;
+    /// CSTAR: the compatibility-mode SYSCALL entry.
+    pub(super) const CSTAR: u32 = 0xc000_0083;
+    /// SFMASK (IA32_FMASK).
+    pub(super) const SFMASK: u32 = 0xc000_0084;
+    /// KERNEL_GS_BASE: SWAPGS's other GS base.
+    pub(super) const KERNEL_GS_BASE: u32 = 0xc000_0102;
 }
 
 /// VMCS field encodings (SDM Vol. 3C, appendix B).
@@ -76,7 +88,9 @@ mod field {
     pub(super) const EPT_POINTER: u64 = 0x201a;
     pub(super) const GUEST_PHYSICAL: u64 = 0x2400;
     pub(super) const LINK_POINTER: u64 = 0x2800;
+    pub(super) const GUEST_PAT: u64 = 0x2804;
     pub(super) const GUEST_EFER: u64 = 0x2806;
+    pub(super) const HOST_PAT: u64 = 0x2c00;
     pub(super) const HOST_EFER: u64 = 0x2c02;
     pub(super) const PIN_CONTROLS: u64 = 0x4000;
     pub(super) const PROC_CONTROLS: u64 = 0x4002;
@@ -93,6 +107,7 @@ mod field {
     pub(super) const GUEST_ES_RIGHTS: u64 = 0x4814;
     pub(super) const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
     pub(super) const GUEST_ACTIVITY: u64 = 0x4826;
+    pub(super) const GUEST_SYSENTER_CS: u64 = 0x482a;
     pub(super) const HOST_SYSENTER_CS: u64 = 0x4c00;
     pub(super) const CR0_MASK: u64 = 0x6000;
     pub(super) const CR4_MASK: u64 = 0x6002;
@@ -107,6 +122,8 @@ mod field {
     pub(super) const GUEST_RSP: u64 = 0x681c;
     pub(super) const GUEST_RIP: u64 = 0x681e;
     pub(super) const GUEST_RFLAGS: u64 = 0x6820;
+    pub(super) const GUEST_SYSENTER_ESP: u64 = 0x6824;
+    pub(super) const GUEST_SYSENTER_EIP: u64 = 0x6826;
     pub(super) const HOST_CR0: u64 = 0x6c00;
     pub(super) const HOST_CR3: u64 = 0x6c02;
     pub(super) const HOST_CR4: u64 = 0x6c04;
@@ -153,20 +170,32 @@ const PROC_SECONDARY: u32 = 1 << 31;
 const PROC2_EPT: u32 = 1 << 1;
 const PROC2_VPID: u32 = 1 << 5;
 const PROC2_UNRESTRICTED: u32 = 1 << 7;
-/// Exit controls: a 64-bit host; save and load EFER.
+/// Exit controls: a 64-bit host; save the guest's PAT and load the
+/// host's; save and load EFER.
 const EXIT_HOST_64: u32 = 1 << 9;
+const EXIT_SAVE_PAT: u32 = 1 << 18;
+const EXIT_LOAD_PAT: u32 = 1 << 19;
 const EXIT_SAVE_EFER: u32 = 1 << 20;
 const EXIT_LOAD_EFER: u32 = 1 << 21;
-/// Entry control: load the guest's EFER.
+/// Entry controls: the guest is in IA-32e mode (must equal the guest's
+/// EFER.LMA, which the entry loads; an exit stores it back); load the
+/// guest's PAT and EFER.
+const ENTRY_IA32E_GUEST: u32 = 1 << 9;
+const ENTRY_LOAD_PAT: u32 = 1 << 14;
 const ENTRY_LOAD_EFER: u32 = 1 << 15;
+/// EFER.LMA.
+const EFER_LMA: u64 = 1 << 10;
 
-// vtx_world_switch(registers: rdi, launched: rsi) -> rax: 0 after a VM
-// exit, 1 VMfailInvalid, 2 VMfailValid (the error in the VMCS). Saves the
-// host's callee-saved registers, points the VMCS's host RSP and RIP at
-// this frame and the exit label, loads the guest's registers, enters with
-// VMLAUNCH (first time) or VMRESUME, and at the exit stores the guest's
-// registers. The kernel runs with IF clear: an exit loads RFLAGS with IF
-// clear as well.
+// vtx_world_switch(registers: rdi, launched: rsi, cr2: rdx) -> rax: 0
+// after a VM exit, 1 VMfailInvalid, 2 VMfailValid (the error in the
+// VMCS). Saves the host's callee-saved registers, points the VMCS's host
+// RSP and RIP at this frame and the exit label, loads the guest's CR2
+// from [cr2] (only when the CPU's differs: MOV to CR2 serialises) and its
+// registers, enters with VMLAUNCH (first time) or VMRESUME, and at the
+// exit stores the guest's CR2 into [cr2] first, then its registers. No
+// VMCS field holds CR2, so it is moved here, where nothing can fault
+// between the move and the entry or between the exit and the move. The
+// kernel runs with IF clear: an exit loads RFLAGS with IF clear as well.
 global_asm!(
     ".global vtx_world_switch",
     "vtx_world_switch:",
@@ -176,6 +205,7 @@ global_asm!(
     "push r13",
     "push r14",
     "push r15",
+    "push rdx",
     "push rdi",
     "push rsi",
     "mov rax, 0x6c14",
@@ -183,6 +213,13 @@ global_asm!(
     "lea rdx, [rip + 3f]",
     "mov rax, 0x6c16",
     "vmwrite rax, rdx",
+    "mov rax, [rsp + 16]",
+    "mov rax, [rax]",
+    "mov rdx, cr2",
+    "cmp rax, rdx",
+    "je 6f",
+    "mov cr2, rax",
+    "6:",
     "mov rax, [rsp + 8]",
     load_guest_registers!(),
     "cmp qword ptr [rsp], 0",
@@ -199,13 +236,18 @@ global_asm!(
     "jmp 5f",
     "3:",
     "push rax",
-    "mov rax, [rsp + 16]",
+    "mov rax, cr2",
+    "push rax",
+    "mov rax, [rsp + 24]",
     store_guest_registers!(),
+    "pop rbx",
+    "mov rcx, [rsp + 24]",
+    "mov [rcx], rbx",
     "pop rbx",
     "mov [rax], rbx",
     "xor eax, eax",
     "5:",
-    "add rsp, 16",
+    "add rsp, 24",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -217,7 +259,7 @@ global_asm!(
 
 unsafe extern "C" {
     /// Enters the guest of the current VMCS (see the assembly above).
-    fn vtx_world_switch(registers: *mut GuestRegisters, launched: u64) -> u64;
+    fn vtx_world_switch(registers: *mut GuestRegisters, launched: u64, cr2: *mut u64) -> u64;
 }
 
 /// Reads an MSR.
@@ -292,6 +334,27 @@ static WRITTEN_EPT_POINTER: AtomicU64 = AtomicU64::new(u64::MAX);
 /// `u64::MAX` when the CPU has none.
 static PREEMPTION_RATE: AtomicU64 = AtomicU64::new(u64::MAX);
 
+/// The guest's MSRs no VMCS field holds, each with its field: swapped
+/// around the world switch ([`load_guest_syscall_msrs`],
+/// [`restore_host_syscall_msrs`]). KERNEL_GS_BASE is last: the guest's
+/// SWAPGS changes it, the others change only through WRMSR, which exits.
+const SYSCALL_MSRS: [(GuestField, u32); 5] = [
+    (GuestField::STAR, msr::STAR),
+    (GuestField::LSTAR, msr::LSTAR),
+    (GuestField::CSTAR, msr::CSTAR),
+    (GuestField::SFMASK, msr::SFMASK),
+    (GuestField::KERNEL_GS_BASE, msr::KERNEL_GS_BASE),
+];
+/// The index of KERNEL_GS_BASE in [`SYSCALL_MSRS`].
+const KERNEL_GS_BASE_INDEX: usize = 4;
+static_assertions::const_assert_eq!(SYSCALL_MSRS[KERNEL_GS_BASE_INDEX].1, msr::KERNEL_GS_BASE);
+/// The host's values of [`SYSCALL_MSRS`], which the CPU holds whenever
+/// no guest runs (read when a VMCS is set up).
+static HOST_SYSCALL_MSRS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+/// EFER.SCE and EFER.LME.
+const EFER_SCE: u64 = 1 << 0;
+const EFER_LME: u64 = 1 << 8;
+
 /// A zeroed frame from the boot allocator, kept for good.
 fn kept_frame(allocator: &mut FrameAllocator) -> Result<(u64, *mut u8), &'static str> {
     let frame = allocator.allocate().ok_or("no frame for VMX")?;
@@ -346,11 +409,20 @@ pub(crate) fn enable(allocator: &mut FrameAllocator) -> Result<(), &'static str>
         return Err("the CPU has no interrupt-window exiting");
     }
     let proc2 = adjust(PROC2_EPT | PROC2_VPID | PROC2_UNRESTRICTED, read_msr(msr::PROCBASED2));
-    let exit = adjust(EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, capability(msr::EXIT, msr::TRUE_EXIT));
-    let entry = adjust(ENTRY_LOAD_EFER, capability(msr::ENTRY, msr::TRUE_ENTRY));
+    let exit = adjust(
+        EXIT_HOST_64 | EXIT_SAVE_PAT | EXIT_LOAD_PAT | EXIT_SAVE_EFER | EXIT_LOAD_EFER,
+        capability(msr::EXIT, msr::TRUE_EXIT),
+    );
+    let entry_capability = capability(msr::ENTRY, msr::TRUE_ENTRY);
+    let entry = adjust(ENTRY_LOAD_PAT | ENTRY_LOAD_EFER, entry_capability);
     let (Some(pin), Some(proc), Some(proc2), Some(exit), Some(entry)) = (pin, proc, proc2, exit, entry) else {
-        return Err("the CPU lacks a control this backend needs (EPT, VPID, unrestricted guest, EFER loading)");
+        return Err("the CPU lacks a control this backend needs (EPT, VPID, unrestricted guest, PAT or EFER loading)");
     };
+    // IA-32e mode guest follows the guest's EFER.LMA (`load_state`): the
+    // CPU must allow it both ways.
+    if adjust(entry | ENTRY_IA32E_GUEST, entry_capability).is_none() || entry & ENTRY_IA32E_GUEST != 0 {
+        return Err("the CPU cannot enter a 64-bit guest and a legacy one alike (IA-32e mode guest control)");
+    }
     let ept_caps = read_msr(msr::EPT_VPID_CAP);
     if ept_caps & (1 << 20) == 0 || ept_caps & (0b11 << 25) == 0 {
         return Err("the CPU has no INVEPT");
@@ -504,6 +576,12 @@ fn initialise(vmcs: u64) -> Result<(), &'static str> {
     write(field::HOST_SYSENTER_ESP, read_msr(msr::SYSENTER_CS + 1))?;
     write(field::HOST_SYSENTER_EIP, read_msr(msr::SYSENTER_CS + 2))?;
     write(field::HOST_EFER, read_msr(x86::msr::IA32_EFER))?;
+    write(field::HOST_PAT, read_msr(msr::PAT))?;
+    // The kernel's own SYSCALL MSRs (`syscall::init` set them at boot,
+    // before any VCpu exists; they never change after).
+    for (host, (_, number)) in HOST_SYSCALL_MSRS.iter().zip(SYSCALL_MSRS) {
+        host.store(read_msr(number), Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -631,6 +709,12 @@ fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
         simple &= simple - 1;
         write(SIMPLE_ENCODINGS[number], state.0[number])?;
     }
+    if is_dirty(GuestField::EFER) {
+        // The entry's IA-32e mode guest control must match the EFER.LMA it
+        // loads (an exit stores the guest's LMA back into the control).
+        let ia32e = if state.get(GuestField::EFER) & EFER_LMA != 0 { ENTRY_IA32E_GUEST } else { 0 };
+        write(field::ENTRY_CONTROLS, CONTROLS_ENTRY.load(Ordering::Relaxed) | u64::from(ia32e))?;
+    }
     if is_dirty(GuestField::INTERRUPTIBILITY) {
         write(field::GUEST_INTERRUPTIBILITY, state.get(GuestField::INTERRUPTIBILITY) & 0b11)?;
     }
@@ -666,7 +750,7 @@ static_assertions::const_assert_eq!(
 );
 
 /// The fields whose VMCS field holds them as they are.
-const SIMPLE_FIELDS: [(GuestField, u64); 11] = [
+const SIMPLE_FIELDS: [(GuestField, u64); 15] = [
     (GuestField::RIP, field::GUEST_RIP),
     (GuestField::RSP, field::GUEST_RSP),
     (GuestField::RFLAGS, field::GUEST_RFLAGS),
@@ -678,6 +762,10 @@ const SIMPLE_FIELDS: [(GuestField, u64); 11] = [
     (GuestField::GDTR_LIMIT, field::GUEST_GDTR_LIMIT),
     (GuestField::IDTR_BASE, field::GUEST_IDTR_BASE),
     (GuestField::IDTR_LIMIT, field::GUEST_IDTR_LIMIT),
+    (GuestField::SYSENTER_CS, field::GUEST_SYSENTER_CS),
+    (GuestField::SYSENTER_ESP, field::GUEST_SYSENTER_ESP),
+    (GuestField::SYSENTER_EIP, field::GUEST_SYSENTER_EIP),
+    (GuestField::PAT, field::GUEST_PAT),
 ];
 
 /// The VMCS encoding of each field of [`SIMPLE_FIELDS`] and of the TSC
@@ -709,7 +797,8 @@ static_assertions::const_assert_eq!(SIMPLE_DIRTY.count_ones() as usize, SIMPLE_F
 
 /// Reads the lazy fields (`kernel_core::vcpu::LAZY_FIELDS`) of the
 /// current VMCS into `state`: the segment registers, GDTR and IDTR, DR7,
-/// the activity state.
+/// the activity state. KERNEL_GS_BASE and CR2, lazy too, are in no VMCS
+/// field: the world switch stored them into the record at the exit.
 fn store_lazy(state: &mut GuestState) {
     let mut set = |field: GuestField, value: u64| state.0[usize::from(field.number())] = value;
     for (index, register) in (0_u64..).zip(Segment::ALL) {
@@ -755,12 +844,54 @@ fn store_eager(state: &mut GuestState) {
     set(GuestField::PENDING_EVENT, pending.map_or(0, Event::to_word));
 }
 
-/// Runs one entry of the current VMCS and reads the exit.
-fn enter(registers: &mut GuestRegisters, launched: bool) -> Result<Exit, &'static str> {
+/// Whether the guest of `state` can use its SYSCALL MSRs without an
+/// exit: with EFER.SCE (SYSCALL) or EFER.LME (SWAPGS needs 64-bit mode,
+/// which needs LME). The guest cannot change either bit without an exit
+/// (WRMSR of EFER exits), so a guest with neither runs with the host's
+/// values, which it can neither use nor read.
+fn uses_syscall_msrs(state: &GuestState) -> bool {
+    state.get(GuestField::EFER) & (EFER_SCE | EFER_LME) != 0
+}
+
+/// Puts the guest's [`SYSCALL_MSRS`] into the CPU for an entry, each only
+/// where it differs from the host's (which the CPU holds).
+fn load_guest_syscall_msrs(state: &GuestState) {
+    for (host, (guest_field, number)) in HOST_SYSCALL_MSRS.iter().zip(SYSCALL_MSRS) {
+        let value = state.get(guest_field);
+        if value != host.load(Ordering::Relaxed) {
+            // SAFETY: the kernel itself never executes SYSCALL or SWAPGS,
+            // and ring 3 cannot run before `restore_host_syscall_msrs`
+            // (called right after the exit, with interrupts off); the value
+            // passed WriteState's check, so WRMSR takes it.
+            unsafe { x86::msr::wrmsr(number, value) };
+        }
+    }
+}
+
+/// After an exit: stores the guest's KERNEL_GS_BASE (its SWAPGS may have
+/// changed it) into `state`, and puts the host's [`SYSCALL_MSRS`] back
+/// where the guest's differ.
+fn restore_host_syscall_msrs(state: &mut GuestState) {
+    state.0[usize::from(GuestField::KERNEL_GS_BASE.number())] = read_msr(msr::KERNEL_GS_BASE);
+    for (host, (guest_field, number)) in HOST_SYSCALL_MSRS.iter().zip(SYSCALL_MSRS) {
+        let value = host.load(Ordering::Relaxed);
+        if state.get(guest_field) != value {
+            // SAFETY: the host's own value, read from this MSR when the
+            // VMCS was set up.
+            unsafe { x86::msr::wrmsr(number, value) };
+        }
+    }
+}
+
+/// Runs one entry of the current VMCS and reads the exit; the guest's
+/// CR2 goes in from `cr2` and comes back there.
+fn enter(registers: &mut GuestRegisters, launched: bool, cr2: &mut u64) -> Result<Exit, &'static str> {
     // SAFETY: in VMX root operation with the VMCS current and its
     // controls, host state and guest state written: an exit lands back in
-    // the world switch with the kernel's stack, tables and segments.
-    let outcome = unsafe { vtx_world_switch(registers, u64::from(launched)) };
+    // the world switch with the kernel's stack, tables and segments. The
+    // guest's CR2 only matters to the guest: the kernel's page-fault
+    // handler reads CR2 only after a fault that set it.
+    let outcome = unsafe { vtx_world_switch(registers, u64::from(launched), cr2) };
     match outcome {
         0 => {}
         1 => return Err("VMLAUNCH or VMRESUME failed: no current VMCS"),
@@ -790,7 +921,11 @@ const LAUNCHED: u64 = 2;
 /// interrupt or the VMX-preemption timer (armed for `bound`) ends the run
 /// with `ExitKind::HostInterrupt`, which the caller (`platform::Machine`)
 /// turns into a deadline's exit or a restart; an interrupt-window request
-/// sets interrupt-window exiting for this run only. A VMX instruction
+/// sets interrupt-window exiting for this run only. The guest's STAR,
+/// LSTAR, CSTAR, SFMASK and KERNEL_GS_BASE, which no VMCS field holds,
+/// are swapped with the host's around the world switch when the guest
+/// could use them (EFER.SCE or LME), each only where it differs from the
+/// host's; its CR2 is moved by the world switch itself. A VMX instruction
 /// failing here is a kernel bug (the VMCS is the kernel's alone), so it
 /// panics.
 pub(crate) fn run_guest(entry: &GuestEntry, record: &mut VCpu, bound: Option<u64>) -> Exit {
@@ -826,7 +961,17 @@ fn run_checked(entry: &GuestEntry, record: &mut VCpu, bound: Option<u64>) -> Res
     if window {
         write(field::PROC_CONTROLS, controls | u64::from(PROC_INTERRUPT_WINDOW))?;
     }
-    let exit = enter(&mut record.registers, record.hardware == LAUNCHED);
+    let swap = uses_syscall_msrs(&record.state);
+    if swap {
+        load_guest_syscall_msrs(&record.state);
+    }
+    let cr2 = &mut record.state.0[usize::from(GuestField::CR2.number())];
+    let exit = enter(&mut record.registers, record.hardware == LAUNCHED, cr2);
+    // The host's SYSCALL MSRs are back before anything could return to
+    // ring 3, whatever the entry's outcome.
+    if swap {
+        restore_host_syscall_msrs(&mut record.state);
+    }
     if window {
         // For this run only (whatever the entry's outcome).
         write(field::PROC_CONTROLS, controls)?;
@@ -896,9 +1041,10 @@ fn run_with_frames(
     load_state(&state, kernel_core::vcpu::ALL_DIRTY)?;
 
     let mut registers: GuestRegisters = [0; 16];
+    let mut cr2 = 0;
     let started = crate::arch::cpu::read_tsc();
     for exits in 1..=program.exits() + SPARE_EXITS {
-        let exit = enter(&mut registers, exits > 1)?;
+        let exit = enter(&mut registers, exits > 1, &mut cr2)?;
         let rip = read(field::GUEST_RIP);
         // Encoding order: RAX, RCX, RDX, RBX.
         let [rax, rcx, rdx, rbx, ..] = &mut registers;

@@ -6,6 +6,9 @@
 //! deadline and controls: a spinning guest stopped by its deadline, a
 //! halted vCPU's `WAIT` ended by the deadline and by a signal, an
 //! interrupt-window exit only after an STI's shadow, and the refusals.
+//! Last, the same VCpu as a 64-bit guest: its SYSCALL lands where the
+//! LSTAR field says, its SWAPGS and its CR2 reach the fields, and PAT and
+//! the SYSENTER MSRs keep what was written.
 
 use bulkhead_components::Error;
 use bulkhead_components::abi::cap::{ObjectKind, Rights};
@@ -48,6 +51,47 @@ const CPUID_LOOP_AT: u64 = 0x200;
 const WINDOW_CODE: [u8; 4] = [0xfb, 0x90, 0x90, 0xf4];
 /// Where it starts (guest-physical).
 const WINDOW_AT: u64 = 0x280;
+/// The 64-bit guest at [`LONG_AT`]: `mov rbx, cr2; mov cr2, rax; swapgs;
+/// syscall; hlt` (the HLT only if SYSCALL fell through).
+const LONG_CODE: [u8; 12] = [0x0f, 0x20, 0xd3, 0x0f, 0x22, 0xd0, 0x0f, 0x01, 0xf8, 0x0f, 0x05, 0xf4];
+/// Where it starts (guest-physical, and linear: the paging maps the
+/// guest's page onto itself).
+const LONG_AT: u64 = 0x380;
+/// Where SYSCALL goes back to (RCX after it): past the SYSCALL.
+const AFTER_SYSCALL: u64 = LONG_AT + 11;
+/// The 64-bit guest's SYSCALL entry, the LSTAR it is given: a HLT.
+const SYSCALL_ENTRY: u64 = 0x3c0;
+/// The 64-bit guest's paging: one entry at guest-physical 0, read as the
+/// PML4's, the PDPT's, the page directory's and the page table's first
+/// (CR3 is 0, and every level's entry 0 points at page 0 again): linear
+/// page 0 is physical page 0. Present, writable, supervisor.
+const SELF_MAPPING_ENTRY: u64 = 0x3;
+/// The 64-bit guest's state: CR0 PG, ET, PE; CR4 PAE; EFER SCE, LME, LMA;
+/// CS a 64-bit code segment (selector 8, attributes G, L, P, S, code).
+const LONG_CR0: u64 = 0x8000_0011;
+const LONG_CR4: u64 = 0x20;
+const LONG_EFER: u64 = 0x501;
+const LONG_CS_ATTRIBUTES: u64 = 0xa9b;
+/// STAR: SYSCALL's CS 0x10 (SS 0x18), SYSRET's base 0x20.
+const GUEST_STAR: u64 = 0x0023_0010_0000_0000;
+/// SFMASK: SYSCALL clears DF.
+const GUEST_SFMASK: u64 = 0x400;
+/// RFLAGS at entry: DF set (for SFMASK to clear).
+const RFLAGS_DF: u64 = 0x402;
+/// GS's base and KERNEL_GS_BASE before the guest's SWAPGS.
+const GUEST_GS_BASE: u64 = 0x1111_0000;
+const GUEST_KERNEL_GS_BASE: u64 = 0xffff_8000_2222_0000;
+/// CR2 as WriteState sets it (the guest reads it into RBX), and as the
+/// guest sets it (from RAX).
+const CR2_WRITTEN: u64 = 0x5555_0000;
+const CR2_BY_GUEST: u64 = 0x7777_0000;
+/// PAT and SYSENTER values written and read back.
+const GUEST_PAT: u64 = 0x0007_0406_0007_0401;
+const GUEST_SYSENTER: [(GuestField, u64); 3] = [
+    (GuestField::SYSENTER_CS, 0x10),
+    (GuestField::SYSENTER_ESP, 0xffff_8000_0000_8000),
+    (GuestField::SYSENTER_EIP, 0xffff_8000_0000_9000),
+];
 /// How far ahead the deadline tests set their deadlines (TSC ticks).
 const DEADLINE_AHEAD: u64 = 2_000_000;
 /// How late a deadline's return may come: the timer's interrupt, the
@@ -98,6 +142,7 @@ const RAX: usize = 0;
 const RCX: usize = 1;
 const RDX: usize = 2;
 const RBX: usize = 3;
+const R11: usize = 11;
 
 impl Root<'_> {
     /// Builds the guest and runs it to HLT.
@@ -123,7 +168,78 @@ impl Root<'_> {
         step("a halted vcpu sleeps until its deadline", self.wait_for_deadline(&page, &signals))?;
         step("a signal ends a halted vcpu's sleep", self.wait_for_signal(&signals))?;
         step("an interrupt window opens after the sti shadow", self.interrupt_window())?;
-        step("run a cpuid loop", self.cpuid_loop())
+        step("run a cpuid loop", self.cpuid_loop())?;
+        step("a 64-bit guest's syscall, swapgs and cr2 use the vcpu's fields", self.long_mode(vcpu))
+    }
+
+    /// The VCpu as a 64-bit guest at [`LONG_AT`]: its state written
+    /// (paging through [`SELF_MAPPING_ENTRY`], STAR, LSTAR, SFMASK, GS's
+    /// base and KERNEL_GS_BASE, CR2, PAT, the SYSENTER MSRs), it reads
+    /// CR2, writes CR2, swaps GS and makes a SYSCALL, which must land on
+    /// the HLT at LSTAR with RCX, R11 and RFLAGS as SYSCALL leaves them and
+    /// CS from STAR; ReadState then gives the guest's CR2 and the swapped
+    /// GS bases, and PAT and SYSENTER as written. A PAT entry that is no
+    /// memory type is refused.
+    fn long_mode(&mut self, vcpu: Cap<kind::VCpu>) -> Result<(), Failure> {
+        let cs = |part| GuestField::segment(Segment::Cs, part);
+        let gs_base = GuestField::segment(Segment::Gs, SegmentPart::Base);
+        for (field, value) in [
+            (GuestField::CR3, 0),
+            (GuestField::CR4, LONG_CR4),
+            (GuestField::CR0, LONG_CR0),
+            (GuestField::EFER, LONG_EFER),
+            (cs(SegmentPart::Selector), 0x8),
+            (cs(SegmentPart::Limit), 0xffff_ffff),
+            (cs(SegmentPart::Attributes), LONG_CS_ATTRIBUTES),
+            (GuestField::STAR, GUEST_STAR),
+            (GuestField::LSTAR, SYSCALL_ENTRY),
+            (GuestField::SFMASK, GUEST_SFMASK),
+            (gs_base, GUEST_GS_BASE),
+            (GuestField::KERNEL_GS_BASE, GUEST_KERNEL_GS_BASE),
+            (GuestField::CR2, CR2_WRITTEN),
+            (GuestField::PAT, GUEST_PAT),
+        ]
+        .into_iter()
+        .chain(GUEST_SYSENTER)
+        {
+            vcpu.write_state(self.sys, field, value)?;
+        }
+        match vcpu.write_state(self.sys, GuestField::PAT, (GUEST_PAT & !0xff) | 2) {
+            Err(Error::InvalidArgument) => {}
+            other => {
+                return Err(Failure::Unexpected {
+                    what: "a PAT entry of type 2 written, ok",
+                    got: u64::from(other.is_ok()),
+                    expected: 0,
+                });
+            }
+        }
+        let mut registers = GuestRegisters { rip: LONG_AT, rflags: RFLAGS_DF, ..GuestRegisters::default() };
+        registers.general[RAX] = CR2_BY_GUEST;
+        let exit = exit_of(vm_enter(self.sys, &mut registers, EnterControls::default())?, ExitKind::Hlt)?;
+        println!(
+            "root: 64-bit guest halted at rip {:#x}: rcx {:#x}, r11 {:#x}, rflags {:#x}, cr2 read {:#x}",
+            registers.rip,
+            registers.get(RCX),
+            registers.get(R11),
+            registers.rflags,
+            registers.get(RBX)
+        );
+        expect("RIP at LSTAR's HLT", registers.rip, SYSCALL_ENTRY)?;
+        expect("RCX: the RIP after SYSCALL", registers.get(RCX), AFTER_SYSCALL)?;
+        expect("R11: RFLAGS before SYSCALL", registers.get(R11), RFLAGS_DF)?;
+        expect("RFLAGS: SFMASK cleared DF", registers.rflags, RFLAGS_DF & !GUEST_SFMASK)?;
+        expect("EFER in the exit", exit.control[3], LONG_EFER)?;
+        expect("CS selector from STAR", vcpu.read_state(self.sys, cs(SegmentPart::Selector))?, 0x10)?;
+        expect("the CR2 the guest read", registers.get(RBX), CR2_WRITTEN)?;
+        expect("the CR2 the guest wrote", vcpu.read_state(self.sys, GuestField::CR2)?, CR2_BY_GUEST)?;
+        expect("GS base after SWAPGS", vcpu.read_state(self.sys, gs_base)?, GUEST_KERNEL_GS_BASE)?;
+        expect("KERNEL_GS_BASE after SWAPGS", vcpu.read_state(self.sys, GuestField::KERNEL_GS_BASE)?, GUEST_GS_BASE)?;
+        expect("PAT", vcpu.read_state(self.sys, GuestField::PAT)?, GUEST_PAT)?;
+        for (field, value) in GUEST_SYSENTER {
+            expect("a SYSENTER MSR", vcpu.read_state(self.sys, field)?, value)?;
+        }
+        expect("LSTAR", vcpu.read_state(self.sys, GuestField::LSTAR)?, SYSCALL_ENTRY)
     }
 
     /// The benchmark: the guest makes [`CPUID_ROUNDS`] CPUIDs, each an
@@ -403,7 +519,8 @@ impl Root<'_> {
         Ok(space)
     }
 
-    /// One page at guest-physical 0 holding the code: the frame mapped
+    /// One page at guest-physical 0 holding the code (and the 64-bit
+    /// guest's paging, [`SELF_MAPPING_ENTRY`]): the frame mapped
     /// into the root's VSpace to write it, and a copy of its capability
     /// mapped into the GuestSpace (each capability maps once).
     fn guest_memory(&mut self, space: Cap<kind::GuestSpace>) -> Result<MappedPage, Failure> {
@@ -413,9 +530,14 @@ impl Root<'_> {
         }
         let frame = self.retype::<kind::Frame>(ObjectKind::Frame4K, 0)?;
         let mut page = MappedPage::map(self.sys, frame, ROOT_VSPACE, GUEST_PAGE)?;
-        for (at, code) in
-            [(GUEST_ENTRY, &GUEST_CODE[..]), (CPUID_LOOP_AT, &CPUID_LOOP[..]), (WINDOW_AT, &WINDOW_CODE[..])]
-        {
+        for (at, code) in [
+            (0, &SELF_MAPPING_ENTRY.to_le_bytes()[..]),
+            (GUEST_ENTRY, &GUEST_CODE[..]),
+            (CPUID_LOOP_AT, &CPUID_LOOP[..]),
+            (WINDOW_AT, &WINDOW_CODE[..]),
+            (LONG_AT, &LONG_CODE[..]),
+            (SYSCALL_ENTRY, &[0xf4][..]),
+        ] {
             let first_word = usize::try_from(at / 8).unwrap_or(0);
             for (index, chunk) in code.chunks(8).enumerate() {
                 let mut bytes = [0xf4; 8];
