@@ -3,7 +3,9 @@
 //! on the emulated PC under QEMU's SVM (`tests/systems/linux.capdl`). The
 //! guest's init prints its markers, writes and reads back a file on its
 //! virtio disk, and powers off through ACPI; the VMM reports the power
-//! off and the kernel's verdict is success.
+//! off and the kernel's verdict is success. Two guests side by side
+//! (`tests/systems/linux_pair.capdl`) each write their own text to their
+//! own disk.
 
 mod common;
 
@@ -38,5 +40,34 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     }
     assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "the guest panicked");
     assert_lines_in_order(console, &["user linux_vmm: vmm: the guest powered off"]);
+    assert_loader_run_succeeded(&outcome);
+}
+
+#[test]
+fn two_linux_guests_run_side_by_side_each_on_its_own_disk() {
+    let started = Instant::now();
+    let outcome = boot_system_with_timeout("linux_pair", "", false, 2 * LINUX_BOOT_TIMEOUT);
+    eprintln!("the two Linux guests' run took {:.1} s", started.elapsed().as_secs_f64());
+    if outcome.timed_out || outcome.final_status() != Some("success") {
+        print_outcome(&outcome);
+    }
+    let console = &outcome.console;
+    for (vmm, text) in [("linux_a_vmm", "written-by-a"), ("linux_b_vmm", "written-by-b")] {
+        let guest = guest_lines(console, vmm);
+        assert!(guest.contains(&"BULKHEAD-GUEST: userspace up"), "{vmm}'s guest reached userspace");
+        let disk_ok = format!("BULKHEAD-GUEST: disk ok {text}");
+        assert!(guest.contains(&disk_ok.as_str()), "{vmm}'s guest used its own disk: {disk_ok:?}");
+        assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "{vmm}'s guest panicked");
+        assert!(console.contains(&format!("user {vmm}: vmm: the guest powered off")), "{vmm} reported the power off");
+    }
+    // They ran at once: each one's first kernel line comes before the
+    // other's last.
+    let position = |vmm: &str, last: bool| {
+        let prefix = format!("user {vmm}: {vmm}: ");
+        let mut found = console.lines().enumerate().filter(|(_, line)| line.starts_with(&prefix)).map(|(at, _)| at);
+        if last { found.last() } else { found.next() }.expect("the guest's lines")
+    };
+    assert!(position("linux_a_vmm", false) < position("linux_b_vmm", true));
+    assert!(position("linux_b_vmm", false) < position("linux_a_vmm", true));
     assert_loader_run_succeeded(&outcome);
 }

@@ -7,6 +7,7 @@ pub(crate) mod boot;
 pub(crate) mod conformance;
 pub(crate) mod cpu;
 pub(crate) mod exit;
+pub(crate) mod fpu;
 pub(crate) mod gdt;
 #[cfg_attr(
     not(feature = "fault-injection"),

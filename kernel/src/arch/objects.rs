@@ -206,6 +206,7 @@ impl SlotStore for PhysStore {
                 unsafe { core::ptr::write_bytes(pointer, 0, 1 << 12) };
                 write_empty_slots(address + KERNEL_PAGE_OFFSET, 1);
                 write_fresh(vcpu_address(base), VCpu::FRESH);
+                super::fpu::init_area(base);
             }
             ObjectKind::Frame4K
             | ObjectKind::Frame2M

@@ -45,6 +45,7 @@ impl Platform for Machine {
         // timer, armed for it if it comes before the kernel's own
         // deadline) ends it then (`vtx`: the VMX-preemption timer too).
         let deadline = record.controls.deadline();
+        super::fpu::load(entry.vcpu);
         let exit = match entry.format {
             GuestFormat::Npt => {
                 if let Some(deadline) = deadline {
@@ -62,6 +63,7 @@ impl Platform for Machine {
                 super::vtx::run_guest(entry, record, bound)
             }
         };
+        super::fpu::save(entry.vcpu);
         if exit.kind != ExitKind::HostInterrupt {
             return Some(exit);
         }

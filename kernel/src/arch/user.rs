@@ -97,6 +97,8 @@ pub(crate) struct UserModeProtection {
 pub(crate) unsafe fn init() -> UserModeProtection {
     // SAFETY: per this function's contract; the GDT is loaded.
     unsafe { syscall::init() };
+    // SAFETY: once, at boot, before ring 3 runs (this function's contract).
+    unsafe { super::fpu::init() };
     // SAFETY: as above; the kernel-entry stack serves only entries from
     // ring 3, which never nest (interrupts are off in the kernel).
     unsafe { gdt::set_ring0_stack(syscall::kernel_entry_stack_range().end) };
