@@ -16,6 +16,9 @@ pub enum Stop {
     Exited(u32),
     /// The guest powered itself off (ACPI S5 through PM1 control).
     PoweredOff,
+    /// The guest reset the machine (the reset control register): there is
+    /// no firmware to start it again.
+    Reset,
     /// The guest shut down: a triple fault.
     TripleFault,
     /// INIT arrived: there is no second vCPU or firmware to restart it.
@@ -143,6 +146,7 @@ impl core::fmt::Display for Stop {
         match self {
             Stop::Exited(code) => write!(formatter, "exited with code {code}"),
             Stop::PoweredOff => formatter.write_str("powered off (ACPI S5)"),
+            Stop::Reset => formatter.write_str("reset the machine (no firmware to restart it)"),
             Stop::TripleFault => formatter.write_str("triple fault"),
             Stop::Init => formatter.write_str("INIT: there is no firmware to restart it"),
             Stop::InvalidState { reason } => {
@@ -181,6 +185,7 @@ mod tests {
         assert_eq!(Stop::Exited(3).to_string(), "exited with code 3");
         assert_eq!(Stop::TripleFault.to_string(), "triple fault");
         assert_eq!(Stop::PoweredOff.to_string(), "powered off (ACPI S5)");
+        assert_eq!(Stop::Reset.to_string(), "reset the machine (no firmware to restart it)");
         assert_eq!(Stop::HaltedWithInterruptsDisabled.to_string(), "halted with interrupts disabled");
         assert_eq!(Stop::InvalidState { reason: 0x21 }.to_string(), "the hardware refused its state (reason 0x21)");
         let emulation = Stop::Emulation { rip: 0x8000, failure: EmulationFailure::DirectionMismatch };

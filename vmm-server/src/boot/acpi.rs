@@ -296,6 +296,11 @@ pub const FACS_BYTES: usize = 64;
 /// The MADT's fixed part: header, local APIC address, flags.
 pub const MADT_FIXED_BYTES: usize = 44;
 
+/// The reset control register's port (the FADT's RESET_REG).
+pub const RESET_CONTROL_PORT: u16 = 0xcf9;
+/// The FADT's RESET_VALUE: SYS_RST and RST_CPU, a hard reset.
+pub const RESET_VALUE: u8 = 0x06;
+
 /// FADT `Flags` bits.
 pub mod fadt_flags {
     /// WBINVD works.
@@ -308,6 +313,8 @@ pub mod fadt_flags {
     pub const SLP_BUTTON: u32 = 1 << 5;
     /// The PM timer is 32 bits (clear: 24).
     pub const TMR_VAL_EXT: u32 = 1 << 8;
+    /// RESET_REG resets the machine.
+    pub const RESET_REG_SUP: u32 = 1 << 10;
     /// There is no fixed hardware.
     pub const HW_REDUCED_ACPI: u32 = 1 << 20;
 }
@@ -603,6 +610,12 @@ fn build_fadt(blob: &mut Blob, platform: &PlatformShape, layout: &Layout, addres
         blob.put(fadt + 98, &1001u16.to_le_bytes());
         // The RTC keeps the century in CMOS byte 0x32 (`platform::rtc`).
         blob.put(fadt + 108, &[CMOS_CENTURY]);
+        // RESET_REG: the reset control register (`platform::pc`), a byte in
+        // I/O space; RESET_VALUE: a hard reset (SYS_RST | RST_CPU).
+        blob.put(fadt + 116, &[SYSTEM_IO, 8, 0, 1]);
+        blob.put(fadt + 120, &u64::from(RESET_CONTROL_PORT).to_le_bytes());
+        blob.put(fadt + 128, &[RESET_VALUE]);
+        flags |= fadt_flags::RESET_REG_SUP;
     }
     blob.put(fadt + 109, &arch.to_le_bytes());
     blob.put(fadt + 112, &flags.to_le_bytes());
@@ -1131,6 +1144,26 @@ mod virtio_tests {
         let sum =
             blob[layout.dsdt..layout.dsdt + layout.dsdt_bytes].iter().fold(0_u8, |sum, byte| sum.wrapping_add(*byte));
         assert_eq!(sum, 0, "the DSDT's checksum");
+    }
+
+    #[test]
+    fn a_pc_s_fadt_names_the_reset_register_and_a_reduced_one_none() {
+        let fadt_of = |shape: &PlatformShape| {
+            let blob = build(shape, 0xe_0000).unwrap();
+            let at = layout(shape, 0xe_0000).fadt;
+            blob[at..at + FADT_BYTES].to_vec()
+        };
+        let pc = fadt_of(&PlatformShape::pc(1));
+        let flags = u32::from_le_bytes(pc[112..116].try_into().unwrap());
+        assert_ne!(flags & fadt_flags::RESET_REG_SUP, 0);
+        // A byte in system I/O at 0xCF9, value 6.
+        assert_eq!(&pc[116..120], &[1, 8, 0, 1]);
+        assert_eq!(u64::from_le_bytes(pc[120..128].try_into().unwrap()), 0xcf9);
+        assert_eq!(pc[128], 6);
+        let reduced = fadt_of(&PlatformShape { fixed_hardware: FixedHardware::Reduced, ..PlatformShape::pc(1) });
+        let flags = u32::from_le_bytes(reduced[112..116].try_into().unwrap());
+        assert_eq!(flags & fadt_flags::RESET_REG_SUP, 0);
+        assert!(reduced[116..129].iter().all(|byte| *byte == 0));
     }
 
     #[test]

@@ -50,7 +50,7 @@ use bulkhead_components::vcpu::GuestRegisters;
 use kernel_core::virt::{Event, EventKind};
 
 use crate::access_size::AccessSize;
-use crate::boot::acpi::PmRegisters;
+use crate::boot::acpi::{PmRegisters, RESET_CONTROL_PORT};
 use crate::cpu::rflags;
 use crate::mmio::MmioDevice;
 use crate::msr::MsrDevice;
@@ -75,6 +75,11 @@ const LVT_LINT0: u64 = 0x350;
 const LVT_LINT1: u64 = 0x360;
 const FIRMWARE_LINT0: u32 = 0x700;
 const FIRMWARE_LINT1: u32 = 0x400;
+/// The reset control register: RST_CPU (bit 2) resets; SYS_RST (bit 1)
+/// and FULL_RST (bit 3) are kept and read back.
+const RESET_CPU: u8 = 1 << 2;
+const RESET_KEPT: u8 = 0b1010;
+
 /// The RTC's ISA line.
 const RTC_LINE: u8 = 8;
 /// The smallest vector an external interrupt may have.
@@ -120,6 +125,9 @@ pub struct Pc {
     now: Nanoseconds,
     /// The levels of the lines other devices drive (bit n: ISA IRQn).
     isa_levels: u16,
+    /// The reset control register's SYS_RST and FULL_RST bits as last
+    /// written (it reads back; RST_CPU is the reset itself).
+    reset_control: u8,
     /// The RTC's and the SCI's levels at the last update.
     rtc_level: bool,
     sci_level: bool,
@@ -147,6 +155,7 @@ impl Pc {
             pm: AcpiPm::new(config.pm),
             now: 0,
             isa_levels: 0,
+            reset_control: 0,
             rtc_level: false,
             sci_level: false,
             counters: PcCounters::default(),
@@ -207,6 +216,7 @@ impl Pc {
             BoardPort::Pit => self.pit.read(port, size),
             BoardPort::Rtc => self.rtc.read(port, size),
             BoardPort::Pm => self.pm.read(port, size),
+            BoardPort::ResetControl => u32::from(self.reset_control),
         };
         self.update(now);
         Some(value)
@@ -236,6 +246,14 @@ impl Pc {
                 }
                 flow
             }
+            BoardPort::ResetControl => {
+                let byte = value.to_le_bytes()[0];
+                if byte & RESET_CPU != 0 {
+                    return Some(ControlFlow::Break(Stop::Reset));
+                }
+                self.reset_control = byte & RESET_KEPT;
+                ControlFlow::Continue(())
+            }
         };
         self.update(now);
         Some(flow)
@@ -254,6 +272,9 @@ impl Pc {
         if within(&[rtc::PORT_RANGE]) {
             self.rtc.set_time(now);
             return Some(BoardPort::Rtc);
+        }
+        if port == RESET_CONTROL_PORT {
+            return Some(BoardPort::ResetControl);
         }
         if within(&self.pm.port_ranges()) {
             self.pm.set_time(now);
@@ -523,6 +544,7 @@ enum BoardPort {
     Pit,
     Rtc,
     Pm,
+    ResetControl,
 }
 
 /// The board's MMIO devices.

@@ -192,6 +192,17 @@ fn writing_s5_to_pm1_control_powers_off() {
 }
 
 #[test]
+fn the_reset_control_register_resets_with_rst_cpu_and_keeps_the_rest() {
+    let mut pc = board();
+    out(&mut pc, 0xcf9, 0x02, 0);
+    assert_eq!(pc.read_port(0xcf9, AccessSize::Byte, 0), Some(0x02));
+    out(&mut pc, 0xcf9, 0xf9, 0);
+    assert_eq!(pc.read_port(0xcf9, AccessSize::Byte, 0), Some(0x08), "only SYS_RST and FULL_RST are kept");
+    // The FADT's RESET_VALUE.
+    assert_eq!(pc.write_port(0xcf9, AccessSize::Byte, 0x06, 0), Some(ControlFlow::Break(Stop::Reset)));
+}
+
+#[test]
 fn ports_and_pages_outside_the_board_are_not_its() {
     let mut pc = board();
     assert_eq!(pc.read_port(0x3f8, AccessSize::Byte, 0), None);
