@@ -1132,8 +1132,9 @@ mod tests {
         assert!(INIT_SCRIPT.contains(&format!("GUEST_TEXT={}", markers::GUEST_TEXT)));
         // Each line's first word is a shell word, an assignment, a function
         // of the script, or an applet the initramfs links.
-        const SHELL: [&str; 15] = [
-            "export", "if", "then", "else", "fi", "for", "do", "done", "while", "echo", "read", "return", "[", "{", "}",
+        const SHELL: [&str; 17] = [
+            "export", "if", "then", "else", "fi", "for", "do", "done", "while", "case", "esac", "echo", "read",
+            "return", "[", "{", "}",
         ];
         let words = || {
             INIT_SCRIPT
