@@ -204,6 +204,23 @@ impl Pc {
         self.now
     }
 
+    /// Every port range the board answers on: the 8259A pair with its
+    /// ELCR, the 8254 and port 0x61, the RTC, the reset control register
+    /// and the ACPI PM blocks. Register [`BoardPorts`] on all of them.
+    #[must_use]
+    pub fn port_ranges(&self) -> heapless::Vec<(u16, u16), MAX_BOARD_PORT_RANGES> {
+        let mut ranges = heapless::Vec::new();
+        let fixed = pic::PORT_RANGES
+            .into_iter()
+            .chain(pit::PORT_RANGES)
+            .chain([rtc::PORT_RANGE, (RESET_CONTROL_PORT, RESET_CONTROL_PORT)]);
+        for range in fixed.chain(self.pm.port_ranges()) {
+            // 3 + 2 + 1 + 1 + 3 ranges: the vector holds them all.
+            let _ = ranges.push(range);
+        }
+        ranges
+    }
+
     /// IN from `port` at `now`: `None` if no board device has the port.
     pub fn read_port(&mut self, port: u16, size: AccessSize, now: Nanoseconds) -> Option<u32> {
         let now = self.advance(now);
@@ -569,7 +586,7 @@ fn board_mmio(address: u64) -> Option<(BoardMmio, u64)> {
 pub type Now<'a> = &'a dyn Fn() -> Nanoseconds;
 
 /// The board's ports on the VMM's I/O bus (register it on
-/// [`BOARD_PORT_RANGES`] and the PM device's ranges): the VMM's loop
+/// [`Pc::port_ranges`]): the VMM's loop
 /// keeps the board in a [`RefCell`] so that it can also reach it
 /// between exits. The cell is never borrowed across a call into the
 /// guest or another device, so a borrow cannot fail; if it ever did, the
@@ -581,15 +598,8 @@ pub struct BoardPorts<'a> {
     pub now: Now<'a>,
 }
 
-/// The ISA ports of the 8259A pair, the 8254 and the RTC.
-pub const BOARD_PORT_RANGES: [(u16, u16); 6] = [
-    pic::PORT_RANGES[0],
-    pic::PORT_RANGES[1],
-    pic::PORT_RANGES[2],
-    pit::PORT_RANGES[0],
-    pit::PORT_RANGES[1],
-    rtc::PORT_RANGE,
-];
+/// The most port ranges the board answers on ([`Pc::port_ranges`]).
+pub const MAX_BOARD_PORT_RANGES: usize = 10;
 
 impl PortDevice for BoardPorts<'_> {
     fn read(&mut self, port: u16, size: AccessSize) -> u32 {

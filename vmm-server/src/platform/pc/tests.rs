@@ -203,6 +203,18 @@ fn the_reset_control_register_resets_with_rst_cpu_and_keeps_the_rest() {
 }
 
 #[test]
+fn the_board_answers_on_every_range_it_names_and_nowhere_else() {
+    let mut pc = board();
+    let ranges = pc.port_ranges();
+    assert_eq!(ranges.len(), 10);
+    assert!(ranges.contains(&(0xcf9, 0xcf9)), "the reset control register");
+    for port in 0..=u16::MAX {
+        let named = ranges.iter().any(|&(first, last)| (first..=last).contains(&port));
+        assert_eq!(pc.read_port(port, AccessSize::Byte, 0).is_some(), named, "port {port:#x}");
+    }
+}
+
+#[test]
 fn ports_and_pages_outside_the_board_are_not_its() {
     let mut pc = board();
     assert_eq!(pc.read_port(0x3f8, AccessSize::Byte, 0), None);

@@ -18,7 +18,7 @@ use bulkhead_vmm_server::boot::linux::{self, GuestRegion, Staged};
 use bulkhead_vmm_server::platform::TscClock;
 use bulkhead_vmm_server::platform::ioapic::IO_APIC_BASE;
 use bulkhead_vmm_server::platform::lapic::LOCAL_APIC_BASE;
-use bulkhead_vmm_server::platform::pc::{BOARD_PORT_RANGES, BoardMsrs, BoardPage, BoardPorts, Pc, PcConfig};
+use bulkhead_vmm_server::platform::pc::{BoardMsrs, BoardPage, BoardPorts, Pc, PcConfig};
 use bulkhead_vmm_server::platform::rtc::RamSizes;
 use bulkhead_vmm_server::{AccessSize, Action, Config, GuestMemory, MmioDevice, PortDevice, Stop, Vmm};
 use bulkhead_vmx_server::uart::{COM1_BASE_PORT, COM1_IRQ, REGISTER_COUNT, Uart16550};
@@ -142,10 +142,7 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     let mut host_clock = HostClock;
     let mut vmm = Vmm::new(Config { apic_id: 0 }, &mut host_clock);
-    let mut ranges: heapless::Vec<(u16, u16), 12> = heapless::Vec::new();
-    let _ = ranges.extend_from_slice(&BOARD_PORT_RANGES);
-    let pm_ranges = acpi_pm_ranges();
-    let _ = ranges.extend_from_slice(&pm_ranges);
+    let ranges = board.borrow().port_ranges();
     let com1_last = COM1_BASE_PORT + u16::from(REGISTER_COUNT) - 1;
     let wired = vmm
         .register_port_ranges(&ranges, &mut board_ports)
@@ -229,11 +226,6 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
         Stop::PoweredOff => 0,
         _ => 2,
     }
-}
-
-/// The ACPI PM device's port ranges (the FADT's blocks).
-fn acpi_pm_ranges() -> heapless::Vec<(u16, u16), 3> {
-    bulkhead_vmm_server::platform::acpi_pm::AcpiPm::new(PC_PM_REGISTERS).port_ranges()
 }
 
 /// The staged parts of a guest with a kernel, from its info page.
