@@ -30,6 +30,20 @@ pub const DEFAULT_BOCHS_CPU: &str = "corei7_skylake_x";
 /// The emulated machine's RAM for a run, in MiB, unless the run asks for
 /// more (a system with Linux guests: `user_build::system_memory_mib`).
 pub const MEMORY_MIB: u32 = 256;
+/// Bochs's emulated clock rate, instructions per emulated second, for
+/// most runs: the kernel's own tests need no more, and a slow emulated
+/// clock keeps their time-driven steps (budgets, deadlines, the timer's
+/// calibration) short in wall time. Bochs's TSC counts instructions, so
+/// this is also the TSC's rate the kernel measures.
+pub const BOCHS_IPS: u32 = 4_000_000;
+/// Bochs's emulated clock rate for a system with Linux guests
+/// (`user_build::system_bochs_ips`). At [`BOCHS_IPS`] the guest's CPU is a
+/// 4 MHz machine on which one VM exit costs about 1 ms of its time: the
+/// handful of exits each 4 ms tick of Linux's 250 Hz timer takes (the
+/// interrupt's injection, the local APIC's EOI, the I/O APIC's) then
+/// fill the whole tick, and the guest stops making progress once its
+/// timer runs. A 100 MHz machine leaves the guest most of each tick.
+pub const LINUX_BOCHS_IPS: u32 = 100_000_000;
 /// The port QEMU's gdbstub listens on by default.
 pub const DEFAULT_GDB_PORT: u16 = 1234;
 
@@ -183,13 +197,14 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
 /// The Bochs configuration for booting an ISO headless: serial on standard
 /// output, Bochs's own log in a file, the VNC display (the only one this
 /// Bochs build offers without a window) with no wait for a viewer.
-pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path, memory_mib: u32) -> String {
+pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path, machine: BochsMachine) -> String {
+    let BochsMachine { memory_mib, ips } = machine;
     format!(
         "# Written by the bulkhead CLI (src/emulator.rs).\n\
          memory: guest={memory_mib}, host={memory_mib}\n\
          romimage: file={BOCHS_BIOS}, options=fastboot\n\
          vgaromimage: file={BOCHS_VGA_BIOS}\n\
-         cpu: model={cpu_model}, count=1, ips=4000000, reset_on_triple_fault=0\n\
+         cpu: model={cpu_model}, count=1, ips={ips}, reset_on_triple_fault=0\n\
          ata0-master: type=cdrom, path=\"{iso}\", status=inserted\n\
          boot: cdrom\n\
          com1: enabled=1, mode=file, dev=/dev/stdout\n\
@@ -207,22 +222,39 @@ pub fn bochs_config(iso: &Path, cpu_model: &str, log: &Path, memory_mib: u32) ->
     )
 }
 
-/// Builds the Bochs command for an ISO; returns it with the path of
-/// Bochs's own log (the place to read VM-entry check failures).
+/// The machine Bochs emulates around its CPU model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BochsMachine {
+    /// Its RAM, in MiB.
+    pub memory_mib: u32,
+    /// Its clock rate: instructions per emulated second ([`BOCHS_IPS`],
+    /// [`LINUX_BOCHS_IPS`]).
+    pub ips: u32,
+}
+
+impl Default for BochsMachine {
+    fn default() -> Self {
+        BochsMachine { memory_mib: MEMORY_MIB, ips: BOCHS_IPS }
+    }
+}
+
+/// Builds the Bochs command for an ISO on the usual machine; returns it
+/// with the path of Bochs's own log (the place to read VM-entry check
+/// failures).
 ///
 /// # Errors
 ///
 /// Missing tools, or the configuration could not be written.
 pub fn bochs_command(iso: &Path, cpu_model: &str) -> Result<(Command, PathBuf), Error> {
-    bochs_command_with_memory(iso, cpu_model, MEMORY_MIB)
+    bochs_command_on(iso, cpu_model, BochsMachine::default())
 }
 
-/// [`bochs_command`] with `memory_mib` of RAM.
+/// [`bochs_command`] on `machine`.
 ///
 /// # Errors
 ///
 /// As [`bochs_command`].
-pub fn bochs_command_with_memory(iso: &Path, cpu_model: &str, memory_mib: u32) -> Result<(Command, PathBuf), Error> {
+pub fn bochs_command_on(iso: &Path, cpu_model: &str, machine: BochsMachine) -> Result<(Command, PathBuf), Error> {
     tools::ensure(&[Tool::Bochs])?;
     let directory = output_directory().join("bochs");
     std::fs::create_dir_all(&directory)
@@ -230,7 +262,7 @@ pub fn bochs_command_with_memory(iso: &Path, cpu_model: &str, memory_mib: u32) -
     let log = directory.join(per_image_name("bochs", iso, "log"));
     let config = directory.join(per_image_name("bochsrc", iso, "txt"));
     let commands = directory.join("continue.rc");
-    std::fs::write(&config, bochs_config(iso, cpu_model, &log, memory_mib))
+    std::fs::write(&config, bochs_config(iso, cpu_model, &log, machine))
         .map_err(|error| Error::io(format!("writing {}", config.display()), error))?;
     // This Bochs has its debugger built in, which reads commands before
     // running: give it the one command "continue".
@@ -483,15 +515,19 @@ mod tests {
 
     #[test]
     fn bochs_config_is_headless_with_serial_on_stdout() {
-        let config = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), MEMORY_MIB);
+        let config =
+            bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), BochsMachine::default());
         assert!(config.contains("cpu: model=corei7_skylake_x,"));
         assert!(config.contains("ata0-master: type=cdrom, path=\"/x/b.iso\""));
         assert!(config.contains("com1: enabled=1, mode=file, dev=/dev/stdout"));
         assert!(config.contains("display_library: rfb, options=\"timeout=0\""));
         assert!(config.contains("log: /x/b.log"));
         assert!(config.contains(&format!("memory: guest={MEMORY_MIB}, host={MEMORY_MIB}\n")));
-        let larger = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), 560);
+        assert!(config.contains(&format!("ips={BOCHS_IPS}, ")));
+        let linux = BochsMachine { memory_mib: 560, ips: LINUX_BOCHS_IPS };
+        let larger = bochs_config(Path::new("/x/b.iso"), "corei7_skylake_x", Path::new("/x/b.log"), linux);
         assert!(larger.contains("memory: guest=560, host=560\n"));
+        assert!(larger.contains("ips=100000000, "), "{larger}");
     }
 
     /// Runs a shell script in place of an emulator (any ELF serves as the

@@ -257,8 +257,22 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     if options.bochs {
         build_emulator_iso()?;
         let cpu = options.cpu.as_deref().unwrap_or(emulator::DEFAULT_BOCHS_CPU);
-        let (command, log) = emulator::bochs_command_with_memory(&iso_path, cpu, memory_mib)?;
-        eprintln!("bulkhead: booting {} in Bochs ({cpu}); Bochs's log: {}", iso_path.display(), log.display());
+        // A system with Linux guests needs an emulated CPU fast enough
+        // for their timer tick (`emulator::LINUX_BOCHS_IPS`).
+        let ips = match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
+            (system, false, false, false) => bulkhead::user_build::system_bochs_ips(
+                system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM),
+            )?,
+            _ => emulator::BOCHS_IPS,
+        };
+        let machine = emulator::BochsMachine { memory_mib, ips };
+        let (command, log) = emulator::bochs_command_on(&iso_path, cpu, machine)?;
+        eprintln!(
+            "bulkhead: booting {} in Bochs ({cpu}, {} M instructions per emulated second); Bochs's log: {}",
+            iso_path.display(),
+            ips / 1_000_000,
+            log.display()
+        );
         let outcome = emulator::run(command, &kernel.elf, &watch)?;
         // Bochs's exit status means little (it may crash while tearing
         // down): the kernel's final line is the verdict.

@@ -315,6 +315,25 @@ pub fn system_memory_mib(name: &str) -> Result<u32, Error> {
     Ok(memory_mib(bundle_bytes, region_ram_bytes(&spec)))
 }
 
+/// Bochs's clock rate for system `name`: [`LINUX_BOCHS_IPS`] when a guest
+/// of it boots a kernel (Linux: its timer tick needs a CPU of realistic
+/// speed), else the usual [`BOCHS_IPS`].
+///
+/// [`LINUX_BOCHS_IPS`]: crate::emulator::LINUX_BOCHS_IPS
+/// [`BOCHS_IPS`]: crate::emulator::BOCHS_IPS
+///
+/// # Errors
+///
+/// [`Error::Build`] for an unknown system.
+pub fn system_bochs_ips(name: &str) -> Result<u32, Error> {
+    let spec = system_spec(name).ok_or_else(|| Error::Build(format!("no system `{name}`")))?;
+    Ok(if spec.guests.iter().any(|guest| guest.kernel.is_some()) {
+        crate::emulator::LINUX_BOCHS_IPS
+    } else {
+        crate::emulator::BOCHS_IPS
+    })
+}
+
 /// The RAM a system's regions take from the root's untypeds: each guest's
 /// memory as it lies in guest-physical space (from 0 to the end of its
 /// last region), and every other region of RAM (a guest's disks among

@@ -11,6 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use bulkhead::emulator::RunOutcome;
 use common::*;
 
 /// How long a boot may take: about 3 minutes here under TCG, with room
@@ -27,10 +28,29 @@ fn guest_lines<'a>(console: &'a str, vmm: &str) -> Vec<&'a str> {
 fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     let started = Instant::now();
     let outcome = boot_system_with_timeout("linux", "", false, LINUX_BOOT_TIMEOUT);
-    let console = &outcome.console;
     eprintln!("the Linux guest's run took {:.1} s", started.elapsed().as_secs_f64());
+    assert_linux_guest_ran(&outcome);
+}
+
+/// The same system under `vtx`, in Bochs on an Intel CPU with VT-x and
+/// EPT, on a 100 MHz emulated clock (`emulator::LINUX_BOCHS_IPS`); about
+/// a minute here once built.
+#[test]
+fn debian_s_kernel_boots_under_vtx_in_bochs() {
+    let started = Instant::now();
+    let outcome = boot_system_in_bochs("linux", LINUX_BOOT_TIMEOUT);
+    eprintln!("the Linux guest's run in Bochs took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(outcome.console.contains("virtualisation extensions: vtx (Intel VT-x)"), "the vtx backend ran the guest");
+    assert_linux_guest_ran(&outcome);
+}
+
+/// The Linux guest of `tests/systems/linux.capdl` booted, reached
+/// userspace, used its disk and powered off, and the kernel's verdict is
+/// success.
+fn assert_linux_guest_ran(outcome: &RunOutcome) {
+    let console = &outcome.console;
     if outcome.timed_out || outcome.final_status() != Some("success") {
-        print_outcome(&outcome);
+        print_outcome(outcome);
     }
     let guest = guest_lines(console, "linux_vmm");
     assert!(guest.iter().any(|line| line.contains("Linux version 6.1.0")), "the kernel's banner");
@@ -40,7 +60,7 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     }
     assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "the guest panicked");
     assert_lines_in_order(console, &["user linux_vmm: vmm: the guest powered off"]);
-    assert_loader_run_succeeded(&outcome);
+    assert_loader_run_succeeded(outcome);
 }
 
 #[test]

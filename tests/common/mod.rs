@@ -166,12 +166,24 @@ pub fn run_fault_injection_iso_in_bochs(extra_cmdline: &str) -> RunOutcome {
 /// is named after the test binary and `name`), boots it in Bochs and
 /// prints the console; asserts that Bochs emulated an Intel CPU.
 pub fn run_iso_in_bochs(kernel: &KernelImage, name: &str, extra_cmdline: &str, modules: &[BootModule]) -> RunOutcome {
+    run_iso_in_bochs_on(kernel, name, extra_cmdline, modules, emulator::BochsMachine::default(), FIRMWARE_BOOT_TIMEOUT)
+}
+
+/// [`run_iso_in_bochs`] on `machine`, stopped after `timeout`.
+pub fn run_iso_in_bochs_on(
+    kernel: &KernelImage,
+    name: &str,
+    extra_cmdline: &str,
+    modules: &[BootModule],
+    machine: emulator::BochsMachine,
+    timeout: Duration,
+) -> RunOutcome {
     let iso = kernel_build::output_directory().join(format!("test-{}-{name}.iso", test_binary_name()));
     let spec = IsoSpec { kernel, default_entry: DefaultEntry::Emulator, extra_cmdline, modules };
     image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
-    let (command, log) =
-        emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let (command, log) = emulator::bochs_command_on(&iso, emulator::DEFAULT_BOCHS_CPU, machine)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     println!("Bochs log: {}", log.display());
@@ -210,6 +222,20 @@ pub fn boot_system_with_timeout(
     let memory_mib = bulkhead::user_build::system_memory_mib(name).unwrap_or_else(|error| panic!("{error}"));
     let options = QemuOptions { count_instructions, memory_mib, ..QemuOptions::default() };
     run_qemu(kernel, boot, options, timeout)
+}
+
+/// Boots system `name` (its loader as the root task) in Bochs, through an
+/// ISO, on the machine the system needs: its RAM
+/// (`user_build::system_memory_mib`) and its clock rate
+/// (`user_build::system_bochs_ips`); stopped after `timeout`.
+pub fn boot_system_in_bochs(name: &str, timeout: Duration) -> RunOutcome {
+    let loader = bulkhead::user_build::build_system(name).unwrap_or_else(|error| panic!("{error}"));
+    let machine = emulator::BochsMachine {
+        memory_mib: bulkhead::user_build::system_memory_mib(name).unwrap_or_else(|error| panic!("{error}")),
+        ips: bulkhead::user_build::system_bochs_ips(name).unwrap_or_else(|error| panic!("{error}")),
+    };
+    let modules = [BootModule { path: loader, cmdline: "root-task".into() }];
+    run_iso_in_bochs_on(standard_kernel(), name, "", &modules, machine, timeout)
 }
 
 /// A system's run went well as far as the loader and the kernel tell: no
