@@ -43,7 +43,7 @@ pub const ARTIFACTS: [&str; 3] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT, DISK_ARTI
 /// cloud kernel builds virtio as modules (`CONFIG_VIRTIO=m`).
 pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
 /// The busybox applets `/init` runs, linked in `/bin`.
-pub const APPLETS: [&str; 9] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls"];
+pub const APPLETS: [&str; 10] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "dd"];
 /// `/init` (a busybox `sh` script).
 pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
 /// The files of the disk image.
@@ -67,6 +67,17 @@ pub mod markers {
     pub const NO_DISK: &str = "BULKHEAD-GUEST: no disk";
     /// What the guest writes to the disk and reads back.
     pub const GUEST_TEXT: &str = "written-by-the-guest";
+    /// With `bulkhead.bench=1`: `/proc/uptime`'s first number after the
+    /// disk test.
+    pub const BENCH_UPTIME: &str = "BULKHEAD-GUEST: bench uptime ";
+    /// With `bulkhead.bench=1`: the bytes read from the disk, and the
+    /// uptime before and after.
+    pub const BENCH_READ: &str = "BULKHEAD-GUEST: bench read ";
+    /// With `bulkhead.bench=1`: the bytes written to the disk's tail, and
+    /// the uptime before and after.
+    pub const BENCH_WRITE: &str = "BULKHEAD-GUEST: bench write ";
+    /// With `bulkhead.bench=1`: the measures are done.
+    pub const BENCH_DONE: &str = "BULKHEAD-GUEST: bench done";
 }
 
 /// Why the guest images could not be had.
@@ -938,6 +949,7 @@ pub fn direct_qemu_arguments(
     disk: Option<&Path>,
     memory_mib: u32,
     count_instructions: bool,
+    cmdline: &str,
 ) -> Vec<std::ffi::OsString> {
     let mut arguments: Vec<std::ffi::OsString> = Vec::new();
     let mut add = |words: &[&str]| arguments.extend(words.iter().map(std::ffi::OsString::from));
@@ -947,7 +959,7 @@ pub fn direct_qemu_arguments(
     add(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     arguments.extend(["-kernel".into(), images.bzimage.clone().into_os_string()]);
     arguments.extend(["-initrd".into(), images.initramfs.clone().into_os_string()]);
-    arguments.extend(["-append".into(), DIRECT_CMDLINE.into()]);
+    arguments.extend(["-append".into(), cmdline.into()]);
     if let Some(disk) = disk {
         arguments.push("-drive".into());
         arguments.push(format!("id=disk,file={},format=raw,if=none", disk.display()).into());
@@ -969,6 +981,88 @@ pub fn last_kernel_timestamp(console: &str) -> Option<f64> {
         let stamp = line.trim_start().strip_prefix('[')?.split_once(']')?.0.trim();
         stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
     })
+}
+
+/// The guest-clock timestamp of the first kernel line of `console` that
+/// contains `text` (`[    2.951234] Run /init as init process`, with
+/// anything before the bracket, as a VMM's prefix), in seconds.
+pub fn kernel_timestamp_of(console: &str, text: &str) -> Option<f64> {
+    console.lines().filter(|line| line.contains(text)).find_map(|line| {
+        let (before, _) = line.split_once(text)?;
+        let (_, stamp) = before.rsplit_once('[')?;
+        let stamp = stamp.trim_end().strip_suffix(']')?.trim();
+        stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+    })
+}
+
+/// A timed copy of the guest's benchmark: bytes copied, in seconds of
+/// the guest's clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DdReport {
+    /// The bytes copied.
+    pub bytes: u64,
+    /// The seconds it took by the guest's clock.
+    pub seconds: f64,
+}
+
+impl DdReport {
+    /// Bytes per second (0 for a report of no time).
+    #[must_use]
+    pub fn bytes_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            #[allow(clippy::cast_precision_loss)] // a disk's size is far below 2^52
+            let bytes = self.bytes as f64;
+            bytes / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The guest's benchmark figures (`bulkhead.bench=1`, `guest-images/init`),
+/// read from its console (a VMM's prefix before each line is allowed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchFigures {
+    /// The guest's clock at `Run /init as init process`.
+    pub run_init_seconds: f64,
+    /// `/proc/uptime` after the disk test.
+    pub uptime_seconds: f64,
+    /// Reading the whole disk.
+    pub read: DdReport,
+    /// Writing the disk's tail and flushing it.
+    pub write: DdReport,
+}
+
+/// Reads [`BenchFigures`] from `console`; `None` if a figure is missing or
+/// the guest did not finish its measures.
+pub fn bench_figures(console: &str) -> Option<BenchFigures> {
+    let after = |marker: &str| -> Vec<&str> {
+        console.lines().filter_map(|line| line.split_once(marker).map(|(_, rest)| rest.trim())).collect()
+    };
+    if !console.contains(markers::BENCH_DONE) {
+        return None;
+    }
+    let uptime_seconds = after(markers::BENCH_UPTIME).first()?.split_whitespace().next()?.parse().ok()?;
+    let report = |marker: &str| after(marker).first().copied().and_then(dd_report);
+    Some(BenchFigures {
+        run_init_seconds: kernel_timestamp_of(console, "Run /init as init process")?,
+        uptime_seconds,
+        read: report(markers::BENCH_READ)?,
+        write: report(markers::BENCH_WRITE)?,
+    })
+}
+
+/// A copy's line after its marker: `BYTES FROM TO`, FROM and TO the
+/// guest's `/proc/uptime` around it (10 ms steps); `None` if malformed or
+/// if TO is before FROM.
+pub fn dd_report(line: &str) -> Option<DdReport> {
+    let mut words = line.split_whitespace();
+    let bytes = words.next()?.parse().ok()?;
+    let from: f64 = words.next()?.parse().ok()?;
+    let to: f64 = words.next()?.parse().ok()?;
+    let seconds = to - from;
+    (words.next().is_none() && from.is_finite() && seconds.is_finite() && seconds >= 0.0)
+        .then_some(DdReport { bytes, seconds })
 }
 
 /// The RAM of a direct run, in MiB (the size of the test systems' guests).
@@ -997,12 +1091,55 @@ pub fn boot_directly(
     timeout: std::time::Duration,
     echo: bool,
 ) -> Result<DirectRun, crate::Error> {
+    let options = DirectOptions { count_instructions, cmdline: DIRECT_CMDLINE, disk_bytes: None };
+    boot_directly_with(&options, timeout, echo)
+}
+
+/// How [`boot_directly_with`] boots the images.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectOptions<'a> {
+    /// Under `-icount shift=0`.
+    pub count_instructions: bool,
+    /// The kernel's command line ([`DIRECT_CMDLINE`] and more).
+    pub cmdline: &'a str,
+    /// The disk's size: the ext2 image of [`DISK_SIZE`], then zeros up to
+    /// this many bytes (`None`, or a size below the image's: the image
+    /// alone).
+    pub disk_bytes: Option<u64>,
+}
+
+/// [`boot_directly`] with `options`.
+///
+/// # Errors
+///
+/// As [`boot_directly`].
+pub fn boot_directly_with(
+    options: &DirectOptions<'_>,
+    timeout: std::time::Duration,
+    echo: bool,
+) -> Result<DirectRun, crate::Error> {
     crate::tools::ensure(&[crate::tools::Tool::Qemu])?;
     let images = prepare()?;
     let disk = cache_directory().join(format!("direct-disk-{}.img", std::process::id()));
     fresh_disk_image(&disk)?;
+    if let Some(bytes) = options.disk_bytes {
+        let grow = |file: std::fs::File| {
+            if file.metadata()?.len() < bytes { file.set_len(bytes) } else { Ok(()) }
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .and_then(grow)
+            .map_err(|error| Error::Io(disk.clone(), error))?;
+    }
     let mut command = Command::new("qemu-system-x86_64");
-    command.args(direct_qemu_arguments(&images, Some(&disk), DIRECT_MEMORY_MIB, count_instructions));
+    command.args(direct_qemu_arguments(
+        &images,
+        Some(&disk),
+        DIRECT_MEMORY_MIB,
+        options.count_instructions,
+        options.cmdline,
+    ));
     let watch = crate::emulator::WatchOptions { echo, timeout: Some(timeout), announce: None };
     let outcome = crate::emulator::run_plain(command, &watch)?;
     Ok(DirectRun { images, disk, outcome })
@@ -1039,6 +1176,45 @@ mod tests {
             "[    0.000000] Linux\nBULKHEAD-GUEST: userspace up\n[    1.810551] ACPI: PM: S5\n[x] no\nplain\n";
         assert_eq!(last_kernel_timestamp(console), Some(1.810_551));
         assert_eq!(last_kernel_timestamp("no stamps\n[nan] x\n[-1.0] y\n"), None);
+    }
+
+    #[test]
+    fn the_benchmark_figures_are_read_through_a_vmm_s_prefix() {
+        let console = "\
+user linux_vmm: linux_vmm: [    2.951234] Run /init as init process
+user linux_vmm: linux_vmm: BULKHEAD-GUEST: userspace up
+user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench uptime 3.52
+user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench read 134217728 3.53 4.53
+user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench write 117440512 4.53 6.53
+user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench done
+";
+        let figures = bench_figures(console).expect("the figures");
+        assert_eq!(figures.run_init_seconds, 2.951_234);
+        assert_eq!(figures.uptime_seconds, 3.52);
+        assert_eq!(figures.read.bytes, 134_217_728);
+        assert!((figures.read.seconds - 1.0).abs() < 1e-9, "{figures:?}");
+        assert!((figures.read.bytes_per_second() - 134_217_728.0).abs() < 1.0);
+        assert_eq!(figures.write.bytes, 117_440_512);
+        assert!((figures.write.seconds - 2.0).abs() < 1e-9, "{figures:?}");
+        // Without the last marker the measures are unfinished.
+        assert_eq!(bench_figures(&console.replace(markers::BENCH_DONE, "")), None);
+        // Nor without one of the copies' lines.
+        assert_eq!(bench_figures(&console.replace("117440512 4.53", "failed")), None);
+    }
+
+    #[test]
+    fn copy_reports_and_kernel_stamps_refuse_what_they_cannot_read() {
+        assert_eq!(dd_report("512+0 records in"), None);
+        assert_eq!(dd_report("x 1.0 2.0"), None);
+        assert_eq!(dd_report("1 1.0"), None);
+        assert_eq!(dd_report("1 2.0 1.0"), None, "time ran backwards");
+        assert_eq!(dd_report("1 nan 1.0"), None);
+        assert_eq!(dd_report("1 1.0 2.0 3.0"), None);
+        assert_eq!(dd_report("8 1.5 1.5"), Some(DdReport { bytes: 8, seconds: 0.0 }));
+        assert_eq!(DdReport { bytes: 5, seconds: 0.0 }.bytes_per_second(), 0.0);
+        assert_eq!(kernel_timestamp_of("[  1.5] a\n[  2.5] b\n", "b"), Some(2.5));
+        assert_eq!(kernel_timestamp_of("[  1.5] a\n", "b"), None);
+        assert_eq!(kernel_timestamp_of("b without a stamp\n", "b"), None);
     }
 
     #[test]
@@ -1126,7 +1302,16 @@ mod tests {
     #[test]
     fn the_init_script_prints_the_markers_and_uses_only_linked_applets() {
         assert!(INIT_SCRIPT.starts_with("#!/bin/sh\n"));
-        for marker in [markers::USERSPACE_UP, markers::DISK_OK, markers::DISK_FAILED, markers::NO_DISK] {
+        for marker in [
+            markers::USERSPACE_UP,
+            markers::DISK_OK,
+            markers::DISK_FAILED,
+            markers::NO_DISK,
+            markers::BENCH_UPTIME,
+            markers::BENCH_READ,
+            markers::BENCH_WRITE,
+            markers::BENCH_DONE,
+        ] {
             assert!(INIT_SCRIPT.contains(marker.trim_end()), "{marker}");
         }
         assert!(INIT_SCRIPT.contains(&format!("GUEST_TEXT={}", markers::GUEST_TEXT)));
@@ -1144,7 +1329,7 @@ mod tests {
                 .map(|line| (line, line.split_whitespace().next().unwrap_or_default()))
         };
         let functions: Vec<&str> = words().filter_map(|(_, word)| word.strip_suffix("()")).collect();
-        assert_eq!(functions, ["has_virtio_block", "disk_test"]);
+        assert_eq!(functions, ["has_virtio_block", "disk_test", "disk_bench"]);
         for (line, word) in words() {
             let known = SHELL.contains(&word)
                 || word.contains('=')

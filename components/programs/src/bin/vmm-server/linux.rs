@@ -90,7 +90,8 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     let mut registers = plan.vcpu.registers();
     println!(
-        "vmm: booting Linux: kernel at {:#x} ({} KiB reserved), initramfs {:?}, {} MiB of RAM, {} disk(s)",
+        "vmm: booting Linux at host TSC {}: kernel at {:#x} ({} KiB reserved), initramfs {:?}, {} MiB of RAM, {} disk(s)",
+        bulkhead_sys::arch::read_tsc(),
         plan.kernel.start,
         plan.kernel.bytes / 1024,
         plan.initrd.map(|initrd| (initrd.start, initrd.bytes)),
