@@ -268,11 +268,9 @@ impl SharedRegion {
     /// [`Error::RangeError`] if they reach past the region (nothing read).
     pub fn read(&self, offset: u64, bytes: &mut [u8]) -> Result<(), Error> {
         let source = self.at(offset, bytes.len()).ok_or(Error::RangeError)?;
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            // SAFETY: the type's invariant; the byte is inside the region
-            // (checked); volatile, as another mapping may write it.
-            *byte = unsafe { source.wrapping_add(index).read_volatile() };
-        }
+        // SAFETY: the type's invariant; the bytes are inside the region
+        // (checked).
+        unsafe { read_volatile_bytes(source, bytes) };
         Ok(())
     }
 
@@ -284,12 +282,78 @@ impl SharedRegion {
     /// written).
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
         let target = self.at(offset, bytes.len()).ok_or(Error::RangeError)?;
-        for (index, byte) in bytes.iter().enumerate() {
-            // SAFETY: the type's invariant; the byte is inside the region
-            // (checked), and a page a write faults on stops the thread.
-            unsafe { target.wrapping_add(index).write_volatile(*byte) };
-        }
+        // SAFETY: the type's invariant; the bytes are inside the region
+        // (checked), and a page a write faults on stops the thread.
+        unsafe { write_volatile_bytes(target, bytes) };
         Ok(())
+    }
+}
+
+/// How many of `bytes.len()` bytes from `address` come before its first
+/// 8-byte boundary, and how many whole aligned words follow them.
+fn word_split(address: *const u8, length: usize) -> (usize, usize) {
+    let head = address.align_offset(8).min(length);
+    (head, (length - head) / 8)
+}
+
+/// Copies the bytes at `source` into `bytes` with volatile loads of
+/// exactly those bytes: single bytes up to the first 8-byte boundary and
+/// after the last, aligned 8-byte words between (a guest's disk I/O goes
+/// through here: a word at a time is eight times fewer loads than a byte
+/// at a time).
+///
+/// # Safety
+///
+/// `bytes.len()` bytes from `source` must be readable for the call.
+unsafe fn read_volatile_bytes(source: *const u8, bytes: &mut [u8]) {
+    let (head, words) = word_split(source, bytes.len());
+    let (head_bytes, rest) = bytes.split_at_mut(head);
+    let (word_bytes, tail_bytes) = rest.split_at_mut(words * 8);
+    for (index, byte) in head_bytes.iter_mut().enumerate() {
+        // SAFETY: inside the caller's range.
+        *byte = unsafe { source.wrapping_add(index).read_volatile() };
+    }
+    let word_source = source.wrapping_add(head).cast::<u64>();
+    for (index, chunk) in word_bytes.chunks_exact_mut(8).enumerate() {
+        // SAFETY: inside the caller's range, and 8-byte aligned (the head
+        // ended at a boundary).
+        let word = unsafe { word_source.wrapping_add(index).read_volatile() };
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    let tail_source = source.wrapping_add(head + words * 8);
+    for (index, byte) in tail_bytes.iter_mut().enumerate() {
+        // SAFETY: inside the caller's range.
+        *byte = unsafe { tail_source.wrapping_add(index).read_volatile() };
+    }
+}
+
+/// Copies `bytes` to `target` with volatile stores of exactly those bytes,
+/// split as [`read_volatile_bytes`] splits: nothing beside them is
+/// rewritten.
+///
+/// # Safety
+///
+/// `bytes.len()` bytes from `target` must be writable for the call, and
+/// no Rust reference may cover them.
+unsafe fn write_volatile_bytes(target: *mut u8, bytes: &[u8]) {
+    let (head, words) = word_split(target, bytes.len());
+    let (head_bytes, rest) = bytes.split_at(head);
+    let (word_bytes, tail_bytes) = rest.split_at(words * 8);
+    for (index, byte) in head_bytes.iter().enumerate() {
+        // SAFETY: inside the caller's range.
+        unsafe { target.wrapping_add(index).write_volatile(*byte) };
+    }
+    let word_target = target.wrapping_add(head).cast::<u64>();
+    for (index, chunk) in word_bytes.chunks_exact(8).enumerate() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        // SAFETY: inside the caller's range, and 8-byte aligned.
+        unsafe { word_target.wrapping_add(index).write_volatile(u64::from_ne_bytes(word)) };
+    }
+    let tail_target = target.wrapping_add(head + words * 8);
+    for (index, byte) in tail_bytes.iter().enumerate() {
+        // SAFETY: inside the caller's range.
+        unsafe { tail_target.wrapping_add(index).write_volatile(*byte) };
     }
 }
 
@@ -317,6 +381,34 @@ mod tests {
         assert!(!region_allowed(first + 8, 4096), "not page-aligned");
         assert!(!region_allowed(first, 4095), "not whole pages");
         assert!(!region_allowed(u64::MAX - 4095, 4096), "wraps");
+    }
+
+    /// Every start (aligned or not) and length up to a few words: the
+    /// word-wise copies read and write exactly the bytes asked for.
+    #[test]
+    fn volatile_copies_move_exactly_their_bytes() {
+        let pattern = |index: usize| u8::try_from(index % 251).unwrap_or(0);
+        for start in 0..16 {
+            for length in 0..48 {
+                let mut memory: Vec<u64> = vec![0; 10];
+                let base = memory.as_mut_ptr().cast::<u8>();
+                let bytes: Vec<u8> = (0..length).map(|index| pattern(index + 1)).collect();
+                // SAFETY: start + length <= 64 < 80 bytes of `memory`, which
+                // no reference covers while the raw pointer is used.
+                unsafe { write_volatile_bytes(base.wrapping_add(start), &bytes) };
+                let mut back = vec![0xee; length];
+                // SAFETY: as above.
+                unsafe { read_volatile_bytes(base.wrapping_add(start), &mut back) };
+                assert_eq!(back, bytes, "start {start}, length {length}");
+                let all: Vec<u8> = memory.iter().flat_map(|word| word.to_ne_bytes()).collect();
+                assert!(all[..start].iter().all(|byte| *byte == 0), "before: start {start}, length {length}");
+                assert!(all[start + length..].iter().all(|byte| *byte == 0), "after: start {start}, length {length}");
+                assert_eq!(&all[start..start + length], bytes.as_slice());
+            }
+        }
+        assert_eq!(word_split(core::ptr::without_provenance(0x1003), 20), (5, 1));
+        assert_eq!(word_split(core::ptr::without_provenance(0x1000), 20), (0, 2));
+        assert_eq!(word_split(core::ptr::without_provenance(0x1007), 0), (0, 0));
     }
 
     #[test]
