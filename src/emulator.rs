@@ -340,7 +340,90 @@ pub fn run_plain(command: Command, watch: &WatchOptions) -> Result<RunOutcome, E
     run_with_decoder(command, decoder, watch)
 }
 
-fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+/// [`run`] for a person at a terminal, showing `view` of the console
+/// (`console_view`: the guest's console or the hypervisor's log, switched
+/// by a key). The keys are read from standard input when it is a terminal
+/// (put in non-canonical mode without echo or signals for the run, and
+/// restored after it); otherwise the view never switches.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_interactive(
+    command: Command,
+    kernel_elf: &Path,
+    watch: &WatchOptions,
+    view: crate::console_view::ConsoleView,
+) -> Result<RunOutcome, Error> {
+    let elf =
+        std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
+    let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
+    if let Ok(symbolizer) = Symbolizer::new(&elf) {
+        decoder = decoder.with_symbolizer(symbolizer);
+    }
+    let keys = KeyReader::start();
+    eprintln!("bulkhead: {}", crate::console_view::HELP);
+    let outcome = run_watched(command, decoder, watch, Some(view), keys.as_ref().map(|keys| &keys.receiver));
+    drop(keys);
+    outcome
+}
+
+/// Standard input's keys, byte by byte as typed, while the run lasts: the
+/// terminal in non-canonical mode without echo or signals (`stty`, on the
+/// terminal itself), restored when this is dropped.
+struct KeyReader {
+    saved: String,
+    receiver: mpsc::Receiver<Vec<u8>>,
+}
+
+impl KeyReader {
+    /// `None` when standard input is no terminal or `stty` fails.
+    fn start() -> Option<KeyReader> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        let saved = stty(&["-g"])?;
+        stty(&["-icanon", "-echo", "-isig", "min", "1", "time", "0"])?;
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0_u8; 64];
+            let mut stdin = std::io::stdin();
+            while let Ok(count @ 1..) = stdin.read(&mut buffer) {
+                if sender.send(buffer[..count].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(KeyReader { saved: saved.trim().to_owned(), receiver })
+    }
+}
+
+impl Drop for KeyReader {
+    fn drop(&mut self) {
+        let _ = stty(&[self.saved.as_str()]);
+    }
+}
+
+/// Runs `stty ARGUMENTS` on the controlling terminal; its output, `None`
+/// if it failed.
+fn stty(arguments: &[&str]) -> Option<String> {
+    let terminal = std::fs::File::open("/dev/tty").ok()?;
+    let output = Command::new("stty").args(arguments).stdin(terminal).stderr(Stdio::null()).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn run_with_decoder(command: Command, decoder: ConsoleDecoder, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+    run_watched(command, decoder, watch, None, None)
+}
+
+fn run_watched(
+    mut command: Command,
+    decoder: ConsoleDecoder,
+    watch: &WatchOptions,
+    view: Option<crate::console_view::ConsoleView>,
+    keys: Option<&mpsc::Receiver<Vec<u8>>>,
+) -> Result<RunOutcome, Error> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -360,7 +443,7 @@ fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &Watch
         })
     });
 
-    let mut transcript = Transcript { decoder, echo: watch.echo, raw: Vec::new(), console: String::new() };
+    let mut transcript = Transcript { decoder, echo: watch.echo, view, raw: Vec::new(), console: String::new() };
     let mut final_line_seen: Option<Instant> = None;
     let mut stdout_open = true;
     let mut timed_out = false;
@@ -373,6 +456,15 @@ fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &Watch
             }
         } else {
             std::thread::sleep(POLL_INTERVAL);
+        }
+        let mut quit = false;
+        for typed in keys.iter().flat_map(|keys| keys.try_iter()) {
+            quit |= transcript.key(&typed);
+        }
+        if quit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
         }
         if final_line_seen.is_none() && transcript.console.contains(FINAL_LINE_PREFIX) {
             final_line_seen = Some(Instant::now());
@@ -410,6 +502,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 struct Transcript {
     decoder: ConsoleDecoder,
     echo: bool,
+    /// What the echo shows (all of it without one).
+    view: Option<crate::console_view::ConsoleView>,
     raw: Vec<u8>,
     console: String,
 }
@@ -424,16 +518,41 @@ impl Transcript {
     fn finish(&mut self) {
         let text = self.decoder.finish();
         self.show(text);
+        if let Some(last) = self.view.as_mut().map(crate::console_view::ConsoleView::finish) {
+            self.echo(&last);
+        }
     }
 
     fn show(&mut self, text: String) {
-        if self.echo {
+        match self.view.as_mut() {
+            Some(view) => {
+                let shown = view.feed(&text);
+                self.echo(&shown);
+            }
+            None => self.echo(&text),
+        }
+        self.console.push_str(&text);
+    }
+
+    /// Keys typed during the run: whether they ask to stop it.
+    fn key(&mut self, typed: &[u8]) -> bool {
+        match self.view.as_mut().map(|view| view.keys(typed)) {
+            Some(crate::console_view::KeyAction::Switched(shown)) => {
+                self.echo(&shown);
+                false
+            }
+            Some(crate::console_view::KeyAction::Quit) => true,
+            Some(crate::console_view::KeyAction::None) | None => false,
+        }
+    }
+
+    fn echo(&self, text: &str) {
+        if self.echo && !text.is_empty() {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();
         }
-        self.console.push_str(&text);
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod conformance;
 pub mod console;
+pub mod console_view;
 pub mod emulator;
 mod error;
 pub mod guest_images;

@@ -219,11 +219,9 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     }
     let options = &Options { modules, ..options.clone() };
     // A system with Linux guests needs more RAM than the usual machine.
-    let memory_mib = match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
-        (system, false, false, false) => {
-            bulkhead::user_build::system_memory_mib(system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM))?
-        }
-        _ => emulator::MEMORY_MIB,
+    let memory_mib = match booted_system(options) {
+        Some(system) => bulkhead::user_build::system_memory_mib(system)?,
+        None => emulator::MEMORY_MIB,
     };
 
     if let Some(path) = &options.iso {
@@ -259,11 +257,9 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         let cpu = options.cpu.as_deref().unwrap_or(emulator::DEFAULT_BOCHS_CPU);
         // A system with Linux guests needs an emulated CPU fast enough
         // for their timer tick (`emulator::LINUX_BOCHS_IPS`).
-        let ips = match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
-            (system, false, false, false) => bulkhead::user_build::system_bochs_ips(
-                system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM),
-            )?,
-            _ => emulator::BOCHS_IPS,
+        let ips = match booted_system(options) {
+            Some(system) => bulkhead::user_build::system_bochs_ips(system)?,
+            None => emulator::BOCHS_IPS,
         };
         let machine = emulator::BochsMachine { memory_mib, ips };
         let (command, log) = emulator::bochs_command_on(&iso_path, cpu, machine)?;
@@ -273,7 +269,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
             ips / 1_000_000,
             log.display()
         );
-        let outcome = emulator::run(command, &kernel.elf, &watch)?;
+        let outcome = run_shown(command, &kernel.elf, &watch, options)?;
         // Bochs's exit status means little (it may crash while tearing
         // down): the kernel's final line is the verdict.
         return Ok(verdict(outcome.final_status(), outcome.timed_out));
@@ -310,12 +306,44 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
             Some(format!("bulkhead: QEMU is waiting for gdb on 127.0.0.1:{port}. Attach with:\n    {attach}"));
     }
     eprintln!("bulkhead: booting in QEMU (-cpu {}); quit with Ctrl-C", qemu_options.cpu);
-    let outcome = emulator::run(command, &kernel.elf, &watch)?;
+    let outcome = run_shown(command, &kernel.elf, &watch, options)?;
     Ok(match outcome.exit_code {
         Some(emulator::QEMU_EXIT_SUCCESS) => ExitCode::SUCCESS,
         Some(emulator::QEMU_EXIT_FAILURE) => ExitCode::FAILURE,
         _ => verdict(outcome.final_status(), outcome.timed_out),
     })
+}
+
+/// The system whose loader is the root task, if the run boots one (not
+/// the ABI self-test, no root task, not the fault-injection kernel).
+fn booted_system(options: &Options) -> Option<&str> {
+    match (&options.system, options.abi_self_test, options.no_root_task, options.fault_injection) {
+        (system, false, false, false) => Some(system.as_deref().unwrap_or(bulkhead::user_build::DEFAULT_SYSTEM)),
+        _ => None,
+    }
+}
+
+/// Runs the emulator with the console on this terminal: for a system with
+/// a Linux guest, when standard output is a terminal, its console first,
+/// and a key to switch to the hypervisor's whole log (`console_view`);
+/// otherwise the whole log.
+fn run_shown(
+    command: std::process::Command,
+    kernel_elf: &std::path::Path,
+    watch: &WatchOptions,
+    options: &Options,
+) -> Result<emulator::RunOutcome, Error> {
+    // The view is for a person: a script reading standard output gets the
+    // whole log.
+    let at_a_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match booted_system(options).filter(|_| at_a_terminal).and_then(bulkhead::user_build::guest_console_pd) {
+        Some(console_pd) => {
+            eprintln!("bulkhead: showing the Linux guest's console (its lines as `{console_pd}` prints them)");
+            let view = bulkhead::console_view::ConsoleView::new(&console_pd, bulkhead::console_view::View::Guest);
+            emulator::run_interactive(command, kernel_elf, watch, view)
+        }
+        None => emulator::run(command, kernel_elf, watch),
+    }
 }
 
 /// `--direct-linux`: the Linux test guest straight in QEMU; success when

@@ -334,6 +334,16 @@ pub fn system_bochs_ips(name: &str) -> Result<u32, Error> {
     })
 }
 
+/// The PD whose console lines are the first Linux guest's console (the PD
+/// that serves its COM1: today its VMM), if system `name` has a guest
+/// that boots a kernel.
+pub fn guest_console_pd(name: &str) -> Option<String> {
+    let spec = system_spec(name)?;
+    let guest = spec.guests.iter().find(|guest| guest.kernel.is_some())?;
+    let vmm = spec.domains.get(usize::try_from(guest.vmm).ok()?)?;
+    Some(vmm.name.clone())
+}
+
 /// The RAM a system's regions take from the root's untypeds: each guest's
 /// memory as it lies in guest-physical space (from 0 to the end of its
 /// last region), and every other region of RAM (a guest's disks among

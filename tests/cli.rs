@@ -88,13 +88,17 @@ fn an_unknown_system_is_refused_with_the_known_ones() {
 
 #[test]
 fn exit_status_follows_the_kernel_verdict() {
-    let success = bulkhead().args(["--kernel-boot", "--timeout", "120"]).output().expect("run the CLI");
+    // The default system's Linux guest takes a minute or two.
+    let success = bulkhead().args(["--kernel-boot", "--timeout", "900"]).output().expect("run the CLI");
     assert_eq!(success.status.code(), Some(0), "{}", String::from_utf8_lossy(&success.stderr));
     let console = String::from_utf8_lossy(&success.stdout);
     assert!(console.contains("bulkhead: exit success"));
     // Without options the CLI boots the default system through its loader.
     assert!(String::from_utf8_lossy(&success.stderr).contains("bulkhead: system `default`"));
     assert!(console.contains("user hello: hello from hello: the server answered 101"), "{console}");
+    // Its standard output is no terminal: the whole log, not the guest's
+    // console alone (README, "A Linux guest's console").
+    assert!(console.contains("user linux_vmm: linux_vmm: BULKHEAD-GUEST: userspace up"), "{console}");
 
     let failure = bulkhead()
         .args(["--kernel-boot", "--fault-injection", "--append", "inject=panic", "--timeout", "120"])

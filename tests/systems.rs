@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bulkhead::emulator::{self, RunOutcome};
 use bulkhead::image::BootModule;
 use bulkhead::user_build;
@@ -93,15 +95,24 @@ fn assert_pds_system_ran(outcome: &RunOutcome, machine: Emulator) {
     assert_system_succeeded(outcome, machine);
 }
 
+/// `cargo run`'s system: the echo server and its clients, and a Linux
+/// guest that boots, uses its disk and powers off.
 #[test]
 fn the_default_system_runs_from_its_manifest() {
-    let outcome = boot_system(user_build::DEFAULT_SYSTEM, "", false);
+    let outcome = boot_system_with_timeout(user_build::DEFAULT_SYSTEM, "", false, Duration::from_secs(900));
     let console = &outcome.console;
     for line in ["hello: hello from hello: the server answered 101", "world: hello from world: the server answered 102"]
     {
         assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
     }
-    assert!(console.contains("system: 2 threads ended: 2 with code 0, 0 failed; the others are blocked"));
+    for line in [
+        "user linux_vmm: linux_vmm: BULKHEAD-GUEST: userspace up",
+        "user linux_vmm: linux_vmm: BULKHEAD-GUEST: disk ok written-by-the-guest",
+        "user linux_vmm: vmm: the guest powered off",
+    ] {
+        assert!(console.lines().any(|printed| printed.trim_end() == line), "missing {line:?}");
+    }
+    assert!(console.contains("system: 3 threads ended: 3 with code 0, 0 failed; the others are blocked"));
     assert_system_succeeded(&outcome, Emulator::Qemu);
 }
 
@@ -120,7 +131,11 @@ fn every_repository_system_is_known_to_the_cli() {
 /// built with the compiled manifest: every PD's thread, each capability
 /// with its type, object, rights and badge, every mapping, nothing extra.
 fn assert_conforms(name: &str) {
-    let outcome = boot_system(name, "dump-capabilities", false);
+    // The run goes on after the dump: a system with Linux guests takes
+    // minutes to end.
+    let has_linux = user_build::system_spec(name).is_some_and(|spec| spec.guests.iter().any(|g| g.kernel.is_some()));
+    let timeout = if has_linux { Duration::from_secs(900) } else { KERNEL_BOOT_TIMEOUT };
+    let outcome = boot_system_with_timeout(name, "dump-capabilities", false, timeout);
     // What the loader built is checked here; how each PD then ends is its
     // system's own test's business (the guest system's hostile guest ends
     // its VMM with a failure by design).
