@@ -106,6 +106,16 @@ pub(crate) fn main(system: &[u8], info: &RootInfo, sys: &mut Sys) -> u64 {
                 "loader: started {} protection domains: {} objects, {} capabilities, {} mappings; exiting",
                 summary.domains, summary.objects, summary.caps, summary.mappings
             );
+            let ram = summary.ram;
+            println!(
+                "loader: RAM for the system: {} KiB: frames {} KiB, page tables {} KiB (of them in guest spaces {} KiB), kernel objects {} KiB; for the loader itself: {} KiB",
+                ram.system() / 1024,
+                ram.frames / 1024,
+                (ram.host_tables + ram.guest_tables) / 1024,
+                ram.guest_tables / 1024,
+                ram.objects / 1024,
+                ram.loader / 1024
+            );
             println!("loader: built the system in {ticks} TSC ticks");
             0
         }
@@ -116,12 +126,68 @@ pub(crate) fn main(system: &[u8], info: &RootInfo, sys: &mut Sys) -> u64 {
     }
 }
 
+/// The RAM the loader retyped from the root's untypeds, in bytes, by
+/// what it became (device memory is not counted: it is no RAM). What the
+/// loader took for itself (its heap, the page tables of its own VSpace
+/// for its windows) is apart: it is not part of the system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RamUse {
+    /// Frames: regions (a guest's RAM and disks among them), program
+    /// images, stacks, heaps, IPC buffers, info pages.
+    frames: u64,
+    /// Page tables of the PDs' VSpaces (PDPTs, page directories, page
+    /// tables; each VSpace's PML4 is a kernel object).
+    host_tables: u64,
+    /// Page tables of guests' physical address spaces (NPT or EPT).
+    guest_tables: u64,
+    /// TCBs, scheduling contexts, CNodes, endpoints, notifications,
+    /// replies, VCpus, PML4s, GuestSpaces.
+    objects: u64,
+    /// The loader's own.
+    loader: u64,
+}
+
+impl RamUse {
+    /// Everything the system took.
+    const fn system(&self) -> u64 {
+        self.frames + self.host_tables + self.guest_tables + self.objects
+    }
+
+    /// Counts `count` objects of `kind` of `size_bits` (the retype's).
+    fn add(&mut self, kind: ObjectKind, size_bits: u64, count: u64, purpose: Purpose) {
+        let each = kind.size_bits(size_bits).map_or(0, |bits| 1_u64 << bits);
+        let bytes = each.saturating_mul(count);
+        let counter = match (purpose, kind) {
+            (Purpose::Loader, _) => &mut self.loader,
+            (_, ObjectKind::Frame4K | ObjectKind::Frame2M | ObjectKind::Frame1G) => &mut self.frames,
+            (Purpose::GuestTable, _) => &mut self.guest_tables,
+            (_, ObjectKind::PageTable | ObjectKind::PageDirectory | ObjectKind::PageDirectoryPointerTable) => {
+                &mut self.host_tables
+            }
+            _ => &mut self.objects,
+        };
+        *counter = counter.saturating_add(bytes);
+    }
+}
+
+/// Whom a retype serves, for [`RamUse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// The system being built.
+    System,
+    /// A table of a guest's physical address space.
+    GuestTable,
+    /// The loader itself.
+    Loader,
+}
+
 /// What was built.
 struct Summary {
     domains: usize,
     objects: usize,
     caps: usize,
     mappings: usize,
+    ram: RamUse,
 }
 
 fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failure> {
@@ -164,6 +230,7 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         tables: BTreeSet::new(),
         mappings: 0,
         caps: 0,
+        ram: RamUse::default(),
     };
     loader.own_heap()?;
     let bundle = Bundle::from_bytes(system)
@@ -204,6 +271,7 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         objects: spec.objects.len(),
         caps: loader.caps,
         mappings: loader.mappings,
+        ram: loader.ram,
     })
 }
 
@@ -240,6 +308,8 @@ struct Loader<'a> {
     tables: BTreeSet<(u64, u32, u64)>,
     mappings: usize,
     caps: usize,
+    /// The RAM retyped so far.
+    ram: RamUse,
 }
 
 impl Loader<'_> {
@@ -254,13 +324,13 @@ impl Loader<'_> {
             (PT_SHIFT, ObjectKind::PageTable),
         ];
         for (_, kind) in levels {
-            let table = Cap::<kind::PageTable>::new(self.retype(kind, 0, 1).doing(doing)?);
+            let table = Cap::<kind::PageTable>::new(self.retype_for(kind, 0, 1, Purpose::Loader).doing(doing)?);
             match table.map(self.sys, ROOT_VSPACE, SCRATCH_PAGE) {
                 Ok(()) | Err(Error::DeleteFirst) => {}
                 Err(error) => return Err(error).doing(doing),
             }
         }
-        let first = self.retype(ObjectKind::Frame4K, 0, HEAP_PAGES as u64).doing(doing)?;
+        let first = self.retype_for(ObjectKind::Frame4K, 0, HEAP_PAGES as u64, Purpose::Loader).doing(doing)?;
         let mut frames = [Cap::<kind::Frame>::new(0); HEAP_PAGES];
         for (index, frame) in (0..).zip(frames.iter_mut()) {
             *frame = Cap::new(first + index);
@@ -275,11 +345,19 @@ impl Loader<'_> {
     /// `count` new objects in consecutive slots, from the first untyped
     /// with room for all of them.
     fn retype(&mut self, object: ObjectKind, size_bits: u64, count: u64) -> Result<u64, Error> {
+        self.retype_for(object, size_bits, count, Purpose::System)
+    }
+
+    /// [`Self::retype`], counted in [`RamUse`] for `purpose`.
+    fn retype_for(&mut self, object: ObjectKind, size_bits: u64, count: u64, purpose: Purpose) -> Result<u64, Error> {
         let first = self.slots.take(count)?;
         let mut last_error = Error::NotEnoughMemory;
         for untyped in self.untypeds.clone() {
             match untyped.retype(self.sys, object, size_bits, Destination::slots_of(ROOT_CNODE, first), count) {
-                Ok(()) => return Ok(first),
+                Ok(()) => {
+                    self.ram.add(object, size_bits, count, purpose);
+                    return Ok(first);
+                }
                 Err(Error::NotEnoughMemory) => last_error = Error::NotEnoughMemory,
                 Err(error) => return Err(error),
             }
@@ -446,7 +524,12 @@ impl Loader<'_> {
             if self.tables.contains(&key) {
                 continue;
             }
-            let table = Cap::<kind::PageTable>::new(self.retype(kind, 0, 1)?);
+            let purpose = match space {
+                Space::Host(vspace) if vspace.cptr() == ROOT_VSPACE.cptr() => Purpose::Loader,
+                Space::Host(_) => Purpose::System,
+                Space::Guest(_) => Purpose::GuestTable,
+            };
+            let table = Cap::<kind::PageTable>::new(self.retype_for(kind, 0, 1, purpose)?);
             let mapped = match space {
                 Space::Host(vspace) => table.map(self.sys, vspace, address),
                 Space::Guest(guest_space) => table.map_guest(self.sys, guest_space, address),
