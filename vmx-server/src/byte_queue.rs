@@ -54,4 +54,21 @@ impl<const CAPACITY: usize> ByteQueue<CAPACITY> {
         self.head = 0;
         self.len = 0;
     }
+
+    /// Copies the oldest bytes, as many as fit, into `out` without taking
+    /// them; how many.
+    pub(crate) fn peek_into(&self, out: &mut [u8]) -> usize {
+        let count = out.len().min(self.len);
+        for (offset, slot) in out[..count].iter_mut().enumerate() {
+            *slot = self.bytes[(self.head + offset) % CAPACITY];
+        }
+        count
+    }
+
+    /// Drops the `count` oldest bytes (all of them if fewer are queued).
+    pub(crate) fn discard(&mut self, count: usize) {
+        let count = count.min(self.len);
+        self.head = (self.head + count) % CAPACITY;
+        self.len -= count;
+    }
 }

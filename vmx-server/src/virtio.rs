@@ -1,7 +1,8 @@
 //! virtio devices for the guest (virtio 1.2, modern interface only): the
 //! virtio-mmio register block ([`mmio::MmioTransport`]), the split
-//! virtqueue walked as hostile input ([`queue::SplitQueue`]) and the block
-//! device ([`blk::Block`]). `docs/DEVICES.md`, "virtio", says why the
+//! virtqueue walked as hostile input ([`queue::SplitQueue`]), the block
+//! device ([`blk::Block`]), the network device ([`net::Net`]) and the
+//! console ([`console::Console`]). `docs/DEVICES.md`, "virtio", says why the
 //! transport is virtio-mmio and what each model does with bad input.
 //!
 //! # Trust
@@ -26,6 +27,7 @@
 //! device's interrupt line from [`mmio::MmioTransport::interrupt_line`].
 
 pub mod blk;
+pub mod console;
 pub mod mmio;
 pub mod net;
 pub mod queue;

@@ -12,10 +12,8 @@ use super::*;
 use crate::virtio::mmio::{MmioTransport, register};
 use crate::virtio::net::{self, Net, RECEIVE_QUEUE, TRANSMIT_QUEUE};
 use crate::virtio::test_support::{
-    BUFFERS, FakeRam, QUEUE_0, QUEUE_1, RAM_BYTES, TestDriver, linux_negotiate, linux_setup_queue_at, readable,
-    writable, write_register,
+    BUFFERS, FakeRam, QUEUE_0, RAM_BYTES, TestDriver, linux_bring_up_pair, readable, writable, write_register,
 };
-use crate::virtio::{STATUS_DRIVER_OK, STATUS_FEATURES_OK};
 
 /// One half of a link's shared memory, as both ends see it.
 type Half = Rc<RefCell<Vec<u8>>>;
@@ -223,12 +221,8 @@ impl Guest {
     fn new(port: LinkPort<TestMemory>, mac: [u8; 6]) -> Self {
         let mut transport = MmioTransport::new(Net::new(port, mac));
         let mut ram = FakeRam::new(0, RAM_BYTES);
-        let status = linux_negotiate(&mut transport, &mut ram, net::FEATURES);
-        assert_ne!(status & STATUS_FEATURES_OK, 0);
-        linux_setup_queue_at(&mut transport, &mut ram, u32::from(RECEIVE_QUEUE), 64, QUEUE_0);
-        linux_setup_queue_at(&mut transport, &mut ram, u32::from(TRANSMIT_QUEUE), 64, QUEUE_1);
-        write_register(&mut transport, &mut ram, register::STATUS, status | STATUS_DRIVER_OK);
-        Guest { transport, ram, rx: TestDriver::with_layout(64, QUEUE_0), tx: TestDriver::with_layout(64, QUEUE_1) }
+        let (rx, tx) = linux_bring_up_pair(&mut transport, &mut ram, net::FEATURES, 64);
+        Guest { transport, ram, rx, tx }
     }
 
     /// Posts `count` receive buffers of 1530 bytes at slot `first` on and

@@ -313,6 +313,24 @@ pub(crate) fn linux_bring_up<D: VirtioDevice>(
     assert_eq!(read_register(transport, register::STATUS), status | STATUS_DRIVER_OK);
 }
 
+/// Negotiates `features`, sets queue 0 up at [`QUEUE_0`] and queue 1 at
+/// [`QUEUE_1`] with `size` entries each and sets DRIVER_OK: a device with a
+/// receive and a transmit queue (net, console). Their drivers.
+pub(crate) fn linux_bring_up_pair<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    features: u64,
+    size: u16,
+) -> (TestDriver, TestDriver) {
+    let status = linux_negotiate(transport, ram, features);
+    assert_ne!(status & STATUS_FEATURES_OK, 0, "features accepted");
+    for (queue, layout) in [(0, QUEUE_0), (1, QUEUE_1)] {
+        linux_setup_queue_at(transport, ram, queue, u32::from(size), layout);
+    }
+    write_register(transport, ram, register::STATUS, status | STATUS_DRIVER_OK);
+    (TestDriver::with_layout(size, QUEUE_0), TestDriver::with_layout(size, QUEUE_1))
+}
+
 /// Guest RAM that checks each write the device makes: it must fall inside
 /// the used ring's idx and elements, or inside a device-writable buffer of
 /// a descriptor that was in the table at some point since the queue was

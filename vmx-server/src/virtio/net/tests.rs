@@ -7,13 +7,13 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::*;
+use crate::virtio::STATUS_FEATURES_OK;
 use crate::virtio::mmio::{INTERRUPT_CONFIG_CHANGE, INTERRUPT_USED_BUFFER, MmioTransport, register};
 use crate::virtio::queue::DESCRIPTOR_NEXT;
 use crate::virtio::test_support::{
-    BUFFERS, CheckedRam, Element, FakeRam, QUEUE_0, QUEUE_1, RAM_BYTES, TestDriver, linux_negotiate,
-    linux_setup_queue_at, read_register, readable, writable, write_register,
+    BUFFERS, CheckedRam, Element, FakeRam, QUEUE_0, QUEUE_1, RAM_BYTES, TestDriver, linux_bring_up_pair,
+    linux_negotiate, read_register, readable, writable, write_register,
 };
-use crate::virtio::{STATUS_DRIVER_OK, STATUS_FEATURES_OK};
 
 const MAC: [u8; 6] = [0x02, 0x42, 0xb1, 0x00, 0x00, 0x07];
 const QUEUE_SIZE: u16 = 16;
@@ -80,13 +80,8 @@ impl Harness {
     fn new() -> Self {
         let mut transport = MmioTransport::new(Net::new(TestPort::default(), MAC));
         let mut ram = FakeRam::new(0, RAM_BYTES);
-        bring_up(&mut transport, &mut ram);
-        Harness {
-            transport,
-            ram,
-            rx: TestDriver::with_layout(QUEUE_SIZE, QUEUE_0),
-            tx: TestDriver::with_layout(QUEUE_SIZE, QUEUE_1),
-        }
+        let (rx, tx) = bring_up(&mut transport, &mut ram);
+        Harness { transport, ram, rx, tx }
     }
 
     fn counters(&self) -> NetCounters {
@@ -130,13 +125,8 @@ impl Harness {
     }
 }
 
-fn bring_up(transport: &mut MmioTransport<Net<TestPort>>, ram: &mut dyn GuestRam) {
-    let status = linux_negotiate(transport, ram, FEATURES);
-    assert_ne!(status & STATUS_FEATURES_OK, 0);
-    for (queue, layout) in [(RECEIVE_QUEUE, QUEUE_0), (TRANSMIT_QUEUE, QUEUE_1)] {
-        linux_setup_queue_at(transport, ram, u32::from(queue), u32::from(QUEUE_SIZE), layout);
-    }
-    write_register(transport, ram, register::STATUS, status | STATUS_DRIVER_OK);
+fn bring_up(transport: &mut MmioTransport<Net<TestPort>>, ram: &mut dyn GuestRam) -> (TestDriver, TestDriver) {
+    linux_bring_up_pair(transport, ram, FEATURES, QUEUE_SIZE)
 }
 
 /// The receive header the device must write: all 0 but num_buffers = 1.
@@ -516,7 +506,7 @@ fn watched_queues(transport: &MmioTransport<Net<TestPort>>) -> Vec<(u64, u16, u6
 fn assert_works_after_reset(transport: &mut MmioTransport<Net<TestPort>>) -> Result<(), TestCaseError> {
     let mut ram = FakeRam::new(0, RAM_BYTES);
     write_register(transport, &mut ram, register::STATUS, 0);
-    bring_up(transport, &mut ram);
+    let (rx, tx) = bring_up(transport, &mut ram);
     let port = transport.device_mut().port_mut();
     port.incoming.clear();
     port.sent.clear();
@@ -524,8 +514,8 @@ fn assert_works_after_reset(transport: &mut MmioTransport<Net<TestPort>>) -> Res
     let mut harness = Harness {
         transport: core::mem::replace(transport, MmioTransport::new(Net::new(TestPort::default(), MAC))),
         ram,
-        rx: TestDriver::with_layout(QUEUE_SIZE, QUEUE_0),
-        tx: TestDriver::with_layout(QUEUE_SIZE, QUEUE_1),
+        rx,
+        tx,
     };
     harness.transmit_bytes(tx_header(0, 0, 0), &frame(60, 1));
     prop_assert_eq!(&harness.port().sent, &vec![frame(60, 1)]);
@@ -549,9 +539,7 @@ proptest! {
     fn random_traffic_keeps_the_device_sound(steps in prop::collection::vec(step_strategy(), 1..60)) {
         let mut transport = MmioTransport::new(Net::new(TestPort::default(), MAC));
         let mut ram = CheckedRam::new(FakeRam::new(0, RAM_BYTES));
-        bring_up(&mut transport, &mut ram.ram);
-        let mut rx = TestDriver::with_layout(QUEUE_SIZE, QUEUE_0);
-        let mut tx = TestDriver::with_layout(QUEUE_SIZE, QUEUE_1);
+        let (mut rx, mut tx) = bring_up(&mut transport, &mut ram.ram);
         let mut arrived = 0_u64;
         let (mut used_frames, mut used_bytes) = (0_u64, 0_u64);
         // A driver that hands its own receive used ring over as a buffer
