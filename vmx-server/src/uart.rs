@@ -100,6 +100,8 @@
 //! the guest to read back but change nothing: the host console has no
 //! baud rate.
 
+use crate::byte_queue::ByteQueue;
+
 #[cfg(test)]
 mod tests;
 
@@ -243,59 +245,6 @@ impl InterruptSource {
             InterruptSource::TransmitterHoldingRegisterEmpty => 0x02,
             InterruptSource::ModemStatus => 0x00,
         }
-    }
-}
-
-/// A first-in first-out queue of at most `CAPACITY` bytes in a fixed
-/// array.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ByteQueue<const CAPACITY: usize> {
-    bytes: [u8; CAPACITY],
-    /// Where the oldest byte is (below `CAPACITY`).
-    head: usize,
-    /// How many bytes are queued (at most `CAPACITY`).
-    len: usize,
-}
-
-impl<const CAPACITY: usize> ByteQueue<CAPACITY> {
-    /// An empty queue.
-    const fn new() -> Self {
-        const { assert!(CAPACITY > 0, "a queue holds at least one byte") };
-        ByteQueue { bytes: [0; CAPACITY], head: 0, len: 0 }
-    }
-
-    const fn len(&self) -> usize {
-        self.len
-    }
-
-    const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Appends `byte`, or gives `false` if the queue is full.
-    fn push(&mut self, byte: u8) -> bool {
-        if self.len >= CAPACITY {
-            return false;
-        }
-        self.bytes[(self.head + self.len) % CAPACITY] = byte;
-        self.len += 1;
-        true
-    }
-
-    /// Takes the oldest byte.
-    fn pop(&mut self) -> Option<u8> {
-        if self.len == 0 {
-            return None;
-        }
-        let byte = self.bytes[self.head];
-        self.head = (self.head + 1) % CAPACITY;
-        self.len -= 1;
-        Some(byte)
-    }
-
-    fn clear(&mut self) {
-        self.head = 0;
-        self.len = 0;
     }
 }
 

@@ -1,7 +1,8 @@
 //! virtio devices for the guest (virtio 1.2, modern interface only): the
 //! virtio-mmio register block ([`mmio::MmioTransport`]), the split
-//! virtqueue walked as hostile input ([`queue::SplitQueue`]) and the block
-//! device ([`blk::Block`]). `docs/DEVICES.md`, "virtio", says why the
+//! virtqueue walked as hostile input ([`queue::SplitQueue`]), the block
+//! device ([`blk::Block`]), the network device ([`net::Net`]) and the
+//! console ([`console::Console`]). `docs/DEVICES.md`, "virtio", says why the
 //! transport is virtio-mmio and what each model does with bad input.
 //!
 //! # Trust
@@ -26,11 +27,13 @@
 //! device's interrupt line from [`mmio::MmioTransport::interrupt_line`].
 
 pub mod blk;
+pub mod console;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +68,16 @@ pub trait GuestRam {
     /// [`OutOfRange`] when any of the bytes lies outside guest RAM; nothing
     /// is written then.
     fn write(&mut self, guest_physical: u64, bytes: &[u8]) -> Result<(), OutOfRange>;
+}
+
+/// Copies `bytes.len()` bytes of a device's configuration structure
+/// `config` from `offset` into `bytes`; bytes past its end read 0 (the
+/// [`VirtioDevice::read_config`] rule).
+pub(crate) fn read_config_bytes(config: &[u8], offset: u32, bytes: &mut [u8]) {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    for (position, byte) in bytes.iter_mut().enumerate() {
+        *byte = start.checked_add(position).and_then(|index| config.get(index)).copied().unwrap_or(0);
+    }
 }
 
 /// VIRTIO_F_VERSION_1 (feature bit 32): the device follows the modern

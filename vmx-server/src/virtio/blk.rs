@@ -46,7 +46,7 @@
 //! only the data written before an error.
 
 use super::queue::{DescriptorChain, QueueError, SplitQueue};
-use super::{FEATURE_VERSION_1, GuestRam, VirtioDevice};
+use super::{FEATURE_VERSION_1, GuestRam, VirtioDevice, read_config_bytes};
 
 /// The virtio device ID of a block device.
 pub const DEVICE_ID: u32 = 2;
@@ -363,11 +363,7 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
     }
 
     fn read_config(&self, offset: u32, bytes: &mut [u8]) {
-        let config = self.config();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (position, byte) in bytes.iter_mut().enumerate() {
-            *byte = start.checked_add(position).and_then(|index| config.get(index)).copied().unwrap_or(0);
-        }
+        read_config_bytes(&self.config(), offset, bytes);
     }
 
     fn write_config(&mut self, _offset: u32, _bytes: &[u8]) {

@@ -465,15 +465,23 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     fn notify(&mut self, value: u32, ram: &mut dyn GuestRam) {
-        let serving = STATUS_DRIVER_OK | STATUS_DEVICE_NEEDS_RESET | STATUS_FAILED;
-        if self.status & serving != STATUS_DRIVER_OK {
-            return;
+        if let Ok(index) = u16::try_from(value) {
+            self.serve_queue(index, ram);
         }
-        let Ok(index) = u16::try_from(value) else { return };
-        let Some(queue) = self.queues[..self.queue_count].get_mut(usize::from(index)) else { return };
-        if !queue.is_ready() {
-            return;
+    }
+
+    /// Serves queue `index` as a notify of it would: the host side's kick,
+    /// for work that does not start with the driver (received frames or
+    /// console input waiting for the guest's buffers). Nothing happens, and
+    /// `false` comes back, unless DRIVER_OK is set, neither
+    /// DEVICE_NEEDS_RESET nor FAILED is, and the queue exists and is ready.
+    /// The work is bounded as a notify's is, and raises the same
+    /// interrupts.
+    pub fn serve_queue(&mut self, index: u16, ram: &mut dyn GuestRam) -> bool {
+        if !self.is_queue_live(index) {
+            return false;
         }
+        let Some(queue) = self.queues[..self.queue_count].get_mut(usize::from(index)) else { return false };
         let used_before = queue.next_used();
         queue.begin_batch();
         let result = self.device.process_queue(index, queue, ram);
@@ -483,6 +491,14 @@ impl<D: VirtioDevice> MmioTransport<D> {
         if let Err(error) = result {
             self.set_needs_reset(NeedsResetCause::Queue { queue: index, error });
         }
+        true
+    }
+
+    /// Whether queue `index` would be served now: DRIVER_OK set, neither
+    /// DEVICE_NEEDS_RESET nor FAILED, and the queue exists and is ready.
+    pub fn is_queue_live(&self, index: u16) -> bool {
+        let serving = STATUS_DRIVER_OK | STATUS_DEVICE_NEEDS_RESET | STATUS_FAILED;
+        self.status & serving == STATUS_DRIVER_OK && self.queue(index).is_some_and(SplitQueue::is_ready)
     }
 }
 

@@ -80,6 +80,20 @@ impl GuestRam for FakeRam {
 pub(crate) const DESCRIPTOR_TABLE: u64 = 0x1000;
 pub(crate) const AVAILABLE_RING: u64 = 0x3000;
 pub(crate) const USED_RING: u64 = 0x4000;
+/// Where a queue's three structures are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueLayout {
+    pub(crate) descriptor_table: u64,
+    pub(crate) available_ring: u64,
+    pub(crate) used_ring: u64,
+}
+
+/// Queue 0 at the constants above.
+pub(crate) const QUEUE_0: QueueLayout =
+    QueueLayout { descriptor_table: DESCRIPTOR_TABLE, available_ring: AVAILABLE_RING, used_ring: USED_RING };
+/// A second queue, below the buffers (room for 256 entries each).
+pub(crate) const QUEUE_1: QueueLayout =
+    QueueLayout { descriptor_table: 0x5000, available_ring: 0x6000, used_ring: 0x7000 };
 /// Buffers go from here on.
 pub(crate) const BUFFERS: u64 = 0x8000;
 /// RAM size for the driver's layout (64 KiB + the buffers' room).
@@ -105,6 +119,7 @@ pub(crate) fn writable(address: u64, length: u32) -> Element {
 /// taken in order, chains published in the available ring.
 #[derive(Clone, Debug)]
 pub(crate) struct TestDriver {
+    pub(crate) layout: QueueLayout,
     pub(crate) size: u16,
     /// The next descriptor index to hand out (wrapping at `size`).
     pub(crate) next_descriptor: u16,
@@ -116,17 +131,35 @@ pub(crate) struct TestDriver {
 
 impl TestDriver {
     pub(crate) fn new(size: u16) -> Self {
-        TestDriver { size, next_descriptor: 0, available_index: 0, used_seen: 0 }
+        Self::with_layout(size, QUEUE_0)
     }
 
-    /// Writes a raw descriptor-table entry.
+    /// The driver of a queue at `layout`.
+    pub(crate) fn with_layout(size: u16, layout: QueueLayout) -> Self {
+        TestDriver { layout, size, next_descriptor: 0, available_index: 0, used_seen: 0 }
+    }
+
+    /// Writes a raw descriptor-table entry of queue 0.
     pub(crate) fn put_descriptor(ram: &mut FakeRam, index: u16, address: u64, length: u32, flags: u16, next: u16) {
+        Self::new(1).write_descriptor(ram, index, address, length, flags, next);
+    }
+
+    /// Writes a raw entry of this queue's descriptor table.
+    pub(crate) fn write_descriptor(
+        &self,
+        ram: &mut FakeRam,
+        index: u16,
+        address: u64,
+        length: u32,
+        flags: u16,
+        next: u16,
+    ) {
         let mut raw = [0_u8; 16];
         raw[..8].copy_from_slice(&address.to_le_bytes());
         raw[8..12].copy_from_slice(&length.to_le_bytes());
         raw[12..14].copy_from_slice(&flags.to_le_bytes());
         raw[14..].copy_from_slice(&next.to_le_bytes());
-        ram.put(DESCRIPTOR_TABLE + 16 * u64::from(index), &raw);
+        ram.put(self.layout.descriptor_table + 16 * u64::from(index), &raw);
     }
 
     /// Writes the elements as a chain of fresh descriptors; its head.
@@ -140,7 +173,7 @@ impl TestDriver {
             if !last {
                 flags |= DESCRIPTOR_NEXT;
             }
-            Self::put_descriptor(ram, index, element.address, element.length, flags, self.next_descriptor);
+            self.write_descriptor(ram, index, element.address, element.length, flags, self.next_descriptor);
         }
         head
     }
@@ -148,9 +181,9 @@ impl TestDriver {
     /// Puts `head` in the next available slot and publishes it.
     pub(crate) fn publish(&mut self, ram: &mut FakeRam, head: u16) {
         let slot = u64::from(self.available_index % self.size);
-        ram.put_u16(AVAILABLE_RING + 4 + 2 * slot, head);
+        ram.put_u16(self.layout.available_ring + 4 + 2 * slot, head);
         self.available_index = self.available_index.wrapping_add(1);
-        ram.put_u16(AVAILABLE_RING + 2, self.available_index);
+        ram.put_u16(self.layout.available_ring + 2, self.available_index);
     }
 
     /// Builds and publishes a chain; its head.
@@ -163,11 +196,11 @@ impl TestDriver {
     /// The used elements (id, len) the device published since the last
     /// call.
     pub(crate) fn take_used(&mut self, ram: &FakeRam) -> Vec<(u32, u32)> {
-        let published = ram.get_u16(USED_RING + 2);
+        let published = ram.get_u16(self.layout.used_ring + 2);
         let mut used = Vec::new();
         while self.used_seen != published {
             let slot = u64::from(self.used_seen % self.size);
-            let element = USED_RING + 4 + 8 * slot;
+            let element = self.layout.used_ring + 4 + 8 * slot;
             used.push((ram.get_u32(element), ram.get_u32(element + 4)));
             self.used_seen = self.used_seen.wrapping_add(1);
         }
@@ -237,14 +270,25 @@ pub(crate) fn linux_setup_queue<D: VirtioDevice>(
     index: u32,
     size: u32,
 ) {
+    linux_setup_queue_at(transport, ram, index, size, QUEUE_0);
+}
+
+/// Linux's setup of queue `index` at `layout` with `size` entries.
+pub(crate) fn linux_setup_queue_at<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    index: u32,
+    size: u32,
+    layout: QueueLayout,
+) {
     write_register(transport, ram, register::QUEUE_SELECT, index);
     assert_eq!(read_register(transport, register::QUEUE_READY), 0, "not in use yet");
     assert!(read_register(transport, register::QUEUE_SIZE_MAX) >= size);
     write_register(transport, ram, register::QUEUE_SIZE, size);
     for (low, address) in [
-        (register::QUEUE_DESCRIPTOR_LOW, DESCRIPTOR_TABLE),
-        (register::QUEUE_DRIVER_LOW, AVAILABLE_RING),
-        (register::QUEUE_DEVICE_LOW, USED_RING),
+        (register::QUEUE_DESCRIPTOR_LOW, layout.descriptor_table),
+        (register::QUEUE_DRIVER_LOW, layout.available_ring),
+        (register::QUEUE_DEVICE_LOW, layout.used_ring),
     ] {
         let (address_low, address_high) = halves(address);
         write_register(transport, ram, low, address_low);
@@ -269,6 +313,24 @@ pub(crate) fn linux_bring_up<D: VirtioDevice>(
     assert_eq!(read_register(transport, register::STATUS), status | STATUS_DRIVER_OK);
 }
 
+/// Negotiates `features`, sets queue 0 up at [`QUEUE_0`] and queue 1 at
+/// [`QUEUE_1`] with `size` entries each and sets DRIVER_OK: a device with a
+/// receive and a transmit queue (net, console). Their drivers.
+pub(crate) fn linux_bring_up_pair<D: VirtioDevice>(
+    transport: &mut MmioTransport<D>,
+    ram: &mut dyn GuestRam,
+    features: u64,
+    size: u16,
+) -> (TestDriver, TestDriver) {
+    let status = linux_negotiate(transport, ram, features);
+    assert_ne!(status & STATUS_FEATURES_OK, 0, "features accepted");
+    for (queue, layout) in [(0, QUEUE_0), (1, QUEUE_1)] {
+        linux_setup_queue_at(transport, ram, queue, u32::from(size), layout);
+    }
+    write_register(transport, ram, register::STATUS, status | STATUS_DRIVER_OK);
+    (TestDriver::with_layout(size, QUEUE_0), TestDriver::with_layout(size, QUEUE_1))
+}
+
 /// Guest RAM that checks each write the device makes: it must fall inside
 /// the used ring's idx and elements, or inside a device-writable buffer of
 /// a descriptor that was in the table at some point since the queue was
@@ -278,8 +340,8 @@ pub(crate) fn linux_bring_up<D: VirtioDevice>(
 #[derive(Clone, Debug)]
 pub(crate) struct CheckedRam {
     pub(crate) ram: FakeRam,
-    /// (descriptor table, size, used ring) of the watched queue.
-    watched: Option<(u64, u16, u64)>,
+    /// (descriptor table, size, used ring) of each watched queue.
+    watched: Vec<(u64, u16, u64)>,
     /// Writable buffers seen in the table: (start, end).
     allowed: Vec<(u64, u64)>,
     /// Writes outside every allowed range.
@@ -288,19 +350,29 @@ pub(crate) struct CheckedRam {
 
 impl CheckedRam {
     pub(crate) fn new(ram: FakeRam) -> Self {
-        CheckedRam { ram, watched: None, allowed: Vec::new(), violations: Vec::new() }
+        CheckedRam { ram, watched: Vec::new(), allowed: Vec::new(), violations: Vec::new() }
     }
 
     /// Checks writes against this queue from now on (`None`: the device may
     /// write nothing).
     pub(crate) fn watch(&mut self, queue: Option<(u64, u16, u64)>) {
-        self.watched = queue;
+        self.watch_all(queue.as_slice());
+    }
+
+    /// Checks writes against these queues from now on.
+    pub(crate) fn watch_all(&mut self, queues: &[(u64, u16, u64)]) {
+        self.watched = queues.to_vec();
         self.allowed.clear();
         self.collect_writable_buffers();
     }
 
     fn collect_writable_buffers(&mut self) {
-        let Some((table, size, _)) = self.watched else { return };
+        for (table, size, _) in self.watched.clone() {
+            self.collect_queue_buffers(table, size);
+        }
+    }
+
+    fn collect_queue_buffers(&mut self, table: u64, size: u16) {
         for index in 0..u64::from(size) {
             // Straight from the bytes: the oracle's reads are not the
             // device's, which the tests count.
@@ -320,11 +392,13 @@ impl CheckedRam {
     }
 
     fn is_allowed(&self, address: u64, length: usize) -> bool {
-        let Some((_, size, used)) = self.watched else { return false };
         let Some(end) = address.checked_add(length as u64) else { return false };
-        let used_start = used + 2;
-        let used_end = used + 4 + 8 * u64::from(size);
-        (address >= used_start && end <= used_end)
+        let in_used_ring = |&(_, size, used): &(u64, u16, u64)| {
+            let used_start = used + 2;
+            let used_end = used + 4 + 8 * u64::from(size);
+            address >= used_start && end <= used_end
+        };
+        self.watched.iter().any(in_used_ring)
             || self.allowed.iter().any(|&(start, stop)| address >= start && end <= stop)
     }
 }
