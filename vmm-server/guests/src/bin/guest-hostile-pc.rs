@@ -5,14 +5,19 @@
 //! entry at 16 MiB + 0x200 on the boot path's page tables, `boot_params`
 //! in RSI, ACPI tables, COM1 and virtio-mmio disks.
 //!
-//! It prints on COM1 (polled) and then:
+//! It prints on COM1 (polled, a FIFO's 16 bytes per `rep outsb`) and
+//! then:
 //!
 //! 1. **Random phase**: for `hostile.rounds=` rounds, driven by SplitMix64
 //!    seeded from `hostile.seed=` (`bulkhead_test_guests::hostile_pc`),
 //!    random reads and writes of random widths at random offsets of the
 //!    local APIC page, the I/O APIC page and the first virtio-mmio page,
 //!    and at random ports of the board (never COM1, never the reset
-//!    register, never SLP_EN), with interrupts off throughout.
+//!    register, never SLP_EN), with interrupts off; then, each round,
+//!    interrupt sources programmed with random parameters and an interrupt
+//!    window, the only time interrupts are on: a loop that cannot fault,
+//!    taking at most a budget of interrupts, each ended at the local APIC
+//!    and at both 8259As (see the assembly).
 //! 2. **virtio phase**: drives the virtio-blk device through its
 //!    initialisation and posts malformed requests and queues, one case at
 //!    a time; after each notify it checks that the device still answers
@@ -28,7 +33,7 @@
 //! never expects.
 //!
 //! Guest-physical memory it uses besides its image (at 16 MiB): the IDT
-//! at [`IDT_ADDRESS`] and the device buffers from [`DMA_BASE`], RAM the
+//! at `IDT_ADDRESS` and the device buffers from `DMA_BASE`, RAM the
 //! boot path leaves free (it puts its own structures below 1 MiB and the
 //! staged files at the top of RAM).
 
