@@ -10,6 +10,7 @@ pub mod image;
 pub mod kernel_build;
 pub mod manifest;
 pub mod symbolize;
+pub mod test_guest_image;
 pub mod tools;
 pub mod user_build;
 

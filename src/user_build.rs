@@ -225,10 +225,25 @@ fn guest_files(manifest: &str, spec: &bulkhead_capdl::SystemSpec) -> Result<Vec<
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let images = crate::guest_images::prepare().map_err(|error| Error::Build(format!("{manifest}: {error}")))?;
+    // Debian's images are fetched only for a system that names one: the
+    // project's own guests are built here.
+    let own = |name: &str| name == crate::test_guest_image::HOSTILE_PC_ARTIFACT;
+    let images = if names.iter().all(|name| own(name)) {
+        None
+    } else {
+        Some(crate::guest_images::prepare().map_err(|error| Error::Build(format!("{manifest}: {error}")))?)
+    };
     let mut files = Vec::new();
     for name in names {
-        let bytes = images.artifact(name).map_err(|error| Error::Build(format!("{manifest}: {error}")))?;
+        let bytes = match &images {
+            Some(images) if !own(name) => {
+                images.artifact(name).map_err(|error| Error::Build(format!("{manifest}: {error}")))?
+            }
+            _ => hostile_pc_image().map_err(|error| match error {
+                Error::Build(why) => Error::Build(format!("{manifest}: {why}")),
+                other => other,
+            })?,
+        };
         files.push((name.to_owned(), bytes));
     }
     let file = |name: &Option<String>| {
@@ -252,6 +267,21 @@ fn guest_files(manifest: &str, spec: &bulkhead_capdl::SystemSpec) -> Result<Vec<
     }
     check_region_contents(spec, &files).map_err(|why| Error::Build(format!("{manifest}: {why}")))?;
     Ok(files)
+}
+
+/// The hostile PC guest as a `bzImage` (`test_guest_image`): its binary
+/// built from the test-guest package and packed.
+///
+/// # Errors
+///
+/// [`Error::Build`] for a failed build or an ELF file the packer refuses,
+/// [`Error::Io`].
+fn hostile_pc_image() -> Result<Vec<u8>, Error> {
+    use crate::test_guest_image::{HOSTILE_PC_BINARY, bzimage_from_elf};
+    cargo_build(GUESTS, &[HOSTILE_PC_BINARY], &[])?;
+    let path = user_binary_path(HOSTILE_PC_BINARY);
+    let elf = std::fs::read(&path).map_err(|error| Error::Io(path.clone(), error))?;
+    bzimage_from_elf(&elf).map_err(|why| Error::Build(format!("`{HOSTILE_PC_BINARY}`: {why}")))
 }
 
 /// Checks that every region's `contents` is one of `files` and fits the

@@ -14,6 +14,13 @@
 //! | `guest-protected` | real → 32-bit protected, then 32-bit paging with 4 KiB pages | exit code 0 |
 //! | `guest-long` | real → protected → 64-bit long mode, 2 MiB pages | exit code 0 |
 //! | `guest-hostile` | real → protected → long mode | a triple fault |
+//! | `guest-hostile-pc` | 64-bit, entered by the Linux boot path | an ACPI S5 power off |
+//!
+//! `guest-hostile-pc` is not of the convention below: it is linked at
+//! 16 MiB (`hostile-pc.ld`), packed by the CLI as a bzImage and booted as
+//! a Linux kernel on the PC platform, and written in Rust; [`hostile_pc`]
+//! holds its decisions, host-tested, and says what it does
+//! (`docs/PLATFORM.md`, "The hostile PC guest").
 //!
 //! Each is written in GNU assembler syntax (AT&T) inside
 //! `core::arch::global_asm!` (rustc's LLVM assembler; no external tool),
@@ -87,12 +94,13 @@
 //! - **Triple fault.** The VMM stops the guest and reports it
 //!   (`guest-hostile` ends this way).
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod asm;
 pub mod convention;
 pub mod guests;
+pub mod hostile_pc;
 
 pub use convention::*;
 

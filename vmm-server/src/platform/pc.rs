@@ -538,13 +538,26 @@ impl Pc {
             let shadow = if *halted { 0 } else { interruptibility & 0b11 };
             let can_take = registers.event == 0 && registers.rflags & rflags::IF != 0 && shadow == 0;
             if can_take {
-                if let Some(vector) = self.take_interrupt() {
-                    registers.event = Event { vector, kind: EventKind::External, error_code: None }.to_word();
-                    *halted = false;
+                // An 8259A vector below 16 is dropped (`take_interrupt`):
+                // the next pending one is tried, at most once per line.
+                for _ in 0..ISA_LINES {
+                    if let Some(vector) = self.take_interrupt() {
+                        registers.event = Event { vector, kind: EventKind::External, error_code: None }.to_word();
+                        *halted = false;
+                        break;
+                    }
+                    if !self.has_interrupt() {
+                        break;
+                    }
                 }
                 // The next one is taken when the guest can again (its
-                // handler runs with interrupts off).
-                interrupt_window = self.has_interrupt();
+                // handler runs with interrupts off). If nothing was
+                // injected, what still waits is a dropped vector that a
+                // level-triggered line raised again at once: a window exit
+                // would come before the guest's first instruction, after
+                // every entry, and the guest would never run again. It is
+                // dropped again at the next exit instead.
+                interrupt_window = registers.event != 0 && self.has_interrupt();
             } else {
                 interrupt_window = true;
             }
