@@ -30,7 +30,7 @@ pub mod mmio;
 pub mod queue;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
