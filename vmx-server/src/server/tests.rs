@@ -57,9 +57,8 @@ fn new_set(disks: usize) -> (Set, SharedRam, Lines) {
     let ram = SharedRam(Rc::new(RefCell::new(FakeRam::new(0, RAM_BYTES))));
     let lines = Lines::default();
     let backends = (0..disks).map(|number| {
-        let bytes: Vec<u8> = (0..4 * SECTOR)
-            .map(|at| u8::try_from(number * 16 + at / SECTOR + 1).expect("small"))
-            .collect();
+        let bytes: Vec<u8> =
+            (0..4 * SECTOR).map(|at| u8::try_from(number * 16 + at / SECTOR + 1).expect("small")).collect();
         let mut id = [0; 20];
         id[0] = b'0' + u8::try_from(number).expect("small");
         (MemoryDisk::new(bytes), id)
