@@ -365,13 +365,14 @@ pub fn system_bochs_ips(name: &str) -> Result<u32, Error> {
 }
 
 /// The PD whose console lines are the first Linux guest's console (the PD
-/// that serves its COM1: today its VMM), if system `name` has a guest
-/// that boots a kernel.
+/// that serves its COM1: its VMX, or its VMM when it has none), if system
+/// `name` has a guest that boots a kernel.
 pub fn guest_console_pd(name: &str) -> Option<String> {
     let spec = system_spec(name)?;
     let guest = spec.guests.iter().find(|guest| guest.kernel.is_some())?;
-    let vmm = spec.domains.get(usize::try_from(guest.vmm).ok()?)?;
-    Some(vmm.name.clone())
+    let server = guest.vmx.map_or(guest.vmm, |vmx| vmx.domain);
+    let pd = spec.domains.get(usize::try_from(server).ok()?)?;
+    Some(pd.name.clone())
 }
 
 /// The RAM a system's regions take from the root's untypeds: each guest's

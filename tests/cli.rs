@@ -98,7 +98,7 @@ fn exit_status_follows_the_kernel_verdict() {
     assert!(console.contains("user hello: hello from hello: the server answered 101"), "{console}");
     // Its standard output is no terminal: the whole log, not the guest's
     // console alone (README, "A Linux guest's console").
-    assert!(console.contains("user linux_vmm: linux_vmm: BULKHEAD-GUEST: userspace up"), "{console}");
+    assert!(console.contains("user linux_vmx: linux_vmx: BULKHEAD-GUEST: userspace up"), "{console}");
 
     let failure = bulkhead()
         .args(["--kernel-boot", "--fault-injection", "--append", "inject=panic", "--timeout", "120"])

@@ -1,9 +1,11 @@
 //! An unmodified Linux guest (`docs/PLATFORM.md`, `docs/GUEST-IMAGES.md`):
 //! Debian's cloud kernel with the busybox initramfs, booted by vmm-server
-//! on the emulated PC under QEMU's SVM (`tests/systems/linux.capdl`). The
-//! guest's init prints its markers, writes and reads back a file on its
-//! virtio disk, and powers off through ACPI; the VMM reports the power
-//! off and the kernel's verdict is success. Two guests side by side
+//! on the emulated PC under QEMU's SVM (`tests/systems/linux.capdl`), its
+//! devices (COM1, the virtio disk) served by its VMX, a PD of their own
+//! (`docs/DEVICES.md`, "The VMM-VMX protocol"). The guest's init prints
+//! its markers, writes and reads back a file on its virtio disk, and
+//! powers off through ACPI; the VMM reports the power off and the kernel's
+//! verdict is success. Two guests side by side
 //! (`tests/systems/linux_pair.capdl`) each write their own text to their
 //! own disk.
 
@@ -18,10 +20,37 @@ use common::*;
 /// for a loaded machine.
 const LINUX_BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// The lines of the guest's console, without the VMM's prefix.
-fn guest_lines<'a>(console: &'a str, vmm: &str) -> Vec<&'a str> {
-    let prefix = format!("user {vmm}: {vmm}: ");
+/// The lines of the guest's console, without the prefix of the PD that
+/// serves COM1 (its VMX) and prints them.
+fn guest_lines<'a>(console: &'a str, server: &str) -> Vec<&'a str> {
+    let prefix = format!("user {server}: {server}: ");
     console.lines().filter_map(|line| line.trim_end().strip_prefix(prefix.as_str())).collect()
+}
+
+/// The guest's devices were the VMX's: its console lines came from the
+/// VMX and none from the VMM, the VMM forwarded the accesses and the VMX
+/// served them, and it served the disk's requests.
+fn assert_served_by_the_vmx(console: &str, vmm: &str, vmx: &str) {
+    assert!(guest_lines(console, vmm).is_empty(), "{vmm} printed guest console lines itself");
+    let booting = format!("user {vmm}: vmm: booting Linux");
+    let booting = console.lines().find(|line| line.starts_with(&booting)).expect("the VMM's boot line");
+    assert!(booting.trim_end().ends_with("2 device(s) served by the VMX"), "{booting}");
+    // The number that starts the PD's line with `words` after it.
+    let count = |pd: &str, who: &str, words: &str| -> u64 {
+        let prefix = format!("user {pd}: {who}: ");
+        let rest = console
+            .lines()
+            .filter_map(|line| line.trim_end().strip_prefix(prefix.as_str()))
+            .find(|rest| rest.split_once(' ').is_some_and(|(_, after)| after.starts_with(words)));
+        let rest = rest.unwrap_or_else(|| panic!("no line {prefix}N {words}"));
+        rest.split_whitespace().next().and_then(|count| count.parse().ok()).expect("a count")
+    };
+    let forwarded = count(vmm, "vmm", "device accesses forwarded to the VMX");
+    let served = count(vmx, "vmx", "device requests served");
+    // Every forwarded access and the VMM's description and stop.
+    assert_eq!(served, forwarded + 2, "{vmx} served what {vmm} forwarded");
+    assert!(console.contains(&format!("user {vmx}: vmx: disk 0: ")), "{vmx} reported its disk");
+    assert!(!console.contains(&format!("user {vmx}: vmx: refused")), "{vmx} refused a request");
 }
 
 #[test]
@@ -31,8 +60,8 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     eprintln!("the Linux guest's run took {:.1} s", started.elapsed().as_secs_f64());
     assert_linux_guest_ran(&outcome);
     // What the guest costs the host beyond its RAM: everything the loader
-    // took for this system (its only PD is the guest's VMM) but the
-    // guest's 128 MiB and its 8 MiB disk. The target is 2 MiB.
+    // took for this system (its only PDs are the guest's VMM and VMX) but
+    // the guest's 128 MiB and its 8 MiB disk. The target is 2 MiB.
     let system_kib = loader_ram_kib(&outcome.console).expect("the loader reports the RAM it took");
     let guest_kib = (128 + 8) * 1024;
     let overhead_kib = system_kib.checked_sub(guest_kib).expect("the system holds the guest's RAM and disk");
@@ -66,7 +95,7 @@ fn assert_linux_guest_ran(outcome: &RunOutcome) {
     if outcome.timed_out || outcome.final_status() != Some("success") {
         print_outcome(outcome);
     }
-    let guest = guest_lines(console, "linux_vmm");
+    let guest = guest_lines(console, "linux_vmx");
     assert!(guest.iter().any(|line| line.contains("Linux version 6.1.0")), "the kernel's banner");
     assert!(guest.iter().any(|line| line.contains("serial8250: ttyS0 at I/O 0x3f8 (irq = 4")), "COM1 probed");
     for marker in ["BULKHEAD-GUEST: userspace up", "BULKHEAD-GUEST: disk ok written-by-the-guest"] {
@@ -74,6 +103,7 @@ fn assert_linux_guest_ran(outcome: &RunOutcome) {
     }
     assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "the guest panicked");
     assert_lines_in_order(console, &["user linux_vmm: vmm: the guest powered off"]);
+    assert_served_by_the_vmx(console, "linux_vmm", "linux_vmx");
     assert_loader_run_succeeded(outcome);
 }
 
@@ -86,22 +116,25 @@ fn two_linux_guests_run_side_by_side_each_on_its_own_disk() {
         print_outcome(&outcome);
     }
     let console = &outcome.console;
-    for (vmm, text) in [("linux_a_vmm", "written-by-a"), ("linux_b_vmm", "written-by-b")] {
-        let guest = guest_lines(console, vmm);
-        assert!(guest.contains(&"BULKHEAD-GUEST: userspace up"), "{vmm}'s guest reached userspace");
+    for (vmm, vmx, text) in
+        [("linux_a_vmm", "linux_a_vmx", "written-by-a"), ("linux_b_vmm", "linux_b_vmx", "written-by-b")]
+    {
+        let guest = guest_lines(console, vmx);
+        assert!(guest.contains(&"BULKHEAD-GUEST: userspace up"), "{vmx}'s guest reached userspace");
         let disk_ok = format!("BULKHEAD-GUEST: disk ok {text}");
-        assert!(guest.contains(&disk_ok.as_str()), "{vmm}'s guest used its own disk: {disk_ok:?}");
-        assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "{vmm}'s guest panicked");
+        assert!(guest.contains(&disk_ok.as_str()), "{vmx}'s guest used its own disk: {disk_ok:?}");
+        assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "{vmx}'s guest panicked");
         assert!(console.contains(&format!("user {vmm}: vmm: the guest powered off")), "{vmm} reported the power off");
+        assert_served_by_the_vmx(console, vmm, vmx);
     }
     // They ran at once: each one's first kernel line comes before the
     // other's last.
-    let position = |vmm: &str, last: bool| {
-        let prefix = format!("user {vmm}: {vmm}: ");
+    let position = |vmx: &str, last: bool| {
+        let prefix = format!("user {vmx}: {vmx}: ");
         let mut found = console.lines().enumerate().filter(|(_, line)| line.starts_with(&prefix)).map(|(at, _)| at);
         if last { found.last() } else { found.next() }.expect("the guest's lines")
     };
-    assert!(position("linux_a_vmm", false) < position("linux_b_vmm", true));
-    assert!(position("linux_b_vmm", false) < position("linux_a_vmm", true));
+    assert!(position("linux_a_vmx", false) < position("linux_b_vmx", true));
+    assert!(position("linux_b_vmx", false) < position("linux_a_vmx", true));
     assert_loader_run_succeeded(&outcome);
 }

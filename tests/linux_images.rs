@@ -242,9 +242,14 @@ fn a_system_bundle_carries_each_guest_file_once() {
         assert_eq!(guest.kernel.as_deref(), Some(guest_images::KERNEL_ARTIFACT));
         assert_eq!(guest.initrd.as_deref(), Some(guest_images::INITRAMFS_ARTIFACT));
         // Each guest's disk: a region of its own, filled with the image and
-        // served by its VMM.
+        // served by its VMX, which alone maps it.
         let [disk] = guest.disks.as_slice() else { panic!("one disk: {:?}", guest.disks) };
-        assert_eq!((disk.server, disk.address), (guest.vmm, 0x20_0000_0000));
+        let vmx = guest.vmx.expect("a VMX");
+        assert_eq!((disk.server, disk.address), (vmx.domain, 0x20_0000_0000));
+        let vmm = &spec.domains[usize::try_from(guest.vmm).expect("an index")];
+        assert!(vmm.mappings.iter().all(|mapping| mapping.region != disk.region), "the VMM maps the disk");
+        assert_eq!(vmx.memory_address, 0x30_0000_0000, "the VMX maps the guest's RAM at its own address");
+        assert!(vmx.vmm_slot != 0 && vmx.vmx_slot != 0 && vmx.reply_slot != 0, "the device link: {vmx:?}");
         let region = &spec.regions[usize::try_from(disk.region).expect("an index")];
         assert_eq!((region.size, region.contents.as_deref()), (8 << 20, Some(guest_images::DISK_ARTIFACT)));
         disk_regions.push(disk.region);
@@ -288,7 +293,7 @@ fn the_kernel_runs_a_loader_that_carries_a_linux_system() {
     assert!(image_bytes > 20_000_000, "{image_bytes} bytes: the bundle is not in the loader");
     let lines = common::lines(console);
     assert!(
-        lines.contains(&"user root: loader: 1 protection domains, 8 objects, 1 program images"),
+        lines.contains(&"user root: loader: 2 protection domains, 14 objects, 2 program images"),
         "the loader read the bundle"
     );
     // The disk region holds the image, then zeros to its 8 MiB.

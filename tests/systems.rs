@@ -106,8 +106,8 @@ fn the_default_system_runs_from_its_manifest() {
         assert!(console.lines().any(|printed| printed.ends_with(line)), "missing {line:?}");
     }
     for line in [
-        "user linux_vmm: linux_vmm: BULKHEAD-GUEST: userspace up",
-        "user linux_vmm: linux_vmm: BULKHEAD-GUEST: disk ok written-by-the-guest",
+        "user linux_vmx: linux_vmx: BULKHEAD-GUEST: userspace up",
+        "user linux_vmx: linux_vmx: BULKHEAD-GUEST: disk ok written-by-the-guest",
         "user linux_vmm: vmm: the guest powered off",
     ] {
         assert!(console.lines().any(|printed| printed.trim_end() == line), "missing {line:?}");

@@ -15,15 +15,15 @@ use std::fmt::Write as _;
 
 pub use bulkhead_capdl_spec::{
     ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DomainSpec,
-    FaultHandlerSpec, GuestDiskSpec, GuestMemorySpec, GuestSpec, MAX_CNODE_RADIX, MapRights, MappingSpec, ObjectId,
-    ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec,
+    FaultHandlerSpec, GuestDiskSpec, GuestMemorySpec, GuestSpec, GuestVmxSpec, MAX_CNODE_RADIX, MapRights, MappingSpec,
+    ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec,
     SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec, from_blob, to_blob,
 };
 
 use crate::ast::{CapRights, ConnectionKind, Item, Manifest, MemoryRights, Name};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::FlowGraph;
-use crate::validate::{Model, PAGE_SIZES, guest_memory_layout};
+use crate::validate::{Model, PAGE_SIZES, device_channel, guest_memory_layout};
 
 /// Mapping rights from a manifest's memory rights.
 fn map_rights(rights: MemoryRights) -> MapRights {
@@ -437,7 +437,41 @@ impl<'a> Compiler<'a> {
             initrd: guest.initrd.as_ref().map(|initrd| initrd.value.clone()),
             cmdline: guest.cmdline.as_ref().map(|cmdline| cmdline.value.clone()),
             disks,
+            vmx: guest.vmx.as_ref().and_then(|vmx| self.vmx(guest, vmm, vmx)),
         });
+    }
+
+    /// What the info pages of guest `guest`'s VMM `vmm` and VMX `vmx` say
+    /// about each other: where the VMX maps the guest's memory and the
+    /// slots of the device channel's capabilities (0 where there is none:
+    /// the validator insists on the channel, and on the memory for a VMX
+    /// that serves disks).
+    fn vmx(&self, guest: &crate::ast::Guest, vmm: &Name, vmx: &Name) -> Option<GuestVmxSpec> {
+        let (vmm_state, vmx_state) = (&self.domains[*self.index.get(&vmm.text)?], self.index.get(&vmx.text)?);
+        let vmx_state = &self.domains[*vmx_state];
+        let memory_address = guest_memory_layout(&self.model, guest)
+            .first()
+            .and_then(|(region, guest_physical)| {
+                let mapping = region.mappings.iter().find(|mapping| mapping.domain.text == vmx.text)?;
+                Some(mapping.address.value.wrapping_sub(*guest_physical))
+            })
+            .unwrap_or(0);
+        let slot_of = |state: &DomainState, object: Option<ObjectId>| {
+            object
+                .and_then(|object| state.held.get(&object))
+                .and_then(|index| state.spec.caps.get(*index))
+                .map_or(0, |cap| cap.slot)
+        };
+        let endpoint = device_channel(&self.model, &vmm.text, &vmx.text)
+            .and_then(|channel| self.channels.iter().find(|spec| spec.name == channel.name.text))
+            .and_then(|channel| channel.endpoint);
+        Some(GuestVmxSpec {
+            domain: u32::try_from(*self.index.get(&vmx.text)?).ok()?,
+            memory_address,
+            vmm_slot: slot_of(vmm_state, endpoint),
+            vmx_slot: slot_of(vmx_state, endpoint),
+            reply_slot: slot_of(vmx_state, vmx_state.reply),
+        })
     }
 
     fn finish(mut self) -> Result<SystemSpec, Vec<Diagnostic>> {
@@ -599,10 +633,20 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
         "/// The slots of this protection domain's capabilities in its CNode.\n",
         "pub mod caps {\n",
     ));
+    let domain_index = spec.domains.iter().position(|other| other.name == domain.name);
+    let is = |index: u32| usize::try_from(index).ok() == domain_index;
+    // The device channel's capabilities and the VMX's reply object are on
+    // the VMM's and the VMX's info pages (`PdInfo::device_link`), so the
+    // servers of guests with channels of different names share an image.
+    let on_link = |slot: u64| {
+        spec.guests.iter().filter_map(|guest| Some((guest.vmm, guest.vmx?))).any(|(vmm, vmx)| {
+            (is(vmm) && slot == vmx.vmm_slot) || (is(vmx.domain) && (slot == vmx.vmx_slot || slot == vmx.reply_slot))
+        })
+    };
     for cap in &domain.caps {
         // A VMM finds its VCpus through its info page: VMMs of guests with
         // different vCPU counts can then share one image.
-        if spec.object(cap.object).is_some_and(|object| object.kind == ObjectKind::VCpu) {
+        if spec.object(cap.object).is_some_and(|object| object.kind == ObjectKind::VCpu) || on_link(cap.slot) {
             continue;
         }
         let what = spec.object(cap.object).map_or("an object", |object| object.name.as_str());
@@ -610,13 +654,13 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
         let _ = writeln!(text, "    pub const {}: u64 = {};", constant_name(&cap.name), cap.slot);
     }
     text.push_str("}\n\n/// The regions this protection domain maps.\npub mod regions {\n");
-    // Likewise its guest's memory, and the disks a VMM or VMX serves: they
-    // are on its info page, so servers of different guests share an image.
-    let domain_index = spec.domains.iter().position(|other| other.name == domain.name);
+    // Likewise its guest's memory (a VMM's, or a VMX's), and the disks a
+    // VMM or VMX serves: they are on its info page, so servers of
+    // different guests share an image.
     let on_info_page = |mapping: &MappingSpec| {
-        let is = |index: u32| usize::try_from(index).ok() == domain_index;
         spec.guests.iter().any(|guest| {
-            (is(guest.vmm) && guest.memory.iter().any(|memory| memory.region == mapping.region))
+            let serves_memory = is(guest.vmm) || guest.vmx.is_some_and(|vmx| is(vmx.domain));
+            (serves_memory && guest.memory.iter().any(|memory| memory.region == mapping.region))
                 || guest.disks.iter().any(|disk| is(disk.server) && disk.region == mapping.region)
         })
     };

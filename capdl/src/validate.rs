@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{
-    CapRights, Channel, ConnectionKind, Device, Guest, Item, Manifest, MemoryRights, Name, ProtectionDomain, Region,
+    CapRights, Channel, ConnectionKind, Device, Guest, Item, Manifest, Mapping, MemoryRights, Name, ProtectionDomain,
+    Region,
 };
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{FlowEdge, FlowGraph};
@@ -736,7 +737,10 @@ pub fn guest_memory_layout<'a>(model: &Model<'a>, guest: &Guest) -> Vec<(&'a Reg
 /// mapped writable into the VMM at one offset from its guest-physical
 /// addresses, so that the VMM reaches guest-physical `a` at `base + a`;
 /// within the 48-bit guest-physical space; and, for a guest with an
-/// `image`, of 4 KiB or 2 MiB pages (the pages the loader can fill).
+/// `image`, of 4 KiB or 2 MiB pages (the pages the loader can fill). A
+/// VMX that maps any of the memory maps all of it the same way (its own
+/// offset), since its info page, too, gives one address for
+/// guest-physical 0.
 fn check_guest_memory_layout(model: &Model<'_>, guest: &Guest, errors: &mut Vec<Diagnostic>) {
     let name = guest.name.text.as_str();
     let Some(vmm) = &guest.vmm else { return };
@@ -775,29 +779,84 @@ fn check_guest_memory_layout(model: &Model<'_>, guest: &Guest, errors: &mut Vec<
             ));
             continue;
         };
-        if !mapping.rights.value.read || !mapping.rights.value.write {
-            errors.push(Diagnostic::new(
-                &mapping.span,
-                format!("the VMM `{}` maps memory `{region_name}` of guest `{name}` without `rw`", vmm.text),
-                "a VMM reads and writes its guest's memory: map it `rw`",
-            ));
-        }
-        let offset = mapping.address.value.wrapping_sub(guest_physical);
-        match base {
-            None => base = Some(offset),
-            Some(base) if base != offset => errors.push(Diagnostic::new(
-                &mapping.span,
-                format!(
-                    "the VMM `{}` maps memory `{region_name}` (guest-physical {guest_physical:#x}) at {:#x}, not at {:#x}",
-                    vmm.text,
-                    mapping.address.value,
-                    base.wrapping_add(guest_physical)
-                ),
-                "map a guest's regions into its VMM end to end, as they lie in guest-physical memory",
-            )),
-            Some(_) => {}
-        }
+        check_server_mapping(guest, "VMM", vmm, mapping, region, guest_physical, &mut base, errors);
     }
+    let Some(vmx) = &guest.vmx else { return };
+    let layout = guest_memory_layout(model, guest);
+    let mapped: Vec<_> = layout
+        .iter()
+        .map(|(region, guest_physical)| {
+            (region, *guest_physical, region.mappings.iter().find(|mapping| mapping.domain.text == vmx.text))
+        })
+        .collect();
+    // A VMX need not map the memory (check_guest_disks asks it to when it
+    // serves disks); if it maps some, it maps all, as the VMM does.
+    if mapped.iter().all(|(_, _, mapping)| mapping.is_none()) {
+        return;
+    }
+    let mut base = None;
+    for (region, guest_physical, mapping) in mapped {
+        let region_name = region.name.text.as_str();
+        let Some(mapping) = mapping else {
+            errors.push(Diagnostic::new(
+                &region.name.span,
+                format!("memory `{region_name}` of guest `{name}` is not mapped into its VMX `{}`", vmx.text),
+                format!("map all of the guest's memory into `{}`, or none of it", vmx.text),
+            ));
+            continue;
+        };
+        check_server_mapping(guest, "VMX", vmx, mapping, region, guest_physical, &mut base, errors);
+    }
+}
+
+/// A VMM's or VMX's mapping of guest memory: `rw`, at the offset from
+/// guest-physical addresses that its first mapping set (`base`), since
+/// its info page gives one address for guest-physical 0.
+#[allow(clippy::too_many_arguments, reason = "one check's context, passed once from each caller")]
+fn check_server_mapping(
+    guest: &Guest,
+    role: &str,
+    server: &Name,
+    mapping: &Mapping,
+    region: &Region,
+    guest_physical: u64,
+    base: &mut Option<u64>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let (name, region_name) = (guest.name.text.as_str(), region.name.text.as_str());
+    if !mapping.rights.value.read || !mapping.rights.value.write {
+        errors.push(Diagnostic::new(
+            &mapping.span,
+            format!("the {role} `{}` maps memory `{region_name}` of guest `{name}` without `rw`", server.text),
+            format!("a {role} reads and writes its guest's memory: map it `rw`"),
+        ));
+    }
+    let offset = mapping.address.value.wrapping_sub(guest_physical);
+    match *base {
+        None => *base = Some(offset),
+        Some(base) if base != offset => errors.push(Diagnostic::new(
+            &mapping.span,
+            format!(
+                "the {role} `{}` maps memory `{region_name}` (guest-physical {guest_physical:#x}) at {:#x}, not at {:#x}",
+                server.text,
+                mapping.address.value,
+                base.wrapping_add(guest_physical)
+            ),
+            format!("map a guest's regions into its {role} end to end, as they lie in guest-physical memory"),
+        )),
+        Some(_) => {}
+    }
+}
+
+/// The channel on which guest's VMM `vmm` forwards device accesses to
+/// its VMX `vmx`: the first, in the manifest's order, with a `call vmm ->
+/// vmx` line.
+pub fn device_channel<'a>(model: &Model<'a>, vmm: &str, vmx: &str) -> Option<&'a Channel> {
+    model.channels().find(|channel| {
+        channel.connections.iter().any(|connection| {
+            connection.kind == ConnectionKind::Call && connection.from.text == vmm && connection.to.text == vmx
+        })
+    })
 }
 
 /// The end of guest-physical space: four levels of second-level tables.
@@ -852,6 +911,22 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
             ));
         }
         check_guest_memory_layout(model, guest, errors);
+        if let (Some(vmm), Some(vmx)) = (&guest.vmm, &guest.vmx)
+            && vmm.text != vmx.text
+            && device_channel(model, &vmm.text, &vmx.text).is_none()
+        {
+            errors.push(Diagnostic::new(
+                &vmx.span,
+                format!(
+                    "guest `{name}` has the VMX `{}` but no channel with `call {} -> {}`",
+                    vmx.text, vmm.text, vmx.text
+                ),
+                format!(
+                    "add a channel with `call {} -> {}`: the VMM forwards device accesses over it",
+                    vmm.text, vmx.text
+                ),
+            ));
+        }
         let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
         for memory in &guest.memory {
             if let Some(other) = owners.insert(memory.text.as_str(), name) {
@@ -1068,7 +1143,8 @@ pub fn check_region_contents(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
 /// the region is RAM, no guest's memory and no other disk's, mapped `rw`
 /// into the PD that serves the guest's devices (its VMX, or its VMM when
 /// it has none) and into no PD but the guest's VMM and VMX; a PD serves
-/// the disks of one guest (its info page does not say whose).
+/// the disks of one guest (its info page does not say whose); a VMX that
+/// serves disks maps the guest's memory (virtio moves data through it).
 pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     let guest_memory = guest_memory_regions(model);
     let mut disks: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
@@ -1092,6 +1168,20 @@ pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 format!("`{}` would serve the disks of guests `{other}` and `{name}`", server.text),
                 "a PD's info page lists the disks of one guest: give each guest its own VMX",
             ));
+        }
+        // A VMX's virtio devices read and write the guest's RAM.
+        if let (Some(vmx), Some((first, _))) = (&guest.vmx, guest.region_disks.first()) {
+            let memory = guest.memory.iter().filter_map(|memory| model.region(&memory.text));
+            if !memory.flat_map(|region| &region.mappings).any(|mapping| mapping.domain.text == vmx.text) {
+                errors.push(Diagnostic::new(
+                    &first.span,
+                    format!(
+                        "`{}` serves disk `{}` of guest `{name}` but maps none of its memory",
+                        vmx.text, first.text
+                    ),
+                    format!("map the guest's memory into `{}` (`rw`, end to end, as into its VMM)", vmx.text),
+                ));
+            }
         }
         let servers: Vec<&str> = guest.vmm.iter().chain(&guest.vmx).map(|domain| domain.text.as_str()).collect();
         for (disk, region_name) in &guest.region_disks {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use bulkhead_capdl::ast::Item;
 use bulkhead_capdl::compile::{
-    BlobError, Cache, ObjectId, ObjectKind, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, SPEC_VERSION, constant_name,
+    BlobError, Cache, DomainSpec, ObjectId, ObjectKind, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, SPEC_VERSION,
+    constant_name,
 };
 use bulkhead_capdl::{Diagnostic, SystemSpec, compile, from_blob, generated_names, to_blob};
 
@@ -400,7 +401,57 @@ fn a_guest_compiles_to_its_space_its_vcpus_and_its_vmms_view_of_its_memory() {
     // different guests can share one image.
     let names = generated_names(&spec, "linux_vmm").expect("names");
     assert!(!names.contains("VCPU") && !names.contains("LINUX_RAM"), "{names}");
-    assert!(generated_names(&spec, "linux_vmx").expect("names").contains("LINUX_RAM"));
+    assert!(!generated_names(&spec, "linux_vmx").expect("names").contains("LINUX_RAM"));
+}
+
+#[test]
+fn a_vmx_and_the_device_channel_are_on_the_info_pages_not_in_the_names() {
+    let spec = compiled_example();
+    let [guest] = spec.guests.as_slice() else { panic!("one guest") };
+    let vmx = guest.vmx.expect("the example's guest has a VMX");
+    let domain = |index: u32| &spec.domains[usize::try_from(index).expect("an index")];
+    let (vmm, vmx_domain) = (domain(guest.vmm), domain(vmx.domain));
+    assert_eq!((vmx_domain.name.as_str(), vmx.memory_address), ("linux_vmx", 0x40_0000_0000));
+    let cap = |domain: &DomainSpec, slot: u64| {
+        let cap = &domain.caps[usize::try_from(slot).expect("a slot")];
+        (cap.name.clone(), kind(&spec, cap.object).clone(), cap.rights)
+    };
+    // The first channel with `call linux_vmm -> linux_vmx`: `exits`.
+    assert_eq!(cap(vmm, vmx.vmm_slot), ("exits".into(), ObjectKind::Endpoint, RIGHT_WRITE | RIGHT_GRANT_REPLY));
+    assert_eq!(cap(vmx_domain, vmx.vmx_slot), ("exits".into(), ObjectKind::Endpoint, RIGHT_READ));
+    assert_eq!(cap(vmx_domain, vmx.reply_slot).1, ObjectKind::Reply);
+    let vmm_names = generated_names(&spec, "linux_vmm").expect("names");
+    assert!(!vmm_names.contains("const EXITS:") && vmm_names.contains("EXITS_NOTIFICATION"), "{vmm_names}");
+    let vmx_names = generated_names(&spec, "linux_vmx").expect("names");
+    assert!(!vmx_names.contains("const EXITS:") && !vmx_names.contains("REPLY"), "{vmx_names}");
+    assert!(vmx_names.contains("const BLOCK:"), "its other channels keep their names: {vmx_names}");
+}
+
+#[test]
+fn the_vmxs_of_two_guests_share_an_image_whatever_their_channels_are_called() {
+    let pd = |name: &str, image: &str| {
+        format!(
+            "pd {name} {{\n    image \"{image}\"\n    priority 100\n    budget 1ms\n    period 10ms\n    core 0\n}}\n\n"
+        )
+    };
+    let mut text = String::new();
+    for (guest, base) in [("a", 0x10_u64), ("b", 0x20)] {
+        text += &pd(&format!("{guest}_vmm"), "vmm-server");
+        text += &pd(&format!("{guest}_vmx"), "vmx-server");
+        text += &format!(
+            "region {guest}_ram {{\n    size 64MiB\n    page 2MiB\n    shared\n    map {guest}_vmm at {base:#x}_0000_0000 rw\n    map {guest}_vmx at {base:#x}_0000_0000 rw\n}}\n\n\
+             region {guest}_disk {{\n    size 4MiB\n    map {guest}_vmx at 0x30_0000_0000 rw\n}}\n\n\
+             channel {guest}_devices {{\n    call {guest}_vmm -> {guest}_vmx\n}}\n\n\
+             guest {guest} {{\n    memory {guest}_ram\n    vcpus 1\n    vmm {guest}_vmm\n    vmx {guest}_vmx\n    disk root from {guest}_disk\n}}\n\n\
+             flow {guest}_vmm <-> {guest}_vmx\n\n"
+        );
+    }
+    let spec = compile_text(&text).expect("VMMs and VMXs of two guests share their images");
+    let vmx = |index: usize| spec.guests[index].vmx.expect("a VMX");
+    assert_eq!((vmx(0).vmx_slot, vmx(0).reply_slot), (vmx(1).vmx_slot, vmx(1).reply_slot));
+    assert_ne!(vmx(0).memory_address, vmx(1).memory_address);
+    let names = bulkhead_capdl::generated_image_names(&spec, "vmx-server").expect("the image has names");
+    assert!(!names.contains("DEVICES") && !names.contains("RAM") && !names.contains("DISK"), "{names}");
 }
 
 #[test]

@@ -78,6 +78,10 @@ pub enum Stop {
         /// RSP.
         rsp: u64,
     },
+    /// The PD that serves the guest's devices (its VMX) could not be
+    /// reached or answered outside its protocol: the guest's device state
+    /// is unknown from then on.
+    DeviceServerFailed,
 }
 
 /// Why an instruction could not be emulated.
@@ -170,6 +174,7 @@ impl core::fmt::Display for Stop {
             Stop::UnenterableRegisters { rip, rsp } => {
                 write!(formatter, "registers VMEnter refuses (rip {rip:#x}, rsp {rsp:#x})")
             }
+            Stop::DeviceServerFailed => formatter.write_str("its device server failed"),
         }
     }
 }
@@ -193,5 +198,6 @@ mod tests {
         let refused = Stop::KernelRefused { field: GuestField::CR3, error: Error::InvalidArgument };
         assert!(refused.to_string().starts_with("the kernel refused guest-state field 4: "), "{refused}");
         assert!(!Stop::UnenterableRegisters { rip: 1, rsp: 2 }.to_string().contains('\n'));
+        assert_eq!(Stop::DeviceServerFailed.to_string(), "its device server failed");
     }
 }

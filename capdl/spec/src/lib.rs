@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 5;
+pub const SPEC_VERSION: u32 = 6;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -223,6 +223,29 @@ pub struct GuestSpec {
     /// of their lines, at most [`MAX_GUEST_DISKS`]: disk n is the one the
     /// serving PD's [`PdInfo`] lists n-th.
     pub disks: Vec<GuestDiskSpec>,
+    /// Its VMX, if it has one: the PD that serves its devices.
+    pub vmx: Option<GuestVmxSpec>,
+}
+
+/// A guest's VMX and the channel its VMM forwards device accesses on:
+/// what the two PDs' info pages say ([`PdInfo::guest_ram`],
+/// [`PdInfo::device_link`]), so that VMXs (and VMMs) of different guests
+/// share their program images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestVmxSpec {
+    /// The VMX's index in [`SystemSpec::domains`].
+    pub domain: u32,
+    /// Where the VMX maps guest-physical 0 (0: it maps none of the guest's
+    /// memory).
+    pub memory_address: u64,
+    /// The device channel (the first channel with a `call VMM -> VMX`
+    /// line): the VMM's slot of its capability to call the VMX (0: none).
+    pub vmm_slot: u64,
+    /// The VMX's slot of the endpoint it receives those calls on (0:
+    /// none).
+    pub vmx_slot: u64,
+    /// The VMX's slot of its reply object (0: none).
+    pub reply_slot: u64,
 }
 
 /// A guest's disk whose bytes are a region of RAM (until a storage server
@@ -542,8 +565,8 @@ pub mod layout {
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
 /// [`PdInfo::version`] of this layout (3 added the staged Linux files, 4
-/// the disks, 5 the TSC's rate).
-pub const PD_INFO_VERSION: u64 = 5;
+/// the disks, 5 the TSC's rate, 6 the device link and a VMX's guest RAM).
+pub const PD_INFO_VERSION: u64 = 6;
 /// The most disks held in regions a guest may have ([`PdInfo::guest_disks`]).
 pub const MAX_GUEST_DISKS: usize = 4;
 /// [`PdInfo::guest_entry`] of a guest without an image.
@@ -569,15 +592,15 @@ pub struct PdInfo {
     pub stack_bytes: u64,
     /// The PD's name in the manifest, NUL-padded UTF-8.
     pub name: [u64; PD_NAME_BYTES / 8],
-    /// For a guest's VMM: the address in the VMM where guest-physical 0
-    /// is mapped (0: this PD runs no guest).
+    /// For a guest's VMM, or a VMX that maps its guest's memory: the
+    /// address in this PD where guest-physical 0 is mapped (0: none).
     pub guest_memory: u64,
     /// The bytes of guest-physical memory from 0 (the guest's regions lie
     /// end to end, each aligned to its page size).
     pub guest_memory_bytes: u64,
     /// The VMM's CNode slot of vCPU 0's capability; the others follow.
     pub guest_vcpu_slot: u64,
-    /// How many vCPUs the guest has (0: none).
+    /// How many vCPUs the guest has (0: none, and for a VMX).
     pub guest_vcpus: u64,
     /// The entry point of the guest's ELF image ([`NO_GUEST_ENTRY`]: no
     /// image, as for a Linux guest).
@@ -605,6 +628,33 @@ pub struct PdInfo {
     /// The TSC's rate in kHz, as the kernel measured it (`RootInfo`): what
     /// a VMM keeps its guest's time by (0: not known).
     pub tsc_khz: u64,
+    /// The device link between a guest's VMM and VMX: for the VMM, the
+    /// slot of its capability to call its VMX; for the VMX, the slot of
+    /// the endpoint it receives those calls on (0: none: a VMM without a
+    /// VMX serves its guest's devices itself).
+    pub guest_device_endpoint: u64,
+    /// For a VMX: the slot of its reply object (0 for a VMM).
+    pub guest_device_reply: u64,
+}
+
+/// The two ends of a guest's device link, as [`PdInfo::device_link`]
+/// reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLink {
+    /// The endpoint capability's slot: called by a VMM, received on by a
+    /// VMX.
+    pub endpoint: u64,
+    /// The reply object's slot (a VMX; `None` for a VMM).
+    pub reply: Option<u64>,
+}
+
+/// Where a PD maps its guest's RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedRam {
+    /// The address of guest-physical 0 in the PD.
+    pub address: u64,
+    /// The bytes of guest-physical memory from 0.
+    pub bytes: u64,
 }
 
 /// What a VMM's [`PdInfo`] says about its guest.
@@ -692,7 +742,7 @@ impl Staged {
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 1;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 3;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -730,6 +780,8 @@ impl PdInfo {
             guest_disks: [0; MAX_GUEST_DISKS],
             guest_disk_bytes: [0; MAX_GUEST_DISKS],
             tsc_khz: 0,
+            guest_device_endpoint: 0,
+            guest_device_reply: 0,
         }
     }
 
@@ -770,14 +822,42 @@ impl PdInfo {
         PdInfo { guest_disks, guest_disk_bytes, ..self }
     }
 
+    /// The same PD as a guest's VMX: where it maps the guest's RAM (if it
+    /// does) and the slots of its end of the device link.
+    pub fn with_vmx(self, ram: Option<MappedRam>, endpoint: u64, reply: u64) -> PdInfo {
+        let (guest_memory, guest_memory_bytes) = ram.map_or((0, 0), |ram| (ram.address, ram.bytes));
+        PdInfo { guest_memory, guest_memory_bytes, guest_device_endpoint: endpoint, guest_device_reply: reply, ..self }
+    }
+
+    /// The same PD with `endpoint` as the slot of the capability by which
+    /// it, a guest's VMM, calls its VMX.
+    pub fn with_device_server(self, endpoint: u64) -> PdInfo {
+        PdInfo { guest_device_endpoint: endpoint, ..self }
+    }
+
+    /// This PD's end of its guest's device link, if it has one.
+    pub fn device_link(&self) -> Option<DeviceLink> {
+        (self.guest_device_endpoint != 0).then_some(DeviceLink {
+            endpoint: self.guest_device_endpoint,
+            reply: (self.guest_device_reply != 0).then_some(self.guest_device_reply),
+        })
+    }
+
+    /// Where this PD (a guest's VMM, or a VMX that maps its guest's
+    /// memory) maps its guest's RAM.
+    pub fn guest_ram(&self) -> Option<MappedRam> {
+        (self.guest_memory != 0).then_some(MappedRam { address: self.guest_memory, bytes: self.guest_memory_bytes })
+    }
+
     /// The guest disks this PD serves, disk n at index n.
     pub fn disks(&self) -> [Option<MappedDisk>; MAX_GUEST_DISKS] {
         MappedDisk::from_words(&self.guest_disks, &self.guest_disk_bytes)
     }
 
-    /// The guest this PD runs as its VMM, if any.
+    /// The guest this PD runs as its VMM, if any (a VMX, which runs no
+    /// vCPU, has none).
     pub fn guest(&self) -> Option<GuestInfo> {
-        (self.guest_memory != 0).then_some(GuestInfo {
+        (self.guest_memory != 0 && self.guest_vcpus != 0).then_some(GuestInfo {
             memory: self.guest_memory,
             memory_bytes: self.guest_memory_bytes,
             vcpu_slot: self.guest_vcpu_slot,
@@ -795,7 +875,7 @@ impl PdInfo {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
         words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
-        let disks = Self::WORDS - 1 - 2 * MAX_GUEST_DISKS;
+        let disks = Self::WORDS - 3 - 2 * MAX_GUEST_DISKS;
         words[5 + PD_NAME_BYTES / 8..disks].copy_from_slice(&[
             self.guest_memory,
             self.guest_memory_bytes,
@@ -810,8 +890,8 @@ impl PdInfo {
             self.guest_cmdline_bytes,
         ]);
         words[disks..disks + MAX_GUEST_DISKS].copy_from_slice(&self.guest_disks);
-        words[disks + MAX_GUEST_DISKS..Self::WORDS - 1].copy_from_slice(&self.guest_disk_bytes);
-        words[Self::WORDS - 1] = self.tsc_khz;
+        words[disks + MAX_GUEST_DISKS..Self::WORDS - 3].copy_from_slice(&self.guest_disk_bytes);
+        words[Self::WORDS - 3..].copy_from_slice(&[self.tsc_khz, self.guest_device_endpoint, self.guest_device_reply]);
         words
     }
 
@@ -851,6 +931,25 @@ mod tests {
         assert_eq!(info.disks(), [None; MAX_GUEST_DISKS]);
         assert_eq!(info.guest(), None);
         assert_eq!(info.with_tsc_khz(2_000_000).to_words()[28], 2_000_000);
+        assert_eq!(&words[29..], &[0, 0], "no device link");
+        assert_eq!((info.device_link(), info.guest_ram()), (None, None));
+    }
+
+    #[test]
+    fn the_device_link_and_a_vmx_s_guest_ram_come_last() {
+        let guest = GuestInfo { memory: 0x10_0000_0000, memory_bytes: 128 << 20, vcpus: 1, ..GuestInfo::default() };
+        let vmm = PdInfo::new("linux_vmm", 0, 0).with_guest(guest).with_device_server(3);
+        assert_eq!(&vmm.to_words()[29..], &[3, 0]);
+        assert_eq!(vmm.device_link(), Some(DeviceLink { endpoint: 3, reply: None }));
+        assert_eq!(vmm.guest_ram(), Some(MappedRam { address: 0x10_0000_0000, bytes: 128 << 20 }));
+        let ram = MappedRam { address: 0x30_0000_0000, bytes: 128 << 20 };
+        let vmx = PdInfo::new("linux_vmx", 0, 0).with_vmx(Some(ram), 1, 2);
+        assert_eq!(&vmx.to_words()[9..13], &[0x30_0000_0000, 128 << 20, 0, 0]);
+        assert_eq!(&vmx.to_words()[29..], &[1, 2]);
+        assert_eq!(vmx.device_link(), Some(DeviceLink { endpoint: 1, reply: Some(2) }));
+        assert_eq!(vmx.guest_ram(), Some(ram));
+        assert_eq!(vmx.guest(), None, "a VMX runs no vCPU");
+        assert_eq!(PdInfo::new("vmx", 0, 0).with_vmx(None, 1, 2).guest_ram(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use alloc::collections::BTreeMap;
 use bulkhead_capdl_spec::contents::{self, Fill};
 use bulkhead_capdl_spec::linux::{SetupHeader, Staging};
 use bulkhead_capdl_spec::{
-    Bundle, DomainSpec, GuestInfo, GuestSpec, MAX_GUEST_DISKS, MappedDisk, NO_GUEST_ENTRY, ObjectId,
+    Bundle, DomainSpec, GuestInfo, GuestSpec, MAX_GUEST_DISKS, MappedDisk, MappedRam, NO_GUEST_ENTRY, ObjectId,
     ObjectKind as SpecKind, PAGE_SIZES, PdInfo, SystemSpec, from_blob, layout,
 };
 use bulkhead_components::Error;
@@ -245,23 +245,28 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
     );
     loader.create_objects(&spec)?;
     loader.fill_regions(&spec, &bundle)?;
-    let mut guests = BTreeMap::new();
+    let mut roles = BTreeMap::new();
     for guest in &spec.guests {
         let info = loader.build_guest(&spec, &bundle, guest).map_err(|mut failure| {
             failure.doing = format!("guest {}: {}", guest.name, failure.doing);
             failure
         })?;
-        guests.insert(guest.vmm, info);
+        roles.insert(guest.vmm, Role::Vmm(info, guest.vmx.map_or(0, |vmx| vmx.vmm_slot)));
+        if let Some(vmx) = guest.vmx {
+            let ram = (vmx.memory_address != 0)
+                .then_some(MappedRam { address: vmx.memory_address, bytes: info.memory_bytes });
+            roles.insert(vmx.domain, Role::Vmx(ram, vmx.vmx_slot, vmx.reply_slot));
+        }
     }
     let mut threads = Vec::with_capacity(spec.domains.len());
     for (index, domain) in spec.domains.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let guest = guests.get(&index).copied();
+        let role = roles.get(&index).copied().unwrap_or(Role::Other);
         let disks = served_disks(&spec, index).map_err(|message| Failure {
             doing: format!("{}: list the disks it serves", domain.name),
             why: Why::Spec(message),
         })?;
-        threads.push(loader.build_domain(&spec, &bundle, domain, guest, &disks)?);
+        threads.push(loader.build_domain(&spec, &bundle, domain, role, &disks)?);
     }
     for (domain, tcb) in spec.domains.iter().zip(threads) {
         tcb.resume(loader.sys).doing(|| format!("{}: start its thread", domain.name))?;
@@ -273,6 +278,19 @@ fn load(system: &[u8], info: &RootInfo, sys: &mut Sys) -> Result<Summary, Failur
         mappings: loader.mappings,
         ram: loader.ram,
     })
+}
+
+/// What a PD is to a guest, for its info page.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Its VMM: the guest, and the slot of its capability to call the
+    /// guest's VMX (0: none).
+    Vmm(GuestInfo, u64),
+    /// Its VMX: where it maps the guest's RAM, and its slots of the device
+    /// channel's endpoint and of its reply object.
+    Vmx(Option<MappedRam>, u64, u64),
+    /// Neither.
+    Other,
 }
 
 /// A device untyped and how far the loader has used it (the kernel places
@@ -902,7 +920,7 @@ impl Loader<'_> {
         spec: &SystemSpec,
         bundle: &Bundle<'_>,
         domain: &DomainSpec,
-        guest: Option<GuestInfo>,
+        role: Role,
         disks: &[Option<MappedDisk>; MAX_GUEST_DISKS],
     ) -> Result<Cap<kind::Tcb>, Failure> {
         let name = domain.name.as_str();
@@ -931,8 +949,10 @@ impl Loader<'_> {
             .and_then(|()| tcb.set_ipc_buffer(self.sys, buffer))
             .doing(|| format!("{name}: map and set its IPC buffer"))?;
         let mut info = PdInfo::new(name, domain.heap_bytes, stack_bytes).with_tsc_khz(self.tsc_khz);
-        if let Some(guest) = guest {
-            info = info.with_guest(guest);
+        match role {
+            Role::Vmm(guest, device_server) => info = info.with_guest(guest).with_device_server(device_server),
+            Role::Vmx(ram, endpoint, reply) => info = info.with_vmx(ram, endpoint, reply),
+            Role::Other => {}
         }
         // A VMM's disks came with its guest; a VMX's come here.
         info = info.with_disks(disks);

@@ -12,6 +12,8 @@
 
 use core::fmt::Write as _;
 
+pub mod devices;
+
 use bulkhead_capdl_spec::PdInfo;
 use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::kernel::{DebugWriter, Kernel};

@@ -29,6 +29,7 @@ bulkhead_programs::program!("guests", "vmm-server", run);
 extern crate alloc;
 
 mod linux;
+mod vmx_link;
 
 /// Where the test MMIO device sits in guest-physical memory.
 const TEST_DEVICE_BASE: u64 = 0xd000_0000;
