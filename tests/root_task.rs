@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 52] = [
+const STEPS: [&str; 53] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -70,6 +70,7 @@ const STEPS: [&str; 52] = [
     "a halted vcpu sleeps until its deadline",
     "a signal ends a halted vcpu's sleep",
     "an interrupt window opens after the sti shadow",
+    "an int3 and a single step exit with #bp and #db when intercepted",
     "run a cpuid loop",
     "a 64-bit guest's syscall, swapgs and cr2 use the vcpu's fields",
 ];
