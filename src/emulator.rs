@@ -84,11 +84,21 @@ pub struct QemuOptions {
     pub count_instructions: bool,
     /// `-m`: the machine's RAM in MiB.
     pub memory_mib: u32,
+    /// When set, the machine's second serial port (COM2) is a TCP server
+    /// on this port of 127.0.0.1: the guest debugger's line
+    /// (`docs/GUEST-GDB.md`).
+    pub com2_port: Option<u16>,
 }
 
 impl Default for QemuOptions {
     fn default() -> Self {
-        QemuOptions { cpu: DEFAULT_QEMU_CPU.into(), gdb_port: None, count_instructions: false, memory_mib: MEMORY_MIB }
+        QemuOptions {
+            cpu: DEFAULT_QEMU_CPU.into(),
+            gdb_port: None,
+            count_instructions: false,
+            memory_mib: MEMORY_MIB,
+            com2_port: None,
+        }
     }
 }
 
@@ -129,6 +139,10 @@ pub fn qemu_arguments(boot: &QemuBoot, options: &QemuOptions, uefi_variables: Op
     add(&["-machine", "q35", "-cpu", &options.cpu, "-m", &options.memory_mib.to_string()]);
     add(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     add(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if let Some(port) = options.com2_port {
+        // Not waiting for a client: the machine boots, gdb attaches later.
+        add(&["-serial", &format!("tcp:127.0.0.1:{port},server=on,wait=off")]);
+    }
     match boot {
         QemuBoot::Kernel { elf, cmdline, modules } => {
             arguments.extend(["-kernel".into(), elf.into(), "-append".into(), cmdline.into()]);
@@ -471,8 +485,13 @@ mod tests {
     #[test]
     fn gdb_and_icount_options_reach_qemu() {
         let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new(), modules: vec![] };
-        let options =
-            QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true, memory_mib: 432 };
+        let options = QemuOptions {
+            cpu: "max".into(),
+            gdb_port: Some(4321),
+            count_instructions: true,
+            memory_mib: 432,
+            com2_port: None,
+        };
         let joined = join(&qemu_arguments(&boot, &options, None));
         assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");

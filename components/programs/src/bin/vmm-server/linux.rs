@@ -18,7 +18,7 @@ use bulkhead_vmm_server::boot::linux::{self, GuestRegion, Staged};
 use bulkhead_vmm_server::platform::TscClock;
 use bulkhead_vmm_server::platform::ioapic::IO_APIC_BASE;
 use bulkhead_vmm_server::platform::lapic::LOCAL_APIC_BASE;
-use bulkhead_vmm_server::platform::pc::{BoardMsrs, BoardPage, BoardPorts, Pc, PcConfig};
+use bulkhead_vmm_server::platform::pc::{BoardMsrs, BoardPage, BoardPorts, EntryPlan, Pc, PcConfig};
 use bulkhead_vmm_server::platform::rtc::RamSizes;
 use bulkhead_vmm_server::{AccessSize, Action, Config, GuestMemory, MmioDevice, PortDevice, Stop, Vmm};
 use bulkhead_vmx_server::uart::{COM1_BASE_PORT, COM1_IRQ, REGISTER_COUNT, Uart16550};
@@ -28,6 +28,7 @@ use bulkhead_vmx_server::virtio::{self, OutOfRange};
 use kernel_core::vcpu::GuestField;
 use kernel_core::virt::ExitKind;
 
+use crate::gdb::{AfterExit, GuestGdb};
 use crate::{GuestRam, HostClock, KernelVcpu};
 
 /// The MMIO hole's start: RAM above it is not in the CMOS's low count.
@@ -163,20 +164,35 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     vmm.attach_local_apic(&mut board_msrs);
 
+    // The guest debugger, if the manifest gives this VMM COM2.
+    let mut debug = SharedRegion::new(guest.memory, guest.memory_bytes)
+        .and_then(|window| GuestGdb::probe(sys, guest.vcpu_slot, GuestRam { window }, pd.tsc_khz));
     let mut state = KernelVcpu { sys, vcpu };
     let mut halted = false;
     let mut interruptibility = 0;
     let mut deadline_exits: u64 = 0;
     let stop = loop {
-        let entry = board.borrow_mut().plan_entry(&mut registers, interruptibility, &mut halted, now());
+        if let Some(debug) = debug.as_mut() {
+            debug.poll(&mut registers, &mut state);
+        }
+        // A debugger's step runs one guest instruction: no interrupt.
+        let entry = if debug.as_ref().is_some_and(|debug| debug.stepping() && !halted) {
+            EntryPlan::default()
+        } else {
+            board.borrow_mut().plan_entry(&mut registers, interruptibility, &mut halted, now())
+        };
         if entry.wait && entry.deadline.is_none() {
             break Stop::HaltedWithInterruptsDisabled;
         }
-        let controls = EnterControls {
+        let mut controls = EnterControls {
             deadline: entry.deadline.map_or(0, |time| clock.tsc_at(time).max(1)),
             wait: entry.wait,
             interrupt_window: entry.interrupt_window,
         };
+        if let Some(debug) = debug.as_ref() {
+            let bound = debug.run_bound(bulkhead_sys::arch::read_tsc());
+            controls.deadline = if controls.deadline == 0 { bound } else { controls.deadline.min(bound) };
+        }
         let exit = match vm_enter(state.sys, &mut registers, controls) {
             Ok(Entered::Exit(exit)) => exit,
             Ok(Entered::Notification { .. }) => continue,
@@ -186,6 +202,11 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
             }
         };
         interruptibility = exit.control[4];
+        if let Some(debug) = debug.as_mut()
+            && let AfterExit::Consumed = debug.on_exit(&exit, &mut registers, &mut state, memory)
+        {
+            continue;
+        }
         match exit.kind {
             Some(ExitKind::Deadline) => {
                 deadline_exits += 1;
@@ -196,7 +217,12 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
         }
         match vmm.handle(&exit, &mut registers, &mut state, memory) {
             // An emulated instruction retired: its interrupt shadow ended.
-            Action::Resume => interruptibility = 0,
+            Action::Resume => {
+                interruptibility = 0;
+                if let Some(debug) = debug.as_mut() {
+                    debug.after_emulation(exit.kind, &mut registers, &mut state);
+                }
+            }
             Action::Halt => {
                 interruptibility = 0;
                 halted = true;

@@ -24,10 +24,14 @@ use bulkhead_vmm_server::{Action, Clock, Config, GuestMemory, Stop, Unbacked, Vc
 use kernel_core::vcpu::{GuestField, Segment, SegmentPart};
 use kernel_core::virt::ExitKind;
 
-bulkhead_programs::program!("guests", "vmm-server", run);
+// Names from the manifest whose VMM has the debugger's port (the
+// vmm-server PDs of the other manifests hold no named capability but
+// their CNode, `gdb::GuestGdb::probe`).
+bulkhead_programs::program!("linux_gdb", "vmm-server", run);
 
 extern crate alloc;
 
+mod gdb;
 mod linux;
 
 /// Where the test MMIO device sits in guest-physical memory.
