@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 5;
+pub const SPEC_VERSION: u32 = 6;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -223,6 +223,21 @@ pub struct GuestSpec {
     /// of their lines, at most [`MAX_GUEST_DISKS`]: disk n is the one the
     /// serving PD's [`PdInfo`] lists n-th.
     pub disks: Vec<GuestDiskSpec>,
+    /// The serial port on which its VMM serves gdb (`debug DEVICE`), if
+    /// any: its VMM's [`PdInfo`] names the capability's slot.
+    pub debug_port: Option<DebugPort>,
+}
+
+/// A guest's debug serial port: the VMM's capability to its eight I/O
+/// ports (a 16550 UART's registers), which the VMM polls to serve gdb's
+/// remote protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugPort {
+    /// The VMM's CNode slot of the I/O-port capability (never 0, the
+    /// CNode's own slot).
+    pub slot: u64,
+    /// The first of its eight ports.
+    pub first_port: u16,
 }
 
 /// A guest's disk whose bytes are a region of RAM (until a storage server
@@ -542,8 +557,8 @@ pub mod layout {
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
 /// [`PdInfo::version`] of this layout (3 added the staged Linux files, 4
-/// the disks, 5 the TSC's rate).
-pub const PD_INFO_VERSION: u64 = 5;
+/// the disks, 5 the TSC's rate, 6 the guest's debug port).
+pub const PD_INFO_VERSION: u64 = 6;
 /// The most disks held in regions a guest may have ([`PdInfo::guest_disks`]).
 pub const MAX_GUEST_DISKS: usize = 4;
 /// [`PdInfo::guest_entry`] of a guest without an image.
@@ -605,6 +620,11 @@ pub struct PdInfo {
     /// The TSC's rate in kHz, as the kernel measured it (`RootInfo`): what
     /// a VMM keeps its guest's time by (0: not known).
     pub tsc_khz: u64,
+    /// For a guest's VMM: the CNode slot of its capability to the guest's
+    /// debug serial port ([`DebugPort`]; 0: no debug port).
+    pub guest_debug_port_slot: u64,
+    /// That port's first I/O port (0: no debug port).
+    pub guest_debug_port: u64,
 }
 
 /// What a VMM's [`PdInfo`] says about its guest.
@@ -630,6 +650,23 @@ pub struct GuestInfo {
     /// [`PdInfo::guest_disks`] and [`PdInfo::guest_disk_bytes`]: the
     /// disks this VMM serves (none when the guest's VMX serves them).
     pub disks: [Option<MappedDisk>; MAX_GUEST_DISKS],
+    /// [`PdInfo::guest_debug_port_slot`] and [`PdInfo::guest_debug_port`].
+    pub debug_port: Option<DebugPort>,
+}
+
+impl DebugPort {
+    /// The two words of the info page: slot and first port, 0 and 0 for
+    /// none.
+    fn to_words(port: Option<DebugPort>) -> [u64; 2] {
+        port.map_or([0, 0], |port| [port.slot, u64::from(port.first_port)])
+    }
+
+    /// Read back: none for slot 0 (the CNode's own) or a first port that
+    /// leaves no room for eight below 0x10000.
+    fn from_words(slot: u64, first_port: u64) -> Option<DebugPort> {
+        let first_port = u16::try_from(first_port).ok().filter(|first| *first <= u16::MAX - 7)?;
+        (slot != 0).then_some(DebugPort { slot, first_port })
+    }
 }
 
 /// A guest's disk held in a region that the serving PD maps.
@@ -692,7 +729,7 @@ impl Staged {
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 1;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 1 + 2;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -730,6 +767,8 @@ impl PdInfo {
             guest_disks: [0; MAX_GUEST_DISKS],
             guest_disk_bytes: [0; MAX_GUEST_DISKS],
             tsc_khz: 0,
+            guest_debug_port_slot: 0,
+            guest_debug_port: 0,
         }
     }
 
@@ -745,6 +784,7 @@ impl PdInfo {
         let [guest_initrd, guest_initrd_bytes] = Staged::to_words(guest.initrd);
         let [guest_cmdline, guest_cmdline_bytes] = Staged::to_words(guest.cmdline);
         let (guest_disks, guest_disk_bytes) = MappedDisk::to_words(&guest.disks);
+        let [guest_debug_port_slot, guest_debug_port] = DebugPort::to_words(guest.debug_port);
         PdInfo {
             guest_memory: guest.memory,
             guest_memory_bytes: guest.memory_bytes,
@@ -759,6 +799,8 @@ impl PdInfo {
             guest_cmdline_bytes,
             guest_disks,
             guest_disk_bytes,
+            guest_debug_port_slot,
+            guest_debug_port,
             ..self
         }
     }
@@ -787,6 +829,7 @@ impl PdInfo {
             initrd: Staged::from_words(self.guest_initrd, self.guest_initrd_bytes),
             cmdline: Staged::from_words(self.guest_cmdline, self.guest_cmdline_bytes),
             disks: self.disks(),
+            debug_port: DebugPort::from_words(self.guest_debug_port_slot, self.guest_debug_port),
         })
     }
 
@@ -795,7 +838,7 @@ impl PdInfo {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
         words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
-        let disks = Self::WORDS - 1 - 2 * MAX_GUEST_DISKS;
+        let disks = Self::WORDS - 3 - 2 * MAX_GUEST_DISKS;
         words[5 + PD_NAME_BYTES / 8..disks].copy_from_slice(&[
             self.guest_memory,
             self.guest_memory_bytes,
@@ -810,8 +853,8 @@ impl PdInfo {
             self.guest_cmdline_bytes,
         ]);
         words[disks..disks + MAX_GUEST_DISKS].copy_from_slice(&self.guest_disks);
-        words[disks + MAX_GUEST_DISKS..Self::WORDS - 1].copy_from_slice(&self.guest_disk_bytes);
-        words[Self::WORDS - 1] = self.tsc_khz;
+        words[disks + MAX_GUEST_DISKS..Self::WORDS - 3].copy_from_slice(&self.guest_disk_bytes);
+        words[Self::WORDS - 3..].copy_from_slice(&[self.tsc_khz, self.guest_debug_port_slot, self.guest_debug_port]);
         words
     }
 
@@ -848,6 +891,7 @@ mod tests {
         assert_eq!(&words[9..20], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&words[20..28], &[0; 2 * MAX_GUEST_DISKS]);
         assert_eq!(words[28], 0, "no TSC rate told");
+        assert_eq!(&words[29..31], &[0, 0], "no debug port");
         assert_eq!(info.disks(), [None; MAX_GUEST_DISKS]);
         assert_eq!(info.guest(), None);
         assert_eq!(info.with_tsc_khz(2_000_000).to_words()[28], 2_000_000);
@@ -880,6 +924,7 @@ mod tests {
             initrd: Some(Staged { guest_physical: 0x7de_0000, bytes: 2_182_152 }),
             cmdline: Some(Staged { guest_physical: 0x6ff_f000, bytes: 28 }),
             disks: [None; MAX_GUEST_DISKS],
+            debug_port: None,
         };
         let info = PdInfo::new("linux_vmm", 1 << 20, 0x1_0000).with_guest(guest);
         assert_eq!(
@@ -917,6 +962,35 @@ mod tests {
         // A disk of no bytes is no disk.
         let empty = PdInfo::new("vmx", 0, 0).with_disks(&[disk(0x20_0000_0000, 0), None, None, None]);
         assert_eq!(empty.disks(), [None; MAX_GUEST_DISKS]);
+    }
+
+    #[test]
+    fn a_vmm_info_page_names_its_guest_s_debug_port_last() {
+        let port = DebugPort { slot: 1, first_port: 0x2f8 };
+        let guest = GuestInfo {
+            memory: 0x10_0000_0000,
+            memory_bytes: 128 << 20,
+            vcpu_slot: 2,
+            vcpus: 1,
+            entry: NO_GUEST_ENTRY,
+            debug_port: Some(port),
+            ..GuestInfo::default()
+        };
+        let info = PdInfo::new("linux_vmm", 0, 0).with_tsc_khz(2_000_000).with_guest(guest);
+        let words = info.to_words();
+        assert_eq!(words.len(), 31);
+        assert_eq!(&words[28..], &[2_000_000, 1, 0x2f8], "the TSC's rate, then the port's slot and first port");
+        assert_eq!(info.guest(), Some(guest));
+        // Slot 0 (the CNode's own) is no port, nor is a first port without
+        // eight ports above it.
+        for (slot, first_port) in [(0, 0x2f8), (1, 0xfff9), (1, 0x1_0000), (1, u64::MAX)] {
+            let odd = PdInfo { guest_debug_port_slot: slot, guest_debug_port: first_port, ..info };
+            assert_eq!(odd.guest().map(|guest| guest.debug_port), Some(None), "slot {slot} port {first_port:#x}");
+        }
+        let last = PdInfo { guest_debug_port: 0xfff8, ..info };
+        assert_eq!(last.guest().and_then(|guest| guest.debug_port), Some(DebugPort { slot: 1, first_port: 0xfff8 }));
+        // A VMX's page has none.
+        assert_eq!(&PdInfo::new("linux_vmx", 0, 0).to_words()[29..], &[0, 0]);
     }
 
     #[test]

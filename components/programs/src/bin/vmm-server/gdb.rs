@@ -1,11 +1,13 @@
 //! The guest debugger's transport and loop (`docs/GUEST-GDB.md`): gdb's
-//! remote protocol over COM2 (ports 0x2F8..=0x2FF of the host's PC), a
-//! port this VMM has only when its manifest gives it the I/O-port
-//! capability (`tests/systems/linux_gdb.capdl`). The protocol and the
-//! guest's side are `bulkhead_vmm_server::gdb`'s, host-tested; this
-//! module polls the port, stops and resumes the guest, and sleeps while
-//! gdb holds it stopped.
+//! remote protocol over a serial port of the host (a 16550; COM2 in
+//! `tests/systems/linux_gdb.capdl`), which this VMM has only when its
+//! manifest names the guest's `debug` port: the loader then gives it the
+//! I/O-port capability and says on its info page in which slot. The
+//! protocol and the guest's side are `bulkhead_vmm_server::gdb`'s,
+//! host-tested; this module polls the port, stops and resumes the guest,
+//! and sleeps while gdb holds it stopped.
 
+use bulkhead_capdl_spec::DebugPort;
 use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::vcpu::{EnterControls, GuestExit, GuestRegisters, vm_enter};
 use bulkhead_sys::{Sys, println};
@@ -22,16 +24,14 @@ use kernel_core::virt::ExitKind;
 
 use crate::{GuestRam, KernelVcpu};
 
-/// COM2's first port.
-const COM2: u16 = 0x2f8;
-/// Its registers: data, interrupt enable, FIFO control, line control,
-/// modem control, line status.
-const DATA: u16 = COM2;
-const INTERRUPT_ENABLE: u16 = COM2 + 1;
-const FIFO_CONTROL: u16 = COM2 + 2;
-const LINE_CONTROL: u16 = COM2 + 3;
-const MODEM_CONTROL: u16 = COM2 + 4;
-const LINE_STATUS: u16 = COM2 + 5;
+/// The 16550's registers, from its first port: data, interrupt enable,
+/// FIFO control, line control, modem control, line status.
+const DATA: u16 = 0;
+const INTERRUPT_ENABLE: u16 = 1;
+const FIFO_CONTROL: u16 = 2;
+const LINE_CONTROL: u16 = 3;
+const MODEM_CONTROL: u16 = 4;
+const LINE_STATUS: u16 = 5;
 /// Line status: a byte received; the transmitter can take one.
 const DATA_READY: u8 = 1 << 0;
 const TRANSMIT_EMPTY: u8 = 1 << 5;
@@ -46,24 +46,42 @@ const STOPPED_POLL_MICROSECONDS: u64 = 1_000;
 /// fit.
 const PACKET_BYTES: usize = 4096;
 
-/// gdb's end of the serial line.
-struct Com2 {
+/// gdb's end of the serial line: the capability to the UART's eight
+/// ports and the first of them.
+#[derive(Clone, Copy)]
+struct Line {
     ports: Cap<kind::IoPorts>,
+    first: u16,
+}
+
+impl Line {
+    fn in8(self, sys: &mut Sys, register: u16) -> Result<u8, bulkhead_components::Error> {
+        self.ports.in8(sys, self.first + register)
+    }
+
+    fn out8(self, sys: &mut Sys, register: u16, value: u8) -> Result<(), bulkhead_components::Error> {
+        self.ports.out8(sys, self.first + register, value)
+    }
+}
+
+/// The line as gdbstub's connection.
+struct Com2 {
+    line: Line,
     sys: Sys,
 }
 
 impl Com2 {
-    fn new(ports: Cap<kind::IoPorts>) -> Com2 {
-        Com2 { ports, sys: Sys::without_ipc_buffer() }
+    fn new(line: Line) -> Com2 {
+        Com2 { line, sys: Sys::without_ipc_buffer() }
     }
 
     /// A byte from gdb, if one came.
     fn poll(&mut self) -> Option<u8> {
-        let status = self.ports.in8(&mut self.sys, LINE_STATUS).ok()?;
+        let status = self.line.in8(&mut self.sys, LINE_STATUS).ok()?;
         if status & DATA_READY == 0 {
             return None;
         }
-        self.ports.in8(&mut self.sys, DATA).ok()
+        self.line.in8(&mut self.sys, DATA).ok()
     }
 }
 
@@ -74,11 +92,11 @@ impl Connection for Com2 {
         // The emulator's UART drains at once; a real one within a byte's
         // time. Bounded either way.
         for _ in 0..100_000 {
-            if self.ports.in8(&mut self.sys, LINE_STATUS)? & TRANSMIT_EMPTY != 0 {
+            if self.line.in8(&mut self.sys, LINE_STATUS)? & TRANSMIT_EMPTY != 0 {
                 break;
             }
         }
-        self.ports.out8(&mut self.sys, DATA, byte)
+        self.line.out8(&mut self.sys, DATA, byte)
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
@@ -91,7 +109,7 @@ type Machine = GdbStubStateMachine<'static, Debugger<GuestRam>, Com2>;
 /// The debugger of one guest: the port, the protocol's state machine
 /// while gdb is attached, and the guest's side.
 pub(crate) struct GuestGdb {
-    ports: Cap<kind::IoPorts>,
+    line: Line,
     port: Com2,
     machine: Option<Machine>,
     debugger: Debugger<GuestRam>,
@@ -112,26 +130,23 @@ pub(crate) enum AfterExit {
 }
 
 impl GuestGdb {
-    /// The debugger, if this VMM's manifest gives it COM2 (the slot
-    /// `com2`'s capability has in `linux_gdb.capdl`, before the vCPUs,
-    /// answering a read of COM2's line status).
-    pub(crate) fn probe(sys: &mut Sys, vcpu_slot: u64, ram: GuestRam, tsc_khz: u64) -> Option<Self> {
-        let slot = crate::names::caps::COM2_IOPORTS;
-        if slot >= vcpu_slot {
-            return None;
-        }
-        let ports = Cap::<kind::IoPorts>::new(slot);
-        ports.in8(sys, LINE_STATUS).ok()?;
+    /// The debugger on the guest's debug port, which the loader named on
+    /// the info page (the manifest's `debug DEVICE`): the UART is set up
+    /// for gdb, polled, without interrupts. `None`, said on the console,
+    /// if the port refuses.
+    pub(crate) fn new(sys: &mut Sys, port: DebugPort, ram: GuestRam, tsc_khz: u64) -> Option<Self> {
+        let line = Line { ports: Cap::<kind::IoPorts>::new(port.slot), first: port.first_port };
         // 8 bits, no parity, one stop bit; FIFOs on and cleared; no
         // interrupts (the VMM polls); DTR and RTS.
-        for (port, value) in [(INTERRUPT_ENABLE, 0), (LINE_CONTROL, 0x03), (FIFO_CONTROL, 0x07), (MODEM_CONTROL, 0x03)]
-        {
-            ports.out8(sys, port, value).ok()?;
+        let setup = [(INTERRUPT_ENABLE, 0), (LINE_CONTROL, 0x03), (FIFO_CONTROL, 0x07), (MODEM_CONTROL, 0x03)];
+        if let Err(error) = setup.into_iter().try_for_each(|(register, value)| line.out8(sys, register, value)) {
+            println!("vmm: no gdb stub: the debug port at {:#x} refused: {error:?}", port.first_port);
+            return None;
         }
-        println!("vmm: gdb stub on COM2: attach gdb to the guest at any time");
+        println!("vmm: gdb stub on the serial port at {:#x}: attach gdb to the guest at any time", port.first_port);
         Some(GuestGdb {
-            ports,
-            port: Com2::new(ports),
+            line,
+            port: Com2::new(line),
             machine: None,
             debugger: Debugger::new(ram),
             intercepts: 0,
@@ -210,7 +225,7 @@ impl GuestGdb {
             // gdb attaches: the guest stops where it is.
             println!("vmm: gdb attached");
             self.snapshot(registers, state);
-            let stub = GdbStubBuilder::new(Com2::new(self.ports)).packet_buffer_size(PACKET_BYTES).build();
+            let stub = GdbStubBuilder::new(Com2::new(self.line)).packet_buffer_size(PACKET_BYTES).build();
             match stub.map(|stub| stub.run_state_machine(&mut self.debugger)) {
                 Ok(Ok(machine)) => self.machine = Some(machine),
                 _ => return,
@@ -266,11 +281,15 @@ impl GuestGdb {
             GdbStubStateMachine::Running(running) => running.incoming_data(&mut self.debugger, byte),
             other => Ok(other),
         };
-        self.machine = next.ok();
-        if let Some(GdbStubStateMachine::CtrlCInterrupt(interrupt)) = self.machine.take() {
-            let reason = SingleThreadStopReason::Signal(Signal::SIGINT);
-            self.machine = interrupt.interrupt_handled(&mut self.debugger, Some(reason)).ok();
-        }
+        // A Ctrl-C stops the guest; an error ends the session (None).
+        self.machine = match next {
+            Ok(GdbStubStateMachine::CtrlCInterrupt(interrupt)) => {
+                let reason = SingleThreadStopReason::Signal(Signal::SIGINT);
+                interrupt.interrupt_handled(&mut self.debugger, Some(reason)).ok()
+            }
+            Ok(machine) => Some(machine),
+            Err(_) => None,
+        };
     }
 
     /// Serves gdb while the guest is stopped, sleeping between polls;

@@ -164,9 +164,11 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     vmm.attach_local_apic(&mut board_msrs);
 
-    // The guest debugger, if the manifest gives this VMM COM2.
-    let mut debug = SharedRegion::new(guest.memory, guest.memory_bytes)
-        .and_then(|window| GuestGdb::probe(sys, guest.vcpu_slot, GuestRam { window }, pd.tsc_khz));
+    // The guest debugger, if the manifest names the guest's debug port.
+    let mut debug = guest.debug_port.and_then(|port| {
+        let window = SharedRegion::new(guest.memory, guest.memory_bytes)?;
+        GuestGdb::new(sys, port, GuestRam { window }, pd.tsc_khz)
+    });
     let mut state = KernelVcpu { sys, vcpu };
     let mut halted = false;
     let mut interruptibility = 0;

@@ -24,10 +24,7 @@ use bulkhead_vmm_server::{Action, Clock, Config, GuestMemory, Stop, Unbacked, Vc
 use kernel_core::vcpu::{GuestField, Segment, SegmentPart};
 use kernel_core::virt::ExitKind;
 
-// Names from the manifest whose VMM has the debugger's port (the
-// vmm-server PDs of the other manifests hold no named capability but
-// their CNode, `gdb::GuestGdb::probe`).
-bulkhead_programs::program!("linux_gdb", "vmm-server", run);
+bulkhead_programs::program!("guests", "vmm-server", run);
 
 extern crate alloc;
 
