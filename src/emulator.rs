@@ -32,6 +32,26 @@ pub const DEFAULT_BOCHS_CPU: &str = "corei7_skylake_x";
 pub const MEMORY_MIB: u32 = 256;
 /// The port QEMU's gdbstub listens on by default.
 pub const DEFAULT_GDB_PORT: u16 = 1234;
+/// The TCP port of the guest debugger's line (QEMU's COM2) by default,
+/// beside QEMU's own gdbstub's (`docs/GUEST-GDB.md`).
+pub const DEFAULT_GUEST_GDB_PORT: u16 = 1235;
+
+/// gdb's arguments that attach it to a guest's stub behind QEMU's COM2 on
+/// `port` of 127.0.0.1 (`QemuOptions::com2_port`).
+pub fn guest_gdb_arguments(port: u16) -> Vec<String> {
+    ["-q", "-ex", "set architecture i386:x86-64", "-ex", &format!("target remote 127.0.0.1:{port}")]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The same as a command a user types.
+pub fn guest_gdb_command(port: u16) -> String {
+    let quoted: Vec<String> = guest_gdb_arguments(port)
+        .into_iter()
+        .map(|argument| if argument.contains(' ') { format!("'{argument}'") } else { argument })
+        .collect();
+    format!("gdb {}", quoted.join(" "))
+}
 
 /// The status QEMU exits with when the kernel reports success through
 /// isa-debug-exit: `(0x10 << 1) | 1`.
@@ -264,6 +284,10 @@ pub struct WatchOptions {
     /// Printed on standard error once the emulator has started (e.g. how to
     /// attach gdb to it).
     pub announce: Option<String>,
+    /// Each piece of decoded console text, sent as it arrives: a caller
+    /// that runs the emulator on another thread watches the console while
+    /// the machine runs (a closed receiver is ignored).
+    pub tap: Option<mpsc::Sender<String>>,
 }
 
 /// What a run produced.
@@ -342,7 +366,8 @@ fn run_with_decoder(mut command: Command, decoder: ConsoleDecoder, watch: &Watch
         })
     });
 
-    let mut transcript = Transcript { decoder, echo: watch.echo, raw: Vec::new(), console: String::new() };
+    let mut transcript =
+        Transcript { decoder, echo: watch.echo, tap: watch.tap.clone(), raw: Vec::new(), console: String::new() };
     let mut final_line_seen: Option<Instant> = None;
     let mut stdout_open = true;
     let mut timed_out = false;
@@ -392,6 +417,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 struct Transcript {
     decoder: ConsoleDecoder,
     echo: bool,
+    tap: Option<mpsc::Sender<String>>,
     raw: Vec<u8>,
     console: String,
 }
@@ -414,6 +440,11 @@ impl Transcript {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();
+        }
+        if let Some(tap) = &self.tap
+            && !text.is_empty()
+        {
+            let _ = tap.send(text.clone());
         }
         self.console.push_str(&text);
     }
@@ -490,9 +521,11 @@ mod tests {
             gdb_port: Some(4321),
             count_instructions: true,
             memory_mib: 432,
-            com2_port: None,
+            com2_port: Some(4001),
         };
         let joined = join(&qemu_arguments(&boot, &options, None));
+        assert!(joined.contains("-serial stdio -no-reboot"), "{joined}");
+        assert!(joined.contains("-serial tcp:127.0.0.1:4001,server=on,wait=off"), "COM2: {joined}");
         assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");
         assert!(joined.contains("-cpu max"), "{joined}");
@@ -518,7 +551,7 @@ mod tests {
     fn run_script(script: &str, timeout: Duration) -> RunOutcome {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
-        let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
+        let watch = WatchOptions { echo: false, timeout: Some(timeout), ..WatchOptions::default() };
         run(command, Path::new("/usr/bin/true"), &watch).expect("the script runs")
     }
 
@@ -538,6 +571,43 @@ mod tests {
         assert!(!outcome.timed_out);
         assert_eq!(outcome.final_status(), Some("success"));
         assert!(outcome.wall_time < Duration::from_secs(30), "took {:?}", outcome.wall_time);
+    }
+
+    #[test]
+    fn the_tap_sees_the_console_while_the_emulator_still_runs() {
+        let (sender, receiver) = mpsc::channel::<String>();
+        let watcher = std::thread::spawn(move || {
+            // The first line arrives while the "emulator" waits for a file
+            // only the watcher creates.
+            let mut seen = String::new();
+            while !seen.contains("first\n") {
+                seen.push_str(&receiver.recv_timeout(Duration::from_secs(20)).expect("the first line, live"));
+            }
+            std::fs::write(std::env::temp_dir().join(format!("bulkhead-tap-{}", std::process::id())), b"")
+                .expect("write the go-ahead");
+            receiver.iter().collect::<String>()
+        });
+        let go = std::env::temp_dir().join(format!("bulkhead-tap-{}", std::process::id()));
+        let script =
+            format!("echo first; while [ ! -e '{0}' ]; do sleep 0.05; done; rm '{0}'; echo second", go.display());
+        let mut command = Command::new("sh");
+        command.args(["-c", &script]);
+        let watch =
+            WatchOptions { timeout: Some(Duration::from_secs(30)), tap: Some(sender), ..WatchOptions::default() };
+        let outcome = run(command, Path::new("/usr/bin/true"), &watch).expect("the script runs");
+        drop(watch);
+        assert!(!outcome.timed_out, "the watcher saw the first line while the script ran");
+        assert_eq!(outcome.console, "first\nsecond\n");
+        assert_eq!(watcher.join().expect("the watcher"), "second\n");
+    }
+
+    #[test]
+    fn the_guest_gdb_command_attaches_to_com2_s_port() {
+        assert_eq!(
+            guest_gdb_command(4001),
+            "gdb -q -ex 'set architecture i386:x86-64' -ex 'target remote 127.0.0.1:4001'"
+        );
+        assert_eq!(guest_gdb_arguments(4001)[4], "target remote 127.0.0.1:4001");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub const ARTIFACTS: [&str; 3] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT, DISK_ARTI
 /// cloud kernel builds virtio as modules (`CONFIG_VIRTIO=m`).
 pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
 /// The busybox applets `/init` runs, linked in `/bin`.
-pub const APPLETS: [&str; 9] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls"];
+pub const APPLETS: [&str; 10] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "grep"];
 /// `/init` (a busybox `sh` script).
 pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
 /// The files of the disk image.
@@ -67,6 +67,21 @@ pub mod markers {
     pub const NO_DISK: &str = "BULKHEAD-GUEST: no disk";
     /// What the guest writes to the disk and reads back.
     pub const GUEST_TEXT: &str = "written-by-the-guest";
+    /// With `bulkhead.gdb=1` (the debugger's test, `tests/guest_gdb.rs`):
+    /// a symbol's name and its address in hexadecimal, from
+    /// `/proc/kallsyms`.
+    pub const SYMBOL: &str = "BULKHEAD-GUEST: symbol ";
+    /// The symbols are out; the guest waits for the debugger.
+    pub const GDB_MAY_ATTACH: &str = "BULKHEAD-GUEST: gdb may attach";
+    /// The guest's host name while it waits, and the one a debugger writes
+    /// over it (into `init_uts_ns`) to end the wait.
+    pub const GDB_WAIT_HOSTNAME: &str = "bulkhead-gdb-wait";
+    /// See [`GDB_WAIT_HOSTNAME`].
+    pub const GDB_DONE_HOSTNAME: &str = "bulkhead-gdb-done";
+    /// The debugger ended the wait.
+    pub const GDB_RELEASED: &str = "BULKHEAD-GUEST: gdb released";
+    /// Nothing ended it in time: the guest went on.
+    pub const GDB_WAIT_OVER: &str = "BULKHEAD-GUEST: gdb wait over";
 }
 
 /// Why the guest images could not be had.
@@ -1003,7 +1018,8 @@ pub fn boot_directly(
     fresh_disk_image(&disk)?;
     let mut command = Command::new("qemu-system-x86_64");
     command.args(direct_qemu_arguments(&images, Some(&disk), DIRECT_MEMORY_MIB, count_instructions));
-    let watch = crate::emulator::WatchOptions { echo, timeout: Some(timeout), announce: None };
+    let watch =
+        crate::emulator::WatchOptions { echo, timeout: Some(timeout), ..crate::emulator::WatchOptions::default() };
     let outcome = crate::emulator::run_plain(command, &watch)?;
     Ok(DirectRun { images, disk, outcome })
 }
@@ -1126,7 +1142,18 @@ mod tests {
     #[test]
     fn the_init_script_prints_the_markers_and_uses_only_linked_applets() {
         assert!(INIT_SCRIPT.starts_with("#!/bin/sh\n"));
-        for marker in [markers::USERSPACE_UP, markers::DISK_OK, markers::DISK_FAILED, markers::NO_DISK] {
+        for marker in [
+            markers::USERSPACE_UP,
+            markers::DISK_OK,
+            markers::DISK_FAILED,
+            markers::NO_DISK,
+            markers::SYMBOL,
+            markers::GDB_MAY_ATTACH,
+            markers::GDB_WAIT_HOSTNAME,
+            markers::GDB_DONE_HOSTNAME,
+            markers::GDB_RELEASED,
+            markers::GDB_WAIT_OVER,
+        ] {
             assert!(INIT_SCRIPT.contains(marker.trim_end()), "{marker}");
         }
         assert!(INIT_SCRIPT.contains(&format!("GUEST_TEXT={}", markers::GUEST_TEXT)));
@@ -1144,7 +1171,7 @@ mod tests {
                 .map(|line| (line, line.split_whitespace().next().unwrap_or_default()))
         };
         let functions: Vec<&str> = words().filter_map(|(_, word)| word.strip_suffix("()")).collect();
-        assert_eq!(functions, ["has_virtio_block", "disk_test"]);
+        assert_eq!(functions, ["has_virtio_block", "gdb_test", "disk_test"]);
         for (line, word) in words() {
             let known = SHELL.contains(&word)
                 || word.contains('=')

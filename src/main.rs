@@ -71,9 +71,6 @@ options:
 
 /// The system `--guest-gdb` boots: Linux with the debugger on COM2.
 const GUEST_GDB_SYSTEM: &str = "linux_gdb";
-/// The TCP port of the guest debugger's line by default (beside QEMU's
-/// own gdbstub's 1234).
-const DEFAULT_GUEST_GDB_PORT: u16 = 1235;
 
 #[derive(Clone, Debug, Default)]
 struct Options {
@@ -267,8 +264,11 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut watch =
-        WatchOptions { echo: true, timeout: options.timeout.map(std::time::Duration::from_secs), announce: None };
+    let mut watch = WatchOptions {
+        echo: true,
+        timeout: options.timeout.map(std::time::Duration::from_secs),
+        ..WatchOptions::default()
+    };
     let iso_path = kernel_build::output_directory().join(match variant {
         KernelVariant::Standard => "bulkhead.iso",
         KernelVariant::FaultInjection => "bulkhead-fault-injection.iso",
@@ -307,7 +307,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         gdb_port,
         count_instructions: options.count_instructions,
         memory_mib,
-        com2_port: options.guest_gdb.then(|| options.guest_gdb_port.unwrap_or(DEFAULT_GUEST_GDB_PORT)),
+        com2_port: options.guest_gdb.then(|| options.guest_gdb_port.unwrap_or(emulator::DEFAULT_GUEST_GDB_PORT)),
     };
     let command = emulator::qemu_command(&boot, &qemu_options)?;
     if let Some(port) = gdb_port {
@@ -327,7 +327,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
     }
     if let Some(port) = qemu_options.com2_port {
         tools::ensure(&[Tool::Gdb])?;
-        let attach = format!("gdb -q -ex 'set architecture i386:x86-64' -ex 'target remote 127.0.0.1:{port}'");
+        let attach = emulator::guest_gdb_command(port);
         let line = format!("bulkhead: the guest's gdb stub is on 127.0.0.1:{port} (COM2). Attach with:\n    {attach}");
         watch.announce = Some(match watch.announce.take() {
             Some(first) => format!("{first}\n{line}"),
