@@ -61,7 +61,7 @@ fn run() -> Result<(), String> {
     };
     let qemu = QemuOptions { count_instructions: true, memory_mib, ..QemuOptions::default() };
     let command = emulator::qemu_command(&boot, &qemu).map_err(|error| error.to_string())?;
-    let watch = WatchOptions { echo: false, timeout: Some(TIMEOUT), announce: None };
+    let watch = WatchOptions { echo: false, timeout: Some(TIMEOUT), ..WatchOptions::default() };
     let bulkhead = emulator::run(command, &kernel.elf, &watch).map_err(|error| error.to_string())?;
     if bulkhead.final_status() != Some("success") {
         return Err(format!("the Bulkhead run did not succeed:\n{}", bulkhead.console));

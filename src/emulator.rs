@@ -46,6 +46,26 @@ pub const BOCHS_IPS: u32 = 4_000_000;
 pub const LINUX_BOCHS_IPS: u32 = 100_000_000;
 /// The port QEMU's gdbstub listens on by default.
 pub const DEFAULT_GDB_PORT: u16 = 1234;
+/// The TCP port of the guest debugger's line (QEMU's COM2) by default,
+/// beside QEMU's own gdbstub's (`docs/GUEST-GDB.md`).
+pub const DEFAULT_GUEST_GDB_PORT: u16 = 1235;
+
+/// gdb's arguments that attach it to a guest's stub behind QEMU's COM2 on
+/// `port` of 127.0.0.1 (`QemuOptions::com2_port`).
+pub fn guest_gdb_arguments(port: u16) -> Vec<String> {
+    ["-q", "-ex", "set architecture i386:x86-64", "-ex", &format!("target remote 127.0.0.1:{port}")]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The same as a command a user types.
+pub fn guest_gdb_command(port: u16) -> String {
+    let quoted: Vec<String> = guest_gdb_arguments(port)
+        .into_iter()
+        .map(|argument| if argument.contains(' ') { format!("'{argument}'") } else { argument })
+        .collect();
+    format!("gdb {}", quoted.join(" "))
+}
 
 /// The status QEMU exits with when the kernel reports success through
 /// isa-debug-exit: `(0x10 << 1) | 1`.
@@ -98,11 +118,21 @@ pub struct QemuOptions {
     pub count_instructions: bool,
     /// `-m`: the machine's RAM in MiB.
     pub memory_mib: u32,
+    /// When set, the machine's second serial port (COM2) is a TCP server
+    /// on this port of 127.0.0.1: the guest debugger's line
+    /// (`docs/GUEST-GDB.md`).
+    pub com2_port: Option<u16>,
 }
 
 impl Default for QemuOptions {
     fn default() -> Self {
-        QemuOptions { cpu: DEFAULT_QEMU_CPU.into(), gdb_port: None, count_instructions: false, memory_mib: MEMORY_MIB }
+        QemuOptions {
+            cpu: DEFAULT_QEMU_CPU.into(),
+            gdb_port: None,
+            count_instructions: false,
+            memory_mib: MEMORY_MIB,
+            com2_port: None,
+        }
     }
 }
 
@@ -143,6 +173,10 @@ pub fn qemu_arguments(boot: &QemuBoot, options: &QemuOptions, uefi_variables: Op
     add(&["-machine", "q35", "-cpu", &options.cpu, "-m", &options.memory_mib.to_string()]);
     add(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     add(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if let Some(port) = options.com2_port {
+        // Not waiting for a client: the machine boots, gdb attaches later.
+        add(&["-serial", &format!("tcp:127.0.0.1:{port},server=on,wait=off")]);
+    }
     match boot {
         QemuBoot::Kernel { elf, cmdline, modules } => {
             arguments.extend(["-kernel".into(), elf.into(), "-append".into(), cmdline.into()]);
@@ -282,6 +316,10 @@ pub struct WatchOptions {
     /// Printed on standard error once the emulator has started (e.g. how to
     /// attach gdb to it).
     pub announce: Option<String>,
+    /// Each piece of decoded console text, sent as it arrives: a caller
+    /// that runs the emulator on another thread watches the console while
+    /// the machine runs (a closed receiver is ignored).
+    pub tap: Option<mpsc::Sender<String>>,
 }
 
 /// What a run produced.
@@ -443,7 +481,8 @@ fn run_watched(
         })
     });
 
-    let mut transcript = Transcript { decoder, echo: watch.echo, view, raw: Vec::new(), console: String::new() };
+    let mut transcript =
+        Transcript { decoder, echo: watch.echo, view, tap: watch.tap.clone(), raw: Vec::new(), console: String::new() };
     let mut final_line_seen: Option<Instant> = None;
     let mut stdout_open = true;
     let mut timed_out = false;
@@ -504,6 +543,8 @@ struct Transcript {
     echo: bool,
     /// What the echo shows (all of it without one).
     view: Option<crate::console_view::ConsoleView>,
+    /// Where the decoded text also goes as it arrives (`WatchOptions::tap`).
+    tap: Option<mpsc::Sender<String>>,
     raw: Vec<u8>,
     console: String,
 }
@@ -530,6 +571,11 @@ impl Transcript {
                 self.echo(&shown);
             }
             None => self.echo(&text),
+        }
+        if let Some(tap) = &self.tap
+            && !text.is_empty()
+        {
+            let _ = tap.send(text.clone());
         }
         self.console.push_str(&text);
     }
@@ -622,9 +668,16 @@ mod tests {
     #[test]
     fn gdb_and_icount_options_reach_qemu() {
         let boot = QemuBoot::Kernel { elf: PathBuf::from("/k.elf"), cmdline: String::new(), modules: vec![] };
-        let options =
-            QemuOptions { cpu: "max".into(), gdb_port: Some(4321), count_instructions: true, memory_mib: 432 };
+        let options = QemuOptions {
+            cpu: "max".into(),
+            gdb_port: Some(4321),
+            count_instructions: true,
+            memory_mib: 432,
+            com2_port: Some(4001),
+        };
         let joined = join(&qemu_arguments(&boot, &options, None));
+        assert!(joined.contains("-serial stdio -no-reboot"), "{joined}");
+        assert!(joined.contains("-serial tcp:127.0.0.1:4001,server=on,wait=off"), "COM2: {joined}");
         assert!(joined.contains("-gdb tcp:127.0.0.1:4321 -S"), "{joined}");
         assert!(joined.contains("-icount shift=0"), "{joined}");
         assert!(joined.contains("-cpu max"), "{joined}");
@@ -654,7 +707,7 @@ mod tests {
     fn run_script(script: &str, timeout: Duration) -> RunOutcome {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
-        let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
+        let watch = WatchOptions { echo: false, timeout: Some(timeout), ..WatchOptions::default() };
         run(command, Path::new("/usr/bin/true"), &watch).expect("the script runs")
     }
 
@@ -674,6 +727,43 @@ mod tests {
         assert!(!outcome.timed_out);
         assert_eq!(outcome.final_status(), Some("success"));
         assert!(outcome.wall_time < Duration::from_secs(30), "took {:?}", outcome.wall_time);
+    }
+
+    #[test]
+    fn the_tap_sees_the_console_while_the_emulator_still_runs() {
+        let (sender, receiver) = mpsc::channel::<String>();
+        let watcher = std::thread::spawn(move || {
+            // The first line arrives while the "emulator" waits for a file
+            // only the watcher creates.
+            let mut seen = String::new();
+            while !seen.contains("first\n") {
+                seen.push_str(&receiver.recv_timeout(Duration::from_secs(20)).expect("the first line, live"));
+            }
+            std::fs::write(std::env::temp_dir().join(format!("bulkhead-tap-{}", std::process::id())), b"")
+                .expect("write the go-ahead");
+            receiver.iter().collect::<String>()
+        });
+        let go = std::env::temp_dir().join(format!("bulkhead-tap-{}", std::process::id()));
+        let script =
+            format!("echo first; while [ ! -e '{0}' ]; do sleep 0.05; done; rm '{0}'; echo second", go.display());
+        let mut command = Command::new("sh");
+        command.args(["-c", &script]);
+        let watch =
+            WatchOptions { timeout: Some(Duration::from_secs(30)), tap: Some(sender), ..WatchOptions::default() };
+        let outcome = run(command, Path::new("/usr/bin/true"), &watch).expect("the script runs");
+        drop(watch);
+        assert!(!outcome.timed_out, "the watcher saw the first line while the script ran");
+        assert_eq!(outcome.console, "first\nsecond\n");
+        assert_eq!(watcher.join().expect("the watcher"), "second\n");
+    }
+
+    #[test]
+    fn the_guest_gdb_command_attaches_to_com2_s_port() {
+        assert_eq!(
+            guest_gdb_command(4001),
+            "gdb -q -ex 'set architecture i386:x86-64' -ex 'target remote 127.0.0.1:4001'"
+        );
+        assert_eq!(guest_gdb_arguments(4001)[4], "target remote 127.0.0.1:4001");
     }
 
     #[test]

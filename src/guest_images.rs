@@ -43,7 +43,8 @@ pub const ARTIFACTS: [&str; 3] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT, DISK_ARTI
 /// cloud kernel builds virtio as modules (`CONFIG_VIRTIO=m`).
 pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
 /// The busybox applets `/init` runs, linked in `/bin`.
-pub const APPLETS: [&str; 10] = ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "dd"];
+pub const APPLETS: [&str; 11] =
+    ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "dd", "grep"];
 /// `/init` (a busybox `sh` script).
 pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
 /// The files of the disk image.
@@ -78,6 +79,21 @@ pub mod markers {
     pub const BENCH_WRITE: &str = "BULKHEAD-GUEST: bench write ";
     /// With `bulkhead.bench=1`: the measures are done.
     pub const BENCH_DONE: &str = "BULKHEAD-GUEST: bench done";
+    /// With `bulkhead.gdb=1` (the debugger's test, `tests/guest_gdb.rs`):
+    /// a symbol's name and its address in hexadecimal, from
+    /// `/proc/kallsyms`.
+    pub const SYMBOL: &str = "BULKHEAD-GUEST: symbol ";
+    /// The symbols are out; the guest waits for the debugger.
+    pub const GDB_MAY_ATTACH: &str = "BULKHEAD-GUEST: gdb may attach";
+    /// The guest's host name while it waits, and the one a debugger writes
+    /// over it (into `init_uts_ns`) to end the wait.
+    pub const GDB_WAIT_HOSTNAME: &str = "bulkhead-gdb-wait";
+    /// See [`GDB_WAIT_HOSTNAME`].
+    pub const GDB_DONE_HOSTNAME: &str = "bulkhead-gdb-done";
+    /// The debugger ended the wait.
+    pub const GDB_RELEASED: &str = "BULKHEAD-GUEST: gdb released";
+    /// Nothing ended it in time: the guest went on.
+    pub const GDB_WAIT_OVER: &str = "BULKHEAD-GUEST: gdb wait over";
 }
 
 /// Why the guest images could not be had.
@@ -1140,7 +1156,8 @@ pub fn boot_directly_with(
         options.count_instructions,
         options.cmdline,
     ));
-    let watch = crate::emulator::WatchOptions { echo, timeout: Some(timeout), announce: None };
+    let watch =
+        crate::emulator::WatchOptions { echo, timeout: Some(timeout), ..crate::emulator::WatchOptions::default() };
     let outcome = crate::emulator::run_plain(command, &watch)?;
     Ok(DirectRun { images, disk, outcome })
 }
@@ -1311,6 +1328,12 @@ user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench done
             markers::BENCH_READ,
             markers::BENCH_WRITE,
             markers::BENCH_DONE,
+            markers::SYMBOL,
+            markers::GDB_MAY_ATTACH,
+            markers::GDB_WAIT_HOSTNAME,
+            markers::GDB_DONE_HOSTNAME,
+            markers::GDB_RELEASED,
+            markers::GDB_WAIT_OVER,
         ] {
             assert!(INIT_SCRIPT.contains(marker.trim_end()), "{marker}");
         }
@@ -1329,7 +1352,7 @@ user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench done
                 .map(|line| (line, line.split_whitespace().next().unwrap_or_default()))
         };
         let functions: Vec<&str> = words().filter_map(|(_, word)| word.strip_suffix("()")).collect();
-        assert_eq!(functions, ["has_virtio_block", "disk_test", "disk_bench"]);
+        assert_eq!(functions, ["has_virtio_block", "gdb_test", "disk_test", "disk_bench"]);
         for (line, word) in words() {
             let known = SHELL.contains(&word)
                 || word.contains('=')

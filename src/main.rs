@@ -26,6 +26,13 @@ options:
   --gdb              start QEMU halted with its gdbstub and print the gdb
                      command that attaches (see README, \"Debugging\")
   --gdb-port PORT    gdbstub TCP port (default 1234)
+  --guest-gdb        boot the Linux test system whose VMM serves gdb's remote
+                     protocol for its guest on COM2 (tests/systems/
+                     linux_gdb.capdl, unless --system names another), COM2
+                     a TCP port on 127.0.0.1, and print the gdb command that
+                     attaches to the running guest (docs/GUEST-GDB.md)
+  --guest-gdb-port PORT
+                     that TCP port (default 1235)
   --uefi             boot the ISO through UEFI firmware (OVMF) instead of BIOS
   --bochs            boot the ISO in Bochs (headless; CPU with VT-x and EPT)
   --cpu MODEL        emulated CPU: a QEMU -cpu value (default qemu64,+svm,+npt)
@@ -62,10 +69,15 @@ options:
   -h, --help         show this text
 ";
 
+/// The system `--guest-gdb` boots: Linux with the debugger on COM2.
+const GUEST_GDB_SYSTEM: &str = "linux_gdb";
+
 #[derive(Clone, Debug, Default)]
 struct Options {
     gdb: bool,
     gdb_port: Option<u16>,
+    guest_gdb: bool,
+    guest_gdb_port: Option<u16>,
     uefi: bool,
     bochs: bool,
     cpu: Option<String>,
@@ -92,6 +104,12 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--gdb-port" => {
                 let port = value("--gdb-port")?;
                 options.gdb_port = Some(port.parse().map_err(|_| format!("--gdb-port: not a port: {port}"))?);
+            }
+            "--guest-gdb" => options.guest_gdb = true,
+            "--guest-gdb-port" => {
+                let port = value("--guest-gdb-port")?;
+                options.guest_gdb_port =
+                    Some(port.parse().map_err(|_| format!("--guest-gdb-port: not a port: {port}"))?);
             }
             "--uefi" => options.uefi = true,
             "--bochs" => options.bochs = true,
@@ -126,6 +144,14 @@ fn parse_options(arguments: impl IntoIterator<Item = String>) -> Result<Options,
             "--bochs boots the BIOS ISO and has no gdbstub: drop --gdb, --uefi, --kernel-boot, --count-instructions"
                 .into(),
         );
+    }
+    if options.guest_gdb && (options.bochs || options.abi_self_test || options.no_root_task || options.direct_linux) {
+        return Err(
+            "--guest-gdb boots a system in QEMU: drop --bochs, --abi-self-test, --no-root-task, --direct-linux".into(),
+        );
+    }
+    if options.guest_gdb && options.system.is_none() {
+        options.system = Some(GUEST_GDB_SYSTEM.into());
     }
     if [options.system.is_some(), options.abi_self_test, options.no_root_task].iter().filter(|set| **set).count() > 1 {
         return Err("--system, --abi-self-test and --no-root-task each choose the root task: give one".into());
@@ -236,8 +262,11 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut watch =
-        WatchOptions { echo: true, timeout: options.timeout.map(std::time::Duration::from_secs), announce: None };
+    let mut watch = WatchOptions {
+        echo: true,
+        timeout: options.timeout.map(std::time::Duration::from_secs),
+        ..WatchOptions::default()
+    };
     let iso_path = kernel_build::output_directory().join(match variant {
         KernelVariant::Standard => "bulkhead.iso",
         KernelVariant::FaultInjection => "bulkhead-fault-injection.iso",
@@ -288,6 +317,7 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         gdb_port,
         count_instructions: options.count_instructions,
         memory_mib,
+        com2_port: options.guest_gdb.then(|| options.guest_gdb_port.unwrap_or(emulator::DEFAULT_GUEST_GDB_PORT)),
     };
     let command = emulator::qemu_command(&boot, &qemu_options)?;
     if let Some(port) = gdb_port {
@@ -304,6 +334,15 @@ fn run(options: &Options) -> Result<ExitCode, Error> {
         // Printed once QEMU runs, so that the command works right away.
         watch.announce =
             Some(format!("bulkhead: QEMU is waiting for gdb on 127.0.0.1:{port}. Attach with:\n    {attach}"));
+    }
+    if let Some(port) = qemu_options.com2_port {
+        tools::ensure(&[Tool::Gdb])?;
+        let attach = emulator::guest_gdb_command(port);
+        let line = format!("bulkhead: the guest's gdb stub is on 127.0.0.1:{port} (COM2). Attach with:\n    {attach}");
+        watch.announce = Some(match watch.announce.take() {
+            Some(first) => format!("{first}\n{line}"),
+            None => line,
+        });
     }
     eprintln!("bulkhead: booting in QEMU (-cpu {}); quit with Ctrl-C", qemu_options.cpu);
     let outcome = run_shown(command, &kernel.elf, &watch, options)?;
@@ -422,6 +461,10 @@ mod tests {
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--gdb-port"]).is_err());
         assert!(parse(&["--gdb-port", "99999"]).is_err());
+        let guest = parse(&["--guest-gdb", "--guest-gdb-port", "4001"]).expect("valid");
+        assert_eq!((guest.system.as_deref(), guest.guest_gdb_port), (Some("linux_gdb"), Some(4001)));
+        assert!(parse(&["--guest-gdb", "--bochs"]).is_err());
+        assert!(parse(&["--guest-gdb-port", "x"]).is_err());
         assert!(parse(&["--direct-linux", "--bochs"]).is_err());
         assert!(parse(&["--direct-linux", "--system", "linux"]).is_err());
         assert!(parse(&["--direct-linux", "--count-instructions", "--timeout", "60"]).is_ok());

@@ -58,7 +58,7 @@ fn bochs_iso_boot_with_vtx_cpu() {
     let iso = standard_iso();
     let (command, log) =
         emulator::bochs_command(iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), ..WatchOptions::default() };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     println!("Bochs log: {}", log.display());

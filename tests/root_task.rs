@@ -19,7 +19,7 @@ use bulkhead::{kernel_build, user_build};
 use common::*;
 
 /// Every step the root task reports, in order (`components/root-task`).
-const STEPS: [&str; 52] = [
+const STEPS: [&str; 53] = [
     "retype endpoint",
     "retype notification",
     "mint badged notification",
@@ -70,6 +70,7 @@ const STEPS: [&str; 52] = [
     "a halted vcpu sleeps until its deadline",
     "a signal ends a halted vcpu's sleep",
     "an interrupt window opens after the sti shadow",
+    "an int3 and a single step exit with #bp and #db when intercepted",
     "run a cpuid loop",
     "a 64-bit guest's syscall, swapgs and cr2 use the vcpu's fields",
 ];
@@ -196,7 +197,7 @@ fn the_root_task_runs_in_bochs_on_intel() {
     let iso = root_task_iso();
     let (command, log) =
         emulator::bochs_command(&iso, emulator::DEFAULT_BOCHS_CPU).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), announce: None };
+    let watch = WatchOptions { echo: false, timeout: Some(FIRMWARE_BOOT_TIMEOUT), ..WatchOptions::default() };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     println!("Bochs log: {}", log.display());

@@ -108,7 +108,7 @@ pub enum Item {
     /// `device NAME { ... }`
     Device(Device),
     /// `guest NAME { ... }`
-    Guest(Guest),
+    Guest(Box<Guest>),
     /// `flow A -> B` or `flow A <-> B`
     Flow(Flow),
 }
@@ -303,6 +303,9 @@ pub struct Guest {
     pub initrd: Option<Located<String>>,
     /// `cmdline "TEXT"`: the kernel's command line.
     pub cmdline: Option<Located<String>>,
+    /// `debug DEVICE`: the serial port (a device of eight I/O ports its
+    /// VMM owns) on which the VMM serves gdb for this guest.
+    pub debug: Option<Name>,
 }
 
 /// `flow A -> B` (or `<->` for both directions).

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 pub use bulkhead_capdl_spec::{
-    ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DomainSpec,
-    FaultHandlerSpec, GuestDiskSpec, GuestMemorySpec, GuestSpec, GuestVmxSpec, MAX_CNODE_RADIX, MapRights, MappingSpec,
-    ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec,
+    ATTRIBUTE_CACHE_SHIFT, ATTRIBUTE_EXECUTABLE, BlobError, CNODE_SLOT, Cache, CapSpec, ChannelSpec, DebugPort,
+    DomainSpec, FaultHandlerSpec, GuestDiskSpec, GuestMemorySpec, GuestSpec, GuestVmxSpec, MAX_CNODE_RADIX, MapRights,
+    MappingSpec, ObjectId, ObjectKind, ObjectSpec, RIGHT_GRANT, RIGHT_GRANT_REPLY, RIGHT_READ, RIGHT_WRITE, RegionSpec,
     SCHED_CONTEXT_SIZE_BITS, SPEC_VERSION, SystemSpec, from_blob, to_blob,
 };
 
@@ -61,7 +61,10 @@ pub fn cap_rights_bits(rights: CapRights) -> u64 {
 /// receives on, its reply object when it first serves a call, and the
 /// IRQ handler and I/O port capabilities of every device it owns; last, a
 /// guest's VMM gets its VCpus (which its info page points to, so they
-/// are not among its generated names).
+/// are not among its generated names). A guest's `debug` device is one
+/// the VMM owns: its I/O port capability is the VMM's like any device's,
+/// and its slot goes on the VMM's info page ([`GuestSpec::debug_port`]),
+/// not among its generated names either.
 ///
 /// # Errors
 ///
@@ -111,6 +114,8 @@ struct Compiler<'a> {
     channels: Vec<ChannelSpec>,
     regions: Vec<RegionSpec>,
     guests: Vec<GuestSpec>,
+    /// Each device's I/O port ranges: the object and the first port.
+    device_ports: BTreeMap<String, Vec<(ObjectId, u16)>>,
     errors: Vec<Diagnostic>,
 }
 
@@ -124,6 +129,7 @@ impl<'a> Compiler<'a> {
             channels: Vec::new(),
             regions: Vec::new(),
             guests: Vec::new(),
+            device_ports: BTreeMap::new(),
             errors: Vec::new(),
         }
     }
@@ -370,6 +376,7 @@ impl<'a> Compiler<'a> {
             let cap_name =
                 if device.io_ports.len() == 1 { format!("{name}_ioports") } else { format!("{name}_ioports_{number}") };
             let object = self.object(format!("{name}.ioports{number}"), ObjectKind::IoPorts { first, last });
+            self.device_ports.entry(name.clone()).or_default().push((object, first));
             granted.push((cap_name, object, ports.span.clone(), cap_rights_bits(CapRights::ALL)));
         }
         for owner in &device.owners {
@@ -417,6 +424,21 @@ impl<'a> Compiler<'a> {
             };
             disks.push(GuestDiskSpec { name: disk.text.clone(), region, server, address: mapping.address.value });
         }
+        // The debug port: the VMM's capability to the device's one range.
+        let debug_port = guest.debug.as_ref().and_then(|device| {
+            let port = match self.device_ports.get(&device.text).map(Vec::as_slice) {
+                Some([(object, first_port)]) => self.domains[vmm_index]
+                    .held
+                    .get(object)
+                    .and_then(|index| self.domains[vmm_index].spec.caps.get(*index))
+                    .map(|cap| DebugPort { slot: cap.slot, first_port: *first_port }),
+                _ => None,
+            };
+            if port.is_none() {
+                self.missing(&device.span, &format!("the VMM's I/O ports of debug port `{}`", device.text));
+            }
+            port
+        });
         let space = self.object(format!("{name}.space"), ObjectKind::GuestSpace);
         let vcpus: Vec<ObjectId> =
             (0..vcpus).map(|number| self.object(format!("{name}.vcpu{number}"), ObjectKind::VCpu)).collect();
@@ -438,6 +460,7 @@ impl<'a> Compiler<'a> {
             cmdline: guest.cmdline.as_ref().map(|cmdline| cmdline.value.clone()),
             disks,
             vmx: guest.vmx.as_ref().and_then(|vmx| self.vmx(guest, vmm, vmx)),
+            debug_port,
         });
     }
 
@@ -644,9 +667,15 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
         })
     };
     for cap in &domain.caps {
-        // A VMM finds its VCpus through its info page: VMMs of guests with
-        // different vCPU counts can then share one image.
-        if spec.object(cap.object).is_some_and(|object| object.kind == ObjectKind::VCpu) || on_link(cap.slot) {
+        // A VMM finds its VCpus and its guest's debug port through its info
+        // page: VMMs of guests with different vCPU counts, with and without
+        // a debugger, can then share one image.
+        let debug_port =
+            spec.guests.iter().any(|guest| is(guest.vmm) && guest.debug_port.is_some_and(|port| port.slot == cap.slot));
+        if debug_port
+            || spec.object(cap.object).is_some_and(|object| object.kind == ObjectKind::VCpu)
+            || on_link(cap.slot)
+        {
             continue;
         }
         let what = spec.object(cap.object).map_or("an object", |object| object.name.as_str());

@@ -207,7 +207,7 @@ impl Parser {
                     "region" => Item::Region(self.region()?),
                     "channel" => Item::Channel(self.channel()?),
                     "device" => Item::Device(self.device()?),
-                    "guest" => Item::Guest(self.guest()?),
+                    "guest" => Item::Guest(Box::new(self.guest()?)),
                     "flow" => Item::Flow(self.flow()?),
                     other => {
                         return Err(Diagnostic::new(
@@ -425,6 +425,7 @@ impl Parser {
         let mut kernel = None;
         let mut initrd = None;
         let mut cmdline = None;
+        let mut debug = None;
         let name = self.block("guest", |parser, keyword, span| {
             match keyword {
                 "memory" => memory.push(parser.name("region")?),
@@ -433,6 +434,10 @@ impl Parser {
                 "initrd" => once(&mut initrd, parser.text("an initramfs image")?, keyword, span)?,
                 "cmdline" => once(&mut cmdline, parser.text("a kernel command line")?, keyword, span)?,
                 "vcpus" => once(&mut vcpus, parser.number(Quantity::Plain)?, keyword, span)?,
+                "debug" => {
+                    let device = parser.name("device")?;
+                    once(&mut debug, Located { value: device, span: span.clone() }, keyword, span)?;
+                }
                 "vmm" | "vmx" => {
                     let domain = parser.name("protection domain")?;
                     let slot = if keyword == "vmm" { &mut vmm } else { &mut vmx };
@@ -473,7 +478,7 @@ impl Parser {
                         span,
                         other,
                         "guest",
-                        "`memory`, `vcpus`, `vmm`, `vmx`, `image`, `kernel`, `initrd`, `cmdline`, `disk`, `nic`, `expose`",
+                        "`memory`, `vcpus`, `vmm`, `vmx`, `image`, `kernel`, `initrd`, `cmdline`, `disk`, `nic`, `expose`, `debug`",
                     ));
                 }
             }
@@ -493,6 +498,7 @@ impl Parser {
             kernel,
             initrd,
             cmdline,
+            debug: debug.map(|located| located.value),
         })
     }
 

@@ -83,7 +83,7 @@ impl<'a> Model<'a> {
     /// The guests, in order.
     pub fn guests(&self) -> impl Iterator<Item = &'a Guest> {
         self.manifest.items.iter().filter_map(|item| match item {
-            Item::Guest(guest) => Some(guest),
+            Item::Guest(guest) => Some(&**guest),
             _ => None,
         })
     }
@@ -126,6 +126,7 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_guest_boot(&model, &mut errors);
     check_region_contents(&model, &mut errors);
     check_guest_disks(&model, &mut errors);
+    check_guest_debug(&model, &mut errors);
     check_duplicate_flows(&model, &mut errors);
     let graph = flow_graph(&model);
     check_flows(&model, &graph, &mut errors);
@@ -194,6 +195,7 @@ pub fn check_unknown_names(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     want(channel, "channel");
                 }
                 guest.region_disks.iter().for_each(|(_, region)| want(region, "region"));
+                guest.debug.iter().for_each(|device| want(device, "device"));
                 for (region, domain) in &guest.exposures {
                     want(region, "region");
                     want(domain, "protection domain");
@@ -1244,6 +1246,69 @@ pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// The I/O ports of a guest's debug serial port: a 16550's eight
+/// registers.
+pub const DEBUG_PORT_COUNT: u64 = 8;
+
+/// A guest's `debug DEVICE` is a serial port its VMM alone owns: one
+/// `ioports` range of exactly [`DEBUG_PORT_COUNT`] ports, no interrupt
+/// line, MMIO range or PCI function (the VMM polls it, and finds its one
+/// capability through its info page rather than its generated names), not
+/// `shared` (a device without an owner is check_device_resources's).
+pub fn check_guest_debug(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for guest in model.guests() {
+        let name = guest.name.text.as_str();
+        let Some(debug) = &guest.debug else { continue };
+        // check_unknown_names reports a name that is no device, and
+        // check_guests a guest without a VMM.
+        let Some(Item::Device(device)) = model.items.get(debug.text.as_str()) else { continue };
+        let Some(vmm) = &guest.vmm else { continue };
+        let what = format!("debug port `{}` of guest `{name}`", debug.text);
+        match device.io_ports.as_slice() {
+            [range]
+                if range.value.1.checked_sub(range.value.0).and_then(|span| span.checked_add(1))
+                    == Some(DEBUG_PORT_COUNT) => {}
+            [range] => errors.push(Diagnostic::new(
+                &range.span,
+                format!("{what} has {:#x}..{:#x}, not {DEBUG_PORT_COUNT} I/O ports", range.value.0, range.value.1),
+                "a debug port is a 16550 UART: give it its eight ports, e.g. `ioports 0x2f8..0x2ff` (COM2)",
+            )),
+            _ => errors.push(Diagnostic::new(
+                &debug.span,
+                format!("{what} must have one `ioports` range, it has {}", device.io_ports.len()),
+                "a debug port is a 16550 UART: give it its eight ports, e.g. `ioports 0x2f8..0x2ff` (COM2)",
+            )),
+        }
+        let extra = device
+            .irqs
+            .first()
+            .map(|irq| (&irq.span, "an interrupt line"))
+            .or_else(|| device.mmio.first().map(|mmio| (&mmio.span, "an MMIO range")))
+            .or_else(|| device.pci.first().map(|pci| (&pci.span, "a PCI function")));
+        if let Some((span, resource)) = extra {
+            errors.push(Diagnostic::new(
+                span,
+                format!("{what} has {resource}"),
+                "the VMM polls its debug port and holds only its I/O ports: remove the line",
+            ));
+        }
+        if let Some(shared) = &device.shared {
+            errors.push(Diagnostic::new(
+                shared,
+                format!("{what} is `shared`"),
+                "the debugger's line carries the guest's memory and registers: give it to the VMM alone",
+            ));
+        }
+        if let Some(owner) = device.owners.iter().find(|owner| owner.text != vmm.text) {
+            errors.push(Diagnostic::new(
+                &owner.span,
+                format!("{what} is owned by `{}`, not by the guest's VMM `{}`", owner.text, vmm.text),
+                format!("write `owner {}` in device `{}`, and no other owner", vmm.text, debug.text),
+            ));
         }
     }
 }

@@ -613,3 +613,28 @@ fn a_guest_with_a_vmx_has_its_disks_served_by_the_vmx() {
     // A disk served over a channel is not one the loader describes.
     assert_eq!(compiled_example().guests[0].disks, []);
 }
+
+#[test]
+fn a_guest_s_debug_port_is_its_vmm_s_capability_named_on_the_info_page_only() {
+    // Guest b's VMM also owns a serial port, its guest's debug port; both
+    // VMMs still run one image.
+    let text = format!("{TWO_GUESTS_WITH_DISKS}\ndevice com2 {{\n    owner b_vmm\n    ioports 0x2f8..0x2ff\n}}\n")
+        .replace("    disk scratch from b_scratch\n", "    disk scratch from b_scratch\n    debug com2\n");
+    let spec = compile_text(&text).expect("compiles");
+    assert_eq!(spec.guests[0].debug_port, None);
+    let port = spec.guests[1].debug_port.expect("guest b has a debug port");
+    let vmm = spec.domain("b_vmm").expect("b_vmm");
+    let cap = &vmm.caps[usize::try_from(port.slot).expect("a slot")];
+    assert_eq!((cap.slot, cap.name.as_str(), port.first_port), (1, "com2_ioports", 0x2f8));
+    assert_eq!(*kind(&spec, cap.object), ObjectKind::IoPorts { first: 0x2f8, last: 0x2ff });
+    // Before the VCpus, which stay last.
+    assert_eq!(spec.guests[1].first_vcpu_slot, 2);
+    // Not among the names: the two VMMs' are the same.
+    let names = |vmm: &str| {
+        let text = generated_names(&spec, vmm).expect("names");
+        text.lines().filter(|line| !line.trim_start().starts_with("//")).map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert!(!names("b_vmm").iter().any(|line| line.contains("COM2")), "{:?}", names("b_vmm"));
+    assert_eq!(names("a_vmm"), names("b_vmm"));
+    assert_eq!(from_blob(&to_blob(&spec)).expect("round trip"), spec);
+}

@@ -100,3 +100,21 @@ fn an_empty_manifest_is_valid_and_has_no_flows() {
     assert!(graph.edges.is_empty() && graph.domains.is_empty());
     assert_eq!(graph.to_dot(), "digraph flows {\n    node [shape=box];\n}\n");
 }
+
+#[test]
+fn a_guest_names_its_debug_port_once() {
+    let text = "guest g {\n    vmm v\n    debug com2\n}\n";
+    let manifest = bulkhead_capdl::parse("sys.capdl", text).expect("parses");
+    let [Item::Guest(guest)] = manifest.items.as_slice() else { panic!("one guest: {manifest:?}") };
+    let debug = guest.debug.as_ref().expect("a debug port");
+    assert_eq!((debug.text.as_str(), debug.span.line, debug.span.column), ("com2", 3, 11));
+    let without = bulkhead_capdl::parse("sys.capdl", "guest g {\n    vmm v\n}\n").expect("parses");
+    let [Item::Guest(guest)] = without.items.as_slice() else { panic!("one guest") };
+    assert_eq!(guest.debug, None);
+    let twice = text.replace("    debug com2\n", "    debug com2\n    debug com3\n");
+    let error = bulkhead_capdl::parse("sys.capdl", &twice).expect_err("two debug ports");
+    assert_eq!((error.span.line, error.span.column), (4, 5));
+    assert!(error.message.contains("`debug` given twice"), "{error}");
+    let error = bulkhead_capdl::parse("sys.capdl", "guest g {\n    debug \"com2\"\n}\n").expect_err("a string");
+    assert_eq!(error.span.line, 2);
+}

@@ -176,9 +176,14 @@ impl GuestField {
     pub const PAT: GuestField = GuestField(56);
     /// CR2: the linear address of the guest's last page fault (any value).
     pub const CR2: GuestField = GuestField(57);
+    /// The guest exceptions the VMM intercepts, one bit per vector: only
+    /// [`INTERCEPTABLE_EXCEPTIONS`] (#DB and #BP, for a debugger). Each
+    /// one intercepted ends the run with an exception exit before the
+    /// guest sees it.
+    pub const EXCEPTION_INTERCEPTS: GuestField = GuestField(58);
     /// How many fields there are (at most 64: the dirty and stale masks
     /// have one bit per field).
-    pub const COUNT: usize = 58;
+    pub const COUNT: usize = 59;
 
     /// Part `part` of segment register `segment`.
     #[must_use]
@@ -233,6 +238,14 @@ pub const GUEST_CR0: u64 = 0xe005_003f;
 /// PCIDE, OSXSAVE, SMEP, SMAP, PKE. Not LA57 (guests page with four
 /// levels), VMXE or SMXE (no nested virtualisation).
 pub const GUEST_CR4: u64 = 0x0077_0fff;
+/// The exceptions a VMM may intercept (the
+/// [`GuestField::EXCEPTION_INTERCEPTS`] bits): #DB (vector 1: single
+/// steps) and #BP (vector 3: INT3 breakpoints), what a debugger needs.
+/// Not #MC or an NMI, which are the host's, nor the others: the kernel
+/// decides how each backend delivers them, and a fault intercepted before
+/// delivery (a #PF, whose CR2 the VMM would have to restore) is more than
+/// a debugger needs.
+pub const INTERCEPTABLE_EXCEPTIONS: u64 = 1 << 1 | 1 << 3;
 /// The EFER bits a guest may have: SCE, LME, LMA, NXE. Not SVME (no
 /// nested virtualisation).
 pub const GUEST_EFER: u64 = 0x0d01;
@@ -316,6 +329,7 @@ pub fn check(field: GuestField, value: u64) -> Result<u64, SyscallError> {
         GuestField::GDTR_LIMIT | GuestField::IDTR_LIMIT => ok(value <= 0xffff, value),
         GuestField::SFMASK | GuestField::SYSENTER_CS => ok(value <= u64::from(u32::MAX), value),
         GuestField::PAT => ok(is_valid_pat(value), value),
+        GuestField::EXCEPTION_INTERCEPTS => ok(value & !INTERCEPTABLE_EXCEPTIONS == 0, value),
         // The TSC offset, STAR and CR2: any value.
         _ => Ok(value),
     }
@@ -385,7 +399,8 @@ pub const EAGER_FIELDS: u64 = 1 << 0
     | 1 << GuestField::segment(Segment::Cs, SegmentPart::Attributes).0;
 /// The fields only a VMM changes (WriteState): the TSC offset, and the
 /// MSRs a guest can write only through WRMSR, which always exits (STAR,
-/// LSTAR, CSTAR, SFMASK, the SYSENTER MSRs, PAT). The record holds them
+/// LSTAR, CSTAR, SFMASK, the SYSENTER MSRs, PAT), and the exception
+/// intercepts. The record holds them
 /// current at all times; a backend loads them when they are dirty and
 /// never reads them back.
 pub const HELD_FIELDS: u64 = 1 << GuestField::TSC_OFFSET.0
@@ -396,7 +411,8 @@ pub const HELD_FIELDS: u64 = 1 << GuestField::TSC_OFFSET.0
     | 1 << GuestField::SYSENTER_CS.0
     | 1 << GuestField::SYSENTER_ESP.0
     | 1 << GuestField::SYSENTER_EIP.0
-    | 1 << GuestField::PAT.0;
+    | 1 << GuestField::PAT.0
+    | 1 << GuestField::EXCEPTION_INTERCEPTS.0;
 /// The fields the guest may change that a backend leaves in the hardware
 /// (or, for `vtx`'s KERNEL_GS_BASE and CR2, which no VMCS field holds, in
 /// the record, stored at every exit) at an exit: the segment registers,

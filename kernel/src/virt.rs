@@ -42,9 +42,12 @@ pub enum ExitKind {
     /// qualification is a [`SecondLevelFault`], the address in
     /// [`Exit::guest_physical`].
     SecondLevelFault = 7,
-    /// An exception the VMM intercepts: the qualification holds the
-    /// vector (bits 0..8) and, if bit 8 is set, the error code (bits
-    /// 32..64).
+    /// An exception the VMM intercepts (`vcpu::GuestField::
+    /// EXCEPTION_INTERCEPTS`), before the guest sees it: the qualification
+    /// holds the vector (bits 0..8) and, if bit 8 is set, the error code
+    /// (bits 32..64). A #BP's RIP is its INT3's, and the instruction
+    /// length 1, on both backends; a single step's #DB (a trap) comes
+    /// with RIP after the stepped instruction and no length.
     Exception = 8,
     /// The guest shut down: a triple fault.
     TripleFault = 9,
@@ -74,11 +77,18 @@ pub enum ExitKind {
     /// that of the hardware exit that ended the run (0 when the guest did
     /// not run).
     Deadline = 18,
+    /// A software interrupt (`svm` only, while #BP is intercepted): an
+    /// INT n, or under QEMU's TCG also an INT3, which it reports as an
+    /// INT n rather than as a #BP (`docs/abi.md`, "Exception
+    /// intercepts"). RIP is the instruction's; qualification and length
+    /// 0: the VMM decodes the instruction (0xCC a breakpoint, 0xCD n the
+    /// guest's INT n, which it re-delivers).
+    SoftwareInterrupt = 19,
 }
 
 impl ExitKind {
     /// Every kind, in ABI order.
-    pub const ALL: [ExitKind; 18] = [
+    pub const ALL: [ExitKind; 19] = [
         ExitKind::Cpuid,
         ExitKind::Hlt,
         ExitKind::Io,
@@ -97,6 +107,7 @@ impl ExitKind {
         ExitKind::HostInterrupt,
         ExitKind::Other,
         ExitKind::Deadline,
+        ExitKind::SoftwareInterrupt,
     ];
 
     /// The kind VMEnter's exit word names, if any.
@@ -262,6 +273,8 @@ pub mod svm_code {
     pub const CR0_SELECTIVE_WRITE: u64 = 0x65;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
+    /// INT n (and, under QEMU's TCG, INT3).
+    pub const SWINT: u64 = 0x75;
     /// HLT.
     pub const HLT: u64 = 0x78;
     /// IN, OUT, INS, OUTS.
@@ -313,12 +326,19 @@ pub fn decode_svm(fields: SvmExitFields) -> Exit {
             } else {
                 0
             };
-            exit(ExitKind::Exception, vector | error)
+            // SVM intercepts an exception before delivering it: a #BP's
+            // RIP is the INT3's own, which only INT3 (one byte, 0xCC)
+            // raises (INT 3, 0xCD 0x03, is a software interrupt, and an
+            // injected event is never intercepted). Its length is what
+            // `vtx` reports for the same exit.
+            let length = if vector == u64::from(BREAKPOINT_VECTOR) { 1 } else { 0 };
+            Exit { instruction_length: length, ..exit(ExitKind::Exception, vector | error) }
         }
         code::INTR | code::NMI => exit(ExitKind::HostInterrupt, 0),
         code::INIT => exit(ExitKind::Init, 0),
         code::VINTR => exit(ExitKind::InterruptWindow, 0),
         code::CPUID => exit(ExitKind::Cpuid, 0),
+        code::SWINT => exit(ExitKind::SoftwareInterrupt, 0),
         code::HLT => exit(ExitKind::Hlt, 0),
         code::IOIO => {
             let info = fields.info1;
@@ -447,7 +467,11 @@ pub fn decode_vtx(fields: VtxExitFields) -> Exit {
             }
             let error =
                 if info & (1 << 11) != 0 { 1 << 8 | (fields.interruption_error & 0xffff_ffff) << 32 } else { 0 };
-            exit(ExitKind::Exception, (info & 0xff) | error)
+            // The exit's instruction length is defined only for software
+            // exceptions (type 6: INT3, INTO) and ICEBP (type 5); a fault
+            // or a trap (a single step's #DB) has none.
+            let length = if matches!((info >> 8) & 0b111, 5 | 6) { length } else { 0 };
+            Exit { instruction_length: length, ..exit(ExitKind::Exception, (info & 0xff) | error) }
         }
         reason::EXTERNAL_INTERRUPT => exit(ExitKind::HostInterrupt, 0),
         reason::TRIPLE_FAULT => exit(ExitKind::TripleFault, 0),
@@ -502,6 +526,11 @@ pub fn decode_vtx(fields: VtxExitFields) -> Exit {
         _ => exit(ExitKind::Other, 0),
     }
 }
+
+/// The debug exception's vector (#DB): single steps.
+pub const DEBUG_VECTOR: u8 = 1;
+/// The breakpoint exception's vector (#BP): INT3.
+pub const BREAKPOINT_VECTOR: u8 = 3;
 
 /// Whether exception `vector` pushes an error code (#DF, #TS, #NP, #SS,
 /// #GP, #PF, #AC, #CP).

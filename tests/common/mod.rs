@@ -57,7 +57,7 @@ pub fn standard_iso() -> &'static PathBuf {
 /// Runs QEMU to the end and prints the console (cargo shows it on failure).
 pub fn run_qemu(kernel: &KernelImage, boot: QemuBoot, options: QemuOptions, timeout: Duration) -> RunOutcome {
     let command = emulator::qemu_command(&boot, &options).unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
+    let watch = WatchOptions { echo: false, timeout: Some(timeout), ..WatchOptions::default() };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     outcome
@@ -183,7 +183,7 @@ pub fn run_iso_in_bochs_on(
     image::build_iso(&spec, &iso).unwrap_or_else(|error| panic!("{error}"));
     let (command, log) = emulator::bochs_command_on(&iso, emulator::DEFAULT_BOCHS_CPU, machine)
         .unwrap_or_else(|error| panic!("{error}"));
-    let watch = WatchOptions { echo: false, timeout: Some(timeout), announce: None };
+    let watch = WatchOptions { echo: false, timeout: Some(timeout), ..WatchOptions::default() };
     let outcome = emulator::run(command, &kernel.elf, &watch).unwrap_or_else(|error| panic!("{error}"));
     print_outcome(&outcome);
     println!("Bochs log: {}", log.display());

@@ -19,6 +19,8 @@ pub(crate) struct Exception {
 impl Exception {
     /// #UD.
     pub(crate) const INVALID_OPCODE: Exception = Exception { vector: 6, error_code: None };
+    /// #BP.
+    pub(crate) const BREAKPOINT: Exception = Exception { vector: 3, error_code: None };
     /// #DF, error code 0.
     pub(crate) const DOUBLE_FAULT: Exception = Exception { vector: 8, error_code: Some(0) };
     /// #GP(0).

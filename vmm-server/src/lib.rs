@@ -79,6 +79,7 @@ pub mod cpu;
 pub mod cpuid;
 pub mod devices;
 mod fault;
+pub mod gdb;
 pub mod guest;
 pub mod mmio;
 pub mod msr;

@@ -3,7 +3,7 @@
 
 use bulkhead_components::vcpu::{GuestExit, GuestRegisters};
 use iced_x86::Mnemonic;
-use kernel_core::virt::{Event, ExitKind};
+use kernel_core::virt::{BREAKPOINT_VECTOR, Event, EventKind, ExitKind};
 
 use crate::context::Guest;
 use crate::control_register;
@@ -222,7 +222,8 @@ impl<'a> Vmm<'a> {
                 }
                 None => mmio::emulate(guest, exit, &mut self.mmio, &mut self.counters).map(|()| Action::Resume),
             },
-            ExitKind::Exception => reinject(exit),
+            ExitKind::Exception => reinject(guest, exit),
+            ExitKind::SoftwareInterrupt => software_interrupt(guest),
             ExitKind::TripleFault => Err(Stop::TripleFault.into()),
             ExitKind::Init => Err(Stop::Init.into()),
             ExitKind::Hypercall | ExitKind::VirtualisationInstruction | ExitKind::Xsetbv => {
@@ -319,7 +320,8 @@ const fn is_instruction_exit(kind: ExitKind) -> bool {
         | ExitKind::ControlRegister
         | ExitKind::Hypercall
         | ExitKind::VirtualisationInstruction
-        | ExitKind::Xsetbv => true,
+        | ExitKind::Xsetbv
+        | ExitKind::SoftwareInterrupt => true,
         ExitKind::SecondLevelFault
         | ExitKind::Exception
         | ExitKind::TripleFault
@@ -345,12 +347,44 @@ fn halt<S: VcpuState, M: GuestMemory>(guest: &mut Guest<'_, S, M>, exit: &GuestE
 }
 
 /// An intercepted exception goes back to the guest as it was, except a
-/// page fault: CR2 is not in the allowlist, so it could not be delivered
-/// with the faulting address.
-fn reinject(exit: &GuestExit) -> Result<Action, Fault> {
+/// page fault (stopped: this VMM never intercepts one) and a #BP, which
+/// the CPU delivers as a trap: RIP past the INT3.
+fn reinject<S: VcpuState, M: GuestMemory>(guest: &mut Guest<'_, S, M>, exit: &GuestExit) -> Result<Action, Fault> {
     match Exception::from_qualification(exit.qualification) {
+        Some(exception) if exception.vector == BREAKPOINT_VECTOR => breakpoint(guest, exit.instruction_length),
         Some(exception) if exception.vector != Exception::PAGE_FAULT_VECTOR => Err(Fault::Inject(exception)),
         Some(_) | None => Err(Stop::UndeliverableEvent { event: 0, other: exit.qualification }.into()),
+    }
+}
+
+/// The guest's own INT3 (of `length` bytes, 0 if the exit did not say),
+/// intercepted: delivered as the CPU would have, a #BP with RIP past it.
+/// (Injected as a hardware exception, it skips the gate's DPL check an
+/// INT3 in ring 3 makes: a guest whose #BP gate is not DPL 3 takes a #BP
+/// where it would have taken a #GP.)
+fn breakpoint<S: VcpuState, M: GuestMemory>(guest: &mut Guest<'_, S, M>, length: u64) -> Result<Action, Fault> {
+    let length = guest.instruction_length(length, &[Mnemonic::Int3])?;
+    let next = guest.next_rip(length)?;
+    guest.retire(next)?;
+    Err(Fault::Inject(Exception::BREAKPOINT))
+}
+
+/// A software-interrupt exit (`svm` with #BP intercepted): an INT3 (QEMU's
+/// TCG reports it here) is a breakpoint; an INT n is delivered as the CPU
+/// would have, a software interrupt with RIP past the instruction (the
+/// `svm` backend pushes RIP as it is; no other backend makes this exit).
+fn software_interrupt<S: VcpuState, M: GuestMemory>(guest: &mut Guest<'_, S, M>) -> Result<Action, Fault> {
+    let instruction = guest.fetch_instruction()?;
+    match instruction.mnemonic() {
+        Mnemonic::Int3 => breakpoint(guest, instruction.len() as u64),
+        Mnemonic::Int => {
+            let next = guest.next_rip(instruction.len() as u64)?;
+            guest.retire(next)?;
+            let event = Event { vector: instruction.immediate8(), kind: EventKind::Software, error_code: None };
+            guest.registers.event = event.to_word();
+            Ok(Action::Resume)
+        }
+        mnemonic => Err(guest.failure(crate::EmulationFailure::UnexpectedInstruction { mnemonic })),
     }
 }
 

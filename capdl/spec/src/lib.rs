@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 6;
+pub const SPEC_VERSION: u32 = 7;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -225,6 +225,9 @@ pub struct GuestSpec {
     pub disks: Vec<GuestDiskSpec>,
     /// Its VMX, if it has one: the PD that serves its devices.
     pub vmx: Option<GuestVmxSpec>,
+    /// The serial port on which its VMM serves gdb (`debug DEVICE`), if
+    /// any: its VMM's [`PdInfo`] names the capability's slot.
+    pub debug_port: Option<DebugPort>,
 }
 
 /// A guest's VMX and the channel its VMM forwards device accesses on:
@@ -246,6 +249,18 @@ pub struct GuestVmxSpec {
     pub vmx_slot: u64,
     /// The VMX's slot of its reply object (0: none).
     pub reply_slot: u64,
+}
+
+/// A guest's debug serial port: the VMM's capability to its eight I/O
+/// ports (a 16550 UART's registers), which the VMM polls to serve gdb's
+/// remote protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugPort {
+    /// The VMM's CNode slot of the I/O-port capability (never 0, the
+    /// CNode's own slot).
+    pub slot: u64,
+    /// The first of its eight ports.
+    pub first_port: u16,
 }
 
 /// A guest's disk whose bytes are a region of RAM (until a storage server
@@ -565,8 +580,9 @@ pub mod layout {
 /// [`PdInfo::magic`]: "BULKPD01" in little-endian bytes.
 pub const PD_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BULKPD01");
 /// [`PdInfo::version`] of this layout (3 added the staged Linux files, 4
-/// the disks, 5 the TSC's rate, 6 the device link and a VMX's guest RAM).
-pub const PD_INFO_VERSION: u64 = 6;
+/// the disks, 5 the TSC's rate, 6 the device link and a VMX's guest RAM,
+/// 7 the guest's debug port).
+pub const PD_INFO_VERSION: u64 = 7;
 /// The most disks held in regions a guest may have ([`PdInfo::guest_disks`]).
 pub const MAX_GUEST_DISKS: usize = 4;
 /// [`PdInfo::guest_entry`] of a guest without an image.
@@ -635,6 +651,11 @@ pub struct PdInfo {
     pub guest_device_endpoint: u64,
     /// For a VMX: the slot of its reply object (0 for a VMM).
     pub guest_device_reply: u64,
+    /// For a guest's VMM: the CNode slot of its capability to the guest's
+    /// debug serial port ([`DebugPort`]; 0: no debug port).
+    pub guest_debug_port_slot: u64,
+    /// That port's first I/O port (0: no debug port).
+    pub guest_debug_port: u64,
 }
 
 /// The two ends of a guest's device link, as [`PdInfo::device_link`]
@@ -680,6 +701,23 @@ pub struct GuestInfo {
     /// [`PdInfo::guest_disks`] and [`PdInfo::guest_disk_bytes`]: the
     /// disks this VMM serves (none when the guest's VMX serves them).
     pub disks: [Option<MappedDisk>; MAX_GUEST_DISKS],
+    /// [`PdInfo::guest_debug_port_slot`] and [`PdInfo::guest_debug_port`].
+    pub debug_port: Option<DebugPort>,
+}
+
+impl DebugPort {
+    /// The two words of the info page: slot and first port, 0 and 0 for
+    /// none.
+    fn to_words(port: Option<DebugPort>) -> [u64; 2] {
+        port.map_or([0, 0], |port| [port.slot, u64::from(port.first_port)])
+    }
+
+    /// Read back: none for slot 0 (the CNode's own) or a first port that
+    /// leaves no room for eight below 0x10000.
+    fn from_words(slot: u64, first_port: u64) -> Option<DebugPort> {
+        let first_port = u16::try_from(first_port).ok().filter(|first| *first <= u16::MAX - 7)?;
+        (slot != 0).then_some(DebugPort { slot, first_port })
+    }
 }
 
 /// A guest's disk held in a region that the serving PD maps.
@@ -742,7 +780,7 @@ impl Staged {
 
 impl PdInfo {
     /// The words of the page, in declaration order.
-    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 3;
+    pub const WORDS: usize = 5 + PD_NAME_BYTES / 8 + 5 + 6 + 2 * MAX_GUEST_DISKS + 5;
 
     /// A description of PD `name`, which runs no guest.
     pub fn new(name: &str, heap_bytes: u64, stack_bytes: u64) -> PdInfo {
@@ -782,6 +820,8 @@ impl PdInfo {
             tsc_khz: 0,
             guest_device_endpoint: 0,
             guest_device_reply: 0,
+            guest_debug_port_slot: 0,
+            guest_debug_port: 0,
         }
     }
 
@@ -797,6 +837,7 @@ impl PdInfo {
         let [guest_initrd, guest_initrd_bytes] = Staged::to_words(guest.initrd);
         let [guest_cmdline, guest_cmdline_bytes] = Staged::to_words(guest.cmdline);
         let (guest_disks, guest_disk_bytes) = MappedDisk::to_words(&guest.disks);
+        let [guest_debug_port_slot, guest_debug_port] = DebugPort::to_words(guest.debug_port);
         PdInfo {
             guest_memory: guest.memory,
             guest_memory_bytes: guest.memory_bytes,
@@ -811,6 +852,8 @@ impl PdInfo {
             guest_cmdline_bytes,
             guest_disks,
             guest_disk_bytes,
+            guest_debug_port_slot,
+            guest_debug_port,
             ..self
         }
     }
@@ -867,6 +910,7 @@ impl PdInfo {
             initrd: Staged::from_words(self.guest_initrd, self.guest_initrd_bytes),
             cmdline: Staged::from_words(self.guest_cmdline, self.guest_cmdline_bytes),
             disks: self.disks(),
+            debug_port: DebugPort::from_words(self.guest_debug_port_slot, self.guest_debug_port),
         })
     }
 
@@ -875,7 +919,7 @@ impl PdInfo {
         let mut words = [0; Self::WORDS];
         words[..5].copy_from_slice(&[self.magic, self.version, self.heap_base, self.heap_bytes, self.stack_bytes]);
         words[5..5 + PD_NAME_BYTES / 8].copy_from_slice(&self.name);
-        let disks = Self::WORDS - 3 - 2 * MAX_GUEST_DISKS;
+        let disks = Self::WORDS - 5 - 2 * MAX_GUEST_DISKS;
         words[5 + PD_NAME_BYTES / 8..disks].copy_from_slice(&[
             self.guest_memory,
             self.guest_memory_bytes,
@@ -890,8 +934,14 @@ impl PdInfo {
             self.guest_cmdline_bytes,
         ]);
         words[disks..disks + MAX_GUEST_DISKS].copy_from_slice(&self.guest_disks);
-        words[disks + MAX_GUEST_DISKS..Self::WORDS - 3].copy_from_slice(&self.guest_disk_bytes);
-        words[Self::WORDS - 3..].copy_from_slice(&[self.tsc_khz, self.guest_device_endpoint, self.guest_device_reply]);
+        words[disks + MAX_GUEST_DISKS..Self::WORDS - 5].copy_from_slice(&self.guest_disk_bytes);
+        words[Self::WORDS - 5..].copy_from_slice(&[
+            self.tsc_khz,
+            self.guest_device_endpoint,
+            self.guest_device_reply,
+            self.guest_debug_port_slot,
+            self.guest_debug_port,
+        ]);
         words
     }
 
@@ -928,10 +978,12 @@ mod tests {
         assert_eq!(&words[9..20], &[0, 0, 0, 0, NO_GUEST_ENTRY, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&words[20..28], &[0; 2 * MAX_GUEST_DISKS]);
         assert_eq!(words[28], 0, "no TSC rate told");
+        assert_eq!(&words[29..31], &[0, 0], "no device link");
+        assert_eq!(&words[31..33], &[0, 0], "no debug port");
         assert_eq!(info.disks(), [None; MAX_GUEST_DISKS]);
         assert_eq!(info.guest(), None);
         assert_eq!(info.with_tsc_khz(2_000_000).to_words()[28], 2_000_000);
-        assert_eq!(&words[29..], &[0, 0], "no device link");
+        assert_eq!(words.len(), 33);
         assert_eq!((info.device_link(), info.guest_ram()), (None, None));
     }
 
@@ -939,13 +991,13 @@ mod tests {
     fn the_device_link_and_a_vmx_s_guest_ram_come_last() {
         let guest = GuestInfo { memory: 0x10_0000_0000, memory_bytes: 128 << 20, vcpus: 1, ..GuestInfo::default() };
         let vmm = PdInfo::new("linux_vmm", 0, 0).with_guest(guest).with_device_server(3);
-        assert_eq!(&vmm.to_words()[29..], &[3, 0]);
+        assert_eq!(&vmm.to_words()[29..], &[3, 0, 0, 0]);
         assert_eq!(vmm.device_link(), Some(DeviceLink { endpoint: 3, reply: None }));
         assert_eq!(vmm.guest_ram(), Some(MappedRam { address: 0x10_0000_0000, bytes: 128 << 20 }));
         let ram = MappedRam { address: 0x30_0000_0000, bytes: 128 << 20 };
         let vmx = PdInfo::new("linux_vmx", 0, 0).with_vmx(Some(ram), 1, 2);
         assert_eq!(&vmx.to_words()[9..13], &[0x30_0000_0000, 128 << 20, 0, 0]);
-        assert_eq!(&vmx.to_words()[29..], &[1, 2]);
+        assert_eq!(&vmx.to_words()[29..], &[1, 2, 0, 0]);
         assert_eq!(vmx.device_link(), Some(DeviceLink { endpoint: 1, reply: Some(2) }));
         assert_eq!(vmx.guest_ram(), Some(ram));
         assert_eq!(vmx.guest(), None, "a VMX runs no vCPU");
@@ -979,6 +1031,7 @@ mod tests {
             initrd: Some(Staged { guest_physical: 0x7de_0000, bytes: 2_182_152 }),
             cmdline: Some(Staged { guest_physical: 0x6ff_f000, bytes: 28 }),
             disks: [None; MAX_GUEST_DISKS],
+            debug_port: None,
         };
         let info = PdInfo::new("linux_vmm", 1 << 20, 0x1_0000).with_guest(guest);
         assert_eq!(
@@ -1016,6 +1069,39 @@ mod tests {
         // A disk of no bytes is no disk.
         let empty = PdInfo::new("vmx", 0, 0).with_disks(&[disk(0x20_0000_0000, 0), None, None, None]);
         assert_eq!(empty.disks(), [None; MAX_GUEST_DISKS]);
+    }
+
+    #[test]
+    fn a_vmm_info_page_names_its_guest_s_debug_port_last() {
+        let port = DebugPort { slot: 1, first_port: 0x2f8 };
+        let guest = GuestInfo {
+            memory: 0x10_0000_0000,
+            memory_bytes: 128 << 20,
+            vcpu_slot: 2,
+            vcpus: 1,
+            entry: NO_GUEST_ENTRY,
+            debug_port: Some(port),
+            ..GuestInfo::default()
+        };
+        let info = PdInfo::new("linux_vmm", 0, 0).with_tsc_khz(2_000_000).with_guest(guest);
+        let words = info.to_words();
+        assert_eq!(words.len(), 33);
+        assert_eq!(
+            &words[28..],
+            &[2_000_000, 0, 0, 1, 0x2f8],
+            "the TSC's rate, no device link, then the port's slot and first port"
+        );
+        assert_eq!(info.guest(), Some(guest));
+        // Slot 0 (the CNode's own) is no port, nor is a first port without
+        // eight ports above it.
+        for (slot, first_port) in [(0, 0x2f8), (1, 0xfff9), (1, 0x1_0000), (1, u64::MAX)] {
+            let odd = PdInfo { guest_debug_port_slot: slot, guest_debug_port: first_port, ..info };
+            assert_eq!(odd.guest().map(|guest| guest.debug_port), Some(None), "slot {slot} port {first_port:#x}");
+        }
+        let last = PdInfo { guest_debug_port: 0xfff8, ..info };
+        assert_eq!(last.guest().and_then(|guest| guest.debug_port), Some(DebugPort { slot: 1, first_port: 0xfff8 }));
+        // A VMX's page has none.
+        assert_eq!(&PdInfo::new("linux_vmx", 0, 0).to_words()[31..], &[0, 0]);
     }
 
     #[test]

@@ -663,6 +663,19 @@ impl Loader<'_> {
                 .doing(|| format!("bind vCPU 0 to `{}`", vmm.name))?;
         }
         let memory = guest.memory.first().map_or(0, |memory| memory.vmm_address.wrapping_sub(memory.guest_physical));
+        if let Some(port) = guest.debug_port {
+            // The slot the info page names holds the VMM's capability to
+            // exactly the port's eight I/O ports.
+            let cap = usize::try_from(port.slot).ok().and_then(|slot| vmm.caps.get(slot));
+            let ports = cap.filter(|cap| cap.slot == port.slot).and_then(|cap| spec.object(cap.object));
+            let expected = SpecKind::IoPorts { first: port.first_port, last: port.first_port.saturating_add(7) };
+            if port.slot == 0 || ports.map(|object| &object.kind) != Some(&expected) {
+                return refuse(
+                    "name its debug port",
+                    format!("slot {} of `{}` is not I/O ports {:#x}..", port.slot, vmm.name, port.first_port),
+                );
+            }
+        }
         Ok(GuestInfo {
             memory,
             memory_bytes: end,
@@ -673,6 +686,7 @@ impl Loader<'_> {
             initrd: staging.and_then(|staging| staging.initrd),
             cmdline: staging.and_then(|staging| staging.cmdline),
             disks: served_disks(spec, guest.vmm).or_else(|message| refuse("list its disks", message))?,
+            debug_port: guest.debug_port,
         })
     }
 

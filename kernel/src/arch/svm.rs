@@ -13,7 +13,7 @@ use kernel_core::frame_allocator::FrameAllocator;
 use kernel_core::vcpu::{
     ALL_DIRTY, GuestEntry, GuestField, GuestState, HELD_FIELDS, LAZY_FIELDS, Segment as Register, SegmentPart, VCpu,
 };
-use kernel_core::virt::{self, Event, Exit, GuestFormat, SvmExitFields};
+use kernel_core::virt::{self, Event, Exit, ExitKind, GuestFormat, SvmExitFields};
 use static_assertions::const_assert_eq;
 
 use crate::arch::guest::{
@@ -141,6 +141,9 @@ mod misc1 {
     pub(super) const VINTR: u32 = 1 << 4;
     /// CPUID.
     pub(super) const CPUID: u32 = 1 << 18;
+    /// INT n: set with the #BP intercept, because QEMU's TCG raises
+    /// INT3's #BP through this intercept, not through the exception's.
+    pub(super) const INTN: u32 = 1 << 21;
     /// INVD: a guest's would drop dirty cache lines of host memory.
     pub(super) const INVD: u32 = 1 << 22;
     /// HLT.
@@ -364,10 +367,20 @@ fn load_state(control: &mut Vmcb, state: &GuestState) {
 
 /// Loads the fields only a VMM changes (`kernel_core::vcpu::HELD_FIELDS`):
 /// the TSC offset, the SYSCALL and SYSENTER MSRs (VMLOAD puts them into
-/// the CPU before VMRUN, VMSAVE stores them back after the exit), and the
-/// guest's PAT (G_PAT, which VMRUN loads with nested paging on).
+/// the CPU before VMRUN, VMSAVE stores them back after the exit), the
+/// guest's PAT (G_PAT, which VMRUN loads with nested paging on), and the
+/// exception intercepts (#DB and #BP at most, checked by the core; with
+/// #BP, INT n too: QEMU's TCG reports an INT3 as an INT n, never as a
+/// #BP, and the VMM tells the two apart by the instruction).
 fn load_held(control: &mut Vmcb, state: &GuestState) {
     control.tsc_offset = state.get(GuestField::TSC_OFFSET);
+    let exceptions = state.get(GuestField::EXCEPTION_INTERCEPTS);
+    control.intercept_exceptions = u32::try_from(exceptions).unwrap_or(0);
+    if exceptions & 1 << virt::BREAKPOINT_VECTOR != 0 {
+        control.intercept_misc1 |= misc1::INTN;
+    } else {
+        control.intercept_misc1 &= !misc1::INTN;
+    }
     control.star = state.get(GuestField::STAR);
     control.lstar = state.get(GuestField::LSTAR);
     control.cstar = state.get(GuestField::CSTAR);
@@ -528,6 +541,7 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
         control.intercept_misc1 |= misc1::VINTR;
     }
     control.rax = record.registers[register::RAX];
+    let dr6 = control.dr6;
     // SAFETY: the VMCB is the VCpu's page, set up above with every
     // intercept the kernel needs, the permission maps and a nested root
     // the core checked is a live GuestSpace; SVM is enabled and the host
@@ -551,6 +565,11 @@ fn run_with_vmcb(entry: &GuestEntry, record: &mut VCpu, control: &mut Vmcb, host
         rip: control.rip,
     });
     control.event_inj = 0;
+    if exit.kind == ExitKind::Exception && exit.qualification & 0xff == u64::from(virt::DEBUG_VECTOR) {
+        // The CPU set DR6's status bits for a #DB the guest never took:
+        // it keeps the DR6 it had.
+        control.dr6 = dr6;
+    }
     exit
 }
 

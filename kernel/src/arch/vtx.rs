@@ -122,6 +122,7 @@ mod field {
     pub(super) const GUEST_RSP: u64 = 0x681c;
     pub(super) const GUEST_RIP: u64 = 0x681e;
     pub(super) const GUEST_RFLAGS: u64 = 0x6820;
+    pub(super) const GUEST_PENDING_DEBUG: u64 = 0x6822;
     pub(super) const GUEST_SYSENTER_ESP: u64 = 0x6824;
     pub(super) const GUEST_SYSENTER_EIP: u64 = 0x6826;
     pub(super) const HOST_CR0: u64 = 0x6c00;
@@ -536,7 +537,7 @@ fn initialise(vmcs: u64) -> Result<(), &'static str> {
     write(field::CR4_MASK, cr4_fixed)?;
     // No pending debug exceptions, no CR3 targets, no MSR lists, nothing
     // to inject (a fresh VMCS's fields are not defined to be zero).
-    for encoding in [0x6822, 0x400a, 0x400e, 0x4010, 0x4014, 0x4016, 0x4006, 0x4008] {
+    for encoding in [field::GUEST_PENDING_DEBUG, 0x400a, 0x400e, 0x4010, 0x4014, 0x4016, 0x4006, 0x4008] {
         write(encoding, 0)?;
     }
     // The host: the kernel. CR3 is written before an entry when it
@@ -718,6 +719,7 @@ fn load_state(state: &GuestState, dirty: u64) -> Result<(), &'static str> {
     if is_dirty(GuestField::INTERRUPTIBILITY) {
         write(field::GUEST_INTERRUPTIBILITY, state.get(GuestField::INTERRUPTIBILITY) & 0b11)?;
     }
+    single_step_in_shadow(state)?;
     if is_dirty(GuestField::CR0) {
         write(field::GUEST_CR0, state.get(GuestField::CR0) | cr0_fixed)?;
         write(field::CR0_SHADOW, state.get(GuestField::CR0))?;
@@ -749,6 +751,26 @@ static_assertions::const_assert_eq!(
     GuestField::FIRST_SEGMENT_FIELD
 );
 
+/// VM entry's check of a single step (SDM Vol. 3C, "Checks on Guest
+/// Non-Register State"): in an STI or MOV SS shadow or halted, the
+/// pending debug exceptions' BS bit must be RFLAGS.TF (BTF is never
+/// set here). A debugger's step (TF set by the VMM) may begin in a
+/// shadow, and an exit in one may leave BS set: BS follows TF there.
+fn single_step_in_shadow(state: &GuestState) -> Result<(), &'static str> {
+    const BS: u64 = 1 << 14;
+    const TF: u64 = 1 << 8;
+    let shadow = state.get(GuestField::INTERRUPTIBILITY) & 0b11 != 0 || state.get(GuestField::ACTIVITY) == 1;
+    if !shadow {
+        return Ok(());
+    }
+    let pending = read(field::GUEST_PENDING_DEBUG);
+    let wanted = if state.get(GuestField::RFLAGS) & TF != 0 { pending | BS } else { pending & !BS };
+    if wanted != pending {
+        write(field::GUEST_PENDING_DEBUG, wanted)?;
+    }
+    Ok(())
+}
+
 /// The fields whose VMCS field holds them as they are.
 const SIMPLE_FIELDS: [(GuestField, u64); 15] = [
     (GuestField::RIP, field::GUEST_RIP),
@@ -779,6 +801,9 @@ const SIMPLE_ENCODINGS: [u64; GuestField::COUNT] = {
         index += 1;
     }
     encodings[GuestField::TSC_OFFSET.number() as usize] = field::TSC_OFFSET;
+    // #DB and #BP at most (the core checked): the bitmap's bits are the
+    // field's.
+    encodings[GuestField::EXCEPTION_INTERCEPTS.number() as usize] = field::EXCEPTION_BITMAP;
     encodings
 };
 /// The dirty bits [`SIMPLE_ENCODINGS`] covers.
@@ -793,7 +818,7 @@ const SIMPLE_DIRTY: u64 = {
     }
     bits
 };
-static_assertions::const_assert_eq!(SIMPLE_DIRTY.count_ones() as usize, SIMPLE_FIELDS.len() + 1);
+static_assertions::const_assert_eq!(SIMPLE_DIRTY.count_ones() as usize, SIMPLE_FIELDS.len() + 2);
 
 /// Reads the lazy fields (`kernel_core::vcpu::LAZY_FIELDS`) of the
 /// current VMCS into `state`: the segment registers, GDTR and IDTR, DR7,

@@ -134,7 +134,8 @@ fn field_numbers_are_the_abi() {
     assert_eq!(GuestField::from_word(47), Some(GuestField::segment(Segment::Tr, SegmentPart::Attributes)));
     assert_eq!(GuestField::from_word(48), Some(GuestField::STAR));
     assert_eq!(GuestField::from_word(57), Some(GuestField::CR2));
-    assert_eq!(GuestField::from_word(58), None);
+    assert_eq!(GuestField::from_word(58), Some(GuestField::EXCEPTION_INTERCEPTS));
+    assert_eq!(GuestField::from_word(59), None);
     assert_eq!(GuestField::from_word(u64::MAX), None);
     assert_eq!(GuestField::from_word(256), None);
     assert_eq!(GuestField::segment(Segment::Es, SegmentPart::Selector).number(), 16);
@@ -156,6 +157,7 @@ fn field_numbers_are_the_abi() {
         GuestField::SYSENTER_EIP,
         GuestField::PAT,
         GuestField::CR2,
+        GuestField::EXCEPTION_INTERCEPTS,
     ];
     for (number, field) in (48..).zip(msrs) {
         assert_eq!(field.number(), number);
@@ -185,6 +187,7 @@ fn fields_are_eager_lazy_or_held_and_exactly_one() {
         GuestField::SYSENTER_ESP,
         GuestField::SYSENTER_EIP,
         GuestField::PAT,
+        GuestField::EXCEPTION_INTERCEPTS,
     ] {
         assert_ne!(HELD_FIELDS & 1 << field.number(), 0, "field {}", field.number());
     }
@@ -204,6 +207,7 @@ fn the_reset_state_has_the_power_on_pat_and_no_syscall_msrs() {
         GuestField::SYSENTER_ESP,
         GuestField::SYSENTER_EIP,
         GuestField::CR2,
+        GuestField::EXCEPTION_INTERCEPTS,
     ] {
         assert_eq!(state.get(field), 0, "field {}", field.number());
     }
@@ -294,6 +298,16 @@ fn write_state_checks_each_field() {
         (GuestField::PAT, 0x0007_0406_0007_0402, None),
         (GuestField::PAT, 0x0807_0406_0007_0406, None),
         (GuestField::CR2, 0x8000_0000_0000_1234, Some(0x8000_0000_0000_1234)),
+        // #DB and #BP only: never #MC (18), the NMI's vector (2), a #PF
+        // (14) or #DE (0).
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 1 | 1 << 3, Some(1 << 1 | 1 << 3)),
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 3, Some(1 << 3)),
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 18, None),
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 2 | 1 << 3, None),
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 14, None),
+        (GuestField::EXCEPTION_INTERCEPTS, 1, None),
+        (GuestField::EXCEPTION_INTERCEPTS, 1 << 35, None),
+        (GuestField::EXCEPTION_INTERCEPTS, 0, Some(0)),
     ];
     for &(field, value, expected) in cases {
         let before = world.read(R_VCPU, field);
@@ -328,7 +342,7 @@ fn writes_mark_fields_dirty_for_the_backend() {
 fn malformed_vcpu_invocations_are_refused() {
     let mut world = world();
     assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[], &[]), SyscallError::TruncatedMessage);
-    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[58], &[]), SyscallError::InvalidArgument);
+    assert_eq!(world.error(R_VCPU, label::VCPU_READ_STATE, &[59], &[]), SyscallError::InvalidArgument);
     assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[64, 0], &[]), SyscallError::InvalidArgument);
     assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[0], &[]), SyscallError::TruncatedMessage);
     assert_eq!(world.error(R_VCPU, label::VCPU_WRITE_STATE, &[u64::MAX, 0], &[]), SyscallError::InvalidArgument);

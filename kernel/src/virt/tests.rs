@@ -153,6 +153,35 @@ fn exceptions_carry_their_error_codes() {
 }
 
 #[test]
+fn a_breakpoint_is_one_byte_long_on_both_backends_and_a_single_step_has_no_length() {
+    let svm_breakpoint = svm(svm_code::EXCEPTION + 3, 0, 0, 0x1000);
+    assert_eq!((svm_breakpoint.kind, svm_breakpoint.qualification), (ExitKind::Exception, 3));
+    assert_eq!(svm_breakpoint.instruction_length, 1);
+    let svm_step = svm(svm_code::EXCEPTION + 1, 0, 0, 0x1000);
+    assert_eq!((svm_step.qualification, svm_step.instruction_length), (1, 0));
+    // vtx: INT3 is a software exception (type 6) with its length; a
+    // single step's #DB a hardware exception (type 3), whose exit's
+    // length field is undefined (here garbage).
+    let vtx_exit = |interruption_info: u64, instruction_length: u64| {
+        decode_vtx(VtxExitFields { reason: 0, interruption_info, instruction_length, ..VtxExitFields::default() })
+    };
+    let vtx_breakpoint = vtx_exit(1 << 31 | 6 << 8 | 3, 1);
+    assert_eq!((vtx_breakpoint.kind, vtx_breakpoint.qualification), (ExitKind::Exception, 3));
+    assert_eq!(vtx_breakpoint.instruction_length, svm_breakpoint.instruction_length);
+    let vtx_step = vtx_exit(1 << 31 | 3 << 8 | 1, 7);
+    assert_eq!((vtx_step.qualification, vtx_step.instruction_length), (1, 0));
+    // svm's software-interrupt intercept (QEMU reports INT3 there):
+    // RIP at the instruction, its length unknown.
+    let software = svm(svm_code::SWINT, 0, 0, 0x1000);
+    assert_eq!(
+        (software.kind, software.qualification, software.instruction_length),
+        (ExitKind::SoftwareInterrupt, 0, 0)
+    );
+    // A #GP's length is undefined too.
+    assert_eq!(vtx_exit(1 << 31 | 1 << 11 | 3 << 8 | 13, 3).instruction_length, 0);
+}
+
+#[test]
 fn a_failed_entry_is_invalid_state_whatever_its_basic_reason() {
     for basic in [33, 34, 41, 0, 10] {
         assert_eq!(vtx(vtx_reason::ENTRY_FAILURE | basic, 4).kind, ExitKind::InvalidState);
@@ -253,7 +282,8 @@ fn exit_kinds_round_trip_through_their_words() {
     }
     assert_eq!(ExitKind::from_word(0), None);
     assert_eq!(ExitKind::from_word(18), Some(ExitKind::Deadline), "the ABI's number");
-    assert_eq!(ExitKind::from_word(19), None);
+    assert_eq!(ExitKind::from_word(19), Some(ExitKind::SoftwareInterrupt), "the ABI's number");
+    assert_eq!(ExitKind::from_word(20), None);
 }
 
 #[test]

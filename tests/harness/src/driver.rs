@@ -1187,7 +1187,7 @@ fn vcpu_cptr() -> impl Strategy<Value = u64> {
 /// A guest-state field word: mostly a field, at times past the last or
 /// anything.
 fn field_word() -> impl Strategy<Value = u64> {
-    prop_oneof![8 => 0_u64..58, 1 => 58_u64..64, 1 => any::<u64>()]
+    prop_oneof![8 => 0_u64..59, 1 => 59_u64..64, 1 => any::<u64>()]
 }
 
 /// A guest-state value: values some field takes and some field refuses
@@ -1199,7 +1199,7 @@ fn state_value() -> impl Strategy<Value = u64> {
         4 => prop::sample::select(vec![
             0_u64, 1, 2, 3, 0x202, 0x2_0002, 0x9b, 0xa9b, 0xfff0, 0xffff, 0x1000, 0x6000_0010, 0x8000_0031,
             0x2000_0000, 0xd01, 1 << 12, 1 << 13, 0x8000_0b0d, 0x8000_030d, 0x8000_0030, 0xffff_ffff, 1 << 32,
-            1 << 47, 0xffff_8000_0000_0000, 1 << 52, 0x0007_0406_0007_0406, 0x0007_0406_0007_0402,
+            1 << 47, 0xffff_8000_0000_0000, 1 << 52, 0x0007_0406_0007_0406, 0x0007_0406_0007_0402, 0b1010, 0b1000, 1 << 18,
         ]),
         2 => 0_u64..0x1_0000,
         1 => any::<u64>(),

@@ -268,6 +268,39 @@ fn intercepted_exceptions_are_reinjected_except_page_faults() {
 }
 
 #[test]
+fn the_guest_s_own_int3_goes_back_as_a_breakpoint_trap_past_it() {
+    const BP: u64 = 3 | 3 << 8 | 1 << 31;
+    for (kind, qualification, length) in
+        [(ExitKind::Exception, 3, 1), (ExitKind::Exception, 3, 0), (ExitKind::SoftwareInterrupt, 0, 0)]
+    {
+        let mut clock = FakeClock(0);
+        let mut vmm = new_vmm(&mut clock);
+        let mut machine = Machine::new(Mode::Long);
+        machine.code(&[0xcc, 0x90]);
+        let exit = machine.exit(kind, qualification, length);
+        assert_eq!(machine.run(&mut vmm, &exit), Action::Resume, "{kind:?}");
+        assert_eq!((machine.registers.event, machine.registers.rip), (BP, CODE + 1), "{kind:?}");
+    }
+}
+
+#[test]
+fn an_int_n_reported_as_a_software_interrupt_is_delivered_past_it() {
+    let mut clock = FakeClock(0);
+    let mut vmm = new_vmm(&mut clock);
+    let mut machine = Machine::new(Mode::Long);
+    machine.code(&[0xcd, 0x80]);
+    let exit = machine.exit(ExitKind::SoftwareInterrupt, 0, 0);
+    assert_eq!(machine.run(&mut vmm, &exit), Action::Resume);
+    assert_eq!((machine.registers.event, machine.registers.rip), (0x80 | 4 << 8 | 1 << 31, CODE + 2));
+    // Anything else there: the guest changed its code; it stops.
+    machine.registers.rip = CODE;
+    machine.registers.event = 0;
+    machine.code(&[0x90]);
+    let failure = EmulationFailure::UnexpectedInstruction { mnemonic: Mnemonic::Nop };
+    assert_eq!(machine.run(&mut vmm, &exit), Action::Stop(Stop::Emulation { rip: CODE, failure }));
+}
+
+#[test]
 fn fatal_exits_stop_the_guest() {
     let mut clock = FakeClock(0);
     let mut vmm = new_vmm(&mut clock);

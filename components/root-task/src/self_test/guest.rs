@@ -5,7 +5,9 @@
 //! WRMSR of EFER, a store outside its memory, HLT. Then VMEnter's
 //! deadline and controls: a spinning guest stopped by its deadline, a
 //! halted vCPU's `WAIT` ended by the deadline and by a signal, an
-//! interrupt-window exit only after an STI's shadow, and the refusals.
+//! interrupt-window exit only after an STI's shadow, and the refusals;
+//! the exception intercepts a debugger uses (an INT3 and a single step
+//! exit with their vectors, other vectors are refused).
 //! Last, the same VCpu as a 64-bit guest: its SYSCALL lands where the
 //! LSTAR field says, its SWAPGS and its CR2 reach the fields, and PAT and
 //! the SYSENTER MSRs keep what was written.
@@ -51,6 +53,15 @@ const CPUID_LOOP_AT: u64 = 0x200;
 const WINDOW_CODE: [u8; 4] = [0xfb, 0x90, 0x90, 0xf4];
 /// Where it starts (guest-physical).
 const WINDOW_AT: u64 = 0x280;
+/// The debugging guest at [`DEBUG_AT`]: `int3; nop; nop; hlt`.
+const DEBUG_CODE: [u8; 4] = [0xcc, 0x90, 0x90, 0xf4];
+/// Where it starts (guest-physical).
+const DEBUG_AT: u64 = 0x3e0;
+/// The exception intercepts' bits: #DB (vector 1) and #BP (vector 3).
+const INTERCEPT_DEBUG: u64 = 1 << 1;
+const INTERCEPT_BREAKPOINT: u64 = 1 << 3;
+/// RFLAGS.TF: a single step.
+const RFLAGS_TF: u64 = 1 << 8;
 /// The 64-bit guest at [`LONG_AT`]: `mov rbx, cr2; mov cr2, rax; swapgs;
 /// syscall; hlt` (the HLT only if SYSCALL fell through).
 const LONG_CODE: [u8; 12] = [0x0f, 0x20, 0xd3, 0x0f, 0x22, 0xd0, 0x0f, 0x01, 0xf8, 0x0f, 0x05, 0xf4];
@@ -168,6 +179,7 @@ impl Root<'_> {
         step("a halted vcpu sleeps until its deadline", self.wait_for_deadline(&page, &signals))?;
         step("a signal ends a halted vcpu's sleep", self.wait_for_signal(&signals))?;
         step("an interrupt window opens after the sti shadow", self.interrupt_window())?;
+        step("an int3 and a single step exit with #bp and #db when intercepted", self.debug_exits(vcpu))?;
         step("run a cpuid loop", self.cpuid_loop())?;
         step("a 64-bit guest's syscall, swapgs and cr2 use the vcpu's fields", self.long_mode(vcpu))
     }
@@ -487,6 +499,77 @@ impl Root<'_> {
         expect("RIP at HLT", registers.rip, WINDOW_AT + 3)
     }
 
+    /// The exception intercepts (`docs/abi.md`, field 58): only #DB and
+    /// #BP are accepted; with #BP intercepted the guest's INT3 exits with
+    /// vector 3, RIP at the INT3 and length 1 (both backends); with #DB
+    /// and RFLAGS.TF one NOP runs and the step exits with vector 1, RIP
+    /// after it and no length; intercepts cleared, the guest runs on to
+    /// its HLT with TF clear.
+    fn debug_exits(&mut self, vcpu: Cap<kind::VCpu>) -> Result<(), Failure> {
+        for refused in [1, 1 << 2, 1 << 14, 1 << 18, INTERCEPT_BREAKPOINT | 1 << 32] {
+            match vcpu.write_state(self.sys, GuestField::EXCEPTION_INTERCEPTS, refused) {
+                Err(Error::InvalidArgument) => {}
+                other => {
+                    println!("root: exception intercepts {refused:#x} written: {other:?}");
+                    return Err(Failure::Unexpected {
+                        what: "exception intercepts outside #DB and #BP written, ok",
+                        got: u64::from(other.is_ok()),
+                        expected: 0,
+                    });
+                }
+            }
+        }
+        let both = INTERCEPT_DEBUG | INTERCEPT_BREAKPOINT;
+        vcpu.write_state(self.sys, GuestField::EXCEPTION_INTERCEPTS, both)?;
+        expect(
+            "the exception intercepts read back",
+            vcpu.read_state(self.sys, GuestField::EXCEPTION_INTERCEPTS)?,
+            both,
+        )?;
+        let mut registers = GuestRegisters { rip: DEBUG_AT, rflags: RFLAGS_IF_CLEAR, ..GuestRegisters::default() };
+        let Entered::Exit(breakpoint) = vm_enter(self.sys, &mut registers, EnterControls::default())? else {
+            return Err(Failure::Unexpected { what: "a notification at the INT3", got: 1, expected: 0 });
+        };
+        println!(
+            "root: int3 exit: kind {:?}, reason {:#x}, qualification {:#x}, rip {:#x}, length {}",
+            breakpoint.kind, breakpoint.reason, breakpoint.qualification, registers.rip, breakpoint.instruction_length
+        );
+        match breakpoint.kind {
+            Some(ExitKind::Exception) => {
+                expect("the #BP exit's vector", breakpoint.qualification, 3)?;
+                expect("the INT3's length", breakpoint.instruction_length, 1)?;
+            }
+            // svm under QEMU's TCG: INT3 through the INT n intercept.
+            Some(ExitKind::SoftwareInterrupt) => {
+                expect("the software interrupt's qualification", breakpoint.qualification, 0)?;
+                expect("the software interrupt's length", breakpoint.instruction_length, 0)?;
+            }
+            other => {
+                return Err(Failure::Unexpected {
+                    what: "the INT3's exit kind",
+                    got: other.map_or(0, |kind| kind as u64),
+                    expected: ExitKind::Exception as u64,
+                });
+            }
+        }
+        expect("RIP at the INT3", registers.rip, DEBUG_AT)?;
+        registers.rip = DEBUG_AT + 1;
+        registers.rflags = RFLAGS_IF_CLEAR | RFLAGS_TF;
+        let step = exit_of(vm_enter(self.sys, &mut registers, EnterControls::default())?, ExitKind::Exception)?;
+        println!(
+            "root: single-step exit: qualification {:#x}, rip {:#x}, length {}",
+            step.qualification, registers.rip, step.instruction_length
+        );
+        expect("the #DB exit's vector", step.qualification, 1)?;
+        expect("RIP after the stepped NOP", registers.rip, DEBUG_AT + 2)?;
+        expect("a single step's length", step.instruction_length, 0)?;
+        expect("TF still set after the step", registers.rflags & RFLAGS_TF, RFLAGS_TF)?;
+        vcpu.write_state(self.sys, GuestField::EXCEPTION_INTERCEPTS, 0)?;
+        registers.rflags = RFLAGS_IF_CLEAR;
+        exit_of(vm_enter(self.sys, &mut registers, EnterControls::default())?, ExitKind::Hlt)?;
+        expect("RIP at the debugging guest's HLT", registers.rip, DEBUG_AT + 3)
+    }
+
     /// A thread at [`SIGNALLER_PRIORITY`] in the root's CSpace and VSpace
     /// that, each time `go` is signalled, signals `signal`.
     fn signaller(&mut self, signal: Cap<kind::Notification>, go: Cap<kind::Notification>) -> Result<(), Failure> {
@@ -535,6 +618,7 @@ impl Root<'_> {
             (GUEST_ENTRY, &GUEST_CODE[..]),
             (CPUID_LOOP_AT, &CPUID_LOOP[..]),
             (WINDOW_AT, &WINDOW_CODE[..]),
+            (DEBUG_AT, &DEBUG_CODE[..]),
             (LONG_AT, &LONG_CODE[..]),
             (SYSCALL_ENTRY, &[0xf4][..]),
         ] {

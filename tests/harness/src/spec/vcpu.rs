@@ -13,7 +13,7 @@ pub const VCPU_BITS: u8 = 13;
 /// Where a VCpu's one capability slot (its GuestSpace) lies.
 pub const SPACE_SLOT_OFFSET: u64 = 4096;
 /// Guest-state fields.
-pub const FIELDS: usize = 58;
+pub const FIELDS: usize = 59;
 
 /// Invocation labels (`docs/abi.md`).
 pub mod label {
@@ -176,6 +176,8 @@ pub fn field_value(field: u64, value: u64) -> Option<u64> {
         51 | 53 => take(value <= 0xffff_ffff),
         // PAT: every byte UC (0), WC (1), WT (4), WP (5), WB (6) or UC- (7).
         56 => take(value.to_le_bytes().iter().all(|entry| matches!(entry, 0 | 1 | 4..=7))),
+        // The exception intercepts: #DB (bit 1) and #BP (bit 3), nothing else.
+        58 => take(value & !0b1010 == 0),
         _ => None,
     }
 }

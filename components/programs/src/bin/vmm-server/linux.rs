@@ -10,19 +10,21 @@ use core::cell::RefCell;
 use bulkhead_capdl_spec::GuestInfo;
 use bulkhead_components::cap::{Cap, kind};
 use bulkhead_components::vcpu::{EnterControls, Entered, vm_enter};
+use bulkhead_sys::mapped::SharedRegion;
 use bulkhead_sys::{PdInfo, Sys, println};
 use bulkhead_vmm_server::boot::acpi::{self, PC_PM_REGISTERS, PlatformShape, VirtioMmioWindow};
 use bulkhead_vmm_server::boot::linux::{self, GuestRegion, Staged};
 use bulkhead_vmm_server::platform::TscClock;
 use bulkhead_vmm_server::platform::ioapic::IO_APIC_BASE;
 use bulkhead_vmm_server::platform::lapic::LOCAL_APIC_BASE;
-use bulkhead_vmm_server::platform::pc::{BoardMsrs, BoardPage, BoardPorts, Pc, PcConfig};
+use bulkhead_vmm_server::platform::pc::{BoardMsrs, BoardPage, BoardPorts, EntryPlan, Pc, PcConfig};
 use bulkhead_vmm_server::platform::rtc::RamSizes;
 use bulkhead_vmm_server::{Action, Config, GuestMemory, Stop, Vmm};
 use bulkhead_vmx_server::protocol::{Device, DeviceKind, Space};
 use kernel_core::vcpu::GuestField;
 use kernel_core::virt::ExitKind;
 
+use crate::gdb::{AfterExit, GuestGdb};
 use crate::vmx_link::{DeviceLink, Forwarded};
 use crate::{GuestRam, HostClock, KernelVcpu};
 
@@ -149,20 +151,37 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
     }
     vmm.attach_local_apic(&mut board_msrs);
 
+    // The guest debugger, if the manifest names the guest's debug port.
+    let mut debug = guest.debug_port.and_then(|port| {
+        let window = SharedRegion::new(guest.memory, guest.memory_bytes)?;
+        GuestGdb::new(sys, port, GuestRam { window }, pd.tsc_khz)
+    });
     let mut state = KernelVcpu { sys, vcpu };
     let mut halted = false;
     let mut interruptibility = 0;
     let mut deadline_exits: u64 = 0;
     let stop = loop {
-        let entry = board.borrow_mut().plan_entry(&mut registers, interruptibility, &mut halted, now());
+        if let Some(debug) = debug.as_mut() {
+            debug.poll(&mut registers, &mut state);
+        }
+        // A debugger's step runs one guest instruction: no interrupt.
+        let entry = if debug.as_ref().is_some_and(|debug| debug.stepping() && !halted) {
+            EntryPlan::default()
+        } else {
+            board.borrow_mut().plan_entry(&mut registers, interruptibility, &mut halted, now())
+        };
         if entry.wait && entry.deadline.is_none() {
             break Stop::HaltedWithInterruptsDisabled;
         }
-        let controls = EnterControls {
+        let mut controls = EnterControls {
             deadline: entry.deadline.map_or(0, |time| clock.tsc_at(time).max(1)),
             wait: entry.wait,
             interrupt_window: entry.interrupt_window,
         };
+        if let Some(debug) = debug.as_ref() {
+            let bound = debug.run_bound(bulkhead_sys::arch::read_tsc());
+            controls.deadline = if controls.deadline == 0 { bound } else { controls.deadline.min(bound) };
+        }
         let exit = match vm_enter(state.sys, &mut registers, controls) {
             Ok(Entered::Exit(exit)) => exit,
             Ok(Entered::Notification { .. }) => continue,
@@ -172,6 +191,11 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
             }
         };
         interruptibility = exit.control[4];
+        if let Some(debug) = debug.as_mut()
+            && let AfterExit::Consumed = debug.on_exit(&exit, &mut registers, &mut state, memory)
+        {
+            continue;
+        }
         match exit.kind {
             Some(ExitKind::Deadline) => {
                 deadline_exits += 1;
@@ -187,7 +211,12 @@ pub(crate) fn run(sys: &mut Sys, guest: &GuestInfo, staged: Staged, memory: &mut
         }
         match action {
             // An emulated instruction retired: its interrupt shadow ended.
-            Action::Resume => interruptibility = 0,
+            Action::Resume => {
+                interruptibility = 0;
+                if let Some(debug) = debug.as_mut() {
+                    debug.after_emulation(exit.kind, &mut registers, &mut state);
+                }
+            }
             Action::Halt => {
                 interruptibility = 0;
                 halted = true;

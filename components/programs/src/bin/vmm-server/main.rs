@@ -28,6 +28,7 @@ bulkhead_programs::program!("guests", "vmm-server", run);
 
 extern crate alloc;
 
+mod gdb;
 mod linux;
 mod vmx_link;
 
