@@ -67,6 +67,21 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     let overhead_kib = system_kib.checked_sub(guest_kib).expect("the system holds the guest's RAM and disk");
     eprintln!("one Linux guest costs {overhead_kib} KiB of host RAM beyond its RAM and disk");
     assert!(overhead_kib < 2048, "{overhead_kib} KiB: over the 2 MiB target");
+    // The VMM's device Calls and the VMX's replies take the kernel's IPC
+    // fast path (docs/PERFORMANCE.md): at least one fast Call or ReplyRecv
+    // for each forwarded access.
+    let fast = outcome.console.lines().find_map(|line| {
+        let (_, rest) = line.strip_prefix("root task: ")?.split_once(" system calls, ")?;
+        rest.strip_suffix(" of them Calls and ReplyRecvs on the IPC fast path")?.parse::<u64>().ok()
+    });
+    let forwarded = outcome.console.lines().find_map(|line| {
+        line.strip_prefix("user linux_vmm: vmm: ")?
+            .split_once(" device accesses forwarded")
+            .and_then(|(count, _)| count.parse::<u64>().ok())
+    });
+    let (Some(fast), Some(forwarded)) = (fast, forwarded) else { panic!("the kernel's and the VMM's counts") };
+    eprintln!("{forwarded} device accesses forwarded, {fast} Calls and ReplyRecvs on the IPC fast path");
+    assert!(fast >= forwarded, "the device Calls missed the IPC fast path: {fast} fast for {forwarded} Calls");
 }
 
 /// The loader's `RAM for the system: N KiB` figure.

@@ -163,6 +163,8 @@ fn run_root_task(allocator: &mut FrameAllocator, module: PhysRange, after_root_e
             } else {
                 println!("root task: ended: {root_end:?}");
             }
+            let (calls, fast) = crate::arch::threads::system_calls();
+            println!("root task: {calls} system calls, {fast} of them Calls and ReplyRecvs on the IPC fast path");
             println!(
                 "root task: {} system calls stopped at a preemption point and continued later",
                 crate::arch::threads::preempted_calls()

@@ -702,7 +702,10 @@ fn kernel_system_call(context: &mut UserContext, profiling: bool, path: VmEnterP
             _ => None,
         };
         let (next, handled) = match fast {
-            Some(next) => (next, tsc()),
+            Some(next) => {
+                threads::count(&threads::COUNTERS.fast_ipc);
+                (next, tsc())
+            }
             None => {
                 // Each restart continues a long operation where the last one
                 // stopped. At each preemption point an expired budget or

@@ -777,6 +777,14 @@ pub(crate) struct PathCounters {
     pub(crate) preempted_calls: AtomicU64,
     /// Guest runs (VMEnter) a host interrupt ended, to run again.
     pub(crate) interrupted_guests: AtomicU64,
+    /// Calls and ReplyRecvs the IPC fast path took.
+    pub(crate) fast_ipc: AtomicU64,
+}
+
+/// How many system calls have entered the kernel so far, and how many of
+/// them the IPC fast path took.
+pub(crate) fn system_calls() -> (u64, u64) {
+    (COUNTERS.syscalls.load(Ordering::Relaxed), COUNTERS.fast_ipc.load(Ordering::Relaxed))
 }
 
 /// How many guest runs a host interrupt has ended so far.
@@ -799,6 +807,7 @@ pub(crate) static COUNTERS: PathCounters = PathCounters {
     thread_switches: AtomicU64::new(0),
     preempted_calls: AtomicU64::new(0),
     interrupted_guests: AtomicU64::new(0),
+    fast_ipc: AtomicU64::new(0),
 };
 
 /// Adds one to a counter (one CPU: a plain load and store would do).
