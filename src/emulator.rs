@@ -400,7 +400,9 @@ pub fn run_interactive(
         decoder = decoder.with_symbolizer(symbolizer);
     }
     let keys = KeyReader::start();
-    eprintln!("bulkhead: {}", crate::console_view::HELP);
+    if keys.is_some() {
+        eprintln!("bulkhead: {}", crate::console_view::HELP);
+    }
     let outcome = run_watched(command, decoder, watch, Some(view), keys.as_ref().map(|keys| &keys.receiver));
     drop(keys);
     outcome
@@ -421,7 +423,10 @@ impl KeyReader {
         if !std::io::stdin().is_terminal() {
             return None;
         }
-        let saved = stty(&["-g"])?;
+        let saved = stty(&["-g"])?.trim().to_owned();
+        // The workspace's panics abort, so no Drop runs on one: a hook puts
+        // the terminal back first.
+        restore_terminal_on_panic(&saved);
         stty(&["-icanon", "-echo", "-isig", "min", "1", "time", "0"])?;
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
@@ -433,8 +438,22 @@ impl KeyReader {
                 }
             }
         });
-        Some(KeyReader { saved: saved.trim().to_owned(), receiver })
+        Some(KeyReader { saved, receiver })
     }
+}
+
+/// Installs, once, a panic hook that restores the terminal's settings
+/// `saved` (`stty -g`'s) before the usual report.
+fn restore_terminal_on_panic(saved: &str) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let saved = saved.to_owned();
+    INSTALLED.call_once(move || {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = stty(&[saved.as_str()]);
+            previous(info);
+        }));
+    });
 }
 
 impl Drop for KeyReader {

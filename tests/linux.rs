@@ -68,8 +68,9 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     eprintln!("one Linux guest costs {overhead_kib} KiB of host RAM beyond its RAM and disk");
     assert!(overhead_kib < 2048, "{overhead_kib} KiB: over the 2 MiB target");
     // The VMM's device Calls and the VMX's replies take the kernel's IPC
-    // fast path (docs/PERFORMANCE.md): at least one fast Call or ReplyRecv
-    // for each forwarded access.
+    // fast path (docs/PERFORMANCE.md): each forwarded access is a Call and
+    // a ReplyRecv, so with the fast path they are about two per access;
+    // more than one and a half per access means most Calls took it too.
     let fast = outcome.console.lines().find_map(|line| {
         let (_, rest) = line.strip_prefix("root task: ")?.split_once(" system calls, ")?;
         rest.strip_suffix(" of them Calls and ReplyRecvs on the IPC fast path")?.parse::<u64>().ok()
@@ -81,7 +82,7 @@ fn debian_s_kernel_boots_to_userspace_uses_its_disk_and_powers_off() {
     });
     let (Some(fast), Some(forwarded)) = (fast, forwarded) else { panic!("the kernel's and the VMM's counts") };
     eprintln!("{forwarded} device accesses forwarded, {fast} Calls and ReplyRecvs on the IPC fast path");
-    assert!(fast >= forwarded, "the device Calls missed the IPC fast path: {fast} fast for {forwarded} Calls");
+    assert!(2 * fast >= 3 * forwarded, "the device Calls missed the IPC fast path: {fast} fast for {forwarded} Calls");
 }
 
 /// The loader's `RAM for the system: N KiB` figure.

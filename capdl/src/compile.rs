@@ -661,10 +661,14 @@ pub fn generated_names(spec: &SystemSpec, pd: &str) -> Option<String> {
     // The device channel's capabilities and the VMX's reply object are on
     // the VMM's and the VMX's info pages (`PdInfo::device_link`), so the
     // servers of guests with channels of different names share an image.
+    // (Slot 0 is the CNode's own, never a link's: a 0 in the spec means
+    // "none" and must not hide the CNode.)
     let on_link = |slot: u64| {
-        spec.guests.iter().filter_map(|guest| Some((guest.vmm, guest.vmx?))).any(|(vmm, vmx)| {
-            (is(vmm) && slot == vmx.vmm_slot) || (is(vmx.domain) && (slot == vmx.vmx_slot || slot == vmx.reply_slot))
-        })
+        slot != 0
+            && spec.guests.iter().filter_map(|guest| Some((guest.vmm, guest.vmx?))).any(|(vmm, vmx)| {
+                (is(vmm) && slot == vmx.vmm_slot)
+                    || (is(vmx.domain) && (slot == vmx.vmx_slot || slot == vmx.reply_slot))
+            })
     };
     for cap in &domain.caps {
         // A VMM finds its VCpus and its guest's debug port through its info

@@ -994,6 +994,29 @@ pub fn check_guests(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
             }
         }
     }
+    // A VMX serves one guest and runs none: its info page carries one
+    // device link and one guest's RAM, and a VMM's page its own guest's.
+    let mut vmxs: BTreeMap<&str, &str> = BTreeMap::new();
+    for guest in model.guests() {
+        let name = guest.name.text.as_str();
+        let Some(vmx) = guest.vmx.as_ref().filter(|vmx| Some(&vmx.text) != guest.vmm.as_ref().map(|vmm| &vmm.text))
+        else {
+            continue;
+        };
+        if let Some(other) = vmxs.insert(vmx.text.as_str(), name) {
+            errors.push(Diagnostic::new(
+                &vmx.span,
+                format!("`{}` is the VMX of guests `{other}` and `{name}`", vmx.text),
+                "a VMX serves one guest: give each guest its own VMX protection domain",
+            ));
+        } else if let Some(runs) = vmms.get(vmx.text.as_str()) {
+            errors.push(Diagnostic::new(
+                &vmx.span,
+                format!("`{}` is the VMM of guest `{runs}` and the VMX of guest `{name}`", vmx.text),
+                "a guest's VMX is no VMM: give it a protection domain of its own",
+            ));
+        }
+    }
 }
 
 /// The longest Linux command line, without its NUL: x86 Linux's
@@ -1150,7 +1173,6 @@ pub fn check_region_contents(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
 pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
     let guest_memory = guest_memory_regions(model);
     let mut disks: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
-    let mut served: BTreeMap<&str, &str> = BTreeMap::new();
     for guest in model.guests() {
         let name = guest.name.text.as_str();
         if let Some((extra, _)) = guest.region_disks.get(bulkhead_capdl_spec::MAX_GUEST_DISKS) {
@@ -1160,17 +1182,10 @@ pub fn check_guest_disks(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 "the serving PD's info page lists four: merge disks or serve the rest over a channel",
             ));
         }
-        // Without a VMM (check_guests reports it) there is no server.
+        // Without a VMM (check_guests reports it) there is no server. A PD
+        // serves the disks of one guest: check_guests refuses a VMM of two
+        // guests, a VMX of two, and a VMM that is another guest's VMX.
         let Some(server) = guest.vmx.as_ref().or(guest.vmm.as_ref()) else { continue };
-        if let Some((first, _)) = guest.region_disks.first()
-            && let Some(other) = served.insert(&server.text, name).filter(|other| *other != name)
-        {
-            errors.push(Diagnostic::new(
-                &first.span,
-                format!("`{}` would serve the disks of guests `{other}` and `{name}`", server.text),
-                "a PD's info page lists the disks of one guest: give each guest its own VMX",
-            ));
-        }
         // A VMX's virtio devices read and write the guest's RAM.
         if let (Some(vmx), Some((first, _))) = (&guest.vmx, guest.region_disks.first()) {
             let memory = guest.memory.iter().filter_map(|memory| model.region(&memory.text));

@@ -37,10 +37,15 @@ impl core::fmt::Display for SetupError {
 ///
 /// # Errors
 ///
-/// [`SetupError`] when the info page's RAM or a disk is not mapped here.
+/// [`SetupError`] when a disk, or the guest's RAM while there are disks,
+/// is not mapped here.
 pub fn guest_devices(info: &PdInfo) -> Result<PdDevices, SetupError> {
-    let ram = info.guest_ram().ok_or(SetupError::NoGuestRam)?;
-    let window = SharedRegion::new(ram.address, ram.bytes).ok_or(SetupError::NoGuestRam)?;
+    // A VMX that serves no disk may map none of the guest's RAM (the
+    // manifest allows it): COM1 needs none. Disks do.
+    let window = info.guest_ram().and_then(|ram| SharedRegion::new(ram.address, ram.bytes));
+    if window.is_none() && info.disks().iter().any(Option::is_some) {
+        return Err(SetupError::NoGuestRam);
+    }
     let name = crate::name_of(info);
     let mut disks: heapless::Vec<(RegionDisk, [u8; 20]), MAX_DISKS> = heapless::Vec::new();
     for (index, disk) in info.disks().iter().enumerate() {
@@ -131,16 +136,20 @@ impl BlockBackend for RegionDisk {
 /// byte `a`, every access a copy (never a reference into memory the guest
 /// writes at the same time).
 pub struct RegionRam {
-    window: SharedRegion,
+    /// `None`: this PD maps none of the guest's RAM (no device here reads
+    /// it; an access is out of range).
+    window: Option<SharedRegion>,
 }
 
 impl GuestRam for RegionRam {
     fn read(&self, guest_physical: u64, bytes: &mut [u8]) -> Result<(), OutOfRange> {
-        self.window.read(guest_physical, bytes).map_err(|_| OutOfRange)
+        let window = self.window.as_ref().ok_or(OutOfRange)?;
+        window.read(guest_physical, bytes).map_err(|_| OutOfRange)
     }
 
     fn write(&mut self, guest_physical: u64, bytes: &[u8]) -> Result<(), OutOfRange> {
-        self.window.write(guest_physical, bytes).map_err(|_| OutOfRange)
+        let window = self.window.as_mut().ok_or(OutOfRange)?;
+        window.write(guest_physical, bytes).map_err(|_| OutOfRange)
     }
 }
 
