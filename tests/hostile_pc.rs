@@ -42,10 +42,12 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
     rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
 
-/// The hostile guest ran every phase and passed every check; its VMM
-/// reported the power off and ended with code 0; interrupts reached it.
-fn assert_hostile_guest_passed(console: &str, seed: &str) {
-    let guest = guest_lines(console, "hostile_vmm");
+/// The hostile guest ran every phase and passed every check (its console
+/// printed by `console_pd`, the PD that serves its COM1: its VMX, or its
+/// VMM without one); its VMM reported the power off and ended with code
+/// 0; interrupts reached it.
+fn assert_hostile_guest_passed(console: &str, seed: &str, console_pd: &str) {
+    let guest = guest_lines(console, console_pd);
     assert!(!guest.iter().any(|line| line.starts_with(MARKER_FAIL)), "a check failed");
     assert!(guest.iter().any(|line| line.starts_with(&format!("{MARKER_START} seed={seed} "))), "the seed");
     assert!(guest.iter().any(|line| line.starts_with(MARKER_RANDOM_DONE)), "the random phase ended");
@@ -76,7 +78,15 @@ fn the_hostile_pc_guest_is_contained_under_svm() {
     let started = Instant::now();
     let outcome = boot_system("hostile_pc", "", false);
     eprintln!("the hostile guest's run took {:.1} s", started.elapsed().as_secs_f64());
-    assert_hostile_guest_passed(&outcome.console, "0x5eed0001");
+    assert_hostile_guest_passed(&outcome.console, "0x5eed0001", "hostile_vmx");
+    // Its devices were the VMX's: the VMM forwarded, the VMX served every
+    // request and refused none, and nothing stopped either PD.
+    let console = &outcome.console;
+    assert!(guest_lines(console, "hostile_vmm").is_empty(), "the VMM printed the guest's console itself");
+    assert!(console.contains("device accesses forwarded to the VMX"), "the VMM forwarded to its VMX");
+    assert!(console.contains("user hostile_vmx: vmx: ") && console.contains(" device requests served ("));
+    assert!(console.contains(", 0 refused,"), "the VMX refused a request the VMM forwarded");
+    assert!(!console.contains("device server failed"), "the VMM lost its VMX");
     assert_loader_run_succeeded(&outcome);
     assert_eq!(outcome.exit_code, Some(emulator::QEMU_EXIT_SUCCESS));
 }
@@ -87,7 +97,7 @@ fn a_linux_guest_runs_on_beside_the_hostile_one() {
     let outcome = boot_system_with_timeout("hostile_pc_linux", "", false, LINUX_BESIDE_TIMEOUT);
     eprintln!("the hostile and Linux guests' run took {:.1} s", started.elapsed().as_secs_f64());
     let console = &outcome.console;
-    assert_hostile_guest_passed(console, "0x5eed0002");
+    assert_hostile_guest_passed(console, "0x5eed0002", "hostile_vmm");
     let linux = guest_lines(console, "linux_vmm");
     for marker in ["BULKHEAD-GUEST: userspace up", "BULKHEAD-GUEST: disk ok written-by-the-guest"] {
         assert!(linux.contains(&marker), "the Linux guest's marker {marker:?}");
@@ -120,6 +130,6 @@ fn the_hostile_pc_guest_is_contained_under_vtx_in_bochs() {
     let outcome: RunOutcome = boot_system_in_bochs("hostile_pc_bochs", FIRMWARE_BOOT_TIMEOUT);
     eprintln!("the hostile guest's Bochs run took {:.1} s", started.elapsed().as_secs_f64());
     assert!(outcome.console.contains("vtx: in VMX operation"), "Bochs's CPU runs the vtx backend");
-    assert_hostile_guest_passed(&outcome.console, "0x5eed0003");
+    assert_hostile_guest_passed(&outcome.console, "0x5eed0003", "hostile_vmm");
     assert_loader_run_succeeded(&outcome);
 }
