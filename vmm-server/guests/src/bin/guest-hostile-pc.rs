@@ -48,6 +48,7 @@
 mod guest {
     use core::arch::{asm, global_asm};
     use core::fmt::{self, Write as _};
+    use core::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 
     use bulkhead_test_guests::hostile_pc::{
         self, ACCESSES_PER_ROUND, MARKER_CASE_OK, MARKER_DONE, MARKER_FAIL, MARKER_RANDOM_DONE, MARKER_START, MmioPage,
@@ -419,14 +420,13 @@ stack_top:
 
     /// Where the machine is reset: the FADT's RESET_REG (a port) and
     /// RESET_VALUE, 0xCF9 and 6 until the FADT is read.
-    static mut RESET: (u16, u8) = (0xcf9, 6);
+    static RESET_PORT: AtomicU16 = AtomicU16::new(0xcf9);
+    static RESET_VALUE: AtomicU8 = AtomicU8::new(6);
 
     /// Says what failed and resets the machine; never returns.
     fn fail(what: fmt::Arguments<'_>) -> ! {
         let _ = writeln!(Console, "{MARKER_FAIL}{what}");
-        // SAFETY: one vCPU, no interrupts: nothing else reads or writes it.
-        let (port, value) = unsafe { RESET };
-        outb(port, value);
+        outb(RESET_PORT.load(Ordering::Relaxed), RESET_VALUE.load(Ordering::Relaxed));
         loop {
             // SAFETY: halts with interrupts off: the VMM stops the guest.
             unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
@@ -527,9 +527,8 @@ stack_top:
         check!(pm1_event != 0 && pm1_control != 0, "no PM1a blocks in the FADT");
         // RESET_REG: a byte in system I/O space.
         if read_u8(fadt + 116) == 1 {
-            let reset = (read_u64(fadt + 120) as u16, read_u8(fadt + 128));
-            // SAFETY: one vCPU, no interrupts: nothing else reads or writes it.
-            unsafe { RESET = reset };
+            RESET_PORT.store(read_u64(fadt + 120) as u16, Ordering::Relaxed);
+            RESET_VALUE.store(read_u8(fadt + 128), Ordering::Relaxed);
         }
         let dsdt = read_u64(fadt + 140);
         check!(read_u32(dsdt) == u32::from_le_bytes(*b"DSDT"), "no DSDT at {dsdt:#x}");
