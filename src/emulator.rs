@@ -356,15 +356,23 @@ const LINGER_AFTER_FINAL_LINE: Duration = Duration::from_secs(5);
 ///
 /// [`Error::Emulator`] if it cannot be started.
 pub fn run(command: Command, kernel_elf: &Path, watch: &WatchOptions) -> Result<RunOutcome, Error> {
+    run_with_decoder(command, kernel_decoder(kernel_elf)?, watch)
+}
+
+/// The console decoder for the kernel ELF at `kernel_elf`: its defmt table
+/// and, where it has debug info, its symbols.
+fn kernel_decoder(kernel_elf: &Path) -> Result<ConsoleDecoder, Error> {
     let elf =
         std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
-    let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
+    let decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
     // Without debug info the report keeps its raw addresses; say so once.
-    match Symbolizer::new(&elf) {
-        Ok(symbolizer) => decoder = decoder.with_symbolizer(symbolizer),
-        Err(error) => eprintln!("bulkhead: exception reports will not be symbolised: {error}"),
-    }
-    run_with_decoder(command, decoder, watch)
+    Ok(match Symbolizer::new(&elf) {
+        Ok(symbolizer) => decoder.with_symbolizer(symbolizer),
+        Err(error) => {
+            eprintln!("bulkhead: exception reports will not be symbolised: {error}");
+            decoder
+        }
+    })
 }
 
 /// Runs an emulator command whose console is plain text (no Bulkhead
@@ -393,12 +401,7 @@ pub fn run_interactive(
     watch: &WatchOptions,
     view: crate::console_view::ConsoleView,
 ) -> Result<RunOutcome, Error> {
-    let elf =
-        std::fs::read(kernel_elf).map_err(|error| Error::io(format!("reading {}", kernel_elf.display()), error))?;
-    let mut decoder = ConsoleDecoder::new(Some(&elf)).map_err(|error| Error::Emulator(error.to_string()))?;
-    if let Ok(symbolizer) = Symbolizer::new(&elf) {
-        decoder = decoder.with_symbolizer(symbolizer);
-    }
+    let decoder = kernel_decoder(kernel_elf)?;
     let keys = KeyReader::start();
     if keys.is_some() {
         eprintln!("bulkhead: {}", crate::console_view::HELP);

@@ -994,9 +994,15 @@ pub fn direct_qemu_arguments(
 /// guest ran to that line.
 pub fn last_kernel_timestamp(console: &str) -> Option<f64> {
     console.lines().rev().find_map(|line| {
-        let stamp = line.trim_start().strip_prefix('[')?.split_once(']')?.0.trim();
-        stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        let stamp = line.trim_start().strip_prefix('[')?.split_once(']')?.0;
+        stamp_seconds(stamp)
     })
+}
+
+/// A kernel timestamp's text (between its brackets) as seconds: finite
+/// and not negative.
+fn stamp_seconds(stamp: &str) -> Option<f64> {
+    stamp.trim().parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
 }
 
 /// The guest-clock timestamp of the first kernel line of `console` that
@@ -1006,8 +1012,7 @@ pub fn kernel_timestamp_of(console: &str, text: &str) -> Option<f64> {
     console.lines().filter(|line| line.contains(text)).find_map(|line| {
         let (before, _) = line.split_once(text)?;
         let (_, stamp) = before.rsplit_once('[')?;
-        let stamp = stamp.trim_end().strip_suffix(']')?.trim();
-        stamp.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        stamp_seconds(stamp.trim_end().strip_suffix(']')?)
     })
 }
 
