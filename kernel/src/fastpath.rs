@@ -106,7 +106,16 @@ pub fn fastpath_call<S: ObjectStore>(kernel: &mut Kernel<S>, caller: ThreadId, a
     let ThreadState::BlockedOnReceive { reply: Some(reply), .. } = store.tcb(receiver).state else {
         return None;
     };
-    if store.reply(reply).caller.is_some() || !scheduler.runs_next_when_woken(store, receiver) {
+    if store.reply(reply).caller.is_some() {
+        return None;
+    }
+    // A passive receiver runs on the caller's context: its budget decides.
+    let loan = crate::ipc::lendable(store, caller, receiver);
+    let has_budget = match loan {
+        Some(context) => store.sched_context(context).remaining > 0,
+        None => Scheduler::has_budget(store, receiver),
+    };
+    if !scheduler.runs_next_with_budget(store, receiver, has_budget) {
         return None;
     }
 
@@ -124,6 +133,9 @@ pub fn fastpath_call<S: ObjectStore>(kernel: &mut Kernel<S>, caller: ThreadId, a
     to.badge = badge;
     to.state = ThreadState::Runnable;
     *store.reply_mut(reply) = Reply { caller: Some(caller), receiver: None };
+    if let Some(context) = loan {
+        crate::ipc::begin_loan(store, receiver, reply, context);
+    }
     let from = store.tcb_mut(caller);
     from.info = info;
     from.state = ThreadState::BlockedOnReply { reply };
@@ -153,12 +165,20 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
     let Cap::Reply { object: reply } = lookup_single_level(store, replier, args.reply_cptr)? else {
         return None;
     };
+    // A context lent for the Call is the replier's own loan, or the
+    // general path sorts it out.
     let Reply { caller: Some(caller), receiver: None } = *store.reply(reply) else {
         return None;
     };
     // A pattern rather than `!=`: the derived comparison is an out-of-line
     // call on this path.
     if !matches!(store.tcb(caller).state, ThreadState::BlockedOnReply { reply: waiting } if waiting == reply) {
+        return None;
+    }
+    // A context lent for the Call is the replier's own loan, or the
+    // general path sorts it out.
+    let server = crate::ipc::server_of(store, reply);
+    if server.is_some_and(|server| server != replier) {
         return None;
     }
     let Cap::Endpoint { object: endpoint, rights, .. } = lookup_single_level(store, replier, args.cptr)? else {
@@ -172,7 +192,11 @@ pub fn fastpath_reply_recv<S: ObjectStore>(
     }
 
     // The common case: from here on nothing fails. A reply never carries a
-    // capability (no reply-grant path yet).
+    // capability (no reply-grant path yet). The replier blocks, so the end
+    // of its loan needs no re-queueing.
+    if server.is_some() {
+        crate::ipc::give_back(store, replier);
+    }
     copy_words(store, replier, caller, length);
     let to = store.tcb_mut(caller);
     to.info = MessageInfo { label: info.label, length: info.length, caps: 0 };

@@ -111,6 +111,8 @@ impl<S: ObjectStore, P: Platform> Finalise<S> for Finaliser<'_, P> {
                 self.platform.vcpu_deleted(object);
             }
             Cap::Reply { object } => {
+                // A context lent for its Call goes back to the caller.
+                ipc::end_loan(store, scheduler, object);
                 let reply = *store.reply(object);
                 for thread in [reply.caller, reply.receiver].into_iter().flatten() {
                     wake_with_error(store, scheduler, thread, SyscallError::InvalidCapability);

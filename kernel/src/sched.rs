@@ -22,7 +22,7 @@
 //! budget. [`Scheduler::timer_deadline`] includes the earliest wake-up, so
 //! that the kernel idles until then when nothing else can run.
 
-use crate::ipc::{MessageInfo, Queue, QueueLinks, ThreadId, ThreadState};
+use crate::ipc::{MessageInfo, Queue, QueueLinks, ThreadId, ThreadState, running_context};
 use crate::store::ObjectStore;
 
 /// Priority levels (0 lowest, 255 highest).
@@ -39,20 +39,32 @@ pub struct SchedContext {
     pub remaining: u64,
     /// When the current period ends and the budget is refilled.
     pub next_refill: u64,
-    /// The thread running on it (one at most).
+    /// The thread bound to it (one at most), which runs on it unless it is
+    /// lent.
     pub bound: Option<ThreadId>,
+    /// The passive server it is lent to while its bound thread waits for
+    /// that server's reply (`crate::ipc` donation).
+    pub lent_to: Option<ThreadId>,
 }
 
 impl SchedContext {
     /// A fresh scheduling context: no budget until configured.
-    pub const FRESH: SchedContext = SchedContext { budget: 0, period: 0, remaining: 0, next_refill: 0, bound: None };
+    pub const FRESH: SchedContext =
+        SchedContext { budget: 0, period: 0, remaining: 0, next_refill: 0, bound: None, lent_to: None };
 
     /// A context with `budget` ticks in every `period`, its first period
     /// starting at `now`. A budget above the period is cut to the period.
     #[must_use]
     pub fn new(budget: u64, period: u64, now: u64) -> SchedContext {
         let budget = budget.min(period);
-        SchedContext { budget, period, remaining: budget, next_refill: now.saturating_add(period), bound: None }
+        SchedContext {
+            budget,
+            period,
+            remaining: budget,
+            next_refill: now.saturating_add(period),
+            bound: None,
+            lent_to: None,
+        }
     }
 
     /// Starts the periods that have begun by `now`: a full budget again.
@@ -269,11 +281,12 @@ impl Scheduler {
         }
     }
 
-    /// Whether the thread has budget to run (threads without a scheduling
-    /// context always do).
+    /// Whether the thread has budget to run on the context it runs on (its
+    /// own, or one lent to it: `crate::ipc::running_context`); threads
+    /// without a scheduling context always do.
     #[inline(always)]
     pub(crate) fn has_budget(store: &impl ObjectStore, thread: ThreadId) -> bool {
-        store.tcb(thread).sched_context.is_none_or(|context| store.sched_context(context).remaining > 0)
+        running_context(store, thread).is_none_or(|context| store.sched_context(context).remaining > 0)
     }
 
     /// Puts a runnable thread at the back of its priority's queue, or in
@@ -327,12 +340,12 @@ impl Scheduler {
     /// Whether the thread runs on a scheduling context never configured
     /// (period 0).
     fn awaits_configuration(store: &impl ObjectStore, thread: ThreadId) -> bool {
-        store.tcb(thread).sched_context.is_some_and(|context| store.sched_context(context).period == 0)
+        running_context(store, thread).is_some_and(|context| store.sched_context(context).period == 0)
     }
 
     /// When the thread's budget is next refilled.
     fn refill_time(store: &impl ObjectStore, thread: ThreadId) -> u64 {
-        store.tcb(thread).sched_context.map_or(0, |context| store.sched_context(context).next_refill)
+        running_context(store, thread).map_or(0, |context| store.sched_context(context).next_refill)
     }
 
     /// Puts a runnable thread without budget into the release queue, in
@@ -367,7 +380,7 @@ impl Scheduler {
         let mut used = now.saturating_sub(since);
         self.charged_until = now;
         let Some(current) = self.current else { return };
-        let Some(context) = store.tcb(current).sched_context else { return };
+        let Some(context) = running_context(store, current) else { return };
         let state = store.sched_context_mut(context);
         if let Some(period_start) = state.refill_if_due(now) {
             used = now.saturating_sub(period_start.max(since));
@@ -387,7 +400,7 @@ impl Scheduler {
     pub fn release_due(&mut self, store: &mut impl ObjectStore, now: u64) {
         self.wake_sleepers(store, now);
         while let Some(head) = self.release.head {
-            let Some(context) = store.tcb(head).sched_context else { break };
+            let Some(context) = running_context(store, head) else { break };
             if store.sched_context(context).next_refill > now {
                 break;
             }
@@ -415,11 +428,11 @@ impl Scheduler {
     /// [`Scheduler::timer_deadline`] without the sleepers.
     fn budget_or_refill_deadline(&self, store: &impl ObjectStore, now: u64) -> Option<u64> {
         let exhaustion = self.current.and_then(|current| {
-            let context = store.tcb(current).sched_context?;
+            let context = running_context(store, current)?;
             Some(now.saturating_add(store.sched_context(context).remaining))
         });
         let refill = self.release.head.and_then(|head| {
-            let context = store.tcb(head).sched_context?;
+            let context = running_context(store, head)?;
             Some(store.sched_context(context).next_refill)
         });
         match (exhaustion, refill) {
@@ -469,8 +482,15 @@ impl Scheduler {
     /// strictly lower priority (so its queue is empty and it comes first).
     #[inline(always)]
     pub(crate) fn runs_next_when_woken(&self, store: &impl ObjectStore, thread: ThreadId) -> bool {
+        self.runs_next_with_budget(store, thread, Self::has_budget(store, thread))
+    }
+
+    /// [`Scheduler::runs_next_when_woken`] with the thread's budget
+    /// given: the budget of a context about to be lent to it.
+    #[inline(always)]
+    pub(crate) fn runs_next_with_budget(&self, store: &impl ObjectStore, thread: ThreadId, has_budget: bool) -> bool {
         let priority = store.tcb(thread).priority;
-        Self::has_budget(store, thread) && self.highest_ready_priority().is_none_or(|highest| highest < priority)
+        has_budget && self.highest_ready_priority().is_none_or(|highest| highest < priority)
     }
 
     /// Puts `thread` on the CPU directly, for the IPC fast path

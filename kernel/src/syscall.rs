@@ -88,6 +88,10 @@ pub mod label {
     pub const TCB_BIND_NOTIFICATION: u64 = 41;
     /// TCB: unbind the bound notification.
     pub const TCB_UNBIND_NOTIFICATION: u64 = 42;
+    /// TCB: make the thread a passive server or an ordinary one (word: 1
+    /// or 0): a Call delivered to a passive server lends it the caller's
+    /// scheduling context until the reply (`crate::ipc` donation).
+    pub const TCB_SET_PASSIVE: u64 = 43;
     /// SchedControl: give a scheduling context a budget and period
     /// (words: budget, period; extra cap: the SchedContext).
     pub const SCHED_CONTROL_CONFIGURE: u64 = 48;
@@ -95,7 +99,7 @@ pub mod label {
 
 /// The TCB and SchedControl invocations as `docs/abi.md` lists them:
 /// label, name, argument words, extra capabilities.
-pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 12] = [
+pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 13] = [
     (label::TCB_SET_SPACE, "TCB::SetSpace", &[], &["cspace_root", "vspace"]),
     (label::TCB_SET_PRIORITY, "TCB::SetPriority", &["priority"], &["authority"]),
     (label::TCB_SET_MAX_PRIORITY, "TCB::SetMaxPriority", &["priority"], &["authority"]),
@@ -107,6 +111,7 @@ pub const INVOCATION_LABELS: [(u64, &str, &[&str], &[&str]); 12] = [
     (label::TCB_SET_IPC_BUFFER, "TCB::SetIpcBuffer", &[], &["frame"]),
     (label::TCB_BIND_NOTIFICATION, "TCB::BindNotification", &[], &["notification"]),
     (label::TCB_UNBIND_NOTIFICATION, "TCB::UnbindNotification", &[], &[]),
+    (label::TCB_SET_PASSIVE, "TCB::SetPassive", &["passive"], &[]),
     (label::SCHED_CONTROL_CONFIGURE, "SchedControl::Configure", &["budget", "period"], &["sched_context"]),
 ];
 
@@ -659,6 +664,16 @@ fn invoke_tcb<S: ObjectStore, P: Platform>(
             store.notification_mut(notification).bound_tcb = None;
             Ok(())
         }
+        label::TCB_SET_PASSIVE => {
+            // Only new Calls look at the flag: a loan already made lasts
+            // until its reply.
+            store.tcb_mut(target).passive = match word(message, 0)? {
+                0 => false,
+                1 => true,
+                _ => return Err(SyscallError::RangeError),
+            };
+            Ok(())
+        }
         label::TCB_RESUME => {
             if store.tcb(target).state == ThreadState::Inactive {
                 store.tcb_mut(target).state = ThreadState::Runnable;
@@ -691,12 +706,15 @@ fn configure_sched_context(
         return Err(SyscallError::RangeError);
     }
     let bound = store.sched_context(object).bound;
-    // Re-queue the bound thread: its budget changes which queue it is in.
-    let runnable = bound.filter(|thread| store.tcb(*thread).state == ThreadState::Runnable);
+    // Re-queue the thread running on it (the bound one, or the passive
+    // server it is lent to): its budget changes which queue it is in.
+    let runner = store.sched_context(object).lent_to.or(bound);
+    let runnable = runner.filter(|thread| store.tcb(*thread).state == ThreadState::Runnable);
     if let Some(thread) = runnable {
         scheduler.remove(store, thread);
     }
-    *store.sched_context_mut(object) = SchedContext { bound, ..SchedContext::new(budget, period, now) };
+    let lent_to = store.sched_context(object).lent_to;
+    *store.sched_context_mut(object) = SchedContext { bound, lent_to, ..SchedContext::new(budget, period, now) };
     if let Some(thread) = runnable {
         scheduler.make_ready(store, thread);
     }

@@ -7,6 +7,7 @@ use crate::store::ObjectStore;
 
 /// Stops `thread`: takes it out of any endpoint or notification queue and
 /// out of the sleep queue, unbinds a reply object it waits on or holds,
+/// ends the loan of a context it holds or has lent,
 /// takes it off the CPU and out of the scheduler's queues, and makes it
 /// inactive. A blocked system
 /// call is cancelled: if the thread is resumed, it makes the call again
@@ -35,6 +36,9 @@ pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
             store.notification_mut(notification).waiters = waiters;
         }
         ThreadState::BlockedOnReply { reply } => {
+            // Its context is no longer lent: the server of its Call goes
+            // back to its own.
+            super::end_loan(store, scheduler, reply);
             // Mutant: the reply object stays bound to the stopped caller.
             if !cfg!(bulkhead_mutant = "suspend_keeps_reply_binding") {
                 store.reply_mut(reply).caller = None;
@@ -43,5 +47,8 @@ pub fn stop_thread(store: &mut impl ObjectStore, scheduler: &mut Scheduler, thre
         ThreadState::Runnable => scheduler.remove(store, thread),
         ThreadState::Sleeping | ThreadState::Inactive => {}
     }
+    // A stopped server gives back the context lent to it (it is in no
+    // scheduler queue now, whatever the context).
+    super::donation::give_back(store, thread);
     store.tcb_mut(thread).state = ThreadState::Inactive;
 }

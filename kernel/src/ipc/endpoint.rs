@@ -1,5 +1,6 @@
 //! Send, Receive, Call and Reply on endpoints.
 
+use super::donation::{begin_loan, end_loan, lendable};
 use super::{EndpointState, MessageInfo, ReceiveSlot, ThreadId, ThreadState};
 use crate::cap::cspace::{self, CPTR_BITS};
 use crate::cap::derivation;
@@ -125,6 +126,14 @@ fn deliver_or_queue(
             }
             transfer(store, sender, receiver, endpoint.badge, can_grant);
             store.tcb_mut(receiver).state = ThreadState::Runnable;
+            // A passive receiver serves the Call on the caller's context:
+            // lent before it is queued, so that it queues by that budget.
+            if is_call
+                && let Some(reply) = reply
+                && let Some(context) = lendable(store, sender, receiver)
+            {
+                begin_loan(store, receiver, reply, context);
+            }
             scheduler.make_ready(store, receiver);
             if is_call {
                 wait_for_reply(store, scheduler, sender, reply);
@@ -193,6 +202,13 @@ pub fn receive(
             };
             transfer(store, sender, receiver, badge, can_grant);
             if is_call {
+                // The receiver is running: from now on on the caller's
+                // context if it is passive.
+                if let Some(reply) = reply
+                    && let Some(context) = lendable(store, sender, receiver)
+                {
+                    begin_loan(store, receiver, reply, context);
+                }
                 wait_for_reply(store, scheduler, sender, reply);
                 if reply.is_none() {
                     scheduler.make_ready(store, sender);
@@ -223,7 +239,8 @@ pub fn receive(
 /// Replies through `reply` with the replier's message, waking the caller.
 /// A reply object with no caller waiting (already answered, or never
 /// bound) makes this a no-op. `can_grant` is whether the reply capability
-/// allows transferring a capability back.
+/// allows transferring a capability back. A context lent for the Call
+/// goes back to the caller first (`super::donation`).
 pub fn reply(
     store: &mut impl ObjectStore,
     scheduler: &mut Scheduler,
@@ -232,6 +249,7 @@ pub fn reply(
     can_grant: bool,
 ) {
     let Some(caller) = store.reply(reply).caller else { return };
+    end_loan(store, scheduler, reply);
     store.reply_mut(reply).caller = None;
     if store.tcb(caller).state != (ThreadState::BlockedOnReply { reply }) {
         return;

@@ -10,12 +10,16 @@
 //! the [`Scheduler`](crate::sched::Scheduler).
 
 mod cancel;
+mod donation;
 mod endpoint;
 mod fault;
 mod notification;
 mod queue;
 
 pub use cancel::stop_thread;
+pub use donation::server_of;
+pub(crate) use donation::{begin_loan, give_back, lendable};
+pub use donation::{end_loan, running_context};
 pub use endpoint::{EndpointCap, ReceiveOutcome, call, endpoint_cap_with, receive, reply, send};
 pub use fault::{Fault, FaultOutcome, fault_slot, handle_fault, label as fault_label};
 pub use notification::{WaitOutcome, signal, wait};
@@ -160,9 +164,16 @@ pub struct Tcb {
     /// The extra capability addresses of the current message (from the IPC
     /// buffer): invocation arguments, or the capability a send transfers.
     pub extra_cptrs: [u64; 3],
-    /// The scheduling context whose budget the thread runs on (`None`:
-    /// not budget-limited; the kernel gives every user thread one).
+    /// The scheduling context bound to the thread, whose budget it runs on
+    /// unless it holds a [`Loan`] (`None`: not budget-limited; the loader
+    /// gives every user thread one).
     pub sched_context: Option<PhysAddr>,
+    /// A passive server (`TCB::SetPassive`): a Call delivered to it lends
+    /// it the caller's scheduling context until the reply
+    /// ([`donation`](self::donation)).
+    pub passive: bool,
+    /// The caller's scheduling context it runs on while it serves a Call.
+    pub loan: Option<Loan>,
     /// The thread's user-mode registers while it is not on the CPU (the
     /// kernel's own test threads keep theirs in the architecture code).
     pub registers: UserRegisters,
@@ -186,6 +197,16 @@ pub struct Tcb {
     /// When a sleeping thread wakes (its VMEnter's deadline); meaningful
     /// only while it is in the sleep queue.
     pub(crate) wake_at: u64,
+}
+
+/// A caller's scheduling context lent to the passive server that serves
+/// its Call, until the reply through `reply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loan {
+    /// The reply object of the Call being served.
+    pub reply: PhysAddr,
+    /// The caller's scheduling context, bound to the caller all along.
+    pub context: PhysAddr,
 }
 
 /// The most bytes of a thread's debugging name.
@@ -334,6 +355,8 @@ impl Tcb {
         receive_slot: None,
         extra_cptrs: [0; 3],
         sched_context: None,
+        passive: false,
+        loan: None,
         registers: UserRegisters::ZERO,
         resumption: Resumption::Results,
         name: ThreadName::NONE,
