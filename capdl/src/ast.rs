@@ -158,6 +158,10 @@ pub struct ProtectionDomain {
     pub stack: Option<Located<u64>>,
     /// `heap SIZE` in bytes.
     pub heap: Option<Located<u64>>,
+    /// `passive`: a Call delivered to it runs on the caller's scheduling
+    /// context until the reply (`docs/abi.md`, "Scheduling-context
+    /// donation"); its own budget pays for the rest.
+    pub passive: Option<Located<()>>,
 }
 
 /// A memory region and where it is mapped.

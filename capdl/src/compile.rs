@@ -193,6 +193,7 @@ impl<'a> Compiler<'a> {
                     vspace,
                     stack_bytes: domain.stack.as_ref().map_or(0, |stack| stack.value),
                     heap_bytes: domain.heap.as_ref().map_or(0, |heap| heap.value),
+                    passive: domain.passive.is_some(),
                     caps: Vec::new(),
                     mappings: Vec::new(),
                     fault_handler: None,

@@ -268,6 +268,7 @@ impl Parser {
         let mut core = None;
         let mut stack = None;
         let mut heap = None;
+        let mut passive = None;
         let name = self.block("protection domain", |parser, keyword, span| match keyword {
             "image" => once(&mut image, parser.text("an image file")?, keyword, span),
             "priority" => once(&mut priority, parser.number(Quantity::Plain)?, keyword, span),
@@ -276,14 +277,15 @@ impl Parser {
             "core" => once(&mut core, parser.number(Quantity::Plain)?, keyword, span),
             "stack" => once(&mut stack, parser.number(Quantity::Size)?, keyword, span),
             "heap" => once(&mut heap, parser.number(Quantity::Size)?, keyword, span),
+            "passive" => once(&mut passive, Located { value: (), span: span.clone() }, keyword, span),
             other => Err(unknown_statement(
                 span,
                 other,
                 "protection domain",
-                "`image`, `priority`, `budget`, `period`, `core`, `stack`, `heap`",
+                "`image`, `priority`, `budget`, `period`, `core`, `stack`, `heap`, `passive`",
             )),
         })?;
-        Ok(ProtectionDomain { name, image, priority, budget, period, core, stack, heap })
+        Ok(ProtectionDomain { name, image, priority, budget, period, core, stack, heap, passive })
     }
 
     fn region(&mut self) -> Result<Region, Diagnostic> {

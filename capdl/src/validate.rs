@@ -100,6 +100,14 @@ impl<'a> Model<'a> {
             _ => None,
         }
     }
+
+    /// The protection domain called `name`, if one is declared.
+    pub fn domain(&self, name: &str) -> Option<&'a ProtectionDomain> {
+        match self.items.get(name) {
+            Some(Item::ProtectionDomain(domain)) => Some(domain),
+            _ => None,
+        }
+    }
 }
 
 /// Runs every check. On success returns the information-flow graph.
@@ -122,6 +130,7 @@ pub fn validate(manifest: &Manifest) -> Result<FlowGraph, Vec<Diagnostic>> {
     check_badges(&model, &mut errors);
     check_fault_handlers(&model, &mut errors);
     check_core_budgets(&model, &mut errors);
+    check_passive_servers(&model, &mut errors);
     check_guests(&model, &mut errors);
     check_guest_boot(&model, &mut errors);
     check_region_contents(&model, &mut errors);
@@ -709,6 +718,34 @@ pub fn check_core_budgets(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
                 ),
                 "shorten budgets, lengthen periods or move a PD to another core",
             ));
+        }
+    }
+}
+
+/// A passive PD runs its callers' calls on their scheduling contexts,
+/// which belong to their cores: each PD that calls it (a `call` or
+/// `faults` line to it) runs on the passive PD's core.
+pub fn check_passive_servers(model: &Model<'_>, errors: &mut Vec<Diagnostic>) {
+    for channel in model.channels() {
+        for connection in &channel.connections {
+            if !matches!(connection.kind, ConnectionKind::Call | ConnectionKind::Faults) {
+                continue;
+            }
+            let (Some(caller), Some(server)) = (model.domain(&connection.from.text), model.domain(&connection.to.text))
+            else {
+                continue;
+            };
+            let (Some(server_core), Some(caller_core)) = (&server.core, &caller.core) else { continue };
+            if server.passive.is_some() && server_core.value != caller_core.value {
+                errors.push(Diagnostic::new(
+                    &connection.span,
+                    format!(
+                        "`{}` on core {} calls the passive `{}` on core {}",
+                        caller.name.text, caller_core.value, server.name.text, server_core.value
+                    ),
+                    "a passive server runs on its caller's scheduling context, which is its caller's core's: put both on one core",
+                ));
+            }
         }
     }
 }

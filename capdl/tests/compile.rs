@@ -56,6 +56,8 @@ fn the_example_compiles_to_each_pds_objects() {
     assert_eq!(serial.image, "serial-driver");
     assert_eq!(serial.stack_bytes, 16 * 1024);
     assert_eq!(*kind(&spec, serial.tcb), ObjectKind::Tcb { priority: 200, core: 0 });
+    assert!(!serial.passive);
+    assert!(spec.domain("linux_vmx").expect("linux_vmx").passive, "`passive` reaches the loader");
     // 500us in every 5ms, in nanoseconds.
     assert_eq!(
         *kind(&spec, serial.sched_context),

@@ -97,6 +97,6 @@ fn errors_render_with_file_line_column_and_hint() {
     let errors = bulkhead_capdl::check("manifest.capdl", "pd a {\n    priorty 1\n}\n").expect_err("a typo");
     assert_eq!(
         errors[0].to_string(),
-        "manifest.capdl:2:5: error: unknown statement `priorty` in a protection domain\n  hint: a protection domain takes `image`, `priority`, `budget`, `period`, `core`, `stack`, `heap`"
+        "manifest.capdl:2:5: error: unknown statement `priorty` in a protection domain\n  hint: a protection domain takes `image`, `priority`, `budget`, `period`, `core`, `stack`, `heap`, `passive`"
     );
 }

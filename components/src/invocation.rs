@@ -289,6 +289,16 @@ impl Cap<kind::Tcb> {
         invoke(kernel, self.cptr(), tcb_label::TCB_BIND_SCHED_CONTEXT, &[], &[context.cptr()]).map(drop)
     }
 
+    /// TCB::SetPassive: whether Calls delivered to the thread run on
+    /// their callers' scheduling contexts.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's code (`docs/abi.md`, TCB::SetPassive).
+    pub fn set_passive(self, kernel: &mut impl Kernel, passive: bool) -> Result<(), Error> {
+        invoke(kernel, self.cptr(), tcb_label::TCB_SET_PASSIVE, &[u64::from(passive)], &[]).map(drop)
+    }
+
     /// TCB::Resume.
     ///
     /// # Errors

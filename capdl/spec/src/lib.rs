@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZES: [u64; 3] = [1 << 12, 1 << 21, 1 << 30];
 
 /// The layout version of [`SystemSpec`]; [`from_blob`] refuses others.
-pub const SPEC_VERSION: u32 = 7;
+pub const SPEC_VERSION: u32 = 8;
 /// The largest CNode radix the kernel creates (docs/abi.md, object types).
 pub const MAX_CNODE_RADIX: u8 = 16;
 /// The slot of a PD's own CNode in that CNode.
@@ -309,6 +309,9 @@ pub struct DomainSpec {
     pub stack_bytes: u64,
     /// Bytes of heap the loader maps (0: none).
     pub heap_bytes: u64,
+    /// A passive server (TCB::SetPassive): Calls delivered to it run on
+    /// their callers' scheduling contexts.
+    pub passive: bool,
     /// Its capabilities, by slot: slot 0 its CNode, then from 1 up densely.
     pub caps: Vec<CapSpec>,
     /// Its mappings, in the order the regions are declared.

@@ -1107,6 +1107,9 @@ impl Loader<'_> {
             .configure(self.sys, context, budget, period)
             .and_then(|()| tcb.bind_sched_context(self.sys, context))
             .doing(|| format!("{name}: give it {budget} TSC ticks in every {period}"))?;
+        if domain.passive {
+            tcb.set_passive(self.sys, true).doing(|| format!("{name}: make it a passive server"))?;
+        }
         let registers =
             Registers { rip: entry, rsp: layout::STACK_TOP, rflags: 0, rdi: layout::INFO_PAGE, rsi: 0, rdx: 0 };
         tcb.write_registers(self.sys, &registers).doing(|| format!("{name}: set its registers"))?;

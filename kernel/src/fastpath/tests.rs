@@ -188,9 +188,15 @@ proptest! {
     fn the_fast_path_leaves_exactly_the_state_of_the_general_path(
         priorities in any::<[u8; THREADS]>().prop_map(|p| p.map(|p| p % 4)),
         budgets in proptest::array::uniform4(proptest::option::of(50_u64..600)),
+        passive in any::<[bool; THREADS]>(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
         let mut kernel = world(priorities, budgets);
+        // Passive servers borrow their callers' contexts (`crate::ipc`
+        // donation): both paths must lend and give back alike.
+        for (index, passive) in passive.into_iter().enumerate() {
+            kernel.store.tcb_mut(thread(index)).passive = passive;
+        }
         for op in ops {
             match op {
                 Op::Syscall { number, cptr, length, caps, reply_cptr, words, extra } => {
@@ -364,4 +370,36 @@ fn reply_recv_falls_back_for_a_waiting_sender_or_a_caller_that_would_not_run_nex
     assert!(step(&mut kernel, args(number::CALL, slot::CALL, 1, 0), WORDS, [0; 3]));
     kernel.store.sched_context_mut(sched_context(1)).remaining = 0;
     falls_back(&mut kernel, reply_recv);
+}
+
+#[test]
+fn a_passive_server_borrows_the_callers_context_on_the_fast_path_and_gives_it_back() {
+    // The server (thread 0) is passive with a budget of its own; the
+    // client (thread 1) has one too.
+    let mut kernel = world([200, 100, 50, 10], [Some(500), Some(400), None, None]);
+    let server = thread(0);
+    kernel.store.tcb_mut(server).passive = true;
+    assert!(!step(&mut kernel, args(number::RECV, slot::RECEIVE, 0, slot::REPLY), WORDS, [0; 3]));
+    for _ in 0..3 {
+        assert!(step(&mut kernel, args(number::CALL, slot::CALL, 1, 0), WORDS, [0; 3]));
+        let loan = kernel.store.tcb(server).loan.expect("a loan");
+        assert_eq!((loan.reply, loan.context), (reply(0), sched_context(1)));
+        assert_eq!(kernel.store.sched_context(sched_context(1)).lent_to, Some(server));
+        assert_eq!(crate::ipc::running_context(&kernel.store, server), Some(sched_context(1)));
+        assert!(step(&mut kernel, args(number::REPLY_RECV, slot::RECEIVE, 1, slot::REPLY), WORDS, [0; 3]));
+        assert_eq!(kernel.store.tcb(server).loan, None);
+        assert_eq!(kernel.store.sched_context(sched_context(1)).lent_to, None);
+    }
+}
+
+#[test]
+fn a_call_to_a_passive_server_falls_back_when_the_callers_budget_is_gone() {
+    let mut kernel = world([200, 100, 50, 10], [Some(500), Some(400), None, None]);
+    kernel.store.tcb_mut(thread(0)).passive = true;
+    assert!(!step(&mut kernel, args(number::RECV, slot::RECEIVE, 0, slot::REPLY), WORDS, [0; 3]));
+    // The server's own budget is full, but it would run on the caller's.
+    kernel.store.sched_context_mut(sched_context(1)).remaining = 0;
+    falls_back(&mut kernel, args(number::CALL, slot::CALL, 1, 0));
+    assert_eq!(kernel.store.tcb(thread(0)).loan.map(|loan| loan.context), Some(sched_context(1)));
+    assert_ne!(kernel.scheduler.current(), Some(thread(0)), "the server waits for the caller's refill");
 }

@@ -105,3 +105,6 @@ pub(crate) fn give_back(store: &mut impl ObjectStore, server: ThreadId) {
         store.sched_context_mut(loan.context).lent_to = None;
     }
 }
+
+#[cfg(test)]
+mod tests;

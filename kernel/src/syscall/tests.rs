@@ -530,6 +530,18 @@ fn every_tcb_and_sched_control_error() {
         call(&mut system, tcb, label::TCB_BIND_SCHED_CONTEXT, &[], &[R_SCHED_CONTEXT + 1]),
         code(SyscallError::IllegalOperation)
     );
+    // SetPassive: no word, a word other than 0 or 1 (the flag stays as
+    // it was); 1 and 0 set and clear it.
+    let passive = |system: &System| system.kernel.store.tcb(system.threads[CLIENT]).passive;
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_PASSIVE, &[], &[]), code(SyscallError::TruncatedMessage));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_PASSIVE, &[2], &[]), code(SyscallError::RangeError));
+    assert!(!passive(&system));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_PASSIVE, &[1], &[]), 0);
+    assert!(passive(&system));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_PASSIVE, &[u64::MAX], &[]), code(SyscallError::RangeError));
+    assert!(passive(&system));
+    assert_eq!(call(&mut system, tcb, label::TCB_SET_PASSIVE, &[0], &[]), 0);
+    assert!(!passive(&system));
     // SetFaultHandler: an endpoint without WRITE.
     system.root_call(
         R_SELF,
