@@ -39,12 +39,13 @@ pub const DISK_ARTIFACT: &str = "busybox-disk";
 pub const ARTIFACTS: [&str; 3] = [KERNEL_ARTIFACT, INITRAMFS_ARTIFACT, DISK_ARTIFACT];
 
 /// The kernel modules the guest loads (with what they depend on, found in
-/// their `.modinfo`): the virtio-mmio transport and the block driver. The
-/// cloud kernel builds virtio as modules (`CONFIG_VIRTIO=m`).
-pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
+/// their `.modinfo`): the virtio-mmio transport and the block, console and
+/// network drivers. The cloud kernel builds virtio as modules
+/// (`CONFIG_VIRTIO=m`).
+pub const GUEST_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "virtio_net"];
 /// The busybox applets `/init` runs, linked in `/bin`.
-pub const APPLETS: [&str; 11] =
-    ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "dd", "grep"];
+pub const APPLETS: [&str; 13] =
+    ["sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "ls", "dd", "grep", "ifconfig", "arping"];
 /// `/init` (a busybox `sh` script).
 pub const INIT_SCRIPT: &str = include_str!("../guest-images/init");
 /// The files of the disk image.
@@ -66,6 +67,18 @@ pub mod markers {
     pub const DISK_FAILED: &str = "BULKHEAD-GUEST: disk failed ";
     /// No virtio block device showed up.
     pub const NO_DISK: &str = "BULKHEAD-GUEST: no disk";
+    /// Written to the virtio console (`/dev/hvc0`) only: the host sees it
+    /// on that console's lines.
+    pub const HVC_OK: &str = "BULKHEAD-GUEST: virtio console ok";
+    /// On COM1: no virtio console showed up.
+    pub const NO_HVC: &str = "BULKHEAD-GUEST: no virtio console";
+    /// Frames sent on `eth0` came back on it (the loopback port): followed
+    /// by `tx N rx N`, the driver's own counts.
+    pub const NET_OK: &str = "BULKHEAD-GUEST: net ok ";
+    /// The network test failed: followed by why.
+    pub const NET_FAILED: &str = "BULKHEAD-GUEST: net failed ";
+    /// No network interface showed up.
+    pub const NO_NET: &str = "BULKHEAD-GUEST: no net";
     /// What the guest writes to the disk and reads back.
     pub const GUEST_TEXT: &str = "written-by-the-guest";
     /// With `bulkhead.bench=1`: `/proc/uptime`'s first number after the
@@ -1339,6 +1352,11 @@ user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench done
             markers::GDB_DONE_HOSTNAME,
             markers::GDB_RELEASED,
             markers::GDB_WAIT_OVER,
+            markers::HVC_OK,
+            markers::NO_HVC,
+            markers::NET_OK,
+            markers::NET_FAILED,
+            markers::NO_NET,
         ] {
             assert!(INIT_SCRIPT.contains(marker.trim_end()), "{marker}");
         }
@@ -1357,7 +1375,7 @@ user linux_vmm: linux_vmm: BULKHEAD-GUEST: bench done
                 .map(|line| (line, line.split_whitespace().next().unwrap_or_default()))
         };
         let functions: Vec<&str> = words().filter_map(|(_, word)| word.strip_suffix("()")).collect();
-        assert_eq!(functions, ["has_virtio_block", "gdb_test", "disk_test", "disk_bench"]);
+        assert_eq!(functions, ["has_virtio_block", "gdb_test", "disk_test", "disk_bench", "net_test"]);
         for (line, word) in words() {
             let known = SHELL.contains(&word)
                 || word.contains('=')

@@ -29,12 +29,14 @@ fn guest_lines<'a>(console: &'a str, server: &str) -> Vec<&'a str> {
 
 /// The guest's devices were the VMX's: its console lines came from the
 /// VMX and none from the VMM, the VMM forwarded the accesses and the VMX
-/// served them, and it served the disk's requests.
+/// served them, and it served the disk's requests and reported its
+/// console and network device.
 fn assert_served_by_the_vmx(console: &str, vmm: &str, vmx: &str) {
     assert!(guest_lines(console, vmm).is_empty(), "{vmm} printed guest console lines itself");
     let booting = format!("user {vmm}: vmm: booting Linux");
     let booting = console.lines().find(|line| line.starts_with(&booting)).expect("the VMM's boot line");
-    assert!(booting.trim_end().ends_with("2 device(s) served by the VMX"), "{booting}");
+    // COM1, the disk, the virtio console and the network device.
+    assert!(booting.trim_end().ends_with("4 device(s) served by the VMX"), "{booting}");
     // The number that starts the PD's line with `words` after it.
     let count = |pd: &str, who: &str, words: &str| -> u64 {
         let prefix = format!("user {pd}: {who}: ");
@@ -50,6 +52,8 @@ fn assert_served_by_the_vmx(console: &str, vmm: &str, vmx: &str) {
     // Every forwarded access and the VMM's description and stop.
     assert_eq!(served, forwarded + 2, "{vmx} served what {vmm} forwarded");
     assert!(console.contains(&format!("user {vmx}: vmx: disk 0: ")), "{vmx} reported its disk");
+    assert!(console.contains(&format!("user {vmx}: vmx: virtio console: ")), "{vmx} reported its console");
+    assert!(console.contains(&format!("user {vmx}: vmx: network: ")), "{vmx} reported its network device");
     assert!(!console.contains(&format!("user {vmx}: vmx: refused")), "{vmx} refused a request");
 }
 
@@ -117,10 +121,27 @@ fn assert_linux_guest_ran(outcome: &RunOutcome) {
     for marker in ["BULKHEAD-GUEST: userspace up", "BULKHEAD-GUEST: disk ok written-by-the-guest"] {
         assert!(guest.contains(&marker), "the guest's marker {marker:?}");
     }
+    assert_console_and_network_worked(&guest, "linux_vmx");
     assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "the guest panicked");
     assert_lines_in_order(console, &["user linux_vmm: vmm: the guest powered off"]);
     assert_served_by_the_vmx(console, "linux_vmm", "linux_vmx");
     assert_loader_run_succeeded(outcome);
+}
+
+/// The guest's virtio console and network device, both served by `vmx`,
+/// worked: its marker came through the console alone (written to
+/// `/dev/hvc0`, so it shows only with the `hvc0: ` prefix), and as many
+/// frames came back to `eth0` as it sent, at least one (the port is a
+/// loopback; the guest's own driver counts both).
+fn assert_console_and_network_worked(guest: &[&str], vmx: &str) {
+    assert!(guest.contains(&"hvc0: BULKHEAD-GUEST: virtio console ok"), "{vmx}'s guest wrote to its virtio console");
+    assert!(!guest.contains(&"BULKHEAD-GUEST: virtio console ok"), "the console's marker came through COM1");
+    let net = guest.iter().find_map(|line| line.strip_prefix("BULKHEAD-GUEST: net ok tx "));
+    let counts = net.and_then(|rest| rest.split_once(" rx ")).map(|(tx, rx)| (tx.parse::<u64>(), rx.parse::<u64>()));
+    let Some((Ok(sent), Ok(received))) = counts else {
+        panic!("{vmx}'s guest reported no working network: {:?}", guest.iter().find(|line| line.contains("net")))
+    };
+    assert!(sent >= 1 && received == sent, "{vmx}'s loopback: {sent} frames sent, {received} received");
 }
 
 #[test]
@@ -140,6 +161,7 @@ fn two_linux_guests_run_side_by_side_each_on_its_own_disk() {
         let disk_ok = format!("BULKHEAD-GUEST: disk ok {text}");
         assert!(guest.contains(&disk_ok.as_str()), "{vmx}'s guest used its own disk: {disk_ok:?}");
         assert!(!guest.iter().any(|line| line.contains("Kernel panic")), "{vmx}'s guest panicked");
+        assert_console_and_network_worked(&guest, vmx);
         assert!(console.contains(&format!("user {vmm}: vmm: the guest powered off")), "{vmm} reported the power off");
         assert_served_by_the_vmx(console, vmm, vmx);
     }

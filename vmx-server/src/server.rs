@@ -1,7 +1,9 @@
 //! One guest's devices behind the VMM-VMX protocol ([`crate::protocol`]):
-//! COM1's 16550A and each disk as virtio-mmio over virtio-blk, each at
-//! the place and on the ISA line this module decides, over the guest's
-//! RAM as the serving PD maps it. The VMX PD runs it behind its endpoint;
+//! COM1's 16550A, each disk as virtio-mmio over virtio-blk, a virtio
+//! console (the guest's `hvc0`) and a virtio network device on a loopback
+//! port (until the vswitch takes the port over), each at the place and on
+//! the ISA line this module decides, over the guest's RAM as the serving
+//! PD maps it. The VMX PD runs it behind its endpoint;
 //! a VMM without a VMX runs the same set in its own PD
 //! (`docs/DEVICES.md`, "The VMM-VMX protocol").
 //!
@@ -15,26 +17,45 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::console::{ConsoleLines, LineSink};
+use crate::console::{ConsoleLines, LINE_BYTES, LineSink};
+use crate::link::Loopback;
 use crate::protocol::{
     Access, AccessReply, Device, DeviceKind, Devices, Lines, Refusal, Request, Space, Width, describe_words,
 };
 use crate::uart::{COM1_BASE_PORT, COM1_IRQ, REGISTER_COUNT, Uart16550};
-use crate::virtio::GuestRam;
 use crate::virtio::blk::{Block, BlockBackend, BlockCounters};
+use crate::virtio::console::{Console, ConsoleCounters};
 use crate::virtio::mmio::{MmioTransport, WINDOW_BYTES};
+use crate::virtio::net::{Net, NetCounters};
+use crate::virtio::{GuestRam, VirtioDevice};
 
 #[cfg(test)]
 mod tests;
 
-/// Where virtio-mmio device n's window is: 4 KiB apart from here, in the
+/// Where disk n's virtio-mmio window is: 4 KiB apart from here, in the
 /// PC's MMIO hole below the I/O APIC.
 pub const VIRTIO_BASE: u64 = 0xfeb0_0000;
-/// The ISA line of virtio-mmio device n: none of the board's (0 the PIT,
-/// 2 the cascade, 8 the RTC, 9 the SCI) nor COM1's (4).
+/// The ISA line of disk n: none of the board's (0 the PIT, 2 the
+/// cascade, 8 the RTC, 9 the SCI) nor COM1's (4) or COM2's (3).
 pub const VIRTIO_LINES: [u8; 4] = [5, 6, 7, 10];
 /// The most disks the set serves (one per line above).
 pub const MAX_DISKS: usize = VIRTIO_LINES.len();
+/// The virtio console's window, after the four disks' (whether or not
+/// there are four).
+pub const CONSOLE_BASE: u64 = VIRTIO_BASE + 4 * 0x1000;
+/// The virtio console's ISA line.
+pub const CONSOLE_LINE: u8 = 11;
+/// The network device's window, after the console's.
+pub const NET_BASE: u64 = VIRTIO_BASE + 5 * 0x1000;
+/// The network device's ISA line.
+pub const NET_LINE: u8 = 12;
+/// The network device's MAC address: locally administered (bit 1 of the
+/// first byte), unicast. Each guest's device is on a port of its own (a
+/// loopback), so one address serves every guest until ports are linked.
+pub const GUEST_MAC: [u8; 6] = [0x02, 0x42, 0x48, 0x00, 0x00, 0x01];
+/// The prefix of the virtio console's lines, which share the sink with
+/// COM1's.
+pub const HVC_PREFIX: &str = "hvc0: ";
 
 /// What the set has done, for the PD's report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +84,15 @@ pub enum Served {
 /// One disk: its transport and device.
 type VirtioDisk<B> = MmioTransport<Block<B>>;
 
+/// Which model serves a described device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Model {
+    Com1,
+    Disk(usize),
+    Console,
+    Net,
+}
+
 /// One guest's devices.
 pub struct GuestDevices<R, B: BlockBackend, S> {
     ram: R,
@@ -71,16 +101,25 @@ pub struct GuestDevices<R, B: BlockBackend, S> {
     sink: S,
     /// On the heap: each holds its scratch buffers (8 KiB).
     disks: Vec<Box<VirtioDisk<B>>>,
+    /// The virtio console and its lines (apart from COM1's).
+    hvc: Box<MmioTransport<Console>>,
+    hvc_lines: ConsoleLines,
+    /// The network device on its loopback port.
+    net: Box<MmioTransport<Net<Box<Loopback>>>>,
     devices: Devices,
+    /// The model of each described device, in the description's order.
+    models: Vec<Model>,
     counters: Counters,
 }
 
 impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
     /// COM1, then each of `disks` (at most [`MAX_DISKS`]; the rest are not
-    /// served) with its virtio-blk ID, over `ram`; console lines go to
-    /// `sink`.
+    /// served) with its virtio-blk ID, then the virtio console and the
+    /// network device, over `ram`; console lines (COM1's, and the virtio
+    /// console's after [`HVC_PREFIX`]) go to `sink`.
     pub fn new(ram: R, disks: impl IntoIterator<Item = (B, [u8; 20])>, sink: S) -> Self {
         let mut devices = Devices::new();
+        let mut models = Vec::new();
         let com1 = Device {
             kind: DeviceKind::Uart16550,
             base: u64::from(COM1_BASE_PORT),
@@ -89,12 +128,20 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
         };
         // Constant, valid and alone: cannot fail.
         let _ = devices.push(com1);
+        models.push(Model::Com1);
         let mut served = Vec::new();
         for ((backend, id), (index, line)) in disks.into_iter().zip((0_u64..).zip(VIRTIO_LINES)) {
             let window =
                 Device { kind: DeviceKind::VirtioMmio, base: VIRTIO_BASE + index * 0x1000, bytes: WINDOW_BYTES, line };
             if devices.push(window).is_ok() {
+                models.push(Model::Disk(served.len()));
                 served.push(Box::new(MmioTransport::new(Block::new(backend, &id))));
+            }
+        }
+        // At most 1 + 4 + 2 devices at ranges apart: both fit.
+        for (base, line, model) in [(CONSOLE_BASE, CONSOLE_LINE, Model::Console), (NET_BASE, NET_LINE, Model::Net)] {
+            if devices.push(Device { kind: DeviceKind::VirtioMmio, base, bytes: WINDOW_BYTES, line }).is_ok() {
+                models.push(model);
             }
         }
         GuestDevices {
@@ -103,13 +150,17 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
             console: ConsoleLines::new(),
             sink,
             disks: served,
+            hvc: Box::new(MmioTransport::new(Console::new())),
+            hvc_lines: ConsoleLines::new(),
+            net: Box::new(MmioTransport::new(Net::new(Box::new(Loopback::loopback()), GUEST_MAC))),
             devices,
+            models,
             counters: Counters::default(),
         }
     }
 
     /// The devices, as a description lists them: COM1 first, then the
-    /// disks in order.
+    /// disks in order, then the virtio console and the network device.
     pub fn devices(&self) -> &Devices {
         &self.devices
     }
@@ -129,12 +180,24 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
         self.uart.dropped_output_bytes()
     }
 
+    /// What the virtio console did.
+    pub fn hvc_counters(&self) -> ConsoleCounters {
+        self.hvc.device().counters()
+    }
+
+    /// What the network device did.
+    pub fn net_counters(&self) -> NetCounters {
+        self.net.device().counters()
+    }
+
     /// The levels of every line the set drives.
     pub fn lines(&self) -> Lines {
         let mut lines = Lines::from(self.uart.interrupt_line()) << COM1_IRQ;
         for (disk, line) in self.disks.iter().zip(VIRTIO_LINES) {
             lines |= Lines::from(disk.interrupt_line()) << line;
         }
+        lines |= Lines::from(self.hvc.interrupt_line()) << CONSOLE_LINE;
+        lines |= Lines::from(self.net.interrupt_line()) << NET_LINE;
         lines
     }
 
@@ -150,6 +213,10 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
                 self.drain_console();
                 if !self.console.is_empty() {
                     self.console.flush(&mut self.sink);
+                }
+                self.drain_hvc();
+                if !self.hvc_lines.is_empty() {
+                    self.hvc_lines.flush(&mut Prefixed(&mut self.sink));
                 }
                 Ok(Served::Stopped)
             }
@@ -190,18 +257,34 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
     fn access(&mut self, access: &Access) -> Result<AccessReply, Refusal> {
         let (index, device) = self.devices.find(access).ok_or(Refusal::NotServed)?;
         let offset = access.address - device.base;
-        let value = match (device.kind, access.space) {
-            (DeviceKind::Uart16550, Space::Port) => {
+        let model = self.models.get(index).copied().ok_or(Refusal::NotServed)?;
+        let value = match (model, device.kind, access.space) {
+            (Model::Com1, DeviceKind::Uart16550, Space::Port) => {
                 self.counters.port_accesses += 1;
                 self.uart_access(offset, access)
             }
-            (DeviceKind::VirtioMmio, Space::Memory) => {
+            (Model::Disk(disk), DeviceKind::VirtioMmio, Space::Memory) => {
                 self.counters.mmio_accesses += 1;
-                // Index 0 is COM1; disk n is device n + 1.
-                let disk = self.disks.get_mut(index.wrapping_sub(1)).ok_or(Refusal::NotServed)?;
+                let disk = self.disks.get_mut(disk).ok_or(Refusal::NotServed)?;
                 virtio_access(disk, &mut self.ram, offset, access)
             }
-            // `find` matched the spaces: no other pair is found.
+            (Model::Console, DeviceKind::VirtioMmio, Space::Memory) => {
+                self.counters.mmio_accesses += 1;
+                let value = virtio_access(&mut self.hvc, &mut self.ram, offset, access);
+                self.drain_hvc();
+                value
+            }
+            (Model::Net, DeviceKind::VirtioMmio, Space::Memory) => {
+                self.counters.mmio_accesses += 1;
+                let value = virtio_access(&mut self.net, &mut self.ram, offset, access);
+                // The loopback's frames come back at once: into the
+                // guest's receive buffers now, or at its next notify.
+                if access.write.is_some() {
+                    self.net.deliver(&mut self.ram);
+                }
+                value
+            }
+            // `find` matched the spaces, and each model its kind.
             _ => return Err(Refusal::NotServed),
         };
         Ok(AccessReply { value: value & access.width.mask(), lines: self.lines() })
@@ -223,6 +306,19 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
         if access.write.is_some() { 0 } else { u64::from_le_bytes(bytes) }
     }
 
+    fn drain_hvc(&mut self) {
+        let mut bytes = [0; 64];
+        loop {
+            let count = self.hvc.device_mut().drain_output(&mut bytes);
+            if count == 0 {
+                break;
+            }
+            for byte in bytes.iter().take(count) {
+                self.hvc_lines.push(*byte, &mut Prefixed(&mut self.sink));
+            }
+        }
+    }
+
     fn drain_console(&mut self) {
         let mut bytes = [0; 64];
         loop {
@@ -237,11 +333,24 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
     }
 }
 
+/// The virtio console's lines, after [`HVC_PREFIX`], into COM1's sink.
+struct Prefixed<'a, S>(&'a mut S);
+
+impl<S: LineSink> LineSink for Prefixed<'_, S> {
+    fn write_line(&mut self, line: &str) {
+        let mut prefixed: heapless::String<{ HVC_PREFIX.len() + LINE_BYTES }> = heapless::String::new();
+        // Both fit: the line is at most LINE_BYTES.
+        let _ = prefixed.push_str(HVC_PREFIX);
+        let _ = prefixed.push_str(line);
+        self.0.write_line(&prefixed);
+    }
+}
+
 /// An access to a virtio-mmio window: the transport's registers are at
 /// most four bytes wide, so an eight-byte access reads 0 and writes
 /// nothing, as the transport treats any size it does not take.
-fn virtio_access<B: BlockBackend>(
-    disk: &mut VirtioDisk<B>,
+fn virtio_access<D: VirtioDevice>(
+    disk: &mut MmioTransport<D>,
     ram: &mut dyn GuestRam,
     offset: u64,
     access: &Access,

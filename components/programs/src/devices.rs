@@ -68,6 +68,31 @@ pub fn report(who: &str, devices: &PdDevices) {
         counters.refused,
         devices.dropped_console_bytes()
     );
+    let hvc = devices.hvc_counters();
+    bulkhead_sys::println!(
+        "{who}: virtio console: {} bytes out ({} dropped), {} in; {} bad chains, {} faults",
+        hvc.transmitted_bytes,
+        hvc.dropped_output_bytes,
+        hvc.received_bytes,
+        hvc.transmit_malformed + hvc.transmit_too_long + hvc.receive_bad_buffers,
+        hvc.transmit_faults + hvc.receive_faults
+    );
+    let net = devices.net_counters();
+    bulkhead_sys::println!(
+        "{who}: network: {} frames sent ({} bytes), {} received ({} bytes); dropped: {} malformed, {} bad length, \
+         {} bad header, {} port full, {} no buffer room, {} not ready, {} faults",
+        net.transmitted_frames,
+        net.transmitted_bytes,
+        net.received_frames,
+        net.received_bytes,
+        net.transmit_malformed + net.receive_bad_buffers,
+        net.transmit_bad_length + net.receive_bad_length,
+        net.transmit_bad_header,
+        net.transmit_port_dropped,
+        net.receive_buffer_too_small,
+        net.receive_not_ready,
+        net.transmit_faults + net.receive_faults
+    );
     for index in 0..MAX_DISKS {
         let Some(disk) = devices.disk_counters(index) else { break };
         bulkhead_sys::println!(

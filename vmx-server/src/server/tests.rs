@@ -1,6 +1,7 @@
 //! One guest's devices through the protocol: the description, COM1's
 //! lines and interrupt, a virtio-blk read from the first register to the
-//! used ring, refusals, and a property test of arbitrary messages.
+//! used ring, the virtio console's lines, a frame around the network
+//! device's loopback, refusals, and a property test of arbitrary messages.
 
 extern crate std;
 
@@ -18,7 +19,8 @@ use crate::uart::{IER_TRANSMITTER_EMPTY, INTERRUPT_ENABLE_OFFSET, MCR_OUT2, MODE
 use crate::virtio::blk::{MemoryDisk, REQUEST_IN, STATUS_OK};
 use crate::virtio::mmio::{MAGIC_VALUE, register};
 use crate::virtio::test_support::{
-    AVAILABLE_RING, BUFFERS, DESCRIPTOR_TABLE, FakeRam, RAM_BYTES, TestDriver, USED_RING, halves, readable, writable,
+    AVAILABLE_RING, BUFFERS, DESCRIPTOR_TABLE, FakeRam, QUEUE_0, QUEUE_1, QueueLayout, RAM_BYTES, TestDriver,
+    USED_RING, halves, readable, writable,
 };
 use crate::virtio::{FEATURE_VERSION_1, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK};
 
@@ -94,10 +96,15 @@ fn com1_and_each_disk_are_described_in_order() {
             Device { kind: DeviceKind::Uart16550, base: 0x3f8, bytes: 8, line: 4 },
             Device { kind: DeviceKind::VirtioMmio, base: 0xfeb0_0000, bytes: 0x200, line: 5 },
             Device { kind: DeviceKind::VirtioMmio, base: 0xfeb0_1000, bytes: 0x200, line: 6 },
+            Device { kind: DeviceKind::VirtioMmio, base: 0xfeb0_4000, bytes: 0x200, line: 11 },
+            Device { kind: DeviceKind::VirtioMmio, base: 0xfeb0_5000, bytes: 0x200, line: 12 },
         ]
     );
     let (many, ..) = new_set(MAX_DISKS + 2);
-    assert_eq!(many.devices().len(), 1 + MAX_DISKS, "disks past the lines are not served");
+    assert_eq!(many.devices().len(), 1 + MAX_DISKS + 2, "disks past the lines are not served");
+    let (none, ..) = new_set(0);
+    let windows: Vec<u64> = none.devices().iter().skip(1).map(|device| device.base).collect();
+    assert_eq!(windows, [CONSOLE_BASE, NET_BASE], "the console and the network device have fixed windows");
     let mut reply = [0; describe_words(MAX_DEVICES)];
     let (mut set, ..) = new_set(2);
     let written = set.handle_message(label::DESCRIBE, &[], &mut reply).expect("served");
@@ -172,6 +179,95 @@ fn a_disk_serves_a_read_through_the_protocol() {
     assert_eq!(set.disk_counters(1).map(|counters| counters.ok), Some(1));
 }
 
+/// A 32-bit register write to the virtio window at `window`.
+fn mmio_write(set: &mut Set, window: u64, offset: u64, value: u32) -> AccessReply {
+    write(set, Space::Memory, window + offset, 4, value.into())
+}
+
+/// Brings the device at `window` up as Linux does through the protocol:
+/// `features` accepted, queue 0 at [`QUEUE_0`] and queue 1 at [`QUEUE_1`]
+/// with eight entries each, DRIVER_OK. The two queues' drivers.
+fn bring_up_pair(set: &mut Set, window: u64, features: u64) -> (TestDriver, TestDriver) {
+    mmio_write(set, window, register::STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+    for (select, half) in [(0, halves(features).0), (1, halves(features).1)] {
+        mmio_write(set, window, register::DRIVER_FEATURES_SELECT, select);
+        mmio_write(set, window, register::DRIVER_FEATURES, half);
+    }
+    let negotiated = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
+    mmio_write(set, window, register::STATUS, negotiated);
+    assert_eq!(read(set, Space::Memory, window + register::STATUS, 4).value, u64::from(negotiated));
+    for (queue, layout) in [(0, QUEUE_0), (1, QUEUE_1)] {
+        let QueueLayout { descriptor_table, available_ring, used_ring } = layout;
+        mmio_write(set, window, register::QUEUE_SELECT, queue);
+        mmio_write(set, window, register::QUEUE_SIZE, 8);
+        for (low, address) in [
+            (register::QUEUE_DESCRIPTOR_LOW, descriptor_table),
+            (register::QUEUE_DRIVER_LOW, available_ring),
+            (register::QUEUE_DEVICE_LOW, used_ring),
+        ] {
+            mmio_write(set, window, low, halves(address).0);
+        }
+        mmio_write(set, window, register::QUEUE_READY, 1);
+    }
+    mmio_write(set, window, register::STATUS, negotiated | STATUS_DRIVER_OK);
+    (TestDriver::with_layout(8, QUEUE_0), TestDriver::with_layout(8, QUEUE_1))
+}
+
+#[test]
+fn the_virtio_console_s_output_becomes_prefixed_lines_beside_com1_s() {
+    let (mut set, ram, lines) = new_set(1);
+    assert_eq!(read(&mut set, Space::Memory, CONSOLE_BASE + register::DEVICE_ID, 4).value, 3);
+    let (_, mut transmit) = bring_up_pair(&mut set, CONSOLE_BASE, FEATURE_VERSION_1);
+    ram.0.borrow_mut().put(BUFFERS, b"virtio says hi\nand more");
+    transmit.add(&mut ram.0.borrow_mut(), &[readable(BUFFERS, 23)]);
+    let reply = mmio_write(&mut set, CONSOLE_BASE, register::QUEUE_NOTIFY, 1);
+    assert_eq!(reply.lines, 1 << CONSOLE_LINE, "the used transmit buffer raises the console's line");
+    assert_eq!(*lines.0.borrow(), ["hvc0: virtio says hi"]);
+    assert_eq!(transmit.take_used(&ram.0.borrow()), [(0, 0)]);
+    // COM1's lines go to the same sink without the prefix.
+    write(&mut set, Space::Port, 0x3fb, 1, 0x03);
+    for byte in b"uart\n" {
+        write(&mut set, Space::Port, 0x3f8, 1, u64::from(*byte));
+    }
+    assert_eq!(set.serve(&Request::Stopped), Ok(Served::Stopped));
+    assert_eq!(*lines.0.borrow(), ["hvc0: virtio says hi", "uart", "hvc0: and more"], "the stop flushes both");
+    assert_eq!(set.hvc_counters().transmitted_bytes, 23);
+}
+
+#[test]
+fn a_frame_the_guest_sends_comes_back_through_the_loopback() {
+    use crate::virtio::net::{FEATURES, HEADER_BYTES};
+    // The 12-byte header, as a descriptor length.
+    const HEADER: u32 = 12;
+    const { assert!(HEADER_BYTES == 12) };
+    let (mut set, ram, _) = new_set(0);
+    assert_eq!(read(&mut set, Space::Memory, NET_BASE + register::DEVICE_ID, 4).value, 1);
+    let mac: Vec<u64> =
+        (0..6).map(|offset| read(&mut set, Space::Memory, NET_BASE + 0x100 + offset, 1).value).collect();
+    assert_eq!(mac, GUEST_MAC.map(u64::from));
+    let (mut receive, mut transmit) = bring_up_pair(&mut set, NET_BASE, FEATURES);
+    // A receive buffer for a whole frame with its header, then a
+    // broadcast frame of 60 bytes behind a zero header.
+    let receive_buffer = BUFFERS + 0x1000;
+    receive.add(&mut ram.0.borrow_mut(), &[writable(receive_buffer, 1526)]);
+    assert_eq!(mmio_write(&mut set, NET_BASE, register::QUEUE_NOTIFY, 0).lines, 0, "nothing received yet");
+    let frame: Vec<u8> = [0xff; 6].into_iter().chain(GUEST_MAC).chain(0_u8..48).collect();
+    {
+        let mut ram = ram.0.borrow_mut();
+        ram.put(BUFFERS, &[0; HEADER_BYTES]);
+        ram.put(BUFFERS + 0x100, &frame);
+        transmit.add(&mut ram, &[readable(BUFFERS, HEADER), readable(BUFFERS + 0x100, 60)]);
+    }
+    let reply = mmio_write(&mut set, NET_BASE, register::QUEUE_NOTIFY, 1);
+    assert_eq!(reply.lines, 1 << NET_LINE);
+    let ram = ram.0.borrow();
+    assert_eq!(transmit.take_used(&ram), [(0, 0)]);
+    assert_eq!(receive.take_used(&ram), [(0, HEADER + 60)]);
+    assert_eq!(ram.get(receive_buffer + u64::from(HEADER), 60), frame, "the frame, back");
+    let counters = set.net_counters();
+    assert_eq!((counters.transmitted_frames, counters.received_frames), (1, 1));
+}
+
 #[test]
 fn accesses_to_nothing_served_are_refused() {
     let (mut set, ..) = new_set(1);
@@ -207,7 +303,7 @@ proptest! {
             (
                 prop_oneof![label::DESCRIBE..=label::STOPPED, any::<u64>()],
                 proptest::collection::vec(
-                    prop_oneof![0x3f0_u64..0x400, 0xfeb0_0000_u64..0xfeb0_1210, 0_u64..9, any::<u64>()],
+                    prop_oneof![0x3f0_u64..0x400, 0xfeb0_0000_u64..0xfeb0_1210, 0xfeb0_4000_u64..0xfeb0_5210, 0_u64..9, any::<u64>()],
                     0..4,
                 ),
             ),

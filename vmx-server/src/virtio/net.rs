@@ -99,6 +99,8 @@
 //! the device moves frames whatever it says (the port decides whether they
 //! go anywhere).
 
+extern crate alloc;
+
 use super::mmio::MmioTransport;
 use super::queue::{DescriptorChain, QueueError, SplitQueue};
 use super::{FEATURE_VERSION_1, GuestRam, VirtioDevice, read_config_bytes};
@@ -165,6 +167,18 @@ pub trait NetPort {
     /// Takes the next received frame into `frame`: its length, or `None`
     /// when none waits. The device checks the length again.
     fn receive(&mut self, frame: &mut [u8; FRAME_BYTES_MAX]) -> Option<usize>;
+}
+
+/// A port on the heap is a port: a device can hold a large one (a
+/// loopback's ring) without carrying it inline.
+impl<P: NetPort + ?Sized> NetPort for alloc::boxed::Box<P> {
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), TransmitError> {
+        (**self).transmit(frame)
+    }
+
+    fn receive(&mut self, frame: &mut [u8; FRAME_BYTES_MAX]) -> Option<usize> {
+        (**self).receive(frame)
+    }
 }
 
 /// What happened to the frames (for the PD's statistics).

@@ -38,7 +38,10 @@ fn run(info: &PdInfo, sys: &mut Sys) -> u64 {
             return 1;
         }
     };
-    println!("vmx: serving COM1 and {} disk(s)", devices.devices().len() - 1);
+    println!(
+        "vmx: serving COM1, {} disk(s), the virtio console and the network device (loopback)",
+        devices.devices().len() - 3
+    );
     let endpoint = Cap::<kind::Endpoint>::new(endpoint);
     let reply = Cap::<kind::Reply>::new(reply);
     match serve(sys, &mut devices, endpoint, reply) {
