@@ -71,6 +71,8 @@ pub struct Thread {
     pub fault_handler: Option<(u64, u64, u64)>,
     /// Its scheduling context's budget and period in TSC ticks, if any.
     pub sched: Option<(u64, u64)>,
+    /// Whether it is a passive server (`passive=1`).
+    pub passive: bool,
     /// The non-empty slots of its CSpace root.
     pub caps: Vec<CapEntry>,
     /// The pages of its VSpace's user half.
@@ -275,6 +277,11 @@ fn thread(fields: &Fields<'_>) -> Result<Thread, ParseError> {
         ipc_buffer: fields.optional("ipc_buffer")?,
         fault_handler: fault_handler(fields)?,
         sched: numbers(fields, "sched", ["BUDGET", "PERIOD"])?.map(|[budget, period]| (budget, period)),
+        passive: match fields.text("passive")? {
+            "0" => false,
+            "1" => true,
+            other => return Err(fields.error(format!("`passive={other}` is neither 0 nor 1"))),
+        },
         caps: Vec::new(),
         maps: Vec::new(),
     })
@@ -456,6 +463,14 @@ pub enum Mismatch {
         /// What the thread has.
         found: Option<(u64, u64)>,
     },
+    /// The thread is passive and the manifest does not say so, or the
+    /// other way round.
+    WrongPassive {
+        /// The PD.
+        pd: String,
+        /// Whether the manifest makes it passive.
+        expected: bool,
+    },
     /// An IRQ handler's line signals another notification or badge than
     /// its device's (`1 << line`), or none.
     WrongIrqBinding {
@@ -616,6 +631,10 @@ impl fmt::Display for Mismatch {
                     describe(found),
                     describe(expected)
                 )
+            }
+            Mismatch::WrongPassive { pd, expected } => {
+                let what = |passive: bool| if passive { "passive" } else { "not passive" };
+                write!(formatter, "`{pd}`: its thread is {}, the manifest says {}", what(!expected), what(*expected))
             }
             Mismatch::WrongIrqBinding { pd, slot, expected_badge, found } => match found {
                 Some((notification, badge)) => write!(
@@ -794,6 +813,9 @@ fn check_thread(
         if thread.sched != expected {
             out.push(Mismatch::WrongBudget { pd: pd.to_owned(), expected, found: thread.sched });
         }
+    }
+    if thread.passive != domain.passive {
+        out.push(Mismatch::WrongPassive { pd: pd.to_owned(), expected: domain.passive });
     }
     if let Some(ObjectKind::Tcb { priority, .. }) = spec.object(domain.tcb).map(|object| &object.kind)
         && *priority != thread.priority

@@ -1,7 +1,8 @@
 //! An unmodified Linux guest (`docs/PLATFORM.md`, `docs/GUEST-IMAGES.md`):
 //! Debian's cloud kernel with the busybox initramfs, booted by vmm-server
 //! on the emulated PC under QEMU's SVM (`tests/systems/linux.capdl`), its
-//! devices (COM1, the virtio disk) served by its VMX, a PD of their own
+//! devices (COM1, the virtio disk, console and network device) served by
+//! its VMX, a PD of their own
 //! (`docs/DEVICES.md`, "The VMM-VMX protocol"). The guest's init prints
 //! its markers, writes and reads back a file on its virtio disk, and
 //! powers off through ACPI; the VMM reports the power off and the kernel's

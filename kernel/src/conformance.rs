@@ -37,7 +37,7 @@ pub enum Line {
 
 /// A thread: `thread name=.. tcb=.. priority=.. state=.. cnode=.. radix=..
 /// guard=WIDTH:VALUE vspace=.. ipc_buffer=.. fault=ENDPOINT:BADGE:RIGHTS|none
-/// sched=BUDGET:PERIOD|none`.
+/// sched=BUDGET:PERIOD|none passive=0|1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadLine {
     /// Its debugging name.
@@ -58,6 +58,8 @@ pub struct ThreadLine {
     pub fault_handler: Option<(PhysAddr, u64, Rights)>,
     /// Its scheduling context's budget and period (ticks), if it has one.
     pub sched: Option<(u64, u64)>,
+    /// Whether it is a passive server (TCB::SetPassive).
+    pub passive: bool,
 }
 
 /// A capability: `cap thread=.. slot=.. type=.. object=.. rights=..
@@ -261,7 +263,7 @@ impl fmt::Display for Line {
                 };
                 write!(
                     formatter,
-                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={} fault={} sched={}",
+                    "thread name={} tcb={:#x} priority={} state={} cnode={} radix={radix} guard={guard_bits}:{guard:#x} vspace={} ipc_buffer={} fault={} sched={} passive={}",
                     NameToken(&thread.name),
                     thread.tcb.as_u64(),
                     thread.priority,
@@ -271,6 +273,7 @@ impl fmt::Display for Line {
                     Optional(thread.ipc_buffer),
                     FaultHandler(thread.fault_handler),
                     Pair(thread.sched),
+                    u8::from(thread.passive),
                 )
             }
             Line::Cap(line) => {
@@ -388,6 +391,7 @@ fn thread<S: ObjectStore>(kernel: &Kernel<S>, thread: ThreadId, totals: &mut Tot
         ipc_buffer,
         fault_handler,
         sched,
+        passive: tcb.passive,
     };
     totals.threads += 1;
     emit(&Line::Thread(line));

@@ -65,7 +65,7 @@ fn private_pages(pd: usize, domain: &DomainSpec) -> Vec<String> {
 fn correct(spec: &SystemSpec) -> Vec<String> {
     let mut lines = vec![
         format!("machine tsc_khz={TSC_KHZ}"),
-        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000 fault=none sched=none".to_owned(),
+        "thread name=? tcb=0x800000 priority=255 state=inactive cnode=0x100000 radix=8 guard=56:0x0 vspace=0x900000 ipc_buffer=0x901000 fault=none sched=none passive=0".to_owned(),
         "cap thread=? slot=0 type=cnode object=0x100000 rights=0xf badge=0x0".to_owned(),
         format!("cap thread=? slot=10 type=tcb object={:#x} rights=0xf badge=0x0", address(spec.domains[0].tcb)),
         "map thread=? vaddr=0x400000 paddr=0x902000 size=4096 write=0 exec=1 user=1 cache=0".to_owned(),
@@ -85,7 +85,7 @@ fn correct(spec: &SystemSpec) -> Vec<String> {
         let ticks = |nanoseconds: u64| nanoseconds * TSC_KHZ / 1_000_000;
         let name = &domain.name;
         lines.push(format!(
-            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x} fault=none sched={:#x}:{:#x}",
+            "thread name={name} tcb={:#x} priority={priority} state=blocked_on_receive cnode={:#x} radix={radix} guard={}:0x0 vspace={:#x} ipc_buffer={:#x} fault=none sched={:#x}:{:#x} passive={}",
             address(domain.tcb),
             address(domain.cnode),
             64 - radix,
@@ -93,6 +93,7 @@ fn correct(spec: &SystemSpec) -> Vec<String> {
             private_frame(pd, 3),
             ticks(*budget_ns),
             ticks(*period_ns),
+            u8::from(domain.passive),
         ));
         for cap in &domain.caps {
             let kind = &spec.object(cap.object).expect("object").kind;
@@ -362,11 +363,11 @@ fn missing_duplicate_and_extra_threads_are_reported() {
     assert_eq!(only(&lines), Mismatch::MissingThread { pd: "log_server".into() });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none".to_owned());
+    lines.push("thread name=intruder tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none passive=0".to_owned());
     assert_eq!(only(&lines), Mismatch::ExtraThread { name: "intruder".into(), tcb: 0x770_0000 });
 
     let mut lines = correct(&spec);
-    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none".to_owned());
+    lines.push("thread name=log_server tcb=0x7700000 priority=1 state=runnable cnode=none radix=0 guard=0:0x0 vspace=none ipc_buffer=none fault=none sched=none passive=0".to_owned());
     assert_eq!(only(&lines), Mismatch::DuplicateThread { pd: "log_server".into(), count: 2 });
 
     let mut lines = correct(&spec);
@@ -444,6 +445,14 @@ fn an_unstarted_thread_a_wrong_budget_irq_binding_or_fault_right_is_reported() {
     let mut lines = correct(&spec);
     replace(&mut lines, "thread name=log_server ", "sched=0x1e8480:0x1312d00", "sched=none");
     assert!(matches!(only(&lines), Mismatch::WrongBudget { found: None, .. }));
+
+    // A thread passive without the manifest's word, and the other way round.
+    let mut lines = correct(&spec);
+    replace(&mut lines, "thread name=log_server ", "passive=0", "passive=1");
+    assert_eq!(only(&lines), Mismatch::WrongPassive { pd: "log_server".into(), expected: false });
+    let mut lines = correct(&spec);
+    replace(&mut lines, "thread name=linux_vmx ", "passive=1", "passive=0");
+    assert_eq!(only(&lines), Mismatch::WrongPassive { pd: "linux_vmx".into(), expected: true });
 
     // serial_driver slot 4: com2's line 3 signals its notification with 0x8.
     let mut lines = correct(&spec);

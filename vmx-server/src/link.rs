@@ -71,6 +71,8 @@
 //! notification; that is the VMX program's to wire. A restarted end
 //! starts its indices at 0 and must be paired with a fresh peer.
 
+extern crate alloc;
+
 use crate::virtio::net::{FRAME_BYTES_MAX, FRAME_BYTES_MIN, NetPort, TransmitError};
 
 /// Where a half's tail index is.
@@ -333,15 +335,17 @@ impl<M: LinkMemory> NetPort for LinkPort<M> {
     }
 }
 
-/// Plain memory that is both halves of one link: a loopback.
+/// Plain memory that is both halves of one link: a loopback. The bytes
+/// are on the heap, allocated zeroed there: a PD's stack never holds
+/// them, not even on the way.
 #[derive(Clone, Debug)]
 pub struct LoopbackMemory<const BYTES: usize> {
-    bytes: [u8; BYTES],
+    bytes: alloc::boxed::Box<[u8]>,
 }
 
 impl<const BYTES: usize> Default for LoopbackMemory<BYTES> {
     fn default() -> Self {
-        LoopbackMemory { bytes: [0; BYTES] }
+        LoopbackMemory { bytes: alloc::vec![0; BYTES].into_boxed_slice() }
     }
 }
 

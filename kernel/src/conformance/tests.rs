@@ -134,14 +134,14 @@ fn the_snapshot_lists_each_thread_once_with_its_caps_and_pages() {
     assert_eq!(
         threads[1],
         format!(
-            "thread name=alpha tcb={:#x} priority=100 state=inactive cnode={alpha_cnode:#x} radix=4 guard=60:0x0 vspace={pml4:#x} ipc_buffer=none fault=none sched=none",
+            "thread name=alpha tcb={:#x} priority=100 state=inactive cnode={alpha_cnode:#x} radix=4 guard=60:0x0 vspace={pml4:#x} ipc_buffer=none fault=none sched=none passive=0",
             world.object(R_TCB)
         )
     );
     assert_eq!(
         threads[2],
         format!(
-            "thread name=beta tcb={:#x} priority=90 state=inactive cnode={beta_cnode:#x} radix=4 guard=60:0x0 vspace=none ipc_buffer=none fault=none sched=none",
+            "thread name=beta tcb={:#x} priority=90 state=inactive cnode={beta_cnode:#x} radix=4 guard=60:0x0 vspace=none ipc_buffer=none fault=none sched=none passive=0",
             world.object(R_TCB + 1)
         )
     );
