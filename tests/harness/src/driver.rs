@@ -15,7 +15,7 @@
 //! types::*}` a printed (shrunk) sequence compiles as it is, so a failure
 //! becomes a regression test by one copy (`tests/harness.rs` has some).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kernel_core::cap::Cap as KernelCap;
@@ -38,7 +38,7 @@ use crate::project;
 use crate::spec::threads::{irq_label, number, tcb_label};
 use crate::spec::vcpu::label as vcpu_label;
 use crate::spec::vspace::vspace_label;
-use crate::spec::{Boot, State, Syscall, label};
+use crate::spec::{Boot, Loan, State, Syscall, label};
 
 /// A slot address as CNode invocations take it: `R(i)` is slot `i` of the
 /// root CNode (a 64-bit address from the root thread's CSpace root);
@@ -274,6 +274,12 @@ pub enum TcbCall {
     },
     /// TCB::UnbindNotification.
     UnbindNotification,
+    /// TCB::SetPassive with the word `passive` (1 passive, 0 ordinary,
+    /// anything else refused).
+    SetPassive {
+        /// The passive word.
+        passive: u64,
+    },
 }
 
 /// A VCpu invocation (its extra capabilities are addresses in the
@@ -354,6 +360,7 @@ impl TcbCall {
             }
             TcbCall::BindNotification { notification } => (vcpu_label::BIND_NOTIFICATION, vec![], vec![notification]),
             TcbCall::UnbindNotification => (vcpu_label::UNBIND_NOTIFICATION, vec![], vec![]),
+            TcbCall::SetPassive { passive } => (tcb_label::TCB_SET_PASSIVE, vec![passive], vec![]),
         }
     }
 }
@@ -735,6 +742,7 @@ impl Op {
                 TcbCall::WriteRegisters { .. } => "TCB::WriteRegisters",
                 TcbCall::BindNotification { .. } => "TCB::BindNotification",
                 TcbCall::UnbindNotification => "TCB::UnbindNotification",
+                TcbCall::SetPassive { .. } => "TCB::SetPassive",
             },
             Op::Configure { .. } => "Configure",
             Op::Send { blocking: true, .. } => "Send",
@@ -923,6 +931,9 @@ pub const VCPU_SLOT: u64 = 42;
 /// The root slots of the VCpus of the setup's threads (one each, the
 /// thread in TCB slot `12 + i` runs the one in `43 + i`).
 pub const THREAD_VCPU_SLOTS: std::ops::Range<u64> = 43..46;
+/// A root slot no setup uses, for a scheduling context of the root's
+/// (the random operations seldom name it).
+pub const ROOT_SCHED_CONTEXT_SLOT: u64 = 46;
 /// Where the copy maps the frame.
 pub const SETUP_COPY_VADDR: u64 = 0x4000;
 /// Where the setup maps its first frame.
@@ -1604,6 +1615,10 @@ pub struct Stats {
     pub skipped: usize,
     /// Calls and ReplyRecvs the kernel's IPC fast path handled.
     pub fast_paths: usize,
+    /// Scheduling contexts lent to passive servers (loans that began).
+    pub loans_begun: usize,
+    /// Loans that ended (given back, or gone with their borrower).
+    pub loans_ended: usize,
     /// How often each operation came back with each result code (the
     /// caller's label afterwards; 0 for a tick; labels above the error
     /// codes, which only messages carry, count as [`MESSAGE_LABEL`]).
@@ -1626,10 +1641,17 @@ impl Stats {
         self.applied += other.applied;
         self.skipped += other.skipped;
         self.fast_paths += other.fast_paths;
+        self.loans_begun += other.loans_begun;
+        self.loans_ended += other.loans_ended;
         for (code, count) in &other.results {
             *self.results.entry(*code).or_default() += count;
         }
     }
+}
+
+/// Every loan of `state`: (borrower, loan).
+fn loans(state: &State) -> BTreeSet<(u64, Loan)> {
+    state.threads.iter().filter_map(|(tcb, thread)| thread.loan.map(|loan| (*tcb, loan))).collect()
 }
 
 /// What one step came to on each side.
@@ -1847,7 +1869,7 @@ fn map_differences<K: Ord + Copy + fmt::Debug, V: PartialEq + fmt::Debug>(
     spec: &BTreeMap<K, V>,
     found: &mut Vec<String>,
 ) {
-    let keys: std::collections::BTreeSet<K> = kernel.keys().chain(spec.keys()).copied().collect();
+    let keys: BTreeSet<K> = kernel.keys().chain(spec.keys()).copied().collect();
     for key in keys {
         let (in_kernel, in_spec) = (kernel.get(&key), spec.get(&key));
         if in_kernel != in_spec {
@@ -1943,6 +1965,7 @@ fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Viol
 fn run_steps(harness: &mut Harness, ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {
     let mut stats = Stats::default();
     for (step, op) in ops.iter().enumerate() {
+        let loans_before = loans(harness.spec());
         let Some(Applied { expected, got, fast }) = harness.apply(op) else {
             stats.skipped += 1;
             codes.push(None);
@@ -1951,6 +1974,9 @@ fn run_steps(harness: &mut Harness, ops: &[Op], codes: &mut Vec<Option<u64>>) ->
         codes.push(Some(got));
         stats.applied += 1;
         stats.fast_paths += usize::from(fast);
+        let loans_after = loans(harness.spec());
+        stats.loans_begun += loans_after.difference(&loans_before).count();
+        stats.loans_ended += loans_before.difference(&loans_after).count();
         *stats.results.entry((op.name(), result_bucket(got))).or_default() += 1;
         let mut failures = Vec::new();
         if expected != got {
