@@ -931,8 +931,7 @@ pub const VCPU_SLOT: u64 = 42;
 /// The root slots of the VCpus of the setup's threads (one each, the
 /// thread in TCB slot `12 + i` runs the one in `43 + i`).
 pub const THREAD_VCPU_SLOTS: std::ops::Range<u64> = 43..46;
-/// A root slot no setup uses, for a scheduling context of the root's
-/// (the random operations seldom name it).
+/// The root slot of the scheduling context some setups bind the root to.
 pub const ROOT_SCHED_CONTEXT_SLOT: u64 = 46;
 /// Where the copy maps the frame.
 pub const SETUP_COPY_VADDR: u64 = 0x4000;
@@ -1187,7 +1186,14 @@ fn tcb_call() -> impl Strategy<Value = TcbCall> {
             .prop_map(|(rip, rsp, rflags)| TcbCall::WriteRegisters { rip, rsp: rsp >> 16, rflags }),
         2 => notification_cptr().prop_map(|notification| TcbCall::BindNotification { notification }),
         1 => Just(TcbCall::UnbindNotification),
+        3 => passive_word().prop_map(|passive| TcbCall::SetPassive { passive }),
     ]
+}
+
+/// A TCB::SetPassive word: mostly 1 (so that Calls find passive servers
+/// and lend them their contexts), often 0, at times one it refuses.
+fn passive_word() -> impl Strategy<Value = u64> {
+    prop_oneof![5 => Just(1_u64), 3 => Just(0_u64), 1 => 2_u64..=u64::MAX]
 }
 
 /// A VCpu capability's address: mostly the setup's.
@@ -1264,9 +1270,11 @@ fn receive_slot() -> impl Strategy<Value = Option<(u64, u64)>> {
 }
 
 /// A reply object's address for a receive: mostly one of the setup's,
-/// at times none or anything.
+/// the first of them most often (a server that receives and replies
+/// through one reply object, so that its ReplyRecv answers the Call it
+/// received and ends the loan the Call made), at times none or anything.
 fn reply_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![1 => Just(0_u64), 4 => REPLY_SLOTS, 1 => root_cptr(1)]
+    prop_oneof![1 => Just(0_u64), 3 => Just(REPLY_SLOTS.start), 3 => REPLY_SLOTS, 1 => root_cptr(1)]
 }
 
 /// An IPC operation's endpoint: mostly the setup's.
@@ -1409,7 +1417,7 @@ pub fn thread_setup(slot: u64, priority: u64, budget: Option<(u64, u64)>) -> Vec
 /// configured scheduling context, started.
 fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
     let priority = prop::sample::select(vec![50_u64, 100, 100, 200, 254]);
-    let budget = prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
+    let budget = prop_oneof![1 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
     (priority, budget, any::<bool>()).prop_map(move |(priority, budget, in_vspace)| {
         let mut ops = thread_setup(slot, priority, budget);
         if in_vspace {
@@ -1532,11 +1540,16 @@ pub fn vspace_objects() -> Vec<Op> {
 
 /// The setup: the IPC objects, the VSpace objects, a few retypes that
 /// make more objects, then one to three more threads (some in the
-/// setup's VSpace, with an IPC buffer).
+/// setup's VSpace, with an IPC buffer); often a passive server (the root
+/// or the first thread), and in half the setups a configured scheduling
+/// context ([`ROOT_SCHED_CONTEXT_SLOT`]) for the root.
 fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Op>> {
     let threads = (1_u64..=3)
         .prop_flat_map(|count| (THREAD_SLOTS.start..THREAD_SLOTS.start + count).map(setup_thread).collect::<Vec<_>>());
-    (proptest::collection::vec(setup_retype(), retypes), threads).prop_map(|(retypes, threads)| {
+    let passive = prop::sample::select(vec![None, Some(ROOT_TCB_SLOT), Some(ROOT_TCB_SLOT), Some(THREAD_SLOTS.start)]);
+    let root_budget = prop_oneof![1 => Just(None), 1 => (500_u64..2_000, 2_000_u64..4_000).prop_map(Some)];
+    let parts = (proptest::collection::vec(setup_retype(), retypes), threads, passive, root_budget);
+    parts.prop_map(|(retypes, threads, passive, root_budget)| {
         let mut ops = ipc_objects();
         ops.extend(vspace_objects());
         ops.extend(retypes);
@@ -1546,6 +1559,23 @@ fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
         let first = THREAD_SLOTS.start;
         ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: ROOT_TCB_SLOT } });
         ops.push(Op::Tcb { tcb: first, call: TcbCall::BindNotification { notification: NOTIFICATION_SLOT } });
+        // Often a passive server: the root (in half the setups without a
+        // scheduling context of its own, as seL4's passive servers) or the
+        // first thread, so that Calls from threads with a budget lend it
+        // theirs.
+        if let Some(server) = passive {
+            ops.push(Op::Tcb { tcb: server, call: TcbCall::SetPassive { passive: 1 } });
+        }
+        // In half the setups the root runs on a budget too, so that its Calls
+        // (it makes most) lend a context to a passive thread.
+        if let Some((budget, period)) = root_budget {
+            let context = ROOT_SCHED_CONTEXT_SLOT;
+            ops.extend([
+                Op::retype_root(types::SCHED_CONTEXT, 8, context, 1),
+                Op::Configure { sched_context: context, budget, period },
+                Op::Tcb { tcb: ROOT_TCB_SLOT, call: TcbCall::BindSchedContext { sched_context: context } },
+            ]);
+        }
         ops
     })
 }
