@@ -6,8 +6,9 @@
 //! scheduling context, which pays for what it does on its own (starting
 //! up, work no Call asked for). When a Call is delivered to it with a
 //! reply object, it borrows the caller's scheduling context: a [`Loan`]
-//! in its TCB names the reply object and the context, and the reply
-//! object names it as the `server`. While the loan lasts, the scheduler
+//! in its TCB names the reply object and the context, and the context
+//! names it as the thread it is `lent_to` ([`server_of`] finds it from
+//! the reply object's caller). While the loan lasts, the scheduler
 //! charges the server's time to the caller's budget, throttles it when
 //! that budget is gone, and refills it with the caller's period
 //! ([`running_context`]); the server keeps its own priority. The caller's
@@ -19,8 +20,17 @@
 //! loan itself). It ends when the reply object is answered, when the
 //! caller stops waiting (stopped, or its context deleted, which stops
 //! it), when the reply object is deleted, or when the server stops. Then
-//! the server runs on its own context again: re-queued by its own budget
-//! if it was queued, and throttled if it is running with none left.
+//! the server runs on its own context again.
+//!
+//! Whenever the context a runnable server runs on changes, the scheduler
+//! places it by the new one (`place_after_change`): a server waiting to
+//! run (queued, or in no queue while its context was never configured)
+//! is made ready again by the new budget, and a running one keeps the CPU
+//! while the new context has budget and is throttled at once otherwise.
+//! A server that takes a queued Call in a receive of its own is running,
+//! or (after a ReplyRecv's reply ended its last loan and throttled it)
+//! waiting to run; one to which a Call is delivered while it blocks is
+//! made ready by its caller afterwards.
 //!
 //! Why: a VMM calls its VMX for each access to an emulated device and
 //! waits, so the pair's work is serial. With a budget each, every Call
@@ -76,24 +86,57 @@ pub fn server_of(store: &impl ObjectStore, reply: PhysAddr) -> Option<ThreadId> 
     (store.tcb(server).loan == Some(Loan { reply, context })).then_some(server)
 }
 
+/// Lends `context` to `server`, a runnable receiver that has just taken
+/// the queued Call served through `reply`, and places it by that context
+/// ([`place_after_change`]): one that runs on with no budget in the lent
+/// context is throttled at once, and one that waited to run is made
+/// ready by it.
+pub(crate) fn lend_to_receiving(
+    store: &mut impl ObjectStore,
+    scheduler: &mut Scheduler,
+    server: ThreadId,
+    reply: PhysAddr,
+    context: PhysAddr,
+) {
+    place_after_change(store, scheduler, server, |store| begin_loan(store, server, reply, context));
+}
+
 /// Ends the loan made for the Call through `reply`, if there is one: its
-/// server runs on its own context again. A queued runnable server is
-/// re-queued by its own budget; a running one with no budget of its own
-/// left is throttled.
+/// server runs on its own context again (`place_after_change`: one
+/// waiting to run is made ready by its own budget, a running one with no
+/// budget of its own left is throttled).
 pub fn end_loan(store: &mut impl ObjectStore, scheduler: &mut Scheduler, reply: PhysAddr) {
     let Some(server) = server_of(store, reply) else { return };
-    let runnable = store.tcb(server).state == ThreadState::Runnable;
-    let running = runnable && scheduler.current() == Some(server);
-    let queued = runnable && !running && store.tcb(server).is_queued();
-    if queued {
-        scheduler.remove(store, server);
+    place_after_change(store, scheduler, server, |store| give_back(store, server));
+}
+
+/// Runs `change`, which changes the context `thread` runs on, and places
+/// the thread by the context it runs on afterwards. A runnable thread
+/// that is not running leaves its queue first, whatever the queue (the
+/// scheduler finds it by the budget it was queued with), and is made
+/// ready by the new context: the back of its priority's queue, the
+/// release queue, or no queue while that context was never configured.
+/// The running thread keeps the CPU unless the new context has no
+/// budget, which throttles it at once. A blocked thread is in no
+/// scheduler queue either way.
+fn place_after_change<S: ObjectStore>(
+    store: &mut S,
+    scheduler: &mut Scheduler,
+    thread: ThreadId,
+    change: impl FnOnce(&mut S),
+) {
+    let runnable = store.tcb(thread).state == ThreadState::Runnable;
+    let running = runnable && scheduler.current() == Some(thread);
+    let waiting = runnable && !running;
+    if waiting {
+        scheduler.remove(store, thread);
     }
-    give_back(store, server);
-    if queued {
-        scheduler.make_ready(store, server);
-    } else if running && !Scheduler::has_budget(store, server) {
-        scheduler.remove(store, server);
-        scheduler.make_ready(store, server);
+    change(store);
+    if waiting {
+        scheduler.make_ready(store, thread);
+    } else if running && !Scheduler::has_budget(store, thread) {
+        scheduler.remove(store, thread);
+        scheduler.make_ready(store, thread);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Send, Receive, Call and Reply on endpoints.
 
-use super::donation::{begin_loan, end_loan, lendable};
+use super::donation::{begin_loan, end_loan, lend_to_receiving, lendable};
 use super::{EndpointState, MessageInfo, ReceiveSlot, ThreadId, ThreadState};
 use crate::cap::cspace::{self, CPTR_BITS};
 use crate::cap::derivation;
@@ -202,12 +202,14 @@ pub fn receive(
             };
             transfer(store, sender, receiver, badge, can_grant);
             if is_call {
-                // The receiver is running: from now on on the caller's
-                // context if it is passive.
+                // A passive receiver runs on the caller's context from now
+                // on: throttled at once if that has no budget, and made
+                // ready by it if it was waiting to run (the reply of a
+                // ReplyRecv ended its last loan and throttled it).
                 if let Some(reply) = reply
                     && let Some(context) = lendable(store, sender, receiver)
                 {
-                    begin_loan(store, receiver, reply, context);
+                    lend_to_receiving(store, scheduler, receiver, reply, context);
                 }
                 wait_for_reply(store, scheduler, sender, reply);
                 if reply.is_none() {

@@ -465,3 +465,67 @@ mod faults {
         assert_eq!(world.state(thread(2)), ThreadState::Inactive);
     }
 }
+
+mod donation {
+    use super::*;
+    use crate::sched::SchedContext;
+
+    const OWN_CONTEXT: PhysAddr = PhysAddr::new(0x34_0000);
+    const CALLER_CONTEXT: PhysAddr = PhysAddr::new(0x34_0100);
+    const OTHER_CALLER_CONTEXT: PhysAddr = PhysAddr::new(0x34_0200);
+
+    fn bind(world: &mut World, thread: ThreadId, context: PhysAddr, state: SchedContext) {
+        *world.store.sched_context_mut(context) = SchedContext { bound: Some(thread), ..state };
+        world.store.tcb_mut(thread).sched_context = Some(context);
+    }
+
+    /// A passive server that takes a queued Call lent a context without
+    /// budget (here one never configured, bound to the caller while it
+    /// waited in the queue) stops running at once: it runs on no budget.
+    /// It used to keep the CPU. When that loan ends it is made ready by
+    /// its own context: it used to stay in no queue, runnable and
+    /// forgotten.
+    #[test]
+    fn a_server_borrowing_no_budget_stops_and_runs_again_when_the_loan_ends() {
+        let (server, caller) = (thread(0), thread(1));
+        let mut world = World::new(&[50, 10]);
+        world.store.tcb_mut(server).passive = true;
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(server));
+        call(&mut world.store, &mut world.scheduler, caller, cap(0, Rights::WRITE));
+        bind(&mut world, caller, CALLER_CONTEXT, SchedContext::FRESH);
+        receive(&mut world.store, &mut world.scheduler, server, ENDPOINT, Some(REPLY), true);
+        assert_eq!(world.store.tcb(server).loan, Some(Loan { reply: REPLY, context: CALLER_CONTEXT }));
+        assert_eq!(world.scheduler.current(), None, "no budget to run on");
+        assert!(!world.store.tcb(server).is_queued(), "it waits for the lent context's configuration");
+        stop_thread(&mut world.store, &mut world.scheduler, caller);
+        assert_eq!(world.store.tcb(server).loan, None);
+        assert!(world.store.tcb(server).is_queued(), "ready again on its own (unlimited) context");
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(server));
+    }
+
+    /// A passive server whose own context was never configured answers a
+    /// Call (the loan's end throttles it into no queue) and, in the same
+    /// ReplyRecv, takes the next caller's queued Call: the new loan makes
+    /// it ready by that caller's budget. It used to stay in no queue.
+    #[test]
+    fn a_replier_throttled_by_its_own_context_is_made_ready_by_the_next_loan() {
+        let (server, first, second) = (thread(0), thread(1), thread(2));
+        let mut world = World::new(&[50, 20, 10]);
+        world.store.tcb_mut(server).passive = true;
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(server));
+        receive(&mut world.store, &mut world.scheduler, server, ENDPOINT, Some(REPLY), true);
+        bind(&mut world, server, OWN_CONTEXT, SchedContext::FRESH);
+        bind(&mut world, first, CALLER_CONTEXT, SchedContext::new(500, 1_000, 0));
+        bind(&mut world, second, OTHER_CALLER_CONTEXT, SchedContext::new(500, 1_000, 0));
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(first));
+        call(&mut world.store, &mut world.scheduler, first, cap(0, Rights::WRITE));
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(server), "on the first caller's budget");
+        call(&mut world.store, &mut world.scheduler, second, cap(0, Rights::WRITE));
+        reply(&mut world.store, &mut world.scheduler, server, REPLY, false);
+        assert_eq!(world.scheduler.current(), None, "no budget of its own");
+        receive(&mut world.store, &mut world.scheduler, server, ENDPOINT, Some(REPLY), true);
+        assert_eq!(world.store.tcb(server).loan, Some(Loan { reply: REPLY, context: OTHER_CALLER_CONTEXT }));
+        assert!(world.store.tcb(server).is_queued(), "ready on the second caller's budget");
+        assert_eq!(world.scheduler.schedule(&mut world.store), Some(server));
+    }
+}

@@ -20,8 +20,8 @@
 //! # Operations
 //!
 //! Each operation is a tag byte, read modulo [`TAGS`] (32, so that every
-//! tag had 8 of the 256 byte values; tags 32 to 34, below, took 4 each
-//! from tags 0 to 2), followed by its arguments, one byte each (more
+//! tag had 8 of the 256 byte values; tags 32 to 35, below, took 4 each
+//! from tags 0 to 3), followed by its arguments, one byte each (more
 //! after an escape, below), in [`Op`]'s field order:
 //!
 //! | tag | operation | arguments |
@@ -59,6 +59,11 @@
 //! | 32 | `VCpu` (a VCpu invocation; byte `% 64` = 32) | `vslot` VCpu, a call byte (`% 4`, below), the call's arguments |
 //! | 33 | `Tcb` with BindNotification or UnbindNotification (byte `% 64` = 33) | `slot` TCB, a call byte (even: BindNotification with a `slot` notification; odd: UnbindNotification) |
 //! | 34 | `VmEnter` (VMEnter; byte `% 64` = 34) | RIP, RFLAGS and the event, each a value ([`STATE_VALUES`]`[byte % 32]`), then the length word (`byte % 32`, never escaped) whose top three bits `c` give the controls: 0 none and no deadline, else controls `c - 1` (bit 0 `WAIT`, bit 1 `INTERRUPT_WINDOW`, bit 2 an undefined bit) and a deadline value next ([`STATE_VALUES`]`[byte % 32]`); RSP is 0x8000, the other registers 1 to 16 |
+//! | 35 | `Tcb` with SetPassive (byte `% 64` = 35) | `slot` TCB, the passive word (`byte % 3`: 0, 1, or 2, which is refused; escaped, any word) |
+//!
+//! Tag 35 came with scheduling-context donation, as tags 32 to 34 came
+//! with the VCpu: bytes 35, 99, 163 and 227 name it, and read as tag 3
+//! (Move) before; none of the corpus's inputs used one of them as a tag.
 //!
 //! Tags 32 to 34 came with the VCpu: a tag byte whose value modulo 64
 //! is 32, 33 or 34 names them (bytes 32 to 34, 96 to 98, 160 to 162,
@@ -225,11 +230,15 @@ pub const TAGS: u8 = 32;
 /// The tags that came with the VCpu: a byte whose value modulo 64 is one
 /// of these names it; every other byte is read modulo [`TAGS`], as before.
 pub const VCPU_TAGS: std::ops::Range<u8> = 32..35;
+/// The tag that came with scheduling-context donation (TCB::SetPassive),
+/// named as the VCpu tags are.
+pub const PASSIVE_TAG: u8 = 35;
 
 /// The tag a tag byte names.
 #[must_use]
 pub fn tag_of(byte: u8) -> u8 {
-    if VCPU_TAGS.contains(&(byte % 64)) { byte % 64 } else { byte % TAGS }
+    let wide = byte % 64;
+    if VCPU_TAGS.contains(&wide) || wide == PASSIVE_TAG { wide } else { byte % TAGS }
 }
 
 /// Guest-state values by a value byte's `byte % 32` (VCpu::WriteState):
@@ -654,6 +663,10 @@ fn op(input: &mut Unstructured<'_>, ops: &mut Vec<Op>) -> Result<()> {
             let (controls, deadline) = if controls == 0 { (0, 0) } else { (controls - 1, value(input)?) };
             Op::VmEnter { rsp: 0x8000, rip, rflags, event, deadline, controls, length }
         }
+        35 => Op::Tcb {
+            tcb: slot(input)?,
+            call: TcbCall::SetPassive { passive: word(input, |byte| u64::from(byte % 3))? },
+        },
         30 => {
             let untyped = pslot(input)?;
             let kind = kind(input, |byte| Type(7 + u64::from(byte % 7)))?;

@@ -15,7 +15,7 @@
 //! types::*}` a printed (shrunk) sequence compiles as it is, so a failure
 //! becomes a regression test by one copy (`tests/harness.rs` has some).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kernel_core::cap::Cap as KernelCap;
@@ -38,7 +38,7 @@ use crate::project;
 use crate::spec::threads::{irq_label, number, tcb_label};
 use crate::spec::vcpu::label as vcpu_label;
 use crate::spec::vspace::vspace_label;
-use crate::spec::{Boot, State, Syscall, label};
+use crate::spec::{Boot, Loan, State, Syscall, label};
 
 /// A slot address as CNode invocations take it: `R(i)` is slot `i` of the
 /// root CNode (a 64-bit address from the root thread's CSpace root);
@@ -274,6 +274,12 @@ pub enum TcbCall {
     },
     /// TCB::UnbindNotification.
     UnbindNotification,
+    /// TCB::SetPassive with the word `passive` (1 passive, 0 ordinary,
+    /// anything else refused).
+    SetPassive {
+        /// The passive word.
+        passive: u64,
+    },
 }
 
 /// A VCpu invocation (its extra capabilities are addresses in the
@@ -354,6 +360,7 @@ impl TcbCall {
             }
             TcbCall::BindNotification { notification } => (vcpu_label::BIND_NOTIFICATION, vec![], vec![notification]),
             TcbCall::UnbindNotification => (vcpu_label::UNBIND_NOTIFICATION, vec![], vec![]),
+            TcbCall::SetPassive { passive } => (tcb_label::TCB_SET_PASSIVE, vec![passive], vec![]),
         }
     }
 }
@@ -735,6 +742,7 @@ impl Op {
                 TcbCall::WriteRegisters { .. } => "TCB::WriteRegisters",
                 TcbCall::BindNotification { .. } => "TCB::BindNotification",
                 TcbCall::UnbindNotification => "TCB::UnbindNotification",
+                TcbCall::SetPassive { .. } => "TCB::SetPassive",
             },
             Op::Configure { .. } => "Configure",
             Op::Send { blocking: true, .. } => "Send",
@@ -923,6 +931,8 @@ pub const VCPU_SLOT: u64 = 42;
 /// The root slots of the VCpus of the setup's threads (one each, the
 /// thread in TCB slot `12 + i` runs the one in `43 + i`).
 pub const THREAD_VCPU_SLOTS: std::ops::Range<u64> = 43..46;
+/// The root slot of the scheduling context some setups bind the root to.
+pub const ROOT_SCHED_CONTEXT_SLOT: u64 = 46;
 /// Where the copy maps the frame.
 pub const SETUP_COPY_VADDR: u64 = 0x4000;
 /// Where the setup maps its first frame.
@@ -1176,7 +1186,14 @@ fn tcb_call() -> impl Strategy<Value = TcbCall> {
             .prop_map(|(rip, rsp, rflags)| TcbCall::WriteRegisters { rip, rsp: rsp >> 16, rflags }),
         2 => notification_cptr().prop_map(|notification| TcbCall::BindNotification { notification }),
         1 => Just(TcbCall::UnbindNotification),
+        3 => passive_word().prop_map(|passive| TcbCall::SetPassive { passive }),
     ]
+}
+
+/// A TCB::SetPassive word: mostly 1 (so that Calls find passive servers
+/// and lend them their contexts), often 0, at times one it refuses.
+fn passive_word() -> impl Strategy<Value = u64> {
+    prop_oneof![5 => Just(1_u64), 3 => Just(0_u64), 1 => 2_u64..=u64::MAX]
 }
 
 /// A VCpu capability's address: mostly the setup's.
@@ -1253,9 +1270,11 @@ fn receive_slot() -> impl Strategy<Value = Option<(u64, u64)>> {
 }
 
 /// A reply object's address for a receive: mostly one of the setup's,
-/// at times none or anything.
+/// the first of them most often (a server that receives and replies
+/// through one reply object, so that its ReplyRecv answers the Call it
+/// received and ends the loan the Call made), at times none or anything.
 fn reply_cptr() -> impl Strategy<Value = u64> {
-    prop_oneof![1 => Just(0_u64), 4 => REPLY_SLOTS, 1 => root_cptr(1)]
+    prop_oneof![1 => Just(0_u64), 3 => Just(REPLY_SLOTS.start), 3 => REPLY_SLOTS, 1 => root_cptr(1)]
 }
 
 /// An IPC operation's endpoint: mostly the setup's.
@@ -1398,7 +1417,7 @@ pub fn thread_setup(slot: u64, priority: u64, budget: Option<(u64, u64)>) -> Vec
 /// configured scheduling context, started.
 fn setup_thread(slot: u64) -> impl Strategy<Value = Vec<Op>> {
     let priority = prop::sample::select(vec![50_u64, 100, 100, 200, 254]);
-    let budget = prop_oneof![2 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
+    let budget = prop_oneof![1 => Just(None), 1 => (200_u64..1_000, 1_000_u64..3_000).prop_map(Some)];
     (priority, budget, any::<bool>()).prop_map(move |(priority, budget, in_vspace)| {
         let mut ops = thread_setup(slot, priority, budget);
         if in_vspace {
@@ -1521,11 +1540,16 @@ pub fn vspace_objects() -> Vec<Op> {
 
 /// The setup: the IPC objects, the VSpace objects, a few retypes that
 /// make more objects, then one to three more threads (some in the
-/// setup's VSpace, with an IPC buffer).
+/// setup's VSpace, with an IPC buffer); often a passive server (the root
+/// or the first thread), and in half the setups a configured scheduling
+/// context ([`ROOT_SCHED_CONTEXT_SLOT`]) for the root.
 fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Op>> {
     let threads = (1_u64..=3)
         .prop_flat_map(|count| (THREAD_SLOTS.start..THREAD_SLOTS.start + count).map(setup_thread).collect::<Vec<_>>());
-    (proptest::collection::vec(setup_retype(), retypes), threads).prop_map(|(retypes, threads)| {
+    let passive = prop::sample::select(vec![None, Some(ROOT_TCB_SLOT), Some(ROOT_TCB_SLOT), Some(THREAD_SLOTS.start)]);
+    let root_budget = prop_oneof![1 => Just(None), 1 => (500_u64..2_000, 2_000_u64..4_000).prop_map(Some)];
+    let parts = (proptest::collection::vec(setup_retype(), retypes), threads, passive, root_budget);
+    parts.prop_map(|(retypes, threads, passive, root_budget)| {
         let mut ops = ipc_objects();
         ops.extend(vspace_objects());
         ops.extend(retypes);
@@ -1535,6 +1559,23 @@ fn setup(retypes: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
         let first = THREAD_SLOTS.start;
         ops.push(Op::VCpu { vcpu: VCPU_SLOT, call: VCpuCall::SetTcb { tcb: ROOT_TCB_SLOT } });
         ops.push(Op::Tcb { tcb: first, call: TcbCall::BindNotification { notification: NOTIFICATION_SLOT } });
+        // Often a passive server: the root (in half the setups without a
+        // scheduling context of its own, as seL4's passive servers) or the
+        // first thread, so that Calls from threads with a budget lend it
+        // theirs.
+        if let Some(server) = passive {
+            ops.push(Op::Tcb { tcb: server, call: TcbCall::SetPassive { passive: 1 } });
+        }
+        // In half the setups the root runs on a budget too, so that its Calls
+        // (it makes most) lend a context to a passive thread.
+        if let Some((budget, period)) = root_budget {
+            let context = ROOT_SCHED_CONTEXT_SLOT;
+            ops.extend([
+                Op::retype_root(types::SCHED_CONTEXT, 8, context, 1),
+                Op::Configure { sched_context: context, budget, period },
+                Op::Tcb { tcb: ROOT_TCB_SLOT, call: TcbCall::BindSchedContext { sched_context: context } },
+            ]);
+        }
         ops
     })
 }
@@ -1604,6 +1645,10 @@ pub struct Stats {
     pub skipped: usize,
     /// Calls and ReplyRecvs the kernel's IPC fast path handled.
     pub fast_paths: usize,
+    /// Scheduling contexts lent to passive servers (loans that began).
+    pub loans_begun: usize,
+    /// Loans that ended (given back, or gone with their borrower).
+    pub loans_ended: usize,
     /// How often each operation came back with each result code (the
     /// caller's label afterwards; 0 for a tick; labels above the error
     /// codes, which only messages carry, count as [`MESSAGE_LABEL`]).
@@ -1626,10 +1671,17 @@ impl Stats {
         self.applied += other.applied;
         self.skipped += other.skipped;
         self.fast_paths += other.fast_paths;
+        self.loans_begun += other.loans_begun;
+        self.loans_ended += other.loans_ended;
         for (code, count) in &other.results {
             *self.results.entry(*code).or_default() += count;
         }
     }
+}
+
+/// Every loan of `state`: (borrower, loan).
+fn loans(state: &State) -> BTreeSet<(u64, Loan)> {
+    state.threads.iter().filter_map(|(tcb, thread)| thread.loan.map(|loan| (*tcb, loan))).collect()
 }
 
 /// What one step came to on each side.
@@ -1847,7 +1899,7 @@ fn map_differences<K: Ord + Copy + fmt::Debug, V: PartialEq + fmt::Debug>(
     spec: &BTreeMap<K, V>,
     found: &mut Vec<String>,
 ) {
-    let keys: std::collections::BTreeSet<K> = kernel.keys().chain(spec.keys()).copied().collect();
+    let keys: BTreeSet<K> = kernel.keys().chain(spec.keys()).copied().collect();
     for key in keys {
         let (in_kernel, in_spec) = (kernel.get(&key), spec.get(&key));
         if in_kernel != in_spec {
@@ -1943,6 +1995,7 @@ fn run_recording(ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Viol
 fn run_steps(harness: &mut Harness, ops: &[Op], codes: &mut Vec<Option<u64>>) -> Result<Stats, Violation> {
     let mut stats = Stats::default();
     for (step, op) in ops.iter().enumerate() {
+        let loans_before = loans(harness.spec());
         let Some(Applied { expected, got, fast }) = harness.apply(op) else {
             stats.skipped += 1;
             codes.push(None);
@@ -1951,6 +2004,9 @@ fn run_steps(harness: &mut Harness, ops: &[Op], codes: &mut Vec<Option<u64>>) ->
         codes.push(Some(got));
         stats.applied += 1;
         stats.fast_paths += usize::from(fast);
+        let loans_after = loans(harness.spec());
+        stats.loans_begun += loans_after.difference(&loans_before).count();
+        stats.loans_ended += loans_before.difference(&loans_after).count();
         *stats.results.entry((op.name(), result_bucket(got))).or_default() += 1;
         let mut failures = Vec::new();
         if expected != got {

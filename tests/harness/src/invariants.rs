@@ -23,7 +23,7 @@ pub struct Broken {
 pub type Invariant = (&'static str, fn(&State, &Boot) -> Result<(), String>);
 
 /// Every invariant, in the order they are checked.
-pub const ALL: [Invariant; 38] = [
+pub const ALL: [Invariant; 39] = [
     ("caps_name_live_objects", caps_name_live_objects),
     ("slots_inside_live_containers", slots_inside_live_containers),
     ("objects_aligned", objects_aligned),
@@ -44,6 +44,7 @@ pub const ALL: [Invariant; 38] = [
     ("notification_waiters_mean_nothing_pending", notification_waiters_mean_nothing_pending),
     ("reply_bindings_symmetric", reply_bindings_symmetric),
     ("sched_context_bindings_symmetric", sched_context_bindings_symmetric),
+    ("loans_symmetric", loans_symmetric),
     ("ready_queues_hold_runnable_threads_of_their_priority", ready_queues_hold_runnable_threads_of_their_priority),
     ("release_queue_throttled_in_refill_order", release_queue_throttled_in_refill_order),
     ("sleep_queue_holds_halted_threads_in_wake_order", sleep_queue_holds_halted_threads_in_wake_order),
@@ -553,8 +554,53 @@ pub fn sched_context_bindings_symmetric(state: &State, _boot: &Boot) -> Result<(
     Ok(())
 }
 
+/// A scheduling context is lent to a thread exactly when that thread's
+/// loan names it, and every loan is one a Call made: its reply object is
+/// live and its caller, the context's bound thread, waits on it (the
+/// reply object names that caller), holds no loan itself (loans never
+/// chain) and is not the borrower.
+pub fn loans_symmetric(state: &State, _boot: &Boot) -> Result<(), String> {
+    for (base, context) in &state.sched_contexts {
+        if let Some(borrower) = context.lent_to
+            && state.threads.get(&borrower).and_then(|thread| thread.loan).map(|loan| loan.context) != Some(*base)
+        {
+            return Err(format!("scheduling context {base:#x} is lent to {borrower:#x}, whose loan is not of it"));
+        }
+    }
+    for (tcb, thread) in &state.threads {
+        let Some(loan) = thread.loan else { continue };
+        let Some(context) = state.sched_contexts.get(&loan.context) else {
+            return Err(format!("thread {tcb:#x} borrows {:#x}, which is not a live scheduling context", loan.context));
+        };
+        if context.lent_to != Some(*tcb) {
+            return Err(format!(
+                "thread {tcb:#x} borrows {:#x}, which is lent to {:x?}",
+                loan.context, context.lent_to
+            ));
+        }
+        let Some(reply) = state.replies.get(&loan.reply) else {
+            return Err(format!("thread {tcb:#x}'s loan is for {:#x}, which is not a live reply object", loan.reply));
+        };
+        let Some(caller) = context.bound else {
+            return Err(format!("thread {tcb:#x} borrows {:#x}, which is bound to no caller", loan.context));
+        };
+        let waits = state.threads.get(&caller).map(|thread| thread.state)
+            == Some(ThreadState::BlockedOnReply { reply: loan.reply });
+        if !waits || reply.caller != Some(caller) || caller == *tcb {
+            return Err(format!(
+                "thread {tcb:#x} borrows {:#x} for reply {:#x}, but its caller {caller:#x} does not wait on it",
+                loan.context, loan.reply
+            ));
+        }
+        if state.threads.get(&caller).is_some_and(|thread| thread.loan.is_some()) {
+            return Err(format!("thread {tcb:#x} borrows from {caller:#x}, which holds a loan itself: a chain"));
+        }
+    }
+    Ok(())
+}
+
 /// Ready queue `p` holds only runnable threads of priority `p` that have
-/// budget left (seL4's `valid_queues`).
+/// budget left on the context they run on (seL4's `valid_queues`).
 pub fn ready_queues_hold_runnable_threads_of_their_priority(state: &State, _boot: &Boot) -> Result<(), String> {
     for (priority, queue) in &state.sched.ready {
         if queue.is_empty() {
@@ -576,12 +622,14 @@ pub fn ready_queues_hold_runnable_threads_of_their_priority(state: &State, _boot
 }
 
 /// The release queue holds only runnable threads whose budget is used up,
-/// in the order their budgets are refilled (seL4's `valid_release_q`).
+/// in the order their budgets are refilled (seL4's `valid_release_q`):
+/// the budget of the context each runs on, a lent one for a borrower.
 pub fn release_queue_throttled_in_refill_order(state: &State, _boot: &Boot) -> Result<(), String> {
     let mut last = 0;
     for member in &state.sched.release {
         let Some(thread) = state.threads.get(member) else { continue };
-        let context = thread.sched_context.and_then(|context| state.sched_contexts.get(&context));
+        let running_on = thread.loan.map_or(thread.sched_context, |loan| Some(loan.context));
+        let context = running_on.and_then(|context| state.sched_contexts.get(&context));
         let Some(context) = context.filter(|context| context.remaining == 0 && context.period != 0) else {
             return Err(format!("the release queue holds {member:#x}, which has budget or none configured"));
         };

@@ -22,7 +22,7 @@ use kernel_core::vspace::entry as entry_bit;
 
 use crate::spec::vspace;
 use crate::spec::{
-    AsidPool, Cap, Entry, Info, IrqLine, Kind, Mapping, Notification, Object, ObjectId, Pte, Reply, Resumption,
+    AsidPool, Cap, Entry, Info, IrqLine, Kind, Loan, Mapping, Notification, Object, ObjectId, Pte, Reply, Resumption,
     SchedContext, State, Table, Thread, ThreadState, VCpu,
 };
 
@@ -251,6 +251,7 @@ pub fn project(kernel: &Kernel<MapStore>) -> Result<State, String> {
                         remaining: context.remaining,
                         next_refill: context.next_refill,
                         bound: context.bound.map(id),
+                        lent_to: context.lent_to.map(id),
                     },
                 );
             }
@@ -386,6 +387,8 @@ fn thread(store: &MapStore, thread: ThreadId) -> Result<Thread, String> {
         priority: tcb.priority,
         max_priority: tcb.max_priority,
         sched_context: tcb.sched_context.map(PhysAddr::as_u64),
+        passive: tcb.passive,
+        loan: tcb.loan.map(|loan| Loan { reply: loan.reply.as_u64(), context: loan.context.as_u64() }),
         info: Info { label: tcb.info.label, length: tcb.info.length, caps: tcb.info.caps },
         words: tcb.words.to_vec(),
         badge: tcb.badge,

@@ -17,19 +17,21 @@
 //! NBSend, Recv, NBRecv, ReplyRecv, Signal, Wait, Poll, Yield) with IPC,
 //! capability transfer, notifications and reply objects; the TCB
 //! invocations; SchedControl::Configure; the scheduler's ready and release
-//! queues, budgets and timer ticks ([`threads`]); interrupt lines; address
+//! queues, budgets and timer ticks ([`threads`]); scheduling-context
+//! donation to passive servers ([`donation`]); interrupt lines; address
 //! spaces: paging structures, frames, ASID pools and their invocations
 //! ([`vspace`]). A thread's CSpace root is in its TCB's slot 0, its fault
 //! endpoint in slot 1, its VSpace in slot 2 and its IPC buffer in slot 3.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod donation;
 pub mod threads;
 pub mod vcpu;
 pub mod vspace;
 
 pub use threads::{
-    Info, IrqLine, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState,
+    Info, IrqLine, Loan, Notification, Reply, Resumption, SchedContext, Scheduler, Syscall, Thread, ThreadState,
 };
 pub use vcpu::VCpu;
 pub use vspace::{AsidPool, Mapping, Pte, Table};

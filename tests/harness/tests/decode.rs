@@ -31,7 +31,7 @@ use bulkhead_harness::driver::{
 };
 
 /// Every operation name (`Op::name`): the seed corpus has them all.
-const OPERATION_NAMES: [&str; 49] = [
+const OPERATION_NAMES: [&str; 50] = [
     "Retype",
     "Copy",
     "Mint",
@@ -76,6 +76,7 @@ const OPERATION_NAMES: [&str; 49] = [
     "AsidPool::Assign",
     "TCB::BindNotification",
     "TCB::UnbindNotification",
+    "TCB::SetPassive",
     "VCpu::SetTcb",
     "VCpu::SetSpace",
     "VCpu::ReadState",
@@ -193,6 +194,28 @@ const ADDRESS_SPACE_SEEDS: [(&str, &[u8]); 4] = [
         ],
     ),
 ];
+
+/// The seed of scheduling-context donation, as this file writes it into
+/// the corpus: the root, made a passive server, receives; thread 12 (on a
+/// budget) calls it twice, lending it its context each time; the first
+/// loan ends with the root's reply, the second when the root suspends the
+/// caller.
+const DONATION_SEED: (&str, &[u8]) = (
+    "passive_server_borrows_and_gives_back",
+    &[
+        22, 0, 100, 178, // the IPC setup; thread 12 at 100, budget 600 in 1,200
+        35, 2, 1, // SetPassive: the root, 1
+        35, 2, 2, // SetPassive 2: refused
+        13, 3, 5, 0, // the root receives with reply object 5: thread 12 runs
+        12, 3, 1, 2, 0, // thread 12 calls: the root runs on its context
+        21, 10, 0, // a tick: 100 charged to thread 12's budget
+        15, 3, 5, 2, 1, 0, // ReplyRecv: the context goes back; thread 12 runs
+        12, 3, 1, 0, 0, // it calls again: lent again
+        35, 2, 0, // the root is an ordinary thread from now on (the loan lasts)
+        8, 12, 6, // Suspend thread 12: the loan ends
+        15, 3, 5, 0, 0, 0, // ReplyRecv: nobody to answer; the root receives
+    ],
+);
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ops");
@@ -615,10 +638,11 @@ fn vcpu_operations_decode_to_the_documented_operations() {
     use bulkhead_harness::driver::VCpuCall::{ReadState, SetTcb, WriteState};
     use bulkhead_harness::driver::{GUEST_SPACE_SLOT, VCPU_SLOT};
     // Bytes 32, 96, 160, 224 name tag 32; 33, 97, 161, 225 tag 33; 34,
-    // 98, 162, 226 tag 34; the rest read modulo 32 as before.
+    // 98, 162, 226 tag 34 (and 35, 99, 163, 227 tag 35, SetPassive); the
+    // rest read modulo 32 as before.
     for byte in 0..=u8::MAX {
         let expected = match byte % 64 {
-            tag @ (32..=34) => tag,
+            tag @ (32..=35) => tag,
             _ => byte % TAGS,
         };
         assert_eq!(tag_of(byte), expected, "byte {byte}");
@@ -713,4 +737,31 @@ fn the_vcpu_seed_gets_the_results_its_comments_say() {
     let root = state.threads.values().find(|thread| thread.vcpu.is_some()).expect("the root, with its VCpu");
     assert_eq!((root.info.label, root.info.length, root.words[19]), (0x2_0000, 31, 18));
     assert_eq!(root.wake_at, None);
+}
+
+#[test]
+fn the_donation_seed_is_written_from_this_file_and_lends() {
+    use bulkhead_harness::driver::TcbCall::SetPassive;
+    let (name, bytes) = DONATION_SEED;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ops").join(name);
+    if std::env::var_os("WRITE_SEEDS").is_some() {
+        std::fs::write(&path, bytes).expect("a seed written");
+    }
+    assert_eq!(std::fs::read(&path).expect("the seed"), bytes, "{name} (WRITE_SEEDS=1 writes it)");
+    // Bytes 35, 99, 163 and 227 name tag 35; the passive word wraps at 3.
+    assert_eq!(
+        ops(&[35, 12, 1, 99, 2, 5, 163, 13, 0]),
+        [
+            Tcb { tcb: 12, call: SetPassive { passive: 1 } },
+            Tcb { tcb: 2, call: SetPassive { passive: 2 } },
+            Tcb { tcb: 13, call: SetPassive { passive: 0 } },
+        ]
+    );
+    let decoded = ops(bytes);
+    let setup = ipc_objects().len() + 7;
+    let codes = results(&decoded).unwrap_or_else(|violation| panic!("{violation}"));
+    assert!(codes[..setup].iter().all(|code| *code == Some(0)), "{codes:?}");
+    assert_eq!(codes[setup..setup + 2], [Some(0), Some(4)], "SetPassive 1, then 2 (RangeError)");
+    let stats = run(&decoded).unwrap_or_else(|violation| panic!("{violation}"));
+    assert_eq!((stats.loans_begun, stats.loans_ended), (2, 2), "{:?}", &decoded[setup..]);
 }

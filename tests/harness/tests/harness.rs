@@ -82,6 +82,9 @@ fn random_sequences_refine_the_spec() {
 
 /// The same sequences every time, without shrinking: prints how many
 /// operations ran (and, when something breaks, after how many operations).
+/// With at least the default budget it must also have lent scheduling
+/// contexts to passive servers and ended such loans: otherwise the
+/// donation code was never reached and its checks proved nothing.
 #[test]
 fn fixed_seed_run() {
     let budget = std::env::var("BULKHEAD_HARNESS_OPS").ok().and_then(|ops| ops.parse().ok()).unwrap_or(FIXED_OPS);
@@ -102,9 +105,17 @@ fn fixed_seed_run() {
         found.stats.skipped,
         elapsed.as_secs_f64()
     );
+    println!("{} scheduling contexts lent, {} loans ended", found.stats.loans_begun, found.stats.loans_ended);
     if let Some((number, ops, violation)) = found.violation {
         println!("caught after {} operations (sequence {number})", found.stats.applied);
         panic!("{violation}\nthe sequence: {ops:?}");
+    }
+    if budget >= FIXED_OPS {
+        assert!(
+            found.stats.loans_begun > 0 && found.stats.loans_ended > 0,
+            "no loan both begun and ended in {} operations: the donation code went untested",
+            found.stats.applied
+        );
     }
 }
 

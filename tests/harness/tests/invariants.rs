@@ -2,14 +2,16 @@
 //! invariant one corruption of that state makes it fail.
 
 use bulkhead_harness::driver::TcbCall::{
-    BindNotification, BindSchedContext, Resume, SetIpcBuffer, SetPriority, SetSpace,
+    BindNotification, BindSchedContext, Resume, SetIpcBuffer, SetPassive, SetPriority, SetSpace,
 };
 use bulkhead_harness::driver::{
     BOOT, FRAME_SLOTS, GUEST_SPACE_SLOT, Op, SPARE_PML4_SLOT, SPARE_TABLE_SLOT, TABLE_SLOTS, Type, VCPU_SLOT, VCpuCall,
     VSPACE_SLOT, types, vspace_objects,
 };
 use bulkhead_harness::invariants::{self, AFTER_SCHEDULE, ALL};
-use bulkhead_harness::spec::{Cap, Entry, Error, Kind, Object, ObjectId, Pte, SLOT_BYTES, State, ThreadState, label};
+use bulkhead_harness::spec::{
+    Cap, Entry, Error, Kind, Loan, Object, ObjectId, Pte, SLOT_BYTES, State, ThreadState, label,
+};
 
 const ENDPOINT: u64 = 4;
 const CNODE: u64 = 1;
@@ -63,16 +65,19 @@ fn capabilities() -> State {
 }
 
 /// Threads (TCB slot, priority).
-const THREADS: [(u64, u64); 5] = [(12, 200), (13, 100), (14, 50), (15, 50), (16, 50)];
+const THREADS: [(u64, u64); 6] = [(12, 200), (13, 100), (14, 50), (15, 50), (16, 50), (17, 60)];
 
 /// [`capabilities`], then the random setups' VSpace objects
-/// ([`vspace_objects`]: a VSpace with a frame mapped), a reply object
-/// (slot 9), a notification (slot 10), a scheduling context (slot 18) and
-/// five more threads ([`THREADS`]; slot 15's runs in the VSpace with the
-/// mapped frame as its IPC buffer): the root receives on endpoint 3 with the reply object,
-/// the thread of slot 12 receives there too, the one of slot 13 waits on
-/// the notification, the one of slot 14 ran out of its budget (the
-/// release queue), slot 15's runs and slot 16's is ready.
+/// ([`vspace_objects`]: a VSpace with a frame mapped), reply objects
+/// (slots 9 and 11), a notification (slot 10), a scheduling context
+/// (slot 18) and six more threads ([`THREADS`]; slot 15's runs in the
+/// VSpace with the mapped frame as its IPC buffer): the root receives on
+/// endpoint 3 with the reply object of slot 9, the thread of slot 12
+/// receives there too, the one of slot 13 waits on the notification, the
+/// one of slot 14 (on the scheduling context) called slot 17's, a passive
+/// server with no context of its own, which borrowed slot 14's context
+/// and ran out of its budget (the release queue), slot 15's runs and slot
+/// 16's is ready.
 fn sound() -> State {
     let mut state = capabilities();
     for op in vspace_objects() {
@@ -80,6 +85,7 @@ fn sound() -> State {
     }
     let retype = |kind: Type, size_bits: u64, offset: u64| Op::retype_root(kind, size_bits, offset, 1);
     step(&mut state, retype(types::REPLY, 0, 9));
+    step(&mut state, retype(types::REPLY, 0, 11));
     step(&mut state, retype(types::NOTIFICATION, 0, 10));
     step(&mut state, retype(types::SCHED_CONTEXT, 8, 18));
     step(&mut state, Op::Configure { sched_context: 18, budget: 100, period: 1_000 });
@@ -94,13 +100,19 @@ fn sound() -> State {
             step(&mut state, Op::Tcb { tcb: slot, call: SetSpace { cnode: 0, vspace: Some(VSPACE_SLOT) } });
             step(&mut state, Op::Tcb { tcb: slot, call: SetIpcBuffer { frame: FRAME_SLOTS.start } });
         }
+        if slot == 17 {
+            step(&mut state, Op::Tcb { tcb: slot, call: SetPassive { passive: 1 } });
+        }
         step(&mut state, Op::Tcb { tcb: slot, call: Resume });
     }
-    // The root, then slot 12's thread, receive; slot 13's waits; slot 14's
-    // runs until its budget is gone; slot 15's runs.
+    // The root, then slot 12's thread, receive; slot 13's waits; slot
+    // 17's receives on endpoint 4; slot 14's calls it there, and it runs
+    // on slot 14's context until its budget is gone; slot 15's runs.
     step(&mut state, Op::Recv { cptr: 3, reply: 9, slot: None, blocking: true });
     step(&mut state, Op::Recv { cptr: 3, reply: 0, slot: None, blocking: true });
     step(&mut state, Op::Wait { cptr: 10, blocking: true });
+    step(&mut state, Op::Recv { cptr: 4, reply: 11, slot: None, blocking: true });
+    step(&mut state, Op::IpcCall { cptr: 4, label: 0, words: 0, grant: None });
     step(&mut state, Op::Tick { ticks: 150, slice_ended: false });
     // The VSpace objects' VCpu runs on slot 13's thread, which has the
     // notification bound too; a field written.
@@ -143,11 +155,11 @@ fn the_sound_state_keeps_every_invariant() {
     let state = sound();
     assert_eq!(broken(&state), Vec::<&str>::new());
     // The boot state's 6 and `capabilities`' 6, the two boot capabilities
-    // the VSpace objects come from and their 16, the reply object, notification
-    // and scheduling context, each thread's TCB and CSpace root, slot
-    // 15's thread's VSpace and IPC buffer, and the VCpu and the copy of the
-    // GuestSpace in its slot.
-    assert_eq!(state.slots.len(), 12 + 2 + 16 + 3 + 5 * 2 + 2 + 2, "{:#?}", state.slots);
+    // the VSpace objects come from and their 16, the two reply objects,
+    // notification and scheduling context, each thread's TCB and CSpace
+    // root, slot 15's thread's VSpace and IPC buffer, and the VCpu and the
+    // copy of the GuestSpace in its slot.
+    assert_eq!(state.slots.len(), 12 + 2 + 16 + 4 + 6 * 2 + 2 + 2, "{:#?}", state.slots);
     let vcpu = base(&state, VCPU_SLOT);
     assert_eq!(state.vcpus[&vcpu].tcb, Some(tcb(&state, 13)));
     assert_eq!(state.vcpus[&vcpu].fields[0], 0x7c00);
@@ -166,7 +178,14 @@ fn the_sound_state_keeps_every_invariant() {
     let root = BOOT.root_tcb;
     assert_eq!(state.endpoints.values().find(|queue| !queue.is_empty()), Some(&vec![root, tcb(&state, 12)]));
     assert_eq!(state.notifications.values().next().map(|state| state.waiters.clone()), Some(vec![tcb(&state, 13)]));
-    assert_eq!(state.sched.release, vec![tcb(&state, 14)]);
+    assert_eq!(state.sched.release, vec![tcb(&state, 17)]);
+    let (caller, server, context) = (tcb(&state, 14), tcb(&state, 17), base(&state, 18));
+    let reply = base(&state, 11);
+    assert_eq!(state.threads[&server].loan, Some(Loan { reply, context }), "slot 17's borrows slot 14's context");
+    assert_eq!(state.threads[&server].sched_context, None);
+    assert_eq!(state.sched_contexts[&context].lent_to, Some(server));
+    assert_eq!(state.threads[&caller].state, ThreadState::BlockedOnReply { reply });
+    assert_eq!(state.sched_contexts[&context].remaining, 0);
     assert_eq!(state.sched.current, Some(tcb(&state, 15)));
     assert_eq!(state.sched.ready.get(&50), Some(&vec![tcb(&state, 16)]));
     // Thread 13, waiting on its notification, may sleep until a deadline
@@ -181,13 +200,13 @@ fn the_sound_state_keeps_every_invariant() {
 #[test]
 fn every_invariant_catches_its_corruption() {
     let endpoint = sound().cap(slot(3)).expect("an endpoint").object();
-    let corruptions: [(&str, Corruption); 40] = [
+    let corruptions: [(&str, Corruption); 41] = [
         ("caps_name_live_objects", |state, endpoint| {
             state.objects.remove(&endpoint);
         }),
         ("slots_inside_live_containers", |state, _| {
             let stray = Entry { cap: state.cap(slot(4)).expect("a cap"), parent: None, original: false };
-            state.slots.insert(BOOT.untyped_base + 0x3000, stray);
+            state.slots.insert(BOOT.untyped_base + 0x3800, stray);
         }),
         ("objects_aligned", |state, _| {
             let misaligned = ObjectId { base: BOOT.untyped_base + 0x2008, kind: Kind::Endpoint, size_bits: 6 };
@@ -220,7 +239,7 @@ fn every_invariant_catches_its_corruption() {
             entry(state, 8).cap = Cap::Endpoint { base: endpoint.base, badge: 6, rights: 0b10 };
         }),
         ("live_objects_have_caps", |state, _| {
-            let orphan = ObjectId { base: BOOT.untyped_base + 0x3000, kind: Kind::Endpoint, size_bits: 6 };
+            let orphan = ObjectId { base: BOOT.untyped_base + 0x3800, kind: Kind::Endpoint, size_bits: 6 };
             state.objects.insert(orphan, Object { untyped: None });
         }),
         ("no_cap_to_kernel_memory", |state, _| {
@@ -254,6 +273,11 @@ fn every_invariant_catches_its_corruption() {
         }),
         ("sched_context_bindings_symmetric", |state, _| {
             state.sched_contexts.values_mut().for_each(|context| context.bound = None);
+        }),
+        ("loans_symmetric", |state, _| {
+            // The caller's loan given back on one side only.
+            let server = tcb(state, 17);
+            state.threads.get_mut(&server).expect("a thread").loan = None;
         }),
         ("ready_queues_hold_runnable_threads_of_their_priority", |state, _| {
             let ready = tcb(state, 16);

@@ -6,8 +6,10 @@
 //! cargo run --release -p bulkhead-harness --bin long-run -- [--ops N] [--seed S]
 //! ```
 //!
-//! Every ~10 s and at the end it prints the operations applied, the
-//! sequences, the seconds, operations per second and the violations, and
+//! Every ~10 s and at the end it prints the operations applied (and
+//! skipped, taken by the IPC fast path, and the scheduling-context loans
+//! begun and ended), the sequences, the seconds, operations per second and
+//! the violations, and
 //! at the end the code paths reached: per operation kind how many ran and
 //! succeeded, per result code how often it came back (and the error
 //! codes that never did). A violation is printed with its sequence and
@@ -70,8 +72,8 @@ fn progress(stats: &Stats, sequences: usize, elapsed: Duration, violations: usiz
     #[expect(clippy::cast_precision_loss, reason = "a rate to print")]
     let rate = stats.applied as f64 / seconds.max(f64::EPSILON);
     println!(
-        "{} operations ({} skipped, {} through the IPC fast path), {sequences} sequences, {seconds:.1} s, {rate:.0} operations/s, {violations} violations",
-        stats.applied, stats.skipped, stats.fast_paths
+        "{} operations ({} skipped, {} through the IPC fast path, {} loans begun, {} ended), {sequences} sequences, {seconds:.1} s, {rate:.0} operations/s, {violations} violations",
+        stats.applied, stats.skipped, stats.fast_paths, stats.loans_begun, stats.loans_ended
     );
 }
 

@@ -123,8 +123,16 @@ pub struct Thread {
     pub priority: u8,
     /// The highest priority it may give a thread as an authority.
     pub max_priority: u8,
-    /// The scheduling context it runs on.
+    /// The scheduling context bound to it: the one it runs on unless it
+    /// holds a [`Loan`].
     pub sched_context: Option<u64>,
+    /// A passive server (TCB::SetPassive): a Call delivered to it with a
+    /// reply object lends it the caller's scheduling context
+    /// ([`super::donation`]).
+    pub passive: bool,
+    /// The scheduling context a caller lent it for the Call it serves,
+    /// until that Call's reply: the one it runs on meanwhile.
+    pub loan: Option<Loan>,
     /// Its current message's info word.
     pub info: Info,
     /// Its message buffer ([`MESSAGE_WORDS`] words).
@@ -156,6 +164,8 @@ impl Thread {
             priority: 0,
             max_priority: 0,
             sched_context: None,
+            passive: false,
+            loan: None,
             info: Info::default(),
             words: vec![0; MESSAGE_WORDS],
             badge: 0,
@@ -208,8 +218,21 @@ pub struct SchedContext {
     pub remaining: u64,
     /// When the budget is next refilled.
     pub next_refill: u64,
-    /// The thread running on it.
+    /// The thread bound to it: the one that runs on it, unless it is lent.
     pub bound: Option<u64>,
+    /// The passive server it is lent to while its bound thread waits for
+    /// that server's reply ([`super::donation`]).
+    pub lent_to: Option<u64>,
+}
+
+/// A caller's scheduling context lent to the passive server that serves
+/// its Call ([`super::donation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loan {
+    /// The reply object whose answer ends the loan.
+    pub reply: u64,
+    /// The caller's scheduling context (still bound to the caller).
+    pub context: u64,
 }
 
 /// The scheduler's state.
@@ -264,11 +287,12 @@ impl State {
         self.threads.get_mut(&tcb).expect("a live thread")
     }
 
-    /// Whether `thread` has budget left (threads without a scheduling
-    /// context always have).
+    /// Whether `thread` has budget left on the scheduling context it runs
+    /// on, its own or a lent one ([`State::running_context`]; threads
+    /// without either always have).
     #[must_use]
     pub fn has_budget(&self, thread: u64) -> bool {
-        self.thread(thread).sched_context.is_none_or(|context| self.sched_contexts[&context].remaining > 0)
+        self.running_context(thread).is_none_or(|context| self.sched_contexts[&context].remaining > 0)
     }
 
     /// Whether `thread` is in any queue: ready, release, endpoint or
@@ -281,15 +305,16 @@ impl State {
             || self.notifications.values().any(|state| state.waiters.contains(&thread))
     }
 
-    /// Whether `thread` runs on a scheduling context never configured.
+    /// Whether `thread` runs on a scheduling context (its own or a lent
+    /// one) never configured.
     #[must_use]
     pub fn awaits_configuration(&self, thread: u64) -> bool {
-        self.thread(thread).sched_context.is_some_and(|context| self.sched_contexts[&context].period == 0)
+        self.running_context(thread).is_some_and(|context| self.sched_contexts[&context].period == 0)
     }
 
-    /// The time at which `thread`'s budget is refilled next.
+    /// The time at which the budget `thread` runs on is refilled next.
     fn refill_time(&self, thread: u64) -> u64 {
-        self.thread(thread).sched_context.map_or(0, |context| self.sched_contexts[&context].next_refill)
+        self.running_context(thread).map_or(0, |context| self.sched_contexts[&context].next_refill)
     }
 
     /// A runnable thread joins the back of its priority's ready queue, or
@@ -375,15 +400,16 @@ impl State {
         if slice_ended { self.yield_current() } else { self.schedule() }
     }
 
-    /// Charges the running thread up to `now`: all the ticks since it was
-    /// last charged, or, when its budget was refilled now, only those since
-    /// the refill's period began.
+    /// Charges the running thread up to `now`, on the context it runs on
+    /// (a passive server serving a Call: its caller's): all the ticks since
+    /// it was last charged, or, when its budget was refilled now, only those
+    /// since the refill's period began.
     fn account(&mut self, now: u64) {
         let since = self.sched.charged_until;
         self.sched.charged_until = now;
         let Some(current) = self.sched.current else { return };
-        let Some(context) = self.thread(current).sched_context else { return };
-        let state = self.sched_contexts.get_mut(&context).expect("a bound scheduling context");
+        let Some(context) = self.running_context(current) else { return };
+        let state = self.sched_contexts.get_mut(&context).expect("a live scheduling context");
         let charged_from = if refill_if_due(state, now) { since.max(state.next_refill - state.period) } else { since };
         state.remaining = state.remaining.saturating_sub(now.saturating_sub(charged_from));
         if state.remaining == 0 {
@@ -393,11 +419,12 @@ impl State {
     }
 
     /// Refills every budget in the release queue whose refill time has
-    /// come, in queue order, and makes its thread ready.
+    /// come (the one each thread runs on), in queue order, and makes its
+    /// thread ready.
     fn release_due(&mut self, now: u64) {
         self.wake_sleepers(now);
         while let Some(&thread) = self.sched.release.first() {
-            let Some(context) = self.thread(thread).sched_context else { break };
+            let Some(context) = self.running_context(thread) else { break };
             if self.sched_contexts[&context].next_refill > now {
                 break;
             }
@@ -447,7 +474,9 @@ impl State {
 
     /// Takes `thread` out of whatever it waits in (the sleep queue too) and
     /// off the scheduler, and makes it inactive; a blocked call restarts
-    /// when it resumes.
+    /// when it resumes. A caller that stops waiting for its reply takes
+    /// back the context it lent; a server that stops gives back the one
+    /// lent to it.
     pub fn stop_thread(&mut self, thread: u64) {
         self.cancel_sleep(thread);
         let state = self.thread(thread).state;
@@ -466,11 +495,14 @@ impl State {
                 waiters.retain(|member| *member != thread);
             }
             ThreadState::BlockedOnReply { reply } => {
+                self.end_loan(reply);
                 self.replies.get_mut(&reply).expect("the reply object").caller = None;
             }
             ThreadState::Runnable => self.unschedule(thread),
             ThreadState::Sleeping | ThreadState::Inactive => {}
         }
+        // Stopped, it is in no scheduler queue whatever context it had.
+        self.give_back(thread);
         self.thread_mut(thread).state = ThreadState::Inactive;
     }
 
@@ -487,8 +519,10 @@ impl State {
 
     /// What the kernel undoes when the last capability to `object` goes:
     /// waiters on an endpoint or notification, and the caller and receiver
-    /// of a reply object, wake with `InvalidCapability`; a thread stops and
-    /// leaves its scheduling context; a scheduling context stops its thread.
+    /// of a reply object, wake with `InvalidCapability` (a context lent for
+    /// the reply object's Call is given back first); a thread stops and
+    /// leaves its scheduling context; a scheduling context stops its thread
+    /// (which takes back a loan of it).
     pub(super) fn finalise(&mut self, cap: Cap) {
         let base = cap.object().base;
         self.unbind_on_delete(cap);
@@ -504,6 +538,7 @@ impl State {
                 }
             }
             Cap::Reply { .. } => {
+                self.end_loan(base);
                 let reply = self.replies[&base];
                 for thread in [reply.caller, reply.receiver].into_iter().flatten() {
                     self.wake_with_error(thread, Error::InvalidCapability);
@@ -759,7 +794,7 @@ impl State {
 
     /// Sends `sender`'s message to `endpoint` with `badge`: to the first
     /// waiting receiver, or (blocking) into the queue; a Call then waits for
-    /// the reply.
+    /// the reply (and may lend a passive receiver its context).
     fn send(&mut self, sender: u64, endpoint: u64, badge: u64, can_grant: bool, blocking: bool, is_call: bool) {
         let receiver = self.endpoints[&endpoint]
             .first()
@@ -773,6 +808,9 @@ impl State {
             }
             self.deliver(sender, receiver, badge, can_grant);
             self.thread_mut(receiver).state = ThreadState::Runnable;
+            if is_call && let Some(reply) = reply {
+                self.lend_for_call(sender, receiver, reply);
+            }
             self.make_ready(receiver);
             if is_call {
                 self.wait_for_reply(sender, reply);
@@ -846,6 +884,9 @@ impl State {
                     };
                     self.deliver(sender, thread, badge, can_grant);
                     if is_call {
+                        if let Some(reply) = reply {
+                            self.lend_for_call(sender, thread, reply);
+                        }
                         self.wait_for_reply(sender, reply);
                         if reply.is_none() {
                             self.make_ready(sender);
@@ -894,7 +935,8 @@ impl State {
     }
 
     /// ReplyRecv: replies through the reply object (no capability goes
-    /// back), then receives on the endpoint with it.
+    /// back; a context lent for the Call goes back to its caller), then
+    /// receives on the endpoint with it.
     fn reply_recv(&mut self, thread: u64, call: &Syscall) -> Result<(), Error> {
         let reply = self.reply_object(thread, call.reply, false)?;
         if usize::from(call.length) > MESSAGE_WORDS {
@@ -902,6 +944,7 @@ impl State {
         }
         self.thread_mut(thread).info = Info { label: call.label, length: call.length, caps: 0 };
         if let Some(caller) = self.replies[&reply].caller {
+            self.end_loan(reply);
             self.replies.get_mut(&reply).expect("the reply object").caller = None;
             if self.thread(caller).state == (ThreadState::BlockedOnReply { reply }) {
                 self.deliver(thread, caller, 0, false);
@@ -1055,6 +1098,16 @@ impl State {
                 }
                 Ok(())
             }
+            tcb_label::TCB_SET_PASSIVE => {
+                // Only Calls delivered from now on look at it: a loan
+                // already made lasts until its reply.
+                self.thread_mut(target).passive = match word(0)? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(Error::RangeError),
+                };
+                Ok(())
+            }
             tcb_label::TCB_RESUME => {
                 if self.thread(target).state == ThreadState::Inactive {
                     self.thread_mut(target).state = ThreadState::Runnable;
@@ -1071,7 +1124,9 @@ impl State {
     }
 
     /// SchedControl::Configure: `budget, period`; extra capability 0 the
-    /// scheduling context. Its bound thread, if runnable, re-queues.
+    /// scheduling context. The thread that runs on it, if runnable,
+    /// re-queues: the passive server it is lent to, or else its bound
+    /// thread.
     pub(super) fn configure(&mut self, label: u64, words: &[u64], extra: &[Option<u64>]) -> Result<(), Error> {
         if label != tcb_label::SCHED_CONTROL_CONFIGURE {
             return Err(Error::IllegalOperation);
@@ -1089,13 +1144,14 @@ impl State {
         if budget < MIN_BUDGET || period < budget {
             return Err(Error::RangeError);
         }
-        let bound = self.sched_contexts[&context].bound;
-        let runnable = bound.filter(|thread| self.thread(*thread).is_runnable());
+        let SchedContext { bound, lent_to, .. } = self.sched_contexts[&context];
+        let runnable = lent_to.or(bound).filter(|thread| self.thread(*thread).is_runnable());
         if let Some(thread) = runnable {
             self.unschedule(thread);
         }
         let next_refill = self.sched.now.saturating_add(period);
-        self.sched_contexts.insert(context, SchedContext { budget, period, remaining: budget, next_refill, bound });
+        let configured = SchedContext { budget, period, remaining: budget, next_refill, bound, lent_to };
+        self.sched_contexts.insert(context, configured);
         if let Some(thread) = runnable {
             self.make_ready(thread);
         }
