@@ -55,6 +55,10 @@ pub const fn describe_words(count: usize) -> usize {
 }
 /// ISA interrupt lines: 0..16.
 pub const ISA_LINES: u8 = 16;
+/// The ISA lines the VMM's board drives itself (the PIT's 0, the
+/// cascade's 2, the RTC's 8, the ACPI SCI's 9): a described device may
+/// not drive them, or its levels would fight the board's.
+pub const BOARD_LINES: [u8; 4] = [0, 2, 8, 9];
 
 /// The bytes of a guest access: what a port or memory access can move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,7 +255,8 @@ pub enum BadReply {
     /// A description of another protocol version.
     Version,
     /// A device of an unknown kind, an empty or wrapping range, a port
-    /// range past 0xFFFF, a line past 15, or more than [`MAX_DEVICES`].
+    /// range past 0xFFFF, a line past 15 or one of the board's
+    /// ([`BOARD_LINES`]), or more than [`MAX_DEVICES`].
     BadDevice,
     /// Two described devices overlap.
     Overlap,
@@ -364,7 +369,7 @@ impl Devices {
     /// [`BadReply::Overlap`] when it overlaps a device already listed.
     pub fn push(&mut self, device: Device) -> Result<(), BadReply> {
         let last = device.last().ok_or(BadReply::BadDevice)?;
-        if device.line >= ISA_LINES {
+        if device.line >= ISA_LINES || BOARD_LINES.contains(&device.line) {
             return Err(BadReply::BadDevice);
         }
         let overlaps = self.iter().any(|other| {

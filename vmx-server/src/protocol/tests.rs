@@ -119,6 +119,10 @@ fn bad_descriptions_are_refused() {
     assert_eq!(with(3, 0xfffc), Err(BadReply::BadDevice), "ports past 0xFFFF");
     assert_eq!(with(4, 0), Err(BadReply::BadDevice), "an empty range");
     assert_eq!(with(5, 16), Err(BadReply::BadDevice), "no ISA line 16");
+    for line in BOARD_LINES {
+        assert_eq!(with(5, u64::from(line)), Err(BadReply::BadDevice), "the board drives line {line}");
+    }
+    assert!(with(5, 3).is_ok() && with(5, 15).is_ok());
     let mut twice = Devices::new();
     twice.push(disk(0xfeb0_0000, 5)).expect("valid");
     assert_eq!(twice.push(disk(0xfeb0_01ff, 6)), Err(BadReply::Overlap));
