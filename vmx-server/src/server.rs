@@ -307,28 +307,27 @@ impl<R: GuestRam, B: BlockBackend, S: LineSink> GuestDevices<R, B, S> {
     }
 
     fn drain_hvc(&mut self) {
-        let mut bytes = [0; 64];
-        loop {
-            let count = self.hvc.device_mut().drain_output(&mut bytes);
-            if count == 0 {
-                break;
-            }
-            for byte in bytes.iter().take(count) {
-                self.hvc_lines.push(*byte, &mut Prefixed(&mut self.sink));
-            }
-        }
+        let hvc = self.hvc.device_mut();
+        drain_into(|bytes| hvc.drain_output(bytes), &mut self.hvc_lines, &mut Prefixed(&mut self.sink));
     }
 
     fn drain_console(&mut self) {
-        let mut bytes = [0; 64];
-        loop {
-            let count = self.uart.drain_output(&mut bytes);
-            if count == 0 {
-                break;
-            }
-            for byte in bytes.iter().take(count) {
-                self.console.push(*byte, &mut self.sink);
-            }
+        let uart = &mut self.uart;
+        drain_into(|bytes| uart.drain_output(bytes), &mut self.console, &mut self.sink);
+    }
+}
+
+/// Takes a device's transmitted bytes (`drain` fills a buffer and says
+/// how many, 0 when none are left) into `lines`, finished lines to `sink`.
+fn drain_into(mut drain: impl FnMut(&mut [u8]) -> usize, lines: &mut ConsoleLines, sink: &mut dyn LineSink) {
+    let mut bytes = [0; 64];
+    loop {
+        let count = drain(&mut bytes);
+        if count == 0 {
+            break;
+        }
+        for byte in bytes.iter().take(count) {
+            lines.push(*byte, sink);
         }
     }
 }
